@@ -1,0 +1,1 @@
+"""Alembic environment and the schema history (one history for Postgres and SQLite)."""

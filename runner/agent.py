@@ -1,0 +1,87 @@
+"""One runner process: registers with the server, claims jobs when woken, runs up to N at once.
+
+The Celery message only wakes the agent; the job it runs is whatever the server hands out at
+claim time (highest priority first), so duplicate or stale messages cost one empty claim.
+After a job the agent claims again until the server has nothing for it.
+"""
+
+from __future__ import annotations
+
+import logging
+import platform
+import threading
+from collections.abc import Callable
+
+from runner import __version__
+from runner.client import RunnerApi, ServerUnavailable
+from runner.config import RunnerSettings
+from runner.executors.base import Executor
+from runner.job import JobRun
+from runner.spec import RunnerRegistration
+
+logger = logging.getLogger(__name__)
+
+
+class RunnerAgent:
+    def __init__(
+        self, settings: RunnerSettings, executor_factory: Callable[[], Executor], executor_name: str
+    ) -> None:
+        self.settings = settings
+        self.api = RunnerApi(settings.server_url, settings.runner_token)
+        self._executor_factory = executor_factory
+        self._executor_name = executor_name
+        self._slots = threading.BoundedSemaphore(settings.runner_concurrency)
+        self.shutdown = threading.Event()
+        self.runner_id: int | None = None
+        self._lock = threading.Lock()
+
+    def start(self) -> None:
+        self.runner_id = self.api.register(
+            RunnerRegistration(
+                name=self.settings.runner_name,
+                hostname=platform.node(),
+                labels=self.settings.runner_labels,
+                concurrency=self.settings.runner_concurrency,
+                version=__version__,
+                executor=self._executor_name,
+            )
+        )
+        logger.info(
+            "registered as runner %s with labels %s", self.runner_id, ",".join(self.settings.runner_labels)
+        )
+        threading.Thread(target=self._heartbeat, name="runner-heartbeat", daemon=True).start()
+        # Jobs queued before this runner existed: look once without waiting for a message.
+        threading.Thread(target=self.work, name="startup-claim", daemon=True).start()
+
+    def stop(self) -> None:
+        self.shutdown.set()
+
+    def work(self) -> int:
+        """Claim and run jobs until the server has none for us or all slots are busy."""
+        ran = 0
+        while not self.shutdown.is_set() and self.runner_id is not None:
+            if not self._slots.acquire(blocking=False):
+                return ran  # every slot is busy; each busy slot claims again when it is done
+            try:
+                claimed = self.api.claim(self.runner_id)
+                if claimed is None:
+                    return ran
+                logger.info("running job %s (%s)", claimed.spec.job_id, claimed.spec.repository)
+                JobRun(
+                    self.api, claimed, self._executor_factory(), self.settings.runner_dir, self.shutdown
+                ).run()
+                ran += 1
+            except ServerUnavailable as error:
+                logger.error("server unavailable: %s", error)
+                return ran
+            finally:
+                self._slots.release()
+        return ran
+
+    def _heartbeat(self) -> None:
+        while not self.shutdown.wait(self.settings.runner_heartbeat_seconds):
+            try:
+                if self.runner_id is not None:
+                    self.api.heartbeat(self.runner_id)
+            except Exception:
+                logger.warning("runner heartbeat failed", exc_info=True)

@@ -1,0 +1,103 @@
+"""The runner's side of the runner API: plain HTTP with retries, no database anywhere."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import httpx
+from pydantic import BaseModel
+
+from runner import __version__
+from runner.spec import (
+    ClaimedJob,
+    ClaimRequest,
+    HeartbeatReply,
+    JobFinished,
+    LogBatch,
+    RunnerRegistered,
+    RunnerRegistration,
+    StepFinished,
+    StepStarted,
+)
+
+logger = logging.getLogger(__name__)
+
+_RETRY_STATUS = {502, 503, 504}
+
+
+class JobClosedError(Exception):
+    """The server closed this job (lost, timed out, finished): stop and report nothing more."""
+
+
+class ServerUnavailable(Exception):
+    pass
+
+
+class RunnerApi:
+    """Thread-safe (httpx.Client is); one instance per runner process."""
+
+    def __init__(
+        self, server_url: str, runner_token: str, *, retries: int = 5, timeout: float = 30.0
+    ) -> None:
+        self._http = httpx.Client(
+            base_url=server_url.rstrip("/"),
+            timeout=timeout,
+            headers={"User-Agent": f"greenlight-runner/{__version__}"},
+        )
+        self._runner_token = runner_token
+        self._retries = retries
+
+    def close(self) -> None:
+        self._http.close()
+
+    def register(self, registration: RunnerRegistration) -> int:
+        reply = self._post("/api/runner/register", registration, self._runner_token)
+        return RunnerRegistered.model_validate(reply.json()).runner_id
+
+    def heartbeat(self, runner_id: int) -> None:
+        self._post("/api/runner/heartbeat", ClaimRequest(runner_id=runner_id), self._runner_token)
+
+    def claim(self, runner_id: int) -> ClaimedJob | None:
+        reply = self._post("/api/runner/claim", ClaimRequest(runner_id=runner_id), self._runner_token)
+        return None if reply.status_code == 204 else ClaimedJob.model_validate(reply.json())
+
+    def job_heartbeat(self, job_id: int, job_token: str) -> HeartbeatReply:
+        reply = self._post(f"/api/runner/jobs/{job_id}/heartbeat", None, job_token)
+        return HeartbeatReply.model_validate(reply.json())
+
+    def send_logs(self, job_id: int, job_token: str, batch: LogBatch) -> None:
+        self._post(f"/api/runner/jobs/{job_id}/logs", batch, job_token)
+
+    def step_started(self, job_id: int, job_token: str, report: StepStarted) -> None:
+        self._post(f"/api/runner/jobs/{job_id}/steps/start", report, job_token)
+
+    def step_finished(self, job_id: int, job_token: str, report: StepFinished) -> None:
+        self._post(f"/api/runner/jobs/{job_id}/steps/finish", report, job_token)
+
+    def job_finished(self, job_id: int, job_token: str, report: JobFinished) -> None:
+        self._post(f"/api/runner/jobs/{job_id}/finish", report, job_token)
+
+    def _post(self, path: str, body: BaseModel | None, token: str) -> httpx.Response:
+        content: Any = body.model_dump_json() if body is not None else "{}"
+        headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+        delay = 0.5
+        for attempt in range(self._retries + 1):
+            try:
+                reply = self._http.post(path, content=content, headers=headers)
+            except httpx.TransportError as error:
+                if attempt == self._retries:
+                    raise ServerUnavailable(f"{path}: {error}") from error
+                logger.warning("server unreachable (%s); retrying in %.1fs", error, delay)
+            else:
+                if reply.status_code == 409:
+                    raise JobClosedError(reply.json().get("detail", "job closed"))
+                if reply.status_code not in _RETRY_STATUS:
+                    reply.raise_for_status()
+                    return reply
+                if attempt == self._retries:
+                    raise ServerUnavailable(f"{path}: HTTP {reply.status_code}")
+            time.sleep(delay)
+            delay = min(delay * 2, 10.0)
+        raise AssertionError("unreachable")

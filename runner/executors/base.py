@@ -1,0 +1,58 @@
+"""The executor lifecycle every backend implements, and the result of one step.
+
+Lifecycle for one job, always in this order, from one thread:
+
+    executor.setup(job, workspace)          # once: network, volumes, anything per job
+    for step in job.steps:
+        result = executor.run_step(step, on_line, cancel)   # start → tail → wait → destroy
+    executor.teardown()                     # once, also after errors; safe to call twice
+
+``run_step`` blocks until the step's process has ended and its container (if any) is removed.
+It never raises for the user's failures (non-zero exit, timeout, out of memory, cancel): those
+come back as a ``StepResult``. It raises ``ExecutorError`` for our side's failures (image missing,
+engine unreachable) so that the runner can report the step as ``errored`` with the message.
+
+``cancel`` is set by another thread (heartbeat said cancel, runner shutting down); the executor
+must notice within about a second, kill the step and return ``StepOutcome.cancelled``.
+
+``on_line`` is called from the executor's thread(s) for each complete output line, in order per
+stream; it must be cheap and thread-safe (the reporter only appends to a buffer).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from runner.spec import JobSpec, LogLine, StepOutcome, StepSpec
+
+LineSink = Callable[[LogLine], None]
+
+OUT_OF_MEMORY = "out of memory"
+TIMED_OUT = "timed out"
+CANCELLED = "cancelled"
+
+
+class ExecutorError(Exception):
+    """The executor could not run a step for reasons that are not the user's (Greenlight's fault)."""
+
+
+@dataclass(frozen=True)
+class StepResult:
+    outcome: StepOutcome
+    exit_code: int | None
+    duration_seconds: float
+    reason: str | None = None
+
+
+class Executor(Protocol):
+    name: str
+
+    def setup(self, job: JobSpec, workspace: Path) -> None: ...
+
+    def run_step(self, step: StepSpec, on_line: LineSink, cancel: threading.Event) -> StepResult: ...
+
+    def teardown(self) -> None: ...

@@ -1,0 +1,119 @@
+"""Runs one claimed job from start to end: workspace, steps in order, reports, cleanup.
+
+Per-run state lives in a ``JobRun`` object, never on the Celery task. Whatever happens
+(user failure, our failure, cancel, server closing the job), containers and the workspace
+are removed and the server hears how the job ended, unless it already closed the job.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from runner.client import JobClosedError, RunnerApi, ServerUnavailable
+from runner.executors.base import Executor, ExecutorError, StepResult
+from runner.reporter import Heartbeat, LogShipper
+from runner.spec import ClaimedJob, JobFinished, LogLine, StepFinished, StepOutcome, StepStarted
+from runner.workspace import WorkspaceError, prepare_workspace, remove_workspace
+
+logger = logging.getLogger(__name__)
+
+
+class JobRun:
+    def __init__(
+        self,
+        api: RunnerApi,
+        claimed: ClaimedJob,
+        executor: Executor,
+        work_root: Path,
+        shutdown: threading.Event,
+    ) -> None:
+        self.api = api
+        self.spec = claimed.spec
+        self.token = claimed.job_token
+        self.executor = executor
+        self.work_root = work_root
+        self.cancel = threading.Event()
+        self._shutdown = shutdown
+
+    def run(self) -> StepOutcome:
+        job = self.spec
+        logs = LogShipper(self.api, job.job_id, self.token)
+        heartbeat = Heartbeat(self.api, job.job_id, self.token, job.heartbeat_seconds, self.cancel)
+        deadline = time.monotonic() + job.timeout_seconds
+        watchdog = threading.Thread(target=self._watch, args=(deadline,), daemon=True)
+        watchdog.start()
+        outcome, reason = StepOutcome.errored, "the runner stopped unexpectedly"
+        workspace = self.work_root / "workspaces" / str(job.job_id)
+        try:
+            outcome, reason = self._run_steps(logs)
+            if self.cancel.is_set() and time.monotonic() >= deadline:
+                outcome, reason = (
+                    StepOutcome.timed_out,
+                    f"timed out: the job ran longer than {job.timeout_seconds}s",
+                )
+        finally:
+            self.executor.teardown()
+            remove_workspace(workspace)
+            self._stopped = True
+            logs.stop()
+            heartbeat.stop()
+        if heartbeat.closed or logs.closed.is_set():
+            logger.warning("job %s was closed by the server; not reporting %s", job.job_id, outcome)
+            return outcome
+        if heartbeat.cancel_requested and outcome is not StepOutcome.passed:
+            outcome, reason = StepOutcome.cancelled, "cancelled"
+        self._report(self.api.job_finished, JobFinished(outcome=outcome, reason=reason))
+        return outcome
+
+    def _run_steps(self, logs: LogShipper) -> tuple[StepOutcome, str | None]:
+        job = self.spec
+        try:
+            workspace = prepare_workspace(job, self.work_root)
+            self.executor.setup(job, workspace)
+        except (WorkspaceError, ExecutorError) as error:
+            return StepOutcome.errored, f"could not prepare the job: {error}"
+        for step in job.steps:
+            if self.cancel.is_set():
+                return StepOutcome.cancelled, "cancelled"
+            logs.begin_step(step.index)
+            self._report(self.api.step_started, StepStarted(step_index=step.index))
+            started = time.monotonic()
+            try:
+                result = self.executor.run_step(step, logs.add, self.cancel)
+            except ExecutorError as error:
+                result = StepResult(StepOutcome.errored, None, time.monotonic() - started, str(error))
+                logs.add(LogLine(at=time.time(), stream="system", text=f"greenlight: {error}"))
+            logs.flush()
+            self._report(
+                self.api.step_finished,
+                StepFinished(
+                    step_index=step.index,
+                    outcome=result.outcome,
+                    exit_code=result.exit_code,
+                    duration_seconds=result.duration_seconds,
+                    reason=result.reason,
+                ),
+            )
+            if result.outcome is not StepOutcome.passed:
+                return result.outcome, f"step {step.name!r}: {result.reason or result.outcome.value}"
+        return StepOutcome.passed, None
+
+    def _watch(self, deadline: float) -> None:
+        """Turns the job's deadline and a runner shutdown into a cancel of the running step."""
+        while not self.cancel.is_set() and not getattr(self, "_stopped", False):
+            if time.monotonic() >= deadline or self._shutdown.is_set():
+                self.cancel.set()
+                return
+            time.sleep(0.2)
+
+    def _report(self, send: Callable[[int, str, object], None], report: object) -> None:
+        try:
+            send(self.spec.job_id, self.token, report)
+        except JobClosedError:
+            self.cancel.set()
+        except ServerUnavailable as error:
+            logger.error("job %s: could not report to the server: %s", self.spec.job_id, error)

@@ -1,0 +1,116 @@
+"""Ships a step's output to the server in batches while it runs, and the job's heartbeat.
+
+Lines are appended from executor threads; a flusher thread sends them every half second
+(or at 500 lines), numbered per step so a retried batch is stored once.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from runner.client import JobClosedError, RunnerApi, ServerUnavailable
+from runner.spec import LogBatch, LogLine
+
+logger = logging.getLogger(__name__)
+
+FLUSH_SECONDS = 0.5
+MAX_BATCH_LINES = 500
+
+
+class LogShipper:
+    def __init__(self, api: RunnerApi, job_id: int, job_token: str) -> None:
+        self._api = api
+        self._job_id = job_id
+        self._token = job_token
+        self._lock = threading.Lock()
+        self._pending: list[LogLine] = []
+        self._step_index = 0
+        self._seq = 0
+        self._wake = threading.Event()
+        self._stopped = threading.Event()
+        self.closed = threading.Event()  # set when the server says the job is closed
+        self._thread = threading.Thread(target=self._run, name=f"logs-{job_id}", daemon=True)
+        self._thread.start()
+
+    def begin_step(self, step_index: int) -> None:
+        self.flush()
+        with self._lock:
+            self._step_index = step_index
+            self._seq = 0
+
+    def add(self, line: LogLine) -> None:
+        with self._lock:
+            self._pending.append(line)
+            full = len(self._pending) >= MAX_BATCH_LINES
+        if full:
+            self._wake.set()
+
+    def flush(self) -> None:
+        while True:
+            with self._lock:
+                if not self._pending:
+                    return
+                lines, self._pending = self._pending[:MAX_BATCH_LINES], self._pending[MAX_BATCH_LINES:]
+                batch = LogBatch(step_index=self._step_index, seq=self._seq, lines=lines)
+                self._seq += 1
+            self._send(batch)
+
+    def stop(self) -> None:
+        self._stopped.set()
+        self._wake.set()
+        self._thread.join(timeout=30)
+        self.flush()
+
+    def _send(self, batch: LogBatch) -> None:
+        if self.closed.is_set():
+            return
+        try:
+            self._api.send_logs(self._job_id, self._token, batch)
+        except JobClosedError:
+            self.closed.set()
+        except ServerUnavailable:
+            logger.error("job %s: could not ship %d log lines", self._job_id, len(batch.lines))
+
+    def _run(self) -> None:
+        while not self._stopped.is_set():
+            self._wake.wait(FLUSH_SECONDS)
+            self._wake.clear()
+            self.flush()
+
+
+class Heartbeat:
+    """Renews the job's lease; sets ``cancel`` when the server asks, or when the job is closed."""
+
+    def __init__(
+        self, api: RunnerApi, job_id: int, job_token: str, every: float, cancel: threading.Event
+    ) -> None:
+        self._api = api
+        self._job_id = job_id
+        self._token = job_token
+        self._every = every
+        self._cancel = cancel
+        self.closed = False
+        self.cancel_requested = False
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"heartbeat-{job_id}", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stopped.set()
+        self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        while not self._stopped.wait(self._every):
+            try:
+                reply = self._api.job_heartbeat(self._job_id, self._token)
+            except JobClosedError:
+                logger.warning("job %s was closed by the server; stopping it", self._job_id)
+                self.closed = True
+                self._cancel.set()
+                return
+            except ServerUnavailable:
+                continue
+            if reply.cancel:
+                self.cancel_requested = True
+                self._cancel.set()

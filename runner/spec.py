@@ -1,0 +1,134 @@
+"""The contract between the server and its runners: what a claimed job looks like on the wire.
+
+The server builds a ``JobSpec`` when a runner claims a job; the runner executes it and reports
+back with the ``*Report`` models. Both sides import this module and nothing else from each other
+(``runner`` never imports ``server``). Every field is validated, so a runner that talks to a newer
+or older server fails loudly instead of guessing.
+"""
+
+from __future__ import annotations
+
+import enum
+
+from pydantic import BaseModel, ConfigDict, Field
+
+SHA_PATTERN = r"^[0-9a-f]{40}$"
+
+
+class StepOutcome(enum.StrEnum):
+    """How a step ended, as the runner saw it."""
+
+    passed = "passed"
+    failed = "failed"  # non-zero exit code, or killed for memory ("out of memory")
+    timed_out = "timed_out"
+    cancelled = "cancelled"
+    errored = "errored"  # our fault or the runner's: image missing, Docker down, clone failed
+    skipped = "skipped"  # not run because an earlier step ended the job
+
+
+class Limits(BaseModel):
+    """Resource limits enforced on every container of a job (DESIGN.md decision 4)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    memory_bytes: int = Field(gt=0)
+    cpus: float = Field(gt=0)
+    pids: int = Field(gt=0)
+
+
+class StepSpec(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    index: int = Field(ge=0)
+    name: str
+    image: str
+    # The user's own script from .greenlight.yml, run by ``/bin/sh -e -c`` inside the container.
+    # Values from the webhook payload never appear here: they arrive as environment variables.
+    script: str
+    env: dict[str, str] = Field(default_factory=dict)
+    timeout_seconds: int = Field(gt=0)
+
+
+class JobSpec(BaseModel):
+    """Everything a runner needs to run one job, and nothing it may not see."""
+
+    model_config = ConfigDict(frozen=True)
+
+    job_id: int
+    build_id: int
+    repository: str  # OWNER/NAME
+    # From the registered repository, never from a webhook payload (DESIGN.md decision 5).
+    clone_url: str
+    commit_sha: str = Field(pattern=SHA_PATTERN)
+    ref: str
+    steps: list[StepSpec]
+    env: dict[str, str] = Field(default_factory=dict)
+    timeout_seconds: int = Field(gt=0)
+    limits: Limits
+    # How often the runner must renew its lease (heartbeat), in seconds.
+    heartbeat_seconds: float = Field(gt=0)
+
+
+class ClaimRequest(BaseModel):
+    runner_id: int
+
+
+class ClaimedJob(BaseModel):
+    """The server's answer to a successful claim: the job and the token that speaks for it."""
+
+    job_token: str
+    spec: JobSpec
+
+
+class RunnerRegistration(BaseModel):
+    name: str = Field(min_length=1, max_length=200)
+    hostname: str = Field(max_length=200)
+    labels: list[str]
+    concurrency: int = Field(ge=1)
+    version: str
+    executor: str
+
+
+class RunnerRegistered(BaseModel):
+    runner_id: int
+
+
+class LogLine(BaseModel):
+    """One line of a step's output. ``at`` is seconds since the epoch, taken on the runner."""
+
+    at: float
+    stream: str = Field(pattern=r"^(stdout|stderr|system)$")
+    text: str
+
+
+class LogBatch(BaseModel):
+    """A batch of lines for one step. ``seq`` numbers batches per step from 0, so a retried
+    upload is stored once."""
+
+    step_index: int = Field(ge=0)
+    seq: int = Field(ge=0)
+    lines: list[LogLine]
+
+
+class StepStarted(BaseModel):
+    step_index: int = Field(ge=0)
+
+
+class StepFinished(BaseModel):
+    step_index: int = Field(ge=0)
+    outcome: StepOutcome
+    exit_code: int | None = None
+    duration_seconds: float = Field(ge=0)
+    reason: str | None = Field(default=None, max_length=2000)
+
+
+class JobFinished(BaseModel):
+    outcome: StepOutcome
+    reason: str | None = Field(default=None, max_length=2000)
+
+
+class HeartbeatReply(BaseModel):
+    """The server's answer to a lease renewal. ``cancel`` asks the runner to stop the job now."""
+
+    cancel: bool = False
+    lease_expires_at: float

@@ -1,0 +1,99 @@
+"""`greenlight runner`: a Celery worker whose queues are its labels and whose task wakes the agent."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+from celery import Celery, signals
+
+from runner.agent import RunnerAgent
+from runner.config import RunnerSettings
+from runner.executors.base import Executor
+
+logger = logging.getLogger(__name__)
+
+JOB_AVAILABLE_TASK = "greenlight.runner.job_available"
+
+
+def label_queue(label: str) -> str:
+    return f"greenlight.jobs.{label}"
+
+
+def choose_executor(settings: RunnerSettings) -> tuple[str, type]:
+    """Docker when asked or when an engine answers; the local shell executor only as a last resort."""
+    if settings.runner_executor in ("docker", "auto"):
+        try:
+            import docker
+
+            docker.from_env().ping()
+            from runner.executors.docker import DockerExecutor
+
+            return "docker", DockerExecutor
+        except Exception as error:
+            if settings.runner_executor == "docker":
+                raise SystemExit(
+                    f"GREENLIGHT_RUNNER_EXECUTOR=docker but the Docker engine does not answer: {error}"
+                ) from None
+    from runner.executors.local import LocalExecutor
+
+    banner = "!" * 78
+    print(
+        f"{banner}\n! WARNING: no Docker engine answers; steps will run as LOCAL PROCESSES on this\n"
+        f"! machine, without container isolation. Use this only for trying Greenlight out.\n{banner}",
+        file=sys.stderr,
+    )
+    return "local", LocalExecutor
+
+
+def make_runner_celery(settings: RunnerSettings, agent: RunnerAgent) -> Celery:
+    celery = Celery("greenlight-runner", broker=settings.broker_url)
+    celery.conf.update(
+        task_ignore_result=True,
+        task_acks_late=True,
+        worker_prefetch_multiplier=1,
+        broker_connection_retry_on_startup=True,
+        broker_transport_options={"visibility_timeout": 3600, "polling_interval": 0.2},
+        worker_hijack_root_logger=False,
+    )
+
+    @celery.task(name=JOB_AVAILABLE_TASK, ignore_result=True)
+    def job_available(job_id: int | None = None) -> int:
+        return agent.work()
+
+    @signals.worker_ready.connect(weak=False)
+    def _register(**_: object) -> None:
+        agent.start()
+
+    @signals.worker_shutting_down.connect(weak=False)
+    def _shutting_down(**_: object) -> None:
+        agent.stop()
+
+    return celery
+
+
+def run_runner(settings: RunnerSettings) -> None:
+    executor_name, executor_class = choose_executor(settings)
+    settings.runner_dir.mkdir(parents=True, exist_ok=True)
+
+    def make_executor() -> Executor:
+        if executor_name == "docker":
+            return executor_class(runner_name=settings.runner_name, pull=settings.runner_pull)
+        return executor_class()
+
+    agent = RunnerAgent(settings, make_executor, executor_name)
+    celery = make_runner_celery(settings, agent)
+    queues = ",".join(label_queue(label) for label in settings.runner_labels)
+    celery.worker_main(
+        [
+            "worker",
+            "--pool=threads",
+            f"--concurrency={settings.runner_concurrency}",
+            f"--queues={queues}",
+            f"--hostname=runner-{settings.runner_name}@%h",
+            "--without-gossip",
+            "--without-mingle",
+            "--without-heartbeat",
+            "--loglevel=INFO",
+        ]
+    )

@@ -1,0 +1,39 @@
+"""The FastAPI application, built by ``create_app`` (nothing is built at import time)."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+from fastapi.responses import PlainTextResponse
+
+from server import __version__
+from server.builds.endpoints import router as builds_router
+from server.config import Settings
+from server.db import make_engine, make_session_factory
+from server.deps import AppState
+from server.queue.runner_api import router as runner_router
+from server.queue.transport import Transport
+from server.web.pages import router as pages_router
+from server.webhooks.endpoints import router as webhooks_router
+from server.worker.celery_app import make_celery
+
+
+def create_app(settings: Settings, transport: Transport | None = None) -> FastAPI:
+    settings.enforce_production_safety()
+    engine = make_engine(settings.database_url)
+    app = FastAPI(title="Greenlight", version=__version__)
+    app.state.greenlight = AppState(
+        settings=settings,
+        engine=engine,
+        session_factory=make_session_factory(engine),
+        transport=transport or Transport(make_celery(settings)),
+    )
+
+    @app.get("/healthz", response_class=PlainTextResponse, include_in_schema=False)
+    def healthz() -> str:
+        return "ok"
+
+    app.include_router(webhooks_router)
+    app.include_router(runner_router)
+    app.include_router(builds_router)
+    app.include_router(pages_router)  # last: its /{owner}/{name} routes catch what is left
+    return app

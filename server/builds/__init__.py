@@ -1,0 +1,1 @@
+"""Builds: created from webhooks, planned into jobs, finished when their jobs are."""

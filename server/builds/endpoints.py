@@ -1,0 +1,74 @@
+"""JSON API for repositories and builds (read-only here; changes go through the CLI and tokens)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Annotated
+
+from fastapi import APIRouter, HTTPException, Query
+from fastapi.responses import StreamingResponse
+
+from server.builds import queries
+from server.builds.schemas import BuildDetailOut, BuildOut, RepositoryOut, build_detail_out, build_out
+from server.deps import SessionDep, StateDep
+from server.models import Job
+from server.repos.service import get_repository
+
+router = APIRouter(prefix="/api", tags=["builds"])
+
+
+@router.get("/repos")
+def list_repositories(session: SessionDep) -> list[RepositoryOut]:
+    return [
+        RepositoryOut(
+            full_name=repository.full_name,
+            clone_url=repository.clone_url,
+            default_branch=repository.default_branch,
+            latest_build=build_out(build) if build else None,
+        )
+        for repository, build in queries.repositories_with_latest_build(session)
+    ]
+
+
+@router.get("/repos/{owner}/{name}/builds")
+def list_builds(
+    owner: str,
+    name: str,
+    session: SessionDep,
+    before: Annotated[int | None, Query(description="only builds with a smaller id (next page)")] = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+) -> list[BuildOut]:
+    repository = get_repository(session, f"{owner}/{name}")
+    if repository is None:
+        raise HTTPException(404, f"repository {owner}/{name} is not registered")
+    return [
+        build_out(build) for build in queries.builds_of(session, repository, before_id=before, limit=limit)
+    ]
+
+
+@router.get("/builds/{build_id}")
+def get_build(build_id: int, session: SessionDep) -> BuildDetailOut:
+    build = queries.build_in_full(session, build_id)
+    if build is None:
+        raise HTTPException(404, f"build {build_id} not found")
+    return build_detail_out(build)
+
+
+@router.get(
+    "/builds/{build_id}/jobs/{job_id}/steps/{step_index}/log",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/plain": {}}}},
+)
+def step_log(build_id: int, job_id: int, step_index: int, state: StateDep) -> StreamingResponse:
+    # The log is streamed with its own session: it may be far larger than memory should hold.
+    with state.session_factory() as session:
+        job = session.get(Job, job_id)
+        if job is None or job.build_id != build_id:
+            raise HTTPException(404, f"job {job_id} of build {build_id} not found")
+
+    def lines() -> Iterator[str]:
+        with state.session_factory() as session:
+            for _at, _stream, text in queries.log_lines(session, job_id, step_index):
+                yield text + "\n"
+
+    return StreamingResponse(lines(), media_type="text/plain; charset=utf-8")

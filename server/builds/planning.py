@@ -1,0 +1,59 @@
+"""Planning, in the background worker: read `.greenlight.yml` at the pushed commit, create jobs."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from pathlib import Path
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from server.builds.service import fail_build
+from server.config import Settings
+from server.git.mirror import FileNotInCommit, GitError, Mirror
+from server.models import Build, BuildState
+from server.pipelines.config import CONFIG_FILE
+from server.pipelines.loader import ConfigError, load_pipeline
+from server.pipelines.plan import plan_jobs
+
+logger = logging.getLogger(__name__)
+
+
+def mirror_for(settings: Settings, clone_url: str) -> Mirror:
+    key = hashlib.sha256(clone_url.encode()).hexdigest()[:24]
+    return Mirror(Path(settings.data_dir) / "mirrors", key, clone_url)
+
+
+def plan_build(session: Session, build_id: int, settings: Settings) -> list[tuple[int, list[str]]]:
+    """Plan a pending build once. Returns the (job id, labels) to announce after commit.
+
+    Idempotent: a build that is no longer pending (planned already, cancelled) is left alone,
+    so a duplicate or re-sent planning message does nothing.
+    """
+    build = session.execute(
+        sa.select(Build).where(Build.id == build_id).with_for_update()
+    ).scalar_one_or_none()
+    if build is None or build.state is not BuildState.pending:
+        return []
+    mirror = mirror_for(settings, build.repository.clone_url)
+    try:
+        mirror.ensure_commit(build.commit_sha)
+        text = mirror.read_file(build.commit_sha, CONFIG_FILE)
+        pipeline = load_pipeline(text)
+    except FileNotInCommit:
+        fail_build(build, BuildState.failed, f"{CONFIG_FILE} not found in commit {build.commit_sha[:12]}")
+        return []
+    except ConfigError as error:
+        fail_build(build, BuildState.failed, f"configuration error:\n{error}")
+        return []
+    except GitError as error:
+        logger.warning("build %s: %s", build_id, error)
+        fail_build(build, BuildState.errored, f"Greenlight could not read the repository: {error}")
+        return []
+
+    jobs = plan_jobs(build, pipeline, settings)
+    session.add_all(jobs)
+    build.state = BuildState.queued
+    session.flush()
+    return [(job.id, list(job.labels)) for job in jobs]

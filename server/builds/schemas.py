@@ -1,0 +1,98 @@
+"""JSON shapes of builds, jobs and steps in the API."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from pydantic import BaseModel, ConfigDict
+
+from server.models import Build, BuildState, JobState, StepState
+
+
+class StepOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    index: int
+    name: str
+    image: str
+    state: StepState
+    exit_code: int | None
+    reason: str | None
+    started_at: dt.datetime | None
+    finished_at: dt.datetime | None
+    duration_seconds: float | None
+    log_url: str = ""
+
+
+class JobOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    name: str
+    state: JobState
+    labels: list[str]
+    priority: int
+    reason: str | None
+    runner_id: int | None
+    queued_at: dt.datetime
+    started_at: dt.datetime | None
+    finished_at: dt.datetime | None
+    duration_seconds: float | None
+    steps: list[StepOut] = []
+
+
+class BuildOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    repository: str
+    number: int
+    event: str
+    ref: str
+    branch: str | None
+    tag: str | None
+    commit_sha: str
+    commit_message: str
+    commit_author: str
+    commit_url: str | None
+    state: BuildState
+    reason: str | None
+    created_at: dt.datetime
+    started_at: dt.datetime | None
+    finished_at: dt.datetime | None
+    duration_seconds: float | None
+    url: str
+
+
+class BuildDetailOut(BuildOut):
+    jobs: list[JobOut]
+
+
+class RepositoryOut(BaseModel):
+    full_name: str
+    clone_url: str
+    default_branch: str
+    latest_build: BuildOut | None
+
+
+def build_out(build: Build) -> BuildOut:
+    return BuildOut.model_validate(_build_fields(build))
+
+
+def build_detail_out(build: Build) -> BuildDetailOut:
+    jobs = []
+    for job in build.jobs:
+        job_out = JobOut.model_validate(job)
+        for step in job_out.steps:
+            step.log_url = f"/api/builds/{build.id}/jobs/{job.id}/steps/{step.index}/log"
+        jobs.append(job_out)
+    return BuildDetailOut.model_validate({**_build_fields(build), "jobs": jobs})
+
+
+def _build_fields(build: Build) -> dict[str, object]:
+    fields = {
+        name: getattr(build, name) for name in BuildOut.model_fields if name not in ("repository", "url")
+    }
+    fields["repository"] = build.repository.full_name
+    fields["url"] = f"/{build.repository.full_name}/builds/{build.number}"
+    return fields

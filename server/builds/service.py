@@ -1,0 +1,85 @@
+"""What happens to a build: created, skipped, failed at planning, finished from its jobs."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from server.models import Build, BuildState, Job, JobState, Repository
+from server.models.base import utcnow
+from server.webhooks.events import PushEvent
+
+# When jobs end differently, the build shows the most telling outcome first.
+_BUILD_STATE_PRECEDENCE: list[tuple[JobState, BuildState]] = [
+    (JobState.failed, BuildState.failed),
+    (JobState.timed_out, BuildState.timed_out),
+    (JobState.errored, BuildState.errored),
+    (JobState.lost, BuildState.errored),
+    (JobState.cancelled, BuildState.cancelled),
+]
+
+
+def next_build_number(session: Session, repository: Repository) -> int:
+    # An UPDATE … RETURNING holds the row lock until commit: numbers never repeat or skip.
+    return session.execute(
+        sa.update(Repository)
+        .where(Repository.id == repository.id)
+        .values(last_build_number=Repository.last_build_number + 1)
+        .returning(Repository.last_build_number)
+    ).scalar_one()
+
+
+def create_push_build(session: Session, repository: Repository, push: PushEvent) -> Build:
+    build = Build(
+        repository_id=repository.id,
+        number=next_build_number(session, repository),
+        event=push.event,
+        ref=push.ref,
+        branch=push.branch,
+        tag=push.tag,
+        commit_sha=push.commit_sha,
+        commit_message=push.commit_message,
+        commit_author=push.commit_author,
+        commit_url=push.commit_url,
+        sender=push.sender,
+        state=BuildState.pending,
+    )
+    if push.skip_requested:
+        build.state = BuildState.skipped
+        build.reason = "skipped: the commit message asks for it ([skip ci] or [ci skip])"
+        build.finished_at = utcnow()
+    session.add(build)
+    session.flush()
+    return build
+
+
+def fail_build(build: Build, state: BuildState, reason: str) -> None:
+    """End a build before any job ran (broken config, unreachable repository)."""
+    build.state = state
+    build.reason = reason
+    build.finished_at = utcnow()
+
+
+def refresh_build_state(session: Session, build_id: int) -> Build:
+    """Recompute a build's state from its jobs. Locks the build row so that two jobs finishing
+    at once cannot both miss that they were the last."""
+    build = session.execute(sa.select(Build).where(Build.id == build_id).with_for_update()).scalar_one()
+    states = [job.state for job in session.scalars(sa.select(Job).where(Job.build_id == build_id))]
+    if not states or build.state.finished:
+        return build
+    if any(state is JobState.running for state in states) or (
+        any(state.finished for state in states) and not all(state.finished for state in states)
+    ):
+        build.state = BuildState.running
+        build.started_at = build.started_at or utcnow()
+        return build
+    if all(state is JobState.queued for state in states):
+        build.state = BuildState.queued
+        return build
+    build.state = BuildState.passed
+    for job_state, build_state in _BUILD_STATE_PRECEDENCE:
+        if job_state in states:
+            build.state = build_state
+            break
+    build.finished_at = utcnow()
+    return build

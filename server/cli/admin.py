@@ -1,0 +1,118 @@
+"""Administrative commands: repositories, tokens, builds (they talk to the database directly,
+so they run where the server's settings are)."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from server.builds import queries
+from server.cli.context import cli_session
+from server.models import ApiToken, TokenKind
+from server.queue.tokens import new_token, token_hash
+from server.repos.service import RepositoryError, add_repository, get_repository
+
+
+@click.group("repo")
+def repo() -> None:
+    """Register repositories."""
+
+
+@repo.command("add")
+@click.argument("full_name")
+@click.option("--clone-url", help="Where to fetch from (default https://github.com/OWNER/NAME.git).")
+@click.option("--default-branch", default="main", show_default=True)
+def repo_add(full_name: str, clone_url: str | None, default_branch: str) -> None:
+    """Register OWNER/NAME so that its webhooks start builds."""
+    try:
+        with cli_session() as session:
+            repository = add_repository(session, full_name, clone_url, default_branch)
+            click.echo(f"registered {repository.full_name} (clone URL {repository.clone_url})")
+    except RepositoryError as error:
+        raise click.ClickException(str(error)) from None
+
+
+@repo.command("list")
+def repo_list() -> None:
+    with cli_session() as session:
+        for repository, build in queries.repositories_with_latest_build(session):
+            latest = f"#{build.number} {build.state.value}" if build else "no builds"
+            click.echo(f"{repository.full_name}\t{repository.clone_url}\t{latest}")
+
+
+@click.group("token")
+def token() -> None:
+    """API and runner tokens."""
+
+
+@token.command("create")
+@click.option("--name", required=True, help="Who or what will use it, e.g. runner-1.")
+@click.option(
+    "--kind", type=click.Choice([kind.value for kind in TokenKind]), default="runner", show_default=True
+)
+def token_create(name: str, kind: str) -> None:
+    """Create a token and print it once (only its hash is stored)."""
+    value = create_token(name, TokenKind(kind))
+    click.echo(value)
+
+
+def create_token(name: str, kind: TokenKind, value: str | None = None) -> str:
+    value = value or new_token("glr" if kind is TokenKind.runner else "glu")
+    with cli_session() as session:
+        session.add(ApiToken(name=name, kind=kind, token_hash=token_hash(value)))
+    return value
+
+
+@click.group("build")
+def build() -> None:
+    """Inspect builds."""
+
+
+@build.command("list")
+@click.argument("full_name")
+@click.option("--limit", default=20, show_default=True)
+def build_list(full_name: str, limit: int) -> None:
+    with cli_session() as session:
+        repository = get_repository(session, full_name)
+        if repository is None:
+            raise click.ClickException(f"{full_name} is not registered")
+        for item in queries.builds_of(session, repository, limit=limit):
+            click.echo(
+                f"#{item.number}\t{item.state.value}\t{item.branch or item.tag}\t{item.commit_sha[:12]}"
+            )
+
+
+@build.command("show")
+@click.argument("full_name")
+@click.argument("number", type=int)
+def build_show(full_name: str, number: int) -> None:
+    with cli_session() as session:
+        repository = get_repository(session, full_name)
+        found = queries.build_by_number(session, repository, number) if repository else None
+        if found is None:
+            raise click.ClickException(f"build {full_name}#{number} not found")
+        click.echo(f"#{found.number} {found.state.value} {found.ref} {found.commit_sha}")
+        if found.reason:
+            click.echo(found.reason)
+        for job in found.jobs:
+            click.echo(f"  job {job.name}: {job.state.value}{' — ' + job.reason if job.reason else ''}")
+            for step in job.steps:
+                duration = f" {step.duration_seconds:.1f}s" if step.duration_seconds is not None else ""
+                click.echo(f"    {step.index} {step.name}: {step.state.value}{duration}")
+
+
+@build.command("logs")
+@click.argument("full_name")
+@click.argument("number", type=int)
+def build_logs(full_name: str, number: int) -> None:
+    with cli_session() as session:
+        repository = get_repository(session, full_name)
+        found = queries.build_by_number(session, repository, number) if repository else None
+        if found is None:
+            raise click.ClickException(f"build {full_name}#{number} not found")
+        for job in found.jobs:
+            for step in job.steps:
+                click.echo(f"--- {job.name} / {step.name} ({step.state.value})")
+                for _at, _stream, text in queries.log_lines(session, job.id, step.index):
+                    sys.stdout.write(text + "\n")

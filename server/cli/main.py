@@ -1,0 +1,23 @@
+"""Entry point of the `greenlight` command."""
+
+from __future__ import annotations
+
+import logging
+
+import click
+
+from server.cli.admin import build, repo, token
+from server.cli.processes import migrate, runner, server, up, worker
+
+
+@click.group()
+def cli() -> None:
+    """Greenlight: self-hosted CI/CD for GitHub repositories."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+for command in (up, server, worker, runner, migrate, repo, token, build):
+    cli.add_command(command)
+
+if __name__ == "__main__":
+    cli()

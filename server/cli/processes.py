@@ -1,0 +1,169 @@
+"""Commands that run Greenlight's processes: server, worker, runner, migrate, and `up` (all of them)."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from server.config import get_settings
+
+
+@click.command("migrate")
+def migrate() -> None:
+    """Bring the database schema to the latest version (Alembic)."""
+    from server.migrate import upgrade_to_head
+
+    settings = get_settings()
+    upgrade_to_head(settings.database_url)
+    click.echo("database is at the latest schema")
+
+
+@click.command("server")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8080, show_default=True)
+@click.option("--workers", default=1, show_default=True, help="uvicorn worker processes")
+def server(host: str, port: int, workers: int) -> None:
+    """Serve webhooks, the runner API, the JSON API and the status pages."""
+    import uvicorn
+
+    get_settings().enforce_production_safety()
+    uvicorn.run(
+        "server.asgi:app", host=host, port=port, workers=workers, factory=True,
+        log_level="info", access_log=False, proxy_headers=True,
+    )  # fmt: skip
+
+
+@click.command("worker")
+@click.option("--concurrency", default=2, show_default=True)
+@click.option("--beat/--no-beat", default=True, show_default=True, help="also schedule the reconciler")
+def worker(concurrency: int, beat: bool) -> None:
+    """Background work on the server side: planning builds, reconciling the queue."""
+    from server.worker.tasks import worker_app
+
+    settings = get_settings()
+    arguments = ["worker", f"--concurrency={concurrency}", "--queues=greenlight.server", "--loglevel=INFO",
+                 "--without-gossip", "--without-mingle", "--hostname=server-worker@%h"]  # fmt: skip
+    if beat:
+        arguments += ["--beat", f"--schedule={Path(settings.data_dir) / 'celerybeat-schedule'}"]
+        Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
+    worker_app().worker_main(arguments)
+
+
+@click.command("runner")
+@click.option("--labels", help="Comma-separated labels this runner serves (default: docker).")
+@click.option("--concurrency", type=int, help="Jobs run at once (default 1).")
+@click.option("--name", help="Runner name (default: the host name).")
+def runner(labels: str | None, concurrency: int | None, name: str | None) -> None:
+    """Run jobs: needs GREENLIGHT_BROKER_URL, GREENLIGHT_SERVER_URL and GREENLIGHT_RUNNER_TOKEN only."""
+    from runner.config import RunnerSettings
+    from runner.worker import run_runner
+
+    overrides: dict[str, object] = {}
+    if labels:
+        overrides["runner_labels"] = labels
+    if concurrency:
+        overrides["runner_concurrency"] = concurrency
+    if name:
+        overrides["runner_name"] = name
+    run_runner(RunnerSettings(**overrides))  # type: ignore[arg-type]
+
+
+@click.command("up")
+@click.option("--port", default=8080, show_default=True)
+@click.option("--data-dir", type=click.Path(path_type=Path), help="Where everything is kept.")
+def up(port: int, data_dir: Path | None) -> None:
+    """Everything on this machine with embedded defaults: SQLite, an SQLite broker, one runner."""
+    from server.cli.admin import create_token
+    from server.migrate import upgrade_to_head
+    from server.models import TokenKind
+
+    if data_dir is not None:
+        os.environ["GREENLIGHT_DATA_DIR"] = str(data_dir)
+    os.environ["GREENLIGHT_EMBEDDED"] = "true"
+    get_settings.cache_clear()
+    settings = get_settings()
+    data = Path(settings.data_dir)
+    data.mkdir(parents=True, exist_ok=True)
+    stored = _embedded_secrets(data)
+    if not os.environ.get("GREENLIGHT_GITHUB_WEBHOOK_SECRET"):
+        os.environ["GREENLIGHT_GITHUB_WEBHOOK_SECRET"] = stored["webhook_secret"]
+    upgrade_to_head(settings.database_url)
+    if stored.get("runner_token_created") != "yes":
+        create_token("embedded-runner", TokenKind.runner, stored["runner_token"])
+        _write_secrets(data, {**stored, "runner_token_created": "yes"})
+
+    url = f"http://127.0.0.1:{port}"
+    env = {
+        **os.environ,
+        "GREENLIGHT_SERVER_URL": url,
+        "GREENLIGHT_PUBLIC_URL": url,
+        "GREENLIGHT_DATABASE_URL": settings.database_url,
+        "GREENLIGHT_BROKER_URL": settings.broker_url,
+        "GREENLIGHT_RUNNER_TOKEN": stored["runner_token"],
+        "GREENLIGHT_RUNNER_DIR": str(data / "runner"),
+        "GREENLIGHT_RUNNER_NAME": "embedded",
+    }
+    greenlight = [sys.executable, "-m", "server.cli.main"]
+    children = [
+        subprocess.Popen([*greenlight, "server", "--port", str(port)], env=env),
+        subprocess.Popen([*greenlight, "worker", "--concurrency", "1"], env=env),
+        subprocess.Popen([*greenlight, "runner"], env=env),
+    ]
+    click.echo(
+        f"\nGreenlight is up: {url}\n"
+        f"  data: {data}\n"
+        f"  webhook: POST {url}/webhooks/github (secret in {data / 'secrets.env'})\n"
+        f"  register a repository: greenlight repo add OWNER/NAME --clone-url PATH_OR_URL\n"
+        f"  (GREENLIGHT_DATA_DIR={data} GREENLIGHT_EMBEDDED=true for other commands)\n"
+    )
+    _supervise(children)
+
+
+def _supervise(children: list[subprocess.Popen[bytes]]) -> None:
+    def stop(*_: object) -> None:
+        for child in children:
+            if child.poll() is None:
+                child.terminate()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    try:
+        while all(child.poll() is None for child in children):
+            time.sleep(0.5)
+    finally:
+        stop()
+        for child in children:
+            try:
+                child.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                child.kill()
+    failed = [child for child in children if child.returncode not in (0, -signal.SIGTERM, None)]
+    if failed:
+        raise SystemExit(f"a Greenlight process exited with {failed[0].returncode}")
+
+
+def _embedded_secrets(data: Path) -> dict[str, str]:
+    path = data / "secrets.env"
+    values: dict[str, str] = {}
+    if path.exists():
+        for line in path.read_text().splitlines():
+            key, _, value = line.partition("=")
+            values[key.strip()] = value.strip()
+    if "webhook_secret" not in values or "runner_token" not in values:
+        values.setdefault("webhook_secret", secrets.token_urlsafe(32))
+        values.setdefault("runner_token", "glr_" + secrets.token_urlsafe(32))
+        _write_secrets(data, values)
+    return values
+
+
+def _write_secrets(data: Path, values: dict[str, str]) -> None:
+    path = data / "secrets.env"
+    path.write_text("".join(f"{key}={value}\n" for key, value in values.items()))
+    path.chmod(0o600)

@@ -1,0 +1,72 @@
+"""Settings from GREENLIGHT_* environment variables, built by a function (never at import time).
+
+Embedded mode (`greenlight up`) runs on SQLite and a SQLite-backed broker with generated secrets;
+anywhere else, insecure defaults are refused so a production server cannot start half-configured.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_DATA_DIR = Path.home() / ".local" / "share" / "greenlight"
+
+
+class InsecureSettingsError(ValueError):
+    """A setting still has a value that is only acceptable on a developer's machine."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="GREENLIGHT_", extra="ignore")
+
+    data_dir: Path = DEFAULT_DATA_DIR
+    database_url: str = ""
+    broker_url: str = ""
+    # True only for `greenlight up`: SQLite, embedded broker, generated secrets are acceptable.
+    embedded: bool = False
+
+    public_url: str = "http://127.0.0.1:8080"
+    github_webhook_secret: str = ""
+    max_webhook_bytes: int = 25 * 1024 * 1024
+
+    # Runner API: lease renewal and the limits every job gets unless the pipeline asks for less.
+    lease_seconds: float = Field(default=30.0, gt=0)
+    heartbeat_seconds: float = Field(default=5.0, gt=0)
+    runner_lost_seconds: float = Field(default=60.0, gt=0)
+    reconcile_seconds: float = Field(default=5.0, gt=0)
+    default_step_timeout_seconds: int = 3600
+    max_job_timeout_seconds: int = 3 * 3600
+    default_memory_bytes: int = 2 * 1024**3
+    max_memory_bytes: int = 8 * 1024**3
+    default_cpus: float = 2.0
+    default_pids: int = 1024
+
+    @model_validator(mode="after")
+    def _fill_embedded_defaults(self) -> Settings:
+        if not self.database_url:
+            self.database_url = f"sqlite:///{self.data_dir / 'greenlight.db'}"
+        if not self.broker_url:
+            self.broker_url = f"sqla+sqlite:///{self.data_dir / 'broker.db'}"
+        return self
+
+    @property
+    def uses_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    def enforce_production_safety(self) -> None:
+        """Refuse to serve outside embedded mode with a missing or weak webhook secret."""
+        if self.embedded:
+            return
+        if len(self.github_webhook_secret) < 16:
+            raise InsecureSettingsError(
+                "GREENLIGHT_GITHUB_WEBHOOK_SECRET must be set to at least 16 characters "
+                "(it is what proves a webhook came from GitHub); only `greenlight up` may run without it"
+            )
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

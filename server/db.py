@@ -1,0 +1,70 @@
+"""Engine and sessions. A request's session commits once at the end (``session_scope``);
+services never commit. Work that must happen only if the commit does (queue messages) is
+registered with ``after_commit``."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.orm import Session, sessionmaker
+
+_AFTER_COMMIT_KEY = "greenlight.after_commit"
+logger = logging.getLogger(__name__)
+
+
+def make_engine(database_url: str) -> Engine:
+    if database_url.startswith("sqlite"):
+        engine = create_engine(database_url, connect_args={"check_same_thread": False, "timeout": 30})
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute("PRAGMA busy_timeout=30000")
+            cursor.close()
+
+        return engine
+    return create_engine(database_url, pool_size=10, max_overflow=20, pool_pre_ping=True)
+
+
+def make_session_factory(engine: Engine) -> sessionmaker[Session]:
+    factory = sessionmaker(engine, expire_on_commit=False)
+
+    @event.listens_for(factory, "after_commit")
+    def _run_after_commit(session: Session) -> None:
+        callbacks = session.info.pop(_AFTER_COMMIT_KEY, [])
+        for callback in callbacks:
+            try:
+                callback()
+            except Exception:
+                # The commit stands; what the callback would have done is redone by the reconciler.
+                logger.exception("after-commit callback %r failed", callback)
+
+    @event.listens_for(factory, "after_rollback")
+    def _drop_after_commit(session: Session) -> None:
+        session.info.pop(_AFTER_COMMIT_KEY, None)
+
+    return factory
+
+
+def after_commit(session: Session, callback: Callable[[], None]) -> None:
+    """Run ``callback`` once the session's transaction has committed, never if it rolls back."""
+    session.info.setdefault(_AFTER_COMMIT_KEY, []).append(callback)
+
+
+@contextmanager
+def session_scope(factory: sessionmaker[Session]) -> Iterator[Session]:
+    """One unit of work: commit at the end, roll back on any error."""
+    session = factory()
+    try:
+        yield session
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()

@@ -1,0 +1,37 @@
+"""What every endpoint may depend on, as named aliases (``SessionDep``, ``StateDep``)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from server.config import Settings
+from server.db import session_scope
+from server.queue.transport import Transport
+
+
+@dataclass
+class AppState:
+    settings: Settings
+    engine: Engine
+    session_factory: sessionmaker[Session]
+    transport: Transport
+
+
+def app_state(request: Request) -> AppState:
+    return request.app.state.greenlight
+
+
+def get_session(request: Request) -> Iterator[Session]:
+    """One transaction per request: committed when the endpoint returns, rolled back if it raises."""
+    with session_scope(app_state(request).session_factory) as session:
+        yield session
+
+
+StateDep = Annotated[AppState, Depends(app_state)]
+SessionDep = Annotated[Session, Depends(get_session)]

@@ -1,0 +1,25 @@
+"""The data model: Postgres (or SQLite in embedded mode) is the truth for everything Greenlight knows."""
+
+from server.models.base import Base
+from server.models.build import Build, BuildState, Job, JobState, Step, StepState
+from server.models.delivery import WebhookDelivery
+from server.models.log import LogChunk
+from server.models.repository import Repository
+from server.models.runner import ApiToken, Runner, RunnerState, TokenKind
+
+__all__ = [
+    "ApiToken",
+    "Base",
+    "Build",
+    "BuildState",
+    "Job",
+    "JobState",
+    "LogChunk",
+    "Repository",
+    "Runner",
+    "RunnerState",
+    "Step",
+    "StepState",
+    "TokenKind",
+    "WebhookDelivery",
+]

@@ -1,0 +1,31 @@
+"""Declarative base with stable constraint names (Alembic needs them, SQLite batch mode too)."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.orm import DeclarativeBase
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+# Labels are a text array on Postgres (so `labels <@ runner_labels` runs in the claim query)
+# and JSON on SQLite, where the embedded mode filters them in Python.
+LabelList = sa.JSON().with_variant(postgresql.ARRAY(sa.String(100)), "postgresql")
+JsonDocument = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = sa.MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = {dt.datetime: sa.DateTime(timezone=True)}

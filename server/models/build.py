@@ -1,0 +1,165 @@
+"""Builds (one per push), their jobs (one per pipeline; the unit a runner claims) and steps."""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from server.models.base import Base, JsonDocument, LabelList, utcnow
+from server.models.repository import Repository
+
+
+class BuildState(enum.StrEnum):
+    pending = "pending"  # received; the pipeline has not been read yet
+    queued = "queued"  # jobs waiting for a runner
+    running = "running"
+    passed = "passed"
+    failed = "failed"  # the user's pipeline failed (or its config is broken)
+    errored = "errored"  # Greenlight or a runner failed, not the user's code
+    cancelled = "cancelled"
+    timed_out = "timed_out"
+    skipped = "skipped"  # e.g. [skip ci]
+
+    @property
+    def finished(self) -> bool:
+        return self not in (BuildState.pending, BuildState.queued, BuildState.running)
+
+
+class JobState(enum.StrEnum):
+    queued = "queued"
+    running = "running"
+    passed = "passed"
+    failed = "failed"
+    errored = "errored"
+    cancelled = "cancelled"
+    timed_out = "timed_out"
+    lost = "lost"  # its runner stopped renewing the lease; never re-run behind anyone's back
+
+    @property
+    def finished(self) -> bool:
+        return self not in (JobState.queued, JobState.running)
+
+
+class StepState(enum.StrEnum):
+    pending = "pending"
+    running = "running"
+    passed = "passed"
+    failed = "failed"
+    errored = "errored"
+    cancelled = "cancelled"
+    timed_out = "timed_out"
+    skipped = "skipped"
+
+
+def _enum(cls: type[enum.Enum]) -> sa.Enum:
+    # Stored as plain strings: adding a state later needs no ALTER TYPE.
+    return sa.Enum(cls, native_enum=False, length=20, values_callable=lambda e: [m.value for m in e])
+
+
+class Build(Base):
+    __tablename__ = "builds"
+    __table_args__ = (
+        sa.UniqueConstraint("repository_id", "number"),
+        sa.Index("ix_builds_repository_id_id", "repository_id", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    repository_id: Mapped[int] = mapped_column(sa.ForeignKey("repositories.id", ondelete="CASCADE"))
+    number: Mapped[int]
+    event: Mapped[str] = mapped_column(sa.String(32))  # push | tag
+    ref: Mapped[str] = mapped_column(sa.String(300))
+    branch: Mapped[str | None] = mapped_column(sa.String(255))
+    tag: Mapped[str | None] = mapped_column(sa.String(255))
+    commit_sha: Mapped[str] = mapped_column(sa.String(40))
+    commit_message: Mapped[str] = mapped_column(sa.Text, default="")
+    commit_author: Mapped[str] = mapped_column(sa.String(255), default="")
+    commit_url: Mapped[str | None] = mapped_column(sa.String(1000))
+    sender: Mapped[str] = mapped_column(sa.String(255), default="")
+    state: Mapped[BuildState] = mapped_column(_enum(BuildState), default=BuildState.pending, index=True)
+    # Why the build ended as it did, in words the user can act on (config error, skip, …).
+    reason: Mapped[str | None] = mapped_column(sa.Text)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    started_at: Mapped[dt.datetime | None]
+    finished_at: Mapped[dt.datetime | None]
+
+    repository: Mapped[Repository] = relationship(lazy="joined")
+    jobs: Mapped[list[Job]] = relationship(back_populates="build", order_by="Job.id")
+
+    @property
+    def duration_seconds(self) -> float | None:
+        if self.started_at is None:
+            return None
+        end = self.finished_at or utcnow()
+        return (_aware(end) - _aware(self.started_at)).total_seconds()
+
+
+class Job(Base):
+    __tablename__ = "jobs"
+    # The claim query: queued jobs by priority, then age.
+    __table_args__ = (sa.Index("ix_jobs_state_priority_queued_at", "state", "priority", "queued_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    build_id: Mapped[int] = mapped_column(sa.ForeignKey("builds.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(sa.String(200))
+    state: Mapped[JobState] = mapped_column(_enum(JobState), default=JobState.queued)
+    labels: Mapped[list[str]] = mapped_column(LabelList)
+    priority: Mapped[int] = mapped_column(default=0)
+    env: Mapped[dict[str, Any]] = mapped_column(JsonDocument, default=dict)
+    timeout_seconds: Mapped[int]
+    memory_bytes: Mapped[int] = mapped_column(sa.BigInteger)
+    cpus: Mapped[float]
+    pids: Mapped[int]
+    queued_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    started_at: Mapped[dt.datetime | None]
+    finished_at: Mapped[dt.datetime | None]
+    runner_id: Mapped[int | None] = mapped_column(
+        sa.ForeignKey("runners.id", ondelete="SET NULL"), index=True
+    )
+    # sha256 of the per-job token handed to the claiming runner; cleared when the job closes,
+    # so a runner that comes back late cannot report into a closed job.
+    token_hash: Mapped[str | None] = mapped_column(sa.String(64), unique=True)
+    lease_expires_at: Mapped[dt.datetime | None]
+    cancel_requested: Mapped[bool] = mapped_column(default=False)
+    reason: Mapped[str | None] = mapped_column(sa.Text)
+    last_announced_at: Mapped[dt.datetime | None]
+
+    build: Mapped[Build] = relationship(back_populates="jobs")
+    steps: Mapped[list[Step]] = relationship(back_populates="job", order_by="Step.index")
+
+    @property
+    def duration_seconds(self) -> float | None:
+        if self.started_at is None:
+            return None
+        end = self.finished_at or utcnow()
+        return (_aware(end) - _aware(self.started_at)).total_seconds()
+
+
+class Step(Base):
+    __tablename__ = "steps"
+    __table_args__ = (sa.UniqueConstraint("job_id", "index"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    job_id: Mapped[int] = mapped_column(sa.ForeignKey("jobs.id", ondelete="CASCADE"))
+    index: Mapped[int]
+    name: Mapped[str] = mapped_column(sa.String(200))
+    image: Mapped[str] = mapped_column(sa.String(500))
+    script: Mapped[str] = mapped_column(sa.Text)
+    env: Mapped[dict[str, Any]] = mapped_column(JsonDocument, default=dict)
+    timeout_seconds: Mapped[int]
+    state: Mapped[StepState] = mapped_column(_enum(StepState), default=StepState.pending)
+    exit_code: Mapped[int | None]
+    reason: Mapped[str | None] = mapped_column(sa.Text)
+    started_at: Mapped[dt.datetime | None]
+    finished_at: Mapped[dt.datetime | None]
+    duration_seconds: Mapped[float | None]
+
+    job: Mapped[Job] = relationship(back_populates="steps")
+
+
+def _aware(moment: dt.datetime) -> dt.datetime:
+    # SQLite hands back naive datetimes; everything we store is UTC.
+    return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)

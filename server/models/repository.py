@@ -1,0 +1,32 @@
+"""A repository registered with Greenlight: the only source of clone URLs (never a payload)."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Mapped, mapped_column
+
+from server.models.base import Base, utcnow
+
+
+class Repository(Base):
+    __tablename__ = "repositories"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    full_name: Mapped[str] = mapped_column(sa.String(200), unique=True)
+    clone_url: Mapped[str] = mapped_column(sa.String(1000))
+    default_branch: Mapped[str] = mapped_column(sa.String(255), default="main")
+    # Per-repository override of GREENLIGHT_GITHUB_WEBHOOK_SECRET; None means the global one.
+    webhook_secret: Mapped[str | None] = mapped_column(sa.String(255), default=None)
+    # Incremented under a row lock to number builds 1, 2, 3… per repository.
+    last_build_number: Mapped[int] = mapped_column(default=0)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+    @property
+    def owner(self) -> str:
+        return self.full_name.split("/", 1)[0]
+
+    @property
+    def name(self) -> str:
+        return self.full_name.split("/", 1)[1]

@@ -1,0 +1,58 @@
+"""Runners (Celery workers on any machine) and the API tokens that speak for runners and people."""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Mapped, mapped_column
+
+from server.models.base import Base, LabelList, utcnow
+
+
+class RunnerState(enum.StrEnum):
+    idle = "idle"
+    busy = "busy"
+    draining = "draining"
+    lost = "lost"
+    stopped = "stopped"
+
+
+class TokenKind(enum.StrEnum):
+    runner = "runner"  # may register runners and claim jobs
+    user = "user"  # may change state through the API
+
+
+class Runner(Base):
+    __tablename__ = "runners"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(sa.String(200))
+    hostname: Mapped[str] = mapped_column(sa.String(200))
+    labels: Mapped[list[str]] = mapped_column(LabelList)
+    concurrency: Mapped[int]
+    version: Mapped[str] = mapped_column(sa.String(50))
+    executor: Mapped[str] = mapped_column(sa.String(20))
+    state: Mapped[RunnerState] = mapped_column(
+        sa.Enum(RunnerState, native_enum=False, length=20, values_callable=lambda e: [m.value for m in e]),
+        default=RunnerState.idle,
+    )
+    token_id: Mapped[int | None] = mapped_column(sa.ForeignKey("api_tokens.id", ondelete="SET NULL"))
+    registered_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    last_seen_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class ApiToken(Base):
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(sa.String(200))
+    kind: Mapped[TokenKind] = mapped_column(
+        sa.Enum(TokenKind, native_enum=False, length=20, values_callable=lambda e: [m.value for m in e])
+    )
+    # Only the sha256 is kept; the token itself is shown once, when it is created.
+    token_hash: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    last_used_at: Mapped[dt.datetime | None]
+    revoked: Mapped[bool] = mapped_column(default=False)

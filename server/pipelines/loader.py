@@ -1,0 +1,84 @@
+"""Read `.greenlight.yml` text into a ``PipelineConfig``, or a ``ConfigError`` naming file and line."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from server.pipelines.config import CONFIG_FILE, PipelineConfig
+
+
+class ConfigError(ValueError):
+    """The user's pipeline file is wrong; the message says where and what was expected."""
+
+
+def load_pipeline(text: str, filename: str = CONFIG_FILE) -> PipelineConfig:
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.MarkedYAMLError as error:
+        mark = error.problem_mark
+        where = f"{filename}:{mark.line + 1}:{mark.column + 1}" if mark else filename
+        raise ConfigError(f"{where}: invalid YAML: {error.problem or error}") from None
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{filename}: invalid YAML: {error}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(
+            f"{filename}:1: expected a mapping with at least `steps:`, found {type(data).__name__}"
+        )
+    for step in data.get("steps") or []:
+        if isinstance(step, dict) and step.get("image") is None and data.get("image") is None:
+            line = _line_of(root, ["steps", data["steps"].index(step)])
+            raise ConfigError(
+                f"{filename}:{line}: step {step.get('name')!r} has no image; "
+                "set `image:` on the step or at the top of the file"
+            )
+    try:
+        return PipelineConfig.model_validate(data)
+    except ValidationError as error:
+        raise ConfigError("\n".join(_describe(error, root, filename))) from None
+
+
+def _describe(error: ValidationError, root: yaml.Node | None, filename: str) -> list[str]:
+    messages = []
+    for problem in error.errors():
+        location = [part for part in problem["loc"] if not _is_pydantic_branch(part)]
+        path = ".".join(str(part) for part in location) or "(top level)"
+        line = _line_of(root, location)
+        message = problem["msg"].removeprefix("Value error, ")
+        if problem["type"] == "extra_forbidden":
+            message = f"unknown key {location[-1]!r}"
+        elif problem["type"] == "missing":
+            message = "is required"
+        messages.append(f"{filename}:{line}: {path}: {message}")
+    return messages
+
+
+def _is_pydantic_branch(part: Any) -> bool:
+    # Union members show up in locations as e.g. "str" or "list[str]"; users never wrote those.
+    return isinstance(part, str) and part in {
+        "str",
+        "list[str]",
+        "int",
+        "function-before[_duration_seconds(), int]",
+    }
+
+
+def _line_of(node: yaml.Node | None, location: list[Any]) -> int:
+    """The 1-based line of the deepest YAML node that ``location`` reaches."""
+    line = node.start_mark.line + 1 if node is not None else 1
+    for part in location:
+        if isinstance(node, yaml.MappingNode):
+            match = next((pair for pair in node.value if pair[0].value == part), None)
+            if match is None:
+                break
+            key, node = match
+            line = key.start_mark.line + 1
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
+            node = node.value[part]
+            line = node.start_mark.line + 1
+        else:
+            break
+    return line

@@ -1,0 +1,1 @@
+"""The job queue: Postgres rows are the queue; Celery messages only wake runners up."""

@@ -1,0 +1,130 @@
+"""What a runner reports about a job it holds: log batches, step starts and ends, the job's end.
+
+Every call names the job and proves it with the per-job token. Once a job is closed (finished,
+lost, timed out by the server) its token is gone, so a late or returning runner is told the
+job is closed (``JobClosed``) and nothing it says is recorded.
+"""
+
+from __future__ import annotations
+
+import hmac
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from runner.spec import JobFinished, LogBatch, StepFinished, StepOutcome, StepStarted
+from server.builds.service import refresh_build_state
+from server.models import Job, JobState, LogChunk, Runner, RunnerState, Step, StepState
+from server.models.base import utcnow
+from server.queue.tokens import token_hash
+
+_JOB_STATE_FOR_OUTCOME = {
+    StepOutcome.passed: JobState.passed,
+    StepOutcome.failed: JobState.failed,
+    StepOutcome.timed_out: JobState.timed_out,
+    StepOutcome.cancelled: JobState.cancelled,
+    StepOutcome.errored: JobState.errored,
+    StepOutcome.skipped: JobState.cancelled,
+}
+
+
+class JobClosed(Exception):
+    """The job is not running under this token (anymore)."""
+
+
+class UnknownStep(ValueError):
+    pass
+
+
+def job_for_token(session: Session, job_id: int, token: str, *, lock: bool = False) -> Job:
+    query = sa.select(Job).where(Job.id == job_id)
+    if lock:
+        query = query.with_for_update()
+    job = session.scalar(query)
+    if job is None or job.token_hash is None or job.state is not JobState.running:
+        raise JobClosed(
+            f"job {job_id} is not running ({job.state if job else 'unknown'}); stop and discard it"
+        )
+    if not hmac.compare_digest(job.token_hash, token_hash(token)):
+        raise JobClosed(f"job {job_id} is not held by this token")
+    return job
+
+
+def append_log(session: Session, job: Job, batch: LogBatch) -> None:
+    _step(session, job, batch.step_index)
+    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+    session.execute(
+        insert(LogChunk)
+        .values(
+            job_id=job.id,
+            step_index=batch.step_index,
+            seq=batch.seq,
+            line_count=len(batch.lines),
+            lines=[[line.at, line.stream, line.text] for line in batch.lines],
+            created_at=utcnow(),
+        )
+        .on_conflict_do_nothing(index_elements=["job_id", "step_index", "seq"])
+    )
+
+
+def start_step(session: Session, job: Job, report: StepStarted) -> None:
+    step = _step(session, job, report.step_index)
+    step.state = StepState.running
+    step.started_at = utcnow()
+
+
+def finish_step(session: Session, job: Job, report: StepFinished) -> None:
+    step = _step(session, job, report.step_index)
+    step.state = StepState(report.outcome.value)
+    step.exit_code = report.exit_code
+    step.duration_seconds = report.duration_seconds
+    step.reason = report.reason
+    step.finished_at = utcnow()
+
+
+def finish_job(session: Session, job: Job, report: JobFinished) -> None:
+    close_job(session, job, _JOB_STATE_FOR_OUTCOME[report.outcome], report.reason)
+
+
+def close_job(session: Session, job: Job, state: JobState, reason: str | None) -> None:
+    """End a job for good: revoke its token, settle its steps, update its build and runner."""
+    now = utcnow()
+    job.state = state
+    job.reason = reason
+    job.finished_at = now
+    job.token_hash = None
+    job.lease_expires_at = None
+    for step in session.scalars(sa.select(Step).where(Step.job_id == job.id)):
+        if step.state is StepState.pending:
+            step.state = StepState.skipped
+        elif step.state is StepState.running:
+            step.state = (
+                StepState.errored if state in (JobState.lost, JobState.errored) else StepState(state.value)
+            )
+            step.reason = reason
+            step.finished_at = now
+    session.flush()
+    refresh_build_state(session, job.build_id)
+    if job.runner_id is not None:
+        _settle_runner_state(session, job.runner_id)
+
+
+def _settle_runner_state(session: Session, runner_id: int) -> None:
+    runner = session.get(Runner, runner_id)
+    if runner is None or runner.state is not RunnerState.busy:
+        return
+    still_running = session.scalar(
+        sa.select(sa.func.count())
+        .select_from(Job)
+        .where(Job.runner_id == runner_id, Job.state == JobState.running)
+    )
+    if not still_running:
+        runner.state = RunnerState.idle
+
+
+def _step(session: Session, job: Job, index: int) -> Step:
+    step = session.scalar(sa.select(Step).where(Step.job_id == job.id, Step.index == index))
+    if step is None:
+        raise UnknownStep(f"job {job.id} has no step {index}")
+    return step

@@ -1,0 +1,126 @@
+"""The runner API: the only door through which runners touch the queue (they never see the database)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Header, HTTPException, Response
+from sqlalchemy.orm import Session
+
+from runner.spec import (
+    ClaimedJob,
+    ClaimRequest,
+    HeartbeatReply,
+    JobFinished,
+    LogBatch,
+    RunnerRegistered,
+    RunnerRegistration,
+    StepFinished,
+    StepStarted,
+)
+from server.deps import SessionDep, StateDep
+from server.models import ApiToken, Job, Runner
+from server.models.base import utcnow
+from server.queue import reports
+from server.queue.claims import claim_next_job, renew_lease
+from server.queue.runners import NotARunnerToken, register_runner, runner_for, runner_token
+
+router = APIRouter(prefix="/api/runner", tags=["runner"])
+
+
+def _bearer(authorization: Annotated[str | None, Header()] = None) -> str:
+    if not authorization or not authorization.startswith("Bearer "):
+        raise HTTPException(401, "missing bearer token", headers={"WWW-Authenticate": "Bearer"})
+    return authorization.removeprefix("Bearer ").strip()
+
+
+BearerDep = Annotated[str, Depends(_bearer)]
+
+
+def _runner_token(session: SessionDep, token: BearerDep) -> ApiToken:
+    try:
+        return runner_token(session, token)
+    except NotARunnerToken as error:
+        raise HTTPException(401, str(error)) from None
+
+
+RunnerTokenDep = Annotated[ApiToken, Depends(_runner_token)]
+
+
+def _held_job(job_id: int, session: SessionDep, token: BearerDep) -> Job:
+    try:
+        return reports.job_for_token(session, job_id, token, lock=True)
+    except reports.JobClosed as error:
+        # 409: the runner must stop this job and discard what it has; it is closed on our side.
+        raise HTTPException(409, str(error)) from None
+
+
+HeldJobDep = Annotated[Job, Depends(_held_job)]
+
+
+@router.post("/register")
+def register(body: RunnerRegistration, session: SessionDep, token: RunnerTokenDep) -> RunnerRegistered:
+    return RunnerRegistered(runner_id=register_runner(session, token, body).id)
+
+
+@router.post("/heartbeat", status_code=204)
+def runner_heartbeat(body: ClaimRequest, session: SessionDep, token: RunnerTokenDep) -> Response:
+    _runner(session, token, body.runner_id)
+    return Response(status_code=204)
+
+
+@router.post("/claim", response_model=None)
+def claim(
+    body: ClaimRequest, session: SessionDep, token: RunnerTokenDep, state: StateDep
+) -> ClaimedJob | Response:
+    runner = _runner(session, token, body.runner_id)
+    claimed = claim_next_job(session, runner, state.settings)
+    return claimed if claimed is not None else Response(status_code=204)
+
+
+@router.post("/jobs/{job_id}/heartbeat")
+def job_heartbeat(job: HeldJobDep, session: SessionDep, state: StateDep) -> HeartbeatReply:
+    expires = renew_lease(job, state.settings)
+    runner = session.get(Runner, job.runner_id) if job.runner_id else None
+    if runner is not None:
+        runner.last_seen_at = utcnow()
+    return HeartbeatReply(cancel=job.cancel_requested, lease_expires_at=expires.timestamp())
+
+
+@router.post("/jobs/{job_id}/logs", status_code=204)
+def job_logs(body: LogBatch, job: HeldJobDep, session: SessionDep) -> Response:
+    _apply(reports.append_log, session, job, body)
+    return Response(status_code=204)
+
+
+@router.post("/jobs/{job_id}/steps/start", status_code=204)
+def step_started(body: StepStarted, job: HeldJobDep, session: SessionDep) -> Response:
+    _apply(reports.start_step, session, job, body)
+    return Response(status_code=204)
+
+
+@router.post("/jobs/{job_id}/steps/finish", status_code=204)
+def step_finished(body: StepFinished, job: HeldJobDep, session: SessionDep) -> Response:
+    _apply(reports.finish_step, session, job, body)
+    return Response(status_code=204)
+
+
+@router.post("/jobs/{job_id}/finish", status_code=204)
+def job_finished(body: JobFinished, job: HeldJobDep, session: SessionDep) -> Response:
+    reports.finish_job(session, job, body)
+    return Response(status_code=204)
+
+
+def _runner(session: Session, token: ApiToken, runner_id: int) -> Runner:
+    try:
+        return runner_for(session, token, runner_id)
+    except NotARunnerToken as error:
+        raise HTTPException(403, str(error)) from None
+
+
+def _apply(report: Callable[[Session, Job, Any], None], session: Session, job: Job, body: Any) -> None:
+    try:
+        report(session, job, body)
+    except reports.UnknownStep as error:
+        raise HTTPException(422, str(error)) from None

@@ -1,0 +1,83 @@
+"""Runners: registration, liveness, and what becomes of them (and their jobs) when they vanish."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from runner.spec import RunnerRegistration
+from server.models import ApiToken, Job, JobState, Runner, RunnerState, TokenKind
+from server.models.base import utcnow
+from server.queue.reports import close_job
+from server.queue.tokens import token_hash
+
+
+class NotARunnerToken(Exception):
+    pass
+
+
+def runner_token(session: Session, token: str) -> ApiToken:
+    api_token = session.scalar(sa.select(ApiToken).where(ApiToken.token_hash == token_hash(token)))
+    if api_token is None or api_token.revoked or api_token.kind is not TokenKind.runner:
+        raise NotARunnerToken("not a valid runner token")
+    return api_token
+
+
+def register_runner(session: Session, token: ApiToken, registration: RunnerRegistration) -> Runner:
+    """A runner process starting up. One row per name and token, reused across restarts; any
+    job the previous process of that runner still held is closed as lost (that process is gone)."""
+    runner = session.scalar(
+        sa.select(Runner).where(Runner.name == registration.name, Runner.token_id == token.id)
+    )
+    if runner is None:
+        runner = Runner(name=registration.name, token_id=token.id)
+        session.add(runner)
+    runner.hostname = registration.hostname
+    runner.labels = sorted(set(registration.labels))
+    runner.concurrency = registration.concurrency
+    runner.version = registration.version
+    runner.executor = registration.executor
+    runner.state = RunnerState.idle
+    runner.registered_at = runner.last_seen_at = utcnow()
+    token.last_used_at = runner.registered_at
+    session.flush()
+    for job in _running_jobs(session, runner.id):
+        close_job(session, job, JobState.lost, f"runner {runner.name} restarted while running this job")
+    return runner
+
+
+def runner_for(session: Session, token: ApiToken, runner_id: int) -> Runner:
+    runner = session.get(Runner, runner_id)
+    if runner is None or runner.token_id != token.id:
+        raise NotARunnerToken(f"runner {runner_id} is not registered with this token")
+    runner.last_seen_at = utcnow()
+    if runner.state is RunnerState.lost:
+        runner.state = RunnerState.idle
+    return runner
+
+
+def mark_lost_runners(session: Session, lost_after_seconds: float) -> list[Runner]:
+    cutoff = utcnow() - dt.timedelta(seconds=lost_after_seconds)
+    lost = list(
+        session.scalars(
+            sa.select(Runner).where(
+                Runner.last_seen_at < cutoff,
+                Runner.state.in_([RunnerState.idle, RunnerState.busy, RunnerState.draining]),
+            )
+        )
+    )
+    for runner in lost:
+        runner.state = RunnerState.lost
+        for job in _running_jobs(session, runner.id):
+            close_job(session, job, JobState.lost, f"runner {runner.name} stopped responding (lost)")
+    return lost
+
+
+def _running_jobs(session: Session, runner_id: int) -> list[Job]:
+    return list(
+        session.scalars(
+            sa.select(Job).where(Job.runner_id == runner_id, Job.state == JobState.running).with_for_update()
+        )
+    )

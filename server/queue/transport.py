@@ -1,0 +1,43 @@
+"""Celery as transport: messages that say "look at the database", sent only after a commit.
+
+A lost message is harmless (the reconciler re-sends), and a duplicate is harmless (planning is
+idempotent and a runner must claim a job atomically before it runs it).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+
+from celery import Celery
+
+logger = logging.getLogger(__name__)
+
+SERVER_QUEUE = "greenlight.server"
+PLAN_BUILD_TASK = "greenlight.server.plan_build"
+RECONCILE_TASK = "greenlight.server.reconcile"
+JOB_AVAILABLE_TASK = "greenlight.runner.job_available"
+
+
+def label_queue(label: str) -> str:
+    """The Celery queue runners serving ``label`` listen on."""
+    return f"greenlight.jobs.{label}"
+
+
+class Transport:
+    def __init__(self, celery: Celery) -> None:
+        self.celery = celery
+
+    def request_planning(self, build_id: int) -> None:
+        self._send(PLAN_BUILD_TASK, {"build_id": build_id}, SERVER_QUEUE)
+
+    def announce_job(self, job_id: int, labels: Iterable[str]) -> None:
+        for label in labels:
+            self._send(JOB_AVAILABLE_TASK, {"job_id": job_id}, label_queue(label))
+
+    def _send(self, task: str, kwargs: dict[str, int], queue: str) -> None:
+        try:
+            self.celery.send_task(task, kwargs=kwargs, queue=queue, retry=False)
+        except Exception:
+            # The database row is already committed; the reconciler will send this again.
+            logger.warning("could not send %s to %s; the reconciler will retry", task, queue, exc_info=True)

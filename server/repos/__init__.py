@@ -1,0 +1,1 @@
+"""Repositories registered with Greenlight."""

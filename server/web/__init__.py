@@ -1,0 +1,1 @@
+"""Server-rendered status pages (Jinja2, autoescaped)."""

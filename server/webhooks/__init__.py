@@ -1,0 +1,1 @@
+"""GitHub webhooks: verify, store the delivery and the build in one transaction, reply fast."""

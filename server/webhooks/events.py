@@ -1,0 +1,113 @@
+"""Parse GitHub payloads into domain events, in pure functions.
+
+Each parser returns either a ``PushEvent`` or an ``Ignored`` that says why, so the reply to
+GitHub (and the stored delivery) always explains what happened. Nothing here trusts the payload:
+refs and SHAs are validated, and the clone URL is never read from it.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+ZERO_SHA = "0" * 40
+_SHA = re.compile(r"^[0-9a-f]{40}$")
+_FULL_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,100}/[A-Za-z0-9_.-]{1,100}$")
+_SKIP_MARKERS = ("[skip ci]", "[ci skip]")
+
+
+class MalformedPayload(ValueError):
+    """The JSON parsed but is not the shape GitHub sends for this event."""
+
+
+@dataclass(frozen=True)
+class Ignored:
+    reason: str
+
+
+@dataclass(frozen=True)
+class PushEvent:
+    repository: str  # OWNER/NAME
+    ref: str
+    branch: str | None
+    tag: str | None
+    commit_sha: str
+    commit_message: str
+    commit_author: str
+    commit_url: str | None
+    sender: str
+
+    @property
+    def event(self) -> str:
+        return "tag" if self.tag is not None else "push"
+
+    @property
+    def skip_requested(self) -> bool:
+        message = self.commit_message.lower()
+        return any(marker in message for marker in _SKIP_MARKERS)
+
+
+def repository_name(payload: dict[str, Any]) -> str | None:
+    repo = payload.get("repository")
+    name = repo.get("full_name") if isinstance(repo, dict) else None
+    return name if isinstance(name, str) and _FULL_NAME.match(name) else None
+
+
+def parse_push(payload: dict[str, Any]) -> PushEvent | Ignored:
+    repository = repository_name(payload)
+    if repository is None:
+        raise MalformedPayload("push payload has no valid repository.full_name")
+    ref = payload.get("ref")
+    if not isinstance(ref, str) or not is_valid_ref(ref):
+        raise MalformedPayload("push payload has no valid ref")
+    after = payload.get("after")
+    if payload.get("deleted") is True or after == ZERO_SHA:
+        return Ignored(f"push deleted {ref}; nothing to build")
+
+    head = payload.get("head_commit")
+    if not isinstance(head, dict):
+        return Ignored(f"push to {ref} has no head commit; nothing to build")
+    sha = head.get("id")
+    if not isinstance(sha, str) or not _SHA.match(sha):
+        raise MalformedPayload("push payload has no valid head_commit.id")
+
+    branch = ref.removeprefix("refs/heads/") if ref.startswith("refs/heads/") else None
+    tag = ref.removeprefix("refs/tags/") if ref.startswith("refs/tags/") else None
+    if branch is None and tag is None:
+        return Ignored(f"push to {ref} is neither a branch nor a tag")
+
+    author = head.get("author") if isinstance(head.get("author"), dict) else {}
+    sender = payload.get("sender") if isinstance(payload.get("sender"), dict) else {}
+    return PushEvent(
+        repository=repository,
+        ref=ref,
+        branch=branch,
+        tag=tag,
+        commit_sha=sha,
+        commit_message=_text(head.get("message"), 10_000),
+        commit_author=_text(author.get("name") or author.get("username"), 255),
+        commit_url=_https_url(head.get("url")),
+        sender=_text(sender.get("login"), 255),
+    )
+
+
+def is_valid_ref(ref: str) -> bool:
+    """git check-ref-format rules, enough to refuse anything odd before it reaches git."""
+    if not ref.startswith("refs/") or len(ref) > 255:
+        return False
+    if any(ord(c) < 0x20 or c in " ~^:?*[\\\x7f" for c in ref):
+        return False
+    if ".." in ref or "@{" in ref or "//" in ref or ref.endswith(("/", ".", ".lock")):
+        return False
+    return not any(part.startswith(".") for part in ref.split("/"))
+
+
+def _text(value: Any, limit: int) -> str:
+    return value[:limit] if isinstance(value, str) else ""
+
+
+def _https_url(value: Any) -> str | None:
+    if isinstance(value, str) and value.startswith("https://") and len(value) <= 1000:
+        return value
+    return None

@@ -1,0 +1,77 @@
+"""Store a delivery (idempotently) and the build it asks for, in the caller's transaction."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from server.builds.service import create_push_build
+from server.models import Build, BuildState, Repository, WebhookDelivery
+from server.webhooks.events import Ignored, PushEvent, parse_push, repository_name
+
+
+@dataclass(frozen=True)
+class DeliveryResult:
+    """What the endpoint tells GitHub. ``build`` is set when a new build needs planning."""
+
+    status_code: int
+    message: str
+    build: Build | None = None
+
+
+def receive_delivery(
+    session: Session, *, hook_id: str, delivery_id: str, event: str, payload: dict[str, Any]
+) -> DeliveryResult:
+    """Raises ``MalformedPayload`` for a push GitHub would never send."""
+    full_name = repository_name(payload)
+    parsed: PushEvent | Ignored
+    parsed = parse_push(payload) if event == "push" else Ignored(f"event {event!r} does not start builds")
+
+    repository = None
+    if isinstance(parsed, PushEvent):
+        repository = session.scalar(sa.select(Repository).where(Repository.full_name == parsed.repository))
+        if repository is None:
+            parsed = Ignored(
+                f"repository {parsed.repository} is not registered with Greenlight "
+                f"(run `greenlight repo add {parsed.repository}`)"
+            )
+
+    outcome = "build" if isinstance(parsed, PushEvent) else f"ignored: {parsed.reason}"
+    delivery_pk = _insert_delivery_once(session, hook_id, delivery_id, event, full_name, outcome)
+    if delivery_pk is None:
+        return DeliveryResult(200, f"delivery {delivery_id} was already received; nothing new was done")
+    if isinstance(parsed, Ignored):
+        return DeliveryResult(202, f"ignored: {parsed.reason}")
+
+    assert repository is not None
+    build = create_push_build(session, repository, parsed)
+    session.execute(
+        sa.update(WebhookDelivery).where(WebhookDelivery.id == delivery_pk).values(build_id=build.id)
+    )
+    if build.state is BuildState.skipped:
+        return DeliveryResult(202, f"build #{build.number} recorded as skipped: {build.reason}", None)
+    return DeliveryResult(202, f"build #{build.number} created for {parsed.commit_sha[:12]}", build)
+
+
+def _insert_delivery_once(
+    session: Session, hook_id: str, delivery_id: str, event: str, full_name: str | None, outcome: str
+) -> int | None:
+    """INSERT … ON CONFLICT DO NOTHING: returns the new row's id, or None for a redelivery."""
+    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+    statement = (
+        insert(WebhookDelivery)
+        .values(
+            hook_id=hook_id,
+            delivery_id=delivery_id,
+            event=event,
+            repository_full_name=full_name,
+            outcome=outcome[:500],
+        )
+        .on_conflict_do_nothing(index_elements=["hook_id", "delivery_id"])
+        .returning(WebhookDelivery.id)
+    )
+    return session.execute(statement).scalar_one_or_none()

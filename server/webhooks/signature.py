@@ -1,0 +1,19 @@
+"""X-Hub-Signature-256: HMAC-SHA256 of the raw body, compared in constant time."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+
+PREFIX = "sha256="
+
+
+def sign(secret: str, body: bytes) -> str:
+    return PREFIX + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+def signature_is_valid(secret: str, body: bytes, header: str | None) -> bool:
+    """True only for a well-formed header whose digest matches; never raises."""
+    if not secret or not header or not header.startswith(PREFIX):
+        return False
+    return hmac.compare_digest(sign(secret, body).encode(), header.encode())

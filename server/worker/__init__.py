@@ -1,0 +1,1 @@
+"""Server-side background work on Celery: planning builds and reconciling the queue."""

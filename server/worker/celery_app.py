@@ -1,0 +1,32 @@
+"""The server's Celery app: one factory for the web process (which only sends) and the worker."""
+
+from __future__ import annotations
+
+from celery import Celery
+
+from server.config import Settings
+from server.queue.transport import PLAN_BUILD_TASK, RECONCILE_TASK, SERVER_QUEUE
+
+
+def make_celery(settings: Settings) -> Celery:
+    celery = Celery("greenlight", broker=settings.broker_url)
+    celery.conf.update(
+        task_default_queue=SERVER_QUEUE,
+        task_routes={PLAN_BUILD_TASK: {"queue": SERVER_QUEUE}, RECONCILE_TASK: {"queue": SERVER_QUEUE}},
+        # Messages are wake-up calls; results live in the database, not in a result backend.
+        task_ignore_result=True,
+        task_acks_late=True,
+        worker_prefetch_multiplier=1,
+        broker_connection_retry_on_startup=True,
+        # Tasks re-check the database, so a short visibility timeout only costs a duplicate.
+        broker_transport_options={"visibility_timeout": 3600, "polling_interval": 0.2},
+        beat_schedule={
+            "reconcile": {
+                "task": RECONCILE_TASK,
+                "schedule": settings.reconcile_seconds,
+                "options": {"queue": SERVER_QUEUE, "expires": settings.reconcile_seconds},
+            }
+        },
+        worker_hijack_root_logger=False,
+    )
+    return celery

@@ -1,0 +1,70 @@
+"""The worker's tasks. Each opens its own transaction, and sends messages only after commit."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from functools import cache
+
+from celery import Celery
+from sqlalchemy.orm import Session, sessionmaker
+
+from server.builds.planning import plan_build
+from server.config import Settings, get_settings
+from server.db import after_commit, make_engine, make_session_factory, session_scope
+from server.queue.reconciler import reconcile
+from server.queue.transport import PLAN_BUILD_TASK, RECONCILE_TASK, Transport
+from server.worker.celery_app import make_celery
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class WorkerContext:
+    settings: Settings
+    session_factory: sessionmaker[Session]
+    transport: Transport
+
+
+def register_tasks(celery: Celery, context: WorkerContext) -> None:
+    @celery.task(name=PLAN_BUILD_TASK, acks_late=True, ignore_result=True)
+    def plan_build_task(build_id: int) -> None:
+        with session_scope(context.session_factory) as session:
+            announcements = plan_build(session, build_id, context.settings)
+            after_commit(session, lambda: _announce(context.transport, announcements))
+
+    @celery.task(name=RECONCILE_TASK, ignore_result=True)
+    def reconcile_task() -> None:
+        with session_scope(context.session_factory) as session:
+            result = reconcile(session, context.settings)
+            after_commit(
+                session, lambda: _send(context.transport, result.builds_to_plan, result.jobs_to_announce)
+            )
+        if result.jobs_lost or result.runners_lost or result.jobs_timed_out:
+            logger.warning(
+                "reconciler: lost jobs %s, timed-out jobs %s, lost runners %s",
+                result.jobs_lost, result.jobs_timed_out, result.runners_lost,
+            )  # fmt: skip
+
+
+def _announce(transport: Transport, announcements: list[tuple[int, list[str]]]) -> None:
+    for job_id, labels in announcements:
+        transport.announce_job(job_id, labels)
+
+
+def _send(transport: Transport, builds: list[int], jobs: list[tuple[int, list[str]]]) -> None:
+    for build_id in builds:
+        transport.request_planning(build_id)
+    _announce(transport, jobs)
+
+
+@cache
+def worker_app() -> Celery:
+    """The Celery app `greenlight worker` runs (``celery -A server.worker.tasks:worker_app``)."""
+    settings = get_settings()
+    celery = make_celery(settings)
+    context = WorkerContext(
+        settings, make_session_factory(make_engine(settings.database_url)), Transport(celery)
+    )
+    register_tasks(celery, context)
+    return celery

@@ -1,0 +1,100 @@
+"""Fixtures: a real Postgres database per test session (built with `alembic upgrade head`),
+emptied between tests, and the FastAPI app on top of it."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from fastapi.testclient import TestClient
+from sqlalchemy.orm import Session, sessionmaker
+
+from server.app import create_app
+from server.config import Settings
+from server.db import make_engine, make_session_factory
+from server.migrate import upgrade_to_head
+from server.models import Base
+from server.queue.transport import Transport
+from tests.support import services
+
+WEBHOOK_SECRET = "test-webhook-secret-0123456789"
+
+
+class RecordingTransport(Transport):
+    """Records what would be sent to Celery; the end-to-end tests use the real one."""
+
+    def __init__(self) -> None:
+        self.planned: list[int] = []
+        self.announced: list[tuple[int, list[str]]] = []
+
+    def request_planning(self, build_id: int) -> None:
+        self.planned.append(build_id)
+
+    def announce_job(self, job_id: int, labels: object) -> None:
+        self.announced.append((job_id, list(labels)))  # type: ignore[call-overload]
+
+
+def _worker_suffix() -> str:
+    return os.environ.get("PYTEST_XDIST_WORKER", "main")
+
+
+@pytest.fixture(scope="session")
+def database_url() -> Iterator[str]:
+    if not os.environ.get(services.DATABASE_URL_ENV):
+        pytest.skip("Postgres is not configured (run the tests with scripts/test)")
+    name = f"greenlight_test_{_worker_suffix()}"
+    url = services.create_database(name)
+    upgrade_to_head(url)
+    yield url
+    services.drop_database(name)
+
+
+@pytest.fixture(scope="session")
+def engine(database_url: str) -> Iterator[sa.Engine]:
+    engine = make_engine(database_url)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def session_factory(engine: sa.Engine) -> Iterator[sessionmaker[Session]]:
+    yield make_session_factory(engine)
+    # Each test starts from empty tables; TRUNCATE keeps the schema Alembic built.
+    tables = ", ".join(table.name for table in Base.metadata.sorted_tables)
+    with engine.begin() as connection:
+        connection.execute(sa.text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+
+
+@pytest.fixture
+def settings(database_url: str, tmp_path: Path) -> Settings:
+    return Settings(
+        database_url=database_url,
+        broker_url="memory://",
+        data_dir=tmp_path / "data",
+        github_webhook_secret=WEBHOOK_SECRET,
+    )
+
+
+@pytest.fixture
+def transport() -> RecordingTransport:
+    return RecordingTransport()
+
+
+@pytest.fixture
+def client(
+    settings: Settings, transport: RecordingTransport, session_factory: sessionmaker[Session]
+) -> Iterator[TestClient]:
+    app = create_app(settings, transport=transport)
+    app.state.greenlight.session_factory = session_factory
+    with TestClient(app) as test_client:
+        yield test_client
+    app.state.greenlight.engine.dispose()
+
+
+@pytest.fixture
+def session(session_factory: sessionmaker[Session]) -> Iterator[Session]:
+    with session_factory() as session:
+        yield session
