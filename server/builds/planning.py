@@ -32,7 +32,7 @@ def plan_build(session: Session, build_id: int, settings: Settings) -> list[tupl
     so a duplicate or re-sent planning message does nothing.
     """
     build = session.execute(
-        sa.select(Build).where(Build.id == build_id).with_for_update()
+        sa.select(Build).where(Build.id == build_id).with_for_update(of=Build)
     ).scalar_one_or_none()
     if build is None or build.state is not BuildState.pending:
         return []

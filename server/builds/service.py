@@ -63,7 +63,9 @@ def fail_build(build: Build, state: BuildState, reason: str) -> None:
 def refresh_build_state(session: Session, build_id: int) -> Build:
     """Recompute a build's state from its jobs. Locks the build row so that two jobs finishing
     at once cannot both miss that they were the last."""
-    build = session.execute(sa.select(Build).where(Build.id == build_id).with_for_update()).scalar_one()
+    build = session.execute(
+        sa.select(Build).where(Build.id == build_id).with_for_update(of=Build)
+    ).scalar_one()
     states = [job.state for job in session.scalars(sa.select(Job).where(Job.build_id == build_id))]
     if not states or build.state.finished:
         return build

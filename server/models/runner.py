@@ -12,6 +12,8 @@ from server.models.base import Base, LabelList, utcnow
 
 
 class RunnerState(enum.StrEnum):
+    """Stored states. "busy" is shown, not stored: an idle runner with running jobs is busy."""
+
     idle = "idle"
     busy = "busy"
     draining = "draining"

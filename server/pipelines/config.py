@@ -51,7 +51,13 @@ def _env_value(value: Any) -> Any:
     return value
 
 
+def _command(value: Any) -> Any:
+    # `run: true` means the command `true`, not YAML's boolean.
+    return _env_value(value) if isinstance(value, bool | int | float) else value
+
+
 def _commands(value: Any) -> Any:
+    value = [_command(c) for c in value] if isinstance(value, list) else _command(value)
     if isinstance(value, str) or (isinstance(value, list) and all(isinstance(c, str) for c in value)):
         return value
     raise ValueError("expected a command (a string) or a list of commands")

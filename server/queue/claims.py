@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
 from runner.spec import ClaimedJob, JobSpec, Limits, StepSpec
@@ -52,8 +53,6 @@ def claim_next_job(session: Session, runner: Runner, settings: Settings) -> Clai
     if claimed != 1:
         return None
     session.refresh(job)
-    runner.state = RunnerState.busy
-    runner.last_seen_at = now
     refresh_build_state(session, job.build_id)
     return ClaimedJob(job_token=token, spec=job_spec(job, settings))
 
@@ -66,7 +65,8 @@ def _pick_candidate(session: Session, runner: Runner) -> Job | None:
     )
     if session.get_bind().dialect.name == "postgresql":
         if ALL_LABELS not in runner.labels:
-            query = query.where(Job.labels.contained_by(runner.labels))
+            labels = sa.type_coerce(Job.labels, postgresql.ARRAY(sa.String(100)))
+            query = query.where(labels.contained_by(sa.cast(runner.labels, postgresql.ARRAY(sa.String(100)))))
         return session.scalar(query.limit(1).with_for_update(skip_locked=True, of=Job))
     # SQLite (embedded mode: one machine, a handful of jobs): filter labels in Python.
     for job in session.scalars(query.limit(_SQLITE_SCAN_LIMIT)):

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from runner.spec import JobFinished, LogBatch, StepFinished, StepOutcome, StepStarted
 from server.builds.service import refresh_build_state
-from server.models import Job, JobState, LogChunk, Runner, RunnerState, Step, StepState
+from server.models import Job, JobState, LogChunk, Step, StepState
 from server.models.base import utcnow
 from server.queue.tokens import token_hash
 
@@ -105,22 +105,9 @@ def close_job(session: Session, job: Job, state: JobState, reason: str | None) -
             step.reason = reason
             step.finished_at = now
     session.flush()
+    # Lock order is always job → build; a runner's busy/idle is derived from its running jobs,
+    # so closing a job never locks the runner row (claims lock runner → job → build).
     refresh_build_state(session, job.build_id)
-    if job.runner_id is not None:
-        _settle_runner_state(session, job.runner_id)
-
-
-def _settle_runner_state(session: Session, runner_id: int) -> None:
-    runner = session.get(Runner, runner_id)
-    if runner is None or runner.state is not RunnerState.busy:
-        return
-    still_running = session.scalar(
-        sa.select(sa.func.count())
-        .select_from(Job)
-        .where(Job.runner_id == runner_id, Job.state == JobState.running)
-    )
-    if not still_running:
-        runner.state = RunnerState.idle
 
 
 def _step(session: Session, job: Job, index: int) -> Step:

@@ -21,7 +21,6 @@ from runner.spec import (
 )
 from server.deps import SessionDep, StateDep
 from server.models import ApiToken, Job, Runner
-from server.models.base import utcnow
 from server.queue import reports
 from server.queue.claims import claim_next_job, renew_lease
 from server.queue.runners import NotARunnerToken, register_runner, runner_for, runner_token
@@ -80,11 +79,9 @@ def claim(
 
 
 @router.post("/jobs/{job_id}/heartbeat")
-def job_heartbeat(job: HeldJobDep, session: SessionDep, state: StateDep) -> HeartbeatReply:
+def job_heartbeat(job: HeldJobDep, state: StateDep) -> HeartbeatReply:
+    # The runner row is not touched here (its own heartbeat does that): see the lock order in reports.
     expires = renew_lease(job, state.settings)
-    runner = session.get(Runner, job.runner_id) if job.runner_id else None
-    if runner is not None:
-        runner.last_seen_at = utcnow()
     return HeartbeatReply(cancel=job.cancel_requested, lease_expires_at=expires.timestamp())
 
 

@@ -1,0 +1,73 @@
+"""Small factories for test data: one repository, build, job, runner token at a time."""
+
+from __future__ import annotations
+
+import itertools
+
+from sqlalchemy.orm import Session
+
+from server.models import ApiToken, Build, BuildState, Job, JobState, Repository, Step, TokenKind
+from server.queue.tokens import new_token, token_hash
+
+_numbers = itertools.count(1)
+
+
+def repository(
+    session: Session, full_name: str = "acme/widgets", clone_url: str = "file:///x.git"
+) -> Repository:
+    repo = Repository(full_name=full_name, clone_url=clone_url)
+    session.add(repo)
+    session.flush()
+    return repo
+
+
+def build(session: Session, repo: Repository, sha: str = "a" * 40, branch: str = "main") -> Build:
+    item = Build(
+        repository_id=repo.id,
+        number=next(_numbers),
+        event="push",
+        ref=f"refs/heads/{branch}",
+        branch=branch,
+        commit_sha=sha,
+        state=BuildState.queued,
+    )
+    session.add(item)
+    session.flush()
+    return item
+
+
+def job(
+    session: Session,
+    owner: Build,
+    *,
+    labels: list[str] | None = None,
+    priority: int = 0,
+    steps: int = 2,
+    timeout: int = 600,
+) -> Job:
+    item = Job(
+        build_id=owner.id,
+        name="pipeline",
+        state=JobState.queued,
+        labels=labels or ["docker"],
+        priority=priority,
+        env={},
+        timeout_seconds=timeout,
+        memory_bytes=256 * 1024**2,
+        cpus=1.0,
+        pids=256,
+    )
+    item.steps = [
+        Step(index=i, name=f"step-{i}", image="debian", script="true", env={}, timeout_seconds=60)
+        for i in range(steps)
+    ]
+    session.add(item)
+    session.flush()
+    return item
+
+
+def runner_token(session: Session, name: str = "runner") -> str:
+    value = new_token("glr")
+    session.add(ApiToken(name=name, kind=TokenKind.runner, token_hash=token_hash(value)))
+    session.flush()
+    return value

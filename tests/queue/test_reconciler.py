@@ -1,0 +1,139 @@
+"""The reconciler on real Postgres: expired leases, silent runners, lost messages."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.orm import Session, sessionmaker
+
+from server.config import Settings
+from server.models import Build, BuildState, Job, JobState, Runner, RunnerState, StepState
+from server.models.base import utcnow
+from server.queue.reconciler import reconcile
+from tests import factories
+
+pytestmark = pytest.mark.integration
+
+
+def ago(seconds: float) -> dt.datetime:
+    return utcnow() - dt.timedelta(seconds=seconds)
+
+
+def running_job(session: Session, runner: Runner | None = None, **values: object) -> Job:
+    repo = factories.repository(session)
+    build = factories.build(session, repo)
+    build.state = BuildState.running
+    job = factories.job(session, build)
+    job.state = JobState.running
+    job.token_hash = "f" * 64
+    job.started_at = ago(5)
+    job.lease_expires_at = utcnow() + dt.timedelta(seconds=30)
+    job.runner_id = runner.id if runner else None
+    job.steps[0].state = StepState.running
+    for name, value in values.items():
+        setattr(job, name, value)
+    session.flush()
+    return job
+
+
+def a_runner(session: Session, last_seen: dt.datetime) -> Runner:
+    runner = Runner(
+        name="r",
+        hostname="h",
+        labels=["docker"],
+        concurrency=1,
+        version="t",
+        executor="docker",
+        last_seen_at=last_seen,
+    )
+    session.add(runner)
+    session.flush()
+    return runner
+
+
+def run_reconciler(session_factory: sessionmaker[Session], settings: Settings):  # type: ignore[no-untyped-def]
+    with session_factory.begin() as session:
+        return reconcile(session, settings)
+
+
+def test_a_job_whose_lease_expired_is_lost_with_a_reason_and_not_requeued(
+    session_factory: sessionmaker[Session], settings: Settings
+) -> None:
+    with session_factory.begin() as session:
+        job_id = running_job(session, lease_expires_at=ago(1)).id
+    result = run_reconciler(session_factory, settings)
+    assert result.jobs_lost == [job_id]
+    assert result.jobs_to_announce == []
+    with session_factory() as session:
+        job = session.get(Job, job_id)
+        assert job is not None and job.state is JobState.lost and "lease" in (job.reason or "")
+        assert job.token_hash is None
+        assert [step.state for step in job.steps] == [StepState.errored, StepState.skipped]
+        assert session.get(Build, job.build_id).state is BuildState.errored  # type: ignore[union-attr]
+
+
+def test_a_live_lease_is_left_alone(session_factory: sessionmaker[Session], settings: Settings) -> None:
+    with session_factory.begin() as session:
+        job_id = running_job(session).id
+    assert run_reconciler(session_factory, settings).jobs_lost == []
+    with session_factory() as session:
+        assert session.get(Job, job_id).state is JobState.running  # type: ignore[union-attr]
+
+
+def test_a_silent_runner_is_marked_lost_and_its_jobs_end_lost(
+    session_factory: sessionmaker[Session], settings: Settings
+) -> None:
+    with session_factory.begin() as session:
+        runner = a_runner(session, ago(settings.runner_lost_seconds + 1))
+        job_id = running_job(session, runner).id
+        runner_id = runner.id
+    result = run_reconciler(session_factory, settings)
+    assert result.runners_lost == [runner_id]
+    with session_factory() as session:
+        assert session.get(Runner, runner_id).state is RunnerState.lost  # type: ignore[union-attr]
+        job = session.get(Job, job_id)
+        assert job.state is JobState.lost and "stopped responding" in (job.reason or "")  # type: ignore[union-attr]
+
+
+def test_a_job_far_past_its_timeout_is_closed_as_timed_out(
+    session_factory: sessionmaker[Session], settings: Settings
+) -> None:
+    with session_factory.begin() as session:
+        job_id = running_job(session, started_at=ago(600 + 61), timeout_seconds=600).id
+    assert run_reconciler(session_factory, settings).jobs_timed_out == [job_id]
+    with session_factory() as session:
+        assert session.get(Job, job_id).state is JobState.timed_out  # type: ignore[union-attr]
+
+
+def test_a_pending_build_whose_planning_message_was_lost_is_planned_again(
+    session_factory: sessionmaker[Session], settings: Settings
+) -> None:
+    with session_factory.begin() as session:
+        repo = factories.repository(session)
+        fresh = factories.build(session, repo)
+        stale = factories.build(session, repo)
+        fresh.state = stale.state = BuildState.pending
+        stale.created_at = ago(60)
+        stale_id = stale.id
+    assert run_reconciler(session_factory, settings).builds_to_plan == [stale_id]
+
+
+def test_queued_jobs_are_re_announced_with_backoff(
+    session_factory: sessionmaker[Session], settings: Settings
+) -> None:
+    with session_factory.begin() as session:
+        repo = factories.repository(session)
+        build = factories.build(session, repo)
+        new = factories.job(session, build)
+        old = factories.job(session, build, labels=["docker", "big"])
+        old.queued_at = ago(30)
+        new_id, old_id = new.id, old.id
+    first = run_reconciler(session_factory, settings)
+    assert first.jobs_to_announce == [(old_id, ["docker", "big"])]
+    assert new_id not in [job_id for job_id, _ in first.jobs_to_announce]
+    assert run_reconciler(session_factory, settings).jobs_to_announce == []  # announced just now
+    with session_factory.begin() as session:
+        session.execute(sa.update(Job).where(Job.id == old_id).values(last_announced_at=ago(16)))
+    assert [job_id for job_id, _ in run_reconciler(session_factory, settings).jobs_to_announce] == [old_id]

@@ -1,0 +1,217 @@
+"""The runner API on real Postgres: registration, atomic claims, leases, reports, closed jobs."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from fastapi.testclient import TestClient
+from sqlalchemy.orm import Session
+
+from server.models import Build, BuildState, Job, JobState, LogChunk, Step, StepState
+from tests import factories
+
+pytestmark = pytest.mark.integration
+
+
+def register(client: TestClient, token: str, name: str = "r1", labels: list[str] | None = None) -> int:
+    reply = client.post(
+        "/api/runner/register",
+        json={
+            "name": name,
+            "hostname": "h",
+            "labels": labels or ["docker"],
+            "concurrency": 1,
+            "version": "t",
+            "executor": "docker",
+        },
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    assert reply.status_code == 200, reply.text
+    return reply.json()["runner_id"]
+
+
+def claim(client: TestClient, token: str, runner_id: int) -> dict[str, Any] | None:
+    reply = client.post(
+        "/api/runner/claim", json={"runner_id": runner_id}, headers={"Authorization": f"Bearer {token}"}
+    )
+    assert reply.status_code in (200, 204), reply.text
+    return reply.json() if reply.status_code == 200 else None
+
+
+def as_job(client: TestClient, claimed: dict[str, Any], path: str, body: dict[str, Any] | None = None) -> Any:
+    job_id = claimed["spec"]["job_id"]
+    return client.post(
+        f"/api/runner/jobs/{job_id}/{path}",
+        json=body or {},
+        headers={"Authorization": f"Bearer {claimed['job_token']}"},
+    )
+
+
+@pytest.fixture
+def token(session: Session) -> str:
+    value = factories.runner_token(session)
+    session.commit()
+    return value
+
+
+def queued_jobs(session: Session, *specs: dict[str, Any]) -> list[int]:
+    repo = factories.repository(session)
+    build = factories.build(session, repo)
+    ids = [factories.job(session, build, **spec).id for spec in specs]
+    session.commit()
+    return ids
+
+
+def test_a_request_without_a_runner_token_is_refused(client: TestClient) -> None:
+    assert client.post("/api/runner/claim", json={"runner_id": 1}).status_code == 401
+    assert (
+        client.post(
+            "/api/runner/claim", json={"runner_id": 1}, headers={"Authorization": "Bearer nope"}
+        ).status_code
+        == 401
+    )
+
+
+def test_claim_hands_out_the_spec_from_the_database(client: TestClient, session: Session, token: str) -> None:
+    [job_id] = queued_jobs(session, {})
+    claimed = claim(client, token, register(client, token))
+    assert claimed is not None
+    spec = claimed["spec"]
+    assert spec["job_id"] == job_id and spec["clone_url"] == "file:///x.git"
+    assert [step["name"] for step in spec["steps"]] == ["step-0", "step-1"]
+    session.expire_all()
+    job = session.get(Job, job_id)
+    assert job.state is JobState.running and job.lease_expires_at is not None
+    assert session.get(Build, job.build_id).state is BuildState.running
+
+
+def test_a_job_is_claimed_once_even_by_concurrent_runners(
+    client: TestClient, session: Session, token: str
+) -> None:
+    queued_jobs(session, {})
+    runners = [register(client, token, name=f"r{i}") for i in range(8)]
+    results: list[dict[str, Any] | None] = []
+    barrier = threading.Barrier(len(runners))
+
+    def race(runner_id: int) -> None:
+        barrier.wait()
+        results.append(claim(client, token, runner_id))
+
+    threads = [threading.Thread(target=race, args=(runner_id,)) for runner_id in runners]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len([result for result in results if result is not None]) == 1
+
+
+def test_highest_priority_then_oldest_is_claimed_first(
+    client: TestClient, session: Session, token: str
+) -> None:
+    low, high_old, high_new = queued_jobs(session, {"priority": 1}, {"priority": 9}, {"priority": 9})
+    runner_id = register(client, token)
+    order = []
+    for _ in range(3):
+        claimed = claim(client, token, runner_id)
+        assert claimed is not None
+        order.append(claimed["spec"]["job_id"])
+    assert order == [high_old, high_new, low]
+
+
+def test_a_runner_only_gets_jobs_whose_labels_it_has(
+    client: TestClient, session: Session, token: str
+) -> None:
+    gpu_job, plain_job = queued_jobs(session, {"labels": ["docker", "gpu"]}, {"labels": ["docker"]})
+    plain_runner = register(client, token, "plain", ["docker"])
+    claimed = claim(client, token, plain_runner)
+    assert claimed is not None and claimed["spec"]["job_id"] == plain_job
+    assert claim(client, token, plain_runner) is None
+    gpu_runner = register(client, token, "gpu", ["docker", "gpu", "linux"])
+    claimed = claim(client, token, gpu_runner)
+    assert claimed is not None and claimed["spec"]["job_id"] == gpu_job
+
+
+def test_reports_record_steps_logs_and_the_build_result(
+    client: TestClient, session: Session, token: str
+) -> None:
+    queued_jobs(session, {"steps": 2})
+    claimed = claim(client, token, register(client, token))
+    assert claimed is not None
+    assert as_job(client, claimed, "steps/start", {"step_index": 0}).status_code == 204
+    batch = {"step_index": 0, "seq": 0, "lines": [{"at": 1.0, "stream": "stdout", "text": "hello"}]}
+    assert as_job(client, claimed, "logs", batch).status_code == 204
+    assert as_job(client, claimed, "logs", batch).status_code == 204  # a retried batch is stored once
+    finished = {
+        "step_index": 0,
+        "outcome": "failed",
+        "exit_code": 3,
+        "duration_seconds": 1.5,
+        "reason": "exit code 3",
+    }
+    assert as_job(client, claimed, "steps/finish", finished).status_code == 204
+    assert (
+        as_job(
+            client, claimed, "finish", {"outcome": "failed", "reason": "step 'step-0': exit code 3"}
+        ).status_code
+        == 204
+    )
+
+    session.expire_all()
+    job = session.get(Job, claimed["spec"]["job_id"])
+    steps = session.scalars(sa.select(Step).where(Step.job_id == job.id).order_by(Step.index)).all()
+    assert [(s.state, s.exit_code) for s in steps] == [(StepState.failed, 3), (StepState.skipped, None)]
+    assert session.scalar(sa.select(sa.func.count()).select_from(LogChunk)) == 1
+    assert job.state is JobState.failed and job.token_hash is None
+    assert session.get(Build, job.build_id).state is BuildState.failed
+
+
+def test_a_closed_job_refuses_further_reports_with_409(
+    client: TestClient, session: Session, token: str
+) -> None:
+    queued_jobs(session, {})
+    claimed = claim(client, token, register(client, token))
+    assert claimed is not None
+    assert as_job(client, claimed, "finish", {"outcome": "passed"}).status_code == 204
+    assert as_job(client, claimed, "heartbeat").status_code == 409
+    batch = {"step_index": 0, "seq": 5, "lines": [{"at": 1.0, "stream": "stdout", "text": "late"}]}
+    assert as_job(client, claimed, "logs", batch).status_code == 409
+
+
+def test_another_jobs_token_cannot_report_into_a_job(
+    client: TestClient, session: Session, token: str
+) -> None:
+    queued_jobs(session, {}, {})
+    runner_id = register(client, token)
+    first, second = claim(client, token, runner_id), claim(client, token, runner_id)
+    assert first and second
+    forged = {"spec": first["spec"], "job_token": second["job_token"]}
+    assert as_job(client, forged, "finish", {"outcome": "passed"}).status_code == 409
+
+
+def test_heartbeat_extends_the_lease_and_carries_cancel(
+    client: TestClient, session: Session, token: str
+) -> None:
+    [job_id] = queued_jobs(session, {})
+    claimed = claim(client, token, register(client, token))
+    assert claimed is not None
+    first = as_job(client, claimed, "heartbeat").json()
+    assert first["cancel"] is False
+    session.execute(sa.update(Job).where(Job.id == job_id).values(cancel_requested=True))
+    session.commit()
+    assert as_job(client, claimed, "heartbeat").json()["cancel"] is True
+
+
+def test_a_runner_that_restarts_closes_the_jobs_it_held_as_lost(
+    client: TestClient, session: Session, token: str
+) -> None:
+    [job_id] = queued_jobs(session, {})
+    claimed = claim(client, token, register(client, token, "same"))
+    assert claimed is not None
+    register(client, token, "same")
+    session.expire_all()
+    job = session.get(Job, job_id)
+    assert job.state is JobState.lost and "restarted" in (job.reason or "")
+    assert as_job(client, claimed, "heartbeat").status_code == 409
