@@ -35,9 +35,10 @@ def test_upgrade_head_from_empty_on_sqlite_matches_the_models(tmp_path: Path) ->
 def test_upgrade_head_from_empty_on_postgres_matches_the_models() -> None:
     if not os.environ.get(services.DATABASE_URL_ENV):
         pytest.skip("Postgres is not configured (run the tests with scripts/test)")
-    url = services.create_database("greenlight_migrations")
+    name = f"greenlight_migrations_{os.getpid()}"
+    url = services.create_database(name)
     try:
         upgrade_to_head(url)
         assert schema_differences(url) == []
     finally:
-        services.drop_database("greenlight_migrations")
+        services.drop_database(name)

@@ -14,6 +14,8 @@ from server.cli.processes import migrate, runner, server, up, worker
 def cli() -> None:
     """Greenlight: self-hosted CI/CD for GitHub repositories."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # One line per runner API call is noise; failures are logged by the runner itself.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
 for command in (up, server, worker, runner, migrate, repo, token, build):

@@ -1,0 +1,120 @@
+"""A whole Greenlight on this machine for end-to-end tests: the real `greenlight server`,
+`greenlight worker` and `greenlight runner` processes on Postgres, Redis and Docker."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from server.webhooks.signature import sign
+
+WEBHOOK_SECRET = "e2e-webhook-secret-0123456789"
+
+
+@dataclass
+class Stack:
+    url: str
+    env: dict[str, str]
+    logs: Path
+    processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+
+    def start(self, name: str, *args: str, extra_env: dict[str, str] | None = None) -> None:
+        log = open(self.logs / f"{name}.log", "ab")  # noqa: SIM115 (owned by the process)
+        self.processes[name] = subprocess.Popen(
+            [sys.executable, "-m", "server.cli.main", *args],
+            env={**self.env, **(extra_env or {})},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+
+    def stop(self, name: str) -> None:
+        process = self.processes.pop(name)
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+    def stop_all(self) -> None:
+        for name in list(self.processes):
+            self.stop(name)
+
+    def wait_until_up(self, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
+                    return
+            except httpx.TransportError:
+                time.sleep(0.2)
+        raise RuntimeError(f"server did not come up; see {self.logs}/server.log:\n{self.tail('server')}")
+
+    def tail(self, name: str, lines: int = 40) -> str:
+        path = self.logs / f"{name}.log"
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.exists() else ""
+
+    def deliver(
+        self, payload: dict[str, Any], event: str = "push", delivery: str | None = None
+    ) -> httpx.Response:
+        body = json.dumps(payload).encode()
+        return httpx.post(
+            f"{self.url}/webhooks/github",
+            content=body,
+            headers={
+                "Content-Type": "application/json",
+                "X-GitHub-Event": event,
+                "X-GitHub-Delivery": delivery or str(uuid.uuid4()),
+                "X-GitHub-Hook-ID": "1",
+                "X-Hub-Signature-256": sign(WEBHOOK_SECRET, body),
+            },
+            timeout=10,
+        )
+
+    def wait_for_build(self, build_id: int, timeout: float = 120) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        build: dict[str, Any] = {}
+        while time.monotonic() < deadline:
+            build = httpx.get(f"{self.url}/api/builds/{build_id}", timeout=5).json()
+            if build["state"] not in ("pending", "queued", "running"):
+                return build
+            time.sleep(0.1)
+        logs = "\n".join(f"--- {name}\n{self.tail(name)}" for name in ("server", "worker", "runner"))
+        raise AssertionError(f"build {build_id} did not finish in {timeout}s: {build}\n{logs}")
+
+    def step_log(self, build: dict[str, Any], step_name: str) -> str:
+        for job in build["jobs"]:
+            for step in job["steps"]:
+                if step["name"] == step_name:
+                    return httpx.get(f"{self.url}{step['log_url']}", timeout=10).text
+        raise KeyError(step_name)
+
+
+def stack_env(
+    database_url: str, broker_url: str, data_dir: Path, port: int, runner_token: str
+) -> dict[str, str]:
+    return {
+        **os.environ,
+        "GREENLIGHT_DATABASE_URL": database_url,
+        "GREENLIGHT_BROKER_URL": broker_url,
+        "GREENLIGHT_DATA_DIR": str(data_dir),
+        "GREENLIGHT_GITHUB_WEBHOOK_SECRET": WEBHOOK_SECRET,
+        "GREENLIGHT_SERVER_URL": f"http://127.0.0.1:{port}",
+        "GREENLIGHT_RUNNER_TOKEN": runner_token,
+        "GREENLIGHT_RUNNER_DIR": str(data_dir / "runner"),
+        "GREENLIGHT_RUNNER_NAME": "e2e-runner",
+        "GREENLIGHT_RUNNER_EXECUTOR": "docker",
+        "GREENLIGHT_RUNNER_PULL": "never",
+        "GREENLIGHT_RECONCILE_SECONDS": "1",
+        "GREENLIGHT_HEARTBEAT_SECONDS": "1",
+        "GREENLIGHT_LEASE_SECONDS": "10",
+    }
