@@ -14,6 +14,24 @@ from pydantic import BaseModel, ConfigDict, Field
 
 SHA_PATTERN = r"^[0-9a-f]{40}$"
 
+# The Celery side of the contract: the server announces a job on one queue per label;
+# a runner listens on the queues of the labels it serves.
+JOB_AVAILABLE_TASK = "greenlight.runner.job_available"
+
+
+def label_queue(label: str) -> str:
+    """The Celery queue runners serving ``label`` listen on."""
+    return f"greenlight.jobs.{label}"
+
+
+def broker_transport_options(broker_url: str) -> dict[str, float]:
+    """Redis: poll fast, and let an unacked message come back after an hour (harmless: every
+    task re-checks the database). Kombu's SQLAlchemy transport (the embedded broker) passes
+    its options straight to create_engine, so it gets none."""
+    if broker_url.startswith("sqla+"):
+        return {}
+    return {"visibility_timeout": 3600, "polling_interval": 0.2}
+
 
 class StepOutcome(enum.StrEnum):
     """How a step ended, as the runner saw it."""

@@ -10,15 +10,9 @@ from celery import Celery, signals
 from runner.agent import RunnerAgent
 from runner.config import RunnerSettings
 from runner.executors.base import Executor
+from runner.spec import JOB_AVAILABLE_TASK, broker_transport_options, label_queue
 
 logger = logging.getLogger(__name__)
-
-JOB_AVAILABLE_TASK = "greenlight.runner.job_available"
-
-
-def label_queue(label: str) -> str:
-    return f"greenlight.jobs.{label}"
-
 
 def choose_executor(settings: RunnerSettings) -> tuple[str, type]:
     """Docker when asked or when an engine answers; the local shell executor only as a last resort."""
@@ -53,7 +47,7 @@ def make_runner_celery(settings: RunnerSettings, agent: RunnerAgent) -> Celery:
         task_acks_late=True,
         worker_prefetch_multiplier=1,
         broker_connection_retry_on_startup=True,
-        broker_transport_options={"visibility_timeout": 3600, "polling_interval": 0.2},
+        broker_transport_options=broker_transport_options(settings.broker_url),
         worker_hijack_root_logger=False,
     )
 

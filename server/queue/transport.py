@@ -11,19 +11,13 @@ from collections.abc import Iterable
 
 from celery import Celery
 
+from runner.spec import JOB_AVAILABLE_TASK, label_queue
+
 logger = logging.getLogger(__name__)
 
 SERVER_QUEUE = "greenlight.server"
 PLAN_BUILD_TASK = "greenlight.server.plan_build"
 RECONCILE_TASK = "greenlight.server.reconcile"
-JOB_AVAILABLE_TASK = "greenlight.runner.job_available"
-
-
-def label_queue(label: str) -> str:
-    """The Celery queue runners serving ``label`` listen on."""
-    return f"greenlight.jobs.{label}"
-
-
 class Transport:
     def __init__(self, celery: Celery) -> None:
         self.celery = celery

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from celery import Celery
 
+from runner.spec import broker_transport_options
 from server.config import Settings
 from server.queue.transport import PLAN_BUILD_TASK, RECONCILE_TASK, SERVER_QUEUE
 
@@ -19,7 +20,7 @@ def make_celery(settings: Settings) -> Celery:
         worker_prefetch_multiplier=1,
         broker_connection_retry_on_startup=True,
         # Tasks re-check the database, so a short visibility timeout only costs a duplicate.
-        broker_transport_options={"visibility_timeout": 3600, "polling_interval": 0.2},
+        broker_transport_options=broker_transport_options(settings.broker_url),
         beat_schedule={
             "reconcile": {
                 "task": RECONCILE_TASK,
