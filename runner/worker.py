@@ -14,6 +14,7 @@ from runner.spec import JOB_AVAILABLE_TASK, broker_transport_options, label_queu
 
 logger = logging.getLogger(__name__)
 
+
 def choose_executor(settings: RunnerSettings) -> tuple[str, type]:
     """Docker when asked or when an engine answers; the local shell executor only as a last resort."""
     if settings.runner_executor in ("docker", "auto"):

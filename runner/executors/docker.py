@@ -1,0 +1,263 @@
+"""Run each step of a job in its own Docker container, on a private network per job, with the
+job's limits enforced by the engine (DESIGN.md decisions 4 and 5)."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import secrets
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import docker
+import requests
+from docker.errors import DockerException, ImageNotFound, NotFound
+from docker.models.networks import Network
+
+from runner.executors.base import (
+    CANCELLED,
+    OUT_OF_MEMORY,
+    TIMED_OUT,
+    ExecutorError,
+    LineSink,
+    StepResult,
+)
+from runner.executors.lines import LineSplitter
+from runner.spec import JobSpec, LogLine, StepOutcome, StepSpec
+
+log = logging.getLogger(__name__)
+
+PULL_POLICIES = ("never", "if-not-present", "always")
+JOB_LABEL = "greenlight.job"
+RUNNER_LABEL = "greenlight.runner"
+WORKSPACE = "/workspace"
+POLL_SECONDS = 0.2
+# Bounded waits on the engine once a step is over, so a wedged daemon cannot hang the runner.
+EXIT_GRACE_SECONDS = 10.0
+READER_GRACE_SECONDS = 5.0
+
+# Everything the engine or its transport can throw at us; all of it is "our side's" failure.
+EngineErrors = (DockerException, requests.RequestException)
+
+
+class DockerExecutor:
+    """One instance per job: ``setup`` → ``run_step``… → ``teardown`` (see ``base``)."""
+
+    name = "docker"
+
+    def __init__(
+        self, runner_name: str, *, base_url: str | None = None, pull: str = "if-not-present"
+    ) -> None:
+        if pull not in PULL_POLICIES:
+            raise ValueError(f"pull must be one of {', '.join(PULL_POLICIES)}, not {pull!r}")
+        self.runner_name = runner_name
+        self.pull = pull
+        try:
+            self.client = docker.DockerClient(base_url=base_url) if base_url else docker.from_env()
+        except EngineErrors as exc:
+            raise ExecutorError(f"the Docker engine is not reachable: {exc}") from exc
+        self.job: JobSpec | None = None
+        self.workspace: Path | None = None
+        self.network: Network | None = None
+        self._ready_images: set[str] = set()
+
+    @property
+    def labels(self) -> dict[str, str]:
+        """Labels for everything created for this job, so teardown and orphan sweeps find it."""
+        if self.job is None:
+            raise ExecutorError("the executor has no job: call setup() first")
+        return {JOB_LABEL: str(self.job.job_id), RUNNER_LABEL: self.runner_name}
+
+    def setup(self, job: JobSpec, workspace: Path) -> None:
+        self.job = job
+        self.workspace = workspace.resolve()
+        name = f"greenlight-job-{job.job_id}-{secrets.token_hex(4)}"
+        try:
+            self.network = self.client.networks.create(name, driver="bridge", labels=self.labels)
+        except EngineErrors as exc:
+            raise ExecutorError(f"could not create the job network {name}: {exc}") from exc
+
+    def ensure_image(self, image: str) -> None:
+        """Make ``image`` available locally according to the pull policy, or raise ExecutorError."""
+        if image in self._ready_images:
+            return
+        try:
+            present = self._has_image(image)
+        except EngineErrors as exc:
+            raise ExecutorError(f'could not look up image "{image}" on this runner: {exc}') from exc
+        if present and self.pull != "always":
+            self._ready_images.add(image)
+            return
+        if not present and self.pull == "never":
+            raise ExecutorError(f'image "{image}" is not on this runner and the pull policy is "never"')
+        try:
+            self.client.images.pull(image)
+        except EngineErrors as exc:
+            problem = "could not be pulled" if present else "is not on this runner and could not be pulled"
+            raise ExecutorError(f'image "{image}" {problem}: {exc}') from exc
+        self._ready_images.add(image)
+
+    def _has_image(self, image: str) -> bool:
+        try:
+            self.client.images.get(image)
+        except ImageNotFound:
+            return False
+        return True
+
+    def run_step(self, step: StepSpec, on_line: LineSink, cancel: threading.Event) -> StepResult:
+        if self.job is None or self.workspace is None or self.network is None:
+            raise ExecutorError("run_step called before setup")
+        if cancel.is_set():
+            return StepResult(StepOutcome.cancelled, None, 0.0, CANCELLED)
+        self.ensure_image(step.image)
+        container_id: str | None = None
+        try:
+            container_id = self._create(step)
+            return self._run(container_id, step, on_line, cancel)
+        except EngineErrors as exc:
+            raise ExecutorError(f"Docker failed while running step {step.name!r}: {exc}") from exc
+        finally:
+            if container_id is not None:
+                self._remove_container(container_id)
+
+    def _create(self, step: StepSpec) -> str:
+        assert self.job is not None and self.network is not None
+        limits = self.job.limits
+        container = self.client.containers.create(
+            image=step.image,
+            command=["/bin/sh", "-e", "-c", step.script],
+            # A list of KEY=VALUE, never a shell string: values reach the process verbatim.
+            environment=self.job.env | step.env,
+            working_dir=WORKSPACE,
+            volumes={str(self.workspace): {"bind": WORKSPACE, "mode": "rw"}},
+            network=self.network.name,
+            name=f"greenlight-job-{self.job.job_id}-step-{step.index}-{secrets.token_hex(4)}",
+            mem_limit=limits.memory_bytes,
+            memswap_limit=limits.memory_bytes,  # equal to the memory limit: no swap
+            nano_cpus=int(limits.cpus * 1e9),
+            pids_limit=limits.pids,
+            privileged=False,
+            security_opt=["no-new-privileges"],
+            auto_remove=False,  # the exit state (code, OOMKilled) must outlive the process
+            labels=self.labels,
+            stdin_open=False,
+            tty=False,
+        )
+        return str(container.id)
+
+    def _run(self, cid: str, step: StepSpec, on_line: LineSink, cancel: threading.Event) -> StepResult:
+        api = self.client.api
+        # Attach before start: attaching to a container that has already exited blocks forever
+        # (engine 20.10), and attaching late could miss the first lines of a fast step.
+        frames = api.attach(cid, stdout=True, stderr=True, stream=True, logs=True, demux=True)
+        reader = threading.Thread(
+            target=_pump, args=(frames, on_line), name=f"greenlight-attach-{cid[:12]}", daemon=True
+        )
+        reader.start()
+        api.start(cid)
+        started = time.monotonic()
+        deadline = started + step.timeout_seconds
+        outcome: StepOutcome | None = None
+        reason: str | None = None
+        while True:
+            state = api.inspect_container(cid)["State"]
+            if state["Status"] in ("exited", "dead"):
+                break
+            if cancel.is_set():
+                outcome, reason = StepOutcome.cancelled, CANCELLED
+                break
+            if time.monotonic() >= deadline:
+                outcome, reason = StepOutcome.timed_out, f"{TIMED_OUT} after {step.timeout_seconds}s"
+                break
+            # The attach stream ends when the container does, so waiting on it keeps fast steps fast.
+            if reader.is_alive():
+                reader.join(POLL_SECONDS)
+            else:
+                cancel.wait(POLL_SECONDS / 4)
+        duration = time.monotonic() - started
+        if outcome is not None:
+            self._kill(cid)
+        reader.join(READER_GRACE_SECONDS)
+        if reader.is_alive():
+            log.warning("step %s: output stream of container %s did not end", step.name, cid[:12])
+        if outcome is not None:
+            return StepResult(outcome, None, duration, reason)
+
+        code = int(state["ExitCode"])
+        # OOMKilled means *some* process of the container hit the limit (cgroup v1 event); if the
+        # script survived that and exited 0, the step passed.
+        if state.get("OOMKilled") and code != 0:
+            assert self.job is not None
+            mib = self.job.limits.memory_bytes // (1024 * 1024)
+            return StepResult(StepOutcome.failed, code, duration, f"{OUT_OF_MEMORY} (limit {mib} MiB)")
+        if code == 0:
+            return StepResult(StepOutcome.passed, 0, duration)
+        return StepResult(StepOutcome.failed, code, duration, f"exit code {code}")
+
+    def _kill(self, cid: str) -> None:
+        try:
+            self.client.api.kill(cid)
+        except EngineErrors as exc:
+            log.debug("kill %s: %s (probably already exited)", cid[:12], exc)
+        try:
+            self.client.api.wait(cid, timeout=EXIT_GRACE_SECONDS)
+        except EngineErrors as exc:
+            log.warning("container %s did not stop after SIGKILL: %s", cid[:12], exc)
+
+    def _remove_container(self, cid: str) -> None:
+        try:
+            self.client.api.remove_container(cid, force=True, v=True)
+        except NotFound:
+            pass
+        except EngineErrors as exc:
+            log.warning("could not remove container %s (teardown will retry): %s", cid[:12], exc)
+
+    def teardown(self) -> None:
+        """Remove every container still labelled for this job, then the network. Never raises."""
+        if self.job is None:
+            return
+        try:
+            filters = {"label": [f"{k}={v}" for k, v in self.labels.items()]}
+            # The low-level list: containers.list() inspects each hit, and the engine lists a
+            # container being created a moment before it can inspect it (404 → whole sweep lost).
+            for container in self.client.api.containers(all=True, filters=filters):
+                self._remove_container(container["Id"])
+        except Exception as exc:
+            log.warning("job %s: could not sweep its containers: %s", self.job.job_id, exc)
+        if self.network is None:
+            return
+        try:
+            # Anything else still attached (say, a sidecar someone forgot to label) would make the
+            # engine refuse to remove the network.
+            self.network.reload()
+            for cid in self.network.attrs.get("Containers") or {}:
+                with contextlib.suppress(NotFound):
+                    self.client.api.disconnect_container_from_network(cid, self.network.id, force=True)
+            self.network.remove()
+            self.network = None
+        except NotFound:
+            self.network = None
+        except Exception as exc:
+            log.warning("job %s: could not remove network %s: %s", self.job.job_id, self.network.name, exc)
+
+    def close(self) -> None:
+        """Release the engine connection (after teardown, when the executor is done for good)."""
+        self.client.close()
+
+
+def _pump(frames: Any, on_line: LineSink) -> None:
+    out, err = LineSplitter("stdout", on_line), LineSplitter("stderr", on_line)
+    try:
+        for stdout_chunk, stderr_chunk in frames:
+            if stdout_chunk:
+                out.feed(stdout_chunk)
+            if stderr_chunk:
+                err.feed(stderr_chunk)
+    except Exception as exc:  # the stream is best effort; the exit state still decides the outcome
+        log.warning("output stream broke: %s", exc)
+        on_line(LogLine(at=time.time(), stream="system", text=f"output stream interrupted: {exc}"))
+    finally:
+        out.flush()
+        err.flush()

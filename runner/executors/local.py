@@ -1,0 +1,161 @@
+"""Run steps as local processes, for machines without Docker: no isolation, approximate limits."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import resource
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO
+
+from runner.executors.base import CANCELLED, TIMED_OUT, ExecutorError, LineSink, StepResult
+from runner.executors.lines import LineSplitter
+from runner.spec import JobSpec, StepOutcome, StepSpec
+
+log = logging.getLogger(__name__)
+
+POLL_SECONDS = 0.2
+# How long to wait for output still buffered in pipes once the process group is gone.
+READER_GRACE_SECONDS = 5.0
+
+
+class LocalExecutor:
+    """Runs each step as ``/bin/sh -e -c script`` in the workspace, in its own process group.
+
+    ``step.image`` is ignored: the step runs with whatever this machine has installed.
+    Memory is limited with ``RLIMIT_AS`` (address space, not resident memory), so it is approximate:
+    a step over it sees allocations fail (e.g. Python's ``MemoryError``) and usually ends as a
+    normal failure with a non-zero exit code, not as "out of memory"; programs that reserve a lot
+    of address space up front (JVM, Go) may fail below the limit. CPU and pids are not limited.
+    A process that leaves the step's session (``setsid``) escapes the kill on timeout/cancel.
+    """
+
+    name = "local"
+
+    def __init__(self) -> None:
+        self._job: JobSpec | None = None
+        self._workspace: Path | None = None
+
+    def setup(self, job: JobSpec, workspace: Path) -> None:
+        self._job = job
+        self._workspace = workspace.resolve()
+
+    def teardown(self) -> None:
+        # Every step's process group is killed when the step ends; nothing is left per job.
+        self._job = None
+
+    def run_step(self, step: StepSpec, on_line: LineSink, cancel: threading.Event) -> StepResult:
+        if self._job is None or self._workspace is None:
+            raise ExecutorError("run_step called before setup")
+        if cancel.is_set():
+            return StepResult(StepOutcome.cancelled, None, 0.0, CANCELLED)
+        env = (
+            {
+                "PATH": os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin"),
+                "HOME": str(self._workspace),
+                "LANG": "C.UTF-8",
+            }
+            | self._job.env
+            | step.env
+        )
+        started = time.monotonic()
+        try:
+            proc = subprocess.Popen(
+                ["/bin/sh", "-e", "-c", step.script],
+                cwd=self._workspace,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                start_new_session=True,
+                preexec_fn=_memory_limiter(self._job.limits.memory_bytes),
+            )
+        except (OSError, subprocess.SubprocessError) as exc:
+            raise ExecutorError(f"could not start /bin/sh in {self._workspace}: {exc}") from exc
+
+        live = threading.Event()  # cleared once we stop forwarding lines for this step
+        live.set()
+        readers = [
+            _start_reader(proc.stdout, LineSplitter("stdout", on_line), live),
+            _start_reader(proc.stderr, LineSplitter("stderr", on_line), live),
+        ]
+        deadline = started + step.timeout_seconds
+        outcome: StepOutcome | None = None
+        reason: str | None = None
+        try:
+            while not _has_exited(proc.pid):
+                if cancel.is_set():
+                    outcome, reason = StepOutcome.cancelled, CANCELLED
+                    break
+                if time.monotonic() >= deadline:
+                    outcome, reason = StepOutcome.timed_out, f"{TIMED_OUT} after {step.timeout_seconds}s"
+                    break
+                cancel.wait(POLL_SECONDS)
+        finally:
+            # Like a container ending: when the shell is done (or we give up), its whole group goes.
+            _kill_group(proc.pid)
+            proc.wait()
+        duration = time.monotonic() - started
+
+        for reader in readers:
+            reader.join(READER_GRACE_SECONDS)
+        if any(r.is_alive() for r in readers):
+            # Something outside the process group still holds the pipes open; stop listening.
+            live.clear()
+            log.warning("step %s: output pipes still open after the step ended", step.name)
+
+        if outcome is not None:
+            return StepResult(outcome, None, duration, reason)
+        code = proc.returncode if proc.returncode >= 0 else 128 - proc.returncode
+        if code == 0:
+            return StepResult(StepOutcome.passed, 0, duration)
+        return StepResult(StepOutcome.failed, code, duration, f"exit code {code}")
+
+
+def _memory_limiter(limit: int) -> Callable[[], None]:
+    hard = resource.getrlimit(resource.RLIMIT_AS)[1]
+    if hard != resource.RLIM_INFINITY:
+        limit = min(limit, hard)  # an unprivileged runner cannot raise its own hard limit
+
+    # Runs in the forked child before exec: keep it to one C call (no imports, no logging, no
+    # locks), which is what makes preexec_fn tolerable in a multi-threaded runner.
+    def apply() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+    return apply
+
+
+def _start_reader(pipe: IO[bytes] | None, splitter: LineSplitter, live: threading.Event) -> threading.Thread:
+    def pump() -> None:
+        assert pipe is not None
+        with pipe:
+            # read1 returns what is available now instead of waiting for a full buffer.
+            while chunk := pipe.read1(65536):  # type: ignore[attr-defined]
+                if live.is_set():
+                    splitter.feed(chunk)
+        if live.is_set():
+            splitter.flush()
+
+    thread = threading.Thread(target=pump, name="greenlight-local-reader", daemon=True)
+    thread.start()
+    return thread
+
+
+def _has_exited(pid: int) -> bool:
+    # WNOWAIT leaves the child a zombie, so its pid (the group id) cannot be reused before the
+    # killpg below: killing the group after a plain poll() could hit an unrelated process.
+    try:
+        return os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+    except ChildProcessError:  # reaped behind our back (a SIGCHLD handler); proc.wait() copes
+        return True
+
+
+def _kill_group(pgid: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):  # already gone
+        os.killpg(pgid, signal.SIGKILL)

@@ -1,0 +1,114 @@
+"""`greenlight up`: everything on one machine with no Postgres and no Redis (SQLite + SQLite broker)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+import pytest
+
+from server.webhooks.signature import sign
+from tests.fixtures import push_payload
+from tests.support import services
+
+pytestmark = pytest.mark.integration
+
+
+def test_greenlight_up_builds_a_push_with_embedded_defaults(tmp_path: Path) -> None:
+    services.test_image()
+    data = tmp_path / "data"
+    port = services.free_port()
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith("GREENLIGHT_") or key.startswith("GREENLIGHT_TEST")
+    }
+    env["GREENLIGHT_RUNNER_PULL"] = "never"
+    up = subprocess.Popen(
+        [sys.executable, "-m", "server.cli.main", "up", "--port", str(port), "--data-dir", str(data)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        _wait_for(lambda: httpx.get(f"{url}/healthz", timeout=1).status_code == 200, up)
+        assert (data / "greenlight.db").exists() and (data / "broker.db").exists()
+
+        work = tmp_path / "work"
+        sha = services.make_git_repo(
+            work,
+            {
+                ".greenlight.yml": f"image: {services.DEFAULT_TEST_IMAGE}\n"
+                "steps:\n  - name: hi\n    run: echo embedded\n"
+            },
+        )
+        cli_env = {**env, "GREENLIGHT_DATA_DIR": str(data), "GREENLIGHT_EMBEDDED": "true"}
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "server.cli.main",
+                "repo",
+                "add",
+                "acme/embedded",
+                "--clone-url",
+                str(work),
+            ],
+            env=cli_env,
+            check=True,
+            capture_output=True,
+        )
+        secret = dict(line.split("=", 1) for line in (data / "secrets.env").read_text().splitlines())[
+            "webhook_secret"
+        ]
+        body = json.dumps(push_payload("acme/embedded", "refs/heads/main", sha)).encode()
+        reply = httpx.post(
+            f"{url}/webhooks/github",
+            content=body,
+            headers={
+                "X-GitHub-Event": "push",
+                "X-GitHub-Delivery": str(uuid.uuid4()),
+                "X-Hub-Signature-256": sign(secret, body),
+                "Content-Type": "application/json",
+            },
+        )
+        assert reply.status_code == 202, reply.text
+        build_url = f"{url}/api/builds/{reply.json()['build_id']}"
+        _wait_for(
+            lambda: httpx.get(build_url, timeout=2).json()["state"] not in ("pending", "queued", "running"),
+            up,
+        )
+        build = httpx.get(build_url).json()
+        assert build["state"] == "passed", build
+        log = httpx.get(url + build["jobs"][0]["steps"][0]["log_url"]).text
+        assert log == "embedded\n"
+    finally:
+        os.killpg(up.pid, signal.SIGTERM)
+        try:
+            up.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(up.pid, signal.SIGKILL)
+
+
+def _wait_for(condition, process: subprocess.Popen[bytes], timeout: float = 90) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            output = process.stdout.read().decode(errors="replace") if process.stdout else ""
+            raise AssertionError(f"greenlight up exited with {process.returncode}:\n{output[-3000:]}")
+        try:
+            if condition():
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    raise AssertionError("timed out waiting for greenlight up")
