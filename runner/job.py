@@ -66,6 +66,8 @@ class JobRun:
             return outcome
         if heartbeat.cancel_requested and outcome is not StepOutcome.passed:
             outcome, reason = StepOutcome.cancelled, "cancelled"
+        elif self._shutdown.is_set() and outcome is StepOutcome.cancelled:
+            reason = "cancelled: the runner was stopped while this job ran"
         self._report(self.api.job_finished, JobFinished(outcome=outcome, reason=reason))
         return outcome
 

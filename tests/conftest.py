@@ -44,7 +44,7 @@ def _worker_suffix() -> str:
 @pytest.fixture(scope="session")
 def database_url() -> Iterator[str]:
     if not os.environ.get(services.DATABASE_URL_ENV):
-        pytest.skip("Postgres is not configured (run the tests with scripts/test)")
+        services.unavailable("Postgres is not configured (run the tests with scripts/test)")
     name = f"greenlight_test_{_worker_suffix()}_{os.getpid()}"
     url = services.create_database(name)
     upgrade_to_head(url)

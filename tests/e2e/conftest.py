@@ -18,7 +18,7 @@ from tests.support import services
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     if not os.environ.get(services.DATABASE_URL_ENV):
-        pytest.skip("Postgres, Redis and Docker are not configured (run the tests with scripts/test)")
+        services.unavailable("Postgres, Redis and Docker are not set up (run the tests with scripts/test)")
     services.test_image()  # fails clearly if the local image was not built
     database_name = f"greenlight_e2e_{os.getpid()}"
     database_url = services.create_database(database_name)

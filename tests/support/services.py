@@ -12,6 +12,7 @@ import re
 import socket
 import subprocess
 from pathlib import Path, PurePosixPath
+from typing import NoReturn
 
 import redis
 import sqlalchemy as sa
@@ -212,3 +213,16 @@ def make_bare_clone(src: Path, dest: Path) -> str:
 def push(repo: Path, remote_url: str, refspec: str) -> None:
     """Push ``refspec`` (e.g. ``main`` or ``HEAD:refs/heads/feature``) from ``repo`` to ``remote_url``."""
     _git("push", "-q", remote_url, refspec, cwd=repo)
+
+
+# --- skipping ----------------------------------------------------------------------------------
+
+
+def unavailable(reason: str) -> NoReturn:
+    """Skip a test whose service is missing on a developer's machine, but fail it in CI
+    (CI=true), where scripts/test starts every service and a skip would hide a broken setup."""
+    import pytest
+
+    if os.environ.get("CI"):
+        pytest.fail(f"{reason} (CI=true: every service must be available)")
+    pytest.skip(reason)

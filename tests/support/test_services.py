@@ -18,7 +18,7 @@ pytestmark = pytest.mark.integration
 
 def _require_env(name: str) -> None:
     if not os.environ.get(name):
-        pytest.skip(f"{name} is not set; run the tests with scripts/test")
+        services.unavailable(f"{name} is not set; run the tests with scripts/test")
 
 
 def test_create_and_drop_database() -> None:
