@@ -31,7 +31,8 @@ class RunnerAgent:
         self._executor_factory = executor_factory
         self._executor_name = executor_name
         self._slots = threading.BoundedSemaphore(settings.runner_concurrency)
-        self.shutdown = threading.Event()
+        self.shutdown = threading.Event()  # cancel running jobs now
+        self.draining = threading.Event()  # finish running jobs, claim no new ones
         self.runner_id: int | None = None
         self._lock = threading.Lock()
 
@@ -54,12 +55,23 @@ class RunnerAgent:
         threading.Thread(target=self.work, name="startup-claim", daemon=True).start()
 
     def stop(self) -> None:
+        """Cancel running jobs (their containers are killed and removed) and claim nothing more."""
+        self.draining.set()
         self.shutdown.set()
+
+    def drain(self) -> None:
+        """Finish the jobs running now, claim no new ones, and tell the server so."""
+        self.draining.set()
+        if self.runner_id is not None:
+            try:
+                self.api.drain(self.runner_id)
+            except Exception:
+                logger.warning("could not tell the server this runner is draining", exc_info=True)
 
     def work(self) -> int:
         """Claim and run jobs until the server has none for us or all slots are busy."""
         ran = 0
-        while not self.shutdown.is_set() and self.runner_id is not None:
+        while not self.draining.is_set() and self.runner_id is not None:
             if not self._slots.acquire(blocking=False):
                 return ran  # every slot is busy; each busy slot claims again when it is done
             try:

@@ -59,6 +59,9 @@ class RunnerApi:
     def heartbeat(self, runner_id: int) -> None:
         self._post("/api/runner/heartbeat", ClaimRequest(runner_id=runner_id), self._runner_token)
 
+    def drain(self, runner_id: int) -> None:
+        self._post("/api/runner/drain", ClaimRequest(runner_id=runner_id), self._runner_token)
+
     def claim(self, runner_id: int) -> ClaimedJob | None:
         reply = self._post("/api/runner/claim", ClaimRequest(runner_id=runner_id), self._runner_token)
         return None if reply.status_code == 204 else ClaimedJob.model_validate(reply.json())

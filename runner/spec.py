@@ -17,6 +17,8 @@ SHA_PATTERN = r"^[0-9a-f]{40}$"
 # The Celery side of the contract: the server announces a job on one queue per label;
 # a runner listens on the queues of the labels it serves.
 JOB_AVAILABLE_TASK = "greenlight.runner.job_available"
+# A runner with this label serves every job, whatever its labels.
+ALL_LABELS = "*"
 
 
 def label_queue(label: str) -> str:

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import logging
+import signal
 import sys
+import threading
+from types import FrameType
 
 from celery import Celery, signals
 
@@ -59,12 +62,35 @@ def make_runner_celery(settings: RunnerSettings, agent: RunnerAgent) -> Celery:
     @signals.worker_ready.connect(weak=False)
     def _register(**_: object) -> None:
         agent.start()
+        _cancel_on_quit(agent)
 
     @signals.worker_shutting_down.connect(weak=False)
-    def _shutting_down(**_: object) -> None:
-        agent.stop()
+    def _shutting_down(how: str = "Warm", **_: object) -> None:
+        # SIGTERM (warm): drain — running jobs finish, nothing new is claimed.
+        if how == "Warm":
+            agent.drain()
+        else:
+            agent.stop()
 
     return celery
+
+
+def _cancel_on_quit(agent: RunnerAgent) -> None:
+    """SIGQUIT and SIGINT (Ctrl-C) cancel running jobs, then shut down like SIGTERM does, so that
+    the worker waits while each job kills and removes its containers and reports "cancelled".
+    (Celery's own cold shutdown cannot stop thread-pool tasks, and would leave containers.)"""
+    if threading.current_thread() is not threading.main_thread():
+        logger.warning("cannot install the SIGQUIT handler outside the main thread")
+        return
+    warm_shutdown = signal.getsignal(signal.SIGTERM)
+
+    def cancel_then_stop(signum: int, frame: FrameType | None) -> None:
+        agent.stop()
+        if callable(warm_shutdown):
+            warm_shutdown(signum, frame)
+
+    signal.signal(signal.SIGQUIT, cancel_then_stop)
+    signal.signal(signal.SIGINT, cancel_then_stop)
 
 
 def run_runner(settings: RunnerSettings) -> None:

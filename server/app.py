@@ -6,10 +6,12 @@ from fastapi import FastAPI
 from fastapi.responses import PlainTextResponse
 
 from server import __version__
+from server.builds.actions import router as build_actions_router
 from server.builds.endpoints import router as builds_router
 from server.config import Settings
 from server.db import make_engine, make_session_factory
 from server.deps import AppState
+from server.queue.endpoints import router as queue_router
 from server.queue.runner_api import router as runner_router
 from server.queue.transport import Transport
 from server.web.pages import router as pages_router
@@ -35,5 +37,7 @@ def create_app(settings: Settings, transport: Transport | None = None) -> FastAP
     app.include_router(webhooks_router)
     app.include_router(runner_router)
     app.include_router(builds_router)
+    app.include_router(build_actions_router)
+    app.include_router(queue_router)
     app.include_router(pages_router)  # last: its /{owner}/{name} routes catch what is left
     return app

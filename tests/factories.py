@@ -71,3 +71,10 @@ def runner_token(session: Session, name: str = "runner") -> str:
     session.add(ApiToken(name=name, kind=TokenKind.runner, token_hash=token_hash(value)))
     session.flush()
     return value
+
+
+def user_token(session: Session, name: str = "alice") -> str:
+    value = new_token("glu")
+    session.add(ApiToken(name=name, kind=TokenKind.user, token_hash=token_hash(value)))
+    session.flush()
+    return value

@@ -9,6 +9,7 @@ from pathlib import Path
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from server.builds.control import cancel_superseded_builds
 from server.builds.service import fail_build
 from server.config import Settings
 from server.git.mirror import FileNotInCommit, GitError, Mirror
@@ -36,6 +37,7 @@ def plan_build(session: Session, build_id: int, settings: Settings) -> list[tupl
     ).scalar_one_or_none()
     if build is None or build.state is not BuildState.pending:
         return []
+    cancel_superseded_builds(session, build)
     mirror = mirror_for(settings, build.repository.clone_url)
     try:
         mirror.ensure_commit(build.commit_sha)

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, selectinload
 
-from server.models import Build, Job, LogChunk, Repository
+from server.models import Build, Job, JobState, LogChunk, Repository, Step, StepState
 
 
 def repositories_with_latest_build(session: Session) -> list[tuple[Repository, Build | None]]:
@@ -55,3 +55,35 @@ def log_lines(session: Session, job_id: int, step_index: int) -> Iterator[tuple[
     )
     for lines in session.scalars(query):
         yield from lines
+
+
+FAILED_STATES = (JobState.failed, JobState.errored, JobState.timed_out, JobState.lost)
+_FAILING_STEP_STATES = (StepState.failed, StepState.errored, StepState.timed_out)
+
+
+def failed_jobs(session: Session, *, limit: int = 50) -> list[tuple[Job, Step | None]]:
+    """The latest attempts that did not pass (cancelled ones are someone's choice, not a failure),
+    newest first, each with the step that failed it."""
+    jobs = session.scalars(
+        sa.select(Job)
+        .where(Job.state.in_(FAILED_STATES), Job.is_latest)
+        .order_by(Job.finished_at.desc(), Job.id.desc())
+        .limit(limit)
+        .options(selectinload(Job.steps))
+    ).all()
+    return [(job, next((s for s in job.steps if s.state in _FAILING_STEP_STATES), None)) for job in jobs]
+
+
+def log_tail(session: Session, job_id: int, step_index: int, lines: int = 20) -> list[str]:
+    """The last ``lines`` lines of a step's log, reading chunks from the end."""
+    query = (
+        sa.select(LogChunk.lines)
+        .where(LogChunk.job_id == job_id, LogChunk.step_index == step_index)
+        .order_by(LogChunk.seq.desc())
+    )
+    tail: list[str] = []
+    for chunk in session.scalars(query):
+        tail = [text for _at, _stream, text in chunk] + tail
+        if len(tail) >= lines:
+            break
+    return tail[-lines:]

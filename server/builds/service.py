@@ -66,7 +66,8 @@ def refresh_build_state(session: Session, build_id: int) -> Build:
     build = session.execute(
         sa.select(Build).where(Build.id == build_id).with_for_update(of=Build)
     ).scalar_one()
-    states = [job.state for job in session.scalars(sa.select(Job).where(Job.build_id == build_id))]
+    latest_jobs = sa.select(Job).where(Job.build_id == build_id, Job.is_latest)
+    states = [job.state for job in session.scalars(latest_jobs)]
     if not states or build.state.finished:
         return build
     if any(state is JobState.running for state in states) or (

@@ -126,6 +126,11 @@ class Job(Base):
     cancel_requested: Mapped[bool] = mapped_column(default=False)
     reason: Mapped[str | None] = mapped_column(sa.Text)
     last_announced_at: Mapped[dt.datetime | None]
+    # Re-runs: a person re-runs a finished job as a new attempt; the old row stays as history.
+    attempt: Mapped[int] = mapped_column(default=1)
+    previous_attempt_id: Mapped[int | None] = mapped_column(sa.ForeignKey("jobs.id", ondelete="SET NULL"))
+    # False once a newer attempt exists: the build's state is computed from the latest attempts.
+    is_latest: Mapped[bool] = mapped_column(default=True)
 
     build: Mapped[Build] = relationship(back_populates="jobs")
     steps: Mapped[list[Step]] = relationship(back_populates="job", order_by="Step.index")

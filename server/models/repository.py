@@ -22,6 +22,14 @@ class Repository(Base):
     # Incremented under a row lock to number builds 1, 2, 3… per repository.
     last_build_number: Mapped[int] = mapped_column(default=0)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    # Memory per job container unless the pipeline asks for less (None: the server's default).
+    memory_bytes: Mapped[int | None] = mapped_column(sa.BigInteger)
+    # A new push cancels queued and running builds of older commits on the same branch.
+    auto_cancel_superseded: Mapped[bool] = mapped_column(default=True)
+    auto_cancel_default_branch: Mapped[bool] = mapped_column(default=False)
+    # Jobs of the default branch are claimed before feature branches by default.
+    default_branch_priority: Mapped[int] = mapped_column(default=10)
+    branch_priority: Mapped[int] = mapped_column(default=0)
 
     @property
     def owner(self) -> str:

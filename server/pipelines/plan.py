@@ -31,13 +31,17 @@ def standard_env(build: Build) -> dict[str, str]:
 def plan_jobs(build: Build, pipeline: PipelineConfig, settings: Settings) -> list[Job]:
     default_step_timeout = min(settings.default_step_timeout_seconds, settings.max_job_timeout_seconds)
     job_timeout = min(pipeline.timeout or settings.max_job_timeout_seconds, settings.max_job_timeout_seconds)
-    memory = min(pipeline.memory or settings.default_memory_bytes, settings.max_memory_bytes)
+    repository = build.repository
+    memory = min(
+        pipeline.memory or repository.memory_bytes or settings.default_memory_bytes, settings.max_memory_bytes
+    )
+    is_default_branch = build.branch is not None and build.branch == repository.default_branch
     job = Job(
         build_id=build.id,
         name="pipeline",
         state=JobState.queued,
         labels=sorted(set(pipeline.runs_on)),
-        priority=0,
+        priority=repository.default_branch_priority if is_default_branch else repository.branch_priority,
         env={**pipeline.env, **standard_env(build)},
         timeout_seconds=job_timeout,
         memory_bytes=memory,

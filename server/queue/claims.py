@@ -15,14 +15,13 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
-from runner.spec import ClaimedJob, JobSpec, Limits, StepSpec
+from runner.spec import ALL_LABELS, ClaimedJob, JobSpec, Limits, StepSpec
 from server.builds.service import refresh_build_state
 from server.config import Settings
 from server.models import Job, JobState, Runner, RunnerState
 from server.models.base import utcnow
 from server.queue.tokens import new_token, token_hash
 
-ALL_LABELS = "*"
 _SQLITE_SCAN_LIMIT = 200
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, HTTPException, Response
+from fastapi import APIRouter, Depends, HTTPException, Response
 from sqlalchemy.orm import Session
 
 from runner.spec import (
@@ -19,22 +19,14 @@ from runner.spec import (
     StepFinished,
     StepStarted,
 )
+from server.auth import BearerDep
 from server.deps import SessionDep, StateDep
-from server.models import ApiToken, Job, Runner
+from server.models import ApiToken, Job, Runner, RunnerState
 from server.queue import reports
 from server.queue.claims import claim_next_job, renew_lease
 from server.queue.runners import NotARunnerToken, register_runner, runner_for, runner_token
 
 router = APIRouter(prefix="/api/runner", tags=["runner"])
-
-
-def _bearer(authorization: Annotated[str | None, Header()] = None) -> str:
-    if not authorization or not authorization.startswith("Bearer "):
-        raise HTTPException(401, "missing bearer token", headers={"WWW-Authenticate": "Bearer"})
-    return authorization.removeprefix("Bearer ").strip()
-
-
-BearerDep = Annotated[str, Depends(_bearer)]
 
 
 def _runner_token(session: SessionDep, token: BearerDep) -> ApiToken:
@@ -66,6 +58,12 @@ def register(body: RunnerRegistration, session: SessionDep, token: RunnerTokenDe
 @router.post("/heartbeat", status_code=204)
 def runner_heartbeat(body: ClaimRequest, session: SessionDep, token: RunnerTokenDep) -> Response:
     _runner(session, token, body.runner_id)
+    return Response(status_code=204)
+
+
+@router.post("/drain", status_code=204)
+def runner_drain(body: ClaimRequest, session: SessionDep, token: RunnerTokenDep) -> Response:
+    _runner(session, token, body.runner_id).state = RunnerState.draining
     return Response(status_code=204)
 
 

@@ -54,6 +54,7 @@ def runner_for(session: Session, token: ApiToken, runner_id: int) -> Runner:
         raise NotARunnerToken(f"runner {runner_id} is not registered with this token")
     runner.last_seen_at = utcnow()
     if runner.state is RunnerState.lost:
+        # Back from the dead: it may take work again (its old jobs stay lost; their tokens are gone).
         runner.state = RunnerState.idle
     return runner
 

@@ -11,13 +11,15 @@ from collections.abc import Iterable
 
 from celery import Celery
 
-from runner.spec import JOB_AVAILABLE_TASK, label_queue
+from runner.spec import ALL_LABELS, JOB_AVAILABLE_TASK, label_queue
 
 logger = logging.getLogger(__name__)
 
 SERVER_QUEUE = "greenlight.server"
 PLAN_BUILD_TASK = "greenlight.server.plan_build"
 RECONCILE_TASK = "greenlight.server.reconcile"
+
+
 class Transport:
     def __init__(self, celery: Celery) -> None:
         self.celery = celery
@@ -26,7 +28,8 @@ class Transport:
         self._send(PLAN_BUILD_TASK, {"build_id": build_id}, SERVER_QUEUE)
 
     def announce_job(self, job_id: int, labels: Iterable[str]) -> None:
-        for label in labels:
+        # Runners started with --labels '*' listen on the "*" queue and serve every job.
+        for label in [*labels, ALL_LABELS]:
             self._send(JOB_AVAILABLE_TASK, {"job_id": job_id}, label_queue(label))
 
     def _send(self, task: str, kwargs: dict[str, int], queue: str) -> None:

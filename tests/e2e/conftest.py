@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -67,9 +68,10 @@ def origin(tmp_path: Path):  # type: ignore[no-untyped-def]
     """A work tree and its bare 'GitHub' clone: returns (work dir, clone URL, first SHA) for files."""
 
     def _origin(files: dict[str, str], branch: str = "main") -> tuple[Path, str, str]:
-        work = tmp_path / "work"
+        root = tmp_path / uuid.uuid4().hex[:8]
+        work = root / "work"
         sha = services.make_git_repo(work, files, branch=branch)
-        url = services.make_bare_clone(work, tmp_path / "origin.git")
+        url = services.make_bare_clone(work, root / "origin.git")
         return work, url, sha
 
     return _origin

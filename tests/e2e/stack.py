@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -36,11 +37,11 @@ class Stack:
             stderr=subprocess.STDOUT,
         )
 
-    def stop(self, name: str) -> None:
+    def stop(self, name: str, sig: signal.Signals = signal.SIGTERM, timeout: float = 30) -> None:
         process = self.processes.pop(name)
-        process.terminate()
+        process.send_signal(sig)
         try:
-            process.wait(timeout=30)
+            process.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
@@ -90,6 +91,17 @@ class Stack:
             time.sleep(0.1)
         logs = "\n".join(f"--- {name}\n{self.tail(name)}" for name in ("server", "worker", "runner"))
         raise AssertionError(f"build {build_id} did not finish in {timeout}s: {build}\n{logs}")
+
+    def wait_for_running_step(self, build_id: int, timeout: float = 60) -> int:
+        """Wait until the build's first step runs; return its job id."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            build = httpx.get(f"{self.url}/api/builds/{build_id}", timeout=5).json()
+            steps = build["jobs"][0]["steps"] if build["jobs"] else []
+            if steps and steps[0]["state"] == "running":
+                return build["jobs"][0]["id"]
+            time.sleep(0.1)
+        raise AssertionError(f"build {build_id} never started running")
 
     def step_log(self, build: dict[str, Any], step_name: str) -> str:
         for job in build["jobs"]:

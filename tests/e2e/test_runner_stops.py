@@ -1,7 +1,9 @@
-"""A runner told to stop (SIGTERM) stops its running job, removes its containers and says so."""
+"""Stopping a runner: SIGTERM drains (running jobs finish, nothing new is claimed); SIGQUIT
+cancels (containers killed and removed, the job reported cancelled)."""
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import time
 import uuid
@@ -25,35 +27,53 @@ def containers_of(job_id: int) -> list[str]:
     ).stdout.split()
 
 
-def test_a_stopped_runner_removes_its_containers_and_reports_the_job_cancelled(
-    stack: Stack, register, origin
-) -> None:  # type: ignore[no-untyped-def]
+def push(stack: Stack, register, origin, script: str) -> int:  # type: ignore[no-untyped-def]
     name = f"acme/stops-{uuid.uuid4().hex[:8]}"
     _, url, sha = origin(
         {
             ".greenlight.yml": f"image: {services.DEFAULT_TEST_IMAGE}\n"
-            "steps:\n  - name: long\n    run: sleep 300\n"
+            f"steps:\n  - name: work\n    run: {script}\n"
         }
     )
     register(name, url)
-    build_id = stack.deliver(push_payload(name, "refs/heads/main", sha)).json()["build_id"]
+    return stack.deliver(push_payload(name, "refs/heads/main", sha)).json()["build_id"]
 
-    deadline = time.monotonic() + 60
-    job_id = None
-    while time.monotonic() < deadline:
-        build = httpx.get(f"{stack.url}/api/builds/{build_id}", timeout=5).json()
-        steps = build["jobs"][0]["steps"] if build["jobs"] else []
-        if steps and steps[0]["state"] == "running" and containers_of(build["jobs"][0]["id"]):
-            job_id = build["jobs"][0]["id"]
-            break
-        time.sleep(0.2)
-    assert job_id is not None, "the step never started"
 
+def test_sigterm_drains_the_runner_its_job_finishes_and_nothing_new_is_claimed(
+    stack: Stack, register, origin
+) -> None:  # type: ignore[no-untyped-def]
+    first = push(stack, register, origin, "sleep 3; echo finished")
+    stack.wait_for_running_step(first)
+    runner = stack.processes.pop("runner")
+    runner.send_signal(signal.SIGTERM)
+    time.sleep(0.5)
+    second = push(stack, register, origin, "echo second")
+
+    build = stack.wait_for_build(first, timeout=60)
+    assert build["state"] == "passed"
+    assert stack.step_log(build, "work") == "finished\n"
+    runner.wait(timeout=30)
+    assert httpx.get(f"{stack.url}/api/builds/{second}", timeout=5).json()["state"] == "queued"
+    [pending] = httpx.get(f"{stack.url}/api/queue", timeout=5).json()
+    assert pending["build_id"] == second and "draining" in pending["waiting_because"]
+
+    stack.start("runner", "runner", "--concurrency", "2")
+    assert stack.wait_for_build(second, timeout=60)["state"] == "passed"
+
+
+def test_sigquit_cancels_the_job_and_removes_its_containers(stack: Stack, register, origin) -> None:  # type: ignore[no-untyped-def]
+    build_id = push(stack, register, origin, "sleep 300")
+    job_id = stack.wait_for_running_step(build_id)
+    deadline = time.monotonic() + 30
+    while not containers_of(job_id) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert containers_of(job_id)
     stopped_at = time.monotonic()
-    stack.stop("runner")  # SIGTERM, then waits for the process to exit
+    stack.stop("runner", signal.SIGQUIT)
     assert time.monotonic() - stopped_at < 20
     assert containers_of(job_id) == []
     build = stack.wait_for_build(build_id, timeout=30)
     job = build["jobs"][0]
     assert job["state"] == "cancelled" and "runner was stopped" in job["reason"]
     assert build["state"] == "cancelled"
+    stack.start("runner", "runner", "--concurrency", "2")

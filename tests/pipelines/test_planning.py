@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from server.builds.planning import plan_build
 from server.config import Settings
-from server.models import Build, BuildState, Job, JobState
+from server.models import Build, BuildState, Job, JobState, Repository
 from tests import factories
 from tests.support import services
 
@@ -126,3 +126,67 @@ def test_a_new_commit_is_fetched_into_the_existing_mirror(
         build_id = build.id
     with session_factory.begin() as session:
         assert len(plan_build(session, build_id, settings)) == 1
+
+
+def test_default_branch_jobs_get_the_higher_default_priority(
+    session_factory: sessionmaker[Session], settings: Settings, tmp_path: Path
+) -> None:
+    url, sha = pushed_repo(tmp_path, {".greenlight.yml": PIPELINE})
+    main = planned(session_factory, settings, url, sha, branch="main")
+    assert main.jobs[0].priority == main.repository.default_branch_priority == 10
+    with session_factory.begin() as session:
+        repo = session.get(Repository, main.repository_id)
+        assert repo is not None
+        feature = factories.build(session, repo, sha=sha, branch="feature/x")
+        feature.state = BuildState.pending
+        feature_id = feature.id
+    with session_factory.begin() as session:
+        plan_build(session, feature_id, settings)
+    with session_factory() as session:
+        assert session.scalars(sa.select(Job.priority).where(Job.build_id == feature_id)).one() == 0
+
+
+def test_the_repository_memory_applies_when_the_pipeline_names_none(
+    session_factory: sessionmaker[Session], settings: Settings, tmp_path: Path
+) -> None:
+    url, sha = pushed_repo(tmp_path, {".greenlight.yml": PIPELINE.replace("memory: 64g\n", "")})
+    with session_factory.begin() as session:
+        repo = factories.repository(session, clone_url=url)
+        repo.memory_bytes = 300 * 1024**2
+        build = factories.build(session, repo, sha=sha)
+        build.state = BuildState.pending
+        build_id = build.id
+    with session_factory.begin() as session:
+        plan_build(session, build_id, settings)
+    with session_factory() as session:
+        assert (
+            session.scalars(sa.select(Job.memory_bytes).where(Job.build_id == build_id)).one()
+            == 300 * 1024**2
+        )
+
+
+def test_a_new_push_cancels_older_unfinished_builds_of_its_branch_but_not_of_the_default_branch(
+    session_factory: sessionmaker[Session], settings: Settings, tmp_path: Path
+) -> None:
+    url, sha = pushed_repo(tmp_path, {".greenlight.yml": PIPELINE})
+    with session_factory.begin() as session:
+        repo = factories.repository(session, clone_url=url)
+        old_feature = factories.build(session, repo, sha=sha, branch="feature")
+        factories.job(session, old_feature)
+        old_main = factories.build(session, repo, sha=sha, branch="main")
+        factories.job(session, old_main)
+        new_feature = factories.build(session, repo, sha=sha, branch="feature")
+        new_main = factories.build(session, repo, sha=sha, branch="main")
+        new_feature.state = new_main.state = BuildState.pending
+        ids = old_feature.id, old_main.id, new_feature.id, new_main.id
+    for build_id in ids[2:]:
+        with session_factory.begin() as session:
+            plan_build(session, build_id, settings)
+    with session_factory() as session:
+        old_feature_state, old_main_state = (session.get(Build, build_id).state for build_id in ids[:2])  # type: ignore[union-attr]
+        assert old_feature_state is BuildState.cancelled
+        assert old_main_state is BuildState.queued
+        reasons = session.scalars(sa.select(Job.reason).where(Job.build_id == ids[0])).all()
+        assert reasons == [
+            f"cancelled: superseded by build #{session.get(Build, ids[2]).number} ({sha[:12]})"
+        ]  # type: ignore[union-attr]

@@ -1,0 +1,33 @@
+"""Who may change state through the API: holders of a user token (`greenlight token create --kind user`)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import sqlalchemy as sa
+from fastapi import Depends, Header, HTTPException
+
+from server.deps import SessionDep
+from server.models import ApiToken, TokenKind
+from server.models.base import utcnow
+from server.queue.tokens import token_hash
+
+
+def bearer_token(authorization: Annotated[str | None, Header()] = None) -> str:
+    if not authorization or not authorization.startswith("Bearer "):
+        raise HTTPException(401, "missing bearer token", headers={"WWW-Authenticate": "Bearer"})
+    return authorization.removeprefix("Bearer ").strip()
+
+
+BearerDep = Annotated[str, Depends(bearer_token)]
+
+
+def user_token(session: SessionDep, token: BearerDep) -> ApiToken:
+    found = session.scalar(sa.select(ApiToken).where(ApiToken.token_hash == token_hash(token)))
+    if found is None or found.revoked or found.kind is not TokenKind.user:
+        raise HTTPException(401, "not a valid user token", headers={"WWW-Authenticate": "Bearer"})
+    found.last_used_at = utcnow()
+    return found
+
+
+UserDep = Annotated[ApiToken, Depends(user_token)]

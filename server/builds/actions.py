@@ -1,0 +1,64 @@
+"""Token-authenticated actions on builds and jobs: cancel, re-run (announced after commit)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, HTTPException
+
+from server.auth import UserDep
+from server.builds import control
+from server.db import after_commit
+from server.deps import SessionDep, StateDep
+from server.models import Build, Job
+
+router = APIRouter(prefix="/api", tags=["builds"])
+
+
+@router.post("/builds/{build_id}/cancel")
+def cancel_build(build_id: int, session: SessionDep, user: UserDep) -> dict[str, object]:
+    build = _build(session, build_id)
+    try:
+        control.cancel_build(session, build, f"cancelled by {user.name}")
+    except control.NotAllowed as error:
+        raise HTTPException(409, str(error)) from None
+    return {"build_id": build.id, "state": build.state.value}
+
+
+@router.post("/builds/{build_id}/rerun")
+def rerun_build(build_id: int, session: SessionDep, state: StateDep, _user: UserDep) -> dict[str, object]:
+    build = _build(session, build_id)
+    try:
+        attempts = control.rerun_build(session, build)
+    except control.NotAllowed as error:
+        raise HTTPException(409, str(error)) from None
+    _announce_after_commit(session, state, attempts)
+    return {"build_id": build.id, "jobs": [job.id for job in attempts]}
+
+
+@router.post("/jobs/{job_id}/rerun")
+def rerun_job(job_id: int, session: SessionDep, state: StateDep, _user: UserDep) -> dict[str, object]:
+    job = session.get(Job, job_id, with_for_update=True)
+    if job is None:
+        raise HTTPException(404, f"job {job_id} not found")
+    try:
+        attempt = control.rerun_job(session, job)
+    except control.NotAllowed as error:
+        raise HTTPException(409, str(error)) from None
+    _announce_after_commit(session, state, [attempt])
+    return {"job_id": attempt.id, "attempt": attempt.attempt, "previous_attempt_id": job.id}
+
+
+def _build(session: SessionDep, build_id: int) -> Build:
+    build = session.get(Build, build_id, with_for_update={"of": Build})
+    if build is None:
+        raise HTTPException(404, f"build {build_id} not found")
+    return build
+
+
+def _announce_after_commit(session: SessionDep, state: StateDep, jobs: list[Job]) -> None:
+    announcements = [(job.id, list(job.labels)) for job in jobs]
+
+    def announce() -> None:
+        for job_id, labels in announcements:
+            state.transport.announce_job(job_id, labels)
+
+    after_commit(session, announce)

@@ -1,0 +1,125 @@
+"""The pending queue as people see it: every queued job, its position, and why it waits;
+and changes to pending jobs in place (priority, labels, cancel) — rows only, never the broker."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from runner.spec import ALL_LABELS
+from server.models import Build, Job, JobState, Runner, RunnerState
+from server.models.base import utcnow
+from server.queue.reports import close_job
+
+
+class NotPending(Exception):
+    """The job is no longer queued; pending-job changes apply only to queued jobs."""
+
+
+@dataclass(frozen=True)
+class RunnerLoad:
+    runner: Runner
+    running: int
+
+    @property
+    def busy(self) -> bool:
+        return self.running >= self.runner.concurrency
+
+
+@dataclass(frozen=True)
+class PendingJob:
+    job: Job
+    build: Build
+    position: int
+    age_seconds: float
+    waiting_because: str
+
+
+def live_runners(session: Session, lost_after_seconds: float) -> list[RunnerLoad]:
+    cutoff = utcnow() - dt.timedelta(seconds=lost_after_seconds)
+    running = dict(
+        session.execute(
+            sa.select(Job.runner_id, sa.func.count())
+            .where(Job.state == JobState.running)
+            .group_by(Job.runner_id)
+        ).all()
+    )
+    runners = session.scalars(
+        sa.select(Runner).where(
+            Runner.state.in_([RunnerState.idle, RunnerState.busy, RunnerState.draining]),
+            Runner.last_seen_at >= cutoff,
+        )
+    )
+    return [RunnerLoad(runner, running.get(runner.id, 0)) for runner in runners]
+
+
+def list_pending(session: Session, lost_after_seconds: float) -> list[PendingJob]:
+    """Queued jobs in claim order (priority, then age): position 1 is claimed next."""
+    jobs = session.scalars(
+        sa.select(Job)
+        .where(Job.state == JobState.queued)
+        .order_by(Job.priority.desc(), Job.queued_at, Job.id)
+    ).all()
+    runners = live_runners(session, lost_after_seconds)
+    now = utcnow()
+    pending = []
+    for position, job in enumerate(jobs, start=1):
+        queued_at = job.queued_at if job.queued_at.tzinfo else job.queued_at.replace(tzinfo=dt.UTC)
+        pending.append(
+            PendingJob(
+                job=job,
+                build=job.build,
+                position=position,
+                age_seconds=(now - queued_at).total_seconds(),
+                waiting_because=why_waiting(job.labels, runners, position),
+            )
+        )
+    return pending
+
+
+def why_waiting(labels: list[str], runners: list[RunnerLoad], position: int) -> str:
+    wanted = ", ".join(labels)
+    serving = [
+        load for load in runners if ALL_LABELS in load.runner.labels or set(labels) <= set(load.runner.labels)
+    ]
+    if not serving:
+        return f"no live runner has the labels {wanted}"
+    accepting = [load for load in serving if load.runner.state is not RunnerState.draining]
+    if not accepting:
+        return f"every runner with the labels {wanted} is draining ({len(serving)})"
+    free = [load for load in accepting if not load.busy]
+    if not free:
+        return f"all {len(accepting)} runner(s) with the labels {wanted} are busy"
+    if position > 1:
+        return f"behind {position - 1} job(s) of higher priority or older"
+    return "about to be claimed by an idle runner"
+
+
+def _queued_job(session: Session, job_id: int) -> Job:
+    job = session.scalar(sa.select(Job).where(Job.id == job_id).with_for_update())
+    if job is None:
+        raise LookupError(f"job {job_id} not found")
+    if job.state is not JobState.queued:
+        raise NotPending(f"job {job_id} is {job.state.value}, not queued; only queued jobs can be changed")
+    return job
+
+
+def change_pending_job(
+    session: Session, job_id: int, *, priority: int | None = None, labels: list[str] | None = None
+) -> Job:
+    job = _queued_job(session, job_id)
+    if priority is not None:
+        job.priority = priority
+    if labels is not None:
+        job.labels = sorted(set(labels))
+        job.last_announced_at = None  # other runners may serve it now: the reconciler tells them
+    return job
+
+
+def cancel_pending_job(session: Session, job_id: int) -> Job:
+    job = _queued_job(session, job_id)
+    close_job(session, job, JobState.cancelled, "cancelled while queued")
+    return job

@@ -1,0 +1,76 @@
+"""What runners are doing and have done, for the API, the CLI and the pages."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from server.models import Job, JobState, Runner, RunnerState
+from server.models.base import utcnow
+
+
+@dataclass(frozen=True)
+class RunnerView:
+    runner: Runner
+    state: RunnerState  # busy is derived from running jobs
+    running: list[Job]
+    recent: list[Job]
+    counts: dict[str, int]
+
+
+def shown_state(runner: Runner, running: int) -> RunnerState:
+    if runner.state is RunnerState.idle and running:
+        return RunnerState.busy
+    return runner.state
+
+
+def runner_views(
+    session: Session, *, recent_limit: int = 0, runner_id: int | None = None
+) -> list[RunnerView]:
+    query = sa.select(Runner).order_by(Runner.name, Runner.id)
+    if runner_id is not None:
+        query = query.where(Runner.id == runner_id)
+    views = []
+    for runner in session.scalars(query):
+        running = list(
+            session.scalars(sa.select(Job).where(Job.runner_id == runner.id, Job.state == JobState.running))
+        )
+        recent = (
+            list(
+                session.scalars(
+                    sa.select(Job)
+                    .where(Job.runner_id == runner.id, Job.finished_at.is_not(None))
+                    .order_by(Job.finished_at.desc())
+                    .limit(recent_limit)
+                )
+            )
+            if recent_limit
+            else []
+        )
+        counts = dict(
+            session.execute(
+                sa.select(Job.state, sa.func.count())
+                .where(Job.runner_id == runner.id, Job.finished_at.is_not(None))
+                .group_by(Job.state)
+            ).all()
+        )
+        views.append(
+            RunnerView(
+                runner=runner,
+                state=shown_state(runner, len(running)),
+                running=running,
+                recent=recent,
+                counts={state.value: counts.get(state, 0) for state in JobState if state.finished},
+            )
+        )
+    return views
+
+
+def seconds_since(moment: dt.datetime | None) -> float | None:
+    if moment is None:
+        return None
+    aware = moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
+    return (utcnow() - aware).total_seconds()
