@@ -24,12 +24,17 @@ logger = logging.getLogger(__name__)
 
 class RunnerAgent:
     def __init__(
-        self, settings: RunnerSettings, executor_factory: Callable[[], Executor], executor_name: str
+        self,
+        settings: RunnerSettings,
+        executor_factory: Callable[[], Executor],
+        executor_name: str,
+        sweep_orphans: Callable[[], object] | None = None,
     ) -> None:
         self.settings = settings
         self.api = RunnerApi(settings.server_url, settings.runner_token)
         self._executor_factory = executor_factory
         self._executor_name = executor_name
+        self._sweep_orphans = sweep_orphans
         self._slots = threading.BoundedSemaphore(settings.runner_concurrency)
         self.shutdown = threading.Event()  # cancel running jobs now
         self.draining = threading.Event()  # finish running jobs, claim no new ones
@@ -37,6 +42,10 @@ class RunnerAgent:
         self._lock = threading.Lock()
 
     def start(self) -> None:
+        if self._sweep_orphans is not None:
+            # A previous process of this runner killed mid-job left containers behind; its jobs
+            # are closed as lost by the server when we register below.
+            self._sweep_orphans()
         self.runner_id = self.api.register(
             RunnerRegistration(
                 name=self.settings.runner_name,

@@ -57,6 +57,7 @@ class JobRun:
                 )
         finally:
             self.executor.teardown()
+            self.executor.close()
             remove_workspace(workspace)
             self._stopped = True
             logs.stop()

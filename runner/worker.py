@@ -102,7 +102,14 @@ def run_runner(settings: RunnerSettings) -> None:
             return executor_class(runner_name=settings.runner_name, pull=settings.runner_pull)
         return executor_class()
 
-    agent = RunnerAgent(settings, make_executor, executor_name)
+    sweep = None
+    if executor_name == "docker":
+        from runner.executors.docker import sweep_orphans
+
+        def sweep() -> int:
+            return sweep_orphans(settings.runner_name)
+
+    agent = RunnerAgent(settings, make_executor, executor_name, sweep)
     celery = make_runner_celery(settings, agent)
     queues = ",".join(label_queue(label) for label in settings.runner_labels)
     celery.worker_main(

@@ -6,6 +6,9 @@ Lifecycle for one job, always in this order, from one thread:
     for step in job.steps:
         result = executor.run_step(step, on_line, cancel)   # start → tail → wait → destroy
     executor.teardown()                     # once, also after errors; safe to call twice
+    executor.close()                        # release the engine connection; the instance is done
+
+An executor instance serves exactly one job.
 
 ``run_step`` blocks until the step's process has ended and its container (if any) is removed.
 It never raises for the user's failures (non-zero exit, timeout, out of memory, cancel): those
@@ -56,3 +59,5 @@ class Executor(Protocol):
     def run_step(self, step: StepSpec, on_line: LineSink, cancel: threading.Event) -> StepResult: ...
 
     def teardown(self) -> None: ...
+
+    def close(self) -> None: ...

@@ -261,3 +261,32 @@ def _pump(frames: Any, on_line: LineSink) -> None:
     finally:
         out.flush()
         err.flush()
+
+
+def sweep_orphans(runner_name: str, base_url: str | None = None) -> int:
+    """Remove containers and networks a previous process of this runner left behind (it was
+    killed before its teardown ran). Call it before the runner claims anything. Never raises."""
+    removed = 0
+    try:
+        client = docker.DockerClient(base_url=base_url) if base_url else docker.from_env()
+    except Exception as exc:
+        log.warning("orphan sweep skipped: %s", exc)
+        return 0
+    try:
+        filters = {"label": [f"{RUNNER_LABEL}={runner_name}"]}
+        for container in client.api.containers(all=True, filters=filters):
+            with contextlib.suppress(NotFound):
+                client.api.remove_container(container["Id"], force=True, v=True)
+                removed += 1
+        for network in client.api.networks(filters=filters):
+            try:
+                client.api.remove_network(network["Id"])
+            except Exception as exc:
+                log.warning("could not remove orphan network %s: %s", network.get("Name"), exc)
+    except Exception as exc:
+        log.warning("orphan sweep failed: %s", exc)
+    finally:
+        client.close()
+    if removed:
+        log.warning("removed %d container(s) left by an earlier run of runner %s", removed, runner_name)
+    return removed

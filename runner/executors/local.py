@@ -50,6 +50,9 @@ class LocalExecutor:
         # Every step's process group is killed when the step ends; nothing is left per job.
         self._job = None
 
+    def close(self) -> None:
+        """Nothing to release: local steps hold no connection."""
+
     def run_step(self, step: StepSpec, on_line: LineSink, cancel: threading.Event) -> StepResult:
         if self._job is None or self._workspace is None:
             raise ExecutorError("run_step called before setup")

@@ -8,6 +8,7 @@ import sys
 import click
 
 from server.builds import queries
+from server.cli import remote
 from server.cli.context import cli_session
 from server.models import ApiToken, TokenKind
 from server.queue.tokens import new_token, token_hash
@@ -100,6 +101,20 @@ def build_show(full_name: str, number: int) -> None:
             for step in job.steps:
                 duration = f" {step.duration_seconds:.1f}s" if step.duration_seconds is not None else ""
                 click.echo(f"    {step.index} {step.name}: {step.state.value}{duration}")
+
+
+@build.command("cancel")
+@click.argument("build_id", type=int)
+def build_cancel(build_id: int) -> None:
+    """Cancel a build by id (through the API; needs GREENLIGHT_TOKEN)."""
+    remote.cancel_build(build_id)
+
+
+@build.command("rerun")
+@click.argument("build_id", type=int)
+def build_rerun(build_id: int) -> None:
+    """Re-run the jobs of a finished build that did not pass (through the API)."""
+    remote.rerun_build(build_id)
 
 
 @build.command("logs")

@@ -8,6 +8,7 @@ import click
 
 from server.cli.admin import build, repo, token
 from server.cli.processes import migrate, runner, server, up, worker
+from server.cli.remote import job, queue
 
 
 @click.group()
@@ -18,7 +19,7 @@ def cli() -> None:
     logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
-for command in (up, server, worker, runner, migrate, repo, token, build):
+for command in (up, server, worker, runner, migrate, repo, token, build, queue, job):
     cli.add_command(command)
 
 if __name__ == "__main__":

@@ -56,12 +56,18 @@ def worker(concurrency: int, beat: bool) -> None:
     worker_app().worker_main(arguments)
 
 
-@click.command("runner")
-@click.option("--labels", help="Comma-separated labels this runner serves (default: docker).")
+@click.group("runner", invoke_without_command=True)
+@click.option("--labels", help="Comma-separated labels this runner serves (default: docker; '*' for all).")
 @click.option("--concurrency", type=int, help="Jobs run at once (default 1).")
 @click.option("--name", help="Runner name (default: the host name).")
-def runner(labels: str | None, concurrency: int | None, name: str | None) -> None:
-    """Run jobs: needs GREENLIGHT_BROKER_URL, GREENLIGHT_SERVER_URL and GREENLIGHT_RUNNER_TOKEN only."""
+@click.pass_context
+def runner(context: click.Context, labels: str | None, concurrency: int | None, name: str | None) -> None:
+    """Run jobs: needs GREENLIGHT_BROKER_URL, GREENLIGHT_SERVER_URL and GREENLIGHT_RUNNER_TOKEN only.
+
+    SIGTERM drains (running jobs finish, no new ones are taken); SIGQUIT or Ctrl-C cancels them.
+    """
+    if context.invoked_subcommand is not None:
+        return
     from runner.config import RunnerSettings
     from runner.worker import run_runner
 
@@ -167,3 +173,29 @@ def _write_secrets(data: Path, values: dict[str, str]) -> None:
     path = data / "secrets.env"
     path.write_text("".join(f"{key}={value}\n" for key, value in values.items()))
     path.chmod(0o600)
+
+
+@runner.command("list")
+def runner_list() -> None:
+    """Every runner: host, labels, state, last heartbeat, and the jobs it runs now."""
+    from server.cli.remote import list_runners
+
+    list_runners()
+
+
+@runner.command("show")
+@click.argument("runner_id", type=int)
+def runner_show(runner_id: int) -> None:
+    """What a runner has done: recent jobs and counts by outcome."""
+    from server.cli.remote import show_runner
+
+    show_runner(runner_id)
+
+
+@runner.command("drain")
+@click.argument("runner_id", type=int)
+def runner_drain(runner_id: int) -> None:
+    """Let a runner finish its jobs and take no new ones (needs GREENLIGHT_TOKEN)."""
+    from server.cli.remote import drain_runner
+
+    drain_runner(runner_id)
