@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import platform
+import shutil
 import threading
 from collections.abc import Callable
 
@@ -42,26 +43,38 @@ class RunnerAgent:
         self._lock = threading.Lock()
 
     def start(self) -> None:
+        """Clean up after an earlier process of this runner, register (retrying until the server
+        answers: until then no message may be consumed and lost), then look for waiting work."""
         if self._sweep_orphans is not None:
-            # A previous process of this runner killed mid-job left containers behind; its jobs
-            # are closed as lost by the server when we register below.
+            # A previous process killed mid-job left containers behind; the server closes its
+            # jobs as lost when we register below.
             self._sweep_orphans()
-        self.runner_id = self.api.register(
-            RunnerRegistration(
-                name=self.settings.runner_name,
-                hostname=platform.node(),
-                labels=self.settings.runner_labels,
-                concurrency=self.settings.runner_concurrency,
-                version=__version__,
-                executor=self._executor_name,
-            )
+        shutil.rmtree(self.settings.runner_dir / "workspaces", ignore_errors=True)
+        registration = RunnerRegistration(
+            name=self.settings.runner_name,
+            hostname=platform.node(),
+            labels=self.settings.runner_labels,
+            concurrency=self.settings.runner_concurrency,
+            version=__version__,
+            executor=self._executor_name,
         )
+        delay = 1.0
+        while self.runner_id is None and not self.draining.is_set():
+            try:
+                self.runner_id = self.api.register(registration)
+            except Exception as error:
+                logger.error(
+                    "cannot register with %s (%s); retrying in %.0fs", self.settings.server_url, error, delay
+                )
+                self.draining.wait(delay)
+                delay = min(delay * 2, 30.0)
         logger.info(
             "registered as runner %s with labels %s", self.runner_id, ",".join(self.settings.runner_labels)
         )
         threading.Thread(target=self._heartbeat, name="runner-heartbeat", daemon=True).start()
-        # Jobs queued before this runner existed: look once without waiting for a message.
-        threading.Thread(target=self.work, name="startup-claim", daemon=True).start()
+        # Jobs queued before this runner existed: look once without waiting for a message. Not a
+        # daemon: a job it runs must finish (drain) or be cancelled (stop) before the process exits.
+        threading.Thread(target=self.work, name="startup-claim").start()
 
     def stop(self) -> None:
         """Cancel running jobs (their containers are killed and removed) and claim nothing more."""

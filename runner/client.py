@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import secrets
 import time
 from typing import Any
 
@@ -24,15 +25,13 @@ from runner.spec import (
 
 logger = logging.getLogger(__name__)
 
-_RETRY_STATUS = {502, 503, 504}
-
 
 class JobClosedError(Exception):
     """The server closed this job (lost, timed out, finished): stop and report nothing more."""
 
 
 class ServerUnavailable(Exception):
-    pass
+    """The server did not answer, or answered 5xx, on every retry."""
 
 
 class RunnerApi:
@@ -63,7 +62,8 @@ class RunnerApi:
         self._post("/api/runner/drain", ClaimRequest(runner_id=runner_id), self._runner_token)
 
     def claim(self, runner_id: int) -> ClaimedJob | None:
-        reply = self._post("/api/runner/claim", ClaimRequest(runner_id=runner_id), self._runner_token)
+        request = ClaimRequest(runner_id=runner_id, claim_key=secrets.token_urlsafe(24))
+        reply = self._post("/api/runner/claim", request, self._runner_token)
         return None if reply.status_code == 204 else ClaimedJob.model_validate(reply.json())
 
     def job_heartbeat(self, job_id: int, job_token: str) -> HeartbeatReply:
@@ -96,11 +96,12 @@ class RunnerApi:
             else:
                 if reply.status_code == 409:
                     raise JobClosedError(reply.json().get("detail", "job closed"))
-                if reply.status_code not in _RETRY_STATUS:
+                if reply.status_code < 500:
                     reply.raise_for_status()
                     return reply
                 if attempt == self._retries:
                     raise ServerUnavailable(f"{path}: HTTP {reply.status_code}")
+                logger.warning("server answered %s for %s; retrying in %.1fs", reply.status_code, path, delay)
             time.sleep(delay)
             delay = min(delay * 2, 10.0)
         raise AssertionError("unreachable")

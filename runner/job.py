@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from runner.client import JobClosedError, RunnerApi, ServerUnavailable
+from runner.client import JobClosedError, RunnerApi
 from runner.executors.base import Executor, ExecutorError, StepResult
 from runner.reporter import Heartbeat, LogShipper
 from runner.spec import ClaimedJob, JobFinished, LogLine, StepFinished, StepOutcome, StepStarted
@@ -37,13 +37,15 @@ class JobRun:
         self.executor = executor
         self.work_root = work_root
         self.cancel = threading.Event()
+        self._deadline = float("inf")
+        self._stopped = False
         self._shutdown = shutdown
 
     def run(self) -> StepOutcome:
         job = self.spec
         logs = LogShipper(self.api, job.job_id, self.token)
         heartbeat = Heartbeat(self.api, job.job_id, self.token, job.heartbeat_seconds, self.cancel)
-        deadline = time.monotonic() + job.timeout_seconds
+        deadline = self._deadline = time.monotonic() + job.timeout_seconds
         watchdog = threading.Thread(target=self._watch, args=(deadline,), daemon=True)
         watchdog.start()
         outcome, reason = StepOutcome.errored, "the runner stopped unexpectedly"
@@ -90,6 +92,9 @@ class JobRun:
             except ExecutorError as error:
                 result = StepResult(StepOutcome.errored, None, time.monotonic() - started, str(error))
                 logs.add(LogLine(at=time.time(), stream="system", text=f"greenlight: {error}"))
+            if result.outcome is StepOutcome.cancelled and time.monotonic() >= self._deadline:
+                reason = f"timed out: the job ran longer than {job.timeout_seconds}s"
+                result = StepResult(StepOutcome.timed_out, None, result.duration_seconds, reason)
             logs.flush()
             self._report(
                 self.api.step_finished,
@@ -107,7 +112,7 @@ class JobRun:
 
     def _watch(self, deadline: float) -> None:
         """Turns the job's deadline and a runner shutdown into a cancel of the running step."""
-        while not self.cancel.is_set() and not getattr(self, "_stopped", False):
+        while not self.cancel.is_set() and not self._stopped:
             if time.monotonic() >= deadline or self._shutdown.is_set():
                 self.cancel.set()
                 return
@@ -118,5 +123,5 @@ class JobRun:
             send(self.spec.job_id, self.token, report)
         except JobClosedError:
             self.cancel.set()
-        except ServerUnavailable as error:
+        except Exception as error:
             logger.error("job %s: could not report to the server: %s", self.spec.job_id, error)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import threading
 
-from runner.client import JobClosedError, RunnerApi, ServerUnavailable
+from runner.client import JobClosedError, RunnerApi
 from runner.spec import LogBatch, LogLine
 
 logger = logging.getLogger(__name__)
@@ -69,8 +69,9 @@ class LogShipper:
             self._api.send_logs(self._job_id, self._token, batch)
         except JobClosedError:
             self.closed.set()
-        except ServerUnavailable:
-            logger.error("job %s: could not ship %d log lines", self._job_id, len(batch.lines))
+        except Exception:
+            # Keep the flusher alive whatever happened; the lines are reported as lost in our log.
+            logger.exception("job %s: could not ship %d log lines", self._job_id, len(batch.lines))
 
     def _run(self) -> None:
         while not self._stopped.is_set():
@@ -109,7 +110,9 @@ class Heartbeat:
                 self.closed = True
                 self._cancel.set()
                 return
-            except ServerUnavailable:
+            except Exception:
+                # One failed renewal must not end the renewals: the lease outlives a few misses.
+                logger.warning("job %s: lease renewal failed", self._job_id, exc_info=True)
                 continue
             if reply.cancel:
                 self.cancel_requested = True

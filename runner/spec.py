@@ -91,6 +91,9 @@ class JobSpec(BaseModel):
 
 class ClaimRequest(BaseModel):
     runner_id: int
+    # A fresh random key per claim attempt, the same across its retries: if the server claimed a
+    # job but the reply was lost, the retry gets that job back (with a new token), not a second one.
+    claim_key: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_-]{16,64}$")
 
 
 class ClaimedJob(BaseModel):

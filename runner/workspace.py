@@ -37,8 +37,9 @@ def prepare_workspace(job: JobSpec, root: Path) -> Path:
         workspace = root / "workspaces" / str(job.job_id)
         remove_workspace(workspace)
         workspace.parent.mkdir(parents=True, exist_ok=True)
-        # A local clone hard-links objects: fast, and self-contained when mounted into a container.
-        _git("clone", "--quiet", "--no-checkout", "--", str(mirror), str(workspace))
+        # --no-hardlinks: the workspace is mounted read-write into step containers, and hard-linked
+        # object files would let one build rewrite the mirror every later build checks out from.
+        _git("clone", "--quiet", "--no-hardlinks", "--no-checkout", "--", str(mirror), str(workspace))
     _git("-C", str(workspace), "remote", "set-url", "origin", job.clone_url)
     _git(
         "-C",

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
-from fastapi import FastAPI
-from fastapi.responses import PlainTextResponse
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, PlainTextResponse
+from sqlalchemy.exc import DBAPIError
 
 from server import __version__
 from server.builds.actions import router as build_actions_router
@@ -12,23 +17,40 @@ from server.config import Settings
 from server.db import make_engine, make_session_factory
 from server.deps import AppState
 from server.queue.endpoints import router as queue_router
+from server.queue.liveness import LivenessWriter
 from server.queue.runner_api import router as runner_router
 from server.queue.transport import Transport
 from server.web.pages import router as pages_router
 from server.webhooks.endpoints import router as webhooks_router
 from server.worker.celery_app import make_celery
 
+logger = logging.getLogger(__name__)
+
 
 def create_app(settings: Settings, transport: Transport | None = None) -> FastAPI:
     settings.enforce_production_safety()
     engine = make_engine(settings.database_url)
-    app = FastAPI(title="Greenlight", version=__version__)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        writer = LivenessWriter(app.state.greenlight.session_factory)
+        writer.start()
+        yield
+        writer.stop()
+
+    app = FastAPI(title="Greenlight", version=__version__, lifespan=lifespan)
     app.state.greenlight = AppState(
         settings=settings,
         engine=engine,
         session_factory=make_session_factory(engine),
         transport=transport or Transport(make_celery(settings)),
     )
+
+    @app.exception_handler(DBAPIError)
+    def database_unavailable(_request: Request, error: DBAPIError) -> JSONResponse:
+        # A runner retries a 503; a 500 would look like a bug in what it sent.
+        logger.error("database error: %s", error)
+        return JSONResponse({"detail": "database unavailable, retry later"}, status_code=503)
 
     @app.get("/healthz", response_class=PlainTextResponse, include_in_schema=False)
     def healthz() -> str:

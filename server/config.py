@@ -37,6 +37,10 @@ class Settings(BaseSettings):
     heartbeat_seconds: float = Field(default=5.0, gt=0)
     runner_lost_seconds: float = Field(default=60.0, gt=0)
     reconcile_seconds: float = Field(default=5.0, gt=0)
+    # A pending build whose planning message was lost is planned again after this long;
+    # a queued job is announced again after this long at first, then with backoff.
+    replan_after_seconds: float = Field(default=20.0, gt=0)
+    reannounce_after_seconds: float = Field(default=10.0, gt=0)
     default_step_timeout_seconds: int = 3600
     max_job_timeout_seconds: int = 3 * 3600
     default_memory_bytes: int = 2 * 1024**3

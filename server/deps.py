@@ -34,4 +34,5 @@ def get_session(request: Request) -> Iterator[Session]:
 
 
 StateDep = Annotated[AppState, Depends(app_state)]
-SessionDep = Annotated[Session, Depends(get_session)]
+# scope="function": commit before the response goes out, so a 2xx always means "stored".
+SessionDep = Annotated[Session, Depends(get_session, scope="function")]

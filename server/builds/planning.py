@@ -29,33 +29,48 @@ def mirror_for(settings: Settings, clone_url: str) -> Mirror:
 def plan_build(session: Session, build_id: int, settings: Settings) -> list[tuple[int, list[str]]]:
     """Plan a pending build once. Returns the (job id, labels) to announce after commit.
 
-    Idempotent: a build that is no longer pending (planned already, cancelled) is left alone,
-    so a duplicate or re-sent planning message does nothing.
+    The git fetch (possibly minutes) happens before the build row is locked; the lock is then
+    taken with SKIP LOCKED, so a duplicate planning message returns at once instead of tying
+    up a worker. A build that is no longer pending (planned already, cancelled) is left alone.
     """
+    build = session.get(Build, build_id)
+    if build is None or build.state is not BuildState.pending:
+        return []
+    text, failure = _read_pipeline_file(settings, build.repository.clone_url, build.commit_sha)
+
     build = session.execute(
-        sa.select(Build).where(Build.id == build_id).with_for_update(of=Build)
+        sa.select(Build)
+        .where(Build.id == build_id)
+        .with_for_update(skip_locked=True, of=Build)
+        .execution_options(populate_existing=True)
     ).scalar_one_or_none()
     if build is None or build.state is not BuildState.pending:
         return []
     cancel_superseded_builds(session, build)
-    mirror = mirror_for(settings, build.repository.clone_url)
-    try:
-        mirror.ensure_commit(build.commit_sha)
-        text = mirror.read_file(build.commit_sha, CONFIG_FILE)
-        pipeline = load_pipeline(text)
-    except FileNotInCommit:
-        fail_build(build, BuildState.failed, f"{CONFIG_FILE} not found in commit {build.commit_sha[:12]}")
+    if failure is not None:
+        fail_build(build, *failure)
         return []
+    try:
+        pipeline = load_pipeline(text or "")
     except ConfigError as error:
         fail_build(build, BuildState.failed, f"configuration error:\n{error}")
         return []
-    except GitError as error:
-        logger.warning("build %s: %s", build_id, error)
-        fail_build(build, BuildState.errored, f"Greenlight could not read the repository: {error}")
-        return []
-
     jobs = plan_jobs(build, pipeline, settings)
     session.add_all(jobs)
     build.state = BuildState.queued
     session.flush()
     return [(job.id, list(job.labels)) for job in jobs]
+
+
+def _read_pipeline_file(
+    settings: Settings, clone_url: str, sha: str
+) -> tuple[str | None, tuple[BuildState, str] | None]:
+    mirror = mirror_for(settings, clone_url)
+    try:
+        mirror.ensure_commit(sha)
+        return mirror.read_file(sha, CONFIG_FILE), None
+    except FileNotInCommit:
+        return None, (BuildState.failed, f"{CONFIG_FILE} not found in commit {sha[:12]}")
+    except GitError as error:
+        logger.warning("planning %s: %s", sha, error)
+        return None, (BuildState.errored, f"Greenlight could not read the repository: {error}")

@@ -3,6 +3,7 @@
 from server.models.base import Base
 from server.models.build import Build, BuildState, Job, JobState, Step, StepState
 from server.models.delivery import WebhookDelivery
+from server.models.liveness import ServiceLiveness
 from server.models.log import LogChunk
 from server.models.repository import Repository
 from server.models.runner import ApiToken, Runner, RunnerState, TokenKind
@@ -18,6 +19,7 @@ __all__ = [
     "Repository",
     "Runner",
     "RunnerState",
+    "ServiceLiveness",
     "Step",
     "StepState",
     "TokenKind",

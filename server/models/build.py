@@ -85,6 +85,9 @@ class Build(Base):
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     started_at: Mapped[dt.datetime | None]
     finished_at: Mapped[dt.datetime | None]
+    # The reconciler re-requests planning with backoff and gives up after a few attempts.
+    plan_attempts: Mapped[int] = mapped_column(default=0)
+    plan_requested_at: Mapped[dt.datetime | None]
 
     repository: Mapped[Repository] = relationship(lazy="joined")
     jobs: Mapped[list[Job]] = relationship(back_populates="build", order_by="Job.id")
@@ -124,6 +127,8 @@ class Job(Base):
     token_hash: Mapped[str | None] = mapped_column(sa.String(64), unique=True)
     lease_expires_at: Mapped[dt.datetime | None]
     cancel_requested: Mapped[bool] = mapped_column(default=False)
+    # The runner's key for the claim that took this job: a retried claim gets the same job back.
+    claim_key: Mapped[str | None] = mapped_column(sa.String(64), index=True)
     reason: Mapped[str | None] = mapped_column(sa.Text)
     last_announced_at: Mapped[dt.datetime | None]
     # Re-runs: a person re-runs a finished job as a new attempt; the old row stays as history.

@@ -64,6 +64,7 @@ def _commands(value: Any) -> Any:
 
 
 Commands = Annotated[str | list[str], BeforeValidator(_commands)]
+Label = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.:-]{1,100}$")]
 Duration = Annotated[int, BeforeValidator(_duration_seconds), Field(gt=0)]
 Size = Annotated[int, BeforeValidator(_size_bytes), Field(gt=0)]
 EnvValue = Annotated[str, BeforeValidator(_env_value)]
@@ -81,7 +82,7 @@ class StepConfig(BaseModel):
 
     name: str = Field(min_length=1, max_length=200)
     run: Commands
-    image: str | None = Field(default=None, min_length=1)
+    image: str | None = Field(default=None, min_length=1, max_length=500)
     env: dict[str, EnvValue] = Field(default_factory=dict)
     timeout: Duration | None = None
 
@@ -98,12 +99,12 @@ class StepConfig(BaseModel):
 class PipelineConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    image: str | None = Field(default=None, min_length=1)
+    image: str | None = Field(default=None, min_length=1, max_length=500)
     env: dict[str, EnvValue] = Field(default_factory=dict)
-    steps: list[StepConfig] = Field(min_length=1)
+    steps: list[StepConfig] = Field(min_length=1, max_length=100)
     timeout: Duration | None = None
     memory: Size | None = None
-    runs_on: list[str] = Field(default_factory=lambda: ["docker"], min_length=1)
+    runs_on: list[Label] = Field(default_factory=lambda: ["docker"], min_length=1, max_length=20)
 
     _env_names = field_validator("env")(_check_env_names)
 

@@ -28,7 +28,8 @@ def load_pipeline(text: str, filename: str = CONFIG_FILE) -> PipelineConfig:
         raise ConfigError(
             f"{filename}:1: expected a mapping with at least `steps:`, found {type(data).__name__}"
         )
-    for step in data.get("steps") or []:
+    steps = data.get("steps")
+    for step in steps if isinstance(steps, list) else []:
         if isinstance(step, dict) and step.get("image") is None and data.get("image") is None:
             line = _line_of(root, ["steps", data["steps"].index(step)])
             raise ConfigError(

@@ -29,7 +29,13 @@ def runner_serves(runner_labels: list[str], job_labels: list[str]) -> bool:
     return ALL_LABELS in runner_labels or set(job_labels) <= set(runner_labels)
 
 
-def claim_next_job(session: Session, runner: Runner, settings: Settings) -> ClaimedJob | None:
+def claim_next_job(
+    session: Session, runner: Runner, settings: Settings, claim_key: str | None = None
+) -> ClaimedJob | None:
+    if claim_key is not None:
+        retried = _job_claimed_with(session, runner, claim_key, settings)
+        if retried is not None:
+            return retried
     if runner.state in (RunnerState.draining, RunnerState.stopped):
         return None
     job = _pick_candidate(session, runner)
@@ -45,6 +51,7 @@ def claim_next_job(session: Session, runner: Runner, settings: Settings) -> Clai
             runner_id=runner.id,
             started_at=now,
             token_hash=token_hash(token),
+            claim_key=claim_key,
             lease_expires_at=now + dt.timedelta(seconds=settings.lease_seconds),
         )
         .execution_options(synchronize_session=False)
@@ -53,6 +60,23 @@ def claim_next_job(session: Session, runner: Runner, settings: Settings) -> Clai
         return None
     session.refresh(job)
     refresh_build_state(session, job.build_id)
+    return ClaimedJob(job_token=token, spec=job_spec(job, settings))
+
+
+def _job_claimed_with(
+    session: Session, runner: Runner, claim_key: str, settings: Settings
+) -> ClaimedJob | None:
+    """The job an earlier try of this same claim took, handed out again with a fresh token
+    (the first reply never arrived, so its token was never seen by anyone)."""
+    job = session.scalar(
+        sa.select(Job)
+        .where(Job.claim_key == claim_key, Job.runner_id == runner.id, Job.state == JobState.running)
+        .with_for_update()
+    )
+    if job is None:
+        return None
+    token = new_token("glj")
+    job.token_hash = token_hash(token)
     return ClaimedJob(job_token=token, spec=job_spec(job, settings))
 
 

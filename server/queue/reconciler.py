@@ -12,17 +12,18 @@ from dataclasses import dataclass, field
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from server.builds.service import fail_build
 from server.config import Settings
 from server.models import Build, BuildState, Job, JobState
 from server.models.base import utcnow
+from server.queue.liveness import up_since
 from server.queue.reports import close_job
 from server.queue.runners import mark_lost_runners
 
-# A pending build whose planning message was lost is planned again after this long.
-REPLAN_AFTER = dt.timedelta(seconds=20)
-# A queued job is re-announced with backoff: after 10 s, then at most every half its age, up to 5 min.
-MIN_REANNOUNCE = dt.timedelta(seconds=10)
+# A queued job is re-announced with backoff: after `reannounce_after_seconds`, then at most
+# every half its age, up to 5 min, so a job that waits for hours costs a few dozen messages.
 MAX_REANNOUNCE = dt.timedelta(minutes=5)
+MAX_PLAN_ATTEMPTS = 5
 # A job past its own timeout this much longer is closed by the server even if its runner is silent.
 TIMEOUT_GRACE = dt.timedelta(seconds=60)
 
@@ -34,42 +35,70 @@ class ReconcileResult:
     jobs_lost: list[int] = field(default_factory=list)
     jobs_timed_out: list[int] = field(default_factory=list)
     runners_lost: list[int] = field(default_factory=list)
+    builds_given_up: list[int] = field(default_factory=list)
+
+
+def _replan(session: Session, settings: Settings, now: dt.datetime) -> tuple[list[int], list[int]]:
+    """Pending builds whose planning message was lost (or whose planning crashed) are planned
+    again, with backoff; after a few attempts the build errors instead of looping forever."""
+    first = dt.timedelta(seconds=settings.replan_after_seconds)
+    replan, given_up = [], []
+    builds = session.scalars(
+        sa.select(Build)
+        .where(Build.state == BuildState.pending, Build.created_at < now - first)
+        .order_by(Build.id)
+        .limit(500)
+        .with_for_update(skip_locked=True, of=Build)
+    )
+    for build in builds:
+        last = _aware(build.plan_requested_at or build.created_at)
+        if now - last < first * (2**build.plan_attempts):
+            continue
+        if build.plan_attempts >= MAX_PLAN_ATTEMPTS:
+            fail_build(
+                build,
+                BuildState.errored,
+                f"Greenlight could not plan this build after {MAX_PLAN_ATTEMPTS} tries",
+            )
+            given_up.append(build.id)
+            continue
+        build.plan_attempts += 1
+        build.plan_requested_at = now
+        replan.append(build.id)
+    return replan, given_up
 
 
 def reconcile(session: Session, settings: Settings) -> ReconcileResult:
     now = utcnow()
     result = ReconcileResult()
-    result.runners_lost = [runner.id for runner in mark_lost_runners(session, settings.runner_lost_seconds)]
-
-    for job in _locked(session, Job.state == JobState.running, Job.lease_expires_at < now):
-        close_job(session, job, JobState.lost, "the runner stopped renewing the job's lease (lost)")
-        result.jobs_lost.append(job.id)
+    api_up_since = up_since(session)
+    lease = dt.timedelta(seconds=settings.lease_seconds)
+    # Only while the runner API has been up for a whole lease can a silent runner be told
+    # apart from a server that could not hear it.
+    if api_up_since is not None and api_up_since + lease < now:
+        lost_after = dt.timedelta(seconds=settings.runner_lost_seconds)
+        if api_up_since + lost_after < now:
+            result.runners_lost = [r.id for r in mark_lost_runners(session, settings.runner_lost_seconds)]
+        for job in _locked(session, Job.state == JobState.running, Job.lease_expires_at < now):
+            close_job(session, job, JobState.lost, "the runner stopped renewing the job's lease (lost)")
+            result.jobs_lost.append(job.id)
 
     for job in _locked(session, Job.state == JobState.running):
         if (
             job.started_at
             and _aware(job.started_at) + dt.timedelta(seconds=job.timeout_seconds) + TIMEOUT_GRACE < now
         ):
-            close_job(
-                session,
-                job,
-                JobState.timed_out,
-                f"timed out after {job.timeout_seconds}s (closed by the server)",
-            )
+            reason = f"timed out after {job.timeout_seconds}s (closed by the server)"
+            close_job(session, job, JobState.timed_out, reason)
             result.jobs_timed_out.append(job.id)
 
-    result.builds_to_plan = list(
-        session.scalars(
-            sa.select(Build.id).where(
-                Build.state == BuildState.pending, Build.created_at < now - REPLAN_AFTER
-            )
-        )
-    )
+    result.builds_to_plan, result.builds_given_up = _replan(session, settings, now)
 
+    min_reannounce = dt.timedelta(seconds=settings.reannounce_after_seconds)
     for job in _locked(session, Job.state == JobState.queued):
         age = now - _aware(job.queued_at)
         last = _aware(job.last_announced_at) if job.last_announced_at else _aware(job.queued_at)
-        interval = min(max(age / 2, MIN_REANNOUNCE), MAX_REANNOUNCE)
+        interval = min(max(age / 2, min_reannounce), MAX_REANNOUNCE)
         if now - last >= interval:
             job.last_announced_at = now
             result.jobs_to_announce.append((job.id, list(job.labels)))

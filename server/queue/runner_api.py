@@ -72,7 +72,7 @@ def claim(
     body: ClaimRequest, session: SessionDep, token: RunnerTokenDep, state: StateDep
 ) -> ClaimedJob | Response:
     runner = _runner(session, token, body.runner_id)
-    claimed = claim_next_job(session, runner, state.settings)
+    claimed = claim_next_job(session, runner, state.settings, claim_key=body.claim_key)
     return claimed if claimed is not None else Response(status_code=204)
 
 

@@ -60,13 +60,18 @@ def runner_for(session: Session, token: ApiToken, runner_id: int) -> Runner:
 
 
 def mark_lost_runners(session: Session, lost_after_seconds: float) -> list[Runner]:
+    """Runners silent for too long are lost, and so are the jobs they held. Runner rows are
+    locked first (SKIP LOCKED: one that is checking in right now is not lost), in the same
+    order as a claim takes them: runner, then job, then build."""
     cutoff = utcnow() - dt.timedelta(seconds=lost_after_seconds)
     lost = list(
         session.scalars(
-            sa.select(Runner).where(
+            sa.select(Runner)
+            .where(
                 Runner.last_seen_at < cutoff,
                 Runner.state.in_([RunnerState.idle, RunnerState.busy, RunnerState.draining]),
             )
+            .with_for_update(skip_locked=True)
         )
     )
     for runner in lost:

@@ -13,6 +13,8 @@ from server.builds.service import create_push_build
 from server.models import Build, BuildState, Repository, WebhookDelivery
 from server.webhooks.events import Ignored, PushEvent, parse_push, repository_name
 
+UNREGISTERED = "is not registered with Greenlight"
+
 
 @dataclass(frozen=True)
 class DeliveryResult:
@@ -33,15 +35,21 @@ def receive_delivery(
 
     repository = None
     if isinstance(parsed, PushEvent):
-        repository = session.scalar(sa.select(Repository).where(Repository.full_name == parsed.repository))
+        # GitHub names are case-insensitive: Acme/App and acme/app are one repository.
+        repository = session.scalar(
+            sa.select(Repository).where(sa.func.lower(Repository.full_name) == parsed.repository.lower())
+        )
         if repository is None:
             parsed = Ignored(
-                f"repository {parsed.repository} is not registered with Greenlight "
+                f"repository {parsed.repository} {UNREGISTERED} "
                 f"(run `greenlight repo add {parsed.repository}`)"
             )
 
     outcome = "build" if isinstance(parsed, PushEvent) else f"ignored: {parsed.reason}"
     delivery_pk = _insert_delivery_once(session, hook_id, delivery_id, event, full_name, outcome)
+    if delivery_pk is None and repository is not None:
+        # Redelivered after `greenlight repo add`: the first try was ignored, this one builds.
+        delivery_pk = _retry_of_unregistered(session, hook_id, delivery_id)
     if delivery_pk is None:
         return DeliveryResult(200, f"delivery {delivery_id} was already received; nothing new was done")
     if isinstance(parsed, Ignored):
@@ -55,6 +63,18 @@ def receive_delivery(
     if build.state is BuildState.skipped:
         return DeliveryResult(202, f"build #{build.number} recorded as skipped: {build.reason}", None)
     return DeliveryResult(202, f"build #{build.number} created for {parsed.commit_sha[:12]}", build)
+
+
+def _retry_of_unregistered(session: Session, hook_id: str, delivery_id: str) -> int | None:
+    delivery = session.scalar(
+        sa.select(WebhookDelivery)
+        .where(WebhookDelivery.hook_id == hook_id, WebhookDelivery.delivery_id == delivery_id)
+        .with_for_update()
+    )
+    if delivery is None or delivery.build_id is not None or UNREGISTERED not in delivery.outcome:
+        return None
+    delivery.outcome = "build"
+    return delivery.id
 
 
 def _insert_delivery_once(

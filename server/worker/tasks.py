@@ -7,11 +7,14 @@ from dataclasses import dataclass
 from functools import cache
 
 from celery import Celery
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 from server.builds.planning import plan_build
+from server.builds.service import fail_build
 from server.config import Settings, get_settings
 from server.db import after_commit, make_engine, make_session_factory, session_scope
+from server.models import Build, BuildState
 from server.queue.reconciler import reconcile
 from server.queue.transport import PLAN_BUILD_TASK, RECONCILE_TASK, Transport
 from server.worker.celery_app import make_celery
@@ -29,9 +32,21 @@ class WorkerContext:
 def register_tasks(celery: Celery, context: WorkerContext) -> None:
     @celery.task(name=PLAN_BUILD_TASK, acks_late=True, ignore_result=True)
     def plan_build_task(build_id: int) -> None:
-        with session_scope(context.session_factory) as session:
-            announcements = plan_build(session, build_id, context.settings)
-            after_commit(session, lambda: _announce(context.transport, announcements))
+        try:
+            with session_scope(context.session_factory) as session:
+                announcements = plan_build(session, build_id, context.settings)
+                after_commit(session, lambda: _announce(context.transport, announcements))
+        except DBAPIError:
+            # The database is away: the build stays pending and the reconciler plans it again.
+            logger.exception("planning build %s failed; it will be retried", build_id)
+        except Exception as error:
+            logger.exception("planning build %s crashed", build_id)
+            with session_scope(context.session_factory) as session:
+                build = session.get(Build, build_id)
+                if build is not None and build.state is BuildState.pending:
+                    fail_build(
+                        build, BuildState.errored, f"Greenlight failed while planning this build: {error}"
+                    )
 
     @celery.task(name=RECONCILE_TASK, ignore_result=True)
     def reconcile_task() -> None:
@@ -40,10 +55,10 @@ def register_tasks(celery: Celery, context: WorkerContext) -> None:
             after_commit(
                 session, lambda: _send(context.transport, result.builds_to_plan, result.jobs_to_announce)
             )
-        if result.jobs_lost or result.runners_lost or result.jobs_timed_out:
+        if result.jobs_lost or result.runners_lost or result.jobs_timed_out or result.builds_given_up:
             logger.warning(
-                "reconciler: lost jobs %s, timed-out jobs %s, lost runners %s",
-                result.jobs_lost, result.jobs_timed_out, result.runners_lost,
+                "reconciler: lost jobs %s, timed-out jobs %s, lost runners %s, unplannable builds %s",
+                result.jobs_lost, result.jobs_timed_out, result.runners_lost, result.builds_given_up,
             )  # fmt: skip
 
 

@@ -34,13 +34,14 @@ def test_greenlight_up_builds_a_push_with_embedded_defaults(tmp_path: Path) -> N
     up = subprocess.Popen(
         [sys.executable, "-m", "server.cli.main", "up", "--port", str(port), "--data-dir", str(data)],
         env=env,
-        stdout=subprocess.PIPE,
+        stdout=(tmp_path / "up.log").open("wb"),  # a pipe nobody reads would fill and block
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
     try:
         url = f"http://127.0.0.1:{port}"
-        _wait_for(lambda: httpx.get(f"{url}/healthz", timeout=1).status_code == 200, up)
+        log = tmp_path / "up.log"
+        _wait_for(lambda: httpx.get(f"{url}/healthz", timeout=1).status_code == 200, up, log)
         assert (data / "greenlight.db").exists() and (data / "broker.db").exists()
 
         work = tmp_path / "work"
@@ -86,11 +87,12 @@ def test_greenlight_up_builds_a_push_with_embedded_defaults(tmp_path: Path) -> N
         _wait_for(
             lambda: httpx.get(build_url, timeout=2).json()["state"] not in ("pending", "queued", "running"),
             up,
+            log,
         )
         build = httpx.get(build_url).json()
         assert build["state"] == "passed", build
-        log = httpx.get(url + build["jobs"][0]["steps"][0]["log_url"]).text
-        assert log == "embedded\n"
+        step_log = httpx.get(url + build["jobs"][0]["steps"][0]["log_url"]).text
+        assert step_log == "embedded\n"
     finally:
         os.killpg(up.pid, signal.SIGTERM)
         try:
@@ -99,11 +101,11 @@ def test_greenlight_up_builds_a_push_with_embedded_defaults(tmp_path: Path) -> N
             os.killpg(up.pid, signal.SIGKILL)
 
 
-def _wait_for(condition, process: subprocess.Popen[bytes], timeout: float = 90) -> None:  # type: ignore[no-untyped-def]
+def _wait_for(condition, process: subprocess.Popen[bytes], log: Path, timeout: float = 90) -> None:  # type: ignore[no-untyped-def]
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            output = process.stdout.read().decode(errors="replace") if process.stdout else ""
+            output = log.read_text(errors="replace")
             raise AssertionError(f"greenlight up exited with {process.returncode}:\n{output[-3000:]}")
         try:
             if condition():
@@ -111,4 +113,4 @@ def _wait_for(condition, process: subprocess.Popen[bytes], timeout: float = 90) 
         except httpx.TransportError:
             pass
         time.sleep(0.2)
-    raise AssertionError("timed out waiting for greenlight up")
+    raise AssertionError(f"timed out waiting for greenlight up:\n{log.read_text(errors='replace')[-3000:]}")

@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
 from server.config import Settings
-from server.models import Build, BuildState, Job, JobState, Runner, RunnerState, StepState
+from server.models import Build, BuildState, Job, JobState, Runner, RunnerState, ServiceLiveness, StepState
 from server.models.base import utcnow
 from server.queue.reconciler import reconcile
 from tests import factories
@@ -19,6 +19,19 @@ pytestmark = pytest.mark.integration
 
 def ago(seconds: float) -> dt.datetime:
     return utcnow() - dt.timedelta(seconds=seconds)
+
+
+def api_up_for(session_factory: sessionmaker[Session], seconds: float | None) -> None:
+    """The runner API's liveness as the reconciler sees it; None: it is down now."""
+    with session_factory.begin() as session:
+        session.execute(sa.delete(ServiceLiveness))
+        alive_at = utcnow() if seconds is not None else ago(3600)
+        session.add(ServiceLiveness(name="api", alive_at=alive_at, up_since=ago(seconds or 7200)))
+
+
+@pytest.fixture(autouse=True)
+def api_has_been_up(session_factory: sessionmaker[Session]) -> None:
+    api_up_for(session_factory, 3600)
 
 
 def running_job(session: Session, runner: Runner | None = None, **values: object) -> Job:
@@ -137,3 +150,48 @@ def test_queued_jobs_are_re_announced_with_backoff(
     with session_factory.begin() as session:
         session.execute(sa.update(Job).where(Job.id == old_id).values(last_announced_at=ago(16)))
     assert [job_id for job_id, _ in run_reconciler(session_factory, settings).jobs_to_announce] == [old_id]
+
+
+def test_no_lease_expires_while_the_runner_api_is_down(
+    session_factory: sessionmaker[Session], settings: Settings
+) -> None:
+    with session_factory.begin() as session:
+        runner = a_runner(session, ago(settings.runner_lost_seconds + 1))
+        job_id = running_job(session, runner, lease_expires_at=ago(1)).id
+    api_up_for(session_factory, None)
+    result = run_reconciler(session_factory, settings)
+    assert (result.jobs_lost, result.runners_lost) == ([], [])
+    with session_factory() as session:
+        assert session.get(Job, job_id).state is JobState.running  # type: ignore[union-attr]
+
+
+def test_after_an_outage_runners_get_a_full_lease_to_check_in_again(
+    session_factory: sessionmaker[Session], settings: Settings
+) -> None:
+    with session_factory.begin() as session:
+        job_id = running_job(session, lease_expires_at=ago(20)).id
+    api_up_for(session_factory, settings.lease_seconds / 2)  # back for half a lease
+    assert run_reconciler(session_factory, settings).jobs_lost == []
+    api_up_for(session_factory, settings.lease_seconds + 1)  # a whole lease, and still silent
+    assert run_reconciler(session_factory, settings).jobs_lost == [job_id]
+
+
+def test_planning_is_requested_again_with_backoff_and_then_given_up(
+    session_factory: sessionmaker[Session], settings: Settings
+) -> None:
+    with session_factory.begin() as session:
+        build = factories.build(session, factories.repository(session))
+        build.state = BuildState.pending
+        build.created_at = ago(3600)
+        build_id = build.id
+    assert run_reconciler(session_factory, settings).builds_to_plan == [build_id]
+    assert run_reconciler(session_factory, settings).builds_to_plan == []  # backing off
+    for attempts in range(2, 6):
+        with session_factory.begin() as session:
+            session.execute(sa.update(Build).where(Build.id == build_id).values(plan_requested_at=ago(3600)))
+        assert run_reconciler(session_factory, settings).builds_to_plan == [build_id], attempts
+    with session_factory.begin() as session:
+        session.execute(sa.update(Build).where(Build.id == build_id).values(plan_requested_at=ago(3600)))
+    assert run_reconciler(session_factory, settings).builds_given_up == [build_id]
+    with session_factory() as session:
+        assert session.get(Build, build_id).state is BuildState.errored  # type: ignore[union-attr]

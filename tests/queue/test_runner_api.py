@@ -10,7 +10,9 @@ import sqlalchemy as sa
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session
 
+from server.config import Settings
 from server.models import Build, BuildState, Job, JobState, LogChunk, Step, StepState
+from server.models.base import utcnow
 from tests import factories
 
 pytestmark = pytest.mark.integration
@@ -192,13 +194,19 @@ def test_another_jobs_token_cannot_report_into_a_job(
 
 
 def test_heartbeat_extends_the_lease_and_carries_cancel(
-    client: TestClient, session: Session, token: str
+    client: TestClient, session: Session, token: str, settings: Settings
 ) -> None:
     [job_id] = queued_jobs(session, {})
     claimed = claim(client, token, register(client, token))
     assert claimed is not None
+    session.execute(sa.update(Job).where(Job.id == job_id).values(lease_expires_at=utcnow()))
+    session.commit()
     first = as_job(client, claimed, "heartbeat").json()
     assert first["cancel"] is False
+    assert first["lease_expires_at"] > utcnow().timestamp() + settings.lease_seconds - 5
+    session.expire_all()
+    renewed = session.get(Job, job_id).lease_expires_at  # type: ignore[union-attr]
+    assert renewed is not None and renewed.timestamp() == pytest.approx(first["lease_expires_at"])
     session.execute(sa.update(Job).where(Job.id == job_id).values(cancel_requested=True))
     session.commit()
     assert as_job(client, claimed, "heartbeat").json()["cancel"] is True
@@ -215,3 +223,21 @@ def test_a_runner_that_restarts_closes_the_jobs_it_held_as_lost(
     job = session.get(Job, job_id)
     assert job.state is JobState.lost and "restarted" in (job.reason or "")
     assert as_job(client, claimed, "heartbeat").status_code == 409
+
+
+def test_a_retried_claim_gets_the_same_job_back_not_a_second_one(
+    client: TestClient, session: Session, token: str
+) -> None:
+    first_id, _second_id = queued_jobs(session, {}, {})
+    runner_id = register(client, token)
+    body = {"runner_id": runner_id, "claim_key": "k" * 24}
+    headers = {"Authorization": f"Bearer {token}"}
+    lost_reply = client.post("/api/runner/claim", json=body, headers=headers).json()
+    retried = client.post("/api/runner/claim", json=body, headers=headers).json()
+    assert retried["spec"]["job_id"] == lost_reply["spec"]["job_id"] == first_id
+    assert as_job(client, retried, "heartbeat").status_code == 200
+    assert as_job(client, lost_reply, "heartbeat").status_code == 409  # the lost reply's token is void
+    session.expire_all()
+    assert (
+        session.scalar(sa.select(sa.func.count()).select_from(Job).where(Job.state == JobState.running)) == 1
+    )

@@ -7,10 +7,12 @@ them on top of these functions.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import socket
 import subprocess
+import time
 from pathlib import Path, PurePosixPath
 from typing import NoReturn
 
@@ -226,3 +228,34 @@ def unavailable(reason: str) -> NoReturn:
     if os.environ.get("CI"):
         pytest.fail(f"{reason} (CI=true: every service must be available)")
     pytest.skip(reason)
+
+
+# --- Redis restarts ------------------------------------------------------------------------------
+
+
+def restart_redis_dropping_its_data(url: str) -> None:
+    """Stop the test Redis without saving and start it again empty, the way a broker machine that
+    lost its disk comes back. Uses the same settings as scripts/services.sh."""
+    client = redis.Redis.from_url(url)
+    with contextlib.suppress(redis.ConnectionError):  # it may be down already
+        client.flushall()
+        client.shutdown(nosave=True)
+    subprocess.run(
+        [
+            "redis-server", "--daemonize", "yes", "--bind", "127.0.0.1", "--port", "6379", "--save", "",
+            "--appendonly", "no", "--dir", "/var/lib/greenlight/redis",
+            "--logfile", "/var/log/greenlight/redis.log", "--pidfile", "/var/lib/greenlight/redis/redis.pid",
+        ],
+        check=True,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        close_fds=True,
+    )  # fmt: skip
+    fresh = redis.Redis.from_url(url)
+    for _ in range(100):
+        with contextlib.suppress(redis.ConnectionError):
+            if fresh.ping():
+                return
+        time.sleep(0.1)
+    raise RuntimeError("Redis did not come back after the restart")

@@ -210,3 +210,22 @@ def test_server_refuses_to_start_without_a_webhook_secret(tmp_path: Any) -> None
 
     with pytest.raises(InsecureSettingsError):
         create_app(Settings(database_url="sqlite://", data_dir=tmp_path, github_webhook_secret=""))
+
+
+def test_a_redelivery_after_registering_the_repository_builds(client: TestClient, session: Session) -> None:
+    payload = push_payload(REPO, "refs/heads/main", SHA)
+    first = deliver(client, payload, delivery="early")
+    assert first.status_code == 202 and "not registered" in first.json()["message"]
+    session.add(Repository(full_name=REPO, clone_url="file:///x.git"))
+    session.commit()
+    again = deliver(client, payload, delivery="early")
+    assert again.status_code == 202 and "build_id" in again.json()
+    assert deliver(client, payload, delivery="early").status_code == 200  # and only once
+    assert counts(session) == (1, 1)
+
+
+def test_repository_names_match_without_regard_to_case(
+    client: TestClient, session: Session, repository: Repository
+) -> None:
+    assert deliver(client, push_payload("ACME/Widgets", "refs/heads/main", SHA)).status_code == 202
+    assert counts(session) == (1, 1)
