@@ -26,6 +26,11 @@ from runner.spec import (
 logger = logging.getLogger(__name__)
 
 
+# How a job ended must survive a server restart: about two minutes of retries (the lease is
+# kept alive by the heartbeat meanwhile).
+FINAL_REPORT_RETRIES = 16
+
+
 class JobClosedError(Exception):
     """The server closed this job (lost, timed out, finished): stop and report nothing more."""
 
@@ -67,7 +72,9 @@ class RunnerApi:
         return None if reply.status_code == 204 else ClaimedJob.model_validate(reply.json())
 
     def job_heartbeat(self, job_id: int, job_token: str) -> HeartbeatReply:
-        reply = self._post(f"/api/runner/jobs/{job_id}/heartbeat", None, job_token)
+        # One try: the heartbeat loop itself is the retry, at the heartbeat's own pace, so the
+        # lease is renewed within a tick of the server coming back (no growing backoff).
+        reply = self._post(f"/api/runner/jobs/{job_id}/heartbeat", None, job_token, retries=0)
         return HeartbeatReply.model_validate(reply.json())
 
     def send_logs(self, job_id: int, job_token: str, batch: LogBatch) -> None:
@@ -77,20 +84,23 @@ class RunnerApi:
         self._post(f"/api/runner/jobs/{job_id}/steps/start", report, job_token)
 
     def step_finished(self, job_id: int, job_token: str, report: StepFinished) -> None:
-        self._post(f"/api/runner/jobs/{job_id}/steps/finish", report, job_token)
+        self._post(f"/api/runner/jobs/{job_id}/steps/finish", report, job_token, retries=FINAL_REPORT_RETRIES)
 
     def job_finished(self, job_id: int, job_token: str, report: JobFinished) -> None:
-        self._post(f"/api/runner/jobs/{job_id}/finish", report, job_token)
+        self._post(f"/api/runner/jobs/{job_id}/finish", report, job_token, retries=FINAL_REPORT_RETRIES)
 
-    def _post(self, path: str, body: BaseModel | None, token: str) -> httpx.Response:
+    def _post(
+        self, path: str, body: BaseModel | None, token: str, retries: int | None = None
+    ) -> httpx.Response:
         content: Any = body.model_dump_json() if body is not None else "{}"
         headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+        retries = self._retries if retries is None else retries
         delay = 0.5
-        for attempt in range(self._retries + 1):
+        for attempt in range(retries + 1):
             try:
                 reply = self._http.post(path, content=content, headers=headers)
             except httpx.TransportError as error:
-                if attempt == self._retries:
+                if attempt == retries:
                     raise ServerUnavailable(f"{path}: {error}") from error
                 logger.warning("server unreachable (%s); retrying in %.1fs", error, delay)
             else:
@@ -99,7 +109,7 @@ class RunnerApi:
                 if reply.status_code < 500:
                     reply.raise_for_status()
                     return reply
-                if attempt == self._retries:
+                if attempt == retries:
                     raise ServerUnavailable(f"{path}: HTTP {reply.status_code}")
                 logger.warning("server answered %s for %s; retrying in %.1fs", reply.status_code, path, delay)
             time.sleep(delay)

@@ -63,16 +63,19 @@ class JobRun:
             remove_workspace(workspace)
             self._stopped = True
             logs.stop()
-            heartbeat.stop()
-        if heartbeat.closed or logs.closed.is_set():
-            logger.warning("job %s was closed by the server; not reporting %s", job.job_id, outcome)
+        try:
+            if heartbeat.closed or logs.closed.is_set():
+                logger.warning("job %s was closed by the server; not reporting %s", job.job_id, outcome)
+                return outcome
+            if heartbeat.cancel_requested and outcome is not StepOutcome.passed:
+                outcome, reason = StepOutcome.cancelled, "cancelled"
+            elif self._shutdown.is_set() and outcome is StepOutcome.cancelled:
+                reason = "cancelled: the runner was stopped while this job ran"
+            # The heartbeat keeps the lease alive until the server has heard how the job ended.
+            self._report(self.api.job_finished, JobFinished(outcome=outcome, reason=reason))
             return outcome
-        if heartbeat.cancel_requested and outcome is not StepOutcome.passed:
-            outcome, reason = StepOutcome.cancelled, "cancelled"
-        elif self._shutdown.is_set() and outcome is StepOutcome.cancelled:
-            reason = "cancelled: the runner was stopped while this job ran"
-        self._report(self.api.job_finished, JobFinished(outcome=outcome, reason=reason))
-        return outcome
+        finally:
+            heartbeat.stop()
 
     def _run_steps(self, logs: LogShipper) -> tuple[StepOutcome, str | None]:
         job = self.spec

@@ -22,13 +22,13 @@ TICK_SECONDS = 2.0
 GAP = dt.timedelta(seconds=3 * TICK_SECONDS)
 
 
-def record_alive(session: Session, name: str = API) -> None:
+def record_alive(session: Session, name: str = API, *, restarted: bool = False) -> None:
     now = utcnow()
     row = session.get(ServiceLiveness, name, with_for_update=True)
     if row is None:
         session.add(ServiceLiveness(name=name, alive_at=now, up_since=now))
         return
-    if _aware(row.alive_at) < now - GAP:
+    if restarted or _aware(row.alive_at) < now - GAP:
         row.up_since = now
     row.alive_at = now
 
@@ -50,6 +50,13 @@ class LivenessWriter:
         self._thread = threading.Thread(target=self._run, name="api-liveness", daemon=True)
 
     def start(self) -> None:
+        # This process was not serving a moment ago: count that as an outage, so leases that
+        # ran out while no server answered are not held against the runners.
+        try:
+            with session_scope(self._session_factory) as session:
+                record_alive(session, restarted=True)
+        except Exception as error:
+            logger.warning("could not record the API as restarted: %s", error)
         self._thread.start()
 
     def stop(self) -> None:

@@ -92,7 +92,7 @@ def test_a_push_while_redis_is_down_still_runs_exactly_once(stack: Stack, regist
     finally:
         services.restart_redis_dropping_its_data(redis_url)
     build = stack.wait_for_build(build_id, timeout=90)
-    assert build["state"] == "passed"
+    assert build["state"] == "passed", build
     job_id = build["jobs"][0]["id"]
     assert runner_log_mentions(stack, job_id) == 1
 
@@ -107,7 +107,7 @@ def test_queued_work_survives_redis_losing_its_data(stack: Stack, register, orig
     services.restart_redis_dropping_its_data(stack.env["GREENLIGHT_BROKER_URL"])
     stack.start("runner", "runner", "--concurrency", "2")
     build = stack.wait_for_build(build_id, timeout=90)
-    assert build["state"] == "passed"
+    assert build["state"] == "passed", build
     assert runner_log_mentions(stack, build["jobs"][0]["id"]) == 1
 
 
@@ -122,7 +122,7 @@ def test_restarting_the_server_and_worker_mid_build_loses_nothing(stack: Stack, 
     stack.wait_until_up()
     stack.start("worker", "worker", "--concurrency", "2")
     build = stack.wait_for_build(build_id, timeout=90)
-    assert build["state"] == "passed"
+    assert build["state"] == "passed", build
     assert stack.step_log(build, "slow") == "start\nend\n"
 
 
@@ -143,7 +143,7 @@ def test_a_runner_watching_every_label_takes_a_job_no_other_runner_serves(
             stack, register, origin, "  - name: special\n    run: echo special\n", extra="runs_on: [gpu]\n"
         )
         build = stack.wait_for_build(build_id, timeout=60)
-        assert build["state"] == "passed"
+        assert build["state"] == "passed", build
         runners = {r["id"]: r["name"] for r in httpx.get(f"{stack.url}/api/runners", timeout=5).json()}
         assert runners[build["jobs"][0]["runner_id"]] == "star-runner"
     finally:

@@ -50,7 +50,7 @@ def test_sigterm_drains_the_runner_its_job_finishes_and_nothing_new_is_claimed(
     second = push(stack, register, origin, "echo second")
 
     build = stack.wait_for_build(first, timeout=60)
-    assert build["state"] == "passed"
+    assert build["state"] == "passed", build
     assert stack.step_log(build, "work") == "finished\n"
     runner.wait(timeout=30)
     assert httpx.get(f"{stack.url}/api/builds/{second}", timeout=5).json()["state"] == "queued"
