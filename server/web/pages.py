@@ -10,11 +10,38 @@ from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 
 from server.builds import queries
-from server.deps import SessionDep
+from server.deps import SessionDep, StateDep
+from server.queue.pending import list_pending
+from server.queue.runner_views import runner_views
 from server.repos.service import get_repository
 
 router = APIRouter(include_in_schema=False)
 templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
+
+
+# Greenlight's own pages live under /-/ (no GitHub owner can be called "-"), so they never
+# shadow a repository page at /{owner}/{name}.
+
+
+@router.get("/-/queue", response_class=HTMLResponse)
+def queue_page(request: Request, session: SessionDep, state: StateDep) -> HTMLResponse:
+    pending = list_pending(session, state.settings.runner_lost_seconds)
+    return templates.TemplateResponse(request, "queue.html", {"pending": pending})
+
+
+@router.get("/-/runners", response_class=HTMLResponse)
+def runners_page(request: Request, session: SessionDep) -> HTMLResponse:
+    views = runner_views(session, recent_limit=10)
+    return templates.TemplateResponse(request, "runners.html", {"views": views})
+
+
+@router.get("/-/failed", response_class=HTMLResponse)
+def failed_page(request: Request, session: SessionDep) -> HTMLResponse:
+    failed = [
+        (job, step, queries.log_tail(session, job.id, step.index) if step else [])
+        for job, step in queries.failed_jobs(session, limit=50)
+    ]
+    return templates.TemplateResponse(request, "failed.html", {"failed": failed})
 
 
 @router.get("/", response_class=HTMLResponse)
