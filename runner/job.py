@@ -48,7 +48,6 @@ class JobRun:
         deadline = self._deadline = time.monotonic() + job.timeout_seconds
         watchdog = threading.Thread(target=self._watch, args=(deadline,), daemon=True)
         watchdog.start()
-        outcome, reason = StepOutcome.errored, "the runner stopped unexpectedly"
         workspace = self.work_root / "workspaces" / str(job.job_id)
         try:
             outcome, reason = self._run_steps(logs)
@@ -57,25 +56,31 @@ class JobRun:
                     StepOutcome.timed_out,
                     f"timed out: the job ran longer than {job.timeout_seconds}s",
                 )
+            self._stopped = True
+            logs.stop()
+            # The result is known once the last step has ended: report it first (the heartbeat
+            # keeps the lease until the server has heard), then clean up off the critical path.
+            self._report_end(heartbeat, logs, outcome, reason)
+            return outcome
         finally:
+            self._stopped = True
+            heartbeat.stop()
+            logs.stop()
             self.executor.teardown()
             self.executor.close()
             remove_workspace(workspace)
-            self._stopped = True
-            logs.stop()
-        try:
-            if heartbeat.closed or logs.closed.is_set():
-                logger.warning("job %s was closed by the server; not reporting %s", job.job_id, outcome)
-                return outcome
-            if heartbeat.cancel_requested and outcome is not StepOutcome.passed:
-                outcome, reason = StepOutcome.cancelled, "cancelled"
-            elif self._shutdown.is_set() and outcome is StepOutcome.cancelled:
-                reason = "cancelled: the runner was stopped while this job ran"
-            # The heartbeat keeps the lease alive until the server has heard how the job ended.
-            self._report(self.api.job_finished, JobFinished(outcome=outcome, reason=reason))
-            return outcome
-        finally:
-            heartbeat.stop()
+
+    def _report_end(
+        self, heartbeat: Heartbeat, logs: LogShipper, outcome: StepOutcome, reason: str | None
+    ) -> None:
+        if heartbeat.closed or logs.closed.is_set():
+            logger.warning("job %s was closed by the server; not reporting %s", self.spec.job_id, outcome)
+            return
+        if heartbeat.cancel_requested and outcome is not StepOutcome.passed:
+            outcome, reason = StepOutcome.cancelled, "cancelled"
+        elif self._shutdown.is_set() and outcome is StepOutcome.cancelled:
+            reason = "cancelled: the runner was stopped while this job ran"
+        self._report(self.api.job_finished, JobFinished(outcome=outcome, reason=reason))
 
     def _run_steps(self, logs: LogShipper) -> tuple[StepOutcome, str | None]:
         job = self.spec

@@ -19,7 +19,7 @@ from server.deps import AppState
 from server.queue.endpoints import router as queue_router
 from server.queue.liveness import LivenessWriter
 from server.queue.runner_api import router as runner_router
-from server.queue.transport import Transport
+from server.queue.transport import BackgroundTransport, Transport
 from server.web.pages import router as pages_router
 from server.webhooks.endpoints import router as webhooks_router
 from server.worker.celery_app import make_celery
@@ -37,13 +37,15 @@ def create_app(settings: Settings, transport: Transport | None = None) -> FastAP
         writer.start()
         yield
         writer.stop()
+        if isinstance(app.state.greenlight.transport, BackgroundTransport):
+            app.state.greenlight.transport.close()
 
     app = FastAPI(title="Greenlight", version=__version__, lifespan=lifespan)
     app.state.greenlight = AppState(
         settings=settings,
         engine=engine,
         session_factory=make_session_factory(engine),
-        transport=transport or Transport(make_celery(settings)),
+        transport=transport or BackgroundTransport(make_celery(settings)),
     )
 
     @app.exception_handler(DBAPIError)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
@@ -19,38 +21,56 @@ _BUILD_STATE_PRECEDENCE: list[tuple[JobState, BuildState]] = [
 ]
 
 
-def next_build_number(session: Session, repository: Repository) -> int:
+@dataclass(frozen=True)
+class NewBuild:
+    id: int
+    number: int
+    state: BuildState
+    reason: str | None
+
+
+def next_build_number(session: Session, repository_id: int) -> int:
     # An UPDATE … RETURNING holds the row lock until commit: numbers never repeat or skip.
     return session.execute(
         sa.update(Repository)
-        .where(Repository.id == repository.id)
+        .where(Repository.id == repository_id)
         .values(last_build_number=Repository.last_build_number + 1)
         .returning(Repository.last_build_number)
     ).scalar_one()
 
 
-def create_push_build(session: Session, repository: Repository, push: PushEvent) -> Build:
-    build = Build(
-        repository_id=repository.id,
-        number=next_build_number(session, repository),
-        event=push.event,
-        ref=push.ref,
-        branch=push.branch,
-        tag=push.tag,
-        commit_sha=push.commit_sha,
-        commit_message=push.commit_message,
-        commit_author=push.commit_author,
-        commit_url=push.commit_url,
-        sender=push.sender,
-        state=BuildState.pending,
-    )
+def create_push_build(session: Session, repository_id: int, push: PushEvent) -> NewBuild:
+    """Two Core statements, no ORM unit of work: this runs inside every webhook request, while
+    the repository's row lock (for the build number) is held."""
+    number = next_build_number(session, repository_id)
+    state, reason, finished_at = BuildState.pending, None, None
     if push.skip_requested:
-        build.state = BuildState.skipped
-        build.reason = "skipped: the commit message asks for it ([skip ci] or [ci skip])"
-        build.finished_at = utcnow()
-    session.add(build)
-    session.flush()
-    return build
+        state = BuildState.skipped
+        reason = "skipped: the commit message asks for it ([skip ci] or [ci skip])"
+        finished_at = utcnow()
+    build_id = session.execute(
+        sa.insert(Build)
+        .values(
+            repository_id=repository_id,
+            number=number,
+            event=push.event,
+            ref=push.ref,
+            branch=push.branch,
+            tag=push.tag,
+            commit_sha=push.commit_sha,
+            commit_message=push.commit_message,
+            commit_author=push.commit_author,
+            commit_url=push.commit_url,
+            sender=push.sender,
+            state=state,
+            reason=reason,
+            created_at=utcnow(),
+            finished_at=finished_at,
+            plan_attempts=0,
+        )
+        .returning(Build.id)
+    ).scalar_one()
+    return NewBuild(build_id, number, state, reason)
 
 
 def fail_build(build: Build, state: BuildState, reason: str) -> None:

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from runner.spec import ALL_LABELS, ClaimedJob, JobSpec, Limits, StepSpec
 from server.builds.service import refresh_build_state
 from server.config import Settings
-from server.models import Job, JobState, Runner, RunnerState
+from server.models import BuildState, Job, JobState, Runner, RunnerState
 from server.models.base import utcnow
 from server.queue.tokens import new_token, token_hash
 
@@ -59,7 +59,9 @@ def claim_next_job(
     if claimed != 1:
         return None
     session.refresh(job)
-    refresh_build_state(session, job.build_id)
+    if job.build.state is not BuildState.running:
+        # Only the first claim of a build changes it (queued → running) and needs its row lock.
+        refresh_build_state(session, job.build_id)
     return ClaimedJob(job_token=token, spec=job_spec(job, settings))
 
 

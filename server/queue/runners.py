@@ -13,6 +13,8 @@ from server.models.base import utcnow
 from server.queue.reports import close_job
 from server.queue.tokens import token_hash
 
+SEEN_RESOLUTION = dt.timedelta(seconds=1)
+
 
 class NotARunnerToken(Exception):
     pass
@@ -52,7 +54,11 @@ def runner_for(session: Session, token: ApiToken, runner_id: int) -> Runner:
     runner = session.get(Runner, runner_id)
     if runner is None or runner.token_id != token.id:
         raise NotARunnerToken(f"runner {runner_id} is not registered with this token")
-    runner.last_seen_at = utcnow()
+    now = utcnow()
+    # Writing last_seen_at locks the runner row until commit; a runner's slots claim in parallel,
+    # so refresh it at most once a second instead of serialising every claim on that lock.
+    if runner.state is RunnerState.lost or now - _aware(runner.last_seen_at) > SEEN_RESOLUTION:
+        runner.last_seen_at = now
     if runner.state is RunnerState.lost:
         # Back from the dead: it may take work again (its old jobs stay lost; their tokens are gone).
         runner.state = RunnerState.idle
@@ -87,3 +93,7 @@ def _running_jobs(session: Session, runner_id: int) -> list[Job]:
             sa.select(Job).where(Job.runner_id == runner_id, Job.state == JobState.running).with_for_update()
         )
     )
+
+
+def _aware(moment: dt.datetime) -> dt.datetime:
+    return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)

@@ -7,6 +7,8 @@ idempotent and a runner must claim a job atomically before it runs it).
 from __future__ import annotations
 
 import logging
+import queue
+import threading
 from collections.abc import Iterable
 
 from celery import Celery
@@ -38,3 +40,28 @@ class Transport:
         except Exception:
             # The database row is already committed; the reconciler will send this again.
             logger.warning("could not send %s to %s; the reconciler will retry", task, queue, exc_info=True)
+
+
+class BackgroundTransport(Transport):
+    """Sends from a thread of its own, so a webhook request never waits on the broker.
+
+    Only used where every message has a database row behind it that the reconciler re-sends
+    for: if the process dies with messages still in this buffer, nothing is lost but time.
+    """
+
+    def __init__(self, celery: Celery) -> None:
+        super().__init__(celery)
+        self._outbox: queue.SimpleQueue[tuple[str, dict[str, int], str] | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._drain, name="celery-sender", daemon=True)
+        self._thread.start()
+
+    def close(self, timeout: float = 10.0) -> None:
+        self._outbox.put(None)
+        self._thread.join(timeout)
+
+    def _send(self, task: str, kwargs: dict[str, int], queue: str) -> None:
+        self._outbox.put((task, kwargs, queue))
+
+    def _drain(self) -> None:
+        while (message := self._outbox.get()) is not None:
+            super()._send(*message)

@@ -68,10 +68,10 @@ async def github_webhook(request: Request) -> JSONResponse:
             result = receive_delivery(
                 session, hook_id=hook_id, delivery_id=delivery_id, event=event, payload=payload
             )
-            if result.build is not None:
-                build_id = result.build.id
+            if result.build_id is not None:
+                build_id = result.build_id
                 after_commit(session, lambda: state.transport.request_planning(build_id))
-            return _reply(result.status_code, result.message, build_id=result.build and result.build.id)
+            return _reply(result.status_code, result.message, build_id=result.build_id)
 
     try:
         return await run_in_threadpool(store)

@@ -10,7 +10,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from server.builds.service import create_push_build
-from server.models import Build, BuildState, Repository, WebhookDelivery
+from server.models import BuildState, Repository, WebhookDelivery
 from server.webhooks.events import Ignored, PushEvent, parse_push, repository_name
 
 UNREGISTERED = "is not registered with Greenlight"
@@ -18,11 +18,11 @@ UNREGISTERED = "is not registered with Greenlight"
 
 @dataclass(frozen=True)
 class DeliveryResult:
-    """What the endpoint tells GitHub. ``build`` is set when a new build needs planning."""
+    """What the endpoint tells GitHub. ``build_id`` is set when a new build needs planning."""
 
     status_code: int
     message: str
-    build: Build | None = None
+    build_id: int | None = None
 
 
 def receive_delivery(
@@ -37,7 +37,7 @@ def receive_delivery(
     if isinstance(parsed, PushEvent):
         # GitHub names are case-insensitive: Acme/App and acme/app are one repository.
         repository = session.scalar(
-            sa.select(Repository).where(sa.func.lower(Repository.full_name) == parsed.repository.lower())
+            sa.select(Repository.id).where(sa.func.lower(Repository.full_name) == parsed.repository.lower())
         )
         if repository is None:
             parsed = Ignored(
@@ -61,8 +61,8 @@ def receive_delivery(
         sa.update(WebhookDelivery).where(WebhookDelivery.id == delivery_pk).values(build_id=build.id)
     )
     if build.state is BuildState.skipped:
-        return DeliveryResult(202, f"build #{build.number} recorded as skipped: {build.reason}", None)
-    return DeliveryResult(202, f"build #{build.number} created for {parsed.commit_sha[:12]}", build)
+        return DeliveryResult(202, f"build #{build.number} recorded as skipped: {build.reason}")
+    return DeliveryResult(202, f"build #{build.number} created for {parsed.commit_sha[:12]}", build.id)
 
 
 def _retry_of_unregistered(session: Session, hook_id: str, delivery_id: str) -> int | None:
