@@ -80,29 +80,31 @@ def fail_build(build: Build, state: BuildState, reason: str) -> None:
     build.finished_at = utcnow()
 
 
-def refresh_build_state(session: Session, build_id: int) -> Build:
-    """Recompute a build's state from its jobs. Locks the build row so that two jobs finishing
-    at once cannot both miss that they were the last."""
-    build = session.execute(
-        sa.select(Build).where(Build.id == build_id).with_for_update(of=Build)
+def refresh_build_state(session: Session, build_id: int) -> BuildState:
+    """Recompute a build's state from its latest job attempts. Locks the build row so that two
+    jobs finishing at once cannot both miss that they were the last. Column reads and one
+    UPDATE, no ORM objects: this runs on every job's end."""
+    current = session.execute(
+        sa.select(Build.state).where(Build.id == build_id).with_for_update()
     ).scalar_one()
-    latest_jobs = sa.select(Job).where(Job.build_id == build_id, Job.is_latest)
-    states = [job.state for job in session.scalars(latest_jobs)]
-    if not states or build.state.finished:
-        return build
+    states = list(session.scalars(sa.select(Job.state).where(Job.build_id == build_id, Job.is_latest)))
+    if not states or current.finished:
+        return current
+    now = utcnow()
+    values: dict[str, object]
     if any(state is JobState.running for state in states) or (
         any(state.finished for state in states) and not all(state.finished for state in states)
     ):
-        build.state = BuildState.running
-        build.started_at = build.started_at or utcnow()
-        return build
-    if all(state is JobState.queued for state in states):
-        build.state = BuildState.queued
-        return build
-    build.state = BuildState.passed
-    for job_state, build_state in _BUILD_STATE_PRECEDENCE:
-        if job_state in states:
-            build.state = build_state
-            break
-    build.finished_at = utcnow()
-    return build
+        values = {"state": BuildState.running, "started_at": sa.func.coalesce(Build.started_at, now)}
+    elif all(state is JobState.queued for state in states):
+        values = {"state": BuildState.queued}
+    else:
+        final = next((b for j, b in _BUILD_STATE_PRECEDENCE if j in states), BuildState.passed)
+        values = {"state": final, "finished_at": now, "started_at": sa.func.coalesce(Build.started_at, now)}
+    session.execute(
+        sa.update(Build)
+        .where(Build.id == build_id)
+        .values(**values)
+        .execution_options(synchronize_session="fetch")
+    )
+    return values["state"]  # type: ignore[return-value]

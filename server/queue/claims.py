@@ -16,9 +16,8 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
 from runner.spec import ALL_LABELS, ClaimedJob, JobSpec, Limits, StepSpec
-from server.builds.service import refresh_build_state
 from server.config import Settings
-from server.models import BuildState, Job, JobState, Runner, RunnerState
+from server.models import Build, BuildState, Job, JobState, Repository, Runner, RunnerState, Step
 from server.models.base import utcnow
 from server.queue.tokens import new_token, token_hash
 
@@ -32,20 +31,21 @@ def runner_serves(runner_labels: list[str], job_labels: list[str]) -> bool:
 def claim_next_job(
     session: Session, runner: Runner, settings: Settings, claim_key: str | None = None
 ) -> ClaimedJob | None:
+    """Column reads and conditional UPDATEs only (no ORM objects): this is the queue's hot path."""
     if claim_key is not None:
         retried = _job_claimed_with(session, runner, claim_key, settings)
         if retried is not None:
             return retried
     if runner.state in (RunnerState.draining, RunnerState.stopped):
         return None
-    job = _pick_candidate(session, runner)
-    if job is None:
+    job_id = _pick_candidate(session, runner)
+    if job_id is None:
         return None
     now = utcnow()
     token = new_token("glj")
-    claimed = session.execute(
+    build_id = session.execute(
         sa.update(Job)
-        .where(Job.id == job.id, Job.state == JobState.queued)
+        .where(Job.id == job_id, Job.state == JobState.queued)
         .values(
             state=JobState.running,
             runner_id=runner.id,
@@ -54,15 +54,19 @@ def claim_next_job(
             claim_key=claim_key,
             lease_expires_at=now + dt.timedelta(seconds=settings.lease_seconds),
         )
+        .returning(Job.build_id)
         .execution_options(synchronize_session=False)
-    ).rowcount
-    if claimed != 1:
+    ).scalar_one_or_none()
+    if build_id is None:
         return None
-    session.refresh(job)
-    if job.build.state is not BuildState.running:
-        # Only the first claim of a build changes it (queued → running) and needs its row lock.
-        refresh_build_state(session, job.build_id)
-    return ClaimedJob(job_token=token, spec=job_spec(job, settings))
+    # The first claim of a build moves it from queued to running (and takes its row lock).
+    session.execute(
+        sa.update(Build)
+        .where(Build.id == build_id, Build.state == BuildState.queued)
+        .values(state=BuildState.running, started_at=sa.func.coalesce(Build.started_at, now))
+        .execution_options(synchronize_session=False)
+    )
+    return ClaimedJob(job_token=token, spec=job_spec(session, job_id, settings))
 
 
 def _job_claimed_with(
@@ -70,21 +74,22 @@ def _job_claimed_with(
 ) -> ClaimedJob | None:
     """The job an earlier try of this same claim took, handed out again with a fresh token
     (the first reply never arrived, so its token was never seen by anyone)."""
-    job = session.scalar(
-        sa.select(Job)
-        .where(Job.claim_key == claim_key, Job.runner_id == runner.id, Job.state == JobState.running)
-        .with_for_update()
-    )
-    if job is None:
-        return None
     token = new_token("glj")
-    job.token_hash = token_hash(token)
-    return ClaimedJob(job_token=token, spec=job_spec(job, settings))
+    job_id = session.execute(
+        sa.update(Job)
+        .where(Job.claim_key == claim_key, Job.runner_id == runner.id, Job.state == JobState.running)
+        .values(token_hash=token_hash(token))
+        .returning(Job.id)
+        .execution_options(synchronize_session=False)
+    ).scalar_one_or_none()
+    if job_id is None:
+        return None
+    return ClaimedJob(job_token=token, spec=job_spec(session, job_id, settings))
 
 
-def _pick_candidate(session: Session, runner: Runner) -> Job | None:
+def _pick_candidate(session: Session, runner: Runner) -> int | None:
     query = (
-        sa.select(Job)
+        sa.select(Job.id, Job.labels)
         .where(Job.state == JobState.queued)
         .order_by(Job.priority.desc(), Job.queued_at, Job.id)
     )
@@ -92,23 +97,37 @@ def _pick_candidate(session: Session, runner: Runner) -> Job | None:
         if ALL_LABELS not in runner.labels:
             labels = sa.type_coerce(Job.labels, postgresql.ARRAY(sa.String(100)))
             query = query.where(labels.contained_by(sa.cast(runner.labels, postgresql.ARRAY(sa.String(100)))))
-        return session.scalar(query.limit(1).with_for_update(skip_locked=True, of=Job))
+        row = session.execute(query.limit(1).with_for_update(skip_locked=True, of=Job)).first()
+        return row.id if row else None
     # SQLite (embedded mode: one machine, a handful of jobs): filter labels in Python.
-    for job in session.scalars(query.limit(_SQLITE_SCAN_LIMIT)):
-        if runner_serves(runner.labels, job.labels):
-            return job
+    for row in session.execute(query.limit(_SQLITE_SCAN_LIMIT)):
+        if runner_serves(runner.labels, row.labels):
+            return row.id
     return None
 
 
-def job_spec(job: Job, settings: Settings) -> JobSpec:
-    build = job.build
+def job_spec(session: Session, job_id: int, settings: Settings) -> JobSpec:
+    job = session.execute(
+        sa.select(
+            Job.id, Job.build_id, Job.env, Job.timeout_seconds, Job.memory_bytes, Job.cpus, Job.pids,
+            Build.commit_sha, Build.ref, Repository.full_name, Repository.clone_url,
+        )
+        .join(Build, Build.id == Job.build_id)
+        .join(Repository, Repository.id == Build.repository_id)
+        .where(Job.id == job_id)
+    ).one()  # fmt: skip
+    steps = session.execute(
+        sa.select(Step.index, Step.name, Step.image, Step.script, Step.env, Step.timeout_seconds)
+        .where(Step.job_id == job_id)
+        .order_by(Step.index)
+    )
     return JobSpec(
         job_id=job.id,
-        build_id=build.id,
-        repository=build.repository.full_name,
-        clone_url=build.repository.clone_url,
-        commit_sha=build.commit_sha,
-        ref=build.ref,
+        build_id=job.build_id,
+        repository=job.full_name,
+        clone_url=job.clone_url,
+        commit_sha=job.commit_sha,
+        ref=job.ref,
         env=dict(job.env),
         timeout_seconds=job.timeout_seconds,
         limits=Limits(memory_bytes=job.memory_bytes, cpus=job.cpus, pids=job.pids),
@@ -122,7 +141,7 @@ def job_spec(job: Job, settings: Settings) -> JobSpec:
                 env=dict(step.env),
                 timeout_seconds=step.timeout_seconds,
             )
-            for step in job.steps
+            for step in steps
         ],
     )
 

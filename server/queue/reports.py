@@ -95,15 +95,23 @@ def close_job(session: Session, job: Job, state: JobState, reason: str | None) -
     job.finished_at = now
     job.token_hash = None
     job.lease_expires_at = None
-    for step in session.scalars(sa.select(Step).where(Step.job_id == job.id)):
-        if step.state is StepState.pending:
-            step.state = StepState.skipped
-        elif step.state is StepState.running:
-            step.state = (
-                StepState.errored if state in (JobState.lost, JobState.errored) else StepState(state.value)
-            )
-            step.reason = reason
-            step.finished_at = now
+    # Steps the runner never reported end with the job: not-started ones skipped, a running one
+    # with the job's outcome. Two UPDATEs rather than loading every step.
+    running_becomes = (
+        StepState.errored if state in (JobState.lost, JobState.errored) else StepState(state.value)
+    )
+    session.execute(
+        sa.update(Step)
+        .where(Step.job_id == job.id, Step.state == StepState.pending)
+        .values(state=StepState.skipped)
+        .execution_options(synchronize_session="fetch")
+    )
+    session.execute(
+        sa.update(Step)
+        .where(Step.job_id == job.id, Step.state == StepState.running)
+        .values(state=running_becomes, reason=reason, finished_at=now)
+        .execution_options(synchronize_session="fetch")
+    )
     session.flush()
     # Lock order is always job → build; a runner's busy/idle is derived from its running jobs,
     # so closing a job never locks the runner row (claims lock runner → job → build).
