@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 from server.builds.service import create_push_build
 from server.models import BuildState, Repository, WebhookDelivery
 from server.webhooks.events import Ignored, PushEvent, parse_push, repository_name
+from server.webhooks.one_statement import store_push
 
 UNREGISTERED = "is not registered with Greenlight"
 
@@ -32,6 +33,11 @@ def receive_delivery(
     full_name = repository_name(payload)
     parsed: PushEvent | Ignored
     parsed = parse_push(payload) if event == "push" else Ignored(f"event {event!r} does not start builds")
+
+    if isinstance(parsed, PushEvent):
+        stored = store_push(session, hook_id=hook_id, delivery_id=delivery_id, push=parsed)
+        if stored is not None:
+            return _built(stored.build_id, stored.number, stored.state, stored.reason, parsed)
 
     repository = None
     if isinstance(parsed, PushEvent):
@@ -60,9 +66,15 @@ def receive_delivery(
     session.execute(
         sa.update(WebhookDelivery).where(WebhookDelivery.id == delivery_pk).values(build_id=build.id)
     )
-    if build.state is BuildState.skipped:
-        return DeliveryResult(202, f"build #{build.number} recorded as skipped: {build.reason}")
-    return DeliveryResult(202, f"build #{build.number} created for {parsed.commit_sha[:12]}", build.id)
+    return _built(build.id, build.number, build.state, build.reason, parsed)
+
+
+def _built(
+    build_id: int, number: int, state: BuildState, reason: str | None, push: PushEvent
+) -> DeliveryResult:
+    if state is BuildState.skipped:
+        return DeliveryResult(202, f"build #{number} recorded as skipped: {reason}")
+    return DeliveryResult(202, f"build #{number} created for {push.commit_sha[:12]}", build_id)
 
 
 def _retry_of_unregistered(session: Session, hook_id: str, delivery_id: str) -> int | None:
