@@ -6,8 +6,9 @@ from dataclasses import dataclass
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.util import identity_key
 
-from server.models import Build, BuildState, Job, JobState, Repository
+from server.models import Base, Build, BuildState, Job, JobState, Repository
 from server.models.base import utcnow
 from server.webhooks.events import PushEvent
 
@@ -105,6 +106,14 @@ def refresh_build_state(session: Session, build_id: int) -> BuildState:
         sa.update(Build)
         .where(Build.id == build_id)
         .values(**values)
-        .execution_options(synchronize_session="fetch")
+        .execution_options(synchronize_session=False)
     )
+    expire_if_loaded(session, Build, build_id)
     return values["state"]  # type: ignore[return-value]
+
+
+def expire_if_loaded(session: Session, model: type[Base], pk: int) -> None:
+    """After a Core UPDATE, make a copy of the row already in the session reload on next use."""
+    loaded = session.identity_map.get(identity_key(model, pk))
+    if loaded is not None:
+        session.expire(loaded)

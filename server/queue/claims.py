@@ -10,6 +10,7 @@ holds on SQLite too, where row locks do not exist.
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
@@ -19,6 +20,7 @@ from runner.spec import ALL_LABELS, ClaimedJob, JobSpec, Limits, StepSpec
 from server.config import Settings
 from server.models import Build, BuildState, Job, JobState, Repository, Runner, RunnerState, Step
 from server.models.base import utcnow
+from server.queue.claim_statement import claim_in_one_statement
 from server.queue.tokens import new_token, token_hash
 
 _SQLITE_SCAN_LIMIT = 200
@@ -38,6 +40,20 @@ def claim_next_job(
             return retried
     if runner.state in (RunnerState.draining, RunnerState.stopped):
         return None
+    if session.get_bind().dialect.name == "postgresql":
+        now = utcnow()
+        token = new_token("glj")
+        row = claim_in_one_statement(
+            session,
+            runner_id=runner.id,
+            labels=list(runner.labels),
+            any_label=ALL_LABELS in runner.labels,
+            token_hash=token_hash(token),
+            claim_key=claim_key,
+            now=now,
+            lease_expires_at=now + dt.timedelta(seconds=settings.lease_seconds),
+        )
+        return ClaimedJob(job_token=token, spec=_spec_from(session, row, settings)) if row else None
     job_id = _pick_candidate(session, runner)
     if job_id is None:
         return None
@@ -116,9 +132,14 @@ def job_spec(session: Session, job_id: int, settings: Settings) -> JobSpec:
         .join(Repository, Repository.id == Build.repository_id)
         .where(Job.id == job_id)
     ).one()  # fmt: skip
+    return _spec_from(session, job, settings)
+
+
+def _spec_from(session: Session, job: Any, settings: Settings) -> JobSpec:
+    """The spec from a row with the job's columns, its commit, ref and repository."""
     steps = session.execute(
         sa.select(Step.index, Step.name, Step.image, Step.script, Step.env, Step.timeout_seconds)
-        .where(Step.job_id == job_id)
+        .where(Step.job_id == job.id)
         .order_by(Step.index)
     )
     return JobSpec(

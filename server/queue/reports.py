@@ -96,22 +96,25 @@ def close_job(session: Session, job: Job, state: JobState, reason: str | None) -
     job.token_hash = None
     job.lease_expires_at = None
     # Steps the runner never reported end with the job: not-started ones skipped, a running one
-    # with the job's outcome. Two UPDATEs rather than loading every step.
+    # with the job's outcome. One UPDATE rather than loading every step.
     running_becomes = (
         StepState.errored if state in (JobState.lost, JobState.errored) else StepState(state.value)
     )
+    running = Step.state == StepState.running
     session.execute(
         sa.update(Step)
-        .where(Step.job_id == job.id, Step.state == StepState.pending)
-        .values(state=StepState.skipped)
-        .execution_options(synchronize_session="fetch")
+        .where(Step.job_id == job.id, Step.state.in_([StepState.pending, StepState.running]))
+        .values(
+            state=sa.case((running, running_becomes), else_=StepState.skipped),
+            reason=sa.case((running, reason), else_=Step.reason),
+            finished_at=sa.case((running, now), else_=Step.finished_at),
+        )
+        .execution_options(synchronize_session=False)
     )
-    session.execute(
-        sa.update(Step)
-        .where(Step.job_id == job.id, Step.state == StepState.running)
-        .values(state=running_becomes, reason=reason, finished_at=now)
-        .execution_options(synchronize_session="fetch")
-    )
+    for step in [
+        obj for obj in session.identity_map.values() if isinstance(obj, Step) and obj.job_id == job.id
+    ]:
+        session.expire(step)
     session.flush()
     # Lock order is always job → build; a runner's busy/idle is derived from its running jobs,
     # so closing a job never locks the runner row (claims lock runner → job → build).
