@@ -9,6 +9,7 @@ from server.builds import control
 from server.db import after_commit
 from server.deps import SessionDep, StateDep
 from server.models import Build, Job
+from server.queue.runners import announcement_labels
 
 router = APIRouter(prefix="/api", tags=["builds"])
 
@@ -55,7 +56,7 @@ def _build(session: SessionDep, build_id: int) -> Build:
 
 
 def _announce_after_commit(session: SessionDep, state: StateDep, jobs: list[Job]) -> None:
-    announcements = [(job.id, list(job.labels)) for job in jobs]
+    announcements = [(job.id, announcement_labels(session, job.labels)) for job in jobs]
 
     def announce() -> None:
         for job_id, labels in announcements:

@@ -17,6 +17,7 @@ from server.models import Build, BuildState
 from server.pipelines.config import CONFIG_FILE
 from server.pipelines.loader import ConfigError, load_pipeline
 from server.pipelines.plan import plan_jobs
+from server.queue.runners import announcement_labels
 
 logger = logging.getLogger(__name__)
 
@@ -59,7 +60,7 @@ def plan_build(session: Session, build_id: int, settings: Settings) -> list[tupl
     session.add_all(jobs)
     build.state = BuildState.queued
     session.flush()
-    return [(job.id, list(job.labels)) for job in jobs]
+    return [(job.id, announcement_labels(session, job.labels)) for job in jobs]
 
 
 def _read_pipeline_file(

@@ -12,13 +12,14 @@ from dataclasses import dataclass, field
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from runner.spec import ALL_LABELS
 from server.builds.service import fail_build
 from server.config import Settings
 from server.models import Build, BuildState, Job, JobState
 from server.models.base import utcnow
 from server.queue.liveness import up_since
 from server.queue.reports import close_job
-from server.queue.runners import mark_lost_runners
+from server.queue.runners import announcement_labels, mark_lost_runners
 
 # A queued job is re-announced with backoff: after `reannounce_after_seconds`, then at most
 # every half its age, up to 5 min, so a job that waits for hours costs a few dozen messages.
@@ -95,13 +96,15 @@ def reconcile(session: Session, settings: Settings) -> ReconcileResult:
     result.builds_to_plan, result.builds_given_up = _replan(session, settings, now)
 
     min_reannounce = dt.timedelta(seconds=settings.reannounce_after_seconds)
+    serves_all = ALL_LABELS in announcement_labels(session, [])
     for job in _locked(session, Job.state == JobState.queued):
         age = now - _aware(job.queued_at)
         last = _aware(job.last_announced_at) if job.last_announced_at else _aware(job.queued_at)
         interval = min(max(age / 2, min_reannounce), MAX_REANNOUNCE)
         if now - last >= interval:
             job.last_announced_at = now
-            result.jobs_to_announce.append((job.id, list(job.labels)))
+            labels = sorted(set(job.labels)) + ([ALL_LABELS] if serves_all else [])
+            result.jobs_to_announce.append((job.id, labels))
     return result
 
 

@@ -7,7 +7,7 @@ import datetime as dt
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from runner.spec import RunnerRegistration
+from runner.spec import ALL_LABELS, RunnerRegistration
 from server.models import ApiToken, Job, JobState, Runner, RunnerState, TokenKind
 from server.models.base import utcnow
 from server.queue.reports import close_job
@@ -97,3 +97,15 @@ def _running_jobs(session: Session, runner_id: int) -> list[Job]:
 
 def _aware(moment: dt.datetime) -> dt.datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
+
+
+def announcement_labels(session: Session, job_labels: list[str]) -> list[str]:
+    """The label queues to announce a job on: its own labels, and "*" only while some runner
+    serves every label (nobody consumes that queue otherwise, and it would only grow)."""
+    labels = sorted(set(job_labels))
+    live = session.scalars(
+        sa.select(Runner.labels).where(Runner.state.not_in([RunnerState.lost, RunnerState.stopped]))
+    )
+    if any(ALL_LABELS in runner_labels for runner_labels in live):
+        labels.append(ALL_LABELS)
+    return labels

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 
 from celery import Celery
 
-from runner.spec import ALL_LABELS, JOB_AVAILABLE_TASK, label_queue
+from runner.spec import JOB_AVAILABLE_TASK, label_queue
 
 logger = logging.getLogger(__name__)
 
@@ -30,8 +30,8 @@ class Transport:
         self._send(PLAN_BUILD_TASK, {"build_id": build_id}, SERVER_QUEUE)
 
     def announce_job(self, job_id: int, labels: Iterable[str]) -> None:
-        # Runners started with --labels '*' listen on the "*" queue and serve every job.
-        for label in [*labels, ALL_LABELS]:
+        """One message per queue in ``labels``; see ``runners.announcement_labels``."""
+        for label in labels:
             self._send(JOB_AVAILABLE_TASK, {"job_id": job_id}, label_queue(label))
 
     def _send(self, task: str, kwargs: dict[str, int], queue: str) -> None:

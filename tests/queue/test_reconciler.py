@@ -144,7 +144,7 @@ def test_queued_jobs_are_re_announced_with_backoff(
         old.queued_at = ago(30)
         new_id, old_id = new.id, old.id
     first = run_reconciler(session_factory, settings)
-    assert first.jobs_to_announce == [(old_id, ["docker", "big"])]
+    assert first.jobs_to_announce == [(old_id, ["big", "docker"])]
     assert new_id not in [job_id for job_id, _ in first.jobs_to_announce]
     assert run_reconciler(session_factory, settings).jobs_to_announce == []  # announced just now
     with session_factory.begin() as session:
@@ -195,3 +195,19 @@ def test_planning_is_requested_again_with_backoff_and_then_given_up(
     assert run_reconciler(session_factory, settings).builds_given_up == [build_id]
     with session_factory() as session:
         assert session.get(Build, build_id).state is BuildState.errored  # type: ignore[union-attr]
+
+
+def test_the_all_labels_queue_is_announced_on_only_while_a_runner_serves_it(
+    session_factory: sessionmaker[Session], settings: Settings
+) -> None:
+    with session_factory.begin() as session:
+        build = factories.build(session, factories.repository(session))
+        job = factories.job(session, build)
+        job.queued_at = ago(60)
+        job_id = job.id
+    assert run_reconciler(session_factory, settings).jobs_to_announce == [(job_id, ["docker"])]
+    with session_factory.begin() as session:
+        runner = a_runner(session, utcnow())
+        runner.labels = ["*"]
+        session.execute(sa.update(Job).where(Job.id == job_id).values(last_announced_at=ago(60)))
+    assert run_reconciler(session_factory, settings).jobs_to_announce == [(job_id, ["docker", "*"])]
