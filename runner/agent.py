@@ -14,7 +14,7 @@ import threading
 from collections.abc import Callable
 
 from runner import __version__
-from runner.client import RunnerApi, ServerUnavailable
+from runner.client import RunnerApi, ServerUnavailable, new_claim_key
 from runner.config import RunnerSettings
 from runner.executors.base import Executor
 from runner.job import JobRun
@@ -40,6 +40,7 @@ class RunnerAgent:
         self.shutdown = threading.Event()  # cancel running jobs now
         self.draining = threading.Event()  # finish running jobs, claim no new ones
         self.runner_id: int | None = None
+        self._unconfirmed_claims: list[str] = []  # list.append/pop are atomic under the GIL
         self._lock = threading.Lock()
 
     def start(self) -> None:
@@ -85,10 +86,15 @@ class RunnerAgent:
         """Finish the jobs running now, claim no new ones, and tell the server so."""
         self.draining.set()
         if self.runner_id is not None:
-            try:
+            # Called from a signal handler: the HTTP call (with its retries) goes to a thread.
+            threading.Thread(target=self._report_draining, name="drain", daemon=True).start()
+
+    def _report_draining(self) -> None:
+        try:
+            if self.runner_id is not None:
                 self.api.drain(self.runner_id)
-            except Exception:
-                logger.warning("could not tell the server this runner is draining", exc_info=True)
+        except Exception:
+            logger.warning("could not tell the server this runner is draining", exc_info=True)
 
     def work(self) -> int:
         """Claim and run jobs until the server has none for us or all slots are busy."""
@@ -96,8 +102,15 @@ class RunnerAgent:
         while not self.draining.is_set() and self.runner_id is not None:
             if not self._slots.acquire(blocking=False):
                 return ran  # every slot is busy; each busy slot claims again when it is done
+            # A claim whose reply was lost may have taken a job on the server: ask again with the
+            # same key, and the server hands that job back instead of leaving it to be lost.
+            key = self._unconfirmed_claims.pop() if self._unconfirmed_claims else new_claim_key()
             try:
-                claimed = self.api.claim(self.runner_id)
+                try:
+                    claimed = self.api.claim(self.runner_id, key)
+                except ServerUnavailable:
+                    self._unconfirmed_claims.append(key)
+                    raise
                 if claimed is None:
                     return ran
                 logger.info("running job %s (%s)", claimed.spec.job_id, claimed.spec.repository)

@@ -31,6 +31,10 @@ logger = logging.getLogger(__name__)
 FINAL_REPORT_RETRIES = 16
 
 
+def new_claim_key() -> str:
+    return secrets.token_urlsafe(24)
+
+
 class JobClosedError(Exception):
     """The server closed this job (lost, timed out, finished): stop and report nothing more."""
 
@@ -66,8 +70,9 @@ class RunnerApi:
     def drain(self, runner_id: int) -> None:
         self._post("/api/runner/drain", ClaimRequest(runner_id=runner_id), self._runner_token)
 
-    def claim(self, runner_id: int) -> ClaimedJob | None:
-        request = ClaimRequest(runner_id=runner_id, claim_key=secrets.token_urlsafe(24))
+    def claim(self, runner_id: int, claim_key: str | None = None) -> ClaimedJob | None:
+        """``claim_key``: reuse the key of a claim whose reply never came (it may have taken a job)."""
+        request = ClaimRequest(runner_id=runner_id, claim_key=claim_key or new_claim_key())
         reply = self._post("/api/runner/claim", request, self._runner_token)
         return None if reply.status_code == 204 else ClaimedJob.model_validate(reply.json())
 

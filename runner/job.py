@@ -78,6 +78,8 @@ class JobRun:
             return
         if heartbeat.cancel_requested and outcome is not StepOutcome.passed:
             outcome, reason = StepOutcome.cancelled, "cancelled"
+        elif heartbeat.lease_expired and outcome is StepOutcome.cancelled:
+            reason = "cancelled: the runner could not reach the server for longer than the job's lease"
         elif self._shutdown.is_set() and outcome is StepOutcome.cancelled:
             reason = "cancelled: the runner was stopped while this job ran"
         self._report(self.api.job_finished, JobFinished(outcome=outcome, reason=reason))

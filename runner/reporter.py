@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 
 from runner.client import JobClosedError, RunnerApi
 from runner.spec import LogBatch, LogLine
@@ -93,6 +94,8 @@ class Heartbeat:
         self._cancel = cancel
         self.closed = False
         self.cancel_requested = False
+        self.lease_expired = False
+        self._lease_expires_at: float | None = None
         self._stopped = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"heartbeat-{job_id}", daemon=True)
         self._thread.start()
@@ -113,7 +116,17 @@ class Heartbeat:
             except Exception:
                 # One failed renewal must not end the renewals: the lease outlives a few misses.
                 logger.warning("job %s: lease renewal failed", self._job_id, exc_info=True)
+                if self._lease_expires_at is not None and time.time() > self._lease_expires_at:
+                    # The server may have closed the job as lost and someone may have re-run it:
+                    # never keep running a second copy.
+                    logger.error(
+                        "job %s: lease expired without contact with the server; stopping", self._job_id
+                    )
+                    self.lease_expired = True
+                    self._cancel.set()
+                    return
                 continue
+            self._lease_expires_at = reply.lease_expires_at
             if reply.cancel:
                 self.cancel_requested = True
                 self._cancel.set()

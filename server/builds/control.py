@@ -9,7 +9,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from server.builds.service import refresh_build_state
+from server.builds.service import expire_if_loaded, refresh_build_state
 from server.models import Build, BuildState, Job, JobState, Step, StepState
 from server.models.base import utcnow
 from server.queue.reports import close_job
@@ -21,25 +21,40 @@ class NotAllowed(Exception):
 
 def cancel_build(session: Session, build: Build, reason: str = "cancelled") -> None:
     """Queued jobs end now; running ones are asked to stop (their runner hears it on its next
-    heartbeat, kills the containers and reports the job cancelled)."""
-    if build.state.finished:
-        raise NotAllowed(f"build #{build.number} has already finished ({build.state.value})")
+    heartbeat, kills the containers and reports the job cancelled).
+
+    Locks in the order used everywhere else (the build's jobs by id, then the build row) and
+    decides on the state read under those locks, never on a copy read earlier.
+    """
     if build.state is BuildState.pending:
-        build.state, build.reason, build.finished_at = BuildState.cancelled, reason, utcnow()
-        return
+        # Not planned yet: a conditional UPDATE, so a planner that queued it a moment ago wins.
+        cancelled = session.execute(
+            sa.update(Build)
+            .where(Build.id == build.id, Build.state == BuildState.pending)
+            .values(state=BuildState.cancelled, reason=reason, finished_at=utcnow())
+            .execution_options(synchronize_session=False)
+        ).rowcount
+        expire_if_loaded(session, Build, build.id)
+        if cancelled:
+            return
     jobs = session.scalars(
         sa.select(Job).where(Job.build_id == build.id, Job.is_latest).order_by(Job.id).with_for_update()
-    )
+    ).all()
+    state = session.execute(sa.select(Build.state).where(Build.id == build.id).with_for_update()).scalar_one()
+    if state.finished:
+        raise NotAllowed(f"build #{build.number} has already finished ({state.value})")
     for job in jobs:
         if job.state is JobState.queued:
             close_job(session, job, JobState.cancelled, reason)
         elif job.state is JobState.running:
             job.cancel_requested = True
             job.reason = reason
+    expire_if_loaded(session, Build, build.id)
 
 
 def cancel_superseded_builds(session: Session, build: Build) -> list[int]:
-    """A new push to a branch makes older, unfinished builds of that branch pointless."""
+    """A new push to a branch makes older, unfinished builds of that branch pointless.
+    Called once the new build is planned (a push that fails to plan supersedes nothing)."""
     repository = build.repository
     if build.branch is None or not repository.auto_cancel_superseded:
         return []
@@ -55,9 +70,14 @@ def cancel_superseded_builds(session: Session, build: Build) -> list[int]:
         )
     ).all()
     reason = f"cancelled: superseded by build #{build.number} ({build.commit_sha[:12]})"
+    cancelled = []
     for old in older:
-        cancel_build(session, old, reason)
-    return [old.id for old in older]
+        try:
+            cancel_build(session, old, reason)
+            cancelled.append(old.id)
+        except NotAllowed:
+            continue  # it finished while we looked
+    return cancelled
 
 
 def rerun_job(session: Session, job: Job) -> Job:
@@ -105,7 +125,10 @@ def rerun_build(session: Session, build: Build) -> list[Job]:
     """Re-run every job of a finished build that did not pass."""
     if not build.state.finished:
         raise NotAllowed(f"build #{build.number} is still {build.state.value}")
-    jobs = [job for job in build.jobs if job.is_latest and job.state is not JobState.passed]
+    latest = session.scalars(
+        sa.select(Job).where(Job.build_id == build.id, Job.is_latest).order_by(Job.id).with_for_update()
+    ).all()
+    jobs = [job for job in latest if job.state is not JobState.passed]
     if not jobs:
         raise NotAllowed(f"build #{build.number} has no job to re-run (all passed, or it never planned any)")
     return [rerun_job(session, job) for job in jobs]

@@ -47,7 +47,6 @@ def plan_build(session: Session, build_id: int, settings: Settings) -> list[tupl
     ).scalar_one_or_none()
     if build is None or build.state is not BuildState.pending:
         return []
-    cancel_superseded_builds(session, build)
     if failure is not None:
         fail_build(build, *failure)
         return []
@@ -60,6 +59,7 @@ def plan_build(session: Session, build_id: int, settings: Settings) -> list[tupl
     session.add_all(jobs)
     build.state = BuildState.queued
     session.flush()
+    cancel_superseded_builds(session, build)
     return [(job.id, announcement_labels(session, job.labels)) for job in jobs]
 
 

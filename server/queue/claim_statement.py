@@ -19,6 +19,9 @@ _CLAIM = sa.text(
     WITH picked AS (
         SELECT id FROM jobs
         WHERE state = 'queued' AND (:any_label OR labels <@ CAST(:labels AS varchar(100)[]))
+          -- never a job of a build that has ended (cancelled while its job was being queued)
+          AND EXISTS (SELECT 1 FROM builds WHERE builds.id = jobs.build_id
+                      AND builds.state IN ('queued', 'running'))
         ORDER BY priority DESC, queued_at, id
         LIMIT 1
         FOR UPDATE SKIP LOCKED

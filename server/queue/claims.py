@@ -35,6 +35,9 @@ def claim_next_job(
 ) -> ClaimedJob | None:
     """Column reads and conditional UPDATEs only (no ORM objects): this is the queue's hot path."""
     if claim_key is not None:
+        if session.get_bind().dialect.name == "postgresql":
+            # A retry that overtakes its own slow first try must wait for it, not claim a second job.
+            session.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:key))"), {"key": claim_key})
         retried = _job_claimed_with(session, runner, claim_key, settings)
         if retried is not None:
             return retried
@@ -106,7 +109,8 @@ def _job_claimed_with(
 def _pick_candidate(session: Session, runner: Runner) -> int | None:
     query = (
         sa.select(Job.id, Job.labels)
-        .where(Job.state == JobState.queued)
+        .join(Build, Build.id == Job.build_id)
+        .where(Job.state == JobState.queued, Build.state.in_([BuildState.queued, BuildState.running]))
         .order_by(Job.priority.desc(), Job.queued_at, Job.id)
     )
     if session.get_bind().dialect.name == "postgresql":

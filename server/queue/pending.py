@@ -9,9 +9,9 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from runner.spec import ALL_LABELS
 from server.models import Build, Job, JobState, Runner, RunnerState
 from server.models.base import utcnow
+from server.queue.claims import runner_serves
 from server.queue.reports import close_job
 
 
@@ -66,6 +66,7 @@ def list_pending(session: Session, lost_after_seconds: float) -> list[PendingJob
     runners = live_runners(session, lost_after_seconds)
     now = utcnow()
     pending = []
+    earlier: list[list[str]] = []
     for position, job in enumerate(jobs, start=1):
         queued_at = job.queued_at if job.queued_at.tzinfo else job.queued_at.replace(tzinfo=dt.UTC)
         pending.append(
@@ -74,17 +75,17 @@ def list_pending(session: Session, lost_after_seconds: float) -> list[PendingJob
                 build=job.build,
                 position=position,
                 age_seconds=(now - queued_at).total_seconds(),
-                waiting_because=why_waiting(job.labels, runners, position),
+                waiting_because=why_waiting(job.labels, runners, earlier),
             )
         )
+        earlier.append(job.labels)
     return pending
 
 
-def why_waiting(labels: list[str], runners: list[RunnerLoad], position: int) -> str:
+def why_waiting(labels: list[str], runners: list[RunnerLoad], earlier: list[list[str]]) -> str:
+    """Why a queued job has not been claimed, given the live runners and the jobs ahead of it."""
     wanted = ", ".join(labels)
-    serving = [
-        load for load in runners if ALL_LABELS in load.runner.labels or set(labels) <= set(load.runner.labels)
-    ]
+    serving = [load for load in runners if runner_serves(load.runner.labels, labels)]
     if not serving:
         return f"no live runner has the labels {wanted}"
     accepting = [load for load in serving if load.runner.state is not RunnerState.draining]
@@ -93,8 +94,10 @@ def why_waiting(labels: list[str], runners: list[RunnerLoad], position: int) -> 
     free = [load for load in accepting if not load.busy]
     if not free:
         return f"all {len(accepting)} runner(s) with the labels {wanted} are busy"
-    if position > 1:
-        return f"behind {position - 1} job(s) of higher priority or older"
+    # Only earlier jobs those same free runners would take first are really ahead of this one.
+    ahead = sum(1 for other in earlier if any(runner_serves(load.runner.labels, other) for load in free))
+    if ahead:
+        return f"behind {ahead} job(s) of higher priority or older for the same runners"
     return "about to be claimed by an idle runner"
 
 

@@ -10,11 +10,12 @@ import datetime as dt
 from dataclasses import dataclass, field
 
 import sqlalchemy as sa
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from runner.spec import ALL_LABELS
 from server.builds.service import fail_build
 from server.config import Settings
+from server.db import session_scope
 from server.models import Build, BuildState, Job, JobState
 from server.models.base import utcnow
 from server.queue.liveness import up_since
@@ -69,9 +70,19 @@ def _replan(session: Session, settings: Settings, now: dt.datetime) -> tuple[lis
     return replan, given_up
 
 
-def reconcile(session: Session, settings: Settings) -> ReconcileResult:
-    now = utcnow()
+def reconcile(session_factory: sessionmaker[Session], settings: Settings) -> ReconcileResult:
+    """One pass, in three short transactions, so that no phase holds row locks while another
+    runs: claims, heartbeats and reports never wait for the reconciler, and the rows it does
+    lock are only the ones it changes."""
     result = ReconcileResult()
+    for phase in (_close_lost_and_overdue_jobs, _replan_phase, _reannounce_waiting_jobs):
+        with session_scope(session_factory) as session:
+            phase(session, settings, result)
+    return result
+
+
+def _close_lost_and_overdue_jobs(session: Session, settings: Settings, result: ReconcileResult) -> None:
+    now = utcnow()
     api_up_since = up_since(session)
     lease = dt.timedelta(seconds=settings.lease_seconds)
     # Only while the runner API has been up for a whole lease can a silent runner be told
@@ -84,28 +95,53 @@ def reconcile(session: Session, settings: Settings) -> ReconcileResult:
             close_job(session, job, JobState.lost, "the runner stopped renewing the job's lease (lost)")
             result.jobs_lost.append(job.id)
 
-    for job in _locked(session, Job.state == JobState.running):
-        if (
-            job.started_at
-            and _aware(job.started_at) + dt.timedelta(seconds=job.timeout_seconds) + TIMEOUT_GRACE < now
-        ):
+    # Overdue jobs are found without locks; only they are locked (SKIP LOCKED) and closed.
+    running = session.execute(
+        sa.select(Job.id, Job.started_at, Job.timeout_seconds).where(Job.state == JobState.running)
+    ).all()
+    overdue = [
+        row.id
+        for row in running
+        if row.started_at
+        and _aware(row.started_at) + dt.timedelta(seconds=row.timeout_seconds) + TIMEOUT_GRACE < now
+    ]
+    if overdue:
+        for job in _locked(session, Job.id.in_(overdue), Job.state == JobState.running):
             reason = f"timed out after {job.timeout_seconds}s (closed by the server)"
             close_job(session, job, JobState.timed_out, reason)
             result.jobs_timed_out.append(job.id)
 
-    result.builds_to_plan, result.builds_given_up = _replan(session, settings, now)
 
+def _replan_phase(session: Session, settings: Settings, result: ReconcileResult) -> None:
+    result.builds_to_plan, result.builds_given_up = _replan(session, settings, utcnow())
+
+
+def _reannounce_waiting_jobs(session: Session, settings: Settings, result: ReconcileResult) -> None:
+    """Read without locks; stamp the ones due with one UPDATE, committed right away."""
+    now = utcnow()
     min_reannounce = dt.timedelta(seconds=settings.reannounce_after_seconds)
     serves_all = ALL_LABELS in announcement_labels(session, [])
-    for job in _locked(session, Job.state == JobState.queued):
+    waiting = session.execute(
+        sa.select(Job.id, Job.labels, Job.queued_at, Job.last_announced_at)
+        .where(Job.state == JobState.queued)
+        .order_by(Job.id)
+        .limit(5000)
+    ).all()
+    due = []
+    for job in waiting:
         age = now - _aware(job.queued_at)
         last = _aware(job.last_announced_at) if job.last_announced_at else _aware(job.queued_at)
-        interval = min(max(age / 2, min_reannounce), MAX_REANNOUNCE)
-        if now - last >= interval:
-            job.last_announced_at = now
+        if now - last >= min(max(age / 2, min_reannounce), MAX_REANNOUNCE):
+            due.append(job.id)
             labels = sorted(set(job.labels)) + ([ALL_LABELS] if serves_all else [])
             result.jobs_to_announce.append((job.id, labels))
-    return result
+    if due:
+        session.execute(
+            sa.update(Job)
+            .where(Job.id.in_(due))
+            .values(last_announced_at=now)
+            .execution_options(synchronize_session=False)
+        )
 
 
 def _locked(session: Session, *conditions: sa.ColumnElement[bool]) -> list[Job]:

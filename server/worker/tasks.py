@@ -50,11 +50,9 @@ def register_tasks(celery: Celery, context: WorkerContext) -> None:
 
     @celery.task(name=RECONCILE_TASK, ignore_result=True)
     def reconcile_task() -> None:
-        with session_scope(context.session_factory) as session:
-            result = reconcile(session, context.settings)
-            after_commit(
-                session, lambda: _send(context.transport, result.builds_to_plan, result.jobs_to_announce)
-            )
+        result = reconcile(context.session_factory, context.settings)
+        # Every phase has committed: only now are the messages sent.
+        _send(context.transport, result.builds_to_plan, result.jobs_to_announce)
         if result.jobs_lost or result.runners_lost or result.jobs_timed_out or result.builds_given_up:
             logger.warning(
                 "reconciler: lost jobs %s, timed-out jobs %s, lost runners %s, unplannable builds %s",

@@ -67,8 +67,7 @@ def a_runner(session: Session, last_seen: dt.datetime) -> Runner:
 
 
 def run_reconciler(session_factory: sessionmaker[Session], settings: Settings):  # type: ignore[no-untyped-def]
-    with session_factory.begin() as session:
-        return reconcile(session, settings)
+    return reconcile(session_factory, settings)
 
 
 def test_a_job_whose_lease_expired_is_lost_with_a_reason_and_not_requeued(
