@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import signal
 import sys
 import threading
 from types import FrameType
+from typing import IO
 
 from celery import Celery, signals
 
@@ -93,9 +95,28 @@ def _cancel_on_quit(agent: RunnerAgent) -> None:
     signal.signal(signal.SIGINT, cancel_then_stop)
 
 
+_dir_lock: IO[str] | None = None
+
+
+def _claim_runner_dir(settings: RunnerSettings) -> None:
+    """One runner process per directory: at start a runner wipes its workspaces and sweeps the
+    containers of its name, which would destroy the live work of a second process sharing them."""
+    global _dir_lock
+    lock = open(settings.runner_dir / ".runner.lock", "w")  # noqa: SIM115 (held for the process's life)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise SystemExit(
+            f"another runner process already uses {settings.runner_dir}: give each runner process its own "
+            "GREENLIGHT_RUNNER_DIR and --name"
+        ) from None
+    _dir_lock = lock
+
+
 def run_runner(settings: RunnerSettings) -> None:
     executor_name, executor_class = choose_executor(settings)
     settings.runner_dir.mkdir(parents=True, exist_ok=True)
+    _claim_runner_dir(settings)
 
     def make_executor() -> Executor:
         if executor_name == "docker":

@@ -136,7 +136,7 @@ def test_a_runner_watching_every_label_takes_a_job_no_other_runner_serves(
         "*",
         "--name",
         "star-runner",
-        extra_env={"GREENLIGHT_RUNNER_NAME": "star"},
+        extra_env={"GREENLIGHT_RUNNER_DIR": stack.env["GREENLIGHT_RUNNER_DIR"] + "-star"},
     )
     try:
         build_id = push(
