@@ -9,7 +9,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from server.models.base import Base, JsonDocument, LabelList, utcnow
+from server.models.base import Base, JsonDocument, LabelList, as_utc, utcnow
 from server.models.repository import Repository
 
 
@@ -55,6 +55,13 @@ class StepState(enum.StrEnum):
     skipped = "skipped"
 
 
+def elapsed_seconds(started_at: dt.datetime | None, finished_at: dt.datetime | None) -> float | None:
+    """How long something ran, or has been running if it has not finished."""
+    if started_at is None:
+        return None
+    return (as_utc(finished_at or utcnow()) - as_utc(started_at)).total_seconds()
+
+
 def _enum(cls: type[enum.Enum]) -> sa.Enum:
     # Stored as plain strings: adding a state later needs no ALTER TYPE.
     return sa.Enum(cls, native_enum=False, length=20, values_callable=lambda e: [m.value for m in e])
@@ -94,10 +101,7 @@ class Build(Base):
 
     @property
     def duration_seconds(self) -> float | None:
-        if self.started_at is None:
-            return None
-        end = self.finished_at or utcnow()
-        return (_aware(end) - _aware(self.started_at)).total_seconds()
+        return elapsed_seconds(self.started_at, self.finished_at)
 
 
 class Job(Base):
@@ -142,10 +146,7 @@ class Job(Base):
 
     @property
     def duration_seconds(self) -> float | None:
-        if self.started_at is None:
-            return None
-        end = self.finished_at or utcnow()
-        return (_aware(end) - _aware(self.started_at)).total_seconds()
+        return elapsed_seconds(self.started_at, self.finished_at)
 
 
 class Step(Base):
@@ -168,8 +169,3 @@ class Step(Base):
     duration_seconds: Mapped[float | None]
 
     job: Mapped[Job] = relationship(back_populates="steps")
-
-
-def _aware(moment: dt.datetime) -> dt.datetime:
-    # SQLite hands back naive datetimes; everything we store is UTC.
-    return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)

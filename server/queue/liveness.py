@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from server.db import session_scope
 from server.models import ServiceLiveness
-from server.models.base import utcnow
+from server.models.base import as_utc, utcnow
 
 logger = logging.getLogger(__name__)
 
@@ -28,7 +28,7 @@ def record_alive(session: Session, name: str = API, *, restarted: bool = False) 
     if row is None:
         session.add(ServiceLiveness(name=name, alive_at=now, up_since=now))
         return
-    if restarted or _aware(row.alive_at) < now - GAP:
+    if restarted or as_utc(row.alive_at) < now - GAP:
         row.up_since = now
     row.alive_at = now
 
@@ -36,9 +36,9 @@ def record_alive(session: Session, name: str = API, *, restarted: bool = False) 
 def up_since(session: Session, name: str = API) -> dt.datetime | None:
     """Since when the service has been up without a gap, or None if it is not up now."""
     row = session.get(ServiceLiveness, name)
-    if row is None or _aware(row.alive_at) < utcnow() - GAP:
+    if row is None or as_utc(row.alive_at) < utcnow() - GAP:
         return None
-    return _aware(row.up_since)
+    return as_utc(row.up_since)
 
 
 class LivenessWriter:
@@ -72,7 +72,3 @@ class LivenessWriter:
                 logger.warning("could not record the API as alive: %s", error)
             if self._stop.wait(TICK_SECONDS):
                 return
-
-
-def _aware(moment: dt.datetime) -> dt.datetime:
-    return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)

@@ -17,7 +17,7 @@ from server.builds.service import fail_build
 from server.config import Settings
 from server.db import session_scope
 from server.models import Build, BuildState, Job, JobState
-from server.models.base import utcnow
+from server.models.base import as_utc, utcnow
 from server.queue.liveness import up_since
 from server.queue.reports import close_job
 from server.queue.runners import announcement_labels, mark_lost_runners
@@ -53,7 +53,7 @@ def _replan(session: Session, settings: Settings, now: dt.datetime) -> tuple[lis
         .with_for_update(skip_locked=True, of=Build)
     )
     for build in builds:
-        last = _aware(build.plan_requested_at or build.created_at)
+        last = as_utc(build.plan_requested_at or build.created_at)
         if now - last < first * (2**build.plan_attempts):
             continue
         if build.plan_attempts >= MAX_PLAN_ATTEMPTS:
@@ -103,7 +103,7 @@ def _close_lost_and_overdue_jobs(session: Session, settings: Settings, result: R
         row.id
         for row in running
         if row.started_at
-        and _aware(row.started_at) + dt.timedelta(seconds=row.timeout_seconds) + TIMEOUT_GRACE < now
+        and as_utc(row.started_at) + dt.timedelta(seconds=row.timeout_seconds) + TIMEOUT_GRACE < now
     ]
     if overdue:
         for job in _locked(session, Job.id.in_(overdue), Job.state == JobState.running):
@@ -129,8 +129,8 @@ def _reannounce_waiting_jobs(session: Session, settings: Settings, result: Recon
     ).all()
     due = []
     for job in waiting:
-        age = now - _aware(job.queued_at)
-        last = _aware(job.last_announced_at) if job.last_announced_at else _aware(job.queued_at)
+        age = now - as_utc(job.queued_at)
+        last = as_utc(job.last_announced_at) if job.last_announced_at else as_utc(job.queued_at)
         if now - last >= min(max(age / 2, min_reannounce), MAX_REANNOUNCE):
             due.append(job.id)
             labels = sorted(set(job.labels)) + ([ALL_LABELS] if serves_all else [])
@@ -147,7 +147,3 @@ def _reannounce_waiting_jobs(session: Session, settings: Settings, result: Recon
 def _locked(session: Session, *conditions: sa.ColumnElement[bool]) -> list[Job]:
     query = sa.select(Job).where(*conditions).order_by(Job.id).limit(1000)
     return list(session.scalars(query.with_for_update(skip_locked=True, of=Job)))
-
-
-def _aware(moment: dt.datetime) -> dt.datetime:
-    return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)

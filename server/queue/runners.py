@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session
 
 from runner.spec import ALL_LABELS, RunnerRegistration
 from server.models import ApiToken, Job, JobState, Runner, RunnerState, TokenKind
-from server.models.base import utcnow
+from server.models.base import as_utc, utcnow
 from server.queue.reports import close_job
 from server.queue.tokens import token_hash
 
@@ -57,7 +57,7 @@ def runner_for(session: Session, token: ApiToken, runner_id: int) -> Runner:
     now = utcnow()
     # Writing last_seen_at locks the runner row until commit; a runner's slots claim in parallel,
     # so refresh it at most once a second instead of serialising every claim on that lock.
-    if runner.state is RunnerState.lost or now - _aware(runner.last_seen_at) > SEEN_RESOLUTION:
+    if runner.state is RunnerState.lost or now - as_utc(runner.last_seen_at) > SEEN_RESOLUTION:
         runner.last_seen_at = now
     if runner.state is RunnerState.lost:
         # Back from the dead: it may take work again (its old jobs stay lost; their tokens are gone).
@@ -93,10 +93,6 @@ def _running_jobs(session: Session, runner_id: int) -> list[Job]:
             sa.select(Job).where(Job.runner_id == runner_id, Job.state == JobState.running).with_for_update()
         )
     )
-
-
-def _aware(moment: dt.datetime) -> dt.datetime:
-    return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
 
 
 def announcement_labels(session: Session, job_labels: list[str]) -> list[str]:

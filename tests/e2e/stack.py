@@ -111,6 +111,16 @@ class Stack:
         raise KeyError(step_name)
 
 
+def containers_of(job_id: int) -> list[str]:
+    """Ids of the Docker containers (running or not) that belong to a job."""
+    return subprocess.run(
+        ["docker", "ps", "-aq", "--filter", f"label=greenlight.job={job_id}"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+
+
 def stack_env(
     database_url: str, broker_url: str, data_dir: Path, port: int, runner_token: str
 ) -> dict[str, str]:

@@ -26,7 +26,7 @@ import redis
 from server.db import make_engine, make_session_factory
 from server.models import Repository
 from tests import factories
-from tests.e2e.stack import Stack, stack_env
+from tests.e2e.stack import Stack, containers_of, stack_env
 from tests.fixtures import push_payload
 from tests.support import services
 
@@ -213,15 +213,6 @@ def _remove_containers_of(runner_name: str) -> None:
         subprocess.run(["docker", "rm", "-f", *ids], capture_output=True, check=False)
 
 
-def _containers_of_job(job_id: int) -> list[str]:
-    return subprocess.run(
-        ["docker", "ps", "-aq", "--filter", f"label=greenlight.job={job_id}"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.split()
-
-
 def _probe(netns: Netns, host: str, port: int) -> bool:
     """Whether a TCP connection from inside the namespace to host:port succeeds."""
     code = (
@@ -383,7 +374,7 @@ def test_a_runner_cut_off_mid_job_loses_it_and_comes_back_without_reporting_into
     )
     cluster.wait_for(
         f"runner {cut} to remove the closed job's containers",
-        lambda: not _containers_of_job(job_id),
+        lambda: not containers_of(job_id),
         timeout=20,
     )
     time.sleep(3)

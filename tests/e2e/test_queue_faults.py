@@ -4,14 +4,13 @@ gone, the server and worker restarted mid-build, a fat job, and a runner serving
 from __future__ import annotations
 
 import signal
-import subprocess
 import time
 import uuid
 
 import httpx
 import pytest
 
-from tests.e2e.stack import Stack
+from tests.e2e.stack import Stack, containers_of
 from tests.fixtures import push_payload
 from tests.support import services
 
@@ -27,15 +26,6 @@ def push(stack: Stack, register, origin, steps: str, extra: str = "") -> int:  #
     reply = stack.deliver(push_payload(name, "refs/heads/main", sha))
     assert reply.status_code == 202, reply.text
     return reply.json()["build_id"]
-
-
-def containers_of(job_id: int) -> list[str]:
-    return subprocess.run(
-        ["docker", "ps", "-aq", "--filter", f"label=greenlight.job={job_id}"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.split()
 
 
 def runner_log_mentions(stack: Stack, job_id: int) -> int:

@@ -4,27 +4,17 @@ cancels (containers killed and removed, the job reported cancelled)."""
 from __future__ import annotations
 
 import signal
-import subprocess
 import time
 import uuid
 
 import httpx
 import pytest
 
-from tests.e2e.stack import Stack
+from tests.e2e.stack import Stack, containers_of
 from tests.fixtures import push_payload
 from tests.support import services
 
 pytestmark = pytest.mark.integration
-
-
-def containers_of(job_id: int) -> list[str]:
-    return subprocess.run(
-        ["docker", "ps", "-aq", "--filter", f"label=greenlight.job={job_id}"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.split()
 
 
 def push(stack: Stack, register, origin, script: str) -> int:  # type: ignore[no-untyped-def]
