@@ -11,6 +11,7 @@ from server.builds import queries
 from server.cli import remote
 from server.cli.context import cli_session
 from server.models import ApiToken, TokenKind
+from server.pipelines.config import parse_size
 from server.queue.tokens import new_token, token_hash
 from server.repos.service import RepositoryError, add_repository, get_repository
 
@@ -32,6 +33,40 @@ def repo_add(full_name: str, clone_url: str | None, default_branch: str) -> None
             click.echo(f"registered {repository.full_name} (clone URL {repository.clone_url})")
     except RepositoryError as error:
         raise click.ClickException(str(error)) from None
+
+
+@repo.command("set")
+@click.argument("full_name")
+@click.option("--memory", help="Memory per job container unless the pipeline asks for less, e.g. 4g.")
+@click.option("--default-branch", help="The branch whose jobs get the higher priority.")
+@click.option("--default-branch-priority", type=int)
+@click.option("--branch-priority", type=int, help="Priority of jobs of other branches.")
+@click.option(
+    "--auto-cancel/--no-auto-cancel", default=None, help="A new push cancels older builds of its branch."
+)
+@click.option("--auto-cancel-default-branch/--no-auto-cancel-default-branch", default=None)
+@click.option("--clone-url")
+def repo_set(full_name: str, memory: str | None, **changes: object) -> None:
+    """Change a repository's settings (only the options given)."""
+    with cli_session() as session:
+        repository = get_repository(session, full_name)
+        if repository is None:
+            raise click.ClickException(f"{full_name} is not registered")
+        if memory is not None:
+            try:
+                repository.memory_bytes = parse_size(memory)
+            except ValueError as error:
+                raise click.ClickException(f"--memory: {error}") from None
+        renamed = {"auto_cancel": "auto_cancel_superseded"}
+        for option, value in changes.items():
+            if value is not None:
+                setattr(repository, renamed.get(option, option), value)
+        click.echo(
+            f"{repository.full_name}: memory={repository.memory_bytes or 'server default'} "
+            f"default_branch={repository.default_branch} priorities={repository.default_branch_priority}/"
+            f"{repository.branch_priority} auto_cancel={repository.auto_cancel_superseded} "
+            f"(default branch: {repository.auto_cancel_default_branch})"
+        )
 
 
 @repo.command("list")

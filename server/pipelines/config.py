@@ -65,6 +65,16 @@ def _commands(value: Any) -> Any:
 
 Commands = Annotated[str | list[str], BeforeValidator(_commands)]
 Label = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.:-]{1,100}$")]
+
+
+def parse_size(text: str) -> int:
+    """ "512m", "2g", "2GiB" or a number of bytes → bytes; ValueError otherwise."""
+    size = _size_bytes(text)
+    if not isinstance(size, int) or size <= 0:
+        raise ValueError("expected a size such as 512m or 2g")
+    return size
+
+
 Duration = Annotated[int, BeforeValidator(_duration_seconds), Field(gt=0)]
 Size = Annotated[int, BeforeValidator(_size_bytes), Field(gt=0)]
 EnvValue = Annotated[str, BeforeValidator(_env_value)]

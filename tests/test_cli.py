@@ -1,0 +1,73 @@
+"""The admin commands against a real (SQLite) database, as `greenlight up` users run them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from server.cli.main import cli
+from server.config import get_settings
+from server.db import make_engine, make_session_factory
+from server.migrate import upgrade_to_head
+from server.models import ApiToken, Repository, TokenKind
+from server.queue.tokens import token_hash
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("GREENLIGHT_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("GREENLIGHT_EMBEDDED", "true")
+    monkeypatch.delenv("GREENLIGHT_DATABASE_URL", raising=False)
+    get_settings.cache_clear()
+    upgrade_to_head(get_settings().database_url)
+    yield tmp_path
+    get_settings.cache_clear()
+
+
+def repository(name: str) -> Repository:
+    engine = make_engine(get_settings().database_url)
+    try:
+        with make_session_factory(engine)() as session:
+            found = session.query(Repository).filter_by(full_name=name).one()
+            session.expunge(found)
+            return found
+    finally:
+        engine.dispose()
+
+
+def test_repo_add_defaults_the_clone_url_to_github_and_refuses_duplicates(data_dir: Path) -> None:
+    runner = CliRunner()
+    assert runner.invoke(cli, ["repo", "add", "acme/app"]).exit_code == 0
+    assert repository("acme/app").clone_url == "https://github.com/acme/app.git"
+    again = runner.invoke(cli, ["repo", "add", "acme/app"])
+    assert again.exit_code != 0 and "already registered" in again.output
+    bad = runner.invoke(cli, ["repo", "add", "not-a-name"])
+    assert bad.exit_code != 0 and "is not OWNER/NAME" in bad.output
+
+
+def test_repo_set_changes_memory_priorities_and_auto_cancel(data_dir: Path) -> None:
+    runner = CliRunner()
+    runner.invoke(cli, ["repo", "add", "acme/app", "--clone-url", "/srv/app"])
+    result = runner.invoke(
+        cli, ["repo", "set", "acme/app", "--memory", "4g", "--branch-priority", "3", "--no-auto-cancel"]
+    )
+    assert result.exit_code == 0, result.output
+    repo = repository("acme/app")
+    assert (repo.memory_bytes, repo.branch_priority, repo.auto_cancel_superseded) == (4 * 1024**3, 3, False)
+    assert repo.default_branch_priority == 10  # untouched
+    bad = runner.invoke(cli, ["repo", "set", "acme/app", "--memory", "lots"])
+    assert bad.exit_code != 0 and "expected a size" in bad.output
+
+
+def test_token_create_prints_a_token_stored_only_as_its_hash(data_dir: Path) -> None:
+    result = CliRunner().invoke(cli, ["token", "create", "--name", "laptop", "--kind", "user"])
+    token = result.output.strip().splitlines()[-1]
+    assert result.exit_code == 0 and token.startswith("glu_")
+    engine = make_engine(get_settings().database_url)
+    with make_session_factory(engine)() as session:
+        stored = session.query(ApiToken).one()
+        assert (stored.kind, stored.token_hash) == (TokenKind.user, token_hash(token))
+        assert token not in (stored.token_hash, stored.name)
+    engine.dispose()
