@@ -50,7 +50,11 @@ class JobRun:
         watchdog.start()
         workspace = self.work_root / "workspaces" / str(job.job_id)
         try:
-            outcome, reason = self._run_steps(logs)
+            try:
+                outcome, reason = self._run_steps(logs)
+            except Exception as error:  # a bug of ours: say so, rather than let the lease run out
+                logger.exception("job %s: the runner failed", job.job_id)
+                outcome, reason = StepOutcome.errored, f"the runner failed: {error}"
             if self.cancel.is_set() and time.monotonic() >= deadline:
                 outcome, reason = (
                     StepOutcome.timed_out,

@@ -1,0 +1,113 @@
+"""JobRun with a fake executor and a fake server (the real ones are in tests/e2e): what the
+server hears when steps pass, fail, or the runner itself breaks."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+
+from runner.executors.base import ExecutorError, StepResult
+from runner.job import JobRun
+from runner.spec import ClaimedJob, HeartbeatReply, JobSpec, Limits, LogLine, StepOutcome, StepSpec
+from tests.support import services
+
+
+class FakeApi:
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, object]] = []
+
+    def job_heartbeat(self, job_id: int, token: str) -> HeartbeatReply:
+        return HeartbeatReply(cancel=False, lease_expires_at=9e12)
+
+    def __getattr__(self, name: str):  # type: ignore[no-untyped-def]
+        def record(job_id: int, token: str, report: object) -> None:
+            self.calls.append((name, report))
+
+        return record
+
+
+class FakeExecutor:
+    """Runs nothing; each step's outcome is chosen by the test (woodpecker's dummy backend)."""
+
+    name = "fake"
+
+    def __init__(self, outcomes: list[StepOutcome | Exception]) -> None:
+        self.outcomes = outcomes
+        self.torn_down = self.closed = False
+
+    def setup(self, job: JobSpec, workspace: Path) -> None:
+        assert (workspace / "README").exists()  # the commit was checked out
+
+    def run_step(self, step: StepSpec, on_line, cancel: threading.Event) -> StepResult:  # type: ignore[no-untyped-def]
+        outcome = self.outcomes[step.index]
+        if isinstance(outcome, Exception):
+            raise outcome
+        on_line(LogLine(at=1.0, stream="stdout", text=f"ran {step.name}"))
+        return StepResult(outcome, 0 if outcome is StepOutcome.passed else 1, 0.1)
+
+    def teardown(self) -> None:
+        self.torn_down = True
+
+    def close(self) -> None:
+        self.closed = True
+
+
+@pytest.fixture
+def claimed(tmp_path: Path) -> ClaimedJob:
+    sha = services.make_git_repo(tmp_path / "repo", {"README": "hi\n"})
+    steps = [StepSpec(index=i, name=f"s{i}", image="x", script="true", timeout_seconds=10) for i in range(3)]
+    spec = JobSpec(
+        job_id=7, build_id=1, repository="a/b", clone_url=str(tmp_path / "repo"), commit_sha=sha,
+        ref="refs/heads/main", steps=steps, timeout_seconds=60,
+        limits=Limits(memory_bytes=1, cpus=1, pids=1), heartbeat_seconds=30,
+    )  # fmt: skip
+    return ClaimedJob(job_token="t", spec=spec)
+
+
+def run(
+    claimed: ClaimedJob, tmp_path: Path, outcomes: list[StepOutcome | Exception]
+) -> tuple[FakeApi, FakeExecutor]:
+    api, executor = FakeApi(), FakeExecutor(outcomes)
+    JobRun(api, claimed, executor, tmp_path / "work", threading.Event()).run()  # type: ignore[arg-type]
+    return api, executor
+
+
+def reported(api: FakeApi, name: str) -> list[object]:
+    return [report for call, report in api.calls if call == name]
+
+
+def test_a_failing_step_ends_the_job_failed_and_later_steps_never_start(
+    claimed: ClaimedJob, tmp_path: Path
+) -> None:
+    api, executor = run(claimed, tmp_path, [StepOutcome.passed, StepOutcome.failed, StepOutcome.passed])
+    assert [r.step_index for r in reported(api, "step_started")] == [0, 1]  # type: ignore[attr-defined]
+    [finished] = reported(api, "job_finished")
+    assert finished.outcome is StepOutcome.failed and "s1" in finished.reason  # type: ignore[attr-defined]
+    assert executor.torn_down and executor.closed
+    assert not (tmp_path / "work" / "workspaces" / "7").exists()
+
+
+def test_an_executor_error_is_reported_as_errored_with_its_message(
+    claimed: ClaimedJob, tmp_path: Path
+) -> None:
+    api, _ = run(claimed, tmp_path, [ExecutorError('image "x" is not on this runner')])
+    [step] = reported(api, "step_finished")
+    assert step.outcome is StepOutcome.errored and "not on this runner" in step.reason  # type: ignore[attr-defined]
+    assert reported(api, "job_finished")[0].outcome is StepOutcome.errored  # type: ignore[attr-defined]
+
+
+def test_a_bug_in_the_runner_is_reported_not_left_to_the_lease(claimed: ClaimedJob, tmp_path: Path) -> None:
+    api, executor = run(claimed, tmp_path, [RuntimeError("boom")])
+    [finished] = reported(api, "job_finished")
+    assert finished.outcome is StepOutcome.errored and "boom" in finished.reason  # type: ignore[attr-defined]
+    assert executor.torn_down
+
+
+def test_an_unreachable_commit_errors_the_job_before_any_step(claimed: ClaimedJob, tmp_path: Path) -> None:
+    gone = ClaimedJob(job_token="t", spec=claimed.spec.model_copy(update={"commit_sha": "f" * 40}))
+    api, _ = run(gone, tmp_path, [StepOutcome.passed] * 3)
+    assert reported(api, "step_started") == []
+    [finished] = reported(api, "job_finished")
+    assert finished.outcome is StepOutcome.errored and "could not prepare the job" in finished.reason  # type: ignore[attr-defined]
