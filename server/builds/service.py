@@ -93,11 +93,10 @@ def refresh_build_state(session: Session, build_id: int) -> BuildState:
         return current
     now = utcnow()
     values: dict[str, object]
-    if any(state is JobState.running for state in states) or (
-        any(state.finished for state in states) and not all(state.finished for state in states)
-    ):
+    if any(state is JobState.running for state in states):
         values = {"state": BuildState.running, "started_at": sa.func.coalesce(Build.started_at, now)}
-    elif all(state is JobState.queued for state in states):
+    elif any(state is JobState.queued for state in states):
+        # Nothing runs now and something waits for a runner (a re-run, or matrix jobs still queued).
         values = {"state": BuildState.queued}
     else:
         final = next((b for j, b in _BUILD_STATE_PRECEDENCE if j in states), BuildState.passed)

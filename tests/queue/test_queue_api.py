@@ -223,3 +223,19 @@ def test_cancelling_a_running_build_asks_its_runner_to_stop(
     session.expire_all()
     assert session.get(Build, build_id).state is BuildState.cancelled  # type: ignore[union-attr]
     assert client.post(f"/api/builds/{build_id}/cancel", headers=auth(tokens[1])).status_code == 409
+
+
+def test_a_build_with_a_rerun_waiting_shows_queued_not_running(
+    client: TestClient, session: Session, tokens: tuple[str, str]
+) -> None:
+    first, second = queued(session, {}, {})
+    runner_id = register(client, tokens[0])
+    for _ in range(2):
+        claimed = claim(client, tokens[0], runner_id)
+        assert claimed is not None
+        outcome = "failed" if claimed["spec"]["job_id"] == first else "passed"
+        as_job(client, claimed, "finish", {"outcome": outcome})
+    assert client.post(f"/api/jobs/{first}/rerun", headers=auth(tokens[1])).status_code == 200
+    session.expire_all()
+    build = session.get(Build, session.get(Job, second).build_id)  # type: ignore[union-attr]
+    assert build is not None and build.state is BuildState.queued
