@@ -50,18 +50,23 @@ def test_a_step_over_its_memory_limit_fails_with_out_of_memory(stack: Stack, reg
 def test_a_runner_killed_mid_job_leaves_it_lost_never_rerun(stack: Stack, register, origin) -> None:  # type: ignore[no-untyped-def]
     build_id = push(stack, register, origin, "  - name: long\n    run: sleep 120\n")
     job_id = stack.wait_for_running_step(build_id)
+    # The step is reported running a moment before its container exists: kill it mid-step.
+    deadline = time.monotonic() + 30
+    while not containers_of(job_id) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert containers_of(job_id), "the step's container never started"
     killed_at = time.monotonic()
     stack.stop("runner", signal.SIGKILL)
-
-    build = stack.wait_for_build(build_id, timeout=60)
-    took = time.monotonic() - killed_at
-    job = build["jobs"][0]
-    assert job["state"] == "lost" and "lease" in job["reason"]
-    assert build["state"] == "errored"
-    assert took < 8 + 5, f"lost after {took:.1f}s with an 8 s lease"
-    assert containers_of(job_id), "SIGKILL gave the runner no chance to clean up"
-
-    stack.start("runner", "runner", "--concurrency", "2")
+    try:
+        build = stack.wait_for_build(build_id, timeout=60)
+        took = time.monotonic() - killed_at
+        job = build["jobs"][0]
+        assert job["state"] == "lost" and "lease" in job["reason"]
+        assert build["state"] == "errored"
+        assert took < 8 + 5, f"lost after {took:.1f}s with an 8 s lease"
+        assert containers_of(job_id), "SIGKILL gave the runner no chance to clean up"
+    finally:
+        stack.start("runner", "runner", "--concurrency", "2")  # the next tests need a runner
     deadline = time.monotonic() + 30
     while containers_of(job_id) and time.monotonic() < deadline:
         time.sleep(0.2)
@@ -89,13 +94,15 @@ def test_a_push_while_redis_is_down_still_runs_exactly_once(stack: Stack, regist
 
 def test_queued_work_survives_redis_losing_its_data(stack: Stack, register, origin) -> None:  # type: ignore[no-untyped-def]
     stack.stop("runner")
-    build_id = push(stack, register, origin, "  - name: once\n    run: echo ran\n")
-    deadline = time.monotonic() + 30
-    while httpx.get(f"{stack.url}/api/builds/{build_id}", timeout=5).json()["state"] != "queued":
-        assert time.monotonic() < deadline
-        time.sleep(0.1)
-    services.restart_redis_dropping_its_data(stack.env["GREENLIGHT_BROKER_URL"])
-    stack.start("runner", "runner", "--concurrency", "2")
+    try:
+        build_id = push(stack, register, origin, "  - name: once\n    run: echo ran\n")
+        deadline = time.monotonic() + 30
+        while httpx.get(f"{stack.url}/api/builds/{build_id}", timeout=5).json()["state"] != "queued":
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        services.restart_redis_dropping_its_data(stack.env["GREENLIGHT_BROKER_URL"])
+    finally:
+        stack.start("runner", "runner", "--concurrency", "2")
     build = stack.wait_for_build(build_id, timeout=90)
     assert build["state"] == "passed", build
     assert runner_log_mentions(stack, build["jobs"][0]["id"]) == 1
