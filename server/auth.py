@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
-import sqlalchemy as sa
 from fastapi import Depends, Header, HTTPException
 
 from server.deps import SessionDep
 from server.models import ApiToken, TokenKind
 from server.models.base import utcnow
-from server.queue.tokens import token_hash
+from server.queue.tokens import find_token
 
 
 def bearer_token(authorization: Annotated[str | None, Header()] = None) -> str:
@@ -23,8 +22,8 @@ BearerDep = Annotated[str, Depends(bearer_token)]
 
 
 def user_token(session: SessionDep, token: BearerDep) -> ApiToken:
-    found = session.scalar(sa.select(ApiToken).where(ApiToken.token_hash == token_hash(token)))
-    if found is None or found.revoked or found.kind is not TokenKind.user:
+    found = find_token(session, token, TokenKind.user)
+    if found is None:
         raise HTTPException(401, "not a valid user token", headers={"WWW-Authenticate": "Bearer"})
     found.last_used_at = utcnow()
     return found

@@ -7,8 +7,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
 _AFTER_COMMIT_KEY = "greenlight.after_commit"
@@ -53,6 +55,11 @@ def make_session_factory(engine: Engine) -> sessionmaker[Session]:
         session.info.pop(_AFTER_COMMIT_KEY, None)
 
     return factory
+
+
+def insert_for(session: Session) -> Callable[..., Any]:
+    """The dialect's INSERT, which has ``on_conflict_do_nothing`` (Postgres and SQLite alike)."""
+    return postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
 
 
 def after_commit(session: Session, callback: Callable[[], None]) -> None:

@@ -58,7 +58,7 @@ def _build(session: SessionDep, build_id: int) -> Build:
 
 
 def _announce_after_commit(session: SessionDep, state: StateDep, jobs: list[Job]) -> None:
-    announcements = [(job.id, announcement_labels(session, job.labels)) for job in jobs]
+    announcements = announcement_labels(session, jobs)
 
     def announce() -> None:
         for job_id, labels in announcements:

@@ -60,7 +60,7 @@ def plan_build(session: Session, build_id: int, settings: Settings) -> list[tupl
     build.state = BuildState.queued
     session.flush()
     cancel_superseded_builds(session, build)
-    return [(job.id, announcement_labels(session, job.labels)) for job in jobs]
+    return announcement_labels(session, jobs)
 
 
 def _read_pipeline_file(

@@ -69,7 +69,7 @@ def failed_jobs(session: Session, *, limit: int = 50) -> list[tuple[Job, Step | 
         .where(Job.state.in_(FAILED_STATES), Job.is_latest)
         .order_by(Job.finished_at.desc(), Job.id.desc())
         .limit(limit)
-        .options(selectinload(Job.steps))
+        .options(selectinload(Job.steps), selectinload(Job.build))
     ).all()
     return [(job, next((s for s in job.steps if s.state in _FAILING_STEP_STATES), None)) for job in jobs]
 

@@ -30,6 +30,13 @@ class NewBuild:
     reason: str | None
 
 
+def first_state(push: PushEvent) -> tuple[BuildState, str | None]:
+    """A new build waits for planning, unless its commit asks to skip CI."""
+    if push.skip_requested:
+        return BuildState.skipped, "skipped: the commit message asks for it ([skip ci] or [ci skip])"
+    return BuildState.pending, None
+
+
 def next_build_number(session: Session, repository_id: int) -> int:
     # An UPDATE … RETURNING holds the row lock until commit: numbers never repeat or skip.
     return session.execute(
@@ -44,11 +51,8 @@ def create_push_build(session: Session, repository_id: int, push: PushEvent) -> 
     """Two Core statements, no ORM unit of work: this runs inside every webhook request, while
     the repository's row lock (for the build number) is held."""
     number = next_build_number(session, repository_id)
-    state, reason, finished_at = BuildState.pending, None, None
-    if push.skip_requested:
-        state = BuildState.skipped
-        reason = "skipped: the commit message asks for it ([skip ci] or [ci skip])"
-        finished_at = utcnow()
+    state, reason = first_state(push)
+    finished_at = utcnow() if state is BuildState.skipped else None
     build_id = session.execute(
         sa.insert(Build)
         .values(

@@ -1,10 +1,10 @@
 """Claiming a job (atomic: queued → running with a lease) and renewing that lease.
 
 The claim is the only way a job starts. Among the jobs whose labels a runner has, it always
-gets the highest priority, then the oldest: ``ORDER BY priority DESC, queued_at, id`` with
-``FOR UPDATE SKIP LOCKED`` on Postgres, so concurrent claimers never wait on each other and
-never get the same job. The final UPDATE re-checks ``state = 'queued'`` so that the guarantee
-holds on SQLite too, where row locks do not exist.
+gets the highest priority, then the oldest: ``ORDER BY priority DESC, queued_at, id``. On
+Postgres that is one statement with ``FOR UPDATE SKIP LOCKED`` (``claim_statement.py``), so
+concurrent claimers never wait on each other and never get the same job; on SQLite a
+conditional UPDATE that re-checks ``state = 'queued'`` gives the same guarantee.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ import datetime as dt
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
 from runner.spec import ALL_LABELS, ClaimedJob, JobSpec, Limits, StepSpec
@@ -43,9 +42,10 @@ def claim_next_job(
             return retried
     if runner.state in (RunnerState.draining, RunnerState.stopped):
         return None
+    now = utcnow()
+    token = new_token("glj")
+    lease_expires_at = now + dt.timedelta(seconds=settings.lease_seconds)
     if session.get_bind().dialect.name == "postgresql":
-        now = utcnow()
-        token = new_token("glj")
         row = claim_in_one_statement(
             session,
             runner_id=runner.id,
@@ -54,14 +54,13 @@ def claim_next_job(
             token_hash=token_hash(token),
             claim_key=claim_key,
             now=now,
-            lease_expires_at=now + dt.timedelta(seconds=settings.lease_seconds),
+            lease_expires_at=lease_expires_at,
         )
         return ClaimedJob(job_token=token, spec=_spec_from(session, row, settings)) if row else None
-    job_id = _pick_candidate(session, runner)
+    # SQLite (embedded mode: one machine, a handful of jobs): pick, then a conditional UPDATE.
+    job_id = _pick_candidate_on_sqlite(session, runner)
     if job_id is None:
         return None
-    now = utcnow()
-    token = new_token("glj")
     build_id = session.execute(
         sa.update(Job)
         .where(Job.id == job_id, Job.state == JobState.queued)
@@ -71,14 +70,14 @@ def claim_next_job(
             started_at=now,
             token_hash=token_hash(token),
             claim_key=claim_key,
-            lease_expires_at=now + dt.timedelta(seconds=settings.lease_seconds),
+            lease_expires_at=lease_expires_at,
         )
         .returning(Job.build_id)
         .execution_options(synchronize_session=False)
     ).scalar_one_or_none()
     if build_id is None:
         return None
-    # The first claim of a build moves it from queued to running (and takes its row lock).
+    # The first claim of a build moves it from queued to running.
     session.execute(
         sa.update(Build)
         .where(Build.id == build_id, Build.state == BuildState.queued)
@@ -106,21 +105,16 @@ def _job_claimed_with(
     return ClaimedJob(job_token=token, spec=job_spec(session, job_id, settings))
 
 
-def _pick_candidate(session: Session, runner: Runner) -> int | None:
+def _pick_candidate_on_sqlite(session: Session, runner: Runner) -> int | None:
+    """Labels are JSON on SQLite, so they are matched in Python over the first queued jobs."""
     query = (
         sa.select(Job.id, Job.labels)
         .join(Build, Build.id == Job.build_id)
         .where(Job.state == JobState.queued, Build.state.in_([BuildState.queued, BuildState.running]))
         .order_by(Job.priority.desc(), Job.queued_at, Job.id)
+        .limit(_SQLITE_SCAN_LIMIT)
     )
-    if session.get_bind().dialect.name == "postgresql":
-        if ALL_LABELS not in runner.labels:
-            labels = sa.type_coerce(Job.labels, postgresql.ARRAY(sa.String(100)))
-            query = query.where(labels.contained_by(sa.cast(runner.labels, postgresql.ARRAY(sa.String(100)))))
-        row = session.execute(query.limit(1).with_for_update(skip_locked=True, of=Job)).first()
-        return row.id if row else None
-    # SQLite (embedded mode: one machine, a handful of jobs): filter labels in Python.
-    for row in session.execute(query.limit(_SQLITE_SCAN_LIMIT)):
+    for row in session.execute(query):
         if runner_serves(runner.labels, row.labels):
             return row.id
     return None

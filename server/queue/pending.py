@@ -4,13 +4,14 @@ and changes to pending jobs in place (priority, labels, cancel) — rows only, n
 from __future__ import annotations
 
 import datetime as dt
+from collections import Counter
 from dataclasses import dataclass
 
 import sqlalchemy as sa
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, selectinload
 
 from server.models import Build, Job, JobState, Runner, RunnerState
-from server.models.base import utcnow
+from server.models.base import as_utc, utcnow
 from server.queue.claims import runner_serves
 from server.queue.reports import close_job
 
@@ -62,13 +63,15 @@ def list_pending(session: Session, lost_after_seconds: float) -> list[PendingJob
         sa.select(Job)
         .where(Job.state == JobState.queued)
         .order_by(Job.priority.desc(), Job.queued_at, Job.id)
+        .options(selectinload(Job.build))
     ).all()
     runners = live_runners(session, lost_after_seconds)
     now = utcnow()
     pending = []
-    earlier: list[list[str]] = []
+    # Jobs ahead, counted by label set: a queue has thousands of jobs but a handful of label sets.
+    earlier: Counter[tuple[str, ...]] = Counter()
     for position, job in enumerate(jobs, start=1):
-        queued_at = job.queued_at if job.queued_at.tzinfo else job.queued_at.replace(tzinfo=dt.UTC)
+        queued_at = as_utc(job.queued_at)
         pending.append(
             PendingJob(
                 job=job,
@@ -78,11 +81,11 @@ def list_pending(session: Session, lost_after_seconds: float) -> list[PendingJob
                 waiting_because=why_waiting(job.labels, runners, earlier),
             )
         )
-        earlier.append(job.labels)
+        earlier[tuple(job.labels)] += 1
     return pending
 
 
-def why_waiting(labels: list[str], runners: list[RunnerLoad], earlier: list[list[str]]) -> str:
+def why_waiting(labels: list[str], runners: list[RunnerLoad], earlier: Counter[tuple[str, ...]]) -> str:
     """Why a queued job has not been claimed, given the live runners and the jobs ahead of it."""
     wanted = ", ".join(labels)
     serving = [load for load in runners if runner_serves(load.runner.labels, labels)]
@@ -95,7 +98,11 @@ def why_waiting(labels: list[str], runners: list[RunnerLoad], earlier: list[list
     if not free:
         return f"all {len(accepting)} runner(s) with the labels {wanted} are busy"
     # Only earlier jobs those same free runners would take first are really ahead of this one.
-    ahead = sum(1 for other in earlier if any(runner_serves(load.runner.labels, other) for load in free))
+    ahead = sum(
+        count
+        for other, count in earlier.items()
+        if any(runner_serves(load.runner.labels, list(other)) for load in free)
+    )
     if ahead:
         return f"behind {ahead} job(s) of higher priority or older for the same runners"
     return "about to be claimed by an idle runner"

@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
-from runner.spec import ALL_LABELS
 from server.builds.service import fail_build
 from server.config import Settings
 from server.db import session_scope
@@ -120,28 +119,23 @@ def _reannounce_waiting_jobs(session: Session, settings: Settings, result: Recon
     """Read without locks; stamp the ones due with one UPDATE, committed right away."""
     now = utcnow()
     min_reannounce = dt.timedelta(seconds=settings.reannounce_after_seconds)
-    serves_all = ALL_LABELS in announcement_labels(session, [])
-    waiting = session.execute(
-        sa.select(Job.id, Job.labels, Job.queued_at, Job.last_announced_at)
-        .where(Job.state == JobState.queued)
-        .order_by(Job.id)
-        .limit(5000)
+    waiting = session.scalars(
+        sa.select(Job).where(Job.state == JobState.queued).order_by(Job.id).limit(5000)
     ).all()
     due = []
     for job in waiting:
         age = now - as_utc(job.queued_at)
-        last = as_utc(job.last_announced_at) if job.last_announced_at else as_utc(job.queued_at)
+        last = as_utc(job.last_announced_at or job.queued_at)
         if now - last >= min(max(age / 2, min_reannounce), MAX_REANNOUNCE):
-            due.append(job.id)
-            labels = sorted(set(job.labels)) + ([ALL_LABELS] if serves_all else [])
-            result.jobs_to_announce.append((job.id, labels))
+            due.append(job)
     if due:
         session.execute(
             sa.update(Job)
-            .where(Job.id.in_(due))
+            .where(Job.id.in_([job.id for job in due]))
             .values(last_announced_at=now)
             .execution_options(synchronize_session=False)
         )
+        result.jobs_to_announce = announcement_labels(session, due)
 
 
 def _locked(session: Session, *conditions: sa.ColumnElement[bool]) -> list[Job]:

@@ -10,11 +10,11 @@ from __future__ import annotations
 import hmac
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from runner.spec import JobFinished, LogBatch, StepFinished, StepOutcome, StepStarted
 from server.builds.service import refresh_build_state
+from server.db import insert_for
 from server.models import Job, JobState, LogChunk, Step, StepState
 from server.models.base import utcnow
 from server.queue.tokens import token_hash
@@ -53,7 +53,7 @@ def job_for_token(session: Session, job_id: int, token: str, *, lock: bool = Fal
 
 def append_log(session: Session, job: Job, batch: LogBatch) -> None:
     _step(session, job, batch.step_index)
-    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+    insert = insert_for(session)
     session.execute(
         insert(LogChunk)
         .values(

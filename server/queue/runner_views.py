@@ -6,10 +6,10 @@ import datetime as dt
 from dataclasses import dataclass
 
 import sqlalchemy as sa
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, selectinload
 
 from server.models import Job, JobState, Runner, RunnerState
-from server.models.base import utcnow
+from server.models.base import as_utc, utcnow
 
 
 @dataclass(frozen=True)
@@ -36,12 +36,17 @@ def runner_views(
     views = []
     for runner in session.scalars(query):
         running = list(
-            session.scalars(sa.select(Job).where(Job.runner_id == runner.id, Job.state == JobState.running))
+            session.scalars(
+                sa.select(Job)
+                .where(Job.runner_id == runner.id, Job.state == JobState.running)
+                .options(selectinload(Job.build))
+            )
         )
         recent = (
             list(
                 session.scalars(
                     sa.select(Job)
+                    .options(selectinload(Job.build))
                     .where(Job.runner_id == runner.id, Job.finished_at.is_not(None))
                     .order_by(Job.finished_at.desc())
                     .limit(recent_limit)
@@ -72,5 +77,4 @@ def runner_views(
 def seconds_since(moment: dt.datetime | None) -> float | None:
     if moment is None:
         return None
-    aware = moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
-    return (utcnow() - aware).total_seconds()
+    return (utcnow() - as_utc(moment)).total_seconds()

@@ -11,7 +11,7 @@ from runner.spec import ALL_LABELS, RunnerRegistration
 from server.models import ApiToken, Job, JobState, Runner, RunnerState, TokenKind
 from server.models.base import as_utc, utcnow
 from server.queue.reports import close_job
-from server.queue.tokens import token_hash
+from server.queue.tokens import find_token
 
 SEEN_RESOLUTION = dt.timedelta(seconds=1)
 
@@ -21,8 +21,8 @@ class NotARunnerToken(Exception):
 
 
 def runner_token(session: Session, token: str) -> ApiToken:
-    api_token = session.scalar(sa.select(ApiToken).where(ApiToken.token_hash == token_hash(token)))
-    if api_token is None or api_token.revoked or api_token.kind is not TokenKind.runner:
+    api_token = find_token(session, token, TokenKind.runner)
+    if api_token is None:
         raise NotARunnerToken("not a valid runner token")
     return api_token
 
@@ -95,13 +95,11 @@ def _running_jobs(session: Session, runner_id: int) -> list[Job]:
     )
 
 
-def announcement_labels(session: Session, job_labels: list[str]) -> list[str]:
-    """The label queues to announce a job on: its own labels, and "*" only while some runner
-    serves every label (nobody consumes that queue otherwise, and it would only grow)."""
-    labels = sorted(set(job_labels))
+def announcement_labels(session: Session, jobs: list[Job]) -> list[tuple[int, list[str]]]:
+    """(job id, label queues) to announce each job on: its own labels, and "*" only while some
+    runner serves every label (nobody consumes that queue otherwise, and it would only grow)."""
     live = session.scalars(
         sa.select(Runner.labels).where(Runner.state.not_in([RunnerState.lost, RunnerState.stopped]))
     )
-    if any(ALL_LABELS in runner_labels for runner_labels in live):
-        labels.append(ALL_LABELS)
-    return labels
+    everything = [ALL_LABELS] if any(ALL_LABELS in labels for labels in live) else []
+    return [(job.id, sorted(set(job.labels)) + everything) for job in jobs]

@@ -9,11 +9,10 @@ and takes the general path in ``service.py``, which reaches the same rows.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from server.builds.service import NewBuild, first_state
 from server.models import BuildState
 from server.models.base import utcnow
 from server.webhooks.events import PushEvent
@@ -49,23 +48,12 @@ _STORE_PUSH = sa.text(
 )
 
 
-@dataclass(frozen=True)
-class StoredPush:
-    build_id: int
-    number: int
-    state: BuildState
-    reason: str | None
-
-
-def store_push(session: Session, *, hook_id: str, delivery_id: str, push: PushEvent) -> StoredPush | None:
+def store_push(session: Session, *, hook_id: str, delivery_id: str, push: PushEvent) -> NewBuild | None:
     if session.get_bind().dialect.name != "postgresql":
         return None
     now = utcnow()
-    state, reason, finished_at = BuildState.pending, None, None
-    if push.skip_requested:
-        state = BuildState.skipped
-        reason = "skipped: the commit message asks for it ([skip ci] or [ci skip])"
-        finished_at = now
+    state, reason = first_state(push)
+    finished_at = now if state is BuildState.skipped else None
     row = session.execute(
         _STORE_PUSH,
         {
@@ -87,4 +75,4 @@ def store_push(session: Session, *, hook_id: str, delivery_id: str, push: PushEv
             "finished_at": finished_at,
         },
     ).first()
-    return StoredPush(row.id, row.number, state, reason) if row else None
+    return NewBuild(row.id, row.number, state, reason) if row else None

@@ -6,10 +6,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from server.builds.service import create_push_build
+from server.builds.service import NewBuild, create_push_build
+from server.db import insert_for
 from server.models import BuildState, Repository, WebhookDelivery
 from server.webhooks.events import Ignored, PushEvent, parse_push, repository_name
 from server.webhooks.one_statement import store_push
@@ -37,7 +37,7 @@ def receive_delivery(
     if isinstance(parsed, PushEvent):
         stored = store_push(session, hook_id=hook_id, delivery_id=delivery_id, push=parsed)
         if stored is not None:
-            return _built(stored.build_id, stored.number, stored.state, stored.reason, parsed)
+            return _built(stored, parsed)
 
     repository = None
     if isinstance(parsed, PushEvent):
@@ -66,15 +66,13 @@ def receive_delivery(
     session.execute(
         sa.update(WebhookDelivery).where(WebhookDelivery.id == delivery_pk).values(build_id=build.id)
     )
-    return _built(build.id, build.number, build.state, build.reason, parsed)
+    return _built(build, parsed)
 
 
-def _built(
-    build_id: int, number: int, state: BuildState, reason: str | None, push: PushEvent
-) -> DeliveryResult:
-    if state is BuildState.skipped:
-        return DeliveryResult(202, f"build #{number} recorded as skipped: {reason}")
-    return DeliveryResult(202, f"build #{number} created for {push.commit_sha[:12]}", build_id)
+def _built(build: NewBuild, push: PushEvent) -> DeliveryResult:
+    if build.state is BuildState.skipped:
+        return DeliveryResult(202, f"build #{build.number} recorded as skipped: {build.reason}")
+    return DeliveryResult(202, f"build #{build.number} created for {push.commit_sha[:12]}", build.id)
 
 
 def _retry_of_unregistered(session: Session, hook_id: str, delivery_id: str) -> int | None:
@@ -93,7 +91,7 @@ def _insert_delivery_once(
     session: Session, hook_id: str, delivery_id: str, event: str, full_name: str | None, outcome: str
 ) -> int | None:
     """INSERT … ON CONFLICT DO NOTHING: returns the new row's id, or None for a redelivery."""
-    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+    insert = insert_for(session)
     statement = (
         insert(WebhookDelivery)
         .values(
