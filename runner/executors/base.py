@@ -25,6 +25,7 @@ stream; it must be cheap and thread-safe (the reporter only appends to a buffer)
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,6 +50,15 @@ class StepResult:
     exit_code: int | None
     duration_seconds: float
     reason: str | None = None
+
+
+def must_stop(step: StepSpec, cancel: threading.Event, deadline: float) -> tuple[StepOutcome, str] | None:
+    """Why a running step has to be killed now (cancelled, or past its timeout), if it has to."""
+    if cancel.is_set():
+        return StepOutcome.cancelled, CANCELLED
+    if time.monotonic() >= deadline:
+        return StepOutcome.timed_out, f"{TIMED_OUT} after {step.timeout_seconds}s"
+    return None
 
 
 class Executor(Protocol):

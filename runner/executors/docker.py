@@ -19,10 +19,10 @@ from docker.models.networks import Network
 from runner.executors.base import (
     CANCELLED,
     OUT_OF_MEMORY,
-    TIMED_OUT,
     ExecutorError,
     LineSink,
     StepResult,
+    must_stop,
 )
 from runner.executors.lines import LineSplitter
 from runner.spec import JobSpec, LogLine, StepOutcome, StepSpec
@@ -165,11 +165,8 @@ class DockerExecutor:
             state = api.inspect_container(cid)["State"]
             if state["Status"] in ("exited", "dead"):
                 break
-            if cancel.is_set():
-                outcome, reason = StepOutcome.cancelled, CANCELLED
-                break
-            if time.monotonic() >= deadline:
-                outcome, reason = StepOutcome.timed_out, f"{TIMED_OUT} after {step.timeout_seconds}s"
+            if stop := must_stop(step, cancel, deadline):
+                outcome, reason = stop
                 break
             # The attach stream ends when the container does, so waiting on it keeps fast steps fast.
             if reader.is_alive():

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
-from runner.executors.base import CANCELLED, TIMED_OUT, ExecutorError, LineSink, StepResult
+from runner.executors.base import CANCELLED, ExecutorError, LineSink, StepResult, must_stop
 from runner.executors.lines import LineSplitter
 from runner.spec import JobSpec, StepOutcome, StepSpec
 
@@ -93,11 +93,8 @@ class LocalExecutor:
         reason: str | None = None
         try:
             while not _has_exited(proc.pid):
-                if cancel.is_set():
-                    outcome, reason = StepOutcome.cancelled, CANCELLED
-                    break
-                if time.monotonic() >= deadline:
-                    outcome, reason = StepOutcome.timed_out, f"{TIMED_OUT} after {step.timeout_seconds}s"
+                if stop := must_stop(step, cancel, deadline):
+                    outcome, reason = stop
                     break
                 cancel.wait(POLL_SECONDS)
         finally:
