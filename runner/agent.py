@@ -41,7 +41,6 @@ class RunnerAgent:
         self.draining = threading.Event()  # finish running jobs, claim no new ones
         self.runner_id: int | None = None
         self._unconfirmed_claims: list[str] = []  # list.append/pop are atomic under the GIL
-        self._lock = threading.Lock()
 
     def start(self) -> None:
         """Clean up after an earlier process of this runner, register (retrying until the server

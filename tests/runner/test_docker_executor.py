@@ -17,7 +17,8 @@ from docker.models.images import ImageCollection
 
 from runner.executors.base import ExecutorError, StepResult
 from runner.executors.docker import DockerExecutor
-from runner.spec import JobSpec, Limits, LogLine, StepOutcome, StepSpec
+from runner.spec import JobSpec, LogLine, StepOutcome, StepSpec
+from tests.runner import specs
 
 IMAGE = os.environ.get("GREENLIGHT_TEST_IMAGE", "greenlight-test/debian:bookworm")
 MiB = 1024 * 1024
@@ -46,26 +47,8 @@ pytestmark = [
 ]
 
 
-def make_job(*, memory: int = 256 * MiB, pids: int = 256, **env: str) -> JobSpec:
-    return JobSpec(
-        job_id=secrets.randbelow(10**9),
-        build_id=1,
-        repository="acme/widgets",
-        clone_url="https://github.com/acme/widgets.git",
-        commit_sha="a" * 40,
-        ref="refs/heads/main",
-        steps=[],
-        env=env,
-        timeout_seconds=600,
-        limits=Limits(memory_bytes=memory, cpus=1.0, pids=pids),
-        heartbeat_seconds=10,
-    )
-
-
 def make_step(script: str, *, index: int = 0, timeout: int = 60, image: str = IMAGE, **env: str) -> StepSpec:
-    return StepSpec(
-        index=index, name=f"step-{index}", image=image, script=script, env=env, timeout_seconds=timeout
-    )
+    return specs.make_step(script, index=index, timeout=timeout, image=image, **env)
 
 
 class Lines(list[LogLine]):
@@ -94,7 +77,7 @@ def start(tmp_path: Path, image: str) -> Iterator[Callable[..., DockerExecutor]]
 
     def _start(job: JobSpec | None = None, *, pull: str = "if-not-present") -> DockerExecutor:
         executor = DockerExecutor(f"pytest-{secrets.token_hex(4)}", pull=pull)
-        executor.setup(job or make_job(), tmp_path)
+        executor.setup(job or specs.make_job(), tmp_path)
         started.append(executor)
         return executor
 
@@ -170,7 +153,7 @@ def test_step_past_its_timeout_is_killed_and_its_container_removed(
 
 
 def test_step_over_memory_limit_fails_with_out_of_memory(start: Callable[..., DockerExecutor]) -> None:
-    executor = start(make_job(memory=64 * MiB))
+    executor = start(specs.make_job(memory=64 * MiB))
     result, _ = run(executor, make_step("python3 -c 'data = b\"x\" * (300 << 20)'"))
     assert result.outcome is StepOutcome.failed
     assert result.reason == "out of memory (limit 64 MiB)"
@@ -196,14 +179,14 @@ def test_steps_share_the_workspace(start: Callable[..., DockerExecutor], tmp_pat
 
 
 def test_job_env_reaches_the_step_and_step_env_wins(start: Callable[..., DockerExecutor]) -> None:
-    executor = start(make_job(APP_ENV="test", LEVEL="job"))
+    executor = start(specs.make_job(APP_ENV="test", LEVEL="job"))
     _, lines = run(executor, make_step('echo "$APP_ENV $LEVEL"', LEVEL="step"))
     assert lines.of("stdout") == ["test step"]
 
 
 def test_env_values_are_not_shell_expanded(start: Callable[..., DockerExecutor]) -> None:
     marker = f"/tmp/pwned-{secrets.token_hex(4)}"
-    executor = start(make_job(TITLE=f"$(touch {marker})"))
+    executor = start(specs.make_job(TITLE=f"$(touch {marker})"))
     result, lines = run(executor, make_step(f'echo "$TITLE"; [ ! -e {marker} ]', BRANCH="`id`;x"))
     assert result.outcome is StepOutcome.passed
     assert lines.of("stdout") == [f"$(touch {marker})"]
@@ -263,7 +246,7 @@ def test_step_container_is_not_privileged_and_has_no_docker_socket(
 def test_step_container_gets_the_job_limits_and_labels(
     start: Callable[..., DockerExecutor], tmp_path: Path
 ) -> None:
-    executor = start(make_job(memory=128 * MiB, pids=64))
+    executor = start(specs.make_job(memory=128 * MiB, pids=64))
     attrs = inspect_running_step(executor, tmp_path)
     host = attrs["HostConfig"]
     assert (host["Memory"], host["MemorySwap"]) == (128 * MiB, 128 * MiB)
@@ -273,14 +256,14 @@ def test_step_container_gets_the_job_limits_and_labels(
 
 
 def test_pids_limit_is_enforced(start: Callable[..., DockerExecutor]) -> None:
-    executor = start(make_job(pids=20))
+    executor = start(specs.make_job(pids=20))
     result, lines = run(executor, make_step("for i in $(seq 1 50); do sleep 5 & done; wait"))
     assert result.outcome is StepOutcome.failed
     assert any("fork" in text.lower() for text in lines.of("stderr"))
 
 
 def test_teardown_is_idempotent_and_removes_network(start: Callable[..., DockerExecutor]) -> None:
-    job = make_job()
+    job = specs.make_job()
     executor = start(job)
     network = executor.network
     assert network.name.startswith(f"greenlight-job-{job.job_id}-")
