@@ -86,6 +86,9 @@ class Build(Base):
     commit_author: Mapped[str] = mapped_column(sa.String(255), default="")
     commit_url: Mapped[str | None] = mapped_column(sa.String(1000))
     sender: Mapped[str] = mapped_column(sa.String(255), default="")
+    # A pull request from another repository: its code is not trusted, so the build gets no
+    # secrets and never deploys (DESIGN.md decision 5).
+    from_fork: Mapped[bool] = mapped_column(default=False, server_default=sa.false())
     state: Mapped[BuildState] = mapped_column(_enum(BuildState), default=BuildState.pending, index=True)
     # Why the build ended as it did, in words the user can act on (config error, skip, …).
     reason: Mapped[str | None] = mapped_column(sa.Text)
