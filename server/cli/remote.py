@@ -131,6 +131,11 @@ def cancel_build(build_id: int) -> None:
     click.echo(f"build {build_id}: {_api('POST', f'/api/builds/{build_id}/cancel')['state']}")
 
 
+def approve_build(build_id: int) -> None:
+    reply = _api("POST", f"/api/builds/{build_id}/approve")
+    click.echo(f"build {build_id}: {reply['state']} (approved by {reply['approved_by']})")
+
+
 def rerun_build(build_id: int) -> None:
     reply = _api("POST", f"/api/builds/{build_id}/rerun")
     click.echo(f"build {build_id}: new attempts {', '.join(str(job) for job in reply['jobs'])}")
