@@ -81,6 +81,10 @@ def test_a_fork_pull_request_is_built_without_trust(client: TestClient, session:
     [build] = builds(session)
     assert build.from_fork and build.head_repository == "release-engineering/mycoolapp"
     assert build.state is BuildState.pending  # this repository does not ask for approval
+    page = client.get(f"/{FORK_BASE}/builds/{build.number}").text
+    assert '<a href="https://github.acme.com/surya/mycoolapp/pull/15">PR #15: from another repo</a>' in page
+    assert "from a fork" in page and "no secrets and never deploys" in page
+    assert "PR #15: from another repo" in client.get(f"/{FORK_BASE}").text
 
 
 def test_pr_sync_in_a_repository_that_is_itself_a_fork_is_trusted(
