@@ -49,7 +49,8 @@ def queue() -> None:
 def queue_list() -> None:
     """Every queued job in claim order, and why it waits."""
     for item in _api("GET", "/api/queue"):
-        ref = item["branch"] or item["tag"]
+        pull_request = item.get("pull_request_number")
+        ref = item["branch"] or item["tag"] or (f"PR #{pull_request}" if pull_request else "?")
         click.echo(
             f"{item['position']:>3}. job {item['job_id']}  "
             f"{item['repository']}@{ref} {item['commit_sha'][:8]}  "
