@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session, sessionmaker
 
+from server.builds.control import cancel_superseded_builds
 from server.config import Settings
 from server.models import Build, BuildState, Job, JobState, Repository, WebhookDelivery
 from server.models.base import utcnow
@@ -217,3 +218,22 @@ def test_a_pull_request_of_an_unregistered_repository_is_ignored(
     reply = deliver(client, github_payload("pull_request_from_fork"), "pull_request")
     assert reply.status_code == 202 and "not registered" in reply.json()["message"]
     assert builds(session) == []
+
+
+def test_a_new_head_of_a_pull_request_supersedes_the_older_heads_builds_only(
+    session_factory: sessionmaker[Session],
+) -> None:
+    with session_factory.begin() as session:
+        repo = factories.repository(session)
+        old, other, new = (factories.build(session, repo, sha=c * 40) for c in "123")
+        for build, number in ((old, 4), (other, 5), (new, 4)):
+            build.event, build.branch, build.pull_request_number = "pull_request", None, number
+            factories.job(session, build)
+        new_id, old_id, other_id = new.id, old.id, other.id
+    with session_factory.begin() as session:
+        new = session.get(Build, new_id)
+        assert new is not None
+        assert cancel_superseded_builds(session, new) == [old_id]
+    with session_factory() as session:
+        assert session.get(Build, old_id).state is BuildState.cancelled  # type: ignore[union-attr]
+        assert session.get(Build, other_id).state is BuildState.queued  # type: ignore[union-attr]
