@@ -13,6 +13,7 @@ import enum
 from pydantic import BaseModel, ConfigDict, Field
 
 SHA_PATTERN = r"^[0-9a-f]{40}$"
+PULL_REF_PATTERN = r"^refs/pull/[1-9][0-9]{0,9}/head$"
 
 # The Celery side of the contract: the server announces a job on one queue per label;
 # a runner listens on the queues of the labels it serves.
@@ -81,6 +82,10 @@ class JobSpec(BaseModel):
     clone_url: str
     commit_sha: str = Field(pattern=SHA_PATTERN)
     ref: str
+    # A pull request's head may be on no branch of the base repository: the runner fetches this
+    # ref (``refs/pull/N/head``) from ``clone_url`` as well. None for pushes.
+    fetch_ref: str | None = Field(default=None, pattern=PULL_REF_PATTERN)
+    # The steps to run, in order. Steps their `when:` left out are not here (their indexes are).
     steps: list[StepSpec]
     env: dict[str, str] = Field(default_factory=dict)
     timeout_seconds: int = Field(gt=0)

@@ -28,9 +28,12 @@ def prepare_workspace(job: JobSpec, root: Path) -> Path:
         if not (mirror / "HEAD").exists():
             _git("init", "--bare", "--quiet", str(mirror))
         if not _has_commit(mirror, job.commit_sha):
+            refspecs = ["+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*"]
+            if job.fetch_ref is not None:  # validated by the spec: refs/pull/N/head
+                refspecs.append(f"+{job.fetch_ref}:{job.fetch_ref}")
             _git(
                 "--git-dir", str(mirror), "fetch", "--quiet", "--prune", "--no-tags", "--", job.clone_url,
-                "+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*",
+                *refspecs,
             )  # fmt: skip
         if not _has_commit(mirror, job.commit_sha):
             raise WorkspaceError(f"commit {job.commit_sha} is not in {job.clone_url}")

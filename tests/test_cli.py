@@ -61,6 +61,17 @@ def test_repo_set_changes_memory_priorities_and_auto_cancel(data_dir: Path) -> N
     assert bad.exit_code != 0 and "expected a size" in bad.output
 
 
+def test_repo_set_turns_fork_approval_on_and_off(data_dir: Path) -> None:
+    runner = CliRunner()
+    runner.invoke(cli, ["repo", "add", "acme/app", "--clone-url", "/srv/app"])
+    assert repository("acme/app").fork_approval is False
+    result = runner.invoke(cli, ["repo", "set", "acme/app", "--fork-approval"])
+    assert result.exit_code == 0 and "fork_approval=True" in result.output, result.output
+    assert repository("acme/app").fork_approval is True
+    runner.invoke(cli, ["repo", "set", "acme/app", "--no-fork-approval"])
+    assert repository("acme/app").fork_approval is False
+
+
 def test_token_create_prints_a_token_stored_only_as_its_hash(data_dir: Path) -> None:
     result = CliRunner().invoke(cli, ["token", "create", "--name", "laptop", "--kind", "user"])
     token = result.output.strip().splitlines()[-1]

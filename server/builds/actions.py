@@ -1,4 +1,5 @@
-"""Token-authenticated actions on builds and jobs: cancel, re-run (announced after commit)."""
+"""Token-authenticated actions on builds and jobs: cancel, re-run, approve a fork's pull request
+(announced or planned after commit)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from fastapi import APIRouter, HTTPException
 
 from server.auth import UserDep
 from server.builds import control
+from server.builds.pull_requests import approve_build
 from server.db import after_commit
 from server.deps import SessionDep, StateDep
 from server.models import Build, Job
@@ -22,6 +24,20 @@ def cancel_build(build_id: int, session: SessionDep, user: UserDep) -> dict[str,
     except control.NotAllowed as error:
         raise HTTPException(409, str(error)) from None
     return {"build_id": build.id, "state": build.state.value}
+
+
+@router.post("/builds/{build_id}/approve")
+def approve_fork_build(
+    build_id: int, session: SessionDep, state: StateDep, user: UserDep
+) -> dict[str, object]:
+    """A maintainer has read the fork's change: plan it now (it still gets no secrets, no deploys)."""
+    build = _build(session, build_id)
+    try:
+        approve_build(session, build, user.name)
+    except control.NotAllowed as error:
+        raise HTTPException(409, str(error)) from None
+    after_commit(session, lambda: state.transport.request_planning(build_id))
+    return {"build_id": build.id, "state": build.state.value, "approved_by": user.name}
 
 
 @router.post("/builds/{build_id}/rerun")

@@ -12,7 +12,10 @@ from sqlalchemy.orm import Session
 from server.builds.service import expire_if_loaded, refresh_build_state
 from server.models import Build, BuildState, Job, JobState, Step, StepState
 from server.models.base import utcnow
+from server.models.build import UNFINISHED_BUILD_STATES
 from server.queue.reports import close_job
+
+_NOT_PLANNED = (BuildState.pending, BuildState.waiting_approval)
 
 
 class NotAllowed(Exception):
@@ -26,11 +29,11 @@ def cancel_build(session: Session, build: Build, reason: str = "cancelled") -> N
     Locks in the order used everywhere else (the build's jobs by id, then the build row) and
     decides on the state read under those locks, never on a copy read earlier.
     """
-    if build.state is BuildState.pending:
+    if build.state in _NOT_PLANNED:
         # Not planned yet: a conditional UPDATE, so a planner that queued it a moment ago wins.
         cancelled = session.execute(
             sa.update(Build)
-            .where(Build.id == build.id, Build.state == BuildState.pending)
+            .where(Build.id == build.id, Build.state.in_(_NOT_PLANNED))
             .values(state=BuildState.cancelled, reason=reason, finished_at=utcnow())
             .execution_options(synchronize_session=False)
         ).rowcount
@@ -56,17 +59,24 @@ def cancel_superseded_builds(session: Session, build: Build) -> list[int]:
     """A new push to a branch makes older, unfinished builds of that branch pointless.
     Called once the new build is planned (a push that fails to plan supersedes nothing)."""
     repository = build.repository
-    if build.branch is None or not repository.auto_cancel_superseded:
+    if not repository.auto_cancel_superseded:
         return []
-    if build.branch == repository.default_branch and not repository.auto_cancel_default_branch:
+    if build.pull_request_number is not None:
+        # A new head of a pull request supersedes the older heads of that pull request.
+        same_line = Build.pull_request_number == build.pull_request_number
+    elif build.branch is None or (
+        build.branch == repository.default_branch and not repository.auto_cancel_default_branch
+    ):
         return []
+    else:
+        same_line = Build.branch == build.branch
     older = session.scalars(
         sa.select(Build).where(
             Build.repository_id == build.repository_id,
-            Build.branch == build.branch,
+            same_line,
             Build.event == build.event,
             Build.id < build.id,
-            Build.state.in_([BuildState.pending, BuildState.queued, BuildState.running]),
+            Build.state.in_(UNFINISHED_BUILD_STATES),
         )
     ).all()
     reason = f"cancelled: superseded by build #{build.number} ({build.commit_sha[:12]})"
@@ -109,7 +119,10 @@ def rerun_job(session: Session, job: Job) -> Job:
             script=step.script,
             env=dict(step.env),
             timeout_seconds=step.timeout_seconds,
-            state=StepState.pending,
+            # A step its `when:` left out stays out of every attempt.
+            state=StepState.skipped if step.filtered else StepState.pending,
+            reason=step.reason if step.filtered else None,
+            filtered=step.filtered,
         )
         for step in job.steps
     ]

@@ -1,4 +1,4 @@
-"""JSON API for repositories and builds (read-only here; changes go through the CLI and tokens)."""
+"""JSON API for repositories and builds (reads, and repository settings for user tokens)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,17 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, Query
 from fastapi.responses import StreamingResponse
 
+from server.auth import UserDep
 from server.builds import queries
-from server.builds.schemas import BuildDetailOut, BuildOut, RepositoryOut, build_detail_out, build_out
+from server.builds.schemas import (
+    BuildDetailOut,
+    BuildOut,
+    RepositoryOut,
+    RepositorySettingsIn,
+    RepositorySettingsOut,
+    build_detail_out,
+    build_out,
+)
 from server.deps import SessionDep, StateDep
 from server.models import Job
 from server.repos.service import get_repository
@@ -24,10 +33,23 @@ def list_repositories(session: SessionDep) -> list[RepositoryOut]:
             full_name=repository.full_name,
             clone_url=repository.clone_url,
             default_branch=repository.default_branch,
+            fork_approval=repository.fork_approval,
             latest_build=build_out(build) if build else None,
         )
         for repository, build in queries.repositories_with_latest_build(session)
     ]
+
+
+@router.patch("/repos/{owner}/{name}")
+def change_repository_settings(
+    owner: str, name: str, changes: RepositorySettingsIn, session: SessionDep, _user: UserDep
+) -> RepositorySettingsOut:
+    repository = get_repository(session, f"{owner}/{name}")
+    if repository is None:
+        raise HTTPException(404, f"repository {owner}/{name} is not registered")
+    if changes.fork_approval is not None:
+        repository.fork_approval = changes.fork_approval
+    return RepositorySettingsOut(full_name=repository.full_name, fork_approval=repository.fork_approval)
 
 
 @router.get("/repos/{owner}/{name}/builds")

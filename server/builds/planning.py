@@ -1,9 +1,11 @@
-"""Planning, in the background worker: read `.greenlight.yml` at the pushed commit, create jobs."""
+"""Planning, in the background worker: read `.greenlight.yml` at the build's commit, apply its
+`when:` filters, create jobs."""
 
 from __future__ import annotations
 
 import hashlib
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -14,10 +16,13 @@ from server.builds.service import fail_build
 from server.config import Settings
 from server.git.mirror import FileNotInCommit, GitError, Mirror
 from server.models import Build, BuildState
+from server.models.base import utcnow
 from server.pipelines.config import CONFIG_FILE
+from server.pipelines.filters import BuildFacts, excluded_by
 from server.pipelines.loader import ConfigError, load_pipeline
 from server.pipelines.plan import plan_jobs
 from server.queue.runners import announcement_labels
+from server.webhooks.events import asks_to_skip
 
 logger = logging.getLogger(__name__)
 
@@ -27,17 +32,30 @@ def mirror_for(settings: Settings, clone_url: str) -> Mirror:
     return Mirror(Path(settings.data_dir) / "mirrors", key, clone_url)
 
 
+@dataclass
+class Checkout:
+    """What planning learns from the mirror before it locks the build row."""
+
+    text: str | None = None
+    failure: tuple[BuildState, str] | None = None
+    changed_paths: tuple[str, ...] | None = None
+    # A pull request's payload carries no commit message: it is read from the mirror.
+    head_author: str = ""
+    head_message: str = ""
+
+
 def plan_build(session: Session, build_id: int, settings: Settings) -> list[tuple[int, list[str]]]:
     """Plan a pending build once. Returns the (job id, labels) to announce after commit.
 
     The git fetch (possibly minutes) happens before the build row is locked; the lock is then
     taken with SKIP LOCKED, so a duplicate planning message returns at once instead of tying
-    up a worker. A build that is no longer pending (planned already, cancelled) is left alone.
+    up a worker. A build that is no longer pending (planned already, cancelled, or a fork's
+    pull request waiting for approval) is left alone.
     """
     build = session.get(Build, build_id)
     if build is None or build.state is not BuildState.pending:
         return []
-    text, failure = _read_pipeline_file(settings, build.repository.clone_url, build.commit_sha)
+    checkout = _read_at_commit(settings, build)
 
     build = session.execute(
         sa.select(Build)
@@ -47,15 +65,31 @@ def plan_build(session: Session, build_id: int, settings: Settings) -> list[tupl
     ).scalar_one_or_none()
     if build is None or build.state is not BuildState.pending:
         return []
-    if failure is not None:
-        fail_build(build, *failure)
+    if build.pull_request_number is not None and checkout.failure is None:
+        build.commit_author, build.commit_message = checkout.head_author, checkout.head_message
+        if asks_to_skip(build.commit_message):
+            _skip(build, "the head commit's message asks for it ([skip ci] or [ci skip])")
+            return []
+    if checkout.failure is not None:
+        fail_build(build, *checkout.failure)
         return []
     try:
-        pipeline = load_pipeline(text or "")
+        pipeline = load_pipeline(checkout.text or "")
     except ConfigError as error:
         fail_build(build, BuildState.failed, f"configuration error:\n{error}")
         return []
-    jobs = plan_jobs(build, pipeline, settings)
+    facts = BuildFacts(
+        event=build.event,
+        branch=build.target_branch if build.pull_request_number is not None else build.branch,
+        changed_paths=checkout.changed_paths,
+    )
+    if (why := excluded_by(pipeline.when, facts)) is not None:
+        _skip(build, f"the pipeline's {why}")
+        return []
+    jobs = plan_jobs(build, pipeline, settings, facts)
+    if all(step.filtered for job in jobs for step in job.steps):
+        _skip(build, "every step was left out by its `when:`")
+        return []
     session.add_all(jobs)
     build.state = BuildState.queued
     session.flush()
@@ -63,15 +97,33 @@ def plan_build(session: Session, build_id: int, settings: Settings) -> list[tupl
     return announcement_labels(session, jobs)
 
 
-def _read_pipeline_file(
-    settings: Settings, clone_url: str, sha: str
-) -> tuple[str | None, tuple[BuildState, str] | None]:
-    mirror = mirror_for(settings, clone_url)
+def _skip(build: Build, why: str) -> None:
+    # Recorded as a finished, skipped build (a required check must never hang on "pending").
+    build.state, build.reason, build.finished_at = BuildState.skipped, f"skipped: {why}", utcnow()
+
+
+def _read_at_commit(settings: Settings, build: Build) -> Checkout:
+    mirror = mirror_for(settings, build.repository.clone_url)
+    sha = build.commit_sha
     try:
-        mirror.ensure_commit(sha)
-        return mirror.read_file(sha, CONFIG_FILE), None
+        mirror.ensure_commit(sha, pull_ref=build.pull_request_ref)
+        checkout = Checkout(changed_paths=_changed_paths(mirror, build))
+        if build.pull_request_number is not None:
+            checkout.head_author, checkout.head_message = mirror.commit_summary(sha)
+        checkout.text = mirror.read_file(sha, CONFIG_FILE)
+        return checkout
     except FileNotInCommit:
-        return None, (BuildState.failed, f"{CONFIG_FILE} not found in commit {sha[:12]}")
+        return Checkout(failure=(BuildState.failed, f"{CONFIG_FILE} not found in commit {sha[:12]}"))
     except GitError as error:
         logger.warning("planning %s: %s", sha, error)
-        return None, (BuildState.errored, f"Greenlight could not read the repository: {error}")
+        return Checkout(failure=(BuildState.errored, f"Greenlight could not read the repository: {error}"))
+
+
+def _changed_paths(mirror: Mirror, build: Build) -> tuple[str, ...] | None:
+    """Push: before..after. Pull request: merge-base(target, head)..head. Otherwise unknown."""
+    if build.pull_request_number is not None and build.target_branch:
+        base = mirror.merge_base(build.target_branch, build.commit_sha)
+        return mirror.changed_paths(base, build.commit_sha) if base else None
+    if build.before_sha is not None and build.tag is None:
+        return mirror.changed_paths(build.before_sha, build.commit_sha)
+    return None

@@ -55,6 +55,14 @@ class BuildOut(BaseModel):
     commit_message: str
     commit_author: str
     commit_url: str | None
+    pull_request_number: int | None
+    pull_request_title: str | None
+    pull_request_url: str | None
+    source_branch: str | None
+    target_branch: str | None
+    head_repository: str | None
+    from_fork: bool
+    approved_by: str | None
     state: BuildState
     reason: str | None
     created_at: dt.datetime
@@ -72,7 +80,21 @@ class RepositoryOut(BaseModel):
     full_name: str
     clone_url: str
     default_branch: str
+    fork_approval: bool
     latest_build: BuildOut | None
+
+
+class RepositorySettingsIn(BaseModel):
+    """Settings a user token may change through the API (others: `greenlight repo set`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    fork_approval: bool | None = None
+
+
+class RepositorySettingsOut(BaseModel):
+    full_name: str
+    fork_approval: bool
 
 
 def build_out(build: Build) -> BuildOut:

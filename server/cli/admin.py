@@ -10,7 +10,7 @@ import click
 from server.builds import queries
 from server.cli import remote
 from server.cli.context import cli_session
-from server.models import ApiToken, TokenKind
+from server.models import ApiToken, Build, TokenKind
 from server.pipelines.config import parse_size
 from server.queue.tokens import new_token, token_hash
 from server.repos.service import RepositoryError, add_repository, get_repository
@@ -45,6 +45,11 @@ def repo_add(full_name: str, clone_url: str | None, default_branch: str) -> None
     "--auto-cancel/--no-auto-cancel", default=None, help="A new push cancels older builds of its branch."
 )
 @click.option("--auto-cancel-default-branch/--no-auto-cancel-default-branch", default=None)
+@click.option(
+    "--fork-approval/--no-fork-approval",
+    default=None,
+    help="Pull requests from forks wait until a maintainer runs `greenlight build approve`.",
+)
 @click.option("--clone-url")
 def repo_set(full_name: str, memory: str | None, **changes: object) -> None:
     """Change a repository's settings (only the options given)."""
@@ -65,7 +70,8 @@ def repo_set(full_name: str, memory: str | None, **changes: object) -> None:
             f"{repository.full_name}: memory={repository.memory_bytes or 'server default'} "
             f"default_branch={repository.default_branch} priorities={repository.default_branch_priority}/"
             f"{repository.branch_priority} auto_cancel={repository.auto_cancel_superseded} "
-            f"(default branch: {repository.auto_cancel_default_branch})"
+            f"(default branch: {repository.auto_cancel_default_branch}) "
+            f"fork_approval={repository.fork_approval}"
         )
 
 
@@ -100,6 +106,13 @@ def create_token(name: str, kind: TokenKind, value: str | None = None) -> str:
     return value
 
 
+def describe_ref(build: Build) -> str:
+    if build.pull_request_number is not None:
+        fork = f" from a fork ({build.head_repository or 'deleted'})" if build.from_fork else ""
+        return f"PR #{build.pull_request_number}{fork}: {build.pull_request_title or ''}"
+    return build.branch or build.tag or build.ref
+
+
 @click.group("build")
 def build() -> None:
     """Inspect builds."""
@@ -114,9 +127,7 @@ def build_list(full_name: str, limit: int) -> None:
         if repository is None:
             raise click.ClickException(f"{full_name} is not registered")
         for item in queries.builds_of(session, repository, limit=limit):
-            click.echo(
-                f"#{item.number}\t{item.state.value}\t{item.branch or item.tag}\t{item.commit_sha[:12]}"
-            )
+            click.echo(f"#{item.number}\t{item.state.value}\t{describe_ref(item)}\t{item.commit_sha[:12]}")
 
 
 @build.command("show")
@@ -128,7 +139,7 @@ def build_show(full_name: str, number: int) -> None:
         found = queries.build_by_number(session, repository, number) if repository else None
         if found is None:
             raise click.ClickException(f"build {full_name}#{number} not found")
-        click.echo(f"#{found.number} {found.state.value} {found.ref} {found.commit_sha}")
+        click.echo(f"#{found.number} {found.state.value} {describe_ref(found)} {found.commit_sha}")
         if found.reason:
             click.echo(found.reason)
         for job in found.jobs:
@@ -143,6 +154,13 @@ def build_show(full_name: str, number: int) -> None:
 def build_cancel(build_id: int) -> None:
     """Cancel a build by id (through the API; needs GREENLIGHT_TOKEN)."""
     remote.cancel_build(build_id)
+
+
+@build.command("approve")
+@click.argument("build_id", type=int)
+def build_approve(build_id: int) -> None:
+    """Let a fork's pull request build run (through the API; needs GREENLIGHT_TOKEN)."""
+    remote.approve_build(build_id)
 
 
 @build.command("rerun")

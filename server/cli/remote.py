@@ -49,7 +49,8 @@ def queue() -> None:
 def queue_list() -> None:
     """Every queued job in claim order, and why it waits."""
     for item in _api("GET", "/api/queue"):
-        ref = item["branch"] or item["tag"]
+        pull_request = item.get("pull_request_number")
+        ref = item["branch"] or item["tag"] or (f"PR #{pull_request}" if pull_request else "?")
         click.echo(
             f"{item['position']:>3}. job {item['job_id']}  "
             f"{item['repository']}@{ref} {item['commit_sha'][:8]}  "
@@ -129,6 +130,11 @@ def drain_runner(runner_id: int) -> None:
 
 def cancel_build(build_id: int) -> None:
     click.echo(f"build {build_id}: {_api('POST', f'/api/builds/{build_id}/cancel')['state']}")
+
+
+def approve_build(build_id: int) -> None:
+    reply = _api("POST", f"/api/builds/{build_id}/approve")
+    click.echo(f"build {build_id}: {reply['state']} (approved by {reply['approved_by']})")
 
 
 def rerun_build(build_id: int) -> None:

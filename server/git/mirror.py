@@ -11,6 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 _SHA = re.compile(r"^[0-9a-f]{40}$")
+_PULL_REF = re.compile(r"^refs/pull/[1-9][0-9]{0,9}/head$")
 _FETCH_TIMEOUT_SECONDS = 300
 # Never prompt for credentials on a server; never let a repository's config run programs.
 _GIT_ENV = {"GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "/bin/false", "GIT_CONFIG_NOSYSTEM": "1"}
@@ -29,21 +30,55 @@ class Mirror:
         self.path = root / f"{key}.git"
         self.clone_url = clone_url
 
-    def ensure_commit(self, sha: str) -> None:
-        """Make sure ``sha`` is in the mirror, fetching branches and tags if it is not."""
+    def ensure_commit(self, sha: str, pull_ref: str | None = None) -> None:
+        """Make sure ``sha`` is in the mirror, fetching branches and tags if it is not, and
+        ``pull_ref`` (``refs/pull/N/head``: a pull request's head, which may be on no branch of
+        the base repository) from the same registered URL, never from a fork's."""
         _require_sha(sha)
+        refspecs = ["+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*"]
+        if pull_ref is not None:
+            if not _PULL_REF.match(pull_ref):
+                raise ValueError(f"not a pull request ref: {pull_ref!r}")
+            refspecs.append(f"+{pull_ref}:{pull_ref}")
         with self._locked():
             if not (self.path / "HEAD").exists():
                 self.path.parent.mkdir(parents=True, exist_ok=True)
                 self._git("init", "--bare", "--quiet", str(self.path), cwd=self.path.parent)
             if self._has_commit(sha):
                 return
-            self._git(
-                "fetch", "--quiet", "--prune", "--no-tags", "--", self.clone_url,
-                "+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*",
-            )  # fmt: skip
+            self._git("fetch", "--quiet", "--prune", "--no-tags", "--", self.clone_url, *refspecs)
             if not self._has_commit(sha):
                 raise GitError(f"commit {sha} is not in {self.clone_url} (was it force-pushed away?)")
+
+    def changed_paths(self, base: str, head: str) -> tuple[str, ...] | None:
+        """Files changed from ``base`` to ``head`` (both sides of a rename), or None when
+        ``base`` is not in the mirror (force-pushed away): unknown, never "nothing"."""
+        _require_sha(base)
+        _require_sha(head)
+        if not self._has_commit(base):
+            return None
+        out = self._read("diff", "--name-only", "-z", "--no-renames", base, head)
+        return None if out is None else tuple(sorted(p for p in out.split("\0") if p))
+
+    def merge_base(self, branch: str, head: str) -> str | None:
+        """Where ``head`` left ``branch`` (a pull request's changes start there), or None."""
+        _require_sha(head)
+        out = self._read("merge-base", f"refs/heads/{branch}", head)
+        return out.strip() if out is not None and _SHA.match(out.strip()) else None
+
+    def commit_summary(self, sha: str) -> tuple[str, str]:
+        """(author name, message) of a commit in the mirror."""
+        _require_sha(sha)
+        out = self._read("log", "-1", "--format=%an%x00%B", sha) or "\0"
+        author, _, message = out.partition("\0")
+        return author[:255], message.strip()[:10_000]
+
+    def _read(self, *args: str) -> str | None:
+        result = subprocess.run(
+            ["git", "--git-dir", str(self.path), *args],
+            capture_output=True, env=_env(), timeout=60, check=False,
+        )  # fmt: skip
+        return result.stdout.decode("utf-8", errors="replace") if result.returncode == 0 else None
 
     def read_file(self, sha: str, path: str) -> str:
         _require_sha(sha)

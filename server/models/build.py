@@ -1,4 +1,5 @@
-"""Builds (one per push), their jobs (one per pipeline; the unit a runner claims) and steps."""
+"""Builds (one per push or pull request head), their jobs (one per pipeline; the unit a runner
+claims) and steps."""
 
 from __future__ import annotations
 
@@ -15,6 +16,9 @@ from server.models.repository import Repository
 
 class BuildState(enum.StrEnum):
     pending = "pending"  # received; the pipeline has not been read yet
+    # A fork's pull request in a repository that wants a maintainer to look first: never
+    # planned (so its code never runs) until someone approves it.
+    waiting_approval = "waiting_approval"
     queued = "queued"  # jobs waiting for a runner
     running = "running"
     passed = "passed"
@@ -26,7 +30,15 @@ class BuildState(enum.StrEnum):
 
     @property
     def finished(self) -> bool:
-        return self not in (BuildState.pending, BuildState.queued, BuildState.running)
+        return self not in UNFINISHED_BUILD_STATES
+
+
+UNFINISHED_BUILD_STATES = (
+    BuildState.pending,
+    BuildState.waiting_approval,
+    BuildState.queued,
+    BuildState.running,
+)
 
 
 class JobState(enum.StrEnum):
@@ -72,13 +84,17 @@ class Build(Base):
     __table_args__ = (
         sa.UniqueConstraint("repository_id", "number"),
         sa.Index("ix_builds_repository_id_id", "repository_id", "id"),
+        # A closed pull request cancels its builds.
+        sa.Index("ix_builds_repository_id_pull_request_number", "repository_id", "pull_request_number"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     repository_id: Mapped[int] = mapped_column(sa.ForeignKey("repositories.id", ondelete="CASCADE"))
     number: Mapped[int]
-    event: Mapped[str] = mapped_column(sa.String(32))  # push | tag
-    ref: Mapped[str] = mapped_column(sa.String(300))
+    event: Mapped[str] = mapped_column(sa.String(32))  # push | tag | pull_request
+    ref: Mapped[str] = mapped_column(sa.String(300))  # refs/heads/…, refs/tags/…, refs/pull/N/head
+    # Only pushes to a branch have one: nothing keyed on branches (deploys, auto-cancel, the
+    # default branch's priority) ever mistakes a pull request for a push to its target.
     branch: Mapped[str | None] = mapped_column(sa.String(255))
     tag: Mapped[str | None] = mapped_column(sa.String(255))
     commit_sha: Mapped[str] = mapped_column(sa.String(40))
@@ -89,6 +105,16 @@ class Build(Base):
     # A pull request from another repository: its code is not trusted, so the build gets no
     # secrets and never deploys (DESIGN.md decision 5).
     from_fork: Mapped[bool] = mapped_column(default=False, server_default=sa.false())
+    # The previous head of a pushed branch: changed paths (`when: path`) are before..commit.
+    before_sha: Mapped[str | None] = mapped_column(sa.String(40))
+    # Pull requests: what the pages show, and what `when:` and the step variables see.
+    pull_request_number: Mapped[int | None]
+    pull_request_title: Mapped[str | None] = mapped_column(sa.String(1000))
+    pull_request_url: Mapped[str | None] = mapped_column(sa.String(1000))
+    source_branch: Mapped[str | None] = mapped_column(sa.String(255))
+    target_branch: Mapped[str | None] = mapped_column(sa.String(255))
+    head_repository: Mapped[str | None] = mapped_column(sa.String(200))
+    approved_by: Mapped[str | None] = mapped_column(sa.String(255))
     state: Mapped[BuildState] = mapped_column(_enum(BuildState), default=BuildState.pending, index=True)
     # Why the build ended as it did, in words the user can act on (config error, skip, …).
     reason: Mapped[str | None] = mapped_column(sa.Text)
@@ -105,6 +131,11 @@ class Build(Base):
     @property
     def duration_seconds(self) -> float | None:
         return elapsed_seconds(self.started_at, self.finished_at)
+
+    @property
+    def pull_request_ref(self) -> str | None:
+        """The ref the head of a pull request is fetched from, in the base repository."""
+        return f"refs/pull/{self.pull_request_number}/head" if self.pull_request_number else None
 
 
 class Job(Base):
@@ -181,5 +212,7 @@ class Step(Base):
     started_at: Mapped[dt.datetime | None]
     finished_at: Mapped[dt.datetime | None]
     duration_seconds: Mapped[float | None]
+    # Left out by its `when:` at planning: recorded as skipped, never sent to a runner.
+    filtered: Mapped[bool] = mapped_column(default=False, server_default=sa.false())
 
     job: Mapped[Job] = relationship(back_populates="steps")

@@ -30,6 +30,8 @@ class Repository(Base):
     # Jobs of the default branch are claimed before feature branches by default.
     default_branch_priority: Mapped[int] = mapped_column(default=10)
     branch_priority: Mapped[int] = mapped_column(default=0)
+    # Pull requests from forks wait for a maintainer's approval before they are planned.
+    fork_approval: Mapped[bool] = mapped_column(default=False, server_default=sa.false())
 
     @property
     def owner(self) -> str:

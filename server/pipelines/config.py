@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
@@ -87,6 +87,48 @@ def _check_env_names(env: dict[str, str]) -> dict[str, str]:
     return env
 
 
+def _globs(value: Any) -> Any:
+    """``"main"``, ``[main, "release/*"]`` or ``{include: [...], exclude: [...]}``."""
+    if isinstance(value, str | list):
+        return {"include": value}
+    if isinstance(value, dict):
+        return value
+    raise ValueError("expected a glob, a list of globs, or {include: [...], exclude: [...]}")
+
+
+def _one_or_many(value: Any) -> Any:
+    return [value] if isinstance(value, str | dict) else value
+
+
+Glob = Annotated[str, Field(min_length=1, max_length=500)]
+GlobList = Annotated[list[Glob], BeforeValidator(_one_or_many), Field(max_length=100)]
+Event = Literal["push", "pull_request", "tag"]
+
+
+class GlobFilter(BaseModel):
+    """Globs as in Woodpecker: ``*`` within one path segment, ``**`` across them."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    include: GlobList = Field(default_factory=list)
+    exclude: GlobList = Field(default_factory=list)
+
+
+class WhenConfig(BaseModel):
+    """One condition: every filter it names must match (a list of conditions: any of them)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    # For a pull request, its target branch (as in Woodpecker); a tag has no branch.
+    branch: Annotated[GlobFilter, BeforeValidator(_globs)] | None = None
+    event: Annotated[list[Event], BeforeValidator(_one_or_many), Field(min_length=1)] | None = None
+    # Globs over the files the push (before..after) or pull request (merge base..head) changed.
+    path: Annotated[GlobFilter, BeforeValidator(_globs)] | None = None
+
+
+When = Annotated[list[WhenConfig], BeforeValidator(_one_or_many), Field(max_length=20)]
+
+
 class StepConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -95,6 +137,7 @@ class StepConfig(BaseModel):
     image: str | None = Field(default=None, min_length=1, max_length=500)
     env: dict[str, EnvValue] = Field(default_factory=dict)
     timeout: Duration | None = None
+    when: When = Field(default_factory=list)
 
     _env_names = field_validator("env")(_check_env_names)
 
@@ -115,6 +158,7 @@ class PipelineConfig(BaseModel):
     timeout: Duration | None = None
     memory: Size | None = None
     runs_on: list[Label] = Field(default_factory=lambda: ["docker"], min_length=1, max_length=20)
+    when: When = Field(default_factory=list)
 
     _env_names = field_validator("env")(_check_env_names)
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 import shlex
 
 from server.config import Settings
-from server.models import Build, Job, JobState, Step
+from server.models import Build, Job, JobState, Step, StepState
 from server.pipelines.config import PipelineConfig, StepConfig
+from server.pipelines.filters import BuildFacts, excluded_by
 
 
 def standard_env(build: Build) -> dict[str, str]:
@@ -25,10 +26,17 @@ def standard_env(build: Build) -> dict[str, str]:
         env["GREENLIGHT_BRANCH"] = build.branch
     if build.tag is not None:
         env["GREENLIGHT_TAG"] = build.tag
+    if build.pull_request_number is not None:
+        env["GREENLIGHT_PULL_REQUEST"] = str(build.pull_request_number)
+        env["GREENLIGHT_SOURCE_BRANCH"] = build.source_branch or ""
+        env["GREENLIGHT_TARGET_BRANCH"] = build.target_branch or ""
+        # As in Woodpecker: a pull request's branch is the one it targets.
+        env["GREENLIGHT_BRANCH"] = build.target_branch or ""
     return env
 
 
-def plan_jobs(build: Build, pipeline: PipelineConfig, settings: Settings) -> list[Job]:
+def plan_jobs(build: Build, pipeline: PipelineConfig, settings: Settings, facts: BuildFacts) -> list[Job]:
+    """One job; steps their `when:` leaves out are recorded as skipped and never reach a runner."""
     default_step_timeout = min(settings.default_step_timeout_seconds, settings.max_job_timeout_seconds)
     job_timeout = min(pipeline.timeout or settings.max_job_timeout_seconds, settings.max_job_timeout_seconds)
     repository = build.repository
@@ -48,17 +56,22 @@ def plan_jobs(build: Build, pipeline: PipelineConfig, settings: Settings) -> lis
         cpus=settings.default_cpus,
         pids=settings.default_pids,
     )
-    job.steps = [
-        Step(
-            index=index,
-            name=step.name,
-            image=pipeline.image_for(step) or "",
-            script=script_for(step),
-            env=dict(step.env),
-            timeout_seconds=min(step.timeout or default_step_timeout, job_timeout),
+    job.steps = []
+    for index, step in enumerate(pipeline.steps):
+        left_out = excluded_by(step.when, facts)
+        job.steps.append(
+            Step(
+                index=index,
+                name=step.name,
+                image=pipeline.image_for(step) or "",
+                script=script_for(step),
+                env=dict(step.env),
+                timeout_seconds=min(step.timeout or default_step_timeout, job_timeout),
+                state=StepState.skipped if left_out else StepState.pending,
+                reason=f"skipped: {left_out}" if left_out else None,
+                filtered=left_out is not None,
+            )
         )
-        for index, step in enumerate(pipeline.steps)
-    ]
     return [job]
 
 

@@ -38,7 +38,8 @@ _CLAIM = sa.text(
         FROM claimed
         WHERE builds.id = claimed.build_id AND builds.state = 'queued'
     )
-    SELECT claimed.*, builds.commit_sha, builds.ref, repositories.full_name, repositories.clone_url
+    SELECT claimed.*, builds.commit_sha, builds.ref, builds.pull_request_number,
+           repositories.full_name, repositories.clone_url
     FROM claimed
     JOIN builds ON builds.id = claimed.build_id
     JOIN repositories ON repositories.id = builds.repository_id

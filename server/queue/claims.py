@@ -124,7 +124,8 @@ def job_spec(session: Session, job_id: int, settings: Settings) -> JobSpec:
     job = session.execute(
         sa.select(
             Job.id, Job.build_id, Job.env, Job.timeout_seconds, Job.memory_bytes, Job.cpus, Job.pids,
-            Build.commit_sha, Build.ref, Repository.full_name, Repository.clone_url,
+            Build.commit_sha, Build.ref, Build.pull_request_number, Repository.full_name,
+            Repository.clone_url,
         )
         .join(Build, Build.id == Job.build_id)
         .join(Repository, Repository.id == Build.repository_id)
@@ -134,10 +135,11 @@ def job_spec(session: Session, job_id: int, settings: Settings) -> JobSpec:
 
 
 def _spec_from(session: Session, job: Any, settings: Settings) -> JobSpec:
-    """The spec from a row with the job's columns, its commit, ref and repository."""
+    """The spec from a row with the job's columns, its commit, ref, pull request number and
+    repository."""
     steps = session.execute(
         sa.select(Step.index, Step.name, Step.image, Step.script, Step.env, Step.timeout_seconds)
-        .where(Step.job_id == job.id)
+        .where(Step.job_id == job.id, Step.filtered.is_(False))
         .order_by(Step.index)
     )
     return JobSpec(
@@ -147,6 +149,7 @@ def _spec_from(session: Session, job: Any, settings: Settings) -> JobSpec:
         clone_url=job.clone_url,
         commit_sha=job.commit_sha,
         ref=job.ref,
+        fetch_ref=f"refs/pull/{job.pull_request_number}/head" if job.pull_request_number else None,
         env=dict(job.env),
         timeout_seconds=job.timeout_seconds,
         limits=Limits(memory_bytes=job.memory_bytes, cpus=job.cpus, pids=job.pids),

@@ -27,6 +27,7 @@ def pending_jobs(session: SessionDep, state: StateDep) -> list[PendingJobOut]:
             repository=item.build.repository.full_name,
             branch=item.build.branch,
             tag=item.build.tag,
+            pull_request_number=item.build.pull_request_number,
             commit_sha=item.build.commit_sha,
             labels=list(item.job.labels),
             priority=item.job.priority,

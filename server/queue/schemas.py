@@ -16,6 +16,7 @@ class PendingJobOut(BaseModel):
     repository: str
     branch: str | None
     tag: str | None
+    pull_request_number: int | None = None
     commit_sha: str
     labels: list[str]
     priority: int

@@ -1,7 +1,8 @@
 """Parse GitHub payloads into domain events, in pure functions.
 
-Each parser returns either a ``PushEvent`` or an ``Ignored`` that says why, so the reply to
-GitHub (and the stored delivery) always explains what happened. Nothing here trusts the payload:
+Each parser returns a domain event (``PushEvent``, ``PullRequestEvent``, ``PullRequestClosed``) or
+an ``Ignored`` that says why, so the reply to GitHub (and the stored delivery) always explains
+what happened. Nothing here trusts the payload:
 refs and SHAs are validated, and the clone URL is never read from it.
 """
 
@@ -12,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 ZERO_SHA = "0" * 40
-_SHA = re.compile(r"^[0-9a-f]{40}$")
+COMMIT_SHA = re.compile(r"^[0-9a-f]{40}$")
 _FULL_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,100}/[A-Za-z0-9_.-]{1,100}$")
 _SKIP_MARKERS = ("[skip ci]", "[ci skip]")
 
@@ -38,14 +39,22 @@ class PushEvent:
     commit_url: str | None
     sender: str
 
+    # The branch's previous head: changed paths are before..commit (None for a new branch).
+    before_sha: str | None = None
+
     @property
     def event(self) -> str:
         return "tag" if self.tag is not None else "push"
 
     @property
     def skip_requested(self) -> bool:
-        message = self.commit_message.lower()
-        return any(marker in message for marker in _SKIP_MARKERS)
+        return asks_to_skip(self.commit_message)
+
+
+def asks_to_skip(text: str) -> bool:
+    """``[skip ci]`` or ``[ci skip]`` anywhere, in any case (a commit message or a PR title)."""
+    lowered = text.lower()
+    return any(marker in lowered for marker in _SKIP_MARKERS)
 
 
 def repository_name(payload: dict[str, Any]) -> str | None:
@@ -69,7 +78,7 @@ def parse_push(payload: dict[str, Any]) -> PushEvent | Ignored:
     if not isinstance(head, dict):
         return Ignored(f"push to {ref} has no head commit; nothing to build")
     sha = head.get("id")
-    if not isinstance(sha, str) or not _SHA.match(sha):
+    if not isinstance(sha, str) or not COMMIT_SHA.match(sha):
         raise MalformedPayload("push payload has no valid head_commit.id")
 
     branch = ref.removeprefix("refs/heads/") if ref.startswith("refs/heads/") else None
@@ -85,10 +94,11 @@ def parse_push(payload: dict[str, Any]) -> PushEvent | Ignored:
         branch=branch,
         tag=tag,
         commit_sha=sha,
-        commit_message=_text(head.get("message"), 10_000),
-        commit_author=_text(author.get("name") or author.get("username"), 255),
-        commit_url=_https_url(head.get("url")),
-        sender=_text(sender.get("login"), 255),
+        commit_message=bounded_text(head.get("message"), 10_000),
+        commit_author=bounded_text(author.get("name") or author.get("username"), 255),
+        commit_url=https_url(head.get("url")),
+        sender=bounded_text(sender.get("login"), 255),
+        before_sha=_optional_sha(payload.get("before")),
     )
 
 
@@ -103,11 +113,16 @@ def is_valid_ref(ref: str) -> bool:
     return not any(part.startswith(".") for part in ref.split("/"))
 
 
-def _text(value: Any, limit: int) -> str:
+def _optional_sha(value: Any) -> str | None:
+    """A real previous commit, or None (a new branch's zero SHA, or anything odd)."""
+    return value if isinstance(value, str) and COMMIT_SHA.match(value) and value != ZERO_SHA else None
+
+
+def bounded_text(value: Any, limit: int) -> str:
     return value[:limit] if isinstance(value, str) else ""
 
 
-def _https_url(value: Any) -> str | None:
+def https_url(value: Any) -> str | None:
     if isinstance(value, str) and value.startswith("https://") and len(value) <= 1000:
         return value
     return None

@@ -38,10 +38,11 @@ _STORE_PUSH = sa.text(
     )
     INSERT INTO builds
         (id, repository_id, number, event, ref, branch, tag, commit_sha, commit_message,
-         commit_author, commit_url, sender, state, reason, created_at, finished_at, plan_attempts)
+         commit_author, commit_url, sender, before_sha, state, reason, created_at, finished_at,
+         plan_attempts)
     SELECT delivery.build_id, numbered.repository_id, numbered.last_build_number, :event, :ref,
            :branch, :tag, :commit_sha, :commit_message, :commit_author, :commit_url, :sender,
-           :state, :reason, :now, :finished_at, 0
+           :before_sha, :state, :reason, :now, :finished_at, 0
     FROM delivery, numbered
     RETURNING id, number
     """
@@ -70,6 +71,7 @@ def store_push(session: Session, *, hook_id: str, delivery_id: str, push: PushEv
             "commit_author": push.commit_author,
             "commit_url": push.commit_url,
             "sender": push.sender,
+            "before_sha": push.before_sha,
             "state": state.value,
             "reason": reason,
             "finished_at": finished_at,

@@ -229,3 +229,16 @@ def test_repository_names_match_without_regard_to_case(
 ) -> None:
     assert deliver(client, push_payload("ACME/Widgets", "refs/heads/main", SHA)).status_code == 202
     assert counts(session) == (1, 1)
+
+
+def test_a_push_keeps_the_branch_previous_head_for_path_filters_and_a_new_branch_has_none(
+    client: TestClient, session: Session
+) -> None:
+    for name in ("Codertocat/Hello-World", "bradrydzewski/drone-test-go"):
+        session.add(Repository(full_name=name, clone_url="file:///nowhere.git"))
+    session.commit()
+    assert deliver(client, github_payload("push")).status_code == 202
+    assert deliver(client, github_payload("push_branch_create")).status_code == 202
+    session.expire_all()
+    befores = list(session.scalars(sa.select(Build.before_sha).order_by(Build.id)))
+    assert befores == ["a10867b14bb761a232cd80139fbd4c0d33264240", None]
