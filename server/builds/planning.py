@@ -13,6 +13,7 @@ from server.builds.control import cancel_superseded_builds
 from server.builds.service import fail_build
 from server.config import Settings
 from server.git.mirror import FileNotInCommit, GitError, Mirror
+from server.github.outbox import request_status
 from server.models import Build, BuildState
 from server.pipelines.config import CONFIG_FILE
 from server.pipelines.loader import ConfigError, load_pipeline
@@ -58,6 +59,7 @@ def plan_build(session: Session, build_id: int, settings: Settings) -> list[tupl
     jobs = plan_jobs(build, pipeline, settings)
     session.add_all(jobs)
     build.state = BuildState.queued
+    request_status(session, build.id, BuildState.queued, None)
     session.flush()
     cancel_superseded_builds(session, build)
     return announcement_labels(session, jobs)

@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 
 from server.builds.service import NewBuild, create_push_build
 from server.db import insert_for
+from server.github.outbox import request_status
 from server.models import BuildState, Repository, WebhookDelivery
 from server.webhooks.events import Ignored, PushEvent, parse_push, repository_name
 from server.webhooks.one_statement import store_push
@@ -37,7 +38,7 @@ def receive_delivery(
     if isinstance(parsed, PushEvent):
         stored = store_push(session, hook_id=hook_id, delivery_id=delivery_id, push=parsed)
         if stored is not None:
-            return _built(stored, parsed)
+            return _built(session, stored, parsed)
 
     repository = None
     if isinstance(parsed, PushEvent):
@@ -66,11 +67,13 @@ def receive_delivery(
     session.execute(
         sa.update(WebhookDelivery).where(WebhookDelivery.id == delivery_pk).values(build_id=build.id)
     )
-    return _built(build, parsed)
+    return _built(session, build, parsed)
 
 
-def _built(build: NewBuild, push: PushEvent) -> DeliveryResult:
+def _built(session: Session, build: NewBuild, push: PushEvent) -> DeliveryResult:
     if build.state is BuildState.skipped:
+        # Never planned, so reported now: a required check must not wait on a skipped commit.
+        request_status(session, build.id, build.state, build.reason)
         return DeliveryResult(202, f"build #{build.number} recorded as skipped: {build.reason}")
     return DeliveryResult(202, f"build #{build.number} created for {push.commit_sha[:12]}", build.id)
 
