@@ -121,7 +121,9 @@ def _send(
                 _record_failure(session, item, error, retry_at, give_up)
             (result.gave_up if give_up else result.failed).append(item.id)
             logger.warning("commit status for %s@%s not sent: %s", item.full_name, item.sha[:12], error)
-            if isinstance(error, RateLimited | TransientError):
+            # GitHub is down, limiting us, or refusing the token itself: every other row would
+            # fail the same way, so they wait for the next pass instead of being tried now.
+            if isinstance(error, RateLimited | TransientError) or getattr(error, "status", None) == 401:
                 with session_scope(session_factory) as session:
                     _release(session, claimed[index + 1 :], error)
                 return False
@@ -182,7 +184,7 @@ def _record_failure(
     )
 
 
-def _release(session: Session, rest: list[_Claimed], error: GitHubError) -> None:
+def _release(session: Session, rest: list[_Claimed], error: Exception) -> None:
     """Rows claimed but not tried: free again, not before a rate limit resets."""
     if not rest:
         return

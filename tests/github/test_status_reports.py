@@ -375,3 +375,23 @@ def test_a_report_held_by_a_sender_that_died_is_sent_once_its_claim_runs_out(
     with session_factory.begin() as session:
         session.execute(sa.update(GitHubStatusReport).values(claimed_until=now - dt.timedelta(seconds=1)))
     assert send(session_factory, github).sent
+
+
+def test_a_bad_token_stops_the_pass_after_one_request_and_is_retried_later(
+    session_factory: sessionmaker[Session], settings: Settings, tmp_path: Path, woken: list[int],
+    fake_github: FakeGitHub,
+) -> None:  # fmt: skip
+    build_id, _sha = new_build(session_factory, tmp_path)
+    plan(session_factory, settings, build_id)
+    with session_factory.begin() as session:
+        repository = session.get(Build, build_id).repository  # type: ignore[union-attr]
+        other = factories.build(session, repository, sha="f" * 40)
+        close_job(session, factories.job(session, other), JobState.passed, None)
+    with GitHubClient(fake_github.url, "ghp_revoked") as revoked:
+        result = send(session_factory, revoked)
+    assert len(fake_github.requests) == 1 and len(result.failed) == 1 and not result.gave_up
+    with session_factory() as session:
+        rows = list(session.scalars(sa.select(GitHubStatusReport)))
+    assert sorted(row.attempts for row in rows) == [0, 1]
+    assert all(not row.gave_up and row.claimed_until is None for row in rows)
+    assert any("Bad credentials" in (row.last_error or "") for row in rows)
