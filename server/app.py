@@ -16,6 +16,7 @@ from server.builds.endpoints import router as builds_router
 from server.config import Settings
 from server.db import make_engine, make_session_factory
 from server.deps import AppState
+from server.github.outbox import enable_status_reports
 from server.queue.endpoints import router as queue_router
 from server.queue.liveness import LivenessWriter
 from server.queue.runner_api import router as runner_router
@@ -47,6 +48,11 @@ def create_app(settings: Settings, transport: Transport | None = None) -> FastAP
         session_factory=make_session_factory(engine),
         transport=transport or BackgroundTransport(make_celery(settings)),
     )
+
+    if settings.reports_to_github:
+        enable_status_reports(
+            app.state.greenlight.session_factory, notify=app.state.greenlight.transport.request_status_report
+        )
 
     @app.exception_handler(DBAPIError)
     def database_unavailable(_request: Request, error: DBAPIError) -> JSONResponse:

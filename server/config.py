@@ -9,7 +9,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field, model_validator
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_DATA_DIR = Path.home() / ".local" / "share" / "greenlight"
@@ -31,6 +31,15 @@ class Settings(BaseSettings):
     public_url: str = "http://127.0.0.1:8080"
     github_webhook_secret: str = ""
     max_webhook_bytes: int = 25 * 1024 * 1024
+
+    # Results on GitHub. Without a token nothing is sent and nothing is queued for sending.
+    # GitHub Enterprise: https://HOST/api/v3.
+    github_api_url: str = "https://api.github.com"
+    github_token: SecretStr = SecretStr("")
+    github_timeout_seconds: float = Field(default=10.0, gt=0)
+    # How often failed webhook deliveries are looked for, and how far back (GitHub keeps 3 days).
+    github_redeliver_seconds: float = Field(default=600.0, gt=0)
+    github_redeliver_window_seconds: float = Field(default=6 * 3600.0, gt=0)
 
     # Runner API: lease renewal and the limits every job gets unless the pipeline asks for less.
     lease_seconds: float = Field(default=30.0, gt=0)
@@ -55,6 +64,10 @@ class Settings(BaseSettings):
         if not self.broker_url:
             self.broker_url = f"sqla+sqlite:///{self.data_dir / 'broker.db'}"
         return self
+
+    @property
+    def reports_to_github(self) -> bool:
+        return bool(self.github_token.get_secret_value())
 
     @property
     def uses_sqlite(self) -> bool:

@@ -10,6 +10,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from server.builds.service import expire_if_loaded, refresh_build_state
+from server.github.outbox import request_status
 from server.models import Build, BuildState, Job, JobState, Step, StepState
 from server.models.base import utcnow
 from server.models.build import UNFINISHED_BUILD_STATES
@@ -39,6 +40,7 @@ def cancel_build(session: Session, build: Build, reason: str = "cancelled") -> N
         ).rowcount
         expire_if_loaded(session, Build, build.id)
         if cancelled:
+            request_status(session, build.id, BuildState.cancelled, reason)
             return
     jobs = session.scalars(
         sa.select(Job).where(Job.build_id == build.id, Job.is_latest).order_by(Job.id).with_for_update()

@@ -20,6 +20,7 @@ from server.builds.schemas import (
     build_out,
 )
 from server.deps import SessionDep, StateDep
+from server.github.schemas import github_statuses_out, status_reports_of
 from server.models import Job
 from server.repos.service import get_repository
 
@@ -73,7 +74,7 @@ def get_build(build_id: int, session: SessionDep) -> BuildDetailOut:
     build = queries.build_in_full(session, build_id)
     if build is None:
         raise HTTPException(404, f"build {build_id} not found")
-    return build_detail_out(build)
+    return build_detail_out(build, github_statuses_out(status_reports_of(session, build.id)))
 
 
 @router.get(

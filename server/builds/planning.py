@@ -15,6 +15,7 @@ from server.builds.control import cancel_superseded_builds
 from server.builds.service import fail_build
 from server.config import Settings
 from server.git.mirror import FileNotInCommit, GitError, Mirror
+from server.github.outbox import request_status
 from server.models import Build, BuildState
 from server.models.base import utcnow
 from server.pipelines.config import CONFIG_FILE
@@ -68,7 +69,7 @@ def plan_build(session: Session, build_id: int, settings: Settings) -> list[tupl
     if build.pull_request_number is not None and checkout.failure is None:
         build.commit_author, build.commit_message = checkout.head_author, checkout.head_message
         if asks_to_skip(build.commit_message):
-            _skip(build, "the head commit's message asks for it ([skip ci] or [ci skip])")
+            _skip(session, build, "the head commit's message asks for it ([skip ci] or [ci skip])")
             return []
     if checkout.failure is not None:
         fail_build(build, *checkout.failure)
@@ -84,22 +85,25 @@ def plan_build(session: Session, build_id: int, settings: Settings) -> list[tupl
         changed_paths=checkout.changed_paths,
     )
     if (why := excluded_by(pipeline.when, facts)) is not None:
-        _skip(build, f"the pipeline's {why}")
+        _skip(session, build, f"the pipeline's {why}")
         return []
     jobs = plan_jobs(build, pipeline, settings, facts)
     if all(step.filtered for job in jobs for step in job.steps):
-        _skip(build, "every step was left out by its `when:`")
+        _skip(session, build, "every step was left out by its `when:`")
         return []
     session.add_all(jobs)
     build.state = BuildState.queued
+    request_status(session, build.id, BuildState.queued, None)
     session.flush()
     cancel_superseded_builds(session, build)
     return announcement_labels(session, jobs)
 
 
-def _skip(build: Build, why: str) -> None:
-    # Recorded as a finished, skipped build (a required check must never hang on "pending").
+def _skip(session: Session, build: Build, why: str) -> None:
+    # Recorded as a finished, skipped build, and reported so: a required check must never hang on
+    # "pending".
     build.state, build.reason, build.finished_at = BuildState.skipped, f"skipped: {why}", utcnow()
+    request_status(session, build.id, build.state, build.reason)
 
 
 def _read_at_commit(settings: Settings, build: Build) -> Checkout:

@@ -6,6 +6,7 @@ import datetime as dt
 
 from pydantic import BaseModel, ConfigDict
 
+from server.github.schemas import GitHubStatusOut
 from server.models import Build, BuildState, JobState, StepState
 
 
@@ -74,6 +75,8 @@ class BuildOut(BaseModel):
 
 class BuildDetailOut(BuildOut):
     jobs: list[JobOut]
+    # Commit statuses on GitHub (empty when Greenlight reports nothing to GitHub).
+    github_statuses: list[GitHubStatusOut] = []
 
 
 class RepositoryOut(BaseModel):
@@ -101,14 +104,16 @@ def build_out(build: Build) -> BuildOut:
     return BuildOut.model_validate(_build_fields(build))
 
 
-def build_detail_out(build: Build) -> BuildDetailOut:
+def build_detail_out(build: Build, github_statuses: list[GitHubStatusOut] | None = None) -> BuildDetailOut:
     jobs = []
     for job in build.jobs:
         job_out = JobOut.model_validate(job)
         for step in job_out.steps:
             step.log_url = f"/api/builds/{build.id}/jobs/{job.id}/steps/{step.index}/log"
         jobs.append(job_out)
-    return BuildDetailOut.model_validate({**_build_fields(build), "jobs": jobs})
+    return BuildDetailOut.model_validate(
+        {**_build_fields(build), "jobs": jobs, "github_statuses": github_statuses or []}
+    )
 
 
 def _build_fields(build: Build) -> dict[str, object]:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, object_session
 from sqlalchemy.orm.util import identity_key
 
+from server.github.outbox import request_status
 from server.models import Base, Build, BuildState, Job, JobState, Repository
 from server.models.base import utcnow
 from server.webhooks.events import PushEvent
@@ -127,6 +130,9 @@ def fail_build(build: Build, state: BuildState, reason: str) -> None:
     build.state = state
     build.reason = reason
     build.finished_at = utcnow()
+    session = object_session(build)
+    if session is not None:
+        request_status(session, build.id, state, reason)
 
 
 def refresh_build_state(session: Session, build_id: int) -> BuildState:
@@ -136,7 +142,10 @@ def refresh_build_state(session: Session, build_id: int) -> BuildState:
     current = session.execute(
         sa.select(Build.state).where(Build.id == build_id).with_for_update()
     ).scalar_one()
-    states = list(session.scalars(sa.select(Job.state).where(Job.build_id == build_id, Job.is_latest)))
+    jobs = session.execute(
+        sa.select(Job.name, Job.state, Job.reason).where(Job.build_id == build_id, Job.is_latest)
+    ).all()
+    states = [job.state for job in jobs]
     if not states or current.finished:
         return current
     now = utcnow()
@@ -156,7 +165,19 @@ def refresh_build_state(session: Session, build_id: int) -> BuildState:
         .execution_options(synchronize_session=False)
     )
     expire_if_loaded(session, Build, build_id)
-    return values["state"]  # type: ignore[return-value]
+    state: BuildState = values["state"]  # type: ignore[assignment]
+    if state is not BuildState.running:  # GitHub shows queued and running alike: pending
+        request_status(session, build_id, state, _outcome_reason(state, jobs))
+    return state
+
+
+def _outcome_reason(state: BuildState, jobs: Sequence[sa.Row[Any]]) -> str | None:
+    """Which job made the build end as it did, and why, for GitHub's one-line description."""
+    telling = {job_state for job_state, build_state in _BUILD_STATE_PRECEDENCE if build_state is state}
+    for job in jobs:
+        if job.state in telling:
+            return f"{job.name} {job.state.value}" + (f": {job.reason}" if job.reason else "")
+    return None
 
 
 def expire_if_loaded(session: Session, model: type[Base], pk: int) -> None:

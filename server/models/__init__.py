@@ -3,6 +3,7 @@
 from server.models.base import Base
 from server.models.build import Build, BuildState, Job, JobState, Step, StepState
 from server.models.delivery import WebhookDelivery
+from server.models.github import GitHubRedelivery, GitHubStatusReport
 from server.models.liveness import ServiceLiveness
 from server.models.log import LogChunk
 from server.models.repository import Repository
@@ -13,6 +14,8 @@ __all__ = [
     "Base",
     "Build",
     "BuildState",
+    "GitHubRedelivery",
+    "GitHubStatusReport",
     "Job",
     "JobState",
     "LogChunk",

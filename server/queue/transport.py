@@ -20,6 +20,8 @@ logger = logging.getLogger(__name__)
 SERVER_QUEUE = "greenlight.server"
 PLAN_BUILD_TASK = "greenlight.server.plan_build"
 RECONCILE_TASK = "greenlight.server.reconcile"
+SEND_STATUSES_TASK = "greenlight.server.send_github_statuses"
+REDELIVER_TASK = "greenlight.server.redeliver_github_deliveries"
 
 
 class Transport:
@@ -28,6 +30,10 @@ class Transport:
 
     def request_planning(self, build_id: int) -> None:
         self._send(PLAN_BUILD_TASK, {"build_id": build_id}, SERVER_QUEUE)
+
+    def request_status_report(self, build_id: int) -> None:
+        """Wake the worker's sender for a build's commit statuses (the outbox row is committed)."""
+        self._send(SEND_STATUSES_TASK, {"build_id": build_id}, SERVER_QUEUE)
 
     def announce_job(self, job_id: int, labels: Iterable[str]) -> None:
         """One message per queue in ``labels``; see ``runners.announcement_labels``."""

@@ -11,6 +11,7 @@ from fastapi.templating import Jinja2Templates
 
 from server.builds import queries
 from server.deps import SessionDep, StateDep
+from server.github.schemas import github_statuses_out, status_reports_of
 from server.queue.pending import list_pending
 from server.queue.runner_views import runner_views
 from server.repos.service import get_repository
@@ -78,4 +79,7 @@ def build_page(request: Request, owner: str, name: str, number: int, session: Se
         for job in build.jobs
         for step in job.steps
     }
-    return templates.TemplateResponse(request, "build.html", {"build": build, "logs": logs})
+    github_statuses = github_statuses_out(status_reports_of(session, build.id))
+    return templates.TemplateResponse(
+        request, "build.html", {"build": build, "logs": logs, "github_statuses": github_statuses}
+    )

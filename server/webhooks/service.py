@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 from server.builds.pull_requests import cancel_pull_request_builds
 from server.builds.service import NewBuild, create_pull_request_build, create_push_build
 from server.db import insert_for
+from server.github.outbox import request_status
 from server.models import BuildState, Repository, WebhookDelivery
 from server.webhooks.events import Ignored, PushEvent, parse_push, repository_name
 from server.webhooks.one_statement import store_push
@@ -41,7 +42,7 @@ def receive_delivery(
         # The common case, in one statement (Postgres); pull requests take the ORM path below.
         stored = store_push(session, hook_id=hook_id, delivery_id=delivery_id, push=parsed)
         if stored is not None:
-            return _built(stored, parsed)
+            return _built(session, stored, parsed)
 
     repository = None
     if not isinstance(parsed, Ignored):
@@ -77,7 +78,7 @@ def receive_delivery(
     session.execute(
         sa.update(WebhookDelivery).where(WebhookDelivery.id == delivery_pk).values(build_id=build.id)
     )
-    return _built(build, parsed)
+    return _built(session, build, parsed)
 
 
 def _parse(event: str, payload: dict[str, Any]) -> Parsed:
@@ -94,11 +95,14 @@ def _outcome(parsed: Parsed) -> str:
     return "cancel" if isinstance(parsed, PullRequestClosed) else "build"
 
 
-def _built(build: NewBuild, event: PushEvent | PullRequestEvent) -> DeliveryResult:
+def _built(session: Session, build: NewBuild, event: PushEvent | PullRequestEvent) -> DeliveryResult:
     if build.state is BuildState.skipped:
+        # Never planned, so reported now: a required check must not wait on a skipped commit.
+        request_status(session, build.id, build.state, build.reason)
         return DeliveryResult(202, f"build #{build.number} recorded as skipped: {build.reason}")
     if build.state is BuildState.waiting_approval:
         # Nothing to plan: a maintainer approves it first (`greenlight build approve`).
+        request_status(session, build.id, build.state, build.reason)
         return DeliveryResult(202, f"build #{build.number} {build.reason}")
     return DeliveryResult(202, f"build #{build.number} created for {event.commit_sha[:12]}", build.id)
 

@@ -6,14 +6,43 @@ from celery import Celery
 
 from runner.spec import broker_transport_options
 from server.config import Settings
-from server.queue.transport import PLAN_BUILD_TASK, RECONCILE_TASK, SERVER_QUEUE
+from server.queue.transport import (
+    PLAN_BUILD_TASK,
+    RECONCILE_TASK,
+    REDELIVER_TASK,
+    SEND_STATUSES_TASK,
+    SERVER_QUEUE,
+)
 
 
 def make_celery(settings: Settings) -> Celery:
     celery = Celery("greenlight", broker=settings.broker_url)
+    schedule = {
+        "reconcile": {
+            "task": RECONCILE_TASK,
+            "schedule": settings.reconcile_seconds,
+            "options": {"queue": SERVER_QUEUE, "expires": settings.reconcile_seconds},
+        }
+    }
+    if settings.reports_to_github:
+        # The outbox's safety net (a lost wake-up, a restart, a retry whose time has come) and
+        # the search for webhook deliveries that never reached us.
+        schedule["github-statuses"] = {
+            "task": SEND_STATUSES_TASK,
+            "schedule": settings.reconcile_seconds,
+            "options": {"queue": SERVER_QUEUE, "expires": settings.reconcile_seconds},
+        }
+        schedule["github-redeliver"] = {
+            "task": REDELIVER_TASK,
+            "schedule": settings.github_redeliver_seconds,
+            "options": {"queue": SERVER_QUEUE, "expires": settings.github_redeliver_seconds},
+        }
     celery.conf.update(
         task_default_queue=SERVER_QUEUE,
-        task_routes={PLAN_BUILD_TASK: {"queue": SERVER_QUEUE}, RECONCILE_TASK: {"queue": SERVER_QUEUE}},
+        task_routes={
+            task: {"queue": SERVER_QUEUE}
+            for task in (PLAN_BUILD_TASK, RECONCILE_TASK, SEND_STATUSES_TASK, REDELIVER_TASK)
+        },
         # Messages are wake-up calls; results live in the database, not in a result backend.
         task_ignore_result=True,
         task_acks_late=True,
@@ -21,13 +50,7 @@ def make_celery(settings: Settings) -> Celery:
         broker_connection_retry_on_startup=True,
         # Tasks re-check the database, so a short visibility timeout only costs a duplicate.
         broker_transport_options=broker_transport_options(settings.broker_url),
-        beat_schedule={
-            "reconcile": {
-                "task": RECONCILE_TASK,
-                "schedule": settings.reconcile_seconds,
-                "options": {"queue": SERVER_QUEUE, "expires": settings.reconcile_seconds},
-            }
-        },
+        beat_schedule=schedule,
         worker_hijack_root_logger=False,
     )
     return celery

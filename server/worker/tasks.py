@@ -14,10 +14,12 @@ from server.builds.planning import plan_build
 from server.builds.service import fail_build
 from server.config import Settings, get_settings
 from server.db import after_commit, make_engine, make_session_factory, session_scope
+from server.github.outbox import enable_status_reports
 from server.models import Build, BuildState
 from server.queue.reconciler import reconcile
 from server.queue.transport import PLAN_BUILD_TASK, RECONCILE_TASK, Transport
 from server.worker.celery_app import make_celery
+from server.worker.github_tasks import register_github_tasks
 
 logger = logging.getLogger(__name__)
 
@@ -80,4 +82,7 @@ def worker_app() -> Celery:
         settings, make_session_factory(make_engine(settings.database_url)), Transport(celery)
     )
     register_tasks(celery, context)
+    register_github_tasks(celery, settings, context.session_factory)
+    if settings.reports_to_github:
+        enable_status_reports(context.session_factory, notify=context.transport.request_status_report)
     return celery
