@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import shlex
+from typing import Any
 
+from runner.spec import ReadinessSpec, ServiceSpec
 from server.config import Settings
 from server.models import Build, Job, JobState, Step
+from server.pipelines import matrix
 from server.pipelines.config import PipelineConfig, StepConfig
+
+PIPELINE_JOB_NAME = "pipeline"
 
 
 def standard_env(build: Build) -> dict[str, str]:
@@ -29,6 +34,11 @@ def standard_env(build: Build) -> dict[str, str]:
 
 
 def plan_jobs(build: Build, pipeline: PipelineConfig, settings: Settings) -> list[Job]:
+    """One job per matrix combination (one job without a matrix), each with its own steps."""
+    return [_plan_job(build, pipeline, settings, cell) for cell in pipeline.matrix_cells()]
+
+
+def _plan_job(build: Build, pipeline: PipelineConfig, settings: Settings, cell: dict[str, str]) -> Job:
     default_step_timeout = min(settings.default_step_timeout_seconds, settings.max_job_timeout_seconds)
     job_timeout = min(pipeline.timeout or settings.max_job_timeout_seconds, settings.max_job_timeout_seconds)
     repository = build.repository
@@ -36,13 +46,16 @@ def plan_jobs(build: Build, pipeline: PipelineConfig, settings: Settings) -> lis
         pipeline.memory or repository.memory_bytes or settings.default_memory_bytes, settings.max_memory_bytes
     )
     is_default_branch = build.branch is not None and build.branch == repository.default_branch
+    name = matrix.job_name(PIPELINE_JOB_NAME, cell)
     job = Job(
         build_id=build.id,
-        name="pipeline",
+        name=name,
         state=JobState.queued,
         labels=sorted(set(pipeline.runs_on)),
         priority=repository.default_branch_priority if is_default_branch else repository.branch_priority,
-        env={**pipeline.env, **standard_env(build)},
+        # Matrix values override the pipeline's env; Greenlight's own variables override both.
+        env={**pipeline.env, **cell, **standard_env(build), "GREENLIGHT_JOB_NAME": name},
+        services=services_for(pipeline, cell),
         timeout_seconds=job_timeout,
         memory_bytes=memory,
         cpus=settings.default_cpus,
@@ -52,14 +65,34 @@ def plan_jobs(build: Build, pipeline: PipelineConfig, settings: Settings) -> lis
         Step(
             index=index,
             name=step.name,
-            image=pipeline.image_for(step) or "",
+            image=matrix.substitute(pipeline.image_for(step) or "", cell),
             script=script_for(step),
             env=dict(step.env),
             timeout_seconds=min(step.timeout or default_step_timeout, job_timeout),
         )
         for index, step in enumerate(pipeline.steps)
     ]
-    return [job]
+    return job
+
+
+def services_for(pipeline: PipelineConfig, cell: dict[str, str]) -> list[dict[str, Any]]:
+    """The job's sidecars as the runner will get them (validated against the runner's contract)."""
+    return [
+        ServiceSpec(
+            name=name,
+            image=matrix.substitute(service.image, cell),
+            env=dict(service.env),
+            command=service.command,
+            ready=ReadinessSpec(
+                tcp_port=service.ready.tcp,
+                command=service.ready.command,
+                timeout_seconds=service.ready.timeout,
+            )
+            if service.ready
+            else None,
+        ).model_dump()
+        for name, service in pipeline.services.items()
+    ]
 
 
 def script_for(step: StepConfig) -> str:
