@@ -171,3 +171,5 @@ def test_one_failed_matrix_job_fails_the_build_and_each_job_keeps_its_own_state(
     page = client.get(f"/{detail['repository']}/builds/{detail['number']}").text
     for name in states:
         assert f"Job {name}" in page
+    assert "services: database <small>(greenlight-test/mysql:1)</small>" in page
+    assert "PASSWORD" not in page  # a service's env is not shown

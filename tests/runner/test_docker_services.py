@@ -187,3 +187,17 @@ def test_orphan_sweep_removes_the_services_and_network_of_a_killed_runner(
     assert job_containers(executor) == []
     with pytest.raises(docker.errors.NotFound):
         engine().networks.get(network_id)
+
+
+def test_a_tcp_check_on_an_image_without_probe_tools_fails_fast_and_says_what_to_do(
+    start: Callable[..., DockerExecutor],
+) -> None:
+    bare = web(command=["sh", "-c", "rm -f /bin/bash /usr/bin/bash /usr/bin/python3*; exec sleep 60"])
+    began = time.monotonic()
+    result, _ = run(start(specs.make_job(services=[bare])), make_step("true"))
+    assert result.outcome is StepOutcome.failed
+    assert result.reason == (
+        "service 'web' cannot be checked (tcp port 8080): no bash, python3 or nc in this image to probe "
+        "a TCP port; use `ready: {command: ...}` instead"
+    )
+    assert time.monotonic() - began < 10
