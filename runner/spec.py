@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import enum
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 SHA_PATTERN = r"^[0-9a-f]{40}$"
 PULL_REF_PATTERN = r"^refs/pull/[1-9][0-9]{0,9}/head$"
+# A service's name is its host name on the job's network, so it must be a DNS label.
+SERVICE_NAME_PATTERN = r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$"
 
 # The Celery side of the contract: the server announces a job on one queue per label;
 # a runner listens on the queues of the labels it serves.
@@ -70,6 +72,38 @@ class StepSpec(BaseModel):
     timeout_seconds: int = Field(gt=0)
 
 
+class ReadinessSpec(BaseModel):
+    """How the runner knows a service is up: its TCP port accepts connections (probed from inside
+    the service's container, by its name on the job network), or ``command`` exits 0 there.
+    Exactly one of the two; the service fails the job if it is not up within the timeout."""
+
+    model_config = ConfigDict(frozen=True)
+
+    tcp_port: int | None = Field(default=None, ge=1, le=65535)
+    command: str | None = Field(default=None, min_length=1)
+    timeout_seconds: int = Field(gt=0)
+
+    @model_validator(mode="after")
+    def _one_check(self) -> ReadinessSpec:
+        if (self.tcp_port is None) == (self.command is None):
+            raise ValueError("a readiness check is either a TCP port or a command")
+        return self
+
+
+class ServiceSpec(BaseModel):
+    """A sidecar container started before the first step and removed with the job. Steps reach it
+    at the host name ``name``. It runs with the job's limits and never sees the workspace."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str = Field(pattern=SERVICE_NAME_PATTERN)
+    image: str = Field(min_length=1)
+    env: dict[str, str] = Field(default_factory=dict)
+    # argv for the image's entrypoint (None: the image's own CMD); never run through a shell.
+    command: list[str] | None = None
+    ready: ReadinessSpec | None = None
+
+
 class JobSpec(BaseModel):
     """Everything a runner needs to run one job, and nothing it may not see."""
 
@@ -88,6 +122,7 @@ class JobSpec(BaseModel):
     # The steps to run, in order. Steps their `when:` left out are not here (their indexes are).
     steps: list[StepSpec]
     env: dict[str, str] = Field(default_factory=dict)
+    services: list[ServiceSpec] = Field(default_factory=list)
     timeout_seconds: int = Field(gt=0)
     limits: Limits
     # How often the runner must renew its lease (heartbeat), in seconds.

@@ -25,6 +25,7 @@ from runner.executors.base import (
     must_stop,
 )
 from runner.executors.lines import LineSplitter
+from runner.executors.sidecars import Sidecars
 from runner.spec import JobSpec, LogLine, StepOutcome, StepSpec
 
 log = logging.getLogger(__name__)
@@ -43,7 +44,14 @@ EngineErrors = (DockerException, requests.RequestException)
 
 
 class DockerExecutor:
-    """One instance per job: ``setup`` → ``run_step``… → ``teardown`` (see ``base``)."""
+    """One instance per job: ``setup`` → ``run_step``… → ``teardown`` (see ``base``).
+
+    The job's services start within the first ``run_step``, before its script: their start and
+    readiness show in that step's log, a service that never becomes ready fails that step, and a
+    cancel or the job's timeout interrupts the wait like any step. When a step does not pass, the
+    end of every service's output is added to its log. Teardown removes the services with the
+    step containers (they carry the same labels).
+    """
 
     name = "docker"
 
@@ -61,6 +69,7 @@ class DockerExecutor:
         self.job: JobSpec | None = None
         self.workspace: Path | None = None
         self.network: Network | None = None
+        self.sidecars: Sidecars | None = None
         self._ready_images: set[str] = set()
 
     @property
@@ -111,16 +120,27 @@ class DockerExecutor:
             raise ExecutorError("run_step called before setup")
         if cancel.is_set():
             return StepResult(StepOutcome.cancelled, None, 0.0, CANCELLED)
+        if self.sidecars is None:
+            self.sidecars = Sidecars(self.client, self.job, self.network.name, self.labels, self.ensure_image)
+            try:
+                failed = self.sidecars.start(on_line, cancel)
+            except EngineErrors as exc:
+                raise ExecutorError(f"Docker failed while starting the job's services: {exc}") from exc
+            if failed is not None:
+                return failed
         self.ensure_image(step.image)
         container_id: str | None = None
         try:
             container_id = self._create(step)
-            return self._run(container_id, step, on_line, cancel)
+            result = self._run(container_id, step, on_line, cancel)
         except EngineErrors as exc:
             raise ExecutorError(f"Docker failed while running step {step.name!r}: {exc}") from exc
         finally:
             if container_id is not None:
                 self._remove_container(container_id)
+        if result.outcome is StepOutcome.failed or result.outcome is StepOutcome.timed_out:
+            self.sidecars.show_logs(on_line)
+        return result
 
     def _create(self, step: StepSpec) -> str:
         assert self.job is not None and self.network is not None

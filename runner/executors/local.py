@@ -34,6 +34,7 @@ class LocalExecutor:
     normal failure with a non-zero exit code, not as "out of memory"; programs that reserve a lot
     of address space up front (JVM, Go) may fail below the limit. CPU and pids are not limited.
     A process that leaves the step's session (``setsid``) escapes the kill on timeout/cancel.
+    Jobs with ``services:`` are refused at setup: there is no container to run a sidecar in.
     """
 
     name = "local"
@@ -43,6 +44,12 @@ class LocalExecutor:
         self._workspace: Path | None = None
 
     def setup(self, job: JobSpec, workspace: Path) -> None:
+        if job.services:
+            names = ", ".join(service.name for service in job.services)
+            raise ExecutorError(
+                f"this runner runs steps as local processes and cannot start services ({names}); "
+                "the job needs a runner with Docker"
+            )
         self._job = job
         self._workspace = workspace.resolve()
 

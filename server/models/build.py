@@ -149,6 +149,10 @@ class Job(Base):
     labels: Mapped[list[str]] = mapped_column(LabelList)
     priority: Mapped[int] = mapped_column(default=0)
     env: Mapped[dict[str, Any]] = mapped_column(JsonDocument, default=dict)
+    # Sidecars for this job, as ``runner.spec.ServiceSpec`` documents (images already resolved).
+    services: Mapped[list[dict[str, Any]]] = mapped_column(
+        JsonDocument, default=list, server_default=sa.text("'[]'")
+    )
     timeout_seconds: Mapped[int]
     memory_bytes: Mapped[int] = mapped_column(sa.BigInteger)
     cpus: Mapped[float]

@@ -3,16 +3,31 @@
 from __future__ import annotations
 
 import re
+import shlex
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
+
+from runner.spec import SERVICE_NAME_PATTERN
+from server.pipelines import matrix
 
 CONFIG_FILE = ".greenlight.yml"
+DEFAULT_READY_TIMEOUT_SECONDS = 30
+MAX_SERVICES = 10
 
 _DURATION = re.compile(r"^\s*(?:(\d+)h)?\s*(?:(\d+)m)?\s*(?:(\d+)s)?\s*$")
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgKMG]i?[bB]?|[bB])?\s*$")
 _SIZE_FACTORS = {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_SERVICE_NAME = re.compile(SERVICE_NAME_PATTERN)
 
 
 def _duration_seconds(value: Any) -> Any:
@@ -129,6 +144,105 @@ class WhenConfig(BaseModel):
 When = Annotated[list[WhenConfig], BeforeValidator(_one_or_many), Field(max_length=20)]
 
 
+def _check_service_name(name: str) -> str:
+    if not _SERVICE_NAME.match(name):
+        raise ValueError(
+            f"service name {name!r} must be usable as a host name: lowercase letters, digits and "
+            "'-', starting and ending with a letter or digit, at most 63 characters"
+        )
+    return name
+
+
+def _argv(value: Any) -> Any:
+    """``command: redis-server --port 7000`` is split into words like a shell would, but no shell
+    ever runs it."""
+    if isinstance(value, bool | int | float):
+        value = _env_value(value)
+    if isinstance(value, str):
+        try:
+            argv = shlex.split(value)
+        except ValueError as error:
+            raise ValueError(f"could not split the command into words: {error}") from None
+        if not argv:
+            raise ValueError("the command is empty")
+        return argv
+    if isinstance(value, list) and value and all(isinstance(word, str | int | float) for word in value):
+        return [_env_value(word) for word in value]
+    raise ValueError("expected a command (a string) or a non-empty list of words")
+
+
+def _check_axis_name(name: str) -> str:
+    if not _ENV_NAME.match(name):
+        raise ValueError(f"matrix name {name!r} must be a valid environment variable name")
+    if name == "CI" or name.upper().startswith("GREENLIGHT"):
+        raise ValueError(f"matrix name {name!r} is reserved for Greenlight's own variables")
+    return name
+
+
+ServiceName = Annotated[str, AfterValidator(_check_service_name)]
+Argv = Annotated[list[str], BeforeValidator(_argv)]
+AxisName = Annotated[str, AfterValidator(_check_axis_name)]
+MatrixValue = Annotated[str, BeforeValidator(_env_value), Field(min_length=1, max_length=100)]
+
+
+class ReadyConfig(BaseModel):
+    """`ready: {tcp: 5432}` or `ready: {command: "pg_isready -U postgres", timeout: 1m}`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    tcp: int | None = Field(default=None, ge=1, le=65535)
+    command: str | None = Field(default=None, min_length=1, max_length=2000)
+    timeout: Duration = DEFAULT_READY_TIMEOUT_SECONDS
+
+    @model_validator(mode="after")
+    def _one_check(self) -> ReadyConfig:
+        if (self.tcp is None) == (self.command is None):
+            raise ValueError("set either `tcp: PORT` or `command: ...` (exactly one)")
+        return self
+
+
+class ServiceConfig(BaseModel):
+    """A sidecar container; steps reach it at the host name it is listed under."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    image: str = Field(min_length=1, max_length=500)
+    env: dict[str, EnvValue] = Field(default_factory=dict)
+    command: Argv | None = None
+    ready: ReadyConfig | None = None
+
+    _env_names = field_validator("env")(_check_env_names)
+
+
+class MatrixConfig(BaseModel):
+    """`matrix: {python: ["3.11", "3.12"], db: [pg], include: [...], exclude: [...]}` — every key
+    but include/exclude is an axis (GitHub Actions' rules, see ``matrix.expand``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    axes: dict[AxisName, Annotated[list[MatrixValue], Field(min_length=1, max_length=64)]] = Field(
+        default_factory=dict, max_length=8
+    )
+    include: list[Annotated[dict[AxisName, MatrixValue], Field(min_length=1)]] = Field(default_factory=list)
+    exclude: list[Annotated[dict[AxisName, MatrixValue], Field(min_length=1)]] = Field(default_factory=list)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _axes_beside_include_and_exclude(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        lists = {key: value for key, value in data.items() if key in ("include", "exclude")}
+        return {"axes": {k: v for k, v in data.items() if k not in lists}, **lists}
+
+    @model_validator(mode="after")
+    def _expands_to_a_sane_number_of_jobs(self) -> MatrixConfig:
+        self.cells()  # raises MatrixError (a ValueError) with the reason
+        return self
+
+    def cells(self) -> list[dict[str, str]]:
+        return matrix.expand(self.axes, self.include, self.exclude)
+
+
 class StepConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -159,6 +273,8 @@ class PipelineConfig(BaseModel):
     memory: Size | None = None
     runs_on: list[Label] = Field(default_factory=lambda: ["docker"], min_length=1, max_length=20)
     when: When = Field(default_factory=list)
+    services: dict[ServiceName, ServiceConfig] = Field(default_factory=dict, max_length=MAX_SERVICES)
+    matrix: MatrixConfig | None = None
 
     _env_names = field_validator("env")(_check_env_names)
 
@@ -178,3 +294,14 @@ class PipelineConfig(BaseModel):
 
     def image_for(self, step: StepConfig) -> str | None:
         return step.image or self.image
+
+    def matrix_cells(self) -> list[dict[str, str]]:
+        """The values of each job: one empty cell without a matrix."""
+        return self.matrix.cells() if self.matrix else [{}]
+
+    def images(self) -> list[tuple[list[str | int], str]]:
+        """Every image the file names, with where it is (for messages about ``${…}``)."""
+        found: list[tuple[list[str | int], str]] = [(["image"], self.image)] if self.image else []
+        found += [(["steps", i, "image"], step.image) for i, step in enumerate(self.steps) if step.image]
+        found += [(["services", name, "image"], service.image) for name, service in self.services.items()]
+        return found

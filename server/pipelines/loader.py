@@ -7,6 +7,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from server.pipelines import matrix
 from server.pipelines.config import CONFIG_FILE, PipelineConfig
 
 
@@ -37,15 +38,37 @@ def load_pipeline(text: str, filename: str = CONFIG_FILE) -> PipelineConfig:
                 "set `image:` on the step or at the top of the file"
             )
     try:
-        return PipelineConfig.model_validate(data)
+        pipeline = PipelineConfig.model_validate(data)
     except ValidationError as error:
         raise ConfigError("\n".join(_describe(error, root, filename))) from None
+    problems = _unresolved_images(pipeline, root, filename)
+    if problems:
+        raise ConfigError("\n".join(problems))
+    return pipeline
+
+
+def _unresolved_images(pipeline: PipelineConfig, root: yaml.Node | None, filename: str) -> list[str]:
+    """``${name}`` in an image must be a matrix value of every job."""
+    problems = []
+    cells = pipeline.matrix_cells()
+    for location, image in pipeline.images():
+        missing = sorted({name for cell in cells for name in matrix.unknown_references(image, cell)})
+        if missing:
+            path = ".".join(str(part) for part in location)
+            names = ", ".join(f"${{{name}}}" for name in missing)
+            problems.append(
+                f"{filename}:{_line_of(root, location)}: {path}: {names} is not a matrix value of "
+                "every job (only `matrix:` values can be used in images)"
+            )
+    return problems
 
 
 def _describe(error: ValidationError, root: yaml.Node | None, filename: str) -> list[str]:
     messages = []
     for problem in error.errors():
-        location = [part for part in problem["loc"] if not _is_pydantic_branch(part)]
+        location = [part for part in problem["loc"] if not _is_pydantic_branch(part) and part != "[key]"]
+        if location[:2] == ["matrix", "axes"]:  # axes sit beside include/exclude in the file
+            del location[1]
         path = ".".join(str(part) for part in location) or "(top level)"
         line = _line_of(root, location)
         message = problem["msg"].removeprefix("Value error, ")
@@ -53,6 +76,10 @@ def _describe(error: ValidationError, root: yaml.Node | None, filename: str) -> 
             message = f"unknown key {location[-1]!r}"
         elif problem["type"] == "missing":
             message = "is required"
+        elif problem["type"] in ("model_type", "dict_type"):
+            message = "expected a mapping (key: value)"
+        elif problem["type"] == "list_type":
+            message = "expected a list"
         messages.append(f"{filename}:{line}: {path}: {message}")
     return messages
 

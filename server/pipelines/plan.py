@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import shlex
+from typing import Any
 
+from runner.spec import ReadinessSpec, ServiceSpec
 from server.config import Settings
 from server.models import Build, Job, JobState, Step, StepState
+from server.pipelines import matrix
 from server.pipelines.config import PipelineConfig, StepConfig
 from server.pipelines.filters import BuildFacts, excluded_by
+
+PIPELINE_JOB_NAME = "pipeline"
 
 
 def standard_env(build: Build) -> dict[str, str]:
@@ -36,7 +41,14 @@ def standard_env(build: Build) -> dict[str, str]:
 
 
 def plan_jobs(build: Build, pipeline: PipelineConfig, settings: Settings, facts: BuildFacts) -> list[Job]:
-    """One job; steps their `when:` leaves out are recorded as skipped and never reach a runner."""
+    """One job per matrix combination (one job without a matrix), each with its own steps; steps
+    their `when:` leaves out are recorded as skipped and never reach a runner."""
+    return [_plan_job(build, pipeline, settings, facts, cell) for cell in pipeline.matrix_cells()]
+
+
+def _plan_job(
+    build: Build, pipeline: PipelineConfig, settings: Settings, facts: BuildFacts, cell: dict[str, str]
+) -> Job:
     default_step_timeout = min(settings.default_step_timeout_seconds, settings.max_job_timeout_seconds)
     job_timeout = min(pipeline.timeout or settings.max_job_timeout_seconds, settings.max_job_timeout_seconds)
     repository = build.repository
@@ -44,13 +56,16 @@ def plan_jobs(build: Build, pipeline: PipelineConfig, settings: Settings, facts:
         pipeline.memory or repository.memory_bytes or settings.default_memory_bytes, settings.max_memory_bytes
     )
     is_default_branch = build.branch is not None and build.branch == repository.default_branch
+    name = matrix.job_name(PIPELINE_JOB_NAME, cell)
     job = Job(
         build_id=build.id,
-        name="pipeline",
+        name=name,
         state=JobState.queued,
         labels=sorted(set(pipeline.runs_on)),
         priority=repository.default_branch_priority if is_default_branch else repository.branch_priority,
-        env={**pipeline.env, **standard_env(build)},
+        # Matrix values override the pipeline's env; Greenlight's own variables override both.
+        env={**pipeline.env, **cell, **standard_env(build), "GREENLIGHT_JOB_NAME": name},
+        services=services_for(pipeline, cell),
         timeout_seconds=job_timeout,
         memory_bytes=memory,
         cpus=settings.default_cpus,
@@ -63,7 +78,7 @@ def plan_jobs(build: Build, pipeline: PipelineConfig, settings: Settings, facts:
             Step(
                 index=index,
                 name=step.name,
-                image=pipeline.image_for(step) or "",
+                image=matrix.substitute(pipeline.image_for(step) or "", cell),
                 script=script_for(step),
                 env=dict(step.env),
                 timeout_seconds=min(step.timeout or default_step_timeout, job_timeout),
@@ -72,7 +87,27 @@ def plan_jobs(build: Build, pipeline: PipelineConfig, settings: Settings, facts:
                 filtered=left_out is not None,
             )
         )
-    return [job]
+    return job
+
+
+def services_for(pipeline: PipelineConfig, cell: dict[str, str]) -> list[dict[str, Any]]:
+    """The job's sidecars as the runner will get them (validated against the runner's contract)."""
+    return [
+        ServiceSpec(
+            name=name,
+            image=matrix.substitute(service.image, cell),
+            env=dict(service.env),
+            command=service.command,
+            ready=ReadinessSpec(
+                tcp_port=service.ready.tcp,
+                command=service.ready.command,
+                timeout_seconds=service.ready.timeout,
+            )
+            if service.ready
+            else None,
+        ).model_dump()
+        for name, service in pipeline.services.items()
+    ]
 
 
 def script_for(step: StepConfig) -> str:

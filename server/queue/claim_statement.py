@@ -31,8 +31,8 @@ _CLAIM = sa.text(
             claim_key = :claim_key, lease_expires_at = :lease_expires_at
         FROM picked
         WHERE jobs.id = picked.id AND jobs.state = 'queued'
-        RETURNING jobs.id, jobs.build_id, jobs.env, jobs.timeout_seconds, jobs.memory_bytes,
-                  jobs.cpus, jobs.pids
+        RETURNING jobs.id, jobs.build_id, jobs.env, jobs.services, jobs.timeout_seconds,
+                  jobs.memory_bytes, jobs.cpus, jobs.pids
     ), started AS (
         UPDATE builds SET state = 'running', started_at = coalesce(builds.started_at, :now)
         FROM claimed

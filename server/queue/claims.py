@@ -15,7 +15,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from runner.spec import ALL_LABELS, ClaimedJob, JobSpec, Limits, StepSpec
+from runner.spec import ALL_LABELS, ClaimedJob, JobSpec, Limits, ServiceSpec, StepSpec
 from server.config import Settings
 from server.models import Build, BuildState, Job, JobState, Repository, Runner, RunnerState, Step
 from server.models.base import utcnow
@@ -123,9 +123,9 @@ def _pick_candidate_on_sqlite(session: Session, runner: Runner) -> int | None:
 def job_spec(session: Session, job_id: int, settings: Settings) -> JobSpec:
     job = session.execute(
         sa.select(
-            Job.id, Job.build_id, Job.env, Job.timeout_seconds, Job.memory_bytes, Job.cpus, Job.pids,
-            Build.commit_sha, Build.ref, Build.pull_request_number, Repository.full_name,
-            Repository.clone_url,
+            Job.id, Job.build_id, Job.env, Job.services, Job.timeout_seconds, Job.memory_bytes,
+            Job.cpus, Job.pids, Build.commit_sha, Build.ref, Build.pull_request_number,
+            Repository.full_name, Repository.clone_url,
         )
         .join(Build, Build.id == Job.build_id)
         .join(Repository, Repository.id == Build.repository_id)
@@ -151,6 +151,7 @@ def _spec_from(session: Session, job: Any, settings: Settings) -> JobSpec:
         ref=job.ref,
         fetch_ref=f"refs/pull/{job.pull_request_number}/head" if job.pull_request_number else None,
         env=dict(job.env),
+        services=[ServiceSpec.model_validate(service) for service in job.services],
         timeout_seconds=job.timeout_seconds,
         limits=Limits(memory_bytes=job.memory_bytes, cpus=job.cpus, pids=job.pids),
         heartbeat_seconds=settings.heartbeat_seconds,

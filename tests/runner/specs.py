@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import secrets
 
-from runner.spec import JobSpec, Limits, StepSpec
+from runner.spec import JobSpec, Limits, ServiceSpec, StepSpec
 
 MiB = 1024 * 1024
 
 
-def make_job(*, memory: int = 256 * MiB, pids: int = 256, **env: str) -> JobSpec:
+def make_job(
+    *, memory: int = 256 * MiB, pids: int = 256, services: list[ServiceSpec] | None = None, **env: str
+) -> JobSpec:
     # A random id: Docker labels by job id, and runs on one engine must not sweep each other.
     return JobSpec(
         job_id=secrets.randbelow(10**9),
@@ -20,6 +22,7 @@ def make_job(*, memory: int = 256 * MiB, pids: int = 256, **env: str) -> JobSpec
         ref="refs/heads/main",
         steps=[],
         env=env,
+        services=services or [],
         timeout_seconds=600,
         limits=Limits(memory_bytes=memory, cpus=1.0, pids=pids),
         heartbeat_seconds=10,

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from runner.executors.base import StepResult
+from runner.executors.base import ExecutorError, StepResult
 from runner.executors.lines import MAX_LINE_CHARS
 from runner.executors.local import LocalExecutor
-from runner.spec import JobSpec, LogLine, StepOutcome, StepSpec
+from runner.spec import JobSpec, LogLine, ServiceSpec, StepOutcome, StepSpec
 from tests.runner import specs
 from tests.runner.specs import MiB
 
@@ -151,3 +151,11 @@ def test_env_values_are_not_shell_expanded(tmp_path: Path) -> None:
     assert result.outcome is StepOutcome.passed
     assert lines.of("stdout") == [f"$(touch {marker})"]
     assert not marker.exists()
+
+
+def test_a_job_with_services_is_refused_with_the_reason(tmp_path: Path) -> None:
+    job = specs.make_job(services=[ServiceSpec(name="db", image="postgres:16")])
+    with pytest.raises(
+        ExecutorError, match=r"cannot start services \(db\); the job needs a runner with Docker"
+    ):
+        LocalExecutor().setup(job, tmp_path)
