@@ -135,13 +135,12 @@ def fail_build(build: Build, state: BuildState, reason: str) -> None:
         request_status(session, build.id, state, reason)
 
 
-def refresh_build_state(session: Session, build_id: int) -> BuildState:
-    """Recompute a build's state from its latest job attempts. Locks the build row so that two
-    jobs finishing at once cannot both miss that they were the last. Column reads and one
-    UPDATE, no ORM objects: this runs on every job's end."""
-    current = session.execute(
-        sa.select(Build.state).where(Build.id == build_id).with_for_update()
-    ).scalar_one()
+def refresh_build_state(session: Session, build_id: int, *, locked: bool = False) -> BuildState:
+    """Recompute a build's state from its latest job attempts. Locks the build row (unless the
+    caller did: ``locked``) so that two jobs finishing at once cannot both miss that they were the
+    last. Column reads and one UPDATE, no ORM objects: this runs on every job's end."""
+    query = sa.select(Build.state).where(Build.id == build_id)
+    current = session.execute(query if locked else query.with_for_update()).scalar_one()
     jobs = session.execute(
         sa.select(Job.name, Job.state, Job.reason).where(Job.build_id == build_id, Job.is_latest)
     ).all()

@@ -1,9 +1,12 @@
-"""The claim on Postgres, in one statement: pick the best queued job this runner serves
-(priority, then age; SKIP LOCKED so claimers never wait on each other), mark it running with
-its lease and token, move its build to running, and read what the job spec needs.
+"""The claim on Postgres, in one statement: hand back the job an earlier try of this same claim
+took (its reply was lost), or else pick the best queued job this runner serves (priority, then
+age; SKIP LOCKED so claimers never wait on each other), mark it running with its lease and
+token, move its build to running, and read everything the job spec needs, steps included.
 
-Same rules as the portable path in ``claims.py`` (which SQLite uses); this is the hot path of
-the queue, and one round trip instead of five ORM statements is most of its cost.
+Same rules as the portable path in ``claims.py`` (which SQLite uses). This is the hot path of
+the queue: one round trip instead of six is most of its cost. The claim key's advisory lock is
+taken by the statement before (``runner_identity.py``), so this statement's snapshot already
+sees a slow first try of the same claim that committed meanwhile.
 """
 
 from __future__ import annotations
@@ -16,9 +19,15 @@ from sqlalchemy.orm import Session
 
 _CLAIM = sa.text(
     """
-    WITH picked AS (
+    WITH retried AS (
+        UPDATE jobs SET token_hash = :token_hash
+        WHERE CAST(:claim_key AS varchar) IS NOT NULL AND claim_key = :claim_key
+          AND runner_id = :runner_id AND state = 'running'
+        RETURNING id, build_id
+    ), picked AS (
         SELECT id FROM jobs
-        WHERE state = 'queued' AND (:any_label OR labels <@ CAST(:labels AS varchar(100)[]))
+        WHERE NOT :retry_only AND NOT EXISTS (SELECT 1 FROM retried)
+          AND state = 'queued' AND (:any_label OR labels <@ CAST(:labels AS varchar(100)[]))
           -- never a job of a build that has ended (cancelled while its job was being queued)
           AND EXISTS (SELECT 1 FROM builds WHERE builds.id = jobs.build_id
                       AND builds.state IN ('queued', 'running'))
@@ -31,17 +40,25 @@ _CLAIM = sa.text(
             claim_key = :claim_key, lease_expires_at = :lease_expires_at
         FROM picked
         WHERE jobs.id = picked.id AND jobs.state = 'queued'
-        RETURNING jobs.id, jobs.build_id, jobs.env, jobs.services, jobs.timeout_seconds,
-                  jobs.memory_bytes, jobs.cpus, jobs.pids
+        RETURNING jobs.id, jobs.build_id
     ), started AS (
         UPDATE builds SET state = 'running', started_at = coalesce(builds.started_at, :now)
         FROM claimed
         WHERE builds.id = claimed.build_id AND builds.state = 'queued'
+    ), taken AS (
+        SELECT id FROM claimed UNION ALL SELECT id FROM retried
     )
-    SELECT claimed.*, builds.commit_sha, builds.ref, builds.pull_request_number,
-           repositories.full_name, repositories.clone_url
-    FROM claimed
-    JOIN builds ON builds.id = claimed.build_id
+    -- Columns the claim does not change, so this statement's snapshot reads them as they are.
+    SELECT jobs.id, jobs.build_id, jobs.env, jobs.services, jobs.timeout_seconds, jobs.memory_bytes,
+           jobs.cpus, jobs.pids, builds.commit_sha, builds.ref, builds.pull_request_number,
+           repositories.full_name, repositories.clone_url,
+           (SELECT coalesce(json_agg(json_build_array(steps.index, steps.name, steps.image,
+                                                      steps.script, steps.env, steps.timeout_seconds)
+                                     ORDER BY steps.index), '[]')
+            FROM steps WHERE steps.job_id = jobs.id AND NOT steps.filtered) AS steps
+    FROM taken
+    JOIN jobs ON jobs.id = taken.id
+    JOIN builds ON builds.id = jobs.build_id
     JOIN repositories ON repositories.id = builds.repository_id
     """
 )
@@ -55,10 +72,12 @@ def claim_in_one_statement(
     any_label: bool,
     token_hash: str,
     claim_key: str | None,
+    retry_only: bool,
     now: dt.datetime,
     lease_expires_at: dt.datetime,
 ) -> Any | None:
-    """The claimed job's row (job columns, commit, ref, repository), or None if none is waiting."""
+    """The claimed job's row (job columns, commit, ref, repository, steps as JSON arrays), or
+    None if none is waiting. ``retry_only``: hand back an earlier try's job, claim nothing new."""
     return session.execute(
         _CLAIM,
         {
@@ -68,6 +87,7 @@ def claim_in_one_statement(
             "now": now,
             "token_hash": token_hash,
             "claim_key": claim_key,
+            "retry_only": retry_only,
             "lease_expires_at": lease_expires_at,
         },
     ).first()

@@ -10,14 +10,14 @@ conditional UPDATE that re-checks ``state = 'queued'`` gives the same guarantee.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from typing import Any, NamedTuple, Protocol
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from runner.spec import ALL_LABELS, ClaimedJob, JobSpec, Limits, ServiceSpec, StepSpec
 from server.config import Settings
-from server.models import Build, BuildState, Job, JobState, Repository, Runner, RunnerState, Step
+from server.models import Build, BuildState, Job, JobState, Repository, RunnerState, Step
 from server.models.base import utcnow
 from server.queue.claim_statement import claim_in_one_statement
 from server.queue.tokens import new_token, token_hash
@@ -29,35 +29,74 @@ def runner_serves(runner_labels: list[str], job_labels: list[str]) -> bool:
     return ALL_LABELS in runner_labels or set(job_labels) <= set(runner_labels)
 
 
+class Claimant(Protocol):
+    """What a claim needs to know about the runner: a ``Runner`` row or a ``RunnerIdentity``."""
+
+    @property
+    def id(self) -> int: ...
+    @property
+    def labels(self) -> list[str]: ...
+    @property
+    def state(self) -> RunnerState: ...
+
+
 def claim_next_job(
-    session: Session, runner: Runner, settings: Settings, claim_key: str | None = None
+    session: Session,
+    runner: Claimant,
+    settings: Settings,
+    claim_key: str | None = None,
+    *,
+    key_locked: bool = False,
 ) -> ClaimedJob | None:
-    """Column reads and conditional UPDATEs only (no ORM objects): this is the queue's hot path."""
-    if claim_key is not None:
-        if session.get_bind().dialect.name == "postgresql":
-            # A retry that overtakes its own slow first try must wait for it, not claim a second job.
+    """The job an earlier try of this claim took (same ``claim_key``), else the best queued job
+    the runner serves, else None. A draining runner gets only the former.
+
+    ``key_locked``: the caller already holds the claim key's advisory lock (Postgres), taken so
+    that a retry that overtakes its own slow first try waits for it instead of claiming twice."""
+    draining = runner.state in (RunnerState.draining, RunnerState.stopped)
+    if session.get_bind().dialect.name == "postgresql":
+        if claim_key is None and draining:
+            return None
+        if claim_key is not None and not key_locked:
             session.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:key))"), {"key": claim_key})
+        return _claim_on_postgres(session, runner, settings, claim_key, retry_only=draining)
+    if claim_key is not None:
         retried = _job_claimed_with(session, runner, claim_key, settings)
         if retried is not None:
             return retried
-    if runner.state in (RunnerState.draining, RunnerState.stopped):
+    if draining:
         return None
+    return _claim_on_sqlite(session, runner, settings, claim_key)
+
+
+def _claim_on_postgres(
+    session: Session, runner: Claimant, settings: Settings, claim_key: str | None, *, retry_only: bool
+) -> ClaimedJob | None:
     now = utcnow()
     token = new_token("glj")
-    lease_expires_at = now + dt.timedelta(seconds=settings.lease_seconds)
-    if session.get_bind().dialect.name == "postgresql":
-        row = claim_in_one_statement(
-            session,
-            runner_id=runner.id,
-            labels=list(runner.labels),
-            any_label=ALL_LABELS in runner.labels,
-            token_hash=token_hash(token),
-            claim_key=claim_key,
-            now=now,
-            lease_expires_at=lease_expires_at,
-        )
-        return ClaimedJob(job_token=token, spec=_spec_from(session, row, settings)) if row else None
-    # SQLite (embedded mode: one machine, a handful of jobs): pick, then a conditional UPDATE.
+    row = claim_in_one_statement(
+        session,
+        runner_id=runner.id,
+        labels=list(runner.labels),
+        any_label=ALL_LABELS in runner.labels,
+        token_hash=token_hash(token),
+        claim_key=claim_key,
+        retry_only=retry_only,
+        now=now,
+        lease_expires_at=now + dt.timedelta(seconds=settings.lease_seconds),
+    )
+    if row is None:
+        return None
+    steps = [StepRow(*step) for step in row.steps]
+    return ClaimedJob(job_token=token, spec=_spec(row, steps, settings))
+
+
+def _claim_on_sqlite(
+    session: Session, runner: Claimant, settings: Settings, claim_key: str | None
+) -> ClaimedJob | None:
+    """Embedded mode (one machine, a handful of jobs): pick, then a conditional UPDATE."""
+    now = utcnow()
+    token = new_token("glj")
     job_id = _pick_candidate_on_sqlite(session, runner)
     if job_id is None:
         return None
@@ -70,7 +109,7 @@ def claim_next_job(
             started_at=now,
             token_hash=token_hash(token),
             claim_key=claim_key,
-            lease_expires_at=lease_expires_at,
+            lease_expires_at=now + dt.timedelta(seconds=settings.lease_seconds),
         )
         .returning(Job.build_id)
         .execution_options(synchronize_session=False)
@@ -88,7 +127,7 @@ def claim_next_job(
 
 
 def _job_claimed_with(
-    session: Session, runner: Runner, claim_key: str, settings: Settings
+    session: Session, runner: Claimant, claim_key: str, settings: Settings
 ) -> ClaimedJob | None:
     """The job an earlier try of this same claim took, handed out again with a fresh token
     (the first reply never arrived, so its token was never seen by anyone)."""
@@ -105,7 +144,7 @@ def _job_claimed_with(
     return ClaimedJob(job_token=token, spec=job_spec(session, job_id, settings))
 
 
-def _pick_candidate_on_sqlite(session: Session, runner: Runner) -> int | None:
+def _pick_candidate_on_sqlite(session: Session, runner: Claimant) -> int | None:
     """Labels are JSON on SQLite, so they are matched in Python over the first queued jobs."""
     query = (
         sa.select(Job.id, Job.labels)
@@ -120,6 +159,15 @@ def _pick_candidate_on_sqlite(session: Session, runner: Runner) -> int | None:
     return None
 
 
+class StepRow(NamedTuple):
+    index: int
+    name: str
+    image: str
+    script: str
+    env: dict[str, str]
+    timeout_seconds: int
+
+
 def job_spec(session: Session, job_id: int, settings: Settings) -> JobSpec:
     job = session.execute(
         sa.select(
@@ -131,17 +179,17 @@ def job_spec(session: Session, job_id: int, settings: Settings) -> JobSpec:
         .join(Repository, Repository.id == Build.repository_id)
         .where(Job.id == job_id)
     ).one()  # fmt: skip
-    return _spec_from(session, job, settings)
-
-
-def _spec_from(session: Session, job: Any, settings: Settings) -> JobSpec:
-    """The spec from a row with the job's columns, its commit, ref, pull request number and
-    repository."""
     steps = session.execute(
         sa.select(Step.index, Step.name, Step.image, Step.script, Step.env, Step.timeout_seconds)
         .where(Step.job_id == job.id, Step.filtered.is_(False))
         .order_by(Step.index)
     )
+    return _spec(job, [StepRow(*step) for step in steps], settings)
+
+
+def _spec(job: Any, steps: list[StepRow], settings: Settings) -> JobSpec:
+    """The spec from a row with the job's columns, its commit, ref, pull request number and
+    repository, and its steps (those its `when:` left out never reach a runner)."""
     return JobSpec(
         job_id=job.id,
         build_id=job.build_id,

@@ -24,7 +24,15 @@ from server.deps import SessionDep, StateDep
 from server.models import ApiToken, Job, Runner, RunnerState
 from server.queue import reports
 from server.queue.claims import claim_next_job, renew_lease
-from server.queue.runners import NotARunnerToken, register_runner, runner_for, runner_token
+from server.queue.runners import (
+    NotARunnerToken,
+    RunnerIdentity,
+    RunnerNotRegistered,
+    identify_runner,
+    register_runner,
+    runner_for,
+    runner_token,
+)
 
 router = APIRouter(prefix="/api/runner", tags=["runner"])
 
@@ -56,8 +64,8 @@ def register(body: RunnerRegistration, session: SessionDep, token: RunnerTokenDe
 
 
 @router.post("/heartbeat", status_code=204)
-def runner_heartbeat(body: ClaimRequest, session: SessionDep, token: RunnerTokenDep) -> Response:
-    _runner(session, token, body.runner_id)
+def runner_heartbeat(body: ClaimRequest, session: SessionDep, token: BearerDep) -> Response:
+    _identify(session, token, body.runner_id)
     return Response(status_code=204)
 
 
@@ -69,10 +77,10 @@ def runner_drain(body: ClaimRequest, session: SessionDep, token: RunnerTokenDep)
 
 @router.post("/claim", response_model=None)
 def claim(
-    body: ClaimRequest, session: SessionDep, token: RunnerTokenDep, state: StateDep
+    body: ClaimRequest, session: SessionDep, token: BearerDep, state: StateDep
 ) -> ClaimedJob | Response:
-    runner = _runner(session, token, body.runner_id)
-    claimed = claim_next_job(session, runner, state.settings, claim_key=body.claim_key)
+    runner = _identify(session, token, body.runner_id, claim_key=body.claim_key)
+    claimed = claim_next_job(session, runner, state.settings, claim_key=body.claim_key, key_locked=True)
     return claimed if claimed is not None else Response(status_code=204)
 
 
@@ -102,9 +110,21 @@ def step_finished(body: StepFinished, job: HeldJobDep, session: SessionDep) -> R
 
 
 @router.post("/jobs/{job_id}/finish", status_code=204)
-def job_finished(body: JobFinished, job: HeldJobDep, session: SessionDep) -> Response:
-    reports.finish_job(session, job, body)
+def job_finished(job_id: int, body: JobFinished, session: SessionDep, token: BearerDep) -> Response:
+    try:
+        reports.finish_job_by_token(session, job_id, token, body)
+    except reports.JobClosed as error:
+        raise HTTPException(409, str(error)) from None
     return Response(status_code=204)
+
+
+def _identify(session: Session, token: str, runner_id: int, claim_key: str | None = None) -> RunnerIdentity:
+    try:
+        return identify_runner(session, token, runner_id, claim_key=claim_key)
+    except RunnerNotRegistered as error:
+        raise HTTPException(403, str(error)) from None
+    except NotARunnerToken as error:
+        raise HTTPException(401, str(error)) from None
 
 
 def _runner(session: Session, token: ApiToken, runner_id: int) -> Runner:

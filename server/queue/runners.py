@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -11,13 +13,24 @@ from runner.spec import ALL_LABELS, RunnerRegistration
 from server.models import ApiToken, Job, JobState, Runner, RunnerState, TokenKind
 from server.models.base import as_utc, utcnow
 from server.queue.reports import close_job
-from server.queue.tokens import find_token
+from server.queue.tokens import find_token, token_hash
 
 SEEN_RESOLUTION = dt.timedelta(seconds=1)
 
 
 class NotARunnerToken(Exception):
     pass
+
+
+class RunnerNotRegistered(NotARunnerToken):
+    """A live runner token, but no runner with that id registered with it."""
+
+
+@dataclass(frozen=True)
+class RunnerIdentity:
+    id: int
+    labels: list[str]
+    state: RunnerState
 
 
 def runner_token(session: Session, token: str) -> ApiToken:
@@ -63,6 +76,44 @@ def runner_for(session: Session, token: ApiToken, runner_id: int) -> Runner:
         # Back from the dead: it may take work again (its old jobs stay lost; their tokens are gone).
         runner.state = RunnerState.idle
     return runner
+
+
+def identify_runner(
+    session: Session, token: str, runner_id: int, *, claim_key: str | None = None
+) -> RunnerIdentity:
+    """The runner ``runner_id``, if ``token`` is the live runner token it registered with.
+
+    One statement, as this runs on every claim and heartbeat of every runner. With a
+    ``claim_key`` it also takes that key's advisory lock on Postgres (see ``claim_next_job``)."""
+    columns: list[Any] = [
+        ApiToken.kind, ApiToken.revoked, Runner.id.label("runner_id"), Runner.labels, Runner.state,
+        Runner.last_seen_at,
+    ]  # fmt: skip
+    if claim_key is not None and session.get_bind().dialect.name == "postgresql":
+        columns.append(sa.func.pg_advisory_xact_lock(sa.func.hashtext(claim_key)).label("locked"))
+    row = session.execute(
+        sa.select(*columns)
+        .select_from(ApiToken)
+        .outerjoin(Runner, sa.and_(Runner.id == runner_id, Runner.token_id == ApiToken.id))
+        .where(ApiToken.token_hash == token_hash(token))
+    ).first()
+    if row is None or row.revoked or row.kind is not TokenKind.runner:
+        raise NotARunnerToken("not a valid runner token")
+    if row.runner_id is None:
+        raise RunnerNotRegistered(f"runner {runner_id} is not registered with this token")
+    state = RunnerState.idle if row.state is RunnerState.lost else row.state
+    now = utcnow()
+    # Writing last_seen_at locks the runner row until commit; a runner's slots claim in parallel,
+    # so refresh it at most once a second instead of serialising every claim on that lock. A
+    # lost runner that checks in is back: it may take work again (its old jobs stay lost).
+    if state is not row.state or now - as_utc(row.last_seen_at) > SEEN_RESOLUTION:
+        session.execute(
+            sa.update(Runner)
+            .where(Runner.id == runner_id)
+            .values(last_seen_at=now, state=state)
+            .execution_options(synchronize_session=False)
+        )
+    return RunnerIdentity(id=row.runner_id, labels=list(row.labels), state=state)
 
 
 def mark_lost_runners(session: Session, lost_after_seconds: float) -> list[Runner]:
