@@ -1,7 +1,8 @@
 """Ships a step's output to the server in batches while it runs, and the job's heartbeat.
 
 Lines are appended from executor threads; a flusher thread sends them every half second
-(or at 500 lines), numbered per step so a retried batch is stored once.
+(or at 500 lines), numbered per step so a retried batch is stored once. Every line is masked
+on its way in: the shipper is the one door out of the runner for a job's log.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import threading
 import time
 
 from runner.client import JobClosedError, RunnerApi
+from runner.masking import SecretMasker
 from runner.spec import LogBatch, LogLine
 
 logger = logging.getLogger(__name__)
@@ -20,8 +22,11 @@ MAX_BATCH_LINES = 500
 
 
 class LogShipper:
-    def __init__(self, api: RunnerApi, job_id: int, job_token: str) -> None:
+    def __init__(
+        self, api: RunnerApi, job_id: int, job_token: str, masker: SecretMasker | None = None
+    ) -> None:
         self._api = api
+        self._masker = masker or SecretMasker(())
         self._job_id = job_id
         self._token = job_token
         self._lock = threading.Lock()
@@ -41,6 +46,12 @@ class LogShipper:
             self._seq = 0
 
     def add(self, line: LogLine) -> None:
+        # Executors' lines come masked already (a value cut across chunks needs the stream);
+        # this catches the rest: system lines, error messages, anything added later.
+        if self._masker:
+            masked = self._masker.mask(line.text)
+            if masked is not line.text:
+                line = line.model_copy(update={"text": masked})
         with self._lock:
             self._pending.append(line)
             full = len(self._pending) >= MAX_BATCH_LINES

@@ -9,6 +9,7 @@ import click
 from server.cli.admin import build, repo, token
 from server.cli.processes import migrate, runner, server, up, worker
 from server.cli.remote import job, queue
+from server.cli.secrets import secret
 
 
 @click.group()
@@ -19,7 +20,7 @@ def cli() -> None:
     logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
-for command in (up, server, worker, runner, migrate, repo, token, build, queue, job):
+for command in (up, server, worker, runner, migrate, repo, token, build, queue, job, secret):
     cli.add_command(command)
 
 if __name__ == "__main__":

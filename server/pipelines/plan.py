@@ -55,6 +55,7 @@ def plan_jobs(build: Build, pipeline: PipelineConfig, settings: Settings) -> lis
             image=pipeline.image_for(step) or "",
             script=script_for(step),
             env=dict(step.env),
+            secrets=list(step.secrets),
             timeout_seconds=min(step.timeout or default_step_timeout, job_timeout),
         )
         for index, step in enumerate(pipeline.steps)

@@ -38,7 +38,8 @@ _CLAIM = sa.text(
         FROM claimed
         WHERE builds.id = claimed.build_id AND builds.state = 'queued'
     )
-    SELECT claimed.*, builds.commit_sha, builds.ref, repositories.full_name, repositories.clone_url
+    SELECT claimed.*, builds.commit_sha, builds.ref, builds.branch, builds.from_fork,
+           builds.repository_id, repositories.full_name, repositories.clone_url
     FROM claimed
     JOIN builds ON builds.id = claimed.build_id
     JOIN repositories ON repositories.id = builds.repository_id
@@ -57,7 +58,8 @@ def claim_in_one_statement(
     now: dt.datetime,
     lease_expires_at: dt.datetime,
 ) -> Any | None:
-    """The claimed job's row (job columns, commit, ref, repository), or None if none is waiting."""
+    """The claimed job's row (job columns, commit, ref, branch, fork flag, repository), or None if
+    none is waiting."""
     return session.execute(
         _CLAIM,
         {

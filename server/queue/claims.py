@@ -21,6 +21,7 @@ from server.models import Build, BuildState, Job, JobState, Repository, Runner, 
 from server.models.base import utcnow
 from server.queue.claim_statement import claim_in_one_statement
 from server.queue.tokens import new_token, token_hash
+from server.secrets.resolve import BuildContext, secrets_for_steps
 
 _SQLITE_SCAN_LIMIT = 200
 
@@ -124,7 +125,8 @@ def job_spec(session: Session, job_id: int, settings: Settings) -> JobSpec:
     job = session.execute(
         sa.select(
             Job.id, Job.build_id, Job.env, Job.timeout_seconds, Job.memory_bytes, Job.cpus, Job.pids,
-            Build.commit_sha, Build.ref, Repository.full_name, Repository.clone_url,
+            Build.commit_sha, Build.ref, Build.branch, Build.from_fork, Build.repository_id,
+            Repository.full_name, Repository.clone_url,
         )
         .join(Build, Build.id == Job.build_id)
         .join(Repository, Repository.id == Build.repository_id)
@@ -134,12 +136,22 @@ def job_spec(session: Session, job_id: int, settings: Settings) -> JobSpec:
 
 
 def _spec_from(session: Session, job: Any, settings: Settings) -> JobSpec:
-    """The spec from a row with the job's columns, its commit, ref and repository."""
+    """The spec from a row with the job's columns, its commit, ref, branch and repository. Secret
+    values are looked up now, for this claim only: they are in no row and no queue message."""
     steps = session.execute(
-        sa.select(Step.index, Step.name, Step.image, Step.script, Step.env, Step.timeout_seconds)
+        sa.select(
+            Step.index, Step.name, Step.image, Step.script, Step.env, Step.secrets, Step.timeout_seconds
+        )
         .where(Step.job_id == job.id)
         .order_by(Step.index)
+    ).all()
+    build = BuildContext(
+        repository_id=job.repository_id,
+        repository=job.full_name,
+        branch=job.branch,
+        from_fork=job.from_fork,
     )
+    given = secrets_for_steps(session, settings.secret_cipher, build, (step.secrets or [] for step in steps))
     return JobSpec(
         job_id=job.id,
         build_id=job.build_id,
@@ -159,9 +171,13 @@ def _spec_from(session: Session, job: Any, settings: Settings) -> JobSpec:
                 script=step.script,
                 env=dict(step.env),
                 timeout_seconds=step.timeout_seconds,
+                secrets=secrets.values,
+                notices=secrets.notices,
+                refused=secrets.refused,
             )
-            for step in steps
+            for step, secrets in zip(steps, given, strict=True)
         ],
+        mask=sorted({value for secrets in given for value in secrets.values.values()}),
     )
 
 
