@@ -63,7 +63,14 @@ class SecretMasker:
             if value:
                 patterns |= encoded_forms(value)
         self._patterns = sorted(patterns)
-        self._automaton = ahocorasick_rs.AhoCorasick(self._patterns) if self._patterns else None
+        # The contiguous NFA: builds in milliseconds, searches at hundreds of MB/s (bench/masking.py).
+        self._automaton = (
+            ahocorasick_rs.AhoCorasick(
+                self._patterns, implementation=ahocorasick_rs.Implementation.ContiguousNFA
+            )
+            if self._patterns
+            else None
+        )
         # The longest pattern: a text cut at least this far from a match cannot split it.
         self.longest = max(map(len, self._patterns), default=0)
 

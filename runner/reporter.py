@@ -46,12 +46,6 @@ class LogShipper:
             self._seq = 0
 
     def add(self, line: LogLine) -> None:
-        # Executors' lines come masked already (a value cut across chunks needs the stream);
-        # this catches the rest: system lines, error messages, anything added later.
-        if self._masker:
-            masked = self._masker.mask(line.text)
-            if masked is not line.text:
-                line = line.model_copy(update={"text": masked})
         with self._lock:
             self._pending.append(line)
             full = len(self._pending) >= MAX_BATCH_LINES
@@ -64,9 +58,17 @@ class LogShipper:
                 if not self._pending:
                     return
                 lines, self._pending = self._pending[:MAX_BATCH_LINES], self._pending[MAX_BATCH_LINES:]
-                batch = LogBatch(step_index=self._step_index, seq=self._seq, lines=lines)
+                step_index, seq = self._step_index, self._seq
                 self._seq += 1
-            self._send(batch)
+            self._send(LogBatch(step_index=step_index, seq=seq, lines=self._masked(lines)))
+
+    def _masked(self, lines: list[LogLine]) -> list[LogLine]:
+        """Executors' lines come masked already (a value cut across chunks needs the stream);
+        this catches the rest: system lines, error messages, anything added later. One search
+        per batch: no pattern holds a newline, so a match in the joined text is within a line."""
+        if not self._masker or not self._masker.matches("\n".join(line.text for line in lines)):
+            return lines
+        return [line.model_copy(update={"text": self._masker.mask(line.text)}) for line in lines]
 
     def stop(self) -> None:
         self._stopped.set()
