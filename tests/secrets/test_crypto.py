@@ -44,7 +44,7 @@ def test_keys_rotate_the_first_encrypts_any_decrypts() -> None:
 
 @pytest.mark.parametrize("bad", ["", "short", "bm90LTMyLWJ5dGVz", "!!!!" * 11])
 def test_a_malformed_key_is_refused_with_how_to_make_one(bad: str) -> None:
-    with pytest.raises(SecretKeyError, match="openssl rand -base64 32|not set"):
+    with pytest.raises(SecretKeyError, match=r"openssl rand -base64 32|not set"):
         SecretCipher.from_setting(bad)
 
 
