@@ -6,7 +6,7 @@ the JSON the runner posts (the HTTP call itself is left out: it is the same with
 secrets). The same generated log is pushed through with 0 secrets and with 50, alternating,
 in one run; the median of the rounds is reported, with the ratio.
 
-    .venv/bin/python -m bench.masking [--megabytes 32] [--rounds 5] [--secrets 50] [--json out.json]
+    .venv/bin/python -m bench.masking [--megabytes 32] [--rounds 5] [--secrets 50] [--keys-every 10]
 """
 
 from __future__ import annotations
@@ -41,11 +41,11 @@ class NullApi:
         self.masked += body.count(MASK)
 
 
-def make_secrets(count: int, rng: random.Random) -> list[str]:
-    """Mostly tokens of 16 to 64 characters; every tenth a multi-line key of about 1.6 KB."""
+def make_secrets(count: int, rng: random.Random, keys_every: int = 10) -> list[str]:
+    """Tokens of 16 to 64 characters; every ``keys_every``-th a multi-line key of about 1.6 KB."""
     values = []
     for index in range(count):
-        if index % 10 == 9:
+        if keys_every and index % keys_every == keys_every - 1:
             body = base64.b64encode(rng.randbytes(1200)).decode()
             lines = [body[i : i + 64] for i in range(0, len(body), 64)]
             values.append("-----BEGIN PRIVATE KEY-----\n" + "\n".join(lines) + "\n-----END PRIVATE KEY-----")
@@ -90,12 +90,13 @@ def main() -> None:
     parser.add_argument("--megabytes", type=float, default=32)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--secrets", type=int, default=50)
+    parser.add_argument("--keys-every", type=int, default=10, help="every Nth secret is a long key (0: none)")
     parser.add_argument("--seed", type=int, default=secrets.randbelow(10**6))
     parser.add_argument("--json", help="also write the figures to this file")
     args = parser.parse_args()
 
     rng = random.Random(args.seed)
-    values = make_secrets(args.secrets, rng)
+    values = make_secrets(args.secrets, rng, args.keys_every)
     log = make_log(args.megabytes, values, rng)
     build_started = time.perf_counter()
     with_secrets = SecretMasker(values)

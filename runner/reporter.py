@@ -48,7 +48,8 @@ class LogShipper:
     def add(self, line: LogLine) -> None:
         with self._lock:
             self._pending.append(line)
-            full = len(self._pending) >= MAX_BATCH_LINES
+            # Once, when a batch fills: the flusher then sends until nothing is pending.
+            full = len(self._pending) == MAX_BATCH_LINES
         if full:
             self._wake.set()
 
@@ -63,12 +64,21 @@ class LogShipper:
             self._send(LogBatch(step_index=step_index, seq=seq, lines=self._masked(lines)))
 
     def _masked(self, lines: list[LogLine]) -> list[LogLine]:
-        """Executors' lines come masked already (a value cut across chunks needs the stream);
-        this catches the rest: system lines, error messages, anything added later. One search
-        per batch: no pattern holds a newline, so a match in the joined text is within a line."""
-        if not self._masker or not self._masker.matches("\n".join(line.text for line in lines)):
+        """A step's output lines (stdout, stderr) come masked by the executor's ``LineSplitter``,
+        which sees the stream (a value cut across chunks needs it); this masks the rest: system
+        lines, error messages. One search per batch: no pattern holds a newline, so a match in the
+        joined text lies within one line."""
+        if not self._masker:
             return lines
-        return [line.model_copy(update={"text": self._masker.mask(line.text)}) for line in lines]
+        system = "\n".join(line.text for line in lines if line.stream == "system")
+        if not system or not self._masker.matches(system):
+            return lines
+        return [
+            line.model_copy(update={"text": self._masker.mask(line.text)})
+            if line.stream == "system"
+            else line
+            for line in lines
+        ]
 
     def stop(self) -> None:
         self._stopped.set()
