@@ -166,6 +166,7 @@ def main() -> None:
         "GREENLIGHT_DATABASE_URL": database_url,
         "GREENLIGHT_BROKER_URL": broker,
         "GREENLIGHT_GITHUB_WEBHOOK_SECRET": "bench-secret-0123456789",
+        "GREENLIGHT_SECRET_KEY": "YmVuY2gtc2VjcmV0LWtleS0wMTIzNDU2Nzg5YWJjZGU=",
         "GREENLIGHT_DATA_DIR": str(logs / "data"),
         "BENCH_BROKER_URL": broker,
         "BENCH_SERVER_URL": f"http://127.0.0.1:{port}",

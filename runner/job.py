@@ -15,6 +15,7 @@ from pathlib import Path
 
 from runner.client import JobClosedError, RunnerApi
 from runner.executors.base import Executor, ExecutorError, StepResult
+from runner.masking import SecretMasker
 from runner.reporter import Heartbeat, LogShipper
 from runner.spec import ClaimedJob, JobFinished, LogLine, StepFinished, StepOutcome, StepStarted
 from runner.workspace import WorkspaceError, prepare_workspace, remove_workspace
@@ -43,7 +44,7 @@ class JobRun:
 
     def run(self) -> StepOutcome:
         job = self.spec
-        logs = LogShipper(self.api, job.job_id, self.token)
+        logs = LogShipper(self.api, job.job_id, self.token, SecretMasker(job.mask_values()))
         heartbeat = Heartbeat(self.api, job.job_id, self.token, job.heartbeat_seconds, self.cancel)
         deadline = self._deadline = time.monotonic() + job.timeout_seconds
         watchdog = threading.Thread(target=self._watch, args=(deadline,), daemon=True)
@@ -101,8 +102,16 @@ class JobRun:
             logs.begin_step(step.index)
             self._report(self.api.step_started, StepStarted(step_index=step.index))
             started = time.monotonic()
+            for notice in step.notices:
+                logs.add(LogLine(at=time.time(), stream="system", text=f"greenlight: {notice}"))
             try:
-                result = self.executor.run_step(step, logs.add, self.cancel)
+                if step.refused:
+                    # The user's configuration is at fault (a secret it names is not there): the
+                    # step fails without running, in words that say what to do.
+                    logs.add(LogLine(at=time.time(), stream="system", text=f"greenlight: {step.refused}"))
+                    result = StepResult(StepOutcome.failed, None, 0.0, step.refused)
+                else:
+                    result = self.executor.run_step(step, logs.add, self.cancel)
             except ExecutorError as error:
                 result = StepResult(StepOutcome.errored, None, time.monotonic() - started, str(error))
                 logs.add(LogLine(at=time.time(), stream="system", text=f"greenlight: {error}"))

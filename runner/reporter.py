@@ -1,7 +1,8 @@
 """Ships a step's output to the server in batches while it runs, and the job's heartbeat.
 
 Lines are appended from executor threads; a flusher thread sends them every half second
-(or at 500 lines), numbered per step so a retried batch is stored once.
+(or at 500 lines), numbered per step so a retried batch is stored once. Every line is masked
+on its way in: the shipper is the one door out of the runner for a job's log.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import threading
 import time
 
 from runner.client import JobClosedError, RunnerApi
+from runner.masking import SecretMasker
 from runner.spec import LogBatch, LogLine
 
 logger = logging.getLogger(__name__)
@@ -20,8 +22,11 @@ MAX_BATCH_LINES = 500
 
 
 class LogShipper:
-    def __init__(self, api: RunnerApi, job_id: int, job_token: str) -> None:
+    def __init__(
+        self, api: RunnerApi, job_id: int, job_token: str, masker: SecretMasker | None = None
+    ) -> None:
         self._api = api
+        self._masker = masker or SecretMasker(())
         self._job_id = job_id
         self._token = job_token
         self._lock = threading.Lock()
@@ -43,7 +48,8 @@ class LogShipper:
     def add(self, line: LogLine) -> None:
         with self._lock:
             self._pending.append(line)
-            full = len(self._pending) >= MAX_BATCH_LINES
+            # Once, when a batch fills: the flusher then sends until nothing is pending.
+            full = len(self._pending) == MAX_BATCH_LINES
         if full:
             self._wake.set()
 
@@ -53,9 +59,26 @@ class LogShipper:
                 if not self._pending:
                     return
                 lines, self._pending = self._pending[:MAX_BATCH_LINES], self._pending[MAX_BATCH_LINES:]
-                batch = LogBatch(step_index=self._step_index, seq=self._seq, lines=lines)
+                step_index, seq = self._step_index, self._seq
                 self._seq += 1
-            self._send(batch)
+            self._send(LogBatch(step_index=step_index, seq=seq, lines=self._masked(lines)))
+
+    def _masked(self, lines: list[LogLine]) -> list[LogLine]:
+        """A step's output lines (stdout, stderr) come masked by the executor's ``LineSplitter``,
+        which sees the stream (a value cut across chunks needs it); this masks the rest: system
+        lines, error messages. One search per batch: no pattern holds a newline, so a match in the
+        joined text lies within one line."""
+        if not self._masker:
+            return lines
+        system = "\n".join(line.text for line in lines if line.stream == "system")
+        if not system or not self._masker.matches(system):
+            return lines
+        return [
+            line.model_copy(update={"text": self._masker.mask(line.text)})
+            if line.stream == "system"
+            else line
+            for line in lines
+        ]
 
     def stop(self) -> None:
         self._stopped.set()

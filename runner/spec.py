@@ -9,8 +9,9 @@ or older server fails loudly instead of guessing.
 from __future__ import annotations
 
 import enum
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, SecretStr, model_validator
 
 SHA_PATTERN = r"^[0-9a-f]{40}$"
 PULL_REF_PATTERN = r"^refs/pull/[1-9][0-9]{0,9}/head$"
@@ -36,6 +37,14 @@ def broker_transport_options(broker_url: str) -> dict[str, float]:
     if broker_url.startswith("sqla+"):
         return {}
     return {"visibility_timeout": 3600, "polling_interval": 0.2}
+
+
+# Shorter secret values are refused when they are set: masking them would hide common words.
+MIN_SECRET_LENGTH = 8
+
+# A secret value on the wire: its repr and str are "**********", so a spec that ends up in a log
+# or an error message shows no value; only the JSON sent to the runner carries it.
+SecretValue = Annotated[SecretStr, PlainSerializer(lambda value: value.get_secret_value(), when_used="json")]
 
 
 class StepOutcome(enum.StrEnum):
@@ -70,6 +79,18 @@ class StepSpec(BaseModel):
     script: str
     env: dict[str, str] = Field(default_factory=dict)
     timeout_seconds: int = Field(gt=0)
+    # The secrets this step names (`secrets: [KEY]`), as extra environment variables; no other
+    # step of the job sees them.
+    secrets: dict[str, SecretValue] = Field(default_factory=dict)
+    # Lines the runner writes to the step's log (stream "system") before it starts the step,
+    # e.g. that a fork's build got no secrets.
+    notices: list[str] = Field(default_factory=list)
+    # Set when the step must not run (a secret it names is not available to this build): the
+    # runner reports it failed with this reason without starting it.
+    refused: str | None = Field(default=None, max_length=2000)
+
+    def secret_env(self) -> dict[str, str]:
+        return {name: value.get_secret_value() for name, value in self.secrets.items()}
 
 
 class ReadinessSpec(BaseModel):
@@ -127,6 +148,12 @@ class JobSpec(BaseModel):
     limits: Limits
     # How often the runner must renew its lease (heartbeat), in seconds.
     heartbeat_seconds: float = Field(gt=0)
+    # Every secret value given to any step of this job: the runner masks them (and their
+    # encodings) in every line of the job's log before the line leaves it.
+    mask: list[SecretValue] = Field(default_factory=list)
+
+    def mask_values(self) -> list[str]:
+        return [value.get_secret_value() for value in self.mask]
 
 
 class ClaimRequest(BaseModel):

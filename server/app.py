@@ -21,6 +21,7 @@ from server.queue.endpoints import router as queue_router
 from server.queue.liveness import LivenessWriter
 from server.queue.runner_api import router as runner_router
 from server.queue.transport import BackgroundTransport, Transport
+from server.secrets.endpoints import router as secrets_router
 from server.web.pages import router as pages_router
 from server.webhooks.endpoints import router as webhooks_router
 from server.worker.celery_app import make_celery
@@ -69,5 +70,6 @@ def create_app(settings: Settings, transport: Transport | None = None) -> FastAP
     app.include_router(builds_router)
     app.include_router(build_actions_router)
     app.include_router(queue_router)
+    app.include_router(secrets_router)
     app.include_router(pages_router)  # last: its /{owner}/{name} routes catch what is left
     return app

@@ -8,9 +8,13 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+if TYPE_CHECKING:
+    from server.secrets.crypto import SecretCipher
 
 DEFAULT_DATA_DIR = Path.home() / ".local" / "share" / "greenlight"
 
@@ -30,6 +34,8 @@ class Settings(BaseSettings):
 
     public_url: str = "http://127.0.0.1:8080"
     github_webhook_secret: str = ""
+    # Encrypts repository secrets at rest (base64 of 32 bytes; "new,old" while rotating keys).
+    secret_key: SecretStr = SecretStr("")
     max_webhook_bytes: int = 25 * 1024 * 1024
 
     # Results on GitHub. Without a token nothing is sent and nothing is queued for sending.
@@ -74,14 +80,25 @@ class Settings(BaseSettings):
         return self.database_url.startswith("sqlite")
 
     def enforce_production_safety(self) -> None:
-        """Refuse to serve outside embedded mode with a missing or weak webhook secret."""
-        if self.embedded:
-            return
-        if len(self.github_webhook_secret) < 16:
+        """Refuse to serve outside embedded mode with a missing or weak webhook secret, or
+        without a key to encrypt repository secrets with; refuse a malformed key anywhere."""
+        if not self.embedded and len(self.github_webhook_secret) < 16:
             raise InsecureSettingsError(
                 "GREENLIGHT_GITHUB_WEBHOOK_SECRET must be set to at least 16 characters "
                 "(it is what proves a webhook came from GitHub); only `greenlight up` may run without it"
             )
+        try:
+            self.secret_cipher()
+        except ValueError as error:
+            raise InsecureSettingsError(str(error)) from None
+
+    def secret_cipher(self) -> SecretCipher:
+        """What encrypts and decrypts repository secrets (see ``server/secrets/crypto.py``)."""
+        from server.secrets.crypto import load_cipher
+
+        return load_cipher(
+            self.secret_key.get_secret_value(), embedded=self.embedded, data_dir=Path(self.data_dir)
+        )
 
 
 @lru_cache

@@ -21,6 +21,8 @@ from server.queue.transport import Transport
 from tests.support import services
 
 WEBHOOK_SECRET = "test-webhook-secret-0123456789"
+# Base64 of 32 bytes: the key that encrypts repository secrets in tests.
+SECRET_KEY = "dGVzdC1zZWNyZXQta2V5LTAxMjM0NTY3ODlhYmNkZWY="
 
 
 class RecordingTransport(Transport):
@@ -75,6 +77,7 @@ def settings(database_url: str, tmp_path: Path) -> Settings:
         broker_url="memory://",
         data_dir=tmp_path / "data",
         github_webhook_secret=WEBHOOK_SECRET,
+        secret_key=SECRET_KEY,
     )
 
 

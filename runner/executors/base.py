@@ -19,7 +19,9 @@ engine unreachable) so that the runner can report the step as ``errored`` with t
 must notice within about a second, kill the step and return ``StepOutcome.cancelled``.
 
 ``on_line`` is called from the executor's thread(s) for each complete output line, in order per
-stream; it must be cheap and thread-safe (the reporter only appends to a buffer).
+stream; it must be cheap and thread-safe (the reporter only appends to a buffer). Output lines
+(stdout, stderr) must come through ``lines.LineSplitter`` with the job's ``SecretMasker``: that is
+where they are masked (the reporter masks only the ``system`` lines it is given).
 """
 
 from __future__ import annotations

@@ -26,6 +26,7 @@ from runner.executors.base import (
 )
 from runner.executors.lines import LineSplitter
 from runner.executors.sidecars import Sidecars
+from runner.masking import SecretMasker
 from runner.spec import JobSpec, LogLine, StepOutcome, StepSpec
 
 log = logging.getLogger(__name__)
@@ -71,6 +72,7 @@ class DockerExecutor:
         self.network: Network | None = None
         self.sidecars: Sidecars | None = None
         self._ready_images: set[str] = set()
+        self._masker = SecretMasker(())
 
     @property
     def labels(self) -> dict[str, str]:
@@ -82,6 +84,7 @@ class DockerExecutor:
     def setup(self, job: JobSpec, workspace: Path) -> None:
         self.job = job
         self.workspace = workspace.resolve()
+        self._masker = SecretMasker(job.mask_values())
         name = f"greenlight-job-{job.job_id}-{secrets.token_hex(4)}"
         try:
             self.network = self.client.networks.create(name, driver="bridge", labels=self.labels)
@@ -149,7 +152,7 @@ class DockerExecutor:
             image=step.image,
             command=["/bin/sh", "-e", "-c", step.script],
             # A list of KEY=VALUE, never a shell string: values reach the process verbatim.
-            environment=self.job.env | step.env,
+            environment=self.job.env | step.env | step.secret_env(),
             working_dir=WORKSPACE,
             volumes={str(self.workspace): {"bind": WORKSPACE, "mode": "rw"}},
             network=self.network.name,
@@ -173,7 +176,10 @@ class DockerExecutor:
         # (engine 20.10), and attaching late could miss the first lines of a fast step.
         frames = api.attach(cid, stdout=True, stderr=True, stream=True, logs=True, demux=True)
         reader = threading.Thread(
-            target=_pump, args=(frames, on_line), name=f"greenlight-attach-{cid[:12]}", daemon=True
+            target=_pump,
+            args=(frames, on_line, self._masker),
+            name=f"greenlight-attach-{cid[:12]}",
+            daemon=True,
         )
         reader.start()
         api.start(cid)
@@ -264,8 +270,8 @@ class DockerExecutor:
         self.client.close()
 
 
-def _pump(frames: Any, on_line: LineSink) -> None:
-    out, err = LineSplitter("stdout", on_line), LineSplitter("stderr", on_line)
+def _pump(frames: Any, on_line: LineSink, masker: SecretMasker) -> None:
+    out, err = LineSplitter("stdout", on_line, masker), LineSplitter("stderr", on_line, masker)
     try:
         for stdout_chunk, stderr_chunk in frames:
             if stdout_chunk:

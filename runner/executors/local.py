@@ -16,6 +16,7 @@ from typing import IO
 
 from runner.executors.base import CANCELLED, ExecutorError, LineSink, StepResult, must_stop
 from runner.executors.lines import LineSplitter
+from runner.masking import SecretMasker
 from runner.spec import JobSpec, StepOutcome, StepSpec
 
 log = logging.getLogger(__name__)
@@ -42,6 +43,7 @@ class LocalExecutor:
     def __init__(self) -> None:
         self._job: JobSpec | None = None
         self._workspace: Path | None = None
+        self._masker = SecretMasker(())
 
     def setup(self, job: JobSpec, workspace: Path) -> None:
         if job.services:
@@ -52,6 +54,7 @@ class LocalExecutor:
             )
         self._job = job
         self._workspace = workspace.resolve()
+        self._masker = SecretMasker(job.mask_values())
 
     def teardown(self) -> None:
         # Every step's process group is killed when the step ends; nothing is left per job.
@@ -73,6 +76,7 @@ class LocalExecutor:
             }
             | self._job.env
             | step.env
+            | step.secret_env()
         )
         started = time.monotonic()
         try:
@@ -92,8 +96,8 @@ class LocalExecutor:
         live = threading.Event()  # cleared once we stop forwarding lines for this step
         live.set()
         readers = [
-            _start_reader(proc.stdout, LineSplitter("stdout", on_line), live),
-            _start_reader(proc.stderr, LineSplitter("stderr", on_line), live),
+            _start_reader(proc.stdout, LineSplitter("stdout", on_line, self._masker), live),
+            _start_reader(proc.stderr, LineSplitter("stderr", on_line, self._masker), live),
         ]
         deadline = started + step.timeout_seconds
         outcome: StepOutcome | None = None

@@ -10,6 +10,7 @@ from server.cli.admin import build, repo, token
 from server.cli.github import github
 from server.cli.processes import migrate, runner, server, up, worker
 from server.cli.remote import job, queue
+from server.cli.secrets import secret
 
 
 @click.group()
@@ -20,7 +21,7 @@ def cli() -> None:
     logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
-for command in (up, server, worker, runner, migrate, repo, token, build, queue, job, github):
+for command in (up, server, worker, runner, migrate, repo, token, build, queue, job, github, secret):
     cli.add_command(command)
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ def _api(method: str, path: str, **kwargs: Any) -> Any:
             detail = reply.text
         hint = " (set GREENLIGHT_TOKEN to a user token)" if reply.status_code == 401 else ""
         raise click.ClickException(f"{reply.status_code}: {detail}{hint}")
-    return reply.json()
+    return reply.json() if reply.content else None
 
 
 def _age(seconds: float | None) -> str:

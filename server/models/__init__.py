@@ -8,6 +8,7 @@ from server.models.liveness import ServiceLiveness
 from server.models.log import LogChunk
 from server.models.repository import Repository
 from server.models.runner import ApiToken, Runner, RunnerState, TokenKind
+from server.models.secret import Secret
 
 __all__ = [
     "ApiToken",
@@ -22,6 +23,7 @@ __all__ = [
     "Repository",
     "Runner",
     "RunnerState",
+    "Secret",
     "ServiceLiveness",
     "Step",
     "StepState",

@@ -209,6 +209,9 @@ class Step(Base):
     image: Mapped[str] = mapped_column(sa.String(500))
     script: Mapped[str] = mapped_column(sa.Text)
     env: Mapped[dict[str, Any]] = mapped_column(JsonDocument, default=dict)
+    # Names of the secrets the step asked for (`secrets: [KEY]`); values are looked up when a
+    # runner claims the job and never stored here.
+    secrets: Mapped[list[str]] = mapped_column(JsonDocument, default=list, server_default="[]")
     timeout_seconds: Mapped[int]
     state: Mapped[StepState] = mapped_column(_enum(StepState), default=StepState.pending)
     exit_code: Mapped[int | None]

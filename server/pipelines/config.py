@@ -12,6 +12,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -243,6 +244,10 @@ class MatrixConfig(BaseModel):
         return matrix.expand(self.axes, self.include, self.exclude)
 
 
+# A secret's name is the variable the step sees (``greenlight secret set OWNER/NAME KEY``).
+SecretName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,99}$")]
+
+
 class StepConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -252,8 +257,26 @@ class StepConfig(BaseModel):
     env: dict[str, EnvValue] = Field(default_factory=dict)
     timeout: Duration | None = None
     when: When = Field(default_factory=list)
+    # Secrets of the repository this step gets as environment variables (no other step does).
+    secrets: list[SecretName] = Field(default_factory=list, max_length=100)
 
     _env_names = field_validator("env")(_check_env_names)
+
+    @field_validator("secrets", mode="before")
+    @classmethod
+    def _one_secret_is_a_list(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+    @field_validator("secrets")
+    @classmethod
+    def _secrets_unique_and_not_in_env(cls, secrets: list[str], info: ValidationInfo) -> list[str]:
+        repeated = sorted({name for name in secrets if secrets.count(name) > 1})
+        if repeated:
+            raise ValueError(f"secrets are named once each; repeated: {', '.join(repeated)}")
+        clash = sorted(set(secrets) & set(info.data.get("env") or {}))
+        if clash:
+            raise ValueError(f"{', '.join(clash)} cannot be both in env: and in secrets:")
+        return secrets
 
     @field_validator("run")
     @classmethod

@@ -81,6 +81,7 @@ def _plan_job(
                 image=matrix.substitute(pipeline.image_for(step) or "", cell),
                 script=script_for(step),
                 env=dict(step.env),
+                secrets=list(step.secrets),
                 timeout_seconds=min(step.timeout or default_step_timeout, job_timeout),
                 state=StepState.skipped if left_out else StepState.pending,
                 reason=f"skipped: {left_out}" if left_out else None,

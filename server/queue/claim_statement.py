@@ -51,9 +51,11 @@ _CLAIM = sa.text(
     -- Columns the claim does not change, so this statement's snapshot reads them as they are.
     SELECT jobs.id, jobs.build_id, jobs.env, jobs.services, jobs.timeout_seconds, jobs.memory_bytes,
            jobs.cpus, jobs.pids, builds.commit_sha, builds.ref, builds.pull_request_number,
+           builds.branch, builds.from_fork, builds.repository_id,
            repositories.full_name, repositories.clone_url,
            (SELECT coalesce(json_agg(json_build_array(steps.index, steps.name, steps.image,
-                                                      steps.script, steps.env, steps.timeout_seconds)
+                                                      steps.script, steps.env, steps.secrets,
+                                                      steps.timeout_seconds)
                                      ORDER BY steps.index), '[]')
             FROM steps WHERE steps.job_id = jobs.id AND NOT steps.filtered) AS steps
     FROM taken
@@ -76,8 +78,9 @@ def claim_in_one_statement(
     now: dt.datetime,
     lease_expires_at: dt.datetime,
 ) -> Any | None:
-    """The claimed job's row (job columns, commit, ref, repository, steps as JSON arrays), or
-    None if none is waiting. ``retry_only``: hand back an earlier try's job, claim nothing new."""
+    """The claimed job's row (job columns, commit, ref, branch, fork flag, repository, steps as
+    JSON arrays), or None if none is waiting. ``retry_only``: hand back an earlier try's job,
+    claim nothing new."""
     return session.execute(
         _CLAIM,
         {

@@ -21,6 +21,7 @@ from server.models import Build, BuildState, Job, JobState, Repository, RunnerSt
 from server.models.base import utcnow
 from server.queue.claim_statement import claim_in_one_statement
 from server.queue.tokens import new_token, token_hash
+from server.secrets.resolve import BuildContext, secrets_for_steps
 
 _SQLITE_SCAN_LIMIT = 200
 
@@ -88,7 +89,7 @@ def _claim_on_postgres(
     if row is None:
         return None
     steps = [StepRow(*step) for step in row.steps]
-    return ClaimedJob(job_token=token, spec=_spec(row, steps, settings))
+    return ClaimedJob(job_token=token, spec=_spec(session, row, steps, settings))
 
 
 def _claim_on_sqlite(
@@ -165,6 +166,7 @@ class StepRow(NamedTuple):
     image: str
     script: str
     env: dict[str, str]
+    secrets: list[str] | None
     timeout_seconds: int
 
 
@@ -172,7 +174,8 @@ def job_spec(session: Session, job_id: int, settings: Settings) -> JobSpec:
     job = session.execute(
         sa.select(
             Job.id, Job.build_id, Job.env, Job.services, Job.timeout_seconds, Job.memory_bytes,
-            Job.cpus, Job.pids, Build.commit_sha, Build.ref, Build.pull_request_number,
+            Job.cpus, Job.pids, Build.commit_sha, Build.ref, Build.pull_request_number, Build.branch,
+            Build.from_fork, Build.repository_id,
             Repository.full_name, Repository.clone_url,
         )
         .join(Build, Build.id == Job.build_id)
@@ -180,16 +183,26 @@ def job_spec(session: Session, job_id: int, settings: Settings) -> JobSpec:
         .where(Job.id == job_id)
     ).one()  # fmt: skip
     steps = session.execute(
-        sa.select(Step.index, Step.name, Step.image, Step.script, Step.env, Step.timeout_seconds)
+        sa.select(
+            Step.index, Step.name, Step.image, Step.script, Step.env, Step.secrets, Step.timeout_seconds
+        )
         .where(Step.job_id == job.id, Step.filtered.is_(False))
         .order_by(Step.index)
+    ).all()
+    return _spec(session, job, [StepRow(*step) for step in steps], settings)
+
+
+def _spec(session: Session, job: Any, steps: list[StepRow], settings: Settings) -> JobSpec:
+    """The spec from a row with the job's columns, its commit, ref, pull request number, branch
+    and repository, and its steps (those its `when:` left out never reach a runner). Secret
+    values are looked up now, for this claim only: they are in no row and no queue message."""
+    build = BuildContext(
+        repository_id=job.repository_id,
+        repository=job.full_name,
+        branch=job.branch,
+        from_fork=job.from_fork,
     )
-    return _spec(job, [StepRow(*step) for step in steps], settings)
-
-
-def _spec(job: Any, steps: list[StepRow], settings: Settings) -> JobSpec:
-    """The spec from a row with the job's columns, its commit, ref, pull request number and
-    repository, and its steps (those its `when:` left out never reach a runner)."""
+    given = secrets_for_steps(session, settings.secret_cipher, build, (step.secrets or [] for step in steps))
     return JobSpec(
         job_id=job.id,
         build_id=job.build_id,
@@ -211,9 +224,13 @@ def _spec(job: Any, steps: list[StepRow], settings: Settings) -> JobSpec:
                 script=step.script,
                 env=dict(step.env),
                 timeout_seconds=step.timeout_seconds,
+                secrets=secrets.values,
+                notices=secrets.notices,
+                refused=secrets.refused,
             )
-            for step in steps
+            for step, secrets in zip(steps, given, strict=True)
         ],
+        mask=sorted({value for secrets in given for value in secrets.values.values()}),
     )
 
 

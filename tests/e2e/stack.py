@@ -19,6 +19,8 @@ import httpx
 from server.webhooks.signature import sign
 
 WEBHOOK_SECRET = "e2e-webhook-secret-0123456789"
+# Base64 of 32 bytes: encrypts the repository secrets the stack stores.
+SECRET_KEY = "ZTJlLXNlY3JldC1rZXktMDEyMzQ1Njc4OWFiY2RlZmc="
 
 
 @dataclass
@@ -130,6 +132,7 @@ def stack_env(
         "GREENLIGHT_BROKER_URL": broker_url,
         "GREENLIGHT_DATA_DIR": str(data_dir),
         "GREENLIGHT_GITHUB_WEBHOOK_SECRET": WEBHOOK_SECRET,
+        "GREENLIGHT_SECRET_KEY": SECRET_KEY,
         "GREENLIGHT_SERVER_URL": f"http://127.0.0.1:{port}",
         "GREENLIGHT_RUNNER_TOKEN": runner_token,
         "GREENLIGHT_RUNNER_DIR": str(data_dir / "runner"),

@@ -79,3 +79,20 @@ def test_a_command_list_echoes_each_command_quoted_for_the_shell() -> None:
 def test_yaml_scalars_in_run_are_commands() -> None:
     pipeline = load_pipeline("image: x\nsteps:\n  - {name: a, run: true}\n  - {name: b, run: [false, 1]}\n")
     assert [step.run for step in pipeline.steps] == ["true", ["false", "1"]]
+
+
+def test_a_step_names_the_secrets_it_needs() -> None:
+    pipeline = load_pipeline(
+        "image: debian\nsteps:\n  - name: deploy\n    run: ./deploy\n    secrets: [DEPLOY_TOKEN, AWS_KEY]\n"
+        "  - name: one\n    run: ./x\n    secrets: NPM_TOKEN\n  - name: none\n    run: ./y\n"
+    )
+    assert [step.secrets for step in pipeline.steps] == [["DEPLOY_TOKEN", "AWS_KEY"], ["NPM_TOKEN"], []]
+
+
+def test_bad_secret_names_are_config_errors_naming_the_line() -> None:
+    text = "image: debian\nsteps:\n  - name: deploy\n    run: ./deploy\n    secrets: [ok, 'not ok']\n"
+    assert ".greenlight.yml:5: steps.0.secrets.1: String should match pattern" in error_for(text)
+    clash = "image: debian\nsteps:\n  - name: d\n    run: x\n    env: {TOKEN: a}\n    secrets: [TOKEN]\n"
+    assert "TOKEN cannot be both in env: and in secrets:" in error_for(clash)
+    repeated = "image: debian\nsteps:\n  - name: d\n    run: x\n    secrets: [A_KEY, A_KEY]\n"
+    assert "repeated: A_KEY" in error_for(repeated)

@@ -15,7 +15,7 @@ from server.app import create_app
 from server.config import Settings
 from server.models import Build, BuildState, Repository, WebhookDelivery
 from server.webhooks.signature import sign
-from tests.conftest import WEBHOOK_SECRET, RecordingTransport
+from tests.conftest import SECRET_KEY, WEBHOOK_SECRET, RecordingTransport
 from tests.fixtures import github_payload, push_payload
 
 pytestmark = pytest.mark.integration
@@ -197,6 +197,7 @@ def test_database_unreachable_gets_503_never_2xx(tmp_path: Any) -> None:
         broker_url="memory://",
         data_dir=tmp_path,
         github_webhook_secret=WEBHOOK_SECRET,
+        secret_key=SECRET_KEY,
     )
     transport = RecordingTransport()
     with TestClient(create_app(settings, transport=transport)) as client:
