@@ -4,9 +4,12 @@ age; SKIP LOCKED so claimers never wait on each other), mark it running with its
 token, move its build to running, and read everything the job spec needs, steps included.
 
 Same rules as the portable path in ``claims.py`` (which SQLite uses). This is the hot path of
-the queue: one round trip instead of six is most of its cost. The claim key's advisory lock is
-taken by the statement before (``runner_identity.py``), so this statement's snapshot already
-sees a slow first try of the same claim that committed meanwhile.
+the queue: one round trip instead of six is most of its cost. The statement before it
+(``identify_runner``) takes the claim key's advisory lock, so this statement's snapshot already
+sees a slow first try of the same claim that committed meanwhile, and turns off sorting for the
+transaction (``PLAN_FOR_CLAIM``): the queue's statistics are stale right after a burst of new
+jobs, and the planner, believing few jobs wait, would sort all of them on every claim instead
+of walking ``ix_jobs_queue_order`` to the first one this runner serves.
 """
 
 from __future__ import annotations
@@ -16,6 +19,13 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
+
+# Transaction-local planner settings for the claim (see above): as columns of the statement
+# before it, so they cost no round trip of their own.
+PLAN_FOR_CLAIM = (
+    sa.func.set_config("enable_sort", "off", True),
+    sa.func.set_config("enable_bitmapscan", "off", True),
+)
 
 _CLAIM = sa.text(
     """
@@ -35,16 +45,15 @@ _CLAIM = sa.text(
         LIMIT 1
         FOR UPDATE SKIP LOCKED
     ), claimed AS (
+        -- By primary key (a scalar subquery), whatever the statistics say about queued rows.
         UPDATE jobs
         SET state = 'running', runner_id = :runner_id, started_at = :now, token_hash = :token_hash,
             claim_key = :claim_key, lease_expires_at = :lease_expires_at
-        FROM picked
-        WHERE jobs.id = picked.id AND jobs.state = 'queued'
+        WHERE jobs.id = (SELECT id FROM picked) AND jobs.state = 'queued'
         RETURNING jobs.id, jobs.build_id
     ), started AS (
         UPDATE builds SET state = 'running', started_at = coalesce(builds.started_at, :now)
-        FROM claimed
-        WHERE builds.id = claimed.build_id AND builds.state = 'queued'
+        WHERE builds.id = (SELECT build_id FROM claimed) AND builds.state = 'queued'
     ), taken AS (
         SELECT id FROM claimed UNION ALL SELECT id FROM retried
     )

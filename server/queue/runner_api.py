@@ -79,7 +79,7 @@ def runner_drain(body: ClaimRequest, session: SessionDep, token: RunnerTokenDep)
 def claim(
     body: ClaimRequest, session: SessionDep, token: BearerDep, state: StateDep
 ) -> ClaimedJob | Response:
-    runner = _identify(session, token, body.runner_id, claim_key=body.claim_key)
+    runner = _identify(session, token, body.runner_id, claiming=True, claim_key=body.claim_key)
     claimed = claim_next_job(session, runner, state.settings, claim_key=body.claim_key, key_locked=True)
     return claimed if claimed is not None else Response(status_code=204)
 
@@ -118,9 +118,11 @@ def job_finished(job_id: int, body: JobFinished, session: SessionDep, token: Bea
     return Response(status_code=204)
 
 
-def _identify(session: Session, token: str, runner_id: int, claim_key: str | None = None) -> RunnerIdentity:
+def _identify(
+    session: Session, token: str, runner_id: int, *, claiming: bool = False, claim_key: str | None = None
+) -> RunnerIdentity:
     try:
-        return identify_runner(session, token, runner_id, claim_key=claim_key)
+        return identify_runner(session, token, runner_id, claiming=claiming, claim_key=claim_key)
     except RunnerNotRegistered as error:
         raise HTTPException(403, str(error)) from None
     except NotARunnerToken as error:

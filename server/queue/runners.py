@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 from runner.spec import ALL_LABELS, RunnerRegistration
 from server.models import ApiToken, Job, JobState, Runner, RunnerState, TokenKind
 from server.models.base import as_utc, utcnow
+from server.queue.claim_statement import PLAN_FOR_CLAIM
 from server.queue.reports import close_job
 from server.queue.tokens import find_token, token_hash
 
@@ -79,18 +80,21 @@ def runner_for(session: Session, token: ApiToken, runner_id: int) -> Runner:
 
 
 def identify_runner(
-    session: Session, token: str, runner_id: int, *, claim_key: str | None = None
+    session: Session, token: str, runner_id: int, *, claiming: bool = False, claim_key: str | None = None
 ) -> RunnerIdentity:
     """The runner ``runner_id``, if ``token`` is the live runner token it registered with.
 
-    One statement, as this runs on every claim and heartbeat of every runner. With a
-    ``claim_key`` it also takes that key's advisory lock on Postgres (see ``claim_next_job``)."""
+    One statement, as this runs on every claim and heartbeat of every runner. Before a claim
+    (``claiming``) on Postgres it also takes the claim key's advisory lock (see
+    ``claim_next_job``) and sets the claim's planner settings (see ``claim_statement``)."""
     columns: list[Any] = [
         ApiToken.kind, ApiToken.revoked, Runner.id.label("runner_id"), Runner.labels, Runner.state,
         Runner.last_seen_at,
     ]  # fmt: skip
-    if claim_key is not None and session.get_bind().dialect.name == "postgresql":
-        columns.append(sa.func.pg_advisory_xact_lock(sa.func.hashtext(claim_key)).label("locked"))
+    if claiming and session.get_bind().dialect.name == "postgresql":
+        columns += PLAN_FOR_CLAIM
+        if claim_key is not None:
+            columns.append(sa.func.pg_advisory_xact_lock(sa.func.hashtext(claim_key)))
     row = session.execute(
         sa.select(*columns)
         .select_from(ApiToken)
