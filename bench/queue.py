@@ -55,9 +55,10 @@ def run_bench_runner() -> None:
     """A runner process with N slots: real label queue, real task name, real claims over HTTP."""
     from celery import Celery
 
-    from runner.client import RunnerApi
+    from runner.client import RunnerApi, new_claim_key
     from runner.spec import (
         JOB_AVAILABLE_TASK,
+        ClaimRequest,
         JobFinished,
         RunnerRegistration,
         StepOutcome,
@@ -92,14 +93,17 @@ def run_bench_runner() -> None:
 
     @celery.task(name=JOB_AVAILABLE_TASK)
     def job_available(job_id: int | None = None) -> None:
-        # What RunnerAgent.work does, minus the executor: when a slot is free, claim until
-        # nothing is left (a message that finds every slot busy costs no request).
+        # What RunnerAgent.work does, minus the executor: when a slot is free, claim, then end
+        # each job asking for the next in the same request, until nothing is left (a message
+        # that finds every slot busy costs no request).
         if not busy.acquire(blocking=False):
             return
         try:
-            while (claimed := api.claim(runner_id)) is not None:
-                finished = JobFinished(outcome=StepOutcome.passed)
-                api.job_finished(claimed.spec.job_id, claimed.job_token, finished)
+            claimed = api.claim(runner_id)
+            while claimed is not None:
+                next_claim = ClaimRequest(runner_id=runner_id, claim_key=new_claim_key())
+                finished = JobFinished(outcome=StepOutcome.passed, next=next_claim)
+                claimed = api.job_finished(claimed.spec.job_id, claimed.job_token, finished)
         finally:
             busy.release()
 
@@ -262,11 +266,18 @@ def main() -> None:
         queue_started = time.perf_counter()
         throughput_ids = queue_jobs(args.throughput_jobs, announce=False)
         queued_for = time.perf_counter() - queue_started
+        processes = {"server": [server.pid], "runner": [runner.pid], "postgres": _backends_of(db_name)}
+        cpu_before = {name: _cpu_seconds(pids) for name, pids in processes.items()}
         started = time.perf_counter()
         for _ in range(args.slots):
             transport.announce_job(0, [LABEL])
         wait_done(throughput_ids, 600)
         drain_seconds = time.perf_counter() - started
+        processes["postgres"] = _backends_of(db_name)
+        cpu_per_job = {
+            name: (_cpu_seconds(pids) - cpu_before[name]) / args.throughput_jobs
+            for name, pids in processes.items()
+        }
 
         # 3. floor: raw Celery no-op round trip and rate, same broker, same worker pool
         results = redis.Redis.from_url(broker)
@@ -295,8 +306,13 @@ def main() -> None:
         print(f"  floor: raw Celery no-op one-way latency median {ms(statistics.median(noop_latency))}"
               f"   p99 {ms(percentile(noop_latency, 0.99))}")  # fmt: skip
         print(
-            f"claim throughput: {args.throughput_jobs} no-op jobs (claim + finish over HTTP) in "
-            f"{drain_seconds:.2f} s = {claim_rate:.0f} jobs/s (committing them first took {queued_for:.2f} s)"
+            f"claim throughput: {args.throughput_jobs} no-op jobs (claim, then end + next claim, over HTTP)"
+            f" in {drain_seconds:.2f} s = {claim_rate:.0f} jobs/s"
+            f" (committing them first took {queued_for:.2f} s)"
+        )
+        print(
+            "  CPU per job (robust to a busy machine): "
+            + ", ".join(f"{name} {ms(seconds)}" for name, seconds in cpu_per_job.items())
         )
         print(f"  floor: raw Celery no-op tasks {noop_rate:.0f} tasks/s with the same {args.slots} threads")
         print(f"  ratio: {claim_rate / noop_rate:.2f} of the raw Celery rate")
@@ -312,6 +328,43 @@ def main() -> None:
         engine.dispose()
         services.drop_database(db_name)
         redis.Redis.from_url(broker).flushdb()
+
+
+def _cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU of these processes and all their descendants (uvicorn's workers), from
+    /proc. Backends that exited meanwhile are not counted."""
+    tick = os.sysconf("SC_CLK_TCK")
+    children: dict[int, list[int]] = {}
+    stats: dict[int, list[str]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            stats[int(entry.name)] = fields
+            children.setdefault(int(fields[1]), []).append(int(entry.name))
+    total, todo = 0.0, list(pids)
+    while todo:
+        pid = todo.pop()
+        if pid in stats:
+            total += (int(stats[pid][11]) + int(stats[pid][12])) / tick
+        todo += children.get(pid, [])
+    return total
+
+
+def _backends_of(database: str) -> list[int]:
+    """The Postgres backend processes serving ``database`` (their title names it)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                title = (entry / "cmdline").read_bytes().decode(errors="replace")
+            except OSError:
+                continue
+            if title.startswith("postgres:") and f" {database} " in title:
+                found.append(int(entry.name))
+    return found
 
 
 def _wait_http(url: str, timeout: float = 30) -> None:

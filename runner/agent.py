@@ -18,7 +18,7 @@ from runner.client import RunnerApi, ServerUnavailable, new_claim_key
 from runner.config import RunnerSettings
 from runner.executors.base import Executor
 from runner.job import JobRun
-from runner.spec import RunnerRegistration
+from runner.spec import ClaimedJob, ClaimRequest, RunnerRegistration
 
 logger = logging.getLogger(__name__)
 
@@ -96,33 +96,56 @@ class RunnerAgent:
             logger.warning("could not tell the server this runner is draining", exc_info=True)
 
     def work(self) -> int:
-        """Claim and run jobs until the server has none for us or all slots are busy."""
+        """Claim and run jobs until the server has none for us or all slots are busy. A slot that
+        finishes a job asks for its next one in the same request as the job's end."""
         ran = 0
         while not self.draining.is_set() and self.runner_id is not None:
             if not self._slots.acquire(blocking=False):
                 return ran  # every slot is busy; each busy slot claims again when it is done
-            # A claim whose reply was lost may have taken a job on the server: ask again with the
-            # same key, and the server hands that job back instead of leaving it to be lost.
-            key = self._unconfirmed_claims.pop() if self._unconfirmed_claims else new_claim_key()
             try:
-                try:
-                    claimed = self.api.claim(self.runner_id, key)
-                except ServerUnavailable:
-                    self._unconfirmed_claims.append(key)
-                    raise
+                # A claim whose reply was lost may have taken a job on the server: ask again with
+                # the same key, and the server hands that job back instead of leaving it to be lost.
+                key = self._unconfirmed_claims.pop() if self._unconfirmed_claims else new_claim_key()
+                claimed = self._claim(key)
+                while claimed is not None:
+                    claimed, key = self._run(claimed)
+                    ran += 1
+                    if claimed is None and key is not None:
+                        claimed = self._claim(key)  # the end's reply was lost, and with it the next claim's
                 if claimed is None:
                     return ran
-                logger.info("running job %s (%s)", claimed.spec.job_id, claimed.spec.repository)
-                JobRun(
-                    self.api, claimed, self._executor_factory(), self.settings.runner_dir, self.shutdown
-                ).run()
-                ran += 1
             except ServerUnavailable as error:
                 logger.error("server unavailable: %s", error)
                 return ran
             finally:
                 self._slots.release()
         return ran
+
+    def _run(self, claimed: ClaimedJob) -> tuple[ClaimedJob | None, str | None]:
+        """Run one job; returns the next job its end claimed, or the key to claim it with when
+        that answer never came (None when there is nothing to claim: draining, or none waiting)."""
+        assert self.runner_id is not None
+        logger.info("running job %s (%s)", claimed.spec.job_id, claimed.spec.repository)
+        next_claim = None
+        if not self.draining.is_set():
+            next_claim = ClaimRequest(runner_id=self.runner_id, claim_key=new_claim_key())
+        run = JobRun(
+            self.api, claimed, self._executor_factory(), self.settings.runner_dir, self.shutdown, next_claim
+        )
+        run.run()
+        if next_claim is None or run.next_answered:
+            return run.next_claimed, None
+        # Even when draining: a job that claim took is ours to run, and a draining runner's
+        # claim only ever hands back such a job.
+        return None, next_claim.claim_key
+
+    def _claim(self, key: str) -> ClaimedJob | None:
+        assert self.runner_id is not None
+        try:
+            return self.api.claim(self.runner_id, key)
+        except ServerUnavailable:
+            self._unconfirmed_claims.append(key)
+            raise
 
     def _heartbeat(self) -> None:
         while not self.shutdown.wait(self.settings.runner_heartbeat_seconds):

@@ -91,8 +91,11 @@ class RunnerApi:
     def step_finished(self, job_id: int, job_token: str, report: StepFinished) -> None:
         self._post(f"/api/runner/jobs/{job_id}/steps/finish", report, job_token, retries=FINAL_REPORT_RETRIES)
 
-    def job_finished(self, job_id: int, job_token: str, report: JobFinished) -> None:
-        self._post(f"/api/runner/jobs/{job_id}/finish", report, job_token, retries=FINAL_REPORT_RETRIES)
+    def job_finished(self, job_id: int, job_token: str, report: JobFinished) -> ClaimedJob | None:
+        """The job's end; the next job when ``report.next`` asked for one and one was waiting."""
+        path = f"/api/runner/jobs/{job_id}/finish"
+        reply = self._post(path, report, job_token, retries=FINAL_REPORT_RETRIES)
+        return None if reply.status_code == 204 else ClaimedJob.model_validate(reply.json())
 
     def _post(
         self, path: str, body: BaseModel | None, token: str, retries: int | None = None

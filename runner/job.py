@@ -17,7 +17,15 @@ from runner.client import JobClosedError, RunnerApi
 from runner.executors.base import Executor, ExecutorError, StepResult
 from runner.masking import SecretMasker
 from runner.reporter import Heartbeat, LogShipper
-from runner.spec import ClaimedJob, JobFinished, LogLine, StepFinished, StepOutcome, StepStarted
+from runner.spec import (
+    ClaimedJob,
+    ClaimRequest,
+    JobFinished,
+    LogLine,
+    StepFinished,
+    StepOutcome,
+    StepStarted,
+)
 from runner.workspace import WorkspaceError, prepare_workspace, remove_workspace
 
 logger = logging.getLogger(__name__)
@@ -31,8 +39,15 @@ class JobRun:
         executor: Executor,
         work_root: Path,
         shutdown: threading.Event,
+        next_claim: ClaimRequest | None = None,
     ) -> None:
+        """``next_claim``: ask for the runner's next job together with this one's end. Whether
+        the server answered it (``next_answered``) and what it handed out (``next_claimed``) are
+        known once ``run`` returns."""
         self.api = api
+        self.next_claim = next_claim
+        self.next_answered = False
+        self.next_claimed: ClaimedJob | None = None
         self.spec = claimed.spec
         self.token = claimed.job_token
         self.executor = executor
@@ -87,7 +102,14 @@ class JobRun:
             reason = "cancelled: the runner could not reach the server for longer than the job's lease"
         elif self._shutdown.is_set() and outcome is StepOutcome.cancelled:
             reason = "cancelled: the runner was stopped while this job ran"
-        self._report(self.api.job_finished, JobFinished(outcome=outcome, reason=reason))
+        finished = JobFinished(outcome=outcome, reason=reason, next=self.next_claim)
+        try:
+            self.next_claimed = self.api.job_finished(self.spec.job_id, self.token, finished)
+            self.next_answered = True
+        except JobClosedError:
+            self.cancel.set()
+        except Exception as error:
+            logger.error("job %s: could not report to the server: %s", self.spec.job_id, error)
 
     def _run_steps(self, logs: LogShipper) -> tuple[StepOutcome, str | None]:
         job = self.spec

@@ -215,6 +215,9 @@ class StepFinished(BaseModel):
 class JobFinished(BaseModel):
     outcome: StepOutcome
     reason: str | None = Field(default=None, max_length=2000)
+    # Claim the runner's next job in the same request (the reply is then a ``ClaimedJob``, or 204
+    # when nothing waits): one request per job instead of two while work is queued.
+    next: ClaimRequest | None = None
 
 
 class HeartbeatReply(BaseModel):

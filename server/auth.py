@@ -12,7 +12,8 @@ from server.models.base import utcnow
 from server.queue.tokens import find_token
 
 
-def bearer_token(authorization: Annotated[str | None, Header()] = None) -> str:
+async def bearer_token(authorization: Annotated[str | None, Header()] = None) -> str:
+    # async: it only reads a header, so FastAPI need not hand it to a worker thread.
     if not authorization or not authorization.startswith("Bearer "):
         raise HTTPException(401, "missing bearer token", headers={"WWW-Authenticate": "Bearer"})
     return authorization.removeprefix("Bearer ").strip()

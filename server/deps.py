@@ -33,6 +33,11 @@ def get_session(request: Request) -> Iterator[Session]:
         yield session
 
 
-StateDep = Annotated[AppState, Depends(app_state)]
+async def _app_state(request: Request) -> AppState:
+    # async: it only reads an attribute, so FastAPI need not hand it to a worker thread.
+    return app_state(request)
+
+
+StateDep = Annotated[AppState, Depends(_app_state)]
 # scope="function": commit before the response goes out, so a 2xx always means "stored".
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]

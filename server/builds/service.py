@@ -135,15 +135,24 @@ def fail_build(build: Build, state: BuildState, reason: str) -> None:
         request_status(session, build.id, state, reason)
 
 
-def refresh_build_state(session: Session, build_id: int, *, locked: bool = False) -> BuildState:
-    """Recompute a build's state from its latest job attempts. Locks the build row (unless the
-    caller did: ``locked``) so that two jobs finishing at once cannot both miss that they were the
-    last. Column reads and one UPDATE, no ORM objects: this runs on every job's end."""
-    query = sa.select(Build.state).where(Build.id == build_id)
-    current = session.execute(query if locked else query.with_for_update()).scalar_one()
-    jobs = session.execute(
-        sa.select(Job.name, Job.state, Job.reason).where(Job.build_id == build_id, Job.is_latest)
-    ).all()
+def refresh_build_state(
+    session: Session, build_id: int, *, locked_state: BuildState | None = None
+) -> BuildState:
+    """Recompute a build's state from its latest job attempts. Locks the build row so that two
+    jobs finishing at once cannot both miss that they were the last (``locked_state``: the caller
+    locked it already, and read this state). Column reads and one UPDATE, no ORM objects: this
+    runs on every job's end."""
+    current = (
+        locked_state
+        or session.connection()
+        .execute(sa.select(Build.state).where(Build.id == build_id).with_for_update())
+        .scalar_one()
+    )
+    jobs = (
+        session.connection()
+        .execute(sa.select(Job.name, Job.state, Job.reason).where(Job.build_id == build_id, Job.is_latest))
+        .all()
+    )
     states = [job.state for job in jobs]
     if not states or current.finished:
         return current
@@ -157,7 +166,7 @@ def refresh_build_state(session: Session, build_id: int, *, locked: bool = False
     else:
         final = next((b for j, b in _BUILD_STATE_PRECEDENCE if j in states), BuildState.passed)
         values = {"state": final, "finished_at": now, "started_at": sa.func.coalesce(Build.started_at, now)}
-    session.execute(
+    session.connection().execute(
         sa.update(Build)
         .where(Build.id == build_id)
         .values(**values)

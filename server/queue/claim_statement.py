@@ -90,16 +90,20 @@ def claim_in_one_statement(
     """The claimed job's row (job columns, commit, ref, branch, fork flag, repository, steps as
     JSON arrays), or None if none is waiting. ``retry_only``: hand back an earlier try's job,
     claim nothing new."""
-    return session.execute(
-        _CLAIM,
-        {
-            "any_label": any_label,
-            "labels": labels,
-            "runner_id": runner_id,
-            "now": now,
-            "token_hash": token_hash,
-            "claim_key": claim_key,
-            "retry_only": retry_only,
-            "lease_expires_at": lease_expires_at,
-        },
-    ).first()
+    return (
+        session.connection()
+        .execute(
+            _CLAIM,
+            {
+                "any_label": any_label,
+                "labels": labels,
+                "runner_id": runner_id,
+                "now": now,
+                "token_hash": token_hash,
+                "claim_key": claim_key,
+                "retry_only": retry_only,
+                "lease_expires_at": lease_expires_at,
+            },
+        )
+        .first()
+    )

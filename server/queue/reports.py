@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 from runner.spec import JobFinished, LogBatch, StepFinished, StepOutcome, StepStarted
 from server.builds.service import expire_if_loaded, refresh_build_state
 from server.db import insert_for
-from server.models import Job, JobState, LogChunk, Step, StepState
+from server.models import BuildState, Job, JobState, LogChunk, Step, StepState
 from server.models.base import utcnow
 from server.queue.tokens import token_hash
 
@@ -54,7 +54,7 @@ def job_for_token(session: Session, job_id: int, token: str, *, lock: bool = Fal
 def append_log(session: Session, job: Job, batch: LogBatch) -> None:
     _step(session, job, batch.step_index)
     insert = insert_for(session)
-    session.execute(
+    session.connection().execute(
         insert(LogChunk)
         .values(
             job_id=job.id,
@@ -87,29 +87,37 @@ def finish_job(session: Session, job: Job, report: JobFinished) -> None:
     close_job(session, job, _JOB_STATE_FOR_OUTCOME[report.outcome], report.reason)
 
 
-def finish_job_by_token(session: Session, job_id: int, token: str, report: JobFinished) -> None:
-    """A runner's last word on a job. On Postgres, the job, its steps and its build's lock in one
-    statement (it runs once per job, so it is the other half of the queue's hot path)."""
+def finish_job_by_token(session: Session, job_id: int, token: str, report: JobFinished) -> int:
+    """A runner's last word on a job; returns the id of the runner that held it. On Postgres, the
+    job, its steps and its build's lock in one statement (it runs once per job, so it is the
+    other half of the queue's hot path)."""
     if session.get_bind().dialect.name != "postgresql":
-        finish_job(session, job_for_token(session, job_id, token, lock=True), report)
-        return
+        job = job_for_token(session, job_id, token, lock=True)
+        finish_job(session, job, report)
+        assert job.runner_id is not None  # a running job was claimed by a runner
+        return job.runner_id
     state = _JOB_STATE_FOR_OUTCOME[report.outcome]
-    build_id = session.execute(
-        _FINISH,
-        {
-            "job_id": job_id,
-            "token_hash": token_hash(token),
-            "state": state.value,
-            "reason": report.reason,
-            "now": utcnow(),
-            "running_becomes": _running_step_becomes(state).value,
-        },
-    ).scalar_one_or_none()
-    if build_id is None:
+    closed = (
+        session.connection()
+        .execute(
+            _FINISH,
+            {
+                "job_id": job_id,
+                "token_hash": token_hash(token),
+                "state": state.value,
+                "reason": report.reason,
+                "now": utcnow(),
+                "running_becomes": _running_step_becomes(state).value,
+            },
+        )
+        .one_or_none()
+    )
+    if closed is None:
         job_for_token(session, job_id, token)  # raises JobClosed, saying why
         raise JobClosed(f"job {job_id} is not running under this token")
     expire_if_loaded(session, Job, job_id)
-    refresh_build_state(session, build_id, locked=True)
+    refresh_build_state(session, closed.build_id, locked_state=BuildState(closed.build_state))
+    return closed.runner_id
 
 
 # Close the job if this token holds it; settle the steps it never reported (see close_job); lock
@@ -121,7 +129,7 @@ _FINISH = sa.text(
         UPDATE jobs SET state = :state, reason = :reason, finished_at = :now, token_hash = NULL,
                         lease_expires_at = NULL
         WHERE id = :job_id AND state = 'running' AND token_hash = :token_hash
-        RETURNING id, build_id
+        RETURNING id, build_id, runner_id
     ), settled AS (
         UPDATE steps
         SET state = CASE WHEN steps.state = 'running' THEN :running_becomes ELSE 'skipped' END,
@@ -130,9 +138,11 @@ _FINISH = sa.text(
         FROM closed
         WHERE steps.job_id = closed.id AND steps.state IN ('pending', 'running')
     ), locked AS (
-        SELECT builds.id FROM builds JOIN closed ON builds.id = closed.build_id FOR UPDATE OF builds
+        -- The row as it is once locked (a locking read sees the latest commit, not the snapshot).
+        SELECT builds.id, builds.state FROM builds JOIN closed ON builds.id = closed.build_id
+        FOR UPDATE OF builds
     )
-    SELECT id FROM locked
+    SELECT locked.id AS build_id, locked.state AS build_state, closed.runner_id FROM locked, closed
     """
 )
 

@@ -91,16 +91,18 @@ def identify_runner(
         ApiToken.kind, ApiToken.revoked, Runner.id.label("runner_id"), Runner.labels, Runner.state,
         Runner.last_seen_at,
     ]  # fmt: skip
-    if claiming and session.get_bind().dialect.name == "postgresql":
-        columns += PLAN_FOR_CLAIM
-        if claim_key is not None:
-            columns.append(sa.func.pg_advisory_xact_lock(sa.func.hashtext(claim_key)))
-    row = session.execute(
-        sa.select(*columns)
-        .select_from(ApiToken)
-        .outerjoin(Runner, sa.and_(Runner.id == runner_id, Runner.token_id == ApiToken.id))
-        .where(ApiToken.token_hash == token_hash(token))
-    ).first()
+    if claiming:
+        columns += _before_claim(session, claim_key)
+    row = (
+        session.connection()
+        .execute(
+            sa.select(*columns)
+            .select_from(ApiToken)
+            .outerjoin(Runner, sa.and_(Runner.id == runner_id, Runner.token_id == ApiToken.id))
+            .where(ApiToken.token_hash == token_hash(token))
+        )
+        .first()
+    )
     if row is None or row.revoked or row.kind is not TokenKind.runner:
         raise NotARunnerToken("not a valid runner token")
     if row.runner_id is None:
@@ -111,13 +113,33 @@ def identify_runner(
     # so refresh it at most once a second instead of serialising every claim on that lock. A
     # lost runner that checks in is back: it may take work again (its old jobs stay lost).
     if state is not row.state or now - as_utc(row.last_seen_at) > SEEN_RESOLUTION:
-        session.execute(
+        session.connection().execute(
             sa.update(Runner)
             .where(Runner.id == runner_id)
             .values(last_seen_at=now, state=state)
             .execution_options(synchronize_session=False)
         )
     return RunnerIdentity(id=row.runner_id, labels=list(row.labels), state=state)
+
+
+def runner_of_finished_job(session: Session, runner_id: int, claim_key: str | None) -> RunnerIdentity:
+    """The runner a job's token spoke for, about to claim its next job in the same request (see
+    ``runner_api.job_finished``). The job's token proved who it is; its own heartbeat keeps
+    ``last_seen_at`` fresh, so this never writes (nor locks) the runner row."""
+    columns = [Runner.labels, Runner.state, *_before_claim(session, claim_key)]
+    row = session.connection().execute(sa.select(*columns).where(Runner.id == runner_id)).one()
+    return RunnerIdentity(id=runner_id, labels=list(row.labels), state=row.state)
+
+
+def _before_claim(session: Session, claim_key: str | None) -> list[Any]:
+    """On Postgres: the claim's planner settings (see ``claim_statement``) and its claim key's
+    advisory lock (see ``claim_next_job``), as columns of a statement that runs anyway."""
+    if session.get_bind().dialect.name != "postgresql":
+        return []
+    columns: list[Any] = list(PLAN_FOR_CLAIM)
+    if claim_key is not None:
+        columns.append(sa.func.pg_advisory_xact_lock(sa.func.hashtext(claim_key)))
+    return columns
 
 
 def mark_lost_runners(session: Session, lost_after_seconds: float) -> list[Runner]:

@@ -241,3 +241,82 @@ def test_a_retried_claim_gets_the_same_job_back_not_a_second_one(
     assert (
         session.scalar(sa.select(sa.func.count()).select_from(Job).where(Job.state == JobState.running)) == 1
     )
+
+
+def test_a_jobs_end_can_claim_the_runners_next_job_in_the_same_request(
+    client: TestClient, session: Session, token: str
+) -> None:
+    first, low, high = queued_jobs(session, {"priority": 5}, {"priority": 1}, {"priority": 3})
+    runner_id = register(client, token)
+    claimed = claim(client, token, runner_id)
+    assert claimed is not None and claimed["spec"]["job_id"] == first
+    order = []
+    while claimed is not None:
+        reply = as_job(
+            client,
+            claimed,
+            "finish",
+            {"outcome": "passed", "next": {"runner_id": runner_id, "claim_key": "n" * 20 + str(len(order))}},
+        )
+        assert reply.status_code in (200, 204), reply.text
+        claimed = reply.json() if reply.status_code == 200 else None
+        if claimed is not None:
+            order.append(claimed["spec"]["job_id"])
+    assert order == [high, low]  # priority order, exactly as a claim of its own
+    session.expire_all()
+    states = session.scalars(sa.select(Job.state).where(Job.id.in_([first, low, high]))).all()
+    assert states == [JobState.passed] * 3
+
+
+def test_the_next_claim_of_a_jobs_end_is_only_for_the_runner_that_held_the_job(
+    client: TestClient, session: Session, token: str
+) -> None:
+    first, waiting = queued_jobs(session, {"priority": 5}, {})
+    runner_id = register(client, token)
+    other_runner = register(client, token, "r2")
+    claimed = claim(client, token, runner_id)
+    assert claimed is not None
+    reply = as_job(client, claimed, "finish", {"outcome": "failed", "next": {"runner_id": other_runner}})
+    assert reply.status_code == 204  # the end is recorded; the other runner's claim is not made
+    session.expire_all()
+    assert session.get(Job, first).state is JobState.failed  # type: ignore[union-attr]
+    assert session.get(Job, waiting).state is JobState.queued  # type: ignore[union-attr]
+
+
+def test_a_lost_reply_to_a_jobs_end_loses_neither_the_end_nor_the_next_job(
+    client: TestClient, session: Session, token: str
+) -> None:
+    _first, second = queued_jobs(session, {"priority": 5}, {})
+    runner_id = register(client, token)
+    claimed = claim(client, token, runner_id)
+    assert claimed is not None
+    next_claim = {"runner_id": runner_id, "claim_key": "lost-reply-key-0123"}
+    lost = as_job(client, claimed, "finish", {"outcome": "passed", "next": next_claim})
+    assert lost.status_code == 200 and lost.json()["spec"]["job_id"] == second
+    # The runner never saw that reply: its retry of the end is refused (already closed) ...
+    assert as_job(client, claimed, "finish", {"outcome": "passed", "next": next_claim}).status_code == 409
+    # ... so it claims with the same key, and gets the job the lost reply carried, not another.
+    headers = {"Authorization": f"Bearer {token}"}
+    again = client.post("/api/runner/claim", json=next_claim, headers=headers)
+    assert again.status_code == 200 and again.json()["spec"]["job_id"] == second
+    assert as_job(client, again.json(), "heartbeat").status_code == 200
+
+
+def test_a_draining_runner_gets_no_next_job_with_a_jobs_end(
+    client: TestClient, session: Session, token: str
+) -> None:
+    _first, waiting = queued_jobs(session, {"priority": 5}, {})
+    runner_id = register(client, token)
+    claimed = claim(client, token, runner_id)
+    assert claimed is not None
+    headers = {"Authorization": f"Bearer {token}"}
+    assert client.post("/api/runner/drain", json={"runner_id": runner_id}, headers=headers).status_code == 204
+    reply = as_job(
+        client,
+        claimed,
+        "finish",
+        {"outcome": "passed", "next": {"runner_id": runner_id, "claim_key": "drain-key-0123456"}},
+    )
+    assert reply.status_code == 204
+    session.expire_all()
+    assert session.get(Job, waiting).state is JobState.queued  # type: ignore[union-attr]
