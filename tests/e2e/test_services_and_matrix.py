@@ -4,6 +4,7 @@ step talks HTTP to the service by name, the build passes when both jobs do, noth
 from __future__ import annotations
 
 import subprocess
+import time
 
 import pytest
 
@@ -44,6 +45,15 @@ def networks_of(job_id: int) -> list[str]:
     ).stdout.split()
 
 
+def torn_down(job_id: int, timeout: float = 30) -> bool:
+    deadline = time.monotonic() + timeout
+    while containers_of(job_id) or networks_of(job_id):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.2)
+    return True
+
+
 def test_matrix_jobs_each_reach_their_own_service_and_the_build_passes(
     stack: Stack, register, origin
 ) -> None:  # type: ignore[no-untyped-def]
@@ -61,4 +71,5 @@ def test_matrix_jobs_each_reach_their_own_service_and_the_build_passes(
         assert log[0] == f"greenlight: starting service web ({IMAGE})"
         assert log[1].startswith("greenlight: service web is ready (tcp port 8080) after ")
         assert log[2:] == [f"{greeting} from {job_name}, CI=true APP_ENV=test STEP_LEVEL=true", "200"]
-        assert containers_of(job["id"]) == [] and networks_of(job["id"]) == []
+        # The runner reports a job's end before it tears the job down (off the critical path).
+        assert torn_down(job["id"]), (containers_of(job["id"]), networks_of(job["id"]))
