@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -16,12 +17,15 @@ from tests.e2e.stack import Stack, stack_env
 from tests.support import services
 
 
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+@contextmanager
+def running_stack(
+    tmp_path_factory: pytest.TempPathFactory, extra_env: dict[str, str] | None = None
+) -> Iterator[Stack]:
+    """Server, worker and runner processes on a database of their own; ``extra_env`` for all three."""
     if not os.environ.get(services.DATABASE_URL_ENV):
         services.unavailable("Postgres, Redis and Docker are not set up (run the tests with scripts/test)")
     services.test_image()  # fails clearly if the local image was not built
-    database_name = f"greenlight_e2e_{os.getpid()}"
+    database_name = f"greenlight_e2e_{os.getpid()}_{uuid.uuid4().hex[:6]}"
     database_url = services.create_database(database_name)
     from server.migrate import upgrade_to_head
 
@@ -35,7 +39,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 
     root = tmp_path_factory.mktemp("stack")
     port = services.free_port()
-    env = stack_env(database_url, broker_url, root / "data", port, token)
+    env = {**stack_env(database_url, broker_url, root / "data", port, token), **(extra_env or {})}
     logs = root / "logs"
     logs.mkdir()
     stack = Stack(url=f"http://127.0.0.1:{port}", env=env, logs=logs)
@@ -48,6 +52,12 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     finally:
         stack.stop_all()
         services.drop_database(database_name)
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    with running_stack(tmp_path_factory) as running:
+        yield running
 
 
 @pytest.fixture
