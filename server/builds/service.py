@@ -10,6 +10,8 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session, object_session
 from sqlalchemy.orm.util import identity_key
 
+from server.deploys import hooks as deploys
+from server.deploys.hooks import DEPLOY_EVENT
 from server.github.outbox import request_status
 from server.models import Base, Build, BuildState, Job, JobState, Repository
 from server.models.base import utcnow
@@ -139,8 +141,8 @@ def refresh_build_state(session: Session, build_id: int, *, locked: bool = False
     """Recompute a build's state from its latest job attempts. Locks the build row (unless the
     caller did: ``locked``) so that two jobs finishing at once cannot both miss that they were the
     last. Column reads and one UPDATE, no ORM objects: this runs on every job's end."""
-    query = sa.select(Build.state).where(Build.id == build_id)
-    current = session.execute(query if locked else query.with_for_update()).scalar_one()
+    query = sa.select(Build.state, Build.event).where(Build.id == build_id)
+    current, event = session.execute(query if locked else query.with_for_update()).one()
     jobs = session.execute(
         sa.select(Job.name, Job.state, Job.reason).where(Job.build_id == build_id, Job.is_latest)
     ).all()
@@ -165,8 +167,15 @@ def refresh_build_state(session: Session, build_id: int, *, locked: bool = False
     )
     expire_if_loaded(session, Build, build_id)
     state: BuildState = values["state"]  # type: ignore[assignment]
+    if event == DEPLOY_EVENT:
+        # A deploy build reports as a GitHub deployment, not as the commit's status.
+        if state.finished:
+            deploys.deploy_build_finished(session, build_id, state)
+        return state
     if state is not BuildState.running:  # GitHub shows queued and running alike: pending
         request_status(session, build_id, state, _outcome_reason(state, jobs))
+    if state is BuildState.passed:
+        deploys.record_deploy_check(session, build_id)
     return state
 
 

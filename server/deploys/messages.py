@@ -1,0 +1,44 @@
+"""After-commit messages deploys need (announce a deploy job, wake the deploy check), wired once
+per session factory like commit statuses (``enable_deploy_messages``). Without it, nothing is
+lost: the reconciler re-announces queued jobs and sweeps deploy checks."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from server.db import after_commit
+
+_KEY = "greenlight.deploy_messages"
+
+
+@dataclass(frozen=True)
+class DeployMessages:
+    announce_job: Callable[[int, list[str]], None]
+    request_deploy_check: Callable[[int], None]
+
+
+def enable_deploy_messages(session_factory: sessionmaker[Session], messages: DeployMessages) -> None:
+    info = dict(session_factory.kw.get("info") or {})
+    info[_KEY] = messages
+    session_factory.configure(info=info)
+
+
+def announce_after_commit(session: Session, announcements: list[tuple[int, list[str]]]) -> None:
+    messages = session.info.get(_KEY)
+    if not isinstance(messages, DeployMessages) or not announcements:
+        return
+
+    def announce() -> None:
+        for job_id, labels in announcements:
+            messages.announce_job(job_id, labels)
+
+    after_commit(session, announce)
+
+
+def deploy_check_after_commit(session: Session, build_id: int) -> None:
+    messages = session.info.get(_KEY)
+    if isinstance(messages, DeployMessages):
+        after_commit(session, lambda: messages.request_deploy_check(build_id))
