@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -18,6 +19,13 @@ _KEY = "greenlight.deploy_messages"
 class DeployMessages:
     announce_job: Callable[[int, list[str]], None]
     request_deploy_check: Callable[[int], None]
+
+
+def deploy_messages(transport: Any) -> DeployMessages:
+    """The messages, sent through a ``server.queue.transport.Transport``."""
+    return DeployMessages(
+        announce_job=transport.announce_job, request_deploy_check=transport.request_deploy_check
+    )
 
 
 def enable_deploy_messages(session_factory: sessionmaker[Session], messages: DeployMessages) -> None:
