@@ -53,7 +53,8 @@ def create_app(settings: Settings, transport: Transport | None = None) -> FastAP
     )
 
     enable_deploy_messages(
-        app.state.greenlight.session_factory, deploy_messages(app.state.greenlight.transport)
+        app.state.greenlight.session_factory,
+        deploy_messages(app.state.greenlight.transport, reports_to_github=settings.reports_to_github),
     )
     if settings.reports_to_github:
         enable_status_reports(

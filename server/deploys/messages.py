@@ -19,12 +19,16 @@ _KEY = "greenlight.deploy_messages"
 class DeployMessages:
     announce_job: Callable[[int, list[str]], None]
     request_deploy_check: Callable[[int], None]
+    # None when this server does not report to GitHub.
+    request_deployment_report: Callable[[int], None] | None = None
 
 
-def deploy_messages(transport: Any) -> DeployMessages:
+def deploy_messages(transport: Any, *, reports_to_github: bool = False) -> DeployMessages:
     """The messages, sent through a ``server.queue.transport.Transport``."""
     return DeployMessages(
-        announce_job=transport.announce_job, request_deploy_check=transport.request_deploy_check
+        announce_job=transport.announce_job,
+        request_deploy_check=transport.request_deploy_check,
+        request_deployment_report=transport.request_deployment_report if reports_to_github else None,
     )
 
 
@@ -50,3 +54,11 @@ def deploy_check_after_commit(session: Session, build_id: int) -> None:
     messages = session.info.get(_KEY)
     if isinstance(messages, DeployMessages):
         after_commit(session, lambda: messages.request_deploy_check(build_id))
+
+
+def report_after_commit(session: Session, deployment_id: int) -> None:
+    """Wake the GitHub deployments sender (the periodic pass would find the row anyway)."""
+    messages = session.info.get(_KEY)
+    if isinstance(messages, DeployMessages) and messages.request_deployment_report is not None:
+        notify = messages.request_deployment_report
+        after_commit(session, lambda: notify(deployment_id))

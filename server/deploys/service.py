@@ -11,9 +11,10 @@ import contextlib
 from collections.abc import Sequence
 
 import sqlalchemy as sa
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, object_session
 
 from server.deploys.jobs import CHECK_STEP, DEPLOY_STEP, create_deploy_build
+from server.deploys.messages import report_after_commit
 from server.models import (
     Build,
     BuildState,
@@ -119,7 +120,7 @@ def advance(session: Session, environment_id: int) -> list[tuple[int, list[str]]
         return []
     job = create_deploy_build(session, chosen, environment)
     chosen.state = DeploymentState.queued
-    chosen.github_version += 1
+    _changed(chosen)
     return announcement_labels(session, [job])
 
 
@@ -239,7 +240,15 @@ def _finish(deployment: Deployment, state: DeploymentState, reason: str | None, 
     deployment.state = state
     deployment.reason = reason
     deployment.finished_at = now  # type: ignore[assignment]
+    _changed(deployment)
+
+
+def _changed(deployment: Deployment) -> None:
+    """GitHub should show the new state (the deployment row is its own outbox)."""
     deployment.github_version += 1
+    session = object_session(deployment)
+    if session is not None and deployment.id is not None:
+        report_after_commit(session, deployment.id)
 
 
 def history(session: Session, environment_id: int, limit: int = 50) -> Sequence[Deployment]:

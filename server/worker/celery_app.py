@@ -34,6 +34,11 @@ def make_celery(settings: Settings) -> Celery:
             "schedule": settings.reconcile_seconds,
             "options": {"queue": SERVER_QUEUE, "expires": settings.reconcile_seconds},
         }
+        schedule["github-deployments"] = {
+            "task": SEND_DEPLOYMENTS_TASK,
+            "schedule": settings.reconcile_seconds,
+            "options": {"queue": SERVER_QUEUE, "expires": settings.reconcile_seconds},
+        }
         schedule["github-redeliver"] = {
             "task": REDELIVER_TASK,
             "schedule": settings.github_redeliver_seconds,

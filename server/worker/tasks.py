@@ -88,7 +88,10 @@ def worker_app() -> Celery:
     register_tasks(celery, context)
     register_github_tasks(celery, settings, context.session_factory)
     register_deploy_tasks(celery, settings, context.session_factory, context.transport)
-    enable_deploy_messages(context.session_factory, deploy_messages(context.transport))
+    enable_deploy_messages(
+        context.session_factory,
+        deploy_messages(context.transport, reports_to_github=settings.reports_to_github),
+    )
     if settings.reports_to_github:
         enable_status_reports(context.session_factory, notify=context.transport.request_status_report)
     return celery

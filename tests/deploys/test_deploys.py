@@ -362,14 +362,13 @@ def test_promote_deploys_the_live_staging_commit_and_rollback_the_previous_one(
 ) -> None:
     headers = {"Authorization": f"Bearer {factories.user_token(session)}"}
     session.commit()
-    refused = client.post(f"/api/repos/{repo.full_name}/environments/production/promote", json={"from": "staging"},
-                          headers=headers)  # fmt: skip
+    url = f"/api/repos/{repo.full_name}/environments/production/promote"
+    refused = client.post(url, json={"from": "staging"}, headers=headers)
     assert refused.status_code == 409 and "no environment" in refused.json()["detail"]
     for version in ("v1", "v2"):
         sha = origin.push("staging", version)
         check(session_factory, settings, green_build(client, session, builder, repo, sha, "staging"))
         finish(client, claim(client, *runner), passed=True)  # type: ignore[arg-type]
-    url = f"/api/repos/{repo.full_name}/environments/production/promote"
     assert client.post(url, json={"from": "staging"}).status_code == 401
     reply = client.post(url, json={"from": "staging"}, headers=headers)
     assert reply.status_code == 201, reply.text
