@@ -28,6 +28,8 @@ class DeploymentOut(BaseModel):
     created_at: dt.datetime
     started_at: dt.datetime | None
     finished_at: dt.datetime | None
+    # Why GitHub does not show this deployment (yet), if it does not.
+    github_error: str | None = None
 
 
 class EnvironmentOut(BaseModel):
@@ -72,4 +74,5 @@ def deployment_out(
         created_at=deployment.created_at,
         started_at=deployment.started_at,
         finished_at=deployment.finished_at,
+        github_error=deployment.github_error,
     )

@@ -344,6 +344,8 @@ def test_a_failed_check_marks_the_environment_unhealthy_and_rolls_back(
     assert environment is not None and not environment.healthy and environment.live_deployment_id == failed.id
     assert rollback.trigger.value == "auto_rollback" and rollback.commit_sha == first.commit_sha
     assert rollback.state is DeploymentState.queued and rollback.origin_deployment_id == failed.id
+    page = client.get("/-/deployments").text
+    assert "unhealthy" in page and "post-deploy check failed" in page and failed.commit_sha[:12] in page
     finish(client, claim(client, *runner), passed=True)  # type: ignore[arg-type]
     session.expire_all()
     assert environment.healthy and environment.live_deployment_id == rollback.id
