@@ -110,8 +110,12 @@ def repo(session: Session, settings: Settings, origin: Origin) -> Repository:
 
 def push_build(session: Session, repo: Repository, sha: str, branch: str) -> Build:
     """A queued push build with one job, numbered as the webhook numbers them."""
-    build = factories.build(session, repo, sha=sha, branch=branch)
-    build.number = next_build_number(session, repo.id)
+    build = Build(
+        repository_id=repo.id, number=next_build_number(session, repo.id), event="push",
+        ref=f"refs/heads/{branch}", branch=branch, commit_sha=sha, state=BuildState.queued,
+    )  # fmt: skip
+    session.add(build)
+    session.flush()
     factories.job(session, build, steps=1)
     return build
 
