@@ -207,6 +207,12 @@ def test_a_green_push_of_staging_deploys_its_commit_as_a_high_priority_deploy_jo
     assert environment is not None and environment.live_deployment_id == deployment.id and environment.healthy
     assert session.get(Build, build_id).state is BuildState.passed  # type: ignore[union-attr]
 
+    # A deploy job is not re-run behind the environment's lock.
+    headers = {"Authorization": f"Bearer {factories.user_token(session)}"}
+    session.commit()
+    refused = client.post(f"/api/jobs/{job.id}/rerun", headers=headers)
+    assert refused.status_code == 409 and "greenlight deploy rollback" in refused.json()["detail"]
+
 
 def test_red_pull_request_and_fork_builds_ask_for_no_deploy(
     client: TestClient,
