@@ -13,20 +13,17 @@ The deploy keys never appear in a stored log, a page, or a process log.
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from tests.e2e.deploy_targets import CHECK, Target, pipeline_file, running_targets
 from tests.e2e.stack import Stack
 from tests.e2e.test_secrets import greenlight, user_token
 from tests.fixtures import pull_request_payload, push_payload
@@ -34,128 +31,14 @@ from tests.support import services
 
 pytestmark = pytest.mark.integration
 
-IMAGE = services.DEFAULT_TEST_IMAGE
-# Where step containers reach this machine: the default bridge's gateway (job networks route to it).
-BRIDGE_IP = os.environ.get("GREENLIGHT_TEST_BRIDGE_IP", "172.17.0.1")
 KEYS = {"staging": "stg-key-" + uuid.uuid4().hex[:12], "production": "prd-key-" + uuid.uuid4().hex[:12]}
 REPO_WIDE_KEY = "repo-wide-" + uuid.uuid4().hex[:12]
-
-CHECK = """\
-import os, sys, time, urllib.request
-want = open("VERSION").read().strip()
-for _ in range(50):
-    try:
-        got = urllib.request.urlopen(os.environ["APP_URL"] + "/VERSION", timeout=2).read().decode().strip()
-    except OSError as error:
-        got = str(error)
-    if got == want:
-        print("serving", want, "for", os.environ["GREENLIGHT_ENVIRONMENT"], "mail to", os.environ["MAIL_TO"])
-        sys.exit(0)
-    time.sleep(0.2)
-print("expected", want, "got", got)
-sys.exit(1)
-"""
-
-PRE_RECEIVE = """#!/bin/sh
-[ "$GIT_PUSH_OPTION_0" = "key={key}" ] || {{ echo "deploy key refused" >&2; exit 1; }}
-"""
-POST_RECEIVE = """#!/bin/sh
-git --work-tree={app} checkout -q -f master -- . && echo "deployed $(cat {app}/VERSION)"
-"""
-
-
-@dataclass
-class Target:
-    """One "server": its bare repository (pushed to over git://) and the web process serving it."""
-
-    name: str
-    git_url: str
-    app_url: str
-    app_dir: Path
-
-    def served(self) -> str | None:
-        try:
-            reply = httpx.get(f"{self.app_url}/VERSION", timeout=2)
-        except httpx.TransportError:
-            return None
-        return reply.text.strip() if reply.status_code == 200 else None
 
 
 @pytest.fixture(scope="module")
 def targets(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Target]]:
-    root = tmp_path_factory.mktemp("servers")
-    git_port = services.free_port()
-    processes: list[subprocess.Popen[bytes]] = []
-    found: dict[str, Target] = {}
-    try:
-        for name in ("staging", "production"):
-            bare, app = root / f"{name}.git", root / f"{name}-app"
-            app.mkdir()
-            subprocess.run(["git", "init", "-q", "--bare", "-b", "master", str(bare)], check=True)
-            subprocess.run(
-                ["git", "-C", str(bare), "config", "receive.advertisePushOptions", "true"], check=True
-            )
-            for hook, text in (
-                ("pre-receive", PRE_RECEIVE.format(key=KEYS[name])),
-                ("post-receive", POST_RECEIVE.format(app=app)),
-            ):
-                (bare / "hooks" / hook).write_text(text)
-                (bare / "hooks" / hook).chmod(0o755)
-            web_port = services.free_port()
-            processes.append(
-                subprocess.Popen(
-                    [sys.executable, "-m", "http.server", "--bind", BRIDGE_IP, "--directory", str(app),
-                     str(web_port)],
-                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                )
-            )  # fmt: skip
-            found[name] = Target(
-                name, f"git://{BRIDGE_IP}:{git_port}/{name}.git", f"http://{BRIDGE_IP}:{web_port}", app
-            )
-        processes.append(
-            subprocess.Popen(
-                ["git", "daemon", "--reuseaddr", "--export-all", "--enable=receive-pack",
-                 f"--base-path={root}", f"--listen={BRIDGE_IP}", f"--port={git_port}", str(root)],
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            )
-        )  # fmt: skip
-        time.sleep(0.5)
+    with running_targets(tmp_path_factory.mktemp("servers"), KEYS) as found:
         yield found
-    finally:
-        for process in processes:
-            process.terminate()
-            process.wait(timeout=10)
-
-
-def pipeline_file(targets: dict[str, Target]) -> str:
-    def environment(name: str, branch: str) -> str:
-        target = targets[name]
-        return (
-            f"  {name}:\n"
-            f"    branch: {branch}\n"
-            f"    secrets: [DEPLOY_KEY]\n"
-            f"    url: {target.app_url}/\n"
-            f"    env: {{TARGET: '{target.git_url}', APP_URL: '{target.app_url}',\n"
-            f"          MAIL_TO: admins-of-{name}}}\n"
-            "    run:\n"
-            '      - echo "deploying $(cat VERSION) to $GREENLIGHT_ENVIRONMENT with key $DEPLOY_KEY"\n'
-            "      - >-\n"
-            '        git -c safe.directory=\'*\' push -q -o "key=$DEPLOY_KEY" "$TARGET"\n'
-            "        +HEAD:refs/heads/master\n"
-            "    check: python3 check.py\n"
-        )
-
-    return (
-        f"image: {IMAGE}\n"
-        "steps:\n"
-        "  - name: test\n"
-        "    run: test ! -f FAIL\n"
-        "  - name: probe\n"
-        "    secrets: [DEPLOY_KEY]\n"
-        "    when: {event: pull_request}\n"
-        '    run: echo "probe key=[${DEPLOY_KEY:-unset}]"\n'
-        "deploy:\n" + environment("staging", "staging") + environment("production", "master")
-    )
 
 
 class App:
