@@ -207,6 +207,9 @@ def test_a_green_push_of_staging_deploys_its_commit_as_a_high_priority_deploy_jo
     assert environment is not None and environment.live_deployment_id == deployment.id and environment.healthy
     assert session.get(Build, build_id).state is BuildState.passed  # type: ignore[union-attr]
 
+    page = client.get(f"/{repo.full_name}").text
+    assert "deploy to staging (auto)" in page and "None" not in page
+
     # A deploy job is not re-run behind the environment's lock.
     headers = {"Authorization": f"Bearer {factories.user_token(session)}"}
     session.commit()
