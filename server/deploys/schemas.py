@@ -53,8 +53,9 @@ def deployment_out(
     deploy = builds.get(deployment.deploy_build_id or 0)
     state = deployment.state
     # The claim moves the deploy build to running; the deployment follows it without a write.
+    started_at = deployment.started_at
     if state is DeploymentState.queued and deploy is not None and deploy.state.value == "running":
-        state = DeploymentState.running
+        state, started_at = DeploymentState.running, deploy.started_at
     return DeploymentOut(
         id=deployment.id,
         repository=repository,
@@ -72,7 +73,7 @@ def deployment_out(
         log_url=f"{public_url.rstrip('/')}/{repository}/builds/{deploy.number}" if deploy else None,
         check_passed=deployment.check_passed,
         created_at=deployment.created_at,
-        started_at=deployment.started_at,
+        started_at=started_at,
         finished_at=deployment.finished_at,
         github_error=deployment.github_error,
     )

@@ -166,7 +166,9 @@ def _settle(session: Session, environment: Environment, deployment: Deployment, 
     }
     deploy, check = steps.get(DEPLOY_STEP), steps.get(CHECK_STEP)
     outcome = _STATE_FOR_BUILD.get(state, DeploymentState.errored)
-    deployment.started_at = deployment.started_at or now
+    # Its job's claim started the deploy build: that is when the deployment started.
+    started = session.scalar(sa.select(Build.started_at).where(Build.id == deployment.deploy_build_id))
+    deployment.started_at = deployment.started_at or started or now
     if outcome is DeploymentState.succeeded:
         deployment.check_passed = True if check is not None else None
         _finish(deployment, outcome, None, now)

@@ -203,6 +203,8 @@ def test_a_green_push_of_staging_deploys_its_commit_as_a_high_priority_deploy_jo
 
     [deployment] = deployments(session)
     assert deployment.state is DeploymentState.succeeded and deployment.check_passed is True
+    assert deployment.started_at is not None and deployment.finished_at is not None
+    assert deployment.started_at < deployment.finished_at
     environment = session.get(Environment, deployment.environment_id)
     assert environment is not None and environment.live_deployment_id == deployment.id and environment.healthy
     assert session.get(Build, build_id).state is BuildState.passed  # type: ignore[union-attr]
