@@ -15,6 +15,8 @@ from server.builds.actions import router as build_actions_router
 from server.builds.endpoints import router as builds_router
 from server.config import Settings
 from server.db import make_engine, make_session_factory
+from server.deploys.endpoints import router as deploys_router
+from server.deploys.messages import deploy_messages, enable_deploy_messages
 from server.deps import AppState
 from server.github.outbox import enable_status_reports
 from server.queue.endpoints import router as queue_router
@@ -50,6 +52,10 @@ def create_app(settings: Settings, transport: Transport | None = None) -> FastAP
         transport=transport or BackgroundTransport(make_celery(settings)),
     )
 
+    enable_deploy_messages(
+        app.state.greenlight.session_factory,
+        deploy_messages(app.state.greenlight.transport, reports_to_github=settings.reports_to_github),
+    )
     if settings.reports_to_github:
         enable_status_reports(
             app.state.greenlight.session_factory, notify=app.state.greenlight.transport.request_status_report
@@ -71,5 +77,6 @@ def create_app(settings: Settings, transport: Transport | None = None) -> FastAP
     app.include_router(build_actions_router)
     app.include_router(queue_router)
     app.include_router(secrets_router)
+    app.include_router(deploys_router)
     app.include_router(pages_router)  # last: its /{owner}/{name} routes catch what is left
     return app

@@ -31,9 +31,13 @@ class RecordingTransport(Transport):
     def __init__(self) -> None:
         self.planned: list[int] = []
         self.announced: list[tuple[int, list[str]]] = []
+        self.deploy_checks: list[int] = []
 
     def request_planning(self, build_id: int) -> None:
         self.planned.append(build_id)
+
+    def request_deploy_check(self, build_id: int) -> None:
+        self.deploy_checks.append(build_id)
 
     def announce_job(self, job_id: int, labels: object) -> None:
         self.announced.append((job_id, list(labels)))  # type: ignore[call-overload]

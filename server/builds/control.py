@@ -98,6 +98,12 @@ def rerun_job(session: Session, job: Job) -> Job:
         raise NotAllowed(f"job {job.id} is still {job.state.value}")
     if not job.is_latest:
         raise NotAllowed(f"job {job.id} has a newer attempt already")
+    if job.environment is not None:
+        # Re-running it would bypass the environment's lock and its newest-wins order.
+        raise NotAllowed(
+            f"job {job.id} deploys to {job.environment}: deploy again with `greenlight deploy rollback` "
+            "or `greenlight deploy promote`, or push"
+        )
     job.is_latest = False
     attempt = Job(
         build_id=job.build_id,

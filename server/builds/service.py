@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, object_session
 from sqlalchemy.orm.util import identity_key
 
+from server.deploys import hooks as deploys
+from server.deploys.hooks import DEPLOY_EVENT
 from server.github.outbox import request_status
 from server.models import Base, Build, BuildState, Job, JobState, Repository
 from server.models.base import utcnow
@@ -135,19 +137,23 @@ def fail_build(build: Build, state: BuildState, reason: str) -> None:
         request_status(session, build.id, state, reason)
 
 
-def refresh_build_state(
-    session: Session, build_id: int, *, locked_state: BuildState | None = None
-) -> BuildState:
+class LockedBuild(NamedTuple):
+    """A build row that the caller locked (FOR UPDATE) and read: what refresh_build_state needs."""
+
+    state: BuildState
+    event: str
+
+
+def refresh_build_state(session: Session, build_id: int, *, locked: LockedBuild | None = None) -> BuildState:
     """Recompute a build's state from its latest job attempts. Locks the build row so that two
-    jobs finishing at once cannot both miss that they were the last (``locked_state``: the caller
-    locked it already, and read this state). Column reads and one UPDATE, no ORM objects: this
-    runs on every job's end."""
-    current = (
-        locked_state
-        or session.connection()
-        .execute(sa.select(Build.state).where(Build.id == build_id).with_for_update())
-        .scalar_one()
-    )
+    jobs finishing at once cannot both miss that they were the last (``locked``: the caller
+    locked it already, and read it). Column reads and one UPDATE, no ORM objects: this runs on
+    every job's end."""
+    if locked is None:
+        query = sa.select(Build.state, Build.event).where(Build.id == build_id).with_for_update()
+        row = session.connection().execute(query).one()
+        locked = LockedBuild(row.state, row.event)
+    current, event = locked
     jobs = (
         session.connection()
         .execute(sa.select(Job.name, Job.state, Job.reason).where(Job.build_id == build_id, Job.is_latest))
@@ -174,8 +180,15 @@ def refresh_build_state(
     )
     expire_if_loaded(session, Build, build_id)
     state: BuildState = values["state"]  # type: ignore[assignment]
+    if event == DEPLOY_EVENT:
+        # A deploy build reports as a GitHub deployment, not as the commit's status.
+        if state.finished:
+            deploys.deploy_build_finished(session, build_id, state)
+        return state
     if state is not BuildState.running:  # GitHub shows queued and running alike: pending
         request_status(session, build_id, state, _outcome_reason(state, jobs))
+    if state is BuildState.passed:
+        deploys.record_deploy_check(session, build_id)
     return state
 
 

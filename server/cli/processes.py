@@ -115,6 +115,8 @@ def up(port: int, data_dir: Path | None) -> None:
         "GREENLIGHT_RUNNER_TOKEN": stored["runner_token"],
         "GREENLIGHT_RUNNER_DIR": str(data / "runner"),
         "GREENLIGHT_RUNNER_NAME": "embedded",
+        # The one runner also runs deploy jobs (label `deploy`), unless told otherwise.
+        "GREENLIGHT_RUNNER_LABELS": os.environ.get("GREENLIGHT_RUNNER_LABELS", "docker,deploy"),
     }
     greenlight = [sys.executable, "-m", "server.cli.main"]
     children = [

@@ -11,6 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 _SHA = re.compile(r"^[0-9a-f]{40}$")
+_BRANCH = re.compile(r"^[A-Za-z0-9._/-]{1,255}$")
 _PULL_REF = re.compile(r"^refs/pull/[1-9][0-9]{0,9}/head$")
 _FETCH_TIMEOUT_SECONDS = 300
 # Never prompt for credentials on a server; never let a repository's config run programs.
@@ -49,6 +50,28 @@ class Mirror:
             self._git("fetch", "--quiet", "--prune", "--no-tags", "--", self.clone_url, *refspecs)
             if not self._has_commit(sha):
                 raise GitError(f"commit {sha} is not in {self.clone_url} (was it force-pushed away?)")
+
+    def branch_head(self, branch: str) -> str | None:
+        """The commit ``branch`` points at on the git server now (``git ls-remote``, so a push
+        that has not reached us as a webhook yet still counts), or None if the branch is gone."""
+        if not _BRANCH.match(branch) or ".." in branch:
+            raise ValueError(f"not a branch name: {branch!r}")
+        ref = f"refs/heads/{branch}"
+        try:
+            result = subprocess.run(
+                ["git", "ls-remote", "--", self.clone_url, ref],
+                capture_output=True, env=_env(), timeout=_FETCH_TIMEOUT_SECONDS, check=True,
+            )  # fmt: skip
+        except subprocess.CalledProcessError as error:
+            detail = error.stderr.decode("utf-8", errors="replace").strip()[-1000:]
+            raise GitError(f"git ls-remote {self.clone_url} failed: {detail}") from None
+        except subprocess.TimeoutExpired:
+            raise GitError(f"git ls-remote {self.clone_url} took over {_FETCH_TIMEOUT_SECONDS}s") from None
+        for line in result.stdout.decode("utf-8", errors="replace").splitlines():
+            sha, _, name = line.partition("\t")
+            if name == ref and _SHA.match(sha):
+                return sha
+        return None
 
     def changed_paths(self, base: str, head: str) -> tuple[str, ...] | None:
         """Files changed from ``base`` to ``head`` (both sides of a rename), or None when

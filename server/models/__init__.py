@@ -3,6 +3,7 @@
 from server.models.base import Base
 from server.models.build import Build, BuildState, Job, JobState, Step, StepState
 from server.models.delivery import WebhookDelivery
+from server.models.deployment import DeployCheck, Deployment, DeploymentState, DeploymentTrigger, Environment
 from server.models.github import GitHubRedelivery, GitHubStatusReport
 from server.models.liveness import ServiceLiveness
 from server.models.log import LogChunk
@@ -15,6 +16,11 @@ __all__ = [
     "Base",
     "Build",
     "BuildState",
+    "DeployCheck",
+    "Deployment",
+    "DeploymentState",
+    "DeploymentTrigger",
+    "Environment",
     "GitHubRedelivery",
     "GitHubStatusReport",
     "Job",

@@ -177,6 +177,9 @@ class Job(Base):
     previous_attempt_id: Mapped[int | None] = mapped_column(sa.ForeignKey("jobs.id", ondelete="SET NULL"))
     # False once a newer attempt exists: the build's state is computed from the latest attempts.
     is_latest: Mapped[bool] = mapped_column(default=True)
+    # Set on deploy jobs only (by the server, never from the pipeline file): the environment whose
+    # scoped secrets the job's steps may get.
+    environment: Mapped[str | None] = mapped_column(sa.String(100))
 
     build: Mapped[Build] = relationship(back_populates="jobs")
     steps: Mapped[list[Step]] = relationship(back_populates="job", order_by="Step.index")

@@ -286,6 +286,45 @@ class StepConfig(BaseModel):
         return run
 
 
+_ENVIRONMENT_NAME = r"^[a-z0-9][a-z0-9_-]{0,62}$"
+EnvironmentName = Annotated[str, Field(pattern=_ENVIRONMENT_NAME)]
+DEFAULT_DEPLOY_LABELS = ["deploy"]
+
+
+class EnvironmentConfig(BaseModel):
+    """One environment under `deploy:`: green push builds of `branch` deploy there (unless
+    `promote_only`), by running `run` in a job with the environment's secrets, then `check`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    branch: GlobList = Field(default_factory=list)
+    run: Commands
+    image: str | None = Field(default=None, min_length=1, max_length=500)
+    secrets: list[SecretName] = Field(default_factory=list, max_length=100)
+    url: str | None = Field(default=None, pattern=r"^https?://", max_length=1000)
+    check: Commands | None = None
+    promote_only: bool = False
+    rollback_on_failure: bool = False
+    env: dict[str, EnvValue] = Field(default_factory=dict)
+    runs_on: list[Label] = Field(default_factory=lambda: list(DEFAULT_DEPLOY_LABELS), min_length=1)
+    timeout: Duration | None = None
+
+    _env_names = field_validator("env")(_check_env_names)
+
+    @field_validator("secrets", "runs_on", mode="before")
+    @classmethod
+    def _one_is_a_list(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+    @field_validator("env")
+    @classmethod
+    def _no_greenlight_variables(cls, env: dict[str, str]) -> dict[str, str]:
+        reserved = sorted(name for name in env if name == "CI" or name.upper().startswith("GREENLIGHT"))
+        if reserved:
+            raise ValueError(f"{', '.join(reserved)} are set by Greenlight itself")
+        return env
+
+
 class PipelineConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -298,6 +337,7 @@ class PipelineConfig(BaseModel):
     when: When = Field(default_factory=list)
     services: dict[ServiceName, ServiceConfig] = Field(default_factory=dict, max_length=MAX_SERVICES)
     matrix: MatrixConfig | None = None
+    deploy: dict[EnvironmentName, EnvironmentConfig] = Field(default_factory=dict, max_length=20)
 
     _env_names = field_validator("env")(_check_env_names)
 

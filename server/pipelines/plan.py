@@ -112,11 +112,15 @@ def services_for(pipeline: PipelineConfig, cell: dict[str, str]) -> list[dict[st
 
 
 def script_for(step: StepConfig) -> str:
+    return commands_script(step.run)
+
+
+def commands_script(run: str | list[str]) -> str:
     """A list of commands runs one after another and each is echoed first, like a terminal."""
-    if isinstance(step.run, str):
-        return step.run
+    if isinstance(run, str):
+        return run
     lines = []
-    for command in step.run:
+    for command in run:
         lines.append(f"printf '%s\\n' {shlex.quote('$ ' + command)}")
         lines.append(command)
     return "\n".join(lines)

@@ -59,8 +59,8 @@ _CLAIM = sa.text(
     )
     -- Columns the claim does not change, so this statement's snapshot reads them as they are.
     SELECT jobs.id, jobs.build_id, jobs.env, jobs.services, jobs.timeout_seconds, jobs.memory_bytes,
-           jobs.cpus, jobs.pids, builds.commit_sha, builds.ref, builds.pull_request_number,
-           builds.branch, builds.from_fork, builds.repository_id,
+           jobs.cpus, jobs.pids, jobs.environment, builds.commit_sha, builds.ref,
+           builds.pull_request_number, builds.branch, builds.from_fork, builds.repository_id,
            repositories.full_name, repositories.clone_url,
            (SELECT coalesce(json_agg(json_build_array(steps.index, steps.name, steps.image,
                                                       steps.script, steps.env, steps.secrets,

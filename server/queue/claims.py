@@ -174,8 +174,8 @@ def job_spec(session: Session, job_id: int, settings: Settings) -> JobSpec:
     job = session.execute(
         sa.select(
             Job.id, Job.build_id, Job.env, Job.services, Job.timeout_seconds, Job.memory_bytes,
-            Job.cpus, Job.pids, Build.commit_sha, Build.ref, Build.pull_request_number, Build.branch,
-            Build.from_fork, Build.repository_id,
+            Job.cpus, Job.pids, Job.environment, Build.commit_sha, Build.ref, Build.pull_request_number,
+            Build.branch, Build.from_fork, Build.repository_id,
             Repository.full_name, Repository.clone_url,
         )
         .join(Build, Build.id == Job.build_id)
@@ -201,6 +201,8 @@ def _spec(session: Session, job: Any, steps: list[StepRow], settings: Settings) 
         repository=job.full_name,
         branch=job.branch,
         from_fork=job.from_fork,
+        # Only deploy jobs have one (set by the server): they get that environment's secrets.
+        environment=job.environment,
     )
     given = secrets_for_steps(session, settings.secret_cipher, build, (step.secrets or [] for step in steps))
     return JobSpec(

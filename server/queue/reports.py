@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from runner.spec import JobFinished, LogBatch, StepFinished, StepOutcome, StepStarted
-from server.builds.service import expire_if_loaded, refresh_build_state
+from server.builds.service import LockedBuild, expire_if_loaded, refresh_build_state
 from server.db import insert_for
 from server.models import BuildState, Job, JobState, LogChunk, Step, StepState
 from server.models.base import utcnow
@@ -116,7 +116,9 @@ def finish_job_by_token(session: Session, job_id: int, token: str, report: JobFi
         job_for_token(session, job_id, token)  # raises JobClosed, saying why
         raise JobClosed(f"job {job_id} is not running under this token")
     expire_if_loaded(session, Job, job_id)
-    refresh_build_state(session, closed.build_id, locked_state=BuildState(closed.build_state))
+    refresh_build_state(
+        session, closed.build_id, locked=LockedBuild(BuildState(closed.build_state), closed.event)
+    )
     return closed.runner_id
 
 
@@ -139,10 +141,11 @@ _FINISH = sa.text(
         WHERE steps.job_id = closed.id AND steps.state IN ('pending', 'running')
     ), locked AS (
         -- The row as it is once locked (a locking read sees the latest commit, not the snapshot).
-        SELECT builds.id, builds.state FROM builds JOIN closed ON builds.id = closed.build_id
+        SELECT builds.id, builds.state, builds.event FROM builds JOIN closed ON builds.id = closed.build_id
         FOR UPDATE OF builds
     )
-    SELECT locked.id AS build_id, locked.state AS build_state, closed.runner_id FROM locked, closed
+    SELECT locked.id AS build_id, locked.state AS build_state, locked.event, closed.runner_id
+    FROM locked, closed
     """
 )
 

@@ -22,6 +22,8 @@ PLAN_BUILD_TASK = "greenlight.server.plan_build"
 RECONCILE_TASK = "greenlight.server.reconcile"
 SEND_STATUSES_TASK = "greenlight.server.send_github_statuses"
 REDELIVER_TASK = "greenlight.server.redeliver_github_deliveries"
+DEPLOY_CHECK_TASK = "greenlight.server.deploy_check"
+SEND_DEPLOYMENTS_TASK = "greenlight.server.send_github_deployments"
 
 
 class Transport:
@@ -34,6 +36,14 @@ class Transport:
     def request_status_report(self, build_id: int) -> None:
         """Wake the worker's sender for a build's commit statuses (the outbox row is committed)."""
         self._send(SEND_STATUSES_TASK, {"build_id": build_id}, SERVER_QUEUE)
+
+    def request_deploy_check(self, build_id: int) -> None:
+        """A push build went green: may its commit deploy (the ``DeployCheck`` row is committed)?"""
+        self._send(DEPLOY_CHECK_TASK, {"build_id": build_id}, SERVER_QUEUE)
+
+    def request_deployment_report(self, deployment_id: int) -> None:
+        """Wake the sender of GitHub deployments (the deployment's row is committed)."""
+        self._send(SEND_DEPLOYMENTS_TASK, {"deployment_id": deployment_id}, SERVER_QUEUE)
 
     def announce_job(self, job_id: int, labels: Iterable[str]) -> None:
         """One message per queue in ``labels``; see ``runners.announcement_labels``."""

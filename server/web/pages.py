@@ -10,6 +10,7 @@ from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 
 from server.builds import queries
+from server.deploys.queries import environments_out
 from server.deps import SessionDep, StateDep
 from server.github.schemas import github_statuses_out, status_reports_of
 from server.queue.pending import list_pending
@@ -28,6 +29,13 @@ templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
 def queue_page(request: Request, session: SessionDep, state: StateDep) -> HTMLResponse:
     pending = list_pending(session, state.settings.runner_lost_seconds)
     return templates.TemplateResponse(request, "queue.html", {"pending": pending})
+
+
+@router.get("/-/deployments", response_class=HTMLResponse)
+def deployments_page(request: Request, session: SessionDep, state: StateDep) -> HTMLResponse:
+    """Each environment with what is live there now, its health and what is deploying."""
+    environments = environments_out(session, state.settings.public_url)
+    return templates.TemplateResponse(request, "deployments.html", {"environments": environments})
 
 
 @router.get("/-/runners", response_class=HTMLResponse)

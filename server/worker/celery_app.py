@@ -7,9 +7,11 @@ from celery import Celery
 from runner.spec import broker_transport_options
 from server.config import Settings
 from server.queue.transport import (
+    DEPLOY_CHECK_TASK,
     PLAN_BUILD_TASK,
     RECONCILE_TASK,
     REDELIVER_TASK,
+    SEND_DEPLOYMENTS_TASK,
     SEND_STATUSES_TASK,
     SERVER_QUEUE,
 )
@@ -32,6 +34,11 @@ def make_celery(settings: Settings) -> Celery:
             "schedule": settings.reconcile_seconds,
             "options": {"queue": SERVER_QUEUE, "expires": settings.reconcile_seconds},
         }
+        schedule["github-deployments"] = {
+            "task": SEND_DEPLOYMENTS_TASK,
+            "schedule": settings.reconcile_seconds,
+            "options": {"queue": SERVER_QUEUE, "expires": settings.reconcile_seconds},
+        }
         schedule["github-redeliver"] = {
             "task": REDELIVER_TASK,
             "schedule": settings.github_redeliver_seconds,
@@ -41,7 +48,14 @@ def make_celery(settings: Settings) -> Celery:
         task_default_queue=SERVER_QUEUE,
         task_routes={
             task: {"queue": SERVER_QUEUE}
-            for task in (PLAN_BUILD_TASK, RECONCILE_TASK, SEND_STATUSES_TASK, REDELIVER_TASK)
+            for task in (
+                PLAN_BUILD_TASK,
+                RECONCILE_TASK,
+                SEND_STATUSES_TASK,
+                REDELIVER_TASK,
+                DEPLOY_CHECK_TASK,
+                SEND_DEPLOYMENTS_TASK,
+            )
         },
         # Messages are wake-up calls; results live in the database, not in a result backend.
         task_ignore_result=True,

@@ -15,10 +15,11 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from server.config import Settings
 from server.github.client import GitHubClient
+from server.github.deployments import send_due_deployments
 from server.github.redelivery import redeliver_failed
 from server.github.sender import send_due_statuses
 from server.models.base import utcnow
-from server.queue.transport import REDELIVER_TASK, SEND_STATUSES_TASK
+from server.queue.transport import REDELIVER_TASK, SEND_DEPLOYMENTS_TASK, SEND_STATUSES_TASK
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +50,20 @@ def register_github_tasks(celery: Celery, settings: Settings, session_factory: s
         if result.failed or result.gave_up:
             logger.warning(
                 "commit statuses: %d sent, %d to retry, %d given up",
+                len(result.sent), len(result.failed), len(result.gave_up),
+            )  # fmt: skip
+
+    @celery.task(name=SEND_DEPLOYMENTS_TASK, ignore_result=True)
+    def send_deployments_task(deployment_id: int | None = None) -> None:
+        client = clients.get()
+        if client is None:
+            return
+        result = send_due_deployments(
+            session_factory, client, settings.public_url, deployment_id=deployment_id
+        )
+        if result.failed or result.gave_up:
+            logger.warning(
+                "GitHub deployments: %d sent, %d to retry, %d given up",
                 len(result.sent), len(result.failed), len(result.gave_up),
             )  # fmt: skip
 

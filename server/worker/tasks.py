@@ -14,11 +14,14 @@ from server.builds.planning import plan_build
 from server.builds.service import fail_build
 from server.config import Settings, get_settings
 from server.db import after_commit, make_engine, make_session_factory, session_scope
+from server.deploys.messages import deploy_messages, enable_deploy_messages
 from server.github.outbox import enable_status_reports
 from server.models import Build, BuildState
 from server.queue.reconciler import reconcile
 from server.queue.transport import PLAN_BUILD_TASK, RECONCILE_TASK, Transport
 from server.worker.celery_app import make_celery
+from server.worker.deploy_tasks import register_deploy_tasks
+from server.worker.deploy_tasks import sweep as sweep_deploys
 from server.worker.github_tasks import register_github_tasks
 
 logger = logging.getLogger(__name__)
@@ -55,6 +58,7 @@ def register_tasks(celery: Celery, context: WorkerContext) -> None:
         result = reconcile(context.session_factory, context.settings)
         # Every phase has committed: only now are the messages sent.
         _send(context.transport, result.builds_to_plan, result.jobs_to_announce)
+        sweep_deploys(context.session_factory, context.settings, context.transport)
         if result.jobs_lost or result.runners_lost or result.jobs_timed_out or result.builds_given_up:
             logger.warning(
                 "reconciler: lost jobs %s, timed-out jobs %s, lost runners %s, unplannable builds %s",
@@ -83,6 +87,11 @@ def worker_app() -> Celery:
     )
     register_tasks(celery, context)
     register_github_tasks(celery, settings, context.session_factory)
+    register_deploy_tasks(celery, settings, context.session_factory, context.transport)
+    enable_deploy_messages(
+        context.session_factory,
+        deploy_messages(context.transport, reports_to_github=settings.reports_to_github),
+    )
     if settings.reports_to_github:
         enable_status_reports(context.session_factory, notify=context.transport.request_status_report)
     return celery

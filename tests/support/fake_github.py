@@ -98,6 +98,8 @@ class FakeGitHub:
         # (OWNER/NAME, hook id) -> deliveries, newest first (as GitHub lists them)
         self.deliveries: dict[tuple[str, str], list[dict[str, Any]]] = {}
         self.redelivery_attempts: list[tuple[str, str, int]] = []
+        # Deployments created (with their statuses, oldest first under "statuses").
+        self.deployments: list[dict[str, Any]] = []
         # The status code a redelivery GitHub makes gets (Greenlight is assumed back up).
         self.redelivery_status_code = 202
         self.max_page_size = 100
@@ -109,6 +111,10 @@ class FakeGitHub:
         self.route("GET", rf"/repos/{repo}/hooks/(?P<hook>\d+)/deliveries", self._list_deliveries)
         attempts = rf"/repos/{repo}/hooks/(?P<hook>\d+)/deliveries/(?P<delivery>\d+)/attempts"
         self.route("POST", attempts, self._redeliver)
+        self.route("POST", rf"/repos/{repo}/deployments", self._create_deployment)
+        self.route(
+            "POST", rf"/repos/{repo}/deployments/(?P<deployment>\d+)/statuses", self._deployment_status
+        )
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
         self._thread = threading.Thread(target=self._server.serve_forever, name="fake-github", daemon=True)
 
@@ -197,6 +203,41 @@ class FakeGitHub:
         }
         with self._lock:
             self.statuses.setdefault((repo, sha), []).append(status)
+        return Reply(201, status)
+
+    def _create_deployment(self, request: Request, repo: str) -> Reply:
+        body = request.body if isinstance(request.body, dict) else {}
+        if not isinstance(body.get("ref"), str) or not body["ref"]:
+            return _invalid("ref", "missing_field", "ref is required")
+        if body.get("auto_merge", True) is not False or body.get("required_contexts") is None:
+            # What GitHub does with the defaults: merges the default branch in, or checks contexts.
+            return Reply(
+                409, {"message": "Conflict merging main into the deployment ref", "documentation_url": DOCS}
+            )
+        deployment = {
+            "id": next(self._ids),
+            "repo": repo,
+            "ref": body["ref"],
+            "sha": body["ref"],
+            "environment": body.get("environment") or "production",
+            "payload": body.get("payload"),
+            "statuses": [],
+        }
+        with self._lock:
+            self.deployments.append(deployment)
+        return Reply(201, {k: v for k, v in deployment.items() if k != "statuses"})
+
+    def _deployment_status(self, request: Request, repo: str, deployment: str) -> Reply:
+        body = request.body if isinstance(request.body, dict) else {}
+        found = [d for d in self.deployments if d["id"] == int(deployment) and d["repo"] == repo]
+        if not found:
+            return Reply(404, {"message": "Not Found", "documentation_url": DOCS})
+        states = {"error", "failure", "inactive", "in_progress", "queued", "pending", "success"}
+        if body.get("state") not in states:
+            return _invalid("state", "invalid", f"state is not included in the list ({body.get('state')!r})")
+        status = {"id": next(self._ids), **body}
+        with self._lock:
+            found[0]["statuses"].append(status)
         return Reply(201, status)
 
     def _list_deliveries(self, request: Request, repo: str, hook: str) -> Reply:

@@ -1,0 +1,64 @@
+"""`greenlight deploy history|promote|rollback`: deploys through the JSON API (GREENLIGHT_SERVER_URL,
+GREENLIGHT_TOKEN), so they work from any machine that can reach the server."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from server.cli.remote import _api
+
+
+def _line(item: dict[str, Any]) -> str:
+    when = (item["finished_at"] or item["started_at"] or item["created_at"])[:19].replace("T", " ")
+    build = f" build #{item['source_build_number']}" if item["source_build_number"] else ""
+    deploy = f" (deploy build #{item['deploy_build_number']})" if item["deploy_build_number"] else ""
+    reason = f" — {item['reason']}" if item["reason"] else ""
+    return (
+        f"#{item['id']:<5} {when}  {item['state']:<10} {item['commit_sha'][:12]}  {item['trigger']:<13}"
+        f"by {item['triggered_by']}{build}{deploy}{reason}"
+    )
+
+
+@click.group("deploy")
+def deploy() -> None:
+    """Environments and their deployments: history, promote, rollback."""
+
+
+@deploy.command("history")
+@click.argument("repository", metavar="OWNER/NAME")
+@click.argument("environment", required=False)
+@click.option("--limit", default=20, show_default=True)
+def deploy_history(repository: str, environment: str | None, limit: int) -> None:
+    """What is live in each environment, or one environment's deployments, newest first."""
+    if environment is None:
+        for item in _api("GET", "/api/environments", params={"repository": repository}):
+            live = item["live"]
+            health = "healthy" if item["healthy"] else f"UNHEALTHY ({item['health_reason']})"
+            now = f"{live['commit_sha'][:12]} (deployment #{live['id']})" if live else "nothing yet"
+            busy = f", deploying #{item['deploying']['id']}" if item["deploying"] else ""
+            click.echo(f"{item['name']}: {now}, {health}{busy}" + (f"  {item['url']}" if item["url"] else ""))
+        return
+    params = {"repository": repository, "limit": limit}
+    for item in _api("GET", f"/api/environments/{environment}/deployments", params=params):
+        click.echo(_line(item))
+
+
+@deploy.command("promote")
+@click.argument("repository", metavar="OWNER/NAME")
+@click.argument("source")
+@click.argument("target")
+def deploy_promote(repository: str, source: str, target: str) -> None:
+    """Deploy to TARGET exactly the commit live on SOURCE (e.g. staging production)."""
+    item = _api("POST", f"/api/repos/{repository}/environments/{target}/promote", json={"from": source})
+    click.echo(f"{target}: deployment #{item['id']} of {item['commit_sha'][:12]} {item['state']}")
+
+
+@deploy.command("rollback")
+@click.argument("repository", metavar="OWNER/NAME")
+@click.argument("environment")
+def deploy_rollback(repository: str, environment: str) -> None:
+    """Redeploy the previous successful deployment of ENVIRONMENT."""
+    item = _api("POST", f"/api/repos/{repository}/environments/{environment}/rollback")
+    click.echo(f"{environment}: deployment #{item['id']} of {item['commit_sha'][:12]} {item['state']}")

@@ -1,0 +1,1 @@
+"""Continuous delivery: environments, deployments (run as jobs of deploy builds), promote, rollback."""

@@ -1,0 +1,23 @@
+"""Where the build machinery hands over to deploys (imported by ``server.builds.service``, so the
+deploy modules, which build on it, are imported only when called)."""
+
+from __future__ import annotations
+
+from sqlalchemy.orm import Session
+
+from server.models import BuildState
+
+# ``Build.event`` of the builds that run deployments.
+DEPLOY_EVENT = "deploy"
+
+
+def deploy_build_finished(session: Session, build_id: int, state: BuildState) -> None:
+    from server.deploys.service import deploy_build_finished as finished
+
+    finished(session, build_id, state)
+
+
+def record_deploy_check(session: Session, build_id: int) -> None:
+    from server.deploys.checks import record_deploy_check as record
+
+    record(session, build_id)

@@ -1,0 +1,96 @@
+"""Reading environments and their history for the API, the CLI and the pages."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from server.deploys.schemas import DeploymentOut, EnvironmentOut, deployment_out
+from server.models import Build, Deployment, DeploymentState, Environment, Repository
+
+
+class AmbiguousEnvironment(LookupError):
+    pass
+
+
+def environments_out(
+    session: Session, public_url: str, repository_id: int | None = None
+) -> list[EnvironmentOut]:
+    query = (
+        sa.select(Environment, Repository.full_name)
+        .join(Repository, Repository.id == Environment.repository_id)
+        .order_by(Repository.full_name, Environment.name)
+    )
+    if repository_id is not None:
+        query = query.where(Environment.repository_id == repository_id)
+    rows = session.execute(query).all()
+    ids = [environment.live_deployment_id for environment, _ in rows if environment.live_deployment_id]
+    live = {d.id: d for d in session.scalars(sa.select(Deployment).where(Deployment.id.in_(ids)))}
+    active = {
+        d.environment_id: d
+        for d in session.scalars(
+            sa.select(Deployment).where(
+                Deployment.environment_id.in_([environment.id for environment, _ in rows]),
+                Deployment.state.in_([DeploymentState.queued, DeploymentState.running]),
+            )
+        )
+    }
+    builds = builds_of(session, [*live.values(), *active.values()])
+    result = []
+    for environment, full_name in rows:
+        now = live.get(environment.live_deployment_id or 0)
+        deploying = active.get(environment.id)
+        result.append(
+            EnvironmentOut(
+                repository=full_name,
+                name=environment.name,
+                url=environment.url,
+                healthy=environment.healthy,
+                health_reason=environment.health_reason,
+                live=deployment_out(now, environment, full_name, builds, public_url) if now else None,
+                deploying=deployment_out(deploying, environment, full_name, builds, public_url)
+                if deploying
+                else None,
+            )
+        )
+    return result
+
+
+def find_by_name(session: Session, name: str, repository_id: int | None) -> tuple[Environment, str] | None:
+    """The environment called ``name`` (of the repository, if given). Names are per repository:
+    without one, a name that several repositories use is refused rather than guessed."""
+    query = (
+        sa.select(Environment, Repository.full_name)
+        .join(Repository, Repository.id == Environment.repository_id)
+        .where(Environment.name == name)
+    )
+    if repository_id is not None:
+        query = query.where(Environment.repository_id == repository_id)
+    rows = session.execute(query.limit(2)).all()
+    if len(rows) > 1:
+        raise AmbiguousEnvironment(
+            f"several repositories have an environment named {name!r}; pass ?repository=OWNER/NAME"
+        )
+    return (rows[0][0], rows[0][1]) if rows else None
+
+
+def history_out(
+    session: Session, environment: Environment, full_name: str, public_url: str, limit: int = 50
+) -> list[DeploymentOut]:
+    deployments = session.scalars(
+        sa.select(Deployment)
+        .where(Deployment.environment_id == environment.id)
+        .order_by(Deployment.id.desc())
+        .limit(limit)
+    ).all()
+    builds = builds_of(session, deployments)
+    return [deployment_out(d, environment, full_name, builds, public_url) for d in deployments]
+
+
+def builds_of(session: Session, deployments: Iterable[Deployment]) -> dict[int, Build]:
+    ids: Sequence[int] = [
+        build_id for d in deployments for build_id in (d.source_build_id, d.deploy_build_id) if build_id
+    ]
+    return {b.id: b for b in session.scalars(sa.select(Build).where(Build.id.in_(ids)))} if ids else {}

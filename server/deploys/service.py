@@ -1,0 +1,262 @@
+"""What happens to deployments: asked for, serialized per environment (newest wins, never an older
+automatic deploy over a newer one), started as deploy jobs, settled when their job ends.
+
+Lock order: a deploy build's row (when its job ends) → the environment's row → the repository's
+row (for the deploy build's number). Nothing locks an environment and then an existing build.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session, object_session
+
+from server.deploys.jobs import CHECK_STEP, DEPLOY_STEP, create_deploy_build
+from server.deploys.messages import report_after_commit
+from server.models import (
+    Build,
+    BuildState,
+    Deployment,
+    DeploymentState,
+    DeploymentTrigger,
+    Environment,
+    Job,
+    Step,
+    StepState,
+)
+from server.models.base import utcnow
+from server.queue.runners import announcement_labels
+
+_STATE_FOR_BUILD = {
+    BuildState.passed: DeploymentState.succeeded,
+    BuildState.failed: DeploymentState.failed,
+    BuildState.errored: DeploymentState.errored,
+    BuildState.timed_out: DeploymentState.failed,
+    BuildState.cancelled: DeploymentState.cancelled,
+    BuildState.skipped: DeploymentState.cancelled,
+}
+
+
+class DeployRefused(Exception):
+    """A person asked for something that cannot be done (no such environment, nothing live, …)."""
+
+
+def environment_for(session: Session, repository_id: int, name: str, *, lock: bool = False) -> Environment:
+    """The environment's row, created on first use (concurrent creators meet on the unique key)."""
+    query = sa.select(Environment).where(Environment.repository_id == repository_id, Environment.name == name)
+    found = session.scalar(query.with_for_update() if lock else query)
+    if found is not None:
+        return found
+    with session.begin_nested():
+        session.add(Environment(repository_id=repository_id, name=name))
+        with contextlib.suppress(sa.exc.IntegrityError):
+            session.flush()
+    return session.scalars((query.with_for_update() if lock else query).execution_options(
+        populate_existing=True)).one()  # fmt: skip
+
+
+def request_deployment(session: Session, environment: Environment, deployment: Deployment) -> Deployment:
+    """Record a pending deployment; ``advance`` decides when (and whether) it runs."""
+    deployment.environment_id = environment.id
+    deployment.state = DeploymentState.pending
+    deployment.url = deployment.url or deployment.config.get("url")
+    if not deployment.config.get("image"):
+        deployment.state = DeploymentState.errored
+        deployment.reason = (
+            f"deploy.{environment.name} names no image (set `image:` there or at the top of the file)"
+        )
+        deployment.finished_at = utcnow()
+    session.add(deployment)
+    session.flush()
+    if deployment.config.get("url"):
+        environment.url = deployment.config["url"]
+    return deployment
+
+
+def advance(session: Session, environment_id: int) -> list[tuple[int, list[str]]]:
+    """Start the next deployment of an environment if none is running. Of the pending ones only
+    the newest runs; the others are skipped as superseded. Returns jobs to announce after commit."""
+    environment = session.scalars(
+        sa.select(Environment)
+        .where(Environment.id == environment_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    ).one()
+    active = session.scalars(
+        sa.select(Deployment).where(
+            Deployment.environment_id == environment.id,
+            Deployment.state.in_([DeploymentState.queued, DeploymentState.running]),
+        )
+    ).all()
+    # A deploy build ended without telling us (cancelled by a person, given up): settle it here,
+    # so the environment's lock is never held by a deployment that is over.
+    still_active = []
+    for deployment in active:
+        build_state = session.scalar(sa.select(Build.state).where(Build.id == deployment.deploy_build_id))
+        if build_state is None or build_state.finished:
+            _settle(session, environment, deployment, build_state or BuildState.errored)
+        else:
+            still_active.append(deployment)
+    if still_active:
+        return []
+    pending = session.scalars(
+        sa.select(Deployment)
+        .where(Deployment.environment_id == environment.id, Deployment.state == DeploymentState.pending)
+        .order_by(Deployment.id.desc())
+    ).all()
+    if not pending:
+        return []
+    chosen, superseded = pending[0], pending[1:]
+    now = utcnow()
+    for older in superseded:
+        _finish(older, DeploymentState.skipped, f"skipped: superseded by deployment #{chosen.id}", now)
+    if chosen.trigger is DeploymentTrigger.auto and (newer := _newer_auto_build(session, chosen)) is not None:
+        _finish(
+            chosen, DeploymentState.skipped,
+            f"skipped: superseded (build #{newer} of a newer commit already deployed here)", now,
+        )  # fmt: skip
+        return []
+    job = create_deploy_build(session, chosen, environment)
+    chosen.state = DeploymentState.queued
+    _changed(chosen)
+    return announcement_labels(session, [job])
+
+
+def _newer_auto_build(session: Session, deployment: Deployment) -> int | None:
+    """The number of a newer green build already deployed (or deploying) automatically here."""
+    if deployment.source_build_id is None:
+        return None
+    return session.scalar(
+        sa.select(Build.number)
+        .join(Deployment, Deployment.source_build_id == Build.id)
+        .where(
+            Deployment.environment_id == deployment.environment_id,
+            Deployment.trigger == DeploymentTrigger.auto,
+            Deployment.source_build_id > deployment.source_build_id,
+            Deployment.state.not_in([DeploymentState.pending, DeploymentState.skipped]),
+        )
+        .order_by(Build.id.desc())
+        .limit(1)
+    )
+
+
+def deploy_build_finished(session: Session, build_id: int, state: BuildState) -> None:
+    """A deploy build ended (called where its state is computed, in the same transaction)."""
+    deployment = session.scalar(sa.select(Deployment).where(Deployment.deploy_build_id == build_id))
+    if deployment is None or deployment.state.finished:
+        return
+    from server.deploys.messages import announce_after_commit
+
+    environment = session.scalars(
+        sa.select(Environment).where(Environment.id == deployment.environment_id).with_for_update()
+    ).one()
+    _settle(session, environment, deployment, state)
+    announce_after_commit(session, advance(session, environment.id))
+
+
+def _settle(session: Session, environment: Environment, deployment: Deployment, state: BuildState) -> None:
+    now = utcnow()
+    steps = {
+        step.name: step
+        for step in session.scalars(
+            sa.select(Step).join(Job, Job.id == Step.job_id).where(Job.build_id == deployment.deploy_build_id)
+        )
+    }
+    deploy, check = steps.get(DEPLOY_STEP), steps.get(CHECK_STEP)
+    outcome = _STATE_FOR_BUILD.get(state, DeploymentState.errored)
+    # Its job's claim started the deploy build: that is when the deployment started.
+    started = session.scalar(sa.select(Build.started_at).where(Build.id == deployment.deploy_build_id))
+    deployment.started_at = deployment.started_at or started or now
+    if outcome is DeploymentState.succeeded:
+        deployment.check_passed = True if check is not None else None
+        _finish(deployment, outcome, None, now)
+        environment.live_deployment_id = deployment.id
+        environment.healthy, environment.health_reason = True, None
+        return
+    deployed = deploy is not None and deploy.state is StepState.passed
+    if deployed and check is not None and check.state is not StepState.passed:
+        # The new version is out but failed its check: it is what is live, and it is unhealthy.
+        deployment.check_passed = False
+        why = f"post-deploy check {check.state.value}" + (f" ({check.reason})" if check.reason else "")
+        _finish(deployment, DeploymentState.failed, why, now)
+        environment.live_deployment_id = deployment.id
+        environment.healthy = False
+        environment.health_reason = f"deployment #{deployment.id}: {why}"
+        if deployment.config.get("rollback_on_failure"):
+            _roll_back_automatically(session, environment, deployment)
+        return
+    detail = f"deploy step {deploy.state.value}" if deploy is not None else state.value
+    if deploy is not None and deploy.reason:
+        detail += f": {deploy.reason}"
+    _finish(deployment, outcome, detail, now)
+
+
+def _roll_back_automatically(session: Session, environment: Environment, failed: Deployment) -> None:
+    target = previous_success(session, environment, failed)
+    if target is None:
+        failed.reason = (failed.reason or "") + "; no earlier successful deployment to roll back to"
+        return
+    request_deployment(
+        session, environment, _redeploy(target, DeploymentTrigger.auto_rollback, "greenlight", failed)
+    )
+
+
+def previous_success(
+    session: Session, environment: Environment, live: Deployment | None
+) -> Deployment | None:
+    """The newest successful deployment of another commit than the live one: what a rollback deploys."""
+    query = sa.select(Deployment).where(
+        Deployment.environment_id == environment.id, Deployment.state == DeploymentState.succeeded
+    )
+    if live is not None:
+        query = query.where(Deployment.id != live.id, Deployment.commit_sha != live.commit_sha)
+    return session.scalars(query.order_by(Deployment.id.desc()).limit(1)).first()
+
+
+def _redeploy(
+    target: Deployment, trigger: DeploymentTrigger, who: str, origin: Deployment | None
+) -> Deployment:
+    return Deployment(
+        commit_sha=target.commit_sha,
+        branch=target.branch,
+        source_build_id=target.source_build_id,
+        trigger=trigger,
+        triggered_by=who,
+        origin_deployment_id=origin.id if origin is not None else target.id,
+        config=dict(target.config),
+        url=target.url,
+    )
+
+
+def roll_back(session: Session, environment: Environment, who: str) -> Deployment:
+    live = session.get(Deployment, environment.live_deployment_id) if environment.live_deployment_id else None
+    target = previous_success(session, environment, live)
+    if target is None:
+        raise DeployRefused(f"{environment.name} has no earlier successful deployment to roll back to")
+    return request_deployment(session, environment, _redeploy(target, DeploymentTrigger.rollback, who, live))
+
+
+def _finish(deployment: Deployment, state: DeploymentState, reason: str | None, now: object) -> None:
+    deployment.state = state
+    deployment.reason = reason
+    deployment.finished_at = now  # type: ignore[assignment]
+    _changed(deployment)
+
+
+def _changed(deployment: Deployment) -> None:
+    """GitHub should show the new state (the deployment row is its own outbox)."""
+    deployment.github_version += 1
+    session = object_session(deployment)
+    if session is not None and deployment.id is not None:
+        report_after_commit(session, deployment.id)
+
+
+def history(session: Session, environment_id: int, limit: int = 50) -> Sequence[Deployment]:
+    return session.scalars(
+        sa.select(Deployment)
+        .where(Deployment.environment_id == environment_id)
+        .order_by(Deployment.id.desc())
+        .limit(limit)
+    ).all()

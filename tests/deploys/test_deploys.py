@@ -1,0 +1,437 @@
+"""Deployments against real Postgres and git: a green push build of a deploy branch asks for a
+deployment, which runs as the job of a deploy build with its environment's secrets; one at a time
+per environment, newest wins; the check marks an environment unhealthy; promote and rollback."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from fastapi.testclient import TestClient
+from sqlalchemy.orm import Session, sessionmaker
+
+from server.builds.service import next_build_number
+from server.config import Settings
+from server.deploys.checks import run_deploy_check
+from server.deploys.messages import deploy_messages, enable_deploy_messages
+from server.models import (
+    Build,
+    BuildState,
+    DeployCheck,
+    Deployment,
+    DeploymentState,
+    Environment,
+    Job,
+    Repository,
+)
+from server.secrets.service import set_secret
+from tests import factories
+from tests.conftest import RecordingTransport
+from tests.queue.test_runner_api import as_job, claim, register
+from tests.support import services
+
+pytestmark = pytest.mark.integration
+
+PIPELINE = """\
+image: greenlight-test/debian:bookworm
+steps:
+  - name: test
+    run: "true"
+deploy:
+  staging:
+    branch: staging
+    run: ./deploy staging
+    secrets: [DEPLOY_KEY]
+    url: http://staging.example.test
+    check: ./check staging
+    env: {MAIL_TO: admins}
+    rollback_on_failure: true
+  production:
+    branch: [master]
+    run: ./deploy production
+    secrets: [DEPLOY_KEY]
+"""
+STAGING_KEY = "staging-deploy-key-0123"
+REPO_WIDE = "repository-wide-token-77"
+
+
+class Origin:
+    """A real git repository and its bare "GitHub" clone that the server's mirror fetches from."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.work = tmp_path / "work"
+        services.make_git_repo(self.work, {".greenlight.yml": PIPELINE}, branch="staging")
+        self.url = services.make_bare_clone(self.work, tmp_path / "origin.git")
+
+    def push(self, branch: str, message: str, pipeline: str = PIPELINE) -> str:
+        sha = services.commit_files(self.work, {".greenlight.yml": pipeline, "VERSION": message}, message)
+        services.push(self.work, self.url, f"HEAD:refs/heads/{branch}")
+        return sha
+
+
+@pytest.fixture
+def origin(tmp_path: Path) -> Origin:
+    return Origin(tmp_path)
+
+
+@pytest.fixture
+def runner(
+    client: TestClient,
+    session: Session,
+    session_factory: sessionmaker[Session],
+    transport: RecordingTransport,
+) -> tuple[str, int]:
+    # The client's app runs on the test's session factory: wire its messages as the app does.
+    enable_deploy_messages(session_factory, deploy_messages(transport))
+    token = factories.runner_token(session, "deployer")
+    session.commit()
+    return token, register(client, token, name="deployer", labels=["deploy"])
+
+
+@pytest.fixture
+def builder(client: TestClient, session: Session, runner: tuple[str, int]) -> tuple[str, int]:
+    """Runs build jobs only (deploy jobs, of higher priority, would otherwise be claimed first)."""
+    token = factories.runner_token(session, "builder")
+    session.commit()
+    return token, register(client, token, name="builder", labels=["docker"])
+
+
+@pytest.fixture
+def repo(session: Session, settings: Settings, origin: Origin) -> Repository:
+    repository = factories.repository(session, clone_url=origin.url)
+    cipher = settings.secret_cipher()
+    set_secret(session, cipher, repository, "DEPLOY_KEY", STAGING_KEY, environment="staging")
+    set_secret(session, cipher, repository, "DEPLOY_KEY", REPO_WIDE)
+    session.commit()
+    return repository
+
+
+def push_build(session: Session, repo: Repository, sha: str, branch: str) -> Build:
+    """A queued push build with one job, numbered as the webhook numbers them."""
+    build = Build(
+        repository_id=repo.id, number=next_build_number(session, repo.id), event="push",
+        ref=f"refs/heads/{branch}", branch=branch, commit_sha=sha, state=BuildState.queued,
+    )  # fmt: skip
+    session.add(build)
+    session.flush()
+    factories.job(session, build, steps=1)
+    return build
+
+
+def green_build(
+    client: TestClient, session: Session, builder: tuple[str, int], repo: Repository, sha: str, branch: str
+) -> int:
+    """A push build run to the end through the runner API (as a runner would), passing."""
+    build = push_build(session, repo, sha, branch)
+    session.commit()
+    claimed = claim(client, builder[0], builder[1])
+    assert claimed is not None and claimed["spec"]["build_id"] == build.id
+    finish(client, claimed, passed=True)
+    return build.id
+
+
+def finish(client: TestClient, claimed: dict[str, Any], *, passed: bool, failing_step: int = 0) -> None:
+    for step in claimed["spec"]["steps"]:
+        ok = passed or step["index"] < failing_step
+        outcome = "passed" if ok else "failed"
+        assert as_job(client, claimed, "steps/start", {"step_index": step["index"]}).status_code == 204
+        body = {
+            "step_index": step["index"],
+            "outcome": outcome,
+            "exit_code": 0 if ok else 1,
+            "duration_seconds": 0.1,
+        }
+        assert as_job(client, claimed, "steps/finish", body).status_code == 204
+        if not ok:
+            break
+    body = {"outcome": "passed" if passed else "failed"}
+    assert as_job(client, claimed, "finish", body).status_code == 204
+
+
+def check(session_factory: sessionmaker[Session], settings: Settings, build_id: int) -> list[Any]:
+    with session_factory.begin() as session:
+        return run_deploy_check(session, build_id, settings)
+
+
+def deployments(session: Session) -> list[Deployment]:
+    session.expire_all()
+    return list(session.scalars(sa.select(Deployment).order_by(Deployment.id)))
+
+
+def test_a_green_push_of_staging_deploys_its_commit_as_a_high_priority_deploy_job(
+    client: TestClient,
+    session: Session,
+    session_factory: sessionmaker[Session],
+    settings: Settings,
+    transport: RecordingTransport,
+    origin: Origin,
+    repo: Repository,
+    runner: tuple[str, int],
+    builder: tuple[str, int],
+) -> None:
+    sha = origin.push("staging", "v1")
+    build_id = green_build(client, session, builder, repo, sha, "staging")
+    assert transport.deploy_checks == [build_id]
+    announcements = check(session_factory, settings, build_id)
+    assert check(session_factory, settings, build_id) == []  # a duplicate message does nothing
+
+    [deployment] = deployments(session)
+    assert deployment.state is DeploymentState.queued and deployment.commit_sha == sha
+    assert deployment.source_build_id == build_id and deployment.trigger.value == "auto"
+    deploy_build = session.get(Build, deployment.deploy_build_id)
+    assert deploy_build is not None and deploy_build.event == "deploy" and deploy_build.branch is None
+    [job] = deploy_build.jobs
+    assert announcements == [(job.id, ["deploy"])]
+    assert job.priority > 0 and job.labels == ["deploy"] and job.environment == "staging"
+    assert job.env["GREENLIGHT_ENVIRONMENT"] == "staging" and job.env["MAIL_TO"] == "admins"
+    assert job.env["GREENLIGHT_BRANCH"] == "staging"
+    assert [(s.name, s.script) for s in job.steps] == [
+        ("deploy", "./deploy staging"),
+        ("check", "./check staging"),
+    ]
+    # The build that went green is not touched by its deploy.
+    assert session.get(Build, build_id).state is BuildState.passed  # type: ignore[union-attr]
+
+    claimed = claim(client, runner[0], runner[1])
+    assert claimed is not None and claimed["spec"]["job_id"] == job.id
+    # The environment's secret, not the repository-wide one of the same name, and masked.
+    assert [s["secrets"] for s in claimed["spec"]["steps"]] == [{"DEPLOY_KEY": STAGING_KEY}] * 2
+    assert claimed["spec"]["mask"] == [STAGING_KEY]
+    finish(client, claimed, passed=True)
+
+    [deployment] = deployments(session)
+    assert deployment.state is DeploymentState.succeeded and deployment.check_passed is True
+    assert deployment.started_at is not None and deployment.finished_at is not None
+    assert deployment.started_at < deployment.finished_at
+    environment = session.get(Environment, deployment.environment_id)
+    assert environment is not None and environment.live_deployment_id == deployment.id and environment.healthy
+    assert session.get(Build, build_id).state is BuildState.passed  # type: ignore[union-attr]
+
+    page = client.get(f"/{repo.full_name}").text
+    assert "deploy to staging (auto)" in page and "None" not in page
+
+    # A deploy job is not re-run behind the environment's lock.
+    headers = {"Authorization": f"Bearer {factories.user_token(session)}"}
+    session.commit()
+    refused = client.post(f"/api/jobs/{job.id}/rerun", headers=headers)
+    assert refused.status_code == 409 and "greenlight deploy rollback" in refused.json()["detail"]
+
+
+def test_red_pull_request_and_fork_builds_ask_for_no_deploy(
+    client: TestClient,
+    session: Session,
+    transport: RecordingTransport,
+    repo: Repository,
+    runner: tuple[str, int],
+    builder: tuple[str, int],
+) -> None:
+    push_build(session, repo, "b" * 40, "staging")
+    pull = push_build(session, repo, "c" * 40, "staging")
+    pull.branch, pull.event, pull.pull_request_number, pull.target_branch = None, "pull_request", 4, "staging"
+    fork = push_build(session, repo, "d" * 40, "staging")
+    fork.from_fork = True
+    session.commit()
+    finish(client, claim(client, *builder), passed=False)  # type: ignore[arg-type]
+    finish(client, claim(client, *builder), passed=True)  # type: ignore[arg-type]
+    finish(client, claim(client, *builder), passed=True)  # type: ignore[arg-type]
+    session.expire_all()
+    assert [b.state for b in session.scalars(sa.select(Build).order_by(Build.id))] == [
+        BuildState.failed,
+        BuildState.passed,
+        BuildState.passed,
+    ]
+    assert (
+        transport.deploy_checks == []
+        and session.scalar(sa.select(sa.func.count()).select_from(DeployCheck)) == 0
+    )
+
+
+def test_a_commit_that_is_no_longer_the_branch_head_is_skipped_as_superseded(
+    client: TestClient,
+    session: Session,
+    session_factory: sessionmaker[Session],
+    settings: Settings,
+    origin: Origin,
+    repo: Repository,
+    runner: tuple[str, int],
+    builder: tuple[str, int],
+) -> None:
+    old = origin.push("master", "v1")
+    origin.push("master", "v2")
+    build_id = green_build(client, session, builder, repo, old, "master")
+    assert check(session_factory, settings, build_id) == []
+    [deployment] = deployments(session)
+    assert deployment.state is DeploymentState.skipped
+    assert deployment.reason is not None and deployment.reason.startswith("skipped: superseded")
+    assert (
+        session.scalar(sa.select(sa.func.count()).select_from(Job).where(Job.environment.is_not(None))) == 0
+    )
+
+
+def test_one_deploy_at_a_time_and_only_the_newest_waiting_one_runs_next(
+    client: TestClient,
+    session: Session,
+    session_factory: sessionmaker[Session],
+    settings: Settings,
+    origin: Origin,
+    repo: Repository,
+    runner: tuple[str, int],
+    builder: tuple[str, int],
+) -> None:
+    first = green_build(client, session, builder, repo, origin.push("master", "v1"), "master")
+    check(session_factory, settings, first)
+    # Two more green builds arrive while the first deploys (each was the head when checked).
+    second = green_build(client, session, builder, repo, origin.push("master", "v2"), "master")
+    check(session_factory, settings, second)
+    third = green_build(client, session, builder, repo, origin.push("master", "v3"), "master")
+    check(session_factory, settings, third)
+    states = [(d.source_build_id, d.state) for d in deployments(session)]
+    assert states == [
+        (first, DeploymentState.queued),
+        (second, DeploymentState.pending),
+        (third, DeploymentState.pending),
+    ]
+    claimed = claim(client, *runner)  # type: ignore[arg-type]
+    assert claimed is not None and claimed["spec"]["env"]["GREENLIGHT_ENVIRONMENT"] == "production"
+    finish(client, claimed, passed=True)
+    first_d, second_d, third_d = deployments(session)
+    assert first_d.state is DeploymentState.succeeded
+    assert (
+        second_d.state is DeploymentState.skipped
+        and second_d.reason == f"skipped: superseded by deployment #{third_d.id}"
+    )
+    assert third_d.state is DeploymentState.queued
+    finish(client, claim(client, *runner), passed=True)  # type: ignore[arg-type]
+    environment = session.get(Environment, third_d.environment_id)
+    assert environment is not None and environment.live_deployment_id == third_d.id
+
+
+def test_an_older_green_build_never_deploys_over_a_newer_one(
+    client: TestClient,
+    session: Session,
+    session_factory: sessionmaker[Session],
+    settings: Settings,
+    origin: Origin,
+    repo: Repository,
+    runner: tuple[str, int],
+    builder: tuple[str, int],
+) -> None:
+    # Build 1 (v1) is slow; build 2 (v2) is green and deployed first; then v1 is pushed back as
+    # the head (a revert by force-push) and build 1 goes green: its build is older, so it is skipped.
+    v1 = origin.push("master", "v1")
+    slow = push_build(session, repo, v1, "master")
+    session.commit()
+    slow_claim = claim(client, *builder)  # type: ignore[arg-type]
+    newer = green_build(client, session, builder, repo, origin.push("master", "v2"), "master")
+    check(session_factory, settings, newer)
+    finish(client, claim(client, *runner), passed=True)  # type: ignore[arg-type]
+    services.push(origin.work, origin.url, f"+{v1}:refs/heads/master")
+    finish(client, slow_claim, passed=True)  # type: ignore[arg-type]
+    check(session_factory, settings, slow.id)
+    newer_d, older_d = deployments(session)
+    assert newer_d.state is DeploymentState.succeeded
+    assert older_d.state is DeploymentState.skipped and "already deployed" in (older_d.reason or "")
+
+
+def test_a_failed_check_marks_the_environment_unhealthy_and_rolls_back(
+    client: TestClient,
+    session: Session,
+    session_factory: sessionmaker[Session],
+    settings: Settings,
+    origin: Origin,
+    repo: Repository,
+    runner: tuple[str, int],
+    builder: tuple[str, int],
+) -> None:
+    good = green_build(client, session, builder, repo, origin.push("staging", "v1"), "staging")
+    check(session_factory, settings, good)
+    finish(client, claim(client, *runner), passed=True)  # type: ignore[arg-type]
+    bad_sha = origin.push("staging", "v2")
+    bad = green_build(client, session, builder, repo, bad_sha, "staging")
+    check(session_factory, settings, bad)
+    finish(client, claim(client, *runner), passed=False, failing_step=1)  # type: ignore[arg-type]
+    first, failed, rollback = deployments(session)
+    assert failed.state is DeploymentState.failed and failed.check_passed is False
+    assert failed.reason is not None and failed.reason.startswith("post-deploy check failed")
+    environment = session.get(Environment, failed.environment_id)
+    assert environment is not None and not environment.healthy and environment.live_deployment_id == failed.id
+    assert rollback.trigger.value == "auto_rollback" and rollback.commit_sha == first.commit_sha
+    assert rollback.state is DeploymentState.queued and rollback.origin_deployment_id == failed.id
+    page = client.get("/-/deployments").text
+    assert "unhealthy" in page and "post-deploy check failed" in page and failed.commit_sha[:12] in page
+    finish(client, claim(client, *runner), passed=True)  # type: ignore[arg-type]
+    session.expire_all()
+    assert environment.healthy and environment.live_deployment_id == rollback.id
+
+
+def test_promote_deploys_the_live_staging_commit_and_rollback_the_previous_one(
+    client: TestClient,
+    session: Session,
+    session_factory: sessionmaker[Session],
+    settings: Settings,
+    transport: RecordingTransport,
+    origin: Origin,
+    repo: Repository,
+    runner: tuple[str, int],
+    builder: tuple[str, int],
+) -> None:
+    headers = {"Authorization": f"Bearer {factories.user_token(session)}"}
+    session.commit()
+    url = f"/api/repos/{repo.full_name}/environments/production/promote"
+    refused = client.post(url, json={"from": "staging"}, headers=headers)
+    assert refused.status_code == 409 and "no environment" in refused.json()["detail"]
+    for version in ("v1", "v2"):
+        sha = origin.push("staging", version)
+        check(session_factory, settings, green_build(client, session, builder, repo, sha, "staging"))
+        finish(client, claim(client, *runner), passed=True)  # type: ignore[arg-type]
+    assert client.post(url, json={"from": "staging"}).status_code == 401
+    reply = client.post(url, json={"from": "staging"}, headers=headers)
+    assert reply.status_code == 201, reply.text
+    promoted = reply.json()
+    assert (
+        promoted["commit_sha"] == sha and promoted["trigger"] == "promote" and promoted["state"] == "queued"
+    )
+    assert transport.announced[-1][1] == ["deploy"]
+    spec = claim(client, *runner)["spec"]  # type: ignore[index]
+    assert spec["commit_sha"] == sha and spec["env"]["GREENLIGHT_ENVIRONMENT"] == "production"
+    # production has no scoped DEPLOY_KEY: the repository-wide one.
+    assert spec["steps"][0]["secrets"] == {"DEPLOY_KEY": REPO_WIDE}
+
+    reply = client.post(f"/api/repos/{repo.full_name}/environments/staging/rollback", headers=headers)
+    assert reply.status_code == 201, reply.text
+    rolled = reply.json()
+    assert rolled["trigger"] == "rollback" and rolled["commit_sha"] != sha
+
+    history = client.get("/api/environments/staging/deployments").json()
+    assert [(d["trigger"], d["state"]) for d in history] == [
+        ("rollback", "queued"),
+        ("auto", "succeeded"),
+        ("auto", "succeeded"),
+    ]
+    assert history[1]["log_url"].endswith(f"/{repo.full_name}/builds/{history[1]['deploy_build_number']}")
+    environments = {
+        e["name"]: e for e in client.get("/api/environments", params={"repository": repo.full_name}).json()
+    }
+    assert environments["staging"]["live"]["commit_sha"] == sha
+    assert environments["staging"]["deploying"]["trigger"] == "rollback"
+    assert environments["production"]["deploying"]["state"] == "running"
+
+
+def test_environment_names_are_per_repository(client: TestClient, session: Session, repo: Repository) -> None:
+    other = factories.repository(session, full_name="acme/other")
+    session.add_all(
+        [
+            Environment(repository_id=repo.id, name="staging"),
+            Environment(repository_id=other.id, name="staging"),
+        ]
+    )
+    session.commit()
+    ambiguous = client.get("/api/environments/staging/deployments")
+    assert ambiguous.status_code == 400 and "repository=OWNER/NAME" in ambiguous.json()["detail"]
+    assert (
+        client.get("/api/environments/staging/deployments", params={"repository": "acme/other"}).json() == []
+    )
+    assert client.get("/api/environments/nope/deployments").status_code == 404
+    assert len(client.get("/api/environments").json()) == 2
