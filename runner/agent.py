@@ -130,7 +130,13 @@ class RunnerAgent:
         if not self.draining.is_set():
             next_claim = ClaimRequest(runner_id=self.runner_id, claim_key=new_claim_key())
         run = JobRun(
-            self.api, claimed, self._executor_factory(), self.settings.runner_dir, self.shutdown, next_claim
+            self.api,
+            claimed,
+            self._executor_factory(),
+            self.settings.runner_dir,
+            self.shutdown,
+            next_claim,
+            self.draining,
         )
         run.run()
         if next_claim is None or run.next_answered:

@@ -18,6 +18,7 @@ from runner.executors.base import Executor, ExecutorError, StepResult
 from runner.masking import SecretMasker
 from runner.reporter import Heartbeat, LogShipper
 from runner.spec import (
+    MAX_REASON,
     ClaimedJob,
     ClaimRequest,
     JobFinished,
@@ -40,12 +41,14 @@ class JobRun:
         work_root: Path,
         shutdown: threading.Event,
         next_claim: ClaimRequest | None = None,
+        draining: threading.Event | None = None,
     ) -> None:
         """``next_claim``: ask for the runner's next job together with this one's end. Whether
         the server answered it (``next_answered``) and what it handed out (``next_claimed``) are
         known once ``run`` returns."""
         self.api = api
         self.next_claim = next_claim
+        self._draining = draining
         self.next_answered = False
         self.next_claimed: ClaimedJob | None = None
         self.spec = claimed.spec
@@ -59,7 +62,8 @@ class JobRun:
 
     def run(self) -> StepOutcome:
         job = self.spec
-        logs = LogShipper(self.api, job.job_id, self.token, SecretMasker(job.mask_values()))
+        self._masker = SecretMasker(job.mask_values())
+        logs = LogShipper(self.api, job.job_id, self.token, self._masker)
         heartbeat = Heartbeat(self.api, job.job_id, self.token, job.heartbeat_seconds, self.cancel)
         deadline = self._deadline = time.monotonic() + job.timeout_seconds
         watchdog = threading.Thread(target=self._watch, args=(deadline,), daemon=True)
@@ -102,7 +106,11 @@ class JobRun:
             reason = "cancelled: the runner could not reach the server for longer than the job's lease"
         elif self._shutdown.is_set() and outcome is StepOutcome.cancelled:
             reason = "cancelled: the runner was stopped while this job ran"
-        finished = JobFinished(outcome=outcome, reason=reason, next=self.next_claim)
+        # No next job once the runner is draining or stopping: it would only be cancelled.
+        wants_next = not (self._shutdown.is_set() or (self._draining is not None and self._draining.is_set()))
+        finished = JobFinished(
+            outcome=outcome, reason=self._said(reason), next=self.next_claim if wants_next else None
+        )
         try:
             self.next_claimed = self.api.job_finished(self.spec.job_id, self.token, finished)
             self.next_answered = True
@@ -148,12 +156,20 @@ class JobRun:
                     outcome=result.outcome,
                     exit_code=result.exit_code,
                     duration_seconds=result.duration_seconds,
-                    reason=result.reason,
+                    reason=self._said(result.reason),
                 ),
             )
             if result.outcome is not StepOutcome.passed:
                 return result.outcome, f"step {step.name!r}: {result.reason or result.outcome.value}"
         return StepOutcome.passed, None
+
+    def _said(self, reason: str | None) -> str | None:
+        """A reason as it may leave the runner: masked (it can quote a command's error output,
+        and the job's reason becomes a GitHub status) and within the contract's length."""
+        if reason is None:
+            return None
+        reason = self._masker.mask(reason)
+        return reason if len(reason) <= MAX_REASON else reason[: MAX_REASON - 1] + "…"
 
     def _watch(self, deadline: float) -> None:
         """Turns the job's deadline and a runner shutdown into a cancel of the running step."""

@@ -14,6 +14,8 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, SecretStr, model_validator
 
 SHA_PATTERN = r"^[0-9a-f]{40}$"
+# The longest reason (why a step or job ended, why a step was refused) the contract carries.
+MAX_REASON = 2000
 PULL_REF_PATTERN = r"^refs/pull/[1-9][0-9]{0,9}/head$"
 # A service's name is its host name on the job's network, so it must be a DNS label.
 SERVICE_NAME_PATTERN = r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$"
@@ -87,7 +89,7 @@ class StepSpec(BaseModel):
     notices: list[str] = Field(default_factory=list)
     # Set when the step must not run (a secret it names is not available to this build): the
     # runner reports it failed with this reason without starting it.
-    refused: str | None = Field(default=None, max_length=2000)
+    refused: str | None = Field(default=None, max_length=MAX_REASON)
 
     def secret_env(self) -> dict[str, str]:
         return {name: value.get_secret_value() for name, value in self.secrets.items()}
@@ -209,12 +211,12 @@ class StepFinished(BaseModel):
     outcome: StepOutcome
     exit_code: int | None = None
     duration_seconds: float = Field(ge=0)
-    reason: str | None = Field(default=None, max_length=2000)
+    reason: str | None = Field(default=None, max_length=MAX_REASON)
 
 
 class JobFinished(BaseModel):
     outcome: StepOutcome
-    reason: str | None = Field(default=None, max_length=2000)
+    reason: str | None = Field(default=None, max_length=MAX_REASON)
     # Claim the runner's next job in the same request (the reply is then a ``ClaimedJob``, or 204
     # when nothing waits): one request per job instead of two while work is queued.
     next: ClaimRequest | None = None

@@ -112,6 +112,7 @@ def rerun_job(session: Session, job: Job) -> Job:
         labels=list(job.labels),
         priority=job.priority,
         env=dict(job.env),
+        services=list(job.services),
         timeout_seconds=job.timeout_seconds,
         memory_bytes=job.memory_bytes,
         cpus=job.cpus,
@@ -126,6 +127,7 @@ def rerun_job(session: Session, job: Job) -> Job:
             image=step.image,
             script=step.script,
             env=dict(step.env),
+            secrets=list(step.secrets or []),
             timeout_seconds=step.timeout_seconds,
             # A step its `when:` left out stays out of every attempt.
             state=StepState.skipped if step.filtered else StepState.pending,

@@ -68,7 +68,7 @@ def plan_build(session: Session, build_id: int, settings: Settings) -> list[tupl
         return []
     if build.pull_request_number is not None and checkout.failure is None:
         build.commit_author, build.commit_message = checkout.head_author, checkout.head_message
-        if asks_to_skip(build.commit_message):
+        if not build.from_fork and asks_to_skip(build.commit_message):  # see PullRequestEvent.skip_requested
             _skip(session, build, "the head commit's message asks for it ([skip ci] or [ci skip])")
             return []
     if checkout.failure is not None:

@@ -134,6 +134,8 @@ def job_finished(job_id: int, body: JobFinished, token: BearerDep, state: StateD
         return Response(status_code=204)
     with session_scope(state.session_factory) as session:
         runner = runner_of_finished_job(session, runner_id, body.next.claim_key)
+        if runner is None:
+            return Response(status_code=204)
         claimed = claim_next_job(
             session, runner, state.settings, claim_key=body.next.claim_key, key_locked=True
         )

@@ -122,12 +122,23 @@ def identify_runner(
     return RunnerIdentity(id=row.runner_id, labels=list(row.labels), state=state)
 
 
-def runner_of_finished_job(session: Session, runner_id: int, claim_key: str | None) -> RunnerIdentity:
+def runner_of_finished_job(session: Session, runner_id: int, claim_key: str | None) -> RunnerIdentity | None:
     """The runner a job's token spoke for, about to claim its next job in the same request (see
-    ``runner_api.job_finished``). The job's token proved who it is; its own heartbeat keeps
+    ``runner_api.job_finished``), or None if it may claim nothing: its runner token was revoked
+    (or the runner row is gone) since it claimed that job. Its own heartbeat keeps
     ``last_seen_at`` fresh, so this never writes (nor locks) the runner row."""
     columns = [Runner.labels, Runner.state, *_before_claim(session, claim_key)]
-    row = session.connection().execute(sa.select(*columns).where(Runner.id == runner_id)).one()
+    row = (
+        session.connection()
+        .execute(
+            sa.select(*columns)
+            .join(ApiToken, ApiToken.id == Runner.token_id)
+            .where(Runner.id == runner_id, ApiToken.revoked.is_(False), ApiToken.kind == TokenKind.runner)
+        )
+        .one_or_none()
+    )
+    if row is None:
+        return None
     return RunnerIdentity(id=runner_id, labels=list(row.labels), state=row.state)
 
 

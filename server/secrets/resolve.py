@@ -19,6 +19,7 @@ from fnmatch import fnmatchcase
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from runner.spec import MAX_REASON
 from server.models import Secret
 from server.models.secret import ANY_ENVIRONMENT
 from server.secrets.crypto import SecretCipher, UndecryptableSecret
@@ -81,7 +82,8 @@ def secrets_for_steps(
         step = StepSecrets(values={name: values[name] for name in step_names if name in values})
         missing = [problems[name] for name in step_names if name in problems]
         if missing:
-            step.refused = "; ".join(missing)
+            refused = "; ".join(missing)
+            step.refused = refused if len(refused) <= MAX_REASON else refused[: MAX_REASON - 1] + "…"
         result.append(step)
     return result
 

@@ -50,7 +50,9 @@ class PullRequestEvent:
 
     @property
     def skip_requested(self) -> bool:
-        return asks_to_skip(self.title)
+        # Not for a fork: a skipped build reports success, and a stranger's [skip ci] must not
+        # turn a required check green without running anything.
+        return not self.from_fork and asks_to_skip(self.title)
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session
 
 from server.config import Settings
-from server.models import Build, BuildState, Job, JobState, LogChunk, Step, StepState
+from server.models import ApiToken, Build, BuildState, Job, JobState, LogChunk, Step, StepState
 from server.models.base import utcnow
 from tests import factories
 
@@ -318,5 +318,21 @@ def test_a_draining_runner_gets_no_next_job_with_a_jobs_end(
         {"outcome": "passed", "next": {"runner_id": runner_id, "claim_key": "drain-key-0123456"}},
     )
     assert reply.status_code == 204
+    session.expire_all()
+    assert session.get(Job, waiting).state is JobState.queued  # type: ignore[union-attr]
+
+
+def test_a_runner_whose_token_was_revoked_gets_no_next_job_with_a_jobs_end(
+    client: TestClient, session: Session, token: str
+) -> None:
+    _first, waiting = queued_jobs(session, {"priority": 5}, {})
+    runner_id = register(client, token)
+    claimed = claim(client, token, runner_id)
+    assert claimed is not None
+    session.execute(sa.update(ApiToken).values(revoked=True))
+    session.commit()
+    next_claim = {"runner_id": runner_id, "claim_key": "revoked-key-0123456"}
+    reply = as_job(client, claimed, "finish", {"outcome": "passed", "next": next_claim})
+    assert reply.status_code == 204  # its end is recorded; no new work (nor secrets) for it
     session.expire_all()
     assert session.get(Job, waiting).state is JobState.queued  # type: ignore[union-attr]

@@ -7,10 +7,20 @@ import threading
 from pathlib import Path
 
 import pytest
+from pydantic import SecretStr
 
 from runner.executors.base import ExecutorError, StepResult
 from runner.job import JobRun
-from runner.spec import ClaimedJob, HeartbeatReply, JobSpec, Limits, LogLine, StepOutcome, StepSpec
+from runner.spec import (
+    ClaimedJob,
+    ClaimRequest,
+    HeartbeatReply,
+    JobSpec,
+    Limits,
+    LogLine,
+    StepOutcome,
+    StepSpec,
+)
 from tests.support import services
 
 
@@ -111,3 +121,29 @@ def test_an_unreachable_commit_errors_the_job_before_any_step(claimed: ClaimedJo
     assert reported(api, "step_started") == []
     [finished] = reported(api, "job_finished")
     assert finished.outcome is StepOutcome.errored and "could not prepare the job" in finished.reason  # type: ignore[attr-defined]
+
+
+def test_reasons_leave_the_runner_masked_and_within_the_contracts_length(
+    claimed: ClaimedJob, tmp_path: Path
+) -> None:
+    secret = "s3cr3t-value-in-an-error"
+    job = claimed.spec.model_copy(update={"mask": [SecretStr(secret)]})
+    error = ExecutorError(f"docker said: bad value {secret} " + "x" * 3000)
+    api, _ = run(ClaimedJob(job_token="t", spec=job), tmp_path, [error])
+    [step] = reported(api, "step_finished")
+    [finished] = reported(api, "job_finished")
+    for reason in (step.reason, finished.reason):  # type: ignore[attr-defined]
+        assert secret not in reason and "********" in reason and len(reason) <= 2000
+
+
+def test_a_stopping_runner_asks_for_no_next_job_with_this_ones_end(
+    claimed: ClaimedJob, tmp_path: Path
+) -> None:
+    api, executor = FakeApi(), FakeExecutor([StepOutcome.passed] * 3)
+    shutdown = threading.Event()
+    next_claim = ClaimRequest(runner_id=1, claim_key="k" * 20)
+    draining = threading.Event()
+    draining.set()  # drained while the job ran
+    JobRun(api, claimed, executor, tmp_path / "work", shutdown, next_claim, draining).run()  # type: ignore[arg-type]
+    [finished] = reported(api, "job_finished")
+    assert finished.next is None  # type: ignore[attr-defined]

@@ -10,8 +10,9 @@ import sqlalchemy as sa
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session
 
+from server.builds.control import rerun_job
 from server.config import Settings
-from server.models import Build, Job, Repository, Secret, Step
+from server.models import Build, Job, JobState, Repository, Secret, Step
 from server.secrets.service import set_secret
 from tests import factories
 from tests.conftest import RecordingTransport
@@ -112,6 +113,30 @@ def test_a_missing_or_environment_only_secret_refuses_the_step_and_says_how_to_f
     )
     assert "only for deploys to production" in steps[2]["refused"]
     assert steps[0]["refused"] is None  # a step that names nothing runs as usual
+
+
+def test_a_step_naming_many_missing_secrets_is_refused_within_the_contracts_length(
+    client: TestClient, session: Session, settings: Settings
+) -> None:
+    # An over-long reason must not fail the claim (a 500 every runner would hit on this job).
+    _, job = queue_job(session, settings)
+    job.steps[1].secrets = [f"MISSING_SECRET_NUMBER_{n}" for n in range(40)]
+    session.commit()
+    refused = claimed_spec(client, session)["steps"][1]["refused"]
+    assert refused.startswith('secret "MISSING_SECRET_NUMBER_0" is not set') and len(refused) <= 2000
+
+
+def test_a_rerun_keeps_the_secrets_its_steps_name(
+    client: TestClient, session: Session, settings: Settings
+) -> None:
+    _, job = queue_job(session, settings, branch="release/2.0")
+    job.state = JobState.failed
+    session.commit()
+    attempt = rerun_job(session, job)
+    session.commit()
+    assert [step.secrets for step in attempt.steps] == [[], ["DEPLOY_TOKEN"], ["DEPLOY_TOKEN", "SIGNING_KEY"]]
+    spec = claimed_spec(client, session)
+    assert spec["job_id"] == attempt.id and spec["steps"][1]["secrets"] == {"DEPLOY_TOKEN": TOKEN}
 
 
 def test_a_build_from_a_fork_gets_no_secrets_and_its_steps_say_so(

@@ -88,6 +88,18 @@ def test_a_fork_pull_request_is_built_without_trust(client: TestClient, session:
     assert "PR #15: from another repo" in client.get(f"/{FORK_BASE}").text
 
 
+def test_skip_ci_in_a_fork_pull_requests_title_does_not_skip_its_build(
+    client: TestClient, session: Session
+) -> None:
+    # A skipped build reports success: a stranger's [skip ci] must not turn a required check green.
+    register(session, FORK_BASE)
+    payload = github_payload("pull_request_from_fork")
+    payload["pull_request"]["title"] = "harmless [skip ci]"
+    assert deliver(client, payload, "pull_request").status_code == 202
+    [build] = builds(session)
+    assert build.from_fork and build.state is BuildState.pending
+
+
 def test_pr_sync_in_a_repository_that_is_itself_a_fork_is_trusted(
     client: TestClient, session: Session
 ) -> None:
