@@ -1,0 +1,85 @@
+"""Build lists for the pages, every one an index range scan whatever the number of builds:
+keyset pagination on ``id`` under (repository, id), (repository, branch, id), (repository, state, id)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from server.models import Build, BuildState, Repository
+
+
+@dataclass(frozen=True)
+class BuildFilter:
+    branch: str | None = None
+    event: str | None = None
+    state: BuildState | None = None
+
+
+def filtered_builds(
+    session: Session, repository: Repository, wanted: BuildFilter, *, before_id: int | None, limit: int
+) -> list[Build]:
+    query = sa.select(Build).where(Build.repository_id == repository.id)
+    if wanted.branch:
+        query = query.where(Build.branch == wanted.branch)
+    if wanted.event:
+        query = query.where(Build.event == wanted.event)
+    if wanted.state:
+        query = query.where(Build.state == wanted.state)
+    if before_id is not None:
+        query = query.where(Build.id < before_id)
+    return list(session.scalars(query.order_by(Build.id.desc()).limit(limit)))
+
+
+def branches_with_latest_build(session: Session, repository: Repository, limit: int = 30) -> list[Build]:
+    """The latest build of each of the most recently built branches (the default branch first)."""
+    latest = (
+        sa.select(sa.func.max(Build.id))
+        .where(Build.repository_id == repository.id, Build.branch.is_not(None))
+        .group_by(Build.branch)
+        .order_by(sa.func.max(Build.id).desc())
+        .limit(limit)
+    )
+    builds = list(session.scalars(sa.select(Build).where(Build.id.in_(latest.scalar_subquery()))))
+    return sorted(builds, key=lambda b: (b.branch != repository.default_branch, -b.id))
+
+
+def dashboard_rows(session: Session, recent: int = 5) -> list[tuple[Repository, Build | None, list[Build]]]:
+    """Each repository, its default branch's latest build and its last few builds."""
+    rows = []
+    for repository in session.scalars(sa.select(Repository).order_by(Repository.full_name)):
+        default = session.scalar(
+            sa.select(Build)
+            .where(Build.repository_id == repository.id, Build.branch == repository.default_branch)
+            .order_by(Build.id.desc())
+            .limit(1)
+        )
+        last = list(
+            session.scalars(
+                sa.select(Build)
+                .where(Build.repository_id == repository.id)
+                .order_by(Build.id.desc())
+                .limit(recent)
+            )
+        )
+        rows.append((repository, default, last))
+    return rows
+
+
+def badge_state(session: Session, repository: Repository, branch: str | None) -> str:
+    """passing / failing / unknown for the latest finished build of the branch."""
+    state = session.scalar(
+        sa.select(Build.state)
+        .where(
+            Build.repository_id == repository.id,
+            Build.branch == (branch or repository.default_branch),
+            Build.state.in_([BuildState.passed, BuildState.failed, BuildState.errored, BuildState.timed_out]),
+        )
+        .order_by(Build.id.desc())
+        .limit(1)
+    )
+    if state is None:
+        return "unknown"
+    return "passing" if state is BuildState.passed else "failing"
