@@ -46,8 +46,15 @@ def running(session: Session) -> Build:
 def test_every_page_has_a_strict_csp_and_no_inline_script_or_style(
     client: TestClient, running: Build
 ) -> None:
-    for path in ("/", "/acme/site", f"/acme/site/builds/{running.number}", "/-/queue", "/-/runners",
-                 "/-/failed", "/-/login"):  # fmt: skip
+    for path in (
+        "/",
+        "/acme/site",
+        f"/acme/site/builds/{running.number}",
+        "/-/queue",
+        "/-/runners",
+        "/-/failed",
+        "/-/login",
+    ):
         response = client.get(path)
         assert response.status_code == 200, path
         csp = response.headers["content-security-policy"]
@@ -76,8 +83,9 @@ def test_signing_in_with_a_user_token_sets_a_safe_cookie_and_allows_cancelling(
     token = factories.user_token(session, name="alice")
     session.commit()
     csrf = csrf_of(client.get("/-/login").text)
-    response = client.post("/-/login", data={"token": token, "csrf": csrf, "next": "/acme/site"},
-                           follow_redirects=False)  # fmt: skip
+    response = client.post(
+        "/-/login", data={"token": token, "csrf": csrf, "next": "/acme/site"}, follow_redirects=False
+    )
     assert (response.status_code, response.headers["location"]) == (303, "/acme/site")
     cookie = next(c for c in response.headers.get_list("set-cookie") if c.startswith(SESSION_COOKIE))
     assert "HttpOnly" in cookie and "SameSite=lax" in cookie and "Secure" not in cookie
@@ -85,8 +93,11 @@ def test_signing_in_with_a_user_token_sets_a_safe_cookie_and_allows_cancelling(
 
     page = client.get(f"/acme/site/builds/{running.number}").text
     assert "signed in as alice" in page
-    response = client.post(f"/-/builds/{running.id}/cancel", data={"csrf": csrf_of(page),
-                           "back": f"/acme/site/builds/{running.number}"}, follow_redirects=False)  # fmt: skip
+    response = client.post(
+        f"/-/builds/{running.id}/cancel",
+        data={"csrf": csrf_of(page), "back": f"/acme/site/builds/{running.number}"},
+        follow_redirects=False,
+    )
     assert (response.status_code, response.headers["location"]) == (
         303,
         f"/acme/site/builds/{running.number}",
@@ -163,8 +174,9 @@ def test_after_sign_in_only_local_paths_are_followed(client: TestClient, session
 def private_client(
     settings: Settings, transport: RecordingTransport, session_factory: sessionmaker[Session]
 ) -> TestClient:
-    app = create_app(settings.model_copy(update={"public": False, "public_url": "https://ci.example"}),
-                     transport=transport)  # fmt: skip
+    app = create_app(
+        settings.model_copy(update={"public": False, "public_url": "https://ci.example"}), transport=transport
+    )
     app.state.greenlight.session_factory = session_factory
     return TestClient(app, base_url="https://ci.example")
 
@@ -195,8 +207,11 @@ def test_a_private_server_asks_for_sign_in_to_read(
         assert login.status_code == 200
         assert "Secure" in next(c for c in login.headers.get_list("set-cookie") if c.startswith(CSRF_COOKIE))
         assert "strict-transport-security" in login.headers
-        response = client.post("/-/login", data={"token": token, "csrf": csrf_of(login.text), "next": "/acme/site"},
-                               follow_redirects=False)  # fmt: skip
+        response = client.post(
+            "/-/login",
+            data={"token": token, "csrf": csrf_of(login.text), "next": "/acme/site"},
+            follow_redirects=False,
+        )
         assert "Secure" in next(
             c for c in response.headers.get_list("set-cookie") if c.startswith(SESSION_COOKIE)
         )
