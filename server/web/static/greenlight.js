@@ -6,7 +6,7 @@
 
 (() => {
   const FIRST_DELAY = 2000;
-  const MAX_DELAY = 30000;
+  const MAX_DELAY = 10000;
   const PAGE_LINES = 1000;
   let delay = FIRST_DELAY;
 
