@@ -47,24 +47,31 @@ def branches_with_latest_build(session: Session, repository: Repository, limit: 
 
 
 def dashboard_rows(session: Session, recent: int = 5) -> list[tuple[Repository, Build | None, list[Build]]]:
-    """Each repository, its default branch's latest build and its last few builds."""
+    """Each repository, its default branch's latest build and its last few builds: three queries
+    on Postgres whatever the number of repositories (LATERAL index scans); one per repository on
+    SQLite (the embedded mode has a handful)."""
+    repositories = list(session.scalars(sa.select(Repository).order_by(Repository.full_name)))
+    if session.get_bind().dialect.name == "postgresql":
+        newest = sa.select(Build.id).where(Build.repository_id == Repository.id).order_by(Build.id.desc())
+        last_ids = newest.limit(recent).lateral()
+        default_ids = newest.where(Build.branch == Repository.default_branch).limit(1).lateral()
+        wanted = sa.union(
+            sa.select(last_ids.c.id).select_from(Repository).join(last_ids, sa.true()),
+            sa.select(default_ids.c.id).select_from(Repository).join(default_ids, sa.true()),
+        )
+        builds = list(session.scalars(sa.select(Build).where(Build.id.in_(wanted)).order_by(Build.id.desc())))
+    else:
+        builds = []
+        for repository in repositories:
+            newest = sa.select(Build).where(Build.repository_id == repository.id).order_by(Build.id.desc())
+            builds += session.scalars(newest.limit(recent))
+            builds += session.scalars(newest.where(Build.branch == repository.default_branch).limit(1))
     rows = []
-    for repository in session.scalars(sa.select(Repository).order_by(Repository.full_name)):
-        default = session.scalar(
-            sa.select(Build)
-            .where(Build.repository_id == repository.id, Build.branch == repository.default_branch)
-            .order_by(Build.id.desc())
-            .limit(1)
-        )
-        last = list(
-            session.scalars(
-                sa.select(Build)
-                .where(Build.repository_id == repository.id)
-                .order_by(Build.id.desc())
-                .limit(recent)
-            )
-        )
-        rows.append((repository, default, last))
+    for repository in repositories:
+        by_id = {b.id: b for b in builds if b.repository_id == repository.id}
+        own = [by_id[key] for key in sorted(by_id, reverse=True)]
+        default = next((b for b in own if b.branch == repository.default_branch), None)
+        rows.append((repository, default, own[:recent]))
     return rows
 
 

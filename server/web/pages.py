@@ -106,4 +106,3 @@ def build_page(
     return render(
         request, "build.html", {"build": build, "logs": logs, "github_statuses": github_statuses}, viewer
     )
-
