@@ -110,3 +110,20 @@ def test_badges_say_passing_failing_or_unknown_with_cache_headers(
     assert "failing" in client.get("/badge/acme/badge.svg?branch=dev").text
     assert "unknown" in client.get("/badge/acme/badge.svg?branch=%3Cscript%3E").text
     assert "unknown" in client.get("/badge/nobody/none.svg").text
+
+
+def test_dashboard_shows_the_default_branch_state_even_behind_newer_branch_builds(
+    client: TestClient, session: Session
+) -> None:
+    repo = factories.repository(session, full_name="acme/dash")
+    main = factories.build(session, repo, branch="main")
+    main.state = BuildState.failed
+    newer = [factories.build(session, repo, branch=f"topic-{n}") for n in range(6)]
+    factories.repository(session, full_name="acme/empty")
+    session.commit()
+
+    page = client.get("/").text
+    row = page[page.index("acme/dash") : page.index("acme/empty")]
+    assert f'builds/{main.number}"><span class="state failed">' in row
+    assert [f">#{b.number}<" in row for b in newer] == [False] + [True] * 5
+    assert "no builds" in page[page.index("acme/empty") :]
