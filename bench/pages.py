@@ -38,11 +38,11 @@ def seed(engine: sa.Engine, builds: int, lines: int) -> tuple[int, int]:
     with engine.begin() as connection:
         connection.execute(
             sa.text(
-                "INSERT INTO repositories (full_name, clone_url, default_branch, last_build_number, created_at,"
-                " auto_cancel_superseded, auto_cancel_default_branch, default_branch_priority, branch_priority,"
-                " fork_approval)"
-                " SELECT 'bench/' || CASE WHEN r = 0 THEN 'big' ELSE 'small-' || r END, 'file:///x.git', 'main',"
-                " 0, now(), true, false, 10, 0, false FROM generate_series(0, 20) r"
+                "INSERT INTO repositories (full_name, clone_url, default_branch, last_build_number,"
+                " created_at, auto_cancel_superseded, auto_cancel_default_branch, default_branch_priority,"
+                " branch_priority, fork_approval)"
+                " SELECT 'bench/' || CASE WHEN r = 0 THEN 'big' ELSE 'small-' || r END, 'file:///x.git',"
+                " 'main', 0, now(), true, false, 10, 0, false FROM generate_series(0, 20) r"
             )
         )
         connection.execute(
@@ -50,13 +50,14 @@ def seed(engine: sa.Engine, builds: int, lines: int) -> tuple[int, int]:
                 "INSERT INTO builds (repository_id, number, event, ref, branch, commit_sha, commit_message,"
                 " commit_author, sender, from_fork, state, created_at, plan_attempts)"
                 " SELECT r.id, n, CASE WHEN n % 7 = 0 THEN 'pull_request' ELSE 'push' END,"
-                " 'refs/heads/' || b.name, b.name, md5(n::text) || '00000000', 'Change number ' || n || E'\\n\\nbody',"
+                " 'refs/heads/' || b.name, b.name, md5(n::text) || '00000000',"
+                " 'Change number ' || n || E'\\n\\nbody',"
                 " 'Dev ' || (n % 13), 'dev', false, CASE WHEN n % 17 = 0 THEN 'failed' ELSE 'passed' END,"
                 " now() - make_interval(secs => :count - n), 0"
                 " FROM repositories r,"
                 " LATERAL generate_series(1, CASE WHEN r.full_name = 'bench/big' THEN :count ELSE 10 END) n,"
-                " LATERAL (SELECT CASE WHEN n % 10 = 0 THEN 'dev' WHEN n % 10 = 1 THEN 'feature/f' || (n % 40)"
-                "   ELSE 'main' END AS name) b"
+                " LATERAL (SELECT CASE WHEN n % 10 = 0 THEN 'dev'"
+                "   WHEN n % 10 = 1 THEN 'feature/f' || (n % 40) ELSE 'main' END AS name) b"
             ),
             {"count": builds},
         )
@@ -76,7 +77,8 @@ def seed(engine: sa.Engine, builds: int, lines: int) -> tuple[int, int]:
             sa.text(
                 "INSERT INTO log_chunks (job_id, step_index, seq, line_count, lines, created_at)"
                 " SELECT :job, 0, c, :per, (SELECT jsonb_agg(jsonb_build_array(c * 0.01, 'stdout',"
-                "   'line ' || (c * :per + i) || E' \\u001b[32mok\\u001b[0m compiling module_' || i || '.py'))"
+                "   'line ' || (c * :per + i) || E' \\u001b[32mok\\u001b[0m compiling module_'"
+                "   || i || '.py'))"
                 "   FROM generate_series(0, :per - 1) i), now()"
                 " FROM generate_series(0, :chunks - 1) c"
             ),
@@ -126,9 +128,8 @@ def main() -> None:
         engine = make_engine(database_url)
         began = time.monotonic()
         build_id, job_id = seed(engine, options.builds, options.lines)
-        print(
-            f"seeded {options.builds:,} builds and a {options.lines:,}-line log in {time.monotonic() - began:.0f} s"
-        )
+        seconds = time.monotonic() - began
+        print(f"seeded {options.builds:,} builds and a {options.lines:,}-line log in {seconds:.0f} s")
         with engine.connect() as connection:
             size = connection.execute(
                 sa.text("SELECT pg_size_pretty(pg_total_relation_size('log_chunks'))")
@@ -136,8 +137,12 @@ def main() -> None:
         print(f"log_chunks on disk: {size}")
         engine.dispose()
 
-        settings = Settings(database_url=database_url, broker_url="memory://", github_webhook_secret=WEBHOOK_SECRET,
-                            secret_key=SECRET_KEY)  # fmt: skip
+        settings = Settings(
+            database_url=database_url,
+            broker_url="memory://",
+            github_webhook_secret=WEBHOOK_SECRET,
+            secret_key=SECRET_KEY,
+        )
         log = f"/api/builds/{build_id}/jobs/{job_id}/steps/0/log"
         mid = options.lines // 2
         with TestClient(create_app(settings, transport=RecordingTransport())) as client:
@@ -162,17 +167,19 @@ def main() -> None:
 
             before = rss_mb()
             began = time.perf_counter()
-            found = client.get(f"{log}/search", params={"q": "line 999999 "}).json()["lines"]
-            print(f"\nsearch of all {options.lines:,} lines (one match: {found}): {time.perf_counter() - began:.2f} s,"
-                  f" RSS +{rss_mb() - before:.1f} MB")  # fmt: skip
+            found = client.get(f"{log}/search", params={"q": f"line {options.lines - 1} "}).json()["lines"]
+            seconds = time.perf_counter() - began
+            print(f"\nsearch of all {options.lines:,} lines (matches: {found}): {seconds:.2f} s,", end="")
+            print(f" RSS +{rss_mb() - before:.1f} MB")
             before = rss_mb()
             began = time.perf_counter()
             received = 0
             with client.stream("GET", log) as response:
                 for piece in response.iter_bytes():
                     received += len(piece)
-            print(f"raw download, streamed: {received / 1e6:.1f} MB in {time.perf_counter() - began:.2f} s,"
-                  f" RSS +{rss_mb() - before:.1f} MB (process RSS {rss_mb():.0f} MB)")  # fmt: skip
+            seconds = time.perf_counter() - began
+            print(f"raw download, streamed: {received / 1e6:.1f} MB in {seconds:.2f} s,", end="")
+            print(f" RSS +{rss_mb() - before:.1f} MB (process RSS {rss_mb():.0f} MB)")
     finally:
         services.drop_database(name)
 

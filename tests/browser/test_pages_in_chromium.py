@@ -25,7 +25,7 @@ SLOW_STEP = r"""
       printf '\033[32mgreen\033[0m "onerror=alert(1)\n'
       for i in $(seq 1 %d); do echo "tick $i"; sleep 0.4; done
 """
-XSS_MESSAGE = "Fix <script>window.injected=3</script> <img src=x onerror=\"window.injected=4\">"
+XSS_MESSAGE = 'Fix <script>window.injected=3</script> <img src=x onerror="window.injected=4">'
 
 
 def watch_for_injection(page) -> list[str]:  # type: ignore[no-untyped-def]
@@ -65,7 +65,7 @@ def test_a_build_appears_on_the_dashboard_and_its_log_streams_live(  # type: ign
     log = page.locator(".log").first
     log.locator(".line", has_text="tick 3").wait_for(timeout=60_000)
     # Seen while the step still runs: the lines arrived over the stream, not with the page.
-    assert "tick %d" % TICKS not in log.inner_text()
+    assert f"tick {TICKS}" not in log.inner_text()
     screenshot(page, "build-running")
     log.locator(".line", has_text=f"tick {TICKS}").wait_for(timeout=90_000)
     page.locator("#build-state.passed").wait_for(timeout=30_000)
