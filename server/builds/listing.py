@@ -33,16 +33,42 @@ def filtered_builds(
     return list(session.scalars(query.order_by(Build.id.desc()).limit(limit)))
 
 
+# A loose index scan: one probe of (repository_id, branch, id) per distinct branch, instead of
+# grouping every build of the repository (100,000 builds, 40 branches: 40 probes, not 100,000 rows).
+_LATEST_PER_BRANCH_POSTGRES = sa.text(
+    """
+    WITH RECURSIVE branches(name) AS (
+        (SELECT branch FROM builds WHERE repository_id = :repository AND branch IS NOT NULL
+         ORDER BY branch LIMIT 1)
+        UNION ALL
+        SELECT (SELECT branch FROM builds WHERE repository_id = :repository AND branch > branches.name
+                ORDER BY branch LIMIT 1)
+        FROM branches WHERE branches.name IS NOT NULL
+    )
+    SELECT (SELECT id FROM builds WHERE repository_id = :repository AND branch = branches.name
+            ORDER BY id DESC LIMIT 1) AS latest
+    FROM branches WHERE name IS NOT NULL
+    ORDER BY latest DESC LIMIT :limit
+    """
+)
+
+
 def branches_with_latest_build(session: Session, repository: Repository, limit: int = 30) -> list[Build]:
     """The latest build of each of the most recently built branches (the default branch first)."""
-    latest = (
-        sa.select(sa.func.max(Build.id))
-        .where(Build.repository_id == repository.id, Build.branch.is_not(None))
-        .group_by(Build.branch)
-        .order_by(sa.func.max(Build.id).desc())
-        .limit(limit)
-    )
-    builds = list(session.scalars(sa.select(Build).where(Build.id.in_(latest.scalar_subquery()))))
+    if session.get_bind().dialect.name == "postgresql":
+        wanted = {"repository": repository.id, "limit": limit}
+        ids = list(session.scalars(_LATEST_PER_BRANCH_POSTGRES, wanted))
+    else:
+        ids = list(
+            session.scalars(
+                sa.select(sa.func.max(Build.id))
+                .where(Build.repository_id == repository.id, Build.branch.is_not(None))
+                .group_by(Build.branch)
+                .order_by(sa.func.max(Build.id).desc())
+                .limit(limit)
+            )
+        )
+    builds = list(session.scalars(sa.select(Build).where(Build.id.in_(ids))))
     return sorted(builds, key=lambda b: (b.branch != repository.default_branch, -b.id))
 
 
