@@ -155,3 +155,28 @@ def test_a_live_stream_dropped_and_resumed_gets_every_line_once(
     received += [line for kind, _id, data in events if kind == "lines" for line in texts(data)]
     assert received == [f"line {n}" for n in range(1400)]
     assert events[-1][0] == "end"
+
+
+def test_search_sees_text_through_colours_and_links_and_is_bounded(
+    client: TestClient, session: Session
+) -> None:
+    build = factories.build(session, factories.repository(session, full_name="acme/search"))
+    job = factories.job(session, build)
+    texts_ = [
+        "plain",
+        "\x1b[31mER\x1b[0mROR here",
+        "\x1b]8;;http://x\x1b\\link\x1b]8;;\x1b\\ error",
+        "100% done",
+    ]
+    session.add(
+        LogChunk(job_id=job.id, step_index=0, seq=0, line_count=4, lines=[[0, "o", t] for t in texts_])
+    )
+    session.add(LogChunk(job_id=job.id, step_index=0, seq=1, line_count=300,
+                         lines=[[0, "o", f"error {n}"] for n in range(300)]))  # fmt: skip
+    session.commit()
+    search = f"/api/builds/{build.id}/jobs/{job.id}/steps/0/log/search"
+    found = client.get(search, params={"q": "error"}).json()["lines"]
+    assert found[:3] == [1, 2, 4] and len(found) == 200
+    assert client.get(search, params={"q": "link error"}).json()["lines"] == [2]
+    assert client.get(search, params={"q": "100%"}).json()["lines"] == [3]
+    assert client.get(search, params={"q": "_"}).json()["lines"] == []
