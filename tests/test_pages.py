@@ -127,3 +127,17 @@ def test_dashboard_shows_the_default_branch_state_even_behind_newer_branch_build
     assert f'builds/{main.number}"><span class="state failed">' in row
     assert [f">#{b.number}<" in row for b in newer] == [False] + [True] * 5
     assert "no builds" in page[page.index("acme/empty") :]
+
+
+def test_only_running_steps_open_a_live_stream(client: TestClient, session: Session) -> None:
+    repo = factories.repository(session, full_name="acme/live")
+    build = factories.build(session, repo)
+    job = factories.job(session, build, steps=3)
+    job.state = JobState.running
+    job.steps[0].state, job.steps[1].state = StepState.passed, StepState.running
+    session.commit()
+
+    page = client.get(f"/acme/live/builds/{build.number}").text
+    assert page.count('data-live="stream"') == 1
+    assert f'id="log-{job.id}-1" data-url=' in page.split('data-live="stream"')[0].rsplit("<div", 1)[1]
+    assert f'data-prefix="{job.id}-2" data-state="pending"' in page

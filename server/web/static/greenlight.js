@@ -30,8 +30,9 @@
           location.reload(); // a new job appeared (a re-run): its log needs a viewer
           return;
         }
-        if (current.innerHTML !== region.innerHTML) {
+        if (current.innerHTML !== region.innerHTML || current.dataset.state !== region.dataset.state) {
           current.replaceWith(document.adoptNode(region));
+          if (region.dataset.prefix) stepChanged(region.dataset.prefix, region.dataset.state);
           changed = true;
         }
       }
@@ -44,6 +45,22 @@
       delay = Math.min(delay * 2, MAX_DELAY);
     }
     schedulePoll();
+  }
+
+  const views = new Map(); // log viewers by "job-step"
+
+  // A step began running: stream its log. It ended before we streamed: show its last lines.
+  function stepChanged(prefix, state) {
+    const view = views.get(prefix);
+    if (!view || view.source) return;
+    if (state === "running") {
+      view.live = true;
+      view.stream();
+    } else if (state !== "pending" && !view.ended) {
+      view.ended = true;
+      view.live = false;
+      view.toEnd();
+    }
   }
 
   function lineElement(prefix, number, segments) {
@@ -75,6 +92,7 @@
       this.live = root.dataset.live === "stream";
       this.box = root.querySelector(".lines");
       this.source = null;
+      this.ended = false;
       root.querySelector(".earlier").addEventListener("click", () => this.earlier());
       root.querySelector(".later").addEventListener("click", () => this.later());
       root.querySelector(".to-end").addEventListener("click", () => this.toEnd());
@@ -200,6 +218,7 @@
       this.source.addEventListener("end", () => {
         this.stopStream();
         this.live = false;
+        this.ended = true;
         this.showStatus();
       });
     }
@@ -215,7 +234,6 @@
   }
 
   document.addEventListener("DOMContentLoaded", () => {
-    const views = new Map();
     for (const root of document.querySelectorAll(".log[data-url]")) {
       views.set(root.dataset.prefix, new LogView(root));
     }
