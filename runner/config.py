@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import socket
 from pathlib import Path
+from typing import Annotated
 
 from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
 class RunnerSettings(BaseSettings):
@@ -17,7 +18,9 @@ class RunnerSettings(BaseSettings):
     broker_url: str
     runner_token: str = Field(min_length=1)
     runner_name: str = Field(default_factory=socket.gethostname)
-    runner_labels: list[str] = Field(default_factory=lambda: ["docker"])
+    # GREENLIGHT_RUNNER_LABELS=docker,deploy: comma-separated, not JSON (NoDecode hands the raw
+    # string to the validator below).
+    runner_labels: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["docker"])
     runner_concurrency: int = Field(default=1, ge=1)
     runner_dir: Path = Path.home() / ".cache" / "greenlight-runner"
     # docker | local | auto (docker when an engine answers, else local with a loud warning)

@@ -21,7 +21,8 @@ exec 9>/var/lock/greenlight-services.lock
 flock 9
 
 # --- packages -------------------------------------------------------------------------------
-PACKAGES=(postgresql redis-server docker.io debootstrap git iproute2 python3 python3-venv)
+# chromium: the browser tests (tests/browser) drive Debian's /usr/bin/chromium through Playwright.
+PACKAGES=(postgresql redis-server docker.io debootstrap git iproute2 python3 python3-venv chromium)
 missing=()
 for pkg in "${PACKAGES[@]}"; do
     if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed'; then

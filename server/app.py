@@ -5,9 +5,11 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
-from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi import Depends, FastAPI, Request
+from fastapi.responses import JSONResponse, PlainTextResponse, RedirectResponse
+from fastapi.staticfiles import StaticFiles
 from sqlalchemy.exc import DBAPIError
 
 from server import __version__
@@ -19,12 +21,18 @@ from server.deploys.endpoints import router as deploys_router
 from server.deploys.messages import deploy_messages, enable_deploy_messages
 from server.deps import AppState
 from server.github.outbox import enable_status_reports
+from server.logs.endpoints import router as logs_router
 from server.queue.endpoints import router as queue_router
 from server.queue.liveness import LivenessWriter
 from server.queue.runner_api import router as runner_router
 from server.queue.transport import BackgroundTransport, Transport
 from server.secrets.endpoints import router as secrets_router
+from server.web.actions import router as web_actions_router
+from server.web.badges import router as badges_router
+from server.web.login import router as login_router
 from server.web.pages import router as pages_router
+from server.web.security import SecurityHeaders
+from server.web.session import LoginRequired, login_url, reader
 from server.webhooks.endpoints import router as webhooks_router
 from server.worker.celery_app import make_celery
 
@@ -71,12 +79,24 @@ def create_app(settings: Settings, transport: Transport | None = None) -> FastAP
     def healthz() -> str:
         return "ok"
 
+    @app.exception_handler(LoginRequired)
+    def sign_in_first(_request: Request, error: LoginRequired) -> RedirectResponse:
+        return RedirectResponse(login_url(error.next_url), status_code=303)
+
+    app.add_middleware(SecurityHeaders, https=settings.public_url.startswith("https://"))
+    # Reading needs a sign-in when GREENLIGHT_PUBLIC=false (webhooks and the runner API have their own auth).
+    readers = [Depends(reader)]
     app.include_router(webhooks_router)
     app.include_router(runner_router)
-    app.include_router(builds_router)
+    app.include_router(builds_router, dependencies=readers)
     app.include_router(build_actions_router)
-    app.include_router(queue_router)
-    app.include_router(secrets_router)
-    app.include_router(deploys_router)
+    app.include_router(queue_router, dependencies=readers)
+    app.include_router(secrets_router, dependencies=readers)
+    app.include_router(deploys_router, dependencies=readers)
+    app.include_router(logs_router, dependencies=readers)
+    app.mount("/-/static", StaticFiles(directory=Path(__file__).parent / "web" / "static"), name="static")
+    app.include_router(login_router)
+    app.include_router(web_actions_router)
+    app.include_router(badges_router)
     app.include_router(pages_router)  # last: its /{owner}/{name} routes catch what is left
     return app

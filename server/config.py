@@ -37,6 +37,9 @@ class Settings(BaseSettings):
     # Encrypts repository secrets at rest (base64 of 32 bytes; "new,old" while rotating keys).
     secret_key: SecretStr = SecretStr("")
     max_webhook_bytes: int = 25 * 1024 * 1024
+    # False: reading pages and the API needs a sign-in (a browser session or a user token).
+    public: bool = True
+    session_hours: float = Field(default=14 * 24.0, gt=0)
 
     # Results on GitHub. Without a token nothing is sent and nothing is queued for sending.
     # GitHub Enterprise: https://HOST/api/v3.

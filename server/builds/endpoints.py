@@ -90,8 +90,9 @@ def step_log(build_id: int, job_id: int, step_index: int, state: StateDep) -> St
             raise HTTPException(404, f"job {job_id} of build {build_id} not found")
 
     def lines() -> Iterator[str]:
+        # One write per stored chunk (hundreds of lines), not per line.
         with state.session_factory() as session:
-            for _at, _stream, text in queries.log_lines(session, job_id, step_index):
-                yield text + "\n"
+            for chunk in queries.log_chunks(session, job_id, step_index):
+                yield "".join(text + "\n" for _at, _stream, text in chunk)
 
     return StreamingResponse(lines(), media_type="text/plain; charset=utf-8")

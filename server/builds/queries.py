@@ -45,16 +45,22 @@ def build_by_number(session: Session, repository: Repository, number: int) -> Bu
     return build_in_full(session, build_id) if build_id is not None else None
 
 
-def log_lines(session: Session, job_id: int, step_index: int) -> Iterator[tuple[float, str, str]]:
-    """(at, stream, text) for every stored line of a step, in order; streamed chunk by chunk."""
+def log_chunks(session: Session, job_id: int, step_index: int) -> Iterator[list[tuple[float, str, str]]]:
+    """The stored chunks of a step's log, in order, each a list of (at, stream, text); streamed
+    from the database, never all in memory."""
     query = (
         sa.select(LogChunk.lines)
         .where(LogChunk.job_id == job_id, LogChunk.step_index == step_index)
         .order_by(LogChunk.seq)
         .execution_options(yield_per=100)
     )
-    for lines in session.scalars(query):
-        yield from lines
+    yield from session.scalars(query)
+
+
+def log_lines(session: Session, job_id: int, step_index: int) -> Iterator[tuple[float, str, str]]:
+    """(at, stream, text) for every stored line of a step, in order; streamed chunk by chunk."""
+    for chunk in log_chunks(session, job_id, step_index):
+        yield from chunk
 
 
 FAILED_STATES = (JobState.failed, JobState.errored, JobState.timed_out, JobState.lost)

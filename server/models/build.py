@@ -84,6 +84,9 @@ class Build(Base):
     __table_args__ = (
         sa.UniqueConstraint("repository_id", "number"),
         sa.Index("ix_builds_repository_id_id", "repository_id", "id"),
+        # The repository page filters by branch or state and pages by id (keyset).
+        sa.Index("ix_builds_repository_id_branch_id", "repository_id", "branch", "id"),
+        sa.Index("ix_builds_repository_id_state_id", "repository_id", "state", "id"),
         # A closed pull request cancels its builds.
         sa.Index("ix_builds_repository_id_pull_request_number", "repository_id", "pull_request_number"),
     )

@@ -1,62 +1,75 @@
-"""HTML pages: dashboard, repository, build. Everything from users or payloads is autoescaped."""
+"""HTML pages: dashboard, repository, build, queue, runners, failed jobs. Everything from users or
+payloads is autoescaped; logs are rendered from ANSI segments, never from markup."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse
-from fastapi.templating import Jinja2Templates
 
 from server.builds import queries
+from server.builds.listing import BuildFilter, branches_with_latest_build, dashboard_rows, filtered_builds
 from server.deploys.queries import environments_out
 from server.deps import SessionDep, StateDep
 from server.github.schemas import github_statuses_out, status_reports_of
+from server.logs import queries as log_queries
+from server.logs.ansi import render_line
+from server.models import BuildState
 from server.queue.pending import list_pending
 from server.queue.runner_views import runner_views
 from server.repos.service import get_repository
+from server.web.render import render
+from server.web.session import ViewerDep, reader
 
-router = APIRouter(include_in_schema=False)
-templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
+router = APIRouter(include_in_schema=False, dependencies=[Depends(reader)])
 
+PAGE_SIZE = 50
+# Lines of each step shown when the build page opens; earlier ones are loaded on demand.
+LOG_TAIL_LINES = 500
 
 # Greenlight's own pages live under /-/ (no GitHub owner can be called "-"), so they never
 # shadow a repository page at /{owner}/{name}.
 
 
 @router.get("/-/queue", response_class=HTMLResponse)
-def queue_page(request: Request, session: SessionDep, state: StateDep) -> HTMLResponse:
+def queue_page(request: Request, session: SessionDep, state: StateDep, viewer: ViewerDep) -> HTMLResponse:
     pending = list_pending(session, state.settings.runner_lost_seconds)
-    return templates.TemplateResponse(request, "queue.html", {"pending": pending})
+    return render(request, "queue.html", {"pending": pending}, viewer)
 
 
 @router.get("/-/deployments", response_class=HTMLResponse)
-def deployments_page(request: Request, session: SessionDep, state: StateDep) -> HTMLResponse:
-    """Each environment with what is live there now, its health and what is deploying."""
+def deployments_page(
+    request: Request, session: SessionDep, state: StateDep, viewer: ViewerDep
+) -> HTMLResponse:
+    """Each environment with what is live there now, its health and what is deploying; promote
+    and rollback buttons for signed-in users."""
     environments = environments_out(session, state.settings.public_url)
-    return templates.TemplateResponse(request, "deployments.html", {"environments": environments})
+    return render(request, "deployments.html", {"environments": environments}, viewer)
 
 
 @router.get("/-/runners", response_class=HTMLResponse)
-def runners_page(request: Request, session: SessionDep) -> HTMLResponse:
+def runners_page(request: Request, session: SessionDep, viewer: ViewerDep) -> HTMLResponse:
     views = runner_views(session, recent_limit=10)
-    return templates.TemplateResponse(request, "runners.html", {"views": views})
+    return render(request, "runners.html", {"views": views}, viewer)
 
 
 @router.get("/-/failed", response_class=HTMLResponse)
-def failed_page(request: Request, session: SessionDep) -> HTMLResponse:
+def failed_page(request: Request, session: SessionDep, viewer: ViewerDep) -> HTMLResponse:
     failed = [
-        (job, step, queries.log_tail(session, job.id, step.index) if step else [])
+        (
+            job,
+            step,
+            [render_line(text) for text in queries.log_tail(session, job.id, step.index)] if step else [],
+        )
         for job, step in queries.failed_jobs(session, limit=50)
     ]
-    return templates.TemplateResponse(request, "failed.html", {"failed": failed})
+    return render(request, "failed.html", {"failed": failed}, viewer)
 
 
 @router.get("/", response_class=HTMLResponse)
-def dashboard(request: Request, session: SessionDep) -> HTMLResponse:
-    rows = queries.repositories_with_latest_build(session)
-    return templates.TemplateResponse(request, "dashboard.html", {"rows": rows})
+def dashboard(request: Request, session: SessionDep, viewer: ViewerDep) -> HTMLResponse:
+    return render(request, "dashboard.html", {"rows": dashboard_rows(session)}, viewer)
 
 
 @router.get("/{owner}/{name}", response_class=HTMLResponse)
@@ -65,29 +78,42 @@ def repository_page(
     owner: str,
     name: str,
     session: SessionDep,
+    viewer: ViewerDep,
     before: Annotated[int | None, Query()] = None,
+    branch: Annotated[str | None, Query(max_length=255)] = None,
+    event: Annotated[str | None, Query(max_length=32)] = None,
+    state: Annotated[BuildState | None, Query()] = None,
 ) -> HTMLResponse:
     repository = get_repository(session, f"{owner}/{name}")
     if repository is None:
         raise HTTPException(404, f"repository {owner}/{name} is not registered")
-    builds = queries.builds_of(session, repository, before_id=before, limit=50)
-    return templates.TemplateResponse(
-        request, "repository.html", {"repository": repository, "builds": builds, "page_size": 50}
-    )
+    wanted = BuildFilter(branch=branch or None, event=event or None, state=state)
+    builds = filtered_builds(session, repository, wanted, before_id=before, limit=PAGE_SIZE)
+    context = {
+        "repository": repository,
+        "builds": builds,
+        "branches": branches_with_latest_build(session, repository),
+        "wanted": wanted,
+        "states": list(BuildState),
+        "page_size": PAGE_SIZE,
+    }
+    return render(request, "repository.html", context, viewer)
 
 
 @router.get("/{owner}/{name}/builds/{number}", response_class=HTMLResponse)
-def build_page(request: Request, owner: str, name: str, number: int, session: SessionDep) -> HTMLResponse:
+def build_page(
+    request: Request, owner: str, name: str, number: int, session: SessionDep, viewer: ViewerDep
+) -> HTMLResponse:
     repository = get_repository(session, f"{owner}/{name}")
     build = queries.build_by_number(session, repository, number) if repository else None
     if build is None:
         raise HTTPException(404, f"build {owner}/{name}#{number} not found")
-    logs = {
-        (job.id, step.index): [text for _at, _stream, text in queries.log_lines(session, job.id, step.index)]
-        for job in build.jobs
-        for step in job.steps
-    }
+    logs = {}
+    for job in build.jobs:
+        for step in job.steps:
+            tail = log_queries.tail(session, job.id, step.index, LOG_TAIL_LINES)
+            logs[(job.id, step.index)] = (tail.start, tail.total, [render_line(text) for text in tail.lines])
     github_statuses = github_statuses_out(status_reports_of(session, build.id))
-    return templates.TemplateResponse(
-        request, "build.html", {"build": build, "logs": logs, "github_statuses": github_statuses}
+    return render(
+        request, "build.html", {"build": build, "logs": logs, "github_statuses": github_statuses}, viewer
     )

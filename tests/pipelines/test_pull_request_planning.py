@@ -59,7 +59,13 @@ class PullRequestRepo:
         assert branches.strip() == ""  # the head is on no branch of the base repository
 
 
-def plan_pr(session_factory: sessionmaker[Session], settings: Settings, repo: PullRequestRepo) -> Build:
+def plan_pr(
+    session_factory: sessionmaker[Session],
+    settings: Settings,
+    repo: PullRequestRepo,
+    *,
+    from_fork: bool = True,
+) -> Build:
     event = PullRequestEvent(
         repository="acme/widgets",
         action="opened",
@@ -69,8 +75,8 @@ def plan_pr(session_factory: sessionmaker[Session], settings: Settings, repo: Pu
         commit_sha=repo.head,
         source_branch="feature",
         target_branch="main",
-        head_repository="someone/widgets",
-        from_fork=True,
+        head_repository="someone/widgets" if from_fork else "acme/widgets",
+        from_fork=from_fork,
         sender="someone",
     )
     with session_factory.begin() as session:
@@ -146,5 +152,14 @@ def test_a_pull_request_whose_head_commit_asks_to_skip_is_skipped(
     session_factory: sessionmaker[Session], settings: Settings, tmp_path: Path
 ) -> None:
     repo = PullRequestRepo(tmp_path, pr_message="wip [ci skip]")
-    build = plan_pr(session_factory, settings, repo)
+    build = plan_pr(session_factory, settings, repo, from_fork=False)
     assert build.state is BuildState.skipped and "head commit" in (build.reason or "")
+
+
+def test_a_fork_pull_request_whose_head_commit_asks_to_skip_is_built_anyway(
+    session_factory: sessionmaker[Session], settings: Settings, tmp_path: Path
+) -> None:
+    # A skipped build reports success: a stranger's [ci skip] must not turn a required check green.
+    repo = PullRequestRepo(tmp_path, pr_message="wip [ci skip]")
+    build = plan_pr(session_factory, settings, repo, from_fork=True)
+    assert build.state is BuildState.queued

@@ -1,0 +1,118 @@
+"""Build lists for the pages, every one an index range scan whatever the number of builds:
+keyset pagination on ``id`` under (repository, id), (repository, branch, id), (repository, state, id)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from server.models import Build, BuildState, Repository
+
+
+@dataclass(frozen=True)
+class BuildFilter:
+    branch: str | None = None
+    event: str | None = None
+    state: BuildState | None = None
+
+
+def filtered_builds(
+    session: Session, repository: Repository, wanted: BuildFilter, *, before_id: int | None, limit: int
+) -> list[Build]:
+    query = sa.select(Build).where(Build.repository_id == repository.id)
+    if wanted.branch:
+        query = query.where(Build.branch == wanted.branch)
+    if wanted.event:
+        query = query.where(Build.event == wanted.event)
+    if wanted.state:
+        query = query.where(Build.state == wanted.state)
+    if before_id is not None:
+        query = query.where(Build.id < before_id)
+    return list(session.scalars(query.order_by(Build.id.desc()).limit(limit)))
+
+
+# A loose index scan: one probe of (repository_id, branch, id) per distinct branch, instead of
+# grouping every build of the repository (100,000 builds, 40 branches: 40 probes, not 100,000 rows).
+_LATEST_PER_BRANCH_POSTGRES = sa.text(
+    """
+    WITH RECURSIVE branches(name) AS (
+        (SELECT branch FROM builds WHERE repository_id = :repository AND branch IS NOT NULL
+         ORDER BY branch LIMIT 1)
+        UNION ALL
+        SELECT (SELECT branch FROM builds WHERE repository_id = :repository AND branch > branches.name
+                ORDER BY branch LIMIT 1)
+        FROM branches WHERE branches.name IS NOT NULL
+    )
+    SELECT (SELECT id FROM builds WHERE repository_id = :repository AND branch = branches.name
+            ORDER BY id DESC LIMIT 1) AS latest
+    FROM branches WHERE name IS NOT NULL
+    ORDER BY latest DESC LIMIT :limit
+    """
+)
+
+
+def branches_with_latest_build(session: Session, repository: Repository, limit: int = 30) -> list[Build]:
+    """The latest build of each of the most recently built branches (the default branch first)."""
+    if session.get_bind().dialect.name == "postgresql":
+        wanted = {"repository": repository.id, "limit": limit}
+        ids = list(session.scalars(_LATEST_PER_BRANCH_POSTGRES, wanted))
+    else:
+        ids = list(
+            session.scalars(
+                sa.select(sa.func.max(Build.id))
+                .where(Build.repository_id == repository.id, Build.branch.is_not(None))
+                .group_by(Build.branch)
+                .order_by(sa.func.max(Build.id).desc())
+                .limit(limit)
+            )
+        )
+    builds = list(session.scalars(sa.select(Build).where(Build.id.in_(ids))))
+    return sorted(builds, key=lambda b: (b.branch != repository.default_branch, -b.id))
+
+
+def dashboard_rows(session: Session, recent: int = 5) -> list[tuple[Repository, Build | None, list[Build]]]:
+    """Each repository, its default branch's latest build and its last few builds: three queries
+    on Postgres whatever the number of repositories (LATERAL index scans); one per repository on
+    SQLite (the embedded mode has a handful)."""
+    repositories = list(session.scalars(sa.select(Repository).order_by(Repository.full_name)))
+    if session.get_bind().dialect.name == "postgresql":
+        newest = sa.select(Build.id).where(Build.repository_id == Repository.id).order_by(Build.id.desc())
+        last_ids = newest.limit(recent).lateral()
+        default_ids = newest.where(Build.branch == Repository.default_branch).limit(1).lateral()
+        wanted = sa.union(
+            sa.select(last_ids.c.id).select_from(Repository).join(last_ids, sa.true()),
+            sa.select(default_ids.c.id).select_from(Repository).join(default_ids, sa.true()),
+        )
+        builds = list(session.scalars(sa.select(Build).where(Build.id.in_(wanted)).order_by(Build.id.desc())))
+    else:
+        builds = []
+        for repository in repositories:
+            newest = sa.select(Build).where(Build.repository_id == repository.id).order_by(Build.id.desc())
+            builds += session.scalars(newest.limit(recent))
+            builds += session.scalars(newest.where(Build.branch == repository.default_branch).limit(1))
+    rows = []
+    for repository in repositories:
+        by_id = {b.id: b for b in builds if b.repository_id == repository.id}
+        own = [by_id[key] for key in sorted(by_id, reverse=True)]
+        default = next((b for b in own if b.branch == repository.default_branch), None)
+        rows.append((repository, default, own[:recent]))
+    return rows
+
+
+def badge_state(session: Session, repository: Repository, branch: str | None) -> str:
+    """passing / failing / unknown for the latest finished build of the branch."""
+    state = session.scalar(
+        sa.select(Build.state)
+        .where(
+            Build.repository_id == repository.id,
+            Build.branch == (branch or repository.default_branch),
+            Build.state.in_([BuildState.passed, BuildState.failed, BuildState.errored, BuildState.timed_out]),
+        )
+        .order_by(Build.id.desc())
+        .limit(1)
+    )
+    if state is None:
+        return "unknown"
+    return "passing" if state is BuildState.passed else "failing"

@@ -1,0 +1,141 @@
+"""Log endpoints for the browser: line ranges, search, and a live stream (Server-Sent Events).
+
+The stream's event ids are line counts: after a dropped connection the browser sends
+``Last-Event-ID: N`` and gets line N+1 onwards, nothing repeated, nothing lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+import sqlalchemy as sa
+from fastapi import APIRouter, Header, HTTPException, Query, Request
+from fastapi.responses import StreamingResponse
+from sqlalchemy.orm import Session, sessionmaker
+from starlette.concurrency import run_in_threadpool
+
+from server.deps import SessionDep, StateDep
+from server.logs import queries
+from server.logs.ansi import render_line
+from server.models import Job, JobState, Step, StepState
+
+router = APIRouter(prefix="/api/builds/{build_id}/jobs/{job_id}/steps/{step_index}/log", tags=["logs"])
+
+POLL_SECONDS = 0.5
+KEEPALIVE_SECONDS = 15.0
+BATCH_LINES = 500
+
+
+def check_step(session: Session, build_id: int, job_id: int, step_index: int) -> None:
+    found = session.scalar(
+        sa.select(Step.id)
+        .join(Job, Job.id == Step.job_id)
+        .where(Job.id == job_id, Job.build_id == build_id, Step.index == step_index)
+    )
+    if found is None:
+        raise HTTPException(404, f"step {step_index} of job {job_id} of build {build_id} not found")
+
+
+def rendered(line_range: queries.LineRange) -> dict[str, object]:
+    return {
+        "start": line_range.start,
+        "total": line_range.total,
+        "lines": [render_line(text) for text in line_range.lines],
+    }
+
+
+@router.get("/lines")
+def log_lines(
+    build_id: int,
+    job_id: int,
+    step_index: int,
+    session: SessionDep,
+    start: Annotated[int, Query(ge=0)] = 0,
+    end: Annotated[int | None, Query(ge=0)] = None,
+    tail: Annotated[int | None, Query(ge=1, le=queries.MAX_RANGE)] = None,
+) -> dict[str, object]:
+    """Lines ``start``..``end`` (0-based, end exclusive, at most 5,000), or the last ``tail`` lines,
+    each as ``[[text, classes], ...]``."""
+    check_step(session, build_id, job_id, step_index)
+    if tail is not None:
+        return rendered(queries.tail(session, job_id, step_index, tail))
+    return rendered(queries.lines_between(session, job_id, step_index, start, end))
+
+
+@router.get("/search")
+def log_search(
+    build_id: int,
+    job_id: int,
+    step_index: int,
+    session: SessionDep,
+    q: Annotated[str, Query(min_length=1, max_length=200)],
+) -> dict[str, object]:
+    check_step(session, build_id, job_id, step_index)
+    return {"query": q, "lines": list(queries.search(session, job_id, step_index, q))}
+
+
+def _read_new(
+    factory: sessionmaker[Session], job_id: int, step_index: int, after: int
+) -> tuple[queries.LineRange, bool]:
+    """New lines after ``after``, and whether the step can get no more. The state is read first:
+    a step seen finished has all its lines stored, so an empty read after it means the end."""
+    with factory() as session:
+        states = session.execute(
+            sa.select(Step.state, Job.state)
+            .join(Job, Job.id == Step.job_id)
+            .where(Step.job_id == job_id, Step.index == step_index)
+        ).one()
+        done = states[0] not in (StepState.pending, StepState.running) or states[1] not in (
+            JobState.queued,
+            JobState.running,
+        )
+        return queries.lines_between(session, job_id, step_index, after, after + BATCH_LINES), done
+
+
+@router.get(
+    "/stream", response_class=StreamingResponse, responses={200: {"content": {"text/event-stream": {}}}}
+)
+def log_stream(
+    build_id: int,
+    job_id: int,
+    step_index: int,
+    request: Request,
+    state: StateDep,
+    after: Annotated[int, Query(ge=0)] = 0,
+    last_event_id: Annotated[str | None, Header()] = None,
+) -> StreamingResponse:
+    """``event: lines`` with ``id`` = lines sent so far, then ``event: end`` once the step is over."""
+    with state.session_factory() as session:
+        check_step(session, build_id, job_id, step_index)
+    if last_event_id is not None and last_event_id.strip().isdigit():
+        after = int(last_event_id.strip())
+    factory = state.session_factory
+
+    async def events() -> AsyncIterator[str]:
+        sent = after
+        quiet = 0.0
+        yield "retry: 2000\n\n"
+        while not await request.is_disconnected():
+            batch, done = await run_in_threadpool(_read_new, factory, job_id, step_index, sent)
+            if batch.lines:
+                sent = batch.start + len(batch.lines)
+                yield f"id: {sent}\nevent: lines\ndata: {json.dumps(rendered(batch))}\n\n"
+                quiet = 0.0
+                continue
+            if done:
+                yield f"id: {sent}\nevent: end\ndata: {json.dumps({'total': batch.total})}\n\n"
+                return
+            quiet += POLL_SECONDS
+            if quiet >= KEEPALIVE_SECONDS:
+                yield ": still running\n\n"
+                quiet = 0.0
+            await asyncio.sleep(POLL_SECONDS)
+
+    return StreamingResponse(
+        events(),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+    )

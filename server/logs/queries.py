@@ -1,0 +1,132 @@
+"""Line ranges of a step's log, read chunk by chunk: never the whole log in memory.
+
+Line numbers are 0-based here (1-based on screen). A chunk's first line number is the running
+total of ``line_count`` over the chunks before it (a window over the step's chunk rows, which
+are small: the lines themselves are only read for the chunks a range touches).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from server.logs.ansi import strip_ansi
+from server.models import LogChunk
+
+MAX_RANGE = 5000
+
+
+@dataclass(frozen=True)
+class LineRange:
+    start: int  # number of the first line in ``lines``
+    lines: list[str]
+    total: int  # lines stored for the step so far
+
+
+def _of_step(job_id: int, step_index: int) -> sa.ColumnElement[bool]:
+    return sa.and_(LogChunk.job_id == job_id, LogChunk.step_index == step_index)
+
+
+def line_total(session: Session, job_id: int, step_index: int) -> int:
+    total = session.scalar(sa.select(sa.func.sum(LogChunk.line_count)).where(_of_step(job_id, step_index)))
+    return int(total or 0)
+
+
+def lines_between(session: Session, job_id: int, step_index: int, start: int, end: int | None) -> LineRange:
+    """Lines ``start`` up to ``end`` (exclusive; None: as far as MAX_RANGE allows)."""
+    start = max(start, 0)
+    end = start + MAX_RANGE if end is None else min(end, start + MAX_RANGE)
+    offsets = (
+        sa.select(
+            LogChunk.seq,
+            LogChunk.line_count,
+            (sa.func.sum(LogChunk.line_count).over(order_by=LogChunk.seq) - LogChunk.line_count).label(
+                "first"
+            ),
+            sa.func.sum(LogChunk.line_count).over().label("total"),
+        )
+        .where(_of_step(job_id, step_index))
+        .subquery()
+    )
+    rows = session.execute(
+        sa.select(offsets.c.seq, offsets.c.first, offsets.c.total)
+        .where(offsets.c.first < end, offsets.c.first + offsets.c.line_count > start)
+        .order_by(offsets.c.seq)
+    ).all()
+    if not rows:
+        return LineRange(start=start, lines=[], total=line_total(session, job_id, step_index))
+    chunks = dict(
+        session.execute(
+            sa.select(LogChunk.seq, LogChunk.lines).where(
+                _of_step(job_id, step_index), LogChunk.seq.in_([row.seq for row in rows])
+            )
+        ).all()
+    )
+    lines: list[str] = []
+    for row in rows:
+        first = int(row.first)
+        chunk = chunks[row.seq]
+        lines.extend(text for _at, _stream, text in chunk[max(start - first, 0) : end - first])
+    return LineRange(start=start, lines=lines, total=int(rows[0].total))
+
+
+def tail(session: Session, job_id: int, step_index: int, count: int) -> LineRange:
+    total = line_total(session, job_id, step_index)
+    return lines_between(session, job_id, step_index, max(total - count, 0), total)
+
+
+# On Postgres the whole search runs in the database (a 1,000,000-line log is never sent to Python);
+# lines holding an escape sequence are matched without it, as search_python does.
+_SEARCH_POSTGRES = sa.text(
+    """
+    SELECT chunk.first + line.ord - 1
+    FROM (SELECT seq, lines, sum(line_count) OVER (ORDER BY seq) - line_count AS first
+          FROM log_chunks WHERE job_id = :job AND step_index = :step) AS chunk
+    CROSS JOIN LATERAL jsonb_array_elements_text(
+        jsonb_path_query_array(chunk.lines, '$[*][2]')) WITH ORDINALITY AS line(text, ord)
+    WHERE strpos(lower(CASE WHEN strpos(line.text, chr(27)) > 0
+                       THEN regexp_replace(line.text, :escapes, '', 'g')
+                       ELSE line.text END), :needle) > 0
+    ORDER BY chunk.seq, line.ord
+    LIMIT :limit
+    """
+)
+# Postgres's regular expression for what ansi.strip_ansi removes after an ESC (CSI, OSC, two-byte).
+_ESCAPES_POSTGRES = r"\x1b(\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(\x07|\x1b\\)?|[@-Z\\-_]?)"
+
+
+def search(session: Session, job_id: int, step_index: int, needle: str, limit: int = 200) -> list[int]:
+    """Numbers of the first ``limit`` lines whose visible text contains ``needle`` (case-insensitive)."""
+    if session.get_bind().dialect.name == "postgresql":
+        wanted = {
+            "job": job_id,
+            "step": step_index,
+            "needle": needle.lower(),
+            "limit": limit,
+            "escapes": _ESCAPES_POSTGRES,
+        }
+        return [int(number) for number in session.scalars(_SEARCH_POSTGRES, wanted)]
+    return list(search_python(session, job_id, step_index, needle, limit))
+
+
+def search_python(session: Session, job_id: int, step_index: int, needle: str, limit: int) -> Iterator[int]:
+    """The portable search (SQLite): chunks streamed from the database, never all in memory."""
+    needle = needle.casefold()
+    query = (
+        sa.select(LogChunk.lines)
+        .where(_of_step(job_id, step_index))
+        .order_by(LogChunk.seq)
+        .execution_options(yield_per=50)
+    )
+    number = found = 0
+    for chunk in session.scalars(query):
+        for _at, _stream, text in chunk:
+            if needle in strip_ansi(text).casefold():
+                yield number
+                found += 1
+                if found >= limit:
+                    return
+            number += 1

@@ -1,0 +1,128 @@
+"""What a signed-in browser may do from the pages: cancel, re-run, change a queued job's priority.
+
+Every form carries a CSRF token; a signed-out visitor gets 403 and nothing changes. The work is
+the same service calls the token API makes (``server/builds/control.py``, ``server/queue/pending.py``).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Form, HTTPException, Request
+from fastapi.responses import RedirectResponse
+
+from server.builds import control
+from server.db import after_commit
+from server.deps import SessionDep, StateDep
+from server.models import ApiToken, Build, Job
+from server.queue.pending import NotPending, cancel_pending_job, change_pending_job
+from server.queue.runners import announcement_labels
+from server.web.login import local_path
+from server.web.session import ViewerDep, check_csrf
+
+router = APIRouter(prefix="/-", include_in_schema=False)
+
+CsrfField = Annotated[str, Form(max_length=200)]
+BackField = Annotated[str, Form(max_length=2000)]
+
+
+def _allowed(request: Request, state: StateDep, viewer: ApiToken | None, csrf: str) -> ApiToken:
+    check_csrf(request, state.settings, csrf)
+    if viewer is None:
+        raise HTTPException(403, "sign in to act on builds")
+    return viewer
+
+
+def _announce(session: SessionDep, state: StateDep, jobs: list[Job]) -> None:
+    announcements = announcement_labels(session, jobs)
+
+    def announce() -> None:
+        for job_id, labels in announcements:
+            state.transport.announce_job(job_id, labels)
+
+    after_commit(session, announce)
+
+
+def _build(session: SessionDep, build_id: int) -> Build:
+    build = session.get(Build, build_id)
+    if build is None:
+        raise HTTPException(404, f"build {build_id} not found")
+    return build
+
+
+@router.post("/builds/{build_id}/cancel")
+def cancel_build(
+    build_id: int, request: Request, session: SessionDep, state: StateDep, viewer: ViewerDep,
+    csrf: CsrfField = "", back: BackField = "/",
+) -> RedirectResponse:  # fmt: skip
+    user = _allowed(request, state, viewer, csrf)
+    try:
+        control.cancel_build(session, _build(session, build_id), f"cancelled by {user.name}")
+    except control.NotAllowed as error:
+        raise HTTPException(409, str(error)) from None
+    return RedirectResponse(local_path(back), status_code=303)
+
+
+@router.post("/builds/{build_id}/rerun")
+def rerun_build(
+    build_id: int, request: Request, session: SessionDep, state: StateDep, viewer: ViewerDep,
+    csrf: CsrfField = "", back: BackField = "/",
+) -> RedirectResponse:  # fmt: skip
+    _allowed(request, state, viewer, csrf)
+    try:
+        attempts = control.rerun_build(session, _build(session, build_id))
+    except control.NotAllowed as error:
+        raise HTTPException(409, str(error)) from None
+    _announce(session, state, attempts)
+    return RedirectResponse(local_path(back), status_code=303)
+
+
+@router.post("/jobs/{job_id}/rerun")
+def rerun_job(
+    job_id: int, request: Request, session: SessionDep, state: StateDep, viewer: ViewerDep,
+    csrf: CsrfField = "", back: BackField = "/",
+) -> RedirectResponse:  # fmt: skip
+    _allowed(request, state, viewer, csrf)
+    job = session.get(Job, job_id, with_for_update=True)
+    if job is None:
+        raise HTTPException(404, f"job {job_id} not found")
+    try:
+        attempt = control.rerun_job(session, job)
+    except control.NotAllowed as error:
+        raise HTTPException(409, str(error)) from None
+    _announce(session, state, [attempt])
+    return RedirectResponse(local_path(back), status_code=303)
+
+
+@router.post("/queue/jobs/{job_id}/priority")
+def change_priority(
+    job_id: int, request: Request, session: SessionDep, state: StateDep, viewer: ViewerDep,
+    priority: Annotated[int, Form(ge=-1000, le=1000)], csrf: CsrfField = "",
+) -> RedirectResponse:  # fmt: skip
+    _allowed(request, state, viewer, csrf)
+    try:
+        change_pending_job(session, job_id, priority=priority)
+    except LookupError as error:
+        raise HTTPException(404, str(error)) from None
+    except NotPending as error:
+        raise HTTPException(409, str(error)) from None
+    return RedirectResponse("/-/queue", status_code=303)
+
+
+@router.post("/queue/jobs/{job_id}/cancel")
+def cancel_queued(
+    job_id: int,
+    request: Request,
+    session: SessionDep,
+    state: StateDep,
+    viewer: ViewerDep,
+    csrf: CsrfField = "",
+) -> RedirectResponse:
+    _allowed(request, state, viewer, csrf)
+    try:
+        cancel_pending_job(session, job_id)
+    except LookupError as error:
+        raise HTTPException(404, str(error)) from None
+    except NotPending as error:
+        raise HTTPException(409, str(error)) from None
+    return RedirectResponse("/-/queue", status_code=303)

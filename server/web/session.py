@@ -1,0 +1,120 @@
+"""Browser sign-in: a signed session cookie naming a user token, and CSRF tokens for forms.
+
+The cookie holds ``token_id.expires.signature``; the signature covers the token's stored hash,
+so revoking the token (or the server key changing) ends every session made with it. A form's
+CSRF token is an HMAC of a random per-browser cookie: a page on another site can neither read
+it nor forge it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import time
+from typing import Annotated
+from urllib.parse import quote, urlsplit
+
+from fastapi import Depends, HTTPException, Request, Response
+
+from server.config import Settings
+from server.deps import SessionDep, StateDep
+from server.models import ApiToken, TokenKind
+from server.queue.tokens import find_token
+
+SESSION_COOKIE = "greenlight_session"
+CSRF_COOKIE = "greenlight_csrf"
+
+
+class LoginRequired(Exception):
+    """A page was asked for by a signed-out visitor of a private server: send them to sign in."""
+
+    def __init__(self, next_url: str) -> None:
+        self.next_url = next_url
+
+
+def _key(settings: Settings) -> bytes:
+    secret = settings.secret_key.get_secret_value()
+    if not secret:  # embedded mode: the data directory's generated key
+        from server.secrets.crypto import embedded_key
+
+        secret = embedded_key(settings.data_dir)
+    return hashlib.sha256(b"greenlight browser sessions\0" + secret.encode()).digest()
+
+
+def _sign(settings: Settings, message: str) -> str:
+    return hmac.new(_key(settings), message.encode(), hashlib.sha256).hexdigest()
+
+
+def secure_cookies(request: Request, settings: Settings) -> bool:
+    return request.url.scheme == "https" or settings.public_url.startswith("https://")
+
+
+def session_cookie_value(settings: Settings, token: ApiToken) -> str:
+    expires = int(time.time() + settings.session_hours * 3600)
+    return f"{token.id}.{expires}.{_sign(settings, f'{token.id}.{expires}.{token.token_hash}')}"
+
+
+def signed_in_token(request: Request, session: SessionDep, state: StateDep) -> ApiToken | None:
+    """The user token behind this request's session cookie, if it is valid, unexpired and live."""
+    value = request.cookies.get(SESSION_COOKIE, "")
+    parts = value.split(".")
+    if len(parts) != 3 or not parts[0].isdigit() or not parts[1].isdigit() or int(parts[1]) < time.time():
+        return None
+    token = session.get(ApiToken, int(parts[0]))
+    if token is None or token.revoked or token.kind is not TokenKind.user:
+        return None
+    expected = _sign(state.settings, f"{parts[0]}.{parts[1]}.{token.token_hash}")
+    return token if hmac.compare_digest(expected, parts[2]) else None
+
+
+ViewerDep = Annotated[ApiToken | None, Depends(signed_in_token)]
+
+
+def reader(request: Request, session: SessionDep, state: StateDep, viewer: ViewerDep) -> None:
+    """Reading is open on a public server; otherwise it needs a session or a user bearer token."""
+    if state.settings.public or viewer is not None:
+        return
+    authorization = request.headers.get("authorization", "")
+    if authorization.startswith("Bearer ") and find_token(
+        session, authorization.removeprefix("Bearer ").strip(), TokenKind.user
+    ):
+        return
+    if request.url.path.startswith("/api/"):
+        raise HTTPException(401, "sign in first", headers={"WWW-Authenticate": "Bearer"})
+    raise LoginRequired(request.url.path + (f"?{request.url.query}" if request.url.query else ""))
+
+
+def login_url(next_url: str) -> str:
+    return f"/-/login?next={quote(next_url, safe='/')}"
+
+
+def csrf_seed(request: Request) -> str:
+    """This browser's random CSRF seed (made on first sight; ``remember_csrf_seed`` stores it)."""
+    seed = request.cookies.get(CSRF_COOKIE) or getattr(request.state, "new_csrf_seed", None)
+    if not seed or len(seed) > 100:
+        seed = secrets.token_urlsafe(24)
+        request.state.new_csrf_seed = seed
+    return seed
+
+
+def csrf_token(request: Request, settings: Settings) -> str:
+    return _sign(settings, "csrf\0" + csrf_seed(request))
+
+
+def remember_csrf_seed(request: Request, response: Response, settings: Settings) -> None:
+    seed = getattr(request.state, "new_csrf_seed", None)
+    if seed:
+        response.set_cookie(
+            CSRF_COOKIE, seed, httponly=True, samesite="strict", secure=secure_cookies(request, settings)
+        )
+
+
+def check_csrf(request: Request, settings: Settings, submitted: str) -> None:
+    seed = request.cookies.get(CSRF_COOKIE)
+    if not seed or not hmac.compare_digest(_sign(settings, "csrf\0" + seed), submitted or ""):
+        raise HTTPException(403, "the form's CSRF token is missing or wrong: reload the page and try again")
+    origin = request.headers.get("origin")
+    allowed = {request.url.netloc, urlsplit(settings.public_url).netloc}
+    if origin and urlsplit(origin).netloc not in allowed:
+        raise HTTPException(403, "a form from another site may not act here")

@@ -1,0 +1,32 @@
+"""ANSI to segments: colours become classes, every other escape disappears, text stays text."""
+
+from __future__ import annotations
+
+from server.logs.ansi import render_line, strip_ansi
+
+
+def test_colours_and_bold_become_classes_and_reset_ends_them() -> None:
+    assert render_line("\x1b[1;31mFAIL\x1b[0m ok") == [("FAIL", "b fg1"), (" ok", "")]
+
+
+def test_bright_256_and_truecolour_map_to_the_sixteen_classes() -> None:
+    assert render_line("\x1b[92ma\x1b[38;5;196mb\x1b[48;2;0;0;238mc") == [
+        ("a", "fg10"),
+        ("b", "fg9"),
+        ("c", "fg9 bg4"),
+    ]
+
+
+def test_osc8_hyperlinks_and_cursor_sequences_are_stripped_keeping_the_text() -> None:
+    line = "see \x1b]8;;javascript:alert(1)\x1b\\here\x1b]8;;\x1b\\ \x1b[2K\x1b[1Gdone\x07\x00"
+    assert render_line(line) == [("see ", ""), ("here", ""), (" ", ""), ("done", "")]
+    assert strip_ansi(line) == "see here done"
+
+
+def test_markup_is_kept_as_text_for_the_template_to_escape() -> None:
+    assert render_line('<script>alert(1)</script>"onerror=') == [('<script>alert(1)</script>"onerror=', "")]
+
+
+def test_a_truncated_escape_does_not_swallow_the_line() -> None:
+    assert strip_ansi("a\x1b[31") == "a[31"  # an unfinished CSI: only the ESC is dropped
+    assert strip_ansi("a\x1b]8;;http://x") == "a"
