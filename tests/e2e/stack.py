@@ -136,7 +136,9 @@ def stack_env(
         "GREENLIGHT_SERVER_URL": f"http://127.0.0.1:{port}",
         "GREENLIGHT_RUNNER_TOKEN": runner_token,
         "GREENLIGHT_RUNNER_DIR": str(data_dir / "runner"),
-        "GREENLIGHT_RUNNER_NAME": "e2e-runner",
+        # Unique per stack: a runner sweeps the containers its name left behind, and test runs
+        # from other checkouts may share this Docker engine.
+        "GREENLIGHT_RUNNER_NAME": f"e2e-runner-{port}",
         "GREENLIGHT_RUNNER_EXECUTOR": "docker",
         "GREENLIGHT_RUNNER_PULL": "never",
         "GREENLIGHT_RECONCILE_SECONDS": "1",

@@ -96,9 +96,10 @@ class App:
 def deployer(stack: Stack) -> Stack:
     """A runner that serves deploy jobs only (the stack's own serves `docker`)."""
     runner_dir = Path(stack.env["GREENLIGHT_DATA_DIR"]) / "deployer"
+    name = f"e2e-deployer-{stack.url.rsplit(':', 1)[1]}"  # unique: see stack_env
     stack.start(
         "deployer", "runner", "--labels", "deploy", "--concurrency", "1",
-        extra_env={"GREENLIGHT_RUNNER_NAME": "e2e-deployer", "GREENLIGHT_RUNNER_DIR": str(runner_dir)},
+        extra_env={"GREENLIGHT_RUNNER_NAME": name, "GREENLIGHT_RUNNER_DIR": str(runner_dir)},
     )  # fmt: skip
     return stack
 
