@@ -29,6 +29,7 @@ from server.queue.transport import BackgroundTransport, Transport
 from server.secrets.endpoints import router as secrets_router
 from server.web.actions import router as web_actions_router
 from server.web.badges import router as badges_router
+from server.web.deploy_actions import router as deploy_actions_router
 from server.web.login import router as login_router
 from server.web.pages import router as pages_router
 from server.web.security import SecurityHeaders
@@ -97,6 +98,7 @@ def create_app(settings: Settings, transport: Transport | None = None) -> FastAP
     app.mount("/-/static", StaticFiles(directory=Path(__file__).parent / "web" / "static"), name="static")
     app.include_router(login_router)
     app.include_router(web_actions_router)
+    app.include_router(deploy_actions_router)
     app.include_router(badges_router)
     app.include_router(pages_router)  # last: its /{owner}/{name} routes catch what is left
     return app

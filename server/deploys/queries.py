@@ -58,6 +58,16 @@ def environments_out(
     return result
 
 
+def all_environments(session: Session) -> list[tuple[Environment, str]]:
+    """Every environment with its repository's name, in the order the pages list them."""
+    query = (
+        sa.select(Environment, Repository.full_name)
+        .join(Repository, Repository.id == Environment.repository_id)
+        .order_by(Repository.full_name, Environment.name)
+    )
+    return [(environment, full_name) for environment, full_name in session.execute(query)]
+
+
 def find_by_name(session: Session, name: str, repository_id: int | None) -> tuple[Environment, str] | None:
     """The environment called ``name`` (of the repository, if given). Names are per repository:
     without one, a name that several repositories use is refused rather than guessed."""

@@ -26,7 +26,7 @@ CsrfField = Annotated[str, Form(max_length=200)]
 BackField = Annotated[str, Form(max_length=2000)]
 
 
-def _allowed(request: Request, state: StateDep, viewer: ApiToken | None, csrf: str) -> ApiToken:
+def allowed(request: Request, state: StateDep, viewer: ApiToken | None, csrf: str) -> ApiToken:
     check_csrf(request, state.settings, csrf)
     if viewer is None:
         raise HTTPException(403, "sign in to act on builds")
@@ -55,7 +55,7 @@ def cancel_build(
     build_id: int, request: Request, session: SessionDep, state: StateDep, viewer: ViewerDep,
     csrf: CsrfField = "", back: BackField = "/",
 ) -> RedirectResponse:  # fmt: skip
-    user = _allowed(request, state, viewer, csrf)
+    user = allowed(request, state, viewer, csrf)
     try:
         control.cancel_build(session, _build(session, build_id), f"cancelled by {user.name}")
     except control.NotAllowed as error:
@@ -68,7 +68,7 @@ def rerun_build(
     build_id: int, request: Request, session: SessionDep, state: StateDep, viewer: ViewerDep,
     csrf: CsrfField = "", back: BackField = "/",
 ) -> RedirectResponse:  # fmt: skip
-    _allowed(request, state, viewer, csrf)
+    allowed(request, state, viewer, csrf)
     try:
         attempts = control.rerun_build(session, _build(session, build_id))
     except control.NotAllowed as error:
@@ -82,7 +82,7 @@ def rerun_job(
     job_id: int, request: Request, session: SessionDep, state: StateDep, viewer: ViewerDep,
     csrf: CsrfField = "", back: BackField = "/",
 ) -> RedirectResponse:  # fmt: skip
-    _allowed(request, state, viewer, csrf)
+    allowed(request, state, viewer, csrf)
     job = session.get(Job, job_id, with_for_update=True)
     if job is None:
         raise HTTPException(404, f"job {job_id} not found")
@@ -99,7 +99,7 @@ def change_priority(
     job_id: int, request: Request, session: SessionDep, state: StateDep, viewer: ViewerDep,
     priority: Annotated[int, Form(ge=-1000, le=1000)], csrf: CsrfField = "",
 ) -> RedirectResponse:  # fmt: skip
-    _allowed(request, state, viewer, csrf)
+    allowed(request, state, viewer, csrf)
     try:
         change_pending_job(session, job_id, priority=priority)
     except LookupError as error:
@@ -118,7 +118,7 @@ def cancel_queued(
     viewer: ViewerDep,
     csrf: CsrfField = "",
 ) -> RedirectResponse:
-    _allowed(request, state, viewer, csrf)
+    allowed(request, state, viewer, csrf)
     try:
         cancel_pending_job(session, job_id)
     except LookupError as error:

@@ -10,7 +10,7 @@ from fastapi.responses import HTMLResponse
 
 from server.builds import queries
 from server.builds.listing import BuildFilter, branches_with_latest_build, dashboard_rows, filtered_builds
-from server.deploys.queries import environments_out
+from server.deploys.queries import all_environments, environments_out, history_out
 from server.deps import SessionDep, StateDep
 from server.github.schemas import github_statuses_out, status_reports_of
 from server.logs import queries as log_queries
@@ -25,6 +25,8 @@ from server.web.session import ViewerDep, reader
 router = APIRouter(include_in_schema=False, dependencies=[Depends(reader)])
 
 PAGE_SIZE = 50
+# Deployments listed under each environment on the deployments page.
+HISTORY_ROWS = 5
 # Lines of each step shown when the build page opens; earlier ones are loaded on demand.
 LOG_TAIL_LINES = 500
 
@@ -42,10 +44,21 @@ def queue_page(request: Request, session: SessionDep, state: StateDep, viewer: V
 def deployments_page(
     request: Request, session: SessionDep, state: StateDep, viewer: ViewerDep
 ) -> HTMLResponse:
-    """Each environment with what is live there now, its health and what is deploying; promote
-    and rollback buttons for signed-in users."""
+    """Each environment with what is live there now, its health, what is deploying and its latest
+    deployments; promote and rollback buttons for signed-in users."""
     environments = environments_out(session, state.settings.public_url)
-    return render(request, "deployments.html", {"environments": environments}, viewer)
+    history = {
+        (full_name, environment.name): history_out(
+            session, environment, full_name, state.settings.public_url, limit=HISTORY_ROWS
+        )
+        for environment, full_name in all_environments(session)
+    }
+    siblings = {
+        out.repository: [other.name for other in environments if other.repository == out.repository]
+        for out in environments
+    }
+    context = {"environments": environments, "history": history, "siblings": siblings}
+    return render(request, "deployments.html", context, viewer)
 
 
 @router.get("/-/runners", response_class=HTMLResponse)

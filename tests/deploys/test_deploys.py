@@ -31,6 +31,7 @@ from tests import factories
 from tests.conftest import RecordingTransport
 from tests.queue.test_runner_api import as_job, claim, register
 from tests.support import services
+from tests.web.test_sign_in_and_actions import csrf_of, sign_in
 
 pytestmark = pytest.mark.integration
 
@@ -435,3 +436,37 @@ def test_environment_names_are_per_repository(client: TestClient, session: Sessi
     )
     assert client.get("/api/environments/nope/deployments").status_code == 404
     assert len(client.get("/api/environments").json()) == 2
+
+
+def test_the_deployments_page_offers_promote_and_rollback_to_signed_in_users_only(
+    client: TestClient,
+    session: Session,
+    session_factory: sessionmaker[Session],
+    settings: Settings,
+    transport: RecordingTransport,
+    origin: Origin,
+    repo: Repository,
+    runner: tuple[str, int],
+    builder: tuple[str, int],
+) -> None:
+    for version in ("v1", "v2"):
+        sha = origin.push("staging", version)
+        check(session_factory, settings, green_build(client, session, builder, repo, sha, "staging"))
+        finish(client, claim(client, *runner), passed=True)  # type: ignore[arg-type]
+    signed_out = client.get("/-/deployments").text
+    assert sha[:12] in signed_out and "Roll back staging" not in signed_out
+    rollback_url = f"/-/repos/{repo.full_name}/environments/staging/rollback"
+    csrf = csrf_of(client.get("/-/login").text)
+    assert client.post(rollback_url, data={"csrf": csrf}, follow_redirects=False).status_code == 403
+
+    token = factories.user_token(session, "maintainer")
+    session.commit()
+    sign_in(client, token)
+    page = client.get("/-/deployments").text
+    assert "Roll back staging" in page and "Promote staging → production" not in page  # only staging exists
+    clicked = client.post(rollback_url, data={"csrf": csrf_of(page)}, follow_redirects=False)
+    assert clicked.status_code == 303 and clicked.headers["location"] == "/-/deployments"
+    history = client.get("/api/environments/staging/deployments").json()
+    assert history[0]["trigger"] == "rollback" and history[0]["triggered_by"] == "maintainer (rollback)"
+    assert history[0]["commit_sha"] != sha and transport.announced[-1][1] == ["deploy"]
+    assert "maintainer (rollback)" in client.get("/-/deployments").text

@@ -1,0 +1,61 @@
+"""Promote and rollback from the deployments page, for signed-in users (CSRF-checked forms).
+The same service calls as the token API (``server/deploys/endpoints.py``)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Form, HTTPException, Request
+from fastapi.responses import RedirectResponse
+
+from server.deploys.actions import DeployRefused, promote, rollback
+from server.deploys.messages import announce_after_commit
+from server.deps import SessionDep, StateDep
+from server.models import Repository
+from server.repos.service import get_repository
+from server.web.actions import BackField, CsrfField, allowed
+from server.web.login import local_path
+from server.web.session import ViewerDep
+
+router = APIRouter(prefix="/-", include_in_schema=False)
+
+EnvironmentField = Annotated[str, Form(min_length=1, max_length=100)]
+
+
+@router.post("/repos/{owner}/{name}/environments/{target}/promote")
+def promote_environment(
+    owner: str, name: str, target: str, request: Request, session: SessionDep, state: StateDep,
+    viewer: ViewerDep, source: EnvironmentField, csrf: CsrfField = "", back: BackField = "/-/deployments",
+) -> RedirectResponse:  # fmt: skip
+    user = allowed(request, state, viewer, csrf)
+    repository = _repository(session, owner, name)
+    try:
+        _, announcements = promote(
+            session, state.settings, repository, source, target, f"{user.name} (promote)"
+        )
+    except DeployRefused as error:
+        raise HTTPException(409, str(error)) from None
+    announce_after_commit(session, announcements)
+    return RedirectResponse(local_path(back), status_code=303)
+
+
+@router.post("/repos/{owner}/{name}/environments/{environment}/rollback")
+def rollback_environment(
+    owner: str, name: str, environment: str, request: Request, session: SessionDep, state: StateDep,
+    viewer: ViewerDep, csrf: CsrfField = "", back: BackField = "/-/deployments",
+) -> RedirectResponse:  # fmt: skip
+    user = allowed(request, state, viewer, csrf)
+    repository = _repository(session, owner, name)
+    try:
+        _, announcements = rollback(session, repository, environment, f"{user.name} (rollback)")
+    except DeployRefused as error:
+        raise HTTPException(409, str(error)) from None
+    announce_after_commit(session, announcements)
+    return RedirectResponse(local_path(back), status_code=303)
+
+
+def _repository(session: SessionDep, owner: str, name: str) -> Repository:
+    repository = get_repository(session, f"{owner}/{name}")
+    if repository is None:
+        raise HTTPException(404, f"repository {owner}/{name} is not registered")
+    return repository
