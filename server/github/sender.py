@@ -149,7 +149,9 @@ def _record_success(session: Session, item: _Claimed) -> None:
     now = utcnow()
     session.execute(
         sa.update(GitHubStatusReport)
-        .where(GitHubStatusReport.id == item.id)
+        # A sender whose claim ran out while it waited on GitHub must not move sent_version back
+        # over a newer version another sender delivered meanwhile.
+        .where(GitHubStatusReport.id == item.id, GitHubStatusReport.sent_version < item.version)
         .values(
             sent_version=item.version,
             sent_state=item.status.state,
