@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError
 
 from server import __version__
@@ -17,6 +17,7 @@ from server.config import Settings
 from server.db import make_engine, make_session_factory
 from server.deps import AppState
 from server.github.outbox import enable_status_reports
+from server.health.endpoints import router as health_router
 from server.queue.endpoints import router as queue_router
 from server.queue.liveness import LivenessWriter
 from server.queue.runner_api import router as runner_router
@@ -61,10 +62,7 @@ def create_app(settings: Settings, transport: Transport | None = None) -> FastAP
         logger.error("database error: %s", error)
         return JSONResponse({"detail": "database unavailable, retry later"}, status_code=503)
 
-    @app.get("/healthz", response_class=PlainTextResponse, include_in_schema=False)
-    def healthz() -> str:
-        return "ok"
-
+    app.include_router(health_router)
     app.include_router(webhooks_router)
     app.include_router(runner_router)
     app.include_router(builds_router)

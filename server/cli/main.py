@@ -7,6 +7,7 @@ import logging
 import click
 
 from server.cli.admin import build, repo, token
+from server.cli.doctor import doctor
 from server.cli.github import github
 from server.cli.processes import migrate, runner, server, up, worker
 from server.cli.remote import job, queue
@@ -21,7 +22,7 @@ def cli() -> None:
     logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
-for command in (up, server, worker, runner, migrate, repo, token, build, queue, job, github, secret):
+for command in (up, server, worker, runner, migrate, repo, token, build, queue, job, github, secret, doctor):
     cli.add_command(command)
 
 if __name__ == "__main__":
