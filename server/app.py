@@ -18,6 +18,7 @@ from server.db import make_engine, make_session_factory
 from server.deps import AppState
 from server.github.outbox import enable_status_reports
 from server.health.endpoints import router as health_router
+from server.metrics.endpoints import router as metrics_router
 from server.queue.endpoints import router as queue_router
 from server.queue.liveness import LivenessWriter
 from server.queue.runner_api import router as runner_router
@@ -63,6 +64,7 @@ def create_app(settings: Settings, transport: Transport | None = None) -> FastAP
         return JSONResponse({"detail": "database unavailable, retry later"}, status_code=503)
 
     app.include_router(health_router)
+    app.include_router(metrics_router)
     app.include_router(webhooks_router)
     app.include_router(runner_router)
     app.include_router(builds_router)

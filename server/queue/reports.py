@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 from runner.spec import JobFinished, LogBatch, StepFinished, StepOutcome, StepStarted
 from server.builds.service import expire_if_loaded, refresh_build_state
 from server.db import insert_for
+from server.metrics import observe
 from server.models import Job, JobState, LogChunk, Step, StepState
 from server.models.base import utcnow
 from server.queue.tokens import token_hash
@@ -66,6 +67,7 @@ def append_log(session: Session, job: Job, batch: LogBatch) -> None:
         )
         .on_conflict_do_nothing(index_elements=["job_id", "step_index", "seq"])
     )
+    observe.log_stored(session, len(batch.lines), sum(len(line.text.encode()) for line in batch.lines))
 
 
 def start_step(session: Session, job: Job, report: StepStarted) -> None:
@@ -94,20 +96,23 @@ def finish_job_by_token(session: Session, job_id: int, token: str, report: JobFi
         finish_job(session, job_for_token(session, job_id, token, lock=True), report)
         return
     state = _JOB_STATE_FOR_OUTCOME[report.outcome]
-    build_id = session.execute(
+    now = utcnow()
+    closed = session.execute(
         _FINISH,
         {
             "job_id": job_id,
             "token_hash": token_hash(token),
             "state": state.value,
             "reason": report.reason,
-            "now": utcnow(),
+            "now": now,
             "running_becomes": _running_step_becomes(state).value,
         },
-    ).scalar_one_or_none()
-    if build_id is None:
+    ).first()
+    if closed is None:
         job_for_token(session, job_id, token)  # raises JobClosed, saying why
         raise JobClosed(f"job {job_id} is not running under this token")
+    build_id = closed.id
+    observe.job_closed(session, state.value, closed.started_at, now)
     expire_if_loaded(session, Job, job_id)
     refresh_build_state(session, build_id, locked=True)
 
@@ -121,7 +126,7 @@ _FINISH = sa.text(
         UPDATE jobs SET state = :state, reason = :reason, finished_at = :now, token_hash = NULL,
                         lease_expires_at = NULL
         WHERE id = :job_id AND state = 'running' AND token_hash = :token_hash
-        RETURNING id, build_id
+        RETURNING id, build_id, started_at
     ), settled AS (
         UPDATE steps
         SET state = CASE WHEN steps.state = 'running' THEN :running_becomes ELSE 'skipped' END,
@@ -132,7 +137,7 @@ _FINISH = sa.text(
     ), locked AS (
         SELECT builds.id FROM builds JOIN closed ON builds.id = closed.build_id FOR UPDATE OF builds
     )
-    SELECT id FROM locked
+    SELECT id, (SELECT started_at FROM closed) AS started_at FROM locked
     """
 )
 
@@ -150,6 +155,7 @@ def close_job(session: Session, job: Job, state: JobState, reason: str | None) -
     job.finished_at = now
     job.token_hash = None
     job.lease_expires_at = None
+    observe.job_closed(session, state.value, job.started_at, now)
     # Steps the runner never reported end with the job: not-started ones skipped, a running one
     # with the job's outcome. One UPDATE rather than loading every step.
     running_becomes = _running_step_becomes(state)

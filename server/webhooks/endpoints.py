@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import time
 
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
@@ -13,6 +14,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 
 from server.db import after_commit, session_scope
 from server.deps import app_state
+from server.metrics.observe import delivery_answered
 from server.webhooks.events import MalformedPayload
 from server.webhooks.service import receive_delivery
 from server.webhooks.signature import signature_is_valid
@@ -29,6 +31,14 @@ class _BodyTooLarge(Exception):
 
 @router.post("/webhooks/github", status_code=202)
 async def github_webhook(request: Request) -> JSONResponse:
+    started = time.perf_counter()
+    response = await _receive(request)
+    delivery_answered(request.headers.get("x-github-event", ""), response.status_code,
+                      time.perf_counter() - started)  # fmt: skip
+    return response
+
+
+async def _receive(request: Request) -> JSONResponse:
     state = app_state(request)
     settings = state.settings
     declared = request.headers.get("content-length")
