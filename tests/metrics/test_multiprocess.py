@@ -66,7 +66,9 @@ def test_two_uvicorn_workers_report_the_sum_of_their_counts(
         sent = 40
         with httpx.Client(base_url=url) as http:
             for number in range(sent):
-                body = json.dumps(push_payload("acme/widgets", "refs/heads/main", f"{number + 1:040x}")).encode()
+                body = json.dumps(
+                    push_payload("acme/widgets", "refs/heads/main", f"{number + 1:040x}")
+                ).encode()
                 reply = http.post(
                     "/webhooks/github",
                     content=body,
