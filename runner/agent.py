@@ -18,6 +18,7 @@ from runner.client import RunnerApi, ServerUnavailable, new_claim_key
 from runner.config import RunnerSettings
 from runner.executors.base import Executor
 from runner.job import JobRun
+from runner.logs import bind, in_this_context, log_context
 from runner.spec import RunnerRegistration
 
 logger = logging.getLogger(__name__)
@@ -68,10 +69,13 @@ class RunnerAgent:
                 )
                 self.draining.wait(delay)
                 delay = min(delay * 2, 30.0)
+        bind(runner_id=self.runner_id)
         logger.info(
             "registered as runner %s with labels %s", self.runner_id, ",".join(self.settings.runner_labels)
         )
-        threading.Thread(target=self._heartbeat, name="runner-heartbeat", daemon=True).start()
+        threading.Thread(
+            target=in_this_context(self._heartbeat), name="runner-heartbeat", daemon=True
+        ).start()
         # Jobs queued before this runner existed: look once without waiting for a message. Not a
         # daemon: a job it runs must finish (drain) or be cancelled (stop) before the process exits.
         threading.Thread(target=self.work, name="startup-claim").start()
@@ -98,6 +102,7 @@ class RunnerAgent:
     def work(self) -> int:
         """Claim and run jobs until the server has none for us or all slots are busy."""
         ran = 0
+        bind(runner_id=self.runner_id)  # this thread is the Celery pool's or the startup claim's
         while not self.draining.is_set() and self.runner_id is not None:
             if not self._slots.acquire(blocking=False):
                 return ran  # every slot is busy; each busy slot claims again when it is done
@@ -112,10 +117,11 @@ class RunnerAgent:
                     raise
                 if claimed is None:
                     return ran
-                logger.info("running job %s (%s)", claimed.spec.job_id, claimed.spec.repository)
-                JobRun(
-                    self.api, claimed, self._executor_factory(), self.settings.runner_dir, self.shutdown
-                ).run()
+                with log_context(job_id=claimed.spec.job_id, build_id=claimed.spec.build_id):
+                    logger.info("running job %s (%s)", claimed.spec.job_id, claimed.spec.repository)
+                    JobRun(
+                        self.api, claimed, self._executor_factory(), self.settings.runner_dir, self.shutdown
+                    ).run()
                 ran += 1
             except ServerUnavailable as error:
                 logger.error("server unavailable: %s", error)

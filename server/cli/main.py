@@ -6,6 +6,7 @@ import logging
 
 import click
 
+from runner.logs import configure_logging
 from server.cli.admin import build, repo, token
 from server.cli.doctor import doctor
 from server.cli.github import github
@@ -17,7 +18,8 @@ from server.cli.secrets import secret
 @click.group()
 def cli() -> None:
     """Greenlight: self-hosted CI/CD for GitHub repositories."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # JSON lines when stderr is not a terminal (GREENLIGHT_LOG_FORMAT=json|text to choose).
+    configure_logging(logging.INFO)
     # One line per runner API call is noise; failures are logged by the runner itself.
     logging.getLogger("httpx").setLevel(logging.WARNING)
 

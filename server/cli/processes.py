@@ -40,9 +40,11 @@ def server(host: str, port: int, workers: int) -> None:
         from server.metrics.multiprocess import prepare_multiprocess_dir
 
         prepare_multiprocess_dir(Path(settings.data_dir) / "metrics" / f"server-{port}")
+    from runner.logs import dict_config
+
     uvicorn.run(
         "server.asgi:app", host=host, port=port, workers=workers, factory=True,
-        log_level="info", access_log=False, proxy_headers=True,
+        log_level="info", access_log=False, proxy_headers=True, log_config=dict_config(),
     )  # fmt: skip
 
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Response
+from fastapi import APIRouter, Depends, HTTPException, Request, Response
 from sqlalchemy.orm import Session
 
+from runner.logs import bind
 from runner.spec import (
     ClaimedJob,
     ClaimRequest,
@@ -34,7 +36,16 @@ from server.queue.runners import (
     runner_token,
 )
 
-router = APIRouter(prefix="/api/runner", tags=["runner"])
+
+async def _bind_job_id(request: Request) -> None:
+    """Async, so the id is bound in the request's own context, which sync endpoints' threads copy."""
+    job_id = request.path_params.get("job_id")
+    if job_id is not None and str(job_id).isdigit():
+        bind(job_id=int(job_id))
+
+
+router = APIRouter(prefix="/api/runner", tags=["runner"], dependencies=[Depends(_bind_job_id)])
+logger = logging.getLogger(__name__)
 
 
 def _runner_token(session: SessionDep, token: BearerDep) -> ApiToken:
@@ -81,6 +92,9 @@ def claim(
 ) -> ClaimedJob | Response:
     runner = _identify(session, token, body.runner_id, claiming=True, claim_key=body.claim_key)
     claimed = claim_next_job(session, runner, state.settings, claim_key=body.claim_key, key_locked=True)
+    if claimed is not None:
+        ids = {"job_id": claimed.spec.job_id, "build_id": claimed.spec.build_id, "runner_id": body.runner_id}
+        logger.info("runner %s claimed job %s", body.runner_id, claimed.spec.job_id, extra=ids)
     return claimed if claimed is not None else Response(status_code=204)
 
 
@@ -115,6 +129,7 @@ def job_finished(job_id: int, body: JobFinished, session: SessionDep, token: Bea
         reports.finish_job_by_token(session, job_id, token, body)
     except reports.JobClosed as error:
         raise HTTPException(409, str(error)) from None
+    logger.info("job %s finished: %s", job_id, body.outcome.value)
     return Response(status_code=204)
 
 
