@@ -64,8 +64,19 @@ def _http(host: str, port: int, headers: dict[str, str], body: bytes) -> bytes:
     return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
 
 
-def delivery_mix(count: int, host: str, port: int, secret: str, *, seed: str = "") -> list[Delivery]:
-    """``count`` ready-to-send deliveries in the mix above (signed before any timer starts)."""
+def delivery_mix(
+    count: int,
+    host: str,
+    port: int,
+    secret: str,
+    *,
+    seed: str = "",
+    mix: Sequence[str] = MIX,
+    repos: Sequence[str] = REPOS,
+    shas: Sequence[str] = (),
+) -> list[Delivery]:
+    """``count`` ready-to-send deliveries in the mix above (signed before any timer starts).
+    ``shas``: commits to push (cycled; a new made-up one per push when empty)."""
     from server.webhooks.signature import sign
     from tests.fixtures import github_payload, pull_request_payload, push_payload
 
@@ -74,13 +85,13 @@ def delivery_mix(count: int, host: str, port: int, secret: str, *, seed: str = "
     sent: list[Delivery] = []
     deliveries: list[Delivery] = []
     for i in range(count):
-        kind = MIX[(i * 37) % len(MIX)]  # spread evenly, same order every run
+        kind = mix[(i * 37) % len(mix)]  # spread evenly, same order every run
         # A redelivery repeats one sent at least 20 deliveries earlier (answered by then).
         if kind == "redelivery" and not any(d.kind in ("push", "pull_request") for d in sent[-60:-20]):
             kind = "push"
         delivery_id = f"{seed}-{i}"
-        sha = uuid.uuid5(uuid.NAMESPACE_OID, f"{seed}-{i}").hex + f"{i:08x}"
-        repo = REPOS[i % len(REPOS)]
+        sha = shas[i % len(shas)] if shas else uuid.uuid5(uuid.NAMESPACE_OID, f"{seed}-{i}").hex + f"{i:08x}"
+        repo = repos[i % len(repos)]
         if kind == "redelivery":
             earlier = next(d for d in reversed(sent[-60:-20]) if d.kind in ("push", "pull_request"))
             deliveries.append(Delivery(kind, earlier.delivery_id, earlier.request))

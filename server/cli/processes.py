@@ -45,6 +45,9 @@ def server(host: str, port: int, workers: int) -> None:
     uvicorn.run(
         "server.asgi:app", host=host, port=port, workers=workers, factory=True,
         log_level="info", access_log=False, proxy_headers=True, log_config=dict_config(),
+        # A worker that imports the app on a busy machine may take longer than uvicorn's 5 s
+        # default to answer its first health check; it was killed and restarted in a loop.
+        timeout_worker_healthcheck=30,
     )  # fmt: skip
 
 

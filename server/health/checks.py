@@ -13,12 +13,9 @@ from dataclasses import asdict, dataclass
 from functools import lru_cache
 
 import httpx
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, text
 
 from server.config import Settings
-from server.migrate import alembic_config
 
 CHECK_TIMEOUT_SECONDS = 3.0
 # More than this between the server's clock and the database's breaks leases and heartbeats.
@@ -40,7 +37,12 @@ class Check:
 
 @lru_cache(maxsize=4)
 def _migration_scripts(database_url: str) -> tuple[frozenset[str], frozenset[str]]:
-    """The heads and all revisions of the migrations shipped with this code (read once per process)."""
+    """The heads and all revisions of the migrations shipped with this code (read once per process).
+    Alembic is imported here, not at start-up: it is slow to import and only /readyz needs it."""
+    from alembic.script import ScriptDirectory
+
+    from server.migrate import alembic_config
+
     scripts = ScriptDirectory.from_config(alembic_config(database_url))
     known = frozenset(script.revision for script in scripts.walk_revisions())
     return frozenset(scripts.get_heads()), known
@@ -62,6 +64,8 @@ def check_database(engine: Engine) -> Check:
 
 def check_migrations(engine: Engine, database_url: str) -> Check:
     try:
+        from alembic.runtime.migration import MigrationContext
+
         heads, known = _migration_scripts(database_url)
         with engine.connect() as connection:
             current = frozenset(MigrationContext.configure(connection).get_current_heads())
