@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DataError, DBAPIError
 
 from server import __version__
 from server.builds.actions import router as build_actions_router
@@ -56,6 +56,13 @@ def create_app(settings: Settings, transport: Transport | None = None) -> FastAP
         enable_status_reports(
             app.state.greenlight.session_factory, notify=app.state.greenlight.transport.request_status_report
         )
+
+    @app.exception_handler(DataError)
+    def value_out_of_range(_request: Request, error: DataError) -> JSONResponse:
+        # A value the database cannot hold (an id beyond its integer range, found by fuzzing the
+        # API): the request is wrong, the database is fine; a 503 would say the opposite.
+        logger.info("request refused by the database: %s", str(error.orig).splitlines()[0][:200])
+        return JSONResponse({"detail": "a value in the request is out of range"}, status_code=422)
 
     @app.exception_handler(DBAPIError)
     def database_unavailable(_request: Request, error: DBAPIError) -> JSONResponse:
