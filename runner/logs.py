@@ -106,12 +106,14 @@ def wants_json(stream: IO[str]) -> bool:
 
 
 def configure_logging(level: int = logging.INFO, stream: IO[str] | None = None) -> None:
-    """Replace the root logger's handlers with one on ``stream`` (stderr) in the right format."""
+    """Log to ``stream`` (stderr) in the right format, replacing an earlier call's handler."""
     stream = stream or sys.stderr
     handler = logging.StreamHandler(stream)
     handler.setFormatter(JsonLinesFormatter() if wants_json(stream) else TextFormatter())
+    handler.greenlight = True  # type: ignore[attr-defined]
     root = logging.getLogger()
-    for old in list(root.handlers):
+    # Replace an earlier call's handler only: others (a test runner's capture) stay.
+    for old in [old for old in root.handlers if getattr(old, "greenlight", False)]:
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level)

@@ -35,7 +35,7 @@ def deployment(database_url: str, fake_github: FakeGitHub, monkeypatch: pytest.M
 
 def doctor(*arguments: str) -> tuple[int, dict[str, dict[str, object]], str]:
     result = CliRunner().invoke(cli, ["doctor", "--json", *arguments])
-    checks = {check["name"]: check for check in json.loads(result.output)}
+    checks = {check["name"]: check for check in json.loads(result.stdout)}  # stderr has the logs
     return result.exit_code, checks, result.output
 
 

@@ -18,6 +18,7 @@ def stream(monkeypatch: pytest.MonkeyPatch) -> Iterator[io.StringIO]:
     monkeypatch.delenv(FORMAT_ENV, raising=False)
     root = logging.getLogger()
     saved = (list(root.handlers), root.level)
+    root.handlers[:] = []  # only ours: pytest's capture would not change what is written
     out = io.StringIO()  # not a terminal
     configure_logging(logging.INFO, out)
     yield out
