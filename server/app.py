@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DataError, DBAPIError
 
@@ -57,6 +61,12 @@ def create_app(settings: Settings, transport: Transport | None = None) -> FastAP
             app.state.greenlight.session_factory, notify=app.state.greenlight.transport.request_status_report
         )
 
+    @app.exception_handler(RequestValidationError)
+    def invalid_request(_request: Request, error: RequestValidationError) -> JSONResponse:
+        # FastAPI's own reply echoes the input, and a body holding Infinity or NaN (Python's JSON
+        # parser accepts them) made it unserialisable: a 500, found by fuzzing the API.
+        return JSONResponse({"detail": _finite(jsonable_encoder(error.errors()))}, status_code=422)
+
     @app.exception_handler(DataError)
     def value_out_of_range(_request: Request, error: DataError) -> JSONResponse:
         # A value the database cannot hold (an id beyond its integer range, found by fuzzing the
@@ -80,3 +90,14 @@ def create_app(settings: Settings, transport: Transport | None = None) -> FastAP
     app.include_router(secrets_router)
     app.include_router(pages_router)  # last: its /{owner}/{name} routes catch what is left
     return app
+
+
+def _finite(value: Any) -> Any:
+    """``value`` with every infinite or NaN float replaced by its name (JSON has neither)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_finite(item) for item in value]
+    return value

@@ -126,3 +126,13 @@ def test_an_id_beyond_the_database_integer_range_is_a_4xx_not_a_503(client: Test
     # Found by the fuzzer above: Postgres refused the value and the reply said "database unavailable".
     reply = client.get(f"/api/builds/{2**31}")
     assert reply.status_code == 422 and "out of range" in reply.json()["detail"]
+
+
+def test_a_body_holding_infinity_gets_a_422_not_a_500(client: TestClient, session: Session) -> None:
+    # Found by the fuzzer above: FastAPI echoed the input in its 422 and could not encode Infinity.
+    token = factories.runner_token(session)
+    session.commit()
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    reply = client.post("/api/runner/register", content=b'{"name": "r", "labels": Infinity}', headers=headers)
+    assert reply.status_code == 422
+    assert any(error["input"] == "inf" for error in reply.json()["detail"] if "input" in error)
