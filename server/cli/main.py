@@ -12,6 +12,7 @@ from server.cli.doctor import doctor
 from server.cli.github import github
 from server.cli.processes import migrate, runner, server, up, worker
 from server.cli.remote import job, queue
+from server.cli.retention import prune
 from server.cli.secrets import secret
 
 
@@ -24,7 +25,22 @@ def cli() -> None:
     logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
-for command in (up, server, worker, runner, migrate, repo, token, build, queue, job, github, secret, doctor):
+for command in (
+    up,
+    server,
+    worker,
+    runner,
+    migrate,
+    repo,
+    token,
+    build,
+    queue,
+    job,
+    github,
+    secret,
+    doctor,
+    prune,
+):
     cli.add_command(command)
 
 if __name__ == "__main__":
