@@ -130,10 +130,16 @@ class RunnerAgent:
                 self._slots.release()
         return ran
 
+    def _free_disk_bytes(self) -> int | None:
+        try:
+            return shutil.disk_usage(self.settings.runner_dir).free
+        except OSError:
+            return None
+
     def _heartbeat(self) -> None:
         while not self.shutdown.wait(self.settings.runner_heartbeat_seconds):
             try:
                 if self.runner_id is not None:
-                    self.api.heartbeat(self.runner_id)
+                    self.api.heartbeat(self.runner_id, self._free_disk_bytes())
             except Exception:
                 logger.warning("runner heartbeat failed", exc_info=True)

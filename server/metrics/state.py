@@ -27,6 +27,7 @@ class Snapshot:
     jobs: dict[str, int]
     queue: dict[str, tuple[int, float]]  # label set -> (depth, age of the oldest in seconds)
     runners: dict[str, int]
+    free_disk: dict[str, int]  # live runner name -> free bytes on its work directory
 
 
 def read_snapshot(engine: Engine, runner_lost_seconds: float) -> Snapshot:
@@ -39,22 +40,28 @@ def read_snapshot(engine: Engine, runner_lost_seconds: float) -> Snapshot:
             .where(Job.state == JobState.queued)
             .group_by(Job.labels)
         ).all()
-        runners = connection.execute(sa.select(Runner.state, Runner.last_seen_at)).all()
+        runners = connection.execute(
+            sa.select(Runner.name, Runner.state, Runner.last_seen_at, Runner.free_disk_bytes)
+        ).all()
     queue: dict[str, tuple[int, float]] = {}
     for labels, count, oldest in queued:
         key = ",".join(sorted(labels or []))  # SQLite groups JSON text; the same set may come twice
         depth, age = queue.get(key, (0, 0.0))
         queue[key] = (depth + count, max(age, (now - as_utc(oldest)).total_seconds()))
     by_state: dict[str, int] = {state.value: 0 for state in RunnerState}
-    for state, last_seen in runners:
+    free_disk: dict[str, int] = {}
+    for name, state, last_seen, free in runners:
         silent = (now - as_utc(last_seen)).total_seconds() > runner_lost_seconds
         effective = RunnerState.lost if silent and state is not RunnerState.stopped else state
         by_state[effective.value] += 1
+        if free is not None and effective not in (RunnerState.lost, RunnerState.stopped):
+            free_disk[name] = free
     return Snapshot(
         builds={str(state): count for state, count in builds.items()},
         jobs={str(state): count for state, count in jobs.items()},
         queue=queue,
         runners=by_state,
+        free_disk=free_disk,
     )
 
 
@@ -98,6 +105,14 @@ class StateCollector(Collector):
             age.add_metric([labels], oldest)
         yield depth
         yield age
+        disk = GaugeMetricFamily(
+            "greenlight_runner_free_disk_bytes",
+            "Free bytes on each live runner's work directory, from its last heartbeat",
+            labels=["runner"],
+        )
+        for name, free in sorted(snapshot.free_disk.items()):
+            disk.add_metric([name], free)
+        yield disk
 
 
 def _by(name: str, documentation: str, label: str, values: dict[str, int]) -> GaugeMetricFamily:

@@ -6,6 +6,7 @@ import logging
 from collections.abc import Callable
 from typing import Annotated, Any
 
+import sqlalchemy as sa
 from fastapi import APIRouter, Depends, HTTPException, Request, Response
 from sqlalchemy.orm import Session
 
@@ -16,6 +17,7 @@ from runner.spec import (
     HeartbeatReply,
     JobFinished,
     LogBatch,
+    RunnerHeartbeat,
     RunnerRegistered,
     RunnerRegistration,
     StepFinished,
@@ -75,8 +77,12 @@ def register(body: RunnerRegistration, session: SessionDep, token: RunnerTokenDe
 
 
 @router.post("/heartbeat", status_code=204)
-def runner_heartbeat(body: ClaimRequest, session: SessionDep, token: BearerDep) -> Response:
-    _identify(session, token, body.runner_id)
+def runner_heartbeat(body: RunnerHeartbeat, session: SessionDep, token: BearerDep) -> Response:
+    runner = _identify(session, token, body.runner_id)
+    if body.free_disk_bytes is not None:
+        session.execute(
+            sa.update(Runner).where(Runner.id == runner.id).values(free_disk_bytes=body.free_disk_bytes)
+        )
     return Response(status_code=204)
 
 

@@ -73,7 +73,10 @@ def test_builds_jobs_queue_depth_and_runners_come_from_the_database(
     for labels in (["docker"], ["docker"], ["arm64", "docker"]):
         factories.job(session, build, labels=labels)
     session.commit()
-    register(client, token, name="r1")
+    runner_id = register(client, token, name="r1")
+    beat = client.post("/api/runner/heartbeat", json={"runner_id": runner_id, "free_disk_bytes": 5 * 1024**3},
+                       headers={"Authorization": f"Bearer {token}"})  # fmt: skip
+    assert beat.status_code == 204
     text = scrape(client)
     assert value(text, "greenlight_database_up") == 1
     assert value(text, "greenlight_builds", state="queued") == 1
@@ -83,6 +86,7 @@ def test_builds_jobs_queue_depth_and_runners_come_from_the_database(
     assert value(text, "greenlight_queue_oldest_seconds", labels="docker") >= 0
     assert value(text, "greenlight_runners", state="idle") == 1
     assert value(text, "greenlight_runners", state="lost") == 0
+    assert value(text, "greenlight_runner_free_disk_bytes", runner="r1") == 5 * 1024**3
 
 
 def test_a_claim_and_a_finish_observe_dispatch_latency_job_duration_and_log_bytes(
