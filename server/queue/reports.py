@@ -55,7 +55,7 @@ def job_for_token(session: Session, job_id: int, token: str, *, lock: bool = Fal
 def append_log(session: Session, job: Job, batch: LogBatch) -> None:
     _step(session, job, batch.step_index)
     insert = insert_for(session)
-    session.execute(
+    stored = session.execute(
         insert(LogChunk)
         .values(
             job_id=job.id,
@@ -66,8 +66,10 @@ def append_log(session: Session, job: Job, batch: LogBatch) -> None:
             created_at=utcnow(),
         )
         .on_conflict_do_nothing(index_elements=["job_id", "step_index", "seq"])
-    )
-    observe.log_stored(session, len(batch.lines), sum(len(line.text.encode()) for line in batch.lines))
+        .returning(LogChunk.id)
+    ).scalar_one_or_none()
+    if stored is not None:  # a retried batch is stored, and counted, once
+        observe.log_stored(session, len(batch.lines), sum(len(line.text.encode()) for line in batch.lines))
 
 
 def start_step(session: Session, job: Job, report: StepStarted) -> None:

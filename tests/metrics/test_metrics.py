@@ -101,6 +101,8 @@ def test_a_claim_and_a_finish_observe_dispatch_latency_job_duration_and_log_byte
     assert claimed is not None
     lines = [{"at": 1.0, "stream": "stdout", "text": "héllo"}, {"at": 2.0, "stream": "stderr", "text": "x"}]
     assert as_job(client, claimed, "logs", {"step_index": 0, "seq": 0, "lines": lines}).status_code == 204
+    # The runner's retry of the same batch is stored once and counted once.
+    assert as_job(client, claimed, "logs", {"step_index": 0, "seq": 0, "lines": lines}).status_code == 204
     assert as_job(client, claimed, "finish", {"outcome": "passed"}).status_code == 204
     after = scrape(client)
 
