@@ -230,6 +230,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--rates", default="200,400,600,800,1000,1200,1500", help="deliveries/s, in order")
     parser.add_argument("--seconds", type=float, default=5.0, help="length of each rate's stream")
     parser.add_argument("--json", type=Path, help="also write the figures here")
+    parser.add_argument("--only", choices=sorted(EXPECTED), help="one kind of delivery instead of the mix")
     return parser.parse_args(argv)
 
 
@@ -257,7 +258,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"{'rate/s':>7} {'sent':>6} {'2xx/s':>7} {'p50 ms':>8} {'p99 ms':>8} {'errors':>6}  "
                   "CPU ms/delivery: server, postgres, redis, other | load avg")  # fmt: skip
             for rate in rates:
-                deliveries = delivery_mix(int(rate * args.seconds), "127.0.0.1", port, WEBHOOK_SECRET)
+                mix = [args.only] if args.only else MIX
+                deliveries = delivery_mix(
+                    int(rate * args.seconds), "127.0.0.1", port, WEBHOOK_SECRET, mix=mix
+                )
                 before = cpu_snapshot(server_pid, env.redis_pid, env.database_name)
                 outcomes = run_stream("127.0.0.1", port, deliveries, rate)
                 wall = time.perf_counter() - stream.started  # type: ignore[attr-defined]

@@ -22,6 +22,7 @@ from typing import IO, Any
 
 IDS = ("delivery_id", "build_id", "job_id", "runner_id")
 FORMAT_ENV = "GREENLIGHT_LOG_FORMAT"  # "json" or "text"; unset: json unless stderr is a terminal
+LEVEL_ENV = "GREENLIGHT_LOG_LEVEL"  # DEBUG, INFO (default), WARNING, ERROR
 
 _bound: contextvars.ContextVar[dict[str, Any]] = contextvars.ContextVar("greenlight_log_ids", default={})  # noqa: B039 - never mutated
 
@@ -105,7 +106,12 @@ def wants_json(stream: IO[str]) -> bool:
         return True
 
 
-def configure_logging(level: int = logging.INFO, stream: IO[str] | None = None) -> None:
+def level_from_env() -> str:
+    level = os.environ.get(LEVEL_ENV, "INFO").strip().upper()
+    return level if level in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL") else "INFO"
+
+
+def configure_logging(level: int | str = logging.INFO, stream: IO[str] | None = None) -> None:
     """Log to ``stream`` (stderr) in the right format, replacing an earlier call's handler."""
     stream = stream or sys.stderr
     handler = logging.StreamHandler(stream)

@@ -6,7 +6,7 @@ import logging
 
 import click
 
-from runner.logs import configure_logging
+from runner.logs import configure_logging, level_from_env
 from server.cli.admin import build, repo, token
 from server.cli.doctor import doctor
 from server.cli.github import github
@@ -20,7 +20,7 @@ from server.cli.secrets import secret
 def cli() -> None:
     """Greenlight: self-hosted CI/CD for GitHub repositories."""
     # JSON lines when stderr is not a terminal (GREENLIGHT_LOG_FORMAT=json|text to choose).
-    configure_logging(logging.INFO)
+    configure_logging(level_from_env())
     # One line per runner API call is noise; failures are logged by the runner itself.
     logging.getLogger("httpx").setLevel(logging.WARNING)
 

@@ -40,11 +40,11 @@ def server(host: str, port: int, workers: int) -> None:
         from server.metrics.multiprocess import prepare_multiprocess_dir
 
         prepare_multiprocess_dir(Path(settings.data_dir) / "metrics" / f"server-{port}")
-    from runner.logs import dict_config
+    from runner.logs import dict_config, level_from_env
 
     uvicorn.run(
         "server.asgi:app", host=host, port=port, workers=workers, factory=True,
-        log_level="info", access_log=False, proxy_headers=True, log_config=dict_config(),
+        log_level="info", access_log=False, proxy_headers=True, log_config=dict_config(level_from_env()),
         # A worker that imports the app on a busy machine may take longer than uvicorn's 5 s
         # default to answer its first health check; it was killed and restarted in a loop.
         timeout_worker_healthcheck=30,
