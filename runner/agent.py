@@ -18,6 +18,7 @@ from runner.client import RunnerApi, ServerUnavailable, new_claim_key
 from runner.config import RunnerSettings
 from runner.executors.base import Executor
 from runner.job import JobRun
+from runner.logs import bind, in_this_context, log_context
 from runner.spec import ClaimedJob, ClaimRequest, RunnerRegistration
 
 logger = logging.getLogger(__name__)
@@ -68,10 +69,13 @@ class RunnerAgent:
                 )
                 self.draining.wait(delay)
                 delay = min(delay * 2, 30.0)
+        bind(runner_id=self.runner_id)
         logger.info(
             "registered as runner %s with labels %s", self.runner_id, ",".join(self.settings.runner_labels)
         )
-        threading.Thread(target=self._heartbeat, name="runner-heartbeat", daemon=True).start()
+        threading.Thread(
+            target=in_this_context(self._heartbeat), name="runner-heartbeat", daemon=True
+        ).start()
         # Jobs queued before this runner existed: look once without waiting for a message. Not a
         # daemon: a job it runs must finish (drain) or be cancelled (stop) before the process exits.
         threading.Thread(target=self.work, name="startup-claim").start()
@@ -99,6 +103,7 @@ class RunnerAgent:
         """Claim and run jobs until the server has none for us or all slots are busy. A slot that
         finishes a job asks for its next one in the same request as the job's end."""
         ran = 0
+        bind(runner_id=self.runner_id)  # this thread is the Celery pool's or the startup claim's
         while not self.draining.is_set() and self.runner_id is not None:
             if not self._slots.acquire(blocking=False):
                 return ran  # every slot is busy; each busy slot claims again when it is done
@@ -125,7 +130,6 @@ class RunnerAgent:
         """Run one job; returns the next job its end claimed, or the key to claim it with when
         that answer never came (None when there is nothing to claim: draining, or none waiting)."""
         assert self.runner_id is not None
-        logger.info("running job %s (%s)", claimed.spec.job_id, claimed.spec.repository)
         next_claim = None
         if not self.draining.is_set():
             next_claim = ClaimRequest(runner_id=self.runner_id, claim_key=new_claim_key())
@@ -138,7 +142,9 @@ class RunnerAgent:
             next_claim,
             self.draining,
         )
-        run.run()
+        with log_context(job_id=claimed.spec.job_id, build_id=claimed.spec.build_id):
+            logger.info("running job %s (%s)", claimed.spec.job_id, claimed.spec.repository)
+            run.run()
         if next_claim is None or run.next_answered:
             return run.next_claimed, None
         # Even when draining: a job that claim took is ours to run, and a draining runner's
@@ -153,10 +159,16 @@ class RunnerAgent:
             self._unconfirmed_claims.append(key)
             raise
 
+    def _free_disk_bytes(self) -> int | None:
+        try:
+            return shutil.disk_usage(self.settings.runner_dir).free
+        except OSError:
+            return None
+
     def _heartbeat(self) -> None:
         while not self.shutdown.wait(self.settings.runner_heartbeat_seconds):
             try:
                 if self.runner_id is not None:
-                    self.api.heartbeat(self.runner_id)
+                    self.api.heartbeat(self.runner_id, self._free_disk_bytes())
             except Exception:
                 logger.warning("runner heartbeat failed", exc_info=True)

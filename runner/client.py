@@ -17,6 +17,7 @@ from runner.spec import (
     HeartbeatReply,
     JobFinished,
     LogBatch,
+    RunnerHeartbeat,
     RunnerRegistered,
     RunnerRegistration,
     StepFinished,
@@ -64,8 +65,9 @@ class RunnerApi:
         reply = self._post("/api/runner/register", registration, self._runner_token)
         return RunnerRegistered.model_validate(reply.json()).runner_id
 
-    def heartbeat(self, runner_id: int) -> None:
-        self._post("/api/runner/heartbeat", ClaimRequest(runner_id=runner_id), self._runner_token)
+    def heartbeat(self, runner_id: int, free_disk_bytes: int | None = None) -> None:
+        body = RunnerHeartbeat(runner_id=runner_id, free_disk_bytes=free_disk_bytes)
+        self._post("/api/runner/heartbeat", body, self._runner_token)
 
     def drain(self, runner_id: int) -> None:
         self._post("/api/runner/drain", ClaimRequest(runner_id=runner_id), self._runner_token)

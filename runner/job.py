@@ -15,6 +15,7 @@ from pathlib import Path
 
 from runner.client import JobClosedError, RunnerApi
 from runner.executors.base import Executor, ExecutorError, StepResult
+from runner.logs import in_this_context
 from runner.masking import SecretMasker
 from runner.reporter import Heartbeat, LogShipper
 from runner.spec import (
@@ -66,7 +67,7 @@ class JobRun:
         logs = LogShipper(self.api, job.job_id, self.token, self._masker)
         heartbeat = Heartbeat(self.api, job.job_id, self.token, job.heartbeat_seconds, self.cancel)
         deadline = self._deadline = time.monotonic() + job.timeout_seconds
-        watchdog = threading.Thread(target=self._watch, args=(deadline,), daemon=True)
+        watchdog = threading.Thread(target=in_this_context(self._watch), args=(deadline,), daemon=True)
         watchdog.start()
         workspace = self.work_root / "workspaces" / str(job.job_id)
         try:

@@ -12,6 +12,7 @@ import threading
 import time
 
 from runner.client import JobClosedError, RunnerApi
+from runner.logs import in_this_context
 from runner.masking import SecretMasker
 from runner.spec import LogBatch, LogLine
 
@@ -36,7 +37,7 @@ class LogShipper:
         self._wake = threading.Event()
         self._stopped = threading.Event()
         self.closed = threading.Event()  # set when the server says the job is closed
-        self._thread = threading.Thread(target=self._run, name=f"logs-{job_id}", daemon=True)
+        self._thread = threading.Thread(target=in_this_context(self._run), name=f"logs-{job_id}", daemon=True)
         self._thread.start()
 
     def begin_step(self, step_index: int) -> None:
@@ -120,7 +121,9 @@ class Heartbeat:
         self.lease_expired = False
         self._lease_expires_at: float | None = None
         self._stopped = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f"heartbeat-{job_id}", daemon=True)
+        self._thread = threading.Thread(
+            target=in_this_context(self._run), name=f"heartbeat-{job_id}", daemon=True
+        )
         self._thread.start()
 
     def stop(self) -> None:

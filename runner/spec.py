@@ -165,6 +165,13 @@ class ClaimRequest(BaseModel):
     claim_key: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_-]{16,64}$")
 
 
+class RunnerHeartbeat(ClaimRequest):
+    """A runner's periodic sign of life. ``free_disk_bytes``: free space on its work directory
+    (optional, so runners older than the field still check in)."""
+
+    free_disk_bytes: int | None = Field(default=None, ge=0)
+
+
 class ClaimedJob(BaseModel):
     """The server's answer to a successful claim: the job and the token that speaks for it."""
 

@@ -6,23 +6,43 @@ import logging
 
 import click
 
+from runner.logs import configure_logging, level_from_env
 from server.cli.admin import build, repo, token
 from server.cli.deploys import deploy
+from server.cli.doctor import doctor
 from server.cli.github import github
 from server.cli.processes import migrate, runner, server, up, worker
 from server.cli.remote import job, queue
+from server.cli.retention import prune
 from server.cli.secrets import secret
 
 
 @click.group()
 def cli() -> None:
     """Greenlight: self-hosted CI/CD for GitHub repositories."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # JSON lines when stderr is not a terminal (GREENLIGHT_LOG_FORMAT=json|text to choose).
+    configure_logging(level_from_env())
     # One line per runner API call is noise; failures are logged by the runner itself.
     logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
-for command in (up, server, worker, runner, migrate, repo, token, build, queue, job, github, secret, deploy):
+for command in (
+    up,
+    server,
+    worker,
+    runner,
+    migrate,
+    repo,
+    token,
+    build,
+    queue,
+    job,
+    github,
+    secret,
+    deploy,
+    doctor,
+    prune,
+):
     cli.add_command(command)
 
 if __name__ == "__main__":

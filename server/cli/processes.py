@@ -30,24 +30,44 @@ def migrate() -> None:
 @click.option("--port", default=8080, show_default=True)
 @click.option("--workers", default=1, show_default=True, help="uvicorn worker processes")
 def server(host: str, port: int, workers: int) -> None:
-    """Serve webhooks, the runner API, the JSON API and the status pages."""
+    """Serve webhooks, the runner API, the JSON API and the status pages (and /metrics: with
+    several workers, each one's counts are kept under DATA_DIR/metrics and added up per scrape)."""
     import uvicorn
 
-    get_settings().enforce_production_safety()
+    settings = get_settings()
+    settings.enforce_production_safety()
+    if workers > 1:
+        from server.metrics.multiprocess import prepare_multiprocess_dir
+
+        prepare_multiprocess_dir(Path(settings.data_dir) / "metrics" / f"server-{port}")
+    from runner.logs import dict_config, level_from_env
+
     uvicorn.run(
         "server.asgi:app", host=host, port=port, workers=workers, factory=True,
-        log_level="info", access_log=False, proxy_headers=True,
+        log_level="info", access_log=False, proxy_headers=True, log_config=dict_config(level_from_env()),
+        # A worker that imports the app on a busy machine may take longer than uvicorn's 5 s
+        # default to answer its first health check; it was killed and restarted in a loop.
+        timeout_worker_healthcheck=30,
     )  # fmt: skip
 
 
 @click.command("worker")
 @click.option("--concurrency", default=2, show_default=True)
 @click.option("--beat/--no-beat", default=True, show_default=True, help="also schedule the reconciler")
-def worker(concurrency: int, beat: bool) -> None:
+@click.option("--metrics-port", type=int, help="Serve this worker's Prometheus metrics on this port.")
+def worker(concurrency: int, beat: bool, metrics_port: int | None) -> None:
     """Background work on the server side: planning builds, reconciling the queue."""
+    settings = get_settings()
+    if metrics_port:
+        # Before the tasks module (and so prometheus-client) is imported; the pool's children inherit it.
+        from server.metrics.multiprocess import prepare_multiprocess_dir
+
+        prepare_multiprocess_dir(Path(settings.data_dir) / "metrics" / f"worker-{metrics_port}")
+        from server.metrics.exposition import serve_multiprocess_metrics
+
+        serve_multiprocess_metrics(metrics_port)
     from server.worker.tasks import worker_app
 
-    settings = get_settings()
     arguments = ["worker", f"--concurrency={concurrency}", "--queues=greenlight.server", "--loglevel=INFO",
                  "--without-gossip", "--without-mingle", "--hostname=server-worker@%h"]  # fmt: skip
     if beat:

@@ -22,6 +22,7 @@ import httpx
 from server import __version__
 from server.config import Settings
 from server.github.errors import GitHubError, PermanentError, RateLimited, TransientError
+from server.metrics.observe import github_call
 
 logger = logging.getLogger(__name__)
 
@@ -99,8 +100,10 @@ class GitHubClient:
                 failure: GitHubError = TransientError(f"{method} {path}: {type(error).__name__}: {error}")
             else:
                 if response.is_success:
+                    github_call("ok")
                     return response
                 failure = self._error_for(method, path, response)
+            github_call(_OUTCOMES.get(type(failure), "error"))
             wait = self._inline_wait(failure, attempt)
             if wait is None:
                 if isinstance(failure, RateLimited):
@@ -129,6 +132,13 @@ class GitHubClient:
         if status >= 500:
             return TransientError(message, status)
         return PermanentError(message, status)
+
+
+_OUTCOMES: dict[type[GitHubError], str] = {
+    RateLimited: "rate_limited",
+    TransientError: "transient",
+    PermanentError: "permanent",
+}
 
 
 def rate_limit_reset(response: httpx.Response) -> dt.datetime | None:

@@ -43,6 +43,8 @@ class Runner(Base):
     token_id: Mapped[int | None] = mapped_column(sa.ForeignKey("api_tokens.id", ondelete="SET NULL"))
     registered_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     last_seen_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    # Free bytes on the runner's work directory, as of its last heartbeat (None: never reported).
+    free_disk_bytes: Mapped[int | None] = mapped_column(sa.BigInteger)
 
 
 class ApiToken(Base):

@@ -61,7 +61,8 @@ _CLAIM = sa.text(
     SELECT jobs.id, jobs.build_id, jobs.env, jobs.services, jobs.timeout_seconds, jobs.memory_bytes,
            jobs.cpus, jobs.pids, jobs.environment, builds.commit_sha, builds.ref,
            builds.pull_request_number, builds.branch, builds.from_fork, builds.repository_id,
-           repositories.full_name, repositories.clone_url,
+           repositories.full_name, repositories.clone_url, jobs.queued_at,
+           EXISTS (SELECT 1 FROM claimed) AS fresh,
            (SELECT coalesce(json_agg(json_build_array(steps.index, steps.name, steps.image,
                                                       steps.script, steps.env, steps.secrets,
                                                       steps.timeout_seconds)

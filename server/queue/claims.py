@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from runner.spec import ALL_LABELS, ClaimedJob, JobSpec, Limits, ServiceSpec, StepSpec
 from server.config import Settings
+from server.metrics.observe import job_claimed
 from server.models import Build, BuildState, Job, JobState, Repository, RunnerState, Step
 from server.models.base import utcnow
 from server.queue.claim_statement import claim_in_one_statement
@@ -88,6 +89,8 @@ def _claim_on_postgres(
     )
     if row is None:
         return None
+    if row.fresh:
+        job_claimed(session, row.queued_at, now)
     steps = [StepRow(*step) for step in row.steps]
     return ClaimedJob(job_token=token, spec=_spec(session, row, steps, settings))
 
@@ -101,7 +104,7 @@ def _claim_on_sqlite(
     job_id = _pick_candidate_on_sqlite(session, runner)
     if job_id is None:
         return None
-    build_id = session.execute(
+    claimed = session.execute(
         sa.update(Job)
         .where(Job.id == job_id, Job.state == JobState.queued)
         .values(
@@ -112,11 +115,13 @@ def _claim_on_sqlite(
             claim_key=claim_key,
             lease_expires_at=now + dt.timedelta(seconds=settings.lease_seconds),
         )
-        .returning(Job.build_id)
+        .returning(Job.build_id, Job.queued_at)
         .execution_options(synchronize_session=False)
-    ).scalar_one_or_none()
-    if build_id is None:
+    ).first()
+    if claimed is None:
         return None
+    build_id = claimed.build_id
+    job_claimed(session, claimed.queued_at, now)
     # The first claim of a build moves it from queued to running.
     session.execute(
         sa.update(Build)

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 from runner.spec import JobFinished, LogBatch, StepFinished, StepOutcome, StepStarted
 from server.builds.service import LockedBuild, expire_if_loaded, refresh_build_state
 from server.db import insert_for
+from server.metrics import observe
 from server.models import BuildState, Job, JobState, LogChunk, Step, StepState
 from server.models.base import utcnow
 from server.queue.tokens import token_hash
@@ -54,18 +55,25 @@ def job_for_token(session: Session, job_id: int, token: str, *, lock: bool = Fal
 def append_log(session: Session, job: Job, batch: LogBatch) -> None:
     _step(session, job, batch.step_index)
     insert = insert_for(session)
-    session.connection().execute(
-        insert(LogChunk)
-        .values(
-            job_id=job.id,
-            step_index=batch.step_index,
-            seq=batch.seq,
-            line_count=len(batch.lines),
-            lines=[[line.at, line.stream, line.text] for line in batch.lines],
-            created_at=utcnow(),
+    stored = (
+        session.connection()
+        .execute(
+            insert(LogChunk)
+            .values(
+                job_id=job.id,
+                step_index=batch.step_index,
+                seq=batch.seq,
+                line_count=len(batch.lines),
+                lines=[[line.at, line.stream, line.text] for line in batch.lines],
+                created_at=utcnow(),
+            )
+            .on_conflict_do_nothing(index_elements=["job_id", "step_index", "seq"])
+            .returning(LogChunk.id)
         )
-        .on_conflict_do_nothing(index_elements=["job_id", "step_index", "seq"])
+        .scalar_one_or_none()
     )
+    if stored is not None:  # a retried batch is stored, and counted, once
+        observe.log_stored(session, len(batch.lines), sum(len(line.text.encode()) for line in batch.lines))
 
 
 def start_step(session: Session, job: Job, report: StepStarted) -> None:
@@ -97,6 +105,7 @@ def finish_job_by_token(session: Session, job_id: int, token: str, report: JobFi
         assert job.runner_id is not None  # a running job was claimed by a runner
         return job.runner_id
     state = _JOB_STATE_FOR_OUTCOME[report.outcome]
+    now = utcnow()
     closed = (
         session.connection()
         .execute(
@@ -106,7 +115,7 @@ def finish_job_by_token(session: Session, job_id: int, token: str, report: JobFi
                 "token_hash": token_hash(token),
                 "state": state.value,
                 "reason": report.reason,
-                "now": utcnow(),
+                "now": now,
                 "running_becomes": _running_step_becomes(state).value,
             },
         )
@@ -115,6 +124,7 @@ def finish_job_by_token(session: Session, job_id: int, token: str, report: JobFi
     if closed is None:
         job_for_token(session, job_id, token)  # raises JobClosed, saying why
         raise JobClosed(f"job {job_id} is not running under this token")
+    observe.job_closed(session, state.value, closed.started_at, now)
     expire_if_loaded(session, Job, job_id)
     refresh_build_state(
         session, closed.build_id, locked=LockedBuild(BuildState(closed.build_state), closed.event)
@@ -131,7 +141,7 @@ _FINISH = sa.text(
         UPDATE jobs SET state = :state, reason = :reason, finished_at = :now, token_hash = NULL,
                         lease_expires_at = NULL
         WHERE id = :job_id AND state = 'running' AND token_hash = :token_hash
-        RETURNING id, build_id, runner_id
+        RETURNING id, build_id, runner_id, started_at
     ), settled AS (
         UPDATE steps
         SET state = CASE WHEN steps.state = 'running' THEN :running_becomes ELSE 'skipped' END,
@@ -144,7 +154,8 @@ _FINISH = sa.text(
         SELECT builds.id, builds.state, builds.event FROM builds JOIN closed ON builds.id = closed.build_id
         FOR UPDATE OF builds
     )
-    SELECT locked.id AS build_id, locked.state AS build_state, locked.event, closed.runner_id
+    SELECT locked.id AS build_id, locked.state AS build_state, locked.event, closed.runner_id,
+           closed.started_at
     FROM locked, closed
     """
 )
@@ -163,6 +174,7 @@ def close_job(session: Session, job: Job, state: JobState, reason: str | None) -
     job.finished_at = now
     job.token_hash = None
     job.lease_expires_at = None
+    observe.job_closed(session, state.value, job.started_at, now)
     # Steps the runner never reported end with the job: not-started ones skipped, a running one
     # with the job's outcome. One UPDATE rather than loading every step.
     running_becomes = _running_step_becomes(state)

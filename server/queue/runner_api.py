@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Response
+import sqlalchemy as sa
+from fastapi import APIRouter, Depends, HTTPException, Request, Response
 from sqlalchemy.orm import Session
 
+from runner.logs import bind
 from runner.spec import (
     ClaimedJob,
     ClaimRequest,
     HeartbeatReply,
     JobFinished,
     LogBatch,
+    RunnerHeartbeat,
     RunnerRegistered,
     RunnerRegistration,
     StepFinished,
@@ -36,7 +40,16 @@ from server.queue.runners import (
     runner_token,
 )
 
-router = APIRouter(prefix="/api/runner", tags=["runner"])
+
+async def _bind_job_id(request: Request) -> None:
+    """Async, so the id is bound in the request's own context, which sync endpoints' threads copy."""
+    job_id = request.path_params.get("job_id")
+    if job_id is not None and str(job_id).isdigit():
+        bind(job_id=int(job_id))
+
+
+router = APIRouter(prefix="/api/runner", tags=["runner"], dependencies=[Depends(_bind_job_id)])
+logger = logging.getLogger(__name__)
 
 _CLAIM_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {"model": ClaimedJob, "description": "The job claimed, with its token"},
@@ -71,8 +84,12 @@ def register(body: RunnerRegistration, session: SessionDep, token: RunnerTokenDe
 
 
 @router.post("/heartbeat", status_code=204)
-def runner_heartbeat(body: ClaimRequest, session: SessionDep, token: BearerDep) -> Response:
-    _identify(session, token, body.runner_id)
+def runner_heartbeat(body: RunnerHeartbeat, session: SessionDep, token: BearerDep) -> Response:
+    runner = _identify(session, token, body.runner_id)
+    if body.free_disk_bytes is not None:
+        session.execute(
+            sa.update(Runner).where(Runner.id == runner.id).values(free_disk_bytes=body.free_disk_bytes)
+        )
     return Response(status_code=204)
 
 
@@ -92,6 +109,7 @@ def claim(body: ClaimRequest, token: BearerDep, state: StateDep) -> Response:
     with session_scope(state.session_factory) as session:
         runner = _identify(session, token, body.runner_id, claiming=True, claim_key=body.claim_key)
         claimed = claim_next_job(session, runner, state.settings, claim_key=body.claim_key, key_locked=True)
+    _log_claim(body.runner_id, claimed)
     return _claimed_reply(claimed)
 
 
@@ -130,6 +148,7 @@ def job_finished(job_id: int, body: JobFinished, token: BearerDep, state: StateD
             runner_id = reports.finish_job_by_token(session, job_id, token, body)
         except reports.JobClosed as error:
             raise HTTPException(409, str(error)) from None
+    logger.info("job %s finished: %s", job_id, body.outcome.value)
     if body.next is None or body.next.runner_id != runner_id:
         return Response(status_code=204)
     with session_scope(state.session_factory) as session:
@@ -139,6 +158,7 @@ def job_finished(job_id: int, body: JobFinished, token: BearerDep, state: StateD
         claimed = claim_next_job(
             session, runner, state.settings, claim_key=body.next.claim_key, key_locked=True
         )
+    _log_claim(runner_id, claimed)
     return _claimed_reply(claimed)
 
 
@@ -148,6 +168,12 @@ def _claimed_reply(claimed: ClaimedJob | None) -> Response:
     if claimed is None:
         return Response(status_code=204)
     return Response(claimed.model_dump_json(), media_type="application/json")
+
+
+def _log_claim(runner_id: int, claimed: ClaimedJob | None) -> None:
+    if claimed is not None:
+        ids = {"job_id": claimed.spec.job_id, "build_id": claimed.spec.build_id, "runner_id": runner_id}
+        logger.info("runner %s claimed job %s", runner_id, claimed.spec.job_id, extra=ids)
 
 
 def _identify(

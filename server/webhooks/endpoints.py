@@ -5,14 +5,17 @@ from __future__ import annotations
 import json
 import logging
 import re
+import time
 
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError, OperationalError
 
+from runner.logs import bind
 from server.db import after_commit, session_scope
 from server.deps import app_state
+from server.metrics.observe import delivery_answered
 from server.webhooks.events import MalformedPayload
 from server.webhooks.service import receive_delivery
 from server.webhooks.signature import signature_is_valid
@@ -29,6 +32,17 @@ class _BodyTooLarge(Exception):
 
 @router.post("/webhooks/github", status_code=202)
 async def github_webhook(request: Request) -> JSONResponse:
+    started = time.perf_counter()
+    response = await _receive(request)
+    delivery_answered(request.headers.get("x-github-event", ""), response.status_code,
+                      time.perf_counter() - started)  # fmt: skip
+    if response.status_code >= 400:
+        # The delivery id is on the line once its header was valid (bound in _receive).
+        logger.info("webhook delivery refused with %d: %s", response.status_code, bytes(response.body)[:300])
+    return response
+
+
+async def _receive(request: Request) -> JSONResponse:
     state = app_state(request)
     settings = state.settings
     declared = request.headers.get("content-length")
@@ -54,6 +68,7 @@ async def github_webhook(request: Request) -> JSONResponse:
     ):
         if not _HEADER_VALUE.match(value):
             return _reply(400, f"missing or malformed {name} header")
+    bind(delivery_id=delivery_id)
     try:
         payload = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
@@ -71,6 +86,13 @@ async def github_webhook(request: Request) -> JSONResponse:
             if result.build_id is not None:
                 build_id = result.build_id
                 after_commit(session, lambda: state.transport.request_planning(build_id))
+            logger.info(
+                "delivery %s (%s): %s",
+                delivery_id,
+                event,
+                result.message,
+                extra={"build_id": result.build_id},
+            )
             return _reply(result.status_code, result.message, build_id=result.build_id)
 
     try:

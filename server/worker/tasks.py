@@ -10,6 +10,7 @@ from celery import Celery
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
+from runner.logs import log_context
 from server.builds.planning import plan_build
 from server.builds.service import fail_build
 from server.config import Settings, get_settings
@@ -37,6 +38,10 @@ class WorkerContext:
 def register_tasks(celery: Celery, context: WorkerContext) -> None:
     @celery.task(name=PLAN_BUILD_TASK, acks_late=True, ignore_result=True)
     def plan_build_task(build_id: int) -> None:
+        with log_context(build_id=build_id):
+            _plan(build_id)
+
+    def _plan(build_id: int) -> None:
         try:
             with session_scope(context.session_factory) as session:
                 announcements = plan_build(session, build_id, context.settings)

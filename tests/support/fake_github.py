@@ -1,7 +1,7 @@
 """A local HTTP server that answers like GitHub's REST API for what Greenlight uses: commit
-statuses, a hook's deliveries and redelivery attempts. It runs in a thread on a free port,
-records every request, and has knobs for the failures GitHub really produces (5xx, primary and
-secondary rate limits, 422 on a long description, 401 on a bad token).
+statuses, a hook's deliveries and redelivery attempts, and GET /user (with the token's scopes).
+It runs in a thread on a free port, records every request, and has knobs for the failures GitHub
+really produces (5xx, primary and secondary rate limits, 422 on a long description, 401 on a bad token).
 
 To add an endpoint family (deployments, …), register a handler:
 ``fake.route("POST", r"/repos/(?P<repo>[^/]+/[^/]+)/deployments", handler)`` where
@@ -103,6 +103,8 @@ class FakeGitHub:
         # The status code a redelivery GitHub makes gets (Greenlight is assumed back up).
         self.redelivery_status_code = 202
         self.max_page_size = 100
+        # What GET /user says in X-OAuth-Scopes (a classic token); None: no header (fine-grained).
+        self.scopes: str | None = "repo, admin:repo_hook"
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
         self._routes: list[tuple[str, re.Pattern[str], Handler]] = []
@@ -115,6 +117,7 @@ class FakeGitHub:
         self.route(
             "POST", rf"/repos/{repo}/deployments/(?P<deployment>\d+)/statuses", self._deployment_status
         )
+        self.route("GET", "/user", self._user)
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
         self._thread = threading.Thread(target=self._server.serve_forever, name="fake-github", daemon=True)
 
@@ -272,6 +275,10 @@ class FakeGitHub:
             redelivery=True,
         )
         return Reply(202, {})
+
+    def _user(self, _request: Request) -> Reply:
+        headers = {} if self.scopes is None else {"X-OAuth-Scopes": self.scopes}
+        return Reply(200, {"login": "greenlight-bot", "id": 1}, headers)
 
     # -- plumbing ----------------------------------------------------------------------------
 

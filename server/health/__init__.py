@@ -1,0 +1,1 @@
+"""Is this deployment healthy: the checks behind ``/readyz`` and ``greenlight doctor``."""

@@ -1,0 +1,122 @@
+"""What is, read from the database at scrape time: builds and jobs by state, the queue's depth
+and oldest job by label set, runners by state. A handful of GROUP BYs over indexed columns
+(``ix_builds_state``, the partial index over queued jobs), cached for a few seconds so several
+scrapers or a fast scrape interval cost the database no more."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+from sqlalchemy import Engine
+
+from server.models import Build, Job, JobState, Runner, RunnerState
+from server.models.base import as_utc, utcnow
+
+CACHE_SECONDS = 5.0
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    builds: dict[str, int]
+    jobs: dict[str, int]
+    queue: dict[str, tuple[int, float]]  # label set -> (depth, age of the oldest in seconds)
+    runners: dict[str, int]
+    free_disk: dict[str, int]  # live runner name -> free bytes on its work directory
+
+
+def read_snapshot(engine: Engine, runner_lost_seconds: float) -> Snapshot:
+    now = utcnow()
+    with engine.connect() as connection:
+        builds = dict(connection.execute(sa.select(Build.state, sa.func.count()).group_by(Build.state)).all())
+        jobs = dict(connection.execute(sa.select(Job.state, sa.func.count()).group_by(Job.state)).all())
+        queued = connection.execute(
+            sa.select(Job.labels, sa.func.count(), sa.func.min(Job.queued_at))
+            .where(Job.state == JobState.queued)
+            .group_by(Job.labels)
+        ).all()
+        runners = connection.execute(
+            sa.select(Runner.name, Runner.state, Runner.last_seen_at, Runner.free_disk_bytes)
+        ).all()
+    queue: dict[str, tuple[int, float]] = {}
+    for labels, count, oldest in queued:
+        key = ",".join(sorted(labels or []))  # SQLite groups JSON text; the same set may come twice
+        depth, age = queue.get(key, (0, 0.0))
+        queue[key] = (depth + count, max(age, (now - as_utc(oldest)).total_seconds()))
+    by_state: dict[str, int] = {state.value: 0 for state in RunnerState}
+    free_disk: dict[str, int] = {}
+    for name, state, last_seen, free in runners:
+        silent = (now - as_utc(last_seen)).total_seconds() > runner_lost_seconds
+        effective = RunnerState.lost if silent and state is not RunnerState.stopped else state
+        by_state[effective.value] += 1
+        if free is not None and effective not in (RunnerState.lost, RunnerState.stopped):
+            free_disk[name] = free
+    return Snapshot(
+        builds={str(state): count for state, count in builds.items()},
+        jobs={str(state): count for state, count in jobs.items()},
+        queue=queue,
+        runners=by_state,
+        free_disk=free_disk,
+    )
+
+
+class StateCollector(Collector):
+    """A prometheus collector over ``read_snapshot``; a scrape that finds the database down
+    exports ``greenlight_database_up 0`` instead of failing."""
+
+    def __init__(self, engine: Engine, runner_lost_seconds: float) -> None:
+        self._engine = engine
+        self._runner_lost_seconds = runner_lost_seconds
+        self._lock = threading.Lock()
+        self._cached: tuple[float, Snapshot] | None = None
+
+    def snapshot(self) -> Snapshot:
+        with self._lock:
+            if self._cached is None or time.monotonic() - self._cached[0] > CACHE_SECONDS:
+                self._cached = (time.monotonic(), read_snapshot(self._engine, self._runner_lost_seconds))
+            return self._cached[1]
+
+    def collect(self) -> Iterator[Metric]:
+        up = GaugeMetricFamily("greenlight_database_up", "1 if the database answered this scrape")
+        try:
+            snapshot = self.snapshot()
+        except Exception:
+            up.add_metric([], 0)
+            yield up
+            return
+        up.add_metric([], 1)
+        yield up
+        yield _by("greenlight_builds", "Builds by state", "state", snapshot.builds)
+        yield _by("greenlight_jobs", "Jobs by state", "state", snapshot.jobs)
+        yield _by(
+            "greenlight_runners", "Runners by state (silent ones count as lost)", "state", snapshot.runners
+        )
+        depth = GaugeMetricFamily("greenlight_queue_depth", "Queued jobs by label set", labels=["labels"])
+        age = GaugeMetricFamily(
+            "greenlight_queue_oldest_seconds", "Age of the oldest queued job by label set", labels=["labels"]
+        )
+        for labels, (count, oldest) in sorted(snapshot.queue.items()):
+            depth.add_metric([labels], count)
+            age.add_metric([labels], oldest)
+        yield depth
+        yield age
+        disk = GaugeMetricFamily(
+            "greenlight_runner_free_disk_bytes",
+            "Free bytes on each live runner's work directory, from its last heartbeat",
+            labels=["runner"],
+        )
+        for name, free in sorted(snapshot.free_disk.items()):
+            disk.add_metric([name], free)
+        yield disk
+
+
+def _by(name: str, documentation: str, label: str, values: dict[str, int]) -> GaugeMetricFamily:
+    family = GaugeMetricFamily(name, documentation, labels=[label])
+    for key, count in sorted(values.items()):
+        family.add_metric([key], count)
+    return family

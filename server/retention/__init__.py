@@ -1,0 +1,1 @@
+"""Pruning what grows without bound: build logs past their retention age."""
