@@ -13,6 +13,7 @@ from typing import IO
 from celery import Celery, signals
 
 from runner.agent import RunnerAgent
+from runner.broker import tolerate_restore_on_closed_connection
 from runner.config import RunnerSettings
 from runner.executors.base import Executor
 from runner.spec import JOB_AVAILABLE_TASK, broker_transport_options, label_queue
@@ -47,6 +48,7 @@ def choose_executor(settings: RunnerSettings) -> tuple[str, type]:
 
 
 def make_runner_celery(settings: RunnerSettings, agent: RunnerAgent) -> Celery:
+    tolerate_restore_on_closed_connection()
     celery = Celery("greenlight-runner", broker=settings.broker_url)
     celery.conf.update(
         task_ignore_result=True,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from celery import Celery
 
+from runner.broker import tolerate_restore_on_closed_connection
 from runner.spec import broker_transport_options
 from server.config import Settings
 from server.queue.transport import (
@@ -18,6 +19,7 @@ from server.queue.transport import (
 
 
 def make_celery(settings: Settings) -> Celery:
+    tolerate_restore_on_closed_connection()
     celery = Celery("greenlight", broker=settings.broker_url)
     schedule = {
         "reconcile": {

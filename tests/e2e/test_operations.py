@@ -20,7 +20,7 @@ def test_the_stack_is_ready_and_its_metrics_show_the_runner_and_its_free_disk(st
     deadline = time.monotonic() + 30
     while True:
         text = httpx.get(f"{stack.url}/metrics", timeout=10).text
-        free = value(text, "greenlight_runner_free_disk_bytes", runner="e2e-runner")
+        free = value(text, "greenlight_runner_free_disk_bytes", runner=stack.env["GREENLIGHT_RUNNER_NAME"])
         if free > 0 or time.monotonic() > deadline:
             break
         time.sleep(0.5)

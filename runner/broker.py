@@ -1,0 +1,45 @@
+"""A workaround for kombu's Redis transport, applied by every Celery process of Greenlight (the
+server's worker and the runners).
+
+When the broker goes away while a task is unacknowledged, kombu closes the channel and tries to
+put that message back with a connection that is already gone (``conninfo`` is None): an
+``AttributeError`` that Celery treats as unrecoverable, and the worker process exits instead of
+reconnecting (kombu 5.7; the same family as celery/kombu#970 and #582). Nothing is lost by
+skipping that restore in Greenlight: Postgres is the truth, and the reconciler re-announces every
+queued job and re-requests every unplanned build.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+_PATCHED = "_greenlight_tolerates_a_closed_connection"
+
+
+def tolerate_restore_on_closed_connection() -> None:
+    """Idempotent; a no-op where kombu's Redis transport is not installed."""
+    try:
+        from kombu.transport import redis as kombu_redis
+    except ImportError:  # pragma: no cover - the redis extra is always installed
+        return
+    qos = kombu_redis.QoS
+    if getattr(qos.restore_unacked, _PATCHED, False):
+        return
+    original = qos.restore_unacked
+
+    def restore_unacked(self: Any, client: Any = None) -> Any:
+        if client is None and getattr(self.channel.connection, "client", None) is None:
+            logger.warning(
+                "the broker connection closed before %d unacknowledged message(s) could be put "
+                "back; the reconciler announces their work again",
+                len(self._delivered),
+            )
+            self._delivered.clear()
+            return None
+        return original(self, client)
+
+    setattr(restore_unacked, _PATCHED, True)
+    qos.restore_unacked = restore_unacked
