@@ -66,7 +66,12 @@ def _unresolved_images(pipeline: PipelineConfig, root: yaml.Node | None, filenam
 def _describe(error: ValidationError, root: yaml.Node | None, filename: str) -> list[str]:
     messages = []
     for problem in error.errors():
-        location = [part for part in problem["loc"] if not _is_pydantic_branch(part) and part != "[key]"]
+        loc = list(problem["loc"])
+        # An unknown key is the last part, whatever its name (a user's key may well be "str").
+        key = loc.pop() if problem["type"] == "extra_forbidden" else None
+        location = [part for part in loc if not _is_pydantic_branch(part) and part != "[key]"]
+        if key is not None:
+            location.append(key)
         if location[:2] == ["matrix", "axes"]:  # axes sit beside include/exclude in the file
             del location[1]
         path = ".".join(str(part) for part in location) or "(top level)"

@@ -33,6 +33,14 @@ def test_an_unknown_key_names_its_line_and_path() -> None:
     assert ".greenlight.yml:5: steps.0.imagee: unknown key 'imagee'" in message
 
 
+def test_an_unknown_key_named_like_a_type_is_still_named() -> None:
+    # Found by fuzzing: a top-level key "str" was taken for pydantic's union branch, and the
+    # message builder failed (an IndexError, not a ConfigError).
+    with pytest.raises(ConfigError) as caught:
+        load_pipeline("str:\n")
+    assert ".greenlight.yml:1: str: unknown key 'str'" in str(caught.value)
+
+
 def test_a_wrong_type_says_what_was_expected() -> None:
     message = error_for("image: x\nsteps:\n  - name: a\n    run: {make: test}\n")
     assert ".greenlight.yml:4: steps.0.run" in message
