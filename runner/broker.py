@@ -20,11 +20,26 @@ _PATCHED = "_greenlight_tolerates_a_closed_connection"
 
 
 def tolerate_restore_on_closed_connection() -> None:
-    """Idempotent; a no-op where kombu's Redis transport is not installed."""
+    """Idempotent; a no-op where kombu's Redis transport is not installed. Also: a channel asked
+    for a client once its connection is gone (an ack or a restore after the broker went away)
+    raises redis' ConnectionError, which Celery recovers from by reconnecting, instead of an
+    AttributeError, which it treats as unrecoverable."""
     try:
+        import redis
         from kombu.transport import redis as kombu_redis
     except ImportError:  # pragma: no cover - the redis extra is always installed
         return
+    channel = kombu_redis.Channel
+    if not getattr(channel._connparams, _PATCHED, False):
+        connparams = channel._connparams
+
+        def _connparams(self: Any, *args: Any, **kwargs: Any) -> Any:
+            if self.connection is None or getattr(self.connection, "client", None) is None:
+                raise redis.exceptions.ConnectionError("the broker connection is closed")
+            return connparams(self, *args, **kwargs)
+
+        setattr(_connparams, _PATCHED, True)
+        channel._connparams = _connparams
     qos = kombu_redis.QoS
     if getattr(qos.restore_unacked, _PATCHED, False):
         return

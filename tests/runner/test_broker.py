@@ -35,3 +35,15 @@ def test_a_live_connection_still_restores_through_kombu(monkeypatch: pytest.Monk
     channel.qos.restore_unacked()
     assert restored == ["a-delivery-tag"]
     connection.release()
+
+
+def test_a_client_asked_of_a_channel_whose_connection_is_gone_is_a_connection_error() -> None:
+    import redis
+
+    tolerate_restore_on_closed_connection()
+    connection = kombu.Connection(services.redis_url())
+    channel = connection.default_channel
+    channel.connection.client = None
+    channel._pool = None
+    with pytest.raises(redis.exceptions.ConnectionError):  # recoverable for Celery: it reconnects
+        channel.qos.ack("a-delivery-tag")
