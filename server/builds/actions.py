@@ -18,7 +18,7 @@ router = APIRouter(prefix="/api", tags=["builds"])
 
 @router.post("/builds/{build_id}/cancel")
 def cancel_build(build_id: int, session: SessionDep, user: UserDep) -> dict[str, object]:
-    build = _build(session, build_id)
+    build = build_or_404(session, build_id)
     try:
         control.cancel_build(session, build, f"cancelled by {user.name}")
     except control.NotAllowed as error:
@@ -31,7 +31,7 @@ def approve_fork_build(
     build_id: int, session: SessionDep, state: StateDep, user: UserDep
 ) -> dict[str, object]:
     """A maintainer has read the fork's change: plan it now (it still gets no secrets, no deploys)."""
-    build = _build(session, build_id)
+    build = build_or_404(session, build_id)
     try:
         approve_build(session, build, user.name)
     except control.NotAllowed as error:
@@ -42,12 +42,12 @@ def approve_fork_build(
 
 @router.post("/builds/{build_id}/rerun")
 def rerun_build(build_id: int, session: SessionDep, state: StateDep, _user: UserDep) -> dict[str, object]:
-    build = _build(session, build_id)
+    build = build_or_404(session, build_id)
     try:
         attempts = control.rerun_build(session, build)
     except control.NotAllowed as error:
         raise HTTPException(409, str(error)) from None
-    _announce_after_commit(session, state, attempts)
+    announce_after_commit(session, state, attempts)
     return {"build_id": build.id, "jobs": [job.id for job in attempts]}
 
 
@@ -60,11 +60,11 @@ def rerun_job(job_id: int, session: SessionDep, state: StateDep, _user: UserDep)
         attempt = control.rerun_job(session, job)
     except control.NotAllowed as error:
         raise HTTPException(409, str(error)) from None
-    _announce_after_commit(session, state, [attempt])
+    announce_after_commit(session, state, [attempt])
     return {"job_id": attempt.id, "attempt": attempt.attempt, "previous_attempt_id": job.id}
 
 
-def _build(session: SessionDep, build_id: int) -> Build:
+def build_or_404(session: SessionDep, build_id: int) -> Build:
     # No lock here: cancel and re-run lock the build's jobs first, then the build (the order
     # claims and job reports use), so they can never deadlock with them.
     build = session.get(Build, build_id)
@@ -73,7 +73,7 @@ def _build(session: SessionDep, build_id: int) -> Build:
     return build
 
 
-def _announce_after_commit(session: SessionDep, state: StateDep, jobs: list[Job]) -> None:
+def announce_after_commit(session: SessionDep, state: StateDep, jobs: list[Job]) -> None:
     announcements = announcement_labels(session, jobs)
 
     def announce() -> None:

@@ -12,11 +12,10 @@ from fastapi import APIRouter, Form, HTTPException, Request
 from fastapi.responses import RedirectResponse
 
 from server.builds import control
-from server.db import after_commit
+from server.builds.actions import announce_after_commit, build_or_404
 from server.deps import SessionDep, StateDep
-from server.models import ApiToken, Build, Job
+from server.models import ApiToken, Job
 from server.queue.pending import NotPending, cancel_pending_job, change_pending_job
-from server.queue.runners import announcement_labels
 from server.web.login import local_path
 from server.web.session import ViewerDep, check_csrf
 
@@ -33,23 +32,6 @@ def allowed(request: Request, state: StateDep, viewer: ApiToken | None, csrf: st
     return viewer
 
 
-def _announce(session: SessionDep, state: StateDep, jobs: list[Job]) -> None:
-    announcements = announcement_labels(session, jobs)
-
-    def announce() -> None:
-        for job_id, labels in announcements:
-            state.transport.announce_job(job_id, labels)
-
-    after_commit(session, announce)
-
-
-def _build(session: SessionDep, build_id: int) -> Build:
-    build = session.get(Build, build_id)
-    if build is None:
-        raise HTTPException(404, f"build {build_id} not found")
-    return build
-
-
 @router.post("/builds/{build_id}/cancel")
 def cancel_build(
     build_id: int, request: Request, session: SessionDep, state: StateDep, viewer: ViewerDep,
@@ -57,7 +39,7 @@ def cancel_build(
 ) -> RedirectResponse:  # fmt: skip
     user = allowed(request, state, viewer, csrf)
     try:
-        control.cancel_build(session, _build(session, build_id), f"cancelled by {user.name}")
+        control.cancel_build(session, build_or_404(session, build_id), f"cancelled by {user.name}")
     except control.NotAllowed as error:
         raise HTTPException(409, str(error)) from None
     return RedirectResponse(local_path(back), status_code=303)
@@ -70,10 +52,10 @@ def rerun_build(
 ) -> RedirectResponse:  # fmt: skip
     allowed(request, state, viewer, csrf)
     try:
-        attempts = control.rerun_build(session, _build(session, build_id))
+        attempts = control.rerun_build(session, build_or_404(session, build_id))
     except control.NotAllowed as error:
         raise HTTPException(409, str(error)) from None
-    _announce(session, state, attempts)
+    announce_after_commit(session, state, attempts)
     return RedirectResponse(local_path(back), status_code=303)
 
 
@@ -90,7 +72,7 @@ def rerun_job(
         attempt = control.rerun_job(session, job)
     except control.NotAllowed as error:
         raise HTTPException(409, str(error)) from None
-    _announce(session, state, [attempt])
+    announce_after_commit(session, state, [attempt])
     return RedirectResponse(local_path(back), status_code=303)
 
 

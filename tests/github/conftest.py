@@ -1,29 +1,3 @@
-"""A fake GitHub on a local port, and a client pointed at it (pauses recorded, not slept)."""
+"""A fake GitHub on a local port, and a client pointed at it (tests/support/github_fixtures.py)."""
 
-from __future__ import annotations
-
-from collections.abc import Iterator
-
-import pytest
-
-from server.github.client import GitHubClient, RetryPolicy
-from tests.support.fake_github import FakeGitHub, running_fake
-
-
-@pytest.fixture
-def fake_github() -> Iterator[FakeGitHub]:
-    yield from running_fake()
-
-
-@pytest.fixture
-def pauses() -> list[float]:
-    return []
-
-
-@pytest.fixture
-def github(fake_github: FakeGitHub, pauses: list[float]) -> Iterator[GitHubClient]:
-    client = GitHubClient(
-        fake_github.url, fake_github.token, timeout=5.0, retry=RetryPolicy(retries=2), sleep=pauses.append
-    )
-    yield client
-    client.close()
+from tests.support.github_fixtures import fake_github, github, pauses  # noqa: F401 (fixtures)
