@@ -205,6 +205,8 @@ def main() -> None:
                         branch="main",
                         commit_sha="a" * 40,
                         state=BuildState.queued,
+                        # As planning records it for a pipeline without a `deploy:` for main.
+                        deploys_on_green=False,
                     )
                     for _ in range(count)
                 ]

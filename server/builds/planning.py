@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 from server.builds.control import cancel_superseded_builds
 from server.builds.service import fail_build
 from server.config import Settings
+from server.deploys import hooks as deploys
 from server.git.mirror import FileNotInCommit, GitError, Mirror
 from server.github.outbox import request_status
 from server.models import Build, BuildState
@@ -93,6 +94,7 @@ def plan_build(session: Session, build_id: int, settings: Settings) -> list[tupl
         return []
     session.add_all(jobs)
     build.state = BuildState.queued
+    build.deploys_on_green = deploys.may_deploy_on_green(build, pipeline)
     request_status(session, build.id, BuildState.queued, None)
     session.flush()
     cancel_superseded_builds(session, build)

@@ -142,6 +142,7 @@ class LockedBuild(NamedTuple):
 
     state: BuildState
     event: str
+    deploys_on_green: bool | None
 
 
 def refresh_build_state(session: Session, build_id: int, *, locked: LockedBuild | None = None) -> BuildState:
@@ -150,10 +151,10 @@ def refresh_build_state(session: Session, build_id: int, *, locked: LockedBuild 
     locked it already, and read it). Column reads and one UPDATE, no ORM objects: this runs on
     every job's end."""
     if locked is None:
-        query = sa.select(Build.state, Build.event).where(Build.id == build_id).with_for_update()
-        row = session.connection().execute(query).one()
-        locked = LockedBuild(row.state, row.event)
-    current, event = locked
+        query = sa.select(Build.state, Build.event, Build.deploys_on_green)
+        row = session.connection().execute(query.where(Build.id == build_id).with_for_update()).one()
+        locked = LockedBuild(*row)
+    current, event, deploys_on_green = locked
     jobs = (
         session.connection()
         .execute(sa.select(Job.name, Job.state, Job.reason).where(Job.build_id == build_id, Job.is_latest))
@@ -187,7 +188,7 @@ def refresh_build_state(session: Session, build_id: int, *, locked: LockedBuild 
         return state
     if state is not BuildState.running:  # GitHub shows queued and running alike: pending
         request_status(session, build_id, state, _outcome_reason(state, jobs))
-    if state is BuildState.passed:
+    if state is BuildState.passed and deploys_on_green is not False:
         deploys.record_deploy_check(session, build_id)
     return state
 

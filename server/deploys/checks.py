@@ -13,7 +13,6 @@ import logging
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
-from wcmatch import glob
 
 from server.builds.planning import mirror_for
 from server.config import Settings
@@ -25,11 +24,18 @@ from server.git.mirror import FileNotInCommit, GitError
 from server.models import Build, BuildState, DeployCheck, Deployment, DeploymentState, DeploymentTrigger
 from server.models.base import utcnow
 from server.pipelines.config import CONFIG_FILE, PipelineConfig
+from server.pipelines.deploy_branches import branch_deploys_to
 from server.pipelines.loader import ConfigError, load_pipeline
 
 logger = logging.getLogger(__name__)
 
-_GLOB_FLAGS = glob.GLOBSTAR | glob.DOTGLOB | glob.BRACE
+
+def may_deploy_on_green(build: Build, pipeline: PipelineConfig) -> bool:
+    """Asked at planning (``Build.deploys_on_green``): only a push to a branch, not from a fork,
+    whose pipeline has an environment that deploys that branch on its own, is checked on green."""
+    if build.event != "push" or build.branch is None or build.from_fork or build.pull_request_number:
+        return False
+    return bool(branch_deploys_to(pipeline, build.branch))
 
 
 def record_deploy_check(session: Session, build_id: int) -> None:
@@ -48,17 +54,6 @@ def record_deploy_check(session: Session, build_id: int) -> None:
         .on_conflict_do_nothing(index_elements=["build_id"])
     )
     deploy_check_after_commit(session, build_id)
-
-
-def branch_deploys_to(pipeline: PipelineConfig, branch: str) -> list[str]:
-    """Environments whose `branch:` globs match (promote-only ones never deploy on their own)."""
-    return [
-        name
-        for name, environment in pipeline.deploy.items()
-        if environment.branch
-        and not environment.promote_only
-        and glob.globmatch(branch, environment.branch, flags=_GLOB_FLAGS)
-    ]
 
 
 def run_deploy_check(session: Session, build_id: int, settings: Settings) -> list[tuple[int, list[str]]]:

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from sqlalchemy.orm import Session
 
-from server.models import BuildState
+from server.models import Build, BuildState
+from server.pipelines.config import PipelineConfig
 
 # ``Build.event`` of the builds that run deployments.
 DEPLOY_EVENT = "deploy"
@@ -15,6 +16,12 @@ def deploy_build_finished(session: Session, build_id: int, state: BuildState) ->
     from server.deploys.service import deploy_build_finished as finished
 
     finished(session, build_id, state)
+
+
+def may_deploy_on_green(build: Build, pipeline: PipelineConfig) -> bool:
+    from server.deploys.checks import may_deploy_on_green as may_deploy
+
+    return may_deploy(build, pipeline)
 
 
 def record_deploy_check(session: Session, build_id: int) -> None:

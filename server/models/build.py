@@ -124,6 +124,10 @@ class Build(Base):
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     started_at: Mapped[dt.datetime | None]
     finished_at: Mapped[dt.datetime | None]
+    # Whether the planned pipeline has an environment that deploys this build's branch on its own:
+    # only then does going green record a deploy check (a git round trip and a message). None:
+    # planned before this was recorded, so a green build is checked as it always was.
+    deploys_on_green: Mapped[bool | None]
     # The reconciler re-requests planning with backoff and gives up after a few attempts.
     plan_attempts: Mapped[int] = mapped_column(default=0)
     plan_requested_at: Mapped[dt.datetime | None]

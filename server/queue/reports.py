@@ -127,7 +127,9 @@ def finish_job_by_token(session: Session, job_id: int, token: str, report: JobFi
     observe.job_closed(session, state.value, closed.started_at, now)
     expire_if_loaded(session, Job, job_id)
     refresh_build_state(
-        session, closed.build_id, locked=LockedBuild(BuildState(closed.build_state), closed.event)
+        session,
+        closed.build_id,
+        locked=LockedBuild(BuildState(closed.build_state), closed.event, closed.deploys_on_green),
     )
     return closed.runner_id
 
@@ -151,10 +153,12 @@ _FINISH = sa.text(
         WHERE steps.job_id = closed.id AND steps.state IN ('pending', 'running')
     ), locked AS (
         -- The row as it is once locked (a locking read sees the latest commit, not the snapshot).
-        SELECT builds.id, builds.state, builds.event FROM builds JOIN closed ON builds.id = closed.build_id
+        SELECT builds.id, builds.state, builds.event, builds.deploys_on_green
+        FROM builds JOIN closed ON builds.id = closed.build_id
         FOR UPDATE OF builds
     )
-    SELECT locked.id AS build_id, locked.state AS build_state, locked.event, closed.runner_id,
+    SELECT locked.id AS build_id, locked.state AS build_state, locked.event, locked.deploys_on_green,
+           closed.runner_id,
            closed.started_at
     FROM locked, closed
     """

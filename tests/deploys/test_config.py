@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from server.deploys.checks import branch_deploys_to
+from server.pipelines.deploy_branches import branch_deploys_to
 from server.pipelines.loader import ConfigError, load_pipeline
 
 BASE = "image: debian\nsteps: [{name: test, run: 'true'}]\n"

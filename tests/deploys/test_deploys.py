@@ -12,6 +12,7 @@ import sqlalchemy as sa
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session, sessionmaker
 
+from server.builds.planning import plan_build
 from server.builds.service import next_build_number
 from server.config import Settings
 from server.deploys.checks import run_deploy_check
@@ -247,6 +248,42 @@ def test_red_pull_request_and_fork_builds_ask_for_no_deploy(
         transport.deploy_checks == []
         and session.scalar(sa.select(sa.func.count()).select_from(DeployCheck)) == 0
     )
+
+
+def test_planning_records_which_builds_may_deploy_and_only_those_are_checked_on_green(
+    client: TestClient,
+    session: Session,
+    session_factory: sessionmaker[Session],
+    settings: Settings,
+    transport: RecordingTransport,
+    origin: Origin,
+    repo: Repository,
+    runner: tuple[str, int],
+    builder: tuple[str, int],
+) -> None:
+    """Planning reads `deploy:` at the commit anyway: a branch no environment deploys (or a
+    pipeline without `deploy:`) costs no deploy check, no message and no git round trip on green."""
+    staging = origin.push("staging", "v1")
+    feature = origin.push("feature/login", "v2")
+    bare = origin.push("master", "v3", pipeline=PIPELINE.split("deploy:")[0])
+    planned = []
+    for sha, branch in ((staging, "staging"), (feature, "feature/login"), (bare, "master")):
+        build = push_build(session, repo, sha, branch)
+        session.execute(sa.delete(Job).where(Job.build_id == build.id))
+        build.state = BuildState.pending
+        session.commit()
+        with session_factory.begin() as planning:
+            assert len(plan_build(planning, build.id, settings)) == 1
+        planned.append(build.id)
+    session.expire_all()
+    flags = [session.get(Build, build_id).deploys_on_green for build_id in planned]  # type: ignore[union-attr]
+    assert flags == [True, False, False]
+
+    for _ in planned:
+        finish(client, claim(client, *builder), passed=True)  # type: ignore[arg-type]
+    assert transport.deploy_checks == [planned[0]]
+    checked = session.scalars(sa.select(DeployCheck.build_id)).all()
+    assert checked == [planned[0]]
 
 
 def test_a_commit_that_is_no_longer_the_branch_head_is_skipped_as_superseded(
