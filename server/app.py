@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
 
 from fastapi import Depends, FastAPI, Request
-from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
-from sqlalchemy.exc import DataError, DBAPIError
+from sqlalchemy.exc import DBAPIError
 
 from server import __version__
 from server.builds.actions import router as build_actions_router
@@ -24,11 +21,13 @@ from server.db import make_engine, make_session_factory
 from server.deploys.endpoints import router as deploys_router
 from server.deploys.messages import deploy_messages, enable_deploy_messages
 from server.deps import AppState
+from server.errors import database_error_reply, invalid_input_detail
 from server.github.outbox import enable_status_reports
 from server.health.endpoints import router as health_router
 from server.logs.endpoints import router as logs_router
 from server.metrics.endpoints import router as metrics_router
 from server.queue.endpoints import router as queue_router
+from server.queue.hot_routes import HotRunnerRoutes
 from server.queue.liveness import LivenessWriter
 from server.queue.runner_api import router as runner_router
 from server.queue.transport import BackgroundTransport, Transport
@@ -78,22 +77,12 @@ def create_app(settings: Settings, transport: Transport | None = None) -> FastAP
 
     @app.exception_handler(RequestValidationError)
     def invalid_request(_request: Request, error: RequestValidationError) -> JSONResponse:
-        # FastAPI's own reply echoes the input, and a body holding Infinity or NaN (Python's JSON
-        # parser accepts them) made it unserialisable: a 500, found by fuzzing the API.
-        return JSONResponse({"detail": _finite(jsonable_encoder(error.errors()))}, status_code=422)
-
-    @app.exception_handler(DataError)
-    def value_out_of_range(_request: Request, error: DataError) -> JSONResponse:
-        # A value the database cannot hold (an id beyond its integer range, found by fuzzing the
-        # API): the request is wrong, the database is fine; a 503 would say the opposite.
-        logger.info("request refused by the database: %s", str(error.orig).splitlines()[0][:200])
-        return JSONResponse({"detail": "a value in the request is out of range"}, status_code=422)
+        return JSONResponse({"detail": invalid_input_detail(error.errors())}, status_code=422)
 
     @app.exception_handler(DBAPIError)
-    def database_unavailable(_request: Request, error: DBAPIError) -> JSONResponse:
-        # A runner retries a 503; a 500 would look like a bug in what it sent.
-        logger.error("database error: %s", error)
-        return JSONResponse({"detail": "database unavailable, retry later"}, status_code=503)
+    def database_error(_request: Request, error: DBAPIError) -> JSONResponse:
+        status, detail = database_error_reply(error)
+        return JSONResponse({"detail": detail}, status_code=status)
 
     app.include_router(health_router)
     app.include_router(metrics_router)
@@ -102,6 +91,8 @@ def create_app(settings: Settings, transport: Transport | None = None) -> FastAP
     def sign_in_first(_request: Request, error: LoginRequired) -> RedirectResponse:
         return RedirectResponse(login_url(error.next_url), status_code=303)
 
+    # Added first, so it runs inside SecurityHeaders (its replies get the same headers).
+    app.add_middleware(HotRunnerRoutes, state=app.state.greenlight)
     app.add_middleware(SecurityHeaders, https=settings.public_url.startswith("https://"))
     # Reading needs a sign-in when GREENLIGHT_PUBLIC=false (webhooks and the runner API have their own auth).
     readers = [Depends(reader)]
@@ -120,14 +111,3 @@ def create_app(settings: Settings, transport: Transport | None = None) -> FastAP
     app.include_router(badges_router)
     app.include_router(pages_router)  # last: its /{owner}/{name} routes catch what is left
     return app
-
-
-def _finite(value: Any) -> Any:
-    """``value`` with every infinite or NaN float replaced by its name (JSON has neither)."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return str(value)
-    if isinstance(value, dict):
-        return {key: _finite(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_finite(item) for item in value]
-    return value

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from typing import Annotated, Any
 
@@ -24,11 +23,10 @@ from runner.spec import (
     StepStarted,
 )
 from server.auth import BearerDep
-from server.db import session_scope
 from server.deps import SessionDep, StateDep
 from server.models import ApiToken, Job, Runner, RunnerState
-from server.queue import reports
-from server.queue.claims import claim_next_job, renew_lease
+from server.queue import job_cycle, reports
+from server.queue.claims import renew_lease
 from server.queue.runners import (
     NotARunnerToken,
     RunnerIdentity,
@@ -36,7 +34,6 @@ from server.queue.runners import (
     identify_runner,
     register_runner,
     runner_for,
-    runner_of_finished_job,
     runner_token,
 )
 
@@ -49,7 +46,6 @@ async def _bind_job_id(request: Request) -> None:
 
 
 router = APIRouter(prefix="/api/runner", tags=["runner"], dependencies=[Depends(_bind_job_id)])
-logger = logging.getLogger(__name__)
 
 _CLAIM_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {"model": ClaimedJob, "description": "The job claimed, with its token"},
@@ -99,18 +95,17 @@ def runner_drain(body: ClaimRequest, session: SessionDep, token: RunnerTokenDep)
     return Response(status_code=204)
 
 
-# The two endpoints every job passes through open their session themselves rather than through
-# ``SessionDep``: a generator dependency costs two more hand-offs to a worker thread per request,
-# a third of these requests' time. Same rule: commit before the reply goes out.
+# The two requests every job passes through: see ``job_cycle`` (and ``hot_routes``, which serves
+# them without FastAPI's per-request machinery; these routes document them and serve them when
+# that is not installed).
 
 
 @router.post("/claim", response_model=None, responses=_CLAIM_RESPONSES)
 def claim(body: ClaimRequest, token: BearerDep, state: StateDep) -> Response:
-    with session_scope(state.session_factory) as session:
-        runner = _identify(session, token, body.runner_id, claiming=True, claim_key=body.claim_key)
-        claimed = claim_next_job(session, runner, state.settings, claim_key=body.claim_key, key_locked=True)
-    _log_claim(body.runner_id, claimed)
-    return _claimed_reply(claimed)
+    try:
+        return claimed_reply(job_cycle.claim(state, token, body))
+    except job_cycle.Refused as refused:
+        raise HTTPException(refused.status, refused.detail) from None
 
 
 @router.post("/jobs/{job_id}/heartbeat")
@@ -140,40 +135,19 @@ def step_finished(body: StepFinished, job: HeldJobDep, session: SessionDep) -> R
 
 @router.post("/jobs/{job_id}/finish", response_model=None, responses=_CLAIM_RESPONSES)
 def job_finished(job_id: int, body: JobFinished, token: BearerDep, state: StateDep) -> Response:
-    """The job's end; with ``next``, also the runner's next claim. The job's token speaks for the
-    runner that claimed it, so the claim needs no runner token. The end is committed first: the
-    claim takes its own locks (job, then build) in a transaction of its own."""
-    with session_scope(state.session_factory) as session:
-        try:
-            runner_id = reports.finish_job_by_token(session, job_id, token, body)
-        except reports.JobClosed as error:
-            raise HTTPException(409, str(error)) from None
-    logger.info("job %s finished: %s", job_id, body.outcome.value)
-    if body.next is None or body.next.runner_id != runner_id:
-        return Response(status_code=204)
-    with session_scope(state.session_factory) as session:
-        runner = runner_of_finished_job(session, runner_id, body.next.claim_key)
-        if runner is None:
-            return Response(status_code=204)
-        claimed = claim_next_job(
-            session, runner, state.settings, claim_key=body.next.claim_key, key_locked=True
-        )
-    _log_claim(runner_id, claimed)
-    return _claimed_reply(claimed)
+    """The job's end; with ``next``, also the runner's next claim (see ``job_cycle.finish``)."""
+    try:
+        return claimed_reply(job_cycle.finish(state, job_id, token, body))
+    except job_cycle.Refused as refused:
+        raise HTTPException(refused.status, refused.detail) from None
 
 
-def _claimed_reply(claimed: ClaimedJob | None) -> Response:
+def claimed_reply(claimed: ClaimedJob | None) -> Response:
     """The claimed job as JSON straight from pydantic (the hot path skips FastAPI's generic
     encoder), or 204 when nothing waits."""
     if claimed is None:
         return Response(status_code=204)
     return Response(claimed.model_dump_json(), media_type="application/json")
-
-
-def _log_claim(runner_id: int, claimed: ClaimedJob | None) -> None:
-    if claimed is not None:
-        ids = {"job_id": claimed.spec.job_id, "build_id": claimed.spec.build_id, "runner_id": runner_id}
-        logger.info("runner %s claimed job %s", runner_id, claimed.spec.job_id, extra=ids)
 
 
 def _identify(

@@ -1,0 +1,170 @@
+"""The runner API's two hot routes, served without FastAPI's per-request machinery.
+
+Every job passes through ``POST /api/runner/claim`` (a runner's first claim) and ``POST
+/api/runner/jobs/{id}/finish`` (its end, with the runner's next claim). Through FastAPI each
+costs a walk of the middleware stack and the route table, dependency solving, validation and
+two hand-offs to a worker thread: about as much CPU as the queue's own SQL. This pure-ASGI
+middleware answers exactly those two requests itself: it reads the body, validates it with the
+same pydantic models, runs the same functions (``job_cycle``) in one worker thread and writes
+the same replies, status codes and error bodies. Everything else, and the OpenAPI document,
+stays with the FastAPI routes in ``runner_api``. It sits inside ``SecurityHeaders``, so the
+replies carry the same headers.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from typing import Any
+
+from anyio import to_thread
+from pydantic import BaseModel, ValidationError
+from sqlalchemy.exc import DBAPIError
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from runner.logs import bind
+from runner.spec import ClaimedJob, ClaimRequest, JobFinished
+from server.deps import AppState
+from server.errors import database_error_reply, invalid_input_detail
+from server.queue import job_cycle
+
+# Far above any claim or job end (a reason is at most a few KiB): a bigger body is refused unread.
+MAX_BODY_BYTES = 1 << 20
+_FINISH_PATH = re.compile(r"/api/runner/jobs/([0-9]{1,18})/finish")
+_JSON = [(b"content-type", b"application/json")]
+
+
+class HotRunnerRoutes:
+    def __init__(self, app: ASGIApp, *, state: AppState) -> None:
+        self.app = app
+        self.state = state
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST":
+            path: str = scope["path"]
+            if path == "/api/runner/claim":
+                await self._serve(scope, receive, send, ClaimRequest, self._claim)
+                return
+            if (match := _FINISH_PATH.fullmatch(path)) is not None:
+                job_id = int(match.group(1))
+                bind(job_id=job_id)
+                await self._serve(scope, receive, send, JobFinished, self._finish(job_id))
+                return
+        await self.app(scope, receive, send)
+
+    def _claim(self, token: str, body: Any) -> ClaimedJob | None:
+        return job_cycle.claim(self.state, token, body)
+
+    def _finish(self, job_id: int) -> Callable[[str, Any], ClaimedJob | None]:
+        return lambda token, body: job_cycle.finish(self.state, job_id, token, body)
+
+    async def _serve(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        model: type[BaseModel],
+        work: Callable[[str, Any], ClaimedJob | None],
+    ) -> None:
+        body = await _read_body(receive)
+        if body is None:
+            await _reply(send, 413, {"detail": "request body too large"})
+            return
+        token = _bearer_token(scope)
+        if token is None:
+            await _reply(send, 401, {"detail": "missing bearer token"}, [(b"www-authenticate", b"Bearer")])
+            return
+        try:
+            request = _validated(model, body)
+        except _InvalidBody as invalid:
+            await _reply(send, 422, {"detail": invalid_input_detail(invalid.errors)})
+            return
+        try:
+            claimed = await to_thread.run_sync(work, token, request)
+        except job_cycle.Refused as refused:
+            await _reply(send, refused.status, {"detail": refused.detail})
+            return
+        except DBAPIError as error:
+            status, detail = database_error_reply(error)
+            await _reply(send, status, {"detail": detail})
+            return
+        if claimed is None:
+            await send({"type": "http.response.start", "status": 204, "headers": []})
+            await send({"type": "http.response.body", "body": b""})
+            return
+        await _send(send, 200, claimed.model_dump_json().encode(), _JSON)
+
+
+class _InvalidBody(Exception):
+    def __init__(self, errors: list[Any]) -> None:
+        self.errors = errors
+
+
+def _validated(model: type[BaseModel], body: bytes) -> BaseModel:
+    """The body as ``model``; refused with the errors FastAPI would give, word for word (it
+    parses the JSON first, then validates, and locates every error in the body)."""
+    if not body:
+        raise _InvalidBody([{"type": "missing", "loc": ("body",), "msg": "Field required", "input": None}])
+    try:
+        data = json.loads(body)
+    except ValueError as error:  # JSONDecodeError, or bytes that are not UTF-8
+        position = getattr(error, "pos", 0)
+        detail = {"error": getattr(error, "msg", str(error))}
+        raise _InvalidBody(
+            [
+                {
+                    "type": "json_invalid",
+                    "loc": ("body", position),
+                    "msg": "JSON decode error",
+                    "input": {},
+                    "ctx": detail,
+                }
+            ]
+        ) from None
+    try:
+        return model.model_validate(data, from_attributes=True)  # as FastAPI validates
+    except ValidationError as error:
+        raise _InvalidBody(
+            [{**e, "loc": ("body", *e["loc"])} for e in error.errors(include_url=False)]
+        ) from None
+
+
+async def _read_body(receive: Receive) -> bytes | None:
+    """The whole body, or None once it grows past ``MAX_BODY_BYTES``."""
+    parts: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            break
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            return None
+        parts.append(chunk)
+        if not message.get("more_body", False):
+            break
+    return b"".join(parts)
+
+
+def _bearer_token(scope: Scope) -> str | None:
+    for name, value in scope["headers"]:
+        if name == b"authorization":
+            text = value.decode("latin-1")
+            if text.startswith("Bearer ") and (token := text.removeprefix("Bearer ").strip()):
+                return token
+            return None
+    return None
+
+
+async def _reply(
+    send: Send, status: int, content: dict[str, Any], headers: list[tuple[bytes, bytes]] | None = None
+) -> None:
+    await _send(send, status, json.dumps(content).encode(), _JSON + (headers or []))
+
+
+async def _send(send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]]) -> None:
+    headers = [*headers, (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})

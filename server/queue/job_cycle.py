@@ -1,0 +1,76 @@
+"""A runner's claim, and a job's end with the runner's next claim: the two requests every job
+passes through. Served by the FastAPI routes in ``runner_api`` (the documented API) and, on the
+hot path, by ``hot_routes`` (the same functions without FastAPI's per-request machinery)."""
+
+from __future__ import annotations
+
+import logging
+
+from runner.spec import ClaimedJob, ClaimRequest, JobFinished
+from server.db import session_scope
+from server.deps import AppState
+from server.queue import reports
+from server.queue.claims import claim_next_job
+from server.queue.runners import (
+    NotARunnerToken,
+    RunnerNotRegistered,
+    identify_runner,
+    runner_of_finished_job,
+)
+
+logger = logging.getLogger(__name__)
+
+
+class Refused(Exception):
+    """The request is refused with this HTTP status and detail."""
+
+    def __init__(self, status: int, detail: str) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+
+
+# Both open their session themselves: commit before the reply goes out.
+
+
+def claim(state: AppState, token: str, body: ClaimRequest) -> ClaimedJob | None:
+    with session_scope(state.session_factory) as session:
+        try:
+            runner = identify_runner(session, token, body.runner_id, claiming=True, claim_key=body.claim_key)
+        except RunnerNotRegistered as error:
+            raise Refused(403, str(error)) from None
+        except NotARunnerToken as error:
+            raise Refused(401, str(error)) from None
+        claimed = claim_next_job(session, runner, state.settings, claim_key=body.claim_key, key_locked=True)
+    _log_claim(body.runner_id, claimed)
+    return claimed
+
+
+def finish(state: AppState, job_id: int, token: str, body: JobFinished) -> ClaimedJob | None:
+    """The job's end; with ``next``, also the runner's next claim. The job's token speaks for the
+    runner that claimed it, so the claim needs no runner token. The end is committed first: the
+    claim takes its own locks (job, then build) in a transaction of its own."""
+    with session_scope(state.session_factory) as session:
+        try:
+            runner_id = reports.finish_job_by_token(session, job_id, token, body)
+        except reports.JobClosed as error:
+            # 409: the runner must stop this job and discard what it has; it is closed on our side.
+            raise Refused(409, str(error)) from None
+    logger.info("job %s finished: %s", job_id, body.outcome.value)
+    if body.next is None or body.next.runner_id != runner_id:
+        return None
+    with session_scope(state.session_factory) as session:
+        runner = runner_of_finished_job(session, runner_id, body.next.claim_key)
+        if runner is None:
+            return None
+        claimed = claim_next_job(
+            session, runner, state.settings, claim_key=body.next.claim_key, key_locked=True
+        )
+    _log_claim(runner_id, claimed)
+    return claimed
+
+
+def _log_claim(runner_id: int, claimed: ClaimedJob | None) -> None:
+    if claimed is not None:
+        ids = {"job_id": claimed.spec.job_id, "build_id": claimed.spec.build_id, "runner_id": runner_id}
+        logger.info("runner %s claimed job %s", runner_id, claimed.spec.job_id, extra=ids)
