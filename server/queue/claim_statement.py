@@ -27,6 +27,18 @@ PLAN_FOR_CLAIM = (
     sa.func.set_config("enable_bitmapscan", "off", True),
 )
 
+
+def before_claim(session: Session, claim_key: str | None) -> list[Any]:
+    """On Postgres: the claim's planner settings and its claim key's advisory lock (see
+    ``claims.claim_next_job``), as columns of a statement that runs before the claim anyway."""
+    if session.get_bind().dialect.name != "postgresql":
+        return []
+    columns: list[Any] = list(PLAN_FOR_CLAIM)
+    if claim_key is not None:
+        columns.append(sa.func.pg_advisory_xact_lock(sa.func.hashtext(claim_key)))
+    return columns
+
+
 _CLAIM = sa.text(
     """
     WITH retried AS (

@@ -10,6 +10,7 @@ conditional UPDATE that re-checks ``state = 'queued'`` gives the same guarantee.
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
 from typing import Any, NamedTuple, Protocol
 
 import sqlalchemy as sa
@@ -29,6 +30,15 @@ _SQLITE_SCAN_LIMIT = 200
 
 def runner_serves(runner_labels: list[str], job_labels: list[str]) -> bool:
     return ALL_LABELS in runner_labels or set(job_labels) <= set(runner_labels)
+
+
+@dataclass(frozen=True)
+class RunnerIdentity:
+    """A runner as a claim sees it (read with the token check, not a loaded ``Runner`` row)."""
+
+    id: int
+    labels: list[str]
+    state: RunnerState
 
 
 class Claimant(Protocol):

@@ -11,12 +11,7 @@ from server.db import session_scope
 from server.deps import AppState
 from server.queue import reports
 from server.queue.claims import claim_next_job
-from server.queue.runners import (
-    NotARunnerToken,
-    RunnerNotRegistered,
-    identify_runner,
-    runner_of_finished_job,
-)
+from server.queue.runners import NotARunnerToken, RunnerNotRegistered, identify_runner
 
 logger = logging.getLogger(__name__)
 
@@ -47,26 +42,22 @@ def claim(state: AppState, token: str, body: ClaimRequest) -> ClaimedJob | None:
 
 
 def finish(state: AppState, job_id: int, token: str, body: JobFinished) -> ClaimedJob | None:
-    """The job's end; with ``next``, also the runner's next claim. The job's token speaks for the
-    runner that claimed it, so the claim needs no runner token. The end is committed first: the
-    claim takes its own locks (job, then build) in a transaction of its own."""
+    """The job's end; with ``next``, also the runner's next claim, in the same transaction (one
+    commit per job). The job's token speaks for the runner that claimed it, so the claim needs
+    no runner token; a runner whose token was revoked, or that is draining, gets no new job."""
     with session_scope(state.session_factory) as session:
         try:
-            runner_id = reports.finish_job_by_token(session, job_id, token, body)
+            finished = reports.finish_job_by_token(session, job_id, token, body)
         except reports.JobClosed as error:
             # 409: the runner must stop this job and discard what it has; it is closed on our side.
             raise Refused(409, str(error)) from None
-    logger.info("job %s finished: %s", job_id, body.outcome.value)
-    if body.next is None or body.next.runner_id != runner_id:
-        return None
-    with session_scope(state.session_factory) as session:
-        runner = runner_of_finished_job(session, runner_id, body.next.claim_key)
-        if runner is None:
+        logger.info("job %s finished: %s", job_id, body.outcome.value)
+        if body.next is None or finished.next_claimant is None:
             return None
         claimed = claim_next_job(
-            session, runner, state.settings, claim_key=body.next.claim_key, key_locked=True
+            session, finished.next_claimant, state.settings, claim_key=body.next.claim_key, key_locked=True
         )
-    _log_claim(runner_id, claimed)
+    _log_claim(finished.runner_id, claimed)
     return claimed
 
 

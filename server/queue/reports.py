@@ -8,6 +8,7 @@ job is closed (``JobClosed``) and nothing it says is recorded.
 from __future__ import annotations
 
 import hmac
+from typing import NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -16,8 +17,20 @@ from runner.spec import JobFinished, LogBatch, StepFinished, StepOutcome, StepSt
 from server.builds.service import LockedBuild, expire_if_loaded, refresh_build_state
 from server.db import insert_for
 from server.metrics import observe
-from server.models import BuildState, Job, JobState, LogChunk, Step, StepState
+from server.models import (
+    ApiToken,
+    BuildState,
+    Job,
+    JobState,
+    LogChunk,
+    Runner,
+    RunnerState,
+    Step,
+    StepState,
+    TokenKind,
+)
 from server.models.base import utcnow
+from server.queue.claims import RunnerIdentity
 from server.queue.tokens import token_hash
 
 _JOB_STATE_FOR_OUTCOME = {
@@ -95,21 +108,34 @@ def finish_job(session: Session, job: Job, report: JobFinished) -> None:
     close_job(session, job, _JOB_STATE_FOR_OUTCOME[report.outcome], report.reason)
 
 
-def finish_job_by_token(session: Session, job_id: int, token: str, report: JobFinished) -> int:
-    """A runner's last word on a job; returns the id of the runner that held it. On Postgres, the
-    job, its steps and its build's lock in one statement (it runs once per job, so it is the
-    other half of the queue's hot path)."""
+class FinishedJob(NamedTuple):
+    runner_id: int  # the runner that held the job
+    # That runner, when the end asked to claim its next job and it still may (see ``job_cycle``).
+    next_claimant: RunnerIdentity | None
+
+
+def finish_job_by_token(session: Session, job_id: int, token: str, report: JobFinished) -> FinishedJob:
+    """A runner's last word on a job. On Postgres, the job, its steps, its build's lock and (for
+    ``report.next``) the runner's right to claim again, in one statement: it runs once per job,
+    so it is the other half of the queue's hot path."""
+    claim = report.next
     if session.get_bind().dialect.name != "postgresql":
         job = job_for_token(session, job_id, token, lock=True)
         finish_job(session, job, report)
         assert job.runner_id is not None  # a running job was claimed by a runner
-        return job.runner_id
+        claimant = None
+        if claim is not None and claim.runner_id == job.runner_id:
+            claimant = _claimant(session, job.runner_id)
+        return FinishedJob(job.runner_id, claimant)
     state = _JOB_STATE_FOR_OUTCOME[report.outcome]
     now = utcnow()
+    statement = (
+        _FINISH if claim is None else _FINISH_THEN_CLAIM if claim.claim_key else _FINISH_THEN_CLAIM_UNKEYED
+    )
     closed = (
         session.connection()
         .execute(
-            _FINISH,
+            statement,
             {
                 "job_id": job_id,
                 "token_hash": token_hash(token),
@@ -117,6 +143,8 @@ def finish_job_by_token(session: Session, job_id: int, token: str, report: JobFi
                 "reason": report.reason,
                 "now": now,
                 "running_becomes": _running_step_becomes(state).value,
+                "next_runner_id": claim.runner_id if claim else None,
+                "claim_key": claim.claim_key if claim else None,
             },
         )
         .one_or_none()
@@ -131,14 +159,33 @@ def finish_job_by_token(session: Session, job_id: int, token: str, report: JobFi
         closed.build_id,
         locked=LockedBuild(BuildState(closed.build_state), closed.event, closed.deploys_on_green),
     )
-    return closed.runner_id
+    claimant = None
+    if closed.runner_labels is not None:
+        claimant = RunnerIdentity(
+            closed.runner_id, list(closed.runner_labels), RunnerState(closed.runner_state)
+        )
+    return FinishedJob(closed.runner_id, claimant)
+
+
+def _claimant(session: Session, runner_id: int) -> RunnerIdentity | None:
+    """The runner a job's token spoke for, unless its runner token was revoked since (the
+    portable path; Postgres reads it in ``_FINISH_THEN_CLAIM``)."""
+    row = session.execute(
+        sa.select(Runner.labels, Runner.state)
+        .join(ApiToken, ApiToken.id == Runner.token_id)
+        .where(Runner.id == runner_id, ApiToken.revoked.is_(False), ApiToken.kind == TokenKind.runner)
+    ).one_or_none()
+    return None if row is None else RunnerIdentity(runner_id, list(row.labels), row.state)
 
 
 # Close the job if this token holds it; settle the steps it never reported (see close_job); lock
 # its build (job → build, the lock order everywhere) for refresh_build_state, whose own
-# statements then see every job of the build as committed by now.
-_FINISH = sa.text(
-    """
+# statements then see every job of the build as committed by now. With a next claim: the runner,
+# if the job was its own and its token is still live, and the claim's planner settings and claim
+# key lock (see ``runners.before_claim``) as columns, for the claim that follows in this
+# transaction. That claim never waits on this build's lock (it is ours) nor on a lock another
+# job's end holds: an end locks a running build, and a claim only writes to a queued one.
+_FINISH_CTES = """
     WITH closed AS (
         UPDATE jobs SET state = :state, reason = :reason, finished_at = :now, token_hash = NULL,
                         lease_expires_at = NULL
@@ -156,12 +203,23 @@ _FINISH = sa.text(
         SELECT builds.id, builds.state, builds.event, builds.deploys_on_green
         FROM builds JOIN closed ON builds.id = closed.build_id
         FOR UPDATE OF builds
+    ), claimant AS (
+        SELECT runners.labels, runners.state FROM closed
+        JOIN runners ON runners.id = closed.runner_id
+        JOIN api_tokens ON api_tokens.id = runners.token_id
+        WHERE closed.runner_id = CAST(:next_runner_id AS integer)
+          AND NOT api_tokens.revoked AND api_tokens.kind = 'runner'
     )
     SELECT locked.id AS build_id, locked.state AS build_state, locked.event, locked.deploys_on_green,
-           closed.runner_id,
-           closed.started_at
-    FROM locked, closed
-    """
+           closed.runner_id, closed.started_at, claimant.labels AS runner_labels,
+           claimant.state AS runner_state{claim_columns}
+    FROM locked CROSS JOIN closed LEFT JOIN claimant ON true
+"""
+_PLAN_FOR_CLAIM = ", set_config('enable_sort', 'off', true), set_config('enable_bitmapscan', 'off', true)"
+_FINISH = sa.text(_FINISH_CTES.format(claim_columns=""))
+_FINISH_THEN_CLAIM_UNKEYED = sa.text(_FINISH_CTES.format(claim_columns=_PLAN_FOR_CLAIM))
+_FINISH_THEN_CLAIM = sa.text(
+    _FINISH_CTES.format(claim_columns=_PLAN_FOR_CLAIM + ", pg_advisory_xact_lock(hashtext(:claim_key))")
 )
 
 

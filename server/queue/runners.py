@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
@@ -12,7 +11,8 @@ from sqlalchemy.orm import Session
 from runner.spec import ALL_LABELS, RunnerRegistration
 from server.models import ApiToken, Job, JobState, Runner, RunnerState, TokenKind
 from server.models.base import as_utc, utcnow
-from server.queue.claim_statement import PLAN_FOR_CLAIM
+from server.queue.claim_statement import before_claim
+from server.queue.claims import RunnerIdentity
 from server.queue.reports import close_job
 from server.queue.tokens import find_token, token_hash
 
@@ -25,13 +25,6 @@ class NotARunnerToken(Exception):
 
 class RunnerNotRegistered(NotARunnerToken):
     """A live runner token, but no runner with that id registered with it."""
-
-
-@dataclass(frozen=True)
-class RunnerIdentity:
-    id: int
-    labels: list[str]
-    state: RunnerState
 
 
 def runner_token(session: Session, token: str) -> ApiToken:
@@ -92,7 +85,7 @@ def identify_runner(
         Runner.last_seen_at,
     ]  # fmt: skip
     if claiming:
-        columns += _before_claim(session, claim_key)
+        columns += before_claim(session, claim_key)
     row = (
         session.connection()
         .execute(
@@ -120,37 +113,6 @@ def identify_runner(
             .execution_options(synchronize_session=False)
         )
     return RunnerIdentity(id=row.runner_id, labels=list(row.labels), state=state)
-
-
-def runner_of_finished_job(session: Session, runner_id: int, claim_key: str | None) -> RunnerIdentity | None:
-    """The runner a job's token spoke for, about to claim its next job in the same request (see
-    ``runner_api.job_finished``), or None if it may claim nothing: its runner token was revoked
-    (or the runner row is gone) since it claimed that job. Its own heartbeat keeps
-    ``last_seen_at`` fresh, so this never writes (nor locks) the runner row."""
-    columns = [Runner.labels, Runner.state, *_before_claim(session, claim_key)]
-    row = (
-        session.connection()
-        .execute(
-            sa.select(*columns)
-            .join(ApiToken, ApiToken.id == Runner.token_id)
-            .where(Runner.id == runner_id, ApiToken.revoked.is_(False), ApiToken.kind == TokenKind.runner)
-        )
-        .one_or_none()
-    )
-    if row is None:
-        return None
-    return RunnerIdentity(id=runner_id, labels=list(row.labels), state=row.state)
-
-
-def _before_claim(session: Session, claim_key: str | None) -> list[Any]:
-    """On Postgres: the claim's planner settings (see ``claim_statement``) and its claim key's
-    advisory lock (see ``claim_next_job``), as columns of a statement that runs anyway."""
-    if session.get_bind().dialect.name != "postgresql":
-        return []
-    columns: list[Any] = list(PLAN_FOR_CLAIM)
-    if claim_key is not None:
-        columns.append(sa.func.pg_advisory_xact_lock(sa.func.hashtext(claim_key)))
-    return columns
 
 
 def mark_lost_runners(session: Session, lost_after_seconds: float) -> list[Runner]:
