@@ -9,14 +9,19 @@ import time
 
 import pytest
 import sqlalchemy as sa
+from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session, sessionmaker
 
+from runner.client import new_claim_key
+from runner.spec import ClaimRequest, JobFinished, StepOutcome
 from server.builds import control
 from server.config import Settings
+from server.deps import AppState
 from server.models import Build, BuildState, Job, JobState, Runner
-from server.queue import reports
+from server.queue import job_cycle, reports
 from server.queue.claims import claim_next_job
 from tests import factories
+from tests.queue.test_runner_api import register
 
 pytestmark = pytest.mark.integration
 
@@ -136,3 +141,46 @@ def test_a_retry_racing_its_own_slow_first_claim_gets_the_same_job(
             session.scalar(sa.select(sa.func.count()).select_from(Job).where(Job.state == JobState.running))
             == 1
         )
+
+
+def test_runners_ending_jobs_and_claiming_the_next_across_matrix_builds_never_deadlock(
+    client: TestClient, session: Session
+) -> None:
+    """A job's end and its runner's next claim share a transaction: the end holds its build's
+    lock while the claim writes another build. Four slots racing through eight three-job
+    builds (each end locks a build another slot may be claiming from) finish every job once."""
+    repo = factories.repository(session)
+    for _ in range(8):
+        build = factories.build(session, repo)
+        for _ in range(3):
+            factories.job(session, build, steps=1)
+    tokens = [factories.runner_token(session, f"racer-{slot}") for slot in range(4)]
+    session.commit()
+    runners = [register(client, token, name=f"racer-{slot}") for slot, token in enumerate(tokens)]
+    state: AppState = client.app.state.greenlight  # type: ignore[attr-defined]
+    done: list[int] = []
+    errors: list[BaseException] = []
+
+    def slot(token: str, runner_id: int) -> None:
+        try:
+            claimed = job_cycle.claim(state, token, ClaimRequest(runner_id=runner_id))
+            while claimed is not None:
+                done.append(claimed.spec.job_id)
+                end = JobFinished(
+                    outcome=StepOutcome.passed,
+                    next=ClaimRequest(runner_id=runner_id, claim_key=new_claim_key()),
+                )
+                claimed = job_cycle.finish(state, claimed.spec.job_id, claimed.job_token, end)
+        except BaseException as error:
+            errors.append(error)
+
+    threads = [threading.Thread(target=slot, args=pair) for pair in zip(tokens, runners, strict=True)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert errors == []
+    assert len(done) == len(set(done)) == 24
+    session.expire_all()
+    assert set(session.scalars(sa.select(Job.state))) == {JobState.passed}
+    assert set(session.scalars(sa.select(Build.state))) == {BuildState.passed}
