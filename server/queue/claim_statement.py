@@ -20,6 +20,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from server.db import postgres_first_row
+
 # Transaction-local planner settings for the claim (see above): as columns of the statement
 # before it, so they cost no round trip of their own.
 PLAN_FOR_CLAIM = (
@@ -39,17 +41,16 @@ def before_claim(session: Session, claim_key: str | None) -> list[Any]:
     return columns
 
 
-_CLAIM = sa.text(
-    """
+_CLAIM = """
     WITH retried AS (
-        UPDATE jobs SET token_hash = :token_hash
-        WHERE CAST(:claim_key AS varchar) IS NOT NULL AND claim_key = :claim_key
-          AND runner_id = :runner_id AND state = 'running'
+        UPDATE jobs SET token_hash = %(token_hash)s
+        WHERE CAST(%(claim_key)s AS varchar) IS NOT NULL AND claim_key = %(claim_key)s
+          AND runner_id = %(runner_id)s AND state = 'running'
         RETURNING id, build_id
     ), picked AS (
         SELECT id FROM jobs
-        WHERE NOT :retry_only AND NOT EXISTS (SELECT 1 FROM retried)
-          AND state = 'queued' AND (:any_label OR labels <@ CAST(:labels AS varchar(100)[]))
+        WHERE NOT %(retry_only)s AND NOT EXISTS (SELECT 1 FROM retried)
+          AND state = 'queued' AND (%(any_label)s OR labels <@ CAST(%(labels)s AS varchar(100)[]))
           -- never a job of a build that has ended (cancelled while its job was being queued)
           AND EXISTS (SELECT 1 FROM builds WHERE builds.id = jobs.build_id
                       AND builds.state IN ('queued', 'running'))
@@ -59,12 +60,12 @@ _CLAIM = sa.text(
     ), claimed AS (
         -- By primary key (a scalar subquery), whatever the statistics say about queued rows.
         UPDATE jobs
-        SET state = 'running', runner_id = :runner_id, started_at = :now, token_hash = :token_hash,
-            claim_key = :claim_key, lease_expires_at = :lease_expires_at
+        SET state = 'running', runner_id = %(runner_id)s, started_at = %(now)s, token_hash = %(token_hash)s,
+            claim_key = %(claim_key)s, lease_expires_at = %(lease_expires_at)s
         WHERE jobs.id = (SELECT id FROM picked) AND jobs.state = 'queued'
         RETURNING jobs.id, jobs.build_id
     ), started AS (
-        UPDATE builds SET state = 'running', started_at = coalesce(builds.started_at, :now)
+        UPDATE builds SET state = 'running', started_at = coalesce(builds.started_at, %(now)s)
         WHERE builds.id = (SELECT build_id FROM claimed) AND builds.state = 'queued'
     ), taken AS (
         SELECT id FROM claimed UNION ALL SELECT id FROM retried
@@ -85,7 +86,6 @@ _CLAIM = sa.text(
     JOIN builds ON builds.id = jobs.build_id
     JOIN repositories ON repositories.id = builds.repository_id
     """
-)
 
 
 def claim_in_one_statement(
@@ -103,20 +103,17 @@ def claim_in_one_statement(
     """The claimed job's row (job columns, commit, ref, branch, fork flag, repository, steps as
     JSON arrays), or None if none is waiting. ``retry_only``: hand back an earlier try's job,
     claim nothing new."""
-    return (
-        session.connection()
-        .execute(
-            _CLAIM,
-            {
-                "any_label": any_label,
-                "labels": labels,
-                "runner_id": runner_id,
-                "now": now,
-                "token_hash": token_hash,
-                "claim_key": claim_key,
-                "retry_only": retry_only,
-                "lease_expires_at": lease_expires_at,
-            },
-        )
-        .first()
+    return postgres_first_row(
+        session,
+        _CLAIM,
+        {
+            "any_label": any_label,
+            "labels": labels,
+            "runner_id": runner_id,
+            "now": now,
+            "token_hash": token_hash,
+            "claim_key": claim_key,
+            "retry_only": retry_only,
+            "lease_expires_at": lease_expires_at,
+        },
     )

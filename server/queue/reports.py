@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from runner.spec import JobFinished, LogBatch, StepFinished, StepOutcome, StepStarted
 from server.builds.service import LockedBuild, expire_if_loaded, refresh_build_state
-from server.db import insert_for
+from server.db import insert_for, postgres_first_row
 from server.metrics import observe
 from server.models import (
     ApiToken,
@@ -132,22 +132,19 @@ def finish_job_by_token(session: Session, job_id: int, token: str, report: JobFi
     statement = (
         _FINISH if claim is None else _FINISH_THEN_CLAIM if claim.claim_key else _FINISH_THEN_CLAIM_UNKEYED
     )
-    closed = (
-        session.connection()
-        .execute(
-            statement,
-            {
-                "job_id": job_id,
-                "token_hash": token_hash(token),
-                "state": state.value,
-                "reason": report.reason,
-                "now": now,
-                "running_becomes": _running_step_becomes(state).value,
-                "next_runner_id": claim.runner_id if claim else None,
-                "claim_key": claim.claim_key if claim else None,
-            },
-        )
-        .one_or_none()
+    closed = postgres_first_row(
+        session,
+        statement,
+        {
+            "job_id": job_id,
+            "token_hash": token_hash(token),
+            "state": state.value,
+            "reason": report.reason,
+            "now": now,
+            "running_becomes": _running_step_becomes(state).value,
+            "next_runner_id": claim.runner_id if claim else None,
+            "claim_key": claim.claim_key if claim else None,
+        },
     )
     if closed is None:
         job_for_token(session, job_id, token)  # raises JobClosed, saying why
@@ -187,15 +184,15 @@ def _claimant(session: Session, runner_id: int) -> RunnerIdentity | None:
 # job's end holds: an end locks a running build, and a claim only writes to a queued one.
 _FINISH_CTES = """
     WITH closed AS (
-        UPDATE jobs SET state = :state, reason = :reason, finished_at = :now, token_hash = NULL,
+        UPDATE jobs SET state = %(state)s, reason = %(reason)s, finished_at = %(now)s, token_hash = NULL,
                         lease_expires_at = NULL
-        WHERE id = :job_id AND state = 'running' AND token_hash = :token_hash
+        WHERE id = %(job_id)s AND state = 'running' AND token_hash = %(token_hash)s
         RETURNING id, build_id, runner_id, started_at
     ), settled AS (
         UPDATE steps
-        SET state = CASE WHEN steps.state = 'running' THEN :running_becomes ELSE 'skipped' END,
-            reason = CASE WHEN steps.state = 'running' THEN :reason ELSE steps.reason END,
-            finished_at = CASE WHEN steps.state = 'running' THEN :now ELSE steps.finished_at END
+        SET state = CASE WHEN steps.state = 'running' THEN %(running_becomes)s ELSE 'skipped' END,
+            reason = CASE WHEN steps.state = 'running' THEN %(reason)s ELSE steps.reason END,
+            finished_at = CASE WHEN steps.state = 'running' THEN %(now)s ELSE steps.finished_at END
         FROM closed
         WHERE steps.job_id = closed.id AND steps.state IN ('pending', 'running')
     ), locked AS (
@@ -207,7 +204,7 @@ _FINISH_CTES = """
         SELECT runners.labels, runners.state FROM closed
         JOIN runners ON runners.id = closed.runner_id
         JOIN api_tokens ON api_tokens.id = runners.token_id
-        WHERE closed.runner_id = CAST(:next_runner_id AS integer)
+        WHERE closed.runner_id = CAST(%(next_runner_id)s AS integer)
           AND NOT api_tokens.revoked AND api_tokens.kind = 'runner'
     )
     SELECT locked.id AS build_id, locked.state AS build_state, locked.event, locked.deploys_on_green,
@@ -215,11 +212,14 @@ _FINISH_CTES = """
            claimant.state AS runner_state{claim_columns}
     FROM locked CROSS JOIN closed LEFT JOIN claimant ON true
 """
-_PLAN_FOR_CLAIM = ", set_config('enable_sort', 'off', true), set_config('enable_bitmapscan', 'off', true)"
-_FINISH = sa.text(_FINISH_CTES.format(claim_columns=""))
-_FINISH_THEN_CLAIM_UNKEYED = sa.text(_FINISH_CTES.format(claim_columns=_PLAN_FOR_CLAIM))
-_FINISH_THEN_CLAIM = sa.text(
-    _FINISH_CTES.format(claim_columns=_PLAN_FOR_CLAIM + ", pg_advisory_xact_lock(hashtext(:claim_key))")
+_PLAN_FOR_CLAIM = (
+    ", set_config('enable_sort', 'off', true) AS sort_off"
+    ", set_config('enable_bitmapscan', 'off', true) AS bitmapscan_off"
+)
+_FINISH = _FINISH_CTES.format(claim_columns="")
+_FINISH_THEN_CLAIM_UNKEYED = _FINISH_CTES.format(claim_columns=_PLAN_FOR_CLAIM)
+_FINISH_THEN_CLAIM = _FINISH_CTES.format(
+    claim_columns=_PLAN_FOR_CLAIM + ", pg_advisory_xact_lock(hashtext(%(claim_key)s)) AS claim_key_locked"
 )
 
 

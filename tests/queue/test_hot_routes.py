@@ -8,11 +8,13 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session, sessionmaker
 
 from server.app import create_app
 from server.config import Settings
+from server.models import Job, JobState
 from server.queue.hot_routes import MAX_BODY_BYTES, HotRunnerRoutes
 from tests import factories
 from tests.conftest import RecordingTransport
@@ -142,3 +144,35 @@ def test_a_database_that_is_away_gets_a_503_the_runner_retries(
             assert reply.status_code == 503, reply.text
             assert reply.json() == {"detail": "database unavailable, retry later"}
     app.state.greenlight.engine.dispose()
+
+
+def test_a_connection_lost_mid_cycle_is_a_503_and_the_retry_loses_nothing(
+    client: TestClient, session: Session, engine: sa.Engine
+) -> None:
+    """The job's end runs straight on the driver's connection: a connection Postgres dropped is
+    a 503 (never a 500), is not handed out again, and the runner's retry ends the job."""
+    token = factories.runner_token(session)
+    build = factories.build(session, factories.repository(session))
+    factories.job(session, build, steps=1)
+    session.commit()
+    runner_id = register(client, token)
+    claimed = claim(client, token, runner_id)
+    assert claimed is not None
+    with engine.connect() as admin:  # every other connection to the test database goes
+        admin.execute(
+            sa.text(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+        )
+    session.close()
+    path = f"/api/runner/jobs/{claimed['spec']['job_id']}/finish"
+    headers = {"Authorization": f"Bearer {claimed['job_token']}"}
+    replies = []
+    while not replies or (replies[-1] == 503 and len(replies) < 5):
+        replies.append(client.post(path, json={"outcome": "passed"}, headers=headers).status_code)
+    # The dead connection fails once (then it is invalidated); the retry ends the job, once.
+    assert replies == [503, 204], replies
+    assert client.post(path, json={"outcome": "passed"}, headers=headers).status_code == 409
+    session.expire_all()
+    assert session.scalar(sa.select(Job.state).where(Job.id == claimed["spec"]["job_id"])) is JobState.passed
