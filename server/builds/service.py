@@ -145,42 +145,47 @@ class LockedBuild(NamedTuple):
     deploys_on_green: bool | None
 
 
+# refresh_build_state's statements, built once: it runs at every job's end.
+_BUILD_ID = sa.bindparam("build_id", type_=sa.Integer())
+_NOW = sa.bindparam("now", type_=sa.DateTime(timezone=True))
+_STATE = sa.bindparam("state", type_=Build.__table__.c.state.type)
+_LOCK_BUILD = (
+    sa.select(Build.state, Build.event, Build.deploys_on_green).where(Build.id == _BUILD_ID).with_for_update()
+)
+_LATEST_JOBS = sa.select(Job.name, Job.state, Job.reason).where(Job.build_id == _BUILD_ID, Job.is_latest)
+_STARTED = (
+    sa.update(Build)
+    .where(Build.id == _BUILD_ID)
+    .values(state=_STATE, started_at=sa.func.coalesce(Build.started_at, _NOW))
+)
+_REQUEUED = sa.update(Build).where(Build.id == _BUILD_ID).values(state=_STATE)
+_FINISHED = _STARTED.values(finished_at=_NOW)
+
+
 def refresh_build_state(session: Session, build_id: int, *, locked: LockedBuild | None = None) -> BuildState:
     """Recompute a build's state from its latest job attempts. Locks the build row so that two
     jobs finishing at once cannot both miss that they were the last (``locked``: the caller
     locked it already, and read it). Column reads and one UPDATE, no ORM objects: this runs on
     every job's end."""
     if locked is None:
-        query = sa.select(Build.state, Build.event, Build.deploys_on_green)
-        row = session.connection().execute(query.where(Build.id == build_id).with_for_update()).one()
+        row = session.connection().execute(_LOCK_BUILD, {"build_id": build_id}).one()
         locked = LockedBuild(*row)
     current, event, deploys_on_green = locked
-    jobs = (
-        session.connection()
-        .execute(sa.select(Job.name, Job.state, Job.reason).where(Job.build_id == build_id, Job.is_latest))
-        .all()
-    )
+    jobs = session.connection().execute(_LATEST_JOBS, {"build_id": build_id}).all()
     states = [job.state for job in jobs]
     if not states or current.finished:
         return current
     now = utcnow()
-    values: dict[str, object]
     if any(state is JobState.running for state in states):
-        values = {"state": BuildState.running, "started_at": sa.func.coalesce(Build.started_at, now)}
+        state, update = BuildState.running, _STARTED
     elif any(state is JobState.queued for state in states):
         # Nothing runs now and something waits for a runner (a re-run, or matrix jobs still queued).
-        values = {"state": BuildState.queued}
+        state, update = BuildState.queued, _REQUEUED
     else:
-        final = next((b for j, b in _BUILD_STATE_PRECEDENCE if j in states), BuildState.passed)
-        values = {"state": final, "finished_at": now, "started_at": sa.func.coalesce(Build.started_at, now)}
-    session.connection().execute(
-        sa.update(Build)
-        .where(Build.id == build_id)
-        .values(**values)
-        .execution_options(synchronize_session=False)
-    )
+        state = next((b for j, b in _BUILD_STATE_PRECEDENCE if j in states), BuildState.passed)
+        update = _FINISHED
+    session.connection().execute(update, {"build_id": build_id, "state": state, "now": now})
     expire_if_loaded(session, Build, build_id)
-    state: BuildState = values["state"]  # type: ignore[assignment]
     if event == DEPLOY_EVENT:
         # A deploy build reports as a GitHub deployment, not as the commit's status.
         if state.finished:
