@@ -20,6 +20,7 @@ import fcntl
 import logging
 import shutil
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +30,8 @@ from runner.executors.docker import JOB_LABEL, RUNNER_LABEL
 from runner.images import RunnerImages
 
 log = logging.getLogger(__name__)
+
+FUTILE_WARNING_SECONDS = 3600.0  # how often to say that nothing of ours is left to remove
 
 
 @dataclass
@@ -64,6 +67,7 @@ class DiskHygiene:
         self._docker_client = docker_client
         self._busy = threading.Lock()
         self._docker_root: Path | None = None
+        self._last_futile = -FUTILE_WARNING_SECONDS
 
     def free_bytes(self) -> int:
         """The least free space of the work directory's and the engine's data filesystems."""
@@ -100,17 +104,23 @@ class DiskHygiene:
                 "free disk was below %d bytes: removed %s; %d bytes free now",
                 self.min_free_bytes, cleaned, self.free_bytes(),
             )  # fmt: skip
+        elif time.monotonic() - self._last_futile > FUTILE_WARNING_SECONDS and self.low():
+            self._last_futile = time.monotonic()
+            log.warning(
+                "free disk is below %d bytes and nothing this runner made is left to remove: "
+                "free space on the host (other images, volumes, files) or lower --min-free-disk",
+                self.min_free_bytes,
+            )
         return cleaned
 
     def _clean(self, cleaned: Cleaned) -> None:
-        running = self._running_jobs()
-        cleaned.workspaces = self._remove_workspaces(running)
+        cleaned.workspaces = self._remove_workspaces()
         client = self._connect()
         try:
             if client is not None:
-                cleaned.containers = self._remove_containers(client, running)
-                cleaned.networks = self._remove_labelled(client, "networks", running)
-                cleaned.volumes = self._remove_labelled(client, "volumes", running)
+                cleaned.containers = self._remove_containers(client)
+                cleaned.networks = self._remove_labelled(client, "networks")
+                cleaned.volumes = self._remove_labelled(client, "volumes")
                 if self.low():
                     cleaned.images = self._remove_images(client)
             if self.low():
@@ -132,11 +142,17 @@ class DiskHygiene:
             log.warning("disk hygiene: the Docker engine does not answer: %s", error)
             return None
 
-    def _remove_workspaces(self, running: set[int]) -> int:
+    def _finished(self, job: int | None) -> bool:
+        """Whether ``job`` is not running here now. Asked afresh for each thing found: a job is
+        counted as running before it creates anything, so what exists for a job that is not
+        running now was left by a job that has ended."""
+        return job is not None and job not in self._running_jobs()
+
+    def _remove_workspaces(self) -> int:
         removed = 0
         root = self.runner_dir / "workspaces"
         for workspace in root.iterdir() if root.is_dir() else ():
-            if workspace.name.isdigit() and int(workspace.name) not in running:
+            if workspace.name.isdigit() and self._finished(int(workspace.name)):
                 shutil.rmtree(workspace, ignore_errors=True)
                 removed += 1
         return removed
@@ -144,20 +160,20 @@ class DiskHygiene:
     def _ours(self) -> dict[str, list[str]]:
         return {"label": [f"{RUNNER_LABEL}={self.runner_name}"]}
 
-    def _remove_containers(self, client: Any, running: set[int]) -> int:
+    def _remove_containers(self, client: Any) -> int:
         removed = 0
         for container in client.api.containers(all=True, filters=self._ours()):
             # A container inherits its image's labels: only the job label, which the runner sets on
             # each container it creates and never on an image, makes a container ours.
             job = _job_of(container.get("Labels"))
-            if job is None or job in running or container.get("State") == "running":
+            if not self._finished(job) or container.get("State") == "running":
                 continue
             with contextlib.suppress(Exception):
                 client.api.remove_container(container["Id"], v=True)
                 removed += 1
         return removed
 
-    def _remove_labelled(self, client: Any, kind: str, running: set[int]) -> int:
+    def _remove_labelled(self, client: Any, kind: str) -> int:
         """This runner's networks or volumes of jobs it no longer runs; the engine refuses to
         remove one still in use, and that refusal is the "unused" check."""
         removed = 0
@@ -169,8 +185,7 @@ class DiskHygiene:
             found = [(v["Name"], v.get("Labels")) for v in volumes]
             remove = client.api.remove_volume
         for ident, labels in found:
-            job = _job_of(labels)
-            if job is None or job in running:
+            if not self._finished(_job_of(labels)):
                 continue
             try:
                 remove(ident)

@@ -202,3 +202,20 @@ def test_the_record_of_pulled_images_survives_a_restart_and_a_corrupt_file(tmp_p
     assert RunnerImages(path).pulled_least_recently_used_first() == ["python:3.12"]
     path.write_text("{not json")
     assert RunnerImages(path).pulled_least_recently_used_first() == []
+
+
+def test_the_threshold_is_a_size_and_a_malformed_one_is_refused_clearly(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from pydantic import ValidationError
+
+    from runner.config import RunnerSettings
+
+    monkeypatch.setenv("GREENLIGHT_RUNNER_MIN_FREE_DISK", "5G")
+    assert RunnerSettings(broker_url="memory://", runner_token="t").runner_min_free_disk == 5 * 1024**3
+    assert RunnerSettings(
+        broker_url="memory://", runner_token="t", runner_min_free_disk="500m"
+    ).runner_min_free_disk == (500 * 1024**2)
+    monkeypatch.setenv("GREENLIGHT_RUNNER_MIN_FREE_DISK", "lots")
+    with pytest.raises(ValidationError, match="not a size like 5G"):
+        RunnerSettings(broker_url="memory://", runner_token="t")
