@@ -12,6 +12,7 @@ import platform
 import shutil
 import threading
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from runner import __version__
 from runner.client import RunnerApi, ServerUnavailable, new_claim_key
@@ -20,6 +21,9 @@ from runner.executors.base import Executor
 from runner.job import JobRun
 from runner.logs import bind, in_this_context, log_context
 from runner.spec import ClaimedJob, ClaimRequest, RunnerRegistration
+
+if TYPE_CHECKING:
+    from runner.hygiene import DiskHygiene
 
 logger = logging.getLogger(__name__)
 
@@ -31,6 +35,7 @@ class RunnerAgent:
         executor_factory: Callable[[], Executor],
         executor_name: str,
         sweep_orphans: Callable[[], object] | None = None,
+        hygiene: DiskHygiene | None = None,
     ) -> None:
         self.settings = settings
         self.api = RunnerApi(settings.server_url, settings.runner_token)
@@ -42,6 +47,10 @@ class RunnerAgent:
         self.draining = threading.Event()  # finish running jobs, claim no new ones
         self.runner_id: int | None = None
         self._unconfirmed_claims: list[str] = []  # list.append/pop are atomic under the GIL
+        # Disk hygiene runs between jobs and on heartbeats, in a thread of its own.
+        self.hygiene = hygiene
+        self._running: set[int] = set()
+        self._running_lock = threading.Lock()
 
     def start(self) -> None:
         """Clean up after an earlier process of this runner, register (retrying until the server
@@ -70,6 +79,7 @@ class RunnerAgent:
                 self.draining.wait(delay)
                 delay = min(delay * 2, 30.0)
         bind(runner_id=self.runner_id)
+        self._check_disk()
         logger.info(
             "registered as runner %s with labels %s", self.runner_id, ",".join(self.settings.runner_labels)
         )
@@ -142,9 +152,16 @@ class RunnerAgent:
             next_claim,
             self.draining,
         )
-        with log_context(job_id=claimed.spec.job_id, build_id=claimed.spec.build_id):
-            logger.info("running job %s (%s)", claimed.spec.job_id, claimed.spec.repository)
-            run.run()
+        with self._running_lock:
+            self._running.add(claimed.spec.job_id)
+        try:
+            with log_context(job_id=claimed.spec.job_id, build_id=claimed.spec.build_id):
+                logger.info("running job %s (%s)", claimed.spec.job_id, claimed.spec.repository)
+                run.run()
+        finally:
+            with self._running_lock:
+                self._running.discard(claimed.spec.job_id)
+        self._check_disk()
         if next_claim is None or run.next_answered:
             return run.next_claimed, None
         # Even when draining: a job that claim took is ours to run, and a draining runner's
@@ -159,6 +176,15 @@ class RunnerAgent:
             self._unconfirmed_claims.append(key)
             raise
 
+    def running_jobs(self) -> set[int]:
+        """Ids of the jobs this process runs now (their workspaces and containers are not litter)."""
+        with self._running_lock:
+            return set(self._running)
+
+    def _check_disk(self) -> None:
+        if self.hygiene is not None:
+            self.hygiene.check_in_background()
+
     def _free_disk_bytes(self) -> int | None:
         try:
             return shutil.disk_usage(self.settings.runner_dir).free
@@ -172,3 +198,4 @@ class RunnerAgent:
                     self.api.heartbeat(self.runner_id, self._free_disk_bytes())
             except Exception:
                 logger.warning("runner heartbeat failed", exc_info=True)
+            self._check_disk()

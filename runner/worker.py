@@ -16,6 +16,8 @@ from runner.agent import RunnerAgent
 from runner.broker import tolerate_restore_on_closed_connection
 from runner.config import RunnerSettings
 from runner.executors.base import Executor
+from runner.hygiene import DiskHygiene
+from runner.images import RunnerImages
 from runner.spec import JOB_AVAILABLE_TASK, broker_transport_options, label_queue
 
 logger = logging.getLogger(__name__)
@@ -115,14 +117,22 @@ def _claim_runner_dir(settings: RunnerSettings) -> None:
     _dir_lock = lock
 
 
+def _docker_client() -> object:
+    import docker
+
+    return docker.from_env()
+
+
 def run_runner(settings: RunnerSettings) -> None:
     executor_name, executor_class = choose_executor(settings)
     settings.runner_dir.mkdir(parents=True, exist_ok=True)
     _claim_runner_dir(settings)
 
+    images = RunnerImages(settings.runner_dir / "pulled-images.json")
+
     def make_executor() -> Executor:
         if executor_name == "docker":
-            return executor_class(runner_name=settings.runner_name, pull=settings.runner_pull)
+            return executor_class(runner_name=settings.runner_name, pull=settings.runner_pull, images=images)
         return executor_class()
 
     sweep = None
@@ -133,6 +143,15 @@ def run_runner(settings: RunnerSettings) -> None:
             return sweep_orphans(settings.runner_name)
 
     agent = RunnerAgent(settings, make_executor, executor_name, sweep)
+    if settings.runner_min_free_disk > 0:
+        agent.hygiene = DiskHygiene(
+            settings.runner_dir,
+            settings.runner_name,
+            settings.runner_min_free_disk,
+            agent.running_jobs,
+            images,
+            docker_client=_docker_client if executor_name == "docker" else None,
+        )
     celery = make_runner_celery(settings, agent)
     queues = ",".join(label_queue(label) for label in settings.runner_labels)
     celery.worker_main(

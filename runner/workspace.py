@@ -25,6 +25,7 @@ def prepare_workspace(job: JobSpec, root: Path) -> Path:
     mirror.parent.mkdir(parents=True, exist_ok=True)
     with open(f"{mirror}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
+        os.utime(lock.fileno())  # when the mirror was last used: disk hygiene removes the oldest first
         if not (mirror / "HEAD").exists():
             _git("init", "--bare", "--quiet", str(mirror))
         if not _has_commit(mirror, job.commit_sha):

@@ -66,6 +66,12 @@ class Settings(BaseSettings):
     default_cpus: float = 2.0
     default_pids: int = 1024
 
+    # `greenlight prune` defaults (its flags override them): delete the logs of builds finished
+    # more than this long ago ("30d", "12h"; "none": no age limit), then the oldest ones while
+    # all logs add up to more than the budget ("10G"; unset: no budget).
+    log_retention_age: str = "30d"
+    log_retention_max_bytes: str | None = None
+
     @model_validator(mode="after")
     def _fill_embedded_defaults(self) -> Settings:
         if not self.database_url:

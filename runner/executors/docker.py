@@ -26,6 +26,7 @@ from runner.executors.base import (
 )
 from runner.executors.lines import LineSplitter
 from runner.executors.sidecars import Sidecars
+from runner.images import RunnerImages
 from runner.masking import SecretMasker
 from runner.spec import JobSpec, LogLine, StepOutcome, StepSpec
 
@@ -57,12 +58,20 @@ class DockerExecutor:
     name = "docker"
 
     def __init__(
-        self, runner_name: str, *, base_url: str | None = None, pull: str = "if-not-present"
+        self,
+        runner_name: str,
+        *,
+        base_url: str | None = None,
+        pull: str = "if-not-present",
+        images: RunnerImages | None = None,
     ) -> None:
+        """``images``: the runner's record of images it pulled and its jobs need (disk hygiene
+        removes only those it pulled, and never one a running job needs)."""
         if pull not in PULL_POLICIES:
             raise ValueError(f"pull must be one of {', '.join(PULL_POLICIES)}, not {pull!r}")
         self.runner_name = runner_name
         self.pull = pull
+        self.images = images
         try:
             self.client = docker.DockerClient(base_url=base_url) if base_url else docker.from_env()
         except EngineErrors as exc:
@@ -95,6 +104,8 @@ class DockerExecutor:
         """Make ``image`` available locally according to the pull policy, or raise ExecutorError."""
         if image in self._ready_images:
             return
+        if self.images is not None and self.job is not None:
+            self.images.use(self.job.job_id, image)
         try:
             present = self._has_image(image)
         except EngineErrors as exc:
@@ -109,6 +120,8 @@ class DockerExecutor:
         except EngineErrors as exc:
             problem = "could not be pulled" if present else "is not on this runner and could not be pulled"
             raise ExecutorError(f'image "{image}" {problem}: {exc}') from exc
+        if not present and self.images is not None:
+            self.images.pulled(image)
         self._ready_images.add(image)
 
     def _has_image(self, image: str) -> bool:
@@ -241,6 +254,8 @@ class DockerExecutor:
         """Remove every container still labelled for this job, then the network. Never raises."""
         if self.job is None:
             return
+        if self.images is not None:
+            self.images.release(self.job.job_id)
         try:
             filters = {"label": [f"{k}={v}" for k, v in self.labels.items()]}
             # The low-level list: containers.list() inspects each hit, and the engine lists a

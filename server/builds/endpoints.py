@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query
-from fastapi.responses import StreamingResponse
+from fastapi.responses import PlainTextResponse, Response, StreamingResponse
 
 from server.auth import UserDep
 from server.builds import queries
@@ -23,6 +23,7 @@ from server.deps import SessionDep, StateDep
 from server.github.schemas import github_statuses_out, status_reports_of
 from server.models import Job
 from server.repos.service import get_repository
+from server.retention.notes import pruned_note
 
 router = APIRouter(prefix="/api", tags=["builds"])
 
@@ -80,14 +81,17 @@ def get_build(build_id: int, session: SessionDep) -> BuildDetailOut:
 @router.get(
     "/builds/{build_id}/jobs/{job_id}/steps/{step_index}/log",
     response_class=StreamingResponse,
-    responses={200: {"content": {"text/plain": {}}}},
+    responses={200: {"content": {"text/plain": {}}}, 410: {"description": "log pruned (retention)"}},
 )
-def step_log(build_id: int, job_id: int, step_index: int, state: StateDep) -> StreamingResponse:
+def step_log(build_id: int, job_id: int, step_index: int, state: StateDep) -> Response:
     # The log is streamed with its own session: it may be far larger than memory should hold.
     with state.session_factory() as session:
         job = session.get(Job, job_id)
         if job is None or job.build_id != build_id:
             raise HTTPException(404, f"job {job_id} of build {build_id} not found")
+        pruned = pruned_note(job.logs_pruned_at)
+    if pruned is not None:
+        return PlainTextResponse(pruned + "\n", status_code=410)
 
     def lines() -> Iterator[str]:
         # One write per stored chunk (hundreds of lines), not per line.

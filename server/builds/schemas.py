@@ -39,6 +39,8 @@ class JobOut(BaseModel):
     started_at: dt.datetime | None
     finished_at: dt.datetime | None
     duration_seconds: float | None
+    # Set when retention deleted this job's logs: its steps' logs read as "log pruned".
+    logs_pruned_at: dt.datetime | None = None
     steps: list[StepOut] = []
 
 

@@ -182,5 +182,8 @@ def build_logs(full_name: str, number: int) -> None:
         for job in found.jobs:
             for step in job.steps:
                 click.echo(f"--- {job.name} / {step.name} ({step.state.value})")
+                if job.logs_pruned_at is not None:
+                    click.echo(f"log pruned {job.logs_pruned_at:%Y-%m-%d} (retention)")
+                    continue
                 for _at, _stream, text in queries.log_lines(session, job.id, step.index):
                     sys.stdout.write(text + "\n")

@@ -80,8 +80,20 @@ def worker(concurrency: int, beat: bool, metrics_port: int | None) -> None:
 @click.option("--labels", help="Comma-separated labels this runner serves (default: docker; '*' for all).")
 @click.option("--concurrency", type=int, help="Jobs run at once (default 1).")
 @click.option("--name", help="Runner name (default: the host name).")
+@click.option(
+    "--min-free-disk",
+    help="Below this much free disk (e.g. 5G), remove the images, containers, networks, volumes, "
+    "workspaces and mirrors this runner made and no job needs "
+    "(GREENLIGHT_RUNNER_MIN_FREE_DISK; default: never).",
+)
 @click.pass_context
-def runner(context: click.Context, labels: str | None, concurrency: int | None, name: str | None) -> None:
+def runner(
+    context: click.Context,
+    labels: str | None,
+    concurrency: int | None,
+    name: str | None,
+    min_free_disk: str | None,
+) -> None:
     """Run jobs: needs GREENLIGHT_BROKER_URL, GREENLIGHT_SERVER_URL and GREENLIGHT_RUNNER_TOKEN only.
 
     SIGTERM drains (running jobs finish, no new ones are taken); SIGQUIT or Ctrl-C cancels them.
@@ -98,6 +110,8 @@ def runner(context: click.Context, labels: str | None, concurrency: int | None, 
         overrides["runner_concurrency"] = concurrency
     if name:
         overrides["runner_name"] = name
+    if min_free_disk:
+        overrides["runner_min_free_disk"] = min_free_disk
     run_runner(RunnerSettings(**overrides))  # type: ignore[arg-type]
 
 

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session, object_session
 
 from server.deploys.jobs import CHECK_STEP, DEPLOY_STEP, create_deploy_build
 from server.deploys.messages import report_after_commit
+from server.metrics import observe
 from server.models import (
     Build,
     BuildState,
@@ -153,6 +154,9 @@ def deploy_build_finished(session: Session, build_id: int, state: BuildState) ->
         sa.select(Environment).where(Environment.id == deployment.environment_id).with_for_update()
     ).one()
     _settle(session, environment, deployment, state)
+    observe.deployment_settled(
+        session, environment.name, deployment.state.value, deployment.started_at, deployment.finished_at
+    )
     announce_after_commit(session, advance(session, environment.id))
 
 

@@ -21,6 +21,7 @@ from server.deps import SessionDep, StateDep
 from server.logs import queries
 from server.logs.ansi import render_line
 from server.models import Job, JobState, Step, StepState
+from server.retention.notes import pruned_note
 
 router = APIRouter(prefix="/api/builds/{build_id}/jobs/{job_id}/steps/{step_index}/log", tags=["logs"])
 
@@ -29,21 +30,25 @@ KEEPALIVE_SECONDS = 15.0
 BATCH_LINES = 500
 
 
-def check_step(session: Session, build_id: int, job_id: int, step_index: int) -> None:
-    found = session.scalar(
-        sa.select(Step.id)
+def check_step(session: Session, build_id: int, job_id: int, step_index: int) -> str | None:
+    """404 for a step that does not exist; for one that does, why its log is gone (or None)."""
+    found = session.execute(
+        sa.select(Step.id, Job.logs_pruned_at)
         .join(Job, Job.id == Step.job_id)
         .where(Job.id == job_id, Job.build_id == build_id, Step.index == step_index)
-    )
+    ).first()
     if found is None:
         raise HTTPException(404, f"step {step_index} of job {job_id} of build {build_id} not found")
+    return pruned_note(found.logs_pruned_at)
 
 
-def rendered(line_range: queries.LineRange) -> dict[str, object]:
+def rendered(line_range: queries.LineRange, pruned: str | None = None) -> dict[str, object]:
+    """``pruned``: retention deleted the log ("log pruned …"); the lines are then empty."""
     return {
         "start": line_range.start,
         "total": line_range.total,
         "lines": [render_line(text) for text in line_range.lines],
+        "pruned": pruned,
     }
 
 
@@ -59,10 +64,10 @@ def log_lines(
 ) -> dict[str, object]:
     """Lines ``start``..``end`` (0-based, end exclusive, at most 5,000), or the last ``tail`` lines,
     each as ``[[text, classes], ...]``."""
-    check_step(session, build_id, job_id, step_index)
+    pruned = check_step(session, build_id, job_id, step_index)
     if tail is not None:
-        return rendered(queries.tail(session, job_id, step_index, tail))
-    return rendered(queries.lines_between(session, job_id, step_index, start, end))
+        return rendered(queries.tail(session, job_id, step_index, tail), pruned)
+    return rendered(queries.lines_between(session, job_id, step_index, start, end), pruned)
 
 
 @router.get("/search")
@@ -73,8 +78,8 @@ def log_search(
     session: SessionDep,
     q: Annotated[str, Query(min_length=1, max_length=200)],
 ) -> dict[str, object]:
-    check_step(session, build_id, job_id, step_index)
-    return {"query": q, "lines": list(queries.search(session, job_id, step_index, q))}
+    pruned = check_step(session, build_id, job_id, step_index)
+    return {"query": q, "lines": list(queries.search(session, job_id, step_index, q)), "pruned": pruned}
 
 
 def _read_new(

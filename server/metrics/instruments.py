@@ -17,6 +17,8 @@ if TYPE_CHECKING:
 
 WEBHOOK_SECONDS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 DISPATCH_SECONDS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0)
+# Deployments: a restart takes seconds, a rolling one of a fleet can take most of an hour.
+DEPLOYMENT_SECONDS = (5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1200.0, 1800.0, 3600.0)
 JOB_SECONDS = (1.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1200.0, 1800.0, 3600.0, 7200.0, 10800.0)
 
 
@@ -31,6 +33,7 @@ class Instruments:
     log_bytes: Counter
     log_lines: Counter
     github_calls: Counter
+    deployment_seconds: Histogram
 
 
 @lru_cache(maxsize=1)
@@ -76,6 +79,13 @@ def instruments() -> Instruments:
             "greenlight_github_api_calls",
             "GitHub API requests, by outcome (ok, rate_limited, transient, permanent)",
             ["outcome"],
+            registry=registry,
+        ),
+        deployment_seconds=Histogram(
+            "greenlight_deployment_seconds",
+            "Run time of deployments that ran (started to settled), by environment and outcome",
+            ["environment", "outcome"],
+            buckets=DEPLOYMENT_SECONDS,
             registry=registry,
         ),
     )

@@ -52,6 +52,20 @@ def log_stored(session: Session, lines: int, size: int) -> None:
     after_commit(session, count)
 
 
+def deployment_settled(
+    session: Session,
+    environment: str,
+    outcome: str,
+    started_at: dt.datetime | None,
+    finished_at: dt.datetime | None,
+) -> None:
+    """A deployment that ran has its outcome (its counts by state are read from the database)."""
+    if started_at is None or finished_at is None:
+        return
+    ran = max((as_utc(finished_at) - as_utc(started_at)).total_seconds(), 0.0)
+    after_commit(session, lambda: instruments().deployment_seconds.labels(environment, outcome).observe(ran))
+
+
 def github_call(outcome: str) -> None:
     instruments().github_calls.labels(outcome).inc()
 

@@ -1,21 +1,22 @@
 """What is, read from the database at scrape time: builds and jobs by state, the queue's depth
-and oldest job by label set, runners by state. A handful of GROUP BYs over indexed columns
-(``ix_builds_state``, the partial index over queued jobs), cached for a few seconds so several
-scrapers or a fast scrape interval cost the database no more."""
+and oldest job by label set, runners by state, deployments by environment and state. A handful
+of GROUP BYs over indexed columns (``ix_builds_state``, the partial index over queued jobs) and
+the small deployments table, cached for a few seconds so several scrapers or a fast scrape
+interval cost the database no more."""
 
 from __future__ import annotations
 
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import sqlalchemy as sa
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from sqlalchemy import Engine
 
-from server.models import Build, Job, JobState, Runner, RunnerState
+from server.models import Build, Deployment, Environment, Job, JobState, Repository, Runner, RunnerState
 from server.models.base import as_utc, utcnow
 
 CACHE_SECONDS = 5.0
@@ -28,6 +29,9 @@ class Snapshot:
     queue: dict[str, tuple[int, float]]  # label set -> (depth, age of the oldest in seconds)
     runners: dict[str, int]
     free_disk: dict[str, int]  # live runner name -> free bytes on its work directory
+    # (repository, environment, state) -> deployments; (repository, environment) -> healthy
+    deployments: dict[tuple[str, str, str], int] = field(default_factory=dict)
+    environments: dict[tuple[str, str], bool] = field(default_factory=dict)
 
 
 def read_snapshot(engine: Engine, runner_lost_seconds: float) -> Snapshot:
@@ -43,6 +47,7 @@ def read_snapshot(engine: Engine, runner_lost_seconds: float) -> Snapshot:
         runners = connection.execute(
             sa.select(Runner.name, Runner.state, Runner.last_seen_at, Runner.free_disk_bytes)
         ).all()
+        deployments, environments = read_deployments(connection)
     queue: dict[str, tuple[int, float]] = {}
     for labels, count, oldest in queued:
         key = ",".join(sorted(labels or []))  # SQLite groups JSON text; the same set may come twice
@@ -62,6 +67,30 @@ def read_snapshot(engine: Engine, runner_lost_seconds: float) -> Snapshot:
         queue=queue,
         runners=by_state,
         free_disk=free_disk,
+        deployments=deployments,
+        environments=environments,
+    )
+
+
+def read_deployments(
+    connection: sa.Connection,
+) -> tuple[dict[tuple[str, str, str], int], dict[tuple[str, str], bool]]:
+    """Deployments by repository, environment and state, and each environment's health. A few
+    rows per environment: the deployments table grows by one row per deploy."""
+    by_state = connection.execute(
+        sa.select(Repository.full_name, Environment.name, Deployment.state, sa.func.count())
+        .join(Environment, Environment.id == Deployment.environment_id)
+        .join(Repository, Repository.id == Environment.repository_id)
+        .group_by(Repository.full_name, Environment.name, Deployment.state)
+    ).all()
+    health = connection.execute(
+        sa.select(Repository.full_name, Environment.name, Environment.healthy).join(
+            Repository, Repository.id == Environment.repository_id
+        )
+    ).all()
+    return (
+        {(repo, env, str(state)): count for repo, env, state, count in by_state},
+        {(repo, env): bool(healthy) for repo, env, healthy in health},
     )
 
 
@@ -113,6 +142,26 @@ class StateCollector(Collector):
         for name, free in sorted(snapshot.free_disk.items()):
             disk.add_metric([name], free)
         yield disk
+        yield from _deployment_families(snapshot)
+
+
+def _deployment_families(snapshot: Snapshot) -> Iterator[Metric]:
+    deployments = GaugeMetricFamily(
+        "greenlight_deployments",
+        "Deployments by repository, environment and state (read from the database)",
+        labels=["repository", "environment", "state"],
+    )
+    for (repo, env, state), count in sorted(snapshot.deployments.items()):
+        deployments.add_metric([repo, env, state], count)
+    yield deployments
+    healthy = GaugeMetricFamily(
+        "greenlight_environment_healthy",
+        "1 while an environment's last post-deploy check passed (or it has none), else 0",
+        labels=["repository", "environment"],
+    )
+    for (repo, env), ok in sorted(snapshot.environments.items()):
+        healthy.add_metric([repo, env], 1 if ok else 0)
+    yield healthy
 
 
 def _by(name: str, documentation: str, label: str, values: dict[str, int]) -> GaugeMetricFamily:

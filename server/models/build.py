@@ -187,6 +187,8 @@ class Job(Base):
     # Set on deploy jobs only (by the server, never from the pipeline file): the environment whose
     # scoped secrets the job's steps may get.
     environment: Mapped[str | None] = mapped_column(sa.String(100))
+    # Set when retention deleted the job's logs: pages and the API say "log pruned", not nothing.
+    logs_pruned_at: Mapped[dt.datetime | None]
 
     build: Mapped[Build] = relationship(back_populates="jobs")
     steps: Mapped[list[Step]] = relationship(back_populates="job", order_by="Step.index")

@@ -68,6 +68,7 @@ def job_for_token(session: Session, job_id: int, token: str, *, lock: bool = Fal
 def append_log(session: Session, job: Job, batch: LogBatch) -> None:
     _step(session, job, batch.step_index)
     insert = insert_for(session)
+    text_bytes = sum(len(line.text.encode()) for line in batch.lines)
     stored = (
         session.connection()
         .execute(
@@ -78,6 +79,7 @@ def append_log(session: Session, job: Job, batch: LogBatch) -> None:
                 seq=batch.seq,
                 line_count=len(batch.lines),
                 lines=[[line.at, line.stream, line.text] for line in batch.lines],
+                text_bytes=text_bytes,
                 created_at=utcnow(),
             )
             .on_conflict_do_nothing(index_elements=["job_id", "step_index", "seq"])
@@ -86,7 +88,7 @@ def append_log(session: Session, job: Job, batch: LogBatch) -> None:
         .scalar_one_or_none()
     )
     if stored is not None:  # a retried batch is stored, and counted, once
-        observe.log_stored(session, len(batch.lines), sum(len(line.text.encode()) for line in batch.lines))
+        observe.log_stored(session, len(batch.lines), text_bytes)
 
 
 def start_step(session: Session, job: Job, report: StepStarted) -> None:

@@ -1,41 +1,22 @@
-"""Pruning old build logs on real Postgres: old ones go, the latest of each branch and young or
-unfinished ones stay."""
+"""Pruning build logs on real Postgres, by age and by a size budget: old ones go, oldest first; the
+latest build of each ref, builds of deployed commits and unfinished builds keep theirs."""
 
 from __future__ import annotations
 
 import datetime as dt
 
 import pytest
-import sqlalchemy as sa
-from click.testing import CliRunner
 from sqlalchemy.orm import Session, sessionmaker
 
-from server.cli.main import cli
-from server.models import Build, BuildState, Job, LogChunk
-from server.models.base import utcnow
-from server.retention.logs import prune_logs
+from server.models import Build, BuildState, DeploymentState, Job
+from server.retention.logs import RetentionPolicy, prune_logs, stored_log_bytes
 from tests import factories
+from tests.retention.conftest import CHUNKS, build_with_logs, deployment, environment, log_bytes_of
 
 pytestmark = pytest.mark.integration
 
-
-def build_with_logs(session: Session, repo: object, branch: str, state: BuildState, days_ago: float) -> Build:
-    build = factories.build(session, repo, branch=branch)  # type: ignore[arg-type]
-    build.state = state
-    build.finished_at = None if state is BuildState.running else utcnow() - dt.timedelta(days=days_ago)
-    job = factories.job(session, build, steps=1)
-    for seq in range(3):
-        session.add(
-            LogChunk(job_id=job.id, step_index=0, seq=seq, line_count=1, lines=[[1.0, "stdout", "x"]])
-        )
-    session.flush()
-    return build
-
-
-def chunks_of(session: Session, build: Build) -> int:
-    return session.scalar(
-        sa.select(sa.func.count()).select_from(LogChunk).join(Job).where(Job.build_id == build.id)
-    )
+PER_BUILD = CHUNKS * 99
+DAYS_30 = RetentionPolicy(older_than=dt.timedelta(days=30))
 
 
 def test_old_logs_go_and_the_latest_build_of_each_branch_keeps_its_own(
@@ -49,29 +30,127 @@ def test_old_logs_go_and_the_latest_build_of_each_branch_keeps_its_own(
     only_feature = build_with_logs(session, repo, "feature", BuildState.failed, 90)
     session.commit()
 
-    assert prune_logs(session_factory, dt.timedelta(days=30), dry_run=True).chunks == 3
-    result = prune_logs(session_factory, dt.timedelta(days=30))
-    assert (result.builds, result.chunks) == (1, 3)
+    dry = prune_logs(session_factory, DAYS_30, dry_run=True)
+    assert (dry.builds, dry.chunks, dry.bytes) == (1, CHUNKS, PER_BUILD)
+    assert [(p.build_id, p.why) for p in dry.examples] == [(old.id, "age")]
+    result = prune_logs(session_factory, DAYS_30)
+    assert (result.builds, result.chunks, result.bytes) == (1, CHUNKS, PER_BUILD)
     session.expire_all()
-    assert chunks_of(session, old) == 0
+    assert log_bytes_of(session, old) == 0
     for kept in (old_running, young, latest_main, only_feature):
-        assert chunks_of(session, kept) == 3
-    # The build itself, its jobs and steps stay: only the log text goes.
-    assert session.get(Build, old.id) is not None
-    assert prune_logs(session_factory, dt.timedelta(days=30)).chunks == 0
+        assert log_bytes_of(session, kept) == PER_BUILD
+    # The build, its jobs and steps stay, marked: only the log text goes.
+    job = session.get(Build, old.id).jobs[0]  # type: ignore[union-attr]
+    assert job.logs_pruned_at is not None and len(job.steps) == 1
+    assert session.get(Build, young.id).jobs[0].logs_pruned_at is None  # type: ignore[union-attr]
+    assert prune_logs(session_factory, DAYS_30).chunks == 0
 
 
-def test_the_command_refuses_a_malformed_age_and_reports_what_it_did(
-    database_url: str, session_factory: sessionmaker[Session], monkeypatch: pytest.MonkeyPatch
+def test_a_size_budget_deletes_the_oldest_logs_first_until_the_rest_fits(
+    session: Session, session_factory: sessionmaker[Session]
 ) -> None:
-    from server.config import get_settings
+    repo = factories.repository(session)
+    builds = [build_with_logs(session, repo, "main", BuildState.passed, 1) for _ in range(6)]
+    session.commit()
+    assert stored_log_bytes(session) == 6 * PER_BUILD
 
-    monkeypatch.setenv("GREENLIGHT_DATABASE_URL", database_url)
-    get_settings.cache_clear()
-    try:
-        bad = CliRunner().invoke(cli, ["prune", "--logs-older-than", "soon"])
-        assert bad.exit_code != 0 and "not an age like 30d" in bad.output
-        done = CliRunner().invoke(cli, ["prune", "--logs-older-than", "12h"])
-        assert done.exit_code == 0 and "deleted 0 log chunks of 0 builds" in done.stdout
-    finally:
-        get_settings.cache_clear()
+    # Room for 3.5 builds: the three oldest go, and nothing more.
+    budget = RetentionPolicy(max_bytes=int(3.5 * PER_BUILD))
+    dry = prune_logs(session_factory, budget, dry_run=True)
+    assert [p.build_id for p in dry.examples] == [b.id for b in builds[:3]]
+    assert (dry.bytes_before, dry.bytes_after) == (6 * PER_BUILD, 3 * PER_BUILD)
+    assert stored_log_bytes(session) == 6 * PER_BUILD  # a dry run deletes nothing
+
+    result = prune_logs(session_factory, budget)
+    assert [p.why for p in result.examples] == ["size"] * 3
+    session.expire_all()
+    assert [log_bytes_of(session, b) for b in builds] == [0, 0, 0, PER_BUILD, PER_BUILD, PER_BUILD]
+    assert stored_log_bytes(session) == 3 * PER_BUILD
+    assert prune_logs(session_factory, budget).builds == 0  # already under the budget
+
+
+def test_age_then_size_and_a_dry_run_that_counts_each_build_once(
+    session: Session, session_factory: sessionmaker[Session]
+) -> None:
+    repo = factories.repository(session)
+    old = [build_with_logs(session, repo, "main", BuildState.passed, 40) for _ in range(2)]
+    young = [build_with_logs(session, repo, "main", BuildState.passed, 1) for _ in range(3)]
+    session.commit()
+    policy = RetentionPolicy(older_than=dt.timedelta(days=30), max_bytes=2 * PER_BUILD)
+
+    dry = prune_logs(session_factory, policy, dry_run=True)
+    assert [(p.build_id, p.why) for p in dry.examples] == [
+        (old[0].id, "age"),
+        (old[1].id, "age"),
+        (young[0].id, "size"),
+    ]
+    result = prune_logs(session_factory, policy)
+    assert [(p.build_id, p.why) for p in result.examples] == [(p.build_id, p.why) for p in dry.examples]
+    assert (
+        (result.bytes, result.bytes_after) == (dry.bytes, dry.bytes_after) == (3 * PER_BUILD, 2 * PER_BUILD)
+    )
+
+
+def test_logs_of_deployed_commits_and_unfinished_builds_stay_whatever_the_budget(
+    session: Session, session_factory: sessionmaker[Session]
+) -> None:
+    repo = factories.repository(session)
+    staging, production = environment(session, repo, "staging"), environment(session, repo, "production")
+    earlier = build_with_logs(session, repo, "main", BuildState.passed, 90, sha="1" * 40)
+    succeeded = build_with_logs(session, repo, "main", BuildState.passed, 80, sha="2" * 40)
+    live_unhealthy = build_with_logs(session, repo, "staging", BuildState.passed, 70, sha="3" * 40)
+    # The deploy build of the live commit (it shares the ref of pushes to main, yet counts apart).
+    deploy_build = build_with_logs(session, repo, "main", BuildState.passed, 60, sha="2" * 40, event="deploy")
+    queued = build_with_logs(session, repo, "main", BuildState.queued, 50)
+    plain_old = build_with_logs(session, repo, "main", BuildState.failed, 40)
+    build_with_logs(session, repo, "main", BuildState.passed, 0)  # latest of main
+    build_with_logs(session, repo, "staging", BuildState.passed, 0)  # latest of staging
+    deployment(session, production, earlier, DeploymentState.succeeded)  # superseded since
+    deployment(session, production, succeeded, DeploymentState.succeeded, live=True)
+    # Live on staging although its post-deploy check failed (staging has no success at all).
+    deployment(session, staging, live_unhealthy, DeploymentState.failed, live=True)
+    session.commit()
+
+    result = prune_logs(session_factory, RetentionPolicy(older_than=dt.timedelta(days=1), max_bytes=0))
+    assert sorted(p.build_id for p in result.examples) == sorted([earlier.id, plain_old.id])
+    assert result.bytes_after > 0  # over the budget: all that is left keeps its logs
+    session.expire_all()
+    for kept in (succeeded, live_unhealthy, deploy_build, queued):
+        assert log_bytes_of(session, kept) == PER_BUILD, kept.id
+    assert log_bytes_of(session, earlier) == 0
+
+
+def test_a_newer_deploy_build_does_not_make_the_latest_push_of_its_branch_old(
+    session: Session, session_factory: sessionmaker[Session]
+) -> None:
+    repo = factories.repository(session)
+    push = build_with_logs(session, repo, "main", BuildState.passed, 60)
+    build_with_logs(session, repo, "main", BuildState.passed, 50, sha="9" * 40, event="deploy")
+    newest_deploy = build_with_logs(
+        session, repo, "main", BuildState.failed, 40, sha="8" * 40, event="deploy"
+    )
+    session.commit()
+    result = prune_logs(session_factory, DAYS_30)
+    assert result.builds == 1  # the older deploy build only
+    session.expire_all()
+    assert log_bytes_of(session, push) == PER_BUILD
+    assert log_bytes_of(session, newest_deploy) == PER_BUILD
+
+
+def test_a_chunk_stored_through_the_runner_api_knows_its_size(
+    session: Session, session_factory: sessionmaker[Session]
+) -> None:
+    from runner.spec import LogBatch, LogLine
+    from server.queue.reports import append_log
+
+    repo = factories.repository(session)
+    job: Job = factories.job(session, factories.build(session, repo), steps=1)
+    session.commit()
+    batch = LogBatch(
+        step_index=0,
+        seq=0,
+        lines=[LogLine(at=1.0, stream="stdout", text="héllo"), LogLine(at=2.0, stream="stderr", text="✓")],
+    )
+    with session_factory.begin() as writing:
+        append_log(writing, writing.get(Job, job.id), batch)  # type: ignore[arg-type]
+    assert stored_log_bytes(session) == len("héllo".encode()) + len("✓".encode()) == 9
