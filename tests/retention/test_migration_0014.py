@@ -3,46 +3,19 @@ text, on Postgres and on SQLite."""
 
 from __future__ import annotations
 
-import datetime as dt
 import os
 from pathlib import Path
-from typing import Any
 
 import pytest
 import sqlalchemy as sa
 from alembic import command
-from sqlalchemy.dialects import postgresql
 
 from server.migrate import alembic_config, upgrade_to_head
 from tests.support import services
+from tests.support.old_schema import insert_row
 
 LINES = [[1.0, "stdout", "héllo"], [2.0, "stderr", "✓ done"], [3.0, "stdout", ""]]
 EXPECTED = len("héllo".encode()) + len("✓ done".encode())
-
-
-def _value_for(column: sa.Column[Any]) -> object:
-    """Something acceptable for a required column of the reflected (older) schema."""
-    kind = column.type
-    if isinstance(kind, sa.Boolean):
-        return False
-    if isinstance(kind, sa.Integer | sa.Float | sa.Numeric):
-        return 1
-    if isinstance(kind, sa.DateTime):
-        return dt.datetime.now(dt.UTC)
-    if isinstance(kind, postgresql.ARRAY):
-        return ["docker"]
-    if isinstance(kind, sa.JSON):
-        return {}
-    return "x"
-
-
-def _insert(connection: sa.Connection, table: sa.Table, **given: object) -> None:
-    row = dict(given)
-    for column in table.columns:
-        required = not column.nullable and column.server_default is None and column.autoincrement is not True
-        if column.name not in row and required and not column.primary_key:
-            row[column.name] = _value_for(column)
-    connection.execute(table.insert().values(**row))
 
 
 def upgrade_with_a_log_then_to_head(url: str) -> int:
@@ -52,12 +25,12 @@ def upgrade_with_a_log_then_to_head(url: str) -> int:
         tables = sa.MetaData()
         tables.reflect(engine)
         with engine.begin() as connection:
-            _insert(connection, tables.tables["repositories"], id=1, full_name="a/b")
-            _insert(connection, tables.tables["builds"], id=1, repository_id=1, number=1)
-            _insert(connection, tables.tables["jobs"], id=1, build_id=1, labels=["docker"], env={})
+            insert_row(connection, tables.tables["repositories"], id=1, full_name="a/b")
+            insert_row(connection, tables.tables["builds"], id=1, repository_id=1, number=1)
+            insert_row(connection, tables.tables["jobs"], id=1, build_id=1, labels=["docker"], env={})
             chunks = tables.tables["log_chunks"]
-            _insert(connection, chunks, id=1, job_id=1, step_index=0, seq=0, line_count=3, lines=LINES)
-            _insert(connection, chunks, id=2, job_id=1, step_index=0, seq=1, line_count=0, lines=[])
+            insert_row(connection, chunks, id=1, job_id=1, step_index=0, seq=0, line_count=3, lines=LINES)
+            insert_row(connection, chunks, id=2, job_id=1, step_index=0, seq=1, line_count=0, lines=[])
         upgrade_to_head(url)
         with engine.connect() as connection:
             sizes = connection.execute(sa.text("SELECT id, text_bytes FROM log_chunks ORDER BY id")).all()
