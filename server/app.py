@@ -12,6 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy.exc import DBAPIError
+from starlette.types import ASGIApp
 
 from server import __version__
 from server.builds.actions import router as build_actions_router
@@ -37,12 +38,21 @@ from server.web.badges import router as badges_router
 from server.web.deploy_actions import router as deploy_actions_router
 from server.web.login import router as login_router
 from server.web.pages import router as pages_router
-from server.web.security import SecurityHeaders
+from server.web.security import SecurityHeaders, security_headers
 from server.web.session import LoginRequired, login_url, reader
 from server.webhooks.endpoints import router as webhooks_router
 from server.worker.celery_app import make_celery
 
 logger = logging.getLogger(__name__)
+
+
+class GreenlightApp(FastAPI):
+    """FastAPI, with the runner API's two hot routes in front of all of it (``hot_routes``)."""
+
+    def build_middleware_stack(self) -> ASGIApp:
+        state: AppState = self.state.greenlight
+        headers = security_headers(https=state.settings.public_url.startswith("https://"))
+        return HotRunnerRoutes(super().build_middleware_stack(), state=state, headers=headers)
 
 
 def create_app(settings: Settings, transport: Transport | None = None) -> FastAPI:
@@ -58,7 +68,7 @@ def create_app(settings: Settings, transport: Transport | None = None) -> FastAP
         if isinstance(app.state.greenlight.transport, BackgroundTransport):
             app.state.greenlight.transport.close()
 
-    app = FastAPI(title="Greenlight", version=__version__, lifespan=lifespan)
+    app = GreenlightApp(title="Greenlight", version=__version__, lifespan=lifespan)
     app.state.greenlight = AppState(
         settings=settings,
         engine=engine,
@@ -91,8 +101,6 @@ def create_app(settings: Settings, transport: Transport | None = None) -> FastAP
     def sign_in_first(_request: Request, error: LoginRequired) -> RedirectResponse:
         return RedirectResponse(login_url(error.next_url), status_code=303)
 
-    # Added first, so it runs inside SecurityHeaders (its replies get the same headers).
-    app.add_middleware(HotRunnerRoutes, state=app.state.greenlight)
     app.add_middleware(SecurityHeaders, https=settings.public_url.startswith("https://"))
     # Reading needs a sign-in when GREENLIGHT_PUBLIC=false (webhooks and the runner API have their own auth).
     readers = [Depends(reader)]

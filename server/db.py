@@ -9,11 +9,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-import psycopg
-from psycopg.rows import namedtuple_row
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 _AFTER_COMMIT_KEY = "greenlight.after_commit"
@@ -85,22 +82,9 @@ def session_scope(factory: sessionmaker[Session]) -> Iterator[Session]:
 
 
 def postgres_first_row(session: Session, sql: str, params: dict[str, Any]) -> Any | None:
-    """Run ``sql`` (psycopg's ``%(name)s`` placeholders) in the session's transaction, straight
-    on the driver's connection, prepared on the server, and return its first row (a named tuple)
-    or None. For the queue's hot path only, where SQLAlchemy's per-statement work (compiling,
-    caching, result metadata) cost as much CPU as the statement itself; values come back as
-    psycopg makes them, as from a ``text()`` statement. Errors are SQLAlchemy's, as from
-    ``session.execute`` (a lost connection is invalidated, so the pool never hands it out again)."""
-    connection = session.connection()
-    driver = connection.connection.driver_connection
-    try:
-        with driver.cursor(row_factory=namedtuple_row) as cursor:
-            cursor.execute(sql, params, prepare=True)
-            return cursor.fetchone()
-    except psycopg.Error as error:
-        lost = driver.broken or driver.closed
-        if lost:
-            connection.invalidate()
-        raise DBAPIError.instance(
-            sql, params, error, psycopg.Error, hide_parameters=True, connection_invalidated=lost
-        ) from error
+    """Run ``sql`` (psycopg's ``%(name)s`` placeholders) in the session's transaction as the
+    driver's own SQL, and return its first row or None. For the queue's hot path, where
+    SQLAlchemy compiling a ``text()`` statement and caching it cost as much CPU as the statement
+    itself; psycopg prepares it on the server after a few runs. Errors are handled as for any
+    statement (a lost connection invalidates the pool, a 503 follows)."""
+    return session.connection().exec_driver_sql(sql, params).first()

@@ -6,9 +6,9 @@ costs a walk of the middleware stack and the route table, dependency solving, va
 two hand-offs to a worker thread: about as much CPU as the queue's own SQL. This pure-ASGI
 middleware answers exactly those two requests itself: it reads the body, validates it with the
 same pydantic models, runs the same functions (``job_cycle``) in one worker thread and writes
-the same replies, status codes and error bodies. Everything else, and the OpenAPI document,
-stays with the FastAPI routes in ``runner_api``. It sits inside ``SecurityHeaders``, so the
-replies carry the same headers.
+the same replies, status codes, error bodies and security headers. Everything else, and the
+OpenAPI document, stays with the FastAPI routes in ``runner_api``. It wraps the whole FastAPI
+app (``server.app.GreenlightApp``), so these two requests skip its middleware too.
 """
 
 from __future__ import annotations
@@ -32,13 +32,17 @@ from server.queue import job_cycle
 # Far above any claim or job end (a reason is at most a few KiB): a bigger body is refused unread.
 MAX_BODY_BYTES = 1 << 20
 _FINISH_PATH = re.compile(r"/api/runner/jobs/([0-9]{1,18})/finish")
-_JSON = [(b"content-type", b"application/json")]
+_JSON = (b"content-type", b"application/json")
+_BEARER_CHALLENGE = (b"www-authenticate", b"Bearer")
 
 
 class HotRunnerRoutes:
-    def __init__(self, app: ASGIApp, *, state: AppState) -> None:
+    def __init__(self, app: ASGIApp, *, state: AppState, headers: list[tuple[bytes, bytes]]) -> None:
+        """``headers``: those every other reply gets from ``SecurityHeaders``."""
         self.app = app
         self.state = state
+        self.headers = headers
+        self.json_headers = [_JSON, *headers]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] == "POST":
@@ -69,31 +73,38 @@ class HotRunnerRoutes:
     ) -> None:
         body = await _read_body(receive)
         if body is None:
-            await _reply(send, 413, {"detail": "request body too large"})
+            await self._reply(send, 413, {"detail": "request body too large"})
             return
         token = _bearer_token(scope)
         if token is None:
-            await _reply(send, 401, {"detail": "missing bearer token"}, [(b"www-authenticate", b"Bearer")])
+            await self._reply(
+                send, 401, {"detail": "missing bearer token"}, [(b"www-authenticate", b"Bearer")]
+            )
             return
         try:
             request = _validated(model, body)
         except _InvalidBody as invalid:
-            await _reply(send, 422, {"detail": invalid_input_detail(invalid.errors)})
+            await self._reply(send, 422, {"detail": invalid_input_detail(invalid.errors)})
             return
         try:
             claimed = await to_thread.run_sync(work, token, request)
         except job_cycle.Refused as refused:
-            await _reply(send, refused.status, {"detail": refused.detail})
+            await self._reply(send, refused.status, {"detail": refused.detail})
             return
         except DBAPIError as error:
             status, detail = database_error_reply(error)
-            await _reply(send, status, {"detail": detail})
+            await self._reply(send, status, {"detail": detail})
             return
         if claimed is None:
-            await send({"type": "http.response.start", "status": 204, "headers": []})
+            await send({"type": "http.response.start", "status": 204, "headers": self.headers})
             await send({"type": "http.response.body", "body": b""})
             return
-        await _send(send, 200, claimed.model_dump_json().encode(), _JSON)
+        await _send(send, 200, claimed.model_dump_json().encode(), self.json_headers)
+
+    async def _reply(
+        self, send: Send, status: int, content: dict[str, Any], extra: list[tuple[bytes, bytes]] | None = None
+    ) -> None:
+        await _send(send, status, json.dumps(content).encode(), self.json_headers + (extra or []))
 
 
 class _InvalidBody(Exception):
@@ -156,12 +167,6 @@ def _bearer_token(scope: Scope) -> str | None:
                 return token
             return None
     return None
-
-
-async def _reply(
-    send: Send, status: int, content: dict[str, Any], headers: list[tuple[bytes, bytes]] | None = None
-) -> None:
-    await _send(send, status, json.dumps(content).encode(), _JSON + (headers or []))
 
 
 async def _send(send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]]) -> None:

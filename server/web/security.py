@@ -19,10 +19,14 @@ HEADERS = [
 ]
 
 
+def security_headers(*, https: bool) -> list[tuple[bytes, bytes]]:
+    return HEADERS + ([(b"strict-transport-security", b"max-age=31536000")] if https else [])
+
+
 class SecurityHeaders:
     def __init__(self, app: ASGIApp, *, https: bool) -> None:
         self.app = app
-        self.headers = HEADERS + ([(b"strict-transport-security", b"max-age=31536000")] if https else [])
+        self.headers = security_headers(https=https)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
