@@ -77,9 +77,7 @@ class HotRunnerRoutes:
             return
         token = _bearer_token(scope)
         if token is None:
-            await self._reply(
-                send, 401, {"detail": "missing bearer token"}, [(b"www-authenticate", b"Bearer")]
-            )
+            await self._reply(send, 401, {"detail": "missing bearer token"}, [_BEARER_CHALLENGE])
             return
         try:
             request = _validated(model, body)
