@@ -36,10 +36,12 @@ from server.secrets.endpoints import router as secrets_router
 from server.web.actions import router as web_actions_router
 from server.web.badges import router as badges_router
 from server.web.deploy_actions import router as deploy_actions_router
+from server.web.lean import LeanRoutes
 from server.web.login import router as login_router
 from server.web.pages import router as pages_router
 from server.web.security import SecurityHeaders
 from server.web.session import LoginRequired, login_url, reader
+from server.webhooks.endpoints import receive_webhook
 from server.webhooks.endpoints import router as webhooks_router
 from server.worker.celery_app import make_celery
 
@@ -102,6 +104,8 @@ def create_app(settings: Settings, transport: Transport | None = None) -> FastAP
     def sign_in_first(_request: Request, error: LoginRequired) -> RedirectResponse:
         return RedirectResponse(login_url(error.next_url), status_code=303)
 
+    # Added before SecurityHeaders, so inside it: lean routes' replies get the same headers.
+    app.add_middleware(LeanRoutes, routes={("POST", "/webhooks/github"): receive_webhook})
     app.add_middleware(SecurityHeaders, https=settings.public_url.startswith("https://"))
     # Reading needs a sign-in when GREENLIGHT_PUBLIC=false (webhooks and the runner API have their own auth).
     readers = [Depends(reader)]
