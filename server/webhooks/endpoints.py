@@ -7,12 +7,15 @@ work. The FastAPI route below documents the endpoint in the OpenAPI document and
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import re
 import time
+import weakref
 from typing import Any
 
+import anyio
 import anyio.to_thread
 from fastapi import APIRouter, Request, Response
 from sqlalchemy.exc import DBAPIError, OperationalError
@@ -37,6 +40,14 @@ from server.webhooks.signature import signature_is_valid
 
 router = APIRouter(tags=["webhooks"])
 logger = logging.getLogger(__name__)
+
+# Deliveries stored at once per process: fewer than the pool's connections (20), so a burst never
+# opens overflow connections (a new Postgres backend costs more than a delivery), and enough to
+# keep Postgres' group commit fed while each one waits for its WAL flush.
+STORE_CONCURRENCY = 16
+_limiters: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, anyio.CapacityLimiter] = (
+    weakref.WeakKeyDictionary()
+)
 
 _HEADER_VALUE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 _HEADERS = {
@@ -118,8 +129,9 @@ async def _receive(state: AppState, headers: dict[str, str], receive: Receive) -
 
     try:
         result = await anyio.to_thread.run_sync(
-            _store, state, headers["X-GitHub-Hook-ID"], delivery_id, event, payload, parsed
-        )
+            _store, state, headers["X-GitHub-Hook-ID"], delivery_id, event, payload, parsed,
+            limiter=_store_limiter(),
+        )  # fmt: skip
     except (OperationalError, DBAPIError) as error:
         # Never 2xx without a stored row: GitHub shows the failure and the delivery can be redelivered.
         logger.error("webhook delivery %s not stored: database unavailable: %s", delivery_id, error)
@@ -128,6 +140,15 @@ async def _receive(state: AppState, headers: dict[str, str], receive: Receive) -
         "delivery %s (%s): %s", delivery_id, event, result.message, extra={"build_id": result.build_id}
     )
     return _reply(result.status_code, result.message, build_id=result.build_id)
+
+
+def _store_limiter() -> anyio.CapacityLimiter:
+    """One limiter per event loop (a test may serve one app from several loops in turn)."""
+    loop = asyncio.get_running_loop()
+    limiter = _limiters.get(loop)
+    if limiter is None:
+        limiter = _limiters[loop] = anyio.CapacityLimiter(STORE_CONCURRENCY)
+    return limiter
 
 
 def _store(
