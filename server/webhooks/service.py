@@ -41,7 +41,8 @@ def receive_in_one_statement(
     """The common case on a bare connection (no ORM session), committed here: a new build that
     waits for planning, or a plain redelivery. None (nothing written) when ``receive_delivery``
     must decide. Only for an event ``one_statement_applies`` to."""
-    with engine.begin() as connection:
+    # One statement is its own transaction: autocommit spares the BEGIN and COMMIT round trips.
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
         stored = store_in_one_statement(connection, hook_id=hook_id, delivery_id=delivery_id, event=event)
     if stored is None:
         return None
