@@ -43,6 +43,7 @@ from server.web.security import SecurityHeaders
 from server.web.session import LoginRequired, login_url, reader
 from server.webhooks.endpoints import receive_webhook
 from server.webhooks.endpoints import router as webhooks_router
+from server.webhooks.statement_pool import close_statement_pool
 from server.worker.celery_app import make_celery
 
 logger = logging.getLogger(__name__)
@@ -58,6 +59,7 @@ def create_app(settings: Settings, transport: Transport | None = None) -> FastAP
         writer.start()
         yield
         writer.stop()
+        await close_statement_pool(app)
         if isinstance(app.state.greenlight.transport, BackgroundTransport):
             app.state.greenlight.transport.close()
 

@@ -17,6 +17,7 @@ from typing import Any
 
 import anyio
 import anyio.to_thread
+import psycopg
 from fastapi import APIRouter, Request, Response
 from sqlalchemy.exc import DBAPIError, OperationalError
 from starlette.types import Receive, Scope, Send
@@ -26,25 +27,25 @@ from server.db import after_commit, session_scope
 from server.deps import AppState
 from server.metrics.observe import delivery_answered
 from server.web.lean import BodyTooLarge, json_body, read_body, send_json
-from server.webhooks.events import MalformedPayload, PushEvent
+from server.webhooks.events import MalformedPayload
 from server.webhooks.service import (
     DeliveryResult,
     Parsed,
-    PullRequestEvent,
     one_statement_applies,
     parse_delivery,
     receive_delivery,
     receive_in_one_statement,
 )
 from server.webhooks.signature import signature_is_valid
+from server.webhooks.statement_pool import statement_pool
 
 router = APIRouter(tags=["webhooks"])
 logger = logging.getLogger(__name__)
 
-# Deliveries stored at once per process: fewer than the pool's connections (20), so a burst never
-# opens overflow connections (a new Postgres backend costs more than a delivery), and enough to
-# keep Postgres' group commit fed while each one waits for its WAL flush.
-STORE_CONCURRENCY = 16
+# Deliveries the general path (ORM, worker threads) stores at once per process: fewer than the
+# ORM pool's 20 connections, so a burst never opens overflow connections (a new Postgres backend
+# costs more than a delivery). The common case does not count here: it runs on statement_pool.py.
+STORE_CONCURRENCY = 8
 _limiters: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, anyio.CapacityLimiter] = (
     weakref.WeakKeyDictionary()
 )
@@ -86,8 +87,7 @@ async def receive_webhook(scope: Scope, receive: Receive, send: Send) -> None:
         key = _HEADERS.get(name)
         if key is not None and key not in headers:  # the first one counts, as in Starlette
             headers[key] = value.decode("latin-1")
-    state: AppState = scope["app"].state.greenlight
-    status_code, body = await _receive(state, headers, receive)
+    status_code, body = await _receive(scope["app"], headers, receive)
     delivery_answered(headers.get("X-GitHub-Event", ""), status_code, time.perf_counter() - started)
     if status_code >= 400:
         # The delivery id is on the line once its header was valid (bound in _receive).
@@ -95,7 +95,8 @@ async def receive_webhook(scope: Scope, receive: Receive, send: Send) -> None:
     await send_json(send, status_code, body)
 
 
-async def _receive(state: AppState, headers: dict[str, str], receive: Receive) -> tuple[int, bytes]:
+async def _receive(app: Any, headers: dict[str, str], receive: Receive) -> tuple[int, bytes]:
+    state: AppState = app.state.greenlight
     limit = state.settings.max_webhook_bytes
     declared = headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
@@ -127,19 +128,43 @@ async def _receive(state: AppState, headers: dict[str, str], receive: Receive) -
     except MalformedPayload as error:
         return _reply(400, str(error))
 
+    tried = False
+    if one_statement_applies(parsed):
+        pool = statement_pool(app, state.settings.database_url)
+        if pool is not None:
+            tried = True
+            try:
+                result = await receive_in_one_statement(
+                    pool, hook_id=headers["X-GitHub-Hook-ID"], delivery_id=delivery_id, event=parsed
+                )
+            except psycopg.Error as error:
+                return _unavailable(delivery_id, error)
+            if result is not None:
+                if result.build_id is not None:
+                    # A BackgroundTransport only queues the message for its own thread.
+                    state.transport.request_planning(result.build_id)
+                return _accepted(delivery_id, event, result)
     try:
         result = await anyio.to_thread.run_sync(
-            _store, state, headers["X-GitHub-Hook-ID"], delivery_id, event, payload, parsed,
+            _store, state, headers["X-GitHub-Hook-ID"], delivery_id, event, payload, parsed, not tried,
             limiter=_store_limiter(),
         )  # fmt: skip
     except (OperationalError, DBAPIError) as error:
-        # Never 2xx without a stored row: GitHub shows the failure and the delivery can be redelivered.
-        logger.error("webhook delivery %s not stored: database unavailable: %s", delivery_id, error)
-        return _reply(503, "database unavailable; the delivery was not stored, please redeliver")
+        return _unavailable(delivery_id, error)
+    return _accepted(delivery_id, event, result)
+
+
+def _accepted(delivery_id: str, event: str, result: DeliveryResult) -> tuple[int, bytes]:
     logger.info(
         "delivery %s (%s): %s", delivery_id, event, result.message, extra={"build_id": result.build_id}
     )
     return _reply(result.status_code, result.message, build_id=result.build_id)
+
+
+def _unavailable(delivery_id: str, error: Exception) -> tuple[int, bytes]:
+    # Never 2xx without a stored row: GitHub shows the failure and the delivery can be redelivered.
+    logger.error("webhook delivery %s not stored: database unavailable: %s", delivery_id, error)
+    return _reply(503, "database unavailable; the delivery was not stored, please redeliver")
 
 
 def _store_limiter() -> anyio.CapacityLimiter:
@@ -152,18 +177,15 @@ def _store_limiter() -> anyio.CapacityLimiter:
 
 
 def _store(
-    state: AppState, hook_id: str, delivery_id: str, event: str, payload: dict[str, Any], parsed: Parsed
+    state: AppState,
+    hook_id: str,
+    delivery_id: str,
+    event: str,
+    payload: dict[str, Any],
+    parsed: Parsed,
+    try_one_statement: bool,
 ) -> DeliveryResult:
-    """In a worker thread: the database calls block. Planning is requested after the commit."""
-    tried = isinstance(parsed, PushEvent | PullRequestEvent) and one_statement_applies(state.engine, parsed)
-    if tried:
-        result = receive_in_one_statement(
-            state.engine, hook_id=hook_id, delivery_id=delivery_id, event=parsed
-        )
-        if result is not None:
-            if result.build_id is not None:
-                state.transport.request_planning(result.build_id)
-            return result
+    """In a worker thread (the ORM blocks): everything the one statement did not settle."""
     with session_scope(state.session_factory) as session:
         result = receive_delivery(
             session,
@@ -172,7 +194,7 @@ def _store(
             event=event,
             payload=payload,
             parsed=parsed,
-            try_one_statement=not tried,
+            try_one_statement=try_one_statement,
         )
         if result.build_id is not None:
             build_id = result.build_id

@@ -14,6 +14,7 @@ build that starts skipped is stored here too, but its commit status is the calle
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,6 +26,7 @@ from server.models import BuildState
 from server.models.base import utcnow
 from server.webhooks.events import PushEvent
 from server.webhooks.pull_requests import PullRequestEvent
+from server.webhooks.statement_pool import StatementPool
 
 UNREGISTERED = "is not registered with Greenlight"
 
@@ -104,12 +106,18 @@ def _statement(columns: dict[str, str], repository_filter: str = "") -> sa.TextC
     )
 
 
+def _pyformat(statement: sa.TextClause) -> str:
+    """The same SQL with psycopg's placeholders (``%(name)s`` for ``:name``), for the async pool."""
+    return re.sub(r"(?<![:\w]):(\w+)", r"%(\1)s", statement.text.replace("%", "%%"))
+
+
 # Built once: the statement text, its bind parameters and (per engine) its compiled form.
 _STORE_PUSH = _statement(_PUSH_COLUMNS)
 # A fork's pull request in a repository that approves forks first takes the general path.
 _STORE_PULL_REQUEST = _statement(
     _PULL_REQUEST_COLUMNS, "AND NOT (CAST(:from_fork AS boolean) AND fork_approval)"
 )
+_PSYCOPG_SQL = {_STORE_PUSH: _pyformat(_STORE_PUSH), _STORE_PULL_REQUEST: _pyformat(_STORE_PULL_REQUEST)}
 
 
 @dataclass(frozen=True)
@@ -118,6 +126,21 @@ class Stored:
 
     build: NewBuild | None = None
     received_before: bool = False
+
+
+@dataclass(frozen=True)
+class _Bound:
+    statement: sa.TextClause
+    parameters: dict[str, Any]
+    state: BuildState
+    reason: str | None
+
+    def stored(self, row: Any) -> Stored | None:
+        if row.build_id is not None:
+            return Stored(build=NewBuild(row.build_id, row.number, self.state, self.reason))
+        if row.repository_id is not None and row.received_before:
+            return Stored(received_before=True)
+        return None
 
 
 def store_in_one_statement(
@@ -129,6 +152,19 @@ def store_in_one_statement(
 ) -> Stored | None:
     """Store a new build for ``event`` and its delivery, or recognise a redelivery; None when
     the general path must decide. Runs in the caller's transaction (Postgres only)."""
+    bound = _bind(hook_id, delivery_id, event)
+    return bound.stored(connection.execute(bound.statement, bound.parameters).one())
+
+
+async def store_in_one_statement_async(
+    pool: StatementPool, *, hook_id: str, delivery_id: str, event: PushEvent | PullRequestEvent
+) -> Stored | None:
+    """``store_in_one_statement`` from the event loop, in a transaction of its own (autocommit)."""
+    bound = _bind(hook_id, delivery_id, event)
+    return bound.stored(await pool.fetch_one(_PSYCOPG_SQL[bound.statement], bound.parameters))
+
+
+def _bind(hook_id: str, delivery_id: str, event: PushEvent | PullRequestEvent) -> _Bound:
     state, reason = first_state(event)
     if isinstance(event, PushEvent):
         statement, parameters = _STORE_PUSH, _push_parameters(event)
@@ -146,12 +182,7 @@ def store_in_one_statement(
         finished_at=now if state is BuildState.skipped else None,
         unregistered=UNREGISTERED,
     )
-    row = connection.execute(statement, parameters).one()
-    if row.build_id is not None:
-        return Stored(build=NewBuild(row.build_id, row.number, state, reason))
-    if row.repository_id is not None and row.received_before:
-        return Stored(received_before=True)
-    return None
+    return _Bound(statement, parameters, state, reason)
 
 
 def _push_parameters(push: PushEvent) -> dict[str, Any]:

@@ -14,8 +14,14 @@ from server.db import insert_for
 from server.github.outbox import request_status
 from server.models import BuildState, Repository, WebhookDelivery
 from server.webhooks.events import Ignored, PushEvent, parse_push, repository_name
-from server.webhooks.one_statement import UNREGISTERED, Stored, store_in_one_statement
+from server.webhooks.one_statement import (
+    UNREGISTERED,
+    Stored,
+    store_in_one_statement,
+    store_in_one_statement_async,
+)
 from server.webhooks.pull_requests import PullRequestClosed, PullRequestEvent, parse_pull_request
+from server.webhooks.statement_pool import StatementPool
 
 Parsed = PushEvent | PullRequestEvent | PullRequestClosed | Ignored
 
@@ -29,26 +35,20 @@ class DeliveryResult:
     build_id: int | None = None
 
 
-def one_statement_applies(engine: sa.Engine, event: PushEvent | PullRequestEvent) -> bool:
-    """Whether ``receive_in_one_statement`` may take ``event``: Postgres, and a build that waits for
-    planning (a skipped one also records a commit status: the general path does both)."""
-    return engine.dialect.name == "postgresql" and first_state(event)[0] is BuildState.pending
+def one_statement_applies(event: Parsed) -> bool:
+    """Whether ``receive_in_one_statement`` may take ``event``: a push or pull request whose build
+    waits for planning (a skipped one also records a commit status: the general path does both)."""
+    return isinstance(event, PushEvent | PullRequestEvent) and first_state(event)[0] is BuildState.pending
 
 
-def receive_in_one_statement(
-    engine: sa.Engine, *, hook_id: str, delivery_id: str, event: PushEvent | PullRequestEvent
+async def receive_in_one_statement(
+    pool: StatementPool, *, hook_id: str, delivery_id: str, event: PushEvent | PullRequestEvent
 ) -> DeliveryResult | None:
-    """The common case on a bare connection (no ORM session), committed here: a new build that
-    waits for planning, or a plain redelivery. None (nothing written) when ``receive_delivery``
-    must decide. Only for an event ``one_statement_applies`` to."""
-    # One statement is its own transaction: autocommit spares the BEGIN and COMMIT round trips.
-    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
-        stored = store_in_one_statement(connection, hook_id=hook_id, delivery_id=delivery_id, event=event)
-    if stored is None:
-        return None
-    if stored.build is None:
-        return _already_received(delivery_id)
-    return _created(stored.build, event)
+    """The common case from the event loop, committed when it returns: a new build that waits for
+    planning, or a plain redelivery. None (nothing written) when ``receive_delivery`` must decide.
+    Only for an event ``one_statement_applies`` to; raises ``psycopg.Error``."""
+    stored = await store_in_one_statement_async(pool, hook_id=hook_id, delivery_id=delivery_id, event=event)
+    return None if stored is None else _stored_result(None, stored, event, delivery_id)
 
 
 def receive_delivery(
@@ -135,10 +135,12 @@ def _already_received(delivery_id: str) -> DeliveryResult:
 
 
 def _stored_result(
-    session: Session, stored: Stored, event: PushEvent | PullRequestEvent, delivery_id: str
+    session: Session | None, stored: Stored, event: PushEvent | PullRequestEvent, delivery_id: str
 ) -> DeliveryResult:
     if stored.build is None:
         return _already_received(delivery_id)
+    if session is None:  # only for a pending build: nothing else to record
+        return _created(stored.build, event)
     return _built(session, stored.build, event)
 
 
