@@ -39,7 +39,7 @@ class StatementPool:
         conninfo = make_url(database_url).set(drivername="postgresql").render_as_string(hide_password=False)
         self._pool = AsyncConnectionPool(
             conninfo,
-            min_size=min(2, size),
+            min_size=size,
             max_size=size,
             timeout=CONNECTION_TIMEOUT,
             kwargs={"autocommit": True, "row_factory": namedtuple_row},
