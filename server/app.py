@@ -43,7 +43,7 @@ from server.web.security import SecurityHeaders
 from server.web.session import LoginRequired, login_url, reader
 from server.webhooks.endpoints import receive_webhook
 from server.webhooks.endpoints import router as webhooks_router
-from server.webhooks.statement_pool import close_statement_pool
+from server.webhooks.statement_pool import close_statement_pool, open_statement_pool
 from server.worker.celery_app import make_celery
 
 logger = logging.getLogger(__name__)
@@ -57,6 +57,7 @@ def create_app(settings: Settings, transport: Transport | None = None) -> FastAP
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         writer = LivenessWriter(app.state.greenlight.session_factory)
         writer.start()
+        open_statement_pool(app, settings.database_url)
         yield
         writer.stop()
         await close_statement_pool(app)

@@ -130,7 +130,7 @@ async def _receive(app: Any, headers: dict[str, str], receive: Receive) -> tuple
 
     tried = False
     if one_statement_applies(parsed):
-        pool = statement_pool(app, state.settings.database_url)
+        pool = statement_pool(app)
         if pool is not None:
             tried = True
             try:

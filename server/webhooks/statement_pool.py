@@ -6,7 +6,8 @@ Only ``one_statement.py``'s statement runs here, in autocommit (one statement, o
 one round trip); everything else keeps the ORM session in a thread. Postgres only: the embedded
 mode (SQLite) has no pool and takes the general path.
 
-One pool per application and event loop, opened on first use and closed by the app's lifespan.
+One pool per application, made and closed by the app's lifespan (in the loop that serves it),
+opened on first use.
 After a connection error the idle connections are checked (a Postgres restart kills them all),
 so a restart costs a few 503s, not one per pooled connection over the following minutes.
 """
@@ -29,7 +30,7 @@ logger = logging.getLogger(__name__)
 # this many connections here, plus the ORM pool's).
 POOL_SIZE = 16
 # A request waits this long for a connection (Postgres down or saturated), then gets a 503.
-CONNECTION_TIMEOUT = 5.0
+CONNECTION_TIMEOUT = 3.0
 
 
 class StatementPool:
@@ -70,25 +71,24 @@ class StatementPool:
             self._checking = asyncio.get_running_loop().create_task(self._pool.check())
 
 
-def statement_pool(app: Any, database_url: str) -> StatementPool | None:
-    """The pool of ``app`` for the running event loop; None when the database is not Postgres."""
-    if not database_url.startswith("postgresql"):
-        return None
-    loop = asyncio.get_running_loop()
-    current = getattr(app.state, "webhook_statement_pool", None)
-    if current is not None and current[0] is loop:
-        return current[1]
-    pool = StatementPool(database_url)
-    app.state.webhook_statement_pool = (loop, pool)
-    return pool
+def open_statement_pool(app: Any, database_url: str) -> None:
+    """At the app's start (lifespan), in the loop that serves its requests; Postgres only."""
+    pool = StatementPool(database_url) if database_url.startswith("postgresql") else None
+    app.state.webhook_statement_pool = pool
+
+
+def statement_pool(app: Any) -> StatementPool | None:
+    """None without a lifespan (an app served without one takes the general path in a thread)."""
+    return getattr(app.state, "webhook_statement_pool", None)
 
 
 async def close_statement_pool(app: Any) -> None:
-    """At the app's shutdown (lifespan): the pool's connections are closed, not left to the GC."""
-    current = getattr(app.state, "webhook_statement_pool", None)
-    if current is not None:
+    """At the app's shutdown (lifespan): its connections are closed, and its tasks end before
+    the event loop does."""
+    pool = statement_pool(app)
+    if pool is not None:
         app.state.webhook_statement_pool = None
         try:
-            await current[1].close()
+            await pool.close()
         except Exception:
             logger.warning("closing the webhook statement pool failed", exc_info=True)
