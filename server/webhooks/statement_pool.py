@@ -40,7 +40,9 @@ class StatementPool:
         conninfo = make_url(database_url).set(drivername="postgresql").render_as_string(hide_password=False)
         self._pool = AsyncConnectionPool(
             conninfo,
-            min_size=size,
+            # A few kept open; more are opened while a burst waits for them (up to ``size``)
+            # and closed after 10 idle minutes: Postgres' connections are shared with the rest.
+            min_size=min(4, size),
             max_size=size,
             timeout=CONNECTION_TIMEOUT,
             kwargs={"autocommit": True, "row_factory": namedtuple_row},
