@@ -36,11 +36,14 @@ from server.secrets.endpoints import router as secrets_router
 from server.web.actions import router as web_actions_router
 from server.web.badges import router as badges_router
 from server.web.deploy_actions import router as deploy_actions_router
+from server.web.lean import LeanRoutes
 from server.web.login import router as login_router
 from server.web.pages import router as pages_router
 from server.web.security import SecurityHeaders, security_headers
 from server.web.session import LoginRequired, login_url, reader
+from server.webhooks.endpoints import receive_webhook
 from server.webhooks.endpoints import router as webhooks_router
+from server.webhooks.statement_pool import close_statement_pool, open_statement_pool
 from server.worker.celery_app import make_celery
 
 logger = logging.getLogger(__name__)
@@ -63,8 +66,10 @@ def create_app(settings: Settings, transport: Transport | None = None) -> FastAP
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         writer = LivenessWriter(app.state.greenlight.session_factory)
         writer.start()
+        open_statement_pool(app, settings.database_url)
         yield
         writer.stop()
+        await close_statement_pool(app)
         if isinstance(app.state.greenlight.transport, BackgroundTransport):
             app.state.greenlight.transport.close()
 
@@ -101,6 +106,8 @@ def create_app(settings: Settings, transport: Transport | None = None) -> FastAP
     def sign_in_first(_request: Request, error: LoginRequired) -> RedirectResponse:
         return RedirectResponse(login_url(error.next_url), status_code=303)
 
+    # Added before SecurityHeaders, so inside it: lean routes' replies get the same headers.
+    app.add_middleware(LeanRoutes, routes={("POST", "/webhooks/github"): receive_webhook})
     app.add_middleware(SecurityHeaders, https=settings.public_url.startswith("https://"))
     # Reading needs a sign-in when GREENLIGHT_PUBLIC=false (webhooks and the runner API have their own auth).
     readers = [Depends(reader)]

@@ -9,17 +9,21 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from server.builds.pull_requests import cancel_pull_request_builds
-from server.builds.service import NewBuild, create_pull_request_build, create_push_build
+from server.builds.service import NewBuild, create_pull_request_build, create_push_build, first_state
 from server.db import insert_for
 from server.github.outbox import request_status
 from server.models import BuildState, Repository, WebhookDelivery
 from server.webhooks.events import Ignored, PushEvent, parse_push, repository_name
-from server.webhooks.one_statement import store_push
+from server.webhooks.one_statement import (
+    UNREGISTERED,
+    Stored,
+    store_in_one_statement,
+    store_in_one_statement_async,
+)
 from server.webhooks.pull_requests import PullRequestClosed, PullRequestEvent, parse_pull_request
+from server.webhooks.statement_pool import StatementPool
 
 Parsed = PushEvent | PullRequestEvent | PullRequestClosed | Ignored
-
-UNREGISTERED = "is not registered with Greenlight"
 
 
 @dataclass(frozen=True)
@@ -31,18 +35,48 @@ class DeliveryResult:
     build_id: int | None = None
 
 
-def receive_delivery(
-    session: Session, *, hook_id: str, delivery_id: str, event: str, payload: dict[str, Any]
-) -> DeliveryResult:
-    """Raises ``MalformedPayload`` for a push or pull request GitHub would never send."""
-    full_name = repository_name(payload)
-    parsed = _parse(event, payload)
+def one_statement_applies(event: Parsed) -> bool:
+    """Whether ``receive_in_one_statement`` may take ``event``: a push or pull request whose build
+    waits for planning (a skipped one also records a commit status: the general path does both)."""
+    return isinstance(event, PushEvent | PullRequestEvent) and first_state(event)[0] is BuildState.pending
 
-    if isinstance(parsed, PushEvent):
-        # The common case, in one statement (Postgres); pull requests take the ORM path below.
-        stored = store_push(session, hook_id=hook_id, delivery_id=delivery_id, push=parsed)
+
+async def receive_in_one_statement(
+    pool: StatementPool, *, hook_id: str, delivery_id: str, event: PushEvent | PullRequestEvent
+) -> DeliveryResult | None:
+    """The common case from the event loop, committed when it returns: a new build that waits for
+    planning, or a plain redelivery. None (nothing written) when ``receive_delivery`` must decide.
+    Only for an event ``one_statement_applies`` to; raises ``psycopg.Error``."""
+    stored = await store_in_one_statement_async(pool, hook_id=hook_id, delivery_id=delivery_id, event=event)
+    return None if stored is None else _stored_result(None, stored, event, delivery_id)
+
+
+def receive_delivery(
+    session: Session,
+    *,
+    hook_id: str,
+    delivery_id: str,
+    event: str,
+    payload: dict[str, Any],
+    parsed: Parsed | None = None,
+    try_one_statement: bool = True,
+) -> DeliveryResult:
+    """Raises ``MalformedPayload`` for a push or pull request GitHub would never send (unless
+    the caller parsed it already: ``parsed``). ``try_one_statement=False``: the caller's
+    ``receive_in_one_statement`` already left this delivery to the general path."""
+    full_name = repository_name(payload)
+    if parsed is None:
+        parsed = parse_delivery(event, payload)
+
+    if (
+        try_one_statement
+        and isinstance(parsed, PushEvent | PullRequestEvent)
+        and session.get_bind().dialect.name == "postgresql"
+    ):
+        # The common cases in one statement; the rest take the ORM path below.
+        stored = store_in_one_statement(session, hook_id=hook_id, delivery_id=delivery_id, event=parsed)
         if stored is not None:
-            return _built(session, stored, parsed)
+            return _stored_result(session, stored, parsed, delivery_id)
 
     repository = None
     if not isinstance(parsed, Ignored):
@@ -62,7 +96,7 @@ def receive_delivery(
         # Redelivered after `greenlight repo add`: the first try was ignored, this one builds.
         delivery_pk = _retry_of_unregistered(session, hook_id, delivery_id, outcome)
     if delivery_pk is None:
-        return DeliveryResult(200, f"delivery {delivery_id} was already received; nothing new was done")
+        return _already_received(delivery_id)
     if isinstance(parsed, Ignored):
         return DeliveryResult(202, f"ignored: {parsed.reason}")
 
@@ -81,7 +115,8 @@ def receive_delivery(
     return _built(session, build, parsed)
 
 
-def _parse(event: str, payload: dict[str, Any]) -> Parsed:
+def parse_delivery(event: str, payload: dict[str, Any]) -> Parsed:
+    """A pure function of the payload; raises ``MalformedPayload``."""
     if event == "push":
         return parse_push(payload)
     if event == "pull_request":
@@ -95,6 +130,20 @@ def _outcome(parsed: Parsed) -> str:
     return "cancel" if isinstance(parsed, PullRequestClosed) else "build"
 
 
+def _already_received(delivery_id: str) -> DeliveryResult:
+    return DeliveryResult(200, f"delivery {delivery_id} was already received; nothing new was done")
+
+
+def _stored_result(
+    session: Session | None, stored: Stored, event: PushEvent | PullRequestEvent, delivery_id: str
+) -> DeliveryResult:
+    if stored.build is None:
+        return _already_received(delivery_id)
+    if session is None:  # only for a pending build: nothing else to record
+        return _created(stored.build, event)
+    return _built(session, stored.build, event)
+
+
 def _built(session: Session, build: NewBuild, event: PushEvent | PullRequestEvent) -> DeliveryResult:
     if build.state is BuildState.skipped:
         # Never planned, so reported now: a required check must not wait on a skipped commit.
@@ -104,6 +153,10 @@ def _built(session: Session, build: NewBuild, event: PushEvent | PullRequestEven
         # Nothing to plan: a maintainer approves it first (`greenlight build approve`).
         request_status(session, build.id, build.state, build.reason)
         return DeliveryResult(202, f"build #{build.number} {build.reason}")
+    return _created(build, event)
+
+
+def _created(build: NewBuild, event: PushEvent | PullRequestEvent) -> DeliveryResult:
     return DeliveryResult(202, f"build #{build.number} created for {event.commit_sha[:12]}", build.id)
 
 

@@ -10,6 +10,7 @@ from server.config import Settings
 from server.queue.transport import (
     DEPLOY_CHECK_TASK,
     PLAN_BUILD_TASK,
+    PLAN_BUILDS_TASK,
     RECONCILE_TASK,
     REDELIVER_TASK,
     SEND_DEPLOYMENTS_TASK,
@@ -52,6 +53,7 @@ def make_celery(settings: Settings) -> Celery:
             task: {"queue": SERVER_QUEUE}
             for task in (
                 PLAN_BUILD_TASK,
+                PLAN_BUILDS_TASK,
                 RECONCILE_TASK,
                 SEND_STATUSES_TASK,
                 REDELIVER_TASK,

@@ -19,7 +19,7 @@ from server.deploys.messages import deploy_messages, enable_deploy_messages
 from server.github.outbox import enable_status_reports
 from server.models import Build, BuildState
 from server.queue.reconciler import reconcile
-from server.queue.transport import PLAN_BUILD_TASK, RECONCILE_TASK, Transport
+from server.queue.transport import PLAN_BUILD_TASK, PLAN_BUILDS_TASK, RECONCILE_TASK, Transport
 from server.worker.celery_app import make_celery
 from server.worker.deploy_tasks import register_deploy_tasks
 from server.worker.deploy_tasks import sweep as sweep_deploys
@@ -40,6 +40,14 @@ def register_tasks(celery: Celery, context: WorkerContext) -> None:
     def plan_build_task(build_id: int) -> None:
         with log_context(build_id=build_id):
             _plan(build_id)
+
+    @celery.task(name=PLAN_BUILDS_TASK, acks_late=True, ignore_result=True)
+    def plan_builds_task(build_ids: list[int]) -> None:
+        """A webhook burst's builds, gathered by the server's ``BackgroundTransport``. Planning is
+        idempotent: a message redelivered after a crash plans again only what is still pending."""
+        for build_id in build_ids:
+            with log_context(build_id=build_id):
+                _plan(build_id)
 
     def _plan(build_id: int) -> None:
         try:

@@ -1,0 +1,115 @@
+"""The server's Celery sender against a real Redis broker, and the worker's batch planning task."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+import sqlalchemy as sa
+from sqlalchemy.orm import Session, sessionmaker
+
+from server.config import Settings
+from server.models import Build, BuildState, Repository
+from server.queue.transport import (
+    PLAN_BUILD_TASK,
+    PLAN_BUILDS_TASK,
+    SEND_STATUSES_TASK,
+    SERVER_QUEUE,
+    BackgroundTransport,
+    Transport,
+)
+from server.worker.celery_app import make_celery
+from server.worker.tasks import WorkerContext, register_tasks
+from tests.conftest import SECRET_KEY, WEBHOOK_SECRET
+from tests.support import services
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def broker_url() -> Iterator[str]:
+    url = services.redis_url()
+    services.flush_redis(url)
+    yield url
+    services.flush_redis(url)
+
+
+def _sent(broker_url: str) -> list[tuple[str, dict[str, object]]]:
+    """(task name, kwargs) of every message waiting in the server's queue, oldest first."""
+    client = redis.Redis.from_url(broker_url)
+    try:
+        raw = client.lrange(SERVER_QUEUE, 0, -1)
+    finally:
+        client.close()
+    messages = []
+    for item in reversed(raw):  # LPUSH: the newest is first
+        envelope = json.loads(item)
+        _args, kwargs, _embed = json.loads(base64.b64decode(envelope["body"]))
+        messages.append((envelope["headers"]["task"], kwargs))
+    return messages
+
+
+def test_a_burst_of_planning_requests_becomes_few_messages_naming_every_build_once(
+    broker_url: str, tmp_path: Path
+) -> None:
+    settings = Settings(
+        database_url="sqlite://", broker_url=broker_url, data_dir=tmp_path,
+        github_webhook_secret=WEBHOOK_SECRET, secret_key=SECRET_KEY,
+    )  # fmt: skip
+    transport = BackgroundTransport(make_celery(settings), linger=0.2, batch=50)
+    for build_id in range(1, 121):
+        transport.request_planning(build_id)
+    transport.request_status_report(7)
+    transport.close()
+
+    messages = _sent(broker_url)
+    planned = [kwargs["build_id"] for task, kwargs in messages if task == PLAN_BUILD_TASK]
+    for task, kwargs in messages:
+        if task == PLAN_BUILDS_TASK:
+            planned += kwargs["build_ids"]  # type: ignore[operator]
+    assert sorted(planned) == list(range(1, 121))  # every build once, none twice
+    assert len(messages) <= 6  # 121 requests; batches of at most 50 (and the status wake-up)
+    assert all(len(kwargs.get("build_ids", [])) <= 50 for _, kwargs in messages)  # type: ignore[arg-type]
+    assert (SEND_STATUSES_TASK, {"build_id": 7}) in messages
+
+
+def test_a_lone_planning_request_is_sent_as_before(broker_url: str, tmp_path: Path) -> None:
+    """One build: the single-build message old workers know (a rolling upgrade keeps planning)."""
+    settings = Settings(
+        database_url="sqlite://", broker_url=broker_url, data_dir=tmp_path,
+        github_webhook_secret=WEBHOOK_SECRET, secret_key=SECRET_KEY,
+    )  # fmt: skip
+    transport = BackgroundTransport(make_celery(settings), linger=0.0)
+    transport.request_planning(42)
+    transport.close()
+    assert _sent(broker_url) == [(PLAN_BUILD_TASK, {"build_id": 42})]
+
+
+def test_the_batch_task_plans_each_build_it_names(
+    settings: Settings, session: Session, session_factory: sessionmaker[Session]
+) -> None:
+    """Two pending builds of a repository that cannot be read, and an id that does not exist:
+    each build is planned (and fails with the reason), the missing one is skipped."""
+    repository = Repository(full_name="acme/gone", clone_url=str(settings.data_dir / "missing.git"))
+    session.add(repository)
+    session.flush()
+    for number in (1, 2):
+        session.add(
+            Build(repository_id=repository.id, number=number, event="push", ref="refs/heads/main",
+                  branch="main", commit_sha=f"{number:040x}", state=BuildState.pending)
+        )  # fmt: skip
+    session.commit()
+    ids = list(session.scalars(sa.select(Build.id).order_by(Build.id)))
+
+    celery = make_celery(settings)
+    register_tasks(celery, WorkerContext(settings, session_factory, Transport(celery)))
+    celery.tasks[PLAN_BUILDS_TASK].run(build_ids=[*ids, 999_999])
+
+    session.expire_all()
+    states = session.execute(sa.select(Build.state, Build.reason).order_by(Build.id)).all()
+    assert [state for state, _ in states] == [BuildState.errored, BuildState.errored]
+    assert all("could not read the repository" in (reason or "") for _, reason in states)
