@@ -28,6 +28,7 @@ from runner.spec import ClaimedJob, ClaimRequest, JobFinished
 from server.deps import AppState
 from server.errors import database_error_reply, invalid_input_detail
 from server.queue import job_cycle
+from server.web.lean import BodyTooLarge, header, read_body
 
 # Far above any claim or job end (a reason is at most a few KiB): a bigger body is refused unread.
 MAX_BODY_BYTES = 1 << 20
@@ -71,8 +72,9 @@ class HotRunnerRoutes:
         model: type[BaseModel],
         work: Callable[[str, Any], ClaimedJob | None],
     ) -> None:
-        body = await _read_body(receive)
-        if body is None:
+        try:
+            body = await read_body(receive, MAX_BODY_BYTES)
+        except BodyTooLarge:
             await self._reply(send, 413, {"detail": "request body too large"})
             return
         token = _bearer_token(scope)
@@ -139,32 +141,11 @@ def _validated(model: type[BaseModel], body: bytes) -> BaseModel:
         ) from None
 
 
-async def _read_body(receive: Receive) -> bytes | None:
-    """The whole body, or None once it grows past ``MAX_BODY_BYTES``."""
-    parts: list[bytes] = []
-    size = 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            break
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > MAX_BODY_BYTES:
-            return None
-        parts.append(chunk)
-        if not message.get("more_body", False):
-            break
-    return b"".join(parts)
-
-
 def _bearer_token(scope: Scope) -> str | None:
-    for name, value in scope["headers"]:
-        if name == b"authorization":
-            text = value.decode("latin-1")
-            if text.startswith("Bearer ") and (token := text.removeprefix("Bearer ").strip()):
-                return token
-            return None
-    return None
+    text = header(scope, b"authorization")
+    if text is None or not text.startswith("Bearer "):
+        return None
+    return text.removeprefix("Bearer ").strip()  # as FastAPI's bearer_token: an empty one is refused later
 
 
 async def _send(send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]]) -> None:

@@ -62,6 +62,7 @@ def test_errors_are_worded_as_fastapi_words_them(
     runner_id = register(client, runner_token)
     cases: list[tuple[str, Any, str | None]] = [
         ("/api/runner/claim", {"runner_id": runner_id}, None),  # 401, WWW-Authenticate
+        ("/api/runner/claim", {"runner_id": runner_id}, ""),  # "Bearer ": 401, not a valid token
         ("/api/runner/claim", {"runner_id": runner_id}, user_token),  # 401: not a runner token
         ("/api/runner/claim", {"runner_id": runner_id + 1000}, runner_token),  # 403: not this token's runner
         ("/api/runner/claim", {}, runner_token),  # 422: runner_id missing
