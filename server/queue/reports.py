@@ -30,6 +30,7 @@ from server.models import (
     TokenKind,
 )
 from server.models.base import utcnow
+from server.queue.claim_statement import PLAN_FOR_CLAIM_SQL
 from server.queue.claims import RunnerIdentity
 from server.queue.tokens import token_hash
 
@@ -214,14 +215,10 @@ _FINISH_CTES = """
            claimant.state AS runner_state{claim_columns}
     FROM locked CROSS JOIN closed LEFT JOIN claimant ON true
 """
-_PLAN_FOR_CLAIM = (
-    ", set_config('enable_sort', 'off', true) AS sort_off"
-    ", set_config('enable_bitmapscan', 'off', true) AS bitmapscan_off"
-)
 _FINISH = _FINISH_CTES.format(claim_columns="")
-_FINISH_THEN_CLAIM_UNKEYED = _FINISH_CTES.format(claim_columns=_PLAN_FOR_CLAIM)
+_FINISH_THEN_CLAIM_UNKEYED = _FINISH_CTES.format(claim_columns=PLAN_FOR_CLAIM_SQL)
 _FINISH_THEN_CLAIM = _FINISH_CTES.format(
-    claim_columns=_PLAN_FOR_CLAIM + ", pg_advisory_xact_lock(hashtext(%(claim_key)s)) AS claim_key_locked"
+    claim_columns=PLAN_FOR_CLAIM_SQL + ", pg_advisory_xact_lock(hashtext(%(claim_key)s)) AS claim_key_locked"
 )
 
 
