@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import logging
 
+from sqlalchemy.exc import DBAPIError
+
 from runner.spec import ClaimedJob, ClaimRequest, JobFinished
 from server.db import session_scope
 from server.deps import AppState
@@ -44,19 +46,40 @@ def claim(state: AppState, token: str, body: ClaimRequest) -> ClaimedJob | None:
 def finish(state: AppState, job_id: int, token: str, body: JobFinished) -> ClaimedJob | None:
     """The job's end; with ``next``, also the runner's next claim, in the same transaction (one
     commit per job). The job's token speaks for the runner that claimed it, so the claim needs
-    no runner token; a runner whose token was revoked, or that is draining, gets no new job."""
+    no runner token; a runner whose token was revoked, or that is draining, gets no new job.
+
+    A claim that fails for a reason of ours (a bug, not the database) must not hold up the end:
+    the runner would retry the end in vain until its lease ran out. The end is then recorded
+    alone, and the runner claims its next job as usual."""
+    try:
+        return _finish(state, job_id, token, body)
+    except (Refused, DBAPIError):
+        raise  # a refusal, or a database the runner retries against
+    except Exception:
+        if body.next is None:
+            raise
+        logger.exception("claiming with the end of job %s failed; recording the end alone", job_id)
+        return _finish(state, job_id, token, body.model_copy(update={"next": None}))
+
+
+def _finish(state: AppState, job_id: int, token: str, body: JobFinished) -> ClaimedJob | None:
     with session_scope(state.session_factory) as session:
         try:
             finished = reports.finish_job_by_token(session, job_id, token, body)
         except reports.JobClosed as error:
             # 409: the runner must stop this job and discard what it has; it is closed on our side.
             raise Refused(409, str(error)) from None
-        logger.info("job %s finished: %s", job_id, body.outcome.value)
         if body.next is None or finished.next_claimant is None:
-            return None
-        claimed = claim_next_job(
-            session, finished.next_claimant, state.settings, claim_key=body.next.claim_key, key_locked=True
-        )
+            claimed = None
+        else:
+            claimed = claim_next_job(
+                session,
+                finished.next_claimant,
+                state.settings,
+                claim_key=body.next.claim_key,
+                key_locked=True,
+            )
+    logger.info("job %s finished: %s", job_id, body.outcome.value)
     _log_claim(finished.runner_id, claimed)
     return claimed
 

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from server.app import create_app
 from server.config import Settings
 from server.models import Job, JobState
+from server.queue import job_cycle
 from server.queue.hot_routes import MAX_BODY_BYTES, HotRunnerRoutes
 from tests import factories
 from tests.conftest import RecordingTransport
@@ -183,3 +184,34 @@ def test_a_connection_lost_mid_cycle_is_a_503_and_the_retry_loses_nothing(
     session.expire_all()
     assert session.scalar(sa.select(Job.state).where(Job.id == claimed["spec"]["job_id"])) is JobState.passed
     engine.dispose()  # the pool is shared with the tests after this one: no killed connection left
+
+
+def test_a_claim_that_fails_for_a_bug_of_ours_never_holds_up_the_jobs_end(
+    client: TestClient, session: Session, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The end and the next claim share a transaction; if the claim raises (not the database),
+    the end is recorded alone (204), rather than failing every retry until the lease runs out."""
+    token = factories.runner_token(session)
+    build = factories.build(session, factories.repository(session))
+    for _ in range(2):
+        factories.job(session, build, steps=1)
+    session.commit()
+    runner_id = register(client, token)
+    claimed = claim(client, token, runner_id)
+    assert claimed is not None
+
+    def broken(*_args: object, **_kwargs: object) -> None:
+        raise RuntimeError("a bug in the claim")
+
+    monkeypatch.setattr(job_cycle, "claim_next_job", broken)
+    end = client.post(
+        f"/api/runner/jobs/{claimed['spec']['job_id']}/finish",
+        json={"outcome": "passed", "next": {"runner_id": runner_id, "claim_key": "claim-key-00000001"}},
+        headers={"Authorization": f"Bearer {claimed['job_token']}"},
+    )
+    assert end.status_code == 204, end.text
+    session.expire_all()
+    states = session.scalars(sa.select(Job.state).where(Job.build_id == build.id).order_by(Job.id)).all()
+    assert states == [JobState.passed, JobState.queued]
+    monkeypatch.undo()
+    assert claim(client, token, runner_id) is not None  # the next job is claimed as usual
