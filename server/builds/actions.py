@@ -53,6 +53,12 @@ def rerun_build(build_id: int, session: SessionDep, state: StateDep, _user: User
 
 @router.post("/jobs/{job_id}/rerun")
 def rerun_job(job_id: int, session: SessionDep, state: StateDep, _user: UserDep) -> dict[str, object]:
+    attempt = rerun_job_or_refuse(session, state, job_id)
+    return {"job_id": attempt.id, "attempt": attempt.attempt, "previous_attempt_id": job_id}
+
+
+def rerun_job_or_refuse(session: SessionDep, state: StateDep, job_id: int) -> Job:
+    """A new attempt of the job, announced once committed (the API and the page's button)."""
     job = session.get(Job, job_id, with_for_update=True)
     if job is None:
         raise HTTPException(404, f"job {job_id} not found")
@@ -61,7 +67,7 @@ def rerun_job(job_id: int, session: SessionDep, state: StateDep, _user: UserDep)
     except control.NotAllowed as error:
         raise HTTPException(409, str(error)) from None
     announce_after_commit(session, state, [attempt])
-    return {"job_id": attempt.id, "attempt": attempt.attempt, "previous_attempt_id": job.id}
+    return attempt
 
 
 def build_or_404(session: SessionDep, build_id: int) -> Build:

@@ -28,7 +28,7 @@ from runner.spec import ClaimedJob, ClaimRequest, JobFinished
 from server.deps import AppState
 from server.errors import database_error_reply, invalid_input_detail
 from server.queue import job_cycle
-from server.web.lean import BodyTooLarge, header, read_body
+from server.web.lean import BodyTooLarge, header, json_body, read_body
 
 # Far above any claim or job end (a reason is at most a few KiB): a bigger body is refused unread.
 MAX_BODY_BYTES = 1 << 20
@@ -104,7 +104,7 @@ class HotRunnerRoutes:
     async def _reply(
         self, send: Send, status: int, content: dict[str, Any], extra: list[tuple[bytes, bytes]] | None = None
     ) -> None:
-        await _send(send, status, json.dumps(content).encode(), self.json_headers + (extra or []))
+        await _send(send, status, json_body(content), self.json_headers + (extra or []))
 
 
 class _InvalidBody(Exception):

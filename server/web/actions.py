@@ -12,9 +12,9 @@ from fastapi import APIRouter, Form, HTTPException, Request
 from fastapi.responses import RedirectResponse
 
 from server.builds import control
-from server.builds.actions import announce_after_commit, build_or_404
+from server.builds.actions import announce_after_commit, build_or_404, rerun_job_or_refuse
 from server.deps import SessionDep, StateDep
-from server.models import ApiToken, Job
+from server.models import ApiToken
 from server.queue.pending import NotPending, cancel_pending_job, change_pending_job
 from server.web.login import local_path
 from server.web.session import ViewerDep, check_csrf
@@ -65,14 +65,7 @@ def rerun_job(
     csrf: CsrfField = "", back: BackField = "/",
 ) -> RedirectResponse:  # fmt: skip
     allowed(request, state, viewer, csrf)
-    job = session.get(Job, job_id, with_for_update=True)
-    if job is None:
-        raise HTTPException(404, f"job {job_id} not found")
-    try:
-        attempt = control.rerun_job(session, job)
-    except control.NotAllowed as error:
-        raise HTTPException(409, str(error)) from None
-    announce_after_commit(session, state, [attempt])
+    rerun_job_or_refuse(session, state, job_id)
     return RedirectResponse(local_path(back), status_code=303)
 
 
