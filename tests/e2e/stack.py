@@ -113,13 +113,21 @@ class Stack:
         raise KeyError(step_name)
 
 
-def containers_of(job_id: int) -> list[str]:
-    """Ids of the Docker containers (running or not) that belong to a job."""
+def containers_of(job_id: int, runner: str) -> list[str]:
+    """Ids of the Docker containers (running or not) that ``runner`` made for a job."""
+    return _docker_ids(["ps", "-aq"], job_id, runner)
+
+
+def networks_of(job_id: int, runner: str) -> list[str]:
+    return _docker_ids(["network", "ls", "-q"], job_id, runner)
+
+
+def _docker_ids(command: list[str], job_id: int, runner: str) -> list[str]:
+    # Both labels: job ids start again at 1 in every test database, and a container left behind
+    # by another stack on this machine (a run stopped halfway) can carry the same job id.
+    filters = ["--filter", f"label=greenlight.job={job_id}", "--filter", f"label=greenlight.runner={runner}"]
     return subprocess.run(
-        ["docker", "ps", "-aq", "--filter", f"label=greenlight.job={job_id}"],
-        capture_output=True,
-        text=True,
-        check=True,
+        ["docker", *command, *filters], capture_output=True, text=True, check=True
     ).stdout.split()
 
 

@@ -374,7 +374,7 @@ def test_a_runner_cut_off_mid_job_loses_it_and_comes_back_without_reporting_into
     )
     cluster.wait_for(
         f"runner {cut} to remove the closed job's containers",
-        lambda: not containers_of(job_id),
+        lambda: not containers_of(job_id, cut),
         timeout=20,
     )
     time.sleep(3)

@@ -50,11 +50,12 @@ def test_a_step_over_its_memory_limit_fails_with_out_of_memory(stack: Stack, reg
 def test_a_runner_killed_mid_job_leaves_it_lost_never_rerun(stack: Stack, register, origin) -> None:  # type: ignore[no-untyped-def]
     build_id = push(stack, register, origin, "  - name: long\n    run: sleep 120\n")
     job_id = stack.wait_for_running_step(build_id)
+    runner = stack.env["GREENLIGHT_RUNNER_NAME"]
     # The step is reported running a moment before its container exists: kill it mid-step.
     deadline = time.monotonic() + 30
-    while not containers_of(job_id) and time.monotonic() < deadline:
+    while not containers_of(job_id, runner) and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert containers_of(job_id), "the step's container never started"
+    assert containers_of(job_id, runner), "the step's container never started"
     killed_at = time.monotonic()
     stack.stop("runner", signal.SIGKILL)
     try:
@@ -64,13 +65,13 @@ def test_a_runner_killed_mid_job_leaves_it_lost_never_rerun(stack: Stack, regist
         assert job["state"] == "lost" and "lease" in job["reason"]
         assert build["state"] == "errored"
         assert took < 8 + 5, f"lost after {took:.1f}s with an 8 s lease"
-        assert containers_of(job_id), "SIGKILL gave the runner no chance to clean up"
+        assert containers_of(job_id, runner), "SIGKILL gave the runner no chance to clean up"
     finally:
         stack.start("runner", "runner", "--concurrency", "2")  # the next tests need a runner
     deadline = time.monotonic() + 30
-    while containers_of(job_id) and time.monotonic() < deadline:
+    while containers_of(job_id, runner) and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert containers_of(job_id) == []  # swept when the runner came back
+    assert containers_of(job_id, runner) == []  # swept when the runner came back
     time.sleep(3)  # the reconciler and the fresh runner both had their chance to do something wrong
     again = httpx.get(f"{stack.url}/api/builds/{build_id}", timeout=5).json()
     assert [(j["id"], j["state"]) for j in again["jobs"]] == [(job_id, "lost")]

@@ -54,14 +54,15 @@ def test_sigterm_drains_the_runner_its_job_finishes_and_nothing_new_is_claimed(
 def test_sigquit_cancels_the_job_and_removes_its_containers(stack: Stack, register, origin) -> None:  # type: ignore[no-untyped-def]
     build_id = push(stack, register, origin, "sleep 300")
     job_id = stack.wait_for_running_step(build_id)
+    runner = stack.env["GREENLIGHT_RUNNER_NAME"]
     deadline = time.monotonic() + 30
-    while not containers_of(job_id) and time.monotonic() < deadline:
+    while not containers_of(job_id, runner) and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert containers_of(job_id)
+    assert containers_of(job_id, runner)
     stopped_at = time.monotonic()
     stack.stop("runner", signal.SIGQUIT)
     assert time.monotonic() - stopped_at < 20
-    assert containers_of(job_id) == []
+    assert containers_of(job_id, runner) == []
     build = stack.wait_for_build(build_id, timeout=30)
     job = build["jobs"][0]
     assert job["state"] == "cancelled" and "runner was stopped" in job["reason"]

@@ -3,12 +3,11 @@ step talks HTTP to the service by name, the build passes when both jobs do, noth
 
 from __future__ import annotations
 
-import subprocess
 import time
 
 import pytest
 
-from tests.e2e.stack import Stack, containers_of
+from tests.e2e.stack import Stack, containers_of, networks_of
 from tests.e2e.test_push_to_build import unique_repo
 from tests.fixtures import push_payload
 from tests.support import services
@@ -36,18 +35,9 @@ steps:
 """
 
 
-def networks_of(job_id: int) -> list[str]:
-    return subprocess.run(
-        ["docker", "network", "ls", "-q", "--filter", f"label=greenlight.job={job_id}"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.split()
-
-
-def torn_down(job_id: int, timeout: float = 30) -> bool:
+def torn_down(job_id: int, runner: str, timeout: float = 30) -> bool:
     deadline = time.monotonic() + timeout
-    while containers_of(job_id) or networks_of(job_id):
+    while containers_of(job_id, runner) or networks_of(job_id, runner):
         if time.monotonic() > deadline:
             return False
         time.sleep(0.2)
@@ -72,4 +62,6 @@ def test_matrix_jobs_each_reach_their_own_service_and_the_build_passes(
         assert log[1].startswith("greenlight: service web is ready (tcp port 8080) after ")
         assert log[2:] == [f"{greeting} from {job_name}, CI=true APP_ENV=test STEP_LEVEL=true", "200"]
         # The runner reports a job's end before it tears the job down (off the critical path).
-        assert torn_down(job["id"]), (containers_of(job["id"]), networks_of(job["id"]))
+        runner = stack.env["GREENLIGHT_RUNNER_NAME"]
+        left = (containers_of(job["id"], runner), networks_of(job["id"], runner))
+        assert torn_down(job["id"], runner), left
