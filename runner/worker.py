@@ -61,7 +61,7 @@ def make_runner_celery(settings: RunnerSettings, agent: RunnerAgent) -> Celery:
         worker_hijack_root_logger=False,
     )
 
-    @celery.task(name=JOB_AVAILABLE_TASK, ignore_result=True)
+    @celery.task(name=JOB_AVAILABLE_TASK, shared=False, ignore_result=True)
     def job_available(job_id: int | None = None) -> int:
         return agent.work()
 

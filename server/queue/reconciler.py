@@ -32,6 +32,9 @@ TIMEOUT_GRACE = dt.timedelta(seconds=60)
 @dataclass
 class ReconcileResult:
     builds_to_plan: list[int] = field(default_factory=list)
+    # Each re-planned build's ``plan_requested_at`` before this pass stamped it (see
+    # ``give_back_plan_attempts``).
+    plan_requested_before: dict[int, dt.datetime | None] = field(default_factory=dict)
     jobs_to_announce: list[tuple[int, list[str]]] = field(default_factory=list)
     jobs_lost: list[int] = field(default_factory=list)
     jobs_timed_out: list[int] = field(default_factory=list)
@@ -39,7 +42,9 @@ class ReconcileResult:
     builds_given_up: list[int] = field(default_factory=list)
 
 
-def _replan(session: Session, settings: Settings, now: dt.datetime) -> tuple[list[int], list[int]]:
+def _replan(
+    session: Session, settings: Settings, now: dt.datetime, requested_before: dict[int, dt.datetime | None]
+) -> tuple[list[int], list[int]]:
     """Pending builds whose planning message was lost (or whose planning crashed) are planned
     again, with backoff; after a few attempts the build errors instead of looping forever."""
     first = dt.timedelta(seconds=settings.replan_after_seconds)
@@ -63,6 +68,7 @@ def _replan(session: Session, settings: Settings, now: dt.datetime) -> tuple[lis
             )
             given_up.append(build.id)
             continue
+        requested_before[build.id] = build.plan_requested_at
         build.plan_attempts += 1
         build.plan_requested_at = now
         replan.append(build.id)
@@ -112,7 +118,27 @@ def _close_lost_and_overdue_jobs(session: Session, settings: Settings, result: R
 
 
 def _replan_phase(session: Session, settings: Settings, result: ReconcileResult) -> None:
-    result.builds_to_plan, result.builds_given_up = _replan(session, settings, utcnow())
+    result.builds_to_plan, result.builds_given_up = _replan(
+        session, settings, utcnow(), result.plan_requested_before
+    )
+
+
+def give_back_plan_attempts(
+    session_factory: sessionmaker[Session], result: ReconcileResult, build_ids: list[int]
+) -> None:
+    """Planning requests the broker refused (it is down or restarting) were never made: they
+    do not count as attempts, and those builds are due again on the next pass. Otherwise a broker
+    outage of a few minutes would use up the backoff and error builds that never had a try."""
+    with session_factory.begin() as session:
+        for build_id in build_ids:
+            session.execute(
+                sa.update(Build)
+                .where(Build.id == build_id, Build.state == BuildState.pending, Build.plan_attempts > 0)
+                .values(
+                    plan_attempts=Build.plan_attempts - 1,
+                    plan_requested_at=result.plan_requested_before.get(build_id),
+                )
+            )
 
 
 def _reannounce_waiting_jobs(session: Session, settings: Settings, result: ReconcileResult) -> None:

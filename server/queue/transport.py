@@ -34,8 +34,9 @@ class Transport:
     def __init__(self, celery: Celery) -> None:
         self.celery = celery
 
-    def request_planning(self, build_id: int) -> None:
-        self._send(PLAN_BUILD_TASK, {"build_id": build_id}, SERVER_QUEUE)
+    def request_planning(self, build_id: int) -> bool:
+        """False if the broker refused the message (it is logged; the reconciler asks again)."""
+        return self._send(PLAN_BUILD_TASK, {"build_id": build_id}, SERVER_QUEUE)
 
     def request_status_report(self, build_id: int) -> None:
         """Wake the worker's sender for a build's commit statuses (the outbox row is committed)."""
@@ -49,17 +50,19 @@ class Transport:
         """Wake the sender of GitHub deployments (the deployment's row is committed)."""
         self._send(SEND_DEPLOYMENTS_TASK, {"deployment_id": deployment_id}, SERVER_QUEUE)
 
-    def announce_job(self, job_id: int, labels: Iterable[str]) -> None:
-        """One message per queue in ``labels``; see ``runners.announcement_labels``."""
-        for label in labels:
-            self._send(JOB_AVAILABLE_TASK, {"job_id": job_id}, label_queue(label))
+    def announce_job(self, job_id: int, labels: Iterable[str]) -> bool:
+        """One message per queue in ``labels``; see ``runners.announcement_labels``. Stops at the
+        first one the broker refuses (False)."""
+        return all(self._send(JOB_AVAILABLE_TASK, {"job_id": job_id}, label_queue(label)) for label in labels)
 
-    def _send(self, task: str, kwargs: dict[str, Any], queue: str) -> None:
+    def _send(self, task: str, kwargs: dict[str, Any], queue: str) -> bool:
         try:
             self.celery.send_task(task, kwargs=kwargs, queue=queue, retry=False)
         except Exception:
             # The database row is already committed; the reconciler will send this again.
             logger.warning("could not send %s to %s; the reconciler will retry", task, queue, exc_info=True)
+            return False
+        return True
 
 
 Message = tuple[str, dict[str, Any], str]
@@ -90,8 +93,9 @@ class BackgroundTransport(Transport):
         self._outbox.put(None)
         self._thread.join(timeout)
 
-    def _send(self, task: str, kwargs: dict[str, Any], queue: str) -> None:
+    def _send(self, task: str, kwargs: dict[str, Any], queue: str) -> bool:
         self._outbox.put((task, kwargs, queue))
+        return True  # only queued here: a later failure is logged by the thread
 
     def _drain(self) -> None:
         closing = False

@@ -25,7 +25,7 @@ CHECK_RETRY_AFTER_SECONDS = 15.0
 def register_deploy_tasks(
     celery: Celery, settings: Settings, session_factory: sessionmaker[Session], transport: Transport
 ) -> None:
-    @celery.task(name=DEPLOY_CHECK_TASK, acks_late=True, ignore_result=True)
+    @celery.task(name=DEPLOY_CHECK_TASK, shared=False, acks_late=True, ignore_result=True)
     def deploy_check_task(build_id: int) -> None:
         check_build(session_factory, settings, transport, build_id)
 

@@ -41,7 +41,7 @@ class ClientPerProcess:
 def register_github_tasks(celery: Celery, settings: Settings, session_factory: sessionmaker[Session]) -> None:
     clients = ClientPerProcess(settings)
 
-    @celery.task(name=SEND_STATUSES_TASK, ignore_result=True)
+    @celery.task(name=SEND_STATUSES_TASK, shared=False, ignore_result=True)
     def send_statuses_task(build_id: int | None = None) -> None:
         client = clients.get()
         if client is None:
@@ -53,7 +53,7 @@ def register_github_tasks(celery: Celery, settings: Settings, session_factory: s
                 len(result.sent), len(result.failed), len(result.gave_up),
             )  # fmt: skip
 
-    @celery.task(name=SEND_DEPLOYMENTS_TASK, ignore_result=True)
+    @celery.task(name=SEND_DEPLOYMENTS_TASK, shared=False, ignore_result=True)
     def send_deployments_task(deployment_id: int | None = None) -> None:
         client = clients.get()
         if client is None:
@@ -67,7 +67,7 @@ def register_github_tasks(celery: Celery, settings: Settings, session_factory: s
                 len(result.sent), len(result.failed), len(result.gave_up),
             )  # fmt: skip
 
-    @celery.task(name=REDELIVER_TASK, ignore_result=True)
+    @celery.task(name=REDELIVER_TASK, shared=False, ignore_result=True)
     def redeliver_task() -> None:
         client = clients.get()
         if client is None:

@@ -18,7 +18,7 @@ from server.db import after_commit, make_engine, make_session_factory, session_s
 from server.deploys.messages import deploy_messages, enable_deploy_messages
 from server.github.outbox import enable_status_reports
 from server.models import Build, BuildState
-from server.queue.reconciler import reconcile
+from server.queue.reconciler import ReconcileResult, give_back_plan_attempts, reconcile
 from server.queue.transport import PLAN_BUILD_TASK, PLAN_BUILDS_TASK, RECONCILE_TASK, Transport
 from server.worker.celery_app import make_celery
 from server.worker.deploy_tasks import register_deploy_tasks
@@ -36,12 +36,14 @@ class WorkerContext:
 
 
 def register_tasks(celery: Celery, context: WorkerContext) -> None:
-    @celery.task(name=PLAN_BUILD_TASK, acks_late=True, ignore_result=True)
+    # ``shared=False`` here and in the other ``register_*`` functions: a shared task would also be
+    # added to every Celery app made later in the process, bound to this context.
+    @celery.task(name=PLAN_BUILD_TASK, shared=False, acks_late=True, ignore_result=True)
     def plan_build_task(build_id: int) -> None:
         with log_context(build_id=build_id):
             _plan(build_id)
 
-    @celery.task(name=PLAN_BUILDS_TASK, acks_late=True, ignore_result=True)
+    @celery.task(name=PLAN_BUILDS_TASK, shared=False, acks_late=True, ignore_result=True)
     def plan_builds_task(build_ids: list[int]) -> None:
         """A webhook burst's builds, gathered by the server's ``BackgroundTransport``. Planning is
         idempotent: a message redelivered after a crash plans again only what is still pending."""
@@ -66,11 +68,11 @@ def register_tasks(celery: Celery, context: WorkerContext) -> None:
                         build, BuildState.errored, f"Greenlight failed while planning this build: {error}"
                     )
 
-    @celery.task(name=RECONCILE_TASK, ignore_result=True)
+    @celery.task(name=RECONCILE_TASK, shared=False, ignore_result=True)
     def reconcile_task() -> None:
         result = reconcile(context.session_factory, context.settings)
         # Every phase has committed: only now are the messages sent.
-        _send(context.transport, result.builds_to_plan, result.jobs_to_announce)
+        _send_reconciled(context, result)
         sweep_deploys(context.session_factory, context.settings, context.transport)
         if result.jobs_lost or result.runners_lost or result.jobs_timed_out or result.builds_given_up:
             logger.warning(
@@ -84,10 +86,20 @@ def _announce(transport: Transport, announcements: list[tuple[int, list[str]]]) 
         transport.announce_job(job_id, labels)
 
 
-def _send(transport: Transport, builds: list[int], jobs: list[tuple[int, list[str]]]) -> None:
-    for build_id in builds:
-        transport.request_planning(build_id)
-    _announce(transport, jobs)
+def _send_reconciled(context: WorkerContext, result: ReconcileResult) -> None:
+    """Stops at the first message the broker refuses: it is down, and every further try would
+    wait out the connection's retries (seconds each). The planning requests not sent are given
+    back; the waiting jobs are announced on a later pass."""
+    unsent: list[int] = []
+    for build_id in result.builds_to_plan:
+        if unsent or not context.transport.request_planning(build_id):
+            unsent.append(build_id)
+    if unsent:
+        give_back_plan_attempts(context.session_factory, result, unsent)
+        return
+    for job_id, labels in result.jobs_to_announce:
+        if not context.transport.announce_job(job_id, labels):
+            return
 
 
 @cache

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,9 +15,11 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from server.config import Settings
 from server.models import Build, BuildState, Repository
+from server.queue.reconciler import MAX_PLAN_ATTEMPTS
 from server.queue.transport import (
     PLAN_BUILD_TASK,
     PLAN_BUILDS_TASK,
+    RECONCILE_TASK,
     SEND_STATUSES_TASK,
     SERVER_QUEUE,
     BackgroundTransport,
@@ -113,3 +116,37 @@ def test_the_batch_task_plans_each_build_it_names(
     states = session.execute(sa.select(Build.state, Build.reason).order_by(Build.id)).all()
     assert [state for state, _ in states] == [BuildState.errored, BuildState.errored]
     assert all("could not read the repository" in (reason or "") for _, reason in states)
+
+
+def test_a_planning_request_the_broker_refused_does_not_use_up_an_attempt(
+    settings: Settings, session: Session, session_factory: sessionmaker[Session], broker_url: str
+) -> None:
+    """While Redis is down, every reconciler pass tries to re-plan a pending build and fails to
+    send. Those tries are not attempts: the build is not backed off nor given up, and the first
+    pass after Redis is back sends its planning request."""
+    repository = Repository(full_name="acme/waiting", clone_url=str(settings.data_dir / "missing.git"))
+    session.add(repository)
+    session.flush()
+    build = Build(repository_id=repository.id, number=1, event="push", ref="refs/heads/main",
+                  branch="main", commit_sha="a" * 40, state=BuildState.pending,
+                  created_at=dt.datetime.now(dt.UTC) - dt.timedelta(hours=1))  # fmt: skip
+    session.add(build)
+    session.commit()
+
+    down = make_celery(
+        settings.model_copy(update={"broker_url": f"redis://127.0.0.1:{services.free_port()}/0"})
+    )
+    down.conf.broker_transport_options["max_retries"] = 0  # refused at once (no listener there)
+    celery = make_celery(settings)
+    context = WorkerContext(settings, session_factory, Transport(down))
+    register_tasks(celery, context)
+    for _ in range(MAX_PLAN_ATTEMPTS + 2):
+        celery.tasks[RECONCILE_TASK].run()  # each pass tries, and fails to send
+    session.expire_all()
+    assert (build.state, build.plan_attempts, build.plan_requested_at) == (BuildState.pending, 0, None)
+
+    context.transport = Transport(make_celery(settings.model_copy(update={"broker_url": broker_url})))
+    celery.tasks[RECONCILE_TASK].run()
+    session.expire_all()
+    assert build.plan_attempts == 1 and build.plan_requested_at is not None
+    assert _sent(broker_url) == [(PLAN_BUILD_TASK, {"build_id": build.id})]
