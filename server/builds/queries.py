@@ -8,6 +8,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session, selectinload
 
 from server.models import Build, Job, JobState, LogChunk, Repository, Step, StepState
+from server.retention.notes import pruned_note
 
 
 def repositories_with_latest_build(session: Session) -> list[tuple[Repository, Build | None]]:
@@ -78,6 +79,14 @@ def failed_jobs(session: Session, *, limit: int = 50) -> list[tuple[Job, Step | 
         .options(selectinload(Job.steps), selectinload(Job.build))
     ).all()
     return [(job, next((s for s in job.steps if s.state in _FAILING_STEP_STATES), None)) for job in jobs]
+
+
+def failing_log_tail(session: Session, job: Job, failing_step: Step | None) -> list[str]:
+    """What the failed-jobs list shows of a job's log: the failing step's last lines, or the
+    note that retention deleted them."""
+    if note := pruned_note(job.logs_pruned_at):
+        return [note]
+    return log_tail(session, job.id, failing_step.index) if failing_step else []
 
 
 def log_tail(session: Session, job_id: int, step_index: int, lines: int = 20) -> list[str]:

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, Query
 
 from server.auth import UserDep
-from server.builds.queries import failed_jobs, log_tail
+from server.builds.queries import failed_jobs, failing_log_tail
 from server.deps import SessionDep, StateDep
 from server.models import Job, Runner, RunnerState
 from server.queue.pending import NotPending, cancel_pending_job, change_pending_job, list_pending
@@ -107,7 +107,8 @@ def list_failed_jobs(
                 attempt=job.attempt,
                 finished_at=job.finished_at,
                 failing_step=failing_step.name if failing_step else None,
-                log_tail=log_tail(session, job.id, failing_step.index) if failing_step else [],
+                log_tail=failing_log_tail(session, job, failing_step),
+                logs_pruned_at=job.logs_pruned_at,
                 rerun_url=f"/api/jobs/{job.id}/rerun",
             )
         )

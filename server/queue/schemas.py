@@ -69,5 +69,6 @@ class FailedJobOut(BaseModel):
     attempt: int
     finished_at: dt.datetime | None
     failing_step: str | None
-    log_tail: list[str]
+    log_tail: list[str]  # or, when retention deleted the logs, one line: "log pruned <date> ..."
+    logs_pruned_at: dt.datetime | None = None
     rerun_url: str

@@ -1,5 +1,5 @@
 """A pruned log reads as "log pruned" everywhere it is shown: the build page, the failed-jobs page,
-the JSON API (build detail, line ranges, search) and the raw download (410, not 404 or 500)."""
+the JSON API (build detail, line ranges, search, failed jobs) and the raw download (410, not 404 or 500)."""
 
 from __future__ import annotations
 
@@ -41,6 +41,9 @@ def test_the_api_says_log_pruned(client: TestClient, pruned: Build) -> None:
     assert client.get(base + "/search", params={"q": "x"}).json()["pruned"].startswith("log pruned ")
     raw = client.get(base)
     assert raw.status_code == 410 and raw.text.startswith("log pruned ")
+    [failed] = [item for item in client.get("/api/jobs/failed").json() if item["job_id"] == job.id]
+    assert failed["logs_pruned_at"] is not None
+    assert len(failed["log_tail"]) == 1 and failed["log_tail"][0].startswith("log pruned ")
     # A step that does not exist is still a 404.
     assert client.get(f"/api/builds/{pruned.id}/jobs/{job.id}/steps/7/log/lines").status_code == 404
 
