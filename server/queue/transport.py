@@ -74,16 +74,17 @@ class BackgroundTransport(Transport):
     Only used where every message has a database row behind it that the reconciler re-sends
     for: if the process dies with messages still in this buffer, nothing is lost but time.
 
-    Planning requests are gathered: after the first message the thread waits ``linger``
-    seconds, then sends every planning request that arrived as one ``PLAN_BUILDS_TASK``
-    message (at most ``batch`` builds each). Celery spends about 0.5 ms of CPU on a message,
-    and a thread woken for each one fights the request threads for the GIL: under a webhook
-    burst that cost more than storing the delivery (bench/README.md, "Load").
+    Sends go in rounds, at most one round every ``interval`` seconds: a message after a quiet
+    moment goes at once, and under a stream each round sends what arrived since the last one,
+    with the planning requests merged into ``PLAN_BUILDS_TASK`` messages (at most ``batch``
+    builds each). Celery spends about 0.5 ms of CPU on a message, and this thread holds the GIL
+    meanwhile, delaying the event loop: one message per delivery was a fifth of a server
+    worker's CPU at 500 deliveries/s (bench/README.md, "Load").
     """
 
-    def __init__(self, celery: Celery, *, linger: float = 0.005, batch: int = 50) -> None:
+    def __init__(self, celery: Celery, *, interval: float = 0.05, batch: int = 50) -> None:
         super().__init__(celery)
-        self.linger = linger
+        self.interval = interval
         self.batch = batch
         self._outbox: queue.SimpleQueue[Message | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._drain, name="celery-sender", daemon=True)
@@ -99,9 +100,10 @@ class BackgroundTransport(Transport):
 
     def _drain(self) -> None:
         closing = False
+        last_round = -self.interval
         while not closing and (first := self._outbox.get()) is not None:
-            if self.linger:
-                time.sleep(self.linger)
+            time.sleep(max(0.0, last_round + self.interval - time.monotonic()))
+            last_round = time.monotonic()
             messages = [first]
             while True:
                 try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -63,7 +64,7 @@ def test_a_burst_of_planning_requests_becomes_few_messages_naming_every_build_on
         database_url="sqlite://", broker_url=broker_url, data_dir=tmp_path,
         github_webhook_secret=WEBHOOK_SECRET, secret_key=SECRET_KEY,
     )  # fmt: skip
-    transport = BackgroundTransport(make_celery(settings), linger=0.2, batch=50)
+    transport = BackgroundTransport(make_celery(settings), interval=0.2, batch=50)
     for build_id in range(1, 121):
         transport.request_planning(build_id)
     transport.request_status_report(7)
@@ -75,9 +76,34 @@ def test_a_burst_of_planning_requests_becomes_few_messages_naming_every_build_on
         if task == PLAN_BUILDS_TASK:
             planned += kwargs["build_ids"]  # type: ignore[operator]
     assert sorted(planned) == list(range(1, 121))  # every build once, none twice
-    assert len(messages) <= 6  # 121 requests; batches of at most 50 (and the status wake-up)
+    # 121 requests: the first at once, then batches of at most 50, and the status wake-up.
+    assert len(messages) <= 6
     assert all(len(kwargs.get("build_ids", [])) <= 50 for _, kwargs in messages)  # type: ignore[arg-type]
     assert (SEND_STATUSES_TASK, {"build_id": 7}) in messages
+
+
+def test_a_steady_stream_of_requests_is_sent_in_a_few_rounds(broker_url: str, tmp_path: Path) -> None:
+    """100 builds over about a second, one every 10 ms: at most one round of sends every 0.2 s,
+    each build in exactly one message."""
+    settings = Settings(
+        database_url="sqlite://", broker_url=broker_url, data_dir=tmp_path,
+        github_webhook_secret=WEBHOOK_SECRET, secret_key=SECRET_KEY,
+    )  # fmt: skip
+    transport = BackgroundTransport(make_celery(settings), interval=0.2, batch=50)
+    started = time.monotonic()
+    for build_id in range(1, 101):
+        transport.request_planning(build_id)
+        time.sleep(0.01)
+    transport.close()
+    rounds_possible = 1 + (time.monotonic() - started) / 0.2
+
+    messages = _sent(broker_url)
+    planned = [kwargs["build_id"] for task, kwargs in messages if task == PLAN_BUILD_TASK]
+    planned += [
+        build_id for task, kwargs in messages if task == PLAN_BUILDS_TASK for build_id in kwargs["build_ids"]
+    ]  # type: ignore[attr-defined]
+    assert sorted(planned) == list(range(1, 101))
+    assert len(messages) <= rounds_possible + 1  # not one message per build (100)
 
 
 def test_a_lone_planning_request_is_sent_as_before(broker_url: str, tmp_path: Path) -> None:
@@ -86,7 +112,7 @@ def test_a_lone_planning_request_is_sent_as_before(broker_url: str, tmp_path: Pa
         database_url="sqlite://", broker_url=broker_url, data_dir=tmp_path,
         github_webhook_secret=WEBHOOK_SECRET, secret_key=SECRET_KEY,
     )  # fmt: skip
-    transport = BackgroundTransport(make_celery(settings), linger=0.0)
+    transport = BackgroundTransport(make_celery(settings))
     transport.request_planning(42)
     transport.close()
     assert _sent(broker_url) == [(PLAN_BUILD_TASK, {"build_id": 42})]
