@@ -57,6 +57,7 @@ class Outcome:
     status: int | None  # None: no HTTP answer (connection refused, reset, timed out)
     error: str
     latency: float  # seconds from when it was due to its answer
+    late: float = 0.0  # seconds from when it was due to when its bytes were written
 
 
 def _http(host: str, port: int, headers: dict[str, str], body: bytes) -> bytes:
@@ -164,16 +165,18 @@ async def stream(
             connection = reusable()
             status: int | None = None
             error = ""
+            late = 0.0
             try:
                 if connection is None:
                     connection = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
                 reader, writer = connection
+                late = time.perf_counter() - due
                 writer.write(delivery.request)
                 status, keep_alive = await asyncio.wait_for(_read_status(reader), timeout)
             except (OSError, asyncio.IncompleteReadError, TimeoutError, ValueError) as failure:
                 error = type(failure).__name__
                 keep_alive = False
-            outcomes.append(Outcome(delivery, status, error, time.perf_counter() - due))
+            outcomes.append(Outcome(delivery, status, error, time.perf_counter() - due, late))
             if connection is not None:
                 if keep_alive:
                     idle.append((*connection, time.perf_counter()))
@@ -213,6 +216,7 @@ class RateFigures:
     accepted_per_second: float
     p50_ms: float
     p99_ms: float
+    late_p99_ms: float  # the load generator's own lag: p99 of (write time - due time)
     errors: int
     statuses: dict[str, int] = field(default_factory=dict)
     cpu_ms: dict[str, float] = field(default_factory=dict)  # CPU per delivery, by process group
@@ -222,6 +226,7 @@ def figures(rate: float, wall: float, outcomes: Sequence[Outcome], cpu: dict[str
     from bench.e2e import percentile
 
     latencies = sorted(outcome.latency for outcome in outcomes)
+    late = sorted(outcome.late for outcome in outcomes)
     ok = sum(1 for outcome in outcomes if outcome.status is not None and 200 <= outcome.status < 300)
     errors = sum(1 for outcome in outcomes if outcome.status not in EXPECTED[outcome.delivery.kind])
     statuses = collections.Counter(
@@ -230,8 +235,26 @@ def figures(rate: float, wall: float, outcomes: Sequence[Outcome], cpu: dict[str
     per_delivery = {group: 1000 * seconds / max(len(outcomes), 1) for group, seconds in cpu.items()}
     return RateFigures(
         rate, wall, len(outcomes), ok / wall, percentile(latencies, 50) * 1000,
-        percentile(latencies, 99) * 1000, errors, dict(statuses), per_delivery,
+        percentile(latencies, 99) * 1000, percentile(late, 99) * 1000, errors, dict(statuses), per_delivery,
     )  # fmt: skip
+
+
+HEADER = (
+    f"{'rate/s':>7} {'sent':>6} {'2xx/s':>7} {'p50 ms':>8} {'p99 ms':>8} {'late':>6} {'errors':>6}  "
+    "CPU ms/delivery: server, postgres, redis, load generator, other | load avg"
+)
+
+
+def row_line(row: RateFigures) -> str:
+    """``late``: p99 of how long after its due time a delivery was written (the load generator's
+    own lag, and waits for one of the connections while all of them await answers)."""
+    cpu = ", ".join(
+        f"{row.cpu_ms[group]:.2f}" for group in ("server", "postgres", "redis", "load generator", "other")
+    )
+    return (
+        f"{row.rate:>7.0f} {row.sent:>6} {row.accepted_per_second:>7.0f} {row.p50_ms:>8.1f} "
+        f"{row.p99_ms:>8.1f} {row.late_p99_ms:>6.1f} {row.errors:>6}  {cpu} | {os.getloadavg()[0]:.1f}"
+    )
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -267,8 +290,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             run_stream("127.0.0.1", port, warm, 300)
             rows = []
             server_pid = stack.processes["server"].pid
-            print(f"{'rate/s':>7} {'sent':>6} {'2xx/s':>7} {'p50 ms':>8} {'p99 ms':>8} {'errors':>6}  "
-                  "CPU ms/delivery: server, postgres, redis, load generator, other | load avg")  # fmt: skip
+            print(HEADER)
             for rate in rates:
                 mix = [args.only] if args.only else MIX
                 deliveries = delivery_mix(
@@ -280,11 +302,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 cpu = cpu_delta(before, cpu_snapshot(server_pid, env.redis_pid, env.database_name))
                 row = figures(rate, wall, outcomes, cpu)
                 rows.append(row)
-                ms = row.cpu_ms
-                print(f"{row.rate:>7.0f} {row.sent:>6} {row.accepted_per_second:>7.0f} {row.p50_ms:>8.1f} "
-                      f"{row.p99_ms:>8.1f} {row.errors:>6}  {ms['server']:.2f}, {ms['postgres']:.2f}, "
-                      f"{ms['redis']:.2f}, {ms['load generator']:.2f}, {ms['other']:.2f} "
-                      f"| {os.getloadavg()[0]:.1f}")  # fmt: skip
+                print(row_line(row))
                 if row.errors:
                     print(f"        {row.statuses}")
                 time.sleep(1.0)
