@@ -33,14 +33,16 @@ class RecordingTransport(Transport):
         self.announced: list[tuple[int, list[str]]] = []
         self.deploy_checks: list[int] = []
 
-    def request_planning(self, build_id: int) -> None:
+    def request_planning(self, build_id: int) -> bool:
         self.planned.append(build_id)
+        return True
 
     def request_deploy_check(self, build_id: int) -> None:
         self.deploy_checks.append(build_id)
 
-    def announce_job(self, job_id: int, labels: object) -> None:
+    def announce_job(self, job_id: int, labels: object) -> bool:
         self.announced.append((job_id, list(labels)))  # type: ignore[call-overload]
+        return True
 
 
 def _worker_suffix() -> str:

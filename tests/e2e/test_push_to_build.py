@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import subprocess
 import uuid
 
 import httpx
 import pytest
 
-from tests.e2e.stack import Stack
+from tests.e2e.stack import Stack, containers_of
 from tests.fixtures import github_payload, push_payload
 from tests.support import services
 
@@ -93,13 +92,7 @@ def test_a_step_past_its_timeout_ends_timed_out_and_its_container_is_gone(
     assert build["state"] == "timed_out"
     job = build["jobs"][0]
     assert job["steps"][0]["state"] == "timed_out" and "timed out" in job["steps"][0]["reason"]
-    leftovers = subprocess.run(
-        ["docker", "ps", "-aq", "--filter", f"label=greenlight.job={job['id']}"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    assert leftovers.strip() == ""
+    assert containers_of(job["id"], stack.env["GREENLIGHT_RUNNER_NAME"]) == []
 
 
 def test_a_branch_named_like_a_shell_command_runs_nothing(stack: Stack, register, origin) -> None:  # type: ignore[no-untyped-def]

@@ -62,6 +62,5 @@ def test_matrix_jobs_each_reach_their_own_service_and_the_build_passes(
         assert log[1].startswith("greenlight: service web is ready (tcp port 8080) after ")
         assert log[2:] == [f"{greeting} from {job_name}, CI=true APP_ENV=test STEP_LEVEL=true", "200"]
         # The runner reports a job's end before it tears the job down (off the critical path).
-        runner = stack.env["GREENLIGHT_RUNNER_NAME"]
-        left = (containers_of(job["id"], runner), networks_of(job["id"], runner))
-        assert torn_down(job["id"], runner), left
+        job_id, runner = job["id"], stack.env["GREENLIGHT_RUNNER_NAME"]
+        assert torn_down(job_id, runner), [containers_of(job_id, runner), networks_of(job_id, runner)]
