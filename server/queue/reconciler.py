@@ -30,25 +30,31 @@ TIMEOUT_GRACE = dt.timedelta(seconds=60)
 
 
 @dataclass
+class Stamps:
+    """When a pass stamped rows it is about to send messages for, and each row's stamp before
+    (``give_back_unsent`` puts those back for the messages the broker refused)."""
+
+    at: dt.datetime | None = None
+    before: dict[int, dt.datetime | None] = field(default_factory=dict)
+
+
+@dataclass
 class ReconcileResult:
     builds_to_plan: list[int] = field(default_factory=list)
-    # Each re-planned build's ``plan_requested_at`` before this pass stamped it (see
-    # ``give_back_plan_attempts``).
-    plan_requested_before: dict[int, dt.datetime | None] = field(default_factory=dict)
+    plan_stamps: Stamps = field(default_factory=Stamps)  # Build.plan_requested_at
     jobs_to_announce: list[tuple[int, list[str]]] = field(default_factory=list)
+    announce_stamps: Stamps = field(default_factory=Stamps)  # Job.last_announced_at
     jobs_lost: list[int] = field(default_factory=list)
     jobs_timed_out: list[int] = field(default_factory=list)
     runners_lost: list[int] = field(default_factory=list)
     builds_given_up: list[int] = field(default_factory=list)
 
 
-def _replan(
-    session: Session, settings: Settings, now: dt.datetime, requested_before: dict[int, dt.datetime | None]
-) -> tuple[list[int], list[int]]:
+def _replan(session: Session, settings: Settings, now: dt.datetime) -> tuple[Stamps, list[int]]:
     """Pending builds whose planning message was lost (or whose planning crashed) are planned
     again, with backoff; after a few attempts the build errors instead of looping forever."""
     first = dt.timedelta(seconds=settings.replan_after_seconds)
-    replan, given_up = [], []
+    replan, given_up = Stamps(at=now), []
     builds = session.scalars(
         sa.select(Build)
         .where(Build.state == BuildState.pending, Build.created_at < now - first)
@@ -68,10 +74,9 @@ def _replan(
             )
             given_up.append(build.id)
             continue
-        requested_before[build.id] = build.plan_requested_at
+        replan.before[build.id] = build.plan_requested_at
         build.plan_attempts += 1
         build.plan_requested_at = now
-        replan.append(build.id)
     return replan, given_up
 
 
@@ -118,26 +123,36 @@ def _close_lost_and_overdue_jobs(session: Session, settings: Settings, result: R
 
 
 def _replan_phase(session: Session, settings: Settings, result: ReconcileResult) -> None:
-    result.builds_to_plan, result.builds_given_up = _replan(
-        session, settings, utcnow(), result.plan_requested_before
-    )
+    result.plan_stamps, result.builds_given_up = _replan(session, settings, utcnow())
+    result.builds_to_plan = list(result.plan_stamps.before)
 
 
-def give_back_plan_attempts(
-    session_factory: sessionmaker[Session], result: ReconcileResult, build_ids: list[int]
+def give_back_unsent(
+    session_factory: sessionmaker[Session], result: ReconcileResult, builds: list[int], jobs: list[int]
 ) -> None:
-    """Planning requests the broker refused (it is down or restarting) were never made: they
-    do not count as attempts, and those builds are due again on the next pass. Otherwise a broker
-    outage of a few minutes would use up the backoff and error builds that never had a try."""
-    with session_factory.begin() as session:
-        for build_id in build_ids:
+    """Messages the broker refused were never sent: a planning request that did not go out
+    does not use up one of the build's attempts, and a job whose announcement did not go out is
+    due again at once, not after its backoff (up to 5 minutes, and runners wait for these
+    messages). This happens when Redis goes away during a pass, or restarts between two passes
+    (the first send on the old connection fails). Only rows still as this pass left them are
+    put back: a build planned since, or stamped by a newer pass, keeps its state."""
+    with session_scope(session_factory) as session:
+        for build_id in builds:
             session.execute(
                 sa.update(Build)
-                .where(Build.id == build_id, Build.state == BuildState.pending, Build.plan_attempts > 0)
+                .where(Build.id == build_id, Build.state == BuildState.pending)
+                .where(Build.plan_requested_at == result.plan_stamps.at)
                 .values(
                     plan_attempts=Build.plan_attempts - 1,
-                    plan_requested_at=result.plan_requested_before.get(build_id),
+                    plan_requested_at=result.plan_stamps.before[build_id],
                 )
+            )
+        for job_id in jobs:
+            session.execute(
+                sa.update(Job)
+                .where(Job.id == job_id, Job.state == JobState.queued)
+                .where(Job.last_announced_at == result.announce_stamps.at)
+                .values(last_announced_at=result.announce_stamps.before[job_id])
             )
 
 
@@ -155,6 +170,7 @@ def _reannounce_waiting_jobs(session: Session, settings: Settings, result: Recon
         if now - last >= min(max(age / 2, min_reannounce), MAX_REANNOUNCE):
             due.append(job)
     if due:
+        result.announce_stamps = Stamps(at=now, before={job.id: job.last_announced_at for job in due})
         session.execute(
             sa.update(Job)
             .where(Job.id.in_([job.id for job in due]))

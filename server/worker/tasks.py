@@ -18,7 +18,7 @@ from server.db import after_commit, make_engine, make_session_factory, session_s
 from server.deploys.messages import deploy_messages, enable_deploy_messages
 from server.github.outbox import enable_status_reports
 from server.models import Build, BuildState
-from server.queue.reconciler import ReconcileResult, give_back_plan_attempts, reconcile
+from server.queue.reconciler import ReconcileResult, give_back_unsent, reconcile
 from server.queue.transport import PLAN_BUILD_TASK, PLAN_BUILDS_TASK, RECONCILE_TASK, Transport
 from server.worker.celery_app import make_celery
 from server.worker.deploy_tasks import register_deploy_tasks
@@ -72,8 +72,8 @@ def register_tasks(celery: Celery, context: WorkerContext) -> None:
     def reconcile_task() -> None:
         result = reconcile(context.session_factory, context.settings)
         # Every phase has committed: only now are the messages sent.
-        _send_reconciled(context, result)
-        sweep_deploys(context.session_factory, context.settings, context.transport)
+        if _send_reconciled(context, result):  # else the broker is away: deploys wait for the next pass
+            sweep_deploys(context.session_factory, context.settings, context.transport)
         if result.jobs_lost or result.runners_lost or result.jobs_timed_out or result.builds_given_up:
             logger.warning(
                 "reconciler: lost jobs %s, timed-out jobs %s, lost runners %s, unplannable builds %s",
@@ -86,20 +86,23 @@ def _announce(transport: Transport, announcements: list[tuple[int, list[str]]]) 
         transport.announce_job(job_id, labels)
 
 
-def _send_reconciled(context: WorkerContext, result: ReconcileResult) -> None:
-    """Stops at the first message the broker refuses: it is down, and every further try would
-    wait out the connection's retries (seconds each). The planning requests not sent are given
-    back; the waiting jobs are announced on a later pass."""
-    unsent: list[int] = []
-    for build_id in result.builds_to_plan:
-        if unsent or not context.transport.request_planning(build_id):
-            unsent.append(build_id)
-    if unsent:
-        give_back_plan_attempts(context.session_factory, result, unsent)
-        return
-    for job_id, labels in result.jobs_to_announce:
-        if not context.transport.announce_job(job_id, labels):
-            return
+def _send_reconciled(context: WorkerContext, result: ReconcileResult) -> bool:
+    """Sends the pass's messages; stops at the first one the broker refuses (False): it is down,
+    and every further try would wait out the connection's retries (seconds each). What was not
+    sent is given back (``give_back_unsent``) for the next pass."""
+    builds = list(result.builds_to_plan)
+    while builds and context.transport.request_planning(builds[0]):
+        builds.pop(0)
+    jobs = [job_id for job_id, _ in result.jobs_to_announce]
+    if not builds:
+        for job_id, labels in result.jobs_to_announce:
+            if not context.transport.announce_job(job_id, labels):
+                break
+            jobs.remove(job_id)
+    if builds or jobs:
+        give_back_unsent(context.session_factory, result, builds, jobs)
+        return False
+    return True
 
 
 @cache

@@ -10,9 +10,13 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from server.config import Settings
 from server.models import Build, BuildState, Job, JobState, Runner, RunnerState, ServiceLiveness, StepState
-from server.models.base import utcnow
-from server.queue.reconciler import reconcile
+from server.models.base import as_utc, utcnow
+from server.queue.reconciler import give_back_unsent, reconcile
+from server.queue.transport import RECONCILE_TASK, Transport
+from server.worker.celery_app import make_celery
+from server.worker.tasks import WorkerContext, register_tasks
 from tests import factories
+from tests.conftest import RecordingTransport
 
 pytestmark = pytest.mark.integration
 
@@ -210,3 +214,72 @@ def test_the_all_labels_queue_is_announced_on_only_while_a_runner_serves_it(
         runner.labels = ["*"]
         session.execute(sa.update(Job).where(Job.id == job_id).values(last_announced_at=ago(60)))
     assert run_reconciler(session_factory, settings).jobs_to_announce == [(job_id, ["docker", "*"])]
+
+
+class RefusingTransport(RecordingTransport):
+    """The broker accepts the first ``accepted`` messages, then refuses every one."""
+
+    def __init__(self, accepted: int) -> None:
+        super().__init__()
+        self.tries = 0
+        self.accepted = accepted
+
+    def request_planning(self, build_id: int) -> bool:
+        self.tries += 1
+        return self.tries <= self.accepted and super().request_planning(build_id)
+
+    def announce_job(self, job_id: int, labels: object) -> bool:
+        self.tries += 1
+        return self.tries <= self.accepted and super().announce_job(job_id, labels)
+
+
+def reconcile_task(settings: Settings, session_factory: sessionmaker[Session], transport: Transport):  # type: ignore[no-untyped-def]
+    celery = make_celery(settings)
+    register_tasks(celery, WorkerContext(settings, session_factory, transport))
+    return celery.tasks[RECONCILE_TASK]
+
+
+def test_a_pass_stops_at_the_first_refused_message_and_gives_back_what_it_did_not_send(
+    session_factory: sessionmaker[Session], settings: Settings
+) -> None:
+    with session_factory.begin() as session:
+        repo = factories.repository(session)
+        builds = [factories.build(session, repo) for _ in range(3)]
+        for build in builds:
+            build.state, build.created_at = BuildState.pending, ago(3600)
+        job = factories.job(session, factories.build(session, repo))
+        announced = ago(600)
+        job.queued_at = job.last_announced_at = announced
+        build_ids, job_id = [build.id for build in builds], job.id
+    transport = RefusingTransport(accepted=1)
+
+    reconcile_task(settings, session_factory, transport).run()
+
+    assert transport.tries == 2  # one sent, one refused, nothing more tried
+    assert transport.planned == build_ids[:1] and transport.announced == []
+    with session_factory() as session:
+        attempts = {b.id: (b.plan_attempts, b.plan_requested_at) for b in session.scalars(sa.select(Build))}
+        assert attempts[build_ids[0]][0] == 1
+        assert [attempts[build_id] for build_id in build_ids[1:]] == [(0, None), (0, None)]
+        assert as_utc(session.get(Job, job_id).last_announced_at) == announced  # type: ignore[union-attr, arg-type]
+    # The next pass with the broker back sends what was given back, at once.
+    transport = RefusingTransport(accepted=100)
+    reconcile_task(settings, session_factory, transport).run()
+    assert transport.planned == build_ids[1:] and [j for j, _ in transport.announced] == [job_id]
+
+
+def test_a_build_that_moved_on_is_not_given_back(
+    session_factory: sessionmaker[Session], settings: Settings
+) -> None:
+    with session_factory.begin() as session:
+        build = factories.build(session, factories.repository(session))
+        build.state, build.created_at = BuildState.pending, ago(3600)
+        build_id = build.id
+    result = run_reconciler(session_factory, settings)
+    assert result.builds_to_plan == [build_id]
+    with session_factory.begin() as session:  # planned meanwhile (the message of an earlier pass)
+        session.execute(sa.update(Build).where(Build.id == build_id).values(state=BuildState.queued))
+    give_back_unsent(session_factory, result, [build_id], [])
+    with session_factory() as session:
+        build = session.get(Build, build_id)
+        assert (build.state, build.plan_attempts) == (BuildState.queued, 1)  # type: ignore[union-attr]

@@ -99,9 +99,9 @@ def test_a_steady_stream_of_requests_is_sent_in_a_few_rounds(broker_url: str, tm
 
     messages = _sent(broker_url)
     planned = [kwargs["build_id"] for task, kwargs in messages if task == PLAN_BUILD_TASK]
-    planned += [
-        build_id for task, kwargs in messages if task == PLAN_BUILDS_TASK for build_id in kwargs["build_ids"]
-    ]  # type: ignore[attr-defined]
+    for task, kwargs in messages:
+        if task == PLAN_BUILDS_TASK:
+            planned += kwargs["build_ids"]  # type: ignore[operator]
     assert sorted(planned) == list(range(1, 101))
     assert len(messages) <= rounds_possible + 1  # not one message per build (100)
 
@@ -116,6 +116,34 @@ def test_a_lone_planning_request_is_sent_as_before(broker_url: str, tmp_path: Pa
     transport.request_planning(42)
     transport.close()
     assert _sent(broker_url) == [(PLAN_BUILD_TASK, {"build_id": 42})]
+
+
+def test_a_request_after_a_quiet_moment_is_sent_at_once(broker_url: str, tmp_path: Path) -> None:
+    """Rounds are at most one per ``interval`` (here 5 s), but the first does not wait for it."""
+    settings = Settings(
+        database_url="sqlite://", broker_url=broker_url, data_dir=tmp_path,
+        github_webhook_secret=WEBHOOK_SECRET, secret_key=SECRET_KEY,
+    )  # fmt: skip
+    transport = BackgroundTransport(make_celery(settings), interval=5.0)
+    try:
+        transport.request_planning(42)
+        deadline = time.monotonic() + 3.0
+        while not _sent(broker_url) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert _sent(broker_url) == [(PLAN_BUILD_TASK, {"build_id": 42})]
+    finally:
+        transport.close()
+
+
+def test_worker_tasks_stay_in_the_celery_app_they_were_registered_in(
+    settings: Settings, session_factory: sessionmaker[Session]
+) -> None:
+    """A shared task would be added to every Celery app made later in the process, still bound
+    to the first app's context (its transport, its database)."""
+    first = make_celery(settings)
+    register_tasks(first, WorkerContext(settings, session_factory, Transport(first)))
+    second = make_celery(settings)
+    assert RECONCILE_TASK in first.tasks and RECONCILE_TASK not in second.tasks
 
 
 def test_the_batch_task_plans_each_build_it_names(
@@ -147,9 +175,9 @@ def test_the_batch_task_plans_each_build_it_names(
 def test_a_planning_request_the_broker_refused_does_not_use_up_an_attempt(
     settings: Settings, session: Session, session_factory: sessionmaker[Session], broker_url: str
 ) -> None:
-    """While Redis is down, every reconciler pass tries to re-plan a pending build and fails to
-    send. Those tries are not attempts: the build is not backed off nor given up, and the first
-    pass after Redis is back sends its planning request."""
+    """Passes whose planning request the broker refuses (Redis went away during the pass, or
+    the first send on a connection from before a restart) do not count as attempts: the build is
+    neither backed off nor given up, and the first pass whose send goes through requests it."""
     repository = Repository(full_name="acme/waiting", clone_url=str(settings.data_dir / "missing.git"))
     session.add(repository)
     session.flush()
