@@ -39,7 +39,7 @@ def run(cpus: Sequence[int], seconds: float) -> dict[int, list[float]]:
     spinners = [multiprocessing.Process(target=spin, args=(cpu, seconds, results)) for cpu in cpus]
     for spinner in spinners:
         spinner.start()
-    found = dict(results.get() for _ in spinners)
+    found = dict(results.get(timeout=seconds + 30) for _ in spinners)
     for spinner in spinners:
         spinner.join()
     return found
