@@ -310,6 +310,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(
                 f"highest rate with p99 < 50 ms and no errors: {max((r.rate for r in kept), default=0):.0f}/s"
             )
+            # Saturation: the most 2xx/s any step reached; past it, offering more adds only delay.
+            top = max(rows, key=lambda r: r.accepted_per_second)
+            print(f"saturation: {top.accepted_per_second:.0f} 2xx/s at most (offered {top.rate:.0f}/s)")
             stack.stop_all()
             if args.json:
                 args.json.write_text(json.dumps([row.__dict__ for row in rows], indent=2))
