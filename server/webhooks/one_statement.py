@@ -167,9 +167,9 @@ async def store_in_one_statement_async(
 def _bind(hook_id: str, delivery_id: str, event: PushEvent | PullRequestEvent) -> _Bound:
     state, reason = first_state(event)
     if isinstance(event, PushEvent):
-        statement, parameters = _STORE_PUSH, _push_parameters(event)
+        statement, parameters = _STORE_PUSH, _event_parameters(event, _PUSH_COLUMNS)
     else:
-        statement, parameters = _STORE_PULL_REQUEST, _pull_request_parameters(event)
+        statement, parameters = _STORE_PULL_REQUEST, _event_parameters(event, _PULL_REQUEST_COLUMNS)
     now = utcnow()
     parameters.update(
         hook_id=hook_id,
@@ -185,31 +185,8 @@ def _bind(hook_id: str, delivery_id: str, event: PushEvent | PullRequestEvent) -
     return _Bound(statement, parameters, state, reason)
 
 
-def _push_parameters(push: PushEvent) -> dict[str, Any]:
-    return {
-        "event": push.event,
-        "ref": push.ref,
-        "branch": push.branch,
-        "tag": push.tag,
-        "commit_sha": push.commit_sha,
-        "commit_message": push.commit_message,
-        "commit_author": push.commit_author,
-        "commit_url": push.commit_url,
-        "sender": push.sender,
-        "before_sha": push.before_sha,
-    }
-
-
-def _pull_request_parameters(pr: PullRequestEvent) -> dict[str, Any]:
-    return {
-        "ref": pr.ref,
-        "commit_sha": pr.commit_sha,
-        "sender": pr.sender,
-        "from_fork": pr.from_fork,
-        "number": pr.number,
-        "title": pr.title,
-        "url": pr.url,
-        "source_branch": pr.source_branch,
-        "target_branch": pr.target_branch,
-        "head_repository": pr.head_repository,
-    }
+def _event_parameters(event: PushEvent | PullRequestEvent, columns: dict[str, str]) -> dict[str, Any]:
+    """The event's values for the statement's ``:name`` placeholders, each the event's attribute
+    of that name (the literals, such as ``'pull_request'``, take none)."""
+    names = [value[1:] for value in columns.values() if value.startswith(":")]
+    return {name: getattr(event, name) for name in names}

@@ -54,6 +54,16 @@ def _reply(client: TestClient, path: str, body: Any, token: str | None) -> tuple
     return reply.status_code, payload, kept
 
 
+def _runner_and_jobs(client: TestClient, session: Session, *, jobs: int, steps: int) -> tuple[str, int, int]:
+    """A registered runner (its token and id) and a build of ``jobs`` queued jobs (its id)."""
+    token = factories.runner_token(session)
+    build = factories.build(session, factories.repository(session))
+    for _ in range(jobs):
+        factories.job(session, build, steps=steps)
+    session.commit()
+    return token, register(client, token), build.id
+
+
 def test_errors_are_worded_as_fastapi_words_them(
     client: TestClient, fastapi_only: TestClient, session: Session
 ) -> None:
@@ -80,12 +90,7 @@ def test_errors_are_worded_as_fastapi_words_them(
 def test_a_claim_and_a_jobs_end_reply_as_fastapi_does(
     client: TestClient, fastapi_only: TestClient, session: Session
 ) -> None:
-    token = factories.runner_token(session)
-    build = factories.build(session, factories.repository(session))
-    for _ in range(3):
-        factories.job(session, build, steps=2)
-    session.commit()
-    runner_id = register(client, token)
+    token, runner_id, _ = _runner_and_jobs(client, session, jobs=3, steps=2)
     replies = []
     for answering in (client, fastapi_only):
         claimed = claim(answering, token, runner_id)
@@ -158,11 +163,7 @@ def test_a_connection_lost_mid_cycle_is_a_503_and_the_retry_loses_nothing(
 ) -> None:
     """The job's end runs straight on the driver's connection: a connection Postgres dropped is
     a 503 (never a 500), is not handed out again, and the runner's retry ends the job."""
-    token = factories.runner_token(session)
-    build = factories.build(session, factories.repository(session))
-    factories.job(session, build, steps=1)
-    session.commit()
-    runner_id = register(client, token)
+    token, runner_id, _ = _runner_and_jobs(client, session, jobs=1, steps=1)
     claimed = claim(client, token, runner_id)
     assert claimed is not None
     with engine.connect() as admin:  # every other connection to the test database goes
@@ -191,12 +192,7 @@ def test_a_claim_that_fails_for_a_bug_of_ours_never_holds_up_the_jobs_end(
 ) -> None:
     """The end and the next claim share a transaction; if the claim raises (not the database),
     the end is recorded alone (204), rather than failing every retry until the lease runs out."""
-    token = factories.runner_token(session)
-    build = factories.build(session, factories.repository(session))
-    for _ in range(2):
-        factories.job(session, build, steps=1)
-    session.commit()
-    runner_id = register(client, token)
+    token, runner_id, build_id = _runner_and_jobs(client, session, jobs=2, steps=1)
     claimed = claim(client, token, runner_id)
     assert claimed is not None
 
@@ -211,7 +207,7 @@ def test_a_claim_that_fails_for_a_bug_of_ours_never_holds_up_the_jobs_end(
     )
     assert end.status_code == 204, end.text
     session.expire_all()
-    states = session.scalars(sa.select(Job.state).where(Job.build_id == build.id).order_by(Job.id)).all()
+    states = session.scalars(sa.select(Job.state).where(Job.build_id == build_id).order_by(Job.id)).all()
     assert states == [JobState.passed, JobState.queued]
     monkeypatch.undo()
     assert claim(client, token, runner_id) is not None  # the next job is claimed as usual
