@@ -28,7 +28,7 @@ from runner.spec import ClaimedJob, ClaimRequest, JobFinished
 from server.deps import AppState
 from server.errors import database_error_reply, invalid_input_detail
 from server.queue import job_cycle
-from server.web.lean import BodyTooLarge, header, json_body, read_body
+from server.web.lean import BodyTooLarge, header, json_body, read_body, send_body
 
 # Far above any claim or job end (a reason is at most a few KiB): a bigger body is refused unread.
 MAX_BODY_BYTES = 1 << 20
@@ -99,12 +99,12 @@ class HotRunnerRoutes:
             await send({"type": "http.response.start", "status": 204, "headers": self.headers})
             await send({"type": "http.response.body", "body": b""})
             return
-        await _send(send, 200, claimed.model_dump_json().encode(), self.json_headers)
+        await send_body(send, 200, claimed.model_dump_json().encode(), self.json_headers)
 
     async def _reply(
         self, send: Send, status: int, content: dict[str, Any], extra: list[tuple[bytes, bytes]] | None = None
     ) -> None:
-        await _send(send, status, json_body(content), self.json_headers + (extra or []))
+        await send_body(send, status, json_body(content), self.json_headers + (extra or []))
 
 
 class _InvalidBody(Exception):
@@ -146,9 +146,3 @@ def _bearer_token(scope: Scope) -> str | None:
     if text is None or not text.startswith("Bearer "):
         return None
     return text.removeprefix("Bearer ").strip()  # as FastAPI's bearer_token: an empty one is refused later
-
-
-async def _send(send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]]) -> None:
-    headers = [*headers, (b"content-length", str(len(body)).encode())]
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})

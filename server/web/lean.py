@@ -74,14 +74,11 @@ def json_body(content: Mapping[str, Any]) -> bytes:
 
 
 async def send_json(send: Send, status_code: int, body: bytes) -> None:
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status_code,
-            "headers": [
-                (b"content-length", str(len(body)).encode()),
-                (b"content-type", b"application/json"),
-            ],
-        }
-    )
+    await send_body(send, status_code, body, [(b"content-type", b"application/json")])
+
+
+async def send_body(send: Send, status_code: int, body: bytes, headers: list[tuple[bytes, bytes]]) -> None:
+    """A whole reply: ``headers`` and the body's content-length, then the body."""
+    headers = [(b"content-length", str(len(body)).encode()), *headers]
+    await send({"type": "http.response.start", "status": status_code, "headers": headers})
     await send({"type": "http.response.body", "body": body})
