@@ -164,3 +164,22 @@ def test_narrowing_a_token_stops_its_runners_claims_of_labels_it_no_longer_allow
     narrow(session, "gpu-box", ["docker", "gpu"])  # widened again: its runner takes it at once
     claimed = claim(either, token, runner_id)
     assert claimed is not None and claimed["spec"]["job_id"] == gpu_job
+
+
+def test_the_queue_and_runners_views_count_only_what_a_token_allows(
+    client: TestClient, session: Session, settings: Settings
+) -> None:
+    token = factories.runner_token(session, "narrowed", labels=["*"])
+    session.commit()
+    runner_id = registered(client, token, ["docker", "deploy"])
+    _, deploy_job = queue_build_and_deploy(session, settings)
+    narrow(session, "narrowed", ["docker"])
+    waiting = {item["job_id"]: item["waiting_because"] for item in client.get("/api/queue").json()}
+    assert waiting[deploy_job] == "no live runner has the labels deploy"
+    [runner] = client.get("/api/runners").json()
+    assert (runner["id"], runner["labels"], runner["token_labels"]) == (
+        runner_id,
+        ["deploy", "docker"],
+        ["docker"],
+    )
+    assert "token allows: docker<" in client.get("/-/runners").text
