@@ -37,12 +37,13 @@ class RunnerIdentity:
     """A runner as a claim sees it (read with the token check, not a loaded ``Runner`` row)."""
 
     id: int
-    labels: list[str]
+    labels: list[str]  # those it may take jobs of now: its own, within its token's (token_labels)
     state: RunnerState
 
 
 class Claimant(Protocol):
-    """What a claim needs to know about the runner: a ``Runner`` row or a ``RunnerIdentity``."""
+    """What a claim needs to know about the runner: a ``RunnerIdentity`` (the runner API's claims,
+    whose labels its token limits), or a ``Runner`` row (its own labels, as registered)."""
 
     @property
     def id(self) -> int: ...

@@ -46,9 +46,9 @@ def register_runner(session: Session, token: ApiToken, registration: RunnerRegis
     that silently served less than it was started with would be harder to understand."""
     refused = labels_not_allowed(registration.labels, token.labels)
     if refused:
-        allowed = ", ".join(token.labels or []) or "no"
+        allowed = f"labels {', '.join(token.labels)} only" if token.labels else "no label"
         raise LabelsNotAllowed(
-            f'runner token "{token.name}" may serve labels {allowed} only; not allowed: {", ".join(refused)} '
+            f'runner token "{token.name}" may serve {allowed}; not allowed: {", ".join(refused)} '
             "(`greenlight token labels` changes what a token allows)"
         )
     runner = session.scalar(

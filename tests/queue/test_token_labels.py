@@ -211,6 +211,8 @@ def test_on_sqlite_claims_are_limited_to_what_the_token_allows_too(tmp_path: Pat
         narrow(session, "narrowed", ["docker"])
         claimed = claim_next_job(session, identify_runner(session, token, runner_id), settings)
         assert claimed is not None and claimed.spec.job_id == build_job and PROD not in str(claimed)
+        session.commit()
+        session.expire_all()  # as the next request's own session would see the rows
         finished = reports.finish_job_by_token(
             session,
             build_job,
