@@ -51,16 +51,19 @@ def live_runners(session: Session, lost_after_seconds: float) -> list[RunnerLoad
         ).all()
     )
     runners = session.execute(
-        sa.select(Runner, ApiToken.labels)
+        sa.select(Runner, ApiToken.labels, ApiToken.revoked)
         .outerjoin(ApiToken, ApiToken.id == Runner.token_id)
         .where(
             Runner.state.in_([RunnerState.idle, RunnerState.busy, RunnerState.draining]),
             Runner.last_seen_at >= cutoff,
         )
     )
+    # A runner whose token was revoked (or deleted) claims nothing, whatever its labels.
     return [
-        RunnerLoad(runner, running.get(runner.id, 0), labels_served(runner.labels, token_labels))
-        for runner, token_labels in runners
+        RunnerLoad(
+            runner, running.get(runner.id, 0), labels_served(runner.labels, None if revoked else labels)
+        )
+        for runner, labels, revoked in runners
     ]
 
 

@@ -179,10 +179,11 @@ def test_the_queue_and_runners_views_count_only_what_a_token_allows(
     token = factories.runner_token(session, "narrowed", labels=["*"])
     session.commit()
     runner_id = registered(client, token, ["docker", "deploy"])
-    _, deploy_job = queue_build_and_deploy(session, settings)
+    build_job, deploy_job = queue_build_and_deploy(session, settings)
     narrow(session, "narrowed", ["docker"])
     waiting = {item["job_id"]: item["waiting_because"] for item in client.get("/api/queue").json()}
     assert waiting[deploy_job] == "no live runner has the labels deploy"
+    assert waiting[build_job] == "about to be claimed by an idle runner"
     [runner] = client.get("/api/runners").json()
     assert (runner["id"], runner["labels"], runner["token_labels"]) == (
         runner_id,
@@ -190,6 +191,10 @@ def test_the_queue_and_runners_views_count_only_what_a_token_allows(
         ["docker"],
     )
     assert "token allows: docker<" in client.get("/-/runners").text
+    session.execute(sa.update(ApiToken).where(ApiToken.name == "narrowed").values(revoked=True))
+    session.commit()
+    waiting = {item["job_id"]: item["waiting_because"] for item in client.get("/api/queue").json()}
+    assert waiting[build_job] == "no live runner has the labels docker"  # a revoked token claims nothing
 
 
 def test_on_sqlite_claims_are_limited_to_what_the_token_allows_too(tmp_path: Path) -> None:
