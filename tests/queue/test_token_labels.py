@@ -228,4 +228,32 @@ def test_on_sqlite_claims_are_limited_to_what_the_token_allows_too(tmp_path: Pat
         assert claim_next_job(session, finished.next_claimant, settings) is None
         assert claim_next_job(session, identify_runner(session, token, runner_id), settings) is None
         assert state_of(session, deploy_job) is JobState.queued
+        # A retried claim (its first reply lost) hands back its job only while the token allows it.
+        narrow(session, "narrowed", ["*"])
+        first_try = claim_next_job(
+            session, identify_runner(session, token, runner_id), settings, "key-0123456789"
+        )
+        assert first_try is not None and first_try.spec.job_id == deploy_job
+        narrow(session, "narrowed", ["docker"])
+        assert (
+            claim_next_job(session, identify_runner(session, token, runner_id), settings, "key-0123456789")
+            is None
+        )
     engine.dispose()
+
+
+def test_a_retried_claim_hands_back_its_job_only_while_the_token_allows_it(
+    either: TestClient, session: Session, settings: Settings
+) -> None:
+    token = factories.runner_token(session, "deployer", labels=["deploy", "docker"])
+    session.commit()
+    runner_id = registered(either, token, ["deploy", "docker"])
+    build_job, deploy_job = queue_build_and_deploy(session, settings)
+    keyed = {"runner_id": runner_id, "claim_key": "retried-key-0123456"}
+    headers = {"Authorization": f"Bearer {token}"}
+    lost = either.post("/api/runner/claim", json=keyed, headers=headers)  # its reply never arrives
+    assert lost.status_code == 200 and lost.json()["spec"]["job_id"] == deploy_job
+    narrow(session, "deployer", ["docker"])
+    again = either.post("/api/runner/claim", json=keyed, headers=headers)
+    assert again.status_code == 200, again.text
+    assert again.json()["spec"]["job_id"] == build_job and PROD not in again.text
