@@ -66,9 +66,12 @@ def job(
     return item
 
 
-def runner_token(session: Session, name: str = "runner") -> str:
+def runner_token(session: Session, name: str = "runner", labels: list[str] | None = None) -> str:
+    """A runner token serving ``labels`` (default "*": every label)."""
     value = new_token("glr")
-    session.add(ApiToken(name=name, kind=TokenKind.runner, token_hash=token_hash(value)))
+    session.add(
+        ApiToken(name=name, kind=TokenKind.runner, token_hash=token_hash(value), labels=labels or ["*"])
+    )
     session.flush()
     return value
 

@@ -82,3 +82,48 @@ def test_token_create_prints_a_token_stored_only_as_its_hash(data_dir: Path) -> 
         assert (stored.kind, stored.token_hash) == (TokenKind.user, token_hash(token))
         assert token not in (stored.token_hash, stored.name)
     engine.dispose()
+
+
+def printed_token(output: str) -> str:
+    return output.strip().splitlines()[-1]  # the token is the last line (a note may precede it)
+
+
+def stored_token(token: str) -> ApiToken:
+    engine = make_engine(get_settings().database_url)
+    try:
+        with make_session_factory(engine)() as session:
+            found = session.query(ApiToken).filter_by(token_hash=token_hash(token)).one()
+            session.expunge(found)
+            return found
+    finally:
+        engine.dispose()
+
+
+def test_a_runner_token_serves_the_labels_it_was_created_with_and_docker_by_default(data_dir: Path) -> None:
+    runner = CliRunner()
+    created = {
+        args[-1] if args else "default": runner.invoke(cli, ["token", "create", "--name", "r", *args])
+        for args in ([], ["--labels", "deploy-prod,linux"], ["--labels", "*"])
+    }
+    assert all(result.exit_code == 0 for result in created.values())
+    labels = {key: stored_token(printed_token(result.output)).labels for key, result in created.items()}
+    assert labels == {"default": ["docker"], "deploy-prod,linux": ["deploy-prod", "linux"], "*": ["*"]}
+    bad = runner.invoke(cli, ["token", "create", "--name", "r", "--labels", "no spaces"])
+    assert bad.exit_code != 0 and "no spaces" in bad.output
+    user = runner.invoke(cli, ["token", "create", "--name", "u", "--kind", "user", "--labels", "x"])
+    assert user.exit_code != 0 and "only runner tokens" in user.output
+
+
+def test_token_labels_changes_what_a_runner_token_allows_and_token_list_shows_it(data_dir: Path) -> None:
+    runner = CliRunner()
+    token = printed_token(
+        runner.invoke(cli, ["token", "create", "--name", "box", "--labels", "docker,deploy"]).output
+    )
+    token_id = stored_token(token).id
+    result = runner.invoke(cli, ["token", "labels", str(token_id), "docker"])
+    assert result.exit_code == 0, result.output
+    assert stored_token(token).labels == ["docker"]
+    listed = runner.invoke(cli, ["token", "list"])
+    assert listed.exit_code == 0 and f"{token_id}\trunner\tbox\tdocker" in listed.output
+    assert token not in listed.output
+    assert runner.invoke(cli, ["token", "labels", "999", "docker"]).exit_code != 0

@@ -6,12 +6,14 @@ from __future__ import annotations
 import sys
 
 import click
+import sqlalchemy as sa
 
 from server.builds import queries
 from server.cli import remote
 from server.cli.context import cli_session
 from server.models import ApiToken, Build, TokenKind
 from server.pipelines.config import parse_size
+from server.queue.token_labels import DEFAULT_RUNNER_TOKEN_LABELS, InvalidLabel, parse_labels
 from server.queue.tokens import new_token, token_hash
 from server.repos.service import RepositoryError, add_repository, get_repository
 
@@ -93,17 +95,67 @@ def token() -> None:
 @click.option(
     "--kind", type=click.Choice([kind.value for kind in TokenKind]), default="runner", show_default=True
 )
-def token_create(name: str, kind: str) -> None:
+@click.option(
+    "--labels",
+    help="Runner tokens: the labels its runners may serve, comma-separated, e.g. deploy-prod,linux; "
+    f"'*' for every label. Default: {','.join(DEFAULT_RUNNER_TOKEN_LABELS)} (no deploy jobs).",
+)
+def token_create(name: str, kind: str, labels: str | None) -> None:
     """Create a token and print it once (only its hash is stored)."""
-    value = create_token(name, TokenKind(kind))
+    if kind != TokenKind.runner and labels is not None:
+        raise click.ClickException("--labels: only runner tokens carry labels")
+    allowed = _labels_option(labels) if labels is not None else None
+    value = create_token(name, TokenKind(kind), labels=allowed)
+    if kind == TokenKind.runner:
+        click.echo(
+            f"runner token {name} serves labels: {','.join(allowed or DEFAULT_RUNNER_TOKEN_LABELS)}", err=True
+        )
     click.echo(value)
 
 
-def create_token(name: str, kind: TokenKind, value: str | None = None) -> str:
+def create_token(
+    name: str, kind: TokenKind, value: str | None = None, *, labels: list[str] | None = None
+) -> str:
+    """``labels``: for a runner token (default ``DEFAULT_RUNNER_TOKEN_LABELS``)."""
     value = value or new_token("glr" if kind is TokenKind.runner else "glu")
+    if kind is TokenKind.runner:
+        labels = labels or list(DEFAULT_RUNNER_TOKEN_LABELS)
     with cli_session() as session:
-        session.add(ApiToken(name=name, kind=kind, token_hash=token_hash(value)))
+        session.add(ApiToken(name=name, kind=kind, token_hash=token_hash(value), labels=labels))
     return value
+
+
+@token.command("labels")
+@click.argument("token_id", type=int)
+@click.argument("labels")
+def token_labels(token_id: int, labels: str) -> None:
+    """Set the labels a runner token's runners may serve (comma-separated; '*' for every label).
+    Its runners' next claims are limited to them at once; runners that registered for labels
+    the token no longer allows take no jobs of those labels."""
+    allowed = _labels_option(labels)
+    with cli_session() as session:
+        found = session.get(ApiToken, token_id)
+        if found is None or found.kind is not TokenKind.runner:
+            raise click.ClickException(f"no runner token with id {token_id} (see `greenlight token list`)")
+        found.labels = allowed
+        click.echo(f"runner token {found.name} serves labels: {','.join(allowed)}")
+
+
+@token.command("list")
+def token_list() -> None:
+    """Tokens: id, kind, name, labels (runner tokens), revoked. Never the tokens themselves."""
+    with cli_session() as session:
+        for found in session.scalars(sa.select(ApiToken).order_by(ApiToken.id)):
+            labels = ",".join(found.labels) if found.labels is not None else "-"
+            revoked = "\trevoked" if found.revoked else ""
+            click.echo(f"{found.id}\t{found.kind.value}\t{found.name}\t{labels}{revoked}")
+
+
+def _labels_option(text: str) -> list[str]:
+    try:
+        return parse_labels(text)
+    except InvalidLabel as error:
+        raise click.ClickException(f"--labels: {error}") from None
 
 
 def describe_ref(build: Build) -> str:

@@ -126,6 +126,7 @@ def runner(
 @click.option("--data-dir", type=click.Path(path_type=Path), help="Where everything is kept.")
 def up(port: int, data_dir: Path | None) -> None:
     """Everything on this machine with embedded defaults: SQLite, an SQLite broker, one runner."""
+    from runner.spec import ALL_LABELS
     from server.cli.admin import create_token
     from server.migrate import upgrade_to_head
     from server.models import TokenKind
@@ -142,7 +143,8 @@ def up(port: int, data_dir: Path | None) -> None:
         os.environ["GREENLIGHT_GITHUB_WEBHOOK_SECRET"] = stored["webhook_secret"]
     upgrade_to_head(settings.database_url)
     if stored.get("runner_token_created") != "yes":
-        create_token("embedded-runner", TokenKind.runner, stored["runner_token"])
+        # The one runner of this machine serves whatever it is started with (see below).
+        create_token("embedded-runner", TokenKind.runner, stored["runner_token"], labels=[ALL_LABELS])
         _write_secrets(data, {**stored, "runner_token_created": "yes"})
 
     url = f"http://127.0.0.1:{port}"

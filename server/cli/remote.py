@@ -107,7 +107,8 @@ def list_runners() -> None:
         )
         click.echo(
             f"{item['id']:>3} {item['name']} on {item['hostname']}  {item['state']}  "
-            f"labels={','.join(item['labels'])} concurrency={item['concurrency']} v{item['version']} "
+            f"labels={','.join(item['labels'])} token allows={','.join(item['token_labels'] or ['-'])} "
+            f"concurrency={item['concurrency']} v{item['version']} "
             f"seen {_age(item['seconds_since_seen'])} ago"
             f"{'  running: ' + running if running else ''}"
         )

@@ -60,3 +60,6 @@ class ApiToken(Base):
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     last_used_at: Mapped[dt.datetime | None]
     revoked: Mapped[bool] = mapped_column(default=False)
+    # Runner tokens: the labels their runners may register for and claim ("*": every label),
+    # checked at registration and again at every claim. None for user tokens.
+    labels: Mapped[list[str] | None] = mapped_column(LabelList)

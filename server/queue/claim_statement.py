@@ -48,6 +48,8 @@ _CLAIM = """
         UPDATE jobs SET token_hash = %(token_hash)s
         WHERE CAST(%(claim_key)s AS varchar) IS NOT NULL AND claim_key = %(claim_key)s
           AND runner_id = %(runner_id)s AND state = 'running'
+          -- handed back only while the runner may still take it (its token may have been narrowed)
+          AND (%(any_label)s OR labels <@ CAST(%(labels)s AS varchar(100)[]))
         RETURNING id, build_id
     ), picked AS (
         SELECT id FROM jobs

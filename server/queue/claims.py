@@ -37,12 +37,13 @@ class RunnerIdentity:
     """A runner as a claim sees it (read with the token check, not a loaded ``Runner`` row)."""
 
     id: int
-    labels: list[str]
+    labels: list[str]  # those it may take jobs of now: its own, within its token's (token_labels)
     state: RunnerState
 
 
 class Claimant(Protocol):
-    """What a claim needs to know about the runner: a ``Runner`` row or a ``RunnerIdentity``."""
+    """What a claim needs to know about the runner: a ``RunnerIdentity`` (the runner API's claims,
+    whose labels its token limits), or a ``Runner`` row (its own labels, as registered)."""
 
     @property
     def id(self) -> int: ...
@@ -146,11 +147,19 @@ def _job_claimed_with(
     session: Session, runner: Claimant, claim_key: str, settings: Settings
 ) -> ClaimedJob | None:
     """The job an earlier try of this same claim took, handed out again with a fresh token
-    (the first reply never arrived, so its token was never seen by anyone)."""
+    (the first reply never arrived, so its token was never seen by anyone), while the runner may
+    still take it (its token may have been narrowed since)."""
     token = new_token("glj")
+    earlier = session.execute(
+        sa.select(Job.id, Job.labels).where(
+            Job.claim_key == claim_key, Job.runner_id == runner.id, Job.state == JobState.running
+        )
+    ).first()
+    if earlier is None or not runner_serves(runner.labels, earlier.labels):
+        return None
     job_id = session.execute(
         sa.update(Job)
-        .where(Job.claim_key == claim_key, Job.runner_id == runner.id, Job.state == JobState.running)
+        .where(Job.id == earlier.id, Job.state == JobState.running)
         .values(token_hash=token_hash(token))
         .returning(Job.id)
         .execution_options(synchronize_session=False)

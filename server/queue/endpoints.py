@@ -122,6 +122,7 @@ def _runner_out(view: RunnerView) -> RunnerOut:
         name=runner.name,
         hostname=runner.hostname,
         labels=list(runner.labels),
+        token_labels=view.token_labels,
         concurrency=runner.concurrency,
         version=runner.version,
         executor=runner.executor,

@@ -10,10 +10,11 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, selectinload
 
-from server.models import Build, Job, JobState, Runner, RunnerState
+from server.models import ApiToken, Build, Job, JobState, Runner, RunnerState
 from server.models.base import as_utc, utcnow
 from server.queue.claims import runner_serves
 from server.queue.reports import close_job
+from server.queue.token_labels import labels_served
 
 
 class NotPending(Exception):
@@ -24,6 +25,7 @@ class NotPending(Exception):
 class RunnerLoad:
     runner: Runner
     running: int
+    serves: list[str]  # the runner's labels within what its token allows now
 
     @property
     def busy(self) -> bool:
@@ -48,13 +50,21 @@ def live_runners(session: Session, lost_after_seconds: float) -> list[RunnerLoad
             .group_by(Job.runner_id)
         ).all()
     )
-    runners = session.scalars(
-        sa.select(Runner).where(
+    runners = session.execute(
+        sa.select(Runner, ApiToken.labels, ApiToken.revoked)
+        .outerjoin(ApiToken, ApiToken.id == Runner.token_id)
+        .where(
             Runner.state.in_([RunnerState.idle, RunnerState.busy, RunnerState.draining]),
             Runner.last_seen_at >= cutoff,
         )
     )
-    return [RunnerLoad(runner, running.get(runner.id, 0)) for runner in runners]
+    # A runner whose token was revoked (or deleted) claims nothing, whatever its labels.
+    return [
+        RunnerLoad(
+            runner, running.get(runner.id, 0), labels_served(runner.labels, None if revoked else labels)
+        )
+        for runner, labels, revoked in runners
+    ]
 
 
 def list_pending(session: Session, lost_after_seconds: float) -> list[PendingJob]:
@@ -88,7 +98,7 @@ def list_pending(session: Session, lost_after_seconds: float) -> list[PendingJob
 def why_waiting(labels: list[str], runners: list[RunnerLoad], earlier: Counter[tuple[str, ...]]) -> str:
     """Why a queued job has not been claimed, given the live runners and the jobs ahead of it."""
     wanted = ", ".join(labels)
-    serving = [load for load in runners if runner_serves(load.runner.labels, labels)]
+    serving = [load for load in runners if runner_serves(load.serves, labels)]
     if not serving:
         return f"no live runner has the labels {wanted}"
     accepting = [load for load in serving if load.runner.state is not RunnerState.draining]
@@ -101,7 +111,7 @@ def why_waiting(labels: list[str], runners: list[RunnerLoad], earlier: Counter[t
     ahead = sum(
         count
         for other, count in earlier.items()
-        if any(runner_serves(load.runner.labels, list(other)) for load in free)
+        if any(runner_serves(load.serves, list(other)) for load in free)
     )
     if ahead:
         return f"behind {ahead} job(s) of higher priority or older for the same runners"

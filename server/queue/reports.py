@@ -32,6 +32,7 @@ from server.models import (
 from server.models.base import utcnow
 from server.queue.claim_statement import PLAN_FOR_CLAIM_SQL
 from server.queue.claims import RunnerIdentity
+from server.queue.token_labels import labels_served
 from server.queue.tokens import token_hash
 
 _JOB_STATE_FOR_OUTCOME = {
@@ -162,20 +163,24 @@ def finish_job_by_token(session: Session, job_id: int, token: str, report: JobFi
     claimant = None
     if closed.runner_labels is not None:
         claimant = RunnerIdentity(
-            closed.runner_id, list(closed.runner_labels), RunnerState(closed.runner_state)
+            closed.runner_id,
+            labels_served(closed.runner_labels, closed.token_labels),
+            RunnerState(closed.runner_state),
         )
     return FinishedJob(closed.runner_id, claimant)
 
 
 def _claimant(session: Session, runner_id: int) -> RunnerIdentity | None:
-    """The runner a job's token spoke for, unless its runner token was revoked since (the
-    portable path; Postgres reads it in ``_FINISH_THEN_CLAIM``)."""
+    """The runner a job's token spoke for, unless its runner token was revoked since, with the
+    labels its token allows now (the portable path; Postgres reads it in ``_FINISH_THEN_CLAIM``)."""
     row = session.execute(
-        sa.select(Runner.labels, Runner.state)
+        sa.select(Runner.labels, Runner.state, ApiToken.labels.label("token_labels"))
         .join(ApiToken, ApiToken.id == Runner.token_id)
         .where(Runner.id == runner_id, ApiToken.revoked.is_(False), ApiToken.kind == TokenKind.runner)
     ).one_or_none()
-    return None if row is None else RunnerIdentity(runner_id, list(row.labels), row.state)
+    if row is None:
+        return None
+    return RunnerIdentity(runner_id, labels_served(row.labels, row.token_labels), row.state)
 
 
 # Close the job if this token holds it; settle the steps it never reported (see close_job); lock
@@ -204,7 +209,7 @@ _FINISH_CTES = """
         FROM builds JOIN closed ON builds.id = closed.build_id
         FOR UPDATE OF builds
     ), claimant AS (
-        SELECT runners.labels, runners.state FROM closed
+        SELECT runners.labels, runners.state, api_tokens.labels AS token_labels FROM closed
         JOIN runners ON runners.id = closed.runner_id
         JOIN api_tokens ON api_tokens.id = runners.token_id
         WHERE closed.runner_id = CAST(%(next_runner_id)s AS integer)
@@ -212,7 +217,7 @@ _FINISH_CTES = """
     )
     SELECT locked.id AS build_id, locked.state AS build_state, locked.event, locked.deploys_on_green,
            closed.runner_id, closed.started_at, claimant.labels AS runner_labels,
-           claimant.state AS runner_state{claim_columns}
+           claimant.state AS runner_state, claimant.token_labels{claim_columns}
     FROM locked CROSS JOIN closed LEFT JOIN claimant ON true
 """
 _FINISH = _FINISH_CTES.format(claim_columns="")

@@ -28,6 +28,7 @@ from server.models import ApiToken, Job, Runner, RunnerState
 from server.queue import job_cycle, reports
 from server.queue.claims import renew_lease
 from server.queue.runners import (
+    LabelsNotAllowed,
     NotARunnerToken,
     RunnerIdentity,
     RunnerNotRegistered,
@@ -76,7 +77,10 @@ HeldJobDep = Annotated[Job, Depends(_held_job)]
 
 @router.post("/register")
 def register(body: RunnerRegistration, session: SessionDep, token: RunnerTokenDep) -> RunnerRegistered:
-    return RunnerRegistered(runner_id=register_runner(session, token, body).id)
+    try:
+        return RunnerRegistered(runner_id=register_runner(session, token, body).id)
+    except LabelsNotAllowed as error:
+        raise HTTPException(403, str(error)) from None
 
 
 @router.post("/heartbeat", status_code=204)

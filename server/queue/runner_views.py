@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, selectinload
 
-from server.models import Job, JobState, Runner, RunnerState
+from server.models import ApiToken, Job, JobState, Runner, RunnerState
 from server.models.base import as_utc, utcnow
 
 
@@ -16,6 +16,7 @@ from server.models.base import as_utc, utcnow
 class RunnerView:
     runner: Runner
     state: RunnerState  # busy is derived from running jobs
+    token_labels: list[str] | None  # what its runner token allows now (None: the token is gone)
     running: list[Job]
     recent: list[Job]
     counts: dict[str, int]
@@ -30,11 +31,15 @@ def shown_state(runner: Runner, running: int) -> RunnerState:
 def runner_views(
     session: Session, *, recent_limit: int = 0, runner_id: int | None = None
 ) -> list[RunnerView]:
-    query = sa.select(Runner).order_by(Runner.name, Runner.id)
+    query = (
+        sa.select(Runner, ApiToken.labels)
+        .outerjoin(ApiToken, ApiToken.id == Runner.token_id)
+        .order_by(Runner.name, Runner.id)
+    )
     if runner_id is not None:
         query = query.where(Runner.id == runner_id)
     views = []
-    for runner in session.scalars(query):
+    for runner, token_labels in session.execute(query):
         running = list(
             session.scalars(
                 sa.select(Job)
@@ -66,6 +71,7 @@ def runner_views(
             RunnerView(
                 runner=runner,
                 state=shown_state(runner, len(running)),
+                token_labels=token_labels,
                 running=running,
                 recent=recent,
                 counts={state.value: counts.get(state, 0) for state in JobState if state.finished},

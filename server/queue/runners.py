@@ -14,6 +14,7 @@ from server.models.base import as_utc, utcnow
 from server.queue.claim_statement import before_claim
 from server.queue.claims import RunnerIdentity
 from server.queue.reports import close_job
+from server.queue.token_labels import labels_not_allowed, labels_served
 from server.queue.tokens import find_token, token_hash
 
 SEEN_RESOLUTION = dt.timedelta(seconds=1)
@@ -27,6 +28,10 @@ class RunnerNotRegistered(NotARunnerToken):
     """A live runner token, but no runner with that id registered with it."""
 
 
+class LabelsNotAllowed(Exception):
+    """A runner asked to register for labels its token does not allow."""
+
+
 def runner_token(session: Session, token: str) -> ApiToken:
     api_token = find_token(session, token, TokenKind.runner)
     if api_token is None:
@@ -36,7 +41,16 @@ def runner_token(session: Session, token: str) -> ApiToken:
 
 def register_runner(session: Session, token: ApiToken, registration: RunnerRegistration) -> Runner:
     """A runner process starting up. One row per name and token, reused across restarts; any
-    job the previous process of that runner still held is closed as lost (that process is gone)."""
+    job the previous process of that runner still held is closed as lost (that process is gone).
+    Refused, rather than narrowed, if it asks for a label its token does not allow: a runner
+    that silently served less than it was started with would be harder to understand."""
+    refused = labels_not_allowed(registration.labels, token.labels)
+    if refused:
+        allowed = f"labels {', '.join(token.labels)} only" if token.labels else "no label"
+        raise LabelsNotAllowed(
+            f'runner token "{token.name}" may serve {allowed}; not allowed: {", ".join(refused)} '
+            "(`greenlight token labels` changes what a token allows)"
+        )
     runner = session.scalar(
         sa.select(Runner).where(Runner.name == registration.name, Runner.token_id == token.id)
     )
@@ -75,14 +89,15 @@ def runner_for(session: Session, token: ApiToken, runner_id: int) -> Runner:
 def identify_runner(
     session: Session, token: str, runner_id: int, *, claiming: bool = False, claim_key: str | None = None
 ) -> RunnerIdentity:
-    """The runner ``runner_id``, if ``token`` is the live runner token it registered with.
+    """The runner ``runner_id``, if ``token`` is the live runner token it registered with, with
+    the labels it may take jobs of now (its own, within what its token allows now).
 
     One statement, as this runs on every claim and heartbeat of every runner. Before a claim
     (``claiming``) on Postgres it also takes the claim key's advisory lock (see
     ``claim_next_job``) and sets the claim's planner settings (see ``claim_statement``)."""
     columns: list[Any] = [
-        ApiToken.kind, ApiToken.revoked, Runner.id.label("runner_id"), Runner.labels, Runner.state,
-        Runner.last_seen_at,
+        ApiToken.kind, ApiToken.revoked, ApiToken.labels.label("token_labels"), Runner.id.label("runner_id"),
+        Runner.labels, Runner.state, Runner.last_seen_at,
     ]  # fmt: skip
     if claiming:
         columns += before_claim(session, claim_key)
@@ -112,7 +127,7 @@ def identify_runner(
             .values(last_seen_at=now, state=state)
             .execution_options(synchronize_session=False)
         )
-    return RunnerIdentity(id=row.runner_id, labels=list(row.labels), state=state)
+    return RunnerIdentity(id=row.runner_id, labels=labels_served(row.labels, row.token_labels), state=state)
 
 
 def mark_lost_runners(session: Session, lost_after_seconds: float) -> list[Runner]:

@@ -46,6 +46,8 @@ class RunnerOut(BaseModel):
     name: str
     hostname: str
     labels: list[str]
+    # The labels its runner token allows now; it takes only jobs within both (None: token gone).
+    token_labels: list[str] | None
     concurrency: int
     version: str
     executor: str

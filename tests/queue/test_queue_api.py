@@ -134,6 +134,7 @@ def test_runners_show_what_they_do_and_have_done(
 
     [runner] = client.get("/api/runners").json()
     assert (runner["name"], runner["labels"], runner["state"]) == ("worker-1", ["docker", "linux"], "busy")
+    assert runner["token_labels"] == ["*"]  # what its token allows
     assert [job["job_id"] for job in runner["running"]] == [running["spec"]["job_id"]]
     assert runner["running"][0]["duration_seconds"] >= 0
     detail = client.get(f"/api/runners/{runner_id}").json()
