@@ -29,7 +29,7 @@ _PASSWORD_VARIABLE = "GREENLIGHT_GIT_PASSWORD"  # noqa: S105 (the variable's nam
 # Answers git's "get" with the two variables; ignores "store" and "erase" (nothing to keep).
 _CREDENTIAL_HELPER = (
     '!f() { test "$1" = get || return 0; '
-    f"printf 'username=%s\\npassword=%s\\n' \"${_USERNAME_VARIABLE}\" \"${_PASSWORD_VARIABLE}\"; }}; f"
+    f'printf \'username=%s\\npassword=%s\\n\' "${_USERNAME_VARIABLE}" "${_PASSWORD_VARIABLE}"; }}; f'
 )
 # scheme://userinfo@ — the userinfo may itself hold an unencoded "@" (user:p@ss@host).
 _USERINFO = re.compile(r"\b([A-Za-z][A-Za-z0-9+.-]*://)((?:[^/\s@]*@)+)")

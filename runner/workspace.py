@@ -26,7 +26,10 @@ def prepare_workspace(job: JobSpec, root: Path) -> Path:
     fetch into the mirror cache uses ``job.credential``; the workspace is cloned from that local
     mirror, and its ``origin`` is the clone URL without user information."""
     clone_url, credential = fetch_source(job.clone_url, job.credential)
-    mirror = root / "mirrors" / (hashlib.sha256(clone_url.encode()).hexdigest()[:24] + ".git")
+    # Per repository, not per URL: a job of a repository without the credential of another one at
+    # the same URL must not find what that one fetched.
+    key = hashlib.sha256(f"{job.repository}\n{clone_url}".encode()).hexdigest()[:24]
+    mirror = root / "mirrors" / f"{key}.git"
     mirror.parent.mkdir(parents=True, exist_ok=True)
     with open(f"{mirror}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)

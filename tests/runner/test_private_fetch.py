@@ -113,7 +113,5 @@ def test_an_ssh_deploy_key_fetches_and_its_key_file_is_gone_after(
 
 
 def _another_host_key(tmp_path: Path) -> str:
-    subprocess.run(
-        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(tmp_path / "other")], check=True
-    )
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(tmp_path / "other")], check=True)
     return (tmp_path / "other.pub").read_text().split()[1]
