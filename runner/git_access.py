@@ -96,8 +96,17 @@ class GitAccess:
 def git_access(credential: GitCredential | None, known_hosts: Path) -> Iterator[GitAccess]:
     """The options and environment for git commands that talk to the remote, valid inside the
     ``with`` block (an SSH key file exists only that long)."""
+    # Host keys: trust on first use into our own file (the account's own known_hosts counts too).
+    host_keys = [
+        "-o",
+        "StrictHostKeyChecking=accept-new",
+        "-o",
+        f"UserKnownHostsFile={known_hosts} ~/.ssh/known_hosts",
+    ]
+    known_hosts.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     if credential is None:
-        yield GitAccess()
+        # Anonymous, or the account's own SSH keys and config (as before credentials existed).
+        yield GitAccess(env={"GIT_SSH_COMMAND": shlex.join(["ssh", "-o", "BatchMode=yes", *host_keys])})
         return
     secret = credential.secret.get_secret_value()
     if credential.kind == "https":
@@ -114,10 +123,10 @@ def git_access(credential: GitCredential | None, known_hosts: Path) -> Iterator[
         descriptor = os.open(key, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(descriptor, "w") as file:
             file.write(secret if secret.endswith("\n") else secret + "\n")  # ssh needs the newline
-        known_hosts.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        # -F /dev/null: this key and no other identity or option from the account's ssh config.
         command = [
             "ssh", "-F", "/dev/null", "-i", str(key), "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes",
-            "-o", "StrictHostKeyChecking=accept-new", "-o", f"UserKnownHostsFile={known_hosts}",
+            *host_keys,
         ]  # fmt: skip
         yield GitAccess(env={"GIT_SSH_COMMAND": shlex.join(command), "GIT_SSH_VARIANT": "ssh"})
     finally:

@@ -108,5 +108,6 @@ def fetch_source_of(
             # The fetch then fails as for a missing credential, and this says why.
             logger.error("the credential of repository %s cannot be used: %s", repository_id, error)
         else:
-            credential = GitCredential(kind=row.kind, username=row.username, secret=secret)  # type: ignore[arg-type]
+            username = row.username or DEFAULT_HTTPS_USERNAME  # SSH keys have none; the URL names the user
+            credential = GitCredential(kind=row.kind, username=username, secret=secret)  # type: ignore[arg-type]
     return fetch_source(clone_url, credential)
