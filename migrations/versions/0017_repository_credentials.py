@@ -1,5 +1,7 @@
 """Repository credentials: how the mirrors fetch a private repository (an HTTPS token or an SSH
-deploy key), stored encrypted like secrets, at most one per repository.
+deploy key), stored encrypted like secrets, at most one per repository. Reasons and status
+descriptions stored before quote clone URLs with their tokens (a failed fetch's git error): they
+are redacted here, as new ones are when they are written.
 
 Revision ID: 0017_repository_credentials
 Revises: 0014
@@ -11,10 +13,23 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
+from runner.git_access import redact_urls
+
 revision: str = "0017_repository_credentials"
 down_revision: str | None = "0014"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
+
+
+# Every stored text a reader sees that can quote a git error (and so a clone URL).
+_READER_TEXTS = [
+    ("builds", "reason"),
+    ("jobs", "reason"),
+    ("steps", "reason"),
+    ("deployments", "reason"),
+    ("environments", "health_reason"),
+    ("github_status_reports", "description"),
+]
 
 
 def upgrade() -> None:
@@ -35,6 +50,17 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("repository_id", name=op.f("pk_repository_credentials")),
     )
+    connection = op.get_bind()
+    for table, column in _READER_TEXTS:
+        rows = connection.execute(
+            sa.text(f"SELECT id, {column} FROM {table} WHERE {column} LIKE '%://%@%'")  # noqa: S608 (names above)
+        ).all()
+        for row_id, text in rows:
+            if redact_urls(text) != text:
+                connection.execute(
+                    sa.text(f"UPDATE {table} SET {column} = :text WHERE id = :id"),  # noqa: S608
+                    {"text": redact_urls(text), "id": row_id},
+                )
 
 
 def downgrade() -> None:
