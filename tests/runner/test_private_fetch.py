@@ -56,6 +56,7 @@ def test_a_clone_url_with_a_token_leaves_no_token_in_the_workspace_or_the_error(
         capture_output=True, text=True, check=True,
     ).stdout.strip()  # fmt: skip
     assert origin_url == f"{http_git.url}/app.git"
+    assert http_git.argv_with_password == []
 
     wrong = url.replace(TOKEN, TOKEN[:-1] + "X")
     with pytest.raises(WorkspaceError) as failure:
@@ -76,6 +77,7 @@ def test_an_https_token_fetches_and_stays_out_of_the_workspace(
     workspace = prepare_workspace(job_for(url, sha, credential), tmp_path / "runner")
     assert (workspace / "README").read_text() == "private\n"
     assert any(header and header.startswith("Basic ") for header in http_git.authorizations)
+    assert http_git.argv_with_password == []  # not on any command line while git fetched
     assert TOKEN.encode() not in everything_under(workspace)
     assert TOKEN.encode() not in everything_under(tmp_path / "runner")  # nor in the mirror cache
 

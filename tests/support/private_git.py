@@ -31,6 +31,9 @@ class PrivateHttpGit:
     password: str
     # Every Authorization header the server was sent (None: sent without one).
     authorizations: list[str | None] = field(default_factory=list)
+    # The command lines (as `ps` shows them) that held the password while a fetch was talking to
+    # this server: a token in argv is readable by every user of the machine.
+    argv_with_password: list[str] = field(default_factory=list)
 
 
 @contextmanager
@@ -51,6 +54,7 @@ def http_git_server(root: Path, username: str, password: str) -> Iterator[Privat
         def _serve(self) -> None:
             authorization = self.headers.get("Authorization")
             server_state.authorizations.append(authorization)
+            server_state.argv_with_password.extend(_command_lines_holding(password))
             length = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(length) if length else b""
             if authorization != expected:
@@ -156,6 +160,18 @@ def ssh_git_server(directory: Path) -> Iterator[PrivateSshGit]:
         process.terminate()
         process.wait(timeout=10)
         log.close()
+
+
+def _command_lines_holding(text: str) -> list[str]:
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            argv = cmdline.read_bytes()
+        except OSError:  # the process ended meanwhile
+            continue
+        if text.encode() in argv:
+            found.append(argv.replace(b"\0", b" ").decode(errors="replace"))
+    return found
 
 
 def _listening(port: int) -> bool:
