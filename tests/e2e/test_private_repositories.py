@@ -15,7 +15,7 @@ from tests.e2e.stack import Stack
 from tests.e2e.test_secrets import greenlight, user_token
 from tests.fixtures import push_payload
 from tests.support import services
-from tests.support.private_git import PrivateHttpGit, http_git_server
+from tests.support.private_git import PrivateHttpGit, http_git_server, ssh_git_server
 
 pytestmark = pytest.mark.integration
 
@@ -106,3 +106,29 @@ def test_a_credential_set_with_the_cli_fetches_and_no_step_sees_it(
 
     assert greenlight(stack, "repo", "credential", "rm", name, token=user).returncode == 0
     assert "credential: none" in greenlight(stack, "repo", "credential", "show", name, token=user).stdout
+
+
+def test_an_ssh_deploy_key_set_with_the_cli_fetches_over_a_real_sshd(
+    stack: Stack,
+    register,  # type: ignore[no-untyped-def]
+    tmp_path: Path,
+) -> None:
+    sha = services.make_git_repo(tmp_path / "work", {".greenlight.yml": PIPELINE})
+    services.make_bare_clone(tmp_path / "work", tmp_path / "served" / "app.git")
+    name = f"acme/ssh-{uuid.uuid4().hex[:6]}"
+    with ssh_git_server(tmp_path / "sshd") as sshd:
+        register(name, sshd.url(tmp_path / "served" / "app.git"))
+        user = user_token(stack)
+        result = greenlight(
+            stack, "repo", "credential", "set", name, "--ssh-key", stdin=sshd.client_key, token=user
+        )
+        assert result.stdout.strip() == f"{name}: credential: set (ssh key)", result.stderr
+        build = stack.wait_for_build(
+            stack.deliver(push_payload(name, "refs/heads/main", sha)).json()["build_id"]
+        )
+    log = stack.step_log(build, "show")
+    assert build["state"] == "passed", (build, log)
+    key_lines = sshd.client_key.splitlines()[1:-1]
+    assert f"url = {sshd.url(tmp_path / 'served' / 'app.git')}" in log
+    assert not [line for line in key_lines if line in log or line in process_logs(stack)]
+    assert "GIT_SSH_COMMAND" not in log and "greenlight-ssh-" not in log  # nor where the key was
