@@ -24,11 +24,14 @@ from urllib.parse import urlsplit, urlunsplit
 
 from runner.spec import GitCredential
 
+_HOST_VARIABLE = "GREENLIGHT_GIT_HOST"
 _USERNAME_VARIABLE = "GREENLIGHT_GIT_USERNAME"
 _PASSWORD_VARIABLE = "GREENLIGHT_GIT_PASSWORD"  # noqa: S105 (the variable's name, not a value)
-# Answers git's "get" with the two variables; ignores "store" and "erase" (nothing to keep).
+# Answers git's "get" with the two variables, and only for the clone URL's own host (a redirect
+# elsewhere gets nothing); ignores "store" and "erase" (nothing to keep).
 _CREDENTIAL_HELPER = (
-    '!f() { test "$1" = get || return 0; '
+    '!f() { test "$1" = get || return 0; h=; while IFS= read -r line; do case "$line" in '
+    f'host=*) h="${{line#host=}}";; esac; done; test "$h" = "${_HOST_VARIABLE}" || return 0; '
     f'printf \'username=%s\\npassword=%s\\n\' "${_USERNAME_VARIABLE}" "${_PASSWORD_VARIABLE}"; }}; f'
 )
 # scheme://userinfo@ — the userinfo may itself hold an unencoded "@" (user:p@ss@host).
@@ -93,8 +96,8 @@ class GitAccess:
 
 
 @contextmanager
-def git_access(credential: GitCredential | None, known_hosts: Path) -> Iterator[GitAccess]:
-    """The options and environment for git commands that talk to the remote, valid inside the
+def git_access(credential: GitCredential | None, url: str, known_hosts: Path) -> Iterator[GitAccess]:
+    """The options and environment for git commands that talk to ``url``, valid inside the
     ``with`` block (an SSH key file exists only that long)."""
     # Host keys: trust on first use into our own file (the account's own known_hosts counts too).
     host_keys = [
@@ -114,7 +117,11 @@ def git_access(credential: GitCredential | None, known_hosts: Path) -> Iterator[
         # ~/.gitconfig (`store`) would write the token to disk after a successful fetch.
         yield GitAccess(
             options=("-c", "credential.helper=", "-c", f"credential.helper={_CREDENTIAL_HELPER}"),
-            env={_USERNAME_VARIABLE: credential.username, _PASSWORD_VARIABLE: secret},
+            env={
+                _HOST_VARIABLE: urlsplit(url).netloc.rpartition("@")[2],
+                _USERNAME_VARIABLE: credential.username,
+                _PASSWORD_VARIABLE: secret,
+            },
         )
         return
     directory = Path(tempfile.mkdtemp(prefix="greenlight-ssh-"))  # 0700, outside any workspace

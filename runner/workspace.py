@@ -40,7 +40,7 @@ def prepare_workspace(job: JobSpec, root: Path) -> Path:
             refspecs = ["+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*"]
             if job.fetch_ref is not None:  # validated by the spec: refs/pull/N/head
                 refspecs.append(f"+{job.fetch_ref}:{job.fetch_ref}")
-            with git_access(credential, root / "ssh" / "known_hosts") as access:
+            with git_access(credential, clone_url, root / "ssh" / "known_hosts") as access:
                 _git(
                     *access.options, "--git-dir", str(mirror), "fetch", "--quiet", "--prune", "--no-tags",
                     "--", clone_url, *refspecs, env=access.env,

@@ -68,7 +68,7 @@ class Mirror:
             raise ValueError(f"not a branch name: {branch!r}")
         ref = f"refs/heads/{branch}"
         try:
-            with git_access(self.credential, self.known_hosts) as access:
+            with git_access(self.credential, self.clone_url, self.known_hosts) as access:
                 result = subprocess.run(
                     ["git", *access.options, "ls-remote", "--", self.clone_url, ref],
                     capture_output=True, env=_env(access.env), timeout=_FETCH_TIMEOUT_SECONDS, check=True,
@@ -133,7 +133,8 @@ class Mirror:
 
     def _git(self, *args: str, cwd: Path | None = None) -> None:
         try:
-            with git_access(self.credential if args[0] == "fetch" else None, self.known_hosts) as access:
+            credential = self.credential if args[0] == "fetch" else None
+            with git_access(credential, self.clone_url, self.known_hosts) as access:
                 location = [] if cwd else ["--git-dir", str(self.path)]
                 subprocess.run(
                     ["git", *access.options, *location, *args],

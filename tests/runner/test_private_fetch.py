@@ -4,12 +4,14 @@ workspace keeps no trace of it."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from runner.git_access import git_access
 from runner.spec import GitCredential, JobSpec
 from runner.workspace import WorkspaceError, prepare_workspace
 from tests.runner.specs import make_job
@@ -117,3 +119,19 @@ def test_an_ssh_deploy_key_fetches_and_its_key_file_is_gone_after(
 def _another_host_key(tmp_path: Path) -> str:
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(tmp_path / "other")], check=True)
     return (tmp_path / "other.pub").read_text().split()[1]
+
+
+def test_the_token_is_given_only_to_the_clone_urls_own_host(tmp_path: Path) -> None:
+    """A redirect to another host must not take the token along: git asks the helper per host."""
+    credential = GitCredential(kind="https", secret=TOKEN)
+    with git_access(credential, "https://git.example.com:8443/acme/app.git", tmp_path / "kh") as access:
+
+        def fill(host: str) -> subprocess.CompletedProcess[str]:
+            return subprocess.run(
+                ["git", *access.options, "credential", "fill"],
+                input=f"protocol=https\nhost={host}\n\n", capture_output=True, text=True, check=False,
+                env={**os.environ, **access.env, "GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "/bin/false"},
+            )  # fmt: skip
+
+        assert f"password={TOKEN}" in fill("git.example.com:8443").stdout
+        assert TOKEN not in fill("elsewhere.example.com").stdout + fill("git.example.com").stdout
