@@ -20,7 +20,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
+
+from pydantic import ValidationError
 
 from runner.spec import GitCredential
 
@@ -72,7 +74,9 @@ def split_userinfo(url: str) -> SplitUrl:
         return SplitUrl(url)
     parts = urlsplit(url)
     host = parts.netloc.rpartition("@")[2]
-    return SplitUrl(urlunsplit(parts._replace(netloc=host)), parts.username, parts.password)
+    username = unquote(parts.username) if parts.username else None  # git decodes them too
+    password = unquote(parts.password) if parts.password is not None else None
+    return SplitUrl(urlunsplit(parts._replace(netloc=host)), username, password)
 
 
 def fetch_source(clone_url: str, credential: GitCredential | None) -> tuple[str, GitCredential | None]:
@@ -80,10 +84,13 @@ def fetch_source(clone_url: str, credential: GitCredential | None) -> tuple[str,
     set for the repository, else one made of the URL's own user information (a URL registered
     with a token in it before credentials existed keeps working, and its token goes no further)."""
     split = split_userinfo(clone_url)
-    if credential is None and split.password is not None:
-        credential = GitCredential(kind="https", username=split.username or "git", secret=split.password)
-    elif credential is None and split.username is not None:  # a token given as the user name
-        credential = GitCredential(kind="https", secret=split.username)
+    try:
+        if credential is None and split.password is not None:
+            credential = GitCredential(kind="https", username=split.username or "git", secret=split.password)
+        elif credential is None and split.username is not None:  # a token given as the user name
+            credential = GitCredential(kind="https", secret=split.username)
+    except ValidationError:
+        pass  # not usable as a credential (a line break in it): the fetch fails as anonymous
     return split.url, credential
 
 

@@ -139,8 +139,17 @@ class GitCredential(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     kind: Literal["https", "ssh"]
-    username: str = Field(default=DEFAULT_HTTPS_USERNAME, min_length=1, max_length=200, pattern=r"^[^\s:]+$")
+    # No control characters: git's credential protocol is one "key=value" per line.
+    username: str = Field(
+        default=DEFAULT_HTTPS_USERNAME, min_length=1, max_length=1000, pattern=r"^[^\x00-\x1f\x7f]+$"
+    )
     secret: SecretValue
+
+    @model_validator(mode="after")
+    def _one_line_token(self) -> GitCredential:
+        if self.kind == "https" and any(char in self.secret.get_secret_value() for char in "\r\n\0"):
+            raise ValueError("an HTTPS token is one line")
+        return self
 
 
 class JobSpec(BaseModel):
