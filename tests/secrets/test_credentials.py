@@ -7,14 +7,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 from click.testing import CliRunner
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session, sessionmaker
 
-from server.builds.planning import plan_build
+from server.builds.planning import mirror_for, plan_build
 from server.cli.main import cli
 from server.config import Settings
-from server.models import Build, BuildState, RepositoryCredential
+from server.models import Build, BuildState, Repository, RepositoryCredential
 from server.secrets.credentials import set_credential
 from tests import factories
 from tests.secrets.test_claims import claimed_spec
@@ -113,6 +114,10 @@ def test_the_server_mirror_reads_the_pipeline_over_ssh_with_the_deploy_key_only(
         for build_id in builds.values():
             with session_factory.begin() as session:
                 plan_build(session, build_id, settings)
+        with session_factory() as session:
+            repo = session.scalars(sa.select(Repository).where(Repository.full_name == "acme/with-key")).one()
+            # The deploy check's `ls-remote` (is this still the branch head?) uses the key too.
+            assert mirror_for(session, settings, repo).branch_head("main") == sha
     with session_factory() as session:
         planned, refused = (session.get(Build, builds[name]) for name in ("acme/with-key", "acme/without"))
         assert planned is not None and planned.state is BuildState.queued, planned and planned.reason
