@@ -20,6 +20,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import IO, Any
 
+from runner.git_access import redact_urls
+
 IDS = ("delivery_id", "build_id", "job_id", "runner_id")
 FORMAT_ENV = "GREENLIGHT_LOG_FORMAT"  # "json" or "text"; unset: json unless stderr is a terminal
 LEVEL_ENV = "GREENLIGHT_LOG_LEVEL"  # DEBUG, INFO (default), WARNING, ERROR
@@ -77,7 +79,8 @@ class JsonLinesFormatter(logging.Formatter):
             line["exception"] = self.formatException(record.exc_info)
         if record.stack_info:
             line["stack"] = record.stack_info
-        return json.dumps(line, default=str, ensure_ascii=False)
+        # A clone URL with a token in it (or git's error quoting one) never reaches a log file.
+        return redact_urls(json.dumps(line, default=str, ensure_ascii=False))
 
 
 class TextFormatter(logging.Formatter):
@@ -87,7 +90,7 @@ class TextFormatter(logging.Formatter):
         super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
 
     def format(self, record: logging.LogRecord) -> str:
-        text = super().format(record)
+        text = redact_urls(super().format(record))
         ids = _ids_of(record)
         if not ids:
             return text

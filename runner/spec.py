@@ -9,7 +9,7 @@ or older server fails loudly instead of guessing.
 from __future__ import annotations
 
 import enum
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, SecretStr, model_validator
 
@@ -127,6 +127,31 @@ class ServiceSpec(BaseModel):
     ready: ReadinessSpec | None = None
 
 
+# What GitHub expects as the user name of a token over HTTPS (any name works for most hosts).
+DEFAULT_HTTPS_USERNAME = "x-access-token"
+
+
+class GitCredential(BaseModel):
+    """How the fetch of a private repository authenticates: a token over HTTPS, or an SSH deploy
+    key (the private key). Decided by the server at claim time; the runner gives it to the git
+    process that fetches into its mirror cache and to nothing else (no step, no log)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    kind: Literal["https", "ssh"]
+    # No control characters: git's credential protocol is one "key=value" per line.
+    username: str = Field(
+        default=DEFAULT_HTTPS_USERNAME, min_length=1, max_length=1000, pattern=r"^[^\x00-\x1f\x7f]+$"
+    )
+    secret: SecretValue
+
+    @model_validator(mode="after")
+    def _one_line_token(self) -> GitCredential:
+        if self.kind == "https" and any(char in self.secret.get_secret_value() for char in "\r\n\0"):
+            raise ValueError("an HTTPS token is one line")
+        return self
+
+
 class JobSpec(BaseModel):
     """Everything a runner needs to run one job, and nothing it may not see."""
 
@@ -135,13 +160,16 @@ class JobSpec(BaseModel):
     job_id: int
     build_id: int
     repository: str  # OWNER/NAME
-    # From the registered repository, never from a webhook payload (DESIGN.md decision 5).
+    # From the registered repository, never from a webhook payload (DESIGN.md decision 5), and
+    # without user information: a credential travels in ``credential``.
     clone_url: str
     commit_sha: str = Field(pattern=SHA_PATTERN)
     ref: str
     # A pull request's head may be on no branch of the base repository: the runner fetches this
     # ref (``refs/pull/N/head``) from ``clone_url`` as well. None for pushes.
     fetch_ref: str | None = Field(default=None, pattern=PULL_REF_PATTERN)
+    # For a private repository: used by the fetch alone, never by a step (``git_access.py``).
+    credential: GitCredential | None = None
     # The steps to run, in order. Steps their `when:` left out are not here (their indexes are).
     steps: list[StepSpec]
     env: dict[str, str] = Field(default_factory=dict)

@@ -9,10 +9,12 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from runner.git_access import fetch_source, git_access, redact_urls
 from runner.spec import JobSpec
 
 _GIT_ENV = {"GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "/bin/false", "GIT_CONFIG_NOSYSTEM": "1"}
 _GIT_TIMEOUT = 600
+_COMMANDS = ("fetch", "clone", "checkout", "init", "remote")  # what a failure names (not the options)
 
 
 class WorkspaceError(Exception):
@@ -20,8 +22,14 @@ class WorkspaceError(Exception):
 
 
 def prepare_workspace(job: JobSpec, root: Path) -> Path:
-    """Check out ``job.commit_sha`` into ``root/workspaces/<job id>`` (emptied first)."""
-    mirror = root / "mirrors" / (hashlib.sha256(job.clone_url.encode()).hexdigest()[:24] + ".git")
+    """Check out ``job.commit_sha`` into ``root/workspaces/<job id>`` (emptied first). Only the
+    fetch into the mirror cache uses ``job.credential``; the workspace is cloned from that local
+    mirror, and its ``origin`` is the clone URL without user information."""
+    clone_url, credential = fetch_source(job.clone_url, job.credential)
+    # Per repository, not per URL: a job of a repository without the credential of another one at
+    # the same URL must not find what that one fetched.
+    key = hashlib.sha256(f"{job.repository}\n{clone_url}".encode()).hexdigest()[:24]
+    mirror = root / "mirrors" / f"{key}.git"
     mirror.parent.mkdir(parents=True, exist_ok=True)
     with open(f"{mirror}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
@@ -32,19 +40,20 @@ def prepare_workspace(job: JobSpec, root: Path) -> Path:
             refspecs = ["+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*"]
             if job.fetch_ref is not None:  # validated by the spec: refs/pull/N/head
                 refspecs.append(f"+{job.fetch_ref}:{job.fetch_ref}")
-            _git(
-                "--git-dir", str(mirror), "fetch", "--quiet", "--prune", "--no-tags", "--", job.clone_url,
-                *refspecs,
-            )  # fmt: skip
+            with git_access(credential, clone_url, root / "ssh" / "known_hosts") as access:
+                _git(
+                    *access.options, "--git-dir", str(mirror), "fetch", "--quiet", "--prune", "--no-tags",
+                    "--", clone_url, *refspecs, env=access.env,
+                )  # fmt: skip
         if not _has_commit(mirror, job.commit_sha):
-            raise WorkspaceError(f"commit {job.commit_sha} is not in {job.clone_url}")
+            raise WorkspaceError(f"commit {job.commit_sha} is not in {redact_urls(clone_url)}")
         workspace = root / "workspaces" / str(job.job_id)
         remove_workspace(workspace)
         workspace.parent.mkdir(parents=True, exist_ok=True)
         # --no-hardlinks: the workspace is mounted read-write into step containers, and hard-linked
         # object files would let one build rewrite the mirror every later build checks out from.
         _git("clone", "--quiet", "--no-hardlinks", "--no-checkout", "--", str(mirror), str(workspace))
-    _git("-C", str(workspace), "remote", "set-url", "origin", job.clone_url)
+    _git("-C", str(workspace), "remote", "set-url", "origin", clone_url)
     _git(
         "-C",
         str(workspace),
@@ -72,17 +81,18 @@ def _has_commit(mirror: Path, sha: str) -> bool:
     return result.returncode == 0
 
 
-def _git(*args: str) -> None:
+def _git(*args: str, env: dict[str, str] | None = None) -> None:
     try:
         subprocess.run(
             ["git", *args],
             capture_output=True,
-            env={**os.environ, **_GIT_ENV},
+            env={**os.environ, **_GIT_ENV, **(env or {})},
             timeout=_GIT_TIMEOUT,
             check=True,
         )
     except subprocess.CalledProcessError as error:
         detail = error.stderr.decode("utf-8", errors="replace").strip()[-1000:]
-        raise WorkspaceError(f"git {' '.join(args[:3])}… failed: {detail}") from None
+        command = next((arg for arg in args if arg in _COMMANDS), args[0])
+        raise WorkspaceError(redact_urls(f"git {command} failed: {detail}")) from None
     except subprocess.TimeoutExpired:
         raise WorkspaceError(f"git {args[0]} took longer than {_GIT_TIMEOUT}s") from None

@@ -22,7 +22,7 @@ flock 9
 
 # --- packages -------------------------------------------------------------------------------
 # chromium: the browser tests (tests/browser) drive Debian's /usr/bin/chromium through Playwright.
-PACKAGES=(postgresql redis-server docker.io debootstrap git iproute2 python3 python3-venv chromium)
+PACKAGES=(postgresql redis-server docker.io debootstrap git iproute2 python3 python3-venv chromium openssh-server)
 missing=()
 for pkg in "${PACKAGES[@]}"; do
     if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed'; then

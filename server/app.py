@@ -32,6 +32,7 @@ from server.queue.hot_routes import HotRunnerRoutes
 from server.queue.liveness import LivenessWriter
 from server.queue.runner_api import router as runner_router
 from server.queue.transport import BackgroundTransport, Transport
+from server.secrets.credential_endpoints import router as credentials_router
 from server.secrets.endpoints import router as secrets_router
 from server.web.actions import router as web_actions_router
 from server.web.badges import router as badges_router
@@ -117,6 +118,7 @@ def create_app(settings: Settings, transport: Transport | None = None) -> FastAP
     app.include_router(build_actions_router)
     app.include_router(queue_router, dependencies=readers)
     app.include_router(secrets_router, dependencies=readers)
+    app.include_router(credentials_router, dependencies=readers)
     app.include_router(deploys_router, dependencies=readers)
     app.include_router(logs_router, dependencies=readers)
     app.mount("/-/static", StaticFiles(directory=Path(__file__).parent / "web" / "static"), name="static")

@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, Query
 from fastapi.responses import PlainTextResponse, Response, StreamingResponse
 
+from runner.git_access import redact_urls
 from server.auth import UserDep
 from server.builds import queries
 from server.builds.schemas import (
@@ -33,7 +34,7 @@ def list_repositories(session: SessionDep) -> list[RepositoryOut]:
     return [
         RepositoryOut(
             full_name=repository.full_name,
-            clone_url=repository.clone_url,
+            clone_url=redact_urls(repository.clone_url),  # one registered before credentials existed
             default_branch=repository.default_branch,
             fork_approval=repository.fork_approval,
             latest_build=build_out(build) if build else None,

@@ -17,21 +17,26 @@ from server.config import Settings
 from server.deploys import hooks as deploys
 from server.git.mirror import FileNotInCommit, GitError, Mirror
 from server.github.outbox import request_status
-from server.models import Build, BuildState
+from server.models import Build, BuildState, Repository
 from server.models.base import utcnow
 from server.pipelines.config import CONFIG_FILE
 from server.pipelines.filters import BuildFacts, excluded_by
 from server.pipelines.loader import ConfigError, load_pipeline
 from server.pipelines.plan import plan_jobs
 from server.queue.runners import announcement_labels
+from server.secrets.credentials import fetch_source_of
 from server.webhooks.events import asks_to_skip
 
 logger = logging.getLogger(__name__)
 
 
-def mirror_for(settings: Settings, clone_url: str) -> Mirror:
-    key = hashlib.sha256(clone_url.encode()).hexdigest()[:24]
-    return Mirror(Path(settings.data_dir) / "mirrors", key, clone_url)
+def mirror_for(session: Session, settings: Settings, repository: Repository) -> Mirror:
+    """The server's mirror of ``repository``, fetching with its credential if it has one."""
+    url, credential = fetch_source_of(session, settings.secret_cipher, repository.id, repository.clone_url)
+    # One mirror per repository, not per URL: a repository registered without the credential of
+    # another one at the same URL must not read what that one fetched.
+    key = hashlib.sha256(f"{repository.full_name}\n{url}".encode()).hexdigest()[:24]
+    return Mirror(Path(settings.data_dir) / "mirrors", key, url, credential)
 
 
 @dataclass
@@ -57,7 +62,7 @@ def plan_build(session: Session, build_id: int, settings: Settings) -> list[tupl
     build = session.get(Build, build_id)
     if build is None or build.state is not BuildState.pending:
         return []
-    checkout = _read_at_commit(settings, build)
+    checkout = _read_at_commit(session, settings, build)
 
     build = session.execute(
         sa.select(Build)
@@ -108,8 +113,8 @@ def _skip(session: Session, build: Build, why: str) -> None:
     request_status(session, build.id, build.state, build.reason)
 
 
-def _read_at_commit(settings: Settings, build: Build) -> Checkout:
-    mirror = mirror_for(settings, build.repository.clone_url)
+def _read_at_commit(session: Session, settings: Settings, build: Build) -> Checkout:
+    mirror = mirror_for(session, settings, build.repository)
     sha = build.commit_sha
     try:
         mirror.ensure_commit(sha, pull_ref=build.pull_request_ref)

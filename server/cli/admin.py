@@ -8,6 +8,7 @@ import sys
 import click
 import sqlalchemy as sa
 
+from runner.git_access import redact_urls
 from server.builds import queries
 from server.cli import remote
 from server.cli.context import cli_session
@@ -15,7 +16,7 @@ from server.models import ApiToken, Build, TokenKind
 from server.pipelines.config import parse_size
 from server.queue.token_labels import DEFAULT_RUNNER_TOKEN_LABELS, InvalidLabel, parse_labels
 from server.queue.tokens import new_token, token_hash
-from server.repos.service import RepositoryError, add_repository, get_repository
+from server.repos.service import RepositoryError, add_repository, check_clone_url, get_repository
 
 
 @click.group("repo")
@@ -33,6 +34,7 @@ def repo_add(full_name: str, clone_url: str | None, default_branch: str) -> None
         with cli_session() as session:
             repository = add_repository(session, full_name, clone_url, default_branch)
             click.echo(f"registered {repository.full_name} (clone URL {repository.clone_url})")
+            click.echo(f"private? give it a token or deploy key: greenlight repo credential set {full_name}")
     except RepositoryError as error:
         raise click.ClickException(str(error)) from None
 
@@ -64,6 +66,11 @@ def repo_set(full_name: str, memory: str | None, **changes: object) -> None:
                 repository.memory_bytes = parse_size(memory)
             except ValueError as error:
                 raise click.ClickException(f"--memory: {error}") from None
+        if changes.get("clone_url") is not None:
+            try:
+                check_clone_url(full_name, str(changes["clone_url"]))
+            except RepositoryError as error:
+                raise click.ClickException(str(error)) from None
         renamed = {"auto_cancel": "auto_cancel_superseded"}
         for option, value in changes.items():
             if value is not None:
@@ -82,7 +89,7 @@ def repo_list() -> None:
     with cli_session() as session:
         for repository, build in queries.repositories_with_latest_build(session):
             latest = f"#{build.number} {build.state.value}" if build else "no builds"
-            click.echo(f"{repository.full_name}\t{repository.clone_url}\t{latest}")
+            click.echo(f"{repository.full_name}\t{redact_urls(repository.clone_url)}\t{latest}")
 
 
 @click.group("token")

@@ -8,6 +8,7 @@ import click
 
 from runner.logs import configure_logging, level_from_env
 from server.cli.admin import build, repo, token
+from server.cli.credentials import credential
 from server.cli.deploys import deploy
 from server.cli.doctor import doctor
 from server.cli.github import github
@@ -44,6 +45,7 @@ for command in (
     prune,
 ):
     cli.add_command(command)
+repo.add_command(credential)
 
 if __name__ == "__main__":
     cli()

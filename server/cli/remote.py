@@ -10,7 +10,8 @@ import click
 import httpx
 
 
-def _api(method: str, path: str, **kwargs: Any) -> Any:
+def _api(method: str, path: str, *, allow_missing: bool = False, **kwargs: Any) -> Any:
+    """The reply's JSON (None for an empty reply, and for a 404 when ``allow_missing``)."""
     url = os.environ.get("GREENLIGHT_SERVER_URL", "http://127.0.0.1:8080").rstrip("/")
     headers = {}
     if token := os.environ.get("GREENLIGHT_TOKEN"):
@@ -19,6 +20,8 @@ def _api(method: str, path: str, **kwargs: Any) -> Any:
         reply = httpx.request(method, f"{url}{path}", headers=headers, timeout=30, **kwargs)
     except httpx.TransportError as error:
         raise click.ClickException(f"cannot reach {url}: {error}") from None
+    if reply.status_code == 404 and allow_missing:
+        return None
     if reply.status_code >= 400:
         try:
             detail = reply.json().get("detail", reply.text)

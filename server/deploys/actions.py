@@ -44,7 +44,7 @@ def promote(
         raise DeployRefused(f"{source} has no successful deployment live: nothing to promote")
     if not origin_environment.healthy:
         raise DeployRefused(f"{source} is unhealthy ({origin_environment.health_reason}); not promoting it")
-    mirror = mirror_for(settings, repository.clone_url)
+    mirror = mirror_for(session, settings, repository)
     try:
         mirror.ensure_commit(live.commit_sha)
         pipeline = load_pipeline(mirror.read_file(live.commit_sha, CONFIG_FILE))

@@ -62,7 +62,7 @@ def run_deploy_check(session: Session, build_id: int, settings: Settings) -> lis
     check = session.get(DeployCheck, build_id)
     if build is None or check is None or check.done_at is not None:
         return []
-    outcome, pipeline, head = _inspect(settings, build)
+    outcome, pipeline, head = _inspect(session, settings, build)
     check = session.scalars(
         sa.select(DeployCheck)
         .where(DeployCheck.build_id == build_id)
@@ -98,11 +98,13 @@ def run_deploy_check(session: Session, build_id: int, settings: Settings) -> lis
     return announcements
 
 
-def _inspect(settings: Settings, build: Build) -> tuple[str | None, PipelineConfig | None, str | None]:
+def _inspect(
+    session: Session, settings: Settings, build: Build
+) -> tuple[str | None, PipelineConfig | None, str | None]:
     """(why nothing deploys, or None; the pipeline; the branch's head now). Git work, no locks held."""
     if build.state is not BuildState.passed or build.branch is None or build.from_fork:
         return f"build is {build.state.value}", None, None
-    mirror = mirror_for(settings, build.repository.clone_url)
+    mirror = mirror_for(session, settings, build.repository)
     try:
         mirror.ensure_commit(build.commit_sha)
         pipeline = load_pipeline(mirror.read_file(build.commit_sha, CONFIG_FILE))

@@ -10,6 +10,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from runner.git_access import git_access, redact_urls
+from runner.spec import GitCredential
+
 _SHA = re.compile(r"^[0-9a-f]{40}$")
 _BRANCH = re.compile(r"^[A-Za-z0-9._/-]{1,255}$")
 _PULL_REF = re.compile(r"^refs/pull/[1-9][0-9]{0,9}/head$")
@@ -27,9 +30,16 @@ class FileNotInCommit(Exception):
 
 
 class Mirror:
-    def __init__(self, root: Path, key: str, clone_url: str) -> None:
+    """``clone_url`` has no user information: ``credential`` (used only by the commands that talk
+    to the remote) authenticates, and SSH host keys are pinned into ``root/../ssh/known_hosts``."""
+
+    def __init__(self, root: Path, key: str, clone_url: str, credential: GitCredential | None = None) -> None:
         self.path = root / f"{key}.git"
         self.clone_url = clone_url
+        self.credential = credential
+        self.known_hosts = root.parent / "ssh" / "known_hosts"
+        # What messages and logs may show of the URL.
+        self.shown_url = redact_urls(clone_url)
 
     def ensure_commit(self, sha: str, pull_ref: str | None = None) -> None:
         """Make sure ``sha`` is in the mirror, fetching branches and tags if it is not, and
@@ -49,7 +59,7 @@ class Mirror:
                 return
             self._git("fetch", "--quiet", "--prune", "--no-tags", "--", self.clone_url, *refspecs)
             if not self._has_commit(sha):
-                raise GitError(f"commit {sha} is not in {self.clone_url} (was it force-pushed away?)")
+                raise GitError(f"commit {sha} is not in {self.shown_url} (was it force-pushed away?)")
 
     def branch_head(self, branch: str) -> str | None:
         """The commit ``branch`` points at on the git server now (``git ls-remote``, so a push
@@ -58,15 +68,16 @@ class Mirror:
             raise ValueError(f"not a branch name: {branch!r}")
         ref = f"refs/heads/{branch}"
         try:
-            result = subprocess.run(
-                ["git", "ls-remote", "--", self.clone_url, ref],
-                capture_output=True, env=_env(), timeout=_FETCH_TIMEOUT_SECONDS, check=True,
-            )  # fmt: skip
+            with git_access(self.credential, self.clone_url, self.known_hosts) as access:
+                result = subprocess.run(
+                    ["git", *access.options, "ls-remote", "--", self.clone_url, ref],
+                    capture_output=True, env=_env(access.env), timeout=_FETCH_TIMEOUT_SECONDS, check=True,
+                )  # fmt: skip
         except subprocess.CalledProcessError as error:
             detail = error.stderr.decode("utf-8", errors="replace").strip()[-1000:]
-            raise GitError(f"git ls-remote {self.clone_url} failed: {detail}") from None
+            raise GitError(redact_urls(f"git ls-remote {self.clone_url} failed: {detail}")) from None
         except subprocess.TimeoutExpired:
-            raise GitError(f"git ls-remote {self.clone_url} took over {_FETCH_TIMEOUT_SECONDS}s") from None
+            raise GitError(f"git ls-remote {self.shown_url} took over {_FETCH_TIMEOUT_SECONDS}s") from None
         for line in result.stdout.decode("utf-8", errors="replace").splitlines():
             sha, _, name = line.partition("\t")
             if name == ref and _SHA.match(sha):
@@ -121,18 +132,21 @@ class Mirror:
         return result.returncode == 0
 
     def _git(self, *args: str, cwd: Path | None = None) -> None:
-        command = ["git", *args] if cwd else ["git", "--git-dir", str(self.path), *args]
         try:
-            subprocess.run(
-                command, cwd=cwd, capture_output=True, env=_env(), timeout=_FETCH_TIMEOUT_SECONDS, check=True
-            )
+            credential = self.credential if args[0] == "fetch" else None
+            with git_access(credential, self.clone_url, self.known_hosts) as access:
+                location = [] if cwd else ["--git-dir", str(self.path)]
+                subprocess.run(
+                    ["git", *access.options, *location, *args],
+                    cwd=cwd, capture_output=True, env=_env(access.env), timeout=_FETCH_TIMEOUT_SECONDS,
+                    check=True,
+                )  # fmt: skip
         except subprocess.CalledProcessError as error:
             detail = error.stderr.decode("utf-8", errors="replace").strip()[-1000:]
-            raise GitError(f"git {args[0]} from {self.clone_url} failed: {detail}") from None
+            raise GitError(redact_urls(f"git {args[0]} from {self.clone_url} failed: {detail}")) from None
         except subprocess.TimeoutExpired:
-            raise GitError(
-                f"git {args[0]} from {self.clone_url} took over {_FETCH_TIMEOUT_SECONDS}s"
-            ) from None
+            took = f"took over {_FETCH_TIMEOUT_SECONDS}s"
+            raise GitError(f"git {args[0]} from {self.shown_url} {took}") from None
 
     @contextmanager
     def _locked(self) -> Iterator[None]:
@@ -147,5 +161,5 @@ def _require_sha(sha: str) -> None:
         raise ValueError(f"not a commit SHA: {sha!r}")
 
 
-def _env() -> dict[str, str]:
-    return {**os.environ, **_GIT_ENV}
+def _env(access: dict[str, str] | None = None) -> dict[str, str]:
+    return {**os.environ, **_GIT_ENV, **(access or {})}

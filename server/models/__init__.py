@@ -2,6 +2,7 @@
 
 from server.models.base import Base
 from server.models.build import Build, BuildState, Job, JobState, Step, StepState
+from server.models.credential import RepositoryCredential
 from server.models.delivery import WebhookDelivery
 from server.models.deployment import DeployCheck, Deployment, DeploymentState, DeploymentTrigger, Environment
 from server.models.github import GitHubRedelivery, GitHubStatusReport
@@ -27,6 +28,7 @@ __all__ = [
     "JobState",
     "LogChunk",
     "Repository",
+    "RepositoryCredential",
     "Runner",
     "RunnerState",
     "Secret",

@@ -23,6 +23,7 @@ from server.models import Build, BuildState, Job, JobState, Repository, RunnerSt
 from server.models.base import utcnow
 from server.queue.claim_statement import claim_in_one_statement
 from server.queue.tokens import new_token, token_hash
+from server.secrets.credentials import fetch_source_of
 from server.secrets.resolve import BuildContext, secrets_for_steps
 
 _SQLITE_SCAN_LIMIT = 200
@@ -219,7 +220,8 @@ def job_spec(session: Session, job_id: int, settings: Settings) -> JobSpec:
 def _spec(session: Session, job: Any, steps: list[StepRow], settings: Settings) -> JobSpec:
     """The spec from a row with the job's columns, its commit, ref, pull request number, branch
     and repository, and its steps (those its `when:` left out never reach a runner). Secret
-    values are looked up now, for this claim only: they are in no row and no queue message."""
+    values and the repository's credential are looked up now, for this claim only: they are in no
+    row and no queue message."""
     build = BuildContext(
         repository_id=job.repository_id,
         repository=job.full_name,
@@ -229,11 +231,14 @@ def _spec(session: Session, job: Any, steps: list[StepRow], settings: Settings) 
         environment=job.environment,
     )
     given = secrets_for_steps(session, settings.secret_cipher, build, (step.secrets or [] for step in steps))
+    # For the runner's fetch alone (a fork's build too: it fetches the base repository's refs).
+    clone_url, credential = fetch_source_of(session, settings.secret_cipher, job.repository_id, job.clone_url)
     return JobSpec(
         job_id=job.id,
         build_id=job.build_id,
         repository=job.full_name,
-        clone_url=job.clone_url,
+        clone_url=clone_url,
+        credential=credential,
         commit_sha=job.commit_sha,
         ref=job.ref,
         fetch_ref=f"refs/pull/{job.pull_request_number}/head" if job.pull_request_number else None,

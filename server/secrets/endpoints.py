@@ -5,10 +5,10 @@ FastAPI's validation errors echo the input back, and that input would be the val
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from server.auth import UserDep
 from server.deps import SessionDep, StateDep
@@ -18,6 +18,7 @@ from server.repos.service import get_repository
 from server.secrets.schemas import SecretIn, SecretOut
 from server.secrets.service import SecretError, delete_secret, list_secrets, set_secret
 
+Model = TypeVar("Model", bound=BaseModel)
 router = APIRouter(prefix="/api/repos/{owner}/{name}/secrets", tags=["secrets"])
 
 _BODY_DOC: dict[str, Any] = {
@@ -28,7 +29,7 @@ _BODY_DOC: dict[str, Any] = {
 }
 
 
-def _repository(session: SessionDep, owner: str, name: str) -> Repository:
+def registered_repository(session: SessionDep, owner: str, name: str) -> Repository:
     repository = get_repository(session, f"{owner}/{name}")
     if repository is None:
         raise HTTPException(404, f"{owner}/{name} is not registered")
@@ -46,9 +47,10 @@ def secret_out(repository: Repository, secret: Secret) -> SecretOut:
     )
 
 
-async def _secret_in(request: Request) -> SecretIn:
+async def read_body_without_echo(request: Request, model: type[Model]) -> Model:
+    """The JSON body as ``model``; a 422 that names what is wrong but never repeats the input."""
     try:
-        return SecretIn.model_validate(json.loads(await request.body()))
+        return model.model_validate(json.loads(await request.body()))
     except ValueError as error:  # json.JSONDecodeError and ValidationError alike
         problems = (
             [f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in error.errors()]
@@ -58,9 +60,13 @@ async def _secret_in(request: Request) -> SecretIn:
         raise HTTPException(422, "; ".join(problems)) from None
 
 
+async def _secret_in(request: Request) -> SecretIn:
+    return await read_body_without_echo(request, SecretIn)
+
+
 @router.get("")
 def list_repository_secrets(owner: str, name: str, session: SessionDep, _user: UserDep) -> list[SecretOut]:
-    repository = _repository(session, owner, name)
+    repository = registered_repository(session, owner, name)
     return [secret_out(repository, secret) for secret in list_secrets(session, repository)]
 
 
@@ -76,7 +82,7 @@ def put_secret(
     state: StateDep,
 ) -> SecretOut:
     """Create or replace a secret (201 when new). The value is encrypted before it is stored."""
-    repository = _repository(session, owner, name)
+    repository = registered_repository(session, owner, name)
     try:
         secret, created = set_secret(
             session,
@@ -102,7 +108,7 @@ def remove_secret(
     _user: UserDep,
     environment: Annotated[str | None, Query(description="the environment scope to remove")] = None,
 ) -> Response:
-    repository = _repository(session, owner, name)
+    repository = registered_repository(session, owner, name)
     try:
         removed = delete_secret(session, repository, secret_name, environment)
     except SecretError as error:
