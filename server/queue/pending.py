@@ -14,6 +14,7 @@ from server.models import Build, Job, JobState, Runner, RunnerState
 from server.models.base import as_utc, utcnow
 from server.queue.claims import runner_serves
 from server.queue.reports import close_job
+from server.reading import Reader
 
 
 class NotPending(Exception):
@@ -57,8 +58,9 @@ def live_runners(session: Session, lost_after_seconds: float) -> list[RunnerLoad
     return [RunnerLoad(runner, running.get(runner.id, 0)) for runner in runners]
 
 
-def list_pending(session: Session, lost_after_seconds: float) -> list[PendingJob]:
-    """Queued jobs in claim order (priority, then age): position 1 is claimed next."""
+def list_pending(session: Session, lost_after_seconds: float, reader: Reader) -> list[PendingJob]:
+    """Queued jobs in claim order (priority, then age): position 1 is claimed next. Only jobs of
+    repositories ``reader`` may read are listed, at their positions in the whole queue."""
     jobs = session.scalars(
         sa.select(Job)
         .where(Job.state == JobState.queued)
@@ -72,15 +74,16 @@ def list_pending(session: Session, lost_after_seconds: float) -> list[PendingJob
     earlier: Counter[tuple[str, ...]] = Counter()
     for position, job in enumerate(jobs, start=1):
         queued_at = as_utc(job.queued_at)
-        pending.append(
-            PendingJob(
-                job=job,
-                build=job.build,
-                position=position,
-                age_seconds=(now - queued_at).total_seconds(),
-                waiting_because=why_waiting(job.labels, runners, earlier),
+        if reader.can_read(job.build.repository):
+            pending.append(
+                PendingJob(
+                    job=job,
+                    build=job.build,
+                    position=position,
+                    age_seconds=(now - queued_at).total_seconds(),
+                    waiting_because=why_waiting(job.labels, runners, earlier),
+                )
             )
-        )
         earlier[tuple(job.labels)] += 1
     return pending
 

@@ -8,8 +8,9 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, selectinload
 
-from server.models import Job, JobState, Runner, RunnerState
+from server.models import Build, Job, JobState, Runner, RunnerState
 from server.models.base import as_utc, utcnow
+from server.reading import Reader
 
 
 @dataclass(frozen=True)
@@ -28,8 +29,11 @@ def shown_state(runner: Runner, running: int) -> RunnerState:
 
 
 def runner_views(
-    session: Session, *, recent_limit: int = 0, runner_id: int | None = None
+    session: Session, reader: Reader, *, recent_limit: int = 0, runner_id: int | None = None
 ) -> list[RunnerView]:
+    """Every runner with its running and recent jobs (those of repositories ``reader`` may read;
+    the counts are of every job)."""
+    readable = Job.build_id.in_(sa.select(Build.id).where(reader.readable(Build.repository_id)))
     query = sa.select(Runner).order_by(Runner.name, Runner.id)
     if runner_id is not None:
         query = query.where(Runner.id == runner_id)
@@ -38,7 +42,7 @@ def runner_views(
         running = list(
             session.scalars(
                 sa.select(Job)
-                .where(Job.runner_id == runner.id, Job.state == JobState.running)
+                .where(Job.runner_id == runner.id, Job.state == JobState.running, readable)
                 .options(selectinload(Job.build))
             )
         )
@@ -47,7 +51,7 @@ def runner_views(
                 session.scalars(
                     sa.select(Job)
                     .options(selectinload(Job.build))
-                    .where(Job.runner_id == runner.id, Job.finished_at.is_not(None))
+                    .where(Job.runner_id == runner.id, Job.finished_at.is_not(None), readable)
                     .order_by(Job.finished_at.desc())
                     .limit(recent_limit)
                 )
