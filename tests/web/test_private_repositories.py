@@ -210,6 +210,7 @@ def test_lists_show_anonymous_readers_public_repositories_only(
     ):
         assert OPEN in client.get(path).text, path
     assert runners_jobs(client) == [OPEN]
+    assert "sign in</a> to see private ones" in client.get("/").text
     queue = client.get("/api/queue").json()
     assert [item["repository"] for item in queue] == [OPEN]
     # Positions stay those of the whole queue: other work may be ahead.
@@ -222,6 +223,7 @@ def test_lists_show_signed_in_readers_every_repository(
     for path in LISTS:
         assert SECRET in signed_in.get(path).text, path
     assert runners_jobs(signed_in) == [OPEN, SECRET]
+    assert "to see private ones" not in signed_in.get("/").text
     repos = signed_in.get("/api/repos", headers={"Authorization": f"Bearer {token}"}).json()
     assert {(r["full_name"], r["public"]) for r in repos} == {(SECRET, False), (OPEN, True)}
 
