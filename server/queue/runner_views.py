@@ -33,7 +33,6 @@ def runner_views(
 ) -> list[RunnerView]:
     """Every runner with its running and recent jobs (those of repositories ``reader`` may read;
     the counts are of every job)."""
-    readable = Job.build_id.in_(sa.select(Build.id).where(reader.readable(Build.repository_id)))
     query = sa.select(Runner).order_by(Runner.name, Runner.id)
     if runner_id is not None:
         query = query.where(Runner.id == runner_id)
@@ -42,7 +41,7 @@ def runner_views(
         running = list(
             session.scalars(
                 sa.select(Job)
-                .where(Job.runner_id == runner.id, Job.state == JobState.running, readable)
+                .where(Job.runner_id == runner.id, Job.state == JobState.running)
                 .options(selectinload(Job.build))
             )
         )
@@ -51,7 +50,9 @@ def runner_views(
                 session.scalars(
                     sa.select(Job)
                     .options(selectinload(Job.build))
-                    .where(Job.runner_id == runner.id, Job.finished_at.is_not(None), readable)
+                    .join(Build, Build.id == Job.build_id)
+                    .where(Job.runner_id == runner.id, Job.finished_at.is_not(None))
+                    .where(reader.readable(Build.repository_id))
                     .order_by(Job.finished_at.desc())
                     .limit(recent_limit)
                 )
@@ -69,8 +70,8 @@ def runner_views(
         views.append(
             RunnerView(
                 runner=runner,
-                state=shown_state(runner, len(running)),
-                running=running,
+                state=shown_state(runner, len(running)),  # busy with any job, readable or not
+                running=[job for job in running if reader.can_read(job.build.repository)],
                 recent=recent,
                 counts={state.value: counts.get(state, 0) for state in JobState if state.finished},
             )

@@ -258,3 +258,15 @@ def test_a_user_token_makes_a_repository_public_and_private_again(
     assert client.get(f"/api/builds/{private[0].id}").status_code == 200
     client.patch(f"/api/repos/{SECRET}", json={"public": False}, headers=auth)
     assert client.get(f"/api/builds/{private[0].id}").status_code == 404
+
+
+def test_a_runner_busy_with_a_private_job_is_busy_for_anonymous_readers_without_naming_it(
+    client: TestClient, session: Session, private: tuple[Build, Job], token: str
+) -> None:
+    _build, job = private
+    job.state, job.finished_at = JobState.running, None
+    session.commit()
+    [runner] = client.get("/api/runners").json()
+    assert runner["state"] == "busy" and runner["running"] == []
+    [runner] = client.get("/api/runners", headers={"Authorization": f"Bearer {token}"}).json()
+    assert [item["repository"] for item in runner["running"]] == [SECRET]
