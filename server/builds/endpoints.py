@@ -21,7 +21,7 @@ from server.builds.schemas import (
 )
 from server.deps import SessionDep, StateDep
 from server.github.schemas import github_statuses_out, status_reports_of
-from server.models import Build, Job
+from server.models import Job
 from server.reading import ReaderDep
 from server.repos.service import get_repository
 from server.retention.notes import pruned_note
@@ -95,8 +95,7 @@ def step_log(build_id: int, job_id: int, step_index: int, state: StateDep, reade
     # The log is streamed with its own session: it may be far larger than memory should hold.
     with state.session_factory() as session:
         job = session.get(Job, job_id)
-        build = session.get(Build, build_id)
-        if job is None or job.build_id != build_id or build is None or not reader.can_read(build.repository):
+        if job is None or job.build_id != build_id or not reader.can_read(job.build.repository):
             raise HTTPException(404, f"job {job_id} of build {build_id} not found")
         pruned = pruned_note(job.logs_pruned_at)
     if pruned is not None:

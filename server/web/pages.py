@@ -18,10 +18,10 @@ from server.logs.ansi import render_line
 from server.models import BuildState
 from server.queue.pending import list_pending
 from server.queue.runner_views import runner_views
-from server.reading import ReaderDep, current_reader
+from server.reading import Reader, ReaderDep, current_reader
 from server.repos.service import get_repository
 from server.web.render import render
-from server.web.session import ViewerDep
+from server.web.session import ViewerDep, login_url
 
 router = APIRouter(include_in_schema=False, dependencies=[Depends(current_reader)])
 
@@ -30,6 +30,14 @@ PAGE_SIZE = 50
 HISTORY_ROWS = 5
 # Lines of each step shown when the build page opens; earlier ones are loaded on demand.
 LOG_TAIL_LINES = 500
+
+
+def not_found(request: Request, reader: Reader, what: str) -> HTTPException:
+    """404, with a sign-in link for signed-out readers: a private repository's page answers
+    exactly as a missing one, and a team member following a link from GitHub needs the way in."""
+    hint = "" if reader.signed_in else f" (if it is private, sign in first: {login_url(request.url.path)})"
+    return HTTPException(404, what + hint)
+
 
 # Greenlight's own pages live under /-/ (no GitHub owner can be called "-"), so they never
 # shadow a repository page at /{owner}/{name}.
@@ -103,7 +111,7 @@ def repository_page(
 ) -> HTMLResponse:
     repository = reader.shown(get_repository(session, f"{owner}/{name}"))
     if repository is None:
-        raise HTTPException(404, f"repository {owner}/{name} is not registered")
+        raise not_found(request, reader, f"repository {owner}/{name} is not registered")
     wanted = BuildFilter(branch=branch or None, event=event or None, state=state)
     builds = filtered_builds(session, repository, wanted, before_id=before, limit=PAGE_SIZE)
     context = {
@@ -130,7 +138,7 @@ def build_page(
     repository = reader.shown(get_repository(session, f"{owner}/{name}"))
     build = queries.build_by_number(session, repository, number) if repository else None
     if build is None:
-        raise HTTPException(404, f"build {owner}/{name}#{number} not found")
+        raise not_found(request, reader, f"build {owner}/{name}#{number} not found")
     logs = {}
     for job in build.jobs:
         for step in job.steps:
