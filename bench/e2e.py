@@ -249,7 +249,7 @@ def register(env: Environment, full_name: str, clone_url: str) -> None:
 
     engine = make_engine(env.database_url)
     with make_session_factory(engine).begin() as session:
-        session.add(Repository(full_name=full_name, clone_url=clone_url))
+        session.add(Repository(full_name=full_name, clone_url=clone_url, public=True))  # read anonymously
     engine.dispose()
 
 

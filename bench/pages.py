@@ -40,9 +40,9 @@ def seed(engine: sa.Engine, builds: int, lines: int) -> tuple[int, int]:
             sa.text(
                 "INSERT INTO repositories (full_name, clone_url, default_branch, last_build_number,"
                 " created_at, auto_cancel_superseded, auto_cancel_default_branch, default_branch_priority,"
-                " branch_priority, fork_approval)"
+                " branch_priority, fork_approval, public)"
                 " SELECT 'bench/' || CASE WHEN r = 0 THEN 'big' ELSE 'small-' || r END, 'file:///x.git',"
-                " 'main', 0, now(), true, false, 10, 0, false FROM generate_series(0, 20) r"
+                " 'main', 0, now(), true, false, 10, 0, false, true FROM generate_series(0, 20) r"
             )
         )
         connection.execute(

@@ -32,6 +32,7 @@ from server.queue.hot_routes import HotRunnerRoutes
 from server.queue.liveness import LivenessWriter
 from server.queue.runner_api import router as runner_router
 from server.queue.transport import BackgroundTransport, Transport
+from server.reading import current_reader
 from server.secrets.credential_endpoints import router as credentials_router
 from server.secrets.endpoints import router as secrets_router
 from server.web.actions import router as web_actions_router
@@ -41,7 +42,7 @@ from server.web.lean import LeanRoutes
 from server.web.login import router as login_router
 from server.web.pages import router as pages_router
 from server.web.security import SecurityHeaders, security_headers
-from server.web.session import LoginRequired, login_url, reader
+from server.web.session import LoginRequired, login_url
 from server.webhooks.endpoints import receive_webhook
 from server.webhooks.endpoints import router as webhooks_router
 from server.webhooks.statement_pool import close_statement_pool, open_statement_pool
@@ -110,8 +111,9 @@ def create_app(settings: Settings, transport: Transport | None = None) -> FastAP
     # Added before SecurityHeaders, so inside it: lean routes' replies get the same headers.
     app.add_middleware(LeanRoutes, routes={("POST", "/webhooks/github"): receive_webhook})
     app.add_middleware(SecurityHeaders, https=settings.public_url.startswith("https://"))
-    # Reading needs a sign-in when GREENLIGHT_PUBLIC=false (webhooks and the runner API have their own auth).
-    readers = [Depends(reader)]
+    # Who reads (server/reading.py): private repositories need a sign-in, and everything does when
+    # GREENLIGHT_PUBLIC=false (webhooks and the runner API have their own auth).
+    readers = [Depends(current_reader)]
     app.include_router(webhooks_router)
     app.include_router(runner_router)
     app.include_router(builds_router, dependencies=readers)

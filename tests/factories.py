@@ -13,9 +13,15 @@ _numbers = itertools.count(1)
 
 
 def repository(
-    session: Session, full_name: str = "acme/widgets", clone_url: str = "file:///x.git"
+    session: Session,
+    full_name: str = "acme/widgets",
+    clone_url: str = "file:///x.git",
+    *,
+    public: bool = True,
 ) -> Repository:
-    repo = Repository(full_name=full_name, clone_url=clone_url)
+    """Public unless asked (tests that are not about who may read read anonymously); repositories
+    are private by default outside tests."""
+    repo = Repository(full_name=full_name, clone_url=clone_url, public=public)
     session.add(repo)
     session.flush()
     return repo

@@ -13,7 +13,7 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision: str = "0019_runner_token_labels"
-down_revision: str | None = "0017_repository_credentials"
+down_revision: str | None = "0018_public_repositories"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -23,6 +23,7 @@ from server.builds.schemas import (
 from server.deps import SessionDep, StateDep
 from server.github.schemas import github_statuses_out, status_reports_of
 from server.models import Job
+from server.reading import ReaderDep
 from server.repos.service import get_repository
 from server.retention.notes import pruned_note
 
@@ -30,16 +31,18 @@ router = APIRouter(prefix="/api", tags=["builds"])
 
 
 @router.get("/repos")
-def list_repositories(session: SessionDep) -> list[RepositoryOut]:
+def list_repositories(session: SessionDep, reader: ReaderDep) -> list[RepositoryOut]:
+    """The repositories this reader may read (anonymous readers: the public ones)."""
     return [
         RepositoryOut(
             full_name=repository.full_name,
             clone_url=redact_urls(repository.clone_url),  # one registered before credentials existed
             default_branch=repository.default_branch,
             fork_approval=repository.fork_approval,
+            public=repository.public,
             latest_build=build_out(build) if build else None,
         )
-        for repository, build in queries.repositories_with_latest_build(session)
+        for repository, build in queries.repositories_with_latest_build(session, reader)
     ]
 
 
@@ -52,7 +55,11 @@ def change_repository_settings(
         raise HTTPException(404, f"repository {owner}/{name} is not registered")
     if changes.fork_approval is not None:
         repository.fork_approval = changes.fork_approval
-    return RepositorySettingsOut(full_name=repository.full_name, fork_approval=repository.fork_approval)
+    if changes.public is not None:
+        repository.public = changes.public
+    return RepositorySettingsOut(
+        full_name=repository.full_name, fork_approval=repository.fork_approval, public=repository.public
+    )
 
 
 @router.get("/repos/{owner}/{name}/builds")
@@ -60,10 +67,11 @@ def list_builds(
     owner: str,
     name: str,
     session: SessionDep,
+    reader: ReaderDep,
     before: Annotated[int | None, Query(description="only builds with a smaller id (next page)")] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> list[BuildOut]:
-    repository = get_repository(session, f"{owner}/{name}")
+    repository = reader.shown(get_repository(session, f"{owner}/{name}"))
     if repository is None:
         raise HTTPException(404, f"repository {owner}/{name} is not registered")
     return [
@@ -72,9 +80,9 @@ def list_builds(
 
 
 @router.get("/builds/{build_id}")
-def get_build(build_id: int, session: SessionDep) -> BuildDetailOut:
+def get_build(build_id: int, session: SessionDep, reader: ReaderDep) -> BuildDetailOut:
     build = queries.build_in_full(session, build_id)
-    if build is None:
+    if build is None or not reader.can_read(build.repository):
         raise HTTPException(404, f"build {build_id} not found")
     return build_detail_out(build, github_statuses_out(status_reports_of(session, build.id)))
 
@@ -84,11 +92,11 @@ def get_build(build_id: int, session: SessionDep) -> BuildDetailOut:
     response_class=StreamingResponse,
     responses={200: {"content": {"text/plain": {}}}, 410: {"description": "log pruned (retention)"}},
 )
-def step_log(build_id: int, job_id: int, step_index: int, state: StateDep) -> Response:
+def step_log(build_id: int, job_id: int, step_index: int, state: StateDep, reader: ReaderDep) -> Response:
     # The log is streamed with its own session: it may be far larger than memory should hold.
     with state.session_factory() as session:
         job = session.get(Job, job_id)
-        if job is None or job.build_id != build_id:
+        if job is None or job.build_id != build_id or not reader.can_read(job.build.repository):
             raise HTTPException(404, f"job {job_id} of build {build_id} not found")
         pruned = pruned_note(job.logs_pruned_at)
     if pruned is not None:

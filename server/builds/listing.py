@@ -9,6 +9,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from server.models import Build, BuildState, Repository
+from server.reading import Reader
 
 
 @dataclass(frozen=True)
@@ -72,18 +73,22 @@ def branches_with_latest_build(session: Session, repository: Repository, limit: 
     return sorted(builds, key=lambda b: (b.branch != repository.default_branch, -b.id))
 
 
-def dashboard_rows(session: Session, recent: int = 5) -> list[tuple[Repository, Build | None, list[Build]]]:
+def dashboard_rows(
+    session: Session, reader: Reader, recent: int = 5
+) -> list[tuple[Repository, Build | None, list[Build]]]:
     """Each repository, its default branch's latest build and its last few builds: three queries
     on Postgres whatever the number of repositories (LATERAL index scans); one per repository on
-    SQLite (the embedded mode has a handful)."""
-    repositories = list(session.scalars(sa.select(Repository).order_by(Repository.full_name)))
+    SQLite (the embedded mode has a handful). Only repositories ``reader`` may read."""
+    shown = sa.select(Repository).where(reader.readable(Repository.id))
+    repositories = list(session.scalars(shown.order_by(Repository.full_name)))
     if session.get_bind().dialect.name == "postgresql":
         newest = sa.select(Build.id).where(Build.repository_id == Repository.id).order_by(Build.id.desc())
         last_ids = newest.limit(recent).lateral()
         default_ids = newest.where(Build.branch == Repository.default_branch).limit(1).lateral()
+        readable = reader.readable(Repository.id)
         wanted = sa.union(
-            sa.select(last_ids.c.id).select_from(Repository).join(last_ids, sa.true()),
-            sa.select(default_ids.c.id).select_from(Repository).join(default_ids, sa.true()),
+            sa.select(last_ids.c.id).select_from(Repository).join(last_ids, sa.true()).where(readable),
+            sa.select(default_ids.c.id).select_from(Repository).join(default_ids, sa.true()).where(readable),
         )
         builds = list(session.scalars(sa.select(Build).where(Build.id.in_(wanted)).order_by(Build.id.desc())))
     else:

@@ -8,11 +8,16 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session, selectinload
 
 from server.models import Build, Job, JobState, LogChunk, Repository, Step, StepState
+from server.reading import Reader
 from server.retention.notes import pruned_note
 
 
-def repositories_with_latest_build(session: Session) -> list[tuple[Repository, Build | None]]:
-    repositories = list(session.scalars(sa.select(Repository).order_by(Repository.full_name)))
+def repositories_with_latest_build(session: Session, reader: Reader) -> list[tuple[Repository, Build | None]]:
+    repositories = list(
+        session.scalars(
+            sa.select(Repository).where(reader.readable(Repository.id)).order_by(Repository.full_name)
+        )
+    )
     latest = {
         build.repository_id: build
         for build in session.scalars(
@@ -68,12 +73,13 @@ FAILED_STATES = (JobState.failed, JobState.errored, JobState.timed_out, JobState
 _FAILING_STEP_STATES = (StepState.failed, StepState.errored, StepState.timed_out)
 
 
-def failed_jobs(session: Session, *, limit: int = 50) -> list[tuple[Job, Step | None]]:
+def failed_jobs(session: Session, reader: Reader, *, limit: int = 50) -> list[tuple[Job, Step | None]]:
     """The latest attempts that did not pass (cancelled ones are someone's choice, not a failure),
-    newest first, each with the step that failed it."""
+    newest first, each with the step that failed it; only those of repositories ``reader`` may read."""
     jobs = session.scalars(
         sa.select(Job)
-        .where(Job.state.in_(FAILED_STATES), Job.is_latest)
+        .join(Build, Build.id == Job.build_id)
+        .where(Job.state.in_(FAILED_STATES), Job.is_latest, reader.readable(Build.repository_id))
         .order_by(Job.finished_at.desc(), Job.id.desc())
         .limit(limit)
         .options(selectinload(Job.steps), selectinload(Job.build))

@@ -86,6 +86,7 @@ class RepositoryOut(BaseModel):
     clone_url: str
     default_branch: str
     fork_approval: bool
+    public: bool  # readable without signing in
     latest_build: BuildOut | None
 
 
@@ -95,11 +96,13 @@ class RepositorySettingsIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     fork_approval: bool | None = None
+    public: bool | None = None
 
 
 class RepositorySettingsOut(BaseModel):
     full_name: str
     fork_approval: bool
+    public: bool
 
 
 def build_out(build: Build) -> BuildOut:

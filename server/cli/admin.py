@@ -16,6 +16,7 @@ from server.models import ApiToken, Build, TokenKind
 from server.pipelines.config import parse_size
 from server.queue.token_labels import DEFAULT_RUNNER_TOKEN_LABELS, InvalidLabel, parse_labels
 from server.queue.tokens import new_token, token_hash
+from server.reading import SIGNED_IN
 from server.repos.service import RepositoryError, add_repository, check_clone_url, get_repository
 
 
@@ -54,6 +55,11 @@ def repo_add(full_name: str, clone_url: str | None, default_branch: str) -> None
     default=None,
     help="Pull requests from forks wait until a maintainer runs `greenlight build approve`.",
 )
+@click.option(
+    "--public/--private",
+    default=None,
+    help="Public: anyone may read its pages, logs and API data; private (the default): signed-in users only.",
+)
 @click.option("--clone-url")
 def repo_set(full_name: str, memory: str | None, **changes: object) -> None:
     """Change a repository's settings (only the options given)."""
@@ -80,14 +86,14 @@ def repo_set(full_name: str, memory: str | None, **changes: object) -> None:
             f"default_branch={repository.default_branch} priorities={repository.default_branch_priority}/"
             f"{repository.branch_priority} auto_cancel={repository.auto_cancel_superseded} "
             f"(default branch: {repository.auto_cancel_default_branch}) "
-            f"fork_approval={repository.fork_approval}"
+            f"fork_approval={repository.fork_approval} public={repository.public}"
         )
 
 
 @repo.command("list")
 def repo_list() -> None:
     with cli_session() as session:
-        for repository, build in queries.repositories_with_latest_build(session):
+        for repository, build in queries.repositories_with_latest_build(session, SIGNED_IN):
             latest = f"#{build.number} {build.state.value}" if build else "no builds"
             click.echo(f"{repository.full_name}\t{redact_urls(repository.clone_url)}\t{latest}")
 

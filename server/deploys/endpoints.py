@@ -24,6 +24,7 @@ from server.deploys.schemas import DeploymentOut, EnvironmentOut, deployment_out
 from server.deploys.service import DeployRefused
 from server.deps import SessionDep, StateDep
 from server.models import Deployment, Environment, Repository
+from server.reading import SIGNED_IN, Reader, ReaderDep
 from server.repos.service import get_repository
 
 router = APIRouter(prefix="/api", tags=["deploys"])
@@ -35,8 +36,8 @@ class PromoteIn(BaseModel):
     source: str = Field(alias="from", min_length=1, max_length=100)
 
 
-def _repository(session: SessionDep, full_name: str) -> Repository:
-    repository = get_repository(session, full_name)
+def _repository(session: SessionDep, full_name: str, reader: Reader) -> Repository:
+    repository = reader.shown(get_repository(session, full_name))
     if repository is None:
         raise HTTPException(404, f"{full_name} is not registered")
     return repository
@@ -44,10 +45,10 @@ def _repository(session: SessionDep, full_name: str) -> Repository:
 
 @router.get("/environments")
 def list_environments(
-    session: SessionDep, state: StateDep, repository: RepositoryParam = None
+    session: SessionDep, state: StateDep, reader: ReaderDep, repository: RepositoryParam = None
 ) -> list[EnvironmentOut]:
-    repository_id = _repository(session, repository).id if repository else None
-    return environments_out(session, state.settings.public_url, repository_id)
+    repository_id = _repository(session, repository, reader).id if repository else None
+    return environments_out(session, state.settings.public_url, repository_id, reader=reader)
 
 
 @router.get("/environments/{name}/deployments")
@@ -55,12 +56,13 @@ def list_deployments(
     name: str,
     session: SessionDep,
     state: StateDep,
+    reader: ReaderDep,
     repository: RepositoryParam = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> list[DeploymentOut]:
-    repository_id = _repository(session, repository).id if repository else None
+    repository_id = _repository(session, repository, reader).id if repository else None
     try:
-        found = find_by_name(session, name, repository_id)
+        found = find_by_name(session, name, repository_id, reader)
     except AmbiguousEnvironment as error:
         raise HTTPException(400, str(error)) from None
     if found is None:
@@ -72,7 +74,7 @@ def list_deployments(
 def promote_environment(
     owner: str, name: str, target: str, body: PromoteIn, session: SessionDep, state: StateDep, user: UserDep
 ) -> DeploymentOut:
-    repository = _repository(session, f"{owner}/{name}")
+    repository = _repository(session, f"{owner}/{name}", SIGNED_IN)  # a user token reads all
     try:
         deployment, announcements = promote(
             session, state.settings, repository, body.source, target, f"{user.name} (promote)"
@@ -87,7 +89,7 @@ def promote_environment(
 def rollback_environment(
     owner: str, name: str, environment: str, session: SessionDep, state: StateDep, user: UserDep
 ) -> DeploymentOut:
-    repository = _repository(session, f"{owner}/{name}")
+    repository = _repository(session, f"{owner}/{name}", SIGNED_IN)  # a user token reads all
     try:
         deployment, announcements = rollback(session, repository, environment, f"{user.name} (rollback)")
     except DeployRefused as error:

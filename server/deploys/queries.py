@@ -9,6 +9,7 @@ from sqlalchemy.orm import Session
 
 from server.deploys.schemas import DeploymentOut, EnvironmentOut, deployment_out
 from server.models import Build, Deployment, DeploymentState, Environment, Repository
+from server.reading import Reader
 
 
 class AmbiguousEnvironment(LookupError):
@@ -16,11 +17,12 @@ class AmbiguousEnvironment(LookupError):
 
 
 def environments_out(
-    session: Session, public_url: str, repository_id: int | None = None
+    session: Session, public_url: str, repository_id: int | None = None, *, reader: Reader
 ) -> list[EnvironmentOut]:
     query = (
         sa.select(Environment, Repository.full_name)
         .join(Repository, Repository.id == Environment.repository_id)
+        .where(reader.readable(Repository.id))
         .order_by(Repository.full_name, Environment.name)
     )
     if repository_id is not None:
@@ -58,23 +60,27 @@ def environments_out(
     return result
 
 
-def all_environments(session: Session) -> list[tuple[Environment, str]]:
-    """Every environment with its repository's name, in the order the pages list them."""
+def all_environments(session: Session, reader: Reader) -> list[tuple[Environment, str]]:
+    """Every environment ``reader`` may read with its repository's name, in the pages' order."""
     query = (
         sa.select(Environment, Repository.full_name)
         .join(Repository, Repository.id == Environment.repository_id)
+        .where(reader.readable(Repository.id))
         .order_by(Repository.full_name, Environment.name)
     )
     return [(environment, full_name) for environment, full_name in session.execute(query)]
 
 
-def find_by_name(session: Session, name: str, repository_id: int | None) -> tuple[Environment, str] | None:
-    """The environment called ``name`` (of the repository, if given). Names are per repository:
-    without one, a name that several repositories use is refused rather than guessed."""
+def find_by_name(
+    session: Session, name: str, repository_id: int | None, reader: Reader
+) -> tuple[Environment, str] | None:
+    """The environment called ``name`` (of the repository, if given) among those ``reader`` may
+    read. Names are per repository: without one, a name that several repositories use is refused
+    rather than guessed."""
     query = (
         sa.select(Environment, Repository.full_name)
         .join(Repository, Repository.id == Environment.repository_id)
-        .where(Environment.name == name)
+        .where(Environment.name == name, reader.readable(Repository.id))
     )
     if repository_id is not None:
         query = query.where(Environment.repository_id == repository_id)

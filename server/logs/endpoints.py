@@ -20,7 +20,8 @@ from starlette.concurrency import run_in_threadpool
 from server.deps import SessionDep, StateDep
 from server.logs import queries
 from server.logs.ansi import render_line
-from server.models import Job, JobState, Step, StepState
+from server.models import Build, Job, JobState, Step, StepState
+from server.reading import Reader, ReaderDep
 from server.retention.notes import pruned_note
 
 router = APIRouter(prefix="/api/builds/{build_id}/jobs/{job_id}/steps/{step_index}/log", tags=["logs"])
@@ -30,12 +31,15 @@ KEEPALIVE_SECONDS = 15.0
 BATCH_LINES = 500
 
 
-def check_step(session: Session, build_id: int, job_id: int, step_index: int) -> str | None:
-    """404 for a step that does not exist; for one that does, why its log is gone (or None)."""
+def check_step(session: Session, reader: Reader, build_id: int, job_id: int, step_index: int) -> str | None:
+    """404 for a step that does not exist or that ``reader`` may not read; for one that does, why
+    its log is gone (or None)."""
     found = session.execute(
         sa.select(Step.id, Job.logs_pruned_at)
         .join(Job, Job.id == Step.job_id)
+        .join(Build, Build.id == Job.build_id)
         .where(Job.id == job_id, Job.build_id == build_id, Step.index == step_index)
+        .where(reader.readable(Build.repository_id))
     ).first()
     if found is None:
         raise HTTPException(404, f"step {step_index} of job {job_id} of build {build_id} not found")
@@ -58,13 +62,14 @@ def log_lines(
     job_id: int,
     step_index: int,
     session: SessionDep,
+    reader: ReaderDep,
     start: Annotated[int, Query(ge=0)] = 0,
     end: Annotated[int | None, Query(ge=0)] = None,
     tail: Annotated[int | None, Query(ge=1, le=queries.MAX_RANGE)] = None,
 ) -> dict[str, object]:
     """Lines ``start``..``end`` (0-based, end exclusive, at most 5,000), or the last ``tail`` lines,
     each as ``[[text, classes], ...]``."""
-    pruned = check_step(session, build_id, job_id, step_index)
+    pruned = check_step(session, reader, build_id, job_id, step_index)
     if tail is not None:
         return rendered(queries.tail(session, job_id, step_index, tail), pruned)
     return rendered(queries.lines_between(session, job_id, step_index, start, end), pruned)
@@ -76,9 +81,10 @@ def log_search(
     job_id: int,
     step_index: int,
     session: SessionDep,
+    reader: ReaderDep,
     q: Annotated[str, Query(min_length=1, max_length=200)],
 ) -> dict[str, object]:
-    pruned = check_step(session, build_id, job_id, step_index)
+    pruned = check_step(session, reader, build_id, job_id, step_index)
     return {"query": q, "lines": list(queries.search(session, job_id, step_index, q)), "pruned": pruned}
 
 
@@ -109,12 +115,13 @@ def log_stream(
     step_index: int,
     request: Request,
     state: StateDep,
+    reader: ReaderDep,
     after: Annotated[int, Query(ge=0)] = 0,
     last_event_id: Annotated[str | None, Header()] = None,
 ) -> StreamingResponse:
     """``event: lines`` with ``id`` = lines sent so far, then ``event: end`` once the step is over."""
     with state.session_factory() as session:
-        check_step(session, build_id, job_id, step_index)
+        check_step(session, reader, build_id, job_id, step_index)
     if last_event_id is not None and last_event_id.strip().isdigit():
         after = int(last_event_id.strip())
     factory = state.session_factory

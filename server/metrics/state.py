@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import sqlalchemy as sa
@@ -32,6 +32,8 @@ class Snapshot:
     # (repository, environment, state) -> deployments; (repository, environment) -> healthy
     deployments: dict[tuple[str, str, str], int] = field(default_factory=dict)
     environments: dict[tuple[str, str], bool] = field(default_factory=dict)
+    # Names of private repositories: their series are for signed-in scrapers only.
+    private: frozenset[str] = frozenset()
 
 
 def read_snapshot(engine: Engine, runner_lost_seconds: float) -> Snapshot:
@@ -48,6 +50,7 @@ def read_snapshot(engine: Engine, runner_lost_seconds: float) -> Snapshot:
             sa.select(Runner.name, Runner.state, Runner.last_seen_at, Runner.free_disk_bytes)
         ).all()
         deployments, environments = read_deployments(connection)
+        private = frozenset(connection.scalars(sa.select(Repository.full_name).where(~Repository.public)))
     queue: dict[str, tuple[int, float]] = {}
     for labels, count, oldest in queued:
         key = ",".join(sorted(labels or []))  # SQLite groups JSON text; the same set may come twice
@@ -69,6 +72,7 @@ def read_snapshot(engine: Engine, runner_lost_seconds: float) -> Snapshot:
         free_disk=free_disk,
         deployments=deployments,
         environments=environments,
+        private=private,
     )
 
 
@@ -110,7 +114,11 @@ class StateCollector(Collector):
                 self._cached = (time.monotonic(), read_snapshot(self._engine, self._runner_lost_seconds))
             return self._cached[1]
 
-    def collect(self) -> Iterator[Metric]:
+    def seen_by(self, signed_in: bool) -> Collector:
+        """This collector as one scrape sees it: private repositories' series only if signed in."""
+        return _SeenBy(self, signed_in)
+
+    def collect(self, signed_in: bool = False) -> Iterator[Metric]:
         up = GaugeMetricFamily("greenlight_database_up", "1 if the database answered this scrape")
         try:
             snapshot = self.snapshot()
@@ -142,17 +150,29 @@ class StateCollector(Collector):
         for name, free in sorted(snapshot.free_disk.items()):
             disk.add_metric([name], free)
         yield disk
-        yield from _deployment_families(snapshot)
+        yield from _deployment_families(
+            snapshot, shown=lambda repo: signed_in or repo not in snapshot.private
+        )
 
 
-def _deployment_families(snapshot: Snapshot) -> Iterator[Metric]:
+@dataclass(frozen=True)
+class _SeenBy(Collector):
+    collector: StateCollector
+    signed_in: bool
+
+    def collect(self) -> Iterator[Metric]:
+        return self.collector.collect(signed_in=self.signed_in)
+
+
+def _deployment_families(snapshot: Snapshot, shown: Callable[[str], bool]) -> Iterator[Metric]:
     deployments = GaugeMetricFamily(
         "greenlight_deployments",
         "Deployments by repository, environment and state (read from the database)",
         labels=["repository", "environment", "state"],
     )
     for (repo, env, state), count in sorted(snapshot.deployments.items()):
-        deployments.add_metric([repo, env, state], count)
+        if shown(repo):
+            deployments.add_metric([repo, env, state], count)
     yield deployments
     healthy = GaugeMetricFamily(
         "greenlight_environment_healthy",
@@ -160,7 +180,8 @@ def _deployment_families(snapshot: Snapshot) -> Iterator[Metric]:
         labels=["repository", "environment"],
     )
     for (repo, env), ok in sorted(snapshot.environments.items()):
-        healthy.add_metric([repo, env], 1 if ok else 0)
+        if shown(repo):
+            healthy.add_metric([repo, env], 1 if ok else 0)
     yield healthy
 
 

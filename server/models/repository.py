@@ -32,6 +32,8 @@ class Repository(Base):
     branch_priority: Mapped[int] = mapped_column(default=0)
     # Pull requests from forks wait for a maintainer's approval before they are planned.
     fork_approval: Mapped[bool] = mapped_column(default=False, server_default=sa.false())
+    # Anonymous readers see public repositories only; private ones need a sign-in (server/reading.py).
+    public: Mapped[bool] = mapped_column(default=False, server_default=sa.false())
 
     @property
     def owner(self) -> str:

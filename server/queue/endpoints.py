@@ -13,12 +13,13 @@ from server.models import Job, Runner, RunnerState
 from server.queue.pending import NotPending, cancel_pending_job, change_pending_job, list_pending
 from server.queue.runner_views import RunnerView, runner_views, seconds_since
 from server.queue.schemas import FailedJobOut, PendingJobChange, PendingJobOut, RunnerJobOut, RunnerOut
+from server.reading import ReaderDep
 
 router = APIRouter(prefix="/api", tags=["queue"])
 
 
 @router.get("/queue")
-def pending_jobs(session: SessionDep, state: StateDep) -> list[PendingJobOut]:
+def pending_jobs(session: SessionDep, state: StateDep, reader: ReaderDep) -> list[PendingJobOut]:
     return [
         PendingJobOut(
             job_id=item.job.id,
@@ -35,7 +36,7 @@ def pending_jobs(session: SessionDep, state: StateDep) -> list[PendingJobOut]:
             age_seconds=round(item.age_seconds, 3),
             waiting_because=item.waiting_because,
         )
-        for item in list_pending(session, state.settings.runner_lost_seconds)
+        for item in list_pending(session, state.settings.runner_lost_seconds, reader)
     ]
 
 
@@ -64,15 +65,18 @@ def cancel_pending(job_id: int, session: SessionDep, _user: UserDep) -> dict[str
 
 
 @router.get("/runners")
-def list_runners(session: SessionDep) -> list[RunnerOut]:
-    return [_runner_out(view) for view in runner_views(session)]
+def list_runners(session: SessionDep, reader: ReaderDep) -> list[RunnerOut]:
+    return [_runner_out(view) for view in runner_views(session, reader)]
 
 
 @router.get("/runners/{runner_id}")
 def show_runner(
-    runner_id: int, session: SessionDep, recent: Annotated[int, Query(ge=0, le=500)] = 50
+    runner_id: int,
+    session: SessionDep,
+    reader: ReaderDep,
+    recent: Annotated[int, Query(ge=0, le=500)] = 50,
 ) -> RunnerOut:
-    views = runner_views(session, recent_limit=recent, runner_id=runner_id)
+    views = runner_views(session, reader, recent_limit=recent, runner_id=runner_id)
     if not views:
         raise HTTPException(404, f"runner {runner_id} not found")
     return _runner_out(views[0])
@@ -89,10 +93,10 @@ def drain_runner(runner_id: int, session: SessionDep, _user: UserDep) -> dict[st
 
 @router.get("/jobs/failed")
 def list_failed_jobs(
-    session: SessionDep, limit: Annotated[int, Query(ge=1, le=200)] = 50
+    session: SessionDep, reader: ReaderDep, limit: Annotated[int, Query(ge=1, le=200)] = 50
 ) -> list[FailedJobOut]:
     items = []
-    for job, failing_step in failed_jobs(session, limit=limit):
+    for job, failing_step in failed_jobs(session, reader, limit=limit):
         build = job.build
         items.append(
             FailedJobOut(

@@ -15,6 +15,7 @@ from server.models.base import as_utc, utcnow
 from server.queue.claims import runner_serves
 from server.queue.reports import close_job
 from server.queue.token_labels import labels_served
+from server.reading import Reader
 
 
 class NotPending(Exception):
@@ -67,8 +68,9 @@ def live_runners(session: Session, lost_after_seconds: float) -> list[RunnerLoad
     ]
 
 
-def list_pending(session: Session, lost_after_seconds: float) -> list[PendingJob]:
-    """Queued jobs in claim order (priority, then age): position 1 is claimed next."""
+def list_pending(session: Session, lost_after_seconds: float, reader: Reader) -> list[PendingJob]:
+    """Queued jobs in claim order (priority, then age): position 1 is claimed next. Only jobs of
+    repositories ``reader`` may read are listed, at their positions in the whole queue."""
     jobs = session.scalars(
         sa.select(Job)
         .where(Job.state == JobState.queued)
@@ -82,15 +84,16 @@ def list_pending(session: Session, lost_after_seconds: float) -> list[PendingJob
     earlier: Counter[tuple[str, ...]] = Counter()
     for position, job in enumerate(jobs, start=1):
         queued_at = as_utc(job.queued_at)
-        pending.append(
-            PendingJob(
-                job=job,
-                build=job.build,
-                position=position,
-                age_seconds=(now - queued_at).total_seconds(),
-                waiting_because=why_waiting(job.labels, runners, earlier),
+        if reader.can_read(job.build.repository):
+            pending.append(
+                PendingJob(
+                    job=job,
+                    build=job.build,
+                    position=position,
+                    age_seconds=(now - queued_at).total_seconds(),
+                    waiting_because=why_waiting(job.labels, runners, earlier),
+                )
             )
-        )
         earlier[tuple(job.labels)] += 1
     return pending
 

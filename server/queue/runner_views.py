@@ -8,8 +8,9 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, selectinload
 
-from server.models import ApiToken, Job, JobState, Runner, RunnerState
+from server.models import ApiToken, Build, Job, JobState, Runner, RunnerState
 from server.models.base import as_utc, utcnow
+from server.reading import Reader
 
 
 @dataclass(frozen=True)
@@ -29,8 +30,10 @@ def shown_state(runner: Runner, running: int) -> RunnerState:
 
 
 def runner_views(
-    session: Session, *, recent_limit: int = 0, runner_id: int | None = None
+    session: Session, reader: Reader, *, recent_limit: int = 0, runner_id: int | None = None
 ) -> list[RunnerView]:
+    """Every runner with its running and recent jobs (those of repositories ``reader`` may read;
+    the counts are of every job)."""
     query = (
         sa.select(Runner, ApiToken.labels)
         .outerjoin(ApiToken, ApiToken.id == Runner.token_id)
@@ -52,7 +55,9 @@ def runner_views(
                 session.scalars(
                     sa.select(Job)
                     .options(selectinload(Job.build))
+                    .join(Build, Build.id == Job.build_id)
                     .where(Job.runner_id == runner.id, Job.finished_at.is_not(None))
+                    .where(reader.readable(Build.repository_id))
                     .order_by(Job.finished_at.desc())
                     .limit(recent_limit)
                 )
@@ -70,9 +75,9 @@ def runner_views(
         views.append(
             RunnerView(
                 runner=runner,
-                state=shown_state(runner, len(running)),
+                state=shown_state(runner, len(running)),  # busy with any job, readable or not
                 token_labels=token_labels,
-                running=running,
+                running=[job for job in running if reader.can_read(job.build.repository)],
                 recent=recent,
                 counts={state.value: counts.get(state, 0) for state in JobState if state.finished},
             )

@@ -12,10 +12,12 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 
 from server.builds.listing import badge_state
 from server.deps import SessionDep
+from server.reading import current_reader
 from server.repos.service import get_repository
-from server.web.session import reader
 
-router = APIRouter(include_in_schema=False, dependencies=[Depends(reader)])
+# Badges of private repositories are served too (the SVG gives only the state); only a private
+# server (GREENLIGHT_PUBLIC=false) keeps them from anonymous readers.
+router = APIRouter(include_in_schema=False, dependencies=[Depends(current_reader)])
 
 _COLOURS = {"passing": "#2da44e", "failing": "#cf222e", "unknown": "#8c959f"}
 

@@ -18,11 +18,12 @@ from server.logs.ansi import render_line
 from server.models import BuildState
 from server.queue.pending import list_pending
 from server.queue.runner_views import runner_views
+from server.reading import Reader, ReaderDep, current_reader
 from server.repos.service import get_repository
 from server.web.render import render
-from server.web.session import ViewerDep, reader
+from server.web.session import ViewerDep, login_url
 
-router = APIRouter(include_in_schema=False, dependencies=[Depends(reader)])
+router = APIRouter(include_in_schema=False, dependencies=[Depends(current_reader)])
 
 PAGE_SIZE = 50
 # Deployments listed under each environment on the deployments page.
@@ -30,28 +31,38 @@ HISTORY_ROWS = 5
 # Lines of each step shown when the build page opens; earlier ones are loaded on demand.
 LOG_TAIL_LINES = 500
 
+
+def not_found(request: Request, reader: Reader, what: str) -> HTTPException:
+    """404, with a sign-in link for signed-out readers: a private repository's page answers
+    exactly as a missing one, and a team member following a link from GitHub needs the way in."""
+    hint = "" if reader.signed_in else f" (if it is private, sign in first: {login_url(request.url.path)})"
+    return HTTPException(404, what + hint)
+
+
 # Greenlight's own pages live under /-/ (no GitHub owner can be called "-"), so they never
 # shadow a repository page at /{owner}/{name}.
 
 
 @router.get("/-/queue", response_class=HTMLResponse)
-def queue_page(request: Request, session: SessionDep, state: StateDep, viewer: ViewerDep) -> HTMLResponse:
-    pending = list_pending(session, state.settings.runner_lost_seconds)
+def queue_page(
+    request: Request, session: SessionDep, state: StateDep, viewer: ViewerDep, reader: ReaderDep
+) -> HTMLResponse:
+    pending = list_pending(session, state.settings.runner_lost_seconds, reader)
     return render(request, "queue.html", {"pending": pending}, viewer)
 
 
 @router.get("/-/deployments", response_class=HTMLResponse)
 def deployments_page(
-    request: Request, session: SessionDep, state: StateDep, viewer: ViewerDep
+    request: Request, session: SessionDep, state: StateDep, viewer: ViewerDep, reader: ReaderDep
 ) -> HTMLResponse:
     """Each environment with what is live there now, its health, what is deploying and its latest
     deployments; promote and rollback buttons for signed-in users."""
-    environments = environments_out(session, state.settings.public_url)
+    environments = environments_out(session, state.settings.public_url, reader=reader)
     history = {
         (full_name, environment.name): history_out(
             session, environment, full_name, state.settings.public_url, limit=HISTORY_ROWS
         )
-        for environment, full_name in all_environments(session)
+        for environment, full_name in all_environments(session, reader)
     }
     siblings = {
         out.repository: [other.name for other in environments if other.repository == out.repository]
@@ -62,27 +73,27 @@ def deployments_page(
 
 
 @router.get("/-/runners", response_class=HTMLResponse)
-def runners_page(request: Request, session: SessionDep, viewer: ViewerDep) -> HTMLResponse:
-    views = runner_views(session, recent_limit=10)
+def runners_page(request: Request, session: SessionDep, viewer: ViewerDep, reader: ReaderDep) -> HTMLResponse:
+    views = runner_views(session, reader, recent_limit=10)
     return render(request, "runners.html", {"views": views}, viewer)
 
 
 @router.get("/-/failed", response_class=HTMLResponse)
-def failed_page(request: Request, session: SessionDep, viewer: ViewerDep) -> HTMLResponse:
+def failed_page(request: Request, session: SessionDep, viewer: ViewerDep, reader: ReaderDep) -> HTMLResponse:
     failed = [
         (
             job,
             step,
             [render_line(text) for text in queries.log_tail(session, job.id, step.index)] if step else [],
         )
-        for job, step in queries.failed_jobs(session, limit=50)
+        for job, step in queries.failed_jobs(session, reader, limit=50)
     ]
     return render(request, "failed.html", {"failed": failed}, viewer)
 
 
 @router.get("/", response_class=HTMLResponse)
-def dashboard(request: Request, session: SessionDep, viewer: ViewerDep) -> HTMLResponse:
-    return render(request, "dashboard.html", {"rows": dashboard_rows(session)}, viewer)
+def dashboard(request: Request, session: SessionDep, viewer: ViewerDep, reader: ReaderDep) -> HTMLResponse:
+    return render(request, "dashboard.html", {"rows": dashboard_rows(session, reader)}, viewer)
 
 
 @router.get("/{owner}/{name}", response_class=HTMLResponse)
@@ -92,14 +103,15 @@ def repository_page(
     name: str,
     session: SessionDep,
     viewer: ViewerDep,
+    reader: ReaderDep,
     before: Annotated[int | None, Query()] = None,
     branch: Annotated[str | None, Query(max_length=255)] = None,
     event: Annotated[str | None, Query(max_length=32)] = None,
     state: Annotated[BuildState | None, Query()] = None,
 ) -> HTMLResponse:
-    repository = get_repository(session, f"{owner}/{name}")
+    repository = reader.shown(get_repository(session, f"{owner}/{name}"))
     if repository is None:
-        raise HTTPException(404, f"repository {owner}/{name} is not registered")
+        raise not_found(request, reader, f"repository {owner}/{name} is not registered")
     wanted = BuildFilter(branch=branch or None, event=event or None, state=state)
     builds = filtered_builds(session, repository, wanted, before_id=before, limit=PAGE_SIZE)
     context = {
@@ -115,12 +127,18 @@ def repository_page(
 
 @router.get("/{owner}/{name}/builds/{number}", response_class=HTMLResponse)
 def build_page(
-    request: Request, owner: str, name: str, number: int, session: SessionDep, viewer: ViewerDep
+    request: Request,
+    owner: str,
+    name: str,
+    number: int,
+    session: SessionDep,
+    viewer: ViewerDep,
+    reader: ReaderDep,
 ) -> HTMLResponse:
-    repository = get_repository(session, f"{owner}/{name}")
+    repository = reader.shown(get_repository(session, f"{owner}/{name}"))
     build = queries.build_by_number(session, repository, number) if repository else None
     if build is None:
-        raise HTTPException(404, f"build {owner}/{name}#{number} not found")
+        raise not_found(request, reader, f"build {owner}/{name}#{number} not found")
     logs = {}
     for job in build.jobs:
         for step in job.steps:

@@ -20,7 +20,6 @@ from fastapi import Depends, HTTPException, Request, Response
 from server.config import Settings
 from server.deps import SessionDep, StateDep
 from server.models import ApiToken, TokenKind
-from server.queue.tokens import find_token
 
 SESSION_COOKIE = "greenlight_session"
 CSRF_COOKIE = "greenlight_csrf"
@@ -69,20 +68,6 @@ def signed_in_token(request: Request, session: SessionDep, state: StateDep) -> A
 
 
 ViewerDep = Annotated[ApiToken | None, Depends(signed_in_token)]
-
-
-def reader(request: Request, session: SessionDep, state: StateDep, viewer: ViewerDep) -> None:
-    """Reading is open on a public server; otherwise it needs a session or a user bearer token."""
-    if state.settings.public or viewer is not None:
-        return
-    authorization = request.headers.get("authorization", "")
-    if authorization.startswith("Bearer ") and find_token(
-        session, authorization.removeprefix("Bearer ").strip(), TokenKind.user
-    ):
-        return
-    if request.url.path.startswith("/api/"):
-        raise HTTPException(401, "sign in first", headers={"WWW-Authenticate": "Bearer"})
-    raise LoginRequired(request.url.path + (f"?{request.url.query}" if request.url.query else ""))
 
 
 def login_url(next_url: str) -> str:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 import uuid
 
+import httpx
 import pytest
 
 from tests.browser.conftest import screenshot
@@ -133,3 +134,35 @@ def test_cancel_and_rerun_by_clicking_and_signed_out_visitors_cannot(  # type: i
     page.goto(stack.url + "/-/failed")
     screenshot(page, "failed")
     assert visitor.evaluate("1") == 1  # the visitor's page still works, untouched
+
+
+def test_a_private_repository_s_log_streams_to_a_signed_in_browser_and_is_404_to_a_visitor(  # type: ignore[no-untyped-def]
+    stack: Stack, register, origin, browser, user_token
+) -> None:
+    name = f"acme/private-{uuid.uuid4().hex[:6]}"
+    _, url, sha = origin({".greenlight.yml": f"image: {IMAGE}\nsteps:\n{SLOW_STEP % TICKS}"})
+    register(name, url, public=False)
+    reply = stack.deliver(push_payload(name, "refs/heads/main", sha, "Private work"))
+    assert reply.status_code == 202, reply.text
+    build_url = f"{stack.url}/{name}/builds/1"
+
+    page = browser.new_context().new_page()
+    page.goto(f"{stack.url}/-/login?next=/{name}/builds/1")
+    page.fill("#token", user_token)
+    page.click("#sign-in-submit")
+    page.wait_for_url(build_url)
+    log = page.locator(".log").first
+    log.locator(".line", has_text="tick 3").wait_for(timeout=90_000)
+    assert f"tick {TICKS}" not in log.inner_text()  # streamed (SSE with the session cookie)
+    log.locator(".line", has_text=f"tick {TICKS}").wait_for(timeout=90_000)
+
+    visitor = browser.new_context().new_page()
+    assert visitor.goto(build_url).status == 404
+    visitor.goto(stack.url + "/")
+    assert name not in visitor.inner_text("main")
+    auth = {"Authorization": f"Bearer {user_token}"}
+    build = httpx.get(f"{stack.url}/api/builds/{reply.json()['build_id']}", headers=auth, timeout=5).json()
+    log_url = build["jobs"][0]["steps"][0]["log_url"]
+    for address in (log_url, log_url + "/stream", log_url + "/lines"):
+        assert visitor.evaluate("async (url) => (await fetch(url)).status", address) == 404, address
+    page.close()

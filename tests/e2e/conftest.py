@@ -62,12 +62,13 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 
 @pytest.fixture
 def register(stack: Stack):  # type: ignore[no-untyped-def]
-    """Register a repository (by its local bare clone URL) with the stack's database."""
+    """Register a repository (by its local bare clone URL) with the stack's database, public: the
+    tests and their helpers read its builds and logs anonymously."""
 
-    def _register(full_name: str, clone_url: str) -> None:
+    def _register(full_name: str, clone_url: str, *, public: bool = True) -> None:
         engine = make_engine(stack.env["GREENLIGHT_DATABASE_URL"])
         with make_session_factory(engine).begin() as session:
-            session.add(Repository(full_name=full_name, clone_url=clone_url))
+            session.add(Repository(full_name=full_name, clone_url=clone_url, public=public))
         engine.dispose()
 
     return _register

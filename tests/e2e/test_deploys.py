@@ -124,7 +124,7 @@ def app(
 
     engine = make_engine(stack.env["GREENLIGHT_DATABASE_URL"])
     with make_session_factory(engine).begin() as session:
-        session.add(Repository(full_name=name, clone_url=url))
+        session.add(Repository(full_name=name, clone_url=url, public=True))
     engine.dispose()
     user = user_token(stack)
     for environment, key in KEYS.items():

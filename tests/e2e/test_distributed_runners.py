@@ -119,7 +119,7 @@ class Cluster:
     def register(self, full_name: str, clone_url: str) -> None:
         engine = make_engine(self.database_url)
         with make_session_factory(engine).begin() as session:
-            session.add(Repository(full_name=full_name, clone_url=clone_url))
+            session.add(Repository(full_name=full_name, clone_url=clone_url, public=True))
         engine.dispose()
 
     def push(self, origin: Origin, script: str) -> int:

@@ -68,6 +68,13 @@ def test_greenlight_up_builds_a_push_with_embedded_defaults(tmp_path: Path) -> N
             check=True,
             capture_output=True,
         )
+        # Read below without signing in.
+        subprocess.run(
+            [sys.executable, "-m", "server.cli.main", "repo", "set", "acme/embedded", "--public"],
+            env=cli_env,
+            check=True,
+            capture_output=True,
+        )
         secret = dict(line.split("=", 1) for line in (data / "secrets.env").read_text().splitlines())[
             "webhook_secret"
         ]

@@ -74,7 +74,7 @@ def test_a_stream_of_deliveries_survives_database_broker_server_and_runner_resta
     clone_url = services.make_bare_clone(work, tmp_path / "origin.git")
     engine = sa.create_engine(database_url, poolclass=sa.NullPool)
     with Session(engine) as session, session.begin():
-        session.add(Repository(full_name=REPO, clone_url=clone_url))
+        session.add(Repository(full_name=REPO, clone_url=clone_url, public=True))
         token = factories.runner_token(session, "faults")
 
     port = services.free_port()

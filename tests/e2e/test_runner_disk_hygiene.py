@@ -90,7 +90,7 @@ def test_the_runner_removes_only_its_own_unused_image_and_keeps_reporting_free_d
     url = services.make_bare_clone(work, tmp_path / "origin.git")
     engine = make_engine(stack.env["GREENLIGHT_DATABASE_URL"])
     with make_session_factory(engine).begin() as session:
-        session.add(Repository(full_name="acme/hygiene", clone_url=url))
+        session.add(Repository(full_name="acme/hygiene", clone_url=url, public=True))
     engine.dispose()
     reply = stack.deliver(push_payload("acme/hygiene", "refs/heads/main", sha))
     assert reply.status_code == 202, reply.text

@@ -9,6 +9,7 @@ from server.db import make_engine, make_session_factory
 from server.logs import queries
 from server.migrate import upgrade_to_head
 from server.models import LogChunk
+from server.reading import SIGNED_IN
 from tests import factories
 
 
@@ -25,7 +26,7 @@ def test_pages_and_log_queries_work_on_sqlite(tmp_path: Path) -> None:
             session.add(LogChunk(job_id=job.id, step_index=0, seq=seq, line_count=10, lines=lines))
         session.commit()
 
-        ((shown, default, last),) = dashboard_rows(session)
+        ((shown, default, last),) = dashboard_rows(session, SIGNED_IN)
         assert shown is repo and default is builds[2] and last[0] is builds[-1] and len(last) == 5
         assert [b.branch for b in branches_with_latest_build(session, repo)] == ["main", "x", "dev"]
         line_range = queries.lines_between(session, job.id, 0, 8, 22)

@@ -29,7 +29,9 @@ SHA = "5" * 40
 
 
 def register(session: Session, full_name: str, *, fork_approval: bool = False) -> int:
-    repository = Repository(full_name=full_name, clone_url="file:///nowhere.git", fork_approval=fork_approval)
+    repository = Repository(
+        full_name=full_name, clone_url="file:///nowhere.git", fork_approval=fork_approval, public=True
+    )
     session.add(repository)
     session.commit()
     return repository.id
@@ -160,7 +162,7 @@ def test_fork_approval_is_a_repository_setting_in_the_api(client: TestClient, se
     session.commit()
     headers = {"Authorization": f"Bearer {token}"}
     reply = client.patch(f"/api/repos/{FORK_BASE}", json={"fork_approval": True}, headers=headers)
-    assert reply.json() == {"full_name": FORK_BASE, "fork_approval": True}
+    assert reply.json() == {"full_name": FORK_BASE, "fork_approval": True, "public": True}
     bad = client.patch(f"/api/repos/{FORK_BASE}", json={"fork_approval": "maybe"}, headers=headers)
     assert bad.status_code == 422
     [repo] = client.get("/api/repos").json()
