@@ -54,9 +54,10 @@ def create_deploy_build(session: Session, deployment: Deployment, environment: E
         number=next_build_number(session, repository_id),
         event=DEPLOY_EVENT,
         ref=f"refs/heads/{deployment.branch}" if deployment.branch else f"refs/deploys/{environment.name}",
-        # No branch: nothing keyed on branches (auto-cancel, branch secrets, deploys) takes a
-        # deploy build for a push.
-        branch=None,
+        # The branch its commit came from: branch-scoped secrets match it. Nothing keyed on pushes
+        # takes it for one (auto-cancel, deploy checks and badges look at push builds only), and
+        # its deployment row names the build it deploys (``Deployment.source_build_id``).
+        branch=deployment.branch,
         commit_sha=deployment.commit_sha,
         commit_message=f"deploy to {environment.name} ({deployment.trigger.value})",
         commit_author="",
@@ -83,7 +84,9 @@ def create_deploy_build(session: Session, deployment: Deployment, environment: E
         build_id=build.id,
         name=f"deploy {environment.name}",
         state=JobState.queued,
-        labels=list(config.get("labels") or ["deploy"]),
+        # The environment's runners, when the server names them; a pipeline file cannot move a
+        # protected environment's deploys to other runners.
+        labels=list(environment.runner_labels or config.get("labels") or ["deploy"]),
         priority=DEPLOY_PRIORITY,
         env=env,
         services=[],
