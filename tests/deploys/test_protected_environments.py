@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session, sessionmaker
 
+from server.builds.listing import branches_with_latest_build, dashboard_rows
 from server.config import Settings
 from server.models import Build, DeploymentState, Job, JobState, Repository
 from server.secrets.service import set_secret
@@ -351,3 +352,29 @@ def test_promote_and_rollback_are_refused_for_a_branch_the_target_does_not_allow
     assert refused.status_code == 409
     assert "production allows branches master only, not branch staging" in refused.json()["detail"]
     assert [d.state for d in deployments(session)] == [DeploymentState.succeeded]
+
+
+def test_a_failed_deploy_of_a_branch_does_not_turn_the_branch_red(
+    client: TestClient,
+    session: Session,
+    session_factory: sessionmaker[Session],
+    settings: Settings,
+    origin: Origin,
+    repo: Repository,
+    runner: tuple[str, int],
+    builder: tuple[str, int],
+) -> None:
+    """A deploy build carries its source branch now; the branch's badge, its row on the
+    repository page and the dashboard still show its pipeline's build."""
+    allow(session, repo, "production", ["main"])
+    session.commit()
+    args = (client, session, session_factory, settings, origin, repo, builder)
+    build_id = pushed_and_checked(*args, "main", pipeline("production", "main"))
+    finish(client, claim(client, *runner), passed=False)  # type: ignore[arg-type]
+    [deployment] = deployments(session)
+    assert deployment.state is DeploymentState.failed
+    assert "passing" in client.get(f"/badge/{repo.full_name}.svg").text
+    assert "passing" in client.get(f"/badge/{repo.full_name}.svg", params={"branch": "main"}).text
+    assert [b.id for b in branches_with_latest_build(session, repo)] == [build_id]
+    [(_, default, _)] = [row for row in dashboard_rows(session) if row[0].id == repo.id]
+    assert default is not None and default.id == build_id
