@@ -10,6 +10,7 @@ from runner.logs import configure_logging, level_from_env
 from server.cli.admin import build, repo, token
 from server.cli.deploys import deploy
 from server.cli.doctor import doctor
+from server.cli.environments import env
 from server.cli.github import github
 from server.cli.processes import migrate, runner, server, up, worker
 from server.cli.remote import job, queue
@@ -40,6 +41,7 @@ for command in (
     github,
     secret,
     deploy,
+    env,
     doctor,
     prune,
 ):

@@ -5,13 +5,17 @@ claimed; a pipeline file can only narrow it. Real Postgres, git and the runner A
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from click.testing import CliRunner
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session, sessionmaker
 
 from server.builds.listing import branches_with_latest_build, dashboard_rows
+from server.cli import remote
+from server.cli.main import cli
 from server.config import Settings
 from server.models import Build, DeploymentState, Job, JobState, Repository
 from server.secrets.service import set_secret
@@ -378,3 +382,75 @@ def test_a_failed_deploy_of_a_branch_does_not_turn_the_branch_red(
     assert [b.id for b in branches_with_latest_build(session, repo)] == [build_id]
     [(_, default, _)] = [row for row in dashboard_rows(session) if row[0].id == repo.id]
     assert default is not None and default.id == build_id
+
+
+def test_greenlight_env_set_and_deploy_approve_go_through_the_api(
+    client: TestClient,
+    session: Session,
+    session_factory: sessionmaker[Session],
+    settings: Settings,
+    origin: Origin,
+    repo: Repository,
+    runner: tuple[str, int],
+    builder: tuple[str, int],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def through_the_app(method: str, url: str, **kwargs: Any) -> Any:
+        kwargs.pop("timeout", None)
+        return client.request(method, url.removeprefix("http://greenlight.test"), **kwargs)
+
+    monkeypatch.setattr(remote.httpx, "request", through_the_app)
+    monkeypatch.setenv("GREENLIGHT_SERVER_URL", "http://greenlight.test")
+    cli_runner = CliRunner()
+    name = repo.full_name
+    refused = cli_runner.invoke(cli, ["env", "set", name, "production", "--branch", "main"])
+    assert refused.exit_code != 0 and "401" in refused.output
+    monkeypatch.setenv("GREENLIGHT_TOKEN", factories.user_token(session, "ops"))
+    session.commit()
+    result = cli_runner.invoke(
+        cli,
+        ["env", "set", name, "production", "--branch", "main", "--branch", "release/*",
+         "--runner-labels", "deploy", "--require-approval"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert result.output.strip() == (
+        "production: branches main, release/*; runners deploy; approval required; set by ops"
+    )
+    shown = cli_runner.invoke(cli, ["env", "show", name, "preview"]).output
+    assert "preview: branches main (no rule set: the default branch)" in shown
+    listed = cli_runner.invoke(cli, ["env", "list", name]).output.splitlines()
+    assert [line.split(":")[0] for line in listed] == ["production", "staging"]
+
+    args = (client, session, session_factory, settings, origin, repo, builder)
+    pushed_and_checked(*args, "release/7", pipeline("production", "release/*"))
+    [waiting] = deployments(session)
+    history = cli_runner.invoke(cli, ["deploy", "history", name, "production"]).output
+    assert "waiting" in history and "waiting for approval" in history
+    approved = cli_runner.invoke(cli, ["deploy", "approve", name, str(waiting.id)])
+    assert approved.exit_code == 0, approved.output
+    assert (
+        f"production: deployment #{waiting.id}" in approved.output
+        and "queued (approved by ops)" in approved.output
+    )
+    assert claim(client, *runner) is not None
+
+
+def test_the_deployments_page_sets_an_environments_rule_for_signed_in_users_only(
+    client: TestClient, session: Session, repo: Repository
+) -> None:
+    url = f"/-/repos/{repo.full_name}/environments/production/rule"
+    form = {"branches": "main, release/*", "runner_labels": "deploy-prod", "require_approval": "1"}
+    csrf = csrf_of(client.get("/-/login").text)
+    assert client.post(url, data={**form, "csrf": csrf}, follow_redirects=False).status_code == 403
+    token = factories.user_token(session, "maintainer")
+    session.commit()
+    sign_in(client, token)
+    page = client.get("/-/deployments").text
+    assert 'id="rule-production"' in page and "Deploys from <code>master</code>, <code>staging</code>" in page
+    assert client.post(url, data=form, follow_redirects=False).status_code == 403  # no CSRF token
+    saved = client.post(url, data={**form, "csrf": csrf_of(page)}, follow_redirects=False)
+    assert saved.status_code == 303, saved.text
+    rule = client.get(f"/api/repos/{repo.full_name}/environments/production").json()
+    assert rule["branches"] == ["main", "release/*"] and rule["runner_labels"] == ["deploy-prod"]
+    assert rule["require_approval"] is True and rule["rule_updated_by"] == "maintainer"
+    assert "each deployment waits for a person's approval" in client.get("/-/deployments").text
