@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 from server.builds.service import next_build_number
 from server.config import Settings
 from server.deploys.hooks import DEPLOY_EVENT
+from server.environments.rules import deploy_labels
 from server.models import Build, BuildState, Deployment, Environment, Job, JobState, Step, StepState
 from server.models.base import utcnow
 from server.pipelines.config import EnvironmentConfig, PipelineConfig
@@ -84,9 +85,7 @@ def create_deploy_build(session: Session, deployment: Deployment, environment: E
         build_id=build.id,
         name=f"deploy {environment.name}",
         state=JobState.queued,
-        # The environment's runners, when the server names them; a pipeline file cannot move a
-        # protected environment's deploys to other runners.
-        labels=list(environment.runner_labels or config.get("labels") or ["deploy"]),
+        labels=deploy_labels(environment, config),
         priority=DEPLOY_PRIORITY,
         env=env,
         services=[],

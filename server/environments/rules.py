@@ -15,16 +15,26 @@ and again when a runner claims its deploy job, with the rule as it is at that mo
 
 from __future__ import annotations
 
+from typing import Any
+
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from server.models import Deployment, Environment, Repository
+from server.pipelines.config import DEFAULT_DEPLOY_LABELS
 from server.pipelines.filters import matches_any
 
 
 def allowed_branches(environment: Environment, default_branch: str) -> list[str]:
     """The globs the environment's rule allows (the default branch alone when no rule is set)."""
     return list(environment.branches) or [default_branch]
+
+
+def deploy_labels(environment: Environment, config: dict[str, Any]) -> list[str]:
+    """The labels a deploy job needs: the environment's runners when the server names them (a
+    pipeline file cannot move a protected environment's deploys elsewhere), else the file's
+    `runs_on` as frozen in the deployment (``config``)."""
+    return list(environment.runner_labels or config.get("labels") or DEFAULT_DEPLOY_LABELS)
 
 
 def branch_refusal(environment: Environment, repository: Repository, branch: str | None) -> str | None:

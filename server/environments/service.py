@@ -4,20 +4,20 @@ browser); a pipeline file never does."""
 from __future__ import annotations
 
 import contextlib
-import re
 from collections.abc import Sequence
 
 import sqlalchemy as sa
+from pydantic import TypeAdapter, ValidationError
 from sqlalchemy.orm import Session
 
-from server.environments.rules import allowed_branches
+from server.environments.rules import allowed_branches, deploy_labels
 from server.environments.schemas import EnvironmentRuleIn, EnvironmentRuleOut
-from server.models import Environment, Repository
+from server.models import Build, Deployment, Environment, Job, JobState, Repository
 from server.models.base import utcnow
-from server.pipelines.config import _ENVIRONMENT_NAME
+from server.pipelines.config import EnvironmentName
 from server.secrets.service import SecretError, check_branches
 
-_NAME = re.compile(_ENVIRONMENT_NAME)
+_NAME: TypeAdapter[str] = TypeAdapter(EnvironmentName)
 
 
 class RuleError(ValueError):
@@ -28,18 +28,36 @@ def set_rule(
     session: Session, repository: Repository, name: str, change: EnvironmentRuleIn, who: str
 ) -> Environment:
     """Create the environment if needed and change the parts of its rule that ``change`` names."""
-    if not _NAME.match(name):
-        raise RuleError(f"{name!r} is not an environment name (lowercase letters, digits, _ and -)")
+    try:
+        _NAME.validate_python(name)
+    except ValidationError:
+        raise RuleError(f"{name!r} is not an environment name (lowercase letters, digits, _ and -)") from None
     environment = environment_for(session, repository.id, name, lock=True)
     if change.branches is not None:
         environment.branches = _branches(change.branches)
     if change.runner_labels is not None:
         environment.runner_labels = sorted(set(change.runner_labels))
+        _relabel_queued_deploys(session, environment)
     if change.require_approval is not None:
         environment.require_approval = change.require_approval
     environment.rule_updated_by, environment.rule_updated_at = who, utcnow()
     session.flush()
     return environment
+
+
+def _relabel_queued_deploys(session: Session, environment: Environment) -> None:
+    """Deploy jobs still waiting for a runner go to the runners the rule names now (the claim
+    finds them there; the reconciler announces them again). The environment's row is locked, so
+    no new deploy job of it appears meanwhile."""
+    queued = session.execute(
+        sa.select(Job, Deployment.config)
+        .join(Build, Build.id == Job.build_id)
+        .join(Deployment, Deployment.deploy_build_id == Build.id)
+        .where(Deployment.environment_id == environment.id, Job.state == JobState.queued)
+        .with_for_update(of=Job)
+    ).all()
+    for job, config in queued:
+        job.labels = deploy_labels(environment, config)
 
 
 def _branches(globs: Sequence[str]) -> list[str]:

@@ -244,6 +244,12 @@ def test_deploy_jobs_run_on_the_environments_runners_not_where_the_file_says(
     assert production.labels == ["deploy-prod"]  # the server's, whatever the file asks
     assert staging.labels == ["deploy-staging"]  # no server labels: the file's runs_on
     assert claim(client, *runner) is None  # a plain `deploy` runner takes neither
+    # A rule set while a deploy job waits moves it to the rule's runners.
+    allow(session, repo, "staging", ["staging"], runner_labels=["deploy"])
+    session.commit()
+    assert [job.labels for job in deploy_jobs(session)] == [["deploy-prod"], ["deploy"]]
+    claimed = claim(client, *runner)
+    assert claimed is not None and claimed["spec"]["job_id"] == staging.id
 
 
 def test_a_deployment_to_an_environment_that_requires_approval_waits_for_a_signed_in_user(
