@@ -54,7 +54,7 @@ def environments_out(
                 deploying=deployment_out(deploying, environment, full_name, builds, public_url)
                 if deploying
                 else None,
-                allowed_branches=allowed_branches(environment, default_branch),
+                allowed_branches=allowed_branches(environment.branches, default_branch),
                 runner_labels=list(environment.runner_labels),
                 require_approval=environment.require_approval,
             )

@@ -9,7 +9,7 @@ from server.auth import UserDep
 from server.deps import SessionDep
 from server.environments.schemas import EnvironmentRuleIn, EnvironmentRuleOut
 from server.environments.service import RuleError, rule_out, rules_of, set_rule
-from server.models import Environment, Repository
+from server.models import Repository
 from server.repos.service import get_repository
 
 router = APIRouter(prefix="/api/repos/{owner}/{name}/environments", tags=["environments"])
@@ -25,18 +25,16 @@ def _repository(session: SessionDep, owner: str, name: str) -> Repository:
 @router.get("")
 def list_rules(owner: str, name: str, session: SessionDep) -> list[EnvironmentRuleOut]:
     repository = _repository(session, owner, name)
-    return [rule_out(environment, repository) for environment in rules_of(session, repository)]
+    return [
+        rule_out(repository, environment.name, environment) for environment in rules_of(session, repository)
+    ]
 
 
 @router.get("/{environment}")
 def show_rule(owner: str, name: str, environment: str, session: SessionDep) -> EnvironmentRuleOut:
     repository = _repository(session, owner, name)
     found = next((e for e in rules_of(session, repository) if e.name == environment), None)
-    if found is None:
-        # Not known yet: the rule that applies is the default one.
-        found = Environment(repository_id=repository.id, name=environment, branches=[], runner_labels=[])
-        found.require_approval = False
-    return rule_out(found, repository)
+    return rule_out(repository, environment, found)
 
 
 @router.put("/{environment}")
@@ -50,4 +48,4 @@ def put_rule(
         changed = set_rule(session, repository, environment, body, user.name)
     except RuleError as error:
         raise HTTPException(422, str(error)) from None
-    return rule_out(changed, repository)
+    return rule_out(repository, changed.name, changed)

@@ -25,9 +25,10 @@ from server.pipelines.config import DEFAULT_DEPLOY_LABELS
 from server.pipelines.filters import matches_any
 
 
-def allowed_branches(environment: Environment, default_branch: str) -> list[str]:
-    """The globs the environment's rule allows (the default branch alone when no rule is set)."""
-    return list(environment.branches) or [default_branch]
+def allowed_branches(rule: list[str], default_branch: str) -> list[str]:
+    """The globs an environment's rule (its ``branches``) allows: the default branch alone when
+    none are set."""
+    return list(rule) or [default_branch]
 
 
 def deploy_labels(environment: Environment, config: dict[str, Any]) -> list[str]:
@@ -40,7 +41,7 @@ def deploy_labels(environment: Environment, config: dict[str, Any]) -> list[str]
 def branch_refusal(environment: Environment, repository: Repository, branch: str | None) -> str | None:
     """None when ``branch`` may deploy to ``environment``; otherwise why not, in words a person can
     act on (the history and the API show it)."""
-    allowed = allowed_branches(environment, repository.default_branch)
+    allowed = allowed_branches(environment.branches, repository.default_branch)
     if branch is not None and matches_any(branch, allowed):
         return None
     what = f"branch {branch}" if branch is not None else "a commit of no branch"

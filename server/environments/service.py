@@ -86,14 +86,16 @@ def rules_of(session: Session, repository: Repository) -> list[Environment]:
     return list(session.scalars(query.order_by(Environment.name)))
 
 
-def rule_out(environment: Environment, repository: Repository) -> EnvironmentRuleOut:
+def rule_out(repository: Repository, name: str, environment: Environment | None) -> EnvironmentRuleOut:
+    """The rule as set and as it applies (``environment`` None: not known yet, the default rule)."""
+    branches = list(environment.branches) if environment is not None else []
     return EnvironmentRuleOut(
         repository=repository.full_name,
-        name=environment.name,
-        branches=list(environment.branches),
-        allowed_branches=allowed_branches(environment, repository.default_branch),
-        runner_labels=list(environment.runner_labels),
-        require_approval=environment.require_approval,
-        rule_updated_by=environment.rule_updated_by,
-        rule_updated_at=environment.rule_updated_at,
+        name=name,
+        branches=branches,
+        allowed_branches=allowed_branches(branches, repository.default_branch),
+        runner_labels=list(environment.runner_labels) if environment is not None else [],
+        require_approval=environment is not None and environment.require_approval,
+        rule_updated_by=environment.rule_updated_by if environment is not None else None,
+        rule_updated_at=environment.rule_updated_at if environment is not None else None,
     )
