@@ -363,6 +363,16 @@ def test_promote_and_rollback_are_refused_for_a_branch_the_target_does_not_allow
     assert "production allows branches master only, not branch staging" in refused.json()["detail"]
     assert [d.state for d in deployments(session)] == [DeploymentState.succeeded]
 
+    pushed_and_checked(*args, "staging", json.dumps(both))
+    finish(client, claim(client, *runner), passed=True)  # type: ignore[arg-type]
+    allow(session, repo, "staging", ["main"])  # staging's own commits may no longer go there
+    session.commit()
+    url = f"/api/repos/{repo.full_name}/environments/staging/rollback"
+    refused = client.post(url, headers=headers)
+    assert refused.status_code == 409 and "cannot roll back to deployment #1" in refused.json()["detail"]
+    assert "staging allows branches main only, not branch staging" in refused.json()["detail"]
+    assert len(deployments(session)) == 2
+
 
 def test_a_failed_deploy_of_a_branch_does_not_turn_the_branch_red(
     client: TestClient,
