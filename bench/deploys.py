@@ -83,7 +83,7 @@ def run(iterations: int, report: dict[str, Any], root: Path) -> None:
             url = services.make_bare_clone(work, root / "origin.git")
             name = f"bench/deploys-{uuid.uuid4().hex[:6]}"
             register(env, name, url)
-            _set_secret(env.database_url, name)
+            _set_secret_and_rule(env.database_url, name)
             samples = []
             for index in range(iterations + 1):  # the first is a warm-up (image, mirror, caches)
                 version = f"v{index + 1}"
@@ -129,9 +129,12 @@ def _prepare(root: Path) -> Environment:
     return env
 
 
-def _set_secret(database_url: str, name: str) -> None:
+def _set_secret_and_rule(database_url: str, name: str) -> None:
+    """Staging's deploy key, and its rule: branch staging may deploy there (not the default)."""
     from server.config import Settings
     from server.db import make_engine, make_session_factory
+    from server.environments.schemas import EnvironmentRuleIn
+    from server.environments.service import set_rule
     from server.repos.service import get_repository
     from server.secrets.service import set_secret
     from tests.e2e.stack import SECRET_KEY
@@ -142,6 +145,7 @@ def _set_secret(database_url: str, name: str) -> None:
         assert repository is not None
         cipher = Settings(database_url=database_url, secret_key=SECRET_KEY).secret_cipher()
         set_secret(session, cipher, repository, "DEPLOY_KEY", KEY, environment="staging")
+        set_rule(session, repository, "staging", EnvironmentRuleIn(branches=["staging"]), "bench")
     engine.dispose()
 
 

@@ -22,6 +22,7 @@ from server.db import make_engine, make_session_factory
 from server.deploys.endpoints import router as deploys_router
 from server.deploys.messages import deploy_messages, enable_deploy_messages
 from server.deps import AppState
+from server.environments.endpoints import router as environments_router
 from server.errors import database_error_reply, invalid_input_detail
 from server.github.outbox import enable_status_reports
 from server.health.endpoints import router as health_router
@@ -122,6 +123,7 @@ def create_app(settings: Settings, transport: Transport | None = None) -> FastAP
     app.include_router(secrets_router, dependencies=readers)
     app.include_router(credentials_router, dependencies=readers)
     app.include_router(deploys_router, dependencies=readers)
+    app.include_router(environments_router, dependencies=readers)
     app.include_router(logs_router, dependencies=readers)
     app.mount("/-/static", StaticFiles(directory=Path(__file__).parent / "web" / "static"), name="static")
     app.include_router(login_router)

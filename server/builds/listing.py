@@ -8,8 +8,13 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from server.deploys.hooks import DEPLOY_EVENT
 from server.models import Build, BuildState, Repository
 from server.reading import Reader
+
+# A deploy build carries the branch its commit came from, but a branch's state (its badge, the
+# dashboard, its latest build) is its pipeline's: a failed deploy does not turn it red.
+_NOT_A_DEPLOY = Build.event != DEPLOY_EVENT
 
 
 @dataclass(frozen=True)
@@ -46,9 +51,12 @@ _LATEST_PER_BRANCH_POSTGRES = sa.text(
                 ORDER BY branch LIMIT 1)
         FROM branches WHERE branches.name IS NOT NULL
     )
-    SELECT (SELECT id FROM builds WHERE repository_id = :repository AND branch = branches.name
-            ORDER BY id DESC LIMIT 1) AS latest
-    FROM branches WHERE name IS NOT NULL
+    SELECT latest FROM (
+        SELECT (SELECT id FROM builds WHERE repository_id = :repository AND branch = branches.name
+                AND event <> 'deploy' ORDER BY id DESC LIMIT 1) AS latest
+        FROM branches WHERE name IS NOT NULL
+    ) AS per_branch
+    WHERE latest IS NOT NULL
     ORDER BY latest DESC LIMIT :limit
     """
 )
@@ -63,7 +71,7 @@ def branches_with_latest_build(session: Session, repository: Repository, limit: 
         ids = list(
             session.scalars(
                 sa.select(sa.func.max(Build.id))
-                .where(Build.repository_id == repository.id, Build.branch.is_not(None))
+                .where(Build.repository_id == repository.id, Build.branch.is_not(None), _NOT_A_DEPLOY)
                 .group_by(Build.branch)
                 .order_by(sa.func.max(Build.id).desc())
                 .limit(limit)
@@ -84,7 +92,9 @@ def dashboard_rows(
     if session.get_bind().dialect.name == "postgresql":
         newest = sa.select(Build.id).where(Build.repository_id == Repository.id).order_by(Build.id.desc())
         last_ids = newest.limit(recent).lateral()
-        default_ids = newest.where(Build.branch == Repository.default_branch).limit(1).lateral()
+        default_ids = (
+            newest.where(Build.branch == Repository.default_branch, _NOT_A_DEPLOY).limit(1).lateral()
+        )
         readable = reader.readable(Repository.id)
         wanted = sa.union(
             sa.select(last_ids.c.id).select_from(Repository).join(last_ids, sa.true()).where(readable),
@@ -96,12 +106,16 @@ def dashboard_rows(
         for repository in repositories:
             newest = sa.select(Build).where(Build.repository_id == repository.id).order_by(Build.id.desc())
             builds += session.scalars(newest.limit(recent))
-            builds += session.scalars(newest.where(Build.branch == repository.default_branch).limit(1))
+            builds += session.scalars(
+                newest.where(Build.branch == repository.default_branch, _NOT_A_DEPLOY).limit(1)
+            )
     rows = []
     for repository in repositories:
         by_id = {b.id: b for b in builds if b.repository_id == repository.id}
         own = [by_id[key] for key in sorted(by_id, reverse=True)]
-        default = next((b for b in own if b.branch == repository.default_branch), None)
+        default = next(
+            (b for b in own if b.branch == repository.default_branch and b.event != DEPLOY_EVENT), None
+        )
         rows.append((repository, default, own[:recent]))
     return rows
 
@@ -113,6 +127,7 @@ def badge_state(session: Session, repository: Repository, branch: str | None) ->
         .where(
             Build.repository_id == repository.id,
             Build.branch == (branch or repository.default_branch),
+            _NOT_A_DEPLOY,
             Build.state.in_([BuildState.passed, BuildState.failed, BuildState.errored, BuildState.timed_out]),
         )
         .order_by(Build.id.desc())

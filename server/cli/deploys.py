@@ -1,4 +1,4 @@
-"""`greenlight deploy history|promote|rollback`: deploys through the JSON API (GREENLIGHT_SERVER_URL,
+"""`greenlight deploy history|promote|rollback|approve`: deploys through the JSON API (GREENLIGHT_SERVER_URL,
 GREENLIGHT_TOKEN), so they work from any machine that can reach the server."""
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ def _line(item: dict[str, Any]) -> str:
 
 @click.group("deploy")
 def deploy() -> None:
-    """Environments and their deployments: history, promote, rollback."""
+    """Environments and their deployments: history, promote, rollback, approve."""
 
 
 @deploy.command("history")
@@ -62,3 +62,16 @@ def deploy_rollback(repository: str, environment: str) -> None:
     """Redeploy the previous successful deployment of ENVIRONMENT."""
     item = _api("POST", f"/api/repos/{repository}/environments/{environment}/rollback")
     click.echo(f"{environment}: deployment #{item['id']} of {item['commit_sha'][:12]} {item['state']}")
+
+
+@deploy.command("approve")
+@click.argument("repository", metavar="OWNER/NAME")
+@click.argument("deployment_id", type=int)
+def deploy_approve(repository: str, deployment_id: int) -> None:
+    """Let a deployment that waits for approval go ahead (see `greenlight deploy history`)."""
+    item = _api("POST", f"/api/repos/{repository}/deployments/{deployment_id}/approve")
+    reason = f" — {item['reason']}" if item["reason"] else ""
+    click.echo(
+        f"{item['environment']}: deployment #{item['id']} of {item['commit_sha'][:12]} {item['state']} "
+        f"(approved by {item['approved_by']}){reason}"
+    )

@@ -11,6 +11,7 @@ from server.cli.admin import build, repo, token
 from server.cli.credentials import credential
 from server.cli.deploys import deploy
 from server.cli.doctor import doctor
+from server.cli.environments import env
 from server.cli.github import github
 from server.cli.processes import migrate, runner, server, up, worker
 from server.cli.remote import job, queue
@@ -41,6 +42,7 @@ for command in (
     github,
     secret,
     deploy,
+    env,
     doctor,
     prune,
 ):

@@ -1,5 +1,6 @@
 """What a person asks of deploys: promote the exact commit live in one environment to another,
-roll an environment back."""
+roll an environment back, approve a deployment that waits for approval. The environment's
+branch rule holds for people too: a commit of a branch it does not allow is refused."""
 
 from __future__ import annotations
 
@@ -9,7 +10,15 @@ from sqlalchemy.orm import Session
 from server.builds.planning import mirror_for
 from server.config import Settings
 from server.deploys.jobs import snapshot
-from server.deploys.service import DeployRefused, advance, environment_for, request_deployment, roll_back
+from server.deploys.service import (
+    DeployRefused,
+    advance,
+    approve,
+    refusal_for,
+    request_deployment,
+    roll_back,
+)
+from server.environments.service import environment_for
 from server.git.mirror import FileNotInCommit, GitError
 from server.models import Deployment, DeploymentState, DeploymentTrigger, Environment, Repository
 from server.pipelines.config import CONFIG_FILE
@@ -53,6 +62,8 @@ def promote(
     if target not in pipeline.deploy:
         raise DeployRefused(f"{CONFIG_FILE} at {live.commit_sha[:12]} declares no deploy.{target}")
     environment = environment_for(session, repository.id, target)
+    if (refusal := refusal_for(session, environment, live.branch)) is not None:
+        raise DeployRefused(f"cannot promote {live.commit_sha[:12]} from {source} to {target}: {refusal}")
     deployment = request_deployment(
         session,
         environment,
@@ -75,3 +86,17 @@ def rollback(
     environment = find_environment(session, repository, name)
     deployment = roll_back(session, environment, who)
     return deployment, advance(session, environment.id)
+
+
+def approve_deployment(
+    session: Session, repository: Repository, deployment_id: int, who: str
+) -> tuple[Deployment, list[tuple[int, list[str]]]]:
+    environment_id = session.scalar(
+        sa.select(Deployment.environment_id)
+        .join(Environment, Environment.id == Deployment.environment_id)
+        .where(Deployment.id == deployment_id, Environment.repository_id == repository.id)
+    )
+    if environment_id is None:
+        raise DeployRefused(f"{repository.full_name} has no deployment #{deployment_id}")
+    deployment = approve(session, environment_id, deployment_id, who)
+    return deployment, advance(session, environment_id)

@@ -19,7 +19,8 @@ from server.config import Settings
 from server.db import insert_for
 from server.deploys.jobs import snapshot
 from server.deploys.messages import deploy_check_after_commit
-from server.deploys.service import advance, environment_for, request_deployment
+from server.deploys.service import advance, request_deployment
+from server.environments.service import environment_for
 from server.git.mirror import FileNotInCommit, GitError
 from server.models import Build, BuildState, DeployCheck, Deployment, DeploymentState, DeploymentTrigger
 from server.models.base import utcnow
@@ -86,6 +87,8 @@ def run_deploy_check(session: Session, build_id: int, settings: Settings) -> lis
             config=snapshot(pipeline.deploy[name], pipeline, settings),
         )
         request_deployment(session, environment, deployment)
+        if deployment.state is DeploymentState.refused:
+            continue  # the environment's rule does not let this branch deploy there: it says why
         if head != build.commit_sha:
             deployment.state = DeploymentState.skipped
             deployment.reason = (

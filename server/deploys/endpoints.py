@@ -1,4 +1,5 @@
-"""The deploys API: environments and their history (read), promote and rollback (user token).
+"""The deploys API: environments and their history (read), promote, rollback and approve (user
+token).
 
 Environment names belong to a repository: `?repository=OWNER/NAME` picks one; without it a name
 used by several repositories is refused (400) rather than guessed."""
@@ -11,7 +12,7 @@ from fastapi import APIRouter, HTTPException, Query
 from pydantic import BaseModel, Field
 
 from server.auth import UserDep
-from server.deploys.actions import promote, rollback
+from server.deploys.actions import approve_deployment, promote, rollback
 from server.deploys.messages import announce_after_commit
 from server.deploys.queries import (
     AmbiguousEnvironment,
@@ -92,6 +93,20 @@ def rollback_environment(
     repository = _repository(session, f"{owner}/{name}", SIGNED_IN)  # a user token reads all
     try:
         deployment, announcements = rollback(session, repository, environment, f"{user.name} (rollback)")
+    except DeployRefused as error:
+        raise HTTPException(409, str(error)) from None
+    announce_after_commit(session, announcements)
+    return _out(session, deployment.environment_id, repository, deployment, state.settings.public_url)
+
+
+@router.post("/repos/{owner}/{name}/deployments/{deployment_id}/approve")
+def approve(
+    owner: str, name: str, deployment_id: int, session: SessionDep, state: StateDep, user: UserDep
+) -> DeploymentOut:
+    """Let a deployment that waits for approval go ahead (it runs once its environment is free)."""
+    repository = _repository(session, f"{owner}/{name}")
+    try:
+        deployment, announcements = approve_deployment(session, repository, deployment_id, user.name)
     except DeployRefused as error:
         raise HTTPException(409, str(error)) from None
     announce_after_commit(session, announcements)

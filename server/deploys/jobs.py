@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 from server.builds.service import next_build_number
 from server.config import Settings
 from server.deploys.hooks import DEPLOY_EVENT
+from server.environments.rules import deploy_labels
 from server.models import Build, BuildState, Deployment, Environment, Job, JobState, Step, StepState
 from server.models.base import utcnow
 from server.pipelines.config import EnvironmentConfig, PipelineConfig
@@ -54,9 +55,10 @@ def create_deploy_build(session: Session, deployment: Deployment, environment: E
         number=next_build_number(session, repository_id),
         event=DEPLOY_EVENT,
         ref=f"refs/heads/{deployment.branch}" if deployment.branch else f"refs/deploys/{environment.name}",
-        # No branch: nothing keyed on branches (auto-cancel, branch secrets, deploys) takes a
-        # deploy build for a push.
-        branch=None,
+        # The branch its commit came from: branch-scoped secrets match it. Nothing keyed on pushes
+        # takes it for one (auto-cancel, deploy checks and badges look at push builds only), and
+        # its deployment row names the build it deploys (``Deployment.source_build_id``).
+        branch=deployment.branch,
         commit_sha=deployment.commit_sha,
         commit_message=f"deploy to {environment.name} ({deployment.trigger.value})",
         commit_author="",
@@ -83,7 +85,7 @@ def create_deploy_build(session: Session, deployment: Deployment, environment: E
         build_id=build.id,
         name=f"deploy {environment.name}",
         state=JobState.queued,
-        labels=list(config.get("labels") or ["deploy"]),
+        labels=deploy_labels(environment, config),
         priority=DEPLOY_PRIORITY,
         env=env,
         services=[],

@@ -8,6 +8,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from server.deploys.schemas import DeploymentOut, EnvironmentOut, deployment_out
+from server.environments.rules import allowed_branches
 from server.models import Build, Deployment, DeploymentState, Environment, Repository
 from server.reading import Reader
 
@@ -20,7 +21,7 @@ def environments_out(
     session: Session, public_url: str, repository_id: int | None = None, *, reader: Reader
 ) -> list[EnvironmentOut]:
     query = (
-        sa.select(Environment, Repository.full_name)
+        sa.select(Environment, Repository.full_name, Repository.default_branch)
         .join(Repository, Repository.id == Environment.repository_id)
         .where(reader.readable(Repository.id))
         .order_by(Repository.full_name, Environment.name)
@@ -28,20 +29,20 @@ def environments_out(
     if repository_id is not None:
         query = query.where(Environment.repository_id == repository_id)
     rows = session.execute(query).all()
-    ids = [environment.live_deployment_id for environment, _ in rows if environment.live_deployment_id]
+    ids = [environment.live_deployment_id for environment, *_ in rows if environment.live_deployment_id]
     live = {d.id: d for d in session.scalars(sa.select(Deployment).where(Deployment.id.in_(ids)))}
     active = {
         d.environment_id: d
         for d in session.scalars(
             sa.select(Deployment).where(
-                Deployment.environment_id.in_([environment.id for environment, _ in rows]),
+                Deployment.environment_id.in_([environment.id for environment, *_ in rows]),
                 Deployment.state.in_([DeploymentState.queued, DeploymentState.running]),
             )
         )
     }
     builds = builds_of(session, [*live.values(), *active.values()])
     result = []
-    for environment, full_name in rows:
+    for environment, full_name, default_branch in rows:
         now = live.get(environment.live_deployment_id or 0)
         deploying = active.get(environment.id)
         result.append(
@@ -55,6 +56,9 @@ def environments_out(
                 deploying=deployment_out(deploying, environment, full_name, builds, public_url)
                 if deploying
                 else None,
+                allowed_branches=allowed_branches(environment.branches, default_branch),
+                runner_labels=list(environment.runner_labels),
+                require_approval=environment.require_approval,
             )
         )
     return result
@@ -110,3 +114,19 @@ def builds_of(session: Session, deployments: Iterable[Deployment]) -> dict[int, 
         build_id for d in deployments for build_id in (d.source_build_id, d.deploy_build_id) if build_id
     ]
     return {b.id: b for b in session.scalars(sa.select(Build).where(Build.id.in_(ids)))} if ids else {}
+
+
+def deployment_of_build(
+    session: Session, deploy_build_id: int
+) -> tuple[Deployment, str, Build | None] | None:
+    """For a deploy build's page: its deployment, the environment's name and the build it deploys."""
+    row = session.execute(
+        sa.select(Deployment, Environment.name)
+        .join(Environment, Environment.id == Deployment.environment_id)
+        .where(Deployment.deploy_build_id == deploy_build_id)
+    ).one_or_none()
+    if row is None:
+        return None
+    deployment, environment = row
+    source = session.get(Build, deployment.source_build_id) if deployment.source_build_id else None
+    return deployment, environment, source

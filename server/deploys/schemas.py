@@ -25,6 +25,8 @@ class DeploymentOut(BaseModel):
     url: str | None
     log_url: str | None
     check_passed: bool | None
+    approved_by: str | None = None
+    approved_at: dt.datetime | None = None
     created_at: dt.datetime
     started_at: dt.datetime | None
     finished_at: dt.datetime | None
@@ -40,6 +42,11 @@ class EnvironmentOut(BaseModel):
     health_reason: str | None
     live: DeploymentOut | None
     deploying: DeploymentOut | None
+    # Its rule, set on the server (``greenlight env set``): the branches that may deploy here
+    # (the default branch when none is set), its runners' labels, whether a person approves.
+    allowed_branches: list[str] = []
+    runner_labels: list[str] = []
+    require_approval: bool = False
 
 
 def deployment_out(
@@ -72,6 +79,8 @@ def deployment_out(
         url=deployment.url,
         log_url=f"{public_url.rstrip('/')}/{repository}/builds/{deploy.number}" if deploy else None,
         check_passed=deployment.check_passed,
+        approved_by=deployment.approved_by,
+        approved_at=deployment.approved_at,
         created_at=deployment.created_at,
         started_at=started_at,
         finished_at=deployment.finished_at,

@@ -7,7 +7,6 @@ row (for the deploy build's number). Nothing locks an environment and then an ex
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Sequence
 
 import sqlalchemy as sa
@@ -15,6 +14,7 @@ from sqlalchemy.orm import Session, object_session
 
 from server.deploys.jobs import CHECK_STEP, DEPLOY_STEP, create_deploy_build
 from server.deploys.messages import report_after_commit
+from server.environments.rules import branch_refusal
 from server.metrics import observe
 from server.models import (
     Build,
@@ -24,6 +24,7 @@ from server.models import (
     DeploymentTrigger,
     Environment,
     Job,
+    Repository,
     Step,
     StepState,
 )
@@ -40,35 +41,46 @@ _STATE_FOR_BUILD = {
 }
 
 
+# Deployments that never deployed anything (nor will without a person).
+_NOT_DEPLOYED = [
+    DeploymentState.waiting,
+    DeploymentState.pending,
+    DeploymentState.skipped,
+    DeploymentState.refused,
+]
+
+
 class DeployRefused(Exception):
     """A person asked for something that cannot be done (no such environment, nothing live, …)."""
 
 
-def environment_for(session: Session, repository_id: int, name: str, *, lock: bool = False) -> Environment:
-    """The environment's row, created on first use (concurrent creators meet on the unique key)."""
-    query = sa.select(Environment).where(Environment.repository_id == repository_id, Environment.name == name)
-    found = session.scalar(query.with_for_update() if lock else query)
-    if found is not None:
-        return found
-    with session.begin_nested():
-        session.add(Environment(repository_id=repository_id, name=name))
-        with contextlib.suppress(sa.exc.IntegrityError):
-            session.flush()
-    return session.scalars((query.with_for_update() if lock else query).execution_options(
-        populate_existing=True)).one()  # fmt: skip
+def refusal_for(session: Session, environment: Environment, branch: str | None) -> str | None:
+    """Why ``branch`` may not deploy to ``environment`` by its rule as it is now (None: it may)."""
+    repository = session.get(Repository, environment.repository_id)
+    assert repository is not None  # an environment belongs to a repository (ON DELETE CASCADE)
+    return branch_refusal(environment, repository, branch)
 
 
 def request_deployment(session: Session, environment: Environment, deployment: Deployment) -> Deployment:
-    """Record a pending deployment; ``advance`` decides when (and whether) it runs."""
+    """Record a deployment: refused if the environment's rule does not let its branch deploy
+    there, waiting if the environment wants a person's approval, otherwise pending; ``advance``
+    decides when (and whether) a pending one runs."""
     deployment.environment_id = environment.id
     deployment.state = DeploymentState.pending
     deployment.url = deployment.url or deployment.config.get("url")
-    if not deployment.config.get("image"):
+    refusal = refusal_for(session, environment, deployment.branch)
+    if refusal is not None:
+        # Never started, so there is nothing for GitHub to show (see ``_changed``).
+        deployment.state, deployment.reason = DeploymentState.refused, refusal
+        deployment.finished_at = utcnow()
+    elif not deployment.config.get("image"):
         deployment.state = DeploymentState.errored
         deployment.reason = (
             f"deploy.{environment.name} names no image (set `image:` there or at the top of the file)"
         )
         deployment.finished_at = utcnow()
+    elif environment.require_approval:
+        deployment.state, deployment.reason = DeploymentState.waiting, "waiting for approval"
     session.add(deployment)
     session.flush()
     if deployment.config.get("url"):
@@ -109,7 +121,15 @@ def advance(session: Session, environment_id: int) -> list[tuple[int, list[str]]
     ).all()
     if not pending:
         return []
-    chosen, superseded = pending[0], pending[1:]
+    chosen, superseded = pending[0], list(pending[1:])
+    # Older deployments still waiting for approval would only deploy older work: newest wins.
+    superseded += session.scalars(
+        sa.select(Deployment).where(
+            Deployment.environment_id == environment.id,
+            Deployment.state == DeploymentState.waiting,
+            Deployment.id < chosen.id,
+        )
+    ).all()
     now = utcnow()
     for older in superseded:
         _finish(older, DeploymentState.skipped, f"skipped: superseded by deployment #{chosen.id}", now)
@@ -136,7 +156,7 @@ def _newer_auto_build(session: Session, deployment: Deployment) -> int | None:
             Deployment.environment_id == deployment.environment_id,
             Deployment.trigger == DeploymentTrigger.auto,
             Deployment.source_build_id > deployment.source_build_id,
-            Deployment.state.not_in([DeploymentState.pending, DeploymentState.skipped]),
+            Deployment.state.not_in(_NOT_DEPLOYED),
         )
         .order_by(Build.id.desc())
         .limit(1)
@@ -170,6 +190,11 @@ def _settle(session: Session, environment: Environment, deployment: Deployment, 
     }
     deploy, check = steps.get(DEPLOY_STEP), steps.get(CHECK_STEP)
     outcome = _STATE_FOR_BUILD.get(state, DeploymentState.errored)
+    never_ran = deploy is None or deploy.state in (StepState.pending, StepState.skipped)
+    if never_ran and (refusal := refusal_for(session, environment, deployment.branch)) is not None:
+        # Its job was refused at the claim: the rule changed after the deployment was asked for.
+        _finish(deployment, DeploymentState.refused, refusal, now)
+        return
     # Its job's claim started the deploy build: that is when the deployment started.
     started = session.scalar(sa.select(Build.started_at).where(Build.id == deployment.deploy_build_id))
     deployment.started_at = deployment.started_at or started or now
@@ -239,7 +264,30 @@ def roll_back(session: Session, environment: Environment, who: str) -> Deploymen
     target = previous_success(session, environment, live)
     if target is None:
         raise DeployRefused(f"{environment.name} has no earlier successful deployment to roll back to")
+    if (refusal := refusal_for(session, environment, target.branch)) is not None:
+        raise DeployRefused(f"cannot roll back to deployment #{target.id}: {refusal}")
     return request_deployment(session, environment, _redeploy(target, DeploymentTrigger.rollback, who, live))
+
+
+def approve(session: Session, environment_id: int, deployment_id: int, who: str) -> Deployment:
+    """A person lets a deployment that waits for approval go ahead (``advance`` then runs it when
+    the environment is free). The rule is asked again: it may have changed while it waited."""
+    environment = session.scalars(
+        sa.select(Environment).where(Environment.id == environment_id).with_for_update()
+    ).one()
+    deployment = session.get(Deployment, deployment_id, populate_existing=True)
+    if deployment is None or deployment.environment_id != environment.id:
+        raise DeployRefused(f"{environment.name} has no deployment #{deployment_id}")
+    if deployment.state is not DeploymentState.waiting:
+        raise DeployRefused(
+            f"deployment #{deployment.id} is {deployment.state.value}, not waiting for approval"
+        )
+    deployment.approved_by, deployment.approved_at = who, utcnow()
+    if (refusal := refusal_for(session, environment, deployment.branch)) is not None:
+        _finish(deployment, DeploymentState.refused, refusal, deployment.approved_at)
+        return deployment
+    deployment.state, deployment.reason = DeploymentState.pending, None
+    return deployment
 
 
 def _finish(deployment: Deployment, state: DeploymentState, reason: str | None, now: object) -> None:

@@ -41,6 +41,7 @@ GITHUB_STATE = {
     DeploymentState.failed: "failure",
     DeploymentState.errored: "error",
     DeploymentState.cancelled: "error",
+    DeploymentState.refused: "error",  # the environment's branch rule does not allow it
 }
 
 

@@ -19,6 +19,8 @@ from server.models.base import Base, JsonDocument, utcnow
 
 
 class DeploymentState(enum.StrEnum):
+    # A person must approve it first (the environment requires approval); then it is pending.
+    waiting = "waiting"
     pending = "pending"  # asked for; waits for the environment's lock
     queued = "queued"  # its job waits for a runner
     running = "running"
@@ -27,6 +29,8 @@ class DeploymentState(enum.StrEnum):
     errored = "errored"  # Greenlight or the runner failed
     cancelled = "cancelled"
     skipped = "skipped"  # superseded by a newer one, or no longer the branch head
+    # The environment's rule does not let this branch deploy there (asked for, or at the claim).
+    refused = "refused"
 
     @property
     def active(self) -> bool:
@@ -34,7 +38,12 @@ class DeploymentState(enum.StrEnum):
 
     @property
     def finished(self) -> bool:
-        return self not in (DeploymentState.pending, DeploymentState.queued, DeploymentState.running)
+        return self not in (
+            DeploymentState.waiting,
+            DeploymentState.pending,
+            DeploymentState.queued,
+            DeploymentState.running,
+        )
 
 
 class DeploymentTrigger(enum.StrEnum):
@@ -50,7 +59,10 @@ def _enum(cls: type[enum.Enum]) -> sa.Enum:
 
 class Environment(Base):
     """One row per repository and environment name. Its row lock serializes deployments; it
-    remembers what is live and whether the last post-deploy check passed."""
+    remembers what is live and whether the last post-deploy check passed; and it holds the
+    environment's protection, set by people on the server (``greenlight env set``), never by a
+    pipeline file: which branches may deploy here, which runners take its deploy jobs, whether
+    each deployment waits for a person's approval."""
 
     __tablename__ = "environments"
     __table_args__ = (sa.UniqueConstraint("repository_id", "name"),)
@@ -65,6 +77,14 @@ class Environment(Base):
     healthy: Mapped[bool] = mapped_column(default=True)
     health_reason: Mapped[str | None] = mapped_column(sa.Text)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    # Branch globs allowed to deploy here (as `when: branch`); empty: no rule set, so only the
+    # repository's default branch. A pipeline's `deploy.<name>.branch` can only narrow this.
+    branches: Mapped[list[str]] = mapped_column(JsonDocument, default=list, server_default="[]")
+    # The labels its deploy jobs need (empty: the pipeline's `runs_on` decides).
+    runner_labels: Mapped[list[str]] = mapped_column(JsonDocument, default=list, server_default="[]")
+    require_approval: Mapped[bool] = mapped_column(default=False, server_default=sa.false())
+    rule_updated_by: Mapped[str | None] = mapped_column(sa.String(255))
+    rule_updated_at: Mapped[dt.datetime | None]
 
 
 class Deployment(Base):
@@ -106,6 +126,9 @@ class Deployment(Base):
     reason: Mapped[str | None] = mapped_column(sa.Text)
     # None until the check ran (or when there is none); False marks the environment unhealthy.
     check_passed: Mapped[bool | None]
+    # Who let a deployment that waited for approval go ahead.
+    approved_by: Mapped[str | None] = mapped_column(sa.String(255))
+    approved_at: Mapped[dt.datetime | None]
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     started_at: Mapped[dt.datetime | None]
     finished_at: Mapped[dt.datetime | None]

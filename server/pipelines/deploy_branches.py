@@ -1,13 +1,11 @@
 """Which environments of a pipeline deploy a branch on their own (planning and the deploy check
-both ask)."""
+both ask). What the file says is only half: the server's rule for each environment
+(``server/environments/rules.py``) must allow the branch too."""
 
 from __future__ import annotations
 
-from wcmatch import glob
-
 from server.pipelines.config import PipelineConfig
-
-_GLOB_FLAGS = glob.GLOBSTAR | glob.DOTGLOB | glob.BRACE
+from server.pipelines.filters import matches_any
 
 
 def branch_deploys_to(pipeline: PipelineConfig, branch: str) -> list[str]:
@@ -15,7 +13,5 @@ def branch_deploys_to(pipeline: PipelineConfig, branch: str) -> list[str]:
     return [
         name
         for name, environment in pipeline.deploy.items()
-        if environment.branch
-        and not environment.promote_only
-        and glob.globmatch(branch, environment.branch, flags=_GLOB_FLAGS)
+        if environment.branch and not environment.promote_only and matches_any(branch, environment.branch)
     ]

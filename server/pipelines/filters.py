@@ -7,6 +7,7 @@ tag) make a path filter pass: a build is never skipped on a guess.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from wcmatch import glob
@@ -55,9 +56,16 @@ def _mismatch(condition: WhenConfig, facts: BuildFacts) -> str | None:
 
 
 def _matches(name: str, globs: GlobFilter) -> bool:
-    if globs.include and not glob.globmatch(name, globs.include, flags=_GLOB_FLAGS):
+    if globs.include and not matches_any(name, globs.include):
         return False
-    return not (globs.exclude and glob.globmatch(name, globs.exclude, flags=_GLOB_FLAGS))
+    return not (globs.exclude and matches_any(name, globs.exclude))
+
+
+def matches_any(name: str, globs: Sequence[str]) -> bool:
+    """Does a branch (or path) match one of the globs? The one glob rule of Greenlight, for
+    `when:`, `deploy.<env>.branch` and the server's environment rules alike: ``*`` stops at
+    ``/``, ``**`` crosses it, ``{a,b}`` is either."""
+    return bool(globs) and glob.globmatch(name, list(globs), flags=_GLOB_FLAGS)
 
 
 def _describe(globs: GlobFilter) -> str:

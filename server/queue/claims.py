@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from runner.spec import ALL_LABELS, ClaimedJob, JobSpec, Limits, ServiceSpec, StepSpec
 from server.config import Settings
+from server.environments.rules import deploy_job_refusal
 from server.metrics.observe import job_claimed
 from server.models import Build, BuildState, Job, JobState, Repository, RunnerState, Step
 from server.models.base import utcnow
@@ -31,6 +32,16 @@ _SQLITE_SCAN_LIMIT = 200
 
 def runner_serves(runner_labels: list[str], job_labels: list[str]) -> bool:
     return ALL_LABELS in runner_labels or set(job_labels) <= set(runner_labels)
+
+
+class DeployJobRefused(Exception):
+    """The claimed job deploys to an environment whose rule no longer lets its branch deploy: it
+    must not be handed out (nor its secrets looked up). The caller ends it (``job_cycle``)."""
+
+    def __init__(self, job_id: int, reason: str) -> None:
+        super().__init__(reason)
+        self.job_id = job_id
+        self.reason = reason
 
 
 @dataclass(frozen=True)
@@ -221,7 +232,10 @@ def _spec(session: Session, job: Any, steps: list[StepRow], settings: Settings) 
     """The spec from a row with the job's columns, its commit, ref, pull request number, branch
     and repository, and its steps (those its `when:` left out never reach a runner). Secret
     values and the repository's credential are looked up now, for this claim only: they are in no
-    row and no queue message."""
+    row and no queue message. A deploy job is checked against its environment's rule as it is now,
+    before any secret."""
+    if job.environment is not None and (refusal := deploy_job_refusal(session, job.build_id)) is not None:
+        raise DeployJobRefused(job.id, refusal)
     build = BuildContext(
         repository_id=job.repository_id,
         repository=job.full_name,

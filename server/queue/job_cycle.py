@@ -7,12 +7,15 @@ from __future__ import annotations
 import logging
 
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.orm import Session
 
 from runner.spec import ClaimedJob, ClaimRequest, JobFinished
+from server.config import Settings
 from server.db import session_scope
 from server.deps import AppState
+from server.models import Job, JobState
 from server.queue import reports
-from server.queue.claims import claim_next_job
+from server.queue.claims import Claimant, DeployJobRefused, claim_next_job
 from server.queue.runners import NotARunnerToken, RunnerNotRegistered, identify_runner
 
 logger = logging.getLogger(__name__)
@@ -38,7 +41,7 @@ def claim(state: AppState, token: str, body: ClaimRequest) -> ClaimedJob | None:
             raise Refused(403, str(error)) from None
         except NotARunnerToken as error:
             raise Refused(401, str(error)) from None
-        claimed = claim_next_job(session, runner, state.settings, claim_key=body.claim_key, key_locked=True)
+        claimed = _claim(session, runner, state.settings, body.claim_key)
     _log_claim(body.runner_id, claimed)
     return claimed
 
@@ -72,16 +75,31 @@ def _finish(state: AppState, job_id: int, token: str, body: JobFinished) -> Clai
         if body.next is None or finished.next_claimant is None:
             claimed = None
         else:
-            claimed = claim_next_job(
-                session,
-                finished.next_claimant,
-                state.settings,
-                claim_key=body.next.claim_key,
-                key_locked=True,
-            )
+            claimed = _claim(session, finished.next_claimant, state.settings, body.next.claim_key)
     logger.info("job %s finished: %s", job_id, body.outcome.value)
     _log_claim(finished.runner_id, claimed)
     return claimed
+
+
+# Deploy jobs refused in a row before a claim gives up for now (the runner claims again later).
+_REFUSALS_PER_CLAIM = 10
+
+
+def _claim(
+    session: Session, runner: Claimant, settings: Settings, claim_key: str | None
+) -> ClaimedJob | None:
+    """The runner's next job. A deploy job whose environment's rule no longer allows its branch
+    is ended here, unseen by the runner (its deployment is settled as refused, saying why), and
+    the claim goes on to the next job."""
+    for _ in range(_REFUSALS_PER_CLAIM):
+        try:
+            return claim_next_job(session, runner, settings, claim_key=claim_key, key_locked=True)
+        except DeployJobRefused as refused:
+            logger.warning("deploy job %s refused at its claim: %s", refused.job_id, refused.reason)
+            job = session.get(Job, refused.job_id, with_for_update=True, populate_existing=True)
+            assert job is not None  # claimed a moment ago in this transaction
+            reports.close_job(session, job, JobState.cancelled, refused.reason)
+    return None
 
 
 def _log_claim(runner_id: int, claimed: ClaimedJob | None) -> None:

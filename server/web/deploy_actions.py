@@ -1,5 +1,6 @@
-"""Promote and rollback from the deployments page, for signed-in users (CSRF-checked forms).
-The same service calls as the token API (``server/deploys/endpoints.py``)."""
+"""Promote, rollback, approve and environment rules from the deployments page, for signed-in users
+(CSRF-checked forms). The same service calls as the token API (``server/deploys/endpoints.py``,
+``server/environments/endpoints.py``)."""
 
 from __future__ import annotations
 
@@ -7,10 +8,13 @@ from typing import Annotated
 
 from fastapi import APIRouter, Form, HTTPException, Request
 from fastapi.responses import RedirectResponse
+from pydantic import ValidationError
 
-from server.deploys.actions import DeployRefused, promote, rollback
+from server.deploys.actions import DeployRefused, approve_deployment, promote, rollback
 from server.deploys.messages import announce_after_commit
 from server.deps import SessionDep, StateDep
+from server.environments.schemas import EnvironmentRuleIn
+from server.environments.service import RuleError, set_rule
 from server.models import Repository
 from server.repos.service import get_repository
 from server.web.actions import BackField, CsrfField, allowed
@@ -52,6 +56,50 @@ def rollback_environment(
         raise HTTPException(409, str(error)) from None
     announce_after_commit(session, announcements)
     return RedirectResponse(local_path(back), status_code=303)
+
+
+@router.post("/repos/{owner}/{name}/deployments/{deployment_id}/approve")
+def approve(
+    owner: str, name: str, deployment_id: int, request: Request, session: SessionDep, state: StateDep,
+    viewer: ViewerDep, csrf: CsrfField = "", back: BackField = "/-/deployments",
+) -> RedirectResponse:  # fmt: skip
+    user = allowed(request, state, viewer, csrf)
+    repository = _repository(session, owner, name)
+    try:
+        _, announcements = approve_deployment(session, repository, deployment_id, user.name)
+    except DeployRefused as error:
+        raise HTTPException(409, str(error)) from None
+    announce_after_commit(session, announcements)
+    return RedirectResponse(local_path(back), status_code=303)
+
+
+ListField = Annotated[str, Form(max_length=5000)]
+
+
+@router.post("/repos/{owner}/{name}/environments/{environment}/rule")
+def set_environment_rule(
+    owner: str, name: str, environment: str, request: Request, session: SessionDep, state: StateDep,
+    viewer: ViewerDep, csrf: CsrfField = "", branches: ListField = "", runner_labels: ListField = "",
+    require_approval: Annotated[str, Form(max_length=10)] = "",
+) -> RedirectResponse:  # fmt: skip
+    """The whole rule as the form shows it: branch globs and labels separated by commas or
+    spaces (no branches: the default branch only), approval as a checkbox."""
+    user = allowed(request, state, viewer, csrf)
+    repository = _repository(session, owner, name)
+    try:
+        change = EnvironmentRuleIn(
+            branches=_words(branches),
+            runner_labels=_words(runner_labels),
+            require_approval=bool(require_approval),
+        )
+        set_rule(session, repository, environment, change, user.name)
+    except (ValidationError, RuleError) as error:
+        raise HTTPException(422, str(error)) from None
+    return RedirectResponse(f"/-/deployments#env-{repository.full_name}-{environment}", status_code=303)
+
+
+def _words(text: str) -> list[str]:
+    return [word for word in text.replace(",", " ").split() if word]
 
 
 def _repository(session: SessionDep, owner: str, name: str) -> Repository:

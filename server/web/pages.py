@@ -10,7 +10,8 @@ from fastapi.responses import HTMLResponse
 
 from server.builds import queries
 from server.builds.listing import BuildFilter, branches_with_latest_build, dashboard_rows, filtered_builds
-from server.deploys.queries import all_environments, environments_out, history_out
+from server.deploys.hooks import DEPLOY_EVENT
+from server.deploys.queries import all_environments, deployment_of_build, environments_out, history_out
 from server.deps import SessionDep, StateDep
 from server.github.schemas import github_statuses_out, status_reports_of
 from server.logs import queries as log_queries
@@ -145,6 +146,7 @@ def build_page(
             tail = log_queries.tail(session, job.id, step.index, LOG_TAIL_LINES)
             logs[(job.id, step.index)] = (tail.start, tail.total, [render_line(text) for text in tail.lines])
     github_statuses = github_statuses_out(status_reports_of(session, build.id))
-    return render(
-        request, "build.html", {"build": build, "logs": logs, "github_statuses": github_statuses}, viewer
-    )
+    # A deploy build names the build whose commit it deploys, and links back to it.
+    deploys = deployment_of_build(session, build.id) if build.event == DEPLOY_EVENT else None
+    context = {"build": build, "logs": logs, "github_statuses": github_statuses, "deploys": deploys}
+    return render(request, "build.html", context, viewer)

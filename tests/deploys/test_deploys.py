@@ -17,6 +17,8 @@ from server.builds.service import next_build_number
 from server.config import Settings
 from server.deploys.checks import run_deploy_check
 from server.deploys.messages import deploy_messages, enable_deploy_messages
+from server.environments.schemas import EnvironmentRuleIn
+from server.environments.service import set_rule
 from server.models import (
     Build,
     BuildState,
@@ -106,8 +108,19 @@ def repo(session: Session, settings: Settings, origin: Origin) -> Repository:
     cipher = settings.secret_cipher()
     set_secret(session, cipher, repository, "DEPLOY_KEY", STAGING_KEY, environment="staging")
     set_secret(session, cipher, repository, "DEPLOY_KEY", REPO_WIDE)
+    # Which branches may deploy where is the server's (the repository's default branch is main):
+    # staging from staging; production from master, and staging's commits by promotion.
+    allow(session, repository, "staging", ["staging"])
+    allow(session, repository, "production", ["master", "staging"])
     session.commit()
     return repository
+
+
+def allow(
+    session: Session, repository: Repository, environment: str, branches: list[str], **rule: Any
+) -> None:
+    """Set an environment's rule as `greenlight env set` does (through the same service)."""
+    set_rule(session, repository, environment, EnvironmentRuleIn(branches=branches, **rule), "maintainer")
 
 
 def push_build(session: Session, repo: Repository, sha: str, branch: str) -> Build:
@@ -183,7 +196,7 @@ def test_a_green_push_of_staging_deploys_its_commit_as_a_high_priority_deploy_jo
     assert deployment.state is DeploymentState.queued and deployment.commit_sha == sha
     assert deployment.source_build_id == build_id and deployment.trigger.value == "auto"
     deploy_build = session.get(Build, deployment.deploy_build_id)
-    assert deploy_build is not None and deploy_build.event == "deploy" and deploy_build.branch is None
+    assert deploy_build is not None and deploy_build.event == "deploy" and deploy_build.branch == "staging"
     [job] = deploy_build.jobs
     assert announcements == [(job.id, ["deploy"])]
     assert job.priority > 0 and job.labels == ["deploy"] and job.environment == "staging"
@@ -419,7 +432,7 @@ def test_promote_deploys_the_live_staging_commit_and_rollback_the_previous_one(
     session.commit()
     url = f"/api/repos/{repo.full_name}/environments/production/promote"
     refused = client.post(url, json={"from": "staging"}, headers=headers)
-    assert refused.status_code == 409 and "no environment" in refused.json()["detail"]
+    assert refused.status_code == 409 and "nothing to promote" in refused.json()["detail"]
     for version in ("v1", "v2"):
         sha = origin.push("staging", version)
         check(session_factory, settings, green_build(client, session, builder, repo, sha, "staging"))
@@ -459,12 +472,7 @@ def test_promote_deploys_the_live_staging_commit_and_rollback_the_previous_one(
 
 def test_environment_names_are_per_repository(client: TestClient, session: Session, repo: Repository) -> None:
     other = factories.repository(session, full_name="acme/other")
-    session.add_all(
-        [
-            Environment(repository_id=repo.id, name="staging"),
-            Environment(repository_id=other.id, name="staging"),
-        ]
-    )
+    session.add(Environment(repository_id=other.id, name="staging"))  # repo's are set by its fixture
     session.commit()
     ambiguous = client.get("/api/environments/staging/deployments")
     assert ambiguous.status_code == 400 and "repository=OWNER/NAME" in ambiguous.json()["detail"]
@@ -472,7 +480,7 @@ def test_environment_names_are_per_repository(client: TestClient, session: Sessi
         client.get("/api/environments/staging/deployments", params={"repository": "acme/other"}).json() == []
     )
     assert client.get("/api/environments/nope/deployments").status_code == 404
-    assert len(client.get("/api/environments").json()) == 2
+    assert len(client.get("/api/environments").json()) == 3
 
 
 def test_the_deployments_page_offers_promote_and_rollback_to_signed_in_users_only(
@@ -500,7 +508,7 @@ def test_the_deployments_page_offers_promote_and_rollback_to_signed_in_users_onl
     session.commit()
     sign_in(client, token)
     page = client.get("/-/deployments").text
-    assert "Roll back staging" in page and "Promote staging → production" not in page  # only staging exists
+    assert "Roll back staging" in page and "Promote staging → production" in page
     clicked = client.post(rollback_url, data={"csrf": csrf_of(page)}, follow_redirects=False)
     assert clicked.status_code == 303 and clicked.headers["location"] == "/-/deployments"
     history = client.get("/api/environments/staging/deployments").json()

@@ -7,7 +7,9 @@ commit out for a small web process), a pipeline whose `deploy:` pushes there, an
 2. a red push to staging deploys nothing;
 3. three quick pushes to master deploy only the newest, and production never goes backwards;
 4. promote staging → production and rollback do what they say; the history shows it all;
-5. pull requests into staging build but deploy nothing; a fork's gets no secret.
+5. pull requests into staging build but deploy nothing; a fork's gets no secret;
+6. a branch whose own file says it deploys to production deploys nothing: production's rule
+   (set with `greenlight env set`) does not allow it, and the history says so.
 The deploy keys never appear in a stored log, a page, or a process log.
 """
 
@@ -47,15 +49,18 @@ class App:
     def __init__(self, stack: Stack, work: Path, url: str, name: str, targets: dict[str, Target]) -> None:
         self.stack, self.work, self.url, self.name, self.targets = stack, work, url, name, targets
 
-    def commit(self, version: str, *, fail: bool = False) -> str:
+    def commit(self, version: str, *, fail: bool = False, pipeline: str | None = None) -> str:
         (self.work / "FAIL").unlink(missing_ok=True)
-        files = {"VERSION": version + "\n", ".greenlight.yml": pipeline_file(self.targets), "check.py": CHECK}
+        pipeline = pipeline or pipeline_file(self.targets)
+        files = {"VERSION": version + "\n", ".greenlight.yml": pipeline, "check.py": CHECK}
         if fail:
             files["FAIL"] = "this commit's pipeline fails\n"
         return services.commit_files(self.work, files, version)
 
-    def push(self, branch: str, version: str, *, fail: bool = False) -> tuple[str, int]:
-        sha = self.commit(version, fail=fail)
+    def push(
+        self, branch: str, version: str, *, fail: bool = False, pipeline: str | None = None
+    ) -> tuple[str, int]:
+        sha = self.commit(version, fail=fail, pipeline=pipeline)
         services.push(self.work, self.url, f"+HEAD:refs/heads/{branch}")
         reply = self.stack.deliver(push_payload(self.name, f"refs/heads/{branch}", sha, message=version))
         assert reply.status_code == 202, reply.text
@@ -134,6 +139,12 @@ def app(
         assert result.returncode == 0, result.stderr
     result = greenlight(stack, "secret", "set", name, "DEPLOY_KEY", stdin=REPO_WIDE_KEY, token=user)
     assert result.returncode == 0, result.stderr
+    # Who may deploy where is the server's (the default branch is main): staging from staging;
+    # production from master, and staging's commits by promotion.
+    for environment, branches in (("staging", ["staging"]), ("production", ["master", "staging"])):
+        flags = [flag for branch in branches for flag in ("--branch", branch)]
+        result = greenlight(stack, "env", "set", name, environment, *flags, token=user)
+        assert result.returncode == 0, result.stderr
     application = App(stack, work, url, name, targets)
     application.user = user  # type: ignore[attr-defined]
     return application
@@ -152,6 +163,9 @@ def test_1_a_green_push_to_staging_is_deployed_checked_and_served(app: App) -> N
     assert deployment["source_build_number"] == build["number"]
     deploy_build = httpx.get(f"{app.stack.url}/api/builds/{_build_id(app, deployment)}", timeout=5).json()
     [job] = deploy_build["jobs"]
+    assert deploy_build["branch"] == "staging"  # the branch its commit came from
+    page = httpx.get(f"{app.stack.url}{deploy_build['url']}", timeout=5).text
+    assert f'href="/{app.name}/builds/{build["number"]}"' in page
     check_log = app.stack.step_log(deploy_build, "check")
     assert "serving s1 for staging mail to admins-of-staging" in check_log, check_log
     deploy_log = app.stack.step_log(deploy_build, "deploy")
@@ -243,7 +257,34 @@ def test_5_pull_requests_into_staging_deploy_nothing_and_a_fork_gets_no_secret(a
     assert app.targets["staging"].served() == "s1"
 
 
-def test_6_no_deploy_key_in_any_log_page_or_process_log(app: App) -> None:
+def test_6_a_branch_whose_own_file_deploys_it_to_production_deploys_nothing(app: App) -> None:
+    before = len(app.history("production"))
+    served = app.targets["production"].served()
+    sneaky = (
+        pipeline_file(app.targets)
+        .replace("    branch: master\n", "    branch: '*'\n")
+        .replace('      - echo "deploying', '      - printenv DEPLOY_KEY | rev\n      - echo "deploying')
+    )
+    assert "branch: '*'" in sneaky and "rev" in sneaky
+    sha, build_id = app.push("sneaky", "evil", pipeline=sneaky)
+    assert app.stack.wait_for_build(build_id)["state"] == "passed"
+    deadline = time.monotonic() + 60
+    while len(app.history("production")) == before and time.monotonic() < deadline:
+        time.sleep(0.2)
+    latest = app.settled("production")[0]
+    assert latest["commit_sha"] == sha and latest["branch"] == "sneaky", latest
+    assert latest["state"] == "refused" and latest["deploy_build_number"] is None, latest
+    assert "production allows branches master, staging only, not branch sneaky" in latest["reason"]
+    assert app.targets["production"].served() == served
+    history = greenlight(app.stack, "deploy", "history", app.name, "production").stdout
+    assert "refused" in history.splitlines()[0] and "sneaky" in history, history
+    builds = httpx.get(f"{app.stack.url}/api/repos/{app.name}/builds", params={"limit": 100}, timeout=5)
+    assert not [b for b in builds.json() if b["event"] == "deploy" and b["branch"] == "sneaky"]
+    texts = [app.stack.tail(name, 100000) for name in ("server", "worker", "runner", "deployer")]
+    assert all(KEYS["production"][::-1] not in text for text in texts)
+
+
+def test_7_no_deploy_key_in_any_log_page_or_process_log(app: App) -> None:
     builds = httpx.get(
         f"{app.stack.url}/api/repos/{app.name}/builds", params={"limit": 100}, timeout=5
     ).json()
@@ -257,7 +298,7 @@ def test_6_no_deploy_key_in_any_log_page_or_process_log(app: App) -> None:
     texts.append(httpx.get(f"{app.stack.url}/-/deployments", timeout=5).text)
     texts += [app.stack.tail(name, 100000) for name in ("server", "worker", "runner", "deployer")]
     assert len(builds) >= 8
-    for secret in (*KEYS.values(), REPO_WIDE_KEY):
+    for secret in (*KEYS.values(), REPO_WIDE_KEY, *(key[::-1] for key in KEYS.values())):
         assert all(secret not in text for text in texts), secret
 
 

@@ -101,6 +101,8 @@ def reads_of(full_name: str, build: Build, job: Job) -> list[str]:
         f"{log}/stream",
         f"/api/environments?repository={full_name}",
         f"/api/environments/staging/deployments?repository={full_name}",
+        f"/api/repos/{full_name}/environments",
+        f"/api/repos/{full_name}/environments/staging",
     ]
 
 

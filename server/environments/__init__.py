@@ -1,0 +1,1 @@
+"""Protected environments: who may deploy where, decided on the server."""

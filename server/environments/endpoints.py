@@ -1,0 +1,54 @@
+"""The environments API: each environment's rule (who may deploy where), read by readers and
+changed with a user token only."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, HTTPException
+
+from server.auth import UserDep
+from server.deps import SessionDep
+from server.environments.schemas import EnvironmentRuleIn, EnvironmentRuleOut
+from server.environments.service import RuleError, rule_out, rules_of, set_rule
+from server.models import Repository
+from server.reading import SIGNED_IN, Reader, ReaderDep
+from server.repos.service import get_repository
+
+router = APIRouter(prefix="/api/repos/{owner}/{name}/environments", tags=["environments"])
+
+
+def _repository(session: SessionDep, owner: str, name: str, reader: Reader) -> Repository:
+    repository = reader.shown(get_repository(session, f"{owner}/{name}"))
+    if repository is None:
+        raise HTTPException(404, f"{owner}/{name} is not registered")
+    return repository
+
+
+@router.get("")
+def list_rules(owner: str, name: str, session: SessionDep, reader: ReaderDep) -> list[EnvironmentRuleOut]:
+    repository = _repository(session, owner, name, reader)
+    return [
+        rule_out(repository, environment.name, environment) for environment in rules_of(session, repository)
+    ]
+
+
+@router.get("/{environment}")
+def show_rule(
+    owner: str, name: str, environment: str, session: SessionDep, reader: ReaderDep
+) -> EnvironmentRuleOut:
+    repository = _repository(session, owner, name, reader)
+    found = next((e for e in rules_of(session, repository) if e.name == environment), None)
+    return rule_out(repository, environment, found)
+
+
+@router.put("/{environment}")
+def put_rule(
+    owner: str, name: str, environment: str, body: EnvironmentRuleIn, session: SessionDep, user: UserDep
+) -> EnvironmentRuleOut:
+    """Change the environment's rule (the fields given); it holds for deployments asked for from
+    now on and for deploy jobs not yet claimed."""
+    repository = _repository(session, owner, name, SIGNED_IN)
+    try:
+        changed = set_rule(session, repository, environment, body, user.name)
+    except RuleError as error:
+        raise HTTPException(422, str(error)) from None
+    return rule_out(repository, changed.name, changed)
