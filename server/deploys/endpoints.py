@@ -104,7 +104,7 @@ def approve(
     owner: str, name: str, deployment_id: int, session: SessionDep, state: StateDep, user: UserDep
 ) -> DeploymentOut:
     """Let a deployment that waits for approval go ahead (it runs once its environment is free)."""
-    repository = _repository(session, f"{owner}/{name}")
+    repository = _repository(session, f"{owner}/{name}", SIGNED_IN)
     try:
         deployment, announcements = approve_deployment(session, repository, deployment_id, user.name)
     except DeployRefused as error:

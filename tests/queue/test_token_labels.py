@@ -20,8 +20,9 @@ from runner.spec import JobFinished, RunnerRegistration
 from server.app import create_app
 from server.config import Settings
 from server.db import make_engine, make_session_factory
+from server.environments.service import environment_for
 from server.migrate import upgrade_to_head
-from server.models import ApiToken, Job, JobState
+from server.models import ApiToken, Deployment, DeploymentState, DeploymentTrigger, Job, JobState
 from server.queue import reports
 from server.queue.claims import claim_next_job
 from server.queue.runners import identify_runner, register_runner, runner_token
@@ -89,9 +90,20 @@ def queue_build_and_deploy(session: Session, settings: Settings) -> tuple[int, i
     set_secret(session, settings.secret_cipher(), repo, "PROD_KEY", PROD, environment="production")
     build = factories.build(session, repo)
     build_job = factories.job(session, build, labels=["docker"])
-    deploy_job = factories.job(session, build, labels=["deploy"], priority=100, steps=1)
+    # The deploy job of a deployment of main (the default branch) that production's rule allows.
+    deploy_build = factories.build(session, repo)
+    deploy_build.event = "deploy"
+    deploy_job = factories.job(session, deploy_build, labels=["deploy"], priority=100, steps=1)
     deploy_job.environment = "production"
     deploy_job.steps[0].secrets = ["PROD_KEY"]
+    session.add(
+        Deployment(
+            environment_id=environment_for(session, repo.id, "production").id,
+            commit_sha=deploy_build.commit_sha, branch="main", source_build_id=build.id,
+            deploy_build_id=deploy_build.id, trigger=DeploymentTrigger.auto, config={},
+            state=DeploymentState.queued,
+        )
+    )  # fmt: skip
     session.commit()
     return build_job.id, deploy_job.id
 
