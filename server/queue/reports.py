@@ -162,7 +162,10 @@ def finish_job_by_token(session: Session, job_id: int, token: str, report: JobFi
     claimant = None
     if closed.runner_labels is not None:
         claimant = RunnerIdentity(
-            closed.runner_id, list(closed.runner_labels), RunnerState(closed.runner_state)
+            closed.runner_id,
+            list(closed.runner_labels),
+            RunnerState(closed.runner_state),
+            closed.runner_executor,
         )
     return FinishedJob(closed.runner_id, claimant)
 
@@ -171,11 +174,11 @@ def _claimant(session: Session, runner_id: int) -> RunnerIdentity | None:
     """The runner a job's token spoke for, unless its runner token was revoked since (the
     portable path; Postgres reads it in ``_FINISH_THEN_CLAIM``)."""
     row = session.execute(
-        sa.select(Runner.labels, Runner.state)
+        sa.select(Runner.labels, Runner.state, Runner.executor)
         .join(ApiToken, ApiToken.id == Runner.token_id)
         .where(Runner.id == runner_id, ApiToken.revoked.is_(False), ApiToken.kind == TokenKind.runner)
     ).one_or_none()
-    return None if row is None else RunnerIdentity(runner_id, list(row.labels), row.state)
+    return None if row is None else RunnerIdentity(runner_id, list(row.labels), row.state, row.executor)
 
 
 # Close the job if this token holds it; settle the steps it never reported (see close_job); lock
@@ -204,7 +207,7 @@ _FINISH_CTES = """
         FROM builds JOIN closed ON builds.id = closed.build_id
         FOR UPDATE OF builds
     ), claimant AS (
-        SELECT runners.labels, runners.state FROM closed
+        SELECT runners.labels, runners.state, runners.executor FROM closed
         JOIN runners ON runners.id = closed.runner_id
         JOIN api_tokens ON api_tokens.id = runners.token_id
         WHERE closed.runner_id = CAST(%(next_runner_id)s AS integer)
@@ -212,7 +215,7 @@ _FINISH_CTES = """
     )
     SELECT locked.id AS build_id, locked.state AS build_state, locked.event, locked.deploys_on_green,
            closed.runner_id, closed.started_at, claimant.labels AS runner_labels,
-           claimant.state AS runner_state{claim_columns}
+           claimant.state AS runner_state, claimant.executor AS runner_executor{claim_columns}
     FROM locked CROSS JOIN closed LEFT JOIN claimant ON true
 """
 _FINISH = _FINISH_CTES.format(claim_columns="")

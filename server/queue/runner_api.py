@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Annotated, Any
 
-import sqlalchemy as sa
 from fastapi import APIRouter, Depends, HTTPException, Request, Response
 from sqlalchemy.orm import Session
 
@@ -33,6 +32,7 @@ from server.queue.runners import (
     RunnerNotRegistered,
     identify_runner,
     register_runner,
+    report_availability,
     runner_for,
     runner_token,
 )
@@ -81,11 +81,12 @@ def register(body: RunnerRegistration, session: SessionDep, token: RunnerTokenDe
 
 @router.post("/heartbeat", status_code=204)
 def runner_heartbeat(body: RunnerHeartbeat, session: SessionDep, token: BearerDep) -> Response:
-    runner = _identify(session, token, body.runner_id)
+    identity = _identify(session, token, body.runner_id)
+    runner = session.get(Runner, identity.id, with_for_update=True)
+    assert runner is not None  # identified just now, and runners are never deleted
     if body.free_disk_bytes is not None:
-        session.execute(
-            sa.update(Runner).where(Runner.id == runner.id).values(free_disk_bytes=body.free_disk_bytes)
-        )
+        runner.free_disk_bytes = body.free_disk_bytes
+    report_availability(runner, body.unavailable)
     return Response(status_code=204)
 
 
