@@ -79,8 +79,10 @@ class RunnerApi:
         reply = self._post("/api/runner/register", registration, self._runner_token)
         return RunnerRegistered.model_validate(reply.json()).runner_id
 
-    def heartbeat(self, runner_id: int, free_disk_bytes: int | None = None) -> None:
-        body = RunnerHeartbeat(runner_id=runner_id, free_disk_bytes=free_disk_bytes)
+    def heartbeat(
+        self, runner_id: int, free_disk_bytes: int | None = None, unavailable: str | None = None
+    ) -> None:
+        body = RunnerHeartbeat(runner_id=runner_id, free_disk_bytes=free_disk_bytes, unavailable=unavailable)
         self._post("/api/runner/heartbeat", body, self._runner_token)
 
     def drain(self, runner_id: int) -> None:
