@@ -87,6 +87,17 @@ def worker(concurrency: int, beat: bool, metrics_port: int | None) -> None:
 @click.option("--concurrency", type=int, help="Jobs run at once (default 1).")
 @click.option("--name", help="Runner name (default: the host name).")
 @click.option(
+    "--executor",
+    type=click.Choice(["docker", "local"]),
+    help="docker (default): steps in containers; without an answering engine the runner takes no job. "
+    "local: steps as host processes, only for repositories that allow it, never for forks "
+    "(GREENLIGHT_RUNNER_EXECUTOR).",
+)
+@click.option(
+    "--run-as",
+    help="The unprivileged user the local executor runs steps as (GREENLIGHT_RUNNER_RUN_AS; default nobody).",
+)
+@click.option(
     "--min-free-disk",
     help="Below this much free disk (e.g. 5G), remove the images, containers, networks, volumes, "
     "workspaces and mirrors this runner made and no job needs "
@@ -98,6 +109,8 @@ def runner(
     labels: str | None,
     concurrency: int | None,
     name: str | None,
+    executor: str | None,
+    run_as: str | None,
     min_free_disk: str | None,
 ) -> None:
     """Run jobs: needs GREENLIGHT_BROKER_URL, GREENLIGHT_SERVER_URL and GREENLIGHT_RUNNER_TOKEN only.
@@ -116,6 +129,10 @@ def runner(
         overrides["runner_concurrency"] = concurrency
     if name:
         overrides["runner_name"] = name
+    if executor:
+        overrides["runner_executor"] = executor
+    if run_as:
+        overrides["runner_run_as"] = run_as
     if min_free_disk:
         overrides["runner_min_free_disk"] = min_free_disk
     run_runner(RunnerSettings(**overrides))  # type: ignore[arg-type]

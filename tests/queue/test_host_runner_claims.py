@@ -148,6 +148,24 @@ def test_a_runner_without_its_docker_engine_is_handed_nothing_until_it_says_it_c
     assert claimed is not None and claimed["spec"]["job_id"] == job_id
 
 
+def test_queue_list_says_why_a_job_waits_for_a_docker_runner(
+    client: TestClient, session: Session, token: str
+) -> None:
+    fork = queued_job(session, "acme/fork", allow_host_runner=True, from_fork=True)
+    closed = queued_job(session, "acme/closed")
+    register(client, token, "host", "local")
+
+    def reasons() -> dict[int, str]:
+        return {item["job_id"]: item["waiting_because"] for item in client.get("/api/queue").json()}
+
+    assert "waits for a Docker runner" in reasons()[fork] and "fork's pull request" in reasons()[fork]
+    assert "acme/closed does not allow them (greenlight repo set --allow-host-runner)" in reasons()[closed]
+    register(client, token, "docker", "docker", unavailable="the Docker engine does not answer: refused")
+    assert reasons()[fork] == (
+        "every runner with the labels docker is unavailable: the Docker engine does not answer: refused"
+    )
+
+
 def runner(session: Session, executor: str, state: RunnerState) -> RunnerIdentity:
     row = Runner(
         name=f"{executor}-{state.value}", hostname="h", labels=["docker"], concurrency=1, version="t",
