@@ -24,7 +24,7 @@ from runner.config import RunnerSettings
 from runner.executors.base import Executor
 from runner.job import JobRun
 from runner.logs import bind, in_this_context, log_context
-from runner.spec import ClaimedJob, ClaimRequest, RunnerRegistration
+from runner.spec import DOCKER_EXECUTOR, ClaimedJob, ClaimRequest, RunnerRegistration, host_trust_refusal
 
 if TYPE_CHECKING:
     from runner.hygiene import DiskHygiene
@@ -152,6 +152,16 @@ class RunnerAgent:
         """Run one job; returns the next job its end claimed, or the key to claim it with when
         that answer never came (None when there is nothing to claim: draining, or none waiting)."""
         assert self.runner_id is not None
+        if self._executor_name != DOCKER_EXECUTOR and (refusal := host_trust_refusal(claimed.spec)):
+            # The server never hands such a job to a host-process runner; if it ever did, give it
+            # back for a Docker runner rather than run it here or fail it. (Should the server not
+            # take it back, the executor's setup refuses it too: it errors, it never runs here.)
+            logger.error("job %s refused: %s", claimed.spec.job_id, refusal)
+            try:
+                self.api.release_job(claimed.spec.job_id, claimed.job_token, refusal)
+                return None, None
+            except Exception:
+                logger.exception("could not give job %s back", claimed.spec.job_id)
         next_claim = None
         if not self.draining.is_set():
             next_claim = ClaimRequest(runner_id=self.runner_id, claim_key=new_claim_key())

@@ -255,6 +255,12 @@ class JobFinished(BaseModel):
     next: ClaimRequest | None = None
 
 
+class JobReleased(BaseModel):
+    """A runner gives back a job it claimed and will not run, before any step started."""
+
+    reason: str = Field(max_length=MAX_REASON)
+
+
 class HeartbeatReply(BaseModel):
     """The server's answer to a lease renewal. ``cancel`` asks the runner to stop the job now."""
 

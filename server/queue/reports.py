@@ -8,12 +8,13 @@ job is closed (``JobClosed``) and nothing it says is recorded.
 from __future__ import annotations
 
 import hmac
+import logging
 from typing import NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from runner.spec import JobFinished, LogBatch, StepFinished, StepOutcome, StepStarted
+from runner.spec import JobFinished, JobReleased, LogBatch, StepFinished, StepOutcome, StepStarted
 from server.builds.service import LockedBuild, expire_if_loaded, refresh_build_state
 from server.db import insert_for, postgres_first_row
 from server.metrics import observe
@@ -33,6 +34,8 @@ from server.models.base import utcnow
 from server.queue.claim_statement import PLAN_FOR_CLAIM_SQL
 from server.queue.claims import RunnerIdentity
 from server.queue.tokens import token_hash
+
+logger = logging.getLogger(__name__)
 
 _JOB_STATE_FOR_OUTCOME = {
     StepOutcome.passed: JobState.passed,
@@ -64,6 +67,31 @@ def job_for_token(session: Session, job_id: int, token: str, *, lock: bool = Fal
     if not hmac.compare_digest(job.token_hash, token_hash(token)):
         raise JobClosed(f"job {job_id} is not held by this token")
     return job
+
+
+class StepsAlreadyRan(Exception):
+    """A job can be given back only before any of its steps started."""
+
+
+def release_job(session: Session, job: Job, released: JobReleased) -> None:
+    """A runner gives back a job it claimed but will not run (a host-process runner handed a job
+    it may not run): queued again as it was, for another runner, announced again by the
+    reconciler. Only before any step started: what ran cannot be undone."""
+    started = session.scalar(
+        sa.select(sa.func.count()).where(Step.job_id == job.id, Step.state != StepState.pending)
+    )
+    if started:
+        raise StepsAlreadyRan(f"job {job.id} has started steps; it cannot be given back")
+    logger.warning("runner %s gave back job %s: %s", job.runner_id, job.id, released.reason)
+    job.state = JobState.queued
+    job.runner_id = None
+    job.started_at = None
+    job.token_hash = None
+    job.claim_key = None
+    job.lease_expires_at = None
+    job.last_announced_at = None
+    session.flush()
+    refresh_build_state(session, job.build_id)
 
 
 def append_log(session: Session, job: Job, batch: LogBatch) -> None:

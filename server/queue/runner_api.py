@@ -14,6 +14,7 @@ from runner.spec import (
     ClaimRequest,
     HeartbeatReply,
     JobFinished,
+    JobReleased,
     LogBatch,
     RunnerHeartbeat,
     RunnerRegistered,
@@ -119,6 +120,16 @@ def job_heartbeat(job: HeldJobDep, state: StateDep) -> HeartbeatReply:
 @router.post("/jobs/{job_id}/logs", status_code=204)
 def job_logs(body: LogBatch, job: HeldJobDep, session: SessionDep) -> Response:
     _apply(reports.append_log, session, job, body)
+    return Response(status_code=204)
+
+
+@router.post("/jobs/{job_id}/release", status_code=204)
+def job_released(body: JobReleased, job: HeldJobDep, session: SessionDep) -> Response:
+    """The runner will not run this job (before any step): it goes back to the queue."""
+    try:
+        reports.release_job(session, job, body)
+    except reports.StepsAlreadyRan as error:
+        raise HTTPException(409, str(error)) from None
     return Response(status_code=204)
 
 
