@@ -5,8 +5,11 @@ back. The real server, worker and runner processes on Postgres and Redis."""
 from __future__ import annotations
 
 import os
+import pwd
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -15,7 +18,7 @@ import httpx
 import pytest
 
 from server.db import make_engine, make_session_factory
-from server.models import Job, JobState, Step
+from server.models import Job, JobState, LogChunk, Step
 from tests import factories
 from tests.e2e.conftest import running_stack
 from tests.e2e.stack import Stack
@@ -131,3 +134,78 @@ def test_a_default_runner_without_docker_takes_no_job_says_so_and_resumes(
         runner.terminate()
         runner.wait(30)
         engine.dispose()
+
+
+HOST_LABEL = "host-processes"
+
+
+def test_a_local_executor_runner_runs_only_opted_in_jobs_as_its_unprivileged_user(
+    stack: Stack, tmp_path: Path
+) -> None:
+    # Something of the server's a step must not read: a 0600 file in its data directory.
+    probe = Path(stack.env["GREENLIGHT_DATA_DIR"]) / "probe.key"
+    probe.parent.mkdir(parents=True, exist_ok=True)
+    probe.write_text("the server's key")
+    probe.chmod(0o600)
+    work = tmp_path / "origin"
+    sha = services.make_git_repo(work, {"README": "hi\n"})
+    engine = make_engine(stack.env["GREENLIGHT_DATABASE_URL"])
+    sessions = make_session_factory(engine)
+
+    def queued(name: str, *, allow: bool, fork: bool) -> int:
+        with sessions.begin() as session:
+            repository = factories.repository(session, name, str(work))
+            repository.allow_host_runner = allow
+            build = factories.build(session, repository, sha)
+            build.from_fork = fork
+            job = factories.job(session, build, labels=[HOST_LABEL], steps=1)
+            job.steps[0].script = f"id -u; id -g; cat {probe} || echo refused"
+            return job.id
+
+    opted_in = queued("acme/trusted", allow=True, fork=False)
+    fork = queued("acme/trusted-fork", allow=True, fork=True)
+    closed = queued("acme/closed", allow=False, fork=False)
+
+    # The step user must be able to pass through the runner directory: not under pytest's 0700 one.
+    runner_dir = Path(tempfile.mkdtemp(prefix="greenlight-local-runner-"))
+    env = {key: value for key, value in stack.env.items() if key != "GREENLIGHT_RUNNER_EXECUTOR"}
+    name = f"{stack.env['GREENLIGHT_RUNNER_NAME']}-local"
+    env |= {"GREENLIGHT_RUNNER_NAME": name, "GREENLIGHT_RUNNER_DIR": str(runner_dir)}
+    log = tmp_path / "runner.log"
+    command = ["runner", "--executor", "local", "--run-as", "nobody", "--labels", HOST_LABEL]
+    runner = subprocess.Popen(
+        [sys.executable, "-m", "server.cli.main", *command],
+        env=env,
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+    )
+    try:
+
+        def state(job_id: int) -> JobState:
+            with sessions() as session:
+                row = session.get(Job, job_id)
+                assert row is not None
+                return row.state
+
+        wait_for("the opted-in job to end", lambda: state(opted_in).finished, timeout=90)
+        assert state(opted_in) is JobState.passed, log.read_text()
+        with sessions() as session:
+            chunks = session.query(LogChunk).filter_by(job_id=opted_in).order_by(LogChunk.seq).all()
+            output = [line[2] for chunk in chunks for line in chunk.lines]
+        nobody = pwd.getpwnam("nobody")
+        assert output[:2] == [str(nobody.pw_uid), str(nobody.pw_gid)], output
+        assert int(output[0]) not in (0, probe.stat().st_uid)
+        assert "refused" in output and "the server's key" not in output
+        assert any("Permission denied" in line for line in output), output
+
+        time.sleep(5)  # announcements and re-announcements of the other two go by
+        assert (state(fork), state(closed)) == (JobState.queued, JobState.queued), log.read_text()
+        reasons = {
+            item["job_id"]: item["waiting_because"] for item in httpx.get(f"{stack.url}/api/queue").json()
+        }
+        assert "fork's pull request" in reasons[fork] and "acme/closed does not allow them" in reasons[closed]
+    finally:
+        runner.terminate()
+        runner.wait(30)
+        engine.dispose()
+        shutil.rmtree(runner_dir, ignore_errors=True)
