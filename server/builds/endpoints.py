@@ -36,6 +36,7 @@ def list_repositories(session: SessionDep) -> list[RepositoryOut]:
             clone_url=repository.clone_url,
             default_branch=repository.default_branch,
             fork_approval=repository.fork_approval,
+            allow_host_runner=repository.allow_host_runner,
             latest_build=build_out(build) if build else None,
         )
         for repository, build in queries.repositories_with_latest_build(session)
@@ -51,7 +52,13 @@ def change_repository_settings(
         raise HTTPException(404, f"repository {owner}/{name} is not registered")
     if changes.fork_approval is not None:
         repository.fork_approval = changes.fork_approval
-    return RepositorySettingsOut(full_name=repository.full_name, fork_approval=repository.fork_approval)
+    if changes.allow_host_runner is not None:
+        repository.allow_host_runner = changes.allow_host_runner
+    return RepositorySettingsOut(
+        full_name=repository.full_name,
+        fork_approval=repository.fork_approval,
+        allow_host_runner=repository.allow_host_runner,
+    )
 
 
 @router.get("/repos/{owner}/{name}/builds")

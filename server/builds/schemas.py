@@ -86,6 +86,7 @@ class RepositoryOut(BaseModel):
     clone_url: str
     default_branch: str
     fork_approval: bool
+    allow_host_runner: bool
     latest_build: BuildOut | None
 
 
@@ -95,11 +96,14 @@ class RepositorySettingsIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     fork_approval: bool | None = None
+    # Runners that run steps as host processes may take its jobs (never a fork's).
+    allow_host_runner: bool | None = None
 
 
 class RepositorySettingsOut(BaseModel):
     full_name: str
     fork_approval: bool
+    allow_host_runner: bool
 
 
 def build_out(build: Build) -> BuildOut:

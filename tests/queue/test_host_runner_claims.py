@@ -109,6 +109,25 @@ def test_an_executor_the_server_does_not_know_counts_as_a_host_one(
     assert claim(client, token, register(client, token, "odd", "shell")) is None
 
 
+def test_a_signed_in_user_opts_a_repository_in_through_the_api(
+    client: TestClient, session: Session, token: str
+) -> None:
+    job_id = queued_job(session, "acme/widgets")
+    user = factories.user_token(session)
+    session.commit()
+    local = register(client, token, "host", "local")
+    assert client.patch("/api/repos/acme/widgets", json={"allow_host_runner": True}).status_code == 401
+    assert claim(client, token, local) is None
+    reply = client.patch(
+        "/api/repos/acme/widgets",
+        json={"allow_host_runner": True},
+        headers={"Authorization": f"Bearer {user}"},
+    )
+    assert reply.status_code == 200 and reply.json()["allow_host_runner"] is True, reply.text
+    claimed = claim(client, token, local)
+    assert claimed is not None and claimed["spec"]["job_id"] == job_id
+
+
 def test_the_opt_in_can_be_withdrawn_while_jobs_wait(
     client: TestClient, session: Session, token: str
 ) -> None:
