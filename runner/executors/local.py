@@ -24,6 +24,7 @@ from runner.spec import JobSpec, StepOutcome, StepSpec, host_trust_refusal
 log = logging.getLogger(__name__)
 
 POLL_SECONDS = 0.2
+STEP_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 # How long to wait for output still buffered in pipes once the process group is gone.
 READER_GRACE_SECONDS = 5.0
 
@@ -81,7 +82,8 @@ class LocalExecutor:
             return StepResult(StepOutcome.cancelled, None, 0.0, CANCELLED)
         env = (
             {
-                "PATH": os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin"),
+                # Nothing of the runner's own environment (its token, its paths): a fixed PATH.
+                "PATH": STEP_PATH,
                 "HOME": str(self._workspace),
                 "LANG": "C.UTF-8",
                 "USER": self._run_as.name,

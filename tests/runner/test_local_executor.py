@@ -16,7 +16,7 @@ import pytest
 
 from runner.executors.base import ExecutorError, StepResult
 from runner.executors.lines import MAX_LINE_CHARS
-from runner.executors.local import LocalExecutor
+from runner.executors.local import STEP_PATH, LocalExecutor
 from runner.executors.step_user import step_user
 from runner.spec import JobSpec, LogLine, ServiceSpec, StepOutcome, StepSpec
 from tests.runner import specs
@@ -159,8 +159,13 @@ def test_runner_environment_does_not_leak_into_steps(
     executor: LocalExecutor, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("GREENLIGHT_RUNNER_TOKEN", "do-not-leak")
-    _, lines = run(executor, specs.make_step('echo "token=${GREENLIGHT_RUNNER_TOKEN:-unset}"'))
-    assert lines.of("stdout") == ["token=unset"]
+    monkeypatch.setenv("PATH", f"/opt/runner-only:{os.environ['PATH']}")
+    _, lines = run(
+        executor, specs.make_step('echo "token=${GREENLIGHT_RUNNER_TOKEN:-unset}"; echo "$PATH"; env')
+    )
+    assert lines.of("stdout")[:2] == ["token=unset", STEP_PATH]
+    names = {line.split("=", 1)[0] for line in lines.of("stdout")[2:]}
+    assert names <= {"PATH", "HOME", "LANG", "USER", "LOGNAME", "PWD", "SHLVL", "_"}, names
 
 
 def test_env_values_are_not_shell_expanded(tmp_path: Path) -> None:
