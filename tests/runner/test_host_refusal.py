@@ -4,6 +4,7 @@ A real server process on Postgres, a real agent."""
 
 from __future__ import annotations
 
+import contextvars
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -57,7 +58,8 @@ def test_a_host_runner_gives_back_a_job_it_may_not_run(
     agent = RunnerAgent(settings, lambda: NeverRuns(), "local")  # type: ignore[arg-type, return-value]
     agent.runner_id = runner_id
 
-    agent.work()
+    # In a context of its own, as in the runner's threads: work() binds the runner id for its logs.
+    contextvars.copy_context().run(agent.work)
     session.expire_all()
     job = session.get(Job, job_id)
     assert job is not None and (job.state, job.runner_id, job.token_hash) == (JobState.queued, None, None)
