@@ -75,7 +75,9 @@ def run_bench_runner() -> None:
         labels=[LABEL],
         concurrency=slots,
         version="bench",
-        executor="none",
+        # Claimed as a Docker runner would (any other executor gets only jobs of repositories
+        # that allow host-process runners); its jobs run nothing.
+        executor="docker",
     )
     runner_id = api.register(registration)
     results = redis.Redis.from_url(broker)

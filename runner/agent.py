@@ -3,6 +3,10 @@
 The Celery message only wakes the agent; the job it runs is whatever the server hands out at
 claim time (highest priority first), so duplicate or stale messages cost one empty claim.
 After a job the agent claims again until the server has nothing for it.
+
+A runner that cannot run steps (its Docker engine does not answer) claims nothing: it says so
+when it registers and on every heartbeat, checks again at each heartbeat, and looks for waiting
+work as soon as it can run it. Jobs announced meanwhile stay queued for other runners.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from runner.config import RunnerSettings
 from runner.executors.base import Executor
 from runner.job import JobRun
 from runner.logs import bind, in_this_context, log_context
-from runner.spec import ClaimedJob, ClaimRequest, RunnerRegistration
+from runner.spec import DOCKER_EXECUTOR, ClaimedJob, ClaimRequest, RunnerRegistration, host_trust_refusal
 
 if TYPE_CHECKING:
     from runner.hygiene import DiskHygiene
@@ -36,12 +40,17 @@ class RunnerAgent:
         executor_name: str,
         sweep_orphans: Callable[[], object] | None = None,
         hygiene: DiskHygiene | None = None,
+        *,
+        availability: Callable[[], str | None] | None = None,
     ) -> None:
         self.settings = settings
         self.api = RunnerApi(settings.server_url, settings.runner_token)
         self._executor_factory = executor_factory
         self._executor_name = executor_name
         self._sweep_orphans = sweep_orphans
+        # Why steps cannot run now (None: they can), as ``availability`` last said.
+        self._availability = availability
+        self.unavailable: str | None = None
         self._slots = threading.BoundedSemaphore(settings.runner_concurrency)
         self.shutdown = threading.Event()  # cancel running jobs now
         self.draining = threading.Event()  # finish running jobs, claim no new ones
@@ -55,10 +64,12 @@ class RunnerAgent:
     def start(self) -> None:
         """Clean up after an earlier process of this runner, register (retrying until the server
         answers: until then no message may be consumed and lost), then look for waiting work."""
-        if self._sweep_orphans is not None:
+        self.unavailable = self._check_availability()
+        if self.unavailable is None and self._sweep_orphans is not None:
             # A previous process killed mid-job left containers behind; the server closes its
-            # jobs as lost when we register below.
+            # jobs as lost when we register below. (Without an engine: once it answers.)
             self._sweep_orphans()
+            self._sweep_orphans = None
         shutil.rmtree(self.settings.runner_dir / "workspaces", ignore_errors=True)
         registration = RunnerRegistration(
             name=self.settings.runner_name,
@@ -67,6 +78,7 @@ class RunnerAgent:
             concurrency=self.settings.runner_concurrency,
             version=__version__,
             executor=self._executor_name,
+            unavailable=self.unavailable,
         )
         delay = 1.0
         while self.runner_id is None and not self.draining.is_set():
@@ -114,7 +126,7 @@ class RunnerAgent:
         finishes a job asks for its next one in the same request as the job's end."""
         ran = 0
         bind(runner_id=self.runner_id)  # this thread is the Celery pool's or the startup claim's
-        while not self.draining.is_set() and self.runner_id is not None:
+        while not self.draining.is_set() and self.runner_id is not None and self.unavailable is None:
             if not self._slots.acquire(blocking=False):
                 return ran  # every slot is busy; each busy slot claims again when it is done
             try:
@@ -140,6 +152,16 @@ class RunnerAgent:
         """Run one job; returns the next job its end claimed, or the key to claim it with when
         that answer never came (None when there is nothing to claim: draining, or none waiting)."""
         assert self.runner_id is not None
+        if self._executor_name != DOCKER_EXECUTOR and (refusal := host_trust_refusal(claimed.spec)):
+            # The server never hands such a job to a host-process runner; if it ever did, give it
+            # back for a Docker runner rather than run it here or fail it. (Should the server not
+            # take it back, the executor's setup refuses it too: it errors, it never runs here.)
+            logger.error("job %s refused: %s", claimed.spec.job_id, refusal)
+            try:
+                self.api.release_job(claimed.spec.job_id, claimed.job_token, refusal)
+                return None, None
+            except Exception:
+                logger.exception("could not give job %s back", claimed.spec.job_id)
         next_claim = None
         if not self.draining.is_set():
             next_claim = ClaimRequest(runner_id=self.runner_id, claim_key=new_claim_key())
@@ -191,11 +213,32 @@ class RunnerAgent:
         except OSError:
             return None
 
+    def _check_availability(self) -> str | None:
+        if self._availability is None:
+            return None
+        problem = self._availability()
+        if problem is not None and problem != self.unavailable:
+            logger.error("%s: this runner takes no job until it does (checked every heartbeat)", problem)
+        return problem
+
     def _heartbeat(self) -> None:
         while not self.shutdown.wait(self.settings.runner_heartbeat_seconds):
+            was_unavailable = self.unavailable is not None
+            unavailable = self._check_availability()
+            if unavailable is None and was_unavailable and self._sweep_orphans is not None:
+                self._sweep_orphans()
+                self._sweep_orphans = None
+            if unavailable is not None:
+                self.unavailable = unavailable  # at once: no claim from now on
             try:
                 if self.runner_id is not None:
-                    self.api.heartbeat(self.runner_id, self._free_disk_bytes())
+                    self.api.heartbeat(self.runner_id, self._free_disk_bytes(), unavailable)
             except Exception:
                 logger.warning("runner heartbeat failed", exc_info=True)
+            else:
+                if was_unavailable and unavailable is None:
+                    self.unavailable = None
+                    # The server takes us back once it has heard; what waited meanwhile is ours too.
+                    logger.info("steps can run again; looking for waiting jobs")
+                    threading.Thread(target=in_this_context(self.work), name="resume-claim").start()
             self._check_disk()

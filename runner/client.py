@@ -17,6 +17,7 @@ from runner.spec import (
     ClaimRequest,
     HeartbeatReply,
     JobFinished,
+    JobReleased,
     LogBatch,
     RunnerHeartbeat,
     RunnerRegistered,
@@ -79,8 +80,10 @@ class RunnerApi:
         reply = self._post("/api/runner/register", registration, self._runner_token)
         return RunnerRegistered.model_validate(reply.json()).runner_id
 
-    def heartbeat(self, runner_id: int, free_disk_bytes: int | None = None) -> None:
-        body = RunnerHeartbeat(runner_id=runner_id, free_disk_bytes=free_disk_bytes)
+    def heartbeat(
+        self, runner_id: int, free_disk_bytes: int | None = None, unavailable: str | None = None
+    ) -> None:
+        body = RunnerHeartbeat(runner_id=runner_id, free_disk_bytes=free_disk_bytes, unavailable=unavailable)
         self._post("/api/runner/heartbeat", body, self._runner_token)
 
     def drain(self, runner_id: int) -> None:
@@ -97,6 +100,10 @@ class RunnerApi:
         # lease is renewed within a tick of the server coming back (no growing backoff).
         reply = self._post(f"/api/runner/jobs/{job_id}/heartbeat", None, job_token, retries=0)
         return HeartbeatReply.model_validate(reply.json())
+
+    def release_job(self, job_id: int, job_token: str, reason: str) -> None:
+        """Give back a claimed job this runner will not run (before any step): it is queued again."""
+        self._post(f"/api/runner/jobs/{job_id}/release", JobReleased(reason=reason), job_token)
 
     def send_logs(self, job_id: int, job_token: str, batch: LogBatch) -> None:
         self._post(f"/api/runner/jobs/{job_id}/logs", batch, job_token)

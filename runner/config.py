@@ -37,14 +37,28 @@ class RunnerSettings(BaseSettings):
     runner_labels: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["docker"])
     runner_concurrency: int = Field(default=1, ge=1)
     runner_dir: Path = Path.home() / ".cache" / "greenlight-runner"
-    # docker | local | auto (docker when an engine answers, else local with a loud warning)
-    runner_executor: str = Field(default="auto", pattern=r"^(docker|local|auto)$")
+    # docker: steps in containers; without an answering engine the runner takes no job (it says
+    # so to the server and resumes when the engine is back). local: steps as host processes, run
+    # as ``runner_run_as``, only for repositories that allow it and never for forks; only when
+    # chosen here, never as a fallback. ("auto", from older versions, means docker.)
+    runner_executor: str = Field(default="docker", pattern=r"^(docker|local)$")
+    # The user the local executor runs steps as: never root, never the owner of the runner's or
+    # the server's directories. Create a dedicated one (see README); nobody by default.
+    runner_run_as: str = Field(default="nobody", min_length=1)
+    # The server's data directory when it is on this machine (``greenlight up``): the local
+    # executor refuses a step user that owns it.
+    data_dir: Path | None = None
     # never | if-not-present | always
     runner_pull: str = Field(default="if-not-present", pattern=r"^(never|if-not-present|always)$")
     runner_heartbeat_seconds: float = 10.0
     # Below this much free disk (work directory or Docker's data), the runner removes what it made
     # and no longer needs (runner.hygiene). "5G", "500M" or bytes; 0: never.
     runner_min_free_disk: Annotated[int, BeforeValidator(parse_bytes)] = 0
+
+    @field_validator("runner_executor", mode="before")
+    @classmethod
+    def _auto_means_docker(cls, value: object) -> object:
+        return "docker" if value == "auto" else value
 
     @field_validator("runner_labels", mode="before")
     @classmethod

@@ -181,9 +181,30 @@ class JobSpec(BaseModel):
     # Every secret value given to any step of this job: the runner masks them (and their
     # encodings) in every line of the job's log before the line leaves it.
     mask: list[SecretValue] = Field(default_factory=list)
+    # Whether the commit comes from a fork's pull request, and whether the repository lets its
+    # jobs run as host processes (``greenlight repo set --allow-host-runner``). The server hands a
+    # host-process runner no other job; the runner checks again (``host_trust_refusal``).
+    from_fork: bool = False
+    allow_host_runner: bool = False
 
     def mask_values(self) -> list[str]:
         return [value.get_secret_value() for value in self.mask]
+
+
+DOCKER_EXECUTOR = "docker"
+
+
+def host_trust_refusal(spec: JobSpec) -> str | None:
+    """Why a job may not run as host processes, or None. The server decides this at claim time;
+    a runner that runs steps on its host checks it again before running anything."""
+    if spec.from_fork:
+        return "a fork's pull request never runs as host processes; it waits for a Docker runner"
+    if not spec.allow_host_runner:
+        return (
+            f"{spec.repository} does not allow host-process runners "
+            "(greenlight repo set --allow-host-runner); it waits for a Docker runner"
+        )
+    return None
 
 
 class ClaimRequest(BaseModel):
@@ -198,6 +219,8 @@ class RunnerHeartbeat(ClaimRequest):
     (optional, so runners older than the field still check in)."""
 
     free_disk_bytes: int | None = Field(default=None, ge=0)
+    # Why the runner cannot run steps now (its Docker engine does not answer); None: it can.
+    unavailable: str | None = Field(default=None, max_length=500)
 
 
 class ClaimedJob(BaseModel):
@@ -213,7 +236,10 @@ class RunnerRegistration(BaseModel):
     labels: list[str]
     concurrency: int = Field(ge=1)
     version: str
+    # How steps run: "docker" (containers), or "local" (host processes, which the server trusts
+    # only with jobs of repositories that opted in, and never with a fork's).
     executor: str
+    unavailable: str | None = Field(default=None, max_length=500)
 
 
 class RunnerRegistered(BaseModel):
@@ -255,6 +281,12 @@ class JobFinished(BaseModel):
     # Claim the runner's next job in the same request (the reply is then a ``ClaimedJob``, or 204
     # when nothing waits): one request per job instead of two while work is queued.
     next: ClaimRequest | None = None
+
+
+class JobReleased(BaseModel):
+    """A runner gives back a job it claimed and will not run, before any step started."""
+
+    reason: str = Field(max_length=MAX_REASON)
 
 
 class HeartbeatReply(BaseModel):

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import fcntl
 import logging
+import os
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from types import FrameType
 from typing import IO
 
@@ -16,6 +18,7 @@ from runner.agent import RunnerAgent
 from runner.broker import tolerate_restore_on_closed_connection
 from runner.config import RunnerSettings
 from runner.executors.base import Executor
+from runner.executors.step_user import StepUser, step_user, step_user_problem
 from runner.hygiene import DiskHygiene
 from runner.images import RunnerImages
 from runner.spec import JOB_AVAILABLE_TASK, broker_transport_options, label_queue
@@ -23,30 +26,22 @@ from runner.spec import JOB_AVAILABLE_TASK, broker_transport_options, label_queu
 logger = logging.getLogger(__name__)
 
 
-def choose_executor(settings: RunnerSettings) -> tuple[str, type]:
-    """Docker when asked or when an engine answers; the local shell executor only as a last resort."""
-    if settings.runner_executor in ("docker", "auto"):
-        try:
-            import docker
-
-            docker.from_env().ping()
-            from runner.executors.docker import DockerExecutor
-
-            return "docker", DockerExecutor
-        except Exception as error:
-            if settings.runner_executor == "docker":
-                raise SystemExit(
-                    f"GREENLIGHT_RUNNER_EXECUTOR=docker but the Docker engine does not answer: {error}"
-                ) from None
-    from runner.executors.local import LocalExecutor
-
+def local_step_user(settings: RunnerSettings) -> StepUser:
+    """The user the local executor runs steps as, once it is known to be a safe one; else exit."""
+    try:
+        user = step_user(settings.runner_run_as)
+    except ValueError as error:
+        raise SystemExit(f"--run-as: {error} (create one: see README, 'Runners without Docker')") from None
+    if problem := step_user_problem(user, settings.runner_dir, settings.data_dir):
+        raise SystemExit(f"the local executor will not start: {problem}")
     banner = "!" * 78
     print(
-        f"{banner}\n! WARNING: no Docker engine answers; steps will run as LOCAL PROCESSES on this\n"
-        f"! machine, without container isolation. Use this only for trying Greenlight out.\n{banner}",
+        f"{banner}\n! Steps run as HOST PROCESSES (user {user.name}), without container isolation,\n"
+        f"! for repositories that allow it (greenlight repo set --allow-host-runner) and never\n"
+        f"! for pull requests from forks.\n{banner}",
         file=sys.stderr,
     )
-    return "local", LocalExecutor
+    return user
 
 
 def make_runner_celery(settings: RunnerSettings, agent: RunnerAgent) -> Celery:
@@ -123,26 +118,41 @@ def _docker_client() -> object:
     return docker.from_env()
 
 
-def run_runner(settings: RunnerSettings) -> None:
-    executor_name, executor_class = choose_executor(settings)
+def prepare_runner_dir(settings: RunnerSettings) -> None:
+    """The runner's directory and all it creates are its own (0700 directories, 0600 files): it
+    holds mirrors of private code and the image ledger. A local executor's step user may pass
+    through it (0711) to the one workspace it is handed, and read nothing else."""
+    os.umask(0o077)
     settings.runner_dir.mkdir(parents=True, exist_ok=True)
-    _claim_runner_dir(settings)
+    settings.runner_dir.chmod(0o711 if settings.runner_executor == "local" else 0o700)
 
-    images = RunnerImages(settings.runner_dir / "pulled-images.json")
 
-    def make_executor() -> Executor:
-        if executor_name == "docker":
-            return executor_class(runner_name=settings.runner_name, pull=settings.runner_pull, images=images)
-        return executor_class()
-
+def run_runner(settings: RunnerSettings) -> None:
+    executor_name = settings.runner_executor
+    availability: Callable[[], str | None] | None = None
     sweep = None
-    if executor_name == "docker":
-        from runner.executors.docker import sweep_orphans
+    prepare_runner_dir(settings)
+    images = RunnerImages(settings.runner_dir / "pulled-images.json")
+    if executor_name == "local":
+        from runner.executors.local import LocalExecutor
+
+        run_as = local_step_user(settings)
+
+        def make_executor() -> Executor:
+            return LocalExecutor(run_as)
+    else:
+        from runner.executors.docker import DockerExecutor, engine_problem, sweep_orphans
+
+        def make_executor() -> Executor:
+            return DockerExecutor(runner_name=settings.runner_name, pull=settings.runner_pull, images=images)
 
         def sweep() -> int:
             return sweep_orphans(settings.runner_name)
 
-    agent = RunnerAgent(settings, make_executor, executor_name, sweep)
+        availability = engine_problem
+    _claim_runner_dir(settings)
+
+    agent = RunnerAgent(settings, make_executor, executor_name, sweep, availability=availability)
     if settings.runner_min_free_disk > 0:
         agent.hygiene = DiskHygiene(
             settings.runner_dir,

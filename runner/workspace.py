@@ -15,6 +15,10 @@ from runner.spec import JobSpec
 _GIT_ENV = {"GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "/bin/false", "GIT_CONFIG_NOSYSTEM": "1"}
 _GIT_TIMEOUT = 600
 _COMMANDS = ("fetch", "clone", "checkout", "init", "remote")  # what a failure names (not the options)
+# The checkout is readable by all (a step container may run as any user) and writable by the
+# runner alone; the runner's directory (0700) keeps other users of the machine out of it. The
+# local executor hands the workspace to its step user instead.
+_CHECKOUT_UMASK = 0o022
 
 
 class WorkspaceError(Exception):
@@ -52,7 +56,10 @@ def prepare_workspace(job: JobSpec, root: Path) -> Path:
         workspace.parent.mkdir(parents=True, exist_ok=True)
         # --no-hardlinks: the workspace is mounted read-write into step containers, and hard-linked
         # object files would let one build rewrite the mirror every later build checks out from.
-        _git("clone", "--quiet", "--no-hardlinks", "--no-checkout", "--", str(mirror), str(workspace))
+        _git(
+            "clone", "--quiet", "--no-hardlinks", "--no-checkout", "--", str(mirror), str(workspace),
+            umask=_CHECKOUT_UMASK,
+        )  # fmt: skip
     _git("-C", str(workspace), "remote", "set-url", "origin", clone_url)
     _git(
         "-C",
@@ -63,9 +70,8 @@ def prepare_workspace(job: JobSpec, root: Path) -> Path:
         "--quiet",
         "--force",
         job.commit_sha,
+        umask=_CHECKOUT_UMASK,
     )
-    # Steps may run as any user inside their containers.
-    os.chmod(workspace, 0o777)  # noqa: S103
     return workspace
 
 
@@ -81,7 +87,7 @@ def _has_commit(mirror: Path, sha: str) -> bool:
     return result.returncode == 0
 
 
-def _git(*args: str, env: dict[str, str] | None = None) -> None:
+def _git(*args: str, env: dict[str, str] | None = None, umask: int = -1) -> None:
     try:
         subprocess.run(
             ["git", *args],
@@ -89,6 +95,7 @@ def _git(*args: str, env: dict[str, str] | None = None) -> None:
             env={**os.environ, **_GIT_ENV, **(env or {})},
             timeout=_GIT_TIMEOUT,
             check=True,
+            umask=umask,
         )
     except subprocess.CalledProcessError as error:
         detail = error.stderr.decode("utf-8", errors="replace").strip()[-1000:]

@@ -72,6 +72,17 @@ def test_repo_set_turns_fork_approval_on_and_off(data_dir: Path) -> None:
     assert repository("acme/app").fork_approval is False
 
 
+def test_repo_set_lets_host_process_runners_take_a_repository_only_when_asked(data_dir: Path) -> None:
+    runner = CliRunner()
+    runner.invoke(cli, ["repo", "add", "acme/app", "--clone-url", "/srv/app"])
+    assert repository("acme/app").allow_host_runner is False
+    result = runner.invoke(cli, ["repo", "set", "acme/app", "--allow-host-runner"])
+    assert result.exit_code == 0 and "allow_host_runner=True" in result.output, result.output
+    assert repository("acme/app").allow_host_runner is True
+    runner.invoke(cli, ["repo", "set", "acme/app", "--no-allow-host-runner"])
+    assert repository("acme/app").allow_host_runner is False
+
+
 def test_token_create_prints_a_token_stored_only_as_its_hash(data_dir: Path) -> None:
     result = CliRunner().invoke(cli, ["token", "create", "--name", "laptop", "--kind", "user"])
     token = result.output.strip().splitlines()[-1]

@@ -16,7 +16,7 @@ from alembic import op
 from runner.git_access import redact_urls
 
 revision: str = "0017_repository_credentials"
-down_revision: str | None = "0015_protected_environments"
+down_revision: str | None = "0016_local_executor_opt_in"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

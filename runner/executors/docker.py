@@ -328,3 +328,24 @@ def sweep_orphans(runner_name: str, base_url: str | None = None) -> int:
     if removed:
         log.warning("removed %d container(s) left by an earlier run of runner %s", removed, runner_name)
     return removed
+
+
+ENGINE_CHECK_SECONDS = 5
+
+
+def engine_problem(base_url: str | None = None) -> str | None:
+    """Why no step can run in a container now (the engine does not answer), or None. Never raises."""
+    try:
+        client = (
+            docker.DockerClient(base_url=base_url, timeout=ENGINE_CHECK_SECONDS)
+            if base_url
+            else docker.from_env(timeout=ENGINE_CHECK_SECONDS)
+        )
+        try:
+            client.ping()
+        finally:
+            client.close()
+    except Exception as error:
+        first_line = (str(error).strip().splitlines() or [""])[0]
+        return f"the Docker engine does not answer: {type(error).__name__}: {first_line}"[:500]
+    return None

@@ -1,4 +1,5 @@
-"""Run steps as local processes, for machines without Docker: no isolation, approximate limits."""
+"""Run steps as local processes, for machines without Docker: no container, approximate limits,
+and an unprivileged user of their own. Only for repositories that trust their every pusher."""
 
 from __future__ import annotations
 
@@ -16,12 +17,14 @@ from typing import IO
 
 from runner.executors.base import CANCELLED, ExecutorError, LineSink, StepResult, must_stop
 from runner.executors.lines import LineSplitter
+from runner.executors.step_user import StepUser, hand_over
 from runner.masking import SecretMasker
-from runner.spec import JobSpec, StepOutcome, StepSpec
+from runner.spec import JobSpec, StepOutcome, StepSpec, host_trust_refusal
 
 log = logging.getLogger(__name__)
 
 POLL_SECONDS = 0.2
+STEP_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 # How long to wait for output still buffered in pipes once the process group is gone.
 READER_GRACE_SECONDS = 5.0
 
@@ -36,16 +39,24 @@ class LocalExecutor:
     of address space up front (JVM, Go) may fail below the limit. CPU and pids are not limited.
     A process that leaves the step's session (``setsid``) escapes the kill on timeout/cancel.
     Jobs with ``services:`` are refused at setup: there is no container to run a sidecar in.
+
+    Steps run as ``run_as`` (never root, never the owner of the runner's directory: see
+    ``step_user``), without supplementary groups and with an environment of their own; the
+    workspace is handed to that user alone. The server hands this executor only jobs of
+    repositories that allow it, never a fork's; setup refuses any other as a second line.
     """
 
     name = "local"
 
-    def __init__(self) -> None:
+    def __init__(self, run_as: StepUser) -> None:
+        self._run_as = run_as
         self._job: JobSpec | None = None
         self._workspace: Path | None = None
         self._masker = SecretMasker(())
 
     def setup(self, job: JobSpec, workspace: Path) -> None:
+        if refusal := host_trust_refusal(job):
+            raise ExecutorError(f"this runner runs steps as host processes: {refusal}")
         if job.services:
             names = ", ".join(service.name for service in job.services)
             raise ExecutorError(
@@ -54,6 +65,7 @@ class LocalExecutor:
             )
         self._job = job
         self._workspace = workspace.resolve()
+        hand_over(self._workspace, self._run_as)
         self._masker = SecretMasker(job.mask_values())
 
     def teardown(self) -> None:
@@ -70,9 +82,12 @@ class LocalExecutor:
             return StepResult(StepOutcome.cancelled, None, 0.0, CANCELLED)
         env = (
             {
-                "PATH": os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin"),
+                # Nothing of the runner's own environment (its token, its paths): a fixed PATH.
+                "PATH": STEP_PATH,
                 "HOME": str(self._workspace),
                 "LANG": "C.UTF-8",
+                "USER": self._run_as.name,
+                "LOGNAME": self._run_as.name,
             }
             | self._job.env
             | step.env
@@ -88,6 +103,9 @@ class LocalExecutor:
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 start_new_session=True,
+                user=self._run_as.uid,
+                group=self._run_as.gid,
+                extra_groups=[],
                 preexec_fn=_memory_limiter(self._job.limits.memory_bytes),
             )
         except (OSError, subprocess.SubprocessError) as exc:

@@ -40,6 +40,7 @@ def list_repositories(session: SessionDep, reader: ReaderDep) -> list[Repository
             default_branch=repository.default_branch,
             fork_approval=repository.fork_approval,
             public=repository.public,
+            allow_host_runner=repository.allow_host_runner,
             latest_build=build_out(build) if build else None,
         )
         for repository, build in queries.repositories_with_latest_build(session, reader)
@@ -57,8 +58,13 @@ def change_repository_settings(
         repository.fork_approval = changes.fork_approval
     if changes.public is not None:
         repository.public = changes.public
+    if changes.allow_host_runner is not None:
+        repository.allow_host_runner = changes.allow_host_runner
     return RepositorySettingsOut(
-        full_name=repository.full_name, fork_approval=repository.fork_approval, public=repository.public
+        full_name=repository.full_name,
+        fork_approval=repository.fork_approval,
+        public=repository.public,
+        allow_host_runner=repository.allow_host_runner,
     )
 
 

@@ -87,6 +87,7 @@ class RepositoryOut(BaseModel):
     default_branch: str
     fork_approval: bool
     public: bool  # readable without signing in
+    allow_host_runner: bool
     latest_build: BuildOut | None
 
 
@@ -97,12 +98,15 @@ class RepositorySettingsIn(BaseModel):
 
     fork_approval: bool | None = None
     public: bool | None = None
+    # Runners that run steps as host processes may take its jobs (never a fork's).
+    allow_host_runner: bool | None = None
 
 
 class RepositorySettingsOut(BaseModel):
     full_name: str
     fork_approval: bool
     public: bool
+    allow_host_runner: bool
 
 
 def build_out(build: Build) -> BuildOut:

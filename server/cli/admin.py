@@ -60,6 +60,12 @@ def repo_add(full_name: str, clone_url: str | None, default_branch: str) -> None
     default=None,
     help="Public: anyone may read its pages, logs and API data; private (the default): signed-in users only.",
 )
+@click.option(
+    "--allow-host-runner/--no-allow-host-runner",
+    default=None,
+    help="Runners that run steps as host processes (--executor local) may take this repository's "
+    "jobs (never a fork's pull request). Only for repositories whose every pusher you trust.",
+)
 @click.option("--clone-url")
 def repo_set(full_name: str, memory: str | None, **changes: object) -> None:
     """Change a repository's settings (only the options given)."""
@@ -86,7 +92,8 @@ def repo_set(full_name: str, memory: str | None, **changes: object) -> None:
             f"default_branch={repository.default_branch} priorities={repository.default_branch_priority}/"
             f"{repository.branch_priority} auto_cancel={repository.auto_cancel_superseded} "
             f"(default branch: {repository.auto_cancel_default_branch}) "
-            f"fork_approval={repository.fork_approval} public={repository.public}"
+            f"fork_approval={repository.fork_approval} public={repository.public} "
+            f"allow_host_runner={repository.allow_host_runner}"
         )
 
 

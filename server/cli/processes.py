@@ -87,6 +87,17 @@ def worker(concurrency: int, beat: bool, metrics_port: int | None) -> None:
 @click.option("--concurrency", type=int, help="Jobs run at once (default 1).")
 @click.option("--name", help="Runner name (default: the host name).")
 @click.option(
+    "--executor",
+    type=click.Choice(["docker", "local"]),
+    help="docker (default): steps in containers; without an answering engine the runner takes no job. "
+    "local: steps as host processes, only for repositories that allow it, never for forks "
+    "(GREENLIGHT_RUNNER_EXECUTOR).",
+)
+@click.option(
+    "--run-as",
+    help="The unprivileged user the local executor runs steps as (GREENLIGHT_RUNNER_RUN_AS; default nobody).",
+)
+@click.option(
     "--min-free-disk",
     help="Below this much free disk (e.g. 5G), remove the images, containers, networks, volumes, "
     "workspaces and mirrors this runner made and no job needs "
@@ -98,6 +109,8 @@ def runner(
     labels: str | None,
     concurrency: int | None,
     name: str | None,
+    executor: str | None,
+    run_as: str | None,
     min_free_disk: str | None,
 ) -> None:
     """Run jobs: needs GREENLIGHT_BROKER_URL, GREENLIGHT_SERVER_URL and GREENLIGHT_RUNNER_TOKEN only.
@@ -116,6 +129,10 @@ def runner(
         overrides["runner_concurrency"] = concurrency
     if name:
         overrides["runner_name"] = name
+    if executor:
+        overrides["runner_executor"] = executor
+    if run_as:
+        overrides["runner_run_as"] = run_as
     if min_free_disk:
         overrides["runner_min_free_disk"] = min_free_disk
     run_runner(RunnerSettings(**overrides))  # type: ignore[arg-type]
@@ -137,7 +154,7 @@ def up(port: int, data_dir: Path | None) -> None:
     get_settings.cache_clear()
     settings = get_settings()
     data = Path(settings.data_dir)
-    data.mkdir(parents=True, exist_ok=True)
+    _keep_private(data)
     stored = _embedded_secrets(data)
     if not os.environ.get("GREENLIGHT_GITHUB_WEBHOOK_SECRET"):
         os.environ["GREENLIGHT_GITHUB_WEBHOOK_SECRET"] = stored["webhook_secret"]
@@ -155,7 +172,10 @@ def up(port: int, data_dir: Path | None) -> None:
         "GREENLIGHT_DATABASE_URL": settings.database_url,
         "GREENLIGHT_BROKER_URL": settings.broker_url,
         "GREENLIGHT_RUNNER_TOKEN": stored["runner_token"],
-        "GREENLIGHT_RUNNER_DIR": str(data / "runner"),
+        # A local executor's step user cannot pass through the data directory: its runner then
+        # needs a directory of its own elsewhere (it says so when it refuses to start).
+        "GREENLIGHT_RUNNER_DIR": os.environ.get("GREENLIGHT_RUNNER_DIR", str(data / "runner")),
+        "GREENLIGHT_DATA_DIR": str(data),
         "GREENLIGHT_RUNNER_NAME": "embedded",
         # The one runner also runs deploy jobs (label `deploy`), unless told otherwise.
         "GREENLIGHT_RUNNER_LABELS": os.environ.get("GREENLIGHT_RUNNER_LABELS", "docker,deploy"),
@@ -199,6 +219,22 @@ def _supervise(children: list[subprocess.Popen[bytes]]) -> None:
         raise SystemExit(f"a Greenlight process exited with {failed[0].returncode}")
 
 
+# What the data directory holds that nobody else may read: keys, tokens, databases.
+_PRIVATE_FILES = ("secrets.env", "secret.key", "greenlight.db", "broker.db", "celerybeat-schedule")
+
+
+def _keep_private(data: Path) -> None:
+    """The data directory holds the key that decrypts every secret, the runner token, the webhook
+    secret and the databases: it is 0700 and all created in it 0600/0700 (the umask, which the
+    server, worker and runner processes inherit). Files of an older, laxer install are tightened."""
+    os.umask(0o077)
+    data.mkdir(mode=0o700, parents=True, exist_ok=True)
+    data.chmod(0o700)
+    for path in data.iterdir():
+        if path.name.startswith(_PRIVATE_FILES) and path.is_file() and not path.is_symlink():
+            path.chmod(0o600)
+
+
 def _embedded_secrets(data: Path) -> dict[str, str]:
     path = data / "secrets.env"
     values: dict[str, str] = {}
@@ -215,8 +251,11 @@ def _embedded_secrets(data: Path) -> dict[str, str]:
 
 def _write_secrets(data: Path, values: dict[str, str]) -> None:
     path = data / "secrets.env"
-    path.write_text("".join(f"{key}={value}\n" for key, value in values.items()))
-    path.chmod(0o600)
+    # Created 0600: never readable by others, not even between a write and a chmod.
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(descriptor, 0o600)
+    with os.fdopen(descriptor, "w") as file:
+        file.write("".join(f"{key}={value}\n" for key, value in values.items()))
 
 
 @runner.command("list")

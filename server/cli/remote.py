@@ -109,7 +109,9 @@ def list_runners() -> None:
             f"job {job['job_id']} ({_age(job['duration_seconds'])})" for job in item["running"]
         )
         click.echo(
-            f"{item['id']:>3} {item['name']} on {item['hostname']}  {item['state']}  "
+            f"{item['id']:>3} {item['name']} on {item['hostname']}  {item['state']}"
+            f"{' (' + item['unavailable_reason'] + ')' if item.get('unavailable_reason') else ''}  "
+            f"executor={item['executor']} "
             f"labels={','.join(item['labels'])} token allows={','.join(item['token_labels'] or ['-'])} "
             f"concurrency={item['concurrency']} v{item['version']} "
             f"seen {_age(item['seconds_since_seen'])} ago"

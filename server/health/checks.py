@@ -127,6 +127,32 @@ def check_docker() -> Check:
     return Check("docker", True, f"engine {version}")
 
 
+def check_runners(engine: Engine) -> Check:
+    """Runners that are registered and alive but cannot run steps (their Docker engine does not
+    answer): they take no job, so work waits for others. Read from what runners last reported."""
+    try:
+        with engine.connect() as connection:
+            rows = connection.execute(
+                text(
+                    "SELECT name, hostname, state, unavailable_reason FROM runners "
+                    "WHERE state NOT IN ('lost', 'stopped') ORDER BY name"
+                )
+            ).all()
+    except Exception as error:
+        return Check("runners", False, f"cannot read the runners: {_short(error)}", "see 'database'")
+    unavailable = [row for row in rows if row.state == "unavailable"]
+    if unavailable:
+        return Check(
+            "runners",
+            False,
+            "; ".join(f"{row.name} on {row.hostname}: {row.unavailable_reason}" for row in unavailable)
+            + " (it takes no job)",
+            "start the Docker engine on that machine (or fix the runner's DOCKER_HOST): the runner "
+            "checks again at every heartbeat and resumes by itself",
+        )
+    return Check("runners", True, f"{len(rows)} registered, all able to run steps")
+
+
 def check_github_token(settings: Settings) -> Check | None:
     """None when no token is configured (nothing is reported to GitHub, nothing to check)."""
     token = settings.github_token.get_secret_value()

@@ -34,6 +34,9 @@ class Repository(Base):
     fork_approval: Mapped[bool] = mapped_column(default=False, server_default=sa.false())
     # Anonymous readers see public repositories only; private ones need a sign-in (server/reading.py).
     public: Mapped[bool] = mapped_column(default=False, server_default=sa.false())
+    # Runners that run steps as host processes (the local executor) may take this repository's
+    # jobs; never a fork's. Off by default: on the host, a step can reach whatever that user can.
+    allow_host_runner: Mapped[bool] = mapped_column(default=False, server_default=sa.false())
 
     @property
     def owner(self) -> str:

@@ -19,6 +19,9 @@ class RunnerState(enum.StrEnum):
     draining = "draining"
     lost = "lost"
     stopped = "stopped"
+    # Registered and alive, but cannot run steps (its Docker engine does not answer): it claims
+    # nothing until it reports that it can again. Why is in ``Runner.unavailable_reason``.
+    unavailable = "unavailable"
 
 
 class TokenKind(enum.StrEnum):
@@ -45,6 +48,8 @@ class Runner(Base):
     last_seen_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     # Free bytes on the runner's work directory, as of its last heartbeat (None: never reported).
     free_disk_bytes: Mapped[int | None] = mapped_column(sa.BigInteger)
+    # What the runner said when it last reported it cannot run steps (None: it can).
+    unavailable_reason: Mapped[str | None] = mapped_column(sa.String(500))
 
 
 class ApiToken(Base):

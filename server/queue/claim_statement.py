@@ -55,9 +55,14 @@ _CLAIM = """
         SELECT id FROM jobs
         WHERE NOT %(retry_only)s AND NOT EXISTS (SELECT 1 FROM retried)
           AND state = 'queued' AND (%(any_label)s OR labels <@ CAST(%(labels)s AS varchar(100)[]))
-          -- never a job of a build that has ended (cancelled while its job was being queued)
+          -- never a job of a build that has ended (cancelled while its job was being queued);
+          -- for a runner that runs steps on its host, only a repository's that allows it, and
+          -- never a fork's (see claims.runs_on_host)
           AND EXISTS (SELECT 1 FROM builds WHERE builds.id = jobs.build_id
-                      AND builds.state IN ('queued', 'running'))
+                      AND builds.state IN ('queued', 'running')
+                      AND (NOT %(trusted_only)s OR (NOT builds.from_fork AND EXISTS (
+                          SELECT 1 FROM repositories WHERE repositories.id = builds.repository_id
+                          AND repositories.allow_host_runner))))
         ORDER BY priority DESC, queued_at, id
         LIMIT 1
         FOR UPDATE SKIP LOCKED
@@ -83,7 +88,8 @@ _CLAIM = """
     SELECT jobs.id, jobs.build_id, jobs.env, jobs.services, jobs.timeout_seconds, jobs.memory_bytes,
            jobs.cpus, jobs.pids, jobs.environment, builds.commit_sha, builds.ref,
            builds.pull_request_number, builds.branch, builds.from_fork, builds.repository_id,
-           repositories.full_name, repositories.clone_url, jobs.queued_at,
+           repositories.full_name, repositories.clone_url, repositories.allow_host_runner,
+           jobs.queued_at,
            EXISTS (SELECT 1 FROM claimed) AS fresh,
            (SELECT coalesce(json_agg(json_build_array(steps.index, steps.name, steps.image,
                                                       steps.script, steps.env, steps.secrets,
@@ -103,6 +109,7 @@ def claim_in_one_statement(
     runner_id: int,
     labels: list[str],
     any_label: bool,
+    trusted_only: bool,
     token_hash: str,
     claim_key: str | None,
     retry_only: bool,
@@ -110,13 +117,15 @@ def claim_in_one_statement(
     lease_expires_at: dt.datetime,
 ) -> Any | None:
     """The claimed job's row (job columns, commit, ref, branch, fork flag, repository, steps as
-    JSON arrays), or None if none is waiting. ``retry_only``: hand back an earlier try's job,
+    JSON arrays), or None if none is waiting. ``trusted_only``: only jobs of repositories that
+    allow host-process runners, and no fork's. ``retry_only``: hand back an earlier try's job,
     claim nothing new."""
     return postgres_first_row(
         session,
         _CLAIM,
         {
             "any_label": any_label,
+            "trusted_only": trusted_only,
             "labels": labels,
             "runner_id": runner_id,
             "now": now,

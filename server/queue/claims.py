@@ -16,7 +16,7 @@ from typing import Any, NamedTuple, Protocol
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from runner.spec import ALL_LABELS, ClaimedJob, JobSpec, Limits, ServiceSpec, StepSpec
+from runner.spec import ALL_LABELS, DOCKER_EXECUTOR, ClaimedJob, JobSpec, Limits, ServiceSpec, StepSpec
 from server.config import Settings
 from server.environments.rules import deploy_job_refusal
 from server.metrics.observe import job_claimed
@@ -44,6 +44,12 @@ class DeployJobRefused(Exception):
         self.reason = reason
 
 
+def runs_on_host(executor: str) -> bool:
+    """Whether a runner's steps run as host processes: anything but Docker counts as such, so an
+    executor name this server does not know gets only what it may run on a host."""
+    return executor != DOCKER_EXECUTOR
+
+
 @dataclass(frozen=True)
 class RunnerIdentity:
     """A runner as a claim sees it (read with the token check, not a loaded ``Runner`` row)."""
@@ -51,6 +57,7 @@ class RunnerIdentity:
     id: int
     labels: list[str]  # those it may take jobs of now: its own, within its token's (token_labels)
     state: RunnerState
+    executor: str
 
 
 class Claimant(Protocol):
@@ -63,6 +70,8 @@ class Claimant(Protocol):
     def labels(self) -> list[str]: ...
     @property
     def state(self) -> RunnerState: ...
+    @property
+    def executor(self) -> str: ...
 
 
 def claim_next_job(
@@ -74,11 +83,13 @@ def claim_next_job(
     key_locked: bool = False,
 ) -> ClaimedJob | None:
     """The job an earlier try of this claim took (same ``claim_key``), else the best queued job
-    the runner serves, else None. A draining runner gets only the former.
+    the runner serves, else None. A draining (or unavailable) runner gets only the former. A
+    runner that runs steps on its host gets only jobs of repositories that allow it, never a
+    fork's (``runs_on_host``).
 
     ``key_locked``: the caller already holds the claim key's advisory lock (Postgres), taken so
     that a retry that overtakes its own slow first try waits for it instead of claiming twice."""
-    draining = runner.state in (RunnerState.draining, RunnerState.stopped)
+    draining = runner.state in (RunnerState.draining, RunnerState.stopped, RunnerState.unavailable)
     if session.get_bind().dialect.name == "postgresql":
         if claim_key is None and draining:
             return None
@@ -104,6 +115,7 @@ def _claim_on_postgres(
         runner_id=runner.id,
         labels=list(runner.labels),
         any_label=ALL_LABELS in runner.labels,
+        trusted_only=runs_on_host(runner.executor),
         token_hash=token_hash(token),
         claim_key=claim_key,
         retry_only=retry_only,
@@ -187,9 +199,12 @@ def _pick_candidate_on_sqlite(session: Session, runner: Claimant) -> int | None:
         sa.select(Job.id, Job.labels)
         .join(Build, Build.id == Job.build_id)
         .where(Job.state == JobState.queued, Build.state.in_([BuildState.queued, BuildState.running]))
-        .order_by(Job.priority.desc(), Job.queued_at, Job.id)
-        .limit(_SQLITE_SCAN_LIMIT)
     )
+    if runs_on_host(runner.executor):
+        query = query.join(Repository, Repository.id == Build.repository_id).where(
+            Repository.allow_host_runner.is_(True), Build.from_fork.is_(False)
+        )
+    query = query.order_by(Job.priority.desc(), Job.queued_at, Job.id).limit(_SQLITE_SCAN_LIMIT)
     for row in session.execute(query):
         if runner_serves(runner.labels, row.labels):
             return row.id
@@ -212,7 +227,7 @@ def job_spec(session: Session, job_id: int, settings: Settings) -> JobSpec:
             Job.id, Job.build_id, Job.env, Job.services, Job.timeout_seconds, Job.memory_bytes,
             Job.cpus, Job.pids, Job.environment, Build.commit_sha, Build.ref, Build.pull_request_number,
             Build.branch, Build.from_fork, Build.repository_id,
-            Repository.full_name, Repository.clone_url,
+            Repository.full_name, Repository.clone_url, Repository.allow_host_runner,
         )
         .join(Build, Build.id == Job.build_id)
         .join(Repository, Repository.id == Build.repository_id)
@@ -276,6 +291,8 @@ def _spec(session: Session, job: Any, steps: list[StepRow], settings: Settings) 
             for step, secrets in zip(steps, given, strict=True)
         ],
         mask=sorted({value for secrets in given for value in secrets.values.values()}),
+        from_fork=job.from_fork,
+        allow_host_runner=job.allow_host_runner,
     )
 
 

@@ -131,6 +131,7 @@ def _runner_out(view: RunnerView) -> RunnerOut:
         version=runner.version,
         executor=runner.executor,
         state=view.state,
+        unavailable_reason=runner.unavailable_reason,
         last_seen_at=runner.last_seen_at,
         seconds_since_seen=seconds_since(runner.last_seen_at),
         running=[_job_out(job) for job in view.running],

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from server.models import ApiToken, Build, Job, JobState, Runner, RunnerState
 from server.models.base import as_utc, utcnow
-from server.queue.claims import runner_serves
+from server.queue.claims import runner_serves, runs_on_host
 from server.queue.reports import close_job
 from server.queue.token_labels import labels_served
 from server.reading import Reader
@@ -55,7 +55,9 @@ def live_runners(session: Session, lost_after_seconds: float) -> list[RunnerLoad
         sa.select(Runner, ApiToken.labels, ApiToken.revoked)
         .outerjoin(ApiToken, ApiToken.id == Runner.token_id)
         .where(
-            Runner.state.in_([RunnerState.idle, RunnerState.busy, RunnerState.draining]),
+            Runner.state.in_(
+                [RunnerState.idle, RunnerState.busy, RunnerState.draining, RunnerState.unavailable]
+            ),
             Runner.last_seen_at >= cutoff,
         )
     )
@@ -75,7 +77,7 @@ def list_pending(session: Session, lost_after_seconds: float, reader: Reader) ->
         sa.select(Job)
         .where(Job.state == JobState.queued)
         .order_by(Job.priority.desc(), Job.queued_at, Job.id)
-        .options(selectinload(Job.build))
+        .options(selectinload(Job.build).selectinload(Build.repository))
     ).all()
     runners = live_runners(session, lost_after_seconds)
     now = utcnow()
@@ -91,19 +93,47 @@ def list_pending(session: Session, lost_after_seconds: float, reader: Reader) ->
                     build=job.build,
                     position=position,
                     age_seconds=(now - queued_at).total_seconds(),
-                    waiting_because=why_waiting(job.labels, runners, earlier),
+                    waiting_because=why_waiting(job.labels, runners, earlier, host_refusal(job.build)),
                 )
             )
         earlier[tuple(job.labels)] += 1
     return pending
 
 
-def why_waiting(labels: list[str], runners: list[RunnerLoad], earlier: Counter[tuple[str, ...]]) -> str:
-    """Why a queued job has not been claimed, given the live runners and the jobs ahead of it."""
+def host_refusal(build: Build) -> str | None:
+    """Why runners that run steps on their host may not take this build's jobs (as the claim
+    decides it), or None."""
+    if build.from_fork:
+        return "it is a fork's pull request"
+    if not build.repository.allow_host_runner:
+        return f"{build.repository.full_name} does not allow them (greenlight repo set --allow-host-runner)"
+    return None
+
+
+def why_waiting(
+    labels: list[str],
+    runners: list[RunnerLoad],
+    earlier: Counter[tuple[str, ...]],
+    host_refused: str | None = None,
+) -> str:
+    """Why a queued job has not been claimed, given the live runners and the jobs ahead of it
+    (``host_refused``: why host-process runners may not take it)."""
     wanted = ", ".join(labels)
     serving = [load for load in runners if runner_serves(load.serves, labels)]
     if not serving:
         return f"no live runner has the labels {wanted}"
+    if host_refused is not None:
+        serving = [load for load in serving if not runs_on_host(load.runner.executor)]
+        if not serving:
+            return (
+                f"waits for a Docker runner with the labels {wanted}: the only ones run steps as "
+                f"host processes, and {host_refused}"
+            )
+    unavailable = [load for load in serving if load.runner.state is RunnerState.unavailable]
+    if len(unavailable) == len(serving):
+        reason = unavailable[0].runner.unavailable_reason
+        return f"every runner with the labels {wanted} is unavailable: {reason}"
+    serving = [load for load in serving if load.runner.state is not RunnerState.unavailable]
     accepting = [load for load in serving if load.runner.state is not RunnerState.draining]
     if not accepting:
         return f"every runner with the labels {wanted} is draining ({len(serving)})"

@@ -8,12 +8,13 @@ job is closed (``JobClosed``) and nothing it says is recorded.
 from __future__ import annotations
 
 import hmac
+import logging
 from typing import NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from runner.spec import JobFinished, LogBatch, StepFinished, StepOutcome, StepStarted
+from runner.spec import JobFinished, JobReleased, LogBatch, StepFinished, StepOutcome, StepStarted
 from server.builds.service import LockedBuild, expire_if_loaded, refresh_build_state
 from server.db import insert_for, postgres_first_row
 from server.metrics import observe
@@ -34,6 +35,8 @@ from server.queue.claim_statement import PLAN_FOR_CLAIM_SQL
 from server.queue.claims import RunnerIdentity
 from server.queue.token_labels import labels_served
 from server.queue.tokens import token_hash
+
+logger = logging.getLogger(__name__)
 
 _JOB_STATE_FOR_OUTCOME = {
     StepOutcome.passed: JobState.passed,
@@ -65,6 +68,31 @@ def job_for_token(session: Session, job_id: int, token: str, *, lock: bool = Fal
     if not hmac.compare_digest(job.token_hash, token_hash(token)):
         raise JobClosed(f"job {job_id} is not held by this token")
     return job
+
+
+class StepsAlreadyRan(Exception):
+    """A job can be given back only before any of its steps started."""
+
+
+def release_job(session: Session, job: Job, released: JobReleased) -> None:
+    """A runner gives back a job it claimed but will not run (a host-process runner handed a job
+    it may not run): queued again as it was, for another runner, announced again by the
+    reconciler. Only before any step started: what ran cannot be undone."""
+    started = session.scalar(
+        sa.select(sa.func.count()).where(Step.job_id == job.id, Step.state != StepState.pending)
+    )
+    if started:
+        raise StepsAlreadyRan(f"job {job.id} has started steps; it cannot be given back")
+    logger.warning("runner %s gave back job %s: %s", job.runner_id, job.id, released.reason)
+    job.state = JobState.queued
+    job.runner_id = None
+    job.started_at = None
+    job.token_hash = None
+    job.claim_key = None
+    job.lease_expires_at = None
+    job.last_announced_at = None
+    session.flush()
+    refresh_build_state(session, job.build_id)
 
 
 def append_log(session: Session, job: Job, batch: LogBatch) -> None:
@@ -166,6 +194,7 @@ def finish_job_by_token(session: Session, job_id: int, token: str, report: JobFi
             closed.runner_id,
             labels_served(closed.runner_labels, closed.token_labels),
             RunnerState(closed.runner_state),
+            closed.runner_executor,
         )
     return FinishedJob(closed.runner_id, claimant)
 
@@ -174,13 +203,13 @@ def _claimant(session: Session, runner_id: int) -> RunnerIdentity | None:
     """The runner a job's token spoke for, unless its runner token was revoked since, with the
     labels its token allows now (the portable path; Postgres reads it in ``_FINISH_THEN_CLAIM``)."""
     row = session.execute(
-        sa.select(Runner.labels, Runner.state, ApiToken.labels.label("token_labels"))
+        sa.select(Runner.labels, Runner.state, Runner.executor, ApiToken.labels.label("token_labels"))
         .join(ApiToken, ApiToken.id == Runner.token_id)
         .where(Runner.id == runner_id, ApiToken.revoked.is_(False), ApiToken.kind == TokenKind.runner)
     ).one_or_none()
     if row is None:
         return None
-    return RunnerIdentity(runner_id, labels_served(row.labels, row.token_labels), row.state)
+    return RunnerIdentity(runner_id, labels_served(row.labels, row.token_labels), row.state, row.executor)
 
 
 # Close the job if this token holds it; settle the steps it never reported (see close_job); lock
@@ -209,7 +238,7 @@ _FINISH_CTES = """
         FROM builds JOIN closed ON builds.id = closed.build_id
         FOR UPDATE OF builds
     ), claimant AS (
-        SELECT runners.labels, runners.state, api_tokens.labels AS token_labels FROM closed
+        SELECT runners.labels, runners.state, runners.executor, api_tokens.labels AS token_labels FROM closed
         JOIN runners ON runners.id = closed.runner_id
         JOIN api_tokens ON api_tokens.id = runners.token_id
         WHERE closed.runner_id = CAST(%(next_runner_id)s AS integer)
@@ -217,7 +246,8 @@ _FINISH_CTES = """
     )
     SELECT locked.id AS build_id, locked.state AS build_state, locked.event, locked.deploys_on_green,
            closed.runner_id, closed.started_at, claimant.labels AS runner_labels,
-           claimant.state AS runner_state, claimant.token_labels{claim_columns}
+           claimant.state AS runner_state, claimant.executor AS runner_executor,
+           claimant.token_labels{claim_columns}
     FROM locked CROSS JOIN closed LEFT JOIN claimant ON true
 """
 _FINISH = _FINISH_CTES.format(claim_columns="")

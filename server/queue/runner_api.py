@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Annotated, Any
 
-import sqlalchemy as sa
 from fastapi import APIRouter, Depends, HTTPException, Request, Response
 from sqlalchemy.orm import Session
 
@@ -15,6 +14,7 @@ from runner.spec import (
     ClaimRequest,
     HeartbeatReply,
     JobFinished,
+    JobReleased,
     LogBatch,
     RunnerHeartbeat,
     RunnerRegistered,
@@ -34,6 +34,7 @@ from server.queue.runners import (
     RunnerNotRegistered,
     identify_runner,
     register_runner,
+    report_availability,
     runner_for,
     runner_token,
 )
@@ -85,11 +86,12 @@ def register(body: RunnerRegistration, session: SessionDep, token: RunnerTokenDe
 
 @router.post("/heartbeat", status_code=204)
 def runner_heartbeat(body: RunnerHeartbeat, session: SessionDep, token: BearerDep) -> Response:
-    runner = _identify(session, token, body.runner_id)
+    identity = _identify(session, token, body.runner_id)
+    runner = session.get(Runner, identity.id, with_for_update=True)
+    assert runner is not None  # identified just now, and runners are never deleted
     if body.free_disk_bytes is not None:
-        session.execute(
-            sa.update(Runner).where(Runner.id == runner.id).values(free_disk_bytes=body.free_disk_bytes)
-        )
+        runner.free_disk_bytes = body.free_disk_bytes
+    report_availability(runner, body.unavailable)
     return Response(status_code=204)
 
 
@@ -122,6 +124,16 @@ def job_heartbeat(job: HeldJobDep, state: StateDep) -> HeartbeatReply:
 @router.post("/jobs/{job_id}/logs", status_code=204)
 def job_logs(body: LogBatch, job: HeldJobDep, session: SessionDep) -> Response:
     _apply(reports.append_log, session, job, body)
+    return Response(status_code=204)
+
+
+@router.post("/jobs/{job_id}/release", status_code=204)
+def job_released(body: JobReleased, job: HeldJobDep, session: SessionDep) -> Response:
+    """The runner will not run this job (before any step): it goes back to the queue."""
+    try:
+        reports.release_job(session, job, body)
+    except reports.StepsAlreadyRan as error:
+        raise HTTPException(409, str(error)) from None
     return Response(status_code=204)
 
 

@@ -63,12 +63,23 @@ def register_runner(session: Session, token: ApiToken, registration: RunnerRegis
     runner.version = registration.version
     runner.executor = registration.executor
     runner.state = RunnerState.idle
+    report_availability(runner, registration.unavailable)
     runner.registered_at = runner.last_seen_at = utcnow()
     token.last_used_at = runner.registered_at
     session.flush()
     for job in _running_jobs(session, runner.id):
         close_job(session, job, JobState.lost, f"runner {runner.name} restarted while running this job")
     return runner
+
+
+def report_availability(runner: Runner, unavailable: str | None) -> None:
+    """What a runner says about its means to run steps: an idle runner that cannot is unavailable
+    (it claims nothing) until it says it can again. A draining one stays draining."""
+    runner.unavailable_reason = unavailable
+    if unavailable is not None and runner.state is RunnerState.idle:
+        runner.state = RunnerState.unavailable
+    elif unavailable is None and runner.state is RunnerState.unavailable:
+        runner.state = RunnerState.idle
 
 
 def runner_for(session: Session, token: ApiToken, runner_id: int) -> Runner:
@@ -97,7 +108,7 @@ def identify_runner(
     ``claim_next_job``) and sets the claim's planner settings (see ``claim_statement``)."""
     columns: list[Any] = [
         ApiToken.kind, ApiToken.revoked, ApiToken.labels.label("token_labels"), Runner.id.label("runner_id"),
-        Runner.labels, Runner.state, Runner.last_seen_at,
+        Runner.labels, Runner.state, Runner.last_seen_at, Runner.executor,
     ]  # fmt: skip
     if claiming:
         columns += before_claim(session, claim_key)
@@ -127,7 +138,12 @@ def identify_runner(
             .values(last_seen_at=now, state=state)
             .execution_options(synchronize_session=False)
         )
-    return RunnerIdentity(id=row.runner_id, labels=labels_served(row.labels, row.token_labels), state=state)
+    return RunnerIdentity(
+        id=row.runner_id,
+        labels=labels_served(row.labels, row.token_labels),
+        state=state,
+        executor=row.executor,
+    )
 
 
 def mark_lost_runners(session: Session, lost_after_seconds: float) -> list[Runner]:
@@ -140,7 +156,9 @@ def mark_lost_runners(session: Session, lost_after_seconds: float) -> list[Runne
             sa.select(Runner)
             .where(
                 Runner.last_seen_at < cutoff,
-                Runner.state.in_([RunnerState.idle, RunnerState.busy, RunnerState.draining]),
+                Runner.state.in_(
+                    [RunnerState.idle, RunnerState.busy, RunnerState.draining, RunnerState.unavailable]
+                ),
             )
             .with_for_update(skip_locked=True)
         )

@@ -52,6 +52,8 @@ class RunnerOut(BaseModel):
     version: str
     executor: str
     state: RunnerState
+    # Why an unavailable runner cannot run steps (its Docker engine does not answer).
+    unavailable_reason: str | None = None
     last_seen_at: dt.datetime
     seconds_since_seen: float | None
     running: list[RunnerJobOut]

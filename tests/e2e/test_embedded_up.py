@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -100,6 +101,17 @@ def test_greenlight_up_builds_a_push_with_embedded_defaults(tmp_path: Path) -> N
         assert build["state"] == "passed", build
         step_log = httpx.get(url + build["jobs"][0]["steps"][0]["log_url"]).text
         assert step_log == "embedded\n"
+
+        # Keys, tokens, databases, mirrors: nothing in the data directory is anyone else's.
+        assert stat.S_IMODE(data.stat().st_mode) == 0o700
+        for name in ("secrets.env", "secret.key", "greenlight.db", "broker.db"):
+            assert stat.S_IMODE((data / name).stat().st_mode) == 0o600, name
+        shared = {
+            str(path.relative_to(data)): oct(stat.S_IMODE(path.lstat().st_mode))
+            for path in data.rglob("*")
+            if not path.is_symlink() and stat.S_IMODE(path.lstat().st_mode) & 0o077
+        }
+        assert not shared, shared
     finally:
         os.killpg(up.pid, signal.SIGTERM)
         try:

@@ -42,7 +42,7 @@ def doctor(*arguments: str) -> tuple[int, dict[str, dict[str, object]], str]:
 def test_a_healthy_deployment_passes_every_check(deployment: FakeGitHub) -> None:
     code, checks, output = doctor()
     assert code == 0, output
-    assert list(checks) == ["database", "migrations", "clock", "broker", "docker", "github"]
+    assert list(checks) == ["database", "migrations", "clock", "runners", "broker", "docker", "github"]
     assert "repo" in str(checks["github"]["detail"])
 
 

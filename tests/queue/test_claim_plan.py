@@ -16,11 +16,14 @@ from server.queue.claim_statement import _CLAIM, PLAN_FOR_CLAIM_SQL
 pytestmark = pytest.mark.integration
 
 
-def test_the_claim_never_finds_its_job_or_build_by_walking_an_index_on_state(engine: sa.Engine) -> None:
+@pytest.mark.parametrize("trusted_only", [False, True], ids=["docker runner", "host runner"])
+def test_the_claim_never_finds_its_job_or_build_by_walking_an_index_on_state(
+    engine: sa.Engine, trusted_only: bool
+) -> None:
     now = dt.datetime.now(dt.UTC)
     params = {
-        "any_label": False, "labels": ["docker"], "runner_id": 1, "now": now, "token_hash": "x" * 64,
-        "claim_key": None, "retry_only": False, "lease_expires_at": now,
+        "trusted_only": trusted_only, "any_label": False, "labels": ["docker"], "runner_id": 1, "now": now,
+        "token_hash": "x" * 64, "claim_key": None, "retry_only": False, "lease_expires_at": now,
     }  # fmt: skip
     with engine.connect() as connection:
         driver = connection.connection.driver_connection

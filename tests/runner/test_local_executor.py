@@ -1,8 +1,12 @@
-"""LocalExecutor: real /bin/sh processes in a temporary workspace."""
+"""LocalExecutor: real /bin/sh processes, run as an unprivileged user, in a temporary workspace."""
 
 from __future__ import annotations
 
+import os
 import secrets
+import shutil
+import stat
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -12,15 +16,31 @@ import pytest
 
 from runner.executors.base import ExecutorError, StepResult
 from runner.executors.lines import MAX_LINE_CHARS
-from runner.executors.local import LocalExecutor
+from runner.executors.local import STEP_PATH, LocalExecutor
+from runner.executors.step_user import step_user
 from runner.spec import JobSpec, LogLine, ServiceSpec, StepOutcome, StepSpec
 from tests.runner import specs
 from tests.runner.specs import MiB
 
+# The tests run as root; steps run as nobody (the default step user).
+STEP_USER = step_user("nobody")
 
-def make_job(*, memory: int = 1024 * MiB, **env: str) -> JobSpec:
+
+def make_job(*, memory: int = 1024 * MiB, services: list[ServiceSpec] | None = None, **env: str) -> JobSpec:
     # RLIMIT_AS counts address space, not memory: the shell needs more room than a container does.
-    return specs.make_job(memory=memory, **env)
+    job = specs.make_job(memory=memory, services=services, **env)
+    return job.model_copy(update={"allow_host_runner": True})
+
+
+@pytest.fixture
+def tmp_path() -> Iterator[Path]:
+    """The workspace: pytest's own temporary directories lie under a 0700 one the step user
+    cannot pass through."""
+    base = Path(tempfile.mkdtemp(prefix="greenlight-local-test-"))
+    workspace = base / "workspace"
+    workspace.mkdir()
+    yield workspace
+    shutil.rmtree(base)
 
 
 class Lines(list[LogLine]):
@@ -33,7 +53,7 @@ class Lines(list[LogLine]):
 
 @pytest.fixture
 def executor(tmp_path: Path) -> Iterator[LocalExecutor]:
-    executor = LocalExecutor()
+    executor = LocalExecutor(STEP_USER)
     executor.setup(make_job(), tmp_path)
     yield executor
     executor.teardown()
@@ -114,7 +134,7 @@ def test_cancel_stops_a_running_step_within_seconds(executor: LocalExecutor) -> 
 
 
 def test_step_over_memory_limit_fails(tmp_path: Path) -> None:
-    executor = LocalExecutor()
+    executor = LocalExecutor(STEP_USER)
     executor.setup(make_job(memory=128 * MiB), tmp_path)
     result, lines = run(executor, specs.make_step("python3 -c 'data = b\"x\" * (300 << 20)'"))
     assert result.outcome is StepOutcome.failed
@@ -129,7 +149,7 @@ def test_steps_share_the_workspace_and_run_in_it(executor: LocalExecutor, tmp_pa
 
 
 def test_job_env_reaches_the_step_and_step_env_wins(tmp_path: Path) -> None:
-    executor = LocalExecutor()
+    executor = LocalExecutor(STEP_USER)
     executor.setup(make_job(APP_ENV="test", LEVEL="job"), tmp_path)
     _, lines = run(executor, specs.make_step('echo "$APP_ENV $LEVEL"', LEVEL="step"))
     assert lines.of("stdout") == ["test step"]
@@ -139,13 +159,18 @@ def test_runner_environment_does_not_leak_into_steps(
     executor: LocalExecutor, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("GREENLIGHT_RUNNER_TOKEN", "do-not-leak")
-    _, lines = run(executor, specs.make_step('echo "token=${GREENLIGHT_RUNNER_TOKEN:-unset}"'))
-    assert lines.of("stdout") == ["token=unset"]
+    monkeypatch.setenv("PATH", f"/opt/runner-only:{os.environ['PATH']}")
+    _, lines = run(
+        executor, specs.make_step('echo "token=${GREENLIGHT_RUNNER_TOKEN:-unset}"; echo "$PATH"; env')
+    )
+    assert lines.of("stdout")[:2] == ["token=unset", STEP_PATH]
+    names = {line.split("=", 1)[0] for line in lines.of("stdout")[2:]}
+    assert names <= {"PATH", "HOME", "LANG", "USER", "LOGNAME", "PWD", "SHLVL", "_"}, names
 
 
 def test_env_values_are_not_shell_expanded(tmp_path: Path) -> None:
     marker = tmp_path / f"pwned-{secrets.token_hex(4)}"
-    executor = LocalExecutor()
+    executor = LocalExecutor(STEP_USER)
     executor.setup(make_job(TITLE=f"$(touch {marker})"), tmp_path)
     result, lines = run(executor, specs.make_step('echo "$TITLE"', BRANCH="`id`;x"))
     assert result.outcome is StepOutcome.passed
@@ -154,8 +179,64 @@ def test_env_values_are_not_shell_expanded(tmp_path: Path) -> None:
 
 
 def test_a_job_with_services_is_refused_with_the_reason(tmp_path: Path) -> None:
-    job = specs.make_job(services=[ServiceSpec(name="db", image="postgres:16")])
+    job = make_job(services=[ServiceSpec(name="db", image="postgres:16")])
     with pytest.raises(
         ExecutorError, match=r"cannot start services \(db\); the job needs a runner with Docker"
     ):
-        LocalExecutor().setup(job, tmp_path)
+        LocalExecutor(STEP_USER).setup(job, tmp_path)
+
+
+def test_a_step_runs_as_the_step_user_and_cannot_read_the_data_directory(
+    executor: LocalExecutor, tmp_path: Path
+) -> None:
+    # What `greenlight up` keeps (0600 files in a 0700 directory), and a 0600 file anyone may reach.
+    data = tmp_path.parent / "data"
+    data.mkdir(mode=0o700)
+    key = data / "secret.key"
+    key.write_text("the key that decrypts every secret")
+    key.chmod(0o600)
+    reachable = tmp_path.parent / "runner.token"
+    reachable.write_text("glr_token")
+    reachable.chmod(0o600)
+    result, lines = run(
+        executor, specs.make_step(f"id -u; id -G; cat {key} || cat {reachable} || echo refused")
+    )
+    assert result.outcome is StepOutcome.passed
+    uid, groups, verdict = lines.of("stdout")
+    assert int(uid) not in (0, os.getuid(), data.stat().st_uid) and int(uid) == STEP_USER.uid
+    assert groups.split() == [str(STEP_USER.gid)]  # no supplementary group, root's least of all
+    assert verdict == "refused"
+    assert sum("Permission denied" in line for line in lines.of("stderr")) == 2
+
+
+def test_the_workspace_is_the_step_users_alone(executor: LocalExecutor, tmp_path: Path) -> None:
+    run(executor, specs.make_step("mkdir -p build && echo x > build/out"))
+    info = tmp_path.stat()
+    assert (info.st_uid, stat.S_IMODE(info.st_mode)) == (STEP_USER.uid, 0o700)
+    assert (tmp_path / "build" / "out").stat().st_uid == STEP_USER.uid
+
+
+def test_a_symlink_in_the_checkout_does_not_hand_its_target_to_the_step_user(tmp_path: Path) -> None:
+    target = tmp_path.parent / "runner-owned"
+    target.write_text("x")
+    target.chmod(0o600)
+    (tmp_path / "link").symlink_to(target)
+    LocalExecutor(STEP_USER).setup(make_job(), tmp_path)
+    assert target.stat().st_uid == 0
+
+
+@pytest.mark.parametrize(
+    ("update", "refusal"),
+    [
+        ({"from_fork": True}, "a fork's pull request never runs as host processes"),
+        ({"allow_host_runner": False}, "acme/widgets does not allow host-process runners"),
+    ],
+)
+def test_a_fork_build_or_a_repository_that_did_not_opt_in_is_refused_before_anything_runs(
+    tmp_path: Path, update: dict[str, bool], refusal: str
+) -> None:
+    marker = tmp_path / "checked-out"
+    marker.write_text("x")
+    with pytest.raises(ExecutorError, match=refusal):
+        LocalExecutor(STEP_USER).setup(make_job().model_copy(update=update), tmp_path)
+    assert marker.stat().st_uid == 0  # not even handed over

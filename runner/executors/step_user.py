@@ -1,0 +1,75 @@
+"""The unprivileged user the local executor runs steps as, and the checks that keep that user
+away from what the runner and the server keep: never root, never the owner of their directories."""
+
+from __future__ import annotations
+
+import os
+import pwd
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class StepUser:
+    name: str
+    uid: int
+    gid: int
+
+
+def step_user(name: str) -> StepUser:
+    """The user called ``name`` (or with that numeric id); ValueError if there is none."""
+    try:
+        entry = pwd.getpwuid(int(name)) if name.isdigit() else pwd.getpwnam(name)
+    except (KeyError, OverflowError):
+        raise ValueError(f"there is no user {name!r} on this machine") from None
+    return StepUser(entry.pw_name, entry.pw_uid, entry.pw_gid)
+
+
+def step_user_problem(user: StepUser, runner_dir: Path, data_dir: Path | None) -> str | None:
+    """Why steps may not run as ``user`` from ``runner_dir``, or None.
+
+    Steps must not read the runner's token, the server's key or database, nor another
+    repository's mirror: so the user is not root, owns neither directory, and the runner must be
+    able to switch to it (it runs as root, or as that very user, which the ownership check refuses).
+    Its workspaces must also be reachable, which a 0700 parent (such as ``greenlight up``'s data
+    directory) forbids."""
+    if user.uid == 0:
+        return f"steps would run as {user.name}, which is root: choose an unprivileged user (--run-as)"
+    guarded = [("the runner directory", runner_dir)]
+    if data_dir is not None:
+        guarded.append(("the data directory", data_dir))
+    for what, directory in guarded:
+        if directory.exists() and directory.stat().st_uid == user.uid:
+            return f"{user.name} owns {what} {directory}: steps run as it could read its keys and tokens"
+    if os.geteuid() != 0:
+        return f"the runner runs as uid {os.geteuid()}, not root: it cannot run steps as {user.name}"
+    for parent in reversed(runner_dir.resolve().parents):
+        if not _traversable(parent, user):
+            return (
+                f"{user.name} cannot reach {runner_dir}, as {parent} is closed to it: put the runner "
+                "directory (GREENLIGHT_RUNNER_DIR) where others may pass through, outside the data directory"
+            )
+    return None
+
+
+def hand_over(workspace: Path, user: StepUser) -> None:
+    """Give the checked-out ``workspace`` to ``user``, and to nobody else: owned by it, 0700, and
+    its parent passable (not readable) so that the user can reach it."""
+    for root, directories, files in os.walk(workspace):
+        for name in (*directories, *files):
+            # Never through a symlink: a commit may hold one to any file of this machine.
+            os.chown(os.path.join(root, name), user.uid, user.gid, follow_symlinks=False)
+    os.chown(workspace, user.uid, user.gid)
+    workspace.chmod(0o700)
+    parent = workspace.parent
+    parent.chmod(stat.S_IMODE(parent.stat().st_mode) | 0o111)
+
+
+def _traversable(directory: Path, user: StepUser) -> bool:
+    info = directory.stat()
+    if info.st_uid == user.uid:
+        return bool(info.st_mode & stat.S_IXUSR)
+    if info.st_gid == user.gid:
+        return bool(info.st_mode & stat.S_IXGRP)
+    return bool(info.st_mode & stat.S_IXOTH)

@@ -1,0 +1,224 @@
+"""Which runners the server hands which jobs, through the runner API on real Postgres (and the
+embedded SQLite claim): a runner that runs steps on its host gets only jobs of repositories that
+allow it, never a fork's; a runner that cannot run steps (no Docker engine) gets nothing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy.orm import Session
+
+from server.config import Settings
+from server.db import make_engine, make_session_factory
+from server.migrate import upgrade_to_head
+from server.models import Job, JobState, Repository, Runner, RunnerState
+from server.queue.claims import RunnerIdentity, claim_next_job
+from tests import factories
+from tests.conftest import SECRET_KEY, WEBHOOK_SECRET
+
+pytestmark = pytest.mark.integration
+
+
+def register(client: TestClient, token: str, name: str, executor: str, unavailable: str | None = None) -> int:
+    reply = client.post(
+        "/api/runner/register",
+        json={
+            "name": name,
+            "hostname": "h",
+            "labels": ["docker"],
+            "concurrency": 1,
+            "version": "t",
+            "executor": executor,
+            "unavailable": unavailable,
+        },
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    assert reply.status_code == 200, reply.text
+    return reply.json()["runner_id"]
+
+
+def claim(client: TestClient, token: str, runner_id: int) -> dict[str, Any] | None:
+    reply = client.post(
+        "/api/runner/claim", json={"runner_id": runner_id}, headers={"Authorization": f"Bearer {token}"}
+    )
+    assert reply.status_code in (200, 204), reply.text
+    return reply.json() if reply.status_code == 200 else None
+
+
+def queued_job(
+    session: Session,
+    name: str,
+    *,
+    allow_host_runner: bool = False,
+    from_fork: bool = False,
+    priority: int = 0,
+) -> int:
+    repo = factories.repository(session, name)
+    repo.allow_host_runner = allow_host_runner
+    build = factories.build(session, repo)
+    build.from_fork = from_fork
+    job_id = factories.job(session, build, priority=priority).id
+    session.commit()
+    return job_id
+
+
+@pytest.fixture
+def token(session: Session) -> str:
+    value = factories.runner_token(session)
+    session.commit()
+    return value
+
+
+def test_a_local_runner_is_never_handed_a_fork_build_nor_a_repository_that_did_not_opt_in(
+    client: TestClient, session: Session, token: str
+) -> None:
+    # Higher priority first: were they claimable, the local runner would get these before the last.
+    fork = queued_job(session, "acme/opted-in-fork", allow_host_runner=True, from_fork=True, priority=9)
+    not_opted_in = queued_job(session, "acme/not-opted-in", priority=8)
+    opted_in = queued_job(session, "acme/opted-in", allow_host_runner=True)
+
+    local = register(client, token, "host", "local")
+    claimed = claim(client, token, local)
+    assert claimed is not None and claimed["spec"]["job_id"] == opted_in
+    assert claimed["spec"]["allow_host_runner"] is True and claimed["spec"]["from_fork"] is False
+    # Its next claim, in the same request as the job's end, is refused the same way.
+    reply = client.post(
+        f"/api/runner/jobs/{opted_in}/finish",
+        json={"outcome": "passed", "next": {"runner_id": local, "claim_key": "k" * 20}},
+        headers={"Authorization": f"Bearer {claimed['job_token']}"},
+    )
+    assert reply.status_code == 204, reply.text
+    assert claim(client, token, local) is None
+    session.expire_all()
+    assert session.get(Job, fork).state is JobState.queued
+    assert session.get(Job, not_opted_in).state is JobState.queued
+
+    # They wait for a Docker runner, which gets them.
+    docker = register(client, token, "docker", "docker")
+    taken = {claim(client, token, docker)["spec"]["job_id"] for _ in range(2)}  # type: ignore[index]
+    assert taken == {fork, not_opted_in}
+
+
+def test_an_executor_the_server_does_not_know_counts_as_a_host_one(
+    client: TestClient, session: Session, token: str
+) -> None:
+    queued_job(session, "acme/widgets")
+    assert claim(client, token, register(client, token, "odd", "shell")) is None
+
+
+def test_a_signed_in_user_opts_a_repository_in_through_the_api(
+    client: TestClient, session: Session, token: str
+) -> None:
+    job_id = queued_job(session, "acme/widgets")
+    user = factories.user_token(session)
+    session.commit()
+    local = register(client, token, "host", "local")
+    assert client.patch("/api/repos/acme/widgets", json={"allow_host_runner": True}).status_code == 401
+    assert claim(client, token, local) is None
+    reply = client.patch(
+        "/api/repos/acme/widgets",
+        json={"allow_host_runner": True},
+        headers={"Authorization": f"Bearer {user}"},
+    )
+    assert reply.status_code == 200 and reply.json()["allow_host_runner"] is True, reply.text
+    claimed = claim(client, token, local)
+    assert claimed is not None and claimed["spec"]["job_id"] == job_id
+
+
+def test_the_opt_in_can_be_withdrawn_while_jobs_wait(
+    client: TestClient, session: Session, token: str
+) -> None:
+    job_id = queued_job(session, "acme/widgets", allow_host_runner=True)
+    repo = session.query(Repository).one()
+    repo.allow_host_runner = False
+    session.commit()
+    assert claim(client, token, register(client, token, "host", "local")) is None
+    assert session.get(Job, job_id).state is JobState.queued
+
+
+def test_a_runner_without_its_docker_engine_is_handed_nothing_until_it_says_it_can_again(
+    client: TestClient, session: Session, token: str
+) -> None:
+    job_id = queued_job(session, "acme/widgets")
+    runner_id = register(client, token, "r", "docker", unavailable="the Docker engine does not answer")
+    assert claim(client, token, runner_id) is None
+    runners = client.get("/api/runners").json()
+    assert runners[0]["state"] == "unavailable"
+    assert "Docker engine does not answer" in runners[0]["unavailable_reason"]
+    session.expire_all()
+    assert session.get(Job, job_id).state is JobState.queued
+
+    def heartbeat(unavailable: str | None) -> None:
+        reply = client.post(
+            "/api/runner/heartbeat",
+            json={"runner_id": runner_id, "unavailable": unavailable},
+            headers={"Authorization": f"Bearer {token}"},
+        )
+        assert reply.status_code == 204, reply.text
+
+    heartbeat("the Docker engine does not answer")
+    assert claim(client, token, runner_id) is None
+    heartbeat(None)
+    assert client.get("/api/runners").json()[0]["state"] == "idle"
+    claimed = claim(client, token, runner_id)
+    assert claimed is not None and claimed["spec"]["job_id"] == job_id
+
+
+def test_queue_list_says_why_a_job_waits_for_a_docker_runner(
+    client: TestClient, session: Session, token: str
+) -> None:
+    fork = queued_job(session, "acme/fork", allow_host_runner=True, from_fork=True)
+    closed = queued_job(session, "acme/closed")
+    register(client, token, "host", "local")
+
+    def reasons() -> dict[int, str]:
+        return {item["job_id"]: item["waiting_because"] for item in client.get("/api/queue").json()}
+
+    assert "waits for a Docker runner" in reasons()[fork] and "fork's pull request" in reasons()[fork]
+    assert "acme/closed does not allow them (greenlight repo set --allow-host-runner)" in reasons()[closed]
+    register(client, token, "docker", "docker", unavailable="the Docker engine does not answer: refused")
+    assert reasons()[fork] == (
+        "every runner with the labels docker is unavailable: the Docker engine does not answer: refused"
+    )
+
+
+def runner(session: Session, executor: str, state: RunnerState) -> RunnerIdentity:
+    row = Runner(
+        name=f"{executor}-{state.value}", hostname="h", labels=["docker"], concurrency=1, version="t",
+        executor=executor, state=state,
+    )  # fmt: skip
+    session.add(row)
+    session.commit()
+    return RunnerIdentity(id=row.id, labels=["docker"], state=state, executor=executor)
+
+
+def test_the_embedded_claim_on_sqlite_keeps_forks_and_other_repositories_from_a_local_runner(
+    tmp_path: Path,
+) -> None:
+    url = f"sqlite:///{tmp_path / 'greenlight.db'}"
+    upgrade_to_head(url)
+    engine = make_engine(url)
+    settings = Settings(
+        database_url=url, broker_url="memory://", data_dir=tmp_path, github_webhook_secret=WEBHOOK_SECRET,
+        secret_key=SECRET_KEY,
+    )  # fmt: skip
+    try:
+        with make_session_factory(engine)() as session:
+            queued_job(session, "acme/fork", allow_host_runner=True, from_fork=True, priority=9)
+            queued_job(session, "acme/closed", priority=8)
+            opted_in = queued_job(session, "acme/open", allow_host_runner=True)
+            local, docker, unavailable = (
+                runner(session, "local", RunnerState.idle),
+                runner(session, "docker", RunnerState.idle),
+                runner(session, "docker", RunnerState.unavailable),
+            )
+            claimed = claim_next_job(session, local, settings)
+            assert claimed is not None and claimed.spec.job_id == opted_in
+            assert claim_next_job(session, local, settings) is None
+            assert claim_next_job(session, unavailable, settings) is None
+            assert claim_next_job(session, docker, settings) is not None
+    finally:
+        engine.dispose()
