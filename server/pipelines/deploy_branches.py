@@ -3,11 +3,8 @@ both ask)."""
 
 from __future__ import annotations
 
-from wcmatch import glob
-
+from server.pipelines.branch_globs import branch_matches
 from server.pipelines.config import PipelineConfig
-
-_GLOB_FLAGS = glob.GLOBSTAR | glob.DOTGLOB | glob.BRACE
 
 
 def branch_deploys_to(pipeline: PipelineConfig, branch: str) -> list[str]:
@@ -15,7 +12,5 @@ def branch_deploys_to(pipeline: PipelineConfig, branch: str) -> list[str]:
     return [
         name
         for name, environment in pipeline.deploy.items()
-        if environment.branch
-        and not environment.promote_only
-        and glob.globmatch(branch, environment.branch, flags=_GLOB_FLAGS)
+        if not environment.promote_only and branch_matches(branch, environment.branch)
     ]

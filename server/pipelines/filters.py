@@ -9,11 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from wcmatch import glob
-
+from server.pipelines.branch_globs import glob_matches
 from server.pipelines.config import GlobFilter, WhenConfig
-
-_GLOB_FLAGS = glob.GLOBSTAR | glob.DOTGLOB | glob.BRACE
 
 
 @dataclass(frozen=True)
@@ -55,9 +52,9 @@ def _mismatch(condition: WhenConfig, facts: BuildFacts) -> str | None:
 
 
 def _matches(name: str, globs: GlobFilter) -> bool:
-    if globs.include and not glob.globmatch(name, globs.include, flags=_GLOB_FLAGS):
+    if globs.include and not glob_matches(name, globs.include):
         return False
-    return not (globs.exclude and glob.globmatch(name, globs.exclude, flags=_GLOB_FLAGS))
+    return not glob_matches(name, globs.exclude)
 
 
 def _describe(globs: GlobFilter) -> str:
