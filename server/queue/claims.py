@@ -248,6 +248,7 @@ def _spec(session: Session, job: Any, steps: list[StepRow], settings: Settings) 
             for step, secrets in zip(steps, given, strict=True)
         ],
         mask=sorted({value for secrets in given for value in secrets.values.values()}),
+        log_budget=settings.log_budget(),
     )
 
 
