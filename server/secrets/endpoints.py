@@ -4,7 +4,6 @@ FastAPI's validation errors echo the input back, and that input would be the val
 
 from __future__ import annotations
 
-import json
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
@@ -17,6 +16,7 @@ from server.models.secret import ANY_ENVIRONMENT
 from server.repos.service import get_repository
 from server.secrets.schemas import SecretIn, SecretOut
 from server.secrets.service import SecretError, delete_secret, list_secrets, set_secret
+from server.web.lean import parse_json
 
 router = APIRouter(prefix="/api/repos/{owner}/{name}/secrets", tags=["secrets"])
 
@@ -48,8 +48,8 @@ def secret_out(repository: Repository, secret: Secret) -> SecretOut:
 
 async def _secret_in(request: Request) -> SecretIn:
     try:
-        return SecretIn.model_validate(json.loads(await request.body()))
-    except ValueError as error:  # json.JSONDecodeError and ValidationError alike
+        return SecretIn.model_validate(parse_json(await request.body()))
+    except ValueError as error:  # json.JSONDecodeError, UnreadableJson and ValidationError alike
         problems = (
             [f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in error.errors()]
             if isinstance(error, ValidationError)
