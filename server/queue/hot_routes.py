@@ -1,4 +1,5 @@
-"""The runner API's two hot routes, served without FastAPI's per-request machinery.
+"""The runner API's two hot routes, served without FastAPI's per-request machinery (and a bound
+on the size of a log batch, which FastAPI would read whole whatever its size).
 
 Every job passes through ``POST /api/runner/claim`` (a runner's first claim) and ``POST
 /api/runner/jobs/{id}/finish`` (its end, with the runner's next claim). Through FastAPI each
@@ -20,7 +21,7 @@ from typing import Any
 from anyio import to_thread
 from pydantic import BaseModel, ValidationError
 from sqlalchemy.exc import DBAPIError
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from runner.logs import bind
 from runner.spec import ClaimedJob, ClaimRequest, JobFinished
@@ -32,6 +33,10 @@ from server.web.lean import BodyTooLarge, UnreadableJson, header, json_body, par
 # Far above any claim or job end (a reason is at most a few KiB): a bigger body is refused unread.
 MAX_BODY_BYTES = 1 << 20
 _FINISH_PATH = re.compile(r"/api/runner/jobs/([0-9]{1,18})/finish")
+_LOGS_PATH = re.compile(r"/api/runner/jobs/[0-9]{1,18}/logs")
+# A runner's log batch holds at most 1 MiB of text (runner/reporter.py); JSON escapes can make
+# that a few times bigger on the wire. Anything far beyond is refused before it is read whole.
+MAX_LOG_BODY_BYTES = 16 << 20
 _JSON = (b"content-type", b"application/json")
 _BEARER_CHALLENGE = (b"www-authenticate", b"Bearer")
 # FastAPI's words for a body its JSON parser raised on other than with a JSONDecodeError.
@@ -57,7 +62,28 @@ class HotRunnerRoutes:
                 bind(job_id=job_id)
                 await self._serve(scope, receive, send, JobFinished, self._finish(job_id))
                 return
+            if _LOGS_PATH.fullmatch(path) is not None:
+                await self._bounded(scope, receive, send, MAX_LOG_BODY_BYTES)
+                return
         await self.app(scope, receive, send)
+
+    async def _bounded(self, scope: Scope, receive: Receive, send: Send, limit: int) -> None:
+        """The FastAPI route, given the body once it is known to be within ``limit`` bytes."""
+        try:
+            body = await read_body(receive, limit)
+        except BodyTooLarge:
+            await self._reply(send, 413, {"detail": "request body too large"})
+            return
+        delivered = False
+
+        async def replay() -> Message:
+            nonlocal delivered
+            if delivered:
+                return await receive()  # a disconnect, as the route would have seen
+            delivered = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        await self.app(scope, replay, send)
 
     def _claim(self, token: str, body: Any) -> ClaimedJob | None:
         return job_cycle.claim(self.state, token, body)

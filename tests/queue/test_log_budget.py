@@ -87,3 +87,15 @@ def test_a_line_longer_than_any_runner_sends_is_cut_when_stored(client: TestClie
     [line, notice] = stored(session, claimed["spec"]["job_id"], 0)
     assert len(line[2]) == MAX_STORED_LINE_CHARS
     assert notice[1] == "system" and "1,000 bytes dropped" in notice[2]
+
+
+def test_a_log_batch_far_bigger_than_any_runner_sends_is_refused_unread(client: TestClient) -> None:
+    body = b'{"step_index": 0, "seq": 0, "lines": [{"at": 1, "stream": "stdout", "text": "' + b"x" * (
+        17 << 20
+    )
+    reply = client.post(
+        "/api/runner/jobs/1/logs",
+        content=body + b'"}]}',
+        headers={"Authorization": "Bearer x", "Content-Type": "application/json"},
+    )
+    assert reply.status_code == 413 and reply.json() == {"detail": "request body too large"}
