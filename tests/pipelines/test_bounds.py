@@ -52,6 +52,10 @@ def test_a_billion_laughs_of_nested_lists_is_refused() -> None:
     assert "anchors and aliases" in message and "values" in message
 
 
+def test_an_alias_inside_its_own_anchor_is_refused() -> None:
+    assert error_for("steps: &a [*a]\n") == ".greenlight.yml:1: an alias refers to a value that contains it"
+
+
 def test_yaml_nested_too_deeply_is_a_configuration_error() -> None:
     message = error_for("steps: " + "[" * 50_000 + "]" * 50_000 + "\n")
     assert message.startswith(".greenlight.yml: ") and "nested too deeply" in message
