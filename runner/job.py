@@ -64,7 +64,7 @@ class JobRun:
     def run(self) -> StepOutcome:
         job = self.spec
         self._masker = SecretMasker(job.mask_values())
-        logs = LogShipper(self.api, job.job_id, self.token, self._masker)
+        logs = LogShipper(self.api, job.job_id, self.token, self._masker, job.log_budget)
         heartbeat = Heartbeat(self.api, job.job_id, self.token, job.heartbeat_seconds, self.cancel)
         deadline = self._deadline = time.monotonic() + job.timeout_seconds
         watchdog = threading.Thread(target=in_this_context(self._watch), args=(deadline,), daemon=True)
@@ -149,7 +149,7 @@ class JobRun:
             if result.outcome is StepOutcome.cancelled and time.monotonic() >= self._deadline:
                 reason = f"timed out: the job ran longer than {job.timeout_seconds}s"
                 result = StepResult(StepOutcome.timed_out, None, result.duration_seconds, reason)
-            logs.flush()
+            logs.end_step()  # the step's log is complete (and says if it was cut) before its end
             self._report(
                 self.api.step_finished,
                 StepFinished(

@@ -1,8 +1,10 @@
 """Ships a step's output to the server in batches while it runs, and the job's heartbeat.
 
 Lines are appended from executor threads; a flusher thread sends them every half second
-(or at 500 lines), numbered per step so a retried batch is stored once. Every line is masked
-on its way in: the shipper is the one door out of the runner for a job's log.
+(or at 500 lines, or 1 MiB), numbered per step so a retried batch is stored once. Every line is
+masked on its way in, and metered against the job's log budget: what is over it is never sent,
+and the step's log ends with a line saying how much was dropped. The shipper is the one door
+out of the runner for a job's log.
 """
 
 from __future__ import annotations
@@ -12,26 +14,35 @@ import threading
 import time
 
 from runner.client import JobClosedError, RunnerApi
+from runner.log_budget import LogMeter, line_cost
 from runner.logs import in_this_context
 from runner.masking import SecretMasker
-from runner.spec import LogBatch, LogLine
+from runner.spec import LogBatch, LogBudget, LogLine
 
 logger = logging.getLogger(__name__)
 
 FLUSH_SECONDS = 0.5
 MAX_BATCH_LINES = 500
+MAX_BATCH_BYTES = 1024 * 1024
 
 
 class LogShipper:
     def __init__(
-        self, api: RunnerApi, job_id: int, job_token: str, masker: SecretMasker | None = None
+        self,
+        api: RunnerApi,
+        job_id: int,
+        job_token: str,
+        masker: SecretMasker | None = None,
+        budget: LogBudget | None = None,
     ) -> None:
         self._api = api
         self._masker = masker or SecretMasker(())
+        self._meter = LogMeter(budget or LogBudget())
         self._job_id = job_id
         self._token = job_token
         self._lock = threading.Lock()
         self._pending: list[LogLine] = []
+        self._pending_bytes = 0
         self._step_index = 0
         self._seq = 0
         self._wake = threading.Event()
@@ -41,25 +52,45 @@ class LogShipper:
         self._thread.start()
 
     def begin_step(self, step_index: int) -> None:
-        self.flush()
+        self.end_step()
         with self._lock:
             self._step_index = step_index
             self._seq = 0
+            self._meter.begin_step()
 
     def add(self, line: LogLine) -> None:
         with self._lock:
-            self._pending.append(line)
+            admitted = self._meter.admit(line)
+            if admitted is None:
+                return  # over the budget: counted, said once at the end of the step
+            self._pending.append(admitted)
+            self._pending_bytes += line_cost(admitted.text)
             # Once, when a batch fills: the flusher then sends until nothing is pending.
-            full = len(self._pending) == MAX_BATCH_LINES
+            full = len(self._pending) == MAX_BATCH_LINES or self._pending_bytes >= MAX_BATCH_BYTES
         if full:
             self._wake.set()
+
+    def end_step(self) -> None:
+        """Say what the budget dropped of the step's output, then send everything pending."""
+        with self._lock:
+            notice = self._meter.notice()
+            if notice is not None:
+                self._pending.append(notice)
+        self.flush()
 
     def flush(self) -> None:
         while True:
             with self._lock:
                 if not self._pending:
                     return
-                lines, self._pending = self._pending[:MAX_BATCH_LINES], self._pending[MAX_BATCH_LINES:]
+                count, size = 0, 0
+                while count < min(len(self._pending), MAX_BATCH_LINES) and (
+                    count == 0 or size < MAX_BATCH_BYTES
+                ):
+                    size += line_cost(self._pending[count].text)
+                    count += 1
+                lines, self._pending = self._pending[:count], self._pending[count:]
+                self._pending_bytes -= size
                 step_index, seq = self._step_index, self._seq
                 self._seq += 1
             self._send(LogBatch(step_index=step_index, seq=seq, lines=self._masked(lines)))
@@ -85,7 +116,7 @@ class LogShipper:
         self._stopped.set()
         self._wake.set()
         self._thread.join(timeout=30)
-        self.flush()
+        self.end_step()
 
     def _send(self, batch: LogBatch) -> None:
         if self.closed.is_set():

@@ -152,6 +152,24 @@ class GitCredential(BaseModel):
         return self
 
 
+# A line longer than this travels in pieces (the runner cuts it), so no single line is huge.
+# The server cuts what a runner sends at four times as much (a piece may end a chunk later).
+MAX_LOG_LINE_CHARS = 64 * 1024
+DEFAULT_LOG_STEP_BYTES = 16 * 1024 * 1024
+DEFAULT_LOG_JOB_BYTES = 64 * 1024 * 1024
+
+
+class LogBudget(BaseModel):
+    """How much of a job's output is kept (the server's settings, sent with the job): what a step
+    prints beyond ``step_bytes``, or the job beyond ``job_bytes``, is dropped, by the runner
+    and again by the server (``runner/log_budget.py``), and the log says how much."""
+
+    model_config = ConfigDict(frozen=True)
+
+    step_bytes: int = Field(default=DEFAULT_LOG_STEP_BYTES, gt=0)
+    job_bytes: int = Field(default=DEFAULT_LOG_JOB_BYTES, gt=0)
+
+
 class JobSpec(BaseModel):
     """Everything a runner needs to run one job, and nothing it may not see."""
 
@@ -186,6 +204,7 @@ class JobSpec(BaseModel):
     # host-process runner no other job; the runner checks again (``host_trust_refusal``).
     from_fork: bool = False
     allow_host_runner: bool = False
+    log_budget: LogBudget = Field(default_factory=LogBudget)
 
     def mask_values(self) -> list[str]:
         return [value.get_secret_value() for value in self.mask]

@@ -23,7 +23,7 @@ from server.deploys.endpoints import router as deploys_router
 from server.deploys.messages import deploy_messages, enable_deploy_messages
 from server.deps import AppState
 from server.environments.endpoints import router as environments_router
-from server.errors import database_error_reply, invalid_input_detail
+from server.errors import INTERNAL_ERROR, database_error_reply, invalid_input_detail
 from server.github.outbox import enable_status_reports
 from server.health.endpoints import router as health_router
 from server.logs.endpoints import router as logs_router
@@ -96,6 +96,17 @@ def create_app(settings: Settings, transport: Transport | None = None) -> FastAP
     @app.exception_handler(RequestValidationError)
     def invalid_request(_request: Request, error: RequestValidationError) -> JSONResponse:
         return JSONResponse({"detail": invalid_input_detail(error.errors())}, status_code=422)
+
+    error_headers = {
+        name.decode(): value.decode()
+        for name, value in security_headers(https=settings.public_url.startswith("https://"))
+    }
+
+    @app.exception_handler(Exception)
+    def bug_of_ours(_request: Request, _error: Exception) -> JSONResponse:
+        # Starlette's last-resort 500 is sent outside SecurityHeaders: it carries them itself. The
+        # traceback goes to the log (the exception is raised again), never to the client.
+        return JSONResponse({"detail": INTERNAL_ERROR}, status_code=500, headers=error_headers)
 
     @app.exception_handler(DBAPIError)
     def database_error(_request: Request, error: DBAPIError) -> JSONResponse:

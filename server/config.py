@@ -8,10 +8,13 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Annotated
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import BeforeValidator, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from runner.config import parse_bytes
+from runner.spec import DEFAULT_LOG_JOB_BYTES, DEFAULT_LOG_STEP_BYTES, LogBudget
 
 if TYPE_CHECKING:
     from server.secrets.crypto import SecretCipher
@@ -71,6 +74,10 @@ class Settings(BaseSettings):
     # all logs add up to more than the budget ("10G"; unset: no budget).
     log_retention_age: str = "30d"
     log_retention_max_bytes: str | None = None
+    # A job's log budget ("16M", "1G" or bytes): output a step prints beyond the first, or a job
+    # beyond the second, is dropped (by the runner, and again when stored) and the log says so.
+    log_step_bytes: Annotated[int, BeforeValidator(parse_bytes), Field(gt=0)] = DEFAULT_LOG_STEP_BYTES
+    log_job_bytes: Annotated[int, BeforeValidator(parse_bytes), Field(gt=0)] = DEFAULT_LOG_JOB_BYTES
 
     @model_validator(mode="after")
     def _fill_embedded_defaults(self) -> Settings:
@@ -100,6 +107,9 @@ class Settings(BaseSettings):
             self.secret_cipher()
         except ValueError as error:
             raise InsecureSettingsError(str(error)) from None
+
+    def log_budget(self) -> LogBudget:
+        return LogBudget(step_bytes=self.log_step_bytes, job_bytes=self.log_job_bytes)
 
     def secret_cipher(self) -> SecretCipher:
         """What encrypts and decrypts repository secrets (see ``server/secrets/crypto.py``)."""

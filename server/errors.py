@@ -13,6 +13,9 @@ from sqlalchemy.exc import DataError, DBAPIError
 
 logger = logging.getLogger(__name__)
 
+# The whole reply to a bug of ours: what went wrong is in the server's log, not in the reply.
+INTERNAL_ERROR = "internal server error"
+
 
 def invalid_input_detail(errors: Any) -> Any:
     """Pydantic's errors as JSON. A body holding Infinity or NaN (Python's JSON parser accepts

@@ -138,3 +138,30 @@ def test_token_labels_changes_what_a_runner_token_allows_and_token_list_shows_it
     assert listed.exit_code == 0 and f"{token_id}\trunner\tbox\tdocker" in listed.output
     assert token not in listed.output
     assert runner.invoke(cli, ["token", "labels", "999", "docker"]).exit_code != 0
+
+
+# What a step (or a pushed file, or a payload) may print to trick the operator's terminal: a
+# hyperlink hiding its target, a window title, a cursor move that rewrites the line above, a bell.
+HOSTILE = (
+    "\x1b]8;;https://evil.example/\x07click me\x1b]8;;\x07 \x1b]0;owned\x07"
+    "\x1b[2A\x1b[2K\x07\x1b[31mred\x1b[0m\ttab\r\x9b1A\x00end"
+)
+
+
+def test_build_logs_never_write_escape_sequences_or_control_characters(data_dir: Path) -> None:
+    from server.models import LogChunk
+    from tests import factories
+
+    engine = make_engine(get_settings().database_url)
+    with make_session_factory(engine)() as session:
+        repo = factories.repository(session, "acme/app")
+        build = factories.build(session, repo)
+        job = factories.job(session, build, steps=1)
+        job.steps[0].name = "step \x1b]0;title\x07one"
+        session.add(LogChunk(job_id=job.id, step_index=0, seq=0, line_count=1, lines=[[0.5, "out", HOSTILE]]))
+        session.commit()
+        number = build.number
+    engine.dispose()
+    output = CliRunner().invoke(cli, ["build", "logs", "acme/app", str(number)]).output
+    assert "click me red\ttabend" in output and "step one" in output
+    assert not any((ord(char) < 32 and char not in "\n\t") or 0x7F <= ord(char) <= 0x9F for char in output)

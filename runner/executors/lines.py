@@ -7,11 +7,11 @@ import time
 
 from runner.executors.base import LineSink
 from runner.masking import SecretMasker
-from runner.spec import LogLine
+from runner.spec import MAX_LOG_LINE_CHARS, LogLine
 
 # A line longer than this is emitted in pieces, so a step printing endless output without a
 # newline (progress bars using "\r") cannot grow the runner's memory without bound.
-MAX_LINE_CHARS = 64 * 1024
+MAX_LINE_CHARS = MAX_LOG_LINE_CHARS
 
 _NO_SECRETS = SecretMasker(())
 

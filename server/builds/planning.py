@@ -21,7 +21,7 @@ from server.models import Build, BuildState, Repository
 from server.models.base import utcnow
 from server.pipelines.config import CONFIG_FILE
 from server.pipelines.filters import BuildFacts, excluded_by
-from server.pipelines.loader import ConfigError, load_pipeline
+from server.pipelines.loader import ConfigError, check_file_size, load_pipeline
 from server.pipelines.plan import plan_jobs
 from server.queue.runners import announcement_labels
 from server.secrets.credentials import fetch_source_of
@@ -82,18 +82,18 @@ def plan_build(session: Session, build_id: int, settings: Settings) -> list[tupl
         return []
     try:
         pipeline = load_pipeline(checkout.text or "")
+        facts = BuildFacts(
+            event=build.event,
+            branch=build.target_branch if build.pull_request_number is not None else build.branch,
+            changed_paths=checkout.changed_paths,
+        )
+        if (why := excluded_by(pipeline.when, facts)) is not None:
+            _skip(session, build, f"the pipeline's {why}")
+            return []
+        jobs = plan_jobs(build, pipeline, settings, facts)
     except ConfigError as error:
         fail_build(build, BuildState.failed, f"configuration error:\n{error}")
         return []
-    facts = BuildFacts(
-        event=build.event,
-        branch=build.target_branch if build.pull_request_number is not None else build.branch,
-        changed_paths=checkout.changed_paths,
-    )
-    if (why := excluded_by(pipeline.when, facts)) is not None:
-        _skip(session, build, f"the pipeline's {why}")
-        return []
-    jobs = plan_jobs(build, pipeline, settings, facts)
     if all(step.filtered for job in jobs for step in job.steps):
         _skip(session, build, "every step was left out by its `when:`")
         return []
@@ -121,8 +121,12 @@ def _read_at_commit(session: Session, settings: Settings, build: Build) -> Check
         checkout = Checkout(changed_paths=_changed_paths(mirror, build))
         if build.pull_request_number is not None:
             checkout.head_author, checkout.head_message = mirror.commit_summary(sha)
+        # A file over the limit is refused without being read into memory.
+        check_file_size(mirror.file_size(sha, CONFIG_FILE))
         checkout.text = mirror.read_file(sha, CONFIG_FILE)
         return checkout
+    except ConfigError as error:
+        return Checkout(failure=(BuildState.failed, f"configuration error:\n{error}"))
     except FileNotInCommit:
         return Checkout(failure=(BuildState.failed, f"{CONFIG_FILE} not found in commit {sha[:12]}"))
     except GitError as error:

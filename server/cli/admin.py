@@ -3,8 +3,6 @@ so they run where the server's settings are)."""
 
 from __future__ import annotations
 
-import sys
-
 import click
 import sqlalchemy as sa
 
@@ -12,6 +10,7 @@ from runner.git_access import redact_urls
 from server.builds import queries
 from server.cli import remote
 from server.cli.context import cli_session
+from server.cli.terminal import show
 from server.models import ApiToken, Build, TokenKind
 from server.pipelines.config import parse_size
 from server.queue.token_labels import DEFAULT_RUNNER_TOKEN_LABELS, InvalidLabel, parse_labels
@@ -199,7 +198,7 @@ def build_list(full_name: str, limit: int) -> None:
         if repository is None:
             raise click.ClickException(f"{full_name} is not registered")
         for item in queries.builds_of(session, repository, limit=limit):
-            click.echo(f"#{item.number}\t{item.state.value}\t{describe_ref(item)}\t{item.commit_sha[:12]}")
+            show(f"#{item.number}\t{item.state.value}\t{describe_ref(item)}\t{item.commit_sha[:12]}")
 
 
 @build.command("show")
@@ -211,14 +210,14 @@ def build_show(full_name: str, number: int) -> None:
         found = queries.build_by_number(session, repository, number) if repository else None
         if found is None:
             raise click.ClickException(f"build {full_name}#{number} not found")
-        click.echo(f"#{found.number} {found.state.value} {describe_ref(found)} {found.commit_sha}")
+        show(f"#{found.number} {found.state.value} {describe_ref(found)} {found.commit_sha}")
         if found.reason:
-            click.echo(found.reason)
+            show(found.reason)
         for job in found.jobs:
-            click.echo(f"  job {job.name}: {job.state.value}{' — ' + job.reason if job.reason else ''}")
+            show(f"  job {job.name}: {job.state.value}{' — ' + job.reason if job.reason else ''}")
             for step in job.steps:
                 duration = f" {step.duration_seconds:.1f}s" if step.duration_seconds is not None else ""
-                click.echo(f"    {step.index} {step.name}: {step.state.value}{duration}")
+                show(f"    {step.index} {step.name}: {step.state.value}{duration}")
 
 
 @build.command("cancel")
@@ -253,9 +252,9 @@ def build_logs(full_name: str, number: int) -> None:
             raise click.ClickException(f"build {full_name}#{number} not found")
         for job in found.jobs:
             for step in job.steps:
-                click.echo(f"--- {job.name} / {step.name} ({step.state.value})")
+                show(f"--- {job.name} / {step.name} ({step.state.value})")
                 if job.logs_pruned_at is not None:
-                    click.echo(f"log pruned {job.logs_pruned_at:%Y-%m-%d} (retention)")
+                    show(f"log pruned {job.logs_pruned_at:%Y-%m-%d} (retention)")
                     continue
                 for _at, _stream, text in queries.log_lines(session, job.id, step.index):
-                    sys.stdout.write(text + "\n")
+                    show(text)

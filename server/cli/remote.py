@@ -9,6 +9,8 @@ from typing import Any
 import click
 import httpx
 
+from server.cli.terminal import show
+
 
 def _api(method: str, path: str, *, allow_missing: bool = False, **kwargs: Any) -> Any:
     """The reply's JSON (None for an empty reply, and for a 404 when ``allow_missing``)."""
@@ -54,7 +56,7 @@ def queue_list() -> None:
     for item in _api("GET", "/api/queue"):
         pull_request = item.get("pull_request_number")
         ref = item["branch"] or item["tag"] or (f"PR #{pull_request}" if pull_request else "?")
-        click.echo(
+        show(
             f"{item['position']:>3}. job {item['job_id']}  "
             f"{item['repository']}@{ref} {item['commit_sha'][:8]}  "
             f"labels={','.join(item['labels'])} priority={item['priority']} age={_age(item['age_seconds'])}  "
@@ -94,13 +96,13 @@ def queue_cancel(job_id: int) -> None:
 def queue_failed(limit: int) -> None:
     """Jobs that failed, errored, timed out or were lost, with the end of the failing step's log."""
     for item in _api("GET", "/api/jobs/failed", params={"limit": limit}):
-        click.echo(
+        show(
             f"job {item['job_id']} (attempt {item['attempt']}) {item['repository']}#{item['build_number']} "
             f"{item['state']}: {item['reason'] or ''}"
         )
         for line in item["log_tail"]:
-            click.echo(f"    | {line}")
-        click.echo(f"    re-run: greenlight job rerun {item['job_id']}")
+            show(f"    | {line}")
+        show(f"    re-run: greenlight job rerun {item['job_id']}")
 
 
 def list_runners() -> None:
@@ -108,7 +110,7 @@ def list_runners() -> None:
         running = ", ".join(
             f"job {job['job_id']} ({_age(job['duration_seconds'])})" for job in item["running"]
         )
-        click.echo(
+        show(
             f"{item['id']:>3} {item['name']} on {item['hostname']}  {item['state']}"
             f"{' (' + item['unavailable_reason'] + ')' if item.get('unavailable_reason') else ''}  "
             f"executor={item['executor']} "
@@ -121,11 +123,11 @@ def list_runners() -> None:
 
 def show_runner(runner_id: int) -> None:
     item = _api("GET", f"/api/runners/{runner_id}")
-    click.echo(
+    show(
         f"{item['name']} ({item['state']}): " + ", ".join(f"{k} {v}" for k, v in item["counts"].items())
     )
     for job in item["recent"]:
-        click.echo(
+        show(
             f"  job {job['job_id']} {job['repository']} {job['state']} {_age(job['duration_seconds'])}"
         )
 

@@ -21,8 +21,8 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from server.models import Deployment, Environment, Repository
+from server.pipelines.branch_globs import branch_matches
 from server.pipelines.config import DEFAULT_DEPLOY_LABELS
-from server.pipelines.filters import matches_any
 
 
 def allowed_branches(rule: list[str], default_branch: str) -> list[str]:
@@ -42,7 +42,7 @@ def branch_refusal(environment: Environment, repository: Repository, branch: str
     """None when ``branch`` may deploy to ``environment``; otherwise why not, in words a person can
     act on (the history and the API show it)."""
     allowed = allowed_branches(environment.branches, repository.default_branch)
-    if branch is not None and matches_any(branch, allowed):
+    if branch is not None and branch_matches(branch, allowed):
         return None
     what = f"branch {branch}" if branch is not None else "a commit of no branch"
     allow = (

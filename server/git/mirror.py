@@ -124,6 +124,17 @@ class Mirror:
             raise FileNotInCommit(f"{path} is not in commit {sha}")
         return result.stdout.decode("utf-8", errors="replace")
 
+    def file_size(self, sha: str, path: str) -> int:
+        """Bytes of ``path`` at ``sha`` (``FileNotInCommit`` if absent), without reading it."""
+        _require_sha(sha)
+        result = subprocess.run(
+            ["git", "--git-dir", str(self.path), "cat-file", "-s", f"{sha}:{path}"],
+            capture_output=True, env=_env(), timeout=60, check=False,
+        )  # fmt: skip
+        if result.returncode != 0 or not result.stdout.strip().isdigit():
+            raise FileNotInCommit(f"{path} is not in commit {sha}")
+        return int(result.stdout)
+
     def _has_commit(self, sha: str) -> bool:
         result = subprocess.run(
             ["git", "--git-dir", str(self.path), "cat-file", "-e", f"{sha}^{{commit}}"],

@@ -1,4 +1,4 @@
-"""Terminal output to safe, styled segments.
+"""Terminal output to safe, styled segments (for the browser) or safe text (for a terminal).
 
 A log line becomes ``[(text, css_classes), ...]``: colours and bold/italic/underline become class
 names (the Content-Security-Policy forbids inline styles), every other escape sequence (cursor
@@ -102,6 +102,30 @@ def strip_ansi(line: str) -> str:
 
 
 _PLAIN = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+_SGR = re.compile(r"[0-9;:]*m")
+_RESET = "\x1b[0m"
+
+
+def for_terminal(text: str, *, colors: bool) -> str:
+    """``text`` safe to write to an operator's terminal: every escape sequence and control
+    character is dropped but newline and tab, as on the build page (an OSC 8 link that hides
+    its target, a window title, a cursor move that rewrites the lines above, a bell). With
+    ``colors`` (the output is a terminal), plain SGR sequences stay, and a reset ends the text
+    so that no colour runs into what follows."""
+    if not _PLAIN.search(text):
+        return text
+    kept = False
+
+    def keep_colours(match: re.Match[str]) -> str:
+        nonlocal kept
+        csi = match.group("csi")
+        if colors and csi is not None and _SGR.fullmatch(csi):
+            kept = True
+            return match.group(0)
+        return ""
+
+    safe = _ESCAPES.sub(keep_colours, text)
+    return safe + _RESET if kept else safe
 
 
 def render_line(line: str) -> list[Segment]:

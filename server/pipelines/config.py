@@ -23,6 +23,11 @@ from server.pipelines import matrix
 CONFIG_FILE = ".greenlight.yml"
 DEFAULT_READY_TIMEOUT_SECONDS = 30
 MAX_SERVICES = 10
+# Each value a push can make the server store once per planned job (see also plan.py's bounds).
+MAX_COMMAND_CHARACTERS = 64 * 1024
+MAX_COMMANDS = 100
+MAX_ENV_VALUE_CHARACTERS = 32 * 1024
+MAX_ENV_VARIABLES = 100
 
 _DURATION = re.compile(r"^\s*(?:(\d+)h)?\s*(?:(\d+)m)?\s*(?:(\d+)s)?\s*$")
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgKMG]i?[bB]?|[bB])?\s*$")
@@ -59,7 +64,7 @@ def _size_bytes(value: Any) -> Any:
     raise ValueError("expected a size such as 512m or 2g")
 
 
-def _env_value(value: Any) -> Any:
+def _scalar(value: Any) -> Any:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, int | float):
@@ -67,14 +72,27 @@ def _env_value(value: Any) -> Any:
     return value
 
 
+def _env_value(value: Any) -> Any:
+    value = _scalar(value)
+    if isinstance(value, str) and len(value) > MAX_ENV_VALUE_CHARACTERS:
+        raise ValueError(f"a value is {len(value):,} characters; at most {MAX_ENV_VALUE_CHARACTERS:,}")
+    return value
+
+
 def _command(value: Any) -> Any:
     # `run: true` means the command `true`, not YAML's boolean.
-    return _env_value(value) if isinstance(value, bool | int | float) else value
+    return _scalar(value) if isinstance(value, bool | int | float) else value
 
 
 def _commands(value: Any) -> Any:
     value = [_command(c) for c in value] if isinstance(value, list) else _command(value)
     if isinstance(value, str) or (isinstance(value, list) and all(isinstance(c, str) for c in value)):
+        commands = [value] if isinstance(value, str) else value
+        if len(commands) > MAX_COMMANDS:
+            raise ValueError(f"{len(commands):,} commands; at most {MAX_COMMANDS}")
+        longest = max((len(command) for command in commands), default=0)
+        if longest > MAX_COMMAND_CHARACTERS:
+            raise ValueError(f"a command is {longest:,} characters; at most {MAX_COMMAND_CHARACTERS:,}")
         return value
     raise ValueError("expected a command (a string) or a list of commands")
 
@@ -97,6 +115,8 @@ EnvValue = Annotated[str, BeforeValidator(_env_value)]
 
 
 def _check_env_names(env: dict[str, str]) -> dict[str, str]:
+    if len(env) > MAX_ENV_VARIABLES:
+        raise ValueError(f"{len(env):,} variables; at most {MAX_ENV_VARIABLES}")
     for name in env:
         if not _ENV_NAME.match(name):
             raise ValueError(f"{name!r} is not a valid environment variable name")
@@ -158,7 +178,7 @@ def _argv(value: Any) -> Any:
     """``command: redis-server --port 7000`` is split into words like a shell would, but no shell
     ever runs it."""
     if isinstance(value, bool | int | float):
-        value = _env_value(value)
+        value = _scalar(value)
     if isinstance(value, str):
         try:
             argv = shlex.split(value)
@@ -168,7 +188,7 @@ def _argv(value: Any) -> Any:
             raise ValueError("the command is empty")
         return argv
     if isinstance(value, list) and value and all(isinstance(word, str | int | float) for word in value):
-        return [_env_value(word) for word in value]
+        return [_scalar(word) for word in value]
     raise ValueError("expected a command (a string) or a non-empty list of words")
 
 
@@ -183,7 +203,7 @@ def _check_axis_name(name: str) -> str:
 ServiceName = Annotated[str, AfterValidator(_check_service_name)]
 Argv = Annotated[list[str], BeforeValidator(_argv)]
 AxisName = Annotated[str, AfterValidator(_check_axis_name)]
-MatrixValue = Annotated[str, BeforeValidator(_env_value), Field(min_length=1, max_length=100)]
+MatrixValue = Annotated[str, BeforeValidator(_scalar), Field(min_length=1, max_length=100)]
 
 
 class ReadyConfig(BaseModel):

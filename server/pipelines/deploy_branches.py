@@ -4,8 +4,8 @@ both ask). What the file says is only half: the server's rule for each environme
 
 from __future__ import annotations
 
+from server.pipelines.branch_globs import branch_matches
 from server.pipelines.config import PipelineConfig
-from server.pipelines.filters import matches_any
 
 
 def branch_deploys_to(pipeline: PipelineConfig, branch: str) -> list[str]:
@@ -13,5 +13,5 @@ def branch_deploys_to(pipeline: PipelineConfig, branch: str) -> list[str]:
     return [
         name
         for name, environment in pipeline.deploy.items()
-        if environment.branch and not environment.promote_only and matches_any(branch, environment.branch)
+        if not environment.promote_only and branch_matches(branch, environment.branch)
     ]

@@ -7,14 +7,10 @@ tag) make a path filter pass: a build is never skipped on a guess.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 
-from wcmatch import glob
-
+from server.pipelines.branch_globs import glob_matches
 from server.pipelines.config import GlobFilter, WhenConfig
-
-_GLOB_FLAGS = glob.GLOBSTAR | glob.DOTGLOB | glob.BRACE
 
 
 @dataclass(frozen=True)
@@ -56,16 +52,9 @@ def _mismatch(condition: WhenConfig, facts: BuildFacts) -> str | None:
 
 
 def _matches(name: str, globs: GlobFilter) -> bool:
-    if globs.include and not matches_any(name, globs.include):
+    if globs.include and not glob_matches(name, globs.include):
         return False
-    return not (globs.exclude and matches_any(name, globs.exclude))
-
-
-def matches_any(name: str, globs: Sequence[str]) -> bool:
-    """Does a branch (or path) match one of the globs? The one glob rule of Greenlight, for
-    `when:`, `deploy.<env>.branch` and the server's environment rules alike: ``*`` stops at
-    ``/``, ``**`` crosses it, ``{a,b}`` is either."""
-    return bool(globs) and glob.globmatch(name, list(globs), flags=_GLOB_FLAGS)
+    return not glob_matches(name, globs.exclude)
 
 
 def _describe(globs: GlobFilter) -> str:

@@ -10,21 +10,47 @@ from pydantic import ValidationError
 from server.pipelines import matrix
 from server.pipelines.config import CONFIG_FILE, PipelineConfig
 
+# What one push may make the server parse, build and keep of its pipeline file. An alias
+# (`*name`) repeats its anchor's whole value: a few KiB of aliases to aliases would otherwise
+# expand to gigabytes before any schema check, and then into every planned job.
+MAX_FILE_BYTES = 256 * 1024
+MAX_EXPANDED_VALUES = 200_000  # above what 256 KiB can hold without aliases
+MAX_EXPANDED_CHARACTERS = 2 * 1024 * 1024
+
 
 class ConfigError(ValueError):
     """The user's pipeline file is wrong; the message says where and what was expected."""
 
 
+def check_file_size(size: int, filename: str = CONFIG_FILE) -> None:
+    """Planning asks before reading the file; ``load_pipeline`` asks again of the text."""
+    if size > MAX_FILE_BYTES:
+        raise ConfigError(
+            f"{filename}: the file is {size:,} bytes; "
+            f"at most {MAX_FILE_BYTES:,} ({MAX_FILE_BYTES // 1024} KiB)"
+        )
+
+
 def load_pipeline(text: str, filename: str = CONFIG_FILE) -> PipelineConfig:
+    check_file_size(len(text.encode()), filename)
+    loader: yaml.SafeLoader | None = None
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
+        loader = yaml.SafeLoader(text)
+        root = loader.get_single_node()
+        if root is not None:
+            _check_expansion(root, filename)
+        data = loader.construct_document(root) if root is not None else None
     except yaml.MarkedYAMLError as error:
         mark = error.problem_mark
         where = f"{filename}:{mark.line + 1}:{mark.column + 1}" if mark else filename
         raise ConfigError(f"{where}: invalid YAML: {error.problem or error}") from None
     except yaml.YAMLError as error:
         raise ConfigError(f"{filename}: invalid YAML: {error}") from None
+    except RecursionError:
+        raise ConfigError(f"{filename}: invalid YAML: nested too deeply") from None
+    finally:
+        if loader is not None:
+            loader.dispose()
     if not isinstance(data, dict):
         raise ConfigError(
             f"{filename}:1: expected a mapping with at least `steps:`, found {type(data).__name__}"
@@ -45,6 +71,51 @@ def load_pipeline(text: str, filename: str = CONFIG_FILE) -> PipelineConfig:
     if problems:
         raise ConfigError("\n".join(problems))
     return pipeline
+
+
+def _check_expansion(root: yaml.Node, filename: str) -> None:
+    """Refuse a document whose aliases expand beyond the limits, counting on the composed nodes
+    (where an alias is its anchor's node again) before any Python value is built."""
+    sizes: dict[int, tuple[int, int]] = {}  # id(node) -> (values, characters) once expanded
+    open_nodes: set[int] = set()
+
+    def expanded(node: yaml.Node) -> tuple[int, int]:
+        known = sizes.get(id(node))
+        if known is not None:
+            return known
+        if id(node) in open_nodes:
+            raise ConfigError(
+                f"{filename}:{node.start_mark.line + 1}: an alias refers to a value that contains it"
+            )
+        if isinstance(node, yaml.ScalarNode):
+            size = (1, len(node.value))
+        else:
+            open_nodes.add(id(node))
+            children = (
+                [item for pair in node.value for item in pair]
+                if isinstance(node, yaml.MappingNode)
+                else node.value
+            )
+            values, characters = 1, 0
+            for child in children:
+                child_values, child_characters = expanded(child)
+                values, characters = values + child_values, characters + child_characters
+            open_nodes.discard(id(node))
+            size = (values, characters)
+        sizes[id(node)] = size
+        return size
+
+    values, characters = expanded(root)
+    if values > MAX_EXPANDED_VALUES:
+        raise ConfigError(
+            f"{filename}: anchors and aliases (`*name`) expand the file to {values:,} values; "
+            f"at most {MAX_EXPANDED_VALUES:,}"
+        )
+    if characters > MAX_EXPANDED_CHARACTERS:
+        raise ConfigError(
+            f"{filename}: anchors and aliases (`*name`) expand the file to {characters:,} characters; "
+            f"at most {MAX_EXPANDED_CHARACTERS:,}"
+        )
 
 
 def _unresolved_images(pipeline: PipelineConfig, root: yaml.Node | None, filename: str) -> list[str]:

@@ -9,10 +9,15 @@ from runner.spec import ReadinessSpec, ServiceSpec
 from server.config import Settings
 from server.models import Build, Job, JobState, Step, StepState
 from server.pipelines import matrix
-from server.pipelines.config import PipelineConfig, StepConfig
+from server.pipelines.config import CONFIG_FILE, PipelineConfig, StepConfig
 from server.pipelines.filters import BuildFacts, excluded_by
+from server.pipelines.loader import ConfigError
 
 PIPELINE_JOB_NAME = "pipeline"
+# What one build's plan may store, after its matrix: every job repeats every step's script and
+# variables. 64 matrix jobs of 100 steps fit the file's own limits; they do not fit these.
+MAX_PLANNED_STEPS = 2000
+MAX_PLAN_BYTES = 4 * 1024 * 1024
 
 
 def standard_env(build: Build) -> dict[str, str]:
@@ -42,8 +47,41 @@ def standard_env(build: Build) -> dict[str, str]:
 
 def plan_jobs(build: Build, pipeline: PipelineConfig, settings: Settings, facts: BuildFacts) -> list[Job]:
     """One job per matrix combination (one job without a matrix), each with its own steps; steps
-    their `when:` leaves out are recorded as skipped and never reach a runner."""
-    return [_plan_job(build, pipeline, settings, facts, cell) for cell in pipeline.matrix_cells()]
+    their `when:` leaves out are recorded as skipped and never reach a runner. A plan beyond
+    the bounds above is a ``ConfigError``, raised before any job is built."""
+    cells = pipeline.matrix_cells()
+    check_plan_size(pipeline, cells)
+    return [_plan_job(build, pipeline, settings, facts, cell) for cell in cells]
+
+
+def check_plan_size(
+    pipeline: PipelineConfig, cells: list[dict[str, str]], filename: str = CONFIG_FILE
+) -> None:
+    steps = len(cells) * len(pipeline.steps)
+    if steps > MAX_PLANNED_STEPS:
+        raise ConfigError(
+            f"{filename}: the plan has {len(cells)} jobs of {len(pipeline.steps)} steps, "
+            f"{steps:,} steps in all; "
+            f"at most {MAX_PLANNED_STEPS:,} per build"
+        )
+    per_job = _env_bytes(pipeline.env) + sum(
+        len(script_for(step).encode()) + _env_bytes(step.env) for step in pipeline.steps
+    )
+    per_job += sum(
+        _env_bytes(service.env) + len(" ".join(service.command or ()).encode())
+        for service in pipeline.services.values()
+    )
+    size = sum(per_job + _env_bytes(cell) for cell in cells)
+    if size > MAX_PLAN_BYTES:
+        raise ConfigError(
+            f"{filename}: the plan's commands and variables come to {size / 1024**2:.1f} MiB "
+            f"({len(cells)} jobs); "
+            f"at most {MAX_PLAN_BYTES // 1024**2} MiB per build"
+        )
+
+
+def _env_bytes(env: dict[str, str]) -> int:
+    return sum(len(name.encode()) + len(value.encode()) for name, value in env.items())
 
 
 def _plan_job(

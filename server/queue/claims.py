@@ -293,6 +293,7 @@ def _spec(session: Session, job: Any, steps: list[StepRow], settings: Settings) 
         mask=sorted({value for secrets in given for value in secrets.values.values()}),
         from_fork=job.from_fork,
         allow_host_runner=job.allow_host_runner,
+        log_budget=settings.log_budget(),
     )
 
 

@@ -1,4 +1,5 @@
-"""The runner API's two hot routes, served without FastAPI's per-request machinery.
+"""The runner API's two hot routes, served without FastAPI's per-request machinery (and a bound
+on the size of a log batch, which FastAPI would read whole whatever its size).
 
 Every job passes through ``POST /api/runner/claim`` (a runner's first claim) and ``POST
 /api/runner/jobs/{id}/finish`` (its end, with the runner's next claim). Through FastAPI each
@@ -13,7 +14,6 @@ app (``server.app.GreenlightApp``), so these two requests skip its middleware to
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Callable
 from typing import Any
@@ -21,20 +21,26 @@ from typing import Any
 from anyio import to_thread
 from pydantic import BaseModel, ValidationError
 from sqlalchemy.exc import DBAPIError
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from runner.logs import bind
 from runner.spec import ClaimedJob, ClaimRequest, JobFinished
 from server.deps import AppState
-from server.errors import database_error_reply, invalid_input_detail
+from server.errors import INTERNAL_ERROR, database_error_reply, invalid_input_detail
 from server.queue import job_cycle
-from server.web.lean import BodyTooLarge, header, json_body, read_body, send_body
+from server.web.lean import BodyTooLarge, UnreadableJson, header, json_body, parse_json, read_body, send_body
 
 # Far above any claim or job end (a reason is at most a few KiB): a bigger body is refused unread.
 MAX_BODY_BYTES = 1 << 20
 _FINISH_PATH = re.compile(r"/api/runner/jobs/([0-9]{1,18})/finish")
+_LOGS_PATH = re.compile(r"/api/runner/jobs/[0-9]{1,18}/logs")
+# A runner's log batch holds at most 1 MiB of text (runner/reporter.py); JSON escapes can make
+# that a few times bigger on the wire. Anything far beyond is refused before it is read whole.
+MAX_LOG_BODY_BYTES = 16 << 20
 _JSON = (b"content-type", b"application/json")
 _BEARER_CHALLENGE = (b"www-authenticate", b"Bearer")
+# FastAPI's words for a body its JSON parser raised on other than with a JSONDecodeError.
+_UNPARSABLE = "There was an error parsing the body"
 
 
 class HotRunnerRoutes:
@@ -56,7 +62,28 @@ class HotRunnerRoutes:
                 bind(job_id=job_id)
                 await self._serve(scope, receive, send, JobFinished, self._finish(job_id))
                 return
+            if _LOGS_PATH.fullmatch(path) is not None:
+                await self._bounded(scope, receive, send, MAX_LOG_BODY_BYTES)
+                return
         await self.app(scope, receive, send)
+
+    async def _bounded(self, scope: Scope, receive: Receive, send: Send, limit: int) -> None:
+        """The FastAPI route, given the body once it is known to be within ``limit`` bytes."""
+        try:
+            body = await read_body(receive, limit)
+        except BodyTooLarge:
+            await self._reply(send, 413, {"detail": "request body too large"})
+            return
+        delivered = False
+
+        async def replay() -> Message:
+            nonlocal delivered
+            if delivered:
+                return await receive()  # a disconnect, as the route would have seen
+            delivered = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        await self.app(scope, replay, send)
 
     def _claim(self, token: str, body: Any) -> ClaimedJob | None:
         return job_cycle.claim(self.state, token, body)
@@ -86,6 +113,9 @@ class HotRunnerRoutes:
         except _InvalidBody as invalid:
             await self._reply(send, 422, {"detail": invalid_input_detail(invalid.errors)})
             return
+        except UnreadableJson:
+            await self._reply(send, 400, {"detail": _UNPARSABLE})
+            return
         try:
             claimed = await to_thread.run_sync(work, token, request)
         except job_cycle.Refused as refused:
@@ -95,6 +125,11 @@ class HotRunnerRoutes:
             status, detail = database_error_reply(error)
             await self._reply(send, status, {"detail": detail})
             return
+        except Exception:
+            # As FastAPI's last resort does, with the same headers as every reply: the 500 is
+            # sent, then the exception is raised again for the server to log its traceback.
+            await self._reply(send, 500, {"detail": INTERNAL_ERROR})
+            raise
         if claimed is None:
             await send({"type": "http.response.start", "status": 204, "headers": self.headers})
             await send({"type": "http.response.body", "body": b""})
@@ -118,7 +153,9 @@ def _validated(model: type[BaseModel], body: bytes) -> BaseModel:
     if not body:
         raise _InvalidBody([{"type": "missing", "loc": ("body",), "msg": "Field required", "input": None}])
     try:
-        data = json.loads(body)
+        data = parse_json(body)
+    except UnreadableJson:
+        raise  # FastAPI answers it with a 400 and ``_UNPARSABLE``
     except ValueError as error:  # JSONDecodeError, or bytes that are not UTF-8
         position = getattr(error, "pos", 0)
         detail = {"error": getattr(error, "msg", str(error))}

@@ -14,7 +14,17 @@ from typing import NamedTuple
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from runner.spec import JobFinished, JobReleased, LogBatch, StepFinished, StepOutcome, StepStarted
+from runner.log_budget import LogMeter
+from runner.spec import (
+    JobFinished,
+    JobReleased,
+    LogBatch,
+    LogBudget,
+    LogLine,
+    StepFinished,
+    StepOutcome,
+    StepStarted,
+)
 from server.builds.service import LockedBuild, expire_if_loaded, refresh_build_state
 from server.db import insert_for, postgres_first_row
 from server.metrics import observe
@@ -95,10 +105,13 @@ def release_job(session: Session, job: Job, released: JobReleased) -> None:
     refresh_build_state(session, job.build_id)
 
 
-def append_log(session: Session, job: Job, batch: LogBatch) -> None:
+def append_log(session: Session, job: Job, batch: LogBatch, budget: LogBudget | None = None) -> None:
+    """Store a batch, within the job's log budget whatever the runner sent: a runner meters its
+    output itself (``runner/log_budget.py``), and this meters it again against what is stored."""
     _step(session, job, batch.step_index)
+    lines = _within_budget(session, job, batch, budget or LogBudget())
     insert = insert_for(session)
-    text_bytes = sum(len(line.text.encode()) for line in batch.lines)
+    text_bytes = sum(len(line.text.encode()) for line in lines)
     stored = (
         session.connection()
         .execute(
@@ -107,8 +120,8 @@ def append_log(session: Session, job: Job, batch: LogBatch) -> None:
                 job_id=job.id,
                 step_index=batch.step_index,
                 seq=batch.seq,
-                line_count=len(batch.lines),
-                lines=[[line.at, line.stream, line.text] for line in batch.lines],
+                line_count=len(lines),
+                lines=[[line.at, line.stream, line.text] for line in lines],
                 text_bytes=text_bytes,
                 created_at=utcnow(),
             )
@@ -118,7 +131,25 @@ def append_log(session: Session, job: Job, batch: LogBatch) -> None:
         .scalar_one_or_none()
     )
     if stored is not None:  # a retried batch is stored, and counted, once
-        observe.log_stored(session, len(batch.lines), text_bytes)
+        observe.log_stored(session, len(lines), text_bytes)
+
+
+def _within_budget(session: Session, job: Job, batch: LogBatch, budget: LogBudget) -> list[LogLine]:
+    cost = LogChunk.text_bytes + LogChunk.line_count  # a line costs its text and its newline
+    job_used, step_used = session.execute(
+        sa.select(
+            sa.func.coalesce(sa.func.sum(cost), 0),
+            sa.func.coalesce(
+                sa.func.sum(sa.case((LogChunk.step_index == batch.step_index, cost), else_=0)), 0
+            ),
+        ).where(LogChunk.job_id == job.id)
+    ).one()
+    meter = LogMeter(budget, step_used=int(step_used), job_used=int(job_used))
+    kept = [line for line in map(meter.admit, batch.lines) if line is not None]
+    notice = meter.notice()
+    if notice is not None:
+        kept.append(notice.model_copy(update={"text": notice.text + " (by the server)"}))
+    return kept
 
 
 def start_step(session: Session, job: Job, report: StepStarted) -> None:

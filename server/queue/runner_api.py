@@ -122,8 +122,9 @@ def job_heartbeat(job: HeldJobDep, state: StateDep) -> HeartbeatReply:
 
 
 @router.post("/jobs/{job_id}/logs", status_code=204)
-def job_logs(body: LogBatch, job: HeldJobDep, session: SessionDep) -> Response:
-    _apply(reports.append_log, session, job, body)
+def job_logs(body: LogBatch, job: HeldJobDep, session: SessionDep, state: StateDep) -> Response:
+    budget = state.settings.log_budget()
+    _apply(lambda session, job, batch: reports.append_log(session, job, batch, budget), session, job, body)
     return Response(status_code=204)
 
 

@@ -4,7 +4,6 @@ FastAPI's validation errors echo the input back, and that input would be the val
 
 from __future__ import annotations
 
-import json
 from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
@@ -17,6 +16,7 @@ from server.models.secret import ANY_ENVIRONMENT
 from server.repos.service import get_repository
 from server.secrets.schemas import SecretIn, SecretOut
 from server.secrets.service import SecretError, delete_secret, list_secrets, set_secret
+from server.web.lean import parse_json
 
 Model = TypeVar("Model", bound=BaseModel)
 router = APIRouter(prefix="/api/repos/{owner}/{name}/secrets", tags=["secrets"])
@@ -50,8 +50,8 @@ def secret_out(repository: Repository, secret: Secret) -> SecretOut:
 async def read_body_without_echo(request: Request, model: type[Model]) -> Model:
     """The JSON body as ``model``; a 422 that names what is wrong but never repeats the input."""
     try:
-        return model.model_validate(json.loads(await request.body()))
-    except ValueError as error:  # json.JSONDecodeError and ValidationError alike
+        return model.model_validate(parse_json(await request.body()))
+    except ValueError as error:  # json.JSONDecodeError, UnreadableJson and ValidationError alike
         problems = (
             [f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in error.errors()]
             if isinstance(error, ValidationError)

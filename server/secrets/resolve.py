@@ -14,7 +14,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from fnmatch import fnmatchcase
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -22,6 +21,7 @@ from sqlalchemy.orm import Session
 from runner.spec import MAX_REASON
 from server.models import Secret
 from server.models.secret import ANY_ENVIRONMENT
+from server.pipelines.branch_globs import branch_matches
 from server.secrets.crypto import SecretCipher, UndecryptableSecret
 from server.secrets.service import bound_to
 
@@ -115,9 +115,8 @@ def _choose(rows: list[Secret], name: str, build: BuildContext) -> tuple[Secret 
             f'secret "{name}" is not set for {build.repository}; set it with '
             f"`greenlight secret set {build.repository} {name}` (the value is read from standard input)"
         )
-    if secret.branches and not (
-        build.branch is not None and any(fnmatchcase(build.branch, glob) for glob in secret.branches)
-    ):
+    # The same glob rules as `when: branch`: `release/*` does not reach `release/x/evil`.
+    if secret.branches and not (build.branch is not None and branch_matches(build.branch, secret.branches)):
         what = f"branch {build.branch}" if build.branch is not None else "a tag"
         return None, (
             f'secret "{name}" of {build.repository} is limited to branches {", ".join(secret.branches)}; '

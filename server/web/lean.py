@@ -59,6 +59,25 @@ async def read_body(receive: Receive, limit: int) -> bytes:
     return b"".join(chunks)
 
 
+class UnreadableJson(ValueError):
+    """Well-formed JSON that Python's parser cannot hold (its message is for the sender)."""
+
+
+def parse_json(body: bytes) -> Any:
+    """``json.loads``, whose failures are all ValueErrors: ``JSONDecodeError`` (or
+    ``UnicodeDecodeError``) for text that is not JSON, ``UnreadableJson`` for JSON nested deeper
+    than the parser recurses or a number longer than Python converts (4,300 digits), which would
+    otherwise escape as a RecursionError or a bare ValueError: a 500 with a traceback."""
+    try:
+        return json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise
+    except RecursionError:
+        raise UnreadableJson("it is nested too deeply") from None
+    except ValueError:
+        raise UnreadableJson("a number in it has too many digits") from None
+
+
 def header(scope: Scope, name: bytes) -> str | None:
     """The first value of header ``name`` (lower case), decoded as latin-1 like Starlette does."""
     for key, value in scope["headers"]:

@@ -2,8 +2,9 @@
 
 The cookie holds ``token_id.expires.signature``; the signature covers the token's stored hash,
 so revoking the token (or the server key changing) ends every session made with it. A form's
-CSRF token is an HMAC of a random per-browser cookie: a page on another site can neither read
-it nor forge it.
+CSRF token is an HMAC of a random per-browser cookie and of the session cookie: a page on
+another site can neither read it nor forge it, and a token made for one session (or for a
+signed-out visitor) is refused in any other, even in the same browser.
 """
 
 from __future__ import annotations
@@ -83,8 +84,13 @@ def csrf_seed(request: Request) -> str:
     return seed
 
 
+def _csrf_for(settings: Settings, seed: str, request: Request) -> str:
+    # The session cookie as sent (empty when signed out): it changes at every sign-in and sign-out.
+    return _sign(settings, f"csrf\0{seed}\0{request.cookies.get(SESSION_COOKIE, '')[:500]}")
+
+
 def csrf_token(request: Request, settings: Settings) -> str:
-    return _sign(settings, "csrf\0" + csrf_seed(request))
+    return _csrf_for(settings, csrf_seed(request), request)
 
 
 def remember_csrf_seed(request: Request, response: Response, settings: Settings) -> None:
@@ -97,7 +103,7 @@ def remember_csrf_seed(request: Request, response: Response, settings: Settings)
 
 def check_csrf(request: Request, settings: Settings, submitted: str) -> None:
     seed = request.cookies.get(CSRF_COOKIE)
-    if not seed or not hmac.compare_digest(_sign(settings, "csrf\0" + seed), submitted or ""):
+    if not seed or not hmac.compare_digest(_csrf_for(settings, seed, request), submitted or ""):
         raise HTTPException(403, "the form's CSRF token is missing or wrong: reload the page and try again")
     origin = request.headers.get("origin")
     allowed = {request.url.netloc, urlsplit(settings.public_url).netloc}

@@ -26,7 +26,7 @@ from runner.logs import bind
 from server.db import after_commit, session_scope
 from server.deps import AppState
 from server.metrics.observe import delivery_answered
-from server.web.lean import BodyTooLarge, json_body, read_body, send_json
+from server.web.lean import BodyTooLarge, UnreadableJson, json_body, parse_json, read_body, send_json
 from server.webhooks.events import MalformedPayload
 from server.webhooks.service import (
     DeliveryResult,
@@ -116,8 +116,8 @@ async def _receive(app: Any, headers: dict[str, str], receive: Receive) -> tuple
     event, delivery_id = headers["X-GitHub-Event"], headers["X-GitHub-Delivery"]
     bind(delivery_id=delivery_id)
     try:
-        payload = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        payload = parse_json(body)
+    except (UnicodeDecodeError, json.JSONDecodeError, UnreadableJson) as error:
         return _reply(400, f"body is not JSON: {error}")
     if not isinstance(payload, dict):
         return _reply(400, "body is not a JSON object")

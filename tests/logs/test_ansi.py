@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from server.logs.ansi import render_line, strip_ansi
+from server.logs.ansi import for_terminal, render_line, strip_ansi
 
 
 def test_colours_and_bold_become_classes_and_reset_ends_them() -> None:
@@ -30,3 +30,12 @@ def test_markup_is_kept_as_text_for_the_template_to_escape() -> None:
 def test_a_truncated_escape_does_not_swallow_the_line() -> None:
     assert strip_ansi("a\x1b[31") == "a[31"  # an unfinished CSI: only the ESC is dropped
     assert strip_ansi("a\x1b]8;;http://x") == "a"
+
+
+def test_a_terminal_gets_colours_only_and_they_end_with_the_line() -> None:
+    line = (
+        "\x1b]8;;https://evil.example/\x07link\x1b]8;;\x07 \x1b[1;31mred\x1b[2K\x1b[?25l\x07\r\x1b[38;5;2mx"
+    )
+    assert for_terminal(line, colors=True) == "link \x1b[1;31mred\x1b[38;5;2mx\x1b[0m"
+    assert for_terminal(line, colors=False) == "link redx"
+    assert for_terminal("plain\ttext", colors=True) == "plain\ttext"

@@ -139,6 +139,21 @@ def test_malformed_bodies_are_refused_as_fastapi_refuses_them(
     assert hot.json() == plain.json()
 
 
+@pytest.mark.parametrize(
+    "body", [b"[" * 100_000 + b"]" * 100_000, b'{"outcome": "passed", "n": ' + b"9" * 100_000 + b"}"]
+)
+def test_deeply_nested_json_or_a_huge_number_is_refused_as_fastapi_refuses_it(
+    client: TestClient, fastapi_only: TestClient, body: bytes
+) -> None:
+    headers = {"Authorization": "Bearer x", "Content-Type": "application/json"}
+    hot, plain = (
+        c.post("/api/runner/jobs/1/finish", content=body, headers=headers) for c in (client, fastapi_only)
+    )
+    assert hot.status_code == plain.status_code == 400, hot.text
+    assert hot.json() == plain.json()
+    assert "default-src 'none'" in hot.headers["content-security-policy"]
+
+
 def test_a_database_that_is_away_gets_a_503_the_runner_retries(
     settings: Settings, transport: RecordingTransport
 ) -> None:

@@ -5,11 +5,14 @@ from __future__ import annotations
 
 from typing import Any
 
+import httpx
 import pytest
 import sqlalchemy as sa
+from click.testing import CliRunner
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session
 
+from server.cli.main import cli
 from server.models import Build, BuildState, Job, JobState, StepState
 from tests import factories
 from tests.conftest import RecordingTransport
@@ -180,6 +183,29 @@ def test_failed_jobs_show_the_failing_step_and_the_end_of_its_log(
     [failed] = client.get("/api/jobs/failed").json()
     assert failed["failing_step"] == "step-1" and failed["state"] == "failed"
     assert failed["log_tail"] == [f"line {n}" for n in range(10, 30)]
+
+
+def test_queue_failed_never_writes_escape_sequences_to_the_terminal(
+    client: TestClient, session: Session, tokens: tuple[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    queued(session, {"steps": 1})
+    claimed = claim(client, tokens[0], register(client, tokens[0]))
+    assert claimed is not None
+    hostile = "\x1b]8;;https://evil.example/\x07click\x1b]8;;\x07 \x1b]0;owned\x07\x1b[1A\x1b[31mred\x9b2J"
+    lines = [{"at": 1.0, "stream": "stdout", "text": hostile}]
+    as_job(client, claimed, "logs", {"step_index": 0, "seq": 0, "lines": lines})
+    finished = {"step_index": 0, "outcome": "failed", "exit_code": 1, "duration_seconds": 1}
+    as_job(client, claimed, "steps/finish", finished)
+    as_job(client, claimed, "finish", {"outcome": "failed", "reason": "exit code 1 \x1b]0;also\x07"})
+    # The command's HTTP requests go to this server (the CLI reads GREENLIGHT_SERVER_URL).
+    monkeypatch.setattr(
+        httpx, "request", lambda method, url, timeout, **kwargs: client.request(method, url, **kwargs)
+    )
+    monkeypatch.setenv("GREENLIGHT_TOKEN", tokens[1])
+    result = CliRunner().invoke(cli, ["queue", "failed"])
+    assert result.exit_code == 0, result.output
+    assert "| click red" in result.output and "exit code 1 " in result.output
+    assert not any((ord(c) < 32 and c not in "\n\t") or 0x7F <= ord(c) <= 0x9F for c in result.output)
 
 
 def test_rerunning_a_failed_job_makes_a_new_attempt_and_keeps_the_old_one(

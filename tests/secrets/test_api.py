@@ -105,6 +105,15 @@ def test_a_body_that_is_not_a_mapping_is_refused_without_echoing_it(
         assert reply.status_code == 422 and VALUE not in reply.text, reply.text
 
 
+def test_deeply_nested_json_or_a_huge_number_is_a_422_not_a_500(
+    client: TestClient, auth: dict[str, str]
+) -> None:
+    for body in ("[" * 100_000 + "]" * 100_000, '{"value": ' + "9" * 100_000 + "}"):
+        reply = client.put(f"{URL}/TOKEN", content=body, headers={**auth, "Content-Type": "application/json"})
+        assert reply.status_code == 422, reply.text[:300]
+        assert reply.json() == {"detail": 'the body must be JSON: {"value": "..."}'}
+
+
 def test_delete_removes_one_scope_and_404s_when_absent(
     client: TestClient, session: Session, auth: dict[str, str]
 ) -> None:

@@ -99,6 +99,15 @@ def test_a_branch_limited_secret_is_refused_to_other_branches_and_tags_with_the_
     assert "this build is of a tag" in steps[2]["refused"] and steps[1]["refused"] is None
 
 
+def test_a_branch_scope_matches_like_when_a_star_stops_at_a_slash(
+    client: TestClient, session: Session, settings: Settings
+) -> None:
+    queue_job(session, settings, branch="release/x/evil")
+    steps = claimed_spec(client, session)["steps"]
+    assert steps[2]["secrets"] == {"DEPLOY_TOKEN": TOKEN}
+    assert "limited to branches release/*; this build is of branch release/x/evil" in steps[2]["refused"]
+
+
 def test_a_missing_or_environment_only_secret_refuses_the_step_and_says_how_to_fix_it(
     client: TestClient, session: Session, settings: Settings
 ) -> None:

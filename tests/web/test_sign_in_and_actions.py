@@ -125,6 +125,31 @@ def test_forms_without_the_right_csrf_token_or_from_another_site_are_refused(
     assert session.get(Build, running.id).state is BuildState.running
 
 
+def test_a_csrf_token_is_bound_to_its_session_and_fails_in_another(
+    client: TestClient, session: Session, running: Build
+) -> None:
+    """Alice's form token, in a browser that carries Bob's session (a shared machine after a
+    sign-out, or a CSRF cookie planted by a sibling site), acts for no one."""
+    alice, bob = factories.user_token(session, name="alice"), factories.user_token(session, name="bob")
+    session.commit()
+    sign_in(client, bob)
+    bobs_session = client.cookies[SESSION_COOKIE]
+    bobs_csrf = csrf_of(client.get("/").text)
+    client.cookies.delete(SESSION_COOKIE)
+    sign_in(client, alice)
+    alices_csrf = csrf_of(client.get("/").text)
+    assert client.cookies[CSRF_COOKIE] and alices_csrf != bobs_csrf
+    url = f"/-/builds/{running.id}/cancel"
+    client.cookies.set(SESSION_COOKIE, bobs_session)
+    refused = client.post(url, data={"csrf": alices_csrf}, follow_redirects=False)
+    assert refused.status_code == 403 and "CSRF" in refused.text
+    signed_out = client.post("/-/logout", data={"csrf": alices_csrf}, follow_redirects=False)
+    assert signed_out.status_code == 403
+    session.expire_all()
+    assert session.get(Build, running.id).state is BuildState.running
+    assert client.post(url, data={"csrf": bobs_csrf}, follow_redirects=False).status_code == 303
+
+
 def test_a_wrong_token_is_refused_and_a_revoked_one_ends_the_session(
     client: TestClient, session: Session, running: Build
 ) -> None:
@@ -162,8 +187,8 @@ def test_a_forged_or_tampered_session_cookie_is_ignored(
 def test_after_sign_in_only_local_paths_are_followed(client: TestClient, session: Session) -> None:
     token = factories.user_token(session)
     session.commit()
-    csrf = csrf_of(client.get("/-/login").text)
     for evil in ("https://evil.example/", "//evil.example", "/\\evil.example"):
+        csrf = csrf_of(client.get("/-/login").text)  # each sign-in makes a new session, a new token
         response = client.post(
             "/-/login", data={"token": token, "csrf": csrf, "next": evil}, follow_redirects=False
         )

@@ -62,6 +62,49 @@ def test_webhook_replies_carry_the_security_headers(client: TestClient, session:
     assert refused.json() == {"message": "missing or invalid X-Hub-Signature-256"}
 
 
+# Python's json would recurse once per level (a RecursionError) and refuses integers of more
+# than 4,300 digits (a ValueError that is no JSONDecodeError): neither may become a 500.
+HOSTILE_JSON = {
+    "deeply nested": b'{"a": ' + b"[" * 100_000 + b"]" * 100_000 + b"}",
+    "a 100,000-digit number": b'{"a": ' + b"7" * 100_000 + b"}",
+}
+
+
+@pytest.mark.parametrize("body", HOSTILE_JSON.values(), ids=HOSTILE_JSON.keys())
+def test_a_signed_delivery_of_hostile_json_is_a_400_with_the_security_headers(
+    client: TestClient, session: Session, body: bytes
+) -> None:
+    _register(session, "acme/widgets")
+    reply = deliver(client, body)
+    assert reply.status_code == 400, reply.text
+    assert reply.json()["message"].startswith("body is not JSON:")
+    assert "Traceback" not in reply.text and "sys.set_int_max_str_digits" not in reply.text
+    assert reply.headers["content-security-policy"] == CONTENT_SECURITY_POLICY
+
+
+def test_a_500_from_a_bug_of_ours_says_nothing_more_and_carries_the_security_headers(
+    settings: Settings, transport: RecordingTransport, session_factory: sessionmaker[Session],
+    session: Session, monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    _register(session, "acme/widgets")
+
+    def broken(*_args: object, **_kwargs: object) -> None:
+        raise RuntimeError("a bug of ours")
+
+    monkeypatch.setattr("server.webhooks.endpoints.parse_delivery", broken)
+    monkeypatch.setattr("server.queue.job_cycle.claim", broken)
+    app = create_app(settings, transport=transport)
+    app.state.greenlight.session_factory = session_factory
+    with TestClient(app, raise_server_exceptions=False) as client:
+        webhook = deliver(client, push_payload("acme/widgets", "refs/heads/main", "1" * 40))
+        claim = client.post("/api/runner/claim", json={"runner_id": 1}, headers={"Authorization": "Bearer x"})
+    app.state.greenlight.engine.dispose()
+    for reply in (webhook, claim):
+        assert reply.status_code == 500 and reply.json() == {"detail": "internal server error"}
+        assert reply.headers["content-security-policy"] == CONTENT_SECURITY_POLICY
+        assert reply.headers["x-frame-options"] == "DENY"
+
+
 def test_the_openapi_document_still_describes_the_webhook(client: TestClient) -> None:
     operation = client.get("/openapi.json").json()["paths"]["/webhooks/github"]["post"]
     assert "202" in operation["responses"]

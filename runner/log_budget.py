@@ -1,0 +1,83 @@
+"""A job's log against its budget (``runner.spec.LogBudget``): the runner meters what it sends,
+and the server meters again what it stores, so a runner that ignores the budget cannot fill the
+database either. Both use this one meter (it depends on the contract only, like ``spec``).
+
+A line costs its UTF-8 text and its newline. Output lines (stdout, stderr) beyond the step's or
+the job's budget are dropped and counted; Greenlight's own lines (``system``: notices, errors,
+the truncation notice itself) have a small allowance beyond it, so the log can still say why it
+stops.
+"""
+
+from __future__ import annotations
+
+import time
+
+from runner.spec import MAX_LOG_LINE_CHARS, LogBudget, LogLine
+
+SYSTEM_ALLOWANCE_BYTES = 64 * 1024
+# The server's cut: a runner cuts lines at MAX_LOG_LINE_CHARS, a piece may end one chunk later.
+MAX_STORED_LINE_CHARS = 4 * MAX_LOG_LINE_CHARS
+
+
+def line_cost(text: str) -> int:
+    return len(text.encode()) + 1
+
+
+def size_text(size: int) -> str:
+    """``16 MiB``, ``512 KiB`` or ``1,000 bytes``: how a budget reads in a log line."""
+    for unit, factor in (("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024)):
+        if size >= factor and size % factor == 0:
+            return f"{size // factor} {unit}"
+    return f"{size:,} bytes"
+
+
+class LogMeter:
+    """Counts one job's lines against its budget. Not thread-safe: its owner holds a lock."""
+
+    def __init__(self, budget: LogBudget, *, step_used: int = 0, job_used: int = 0) -> None:
+        self.budget = budget
+        self.step_used = step_used
+        self.job_used = job_used
+        self.dropped = 0  # bytes of this step dropped since the last notice
+        self._exceeded = "step"
+        self._full = self._job_full = False  # output is dropped for the rest of the step, the job
+
+    def begin_step(self) -> None:
+        self.step_used, self.dropped = 0, 0
+        self._full = self._job_full
+
+    def admit(self, line: LogLine) -> LogLine | None:
+        """The line as it may be kept (a huge one cut), or None when it is dropped."""
+        if len(line.text) > MAX_STORED_LINE_CHARS:
+            self.dropped += line_cost(line.text[MAX_STORED_LINE_CHARS:]) - 1
+            line = line.model_copy(update={"text": line.text[:MAX_STORED_LINE_CHARS]})
+        cost = line_cost(line.text)
+        system = line.stream == "system"
+        slack = SYSTEM_ALLOWANCE_BYTES if system else 0
+        over_step = self.step_used + cost > self.budget.step_bytes + slack
+        over_job = self.job_used + cost > self.budget.job_bytes + slack
+        # Once output was dropped, all later output is too: the log stays a prefix of what the
+        # step printed (a short line after a long dropped one would read as if it came next).
+        if over_step or over_job or (not system and self._full):
+            self.dropped += cost
+            if over_step or over_job:
+                self._exceeded = "job" if over_job else "step"  # name the one that ran out
+            self._full = self._full or not system
+            self._job_full = self._job_full or (over_job and not system)
+            return None
+        self.step_used += cost
+        self.job_used += cost
+        return line
+
+    def notice(self) -> LogLine | None:
+        """The line that says what was dropped since the last notice (None: nothing was), itself
+        metered within the system allowance."""
+        if not self.dropped:
+            return None
+        limit = self.budget.step_bytes if self._exceeded == "step" else self.budget.job_bytes
+        text = (
+            f"greenlight: log truncated: {self._exceeded} output exceeded {size_text(limit)}; "
+            f"{self.dropped:,} bytes dropped"
+        )
+        self.dropped = 0
+        return self.admit(LogLine(at=time.time(), stream="system", text=text))

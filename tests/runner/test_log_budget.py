@@ -1,0 +1,56 @@
+"""The runner sends no more of a job's output than its budget, and says what it dropped."""
+
+from __future__ import annotations
+
+from runner.reporter import MAX_BATCH_BYTES, LogShipper
+from runner.spec import LogBatch, LogBudget, LogLine
+
+
+class Api:
+    def __init__(self) -> None:
+        self.batches: list[LogBatch] = []
+
+    def send_logs(self, job_id: int, token: str, batch: LogBatch) -> None:
+        self.batches.append(batch)
+
+
+def line(text: str, stream: str = "stdout") -> LogLine:
+    return LogLine(at=1.0, stream=stream, text=text)
+
+
+def sent(api: Api, step_index: int) -> list[str]:
+    return [item.text for batch in api.batches if batch.step_index == step_index for item in batch.lines]
+
+
+def test_output_beyond_the_step_and_job_budgets_is_never_sent_and_the_log_says_so() -> None:
+    api = Api()
+    shipper = LogShipper(api, 1, "t", budget=LogBudget(step_bytes=1000, job_bytes=1500))  # type: ignore[arg-type]
+    shipper.begin_step(0)
+    for _ in range(50):
+        shipper.add(line("x" * 99))  # 100 bytes with its newline
+    shipper.begin_step(1)
+    for _ in range(50):
+        shipper.add(line("y" * 99))
+    shipper.stop()
+    first, second = sent(api, 0), sent(api, 1)
+    assert first == ["x" * 99] * 10 + [
+        "greenlight: log truncated: step output exceeded 1,000 bytes; 4,000 bytes dropped"
+    ]
+    assert second[0] == "y" * 99 and second[-1].startswith(
+        "greenlight: log truncated: job output exceeded 1,500 bytes;"
+    )
+    assert all(text == "y" * 99 for text in second[:-1]) and len(second) - 1 < 5
+
+
+def test_batches_stay_under_a_mebibyte_whatever_the_lines() -> None:
+    api = Api()
+    shipper = LogShipper(api, 1, "t")  # type: ignore[arg-type]
+    shipper.begin_step(0)
+    for _ in range(100):
+        shipper.add(line("z" * 65536))
+    shipper.stop()
+    assert sum(len(batch.lines) for batch in api.batches) == 100
+    assert all(
+        sum(len(item.text) + 1 for item in batch.lines) <= MAX_BATCH_BYTES + 65537 for batch in api.batches
+    )
+    assert len(api.batches) > 1
