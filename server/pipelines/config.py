@@ -19,6 +19,7 @@ from pydantic import (
 
 from runner.spec import SERVICE_NAME_PATTERN
 from server.pipelines import matrix
+from server.pipelines.branch_globs import check_glob
 
 CONFIG_FILE = ".greenlight.yml"
 DEFAULT_READY_TIMEOUT_SECONDS = 30
@@ -136,7 +137,12 @@ def _one_or_many(value: Any) -> Any:
     return [value] if isinstance(value, str | dict) else value
 
 
-Glob = Annotated[str, Field(min_length=1, max_length=500)]
+def _glob(pattern: str) -> str:
+    check_glob(pattern)  # a GlobError (a ValueError) names the glob
+    return pattern
+
+
+Glob = Annotated[str, Field(min_length=1, max_length=500), AfterValidator(_glob)]
 GlobList = Annotated[list[Glob], BeforeValidator(_one_or_many), Field(max_length=100)]
 Event = Literal["push", "pull_request", "tag"]
 
@@ -381,6 +387,13 @@ class PipelineConfig(BaseModel):
     def matrix_cells(self) -> list[dict[str, str]]:
         """The values of each job: one empty cell without a matrix."""
         return self.matrix.cells() if self.matrix else [{}]
+
+    def globs(self) -> list[str]:
+        """Every glob the file names (`when:` of the pipeline and its steps, deploy branches)."""
+        conditions = [*self.when, *(condition for step in self.steps for condition in step.when)]
+        filters = [f for c in conditions for f in (c.branch, c.path) if f is not None]
+        found = [pattern for f in filters for pattern in (*f.include, *f.exclude)]
+        return found + [pattern for environment in self.deploy.values() for pattern in environment.branch]
 
     def images(self) -> list[tuple[list[str | int], str]]:
         """Every image the file names, with where it is (for messages about ``${…}``)."""

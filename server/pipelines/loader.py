@@ -8,6 +8,7 @@ import yaml
 from pydantic import ValidationError
 
 from server.pipelines import matrix
+from server.pipelines.branch_globs import expansions
 from server.pipelines.config import CONFIG_FILE, PipelineConfig
 
 # What one push may make the server parse, build and keep of its pipeline file. An alias
@@ -16,6 +17,9 @@ from server.pipelines.config import CONFIG_FILE, PipelineConfig
 MAX_FILE_BYTES = 256 * 1024
 MAX_EXPANDED_VALUES = 200_000  # above what 256 KiB can hold without aliases
 MAX_EXPANDED_CHARACTERS = 2 * 1024 * 1024
+# Each pattern a glob expands to costs about 0.25 ms to compile (once per process): the distinct
+# globs of one file may cost a quarter of a second at most, not minutes at every push.
+MAX_GLOB_PATTERNS = 1000
 
 
 class ConfigError(ValueError):
@@ -67,6 +71,12 @@ def load_pipeline(text: str, filename: str = CONFIG_FILE) -> PipelineConfig:
         pipeline = PipelineConfig.model_validate(data)
     except ValidationError as error:
         raise ConfigError("\n".join(_describe(error, root, filename))) from None
+    patterns = expansions(pipeline.globs())
+    if patterns > MAX_GLOB_PATTERNS:
+        raise ConfigError(
+            f"{filename}: the file's globs expand to {patterns:,} patterns (braces); "
+            f"at most {MAX_GLOB_PATTERNS:,}"
+        )
     problems = _unresolved_images(pipeline, root, filename)
     if problems:
         raise ConfigError("\n".join(problems))

@@ -146,3 +146,55 @@ def test_a_file_over_the_size_limit_fails_its_build_without_being_read_whole(
     assert build.reason == (
         "configuration error:\n.greenlight.yml: the file is 10,000,000 bytes; at most 262,144 (256 KiB)"
     )
+
+
+@pytest.mark.parametrize(
+    ("where", "line", "location"),
+    [
+        ("when: {branch: '{1..5000}'}\n", 2, "when.0.branch.include.0"),
+        ("deploy: {staging: {branch: '{1..5000}', run: true}}\n", 2, "deploy.staging.branch.0"),
+        ("steps:\n  - {name: a, run: true, when: {path: {exclude: ['{1..5000}']}}}\n", 3, None),
+    ],
+)
+def test_a_brace_glob_that_expands_too_far_is_a_configuration_error_naming_line_and_glob(
+    where: str, line: int, location: str | None
+) -> None:
+    steps = "" if where.startswith("steps:") else "steps: [{name: a, run: true}]\n"
+    started = time.monotonic()
+    message = error_for(f"image: {IMAGE}\n{where}{steps}")
+    assert time.monotonic() - started < 1
+    assert message.startswith(f".greenlight.yml:{line}: {location or ''}"), message
+    assert "'{1..5000}'" in message and "at most 64" in message
+
+
+def test_the_globs_of_a_file_are_bounded_in_all() -> None:
+    # Each glob below the limit, but 2,000 steps' worth of distinct ones would take minutes to
+    # compile at every push.
+    steps = "".join(
+        f"  - {{name: s{n}, run: true, when: {{branch: ['{{a,b}}{{c,d}}{{e,f}}{{g,h}}{{i,j}}/{n}']}}}}\n"
+        for n in range(100)
+    )
+    started = time.monotonic()
+    message = error_for(f"image: {IMAGE}\nsteps:\n{steps}")
+    assert time.monotonic() - started < 1
+    assert message == (
+        ".greenlight.yml: the file's globs expand to 3,200 patterns (braces); at most 1,000"
+    ), message
+
+
+@pytest.mark.integration
+def test_a_brace_bomb_fails_its_build_at_once_and_plans_nothing(
+    session_factory: sessionmaker[Session], settings: Settings, tmp_path: Path
+) -> None:
+    steps = "".join(
+        f"  - {{name: s{n}, run: true, when: {{branch: '{{1..{5000 + n}}}'}}}}\n" for n in range(100)
+    )
+    url, sha = pushed_repo(tmp_path, {".greenlight.yml": f"image: {IMAGE}\nsteps:\n{steps}"})
+    started = time.monotonic()
+    build = planned(session_factory, settings, url, sha)
+    assert time.monotonic() - started < 5
+    assert build.state is BuildState.failed and build.jobs == []
+    assert build.reason is not None
+    where = "configuration error:\n.greenlight.yml:3: steps.0.when.0.branch.include.0: "
+    assert build.reason.startswith(where), build.reason
+    assert "'{1..5000}'" in build.reason
