@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
 
 import yaml
 from pydantic import ValidationError
@@ -27,12 +27,27 @@ class ConfigError(ValueError):
 
 
 def check_file_size(size: int, filename: str = CONFIG_FILE) -> None:
-    """Planning asks before reading the file; ``load_pipeline`` asks again of the text."""
+    """``read_pipeline_file`` asks before reading the file; ``load_pipeline`` asks again of the text."""
     if size > MAX_FILE_BYTES:
         raise ConfigError(
             f"{filename}: the file is {size:,} bytes; "
             f"at most {MAX_FILE_BYTES:,} ({MAX_FILE_BYTES // 1024} KiB)"
         )
+
+
+class CommitFiles(Protocol):
+    """What reads files of a commit (the server's git mirror)."""
+
+    def file_size(self, sha: str, path: str) -> int: ...
+
+    def read_file(self, sha: str, path: str) -> str: ...
+
+
+def read_pipeline_file(files: CommitFiles, sha: str) -> str:
+    """The text of `.greenlight.yml` at ``sha``, for planning, the deploy check and promote alike:
+    a file over the limit is refused by its size, without being read into memory."""
+    check_file_size(files.file_size(sha, CONFIG_FILE))
+    return files.read_file(sha, CONFIG_FILE)
 
 
 def load_pipeline(text: str, filename: str = CONFIG_FILE) -> PipelineConfig:
