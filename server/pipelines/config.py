@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import shlex
+import unicodedata
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -122,6 +123,17 @@ def _check_env_names(env: dict[str, str]) -> dict[str, str]:
         if not _ENV_NAME.match(name):
             raise ValueError(f"{name!r} is not a valid environment variable name")
     return env
+
+
+def _url(url: str) -> str:
+    # The URL is shown on pages, in the CLI and on GitHub: an escape sequence, a bidi override or
+    # a zero-width character in it would drive or fool whoever reads it. A URL has none unencoded.
+    if any(unicodedata.category(char) in ("Cc", "Cf", "Zs", "Zl", "Zp") for char in url):
+        raise ValueError("expected a URL without spaces, control or invisible characters")
+    return url
+
+
+Url = Annotated[str, Field(pattern=r"^https?://", max_length=1000), AfterValidator(_url)]
 
 
 def _globs(value: Any) -> Any:
@@ -327,7 +339,7 @@ class EnvironmentConfig(BaseModel):
     run: Commands
     image: str | None = Field(default=None, min_length=1, max_length=500)
     secrets: list[SecretName] = Field(default_factory=list, max_length=100)
-    url: str | None = Field(default=None, pattern=r"^https?://", max_length=1000)
+    url: Url | None = None
     check: Commands | None = None
     promote_only: bool = False
     rollback_on_failure: bool = False
