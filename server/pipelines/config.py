@@ -402,10 +402,17 @@ class PipelineConfig(BaseModel):
 
     def globs(self) -> list[str]:
         """Every glob the file names (`when:` of the pipeline and its steps, deploy branches)."""
-        conditions = [*self.when, *(condition for step in self.steps for condition in step.when)]
-        filters = [f for c in conditions for f in (c.branch, c.path) if f is not None]
+        filters = [f for c in self._conditions() for f in (c.branch, c.path) if f is not None]
         found = [pattern for f in filters for pattern in (*f.include, *f.exclude)]
         return found + [pattern for environment in self.deploy.values() for pattern in environment.branch]
+
+    def path_globs(self) -> list[str]:
+        """The globs of every `when: path` (matched against each changed file)."""
+        filters = [c.path for c in self._conditions() if c.path is not None]
+        return [pattern for f in filters for pattern in (*f.include, *f.exclude)]
+
+    def _conditions(self) -> list[WhenConfig]:
+        return [*self.when, *(condition for step in self.steps for condition in step.when)]
 
     def images(self) -> list[tuple[list[str | int], str]]:
         """Every image the file names, with where it is (for messages about ``${…}``)."""

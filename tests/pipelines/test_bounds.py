@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from server.config import Settings
 from server.models import BuildState, Step
+from server.pipelines.filters import BuildFacts, excluded_by
 from server.pipelines.loader import ConfigError, load_pipeline
 from tests.pipelines.test_planning import planned, pushed_repo
 
@@ -198,3 +199,34 @@ def test_a_brace_bomb_fails_its_build_at_once_and_plans_nothing(
     where = "configuration error:\n.greenlight.yml:3: steps.0.when.0.branch.include.0: "
     assert build.reason.startswith(where), build.reason
     assert "'{1..5000}'" in build.reason
+
+
+def many_path_filters(steps: int = 100, conditions: int = 9) -> str:
+    """A 26 KB file: every step's `when:` tests the changed paths against the same 100 globs."""
+    globs = ", ".join(f"'src{n}/**/*.py'" for n in range(100))
+    first = ", ".join(["{path: {include: *g}}"] * (conditions - 1))
+    text = f"image: {IMAGE}\nsteps:\n  - name: s0\n    run: true\n"
+    text += f"    when: [{{path: {{include: &g [{globs}]}}}}, {first}]\n"
+    again = ", ".join(["{path: {include: *g}}"] * conditions)
+    return text + "".join(f"  - name: s{n}\n    run: true\n    when: [{again}]\n" for n in range(1, steps))
+
+
+def test_path_filters_match_each_changed_path_against_each_distinct_glob_once() -> None:
+    # Before: each step's conditions matched every path against every glob again, 29 s a step.
+    pipeline = load_pipeline(many_path_filters())
+    changed = tuple(f"other/{n}.txt" for n in range(2000))
+    facts = BuildFacts("push", "main", changed).within(pipeline.path_globs())
+    assert facts.changed_paths == changed
+    started = time.monotonic()
+    reasons = [excluded_by(step.when, facts) for step in pipeline.steps]
+    assert time.monotonic() - started < 5
+    assert all(reason and "matches none of the 2000 changed files" in reason for reason in reasons)
+
+
+def test_a_diff_too_large_to_match_against_the_files_path_globs_counts_as_unknown() -> None:
+    # Unknown changes let a path filter pass, as for a force-push: a build is never skipped on a guess.
+    pipeline = load_pipeline(many_path_filters())
+    facts = BuildFacts("push", "main", tuple(f"other/{n}.txt" for n in range(10_000)))
+    within = facts.within(pipeline.path_globs())
+    assert within.changed_paths is None and within.branch == "main" and within.event == "push"
+    assert all(excluded_by(step.when, within) is None for step in pipeline.steps)
