@@ -76,11 +76,11 @@ def make_log(megabytes: float, values: list[str], rng: random.Random) -> bytes:
 def run_through_runner(log: bytes, masker: SecretMasker) -> tuple[float, NullApi]:
     api = NullApi()
     shipper = LogShipper(api, 1, "token", masker)  # type: ignore[arg-type]
-    splitter = LineSplitter("stdout", shipper.add, masker)
+    splitter = LineSplitter(shipper.add, masker)
     started, cpu_started = time.perf_counter(), time.process_time()
     for offset in range(0, len(log), CHUNK_BYTES):
-        splitter.feed(log[offset : offset + CHUNK_BYTES])
-    splitter.flush()
+        splitter.feed("stdout", log[offset : offset + CHUNK_BYTES])
+    splitter.close()
     shipper.stop()
     return time.perf_counter() - started, time.process_time() - cpu_started, api
 

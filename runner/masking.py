@@ -1,57 +1,27 @@
 """Hiding secret values in log lines before they leave the runner (DESIGN.md decision 7).
 
-Every value a job was given, and the forms a step is likely to print it in (base64 at the three
-byte alignments it can take inside a longer encoded text, URL-encoded, hex), becomes a pattern;
-each line of a multi-line value is a pattern of its own, as in GitHub Actions. No pattern holds a
-newline, so masking works on complete lines: ``LineSplitter`` joins a line cut across output
-chunks before it is masked. All patterns are searched at once (Aho-Corasick), overlapping
-matches are merged, and each masked stretch becomes ``********``.
+Every value a job was given, and the forms a step is likely to print it in, becomes a pattern
+(``forms.py``); each line of a multi-line value is a pattern of its own, as in GitHub Actions. No
+pattern holds a newline, so masking works on complete lines: ``LineSplitter`` joins a line cut
+across output chunks, or across stdout and stderr, before it is masked. All patterns are searched
+at once (Aho-Corasick) in the text as stored and, when it holds escape sequences or control
+characters, in the text as a reader sees it (``visible.py``): a value with ``ESC[0m`` or a
+backspace in its middle is shown whole by the page and by a terminal. Overlapping matches are
+merged, and each masked stretch of the stored text, escape sequences inside it included, becomes
+``********``.
 """
 
 from __future__ import annotations
 
-import base64
-from collections.abc import Iterable
-from urllib.parse import quote, quote_plus
+from collections.abc import Iterable, Sequence
 
 import ahocorasick_rs
 
-from runner.spec import MIN_SECRET_LENGTH
+from runner.forms import encoded_forms
+from runner.visible import CONTROLS, ShownText
 
 MASK = "********"
-# The server refuses values shorter than MIN_SECRET_LENGTH; the runner does not mask shorter
-# lines of a multi-line value or shorter encoded forms either, or every "}" of a log would go.
-_MIN_FORM_LENGTH = 6
-
-
-def _base64_forms(raw: bytes) -> set[str]:
-    """The stretch of base64 text that ``raw`` always encodes to, wherever it sits in a longer
-    encoded text: for each of the 3 byte offsets, drop the characters shared with the bytes
-    before (1 or 2 unknown bytes spoil 2 or 3 characters) and after it."""
-    forms = set()
-    for offset in range(3):
-        padded = b"\0" * offset + raw
-        for encode in (base64.b64encode, base64.urlsafe_b64encode):
-            text = encode(padded).decode("ascii").rstrip("=")
-            start = (0, 2, 3)[offset]
-            # Trailing bytes that do not fill a group leave their last character half-known.
-            end = len(padded) // 3 * 4 + (0, 1, 2)[len(padded) % 3]
-            forms.add(text[start:end])
-        if offset == 0:
-            forms.add(base64.b64encode(raw).decode("ascii"))  # the whole value, padding and all
-    return forms
-
-
-def encoded_forms(value: str) -> set[str]:
-    """Every pattern that hides ``value``: itself, its long-enough lines, and its encodings."""
-    raw = value.encode("utf-8")
-    forms = {value, raw.hex(), raw.hex().upper(), quote(value, safe=""), quote(value), quote_plus(value)}
-    forms |= _base64_forms(raw)
-    lines = value.splitlines()
-    if len(lines) > 1:
-        forms |= {line.strip() for line in lines if len(line.strip()) >= MIN_SECRET_LENGTH}
-        forms = {form for form in forms if "\n" not in form and "\r" not in form}
-    return {form for form in forms if len(form) >= _MIN_FORM_LENGTH}
+Span = tuple[int, int]  # [start, end) of a stored text
 
 
 # Up to this many pattern characters a DFA is built (tens of ms; searches ~40% faster than the
@@ -63,6 +33,18 @@ def _automaton(patterns: list[str]) -> ahocorasick_rs.AhoCorasick:
     small = sum(map(len, patterns)) <= _DFA_MAX_PATTERN_CHARS
     kind = ahocorasick_rs.Implementation.DFA if small else ahocorasick_rs.Implementation.ContiguousNFA
     return ahocorasick_rs.AhoCorasick(patterns, implementation=kind)
+
+
+def merged(spans: Iterable[Span]) -> list[Span]:
+    """Overlapping or touching spans as one, in order."""
+    result: list[Span] = []
+    for start, end in sorted(spans, key=lambda span: (span[0], -span[1])):
+        if result and start <= result[-1][1]:
+            if end > result[-1][1]:
+                result[-1] = (result[-1][0], end)
+        else:
+            result.append((start, end))
+    return result
 
 
 class SecretMasker:
@@ -84,24 +66,28 @@ class SecretMasker:
     def __repr__(self) -> str:  # never the patterns themselves
         return f"SecretMasker({len(self._patterns)} patterns)"
 
-    def matches(self, text: str) -> list[tuple[int, int]]:
-        """Where patterns occur in ``text``, as merged ``(start, end)`` spans in order."""
+    def matches(self, text: str) -> list[Span]:
+        """Where patterns occur in ``text`` as stored or as shown, as merged ``(start, end)`` spans
+        of the stored text, in order."""
         if self._automaton is None:
             return []
-        found = self._automaton.find_matches_as_indexes(text, overlapping=True)
-        if not found:
-            return []
-        spans: list[tuple[int, int]] = []
-        for _, start, end in sorted(found, key=lambda match: (match[1], -match[2])):
-            if spans and start <= spans[-1][1]:
-                if end > spans[-1][1]:
-                    spans[-1] = (spans[-1][0], end)
-            else:
-                spans.append((start, end))
-        return spans
+        found = [
+            (start, end) for _, start, end in self._automaton.find_matches_as_indexes(text, overlapping=True)
+        ]
+        if CONTROLS.search(text):
+            shown = ShownText(text)
+            found += [
+                shown.stored_span(start, end)
+                for _, start, end in self._automaton.find_matches_as_indexes(shown.text, overlapping=True)
+            ]
+        return merged(found) if found else []
 
-    def mask(self, text: str) -> str:
+    def mask(self, text: str, also: Sequence[Span] = ()) -> str:
+        """``text`` with every match, and the ``also`` spans (found by the caller in a wider
+        context: a line of the other stream), replaced by the mask."""
         spans = self.matches(text)
+        if also:
+            spans = merged([*spans, *also])
         if not spans:
             return text
         pieces, position = [], 0

@@ -1,12 +1,13 @@
-"""Raw output chunks of one stream → masked log lines; shared by every executor."""
+"""Raw output chunks of a step's stdout and stderr → masked log lines; shared by every executor."""
 
 from __future__ import annotations
 
 import codecs
+import threading
 import time
 
 from runner.executors.base import LineSink
-from runner.masking import SecretMasker
+from runner.masking import SecretMasker, Span
 from runner.spec import LogLine
 
 # A line longer than this is emitted in pieces, so a step printing endless output without a
@@ -16,43 +17,114 @@ MAX_LINE_CHARS = 64 * 1024
 _NO_SECRETS = SecretMasker(())
 
 
-class LineSplitter:
-    """Turns raw output chunks of one stream into ``LogLine`` calls, one per complete line, with
-    the job's secrets masked. A line is masked only once it is complete (or cut, see
-    ``SecretMasker.safe_cut``), so a value split across two chunks is still found."""
+class _Stream:
+    """One stream's line being gathered, and the stretches of it that a value printed partly by
+    the other stream showed (found when the line a terminal would show ended)."""
 
-    def __init__(self, stream: str, on_line: LineSink, masker: SecretMasker = _NO_SECRETS) -> None:
-        self._stream = stream
+    __slots__ = ("decoder", "hidden", "pending")
+
+    def __init__(self) -> None:
+        # Incremental, so a multi-byte character cut across two chunks still decodes.
+        self.decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self.pending = ""  # never holds a newline
+        self.hidden: list[Span] = []
+
+
+class LineSplitter:
+    """Turns the raw output chunks of a step's streams into ``LogLine`` calls, one per complete
+    line of a stream, with the job's secrets masked.
+
+    A line is masked only once it is complete (or cut, see ``SecretMasker.safe_cut``), so a value
+    cut across chunks is still found. A value split between the streams (``printf tok; printf en
+    >&2``) is found in the line a terminal would show, gathered from both streams in the order
+    their chunks arrived: each stream's line then hides its part. ``feed`` and ``close`` may be
+    called from several threads (the local executor reads its two pipes in two)."""
+
+    def __init__(self, on_line: LineSink, masker: SecretMasker = _NO_SECRETS) -> None:
         self._on_line = on_line
         self._masker = masker
-        # Incremental, so a multi-byte character cut across two chunks still decodes.
-        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        self._pending = ""
+        self._streams: dict[str, _Stream] = {}
+        # The line a terminal would show, as stretches (stream, start, end) of each stream's
+        # pending line in arrival order; any newline ends it.
+        self._shown: list[tuple[str, int, int]] = []
+        self._lock = threading.Lock()
+        self._closed = False
 
-    def feed(self, chunk: bytes) -> None:
-        self._pending += self._decoder.decode(chunk)
-        end = self._pending.rfind("\n")
-        if end >= 0:
-            # No pattern holds a newline: the complete lines are masked in one pass.
-            complete, self._pending = self._pending[:end], self._pending[end + 1 :]
-            # The hot loop of a busy step: the lines of one chunk arrived together, one clock read.
-            at, stream, on_line = time.time(), self._stream, self._on_line
-            for text in self._masker.mask(complete).split("\n"):
-                on_line(LogLine(at=at, stream=stream, text=text[:-1] if text.endswith("\r") else text))
-        while len(self._pending) > MAX_LINE_CHARS:
-            cut = self._masker.safe_cut(self._pending, MAX_LINE_CHARS)
-            if cut == 0:
-                break
-            self._emit(self._masker.mask(self._pending[:cut]))
-            self._pending = self._pending[cut:]
+    def feed(self, stream: str, chunk: bytes) -> None:
+        """Add a chunk of ``stream``'s output; after ``close`` it is ignored."""
+        with self._lock:
+            if self._closed:
+                return
+            state = self._streams.get(stream)
+            if state is None:
+                state = self._streams[stream] = _Stream()
+            text = state.decoder.decode(chunk)
+            first = text.find("\n")
+            if first < 0:
+                self._extend(stream, state, text)
+            else:
+                self._extend(stream, state, text[:first])
+                self._end_shown_line()
+                last = text.rfind("\n")
+                complete, hidden = state.pending + text[first:last], state.hidden
+                state.pending, state.hidden = "", []
+                self._emit(stream, complete, hidden)
+                self._extend(stream, state, text[last + 1 :])
+            while len(state.pending) > MAX_LINE_CHARS:
+                cut = self._masker.safe_cut(state.pending, MAX_LINE_CHARS)
+                cut = min([cut, *(start for start, end in state.hidden if start < cut < end)])
+                if cut == 0:
+                    break
+                self._end_shown_line()  # what a cut stretch showed with the other stream is known now
+                head = [(start, min(end, cut)) for start, end in state.hidden if start < cut]
+                state.hidden = [
+                    (max(start, cut) - cut, end - cut) for start, end in state.hidden if end > cut
+                ]
+                complete, state.pending = state.pending[:cut], state.pending[cut:]
+                self._emit(stream, complete, head)
 
-    def flush(self) -> None:
-        self._pending += self._decoder.decode(b"", final=True)
-        if self._pending:
-            self._emit(self._masker.mask(self._pending))
-            self._pending = ""
+    def close(self) -> None:
+        """Emit what is left of each stream's last line; later chunks (a pipe still held open by
+        something the step left behind) are dropped."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            for stream, state in self._streams.items():
+                self._extend(stream, state, state.decoder.decode(b"", final=True))
+            self._end_shown_line()
+            for stream, state in self._streams.items():
+                if state.pending:
+                    self._emit(stream, state.pending, state.hidden)
 
-    def _emit(self, text: str) -> None:
-        if text.endswith("\r"):
-            text = text[:-1]
-        self._on_line(LogLine(at=time.time(), stream=self._stream, text=text))
+    def _extend(self, stream: str, state: _Stream, text: str) -> None:
+        if not text:
+            return
+        start = len(state.pending)
+        state.pending += text
+        if self._shown and self._shown[-1][0] == stream and self._shown[-1][2] == start:
+            self._shown[-1] = (stream, self._shown[-1][1], len(state.pending))
+        else:
+            self._shown.append((stream, start, len(state.pending)))
+
+    def _end_shown_line(self) -> None:
+        """Search the line a terminal showed if both streams wrote to it; each stream's pending
+        line remembers which of its stretches a match covered."""
+        shown, self._shown = self._shown, []
+        if len(shown) < 2:  # one stream's stretches are merged: it alone wrote that line, and its
+            return  # own line is searched when it is emitted
+        text = "".join(self._streams[stream].pending[start:end] for stream, start, end in shown)
+        for match_start, match_end in self._masker.matches(text):
+            position = 0
+            for stream, start, end in shown:
+                low, high = max(match_start, position), min(match_end, position + end - start)
+                if low < high:
+                    self._streams[stream].hidden.append((start + low - position, start + high - position))
+                position += end - start
+
+    def _emit(self, stream: str, text: str, hidden: list[Span]) -> None:
+        # The lines of one chunk arrived together: one clock read (the hot loop of a busy step).
+        # No pattern holds a newline: the complete lines are masked in one pass.
+        at, on_line = time.time(), self._on_line
+        for line in self._masker.mask(text, hidden).split("\n"):
+            on_line(LogLine(at=at, stream=stream, text=line[:-1] if line.endswith("\r") else line))
