@@ -18,7 +18,7 @@ from collections.abc import Iterable, Sequence
 import ahocorasick_rs
 
 from runner.forms import encoded_forms
-from runner.visible import CONTROLS, ShownText
+from runner.visible import CONTROLS, ShownText, shown
 
 MASK = "********"
 Span = tuple[int, int]  # [start, end) of a stored text
@@ -47,18 +47,58 @@ def merged(spans: Iterable[Span]) -> list[Span]:
     return result
 
 
+# A line ending with this many characters of a value's start (or starting with as many of its
+# end) may hold one part of a value whose other part went to the other stream.
+_EDGE_MIN = 4
+_EDGE_MAX_VALUE = 256  # longer values (keys) are printed one line at a time
+
+
+class _Edges:
+    """The starts and ends of the values as printed plainly (each line of a multi-line one)."""
+
+    def __init__(self, values: Iterable[str]) -> None:
+        plain = [value for value in values if len(value) <= _EDGE_MAX_VALUE and value.isprintable()]
+        self.starts = {p[:n] for p in plain for n in range(_EDGE_MIN, len(p))}
+        self.ends = {p[-n:] for p in plain for n in range(_EDGE_MIN, len(p))}
+        # Any 4 characters of a value: one look-up rules out almost every line of a log.
+        self.grams = {p[i : i + _EDGE_MIN] for p in plain for i in range(len(p) - _EDGE_MIN + 1)}
+        self.longest = max(map(len, plain), default=0)
+
+    def at_edge(self, line: str) -> bool:
+        if not self.grams or len(line) < _EDGE_MIN:
+            return False
+        if line[-_EDGE_MIN:] in self.grams:
+            for n in range(_EDGE_MIN, min(len(line), self.longest) + 1):
+                if line[-n:] in self.starts:
+                    return True
+        if line[:_EDGE_MIN] in self.grams:
+            for n in range(_EDGE_MIN, min(len(line), self.longest) + 1):
+                if line[:n] in self.ends:
+                    return True
+        return False
+
+
 class SecretMasker:
     """Built once per job from the values its steps were given; ``mask`` is thread-safe."""
 
     def __init__(self, values: Iterable[str]) -> None:
         patterns: set[str] = set()
+        plain: set[str] = set()
         for value in values:
             if value:
                 patterns |= encoded_forms(value)
+                for line in value.splitlines():
+                    plain |= {line.strip(), line.strip().upper(), line.strip().lower()}
         self._patterns = sorted(patterns)
         self._automaton = _automaton(self._patterns) if self._patterns else None
         # The longest pattern: a text cut at least this far from a match cannot split it.
         self.longest = max(map(len, self._patterns), default=0)
+        self._edges = _Edges(plain)
+
+    def may_continue_elsewhere(self, line: str) -> bool:
+        """Whether ``line`` ends with the start of a value or starts with the end of one, as shown
+        (the rest may have been printed on the other stream)."""
+        return self._edges.at_edge(shown(line) if CONTROLS.search(line) else line)
 
     def __bool__(self) -> bool:
         return self._automaton is not None

@@ -15,6 +15,8 @@ from runner.spec import LogLine
 MAX_LINE_CHARS = 64 * 1024
 
 _NO_SECRETS = SecretMasker(())
+# How long a line that may hold part of a value waits for the other part from the other stream.
+HOLD_SECONDS = 2.0
 
 
 class _Stream:
@@ -47,6 +49,8 @@ class LineSplitter:
         # The line a terminal would show, as stretches (stream, start, end) of each stream's
         # pending line in arrival order; any newline ends it.
         self._shown: list[tuple[str, int, int]] = []
+        # Lines waiting for the other stream's part of a value: [at, text, still waiting].
+        self._held: dict[str, list[list]] = {}
         self._lock = threading.Lock()
         self._closed = False
 
@@ -96,6 +100,7 @@ class LineSplitter:
             for stream, state in self._streams.items():
                 if state.pending:
                     self._emit(stream, state.pending, state.hidden)
+            self._release(time.time(), everything=True)
 
     def _extend(self, stream: str, state: _Stream, text: str) -> None:
         if not text:
@@ -125,6 +130,55 @@ class LineSplitter:
     def _emit(self, stream: str, text: str, hidden: list[Span]) -> None:
         # The lines of one chunk arrived together: one clock read (the hot loop of a busy step).
         # No pattern holds a newline: the complete lines are masked in one pass.
-        at, on_line = time.time(), self._on_line
-        for line in self._masker.mask(text, hidden).split("\n"):
-            on_line(LogLine(at=at, stream=stream, text=line[:-1] if line.endswith("\r") else line))
+        at, on_line, masker = time.time(), self._on_line, self._masker
+        if self._held:
+            self._release(at)
+        for line in masker.mask(text, hidden).split("\n"):
+            if line.endswith("\r"):
+                line = line[:-1]
+            if not (self._held or masker.may_continue_elsewhere(line)):
+                on_line(LogLine(at=at, stream=stream, text=line))
+            else:
+                self._hold(stream, at, line)
+
+    # The engine (and the local executor's two reader threads) hand over the two streams in an
+    # order that can differ from the one they were written in, by a fraction of a second: a line
+    # that ends with the start of a value (or starts with its end) waits a moment for the other
+    # stream's part, so the two can be masked whichever arrives first.
+    def _hold(self, stream: str, at: float, line: str) -> None:
+        paired = False
+        for other, queue in self._held.items():
+            for waiting in queue if other != stream else ():
+                if not waiting[2]:
+                    continue
+                found = _mask_joined(self._masker, waiting[1], line)  # the other part came first
+                if found is None and (found := _mask_joined(self._masker, line, waiting[1])) is not None:
+                    found = found[1], found[0]
+                if found is not None:
+                    waiting[1], line = found
+                    waiting[2] = False
+                    paired = True
+        waits = not paired and self._masker.may_continue_elsewhere(line)
+        self._held.setdefault(stream, []).append([at, line, waits])
+        self._release(at)
+
+    def _release(self, now: float, everything: bool = False) -> None:
+        """Emit, in order, each stream's lines up to the first that still waits."""
+        for stream, queue in list(self._held.items()):
+            while queue and (everything or not queue[0][2] or now - queue[0][0] > HOLD_SECONDS):
+                at, line, _ = queue.pop(0)
+                self._on_line(LogLine(at=at, stream=stream, text=line))
+            if not queue:
+                del self._held[stream]
+
+
+def _mask_joined(masker: SecretMasker, first: str, second: str) -> tuple[str, str] | None:
+    """``first`` and ``second`` with what a value spanning their join covers of each masked, or
+    None if no value spans it."""
+    cut = len(first)
+    spans = [(start, end) for start, end in masker.matches(first + second) if start < cut < end]
+    if not spans:
+        return None
+    return masker.mask(first, [(start, cut) for start, _ in spans]), masker.mask(
+        second, [(0, end - cut) for _, end in spans]
+    )

@@ -12,6 +12,7 @@ from urllib.parse import quote, quote_plus
 
 import pytest
 
+from runner.executors import lines as lines_module
 from runner.executors.lines import MAX_LINE_CHARS, LineSplitter
 from runner.masking import MASK, SecretMasker
 from runner.reporter import LogShipper
@@ -292,17 +293,33 @@ def test_a_value_split_across_streams_without_a_newline_is_masked_at_the_end() -
     assert len(lines) == 2
 
 
-def test_parts_of_a_value_on_different_lines_of_the_other_stream_are_left_alone() -> None:
-    # "sec" then a newline on stderr: the terminal shows "sec" and "ret" on two lines.
-    masker = SecretMasker(["abcdefghijkl"])
+def test_a_value_split_across_streams_is_masked_when_the_parts_arrive_in_the_other_order() -> None:
+    # The engine copies stdout and stderr separately: "printf tok; printf en >&2; echo" can reach
+    # the runner as stderr's line first, then stdout's.
+    masker = SecretMasker([SECRET])
     lines: list[LogLine] = []
     splitter = LineSplitter(lines.append, masker)
-    splitter.feed("stdout", b"abcdef")
-    splitter.feed("stderr", b"\nghijkl\n")
-    splitter.feed("stdout", b"\n")
+    splitter.feed("stderr", f"{SECRET[9:]} end\n".encode())
+    assert lines == []  # it may be the end of a value whose start is still on its way
+    splitter.feed("stdout", f"key={SECRET[:9]}\nplain\n".encode())
+    splitter.feed("stderr", b"more\n")
     splitter.close()
     assert [(line.stream, line.text) for line in lines] == [
-        ("stderr", ""),
-        ("stderr", "ghijkl"),
-        ("stdout", "abcdef"),
+        ("stderr", f"{MASK} end"),
+        ("stdout", f"key={MASK}"),
+        ("stdout", "plain"),
+        ("stderr", "more"),
     ]
+
+
+def test_a_line_waiting_for_the_rest_of_a_value_is_let_go_in_order(monkeypatch: pytest.MonkeyPatch) -> None:
+    masker = SecretMasker([SECRET])
+    lines: list[LogLine] = []
+    splitter = LineSplitter(lines.append, masker)
+    splitter.feed("stdout", f"key={SECRET[:9]}\nnext\n".encode())
+    splitter.feed("stderr", b"unrelated\n")
+    assert [line.text for line in lines] == ["unrelated"]
+    monkeypatch.setattr(lines_module, "HOLD_SECONDS", 0.0)
+    splitter.feed("stderr", b"later\n")
+    assert [line.text for line in lines] == ["unrelated", f"key={SECRET[:9]}", "next", "later"]
+    splitter.close()
