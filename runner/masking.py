@@ -141,8 +141,16 @@ class SecretMasker:
         """Where to cut a line too long to keep whole: at most ``wanted``, never inside a match, and
         at least ``longest - 1`` characters before the end, so that no match still arriving can
         begin before the cut. 0 means "wait for more text" (the text is then at most
-        ``wanted + longest`` long)."""
-        cut = min(wanted, len(text) - self.longest + 1) if self else wanted
+        ``wanted + longest`` long). Escape sequences do not count: a value with one between each
+        character is as long as shown, not as stored (up to a text 4 times ``wanted``, so endless
+        escape sequences without text cannot grow a line without bound)."""
+        if not self:
+            return wanted
+        cut = min(wanted, len(text) - self.longest + 1)
+        if cut > 0 and len(text) < 4 * wanted and CONTROLS.search(text):
+            shown = ShownText(text)
+            last_safe = len(shown.text) - self.longest + 1
+            cut = min(cut, shown.stored_position(last_safe) if last_safe > 0 else 0)
         if cut <= 0:
             return 0
         for start, end in self.matches(text):

@@ -323,3 +323,17 @@ def test_a_line_waiting_for_the_rest_of_a_value_is_let_go_in_order(monkeypatch: 
     splitter.feed("stderr", b"later\n")
     assert [line.text for line in lines] == ["unrelated", f"key={SECRET[:9]}", "next", "later"]
     splitter.close()
+
+
+def test_a_value_with_escapes_in_every_gap_across_the_cut_of_an_overlong_line_is_not_split() -> None:
+    masker = SecretMasker([SECRET])
+    broken = "\x1b[0m".join(SECRET)  # 5 times as long stored as shown: longer than any pattern
+    assert len(broken) > masker.longest
+    filler = "x" * (MAX_LINE_CHARS - 50)
+    raw = (filler + broken + "y" * 100).encode()
+    # The first chunk ends inside the value, far enough in that a cut by stored length falls in it.
+    first = len(filler) + len(broken) - 5
+    lines = split_lines(masker, [raw[:first], raw[first:]])
+    joined = "".join(lines)
+    assert joined == filler + MASK + "y" * 100
+    assert all(len(line) <= MAX_LINE_CHARS for line in lines)
