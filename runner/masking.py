@@ -57,7 +57,7 @@ class _Edges:
     """The starts and ends of the values as printed plainly (each line of a multi-line one)."""
 
     def __init__(self, values: Iterable[str]) -> None:
-        plain = [value for value in values if len(value) <= _EDGE_MAX_VALUE and value.isprintable()]
+        plain = [value for value in values if len(value) <= _EDGE_MAX_VALUE and not CONTROLS.search(value)]
         self.starts = {p[:n] for p in plain for n in range(_EDGE_MIN, len(p))}
         self.ends = {p[-n:] for p in plain for n in range(_EDGE_MIN, len(p))}
         # Any 4 characters of a value: one look-up rules out almost every line of a log.

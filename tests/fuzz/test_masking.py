@@ -11,8 +11,9 @@ from urllib.parse import quote
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from runner.executors.lines import LineSplitter
 from runner.masking import MASK, SecretMasker
-from runner.spec import MIN_SECRET_LENGTH
+from runner.spec import MIN_SECRET_LENGTH, LogLine
 from server.logs.ansi import strip_ansi
 
 FUZZ = settings(max_examples=400, deadline=None)
@@ -104,3 +105,32 @@ def test_safe_cut_never_splits_a_secret(secret: str, text: str, wanted: int) -> 
     assert 0 <= cut <= wanted
     for start, end in masker.matches(line):
         assert not start < cut < end
+
+
+@FUZZ
+@given(plain_secrets, st.data())
+def test_a_secret_split_between_the_streams_is_masked_whichever_part_arrives_first(
+    secret: str, data: st.DataObject
+) -> None:
+    # Each part at least 4 characters: the shortest edge of a value the splitter waits on.
+    cut = data.draw(st.integers(4, len(secret) - 4)) if len(secret) >= 8 else len(secret) // 2
+    first, second = secret[:cut], secret[cut:]
+    if data.draw(st.booleans()):
+        inside = data.draw(st.integers(1, len(second)))
+        second = second[:inside] + data.draw(controls) + second[inside:]
+    before, after = data.draw(plain_text), data.draw(plain_text)
+    writes = [("stdout", (before + first).encode()), ("stderr", (second + after + "\n").encode())]
+    if data.draw(st.booleans()):  # the engine handed them over the other way round
+        writes.reverse()
+    lines: list[LogLine] = []
+    splitter = LineSplitter(lines.append, SecretMasker([secret]))
+    for stream, raw in writes:
+        cut_at = data.draw(st.integers(0, len(raw)))
+        splitter.feed(stream, raw[:cut_at])
+        splitter.feed(stream, raw[cut_at:])
+    splitter.feed("stdout", b"\n")
+    splitter.close()
+    shown = [strip_ansi(line.text) for line in lines]
+    assert MASK in "".join(shown)
+    for order in (shown, shown[::-1]):
+        assert secret not in "".join(order)
