@@ -24,6 +24,10 @@ MIN_FORM_LENGTH = 6
 # an encoded value can be a few characters that would hide the same few anywhere in a log.
 MIN_WRAPPED_PIECE = 16
 WRAP_WIDTHS = (76, 64)  # coreutils base64 / base32; openssl base64 and PEM
+# Tokens and passwords are printed in every way; keys and certificates (longer) as they are, one
+# line at a time, in base64 or hex. Forms of theirs nobody prints would make the search slower
+# for every line of every log (the automaton grows with the characters of all patterns).
+SHORT_VALUE_BYTES = 256
 
 # bash's printf %q puts a backslash before these (and before ~ or # at the start of a word).
 _BASH_SPECIAL = frozenset(" \t'\"\\$!{}*?^,[]<>|&;()`")
@@ -75,8 +79,12 @@ def _hex_forms(raw: bytes) -> set[str]:
 
 
 def _url_forms(value: str) -> set[str]:
-    forms = {quote(value, safe=""), quote(value), quote_plus(value)}
-    return forms | {re.sub(r"%[0-9A-F]{2}", lambda escape: escape.group().lower(), form) for form in forms}
+    return {quote(value, safe=""), quote(value), quote_plus(value)}
+
+
+def _lower_escapes(forms: set[str]) -> set[str]:
+    """The same URL-encoded forms with ``%2f`` for ``%2F`` (as some clients write them)."""
+    return {re.sub(r"%[0-9A-F]{2}", lambda escape: escape.group().lower(), form) for form in forms}
 
 
 def _json_forms(value: str) -> set[str]:
@@ -112,9 +120,11 @@ def _shell_forms(value: str) -> set[str]:
 def encoded_forms(value: str) -> set[str]:
     """Every pattern that hides ``value``: itself, its long-enough lines, and its encodings."""
     raw = value.encode("utf-8")
-    forms = {value, value.upper(), value.lower(), shown(value)}
-    forms |= _hex_forms(raw) | _url_forms(value) | _base64_forms(raw) | _base32_forms(raw)
-    forms |= _json_forms(value) | _shell_forms(value)
+    url = _url_forms(value)
+    forms = {value, shown(value), raw.hex(), raw.hex().upper()}
+    forms |= url | _base64_forms(raw) | _json_forms(value) | _shell_forms(value)
+    if len(raw) <= SHORT_VALUE_BYTES:
+        forms |= {value.upper(), value.lower()} | _hex_forms(raw) | _base32_forms(raw) | _lower_escapes(url)
     lines = value.splitlines()
     if len(lines) > 1:
         forms |= {line.strip() for line in lines if len(line.strip()) >= MIN_SECRET_LENGTH}

@@ -18,7 +18,7 @@ from collections.abc import Iterable, Sequence
 import ahocorasick_rs
 
 from runner.forms import encoded_forms
-from runner.visible import CONTROLS, ShownText, shown
+from runner.visible import CONTROLS, ShownText, has_controls, shown
 
 MASK = "********"
 Span = tuple[int, int]  # [start, end) of a stored text
@@ -49,7 +49,7 @@ def merged(spans: Iterable[Span]) -> list[Span]:
 
 # A line ending with this many characters of a value's start (or starting with as many of its
 # end) may hold one part of a value whose other part went to the other stream.
-_EDGE_MIN = 4
+_EDGE_MIN = 4  # the splitter's hot loop looks up the last and first 4 characters of a line
 _EDGE_MAX_VALUE = 256  # longer values (keys) are printed one line at a time
 
 
@@ -87,18 +87,20 @@ class SecretMasker:
         for value in values:
             if value:
                 patterns |= encoded_forms(value)
-                for line in value.splitlines():
-                    plain |= {line.strip(), line.strip().upper(), line.strip().lower()}
+                plain |= {line.strip() for line in value.splitlines()}
+                if len(value) <= _EDGE_MAX_VALUE:
+                    plain |= {value.upper(), value.lower()}
         self._patterns = sorted(patterns)
         self._automaton = _automaton(self._patterns) if self._patterns else None
         # The longest pattern: a text cut at least this far from a match cannot split it.
         self.longest = max(map(len, self._patterns), default=0)
         self._edges = _Edges(plain)
+        self.edge_grams = self._edges.grams  # read by the splitter's hot loop
 
     def may_continue_elsewhere(self, line: str) -> bool:
         """Whether ``line`` ends with the start of a value or starts with the end of one, as shown
         (the rest may have been printed on the other stream)."""
-        return self._edges.at_edge(shown(line) if CONTROLS.search(line) else line)
+        return self._edges.at_edge(shown(line) if has_controls(line) else line)
 
     def __bool__(self) -> bool:
         return self._automaton is not None
@@ -114,7 +116,7 @@ class SecretMasker:
         found = [
             (start, end) for _, start, end in self._automaton.find_matches_as_indexes(text, overlapping=True)
         ]
-        if CONTROLS.search(text):
+        if has_controls(text):
             shown = ShownText(text)
             found += [
                 shown.stored_span(start, end)
@@ -147,7 +149,7 @@ class SecretMasker:
         if not self:
             return wanted
         cut = min(wanted, len(text) - self.longest + 1)
-        if cut > 0 and len(text) < 4 * wanted and CONTROLS.search(text):
+        if cut > 0 and len(text) < 4 * wanted and has_controls(text):
             shown = ShownText(text)
             last_safe = len(shown.text) - self.longest + 1
             cut = min(cut, shown.stored_position(last_safe) if last_safe > 0 else 0)

@@ -9,6 +9,7 @@ import time
 from runner.executors.base import LineSink
 from runner.masking import SecretMasker, Span
 from runner.spec import LogLine
+from runner.visible import has_controls
 
 # A line longer than this is emitted in pieces, so a step printing endless output without a
 # newline (progress bars using "\r") cannot grow the runner's memory without bound.
@@ -133,13 +134,29 @@ class LineSplitter:
         at, on_line, masker = time.time(), self._on_line, self._masker
         if self._held:
             self._release(at)
-        for line in masker.mask(text, hidden).split("\n"):
+        lines = masker.mask(text, hidden).split("\n")
+        # A line may hold part of a value whose other part went to the other stream if it has 4
+        # characters of a value at either end: one set operation per end rules out almost every
+        # chunk; a chunk with escape sequences (or "\r") is looked at line by line, as shown.
+        grams = masker.edge_grams
+        if not self._held and (
+            not grams
+            or (
+                not has_controls(text)
+                and grams.isdisjoint([line[-4:] for line in lines])
+                and grams.isdisjoint([line[:4] for line in lines])
+            )
+        ):
+            for line in lines:
+                on_line(LogLine(at=at, stream=stream, text=line[:-1] if line.endswith("\r") else line))
+            return
+        for line in lines:
             if line.endswith("\r"):
                 line = line[:-1]
-            if not (self._held or masker.may_continue_elsewhere(line)):
-                on_line(LogLine(at=at, stream=stream, text=line))
-            else:
+            if self._held or masker.may_continue_elsewhere(line):
                 self._hold(stream, at, line)
+            else:
+                on_line(LogLine(at=at, stream=stream, text=line))
 
     # The engine (and the local executor's two reader threads) hand over the two streams in an
     # order that can differ from the one they were written in, by a fraction of a second: a line
