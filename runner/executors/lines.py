@@ -40,8 +40,11 @@ class LineSplitter:
     A line is masked only once it is complete (or cut, see ``SecretMasker.safe_cut``), so a value
     cut across chunks is still found. A value split between the streams (``printf tok; printf en
     >&2``) is found in the line a terminal would show, gathered from both streams in the order
-    their chunks arrived: each stream's line then hides its part. ``feed`` and ``close`` may be
-    called from several threads (the local executor reads its two pipes in two)."""
+    their chunks arrived, and each stream's line hides its part. As the parts can also arrive the
+    other way round, a line ending with the start of a value (or starting with its end) is held
+    until the other stream's next line, at most ``HOLD_SECONDS`` (lines of its stream queue
+    behind it, so each stream's lines keep their order). ``feed`` and ``close`` may be called
+    from several threads (the local executor reads its two pipes in two)."""
 
     def __init__(self, on_line: LineSink, masker: SecretMasker = _NO_SECRETS) -> None:
         self._on_line = on_line

@@ -319,7 +319,7 @@ def test_a_line_waiting_for_the_rest_of_a_value_is_let_go_in_order(monkeypatch: 
     splitter.feed("stdout", f"key={SECRET[:9]}\nnext\n".encode())
     splitter.feed("stderr", b"unrelated\n")
     assert [line.text for line in lines] == ["unrelated"]
-    monkeypatch.setattr(lines_module, "HOLD_SECONDS", 0.0)
+    monkeypatch.setattr(lines_module, "HOLD_SECONDS", -1.0)  # as if 2 s had passed
     splitter.feed("stderr", b"later\n")
     assert [line.text for line in lines] == ["unrelated", f"key={SECRET[:9]}", "next", "later"]
     splitter.close()
