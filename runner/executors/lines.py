@@ -137,7 +137,8 @@ class LineSplitter:
         at, on_line, masker = time.time(), self._on_line, self._masker
         if self._held:
             self._release(at)
-        lines = masker.mask(text, hidden).split("\n")
+        controls = bool(masker) and has_controls(text)
+        lines = masker.mask(text, hidden, controls).split("\n")
         # A line may hold part of a value whose other part went to the other stream if it has 4
         # characters of a value at either end: one set operation per end rules out almost every
         # chunk; a chunk with escape sequences (or "\r") is looked at line by line, as shown.
@@ -145,7 +146,7 @@ class LineSplitter:
         if not self._held and (
             not grams
             or (
-                not has_controls(text)
+                not controls
                 and grams.isdisjoint([line[-4:] for line in lines])
                 and grams.isdisjoint([line[:4] for line in lines])
             )
