@@ -13,7 +13,9 @@ merged, and each masked stretch of the stored text, escape sequences inside it i
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections.abc import Iterable, Sequence
+from itertools import accumulate
 
 import ahocorasick_rs
 
@@ -109,7 +111,7 @@ class SecretMasker:
     def __repr__(self) -> str:  # never the patterns themselves
         return f"SecretMasker({len(self._patterns)} patterns)"
 
-    def matches(self, text: str, controls: bool | None = None) -> list[Span]:
+    def matches(self, text: str) -> list[Span]:
         """Where patterns occur in ``text`` as stored or as shown, as merged ``(start, end)`` spans
         of the stored text, in order."""
         if self._automaton is None:
@@ -117,19 +119,39 @@ class SecretMasker:
         found = [
             (start, end) for _, start, end in self._automaton.find_matches_as_indexes(text, overlapping=True)
         ]
-        if has_controls(text) if controls is None else controls:
-            shown = ShownText(text)
-            found += [
-                shown.stored_span(start, end)
-                for _, start, end in self._automaton.find_matches_as_indexes(shown.text, overlapping=True)
-            ]
+        if has_controls(text):
+            found += self._shown_matches(text)
         return merged(found) if found else []
 
-    def mask(self, text: str, also: Sequence[Span] = (), controls: bool | None = None) -> str:
+    def _shown_matches(self, text: str) -> list[Span]:
+        """Matches in the lines of ``text`` that are shown otherwise than stored (a coloured log
+        has few): those lines alone, as shown, are searched; the way back to stored positions is
+        worked out for the rare line that holds a match."""
+        lines, stored_starts, position = [], [], 0
+        for line in text.split("\n"):
+            if not line.isprintable():  # a control character (or a tab: looked at for nothing)
+                lines.append(line)
+                stored_starts.append(position)
+            position += len(line) + 1
+        if not lines:
+            return []
+        joined = "\n".join(lines)
+        found = self._automaton.find_matches_as_indexes(shown(joined), overlapping=True)
+        if not found:
+            return []
+        back, spans = ShownText(joined), []
+        joined_starts = list(accumulate((len(line) + 1 for line in lines[:-1]), initial=0))
+        for _, start, end in found:
+            stored_start, stored_end = back.stored_span(start, end)
+            index = bisect_right(joined_starts, stored_start) - 1  # no pattern spans two lines
+            shift = stored_starts[index] - joined_starts[index]
+            spans.append((stored_start + shift, stored_end + shift))
+        return spans
+
+    def mask(self, text: str, also: Sequence[Span] = ()) -> str:
         """``text`` with every match, and the ``also`` spans (found by the caller in a wider
-        context: a line of the other stream), replaced by the mask. ``controls``: whether ``text``
-        holds control characters, if the caller knows."""
-        spans = self.matches(text, controls)
+        context: a line of the other stream), replaced by the mask."""
+        spans = self.matches(text)
         if also:
             spans = merged([*spans, *also])
         if not spans:

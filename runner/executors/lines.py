@@ -9,7 +9,7 @@ import time
 from runner.executors.base import LineSink
 from runner.masking import SecretMasker, Span
 from runner.spec import LogLine
-from runner.visible import has_controls
+from runner.visible import has_controls, shown
 
 # A line longer than this is emitted in pieces, so a step printing endless output without a
 # newline (progress bars using "\r") cannot grow the runner's memory without bound.
@@ -137,23 +137,25 @@ class LineSplitter:
         at, on_line, masker = time.time(), self._on_line, self._masker
         if self._held:
             self._release(at)
-        controls = bool(masker) and has_controls(text)
-        lines = masker.mask(text, hidden, controls).split("\n")
+        lines = masker.mask(text, hidden).split("\n")
         # A line may hold part of a value whose other part went to the other stream if it has 4
-        # characters of a value at either end: one set operation per end rules out almost every
-        # chunk; a chunk with escape sequences (or "\r") is looked at line by line, as shown.
+        # characters of a value at either end, as shown: one set operation per end rules out
+        # almost every chunk.
         grams = masker.edge_grams
-        if not self._held and (
-            not grams
-            or (
-                not controls
-                and grams.isdisjoint([line[-4:] for line in lines])
-                and grams.isdisjoint([line[:4] for line in lines])
-            )
-        ):
-            for line in lines:
-                on_line(LogLine(at=at, stream=stream, text=line[:-1] if line.endswith("\r") else line))
-            return
+        if not self._held:
+            ends = lines
+            if grams and has_controls(text):  # the lines shown otherwise than stored, as shown
+                ends = [
+                    *lines,
+                    *shown("\n".join(line for line in lines if not line.isprintable())).split("\n"),
+                ]
+            if not grams or (
+                grams.isdisjoint([line[-4:] for line in ends])
+                and grams.isdisjoint([line[:4] for line in ends])
+            ):
+                for line in lines:
+                    on_line(LogLine(at=at, stream=stream, text=line[:-1] if line.endswith("\r") else line))
+                return
         for line in lines:
             if line.endswith("\r"):
                 line = line[:-1]
