@@ -111,11 +111,11 @@ class LocalExecutor:
         except (OSError, subprocess.SubprocessError) as exc:
             raise ExecutorError(f"could not start /bin/sh in {self._workspace}: {exc}") from exc
 
-        live = threading.Event()  # cleared once we stop forwarding lines for this step
-        live.set()
+        # One splitter for both pipes: a line is what a terminal would show, whichever wrote it.
+        splitter = LineSplitter(on_line, self._masker)
         readers = [
-            _start_reader(proc.stdout, LineSplitter("stdout", on_line, self._masker), live),
-            _start_reader(proc.stderr, LineSplitter("stderr", on_line, self._masker), live),
+            _start_reader(proc.stdout, "stdout", splitter),
+            _start_reader(proc.stderr, "stderr", splitter),
         ]
         deadline = started + step.timeout_seconds
         outcome: StepOutcome | None = None
@@ -134,9 +134,10 @@ class LocalExecutor:
 
         for reader in readers:
             reader.join(READER_GRACE_SECONDS)
+        # Emits the last line; if something outside the process group still holds a pipe open,
+        # whatever it writes from now on is dropped.
+        splitter.close()
         if any(r.is_alive() for r in readers):
-            # Something outside the process group still holds the pipes open; stop listening.
-            live.clear()
             log.warning("step %s: output pipes still open after the step ended", step.name)
 
         if outcome is not None:
@@ -160,16 +161,13 @@ def _memory_limiter(limit: int) -> Callable[[], None]:
     return apply
 
 
-def _start_reader(pipe: IO[bytes] | None, splitter: LineSplitter, live: threading.Event) -> threading.Thread:
+def _start_reader(pipe: IO[bytes] | None, stream: str, splitter: LineSplitter) -> threading.Thread:
     def pump() -> None:
         assert pipe is not None
         with pipe:
             # read1 returns what is available now instead of waiting for a full buffer.
             while chunk := pipe.read1(65536):  # type: ignore[attr-defined]
-                if live.is_set():
-                    splitter.feed(chunk)
-        if live.is_set():
-            splitter.flush()
+                splitter.feed(stream, chunk)
 
     thread = threading.Thread(target=pump, name="greenlight-local-reader", daemon=True)
     thread.start()
