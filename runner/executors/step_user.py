@@ -6,6 +6,8 @@ from __future__ import annotations
 import os
 import pwd
 import stat
+import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,6 +17,27 @@ class StepUser:
     name: str
     uid: int
     gid: int
+
+
+class StepUsers:
+    """The step users of one runner, one per job it runs at once: every process of a job's user is
+    killed when its steps end, which must not hit a job running beside it (``--concurrency``)."""
+
+    def __init__(self, users: Sequence[StepUser]) -> None:
+        self.users = tuple(users)
+        self._free = list(self.users)
+        self._lock = threading.Lock()
+
+    def take(self) -> StepUser | None:
+        """A user no running job has, or None."""
+        with self._lock:
+            return self._free.pop(0) if self._free else None
+
+    def give_back(self, user: StepUser) -> None:
+        """Once no process of ``user`` is left."""
+        with self._lock:
+            if user in self.users and user not in self._free:
+                self._free.append(user)
 
 
 def step_user(name: str) -> StepUser:

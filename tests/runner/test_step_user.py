@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,6 +28,7 @@ def base() -> Iterator[Path]:
 
 
 def settings(runner_dir: Path, **more: object) -> RunnerSettings:
+    more.setdefault("runner_run_as", "nobody")
     return RunnerSettings(
         broker_url="memory://", runner_token="t", runner_dir=runner_dir, runner_executor="local", **more
     )  # type: ignore[arg-type]
@@ -34,17 +36,17 @@ def settings(runner_dir: Path, **more: object) -> RunnerSettings:
 
 def test_nobody_may_run_steps_from_a_runner_directory_it_can_pass_through(base: Path) -> None:
     assert step_user_problem(NOBODY, base / "runner", None) is None
-    assert worker.local_step_user(settings(base / "runner")) == NOBODY
+    assert worker.local_step_users(settings(base / "runner")).users == (NOBODY,)
 
 
 def test_root_is_refused(base: Path) -> None:
     with pytest.raises(SystemExit, match="which is root"):
-        worker.local_step_user(settings(base / "runner", runner_run_as="root"))
+        worker.local_step_users(settings(base / "runner", runner_run_as="root"))
 
 
 def test_a_user_that_does_not_exist_is_refused(base: Path) -> None:
     with pytest.raises(SystemExit, match="there is no user 'no-such-user-here'"):
-        worker.local_step_user(settings(base / "runner", runner_run_as="no-such-user-here"))
+        worker.local_step_users(settings(base / "runner", runner_run_as="no-such-user-here"))
 
 
 @pytest.mark.parametrize("owned", ["runner", "data"])
@@ -53,11 +55,46 @@ def test_the_owner_of_the_runner_or_data_directory_is_refused(base: Path, owned:
         (base / name).mkdir()
     os.chown(base / owned, NOBODY.uid, NOBODY.gid)
     with pytest.raises(SystemExit, match=f"nobody owns the {owned} directory"):
-        worker.local_step_user(settings(base / "runner", data_dir=base / "data"))
+        worker.local_step_users(settings(base / "runner", data_dir=base / "data"))
 
 
 def test_a_runner_directory_inside_a_closed_data_directory_is_refused(base: Path) -> None:
     data = base / "data"
     data.mkdir(mode=0o700)
     with pytest.raises(SystemExit, match=r"nobody cannot reach .* outside the data directory"):
-        worker.local_step_user(settings(data / "runner", data_dir=data))
+        worker.local_step_users(settings(data / "runner", data_dir=data))
+
+
+def test_the_default_step_user_is_a_dedicated_one_that_must_be_created(base: Path) -> None:
+    # Not nobody: other daemons run as it, and every process of the step user is killed after
+    # each step (and could read theirs, and they a step's secrets).
+    settings_ = RunnerSettings(
+        broker_url="memory://", runner_token="t", runner_dir=base / "runner", runner_executor="local"
+    )  # type: ignore[call-arg]
+    assert settings_.runner_run_as == "greenlight-step"
+    with pytest.raises(SystemExit, match=r"there is no user 'greenlight-step'.*useradd --system"):
+        worker.local_step_users(settings_)
+
+
+def test_a_step_user_that_other_programs_run_as_is_refused(base: Path) -> None:
+    other = subprocess.Popen(["sleep", "60"], user=NOBODY.uid, group=NOBODY.gid, extra_groups=[])
+    try:
+        with pytest.raises(SystemExit, match=rf"nobody already runs processes \(.*{other.pid}.*\)"):
+            worker.local_step_users(settings(base / "runner"))
+    finally:
+        other.kill()
+        other.wait()
+
+
+def test_each_job_a_runner_runs_at_once_needs_a_step_user_of_its_own(base: Path) -> None:
+    with pytest.raises(SystemExit, match="--concurrency 2 needs 2 step users"):
+        worker.local_step_users(settings(base / "runner", runner_concurrency=2))
+    with pytest.raises(SystemExit, match="nobody is named twice"):
+        worker.local_step_users(
+            settings(base / "runner", runner_concurrency=2, runner_run_as="nobody,nobody")
+        )
+    games = step_user("games")
+    users = worker.local_step_users(
+        settings(base / "runner", runner_concurrency=2, runner_run_as="nobody, games")
+    )
+    assert users.users == (NOBODY, games)
