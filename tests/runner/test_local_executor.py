@@ -195,6 +195,16 @@ def test_a_process_that_leaves_the_steps_session_is_killed_on_timeout_and_cancel
     assert alive_processes_of(STEP_USER.uid) == []
 
 
+def test_processes_that_keep_forking_into_new_sessions_are_all_ended(executor: LocalExecutor) -> None:
+    # Every child starts a session of its own and forks again: no group, session or parent holds
+    # them together, and new ones appear while the old ones are killed.
+    spawner = "while :; do setsid sh -c 'sleep 600 & sleep 600' & sleep 0.01; done"
+    script = f"setsid sh -c \"{spawner}\" > /dev/null 2>&1 < /dev/null & sleep 1"
+    result, _ = run(executor, specs.make_step(script))
+    assert result.outcome is StepOutcome.passed
+    assert alive_processes_of(STEP_USER.uid) == []
+
+
 def start_as_step_user() -> subprocess.Popen[bytes]:
     """A process of the step user that no step of this executor started."""
     return subprocess.Popen(
