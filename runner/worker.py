@@ -19,7 +19,7 @@ from runner.broker import tolerate_restore_on_closed_connection
 from runner.config import RunnerSettings
 from runner.executors.base import Executor
 from runner.executors.step_processes import processes_of
-from runner.executors.step_user import StepUser, StepUsers, step_user, step_user_problem
+from runner.executors.step_user import StepUser, StepUsers, scheduler_problem, step_user, step_user_problem
 from runner.hygiene import DiskHygiene
 from runner.images import RunnerImages
 from runner.spec import JOB_AVAILABLE_TASK, broker_transport_options, label_queue
@@ -46,7 +46,9 @@ def local_step_users(settings: RunnerSettings) -> StepUsers:
             raise SystemExit(
                 f"--run-as: {user.name} is named twice: each job that runs at once needs a user of its own"
             )
-        if problem := step_user_problem(user, settings.runner_dir, settings.data_dir):
+        if problem := step_user_problem(user, settings.runner_dir, settings.data_dir) or scheduler_problem(
+            user
+        ):
             raise SystemExit(f"the local executor will not start: {problem}")
         if others := processes_of(user.uid):
             raise SystemExit(

@@ -14,7 +14,7 @@ import pytest
 
 from runner import worker
 from runner.config import RunnerSettings
-from runner.executors.step_user import step_user, step_user_problem
+from runner.executors.step_user import scheduler_problem, step_user, step_user_problem
 
 NOBODY = step_user("nobody")
 
@@ -98,3 +98,43 @@ def test_each_job_a_runner_runs_at_once_needs_a_step_user_of_its_own(base: Path)
         settings(base / "runner", runner_concurrency=2, runner_run_as="nobody, games")
     )
     assert users.users == (NOBODY, games)
+
+
+@pytest.fixture
+def tools(base: Path) -> Path:
+    """A directory for scheduler programs: only their presence matters, they are never run."""
+    path = base / "bin"
+    path.mkdir()
+    return path
+
+
+def install(tools: Path, name: str) -> None:
+    (tools / name).write_text("#!/bin/sh\nexit 1\n")
+    (tools / name).chmod(0o755)
+
+
+@pytest.mark.parametrize(
+    ("tool", "files", "refused"),
+    [
+        ("crontab", {}, "nobody may schedule commands with crontab"),  # cron's default: everyone
+        ("crontab", {"cron.deny": "daemon\nnobody\n"}, None),
+        ("crontab", {"cron.allow": "root\n", "cron.deny": ""}, None),
+        ("crontab", {"cron.allow": "nobody\n"}, "nobody may schedule commands with crontab"),
+        ("at", {}, None),  # at's default: root alone
+        ("at", {"at.deny": "daemon\n"}, "nobody may schedule commands with at"),
+        ("at", {"at.deny": "nobody\n"}, None),
+    ],
+)
+def test_a_step_user_that_may_schedule_commands_for_later_is_refused(
+    base: Path, tools: Path, tool: str, files: dict[str, str], refused: str | None
+) -> None:
+    # A cron or at job of the step user runs after the job's processes were killed, as that
+    # user: it could read a later job's environment.
+    etc = base / "etc"
+    etc.mkdir()
+    for name, text in files.items():
+        (etc / name).write_text(text)
+    assert scheduler_problem(NOBODY, etc, str(tools)) is None  # not installed: nothing to deny
+    install(tools, tool)
+    problem = scheduler_problem(NOBODY, etc, str(tools))
+    assert (problem is None) if refused is None else (refused in (problem or "") and "deny" in problem)
