@@ -18,6 +18,7 @@ from typing import IO
 
 from runner.executors.base import CANCELLED, ExecutorError, LineSink, StepResult, must_stop
 from runner.executors.lines import LineSplitter
+from runner.executors.step_files import remove_files_of
 from runner.executors.step_processes import end_processes_of
 from runner.executors.step_user import StepUser, StepUsers, hand_over
 from runner.masking import SecretMasker
@@ -46,8 +47,9 @@ class LocalExecutor:
     runs at once), without supplementary groups and with an environment of their own; the
     workspace is handed to that user alone. When a step ends (passed, failed, timed out or
     cancelled), every process of that user is killed, whether it left the step's session
-    (``setsid``) or not; so again before a job starts and after it ends. Nothing a step starts
-    outlives it to read a later job's secrets or rewrite its workspace. The server hands this
+    (``setsid``) or not; so again before a job starts and after it ends, when what the user left
+    in /tmp, /var/tmp and /dev/shm is removed too. Nothing a step starts outlives it to read a
+    later job's secrets or rewrite its workspace. The server hands this
     executor only jobs of repositories that allow it, never a fork's and never a deploy; setup
     refuses any other as a second line.
     """
@@ -80,6 +82,7 @@ class LocalExecutor:
                 f"processes of the step user {self._run_as.name} keep running (pids {_pids(survivors)}); "
                 "a job must not run beside them"
             )
+        remove_files_of(self._run_as)  # left before this runner started (a crash), or by anything else
         self._job = job
         self._workspace = workspace.resolve()
         hand_over(self._workspace, self._run_as)
@@ -91,7 +94,8 @@ class LocalExecutor:
             return
         # Given back even if something survived: the next job's setup kills again, and refuses
         # to run beside what still does.
-        self._end_processes("the job")
+        if self._end_processes("the job"):
+            remove_files_of(self._run_as)
         self._step_users.give_back(self._run_as)
         self._run_as = None
 
@@ -172,10 +176,13 @@ class LocalExecutor:
             return StepResult(StepOutcome.passed, 0, duration)
         return StepResult(StepOutcome.failed, code, duration, f"exit code {code}")
 
-    def _end_processes(self, what: str) -> None:
+    def _end_processes(self, what: str) -> bool:
+        """Whether no process of the step user is left."""
         assert self._run_as is not None
         if survivors := end_processes_of(self._run_as):
             log.error("%s: processes of %s keep running: %s", what, self._run_as.name, _pids(survivors))
+            return False
+        return True
 
 
 def _pids(pids: list[int]) -> str:

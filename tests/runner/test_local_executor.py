@@ -228,6 +228,30 @@ def test_no_process_of_the_step_user_survives_teardown_nor_runs_into_the_next_jo
     executor.teardown()
 
 
+def test_what_a_job_leaves_in_the_shared_temporary_directories_is_removed_after_it(tmp_path: Path) -> None:
+    # The next job of the step user (maybe another repository's) must find none of it.
+    name = f"greenlight-leftover-{secrets.token_hex(4)}"
+    theirs = Path("/tmp") / f"{name}-root"
+    theirs.write_text("not the step user's")
+    executor = LocalExecutor(step_users())
+    executor.setup(make_job(), tmp_path)
+    script = (
+        f"echo built > /tmp/{name}; mkdir -p /var/tmp/{name}/deep; echo x > /var/tmp/{name}/deep/file; "
+        f"echo s > /dev/shm/{name}; ln -s /etc/passwd /tmp/{name}-link; "
+        f"mkdir /tmp/{name}-closed; echo y > /tmp/{name}-closed/file; chmod 0 /tmp/{name}-closed"
+    )
+    result, lines = run(executor, specs.make_step(script))
+    assert result.outcome is StepOutcome.passed, lines
+    executor.teardown()
+    try:
+        places = (Path("/tmp"), Path("/var/tmp"), Path("/dev/shm"))
+        left = [path for place in places for path in place.glob(f"{name}*")]
+        assert left == [theirs]
+        assert Path("/etc/passwd").is_file()  # the link went, not its target
+    finally:
+        theirs.unlink()
+
+
 def test_each_running_job_has_a_step_user_of_its_own(tmp_path: Path) -> None:
     users = step_users()
     first = LocalExecutor(users)
