@@ -7,6 +7,7 @@ secrets). The same generated log is pushed through with 0 secrets and with 50, a
 in one run; the median of the rounds is reported, with the ratio.
 
     .venv/bin/python -m bench.masking [--megabytes 32] [--rounds 5] [--secrets 50] [--keys-every 10]
+                                      [--colour-every 0]
 """
 
 from __future__ import annotations
@@ -54,9 +55,11 @@ def make_secrets(count: int, rng: random.Random, keys_every: int = 10) -> list[s
     return values
 
 
-def make_log(megabytes: float, values: list[str], rng: random.Random) -> bytes:
+def make_log(megabytes: float, values: list[str], rng: random.Random, colour_every: int = 0) -> bytes:
     """Build output: pip, compiler and test lines of 20 to 200 characters; one line in 2000
-    prints a secret (plain, base64 or hex), so replacing is measured too, not only searching."""
+    prints a secret (plain, base64 or hex), so replacing is measured too, not only searching.
+    With ``colour_every``, one line in that many has a word in colour (pytest's PASSED, gcc's
+    warning:), which makes the masker also search the text as shown."""
     words = "Collecting Downloading Installing PASSED tests/test_ warning: gcc -O2 src/module.c [42%] built"
     words += " Successfully wheel 0.4.1 -> ok cache"
     vocabulary = words.split()
@@ -68,6 +71,8 @@ def make_log(megabytes: float, values: list[str], rng: random.Random) -> bytes:
             line = f"export TOKEN={form}"
         else:
             line = " ".join(rng.choices(vocabulary, k=rng.randint(3, 30)))
+        if colour_every and rng.random() < 1 / colour_every:
+            line = f"\x1b[32m{line[:12]}\x1b[0m{line[12:]}"
         lines.append(line)
         size += len(line) + 1
     return ("\n".join(lines) + "\n").encode()
@@ -76,11 +81,11 @@ def make_log(megabytes: float, values: list[str], rng: random.Random) -> bytes:
 def run_through_runner(log: bytes, masker: SecretMasker) -> tuple[float, NullApi]:
     api = NullApi()
     shipper = LogShipper(api, 1, "token", masker)  # type: ignore[arg-type]
-    splitter = LineSplitter("stdout", shipper.add, masker)
+    splitter = LineSplitter(shipper.add, masker)
     started, cpu_started = time.perf_counter(), time.process_time()
     for offset in range(0, len(log), CHUNK_BYTES):
-        splitter.feed(log[offset : offset + CHUNK_BYTES])
-    splitter.flush()
+        splitter.feed("stdout", log[offset : offset + CHUNK_BYTES])
+    splitter.close()
     shipper.stop()
     return time.perf_counter() - started, time.process_time() - cpu_started, api
 
@@ -91,13 +96,14 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--secrets", type=int, default=50)
     parser.add_argument("--keys-every", type=int, default=10, help="every Nth secret is a long key (0: none)")
+    parser.add_argument("--colour-every", type=int, default=0, help="every Nth line has colours (0: none)")
     parser.add_argument("--seed", type=int, default=secrets.randbelow(10**6))
     parser.add_argument("--json", help="also write the figures to this file")
     args = parser.parse_args()
 
     rng = random.Random(args.seed)
     values = make_secrets(args.secrets, rng, args.keys_every)
-    log = make_log(args.megabytes, values, rng)
+    log = make_log(args.megabytes, values, rng, args.colour_every)
     build_started = time.perf_counter()
     with_secrets = SecretMasker(values)
     build_seconds = time.perf_counter() - build_started

@@ -39,12 +39,14 @@ class RunnerSettings(BaseSettings):
     runner_dir: Path = Path.home() / ".cache" / "greenlight-runner"
     # docker: steps in containers; without an answering engine the runner takes no job (it says
     # so to the server and resumes when the engine is back). local: steps as host processes, run
-    # as ``runner_run_as``, only for repositories that allow it and never for forks; only when
+    # as ``runner_run_as``, only for repositories that allow it, never for forks, never deploys; only when
     # chosen here, never as a fallback. ("auto", from older versions, means docker.)
     runner_executor: str = Field(default="docker", pattern=r"^(docker|local)$")
-    # The user the local executor runs steps as: never root, never the owner of the runner's or
-    # the server's directories. Create a dedicated one (see README); nobody by default.
-    runner_run_as: str = Field(default="nobody", min_length=1)
+    # The users the local executor runs steps as, comma-separated, one per job it runs at once
+    # (``runner_concurrency``): never root, never the owner of the runner's or the server's
+    # directories, and used by nothing else (every process of a job's user is killed when its
+    # steps end). Not nobody, which other daemons share: create a dedicated one (see README).
+    runner_run_as: str = Field(default="greenlight-step", min_length=1)
     # The server's data directory when it is on this machine (``greenlight up``): the local
     # executor refuses a step user that owns it.
     data_dir: Path | None = None

@@ -1,62 +1,35 @@
 """Hiding secret values in log lines before they leave the runner (DESIGN.md decision 7).
 
-Every value a job was given, and the forms a step is likely to print it in (base64 at the three
-byte alignments it can take inside a longer encoded text, URL-encoded, hex), becomes a pattern;
-each line of a multi-line value is a pattern of its own, as in GitHub Actions. No pattern holds a
-newline, so masking works on complete lines: ``LineSplitter`` joins a line cut across output
-chunks before it is masked. All patterns are searched at once (Aho-Corasick), overlapping
-matches are merged, and each masked stretch becomes ``********``.
+Every value a job was given, and the forms a step is likely to print it in, becomes a pattern
+(``forms.py``); each line of a multi-line value is a pattern of its own, as in GitHub Actions. No
+pattern holds a newline, so masking works on complete lines: ``LineSplitter`` joins a line cut
+across output chunks, or across stdout and stderr, before it is masked. All patterns are searched
+at once (Aho-Corasick) in the text as stored and, when it holds escape sequences or control
+characters, in the text as a reader sees it (``visible.py``): a value with ``ESC[0m`` or a
+backspace in its middle is shown whole by the page and by a terminal. Overlapping matches are
+merged, and each masked stretch of the stored text, escape sequences inside it included, becomes
+``********``.
 """
 
 from __future__ import annotations
 
-import base64
-from collections.abc import Iterable
-from urllib.parse import quote, quote_plus
+from bisect import bisect_right
+from collections.abc import Iterable, Sequence
+from itertools import accumulate
 
 import ahocorasick_rs
 
-from runner.spec import MIN_SECRET_LENGTH
+from runner.forms import encoded_forms
+from runner.visible import CONTROLS, ShownText, has_controls, shown
 
 MASK = "********"
-# The server refuses values shorter than MIN_SECRET_LENGTH; the runner does not mask shorter
-# lines of a multi-line value or shorter encoded forms either, or every "}" of a log would go.
-_MIN_FORM_LENGTH = 6
+Span = tuple[int, int]  # [start, end) of a stored text
 
 
-def _base64_forms(raw: bytes) -> set[str]:
-    """The stretch of base64 text that ``raw`` always encodes to, wherever it sits in a longer
-    encoded text: for each of the 3 byte offsets, drop the characters shared with the bytes
-    before (1 or 2 unknown bytes spoil 2 or 3 characters) and after it."""
-    forms = set()
-    for offset in range(3):
-        padded = b"\0" * offset + raw
-        for encode in (base64.b64encode, base64.urlsafe_b64encode):
-            text = encode(padded).decode("ascii").rstrip("=")
-            start = (0, 2, 3)[offset]
-            # Trailing bytes that do not fill a group leave their last character half-known.
-            end = len(padded) // 3 * 4 + (0, 1, 2)[len(padded) % 3]
-            forms.add(text[start:end])
-        if offset == 0:
-            forms.add(base64.b64encode(raw).decode("ascii"))  # the whole value, padding and all
-    return forms
-
-
-def encoded_forms(value: str) -> set[str]:
-    """Every pattern that hides ``value``: itself, its long-enough lines, and its encodings."""
-    raw = value.encode("utf-8")
-    forms = {value, raw.hex(), raw.hex().upper(), quote(value, safe=""), quote(value), quote_plus(value)}
-    forms |= _base64_forms(raw)
-    lines = value.splitlines()
-    if len(lines) > 1:
-        forms |= {line.strip() for line in lines if len(line.strip()) >= MIN_SECRET_LENGTH}
-        forms = {form for form in forms if "\n" not in form and "\r" not in form}
-    return {form for form in forms if len(form) >= _MIN_FORM_LENGTH}
-
-
-# Up to this many pattern characters a DFA is built (tens of ms; searches ~40% faster than the
-# NFA); beyond (many long keys) its build would take seconds of a job's start, so the NFA.
-_DFA_MAX_PATTERN_CHARS = 64 * 1024
+# Up to this many pattern characters a DFA is built: it searches 2-3 times faster than the NFA.
+# 50 tokens of 16-64 characters in all their forms are ~70,000 (DFA built in 0.15 s, ~30 MB);
+# beyond (long keys: 240,000 with 5 of 1.6 KB) its build would take ~1 s and 110 MB, so the NFA.
+_DFA_MAX_PATTERN_CHARS = 96 * 1024
 
 
 def _automaton(patterns: list[str]) -> ahocorasick_rs.AhoCorasick:
@@ -65,18 +38,72 @@ def _automaton(patterns: list[str]) -> ahocorasick_rs.AhoCorasick:
     return ahocorasick_rs.AhoCorasick(patterns, implementation=kind)
 
 
+def merged(spans: Iterable[Span]) -> list[Span]:
+    """Overlapping or touching spans as one, in order."""
+    result: list[Span] = []
+    for start, end in sorted(spans, key=lambda span: (span[0], -span[1])):
+        if result and start <= result[-1][1]:
+            if end > result[-1][1]:
+                result[-1] = (result[-1][0], end)
+        else:
+            result.append((start, end))
+    return result
+
+
+# A line ending with this many characters of a value's start (or starting with as many of its
+# end) may hold one part of a value whose other part went to the other stream.
+_EDGE_MIN = 4  # the splitter's hot loop looks up the last and first 4 characters of a line
+_EDGE_MAX_VALUE = 256  # longer values (keys) are printed one line at a time
+
+
+class _Edges:
+    """The starts and ends of the values as printed plainly (each line of a multi-line one)."""
+
+    def __init__(self, values: Iterable[str]) -> None:
+        plain = [value for value in values if len(value) <= _EDGE_MAX_VALUE and not CONTROLS.search(value)]
+        self.starts = {p[:n] for p in plain for n in range(_EDGE_MIN, len(p))}
+        self.ends = {p[-n:] for p in plain for n in range(_EDGE_MIN, len(p))}
+        # Any 4 characters of a value: one look-up rules out almost every line of a log.
+        self.grams = {p[i : i + _EDGE_MIN] for p in plain for i in range(len(p) - _EDGE_MIN + 1)}
+        self.longest = max(map(len, plain), default=0)
+
+    def at_edge(self, line: str) -> bool:
+        if not self.grams or len(line) < _EDGE_MIN:
+            return False
+        if line[-_EDGE_MIN:] in self.grams:
+            for n in range(_EDGE_MIN, min(len(line), self.longest) + 1):
+                if line[-n:] in self.starts:
+                    return True
+        if line[:_EDGE_MIN] in self.grams:
+            for n in range(_EDGE_MIN, min(len(line), self.longest) + 1):
+                if line[:n] in self.ends:
+                    return True
+        return False
+
+
 class SecretMasker:
     """Built once per job from the values its steps were given; ``mask`` is thread-safe."""
 
     def __init__(self, values: Iterable[str]) -> None:
         patterns: set[str] = set()
+        plain: set[str] = set()
         for value in values:
             if value:
                 patterns |= encoded_forms(value)
+                plain |= {line.strip() for line in value.splitlines()}
+                if len(value) <= _EDGE_MAX_VALUE:
+                    plain |= {value.upper(), value.lower()}
         self._patterns = sorted(patterns)
         self._automaton = _automaton(self._patterns) if self._patterns else None
         # The longest pattern: a text cut at least this far from a match cannot split it.
         self.longest = max(map(len, self._patterns), default=0)
+        self._edges = _Edges(plain)
+        self.edge_grams = self._edges.grams  # read by the splitter's hot loop
+
+    def may_continue_elsewhere(self, line: str) -> bool:
+        """Whether ``line`` ends with the start of a value or starts with the end of one, as shown
+        (the rest may have been printed on the other stream)."""
+        return self._edges.at_edge(shown(line) if has_controls(line) else line)
 
     def __bool__(self) -> bool:
         return self._automaton is not None
@@ -84,24 +111,49 @@ class SecretMasker:
     def __repr__(self) -> str:  # never the patterns themselves
         return f"SecretMasker({len(self._patterns)} patterns)"
 
-    def matches(self, text: str) -> list[tuple[int, int]]:
-        """Where patterns occur in ``text``, as merged ``(start, end)`` spans in order."""
+    def matches(self, text: str) -> list[Span]:
+        """Where patterns occur in ``text`` as stored or as shown, as merged ``(start, end)`` spans
+        of the stored text, in order."""
         if self._automaton is None:
             return []
-        found = self._automaton.find_matches_as_indexes(text, overlapping=True)
+        found = [
+            (start, end) for _, start, end in self._automaton.find_matches_as_indexes(text, overlapping=True)
+        ]
+        if has_controls(text):
+            found += self._shown_matches(text)
+        return merged(found) if found else []
+
+    def _shown_matches(self, text: str) -> list[Span]:
+        """Matches in the lines of ``text`` that are shown otherwise than stored (a coloured log
+        has few): those lines alone, as shown, are searched; the way back to stored positions is
+        worked out for the rare line that holds a match."""
+        lines, stored_starts, position = [], [], 0
+        for line in text.split("\n"):
+            if not line.isprintable():  # a control character (or a tab: looked at for nothing)
+                lines.append(line)
+                stored_starts.append(position)
+            position += len(line) + 1
+        if not lines:
+            return []
+        joined = "\n".join(lines)
+        found = self._automaton.find_matches_as_indexes(shown(joined), overlapping=True)
         if not found:
             return []
-        spans: list[tuple[int, int]] = []
-        for _, start, end in sorted(found, key=lambda match: (match[1], -match[2])):
-            if spans and start <= spans[-1][1]:
-                if end > spans[-1][1]:
-                    spans[-1] = (spans[-1][0], end)
-            else:
-                spans.append((start, end))
+        back, spans = ShownText(joined), []
+        joined_starts = list(accumulate((len(line) + 1 for line in lines[:-1]), initial=0))
+        for _, start, end in found:
+            stored_start, stored_end = back.stored_span(start, end)
+            index = bisect_right(joined_starts, stored_start) - 1  # no pattern spans two lines
+            shift = stored_starts[index] - joined_starts[index]
+            spans.append((stored_start + shift, stored_end + shift))
         return spans
 
-    def mask(self, text: str) -> str:
+    def mask(self, text: str, also: Sequence[Span] = ()) -> str:
+        """``text`` with every match, and the ``also`` spans (found by the caller in a wider
+        context: a line of the other stream), replaced by the mask."""
         spans = self.matches(text)
+        if also:
+            spans = merged([*spans, *also])
         if not spans:
             return text
         pieces, position = [], 0
@@ -115,8 +167,16 @@ class SecretMasker:
         """Where to cut a line too long to keep whole: at most ``wanted``, never inside a match, and
         at least ``longest - 1`` characters before the end, so that no match still arriving can
         begin before the cut. 0 means "wait for more text" (the text is then at most
-        ``wanted + longest`` long)."""
-        cut = min(wanted, len(text) - self.longest + 1) if self else wanted
+        ``wanted + longest`` long). Escape sequences do not count: a value with one between each
+        character is as long as shown, not as stored (up to a text 4 times ``wanted``, so endless
+        escape sequences without text cannot grow a line without bound)."""
+        if not self:
+            return wanted
+        cut = min(wanted, len(text) - self.longest + 1)
+        if cut > 0 and len(text) < 4 * wanted and has_controls(text):
+            shown = ShownText(text)
+            last_safe = len(shown.text) - self.longest + 1
+            cut = min(cut, shown.stored_position(last_safe) if last_safe > 0 else 0)
         if cut <= 0:
             return 0
         for start, end in self.matches(text):

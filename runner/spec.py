@@ -204,6 +204,9 @@ class JobSpec(BaseModel):
     # host-process runner no other job; the runner checks again (``host_trust_refusal``).
     from_fork: bool = False
     allow_host_runner: bool = False
+    # The environment a deploy job deploys to (it gets that environment's secrets); None for
+    # other jobs. A deploy never runs as host processes.
+    environment: str | None = None
     log_budget: LogBudget = Field(default_factory=LogBudget)
 
     def mask_values(self) -> list[str]:
@@ -218,6 +221,8 @@ def host_trust_refusal(spec: JobSpec) -> str | None:
     a runner that runs steps on its host checks it again before running anything."""
     if spec.from_fork:
         return "a fork's pull request never runs as host processes; it waits for a Docker runner"
+    if spec.environment is not None:
+        return f"a deploy ({spec.environment}) never runs as host processes; it waits for a Docker runner"
     if not spec.allow_host_runner:
         return (
             f"{spec.repository} does not allow host-process runners "

@@ -18,7 +18,8 @@ from runner.agent import RunnerAgent
 from runner.broker import tolerate_restore_on_closed_connection
 from runner.config import RunnerSettings
 from runner.executors.base import Executor
-from runner.executors.step_user import StepUser, step_user, step_user_problem
+from runner.executors.step_processes import processes_of
+from runner.executors.step_user import StepUser, StepUsers, scheduler_problem, step_user, step_user_problem
 from runner.hygiene import DiskHygiene
 from runner.images import RunnerImages
 from runner.spec import JOB_AVAILABLE_TASK, broker_transport_options, label_queue
@@ -26,22 +27,50 @@ from runner.spec import JOB_AVAILABLE_TASK, broker_transport_options, label_queu
 logger = logging.getLogger(__name__)
 
 
-def local_step_user(settings: RunnerSettings) -> StepUser:
-    """The user the local executor runs steps as, once it is known to be a safe one; else exit."""
-    try:
-        user = step_user(settings.runner_run_as)
-    except ValueError as error:
-        raise SystemExit(f"--run-as: {error} (create one: see README, 'Runners without Docker')") from None
-    if problem := step_user_problem(user, settings.runner_dir, settings.data_dir):
-        raise SystemExit(f"the local executor will not start: {problem}")
+def local_step_users(settings: RunnerSettings) -> StepUsers:
+    """The users the local executor runs steps as, one per job it runs at once, once each is known
+    to be a safe one; else exit. Every process of a job's user is killed when its steps end: a
+    user another job (or any other program) runs as would lose its processes, and could read the
+    job's environment while it runs."""
+    names = [name.strip() for name in settings.runner_run_as.split(",") if name.strip()]
+    users: list[StepUser] = []
+    for name in names:
+        try:
+            user = step_user(name)
+        except ValueError as error:
+            raise SystemExit(
+                f"--run-as: {error}: create a user for steps alone, e.g. `useradd --system --no-create-home "
+                f"--shell /usr/sbin/nologin {name}` (see README, 'Runners without Docker')"
+            ) from None
+        if user in users:
+            raise SystemExit(
+                f"--run-as: {user.name} is named twice: each job that runs at once needs a user of its own"
+            )
+        if problem := step_user_problem(user, settings.runner_dir, settings.data_dir) or scheduler_problem(
+            user
+        ):
+            raise SystemExit(f"the local executor will not start: {problem}")
+        if others := processes_of(user.uid):
+            raise SystemExit(
+                f"the local executor will not start: {user.name} already runs processes "
+                f"({', '.join(map(str, others[:10]))}); "
+                "steps run as it could read their environment and would have them killed: give steps a "
+                "user of their own (see README, 'Runners without Docker')"
+            )
+        users.append(user)
+    if len(users) < settings.runner_concurrency:
+        raise SystemExit(
+            f"--concurrency {settings.runner_concurrency} needs {settings.runner_concurrency} step users "
+            f"(--run-as {','.join(names)} names {len(users)}): each job that runs at once has one of its own"
+        )
     banner = "!" * 78
     print(
-        f"{banner}\n! Steps run as HOST PROCESSES (user {user.name}), without container isolation,\n"
-        f"! for repositories that allow it (greenlight repo set --allow-host-runner) and never\n"
-        f"! for pull requests from forks.\n{banner}",
+        f"{banner}\n! Steps run as HOST PROCESSES (user {', '.join(user.name for user in users)}), without\n"
+        f"! container isolation, for repositories that allow it (greenlight repo set --allow-host-runner),\n"
+        f"! never for pull requests from forks, never for deploys.\n{banner}",
         file=sys.stderr,
     )
-    return user
+    return StepUsers(users)
 
 
 def make_runner_celery(settings: RunnerSettings, agent: RunnerAgent) -> Celery:
@@ -136,10 +165,10 @@ def run_runner(settings: RunnerSettings) -> None:
     if executor_name == "local":
         from runner.executors.local import LocalExecutor
 
-        run_as = local_step_user(settings)
+        step_users = local_step_users(settings)
 
         def make_executor() -> Executor:
-            return LocalExecutor(run_as)
+            return LocalExecutor(step_users)
     else:
         from runner.executors.docker import DockerExecutor, engine_problem, sweep_orphans
 

@@ -20,8 +20,9 @@ must notice within about a second, kill the step and return ``StepOutcome.cancel
 
 ``on_line`` is called from the executor's thread(s) for each complete output line, in order per
 stream; it must be cheap and thread-safe (the reporter only appends to a buffer). Output lines
-(stdout, stderr) must come through ``lines.LineSplitter`` with the job's ``SecretMasker``: that is
-where they are masked (the reporter masks only the ``system`` lines it is given).
+(stdout, stderr) must come through one ``lines.LineSplitter`` per step, fed both streams, with the
+job's ``SecretMasker``: that is where they are masked, a value split between the streams too (the
+reporter masks only the ``system`` lines it is given).
 """
 
 from __future__ import annotations

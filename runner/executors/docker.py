@@ -286,19 +286,19 @@ class DockerExecutor:
 
 
 def _pump(frames: Any, on_line: LineSink, masker: SecretMasker) -> None:
-    out, err = LineSplitter("stdout", on_line, masker), LineSplitter("stderr", on_line, masker)
+    # One splitter for both streams, fed in the order the engine interleaved their frames.
+    splitter = LineSplitter(on_line, masker)
     try:
         for stdout_chunk, stderr_chunk in frames:
             if stdout_chunk:
-                out.feed(stdout_chunk)
+                splitter.feed("stdout", stdout_chunk)
             if stderr_chunk:
-                err.feed(stderr_chunk)
+                splitter.feed("stderr", stderr_chunk)
     except Exception as exc:  # the stream is best effort; the exit state still decides the outcome
         log.warning("output stream broke: %s", exc)
         on_line(LogLine(at=time.time(), stream="system", text=f"output stream interrupted: {exc}"))
     finally:
-        out.flush()
-        err.flush()
+        splitter.close()
 
 
 def sweep_orphans(runner_name: str, base_url: str | None = None) -> int:

@@ -1,58 +1,207 @@
-"""Raw output chunks of one stream → masked log lines; shared by every executor."""
+"""Raw output chunks of a step's stdout and stderr → masked log lines; shared by every executor."""
 
 from __future__ import annotations
 
 import codecs
+import threading
 import time
 
 from runner.executors.base import LineSink
-from runner.masking import SecretMasker
+from runner.masking import SecretMasker, Span
 from runner.spec import MAX_LOG_LINE_CHARS, LogLine
+from runner.visible import has_controls, shown
 
 # A line longer than this is emitted in pieces, so a step printing endless output without a
 # newline (progress bars using "\r") cannot grow the runner's memory without bound.
 MAX_LINE_CHARS = MAX_LOG_LINE_CHARS
 
 _NO_SECRETS = SecretMasker(())
+# How long a line that may hold part of a value waits for the other part from the other stream.
+HOLD_SECONDS = 2.0
+
+
+class _Stream:
+    """One stream's line being gathered, and the stretches of it that a value printed partly by
+    the other stream showed (found when the line a terminal would show ended)."""
+
+    __slots__ = ("decoder", "hidden", "pending")
+
+    def __init__(self) -> None:
+        # Incremental, so a multi-byte character cut across two chunks still decodes.
+        self.decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self.pending = ""  # never holds a newline
+        self.hidden: list[Span] = []
 
 
 class LineSplitter:
-    """Turns raw output chunks of one stream into ``LogLine`` calls, one per complete line, with
-    the job's secrets masked. A line is masked only once it is complete (or cut, see
-    ``SecretMasker.safe_cut``), so a value split across two chunks is still found."""
+    """Turns the raw output chunks of a step's streams into ``LogLine`` calls, one per complete
+    line of a stream, with the job's secrets masked.
 
-    def __init__(self, stream: str, on_line: LineSink, masker: SecretMasker = _NO_SECRETS) -> None:
-        self._stream = stream
+    A line is masked only once it is complete (or cut, see ``SecretMasker.safe_cut``), so a value
+    cut across chunks is still found. A value split between the streams (``printf tok; printf en
+    >&2``) is found in the line a terminal would show, gathered from both streams in the order
+    their chunks arrived, and each stream's line hides its part. As the parts can also arrive the
+    other way round, a line ending with the start of a value (or starting with its end) is held
+    until the other stream's next line, at most ``HOLD_SECONDS`` (lines of its stream queue
+    behind it, so each stream's lines keep their order). ``feed`` and ``close`` may be called
+    from several threads (the local executor reads its two pipes in two)."""
+
+    def __init__(self, on_line: LineSink, masker: SecretMasker = _NO_SECRETS) -> None:
         self._on_line = on_line
         self._masker = masker
-        # Incremental, so a multi-byte character cut across two chunks still decodes.
-        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        self._pending = ""
+        self._streams: dict[str, _Stream] = {}
+        # The line a terminal would show, as stretches (stream, start, end) of each stream's
+        # pending line in arrival order; any newline ends it.
+        self._shown: list[tuple[str, int, int]] = []
+        # Lines waiting for the other stream's part of a value: [at, text, still waiting].
+        self._held: dict[str, list[list]] = {}
+        self._lock = threading.Lock()
+        self._closed = False
 
-    def feed(self, chunk: bytes) -> None:
-        self._pending += self._decoder.decode(chunk)
-        end = self._pending.rfind("\n")
-        if end >= 0:
-            # No pattern holds a newline: the complete lines are masked in one pass.
-            complete, self._pending = self._pending[:end], self._pending[end + 1 :]
-            # The hot loop of a busy step: the lines of one chunk arrived together, one clock read.
-            at, stream, on_line = time.time(), self._stream, self._on_line
-            for text in self._masker.mask(complete).split("\n"):
-                on_line(LogLine(at=at, stream=stream, text=text[:-1] if text.endswith("\r") else text))
-        while len(self._pending) > MAX_LINE_CHARS:
-            cut = self._masker.safe_cut(self._pending, MAX_LINE_CHARS)
-            if cut == 0:
-                break
-            self._emit(self._masker.mask(self._pending[:cut]))
-            self._pending = self._pending[cut:]
+    def feed(self, stream: str, chunk: bytes) -> None:
+        """Add a chunk of ``stream``'s output; after ``close`` it is ignored."""
+        with self._lock:
+            if self._closed:
+                return
+            state = self._streams.get(stream)
+            if state is None:
+                state = self._streams[stream] = _Stream()
+            text = state.decoder.decode(chunk)
+            first = text.find("\n")
+            if first < 0:
+                self._extend(stream, state, text)
+            else:
+                self._extend(stream, state, text[:first])
+                self._end_shown_line()
+                last = text.rfind("\n")
+                complete, hidden = state.pending + text[first:last], state.hidden
+                state.pending, state.hidden = "", []
+                self._emit(stream, complete, hidden)
+                self._extend(stream, state, text[last + 1 :])
+            while len(state.pending) > MAX_LINE_CHARS:
+                cut = self._masker.safe_cut(state.pending, MAX_LINE_CHARS)
+                cut = min([cut, *(start for start, end in state.hidden if start < cut < end)])
+                if cut == 0:
+                    break
+                self._end_shown_line()  # what a cut stretch showed with the other stream is known now
+                head = [(start, min(end, cut)) for start, end in state.hidden if start < cut]
+                state.hidden = [
+                    (max(start, cut) - cut, end - cut) for start, end in state.hidden if end > cut
+                ]
+                complete, state.pending = state.pending[:cut], state.pending[cut:]
+                self._emit(stream, complete, head)
 
-    def flush(self) -> None:
-        self._pending += self._decoder.decode(b"", final=True)
-        if self._pending:
-            self._emit(self._masker.mask(self._pending))
-            self._pending = ""
+    def close(self) -> None:
+        """Emit what is left of each stream's last line; later chunks (a pipe still held open by
+        something the step left behind) are dropped."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            for stream, state in self._streams.items():
+                self._extend(stream, state, state.decoder.decode(b"", final=True))
+            self._end_shown_line()
+            for stream, state in self._streams.items():
+                if state.pending:
+                    self._emit(stream, state.pending, state.hidden)
+            self._release(time.time(), everything=True)
 
-    def _emit(self, text: str) -> None:
-        if text.endswith("\r"):
-            text = text[:-1]
-        self._on_line(LogLine(at=time.time(), stream=self._stream, text=text))
+    def _extend(self, stream: str, state: _Stream, text: str) -> None:
+        if not text:
+            return
+        start = len(state.pending)
+        state.pending += text
+        if self._shown and self._shown[-1][0] == stream and self._shown[-1][2] == start:
+            self._shown[-1] = (stream, self._shown[-1][1], len(state.pending))
+        else:
+            self._shown.append((stream, start, len(state.pending)))
+
+    def _end_shown_line(self) -> None:
+        """Search the line a terminal showed if both streams wrote to it; each stream's pending
+        line remembers which of its stretches a match covered."""
+        shown, self._shown = self._shown, []
+        if len(shown) < 2:  # one stream's stretches are merged: it alone wrote that line, and its
+            return  # own line is searched when it is emitted
+        text = "".join(self._streams[stream].pending[start:end] for stream, start, end in shown)
+        for match_start, match_end in self._masker.matches(text):
+            position = 0
+            for stream, start, end in shown:
+                low, high = max(match_start, position), min(match_end, position + end - start)
+                if low < high:
+                    self._streams[stream].hidden.append((start + low - position, start + high - position))
+                position += end - start
+
+    def _emit(self, stream: str, text: str, hidden: list[Span]) -> None:
+        # The lines of one chunk arrived together: one clock read (the hot loop of a busy step).
+        # No pattern holds a newline: the complete lines are masked in one pass.
+        at, on_line, masker = time.time(), self._on_line, self._masker
+        if self._held:
+            self._release(at)
+        lines = masker.mask(text, hidden).split("\n")
+        # A line may hold part of a value whose other part went to the other stream if it has 4
+        # characters of a value at either end, as shown: one set operation per end rules out
+        # almost every chunk.
+        grams = masker.edge_grams
+        if not self._held:
+            ends = lines
+            if grams and has_controls(text):  # the lines shown otherwise than stored, as shown
+                ends = [
+                    *lines,
+                    *shown("\n".join(line for line in lines if not line.isprintable())).split("\n"),
+                ]
+            if not grams or (
+                grams.isdisjoint([line[-4:] for line in ends])
+                and grams.isdisjoint([line[:4] for line in ends])
+            ):
+                for line in lines:
+                    on_line(LogLine(at=at, stream=stream, text=line[:-1] if line.endswith("\r") else line))
+                return
+        for line in lines:
+            if line.endswith("\r"):
+                line = line[:-1]
+            if self._held or masker.may_continue_elsewhere(line):
+                self._hold(stream, at, line)
+            else:
+                on_line(LogLine(at=at, stream=stream, text=line))
+
+    # The engine (and the local executor's two reader threads) hand over the two streams in an
+    # order that can differ from the one they were written in, by a fraction of a second: a line
+    # that ends with the start of a value (or starts with its end) waits a moment for the other
+    # stream's part, so the two can be masked whichever arrives first.
+    def _hold(self, stream: str, at: float, line: str) -> None:
+        paired = False
+        for other, queue in self._held.items():
+            for waiting in queue if other != stream else ():
+                if not waiting[2]:
+                    continue
+                found = _mask_joined(self._masker, waiting[1], line)  # the other part came first
+                if found is None and (found := _mask_joined(self._masker, line, waiting[1])) is not None:
+                    found = found[1], found[0]
+                if found is not None:
+                    waiting[1], line = found
+                    waiting[2] = False
+                    paired = True
+        waits = not paired and self._masker.may_continue_elsewhere(line)
+        self._held.setdefault(stream, []).append([at, line, waits])
+        self._release(at)
+
+    def _release(self, now: float, everything: bool = False) -> None:
+        """Emit, in order, each stream's lines up to the first that still waits."""
+        for stream, queue in list(self._held.items()):
+            while queue and (everything or not queue[0][2] or now - queue[0][0] > HOLD_SECONDS):
+                at, line, _ = queue.pop(0)
+                self._on_line(LogLine(at=at, stream=stream, text=line))
+            if not queue:
+                del self._held[stream]
+
+
+def _mask_joined(masker: SecretMasker, first: str, second: str) -> tuple[str, str] | None:
+    """``first`` and ``second`` with what a value spanning their join covers of each masked, or
+    None if no value spans it."""
+    cut = len(first)
+    spans = [(start, end) for start, end in masker.matches(first + second) if start < cut < end]
+    if not spans:
+        return None
+    return masker.mask(first, [(start, cut) for start, _ in spans]), masker.mask(
+        second, [(0, end - cut) for _, end in spans]
+    )

@@ -1,5 +1,6 @@
 """Run steps as local processes, for machines without Docker: no container, approximate limits,
-and an unprivileged user of their own. Only for repositories that trust their every pusher."""
+and an unprivileged user of their own. Only for repositories that trust their every pusher, and
+never a deploy."""
 
 from __future__ import annotations
 
@@ -17,7 +18,9 @@ from typing import IO
 
 from runner.executors.base import CANCELLED, ExecutorError, LineSink, StepResult, must_stop
 from runner.executors.lines import LineSplitter
-from runner.executors.step_user import StepUser, hand_over
+from runner.executors.step_files import remove_files_of
+from runner.executors.step_processes import end_processes_of
+from runner.executors.step_user import StepUser, StepUsers, hand_over
 from runner.masking import SecretMasker
 from runner.spec import JobSpec, StepOutcome, StepSpec, host_trust_refusal
 
@@ -37,19 +40,25 @@ class LocalExecutor:
     a step over it sees allocations fail (e.g. Python's ``MemoryError``) and usually ends as a
     normal failure with a non-zero exit code, not as "out of memory"; programs that reserve a lot
     of address space up front (JVM, Go) may fail below the limit. CPU and pids are not limited.
-    A process that leaves the step's session (``setsid``) escapes the kill on timeout/cancel.
     Jobs with ``services:`` are refused at setup: there is no container to run a sidecar in.
 
-    Steps run as ``run_as`` (never root, never the owner of the runner's directory: see
-    ``step_user``), without supplementary groups and with an environment of their own; the
-    workspace is handed to that user alone. The server hands this executor only jobs of
-    repositories that allow it, never a fork's; setup refuses any other as a second line.
+    Steps run as a step user (never root, never the owner of the runner's directory: see
+    ``step_user``) that the job has to itself while it runs (``StepUsers``: one per job a runner
+    runs at once), without supplementary groups and with an environment of their own; the
+    workspace is handed to that user alone. When a step ends (passed, failed, timed out or
+    cancelled), every process of that user is killed, whether it left the step's session
+    (``setsid``) or not; so again before a job starts and after it ends, when what the user left
+    in /tmp, /var/tmp and /dev/shm is removed too. Nothing a step starts outlives it to read a
+    later job's secrets or rewrite its workspace. The server hands this
+    executor only jobs of repositories that allow it, never a fork's and never a deploy; setup
+    refuses any other as a second line.
     """
 
     name = "local"
 
-    def __init__(self, run_as: StepUser) -> None:
-        self._run_as = run_as
+    def __init__(self, step_users: StepUsers) -> None:
+        self._step_users = step_users
+        self._run_as: StepUser | None = None
         self._job: JobSpec | None = None
         self._workspace: Path | None = None
         self._masker = SecretMasker(())
@@ -63,21 +72,40 @@ class LocalExecutor:
                 f"this runner runs steps as local processes and cannot start services ({names}); "
                 "the job needs a runner with Docker"
             )
+        if self._run_as is None:
+            self._run_as = self._step_users.take()
+            if self._run_as is None:
+                names = ", ".join(user.name for user in self._step_users.users)
+                raise ExecutorError(f"every step user is busy ({names}): one per job that runs at once")
+        if survivors := end_processes_of(self._run_as):
+            raise ExecutorError(
+                f"processes of the step user {self._run_as.name} keep running (pids {_pids(survivors)}); "
+                "a job must not run beside them"
+            )
+        remove_files_of(self._run_as)  # left before this runner started (a crash), or by anything else
         self._job = job
         self._workspace = workspace.resolve()
         hand_over(self._workspace, self._run_as)
         self._masker = SecretMasker(job.mask_values())
 
     def teardown(self) -> None:
-        # Every step's process group is killed when the step ends; nothing is left per job.
         self._job = None
+        if self._run_as is None:
+            return
+        # Given back even if something survived: the next job's setup kills again, and refuses
+        # to run beside what still does.
+        if self._end_processes("the job"):
+            remove_files_of(self._run_as)
+        self._step_users.give_back(self._run_as)
+        self._run_as = None
 
     def close(self) -> None:
         """Nothing to release: local steps hold no connection."""
 
     def run_step(self, step: StepSpec, on_line: LineSink, cancel: threading.Event) -> StepResult:
-        if self._job is None or self._workspace is None:
+        if self._job is None or self._workspace is None or self._run_as is None:
             raise ExecutorError("run_step called before setup")
+        run_as = self._run_as
         if cancel.is_set():
             return StepResult(StepOutcome.cancelled, None, 0.0, CANCELLED)
         env = (
@@ -86,8 +114,8 @@ class LocalExecutor:
                 "PATH": STEP_PATH,
                 "HOME": str(self._workspace),
                 "LANG": "C.UTF-8",
-                "USER": self._run_as.name,
-                "LOGNAME": self._run_as.name,
+                "USER": run_as.name,
+                "LOGNAME": run_as.name,
             }
             | self._job.env
             | step.env
@@ -103,19 +131,19 @@ class LocalExecutor:
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 start_new_session=True,
-                user=self._run_as.uid,
-                group=self._run_as.gid,
+                user=run_as.uid,
+                group=run_as.gid,
                 extra_groups=[],
                 preexec_fn=_memory_limiter(self._job.limits.memory_bytes),
             )
         except (OSError, subprocess.SubprocessError) as exc:
             raise ExecutorError(f"could not start /bin/sh in {self._workspace}: {exc}") from exc
 
-        live = threading.Event()  # cleared once we stop forwarding lines for this step
-        live.set()
+        # One splitter for both pipes: a line is what a terminal would show, whichever wrote it.
+        splitter = LineSplitter(on_line, self._masker)
         readers = [
-            _start_reader(proc.stdout, LineSplitter("stdout", on_line, self._masker), live),
-            _start_reader(proc.stderr, LineSplitter("stderr", on_line, self._masker), live),
+            _start_reader(proc.stdout, "stdout", splitter),
+            _start_reader(proc.stderr, "stderr", splitter),
         ]
         deadline = started + step.timeout_seconds
         outcome: StepOutcome | None = None
@@ -127,16 +155,19 @@ class LocalExecutor:
                     break
                 cancel.wait(POLL_SECONDS)
         finally:
-            # Like a container ending: when the shell is done (or we give up), its whole group goes.
+            # Like a container ending: when the shell is done (or we give up), its whole group goes,
+            # and then whatever else runs as the step user (a process that left the group).
             _kill_group(proc.pid)
+            self._end_processes(f"step {step.name}")
             proc.wait()
         duration = time.monotonic() - started
 
         for reader in readers:
             reader.join(READER_GRACE_SECONDS)
+        # Emits the last line; if something outside the process group still holds a pipe open,
+        # whatever it writes from now on is dropped.
+        splitter.close()
         if any(r.is_alive() for r in readers):
-            # Something outside the process group still holds the pipes open; stop listening.
-            live.clear()
             log.warning("step %s: output pipes still open after the step ended", step.name)
 
         if outcome is not None:
@@ -145,6 +176,18 @@ class LocalExecutor:
         if code == 0:
             return StepResult(StepOutcome.passed, 0, duration)
         return StepResult(StepOutcome.failed, code, duration, f"exit code {code}")
+
+    def _end_processes(self, what: str) -> bool:
+        """Whether no process of the step user is left."""
+        assert self._run_as is not None
+        if survivors := end_processes_of(self._run_as):
+            log.error("%s: processes of %s keep running: %s", what, self._run_as.name, _pids(survivors))
+            return False
+        return True
+
+
+def _pids(pids: list[int]) -> str:
+    return ", ".join(map(str, pids[:10])) + (", …" if len(pids) > 10 else "")
 
 
 def _memory_limiter(limit: int) -> Callable[[], None]:
@@ -160,16 +203,13 @@ def _memory_limiter(limit: int) -> Callable[[], None]:
     return apply
 
 
-def _start_reader(pipe: IO[bytes] | None, splitter: LineSplitter, live: threading.Event) -> threading.Thread:
+def _start_reader(pipe: IO[bytes] | None, stream: str, splitter: LineSplitter) -> threading.Thread:
     def pump() -> None:
         assert pipe is not None
         with pipe:
             # read1 returns what is available now instead of waiting for a full buffer.
             while chunk := pipe.read1(65536):  # type: ignore[attr-defined]
-                if live.is_set():
-                    splitter.feed(chunk)
-        if live.is_set():
-            splitter.flush()
+                splitter.feed(stream, chunk)
 
     thread = threading.Thread(target=pump, name="greenlight-local-reader", daemon=True)
     thread.start()

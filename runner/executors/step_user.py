@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import os
 import pwd
+import shutil
 import stat
+import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,6 +18,27 @@ class StepUser:
     name: str
     uid: int
     gid: int
+
+
+class StepUsers:
+    """The step users of one runner, one per job it runs at once: every process of a job's user is
+    killed when its steps end, which must not hit a job running beside it (``--concurrency``)."""
+
+    def __init__(self, users: Sequence[StepUser]) -> None:
+        self.users = tuple(users)
+        self._free = list(self.users)
+        self._lock = threading.Lock()
+
+    def take(self) -> StepUser | None:
+        """A user no running job has, or None."""
+        with self._lock:
+            return self._free.pop(0) if self._free else None
+
+    def give_back(self, user: StepUser) -> None:
+        """Once no process of ``user`` is left."""
+        with self._lock:
+            if user in self.users and user not in self._free:
+                self._free.append(user)
 
 
 def step_user(name: str) -> StepUser:
@@ -51,6 +75,36 @@ def step_user_problem(user: StepUser, runner_dir: Path, data_dir: Path | None) -
                 "directory (GREENLIGHT_RUNNER_DIR) where others may pass through, outside the data directory"
             )
     return None
+
+
+# Programs that run a user's commands later, outside any job, and the files that say who may use
+# them; with neither file, cron lets everyone (Debian, Ubuntu), at lets root alone.
+_SCHEDULERS = (("crontab", "cron.allow", "cron.deny", True), ("at", "at.allow", "at.deny", False))
+SCHEDULER_PATH = "/usr/local/bin:/usr/bin:/bin"
+
+
+def scheduler_problem(user: StepUser, etc: Path = Path("/etc"), path: str = SCHEDULER_PATH) -> str | None:
+    """Why ``user`` could leave a command to run after its job (a cron or at job, which killing
+    the user's processes does not reach: it would read a later job's environment), or None."""
+    for tool, allow, deny, everyone_by_default in _SCHEDULERS:
+        if shutil.which(tool, path=path) is None:
+            continue
+        if (etc / allow).exists():
+            allowed = user.name in _names(etc / allow)
+        elif (etc / deny).exists():
+            allowed = user.name not in _names(etc / deny)
+        else:
+            allowed = everyone_by_default
+        if allowed:
+            return (
+                f"{user.name} may schedule commands with {tool}, which would outlive its jobs: add it to "
+                f"{etc / deny} (and leave it out of {etc / allow})"
+            )
+    return None
+
+
+def _names(listing: Path) -> set[str]:
+    return {line.strip() for line in listing.read_text().splitlines() if line.strip()}
 
 
 def hand_over(workspace: Path, user: StepUser) -> None:

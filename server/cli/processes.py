@@ -95,7 +95,8 @@ def worker(concurrency: int, beat: bool, metrics_port: int | None) -> None:
 )
 @click.option(
     "--run-as",
-    help="The unprivileged user the local executor runs steps as (GREENLIGHT_RUNNER_RUN_AS; default nobody).",
+    help="The unprivileged users the local executor runs steps as, comma-separated, one per job at once "
+    "(GREENLIGHT_RUNNER_RUN_AS; default greenlight-step).",
 )
 @click.option(
     "--min-free-disk",

@@ -11,16 +11,12 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-Segment = tuple[str, str]
+# The same patterns the runner's masking uses to find what a reader sees (one definition).
+from runner.visible import CONTROLS as _PLAIN
+from runner.visible import ESCAPES as _ESCAPES
+from runner.visible import shown
 
-# CSI (ESC [ … final), OSC (ESC ] … BEL or ESC \), other two-byte escapes, C0/C1 controls but tab.
-_ESCAPES = re.compile(
-    r"\x1b\[(?P<csi>[0-?]*[ -/]*[@-~])"
-    r"|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\|$)"
-    r"|\x1b[@-Z\\-_]?"
-    r"|\x9b[0-?]*[ -/]*[@-~]"
-    r"|[\x00-\x08\x0b-\x1f\x7f-\x9f]"
-)
+Segment = tuple[str, str]
 
 # xterm's 6x6x6 cube levels; 256- and 24-bit colours are shown as the nearest of the 16.
 _CUBE = (0, 95, 135, 175, 215, 255)
@@ -98,10 +94,9 @@ def _extended_colour(rest: list[int]) -> tuple[int | None, int]:
 
 def strip_ansi(line: str) -> str:
     """The text a person reads (what search matches against)."""
-    return _ESCAPES.sub("", line)
+    return shown(line)
 
 
-_PLAIN = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 # Format characters that change how text reads without being seen: bidi marks, embeddings,
 # overrides and isolates (``\u202e`` shows `txt.exe` as `exe.txt`), zero-width spaces and joiners,
 # invisible operators, the byte order mark. A terminal gets none of them.

@@ -56,8 +56,9 @@ _CLAIM = """
         WHERE NOT %(retry_only)s AND NOT EXISTS (SELECT 1 FROM retried)
           AND state = 'queued' AND (%(any_label)s OR labels <@ CAST(%(labels)s AS varchar(100)[]))
           -- never a job of a build that has ended (cancelled while its job was being queued);
-          -- for a runner that runs steps on its host, only a repository's that allows it, and
-          -- never a fork's (see claims.runs_on_host)
+          -- for a runner that runs steps on its host, only a repository's that allows it, never
+          -- a fork's and never a deploy (see claims.runs_on_host)
+          AND (NOT %(trusted_only)s OR jobs.environment IS NULL)
           AND EXISTS (SELECT 1 FROM builds WHERE builds.id = jobs.build_id
                       AND builds.state IN ('queued', 'running')
                       AND (NOT %(trusted_only)s OR (NOT builds.from_fork AND EXISTS (
@@ -118,7 +119,7 @@ def claim_in_one_statement(
 ) -> Any | None:
     """The claimed job's row (job columns, commit, ref, branch, fork flag, repository, steps as
     JSON arrays), or None if none is waiting. ``trusted_only``: only jobs of repositories that
-    allow host-process runners, and no fork's. ``retry_only``: hand back an earlier try's job,
+    allow host-process runners, no fork's and no deploy. ``retry_only``: hand back an earlier try's job,
     claim nothing new."""
     return postgres_first_row(
         session,

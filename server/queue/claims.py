@@ -46,7 +46,9 @@ class DeployJobRefused(Exception):
 
 def runs_on_host(executor: str) -> bool:
     """Whether a runner's steps run as host processes: anything but Docker counts as such, so an
-    executor name this server does not know gets only what it may run on a host."""
+    executor name this server does not know gets only what it may run on a host. Such a runner
+    never gets a deploy job: its environment's secrets would be within reach of whatever an
+    earlier job of the same step user left running, or another job beside it."""
     return executor != DOCKER_EXECUTOR
 
 
@@ -85,7 +87,7 @@ def claim_next_job(
     """The job an earlier try of this claim took (same ``claim_key``), else the best queued job
     the runner serves, else None. A draining (or unavailable) runner gets only the former. A
     runner that runs steps on its host gets only jobs of repositories that allow it, never a
-    fork's (``runs_on_host``).
+    fork's, never a deploy (``runs_on_host``).
 
     ``key_locked``: the caller already holds the claim key's advisory lock (Postgres), taken so
     that a retry that overtakes its own slow first try waits for it instead of claiming twice."""
@@ -202,7 +204,7 @@ def _pick_candidate_on_sqlite(session: Session, runner: Claimant) -> int | None:
     )
     if runs_on_host(runner.executor):
         query = query.join(Repository, Repository.id == Build.repository_id).where(
-            Repository.allow_host_runner.is_(True), Build.from_fork.is_(False)
+            Repository.allow_host_runner.is_(True), Build.from_fork.is_(False), Job.environment.is_(None)
         )
     query = query.order_by(Job.priority.desc(), Job.queued_at, Job.id).limit(_SQLITE_SCAN_LIMIT)
     for row in session.execute(query):
@@ -293,6 +295,7 @@ def _spec(session: Session, job: Any, steps: list[StepRow], settings: Settings) 
         mask=sorted({value for secrets in given for value in secrets.values.values()}),
         from_fork=job.from_fork,
         allow_host_runner=job.allow_host_runner,
+        environment=job.environment,
         log_budget=settings.log_budget(),
     )
 

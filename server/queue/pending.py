@@ -93,16 +93,19 @@ def list_pending(session: Session, lost_after_seconds: float, reader: Reader) ->
                     build=job.build,
                     position=position,
                     age_seconds=(now - queued_at).total_seconds(),
-                    waiting_because=why_waiting(job.labels, runners, earlier, host_refusal(job.build)),
+                    waiting_because=why_waiting(job.labels, runners, earlier, host_refusal(job)),
                 )
             )
         earlier[tuple(job.labels)] += 1
     return pending
 
 
-def host_refusal(build: Build) -> str | None:
-    """Why runners that run steps on their host may not take this build's jobs (as the claim
-    decides it), or None."""
+def host_refusal(job: Job) -> str | None:
+    """Why runners that run steps on their host may not take this job (as the claim decides it),
+    or None."""
+    build = job.build
+    if job.environment is not None:
+        return f"it deploys to {job.environment}, and deploys run on Docker runners only"
     if build.from_fork:
         return "it is a fork's pull request"
     if not build.repository.allow_host_runner:

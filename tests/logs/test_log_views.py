@@ -11,6 +11,9 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session, sessionmaker
 
+from runner.executors.lines import LineSplitter
+from runner.masking import SecretMasker
+from runner.spec import LogLine
 from server.models import Build, Job, JobState, LogChunk, StepState
 from tests import factories
 
@@ -180,3 +183,34 @@ def test_search_sees_text_through_colours_and_links_and_is_bounded(
     assert client.get(search, params={"q": "link error"}).json()["lines"] == [2]
     assert client.get(search, params={"q": "100%"}).json()["lines"] == [3]
     assert client.get(search, params={"q": "_"}).json()["lines"] == []
+
+
+def test_a_masked_log_shows_no_secret_on_the_page_in_search_or_in_the_raw_lines(
+    client: TestClient, session: Session
+) -> None:
+    value = "Sup3r-Secret-Value-42"
+    lines: list[LogLine] = []
+    splitter = LineSplitter(lines.append, SecretMasker([value]))
+    # What a step may print: the value with colours, a title, a backspace or a DEL inside it, on
+    # the two streams, JSON-escaped, upper case.
+    splitter.feed("stdout", b"a \x1b[31mSup3r-Se\x1b[0mcret-Value-42\n")
+    splitter.feed("stdout", b"b Sup3r\x1b]0;t\x07-Secret\x08-Value\x7f-42 c\n")
+    splitter.feed("stdout", b"key=Sup3r-Sec")
+    splitter.feed("stderr", b"ret-Value-42 d\n")
+    splitter.feed("stdout", b'\n{"t": "SUP3R-SECRET-VALUE-42"}\nplain \x1b[1mbold\x1b[0m\n')
+    splitter.close()
+    build = factories.build(session, factories.repository(session, full_name="acme/masked"))
+    job = factories.job(session, build)
+    stored = [[line.at, line.stream, line.text] for line in lines]
+    session.add(LogChunk(job_id=job.id, step_index=0, seq=0, line_count=len(stored), lines=stored))
+    session.commit()
+
+    page = client.get(url(build, job) + "/lines").json()
+    shown = texts(page)
+    assert "plain bold" in shown and len(shown) == len(lines)
+    for text in shown:
+        assert value.casefold() not in text.casefold()
+    for _, _, text in stored:
+        assert value not in text
+    assert client.get(url(build, job) + "/search", params={"q": value}).json()["lines"] == []
+    assert client.get(url(build, job) + "/search", params={"q": "Sup3r"}).json()["lines"] == []

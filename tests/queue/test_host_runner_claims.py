@@ -1,6 +1,7 @@
 """Which runners the server hands which jobs, through the runner API on real Postgres (and the
 embedded SQLite claim): a runner that runs steps on its host gets only jobs of repositories that
-allow it, never a fork's; a runner that cannot run steps (no Docker engine) gets nothing."""
+allow it, never a fork's, never a deploy; a runner that cannot run steps (no Docker engine) gets
+nothing."""
 
 from __future__ import annotations
 
@@ -55,14 +56,16 @@ def queued_job(
     allow_host_runner: bool = False,
     from_fork: bool = False,
     priority: int = 0,
+    environment: str | None = None,
 ) -> int:
     repo = factories.repository(session, name)
     repo.allow_host_runner = allow_host_runner
     build = factories.build(session, repo)
     build.from_fork = from_fork
-    job_id = factories.job(session, build, priority=priority).id
+    job = factories.job(session, build, priority=priority)
+    job.environment = environment  # a deploy job: it would get that environment's secrets
     session.commit()
-    return job_id
+    return job.id
 
 
 @pytest.fixture
@@ -100,6 +103,31 @@ def test_a_local_runner_is_never_handed_a_fork_build_nor_a_repository_that_did_n
     docker = register(client, token, "docker", "docker")
     taken = {claim(client, token, docker)["spec"]["job_id"] for _ in range(2)}  # type: ignore[index]
     assert taken == {fork, not_opted_in}
+
+
+def test_a_local_runner_is_never_handed_a_deploy_job_even_of_an_opted_in_repository(
+    client: TestClient, session: Session, token: str
+) -> None:
+    # A deploy runs with its environment's secrets: a step user's leftover process, or any other
+    # job run as that user, could read them. Higher priority: were it claimable, it would come first.
+    deploy = queued_job(session, "acme/deploys", allow_host_runner=True, environment="production", priority=9)
+    build_job = queued_job(session, "acme/builds", allow_host_runner=True)
+
+    local = register(client, token, "host", "local")
+    claimed = claim(client, token, local)
+    assert claimed is not None and claimed["spec"]["job_id"] == build_job
+    assert claimed["spec"]["environment"] is None
+    reply = client.post(
+        f"/api/runner/jobs/{build_job}/finish",
+        json={"outcome": "passed", "next": {"runner_id": local, "claim_key": "k" * 20}},
+        headers={"Authorization": f"Bearer {claimed['job_token']}"},
+    )
+    assert reply.status_code == 204, reply.text
+    assert claim(client, token, local) is None
+    session.expire_all()
+    assert session.get(Job, deploy).state is JobState.queued
+    waiting = {item["job_id"]: item["waiting_because"] for item in client.get("/api/queue").json()}
+    assert "deploys to production, and deploys run on Docker runners only" in waiting[deploy]
 
 
 def test_an_executor_the_server_does_not_know_counts_as_a_host_one(
@@ -195,7 +223,7 @@ def runner(session: Session, executor: str, state: RunnerState) -> RunnerIdentit
     return RunnerIdentity(id=row.id, labels=["docker"], state=state, executor=executor)
 
 
-def test_the_embedded_claim_on_sqlite_keeps_forks_and_other_repositories_from_a_local_runner(
+def test_the_embedded_claim_on_sqlite_keeps_forks_other_repositories_and_deploys_from_a_local_runner(
     tmp_path: Path,
 ) -> None:
     url = f"sqlite:///{tmp_path / 'greenlight.db'}"
@@ -209,6 +237,7 @@ def test_the_embedded_claim_on_sqlite_keeps_forks_and_other_repositories_from_a_
         with make_session_factory(engine)() as session:
             queued_job(session, "acme/fork", allow_host_runner=True, from_fork=True, priority=9)
             queued_job(session, "acme/closed", priority=8)
+            queued_job(session, "acme/deploys", allow_host_runner=True, environment="staging", priority=7)
             opted_in = queued_job(session, "acme/open", allow_host_runner=True)
             local, docker, unavailable = (
                 runner(session, "local", RunnerState.idle),

@@ -14,10 +14,13 @@ from typing import Any
 import docker
 import pytest
 from docker.models.images import ImageCollection
+from pydantic import SecretStr
 
 from runner.executors.base import ExecutorError, StepResult
 from runner.executors.docker import DockerExecutor
+from runner.masking import MASK
 from runner.spec import JobSpec, LogLine, StepOutcome, StepSpec
+from server.logs.ansi import strip_ansi
 from tests.runner import specs
 
 IMAGE = os.environ.get("GREENLIGHT_TEST_IMAGE", "greenlight-test/debian:bookworm")
@@ -127,6 +130,28 @@ printf 'to stderr, no newline' >&2; printf 'tail'"""
     assert lines.of("stdout") == ["one", "three", "café", "tail"]
     assert lines.of("stderr") == ["two", "to stderr, no newline"]
     assert all(line.at > time.time() - 60 for line in lines)
+
+
+def test_a_secret_split_across_stdout_and_stderr_and_broken_by_escapes_is_masked(
+    start: Callable[..., DockerExecutor],
+) -> None:
+    value = "Sup3r-Secret-Value-42"
+    job = specs.make_job().model_copy(update={"mask": [SecretStr(value)]})
+    # Half on stdout, half on stderr with a colour reset inside: a terminal shows the value whole;
+    # then on stdout alone, with a colour, a window title and a carriage return inside. (The
+    # engine copies the two streams in two goroutines: the parts can reach the runner in either
+    # order.)
+    script = "\n".join([
+        r"printf 'key=Sup3r-Sec'; printf 'ret-Val\033[0mue-42 end\n' >&2; echo",
+        r"printf 'x Sup3r-Secr\033[1m\033]0;t\007et-\rValue-42\n'",
+        "echo after",
+    ])  # fmt: skip
+    result, lines = run(start(job), make_step(script))
+    assert result.outcome is StepOutcome.passed
+    assert lines.of("stderr") == [f"{MASK} end"]
+    assert lines.of("stdout") == [f"key={MASK}", f"x {MASK}", "after"]
+    for line in lines:
+        assert value not in line.text and value not in strip_ansi(line.text)
 
 
 def test_failing_step_reports_exit_code(start: Callable[..., DockerExecutor]) -> None:
