@@ -21,7 +21,7 @@ from server.models import Build, BuildState, Repository
 from server.models.base import utcnow
 from server.pipelines.config import CONFIG_FILE
 from server.pipelines.filters import BuildFacts, excluded_by
-from server.pipelines.loader import ConfigError, check_file_size, load_pipeline
+from server.pipelines.loader import ConfigError, load_pipeline, read_pipeline_file
 from server.pipelines.plan import plan_jobs
 from server.queue.runners import announcement_labels
 from server.secrets.credentials import fetch_source_of
@@ -86,7 +86,7 @@ def plan_build(session: Session, build_id: int, settings: Settings) -> list[tupl
             event=build.event,
             branch=build.target_branch if build.pull_request_number is not None else build.branch,
             changed_paths=checkout.changed_paths,
-        )
+        ).within(pipeline.path_globs())
         if (why := excluded_by(pipeline.when, facts)) is not None:
             _skip(session, build, f"the pipeline's {why}")
             return []
@@ -121,9 +121,7 @@ def _read_at_commit(session: Session, settings: Settings, build: Build) -> Check
         checkout = Checkout(changed_paths=_changed_paths(mirror, build))
         if build.pull_request_number is not None:
             checkout.head_author, checkout.head_message = mirror.commit_summary(sha)
-        # A file over the limit is refused without being read into memory.
-        check_file_size(mirror.file_size(sha, CONFIG_FILE))
-        checkout.text = mirror.read_file(sha, CONFIG_FILE)
+        checkout.text = read_pipeline_file(mirror, sha)
         return checkout
     except ConfigError as error:
         return Checkout(failure=(BuildState.failed, f"configuration error:\n{error}"))

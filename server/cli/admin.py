@@ -86,7 +86,7 @@ def repo_set(full_name: str, memory: str | None, **changes: object) -> None:
         for option, value in changes.items():
             if value is not None:
                 setattr(repository, renamed.get(option, option), value)
-        click.echo(
+        show(
             f"{repository.full_name}: memory={repository.memory_bytes or 'server default'} "
             f"default_branch={repository.default_branch} priorities={repository.default_branch_priority}/"
             f"{repository.branch_priority} auto_cancel={repository.auto_cancel_superseded} "
@@ -101,7 +101,7 @@ def repo_list() -> None:
     with cli_session() as session:
         for repository, build in queries.repositories_with_latest_build(session, SIGNED_IN):
             latest = f"#{build.number} {build.state.value}" if build else "no builds"
-            click.echo(f"{repository.full_name}\t{redact_urls(repository.clone_url)}\t{latest}")
+            show(f"{repository.full_name}\t{redact_urls(repository.clone_url)}\t{latest}")
 
 
 @click.group("token")
@@ -157,7 +157,7 @@ def token_labels(token_id: int, labels: str) -> None:
         if found is None or found.kind is not TokenKind.runner:
             raise click.ClickException(f"no runner token with id {token_id} (see `greenlight token list`)")
         found.labels = allowed
-        click.echo(f"runner token {found.name} serves labels: {','.join(allowed)}")
+        show(f"runner token {found.name} serves labels: {','.join(allowed)}")
 
 
 @token.command("list")
@@ -167,7 +167,7 @@ def token_list() -> None:
         for found in session.scalars(sa.select(ApiToken).order_by(ApiToken.id)):
             labels = ",".join(found.labels) if found.labels is not None else "-"
             revoked = "\trevoked" if found.revoked else ""
-            click.echo(f"{found.id}\t{found.kind.value}\t{found.name}\t{labels}{revoked}")
+            show(f"{found.id}\t{found.kind.value}\t{found.name}\t{labels}{revoked}")
 
 
 def _labels_option(text: str) -> list[str]:

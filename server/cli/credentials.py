@@ -10,6 +10,7 @@ import click
 
 from server.cli.remote import _api
 from server.cli.secrets import _read_value
+from server.cli.terminal import show
 
 
 @click.group("credential")
@@ -45,7 +46,7 @@ def credential_set(
     value = sys.stdin.read() if ssh_key else _read_value()
     body = {"kind": "ssh" if ssh_key else "https", "value": value, "username": username}
     reply = _api("PUT", f"/api/repos/{full_name}/credential", json=body)
-    click.echo(f"{reply['repository']}: credential: {reply['credential']}")
+    show(f"{reply['repository']}: credential: {reply['credential']}")
 
 
 @credential.command("show")
@@ -53,7 +54,7 @@ def credential_set(
 def credential_show(full_name: str) -> None:
     """Whether OWNER/NAME has a credential, and its kind (never its value)."""
     reply = _api("GET", f"/api/repos/{full_name}/credential", allow_missing=True)
-    click.echo(f"{full_name}: credential: {reply['credential'] if reply else 'none'}")
+    show(f"{full_name}: credential: {reply['credential'] if reply else 'none'}")
 
 
 @credential.command("rm")
@@ -61,4 +62,4 @@ def credential_show(full_name: str) -> None:
 def credential_rm(full_name: str) -> None:
     """Remove the credential of OWNER/NAME (its fetches are anonymous again)."""
     _api("DELETE", f"/api/repos/{full_name}/credential")
-    click.echo(f"{full_name}: credential removed")
+    show(f"{full_name}: credential removed")

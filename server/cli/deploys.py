@@ -8,6 +8,7 @@ from typing import Any
 import click
 
 from server.cli.remote import _api
+from server.cli.terminal import show
 
 
 def _line(item: dict[str, Any]) -> str:
@@ -38,11 +39,11 @@ def deploy_history(repository: str, environment: str | None, limit: int) -> None
             health = "healthy" if item["healthy"] else f"UNHEALTHY ({item['health_reason']})"
             now = f"{live['commit_sha'][:12]} (deployment #{live['id']})" if live else "nothing yet"
             busy = f", deploying #{item['deploying']['id']}" if item["deploying"] else ""
-            click.echo(f"{item['name']}: {now}, {health}{busy}" + (f"  {item['url']}" if item["url"] else ""))
+            show(f"{item['name']}: {now}, {health}{busy}" + (f"  {item['url']}" if item["url"] else ""))
         return
     params = {"repository": repository, "limit": limit}
     for item in _api("GET", f"/api/environments/{environment}/deployments", params=params):
-        click.echo(_line(item))
+        show(_line(item))
 
 
 @deploy.command("promote")
@@ -52,7 +53,7 @@ def deploy_history(repository: str, environment: str | None, limit: int) -> None
 def deploy_promote(repository: str, source: str, target: str) -> None:
     """Deploy to TARGET exactly the commit live on SOURCE (e.g. staging production)."""
     item = _api("POST", f"/api/repos/{repository}/environments/{target}/promote", json={"from": source})
-    click.echo(f"{target}: deployment #{item['id']} of {item['commit_sha'][:12]} {item['state']}")
+    show(f"{target}: deployment #{item['id']} of {item['commit_sha'][:12]} {item['state']}")
 
 
 @deploy.command("rollback")
@@ -61,7 +62,7 @@ def deploy_promote(repository: str, source: str, target: str) -> None:
 def deploy_rollback(repository: str, environment: str) -> None:
     """Redeploy the previous successful deployment of ENVIRONMENT."""
     item = _api("POST", f"/api/repos/{repository}/environments/{environment}/rollback")
-    click.echo(f"{environment}: deployment #{item['id']} of {item['commit_sha'][:12]} {item['state']}")
+    show(f"{environment}: deployment #{item['id']} of {item['commit_sha'][:12]} {item['state']}")
 
 
 @deploy.command("approve")
@@ -71,7 +72,7 @@ def deploy_approve(repository: str, deployment_id: int) -> None:
     """Let a deployment that waits for approval go ahead (see `greenlight deploy history`)."""
     item = _api("POST", f"/api/repos/{repository}/deployments/{deployment_id}/approve")
     reason = f" — {item['reason']}" if item["reason"] else ""
-    click.echo(
+    show(
         f"{item['environment']}: deployment #{item['id']} of {item['commit_sha'][:12]} {item['state']} "
         f"(approved by {item['approved_by']}){reason}"
     )

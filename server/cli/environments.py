@@ -8,6 +8,7 @@ from typing import Any
 import click
 
 from server.cli.remote import _api
+from server.cli.terminal import show
 
 
 @click.group("env")
@@ -57,7 +58,7 @@ def env_set(
         body["require_approval"] = require_approval
     if not body:
         raise click.UsageError("nothing to change: give --branch, --runner-labels or --require-approval")
-    click.echo(_describe(_api("PUT", f"/api/repos/{repository}/environments/{environment}", json=body)))
+    show(_describe(_api("PUT", f"/api/repos/{repository}/environments/{environment}", json=body)))
 
 
 @env.command("list")
@@ -65,7 +66,7 @@ def env_set(
 def env_list(repository: str) -> None:
     """Every known environment of OWNER/NAME and its rule."""
     for item in _api("GET", f"/api/repos/{repository}/environments"):
-        click.echo(_describe(item))
+        show(_describe(item))
 
 
 @env.command("show")
@@ -73,7 +74,7 @@ def env_list(repository: str) -> None:
 @click.argument("environment")
 def env_show(repository: str, environment: str) -> None:
     """ENVIRONMENT's rule (the default one if none was set)."""
-    click.echo(_describe(_api("GET", f"/api/repos/{repository}/environments/{environment}")))
+    show(_describe(_api("GET", f"/api/repos/{repository}/environments/{environment}")))
 
 
 def _describe(item: dict[str, Any]) -> str:

@@ -8,6 +8,7 @@ import re
 import click
 from sqlalchemy.orm import Session, sessionmaker
 
+from server.cli.terminal import show
 from server.config import get_settings
 from server.db import make_engine, make_session_factory
 from server.github.client import GitHubClient
@@ -61,11 +62,11 @@ def redeliver(full_name: str | None, since: str | None) -> None:
         engine.dispose()
     click.echo(f"checked {result.hooks_checked} hook(s) for deliveries since {start:%Y-%m-%d %H:%M} UTC")
     for guid in result.requested:
-        click.echo(f"asked GitHub to redeliver {guid}")
+        show(f"asked GitHub to redeliver {guid}")
     for guid in result.refused:
-        click.echo(f"GitHub refused to redeliver {guid}")
+        show(f"GitHub refused to redeliver {guid}")
     for error in result.errors:
-        click.echo(f"error: {error}", err=True)
+        show(f"error: {error}", err=True)
     if not result.requested and not result.refused:
         click.echo("nothing to redeliver")
     if result.errors:

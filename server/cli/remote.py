@@ -10,6 +10,7 @@ import click
 import httpx
 
 from server.cli.terminal import show
+from server.logs.ansi import for_terminal
 
 
 def _api(method: str, path: str, *, allow_missing: bool = False, **kwargs: Any) -> Any:
@@ -30,7 +31,8 @@ def _api(method: str, path: str, *, allow_missing: bool = False, **kwargs: Any) 
         except ValueError:
             detail = reply.text
         hint = " (set GREENLIGHT_TOKEN to a user token)" if reply.status_code == 401 else ""
-        raise click.ClickException(f"{reply.status_code}: {detail}{hint}")
+        # The detail may quote stored text (a reason, a pipeline file's key): terminal-safe too.
+        raise click.ClickException(for_terminal(f"{reply.status_code}: {detail}{hint}", colors=False))
     return reply.json() if reply.content else None
 
 
@@ -70,7 +72,7 @@ def queue_list() -> None:
 def queue_priority(job_id: int, priority: int) -> None:
     """Change a queued job's priority (higher is claimed first)."""
     reply = _api("PATCH", f"/api/queue/jobs/{job_id}", json={"priority": priority})
-    click.echo(f"job {reply['job_id']}: priority {reply['priority']}")
+    show(f"job {reply['job_id']}: priority {reply['priority']}")
 
 
 @queue.command("labels")
@@ -80,7 +82,7 @@ def queue_labels(job_id: int, labels: str) -> None:
     """Change the labels a queued job needs (comma-separated)."""
     wanted = [label.strip() for label in labels.split(",") if label.strip()]
     reply = _api("PATCH", f"/api/queue/jobs/{job_id}", json={"labels": wanted})
-    click.echo(f"job {reply['job_id']}: labels {','.join(reply['labels'])}")
+    show(f"job {reply['job_id']}: labels {','.join(reply['labels'])}")
 
 
 @queue.command("cancel")
@@ -88,7 +90,7 @@ def queue_labels(job_id: int, labels: str) -> None:
 def queue_cancel(job_id: int) -> None:
     """Cancel a queued job (it will never run)."""
     reply = _api("POST", f"/api/queue/jobs/{job_id}/cancel")
-    click.echo(f"job {reply['job_id']}: {reply['state']}")
+    show(f"job {reply['job_id']}: {reply['state']}")
 
 
 @queue.command("failed")
@@ -133,21 +135,21 @@ def show_runner(runner_id: int) -> None:
 
 
 def drain_runner(runner_id: int) -> None:
-    click.echo(f"runner {runner_id}: {_api('POST', f'/api/runners/{runner_id}/drain')['state']}")
+    show(f"runner {runner_id}: {_api('POST', f'/api/runners/{runner_id}/drain')['state']}")
 
 
 def cancel_build(build_id: int) -> None:
-    click.echo(f"build {build_id}: {_api('POST', f'/api/builds/{build_id}/cancel')['state']}")
+    show(f"build {build_id}: {_api('POST', f'/api/builds/{build_id}/cancel')['state']}")
 
 
 def approve_build(build_id: int) -> None:
     reply = _api("POST", f"/api/builds/{build_id}/approve")
-    click.echo(f"build {build_id}: {reply['state']} (approved by {reply['approved_by']})")
+    show(f"build {build_id}: {reply['state']} (approved by {reply['approved_by']})")
 
 
 def rerun_build(build_id: int) -> None:
     reply = _api("POST", f"/api/builds/{build_id}/rerun")
-    click.echo(f"build {build_id}: new attempts {', '.join(str(job) for job in reply['jobs'])}")
+    show(f"build {build_id}: new attempts {', '.join(str(job) for job in reply['jobs'])}")
 
 
 @click.group("job")
@@ -160,4 +162,4 @@ def job() -> None:
 def job_rerun(job_id: int) -> None:
     """Run a finished job again as a new attempt (the old one is kept)."""
     reply = _api("POST", f"/api/jobs/{job_id}/rerun")
-    click.echo(f"job {reply['job_id']} is attempt {reply['attempt']} of job {reply['previous_attempt_id']}")
+    show(f"job {reply['job_id']} is attempt {reply['attempt']} of job {reply['previous_attempt_id']}")

@@ -7,6 +7,7 @@ import re
 
 import click
 
+from server.cli.terminal import show
 from server.config import get_settings
 
 _AGE = re.compile(r"^(\d+)([dhw])$")
@@ -89,7 +90,7 @@ def prune(older_than: str | None, max_bytes: str | None, dry_run: bool) -> None:
         f"{human_bytes(result.bytes_after)} (were {human_bytes(result.bytes_before)})"
     )
     for pruned in result.examples if dry_run else []:
-        click.echo(f"  {pruned.repository}#{pruned.number} ({human_bytes(pruned.bytes)}, {pruned.why})")
+        show(f"  {pruned.repository}#{pruned.number} ({human_bytes(pruned.bytes)}, {pruned.why})")
     if dry_run and result.builds > len(result.examples):
         click.echo(f"  … and {result.builds - len(result.examples)} more builds")
     if policy.max_bytes is not None and result.bytes_after > policy.max_bytes:

@@ -10,6 +10,7 @@ import click
 
 from runner.spec import MIN_SECRET_LENGTH
 from server.cli.remote import _api
+from server.cli.terminal import show
 
 
 @click.group("secret")
@@ -61,7 +62,7 @@ def secret_set(
         )
     body = {"value": value, "environment": environment, "branches": list(branches)}
     reply = _api("PUT", f"/api/repos/{full_name}/secrets/{key}", json=body)
-    click.echo(f"{reply['repository']}: secret {reply['name']} set{_scope(reply)}")
+    show(f"{reply['repository']}: secret {reply['name']} set{_scope(reply)}")
 
 
 @secret.command("list")
@@ -69,7 +70,7 @@ def secret_set(
 def secret_list(full_name: str) -> None:
     """Names and scopes of the secrets of OWNER/NAME (values are never shown)."""
     for item in _api("GET", f"/api/repos/{full_name}/secrets"):
-        click.echo(f"{item['name']}{_scope(item)}\tupdated {item['updated_at']}")
+        show(f"{item['name']}{_scope(item)}\tupdated {item['updated_at']}")
 
 
 @secret.command("rm")
@@ -80,7 +81,7 @@ def secret_rm(full_name: str, key: str, environment: str | None) -> None:
     """Remove secret KEY of OWNER/NAME."""
     params = {"environment": environment} if environment else {}
     _api("DELETE", f"/api/repos/{full_name}/secrets/{key}", params=params)
-    click.echo(f"{full_name}: secret {key} removed")
+    show(f"{full_name}: secret {key} removed")
 
 
 def _scope(item: dict[str, object]) -> str:

@@ -10,6 +10,8 @@ import click
 from server.logs.ansi import for_terminal
 
 
-def show(text: str) -> None:
-    """One line of output; colours survive only when standard output is a terminal."""
-    click.echo(for_terminal(text, colors=sys.stdout.isatty()))
+def show(text: str, *, err: bool = False) -> None:
+    """One line of output (on standard error with ``err``); colours survive only when that
+    stream is a terminal."""
+    stream = sys.stderr if err else sys.stdout
+    click.echo(for_terminal(text, colors=stream.isatty()), err=err)

@@ -22,7 +22,7 @@ from server.environments.service import environment_for
 from server.git.mirror import FileNotInCommit, GitError
 from server.models import Deployment, DeploymentState, DeploymentTrigger, Environment, Repository
 from server.pipelines.config import CONFIG_FILE
-from server.pipelines.loader import ConfigError, load_pipeline
+from server.pipelines.loader import ConfigError, load_pipeline, read_pipeline_file
 
 
 def find_environment(session: Session, repository: Repository, name: str) -> Environment:
@@ -56,7 +56,7 @@ def promote(
     mirror = mirror_for(session, settings, repository)
     try:
         mirror.ensure_commit(live.commit_sha)
-        pipeline = load_pipeline(mirror.read_file(live.commit_sha, CONFIG_FILE))
+        pipeline = load_pipeline(read_pipeline_file(mirror, live.commit_sha))
     except (FileNotInCommit, ConfigError, GitError) as error:
         raise DeployRefused(f"cannot read {CONFIG_FILE} at {live.commit_sha[:12]}: {error}") from None
     if target not in pipeline.deploy:

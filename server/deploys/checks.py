@@ -24,9 +24,9 @@ from server.environments.service import environment_for
 from server.git.mirror import FileNotInCommit, GitError
 from server.models import Build, BuildState, DeployCheck, Deployment, DeploymentState, DeploymentTrigger
 from server.models.base import utcnow
-from server.pipelines.config import CONFIG_FILE, PipelineConfig
+from server.pipelines.config import PipelineConfig
 from server.pipelines.deploy_branches import branch_deploys_to
-from server.pipelines.loader import ConfigError, load_pipeline
+from server.pipelines.loader import ConfigError, load_pipeline, read_pipeline_file
 
 logger = logging.getLogger(__name__)
 
@@ -110,7 +110,7 @@ def _inspect(
     mirror = mirror_for(session, settings, build.repository)
     try:
         mirror.ensure_commit(build.commit_sha)
-        pipeline = load_pipeline(mirror.read_file(build.commit_sha, CONFIG_FILE))
+        pipeline = load_pipeline(read_pipeline_file(mirror, build.commit_sha))
     except (FileNotInCommit, ConfigError) as error:
         return f"no deploy: {error}", None, None
     if not branch_deploys_to(pipeline, build.branch):

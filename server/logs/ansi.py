@@ -97,6 +97,10 @@ def strip_ansi(line: str) -> str:
     return shown(line)
 
 
+# Format characters that change how text reads without being seen: bidi marks, embeddings,
+# overrides and isolates (``\u202e`` shows `txt.exe` as `exe.txt`), zero-width spaces and joiners,
+# invisible operators, the byte order mark. A terminal gets none of them.
+_DISGUISING = re.compile("[\u061c\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff]")
 _SGR = re.compile(r"[0-9;:]*m")
 _RESET = "\x1b[0m"
 
@@ -106,7 +110,9 @@ def for_terminal(text: str, *, colors: bool) -> str:
     character is dropped but newline and tab, as on the build page (an OSC 8 link that hides
     its target, a window title, a cursor move that rewrites the lines above, a bell). With
     ``colors`` (the output is a terminal), plain SGR sequences stay, and a reset ends the text
-    so that no colour runs into what follows."""
+    so that no colour runs into what follows. Bidi controls and invisible format characters go
+    too (first, so that no escape sequence can hide behind one)."""
+    text = _DISGUISING.sub("", text)
     if not _PLAIN.search(text):
         return text
     kept = False

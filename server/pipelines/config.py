@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import shlex
+import unicodedata
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -19,6 +20,7 @@ from pydantic import (
 
 from runner.spec import SERVICE_NAME_PATTERN
 from server.pipelines import matrix
+from server.pipelines.branch_globs import check_glob
 
 CONFIG_FILE = ".greenlight.yml"
 DEFAULT_READY_TIMEOUT_SECONDS = 30
@@ -123,6 +125,17 @@ def _check_env_names(env: dict[str, str]) -> dict[str, str]:
     return env
 
 
+def _url(url: str) -> str:
+    # The URL is shown on pages, in the CLI and on GitHub: an escape sequence, a bidi override or
+    # a zero-width character in it would drive or fool whoever reads it. A URL has none unencoded.
+    if any(unicodedata.category(char) in ("Cc", "Cf", "Zs", "Zl", "Zp") for char in url):
+        raise ValueError("expected a URL without spaces, control or invisible characters")
+    return url
+
+
+Url = Annotated[str, Field(pattern=r"^https?://", max_length=1000), AfterValidator(_url)]
+
+
 def _globs(value: Any) -> Any:
     """``"main"``, ``[main, "release/*"]`` or ``{include: [...], exclude: [...]}``."""
     if isinstance(value, str | list):
@@ -136,7 +149,12 @@ def _one_or_many(value: Any) -> Any:
     return [value] if isinstance(value, str | dict) else value
 
 
-Glob = Annotated[str, Field(min_length=1, max_length=500)]
+def _glob(pattern: str) -> str:
+    check_glob(pattern)  # a GlobError (a ValueError) names the glob
+    return pattern
+
+
+Glob = Annotated[str, Field(min_length=1, max_length=500), AfterValidator(_glob)]
 GlobList = Annotated[list[Glob], BeforeValidator(_one_or_many), Field(max_length=100)]
 Event = Literal["push", "pull_request", "tag"]
 
@@ -321,7 +339,7 @@ class EnvironmentConfig(BaseModel):
     run: Commands
     image: str | None = Field(default=None, min_length=1, max_length=500)
     secrets: list[SecretName] = Field(default_factory=list, max_length=100)
-    url: str | None = Field(default=None, pattern=r"^https?://", max_length=1000)
+    url: Url | None = None
     check: Commands | None = None
     promote_only: bool = False
     rollback_on_failure: bool = False
@@ -381,6 +399,20 @@ class PipelineConfig(BaseModel):
     def matrix_cells(self) -> list[dict[str, str]]:
         """The values of each job: one empty cell without a matrix."""
         return self.matrix.cells() if self.matrix else [{}]
+
+    def globs(self) -> list[str]:
+        """Every glob the file names (`when:` of the pipeline and its steps, deploy branches)."""
+        filters = [f for c in self._conditions() for f in (c.branch, c.path) if f is not None]
+        found = [pattern for f in filters for pattern in (*f.include, *f.exclude)]
+        return found + [pattern for environment in self.deploy.values() for pattern in environment.branch]
+
+    def path_globs(self) -> list[str]:
+        """The globs of every `when: path` (matched against each changed file)."""
+        filters = [c.path for c in self._conditions() if c.path is not None]
+        return [pattern for f in filters for pattern in (*f.include, *f.exclude)]
+
+    def _conditions(self) -> list[WhenConfig]:
+        return [*self.when, *(condition for step in self.steps for condition in step.when)]
 
     def images(self) -> list[tuple[list[str | int], str]]:
         """Every image the file names, with where it is (for messages about ``${…}``)."""

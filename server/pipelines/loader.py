@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
 
 import yaml
 from pydantic import ValidationError
 
 from server.pipelines import matrix
+from server.pipelines.branch_globs import expansions
 from server.pipelines.config import CONFIG_FILE, PipelineConfig
 
 # What one push may make the server parse, build and keep of its pipeline file. An alias
@@ -16,6 +17,9 @@ from server.pipelines.config import CONFIG_FILE, PipelineConfig
 MAX_FILE_BYTES = 256 * 1024
 MAX_EXPANDED_VALUES = 200_000  # above what 256 KiB can hold without aliases
 MAX_EXPANDED_CHARACTERS = 2 * 1024 * 1024
+# Each pattern a glob expands to costs about 0.25 ms to compile (once per process): the distinct
+# globs of one file may cost a quarter of a second at most, not minutes at every push.
+MAX_GLOB_PATTERNS = 1000
 
 
 class ConfigError(ValueError):
@@ -23,12 +27,27 @@ class ConfigError(ValueError):
 
 
 def check_file_size(size: int, filename: str = CONFIG_FILE) -> None:
-    """Planning asks before reading the file; ``load_pipeline`` asks again of the text."""
+    """``read_pipeline_file`` asks before reading the file; ``load_pipeline`` asks again of the text."""
     if size > MAX_FILE_BYTES:
         raise ConfigError(
             f"{filename}: the file is {size:,} bytes; "
             f"at most {MAX_FILE_BYTES:,} ({MAX_FILE_BYTES // 1024} KiB)"
         )
+
+
+class CommitFiles(Protocol):
+    """What reads files of a commit (the server's git mirror)."""
+
+    def file_size(self, sha: str, path: str) -> int: ...
+
+    def read_file(self, sha: str, path: str) -> str: ...
+
+
+def read_pipeline_file(files: CommitFiles, sha: str) -> str:
+    """The text of `.greenlight.yml` at ``sha``, for planning, the deploy check and promote alike:
+    a file over the limit is refused by its size, without being read into memory."""
+    check_file_size(files.file_size(sha, CONFIG_FILE))
+    return files.read_file(sha, CONFIG_FILE)
 
 
 def load_pipeline(text: str, filename: str = CONFIG_FILE) -> PipelineConfig:
@@ -67,6 +86,12 @@ def load_pipeline(text: str, filename: str = CONFIG_FILE) -> PipelineConfig:
         pipeline = PipelineConfig.model_validate(data)
     except ValidationError as error:
         raise ConfigError("\n".join(_describe(error, root, filename))) from None
+    patterns = expansions(pipeline.globs())
+    if patterns > MAX_GLOB_PATTERNS:
+        raise ConfigError(
+            f"{filename}: the file's globs expand to {patterns:,} patterns (braces); "
+            f"at most {MAX_GLOB_PATTERNS:,}"
+        )
     problems = _unresolved_images(pipeline, root, filename)
     if problems:
         raise ConfigError("\n".join(problems))

@@ -13,6 +13,7 @@ from runner.spec import MIN_SECRET_LENGTH
 from server.models import Repository, Secret
 from server.models.base import utcnow
 from server.models.secret import ANY_ENVIRONMENT
+from server.pipelines.branch_globs import GlobError, check_glob
 from server.secrets.crypto import SecretCipher
 
 NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]{0,99}$"
@@ -65,6 +66,10 @@ def check_branches(branches: Sequence[str] | None) -> list[str]:
     for glob in globs:
         if len(glob) > 255 or any(char.isspace() or char in "~^:\\" for char in glob):
             raise SecretError(f"{glob!r} is not a branch name or pattern (such as main or release/*)")
+        try:
+            check_glob(glob)
+        except GlobError as error:
+            raise SecretError(str(error)) from None
     return sorted(set(globs))
 
 

@@ -46,6 +46,13 @@ def test_environments_take_branches_commands_secrets_url_check_and_variables() -
         ("  Staging!: {run: x}", "deploy"),
         ("  staging: {run: x, env: {GREENLIGHT_ENVIRONMENT: prod}}", "set by Greenlight itself"),
         ("  staging: {run: x, url: 'javascript:alert(1)'}", "deploy.staging.url"),
+        # An escape sequence (here an OSC 8 link hiding its target) rides on anything shown of the URL.
+        (
+            '  staging: {run: x, url: "https://ok.example/\\e]8;;https://evil.example/\\aclick\\e]8;;\\a"}',
+            "deploy.staging.url: expected a URL without spaces, control or invisible characters",
+        ),
+        ('  staging: {run: x, url: "https://ok.example/\\u202egpj.exe"}', "url: expected a URL without"),
+        ('  staging: {run: x, url: "https://ok.example/a b"}', "url: expected a URL without"),
         ("  staging: {run: x, secrets: ['bad name']}", "deploy.staging.secrets"),
     ],
 )

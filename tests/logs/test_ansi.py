@@ -39,3 +39,15 @@ def test_a_terminal_gets_colours_only_and_they_end_with_the_line() -> None:
     assert for_terminal(line, colors=True) == "link \x1b[1;31mred\x1b[38;5;2mx\x1b[0m"
     assert for_terminal(line, colors=False) == "link redx"
     assert for_terminal("plain\ttext", colors=True) == "plain\ttext"
+
+
+def test_a_terminal_never_gets_bidi_controls_or_invisible_characters_that_disguise_text() -> None:
+    # "\u202e" shows what follows right to left: `txt.exe` could read as `exe.txt`; zero-width
+    # characters make two different names look alike.
+    disguised = (
+        "a\u202ab\u202bc\u202cd\u202de\u202ef\u2066g\u2067h\u2068i\u2069j"
+        "\u200bk\u200cl\u200dm\u200en\u200fo\ufeffp"
+    )
+    assert for_terminal(disguised, colors=False) == "abcdefghijklmnop"
+    assert for_terminal(disguised, colors=True) == "abcdefghijklmnop"
+    assert for_terminal("héllo wörld ✓ שלום", colors=False) == "héllo wörld ✓ שלום"

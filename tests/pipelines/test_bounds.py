@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from server.config import Settings
 from server.models import BuildState, Step
+from server.pipelines.filters import BuildFacts, excluded_by
 from server.pipelines.loader import ConfigError, load_pipeline
 from tests.pipelines.test_planning import planned, pushed_repo
 
@@ -146,3 +147,86 @@ def test_a_file_over_the_size_limit_fails_its_build_without_being_read_whole(
     assert build.reason == (
         "configuration error:\n.greenlight.yml: the file is 10,000,000 bytes; at most 262,144 (256 KiB)"
     )
+
+
+@pytest.mark.parametrize(
+    ("where", "line", "location"),
+    [
+        ("when: {branch: '{1..5000}'}\n", 2, "when.0.branch.include.0"),
+        ("deploy: {staging: {branch: '{1..5000}', run: true}}\n", 2, "deploy.staging.branch.0"),
+        ("steps:\n  - {name: a, run: true, when: {path: {exclude: ['{1..5000}']}}}\n", 3, None),
+    ],
+)
+def test_a_brace_glob_that_expands_too_far_is_a_configuration_error_naming_line_and_glob(
+    where: str, line: int, location: str | None
+) -> None:
+    steps = "" if where.startswith("steps:") else "steps: [{name: a, run: true}]\n"
+    started = time.monotonic()
+    message = error_for(f"image: {IMAGE}\n{where}{steps}")
+    assert time.monotonic() - started < 1
+    assert message.startswith(f".greenlight.yml:{line}: {location or ''}"), message
+    assert "'{1..5000}'" in message and "at most 64" in message
+
+
+def test_the_globs_of_a_file_are_bounded_in_all() -> None:
+    # Each glob below the limit, but 2,000 steps' worth of distinct ones would take minutes to
+    # compile at every push.
+    steps = "".join(
+        f"  - {{name: s{n}, run: true, when: {{branch: ['{{a,b}}{{c,d}}{{e,f}}{{g,h}}{{i,j}}/{n}']}}}}\n"
+        for n in range(100)
+    )
+    started = time.monotonic()
+    message = error_for(f"image: {IMAGE}\nsteps:\n{steps}")
+    assert time.monotonic() - started < 1
+    assert message == (
+        ".greenlight.yml: the file's globs expand to 3,200 patterns (braces); at most 1,000"
+    ), message
+
+
+@pytest.mark.integration
+def test_a_brace_bomb_fails_its_build_at_once_and_plans_nothing(
+    session_factory: sessionmaker[Session], settings: Settings, tmp_path: Path
+) -> None:
+    steps = "".join(
+        f"  - {{name: s{n}, run: true, when: {{branch: '{{1..{5000 + n}}}'}}}}\n" for n in range(100)
+    )
+    url, sha = pushed_repo(tmp_path, {".greenlight.yml": f"image: {IMAGE}\nsteps:\n{steps}"})
+    started = time.monotonic()
+    build = planned(session_factory, settings, url, sha)
+    assert time.monotonic() - started < 5
+    assert build.state is BuildState.failed and build.jobs == []
+    assert build.reason is not None
+    where = "configuration error:\n.greenlight.yml:3: steps.0.when.0.branch.include.0: "
+    assert build.reason.startswith(where), build.reason
+    assert "'{1..5000}'" in build.reason
+
+
+def many_path_filters(steps: int = 100, conditions: int = 9) -> str:
+    """A 26 KB file: every step's `when:` tests the changed paths against the same 100 globs."""
+    globs = ", ".join(f"'src{n}/**/*.py'" for n in range(100))
+    first = ", ".join(["{path: {include: *g}}"] * (conditions - 1))
+    text = f"image: {IMAGE}\nsteps:\n  - name: s0\n    run: true\n"
+    text += f"    when: [{{path: {{include: &g [{globs}]}}}}, {first}]\n"
+    again = ", ".join(["{path: {include: *g}}"] * conditions)
+    return text + "".join(f"  - name: s{n}\n    run: true\n    when: [{again}]\n" for n in range(1, steps))
+
+
+def test_path_filters_match_each_changed_path_against_each_distinct_glob_once() -> None:
+    # Before: each step's conditions matched every path against every glob again, 29 s a step.
+    pipeline = load_pipeline(many_path_filters())
+    changed = tuple(f"other/{n}.txt" for n in range(2000))
+    facts = BuildFacts("push", "main", changed).within(pipeline.path_globs())
+    assert facts.changed_paths == changed
+    started = time.monotonic()
+    reasons = [excluded_by(step.when, facts) for step in pipeline.steps]
+    assert time.monotonic() - started < 5
+    assert all(reason and "matches none of the 2000 changed files" in reason for reason in reasons)
+
+
+def test_a_diff_too_large_to_match_against_the_files_path_globs_counts_as_unknown() -> None:
+    # Unknown changes let a path filter pass, as for a force-push: a build is never skipped on a guess.
+    pipeline = load_pipeline(many_path_filters())
+    facts = BuildFacts("push", "main", tuple(f"other/{n}.txt" for n in range(10_000)))
+    within = facts.within(pipeline.path_globs())
+    assert within.changed_paths is None and within.branch == "main" and within.event == "push"
+    assert all(excluded_by(step.when, within) is None for step in pipeline.steps)

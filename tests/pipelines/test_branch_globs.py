@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-import pytest
+import time
 
-from server.pipelines.branch_globs import branch_matches
+import pytest
+from wcmatch import glob
+
+from server.pipelines import branch_globs
+from server.pipelines.branch_globs import GlobError, branch_matches, check_glob
 
 
 @pytest.mark.parametrize(
@@ -25,3 +29,33 @@ def test_a_star_stops_at_a_slash_and_only_globstar_crosses_it(
     branch: str, globs: list[str], expected: bool
 ) -> None:
     assert branch_matches(branch, globs) is expected
+
+
+def test_globs_are_case_sensitive_and_posix_whatever_the_platform() -> None:
+    # wcmatch otherwise follows the host: on macOS or Windows `MAIN` would match `main`, and `\`
+    # would separate path segments.
+    assert branch_globs.GLOB_FLAGS & glob.CASE and branch_globs.GLOB_FLAGS & glob.FORCEUNIX
+    assert not branch_globs.GLOB_FLAGS & glob.FORCEWIN
+    assert branch_matches("MAIN", ["main"]) is False
+    assert branch_matches("release\\x", ["release/*"]) is False
+
+
+@pytest.mark.parametrize("bomb", ["{1..5000}", "{1..999}", "{a,b}{c,d}{e,f}{g,h}{i,j}{k,l}{m,n}"])
+def test_a_brace_glob_that_expands_beyond_the_limit_is_refused_quickly(bomb: str) -> None:
+    started = time.monotonic()
+    with pytest.raises(GlobError) as caught:
+        branch_matches("main", [bomb])
+    assert time.monotonic() - started < 0.1
+    assert bomb in str(caught.value) and "at most 64" in str(caught.value)
+    with pytest.raises(GlobError):
+        check_glob(bomb)
+
+
+def test_a_glob_is_compiled_once_however_often_it_is_matched() -> None:
+    pattern = "{a,b}{c,d}{e,f}{g,h}{i,j}{k,l}/compiled-once"
+    assert check_glob(pattern) == 64
+    misses = branch_globs.compiled.cache_info().misses
+    for branch in ("ac/x", "bdfhjl/compiled-once", "main"):
+        branch_matches(branch, [pattern, "main"])
+    assert branch_globs.compiled.cache_info().misses <= misses + 2  # the two globs, once each
+    assert branch_matches("bdfhjl/compiled-once", [pattern]) is True

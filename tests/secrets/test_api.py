@@ -80,6 +80,7 @@ def test_a_too_short_value_is_refused_with_a_clear_message_and_stores_nothing(
         ("GREENLIGHT_REPO", {"value": VALUE}, "reserved"),
         ("OK_NAME", {"value": VALUE, "environment": "prod env"}, "not a valid environment"),
         ("OK_NAME", {"value": VALUE, "branches": ["a b"]}, "not a branch name"),
+        ("OK_NAME", {"value": VALUE, "branches": ["{1..5000}"]}, "braces may make at most 64"),
         ("OK_NAME", {"value": VALUE, "surprise": 1}, "surprise"),
     ],
 )
