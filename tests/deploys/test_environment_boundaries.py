@@ -156,3 +156,40 @@ def test_a_build_job_with_a_deploy_runners_labels_is_never_handed_to_one(
     assert deploy_job.labels == ["deploy-prod"]
     next_claim = claim(client, *prod_runner)
     assert next_claim is not None and next_claim["spec"]["job_id"] == deploy_job.id
+
+
+def test_a_queued_deploy_job_cannot_be_relabelled_past_its_environments_runners(
+    client: TestClient,
+    session: Session,
+    session_factory: sessionmaker[Session],
+    settings: Settings,
+    origin: Origin,
+    repo: Repository,
+    runner: tuple[str, int],
+    builder: tuple[str, int],
+) -> None:
+    allow(session, repo, "production", ["master"], runner_labels=["deploy-prod"])
+    headers = {"Authorization": f"Bearer {factories.user_token(session, 'ops')}"}
+    session.commit()
+    args = (client, session, session_factory, settings, origin, repo, builder)
+    pushed_and_checked(*args, "master", pipeline("production", "master"))
+    [deploy_job] = deploy_jobs(session)
+    url = f"/api/queue/jobs/{deploy_job.id}"
+
+    reply = client.patch(url, json={"labels": ["deploy"]}, headers=headers)
+    assert reply.status_code == 409, reply.text
+    assert "deploys to production" in reply.json()["detail"]
+    assert "greenlight env set acme/widgets production --runner-labels" in reply.json()["detail"]
+    assert client.patch(url, json={"priority": 900}, headers=headers).status_code == 200
+    [deploy_job] = deploy_jobs(session)
+    assert deploy_job.labels == ["deploy-prod"] and deploy_job.priority == 900
+    assert claim(client, *runner) is None  # the plain `deploy` runner still does not take it
+
+    # Nor can a build job be given a deploy runner's labels.
+    build = push_build(session, repo, "d" * 40, "sneaky")
+    session.commit()
+    reply = client.patch(
+        f"/api/queue/jobs/{build.jobs[0].id}", json={"labels": ["deploy-prod"]}, headers=headers
+    )
+    assert reply.status_code == 409, reply.text
+    assert "runs_on: deploy-prod is reserved for deploy jobs of production" in reply.json()["detail"]
