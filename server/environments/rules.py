@@ -20,7 +20,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from server.models import Deployment, Environment, Repository
+from server.models import Deployment, DeploymentState, Environment, Repository
 from server.pipelines.branch_globs import branch_matches
 from server.pipelines.config import DEFAULT_DEPLOY_LABELS
 
@@ -85,6 +85,19 @@ def branch_refusal(environment: Environment, repository: Repository, branch: str
         f"refused: {environment.name} has no branch rule, so only the default branch "
         f"{repository.default_branch} deploys there, not {what}; {allow}"
     )
+
+
+def in_use() -> sa.ColumnElement[bool]:
+    """Environments worth listing: with a rule set by a person, or with a deployment that was not
+    refused. Any push may name any environment under `deploy:`, and its refused deployment needs
+    the environment's row; such a row alone is listed nowhere (its history is still there, by
+    name: ``/api/environments/NAME/deployments``, ``greenlight deploy history``)."""
+    tried = (
+        sa.select(Deployment.id)
+        .where(Deployment.environment_id == Environment.id, Deployment.state != DeploymentState.refused)
+        .exists()
+    )
+    return sa.or_(Environment.rule_updated_at.is_not(None), tried)
 
 
 def deploy_job_refusal(session: Session, deploy_build_id: int) -> str | None:

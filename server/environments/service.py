@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from pydantic import TypeAdapter, ValidationError
 from sqlalchemy.orm import Session
 
-from server.environments.rules import allowed_branches, deploy_labels
+from server.environments.rules import allowed_branches, deploy_labels, in_use
 from server.environments.schemas import EnvironmentRuleIn, EnvironmentRuleOut
 from server.models import Build, Deployment, Environment, Job, JobState, Repository
 from server.models.base import utcnow
@@ -88,7 +88,8 @@ def environment_for(session: Session, repository_id: int, name: str, *, lock: bo
 
 
 def rules_of(session: Session, repository: Repository) -> list[Environment]:
-    query = sa.select(Environment).where(Environment.repository_id == repository.id)
+    """The repository's environments in use (``in_use``), by name."""
+    query = sa.select(Environment).where(Environment.repository_id == repository.id, in_use())
     return list(session.scalars(query.order_by(Environment.name)))
 
 

@@ -193,3 +193,36 @@ def test_a_queued_deploy_job_cannot_be_relabelled_past_its_environments_runners(
     )
     assert reply.status_code == 409, reply.text
     assert "runs_on: deploy-prod is reserved for deploy jobs of production" in reply.json()["detail"]
+
+
+def test_environments_a_push_names_are_listed_only_once_they_have_a_rule_or_a_deployment(
+    client: TestClient,
+    session: Session,
+    session_factory: sessionmaker[Session],
+    settings: Settings,
+    origin: Origin,
+    repo: Repository,
+    runner: tuple[str, int],
+    builder: tuple[str, int],
+) -> None:
+    args = (client, session, session_factory, settings, origin, repo, builder)
+    junk = json.loads(pipeline("junk-1", "**"))
+    junk["deploy"]["junk-2"] = junk["deploy"]["production"] = junk["deploy"]["junk-1"]
+    pushed_and_checked(*args, "sneaky", json.dumps(junk))
+    assert [d.state for d in deployments(session)] == [DeploymentState.refused] * 3
+
+    def listed() -> list[str]:
+        return [e["name"] for e in client.get("/api/environments").json()]
+
+    assert listed() == ["production", "staging"]  # those with a rule; junk-1 and junk-2 have none
+    rules = client.get(f"/api/repos/{repo.full_name}/environments").json()
+    assert [rule["name"] for rule in rules] == ["production", "staging"]
+    page = client.get("/-/deployments").text
+    assert "junk-1" not in page and "junk-2" not in page and "refused" in page  # production's
+    # Their refusals are still there for whoever asks.
+    history = client.get("/api/environments/junk-1/deployments").json()
+    assert [(d["state"], d["branch"]) for d in history] == [("refused", "sneaky")]
+
+    # An environment without a rule that the default branch deploys to is listed.
+    pushed_and_checked(*args, repo.default_branch, pipeline("preview", "main"))
+    assert listed() == ["preview", "production", "staging"]
