@@ -15,6 +15,7 @@ from server.builds.control import cancel_superseded_builds
 from server.builds.service import fail_build
 from server.config import Settings
 from server.deploys import hooks as deploys
+from server.environments.rules import reserved_label_refusal
 from server.git.mirror import FileNotInCommit, GitError, Mirror
 from server.github.outbox import request_status
 from server.models import Build, BuildState, Repository
@@ -91,6 +92,9 @@ def plan_build(session: Session, build_id: int, settings: Settings) -> list[tupl
             _skip(session, build, f"the pipeline's {why}")
             return []
         jobs = plan_jobs(build, pipeline, settings, facts)
+        asked = sorted({label for job in jobs for label in job.labels})
+        if (refusal := reserved_label_refusal(session, build.repository_id, asked)) is not None:
+            raise ConfigError(f"{CONFIG_FILE}: {refusal}")
     except ConfigError as error:
         fail_build(build, BuildState.failed, f"configuration error:\n{error}")
         return []

@@ -22,8 +22,10 @@ def doctor(no_docker: bool, as_json: bool) -> None:
     else:
         for check in checks:
             mark = click.style("ok  ", fg="green") if check.ok else click.style("FAIL", fg="red")
+            if check.ok and check.warning:
+                mark = click.style("warn", fg="yellow")
             click.echo(f"{mark} {check.name:<10} {check.detail}")
-            if not check.ok and check.fix:
+            if (not check.ok or check.warning) and check.fix:
                 click.echo(f"     {'':<10} fix: {check.fix}")
     failed = [check.name for check in checks if not check.ok]
     if failed:

@@ -8,7 +8,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from server.deploys.schemas import DeploymentOut, EnvironmentOut, deployment_out
-from server.environments.rules import allowed_branches
+from server.environments.rules import allowed_branches, in_use
 from server.models import Build, Deployment, DeploymentState, Environment, Repository
 from server.reading import Reader
 
@@ -23,7 +23,7 @@ def environments_out(
     query = (
         sa.select(Environment, Repository.full_name, Repository.default_branch)
         .join(Repository, Repository.id == Environment.repository_id)
-        .where(reader.readable(Repository.id))
+        .where(reader.readable(Repository.id), in_use())
         .order_by(Repository.full_name, Environment.name)
     )
     if repository_id is not None:
@@ -65,11 +65,12 @@ def environments_out(
 
 
 def all_environments(session: Session, reader: Reader) -> list[tuple[Environment, str]]:
-    """Every environment ``reader`` may read with its repository's name, in the pages' order."""
+    """Every environment in use (``in_use``) ``reader`` may read with its repository's name, in the
+    pages' order."""
     query = (
         sa.select(Environment, Repository.full_name)
         .join(Repository, Repository.id == Environment.repository_id)
-        .where(reader.readable(Repository.id))
+        .where(reader.readable(Repository.id), in_use())
         .order_by(Repository.full_name, Environment.name)
     )
     return [(environment, full_name) for environment, full_name in session.execute(query)]

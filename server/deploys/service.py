@@ -83,8 +83,6 @@ def request_deployment(session: Session, environment: Environment, deployment: D
         deployment.state, deployment.reason = DeploymentState.waiting, "waiting for approval"
     session.add(deployment)
     session.flush()
-    if deployment.config.get("url"):
-        environment.url = deployment.config["url"]
     return deployment
 
 
@@ -201,7 +199,7 @@ def _settle(session: Session, environment: Environment, deployment: Deployment, 
     if outcome is DeploymentState.succeeded:
         deployment.check_passed = True if check is not None else None
         _finish(deployment, outcome, None, now)
-        environment.live_deployment_id = deployment.id
+        _make_live(environment, deployment)
         environment.healthy, environment.health_reason = True, None
         return
     deployed = deploy is not None and deploy.state is StepState.passed
@@ -210,7 +208,7 @@ def _settle(session: Session, environment: Environment, deployment: Deployment, 
         deployment.check_passed = False
         why = f"post-deploy check {check.state.value}" + (f" ({check.reason})" if check.reason else "")
         _finish(deployment, DeploymentState.failed, why, now)
-        environment.live_deployment_id = deployment.id
+        _make_live(environment, deployment)
         environment.healthy = False
         environment.health_reason = f"deployment #{deployment.id}: {why}"
         if deployment.config.get("rollback_on_failure"):
@@ -220,6 +218,14 @@ def _settle(session: Session, environment: Environment, deployment: Deployment, 
     if deploy is not None and deploy.reason:
         detail += f": {deploy.reason}"
     _finish(deployment, outcome, detail, now)
+
+
+def _make_live(environment: Environment, deployment: Deployment) -> None:
+    """What a deployment put out is what the environment shows, its URL included: only a
+    deployment that deployed may change it (a refused or pending one names any URL it likes)."""
+    environment.live_deployment_id = deployment.id
+    if deployment.url:
+        environment.url = deployment.url
 
 
 def _roll_back_automatically(session: Session, environment: Environment, failed: Deployment) -> None:

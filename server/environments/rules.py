@@ -20,7 +20,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from server.models import Deployment, Environment, Repository
+from server.models import Deployment, DeploymentState, Environment, Repository
 from server.pipelines.branch_globs import branch_matches
 from server.pipelines.config import DEFAULT_DEPLOY_LABELS
 
@@ -36,6 +36,36 @@ def deploy_labels(environment: Environment, config: dict[str, Any]) -> list[str]
     pipeline file cannot move a protected environment's deploys elsewhere), else the file's
     `runs_on` as frozen in the deployment (``config``)."""
     return list(environment.runner_labels or config.get("labels") or DEFAULT_DEPLOY_LABELS)
+
+
+def reserved_label_refusal(session: Session, repository_id: int, labels: list[str]) -> str | None:
+    """Why a job that deploys nowhere may not ask for ``labels`` (None: it may). The labels deploy
+    jobs run on are theirs alone: the default deploy label, and every label an environment's rule
+    names, of any repository (a runner takes every repository's jobs). Otherwise a branch, or a
+    fork's pull request, could put `runs_on: [deploy-prod]` in its file and run on the
+    production deploy runner. Asked at planning, and again at the claim."""
+    if not labels:
+        return None
+    asked = set(labels)
+    reserved: dict[str, str] = dict.fromkeys(asked & set(DEFAULT_DEPLOY_LABELS), "deploy jobs")
+    rules = session.execute(
+        sa.select(
+            Environment.name, Environment.repository_id, Environment.runner_labels, Repository.full_name
+        )
+        .join(Repository, Repository.id == Environment.repository_id)
+        .order_by(Environment.repository_id != repository_id, Repository.full_name, Environment.name)
+    )
+    for name, owner, runner_labels, full_name in rules:
+        for label in asked & set(runner_labels or ()):
+            whose = name if owner == repository_id else f"{full_name} {name}"
+            reserved.setdefault(label, f"deploy jobs of {whose}")
+    if not reserved:
+        return None
+    label = min(reserved)
+    return (
+        f"runs_on: {label} is reserved for {reserved[label]}; only deploy jobs run on the runners "
+        f"of an environment (remove {label} from runs_on, or run this under `deploy:`)"
+    )
 
 
 def branch_refusal(environment: Environment, repository: Repository, branch: str | None) -> str | None:
@@ -55,6 +85,19 @@ def branch_refusal(environment: Environment, repository: Repository, branch: str
         f"refused: {environment.name} has no branch rule, so only the default branch "
         f"{repository.default_branch} deploys there, not {what}; {allow}"
     )
+
+
+def in_use() -> sa.ColumnElement[bool]:
+    """Environments worth listing: with a rule set by a person, or with a deployment that was not
+    refused. Any push may name any environment under `deploy:`, and its refused deployment needs
+    the environment's row; such a row alone is listed nowhere (its history is still there, by
+    name: ``/api/environments/NAME/deployments``, ``greenlight deploy history``)."""
+    tried = (
+        sa.select(Deployment.id)
+        .where(Deployment.environment_id == Environment.id, Deployment.state != DeploymentState.refused)
+        .exists()
+    )
+    return sa.or_(Environment.rule_updated_at.is_not(None), tried)
 
 
 def deploy_job_refusal(session: Session, deploy_build_id: int) -> str | None:

@@ -10,11 +10,11 @@ import sqlalchemy as sa
 from pydantic import TypeAdapter, ValidationError
 from sqlalchemy.orm import Session
 
-from server.environments.rules import allowed_branches, deploy_labels
+from server.environments.rules import allowed_branches, deploy_labels, in_use
 from server.environments.schemas import EnvironmentRuleIn, EnvironmentRuleOut
 from server.models import Build, Deployment, Environment, Job, JobState, Repository
 from server.models.base import utcnow
-from server.pipelines.config import EnvironmentName
+from server.pipelines.config import DEFAULT_BUILD_LABELS, EnvironmentName
 from server.secrets.service import SecretError, check_branches
 
 _NAME: TypeAdapter[str] = TypeAdapter(EnvironmentName)
@@ -32,6 +32,12 @@ def set_rule(
         _NAME.validate_python(name)
     except ValidationError:
         raise RuleError(f"{name!r} is not an environment name (lowercase letters, digits, _ and -)") from None
+    if common := set(change.runner_labels or ()) & set(DEFAULT_BUILD_LABELS):
+        # Deploy runners' labels are reserved for deploy jobs: never the one every build job has.
+        raise RuleError(
+            f"{', '.join(sorted(common))} is the label build jobs run on by default; give "
+            f"{name}'s deploy runners a label of their own (e.g. deploy-{name})"
+        )
     environment = environment_for(session, repository.id, name, lock=True)
     if change.branches is not None:
         environment.branches = _branches(change.branches)
@@ -82,7 +88,8 @@ def environment_for(session: Session, repository_id: int, name: str, *, lock: bo
 
 
 def rules_of(session: Session, repository: Repository) -> list[Environment]:
-    query = sa.select(Environment).where(Environment.repository_id == repository.id)
+    """The repository's environments in use (``in_use``), by name."""
+    query = sa.select(Environment).where(Environment.repository_id == repository.id, in_use())
     return list(session.scalars(query.order_by(Environment.name)))
 
 

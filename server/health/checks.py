@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass
 from functools import lru_cache
 
 import httpx
+import sqlalchemy as sa
 from sqlalchemy import Engine, text
 
 from server.config import Settings
@@ -30,6 +31,8 @@ class Check:
     ok: bool
     detail: str
     fix: str = ""
+    # Fine for now, but worth fixing (``fix`` says how): reported, never a failure.
+    warning: bool = False
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -151,6 +154,54 @@ def check_runners(engine: Engine) -> Check:
             "checks again at every heartbeat and resumes by itself",
         )
     return Check("runners", True, f"{len(rows)} registered, all able to run steps")
+
+
+def check_runner_tokens(engine: Engine) -> Check:
+    """Runner tokens that serve every label (``*``; upgrading gave every existing runner token
+    that) while deploys are protected: their runners may claim a protected environment's deploy
+    jobs and get its secrets. A warning: nothing is broken, but the token should be narrowed."""
+    from server.models import ApiToken, Environment, Repository, Secret, TokenKind
+    from server.models.secret import ANY_ENVIRONMENT
+
+    try:
+        with engine.connect() as connection:
+            tokens = connection.execute(
+                sa.select(ApiToken.id, ApiToken.name, ApiToken.labels)
+                .where(ApiToken.kind == TokenKind.runner, ApiToken.revoked.is_(False))
+                .order_by(ApiToken.id)
+            ).all()
+            environments = connection.execute(
+                sa.select(Repository.full_name, Environment.name, Environment.runner_labels)
+                .join(Repository, Repository.id == Environment.repository_id)
+                .order_by(Repository.full_name, Environment.name)
+            ).all()
+            scoped = connection.execute(
+                sa.select(sa.func.count()).select_from(Secret).where(Secret.environment != ANY_ENVIRONMENT)
+            ).scalar_one()
+    except Exception as error:
+        return Check("tokens", False, f"cannot read the runner tokens: {_short(error)}", "see 'database'")
+    wide = [token for token in tokens if "*" in (token.labels or ())]
+    protected = [
+        f"{row.full_name} {row.name} runs on {', '.join(row.runner_labels)}"
+        for row in environments
+        if row.runner_labels
+    ]
+    if scoped:
+        protected.append("environment-scoped secrets exist")
+    if not wide:
+        return Check("tokens", True, f"{len(tokens)} runner token(s), none serving every label (*)")
+    if not protected:
+        return Check("tokens", True, f"{len(tokens)} runner token(s); no environment has runners or secrets")
+    named = "; ".join(f"runner token {token.id} ({token.name}) serves every label (*)" for token in wide)
+    return Check(
+        "tokens",
+        True,
+        f"{named}, so its runners may claim deploy jobs and their secrets: {'; '.join(protected)}",
+        "narrow each to what its runners run: `greenlight token labels "
+        + ", ".join(f"{token.id} LABELS" for token in wide)
+        + "` (e.g. docker for build runners, an environment's runner labels for its deploy runners)",
+        warning=True,
+    )
 
 
 def check_github_token(settings: Settings) -> Check | None:

@@ -12,6 +12,7 @@ from server.health.checks import (
     check_docker,
     check_github_token,
     check_migrations,
+    check_runner_tokens,
     check_runners,
 )
 
@@ -28,6 +29,7 @@ def run_doctor(settings: Settings, *, docker: bool = True) -> list[Check]:
             if clock is not None:
                 checks.append(clock)
             checks.append(check_runners(engine))
+            checks.append(check_runner_tokens(engine))
         checks.append(check_broker(settings.broker_url))
         if docker:
             checks.append(check_docker())

@@ -327,6 +327,8 @@ class StepConfig(BaseModel):
 _ENVIRONMENT_NAME = r"^[a-z0-9][a-z0-9_-]{0,62}$"
 EnvironmentName = Annotated[str, Field(pattern=_ENVIRONMENT_NAME)]
 DEFAULT_DEPLOY_LABELS = ["deploy"]
+# What a job runs on when its pipeline names no `runs_on`: never reserved for deploy jobs.
+DEFAULT_BUILD_LABELS = ["docker"]
 
 
 class EnvironmentConfig(BaseModel):
@@ -371,7 +373,9 @@ class PipelineConfig(BaseModel):
     steps: list[StepConfig] = Field(min_length=1, max_length=100)
     timeout: Duration | None = None
     memory: Size | None = None
-    runs_on: list[Label] = Field(default_factory=lambda: ["docker"], min_length=1, max_length=20)
+    runs_on: list[Label] = Field(
+        default_factory=lambda: list(DEFAULT_BUILD_LABELS), min_length=1, max_length=20
+    )
     when: When = Field(default_factory=list)
     services: dict[ServiceName, ServiceConfig] = Field(default_factory=dict, max_length=MAX_SERVICES)
     matrix: MatrixConfig | None = None

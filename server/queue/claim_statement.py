@@ -23,6 +23,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from server.db import postgres_first_row
+from server.pipelines.config import DEFAULT_BUILD_LABELS
 
 # Transaction-local planner settings for the claim (see above), set as columns of the statement
 # before it, so they cost no round trip of their own.
@@ -87,7 +88,12 @@ _CLAIM = """
     )
     -- Columns the claim does not change, so this statement's snapshot reads them as they are.
     SELECT jobs.id, jobs.build_id, jobs.env, jobs.services, jobs.timeout_seconds, jobs.memory_bytes,
-           jobs.cpus, jobs.pids, jobs.environment, builds.commit_sha, builds.ref,
+           jobs.cpus, jobs.pids, jobs.environment, jobs.labels,
+           -- a job that deploys nowhere and asks for more than the default build label, which
+           -- deploy jobs may not reserve: claims.reserved_label_refusal decides (one small query)
+           jobs.environment IS NULL AND NOT jobs.labels <@ CAST(%(build_labels)s AS varchar(100)[])
+               AS may_use_reserved_labels,
+           builds.commit_sha, builds.ref,
            builds.pull_request_number, builds.branch, builds.from_fork, builds.repository_id,
            repositories.full_name, repositories.clone_url, repositories.allow_host_runner,
            jobs.queued_at,
@@ -126,6 +132,7 @@ def claim_in_one_statement(
         _CLAIM,
         {
             "any_label": any_label,
+            "build_labels": DEFAULT_BUILD_LABELS,
             "trusted_only": trusted_only,
             "labels": labels,
             "runner_id": runner_id,

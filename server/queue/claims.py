@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from runner.spec import ALL_LABELS, DOCKER_EXECUTOR, ClaimedJob, JobSpec, Limits, ServiceSpec, StepSpec
 from server.config import Settings
-from server.environments.rules import deploy_job_refusal
+from server.environments.rules import deploy_job_refusal, reserved_label_refusal
 from server.metrics.observe import job_claimed
 from server.models import Build, BuildState, Job, JobState, Repository, RunnerState, Step
 from server.models.base import utcnow
@@ -34,9 +34,10 @@ def runner_serves(runner_labels: list[str], job_labels: list[str]) -> bool:
     return ALL_LABELS in runner_labels or set(job_labels) <= set(runner_labels)
 
 
-class DeployJobRefused(Exception):
-    """The claimed job deploys to an environment whose rule no longer lets its branch deploy: it
-    must not be handed out (nor its secrets looked up). The caller ends it (``job_cycle``)."""
+class JobRefused(Exception):
+    """The claimed job must not be handed out (nor its secrets looked up): a deploy job whose
+    environment's rule no longer lets its branch deploy, or a job that deploys nowhere asking for
+    labels reserved for deploy jobs. The caller ends it (``job_cycle``)."""
 
     def __init__(self, job_id: int, reason: str) -> None:
         super().__init__(reason)
@@ -227,8 +228,11 @@ def job_spec(session: Session, job_id: int, settings: Settings) -> JobSpec:
     job = session.execute(
         sa.select(
             Job.id, Job.build_id, Job.env, Job.services, Job.timeout_seconds, Job.memory_bytes,
-            Job.cpus, Job.pids, Job.environment, Build.commit_sha, Build.ref, Build.pull_request_number,
-            Build.branch, Build.from_fork, Build.repository_id,
+            Job.cpus, Job.pids, Job.environment, Job.labels,
+            # The portable path asks ``reserved_label_refusal`` of every job (see ``_spec``).
+            sa.true().label("may_use_reserved_labels"),
+            Build.commit_sha, Build.ref, Build.pull_request_number, Build.branch,
+            Build.from_fork, Build.repository_id,
             Repository.full_name, Repository.clone_url, Repository.allow_host_runner,
         )
         .join(Build, Build.id == Job.build_id)
@@ -250,9 +254,17 @@ def _spec(session: Session, job: Any, steps: list[StepRow], settings: Settings) 
     and repository, and its steps (those its `when:` left out never reach a runner). Secret
     values and the repository's credential are looked up now, for this claim only: they are in no
     row and no queue message. A deploy job is checked against its environment's rule as it is now,
-    before any secret."""
+    before any secret; any other job against the labels reserved for deploy jobs as they are now
+    (``may_use_reserved_labels``: it asks for more than the default build label, which cannot be
+    reserved, so the claim of a job on default labels costs no query here)."""
     if job.environment is not None and (refusal := deploy_job_refusal(session, job.build_id)) is not None:
-        raise DeployJobRefused(job.id, refusal)
+        raise JobRefused(job.id, refusal)
+    if (
+        job.environment is None
+        and job.may_use_reserved_labels
+        and (refusal := reserved_label_refusal(session, job.repository_id, list(job.labels))) is not None
+    ):
+        raise JobRefused(job.id, f"refused: {refusal}")
     build = BuildContext(
         repository_id=job.repository_id,
         repository=job.full_name,

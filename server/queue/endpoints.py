@@ -10,7 +10,13 @@ from server.auth import UserDep
 from server.builds.queries import failed_jobs, failing_log_tail
 from server.deps import SessionDep, StateDep
 from server.models import Job, Runner, RunnerState
-from server.queue.pending import NotPending, cancel_pending_job, change_pending_job, list_pending
+from server.queue.pending import (
+    LabelsRefused,
+    NotPending,
+    cancel_pending_job,
+    change_pending_job,
+    list_pending,
+)
 from server.queue.runner_views import RunnerView, runner_views, seconds_since
 from server.queue.schemas import FailedJobOut, PendingJobChange, PendingJobOut, RunnerJobOut, RunnerOut
 from server.reading import ReaderDep
@@ -48,7 +54,7 @@ def change_pending(
         job = change_pending_job(session, job_id, priority=change.priority, labels=change.labels)
     except LookupError as error:
         raise HTTPException(404, str(error)) from None
-    except NotPending as error:
+    except (NotPending, LabelsRefused) as error:
         raise HTTPException(409, str(error)) from None
     return {"job_id": job.id, "priority": job.priority, "labels": list(job.labels)}
 

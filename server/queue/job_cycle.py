@@ -15,7 +15,7 @@ from server.db import session_scope
 from server.deps import AppState
 from server.models import Job, JobState
 from server.queue import reports
-from server.queue.claims import Claimant, DeployJobRefused, claim_next_job
+from server.queue.claims import Claimant, JobRefused, claim_next_job
 from server.queue.runners import NotARunnerToken, RunnerNotRegistered, identify_runner
 
 logger = logging.getLogger(__name__)
@@ -81,7 +81,7 @@ def _finish(state: AppState, job_id: int, token: str, body: JobFinished) -> Clai
     return claimed
 
 
-# Deploy jobs refused in a row before a claim gives up for now (the runner claims again later).
+# Jobs refused in a row before a claim gives up for now (the runner claims again later).
 _REFUSALS_PER_CLAIM = 10
 
 
@@ -89,13 +89,14 @@ def _claim(
     session: Session, runner: Claimant, settings: Settings, claim_key: str | None
 ) -> ClaimedJob | None:
     """The runner's next job. A deploy job whose environment's rule no longer allows its branch
-    is ended here, unseen by the runner (its deployment is settled as refused, saying why), and
-    the claim goes on to the next job."""
+    (its deployment is then settled as refused, saying why), or a job that deploys nowhere asking
+    for a deploy runner's labels, is ended here, unseen by the runner, and the claim goes on to
+    the next job."""
     for _ in range(_REFUSALS_PER_CLAIM):
         try:
             return claim_next_job(session, runner, settings, claim_key=claim_key, key_locked=True)
-        except DeployJobRefused as refused:
-            logger.warning("deploy job %s refused at its claim: %s", refused.job_id, refused.reason)
+        except JobRefused as refused:
+            logger.warning("job %s refused at its claim: %s", refused.job_id, refused.reason)
             job = session.get(Job, refused.job_id, with_for_update=True, populate_existing=True)
             assert job is not None  # claimed a moment ago in this transaction
             reports.close_job(session, job, JobState.cancelled, refused.reason)

@@ -10,7 +10,8 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, selectinload
 
-from server.models import ApiToken, Build, Job, JobState, Runner, RunnerState
+from server.environments.rules import reserved_label_refusal
+from server.models import ApiToken, Build, Job, JobState, Repository, Runner, RunnerState
 from server.models.base import as_utc, utcnow
 from server.queue.claims import runner_serves, runs_on_host
 from server.queue.reports import close_job
@@ -20,6 +21,11 @@ from server.reading import Reader
 
 class NotPending(Exception):
     """The job is no longer queued; pending-job changes apply only to queued jobs."""
+
+
+class LabelsRefused(Exception):
+    """Labels a job may not be given: a deploy job's are its environment's rule's, and a build
+    job may not take labels reserved for deploy jobs (``reserved_label_refusal``)."""
 
 
 @dataclass(frozen=True)
@@ -170,9 +176,27 @@ def change_pending_job(
     if priority is not None:
         job.priority = priority
     if labels is not None:
+        _check_labels(session, job, sorted(set(labels)))
         job.labels = sorted(set(labels))
         job.last_announced_at = None  # other runners may serve it now: the reconciler tells them
     return job
+
+
+def _check_labels(session: Session, job: Job, labels: list[str]) -> None:
+    if job.environment is not None:
+        repository = session.scalar(
+            sa.select(Repository.full_name).join(Build, Build.repository_id == Repository.id).where(
+                Build.id == job.build_id
+            )
+        )
+        raise LabelsRefused(
+            f"job {job.id} deploys to {job.environment}: its runners are the environment's, change "
+            f"them with `greenlight env set {repository} {job.environment} --runner-labels LABEL`"
+        )
+    repository_id = session.scalar(sa.select(Build.repository_id).where(Build.id == job.build_id))
+    assert repository_id is not None  # a job belongs to a build (ON DELETE CASCADE)
+    if (refusal := reserved_label_refusal(session, repository_id, labels)) is not None:
+        raise LabelsRefused(f"job {job.id}: {refusal}")
 
 
 def cancel_pending_job(session: Session, job_id: int) -> Job:

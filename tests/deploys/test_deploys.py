@@ -472,7 +472,7 @@ def test_promote_deploys_the_live_staging_commit_and_rollback_the_previous_one(
 
 def test_environment_names_are_per_repository(client: TestClient, session: Session, repo: Repository) -> None:
     other = factories.repository(session, full_name="acme/other")
-    session.add(Environment(repository_id=other.id, name="staging"))  # repo's are set by its fixture
+    allow(session, other, "staging", ["staging"])  # repo's are set by its fixture
     session.commit()
     ambiguous = client.get("/api/environments/staging/deployments")
     assert ambiguous.status_code == 400 and "repository=OWNER/NAME" in ambiguous.json()["detail"]

@@ -7,10 +7,17 @@ import time
 from collections.abc import Iterator
 
 import pytest
+import sqlalchemy as sa
 from click.testing import CliRunner
+from sqlalchemy.orm import Session
 
 from server.cli.main import cli
-from server.config import get_settings
+from server.config import Settings, get_settings
+from server.environments.schemas import EnvironmentRuleIn
+from server.environments.service import set_rule
+from server.models import ApiToken
+from server.secrets.service import set_secret
+from tests import factories
 from tests.health.test_readiness import closed_port, redis_url
 from tests.support.fake_github import FakeGitHub, running_fake
 
@@ -42,7 +49,9 @@ def doctor(*arguments: str) -> tuple[int, dict[str, dict[str, object]], str]:
 def test_a_healthy_deployment_passes_every_check(deployment: FakeGitHub) -> None:
     code, checks, output = doctor()
     assert code == 0, output
-    assert list(checks) == ["database", "migrations", "clock", "runners", "broker", "docker", "github"]
+    assert list(checks) == [
+        "database", "migrations", "clock", "runners", "tokens", "broker", "docker", "github",
+    ]  # fmt: skip
     assert "repo" in str(checks["github"]["detail"])
 
 
@@ -99,3 +108,43 @@ def test_clock_skew_beyond_two_seconds_is_reported(
     monkeypatch.setattr("server.health.checks.time.time", lambda: real_time() + 30)
     code, checks, _ = doctor("--no-docker")
     assert code == 1 and not checks["clock"]["ok"] and "NTP" in str(checks["clock"]["fix"])
+
+
+def test_a_runner_token_serving_every_label_is_a_warning_once_deploys_are_protected(
+    deployment: FakeGitHub, session: Session, settings: Settings
+) -> None:
+    """Upgrading gave existing runner tokens `*`: such a token's runners may claim a protected
+    environment's deploy jobs (and their secrets). Not fatal, but said, with the fix."""
+    factories.runner_token(session, "old-fleet")  # "*", as the upgrade made it
+    factories.runner_token(session, "builders", labels=["docker"])
+    session.commit()
+    code, checks, _ = doctor("--no-docker")
+    assert code == 0 and checks["tokens"]["ok"] is True and checks["tokens"]["warning"] is False
+
+    repository = factories.repository(session)
+    set_rule(session, repository, "production", EnvironmentRuleIn(runner_labels=["deploy-prod"]), "ops")
+    session.commit()
+    [fleet] = session.scalars(sa.select(ApiToken.id).where(ApiToken.name == "old-fleet"))
+    code, checks, output = doctor("--no-docker")
+    assert code == 0, output  # a warning, not a failure
+    assert checks["tokens"]["ok"] is True and checks["tokens"]["warning"] is True
+    assert f"runner token {fleet} (old-fleet) serves every label (*)" in str(checks["tokens"]["detail"])
+    assert "acme/widgets production runs on deploy-prod" in str(checks["tokens"]["detail"])
+    assert f"greenlight token labels {fleet} " in str(checks["tokens"]["fix"])
+    human = CliRunner().invoke(cli, ["doctor", "--no-docker"])
+    assert human.exit_code == 0 and "warn" in human.output and "greenlight token labels" in human.output
+
+    # Environment-scoped secrets alone are reason enough.
+    set_rule(session, repository, "production", EnvironmentRuleIn(runner_labels=[]), "ops")
+    set_secret(
+        session,
+        settings.secret_cipher(),
+        repository,
+        "DEPLOY_KEY",
+        "production-key-1",
+        environment="production",
+    )
+    session.commit()
+    code, checks, _ = doctor("--no-docker")
+    assert code == 0 and checks["tokens"]["warning"] is True
+    assert "environment-scoped secrets exist" in str(checks["tokens"]["detail"])
