@@ -8,18 +8,26 @@ from __future__ import annotations
 import re
 from bisect import bisect_right
 
+# Format characters that change how text reads without being seen: bidi marks, embeddings,
+# overrides and isolates (``\u202e`` shows `txt.exe` as `exe.txt`), zero-width spaces and joiners,
+# invisible operators, the byte order mark. A value with one inside reads as the value.
+INVISIBLE = r"\u061c\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff"
+# Their UTF-8 starts: a text without any of these (nor 0xC2, which starts the C1 controls) has none.
+_INVISIBLE_STARTS = (b"\xe2\x80", b"\xe2\x81", b"\xef\xbb\xbf", b"\xd8\x9c", b"\xe1\xa0\x8e")
+
 # CSI (ESC [ … final), OSC (ESC ] … BEL or ESC \ or the end of the line), other two-byte escapes,
-# C0/C1 controls but tab and newline. An OSC never runs past a newline: the page renders each
-# line alone, so in a text of several lines one left open ends with its line. Written as one
-# control character and what may follow it, so the regex engine skips ordinary text by a
-# character-class scan (3 times faster on a coloured log than the alternation of five sequences).
+# C0/C1 controls but tab and newline, invisible format characters. An OSC never runs past a
+# newline: the page renders each line alone, so in a text of several lines one left open ends
+# with its line. Written as one control character and what may follow it, so the regex engine
+# skips ordinary text by a character-class scan (3 times faster on a coloured log than the
+# alternation of five sequences).
 ESCAPES = re.compile(
-    r"[\x00-\x08\x0b-\x1f\x7f-\x9f]"
+    r"[\x00-\x08\x0b-\x1f\x7f-\x9f" + INVISIBLE + "]"
     r"(?:(?<=\x1b)(?:\[(?P<csi>[0-?]*[ -/]*[@-~])|\][^\x07\x1b\n]*(?:\x07|\x1b\\|(?=\n)|\Z)|[@-Z\\-_])"
     r"|(?<=\x9b)[0-?]*[ -/]*[@-~])?"
 )
 # Every escape sequence starts with one of these: a text without any is shown as it is stored.
-CONTROLS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+CONTROLS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f" + INVISIBLE + "]")
 # The UTF-8 bytes that are not a C0 control or DEL (C1 controls are 0xC2 0x80-0x9F).
 _NOT_C0 = bytes(range(0x20, 0x7F)) + bytes(range(0x80, 0x100)) + b"\t\n"
 
@@ -29,7 +37,8 @@ def has_controls(text: str) -> bool:
     data = text.encode("utf-8", "surrogatepass")
     if data.translate(None, _NOT_C0):
         return True
-    return b"\xc2" in data and CONTROLS.search(text) is not None
+    maybe = b"\xc2" in data or any(start in data for start in _INVISIBLE_STARTS)
+    return maybe and CONTROLS.search(text) is not None
 
 
 def shown(text: str) -> str:

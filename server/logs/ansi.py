@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 # The same patterns the runner's masking uses to find what a reader sees (one definition).
 from runner.visible import CONTROLS as _PLAIN
 from runner.visible import ESCAPES as _ESCAPES
-from runner.visible import shown
+from runner.visible import INVISIBLE, shown
 
 Segment = tuple[str, str]
 
@@ -97,10 +97,8 @@ def strip_ansi(line: str) -> str:
     return shown(line)
 
 
-# Format characters that change how text reads without being seen: bidi marks, embeddings,
-# overrides and isolates (``\u202e`` shows `txt.exe` as `exe.txt`), zero-width spaces and joiners,
-# invisible operators, the byte order mark. A terminal gets none of them.
-_DISGUISING = re.compile("[\u061c\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff]")
+# Format characters that change how text reads without being seen (see ``INVISIBLE``).
+_DISGUISING = re.compile(f"[{INVISIBLE}]")
 _SGR = re.compile(r"[0-9;:]*m")
 _RESET = "\x1b[0m"
 

@@ -43,7 +43,7 @@ FORMS = {
 # What a step can insert into a value that neither the page nor a terminal shows as text.
 controls = st.sampled_from(
     ["\x1b[0m", "\x1b[1;31m", "\x1b[2K", "\x1b]0;title\x07", "\x1b]8;;http://x\x1b\\",
-     "\x01", "\x00", "\r", "\b", "\x7f", "\x9b1m", "\x85"]
+     "\x01", "\x00", "\r", "\b", "\x7f", "\x9b1m", "\x85", "\u200b", "\u202e", "\u2066", "\ufeff"]
 )  # fmt: skip
 # Text without control characters of its own (an open OSC before the value would hide it all).
 plain_secrets = st.text(st.characters(blacklist_characters="*", blacklist_categories=["Cs", "Cc"]),

@@ -148,6 +148,14 @@ INSERTS = {
     "nul": "\x00",
     "c1 csi": "\x9b2K",
     "delete": "\x7f",
+    # Invisible format characters: a browser or terminal shows the value as if they were not there.
+    "zero-width space": "\u200b",
+    "zero-width joiner": "\u200d",
+    "right-to-left mark": "\u200f",
+    "bidi override": "\u202e",
+    "word joiner": "\u2060",
+    "bidi isolate": "\u2066",
+    "byte order mark": "\ufeff",
 }
 
 
