@@ -1,5 +1,6 @@
-"""One repository's deploy set-up bundled for the tests that push, check, claim and finish
-(the fixtures of tests/deploys/test_deploys.py), and the helpers those tests share."""
+"""One repository's deploy set-up bundled as the `world` fixture for the tests that push, check,
+claim and finish (built from the fixtures of tests/deploys/test_deploys.py), and the helpers
+those tests share."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session, sessionmaker
@@ -71,13 +73,28 @@ class DeployWorld:
         """What the deploy runner (or `runner`) is handed next, if anything."""
         return claim(self.client, *(runner or self.runner))
 
-    def claim_and_finish(self, *, passed: bool) -> None:
+    def claim_and_finish(self, *, passed: bool, failing_step: int = 0) -> None:
         """The deploy runner takes the next job and runs it to the end."""
         claimed = self.claim()
         assert claimed is not None
-        finish(self.client, claimed, passed=passed)
+        finish(self.client, claimed, passed=passed, failing_step=failing_step)
 
     def allow(self, environment: str, branches: list[str], **rule: Any) -> None:
         """Set (and commit) an environment's rule as `greenlight env set` does."""
         allow(self.session, self.repo, environment, branches, **rule)
         self.session.commit()
+
+
+@pytest.fixture
+def world(
+    client: TestClient,
+    session: Session,
+    session_factory: sessionmaker[Session],
+    settings: Settings,
+    origin: Origin,
+    repo: Repository,
+    runner: tuple[str, int],
+    builder: tuple[str, int],
+) -> DeployWorld:
+    """Needs the fixtures `origin`, `repo`, `runner` and `builder` of tests/deploys/test_deploys.py."""
+    return DeployWorld(client, session, session_factory, settings, origin, repo, runner, builder)
