@@ -5,7 +5,7 @@ per environment, newest wins; the check marks an environment unhealthy; promote 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 import sqlalchemy as sa
@@ -35,6 +35,9 @@ from tests.conftest import RecordingTransport
 from tests.queue.test_runner_api import as_job, claim, register
 from tests.support import services
 from tests.web.test_sign_in_and_actions import csrf_of, sign_in
+
+if TYPE_CHECKING:  # the `world` fixture is built from this file's fixtures
+    from tests.deploys.world import DeployWorld
 
 pytestmark = pytest.mark.integration
 
@@ -176,26 +179,19 @@ def deployments(session: Session) -> list[Deployment]:
 
 
 def test_a_green_push_of_staging_deploys_its_commit_as_a_high_priority_deploy_job(
-    client: TestClient,
-    session: Session,
-    session_factory: sessionmaker[Session],
-    settings: Settings,
+    world: DeployWorld,
     transport: RecordingTransport,
-    origin: Origin,
-    repo: Repository,
-    runner: tuple[str, int],
-    builder: tuple[str, int],
 ) -> None:
-    sha = origin.push("staging", "v1")
-    build_id = green_build(client, session, builder, repo, sha, "staging")
+    sha = world.origin.push("staging", "v1")
+    build_id = world.green_build(sha, "staging")
     assert transport.deploy_checks == [build_id]
-    announcements = check(session_factory, settings, build_id)
-    assert check(session_factory, settings, build_id) == []  # a duplicate message does nothing
+    announcements = world.check(build_id)
+    assert world.check(build_id) == []  # a duplicate message does nothing
 
-    [deployment] = deployments(session)
+    [deployment] = world.deployments()
     assert deployment.state is DeploymentState.queued and deployment.commit_sha == sha
     assert deployment.source_build_id == build_id and deployment.trigger.value == "auto"
-    deploy_build = session.get(Build, deployment.deploy_build_id)
+    deploy_build = world.session.get(Build, deployment.deploy_build_id)
     assert deploy_build is not None and deploy_build.event == "deploy" and deploy_build.branch == "staging"
     [job] = deploy_build.jobs
     assert announcements == [(job.id, ["deploy"])]
@@ -207,30 +203,30 @@ def test_a_green_push_of_staging_deploys_its_commit_as_a_high_priority_deploy_jo
         ("check", "./check staging"),
     ]
     # The build that went green is not touched by its deploy.
-    assert session.get(Build, build_id).state is BuildState.passed  # type: ignore[union-attr]
+    assert world.session.get(Build, build_id).state is BuildState.passed  # type: ignore[union-attr]
 
-    claimed = claim(client, runner[0], runner[1])
+    claimed = world.claim()
     assert claimed is not None and claimed["spec"]["job_id"] == job.id
     # The environment's secret, not the repository-wide one of the same name, and masked.
     assert [s["secrets"] for s in claimed["spec"]["steps"]] == [{"DEPLOY_KEY": STAGING_KEY}] * 2
     assert claimed["spec"]["mask"] == [STAGING_KEY]
-    finish(client, claimed, passed=True)
+    finish(world.client, claimed, passed=True)
 
-    [deployment] = deployments(session)
+    [deployment] = world.deployments()
     assert deployment.state is DeploymentState.succeeded and deployment.check_passed is True
     assert deployment.started_at is not None and deployment.finished_at is not None
     assert deployment.started_at < deployment.finished_at
-    environment = session.get(Environment, deployment.environment_id)
+    environment = world.session.get(Environment, deployment.environment_id)
     assert environment is not None and environment.live_deployment_id == deployment.id and environment.healthy
-    assert session.get(Build, build_id).state is BuildState.passed  # type: ignore[union-attr]
+    assert world.session.get(Build, build_id).state is BuildState.passed  # type: ignore[union-attr]
 
-    page = client.get(f"/{repo.full_name}").text
+    page = world.client.get(f"/{world.repo.full_name}").text
     assert "deploy to staging (auto)" in page and "None" not in page
 
     # A deploy job is not re-run behind the environment's lock.
-    headers = {"Authorization": f"Bearer {factories.user_token(session)}"}
-    session.commit()
-    refused = client.post(f"/api/jobs/{job.id}/rerun", headers=headers)
+    headers = {"Authorization": f"Bearer {factories.user_token(world.session)}"}
+    world.session.commit()
+    refused = world.client.post(f"/api/jobs/{job.id}/rerun", headers=headers)
     assert refused.status_code == 409 and "greenlight deploy rollback" in refused.json()["detail"]
 
 
@@ -264,206 +260,170 @@ def test_red_pull_request_and_fork_builds_ask_for_no_deploy(
 
 
 def test_planning_records_which_builds_may_deploy_and_only_those_are_checked_on_green(
-    client: TestClient,
-    session: Session,
-    session_factory: sessionmaker[Session],
-    settings: Settings,
+    world: DeployWorld,
     transport: RecordingTransport,
-    origin: Origin,
-    repo: Repository,
-    runner: tuple[str, int],
-    builder: tuple[str, int],
 ) -> None:
     """Planning reads `deploy:` at the commit anyway: a branch no environment deploys (or a
     pipeline without `deploy:`) costs no deploy check, no message and no git round trip on green."""
-    staging = origin.push("staging", "v1")
-    feature = origin.push("feature/login", "v2")
-    bare = origin.push("master", "v3", pipeline=PIPELINE.split("deploy:")[0])
+    staging = world.origin.push("staging", "v1")
+    feature = world.origin.push("feature/login", "v2")
+    bare = world.origin.push("master", "v3", pipeline=PIPELINE.split("deploy:")[0])
     planned = []
     for sha, branch in ((staging, "staging"), (feature, "feature/login"), (bare, "master")):
-        build = push_build(session, repo, sha, branch)
-        session.execute(sa.delete(Job).where(Job.build_id == build.id))
+        build = push_build(world.session, world.repo, sha, branch)
+        world.session.execute(sa.delete(Job).where(Job.build_id == build.id))
         build.state = BuildState.pending
-        session.commit()
-        with session_factory.begin() as planning:
-            assert len(plan_build(planning, build.id, settings)) == 1
+        world.session.commit()
+        with world.session_factory.begin() as planning:
+            assert len(plan_build(planning, build.id, world.settings)) == 1
         planned.append(build.id)
-    session.expire_all()
-    flags = [session.get(Build, build_id).deploys_on_green for build_id in planned]  # type: ignore[union-attr]
+    world.session.expire_all()
+    flags = [world.session.get(Build, build_id).deploys_on_green for build_id in planned]  # type: ignore[union-attr]
     assert flags == [True, False, False]
 
     for _ in planned:
-        finish(client, claim(client, *builder), passed=True)  # type: ignore[arg-type]
+        finish(world.client, world.claim(world.builder), passed=True)  # type: ignore[arg-type]
     assert transport.deploy_checks == [planned[0]]
-    checked = session.scalars(sa.select(DeployCheck.build_id)).all()
+    checked = world.session.scalars(sa.select(DeployCheck.build_id)).all()
     assert checked == [planned[0]]
 
 
 def test_a_commit_that_is_no_longer_the_branch_head_is_skipped_as_superseded(
-    client: TestClient,
-    session: Session,
-    session_factory: sessionmaker[Session],
-    settings: Settings,
-    origin: Origin,
-    repo: Repository,
-    runner: tuple[str, int],
-    builder: tuple[str, int],
+    world: DeployWorld,
 ) -> None:
-    old = origin.push("master", "v1")
-    origin.push("master", "v2")
-    build_id = green_build(client, session, builder, repo, old, "master")
-    assert check(session_factory, settings, build_id) == []
-    [deployment] = deployments(session)
+    old = world.origin.push("master", "v1")
+    world.origin.push("master", "v2")
+    build_id = world.green_build(old, "master")
+    assert world.check(build_id) == []
+    [deployment] = world.deployments()
     assert deployment.state is DeploymentState.skipped
     assert deployment.reason is not None and deployment.reason.startswith("skipped: superseded")
     assert (
-        session.scalar(sa.select(sa.func.count()).select_from(Job).where(Job.environment.is_not(None))) == 0
+        world.session.scalar(sa.select(sa.func.count()).select_from(Job).where(Job.environment.is_not(None)))
+        == 0
     )
 
 
 def test_one_deploy_at_a_time_and_only_the_newest_waiting_one_runs_next(
-    client: TestClient,
-    session: Session,
-    session_factory: sessionmaker[Session],
-    settings: Settings,
-    origin: Origin,
-    repo: Repository,
-    runner: tuple[str, int],
-    builder: tuple[str, int],
+    world: DeployWorld,
 ) -> None:
-    first = green_build(client, session, builder, repo, origin.push("master", "v1"), "master")
-    check(session_factory, settings, first)
+    first = world.green_build(world.origin.push("master", "v1"), "master")
+    world.check(first)
     # Two more green builds arrive while the first deploys (each was the head when checked).
-    second = green_build(client, session, builder, repo, origin.push("master", "v2"), "master")
-    check(session_factory, settings, second)
-    third = green_build(client, session, builder, repo, origin.push("master", "v3"), "master")
-    check(session_factory, settings, third)
-    states = [(d.source_build_id, d.state) for d in deployments(session)]
+    second = world.green_build(world.origin.push("master", "v2"), "master")
+    world.check(second)
+    third = world.green_build(world.origin.push("master", "v3"), "master")
+    world.check(third)
+    states = [(d.source_build_id, d.state) for d in world.deployments()]
     assert states == [
         (first, DeploymentState.queued),
         (second, DeploymentState.pending),
         (third, DeploymentState.pending),
     ]
-    claimed = claim(client, *runner)  # type: ignore[arg-type]
+    claimed = world.claim()
     assert claimed is not None and claimed["spec"]["env"]["GREENLIGHT_ENVIRONMENT"] == "production"
-    finish(client, claimed, passed=True)
-    first_d, second_d, third_d = deployments(session)
+    finish(world.client, claimed, passed=True)
+    first_d, second_d, third_d = world.deployments()
     assert first_d.state is DeploymentState.succeeded
     assert (
         second_d.state is DeploymentState.skipped
         and second_d.reason == f"skipped: superseded by deployment #{third_d.id}"
     )
     assert third_d.state is DeploymentState.queued
-    finish(client, claim(client, *runner), passed=True)  # type: ignore[arg-type]
-    environment = session.get(Environment, third_d.environment_id)
+    world.claim_and_finish(passed=True)
+    environment = world.session.get(Environment, third_d.environment_id)
     assert environment is not None and environment.live_deployment_id == third_d.id
 
 
 def test_an_older_green_build_never_deploys_over_a_newer_one(
-    client: TestClient,
-    session: Session,
-    session_factory: sessionmaker[Session],
-    settings: Settings,
-    origin: Origin,
-    repo: Repository,
-    runner: tuple[str, int],
-    builder: tuple[str, int],
+    world: DeployWorld,
 ) -> None:
     # Build 1 (v1) is slow; build 2 (v2) is green and deployed first; then v1 is pushed back as
     # the head (a revert by force-push) and build 1 goes green: its build is older, so it is skipped.
-    v1 = origin.push("master", "v1")
-    slow = push_build(session, repo, v1, "master")
-    session.commit()
-    slow_claim = claim(client, *builder)  # type: ignore[arg-type]
-    newer = green_build(client, session, builder, repo, origin.push("master", "v2"), "master")
-    check(session_factory, settings, newer)
-    finish(client, claim(client, *runner), passed=True)  # type: ignore[arg-type]
-    services.push(origin.work, origin.url, f"+{v1}:refs/heads/master")
-    finish(client, slow_claim, passed=True)  # type: ignore[arg-type]
-    check(session_factory, settings, slow.id)
-    newer_d, older_d = deployments(session)
+    v1 = world.origin.push("master", "v1")
+    slow = push_build(world.session, world.repo, v1, "master")
+    world.session.commit()
+    slow_claim = world.claim(world.builder)
+    newer = world.green_build(world.origin.push("master", "v2"), "master")
+    world.check(newer)
+    world.claim_and_finish(passed=True)
+    services.push(world.origin.work, world.origin.url, f"+{v1}:refs/heads/master")
+    finish(world.client, slow_claim, passed=True)  # type: ignore[arg-type]
+    world.check(slow.id)
+    newer_d, older_d = world.deployments()
     assert newer_d.state is DeploymentState.succeeded
     assert older_d.state is DeploymentState.skipped and "already deployed" in (older_d.reason or "")
 
 
 def test_a_failed_check_marks_the_environment_unhealthy_and_rolls_back(
-    client: TestClient,
-    session: Session,
-    session_factory: sessionmaker[Session],
-    settings: Settings,
-    origin: Origin,
-    repo: Repository,
-    runner: tuple[str, int],
-    builder: tuple[str, int],
+    world: DeployWorld,
 ) -> None:
-    good = green_build(client, session, builder, repo, origin.push("staging", "v1"), "staging")
-    check(session_factory, settings, good)
-    finish(client, claim(client, *runner), passed=True)  # type: ignore[arg-type]
-    bad_sha = origin.push("staging", "v2")
-    bad = green_build(client, session, builder, repo, bad_sha, "staging")
-    check(session_factory, settings, bad)
-    finish(client, claim(client, *runner), passed=False, failing_step=1)  # type: ignore[arg-type]
-    first, failed, rollback = deployments(session)
+    good = world.green_build(world.origin.push("staging", "v1"), "staging")
+    world.check(good)
+    world.claim_and_finish(passed=True)
+    bad_sha = world.origin.push("staging", "v2")
+    bad = world.green_build(bad_sha, "staging")
+    world.check(bad)
+    world.claim_and_finish(passed=False, failing_step=1)
+    first, failed, rollback = world.deployments()
     assert failed.state is DeploymentState.failed and failed.check_passed is False
     assert failed.reason is not None and failed.reason.startswith("post-deploy check failed")
-    environment = session.get(Environment, failed.environment_id)
+    environment = world.session.get(Environment, failed.environment_id)
     assert environment is not None and not environment.healthy and environment.live_deployment_id == failed.id
     assert rollback.trigger.value == "auto_rollback" and rollback.commit_sha == first.commit_sha
     assert rollback.state is DeploymentState.queued and rollback.origin_deployment_id == failed.id
-    page = client.get("/-/deployments").text
+    page = world.client.get("/-/deployments").text
     assert "unhealthy" in page and "post-deploy check failed" in page and failed.commit_sha[:12] in page
-    finish(client, claim(client, *runner), passed=True)  # type: ignore[arg-type]
-    session.expire_all()
+    world.claim_and_finish(passed=True)
+    world.session.expire_all()
     assert environment.healthy and environment.live_deployment_id == rollback.id
 
 
 def test_promote_deploys_the_live_staging_commit_and_rollback_the_previous_one(
-    client: TestClient,
-    session: Session,
-    session_factory: sessionmaker[Session],
-    settings: Settings,
+    world: DeployWorld,
     transport: RecordingTransport,
-    origin: Origin,
-    repo: Repository,
-    runner: tuple[str, int],
-    builder: tuple[str, int],
 ) -> None:
-    headers = {"Authorization": f"Bearer {factories.user_token(session)}"}
-    session.commit()
-    url = f"/api/repos/{repo.full_name}/environments/production/promote"
-    refused = client.post(url, json={"from": "staging"}, headers=headers)
+    headers = {"Authorization": f"Bearer {factories.user_token(world.session)}"}
+    world.session.commit()
+    url = f"/api/repos/{world.repo.full_name}/environments/production/promote"
+    refused = world.client.post(url, json={"from": "staging"}, headers=headers)
     assert refused.status_code == 409 and "nothing to promote" in refused.json()["detail"]
     for version in ("v1", "v2"):
-        sha = origin.push("staging", version)
-        check(session_factory, settings, green_build(client, session, builder, repo, sha, "staging"))
-        finish(client, claim(client, *runner), passed=True)  # type: ignore[arg-type]
-    assert client.post(url, json={"from": "staging"}).status_code == 401
-    reply = client.post(url, json={"from": "staging"}, headers=headers)
+        sha = world.origin.push("staging", version)
+        world.check(world.green_build(sha, "staging"))
+        world.claim_and_finish(passed=True)
+    assert world.client.post(url, json={"from": "staging"}).status_code == 401
+    reply = world.client.post(url, json={"from": "staging"}, headers=headers)
     assert reply.status_code == 201, reply.text
     promoted = reply.json()
     assert (
         promoted["commit_sha"] == sha and promoted["trigger"] == "promote" and promoted["state"] == "queued"
     )
     assert transport.announced[-1][1] == ["deploy"]
-    spec = claim(client, *runner)["spec"]  # type: ignore[index]
+    spec = world.claim()["spec"]  # type: ignore[index]
     assert spec["commit_sha"] == sha and spec["env"]["GREENLIGHT_ENVIRONMENT"] == "production"
     # production has no scoped DEPLOY_KEY: the repository-wide one.
     assert spec["steps"][0]["secrets"] == {"DEPLOY_KEY": REPO_WIDE}
 
-    reply = client.post(f"/api/repos/{repo.full_name}/environments/staging/rollback", headers=headers)
+    reply = world.client.post(
+        f"/api/repos/{world.repo.full_name}/environments/staging/rollback", headers=headers
+    )
     assert reply.status_code == 201, reply.text
     rolled = reply.json()
     assert rolled["trigger"] == "rollback" and rolled["commit_sha"] != sha
 
-    history = client.get("/api/environments/staging/deployments").json()
+    history = world.client.get("/api/environments/staging/deployments").json()
     assert [(d["trigger"], d["state"]) for d in history] == [
         ("rollback", "queued"),
         ("auto", "succeeded"),
         ("auto", "succeeded"),
     ]
-    assert history[1]["log_url"].endswith(f"/{repo.full_name}/builds/{history[1]['deploy_build_number']}")
+    assert history[1]["log_url"].endswith(
+        f"/{world.repo.full_name}/builds/{history[1]['deploy_build_number']}"
+    )
     environments = {
-        e["name"]: e for e in client.get("/api/environments", params={"repository": repo.full_name}).json()
+        e["name"]: e
+        for e in world.client.get("/api/environments", params={"repository": world.repo.full_name}).json()
     }
     assert environments["staging"]["live"]["commit_sha"] == sha
     assert environments["staging"]["deploying"]["trigger"] == "rollback"
@@ -484,34 +444,27 @@ def test_environment_names_are_per_repository(client: TestClient, session: Sessi
 
 
 def test_the_deployments_page_offers_promote_and_rollback_to_signed_in_users_only(
-    client: TestClient,
-    session: Session,
-    session_factory: sessionmaker[Session],
-    settings: Settings,
+    world: DeployWorld,
     transport: RecordingTransport,
-    origin: Origin,
-    repo: Repository,
-    runner: tuple[str, int],
-    builder: tuple[str, int],
 ) -> None:
     for version in ("v1", "v2"):
-        sha = origin.push("staging", version)
-        check(session_factory, settings, green_build(client, session, builder, repo, sha, "staging"))
-        finish(client, claim(client, *runner), passed=True)  # type: ignore[arg-type]
-    signed_out = client.get("/-/deployments").text
+        sha = world.origin.push("staging", version)
+        world.check(world.green_build(sha, "staging"))
+        world.claim_and_finish(passed=True)
+    signed_out = world.client.get("/-/deployments").text
     assert sha[:12] in signed_out and "Roll back staging" not in signed_out
-    rollback_url = f"/-/repos/{repo.full_name}/environments/staging/rollback"
-    csrf = csrf_of(client.get("/-/login").text)
-    assert client.post(rollback_url, data={"csrf": csrf}, follow_redirects=False).status_code == 403
+    rollback_url = f"/-/repos/{world.repo.full_name}/environments/staging/rollback"
+    csrf = csrf_of(world.client.get("/-/login").text)
+    assert world.client.post(rollback_url, data={"csrf": csrf}, follow_redirects=False).status_code == 403
 
-    token = factories.user_token(session, "maintainer")
-    session.commit()
-    sign_in(client, token)
-    page = client.get("/-/deployments").text
+    token = factories.user_token(world.session, "maintainer")
+    world.session.commit()
+    sign_in(world.client, token)
+    page = world.client.get("/-/deployments").text
     assert "Roll back staging" in page and "Promote staging → production" in page
-    clicked = client.post(rollback_url, data={"csrf": csrf_of(page)}, follow_redirects=False)
+    clicked = world.client.post(rollback_url, data={"csrf": csrf_of(page)}, follow_redirects=False)
     assert clicked.status_code == 303 and clicked.headers["location"] == "/-/deployments"
-    history = client.get("/api/environments/staging/deployments").json()
+    history = world.client.get("/api/environments/staging/deployments").json()
     assert history[0]["trigger"] == "rollback" and history[0]["triggered_by"] == "maintainer (rollback)"
     assert history[0]["commit_sha"] != sha and transport.announced[-1][1] == ["deploy"]
-    assert "maintainer (rollback)" in client.get("/-/deployments").text
+    assert "maintainer (rollback)" in world.client.get("/-/deployments").text

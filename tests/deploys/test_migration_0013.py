@@ -4,49 +4,35 @@
 
 from __future__ import annotations
 
-import os
+from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from alembic import command
 
-from server.migrate import alembic_config, upgrade_to_head
-from tests.support import services
-from tests.support.old_schema import insert_row
+from tests.support.old_schema import empty_database, insert_row, upgraded_from
+
+
+def a_build(connection: sa.Connection, tables: Mapping[str, sa.Table]) -> None:
+    insert_row(connection, tables["repositories"], id=1, full_name="a/b")
+    insert_row(
+        connection, tables["builds"], id=1, repository_id=1, number=1, event="push",
+        branch="main", state="running",
+    )  # fmt: skip
 
 
 def upgrade_with_a_build_then_to_head(url: str) -> None:
-    command.upgrade(alembic_config(url), "0012")
-    engine = sa.create_engine(url)
-    try:
-        tables = sa.MetaData()
-        tables.reflect(engine)
-        with engine.begin() as connection:
-            insert_row(connection, tables.tables["repositories"], id=1, full_name="a/b")
-            insert_row(
-                connection, tables.tables["builds"], id=1, repository_id=1, number=1, event="push",
-                branch="main", state="running",
-            )  # fmt: skip
-        upgrade_to_head(url)
-        with engine.connect() as connection:
-            row = connection.execute(sa.text("SELECT state, deploys_on_green FROM builds")).one()
-        assert tuple(row) == ("running", None)
-    finally:
-        engine.dispose()
+    with upgraded_from(url, "0012", a_build) as connection:
+        row = connection.execute(sa.text("SELECT state, deploys_on_green FROM builds")).one()
+    assert tuple(row) == ("running", None)
 
 
 def test_builds_planned_before_keep_being_checked_on_sqlite(tmp_path: Path) -> None:
-    upgrade_with_a_build_then_to_head(f"sqlite:///{tmp_path / 'old.db'}")
+    with empty_database("sqlite", tmp_path) as url:
+        upgrade_with_a_build_then_to_head(url)
 
 
 @pytest.mark.integration
 def test_builds_planned_before_keep_being_checked_on_postgres() -> None:
-    if not os.environ.get(services.DATABASE_URL_ENV):
-        services.unavailable("Postgres is not configured (run the tests with scripts/test)")
-    name = f"greenlight_migration_0013_{os.getpid()}"
-    url = services.create_database(name)
-    try:
+    with empty_database("postgresql", name="greenlight_migration_0013") as url:
         upgrade_with_a_build_then_to_head(url)
-    finally:
-        services.drop_database(name)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 
 from server.config import Settings
 from server.environments.service import environment_for
@@ -13,7 +13,8 @@ from server.git.mirror import Mirror
 from server.models import DeployCheck, Deployment, DeploymentState, DeploymentTrigger, Repository
 from server.pipelines.loader import MAX_FILE_BYTES
 from tests import factories
-from tests.deploys.test_deploys import Origin, check, deployments, green_build
+from tests.deploys.test_deploys import Origin
+from tests.deploys.world import DeployWorld
 
 pytestmark = pytest.mark.integration
 
@@ -36,24 +37,17 @@ def reads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
 
 def test_the_deploy_check_refuses_an_oversized_pipeline_file_without_reading_it(
-    client: TestClient,
-    session: Session,
-    session_factory: sessionmaker[Session],
-    settings: Settings,
-    origin: Origin,
-    repo: Repository,
-    runner: tuple[str, int],
-    builder: tuple[str, int],
+    world: DeployWorld,
     reads: list[str],
 ) -> None:
-    sha = origin.push("staging", "huge", pipeline=OVERSIZED)
-    build_id = green_build(client, session, builder, repo, sha, "staging")
-    assert check(session_factory, settings, build_id) == []
-    session.expire_all()
-    done = session.get(DeployCheck, build_id)
+    sha = world.origin.push("staging", "huge", pipeline=OVERSIZED)
+    build_id = world.green_build(sha, "staging")
+    assert world.check(build_id) == []
+    world.session.expire_all()
+    done = world.session.get(DeployCheck, build_id)
     assert done is not None and done.done_at is not None
     assert done.outcome == f"no deploy: .greenlight.yml: {TOO_BIG}"
-    assert deployments(session) == [] and reads == []
+    assert world.deployments() == [] and reads == []
 
 
 def test_promote_refuses_an_oversized_pipeline_file_without_reading_it(

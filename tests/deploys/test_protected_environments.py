@@ -12,7 +12,7 @@ import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner
 from fastapi.testclient import TestClient
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 
 from server.app import create_app
 from server.builds.listing import branches_with_latest_build, dashboard_rows
@@ -30,8 +30,9 @@ from server.reading import SIGNED_IN
 from server.secrets.service import set_secret
 from tests import factories
 from tests.conftest import SECRET_KEY, WEBHOOK_SECRET, RecordingTransport
-from tests.deploys.test_deploys import Origin, allow, check, deployments, finish, green_build
-from tests.queue.test_runner_api import claim, register
+from tests.deploys.test_deploys import allow, finish
+from tests.deploys.world import DeployWorld, pipeline
+from tests.queue.test_runner_api import register
 from tests.web.test_sign_in_and_actions import csrf_of, sign_in
 
 pytestmark = pytest.mark.integration
@@ -39,61 +40,23 @@ pytestmark = pytest.mark.integration
 PRODUCTION_KEY = "production-deploy-key-31337"
 
 
-def pipeline(environment: str, branch: object, **extra: object) -> str:
-    """A pipeline whose `deploy.<environment>` deploys `branch` (JSON is YAML)."""
-    deploy = {"branch": branch, "run": f"./deploy {environment}", "secrets": ["DEPLOY_KEY"], **extra}
-    return json.dumps(
-        {
-            "image": "greenlight-test/debian:bookworm",
-            "steps": [{"name": "test", "run": "true"}],
-            "deploy": {environment: deploy},
-        }
+def production_secret(world: DeployWorld, **scope: object) -> None:
+    """DEPLOY_KEY for the production environment only (and `scope`)."""
+    cipher = world.settings.secret_cipher()
+    set_secret(
+        world.session, cipher, world.repo, "DEPLOY_KEY", PRODUCTION_KEY, environment="production", **scope
     )
-
-
-def pushed_and_checked(
-    client: TestClient,
-    session: Session,
-    session_factory: sessionmaker[Session],
-    settings: Settings,
-    origin: Origin,
-    repo: Repository,
-    builder: tuple[str, int],
-    branch: str,
-    file: str,
-) -> int:
-    """Push `file` to `branch`, run its build green and its deploy check; the build's id."""
-    sha = origin.push(branch, f"{branch} {len(deployments(session))}", pipeline=file)
-    build_id = green_build(client, session, builder, repo, sha, branch)
-    check(session_factory, settings, build_id)
-    return build_id
-
-
-def deploy_jobs(session: Session) -> list[Job]:
-    session.expire_all()
-    return list(session.scalars(sa.select(Job).where(Job.environment.is_not(None)).order_by(Job.id)))
+    world.session.commit()
 
 
 def test_a_branch_whose_own_file_deploys_it_to_production_is_refused_and_never_sees_the_secret(
-    client: TestClient,
-    session: Session,
-    session_factory: sessionmaker[Session],
-    settings: Settings,
-    origin: Origin,
-    repo: Repository,
-    runner: tuple[str, int],
-    builder: tuple[str, int],
+    world: DeployWorld,
 ) -> None:
-    set_secret(
-        session, settings.secret_cipher(), repo, "DEPLOY_KEY", PRODUCTION_KEY, environment="production"
-    )
-    session.commit()
+    production_secret(world)
     file = pipeline("production", "*")  # the attacker's own file: any branch deploys production
-    build_id = pushed_and_checked(
-        client, session, session_factory, settings, origin, repo, builder, "sneaky", file
-    )
+    build_id = world.pushed_and_checked("sneaky", file)
 
-    [deployment] = deployments(session)
+    [deployment] = world.deployments()
     assert deployment.source_build_id == build_id and deployment.branch == "sneaky"
     assert deployment.state is DeploymentState.refused and deployment.finished_at is not None
     assert (
@@ -101,222 +64,163 @@ def test_a_branch_whose_own_file_deploys_it_to_production_is_refused_and_never_s
         and "production allows branches master, staging only" in deployment.reason
     )
     assert "not branch sneaky" in deployment.reason
-    assert deploy_jobs(session) == [] and claim(client, *runner) is None
-    history = client.get("/api/environments/production/deployments").json()
+    assert world.deploy_jobs() == [] and world.claim() is None
+    history = world.client.get("/api/environments/production/deployments").json()
     assert [(d["state"], d["branch"]) for d in history] == [("refused", "sneaky")]
-    assert "refused" in client.get("/-/deployments").text
+    assert "refused" in world.client.get("/-/deployments").text
 
 
 def test_an_environment_without_a_rule_deploys_only_the_default_branch(
-    client: TestClient,
-    session: Session,
-    session_factory: sessionmaker[Session],
-    settings: Settings,
-    origin: Origin,
-    repo: Repository,
-    runner: tuple[str, int],
-    builder: tuple[str, int],
+    world: DeployWorld,
 ) -> None:
     file = pipeline("preview", "**")
-    args = (client, session, session_factory, settings, origin, repo, builder)
-    pushed_and_checked(*args, "feature/login", file)
-    pushed_and_checked(*args, repo.default_branch, file)
-    refused, deployed = deployments(session)
+    world.pushed_and_checked("feature/login", file)
+    world.pushed_and_checked(world.repo.default_branch, file)
+    refused, deployed = world.deployments()
     assert refused.state is DeploymentState.refused and refused.reason is not None
     assert "preview has no branch rule, so only the default branch main deploys there" in refused.reason
     assert "greenlight env set acme/widgets preview --branch feature/login" in refused.reason
     assert deployed.branch == "main" and deployed.state is DeploymentState.queued
-    [job] = deploy_jobs(session)
-    assert claim(client, *runner)["spec"]["job_id"] == job.id  # type: ignore[index]
+    [job] = world.deploy_jobs()
+    assert world.claim()["spec"]["job_id"] == job.id  # type: ignore[index]
 
 
 def test_the_file_narrows_what_the_server_allows_and_never_widens_it(
-    client: TestClient,
-    session: Session,
-    session_factory: sessionmaker[Session],
-    settings: Settings,
-    origin: Origin,
-    repo: Repository,
-    runner: tuple[str, int],
-    builder: tuple[str, int],
+    world: DeployWorld,
 ) -> None:
-    allow(session, repo, "production", ["release/*"])
-    session.commit()
+    world.allow("production", ["release/*"])
     file = pipeline("production", ["release/1.*", "feature/*", "**"])
     narrow = pipeline("production", ["release/1.*"])
-    args = (client, session, session_factory, settings, origin, repo, builder)
-    pushed_and_checked(*args, "release/2.0", narrow)  # allowed by the server, not by the file
-    assert deployments(session) == []
-    pushed_and_checked(*args, "feature/a", file)  # the file's glob, not the server's
-    pushed_and_checked(*args, "release/x/evil", file)  # `*` stops at `/`, as in `when:`
-    pushed_and_checked(*args, "release/1.0", narrow)  # both allow it
-    feature, nested, release = deployments(session)
+    world.pushed_and_checked("release/2.0", narrow)  # allowed by the server, not by the file
+    assert world.deployments() == []
+    world.pushed_and_checked("feature/a", file)  # the file's glob, not the server's
+    world.pushed_and_checked("release/x/evil", file)  # `*` stops at `/`, as in `when:`
+    world.pushed_and_checked("release/1.0", narrow)  # both allow it
+    feature, nested, release = world.deployments()
     assert feature.state is DeploymentState.refused and nested.state is DeploymentState.refused
     assert "allows branches release/* only, not branch release/x/evil" in (nested.reason or "")
     assert release.branch == "release/1.0" and release.state is DeploymentState.queued
 
 
 def test_an_environment_secret_scoped_to_main_reaches_mains_production_deploy(
-    client: TestClient,
-    session: Session,
-    session_factory: sessionmaker[Session],
-    settings: Settings,
-    origin: Origin,
-    repo: Repository,
-    runner: tuple[str, int],
-    builder: tuple[str, int],
+    world: DeployWorld,
 ) -> None:
-    cipher = settings.secret_cipher()
-    set_secret(
-        session, cipher, repo, "DEPLOY_KEY", PRODUCTION_KEY, environment="production", branches=["main"]
-    )
-    allow(session, repo, "production", ["main"])
-    session.commit()
-    args = (client, session, session_factory, settings, origin, repo, builder)
-    build_id = pushed_and_checked(*args, "main", pipeline("production", "main"))
-    [deployment] = deployments(session)
-    deploy_build = session.get(Build, deployment.deploy_build_id)
+    production_secret(world, branches=["main"])
+    world.allow("production", ["main"])
+    build_id = world.pushed_and_checked("main", pipeline("production", "main"))
+    [deployment] = world.deployments()
+    deploy_build = world.session.get(Build, deployment.deploy_build_id)
     assert deploy_build is not None and deploy_build.branch == "main" and deploy_build.event == "deploy"
     assert deployment.source_build_id == build_id
 
-    claimed = claim(client, *runner)
+    claimed = world.claim()
     assert claimed is not None and claimed["spec"]["steps"][0]["refused"] is None
     assert claimed["spec"]["steps"][0]["secrets"] == {"DEPLOY_KEY": PRODUCTION_KEY}
-    finish(client, claimed, passed=True)
-    assert deployments(session)[0].state is DeploymentState.succeeded
+    finish(world.client, claimed, passed=True)
+    assert world.deployments()[0].state is DeploymentState.succeeded
 
     # The deploy build's page names the build it deploys and links back to it.
-    source = session.get(Build, build_id)
+    source = world.session.get(Build, build_id)
     assert source is not None
-    page = client.get(f"/{repo.full_name}/builds/{deploy_build.number}").text
-    assert f'href="/{repo.full_name}/builds/{source.number}"' in page
+    page = world.client.get(f"/{world.repo.full_name}/builds/{deploy_build.number}").text
+    assert f'href="/{world.repo.full_name}/builds/{source.number}"' in page
     assert f"deployment #{deployment.id}" in page and "production" in page
 
 
 def test_a_rule_changed_after_the_request_refuses_the_claim_and_hands_out_no_secret(
-    client: TestClient,
-    session: Session,
-    session_factory: sessionmaker[Session],
-    settings: Settings,
-    origin: Origin,
-    repo: Repository,
-    runner: tuple[str, int],
-    builder: tuple[str, int],
+    world: DeployWorld,
 ) -> None:
-    set_secret(
-        session, settings.secret_cipher(), repo, "DEPLOY_KEY", PRODUCTION_KEY, environment="production"
-    )
-    session.commit()
-    args = (client, session, session_factory, settings, origin, repo, builder)
-    pushed_and_checked(*args, "master", pipeline("production", "master"))
-    [deployment] = deployments(session)
+    production_secret(world)
+    world.pushed_and_checked("master", pipeline("production", "master"))
+    [deployment] = world.deployments()
     assert deployment.state is DeploymentState.queued
-    allow(session, repo, "production", ["main"])  # someone takes master's right away meanwhile
-    session.commit()
+    world.allow("production", ["main"])  # someone takes master's right away meanwhile
 
-    reply = client.post(
-        "/api/runner/claim", json={"runner_id": runner[1]}, headers={"Authorization": f"Bearer {runner[0]}"}
+    token, runner_id = world.runner
+    reply = world.client.post(
+        "/api/runner/claim", json={"runner_id": runner_id}, headers={"Authorization": f"Bearer {token}"}
     )
     assert reply.status_code == 204 and PRODUCTION_KEY not in reply.text
-    [deployment] = deployments(session)
+    [deployment] = world.deployments()
     assert deployment.state is DeploymentState.refused
     assert (
         deployment.reason is not None
         and "production allows branches main only, not branch master" in deployment.reason
     )
-    [job] = deploy_jobs(session)
+    [job] = world.deploy_jobs()
     assert job.state is JobState.cancelled and job.token_hash is None and "refused" in (job.reason or "")
-    history = client.get("/api/environments/production/deployments").json()
+    history = world.client.get("/api/environments/production/deployments").json()
     assert history[0]["state"] == "refused"
 
     # The environment is free again: the next allowed deployment runs.
-    pushed_and_checked(*args, "main", pipeline("production", "main"))
-    claimed = claim(client, *runner)
+    world.pushed_and_checked("main", pipeline("production", "main"))
+    claimed = world.claim()
     assert claimed is not None and claimed["spec"]["steps"][0]["secrets"] == {"DEPLOY_KEY": PRODUCTION_KEY}
 
 
 def test_deploy_jobs_run_on_the_environments_runners_not_where_the_file_says(
-    client: TestClient,
-    session: Session,
-    session_factory: sessionmaker[Session],
-    settings: Settings,
-    origin: Origin,
-    repo: Repository,
-    runner: tuple[str, int],
-    builder: tuple[str, int],
+    world: DeployWorld,
 ) -> None:
-    allow(session, repo, "production", ["master"], runner_labels=["deploy-prod"])
-    session.commit()
-    args = (client, session, session_factory, settings, origin, repo, builder)
-    pushed_and_checked(*args, "master", pipeline("production", "master", runs_on=["deploy"]))
-    pushed_and_checked(*args, "staging", pipeline("staging", "staging", runs_on=["deploy-staging"]))
-    production, staging = deploy_jobs(session)
+    world.allow("production", ["master"], runner_labels=["deploy-prod"])
+    world.pushed_and_checked("master", pipeline("production", "master", runs_on=["deploy"]))
+    world.pushed_and_checked("staging", pipeline("staging", "staging", runs_on=["deploy-staging"]))
+    production, staging = world.deploy_jobs()
     assert production.labels == ["deploy-prod"]  # the server's, whatever the file asks
     assert staging.labels == ["deploy-staging"]  # no server labels: the file's runs_on
-    assert claim(client, *runner) is None  # a plain `deploy` runner takes neither
+    assert world.claim() is None  # a plain `deploy` runner takes neither
     # A rule set while a deploy job waits moves it to the rule's runners.
-    allow(session, repo, "staging", ["staging"], runner_labels=["deploy"])
-    session.commit()
-    assert [job.labels for job in deploy_jobs(session)] == [["deploy-prod"], ["deploy"]]
-    claimed = claim(client, *runner)
+    world.allow("staging", ["staging"], runner_labels=["deploy"])
+    assert [job.labels for job in world.deploy_jobs()] == [["deploy-prod"], ["deploy"]]
+    claimed = world.claim()
     assert claimed is not None and claimed["spec"]["job_id"] == staging.id
 
 
 def test_a_deployment_to_an_environment_that_requires_approval_waits_for_a_signed_in_user(
-    client: TestClient,
-    session: Session,
-    session_factory: sessionmaker[Session],
-    settings: Settings,
-    origin: Origin,
-    repo: Repository,
-    runner: tuple[str, int],
-    builder: tuple[str, int],
+    world: DeployWorld,
 ) -> None:
-    allow(session, repo, "production", ["master"], require_approval=True)
-    session.commit()
-    args = (client, session, session_factory, settings, origin, repo, builder)
-    pushed_and_checked(*args, "master", pipeline("production", "master"))
-    [waiting] = deployments(session)
+    world.allow("production", ["master"], require_approval=True)
+    world.pushed_and_checked("master", pipeline("production", "master"))
+    [waiting] = world.deployments()
     assert waiting.state is DeploymentState.waiting and waiting.reason == "waiting for approval"
-    assert deploy_jobs(session) == [] and claim(client, *runner) is None
-    page = client.get("/-/deployments").text
+    assert world.deploy_jobs() == [] and world.claim() is None
+    page = world.client.get("/-/deployments").text
     assert "waiting for approval" in page and "Approve" not in page  # signed out: no button
 
-    url = f"/api/repos/{repo.full_name}/deployments/{waiting.id}/approve"
-    assert client.post(url).status_code == 401
-    assert client.post(url, headers={"Authorization": f"Bearer {runner[0]}"}).status_code == 401
-    form_url = f"/-/repos/{repo.full_name}/deployments/{waiting.id}/approve"
-    csrf = csrf_of(client.get("/-/login").text)
-    assert client.post(form_url, data={"csrf": csrf}, follow_redirects=False).status_code == 403
-    assert deployments(session)[0].state is DeploymentState.waiting
+    url = f"/api/repos/{world.repo.full_name}/deployments/{waiting.id}/approve"
+    assert world.client.post(url).status_code == 401
+    assert world.client.post(url, headers={"Authorization": f"Bearer {world.runner[0]}"}).status_code == 401
+    form_url = f"/-/repos/{world.repo.full_name}/deployments/{waiting.id}/approve"
+    csrf = csrf_of(world.client.get("/-/login").text)
+    assert world.client.post(form_url, data={"csrf": csrf}, follow_redirects=False).status_code == 403
+    assert world.deployments()[0].state is DeploymentState.waiting
 
-    token = factories.user_token(session, "release-manager")
-    session.commit()
-    reply = client.post(url, headers={"Authorization": f"Bearer {token}"})
+    token = factories.user_token(world.session, "release-manager")
+    world.session.commit()
+    reply = world.client.post(url, headers={"Authorization": f"Bearer {token}"})
     assert reply.status_code == 200, reply.text
     assert reply.json()["state"] == "queued" and reply.json()["approved_by"] == "release-manager"
-    again = client.post(url, headers={"Authorization": f"Bearer {token}"})
+    again = world.client.post(url, headers={"Authorization": f"Bearer {token}"})
     assert again.status_code == 409 and "not waiting for approval" in again.json()["detail"]
-    claimed = claim(client, *runner)
+    claimed = world.claim()
     assert claimed is not None and claimed["spec"]["env"]["GREENLIGHT_ENVIRONMENT"] == "production"
-    finish(client, claimed, passed=True)
-    [approved] = deployments(session)
+    finish(world.client, claimed, passed=True)
+    [approved] = world.deployments()
     assert approved.state is DeploymentState.succeeded and approved.approved_by == "release-manager"
 
     # From the page: the button, signed in, with the form's CSRF token.
-    pushed_and_checked(*args, "master", pipeline("production", "master"))
-    second = deployments(session)[-1]
-    sign_in(client, token)
-    page = client.get("/-/deployments").text
+    world.pushed_and_checked("master", pipeline("production", "master"))
+    second = world.deployments()[-1]
+    sign_in(world.client, token)
+    page = world.client.get("/-/deployments").text
     assert f'id="approve-{second.id}"' in page
-    clicked = client.post(
-        f"/-/repos/{repo.full_name}/deployments/{second.id}/approve",
+    clicked = world.client.post(
+        f"/-/repos/{world.repo.full_name}/deployments/{second.id}/approve",
         data={"csrf": csrf_of(page)},
         follow_redirects=False,
     )
     assert clicked.status_code == 303
-    assert deployments(session)[-1].state is DeploymentState.queued
-    assert "release-manager" in client.get("/-/deployments").text
+    assert world.deployments()[-1].state is DeploymentState.queued
+    assert "release-manager" in world.client.get("/-/deployments").text
 
 
 def test_rules_are_set_through_the_api_with_a_user_token_only(
@@ -349,90 +253,66 @@ def test_rules_are_set_through_the_api_with_a_user_token_only(
 
 
 def test_promote_and_rollback_are_refused_for_a_branch_the_target_does_not_allow(
-    client: TestClient,
-    session: Session,
-    session_factory: sessionmaker[Session],
-    settings: Settings,
-    origin: Origin,
-    repo: Repository,
-    runner: tuple[str, int],
-    builder: tuple[str, int],
+    world: DeployWorld,
 ) -> None:
-    allow(session, repo, "production", ["master"])
-    token = factories.user_token(session)
-    session.commit()
-    args = (client, session, session_factory, settings, origin, repo, builder)
+    allow(world.session, world.repo, "production", ["master"])
+    token = factories.user_token(world.session)
+    world.session.commit()
     both = json.loads(pipeline("staging", "staging"))
     both["deploy"]["production"] = {"run": "./deploy production", "promote_only": True}
-    pushed_and_checked(*args, "staging", json.dumps(both))
-    finish(client, claim(client, *runner), passed=True)  # type: ignore[arg-type]
+    world.pushed_and_checked("staging", json.dumps(both))
+    world.claim_and_finish(passed=True)
     headers = {"Authorization": f"Bearer {token}"}
-    url = f"/api/repos/{repo.full_name}/environments/production/promote"
-    refused = client.post(url, json={"from": "staging"}, headers=headers)
+    url = f"/api/repos/{world.repo.full_name}/environments/production/promote"
+    refused = world.client.post(url, json={"from": "staging"}, headers=headers)
     assert refused.status_code == 409
     assert "production allows branches master only, not branch staging" in refused.json()["detail"]
-    assert [d.state for d in deployments(session)] == [DeploymentState.succeeded]
+    assert [d.state for d in world.deployments()] == [DeploymentState.succeeded]
 
-    pushed_and_checked(*args, "staging", json.dumps(both))
-    finish(client, claim(client, *runner), passed=True)  # type: ignore[arg-type]
-    allow(session, repo, "staging", ["main"])  # staging's own commits may no longer go there
-    session.commit()
-    url = f"/api/repos/{repo.full_name}/environments/staging/rollback"
-    refused = client.post(url, headers=headers)
+    world.pushed_and_checked("staging", json.dumps(both))
+    world.claim_and_finish(passed=True)
+    world.allow("staging", ["main"])  # staging's own commits may no longer go there
+    url = f"/api/repos/{world.repo.full_name}/environments/staging/rollback"
+    refused = world.client.post(url, headers=headers)
     assert refused.status_code == 409 and "cannot roll back to deployment #1" in refused.json()["detail"]
     assert "staging allows branches main only, not branch staging" in refused.json()["detail"]
-    assert len(deployments(session)) == 2
+    assert len(world.deployments()) == 2
 
 
 def test_a_failed_deploy_of_a_branch_does_not_turn_the_branch_red(
-    client: TestClient,
-    session: Session,
-    session_factory: sessionmaker[Session],
-    settings: Settings,
-    origin: Origin,
-    repo: Repository,
-    runner: tuple[str, int],
-    builder: tuple[str, int],
+    world: DeployWorld,
 ) -> None:
     """A deploy build carries its source branch now; the branch's badge, its row on the
     repository page and the dashboard still show its pipeline's build."""
-    allow(session, repo, "production", ["main"])
-    session.commit()
-    args = (client, session, session_factory, settings, origin, repo, builder)
-    build_id = pushed_and_checked(*args, "main", pipeline("production", "main"))
-    finish(client, claim(client, *runner), passed=False)  # type: ignore[arg-type]
-    [deployment] = deployments(session)
+    world.allow("production", ["main"])
+    build_id = world.pushed_and_checked("main", pipeline("production", "main"))
+    world.claim_and_finish(passed=False)
+    [deployment] = world.deployments()
     assert deployment.state is DeploymentState.failed
-    assert "passing" in client.get(f"/badge/{repo.full_name}.svg").text
-    assert "passing" in client.get(f"/badge/{repo.full_name}.svg", params={"branch": "main"}).text
-    assert [b.id for b in branches_with_latest_build(session, repo)] == [build_id]
-    [(_, default, _)] = [row for row in dashboard_rows(session, SIGNED_IN) if row[0].id == repo.id]
+    assert "passing" in world.client.get(f"/badge/{world.repo.full_name}.svg").text
+    assert "passing" in world.client.get(f"/badge/{world.repo.full_name}.svg", params={"branch": "main"}).text
+    assert [b.id for b in branches_with_latest_build(world.session, world.repo)] == [build_id]
+    rows = dashboard_rows(world.session, SIGNED_IN)
+    [(_, default, _)] = [row for row in rows if row[0].id == world.repo.id]
     assert default is not None and default.id == build_id
 
 
 def test_greenlight_env_set_and_deploy_approve_go_through_the_api(
-    client: TestClient,
-    session: Session,
-    session_factory: sessionmaker[Session],
-    settings: Settings,
-    origin: Origin,
-    repo: Repository,
-    runner: tuple[str, int],
-    builder: tuple[str, int],
+    world: DeployWorld,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     def through_the_app(method: str, url: str, **kwargs: Any) -> Any:
         kwargs.pop("timeout", None)
-        return client.request(method, url.removeprefix("http://greenlight.test"), **kwargs)
+        return world.client.request(method, url.removeprefix("http://greenlight.test"), **kwargs)
 
     monkeypatch.setattr(remote.httpx, "request", through_the_app)
     monkeypatch.setenv("GREENLIGHT_SERVER_URL", "http://greenlight.test")
     cli_runner = CliRunner()
-    name = repo.full_name
+    name = world.repo.full_name
     refused = cli_runner.invoke(cli, ["env", "set", name, "production", "--branch", "main"])
     assert refused.exit_code != 0 and "401" in refused.output
-    monkeypatch.setenv("GREENLIGHT_TOKEN", factories.user_token(session, "ops"))
-    session.commit()
+    monkeypatch.setenv("GREENLIGHT_TOKEN", factories.user_token(world.session, "ops"))
+    world.session.commit()
     result = cli_runner.invoke(
         cli,
         ["env", "set", name, "production", "--branch", "main", "--branch", "release/*",
@@ -447,9 +327,8 @@ def test_greenlight_env_set_and_deploy_approve_go_through_the_api(
     listed = cli_runner.invoke(cli, ["env", "list", name]).output.splitlines()
     assert [line.split(":")[0] for line in listed] == ["production", "staging"]
 
-    args = (client, session, session_factory, settings, origin, repo, builder)
-    pushed_and_checked(*args, "release/7", pipeline("production", "release/*"))
-    [waiting] = deployments(session)
+    world.pushed_and_checked("release/7", pipeline("production", "release/*"))
+    [waiting] = world.deployments()
     history = cli_runner.invoke(cli, ["deploy", "history", name, "production"]).output
     assert "waiting" in history and "waiting for approval" in history
     approved = cli_runner.invoke(cli, ["deploy", "approve", name, str(waiting.id)])
@@ -458,7 +337,7 @@ def test_greenlight_env_set_and_deploy_approve_go_through_the_api(
         f"production: deployment #{waiting.id}" in approved.output
         and "queued (approved by ops)" in approved.output
     )
-    assert claim(client, *runner) is not None
+    assert world.claim() is not None
 
 
 def test_the_deployments_page_sets_an_environments_rule_for_signed_in_users_only(

@@ -19,34 +19,9 @@ from server.models import Job, JobState, Repository, Runner, RunnerState
 from server.queue.claims import RunnerIdentity, claim_next_job
 from tests import factories
 from tests.conftest import SECRET_KEY, WEBHOOK_SECRET
+from tests.queue.test_runner_api import claim, register
 
 pytestmark = pytest.mark.integration
-
-
-def register(client: TestClient, token: str, name: str, executor: str, unavailable: str | None = None) -> int:
-    reply = client.post(
-        "/api/runner/register",
-        json={
-            "name": name,
-            "hostname": "h",
-            "labels": ["docker"],
-            "concurrency": 1,
-            "version": "t",
-            "executor": executor,
-            "unavailable": unavailable,
-        },
-        headers={"Authorization": f"Bearer {token}"},
-    )
-    assert reply.status_code == 200, reply.text
-    return reply.json()["runner_id"]
-
-
-def claim(client: TestClient, token: str, runner_id: int) -> dict[str, Any] | None:
-    reply = client.post(
-        "/api/runner/claim", json={"runner_id": runner_id}, headers={"Authorization": f"Bearer {token}"}
-    )
-    assert reply.status_code in (200, 204), reply.text
-    return reply.json() if reply.status_code == 200 else None
 
 
 def queued_job(
@@ -68,6 +43,16 @@ def queued_job(
     return job.id
 
 
+def finish_and_claim_next(client: TestClient, claimed: dict[str, Any], runner_id: int) -> None:
+    """End the claimed job passed, asking in the same request for the runner's next job."""
+    reply = client.post(
+        f"/api/runner/jobs/{claimed['spec']['job_id']}/finish",
+        json={"outcome": "passed", "next": {"runner_id": runner_id, "claim_key": "k" * 20}},
+        headers={"Authorization": f"Bearer {claimed['job_token']}"},
+    )
+    assert reply.status_code == 204, reply.text
+
+
 @pytest.fixture
 def token(session: Session) -> str:
     value = factories.runner_token(session)
@@ -83,24 +68,19 @@ def test_a_local_runner_is_never_handed_a_fork_build_nor_a_repository_that_did_n
     not_opted_in = queued_job(session, "acme/not-opted-in", priority=8)
     opted_in = queued_job(session, "acme/opted-in", allow_host_runner=True)
 
-    local = register(client, token, "host", "local")
+    local = register(client, token, "host", executor="local")
     claimed = claim(client, token, local)
     assert claimed is not None and claimed["spec"]["job_id"] == opted_in
     assert claimed["spec"]["allow_host_runner"] is True and claimed["spec"]["from_fork"] is False
     # Its next claim, in the same request as the job's end, is refused the same way.
-    reply = client.post(
-        f"/api/runner/jobs/{opted_in}/finish",
-        json={"outcome": "passed", "next": {"runner_id": local, "claim_key": "k" * 20}},
-        headers={"Authorization": f"Bearer {claimed['job_token']}"},
-    )
-    assert reply.status_code == 204, reply.text
+    finish_and_claim_next(client, claimed, local)
     assert claim(client, token, local) is None
     session.expire_all()
     assert session.get(Job, fork).state is JobState.queued
     assert session.get(Job, not_opted_in).state is JobState.queued
 
     # They wait for a Docker runner, which gets them.
-    docker = register(client, token, "docker", "docker")
+    docker = register(client, token, "docker")
     taken = {claim(client, token, docker)["spec"]["job_id"] for _ in range(2)}  # type: ignore[index]
     assert taken == {fork, not_opted_in}
 
@@ -113,16 +93,11 @@ def test_a_local_runner_is_never_handed_a_deploy_job_even_of_an_opted_in_reposit
     deploy = queued_job(session, "acme/deploys", allow_host_runner=True, environment="production", priority=9)
     build_job = queued_job(session, "acme/builds", allow_host_runner=True)
 
-    local = register(client, token, "host", "local")
+    local = register(client, token, "host", executor="local")
     claimed = claim(client, token, local)
     assert claimed is not None and claimed["spec"]["job_id"] == build_job
     assert claimed["spec"]["environment"] is None
-    reply = client.post(
-        f"/api/runner/jobs/{build_job}/finish",
-        json={"outcome": "passed", "next": {"runner_id": local, "claim_key": "k" * 20}},
-        headers={"Authorization": f"Bearer {claimed['job_token']}"},
-    )
-    assert reply.status_code == 204, reply.text
+    finish_and_claim_next(client, claimed, local)
     assert claim(client, token, local) is None
     session.expire_all()
     assert session.get(Job, deploy).state is JobState.queued
@@ -134,7 +109,7 @@ def test_an_executor_the_server_does_not_know_counts_as_a_host_one(
     client: TestClient, session: Session, token: str
 ) -> None:
     queued_job(session, "acme/widgets")
-    assert claim(client, token, register(client, token, "odd", "shell")) is None
+    assert claim(client, token, register(client, token, "odd", executor="shell")) is None
 
 
 def test_a_signed_in_user_opts_a_repository_in_through_the_api(
@@ -143,7 +118,7 @@ def test_a_signed_in_user_opts_a_repository_in_through_the_api(
     job_id = queued_job(session, "acme/widgets")
     user = factories.user_token(session)
     session.commit()
-    local = register(client, token, "host", "local")
+    local = register(client, token, "host", executor="local")
     assert client.patch("/api/repos/acme/widgets", json={"allow_host_runner": True}).status_code == 401
     assert claim(client, token, local) is None
     reply = client.patch(
@@ -163,7 +138,7 @@ def test_the_opt_in_can_be_withdrawn_while_jobs_wait(
     repo = session.query(Repository).one()
     repo.allow_host_runner = False
     session.commit()
-    assert claim(client, token, register(client, token, "host", "local")) is None
+    assert claim(client, token, register(client, token, "host", executor="local")) is None
     assert session.get(Job, job_id).state is JobState.queued
 
 
@@ -171,7 +146,7 @@ def test_a_runner_without_its_docker_engine_is_handed_nothing_until_it_says_it_c
     client: TestClient, session: Session, token: str
 ) -> None:
     job_id = queued_job(session, "acme/widgets")
-    runner_id = register(client, token, "r", "docker", unavailable="the Docker engine does not answer")
+    runner_id = register(client, token, "r", unavailable="the Docker engine does not answer")
     assert claim(client, token, runner_id) is None
     runners = client.get("/api/runners").json()
     assert runners[0]["state"] == "unavailable"
@@ -200,14 +175,14 @@ def test_queue_list_says_why_a_job_waits_for_a_docker_runner(
 ) -> None:
     fork = queued_job(session, "acme/fork", allow_host_runner=True, from_fork=True)
     closed = queued_job(session, "acme/closed")
-    register(client, token, "host", "local")
+    register(client, token, "host", executor="local")
 
     def reasons() -> dict[int, str]:
         return {item["job_id"]: item["waiting_because"] for item in client.get("/api/queue").json()}
 
     assert "waits for a Docker runner" in reasons()[fork] and "fork's pull request" in reasons()[fork]
     assert "acme/closed does not allow them (greenlight repo set --allow-host-runner)" in reasons()[closed]
-    register(client, token, "docker", "docker", unavailable="the Docker engine does not answer: refused")
+    register(client, token, "docker", unavailable="the Docker engine does not answer: refused")
     assert reasons()[fork] == (
         "every runner with the labels docker is unavailable: the Docker engine does not answer: refused"
     )

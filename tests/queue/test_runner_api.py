@@ -18,7 +18,16 @@ from tests import factories
 pytestmark = pytest.mark.integration
 
 
-def register(client: TestClient, token: str, name: str = "r1", labels: list[str] | None = None) -> int:
+def register(
+    client: TestClient,
+    token: str,
+    name: str = "r1",
+    labels: list[str] | None = None,
+    *,
+    executor: str = "docker",
+    unavailable: str | None = None,
+) -> int:
+    """Register a runner as `greenlight-runner` does; `unavailable` says why it takes no work."""
     reply = client.post(
         "/api/runner/register",
         json={
@@ -27,7 +36,8 @@ def register(client: TestClient, token: str, name: str = "r1", labels: list[str]
             "labels": labels or ["docker"],
             "concurrency": 1,
             "version": "t",
-            "executor": "docker",
+            "executor": executor,
+            "unavailable": unavailable,
         },
         headers={"Authorization": f"Bearer {token}"},
     )

@@ -15,14 +15,6 @@ VALUE = "ghp_0123456789abcdefSECRET"
 URL = "/api/repos/acme/widgets/secrets"
 
 
-@pytest.fixture
-def auth(session: Session) -> dict[str, str]:
-    factories.repository(session)
-    token = factories.user_token(session)
-    session.commit()
-    return {"Authorization": f"Bearer {token}"}
-
-
 def test_set_stores_only_ciphertext_and_answers_without_the_value(
     client: TestClient, session: Session, auth: dict[str, str]
 ) -> None:

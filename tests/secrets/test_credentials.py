@@ -28,14 +28,6 @@ TOKEN = "ghp_RepositoryCredential0123456789"
 URL = "/api/repos/acme/widgets/credential"
 
 
-@pytest.fixture
-def auth(session: Session) -> dict[str, str]:
-    factories.repository(session)
-    token = factories.user_token(session)
-    session.commit()
-    return {"Authorization": f"Bearer {token}"}
-
-
 def test_set_show_and_remove_never_answer_the_value(
     client: TestClient, session: Session, auth: dict[str, str]
 ) -> None:
