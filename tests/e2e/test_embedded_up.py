@@ -106,10 +106,16 @@ def test_greenlight_up_builds_a_push_with_embedded_defaults(tmp_path: Path) -> N
         assert stat.S_IMODE(data.stat().st_mode) == 0o700
         for name in ("secrets.env", "secret.key", "greenlight.db", "broker.db"):
             assert stat.S_IMODE((data / name).stat().st_mode) == 0o600, name
+        # A job's checkout is readable by any user of its step container (0755) and may outlive
+        # the build's end by its teardown; the runner directory (0700) keeps others out of it.
+        assert stat.S_IMODE((data / "runner").stat().st_mode) == 0o700
+        workspaces = data / "runner" / "workspaces"
         shared = {
             str(path.relative_to(data)): oct(stat.S_IMODE(path.lstat().st_mode))
             for path in data.rglob("*")
-            if not path.is_symlink() and stat.S_IMODE(path.lstat().st_mode) & 0o077
+            if not path.is_symlink()
+            and not path.is_relative_to(workspaces)
+            and stat.S_IMODE(path.lstat().st_mode) & 0o077
         }
         assert not shared, shared
     finally:
