@@ -157,6 +157,10 @@ class GitCredential(BaseModel):
 MAX_LOG_LINE_CHARS = 64 * 1024
 DEFAULT_LOG_STEP_BYTES = 16 * 1024 * 1024
 DEFAULT_LOG_JOB_BYTES = 64 * 1024 * 1024
+# How long a runner keeps a job going without a word from the server (steps run on, reports are
+# held) before it stops the job. The server counts the same from its last word with the runner
+# before a new attempt of a lost job may start, so the two copies never run at once.
+DEFAULT_OUTAGE_SECONDS = 600.0
 
 
 class LogBudget(BaseModel):
@@ -208,6 +212,8 @@ class JobSpec(BaseModel):
     # other jobs. A deploy never runs as host processes.
     environment: str | None = None
     log_budget: LogBudget = Field(default_factory=LogBudget)
+    # See DEFAULT_OUTAGE_SECONDS: the server's setting, sent with each job.
+    outage_seconds: float = Field(default=DEFAULT_OUTAGE_SECONDS, gt=0)
 
     def mask_values(self) -> list[str]:
         return [value.get_secret_value() for value in self.mask]
@@ -245,6 +251,9 @@ class RunnerHeartbeat(ClaimRequest):
     free_disk_bytes: int | None = Field(default=None, ge=0)
     # Why the runner cannot run steps now (its Docker engine does not answer); None: it can.
     unavailable: str | None = Field(default=None, max_length=500)
+    # Jobs the server had closed (lost) that this runner has since stopped, containers removed:
+    # a new attempt of such a job may start at once instead of after the outage budget.
+    stopped_jobs: list[int] = Field(default_factory=list, max_length=1000)
 
 
 class ClaimedJob(BaseModel):
@@ -268,6 +277,9 @@ class RunnerRegistration(BaseModel):
 
 class RunnerRegistered(BaseModel):
     runner_id: int
+    # Given by the server, unique to this runner row (not a name two installs can share): every
+    # container and network the runner creates carries it, and it sweeps only what carries it.
+    identity: str = Field(default="", max_length=64)
 
 
 class LogLine(BaseModel):

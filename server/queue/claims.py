@@ -309,6 +309,7 @@ def _spec(session: Session, job: Any, steps: list[StepRow], settings: Settings) 
         allow_host_runner=job.allow_host_runner,
         environment=job.environment,
         log_budget=settings.log_budget(),
+        outage_seconds=settings.runner_outage_seconds,
     )
 
 
