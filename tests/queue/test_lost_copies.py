@@ -13,10 +13,11 @@ from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session, sessionmaker
 
 from server.config import Settings
-from server.models import Job, JobState
+from server.models import Job
 from server.models.base import as_utc, utcnow
 from server.queue.reconciler import reconcile
 from tests import factories
+from tests.queue.test_reconciler import api_up_for
 from tests.queue.test_runner_api import as_job, claim, queued_jobs, register
 
 pytestmark = pytest.mark.integration
@@ -32,8 +33,11 @@ def tokens(session: Session) -> tuple[str, str]:
 
 def lose(session: Session, session_factory: sessionmaker[Session], settings: Settings, job_id: int) -> None:
     """The job's runner went silent: its lease ran out and the reconciler closed it as lost."""
-    session.execute(sa.update(Job).where(Job.id == job_id).values(lease_expires_at=utcnow() - dt.timedelta(seconds=1)))
+    session.execute(
+        sa.update(Job).where(Job.id == job_id).values(lease_expires_at=utcnow() - dt.timedelta(seconds=1))
+    )
     session.commit()
+    api_up_for(session_factory, 3600)  # the server heard nothing from it while up for an hour
     assert reconcile(session_factory, settings).jobs_lost == [job_id]
 
 
@@ -45,13 +49,19 @@ def rerun(client: TestClient, user_token: str, job_id: int) -> int:
 
 def runner_heartbeat(client: TestClient, token: str, runner_id: int, **body: Any) -> None:
     reply = client.post(
-        "/api/runner/heartbeat", json={"runner_id": runner_id, **body}, headers={"Authorization": f"Bearer {token}"}
+        "/api/runner/heartbeat",
+        json={"runner_id": runner_id, **body},
+        headers={"Authorization": f"Bearer {token}"},
     )
     assert reply.status_code == 204, reply.text
 
 
 def a_lost_job_rerun(
-    client: TestClient, session: Session, session_factory: sessionmaker[Session], settings: Settings, tokens: tuple[str, str]
+    client: TestClient,
+    session: Session,
+    session_factory: sessionmaker[Session],
+    settings: Settings,
+    tokens: tuple[str, str],
 ) -> tuple[int, int, int]:
     """(runner that lost it, the lost job, its new attempt)."""
     runner_token, user_token = tokens
@@ -64,7 +74,11 @@ def a_lost_job_rerun(
 
 
 def test_a_rerun_of_a_lost_job_waits_until_its_runner_says_the_lost_copy_stopped(
-    client: TestClient, session: Session, session_factory: sessionmaker[Session], settings: Settings, tokens: tuple[str, str]
+    client: TestClient,
+    session: Session,
+    session_factory: sessionmaker[Session],
+    settings: Settings,
+    tokens: tuple[str, str],
 ) -> None:
     runner_token = tokens[0]
     first, lost_id, attempt_id = a_lost_job_rerun(client, session, session_factory, settings, tokens)
@@ -80,19 +94,29 @@ def test_a_rerun_of_a_lost_job_waits_until_its_runner_says_the_lost_copy_stopped
 
 
 def test_a_rerun_of_a_lost_job_is_claimable_once_the_outage_budget_has_passed(
-    client: TestClient, session: Session, session_factory: sessionmaker[Session], settings: Settings, tokens: tuple[str, str]
+    client: TestClient,
+    session: Session,
+    session_factory: sessionmaker[Session],
+    settings: Settings,
+    tokens: tuple[str, str],
 ) -> None:
     _, lost_id, attempt_id = a_lost_job_rerun(client, session, session_factory, settings, tokens)
     other = register(client, tokens[0], "other")
     assert claim(client, tokens[0], other) is None
-    session.execute(sa.update(Job).where(Job.id == lost_id).values(stops_by=utcnow() - dt.timedelta(seconds=1)))
+    session.execute(
+        sa.update(Job).where(Job.id == lost_id).values(stops_by=utcnow() - dt.timedelta(seconds=1))
+    )
     session.commit()
     claimed = claim(client, tokens[0], other)
     assert claimed is not None and claimed["spec"]["job_id"] == attempt_id
 
 
 def test_the_lost_runner_registering_again_confirms_its_copies_stopped(
-    client: TestClient, session: Session, session_factory: sessionmaker[Session], settings: Settings, tokens: tuple[str, str]
+    client: TestClient,
+    session: Session,
+    session_factory: sessionmaker[Session],
+    settings: Settings,
+    tokens: tuple[str, str],
 ) -> None:
     _, _, attempt_id = a_lost_job_rerun(client, session, session_factory, settings, tokens)
     other = register(client, tokens[0], "other")
@@ -138,16 +162,23 @@ def test_a_job_that_ended_by_its_runners_report_holds_up_no_rerun(
     assert again is not None and again["spec"]["job_id"] == attempt_id
 
 
-def test_the_queue_and_the_job_say_why_a_rerun_waits(
-    client: TestClient, session: Session, session_factory: sessionmaker[Session], settings: Settings, tokens: tuple[str, str]
+def test_the_queue_and_the_build_say_why_a_rerun_waits(
+    client: TestClient,
+    session: Session,
+    session_factory: sessionmaker[Session],
+    settings: Settings,
+    tokens: tuple[str, str],
 ) -> None:
     _, lost_id, attempt_id = a_lost_job_rerun(client, session, session_factory, settings, tokens)
     headers = {"Authorization": f"Bearer {tokens[1]}"}
-    pending = client.get("/api/queue", headers=headers).json()
-    [waiting] = [job for job in pending["jobs"] if job["job_id"] == attempt_id]
-    assert waiting["waiting_because"].startswith("waiting for the lost copy on runner first to stop")
-    assert "UTC" in waiting["waiting_because"]
-    job = client.get(f"/api/jobs/{attempt_id}", headers=headers).json()
-    assert job["waiting_because"] == waiting["waiting_because"]
-    lost = client.get(f"/api/jobs/{lost_id}", headers=headers).json()
-    assert lost["state"] == "lost" and lost["stops_by"] is not None
+    [waiting] = [
+        job for job in client.get("/api/queue", headers=headers).json() if job["job_id"] == attempt_id
+    ]
+    assert waiting["waiting_because"].startswith(
+        "waiting for the lost copy on runner first to stop, at the latest "
+    )
+    assert waiting["waiting_because"].endswith(" UTC")
+    build = client.get(f"/api/builds/{waiting['build_id']}", headers=headers).json()
+    jobs = {job["id"]: job for job in build["jobs"]}
+    assert jobs[attempt_id]["reason"] == waiting["waiting_because"]
+    assert jobs[lost_id]["state"] == "lost" and jobs[lost_id]["stops_by"] is not None
