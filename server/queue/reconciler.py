@@ -102,7 +102,8 @@ def _close_lost_and_overdue_jobs(session: Session, settings: Settings, result: R
         if api_up_since + lost_after < now:
             result.runners_lost = [r.id for r in mark_lost_runners(session, settings.runner_lost_seconds)]
         for job in _locked(session, Job.state == JobState.running, Job.lease_expires_at < now):
-            close_job(session, job, JobState.lost, "the runner stopped renewing the job's lease (lost)")
+            reason = "the runner stopped renewing the job's lease (lost)"
+            close_job(session, job, JobState.lost, reason, copy_may_run=True)
             result.jobs_lost.append(job.id)
 
     # Overdue jobs are found without locks; only they are locked (SKIP LOCKED) and closed.
@@ -118,7 +119,7 @@ def _close_lost_and_overdue_jobs(session: Session, settings: Settings, result: R
     if overdue:
         for job in _locked(session, Job.id.in_(overdue), Job.state == JobState.running):
             reason = f"timed out after {job.timeout_seconds}s (closed by the server)"
-            close_job(session, job, JobState.timed_out, reason)
+            close_job(session, job, JobState.timed_out, reason, copy_may_run=True)
             result.jobs_timed_out.append(job.id)
 
 
