@@ -5,6 +5,7 @@ again, or the outage budget after the server last heard of it has passed)."""
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -12,11 +13,17 @@ import sqlalchemy as sa
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session, sessionmaker
 
+from server.builds.control import rerun_job
 from server.config import Settings
-from server.models import Job
+from server.db import make_engine, make_session_factory
+from server.migrate import upgrade_to_head
+from server.models import Job, Runner, RunnerState
 from server.models.base import as_utc, utcnow
+from server.queue.claims import RunnerIdentity, claim_next_job
+from server.queue.lost_copies import confirm_stopped
 from server.queue.reconciler import reconcile
 from tests import factories
+from tests.conftest import SECRET_KEY, WEBHOOK_SECRET
 from tests.queue.test_reconciler import api_up_for
 from tests.queue.test_runner_api import as_job, claim, queued_jobs, register
 
@@ -182,3 +189,42 @@ def test_the_queue_and_the_build_say_why_a_rerun_waits(
     jobs = {job["id"]: job for job in build["jobs"]}
     assert jobs[attempt_id]["reason"] == waiting["waiting_because"]
     assert jobs[lost_id]["state"] == "lost" and jobs[lost_id]["stops_by"] is not None
+
+
+def test_the_embedded_claim_on_sqlite_also_waits_for_the_lost_copy(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'greenlight.db'}"
+    upgrade_to_head(url)
+    engine = make_engine(url)
+    settings = Settings(
+        database_url=url, broker_url="memory://", data_dir=tmp_path, github_webhook_secret=WEBHOOK_SECRET,
+        secret_key=SECRET_KEY,
+    )  # fmt: skip
+    factory = make_session_factory(engine)
+    try:
+        with factory() as session:
+            job_id = queued_jobs(session, {})[0]
+            first, other = runner(session, "first"), runner(session, "other")
+            claimed = claim_next_job(session, first, settings)
+            assert claimed is not None and claimed.spec.job_id == job_id
+            session.execute(sa.update(Job).values(lease_expires_at=utcnow() - dt.timedelta(seconds=1)))
+            session.commit()
+        api_up_for(factory, 3600)
+        assert reconcile(factory, settings).jobs_lost == [job_id]
+        with factory() as session:
+            lost = session.get(Job, job_id)
+            assert lost is not None
+            attempt_id = rerun_job(session, lost).id
+            session.commit()
+            assert claim_next_job(session, other, settings) is None
+            confirm_stopped(session, first.id, [job_id])
+            again = claim_next_job(session, other, settings)
+            assert again is not None and again.spec.job_id == attempt_id
+    finally:
+        engine.dispose()
+
+
+def runner(session: Session, name: str) -> RunnerIdentity:
+    row = Runner(name=name, hostname="h", labels=["docker"], concurrency=1, version="t", executor="docker")
+    session.add(row)
+    session.commit()
+    return RunnerIdentity(id=row.id, labels=["docker"], state=RunnerState.idle, executor="docker")
