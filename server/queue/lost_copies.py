@@ -71,6 +71,18 @@ def copy_waits(session: Session, jobs: Sequence[Job]) -> dict[int, str]:
     return {previous_ids[row.id]: waiting_for(row.name, row.stops_by) for row in rows}
 
 
+def previous_copies_stop(session: Session, jobs: Sequence[Job]) -> dict[int, dt.datetime]:
+    """For each of these jobs that is a re-run: when its previous attempt's copy stops at the
+    latest, or stopped (only those the server ever heard of running)."""
+    previous_ids = {job.previous_attempt_id: job.id for job in jobs if job.previous_attempt_id is not None}
+    if not previous_ids:
+        return {}
+    rows = session.execute(
+        sa.select(Job.id, Job.stops_by).where(Job.id.in_(list(previous_ids)), Job.stops_by.is_not(None))
+    )
+    return {previous_ids[row.id]: as_utc(row.stops_by) for row in rows}
+
+
 def copy_wait(session: Session, previous: Job) -> str | None:
     """Why a new attempt of ``previous`` must wait, or None if it need not."""
     if previous.stops_by is None or as_utc(previous.stops_by) <= utcnow():

@@ -18,6 +18,7 @@ from server.db import session_scope
 from server.models import Build, BuildState, Job, JobState
 from server.models.base import as_utc, utcnow
 from server.queue.liveness import up_since
+from server.queue.lost_copies import previous_copies_stop
 from server.queue.reports import close_job
 from server.queue.runners import announcement_labels, mark_lost_runners
 
@@ -158,17 +159,24 @@ def give_back_unsent(
 
 
 def _reannounce_waiting_jobs(session: Session, settings: Settings, result: ReconcileResult) -> None:
-    """Read without locks; stamp the ones due with one UPDATE, committed right away."""
+    """Read without locks; stamp the ones due with one UPDATE, committed right away. A re-run held
+    back until a lost copy stopped (``lost_copies``) is not announced before: no runner could
+    claim it. It is due as soon as that copy has stopped, whatever its backoff."""
     now = utcnow()
     min_reannounce = dt.timedelta(seconds=settings.reannounce_after_seconds)
     waiting = session.scalars(
         sa.select(Job).where(Job.state == JobState.queued).order_by(Job.id).limit(5000)
     ).all()
+    copies_stop = previous_copies_stop(session, waiting)
     due = []
     for job in waiting:
         age = now - as_utc(job.queued_at)
         last = as_utc(job.last_announced_at or job.queued_at)
-        if now - last >= min(max(age / 2, min_reannounce), MAX_REANNOUNCE):
+        copy_stops = copies_stop.get(job.id)
+        if copy_stops is not None and copy_stops > now:
+            continue
+        released = copy_stops is not None and last < copy_stops
+        if released or now - last >= min(max(age / 2, min_reannounce), MAX_REANNOUNCE):
             due.append(job)
     if due:
         result.announce_stamps = Stamps(at=now, before={job.id: job.last_announced_at for job in due})

@@ -228,3 +228,18 @@ def runner(session: Session, name: str) -> RunnerIdentity:
     session.add(row)
     session.commit()
     return RunnerIdentity(id=row.id, labels=["docker"], state=RunnerState.idle, executor="docker")
+
+
+def test_the_reconciler_announces_a_held_back_rerun_as_soon_as_the_lost_copy_has_stopped(
+    client: TestClient,
+    session: Session,
+    session_factory: sessionmaker[Session],
+    settings: Settings,
+    tokens: tuple[str, str],
+) -> None:
+    _, lost_id, attempt_id = a_lost_job_rerun(client, session, session_factory, settings, tokens)
+    assert attempt_id not in [job_id for job_id, _ in reconcile(session_factory, settings).jobs_to_announce]
+    session.execute(sa.update(Job).where(Job.id == lost_id).values(stops_by=utcnow()))
+    session.commit()
+    assert attempt_id in [job_id for job_id, _ in reconcile(session_factory, settings).jobs_to_announce]
+    assert attempt_id not in [job_id for job_id, _ in reconcile(session_factory, settings).jobs_to_announce]
