@@ -97,15 +97,17 @@ def _close_lost_and_overdue_jobs(session: Session, settings: Settings, result: R
     api_up_since = up_since(session)
     lease = dt.timedelta(seconds=settings.lease_seconds)
     # Only while the runner API has been up for a whole lease can a silent runner be told
-    # apart from a server that could not hear it.
-    if api_up_since is not None and api_up_since + lease < now:
-        lost_after = dt.timedelta(seconds=settings.runner_lost_seconds)
-        if api_up_since + lost_after < now:
-            result.runners_lost = [r.id for r in mark_lost_runners(session, settings.runner_lost_seconds)]
-        for job in _locked(session, Job.state == JobState.running, Job.lease_expires_at < now):
-            reason = "the runner stopped renewing the job's lease (lost)"
-            close_job(session, job, JobState.lost, reason, copy_may_run=True)
-            result.jobs_lost.append(job.id)
+    # apart from a server that could not hear it: its heartbeats, and the reports it held
+    # through the outage (a job's end among them), have had time to arrive.
+    if api_up_since is None or api_up_since + lease >= now:
+        return
+    lost_after = dt.timedelta(seconds=settings.runner_lost_seconds)
+    if api_up_since + lost_after < now:
+        result.runners_lost = [r.id for r in mark_lost_runners(session, settings.runner_lost_seconds)]
+    for job in _locked(session, Job.state == JobState.running, Job.lease_expires_at < now):
+        reason = "the runner stopped renewing the job's lease (lost)"
+        close_job(session, job, JobState.lost, reason, copy_may_run=True)
+        result.jobs_lost.append(job.id)
 
     # Overdue jobs are found without locks; only they are locked (SKIP LOCKED) and closed.
     running = session.execute(
