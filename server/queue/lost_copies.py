@@ -120,13 +120,31 @@ def confirm_stopped(session: Session, runner_id: int, job_ids: Sequence[int] | N
     ).all()
     if not stopped:
         return Released()
-    for row in stopped:
-        expire_if_loaded(session, Job, row.id)
+    stopped_ids = [row.id for row in stopped]
+    # Attempts closed before they ever ran (cancelled while queued) carry the copy's stops_by on
+    # (see ``reports.close_job``): they no longer wait for it either.
+    handed_on = list(stopped_ids)
+    while handed_on:
+        handed_on = list(
+            session.scalars(
+                sa.update(Job)
+                .where(
+                    Job.previous_attempt_id.in_(handed_on),
+                    Job.started_at.is_(None),
+                    Job.state.not_in([JobState.queued, JobState.running]),
+                    Job.stops_by > now,
+                )
+                .values(stops_by=now)
+                .returning(Job.id)
+                .execution_options(synchronize_session=False)
+            )
+        )
+        stopped_ids += handed_on
+    for job_id in stopped_ids:
+        expire_if_loaded(session, Job, job_id)
     attempts = list(
         session.scalars(
-            sa.select(Job).where(
-                Job.previous_attempt_id.in_([row.id for row in stopped]), Job.state == JobState.queued
-            )
+            sa.select(Job).where(Job.previous_attempt_id.in_(stopped_ids), Job.state == JobState.queued)
         )
     )
     for attempt in attempts:

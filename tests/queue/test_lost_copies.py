@@ -243,3 +243,22 @@ def test_the_reconciler_announces_a_held_back_rerun_as_soon_as_the_lost_copy_has
     session.commit()
     assert attempt_id in [job_id for job_id, _ in reconcile(session_factory, settings).jobs_to_announce]
     assert attempt_id not in [job_id for job_id, _ in reconcile(session_factory, settings).jobs_to_announce]
+
+
+def test_a_rerun_cancelled_while_it_waited_hands_the_wait_on_to_its_own_rerun(
+    client: TestClient,
+    session: Session,
+    session_factory: sessionmaker[Session],
+    settings: Settings,
+    tokens: tuple[str, str],
+) -> None:
+    runner_token, user_token = tokens
+    first, lost_id, attempt_id = a_lost_job_rerun(client, session, session_factory, settings, tokens)
+    headers = {"Authorization": f"Bearer {user_token}"}
+    assert client.post(f"/api/queue/jobs/{attempt_id}/cancel", headers=headers).status_code == 200
+    third_id = rerun(client, user_token, attempt_id)
+    other = register(client, runner_token, "other")
+    assert claim(client, runner_token, other) is None
+    runner_heartbeat(client, runner_token, first, stopped_jobs=[lost_id])
+    claimed = claim(client, runner_token, other)
+    assert claimed is not None and claimed["spec"]["job_id"] == third_id
