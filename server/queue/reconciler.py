@@ -170,16 +170,25 @@ def _reannounce_waiting_jobs(session: Session, settings: Settings, result: Recon
         sa.select(Job).where(Job.state == JobState.queued).order_by(Job.id).limit(5000)
     ).all()
     copies_stop = previous_copies_stop(session, waiting)
-    due = []
+    due, released = [], []
     for job in waiting:
         age = now - as_utc(job.queued_at)
         last = as_utc(job.last_announced_at or job.queued_at)
         copy_stops = copies_stop.get(job.id)
         if copy_stops is not None and copy_stops > now:
             continue
-        released = copy_stops is not None and last < copy_stops
-        if released or now - last >= min(max(age / 2, min_reannounce), MAX_REANNOUNCE):
+        if copy_stops is not None and last < copy_stops:
+            released.append(job.id)
             due.append(job)
+        elif now - last >= min(max(age / 2, min_reannounce), MAX_REANNOUNCE):
+            due.append(job)
+    if released:  # they no longer wait for the lost copy, and should not say they do
+        session.execute(
+            sa.update(Job)
+            .where(Job.id.in_(released), Job.state == JobState.queued)
+            .values(reason=None)
+            .execution_options(synchronize_session=False)
+        )
     if due:
         result.announce_stamps = Stamps(at=now, before={job.id: job.last_announced_at for job in due})
         session.execute(

@@ -242,6 +242,8 @@ def test_the_reconciler_announces_a_held_back_rerun_as_soon_as_the_lost_copy_has
     session.execute(sa.update(Job).where(Job.id == lost_id).values(stops_by=utcnow()))
     session.commit()
     assert attempt_id in [job_id for job_id, _ in reconcile(session_factory, settings).jobs_to_announce]
+    session.expire_all()
+    assert session.get(Job, attempt_id).reason is None  # type: ignore[union-attr]
     assert attempt_id not in [job_id for job_id, _ in reconcile(session_factory, settings).jobs_to_announce]
 
 
