@@ -41,9 +41,6 @@ class JobOut(BaseModel):
     duration_seconds: float | None
     # Set when retention deleted this job's logs: its steps' logs read as "log pruned".
     logs_pruned_at: dt.datetime | None = None
-    # When the copy a runner holds has stopped at the latest (a running job, or a lost one whose
-    # runner has not said it stopped it); a new attempt is not claimed before then.
-    stops_by: dt.datetime | None = None
     steps: list[StepOut] = []
 
 
