@@ -264,3 +264,27 @@ def test_a_rerun_cancelled_while_it_waited_hands_the_wait_on_to_its_own_rerun(
     runner_heartbeat(client, runner_token, first, stopped_jobs=[lost_id])
     claimed = claim(client, runner_token, other)
     assert claimed is not None and claimed["spec"]["job_id"] == third_id
+
+
+def test_a_jobs_end_that_claims_the_next_job_skips_a_rerun_held_back_by_a_lost_copy(
+    client: TestClient,
+    session: Session,
+    session_factory: sessionmaker[Session],
+    settings: Settings,
+    tokens: tuple[str, str],
+) -> None:
+    runner_token = tokens[0]
+    first, lost_id, attempt_id = a_lost_job_rerun(client, session, session_factory, settings, tokens)
+    other = register(client, runner_token, "other")
+    lost = session.get(Job, lost_id)
+    assert lost is not None
+    busy = factories.job(session, lost.build).id
+    session.commit()
+    claimed = claim(client, runner_token, other)
+    assert claimed is not None and claimed["spec"]["job_id"] == busy
+    finished = {"outcome": "passed", "next": {"runner_id": other, "claim_key": "n" * 20}}
+    reply = as_job(client, claimed, "finish", finished)
+    assert reply.status_code == 204, reply.text  # the re-run waits: nothing else is queued
+    runner_heartbeat(client, runner_token, first, stopped_jobs=[lost_id])
+    again = claim(client, runner_token, other)
+    assert again is not None and again["spec"]["job_id"] == attempt_id
