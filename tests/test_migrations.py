@@ -12,8 +12,10 @@ from alembic.migration import MigrationContext
 from sqlalchemy.orm import Session
 
 from server.migrate import upgrade_to_head
-from server.models import ApiToken, Base
-from tests.support.old_schema import empty_database, upgraded_from
+from server.models import ApiToken, Base, Job, JobState
+from server.models.base import utcnow
+from server.queue.lost_copies import copy_stopped
+from tests.support.old_schema import empty_database, insert_row, upgraded_from
 
 
 def schema_differences(url: str) -> list[object]:
@@ -61,3 +63,27 @@ def test_runner_tokens_that_exist_at_the_upgrade_keep_serving_every_label(
         rows = session.execute(sa.select(ApiToken.name, ApiToken.labels))
         labels = {name: labels for name, labels in rows}
     assert labels == {"runner-1": ["*"], "alice": None}
+
+
+def a_lost_job_and_its_queued_rerun(connection: sa.Connection, tables: Mapping[str, sa.Table]) -> None:
+    insert_row(connection, tables["repositories"], id=1, full_name="acme/app")
+    insert_row(connection, tables["builds"], id=1, repository_id=1, number=1, state="queued")
+    insert_row(connection, tables["jobs"], id=1, build_id=1, state="lost", labels=["docker"], is_latest=False)
+    insert_row(connection, tables["jobs"], id=2, build_id=1, state="queued", labels=["docker"],
+               previous_attempt_id=1, attempt=2, is_latest=True)  # fmt: skip
+
+
+@pytest.mark.parametrize("dialect", ["sqlite", pytest.param("postgresql", marks=pytest.mark.integration)])
+def test_a_rerun_queued_before_the_upgrade_is_not_held_back_by_a_copy_it_cannot_know_of(
+    dialect: str, tmp_path: Path
+) -> None:
+    with (
+        empty_database(dialect, tmp_path, name="greenlight_stops_by") as url,
+        upgraded_from(url, "0019_runner_token_labels", a_lost_job_and_its_queued_rerun) as connection,
+        Session(connection) as session,
+    ):
+        assert session.scalars(sa.select(Job.stops_by)).all() == [None, None]
+        claimable = session.scalars(
+            sa.select(Job.id).where(Job.state == JobState.queued, copy_stopped(utcnow()))
+        )
+        assert claimable.all() == [2]

@@ -14,6 +14,7 @@ from server.github.outbox import request_status
 from server.models import Build, BuildState, Job, JobState, Step, StepState
 from server.models.base import utcnow
 from server.models.build import UNFINISHED_BUILD_STATES
+from server.queue.lost_copies import copy_wait
 from server.queue.reports import close_job
 
 _NOT_PLANNED = (BuildState.pending, BuildState.waiting_approval)
@@ -93,7 +94,8 @@ def cancel_superseded_builds(session: Session, build: Build) -> list[int]:
 
 
 def rerun_job(session: Session, job: Job) -> Job:
-    """A new attempt of a finished job, queued now; the old attempt stays as history."""
+    """A new attempt of a finished job, queued now; the old attempt stays as history. A new attempt
+    of a lost job waits until the lost copy is known to have stopped, and says so."""
     if not job.state.finished:
         raise NotAllowed(f"job {job.id} is still {job.state.value}")
     if not job.is_latest:
@@ -119,6 +121,8 @@ def rerun_job(session: Session, job: Job) -> Job:
         pids=job.pids,
         attempt=job.attempt + 1,
         previous_attempt_id=job.id,
+        # Claimed only once the lost copy of this job is known to have stopped (``lost_copies``).
+        reason=copy_wait(session, job),
     )
     attempt.steps = [
         Step(

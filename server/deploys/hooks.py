@@ -18,6 +18,14 @@ def deploy_build_finished(session: Session, build_id: int, state: BuildState) ->
     finished(session, build_id, state)
 
 
+def deploy_copies_stopped(session: Session, build_ids: list[int]) -> list[tuple[int, list[str]]]:
+    """Lost deploy jobs of these builds are known to have stopped: their environments may go on.
+    Returns jobs to announce after commit."""
+    from server.deploys.service import advance_after_lost_copies
+
+    return advance_after_lost_copies(session, build_ids)
+
+
 def may_deploy_on_green(build: Build, pipeline: PipelineConfig) -> bool:
     from server.deploys.checks import may_deploy_on_green as may_deploy
 

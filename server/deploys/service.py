@@ -24,11 +24,14 @@ from server.models import (
     DeploymentTrigger,
     Environment,
     Job,
+    JobState,
     Repository,
+    Runner,
     Step,
     StepState,
 )
 from server.models.base import utcnow
+from server.queue.lost_copies import waiting_for
 from server.queue.runners import announcement_labels
 
 _STATE_FOR_BUILD = {
@@ -119,6 +122,9 @@ def advance(session: Session, environment_id: int) -> list[tuple[int, list[str]]
     ).all()
     if not pending:
         return []
+    if (held := _held_by_lost_copy(session, environment.id)) is not None:
+        pending[0].reason = held
+        return []
     chosen, superseded = pending[0], list(pending[1:])
     # Older deployments still waiting for approval would only deploy older work: newest wins.
     superseded += session.scalars(
@@ -138,9 +144,41 @@ def advance(session: Session, environment_id: int) -> list[tuple[int, list[str]]
         )  # fmt: skip
         return []
     job = create_deploy_build(session, chosen, environment)
-    chosen.state = DeploymentState.queued
+    chosen.state, chosen.reason = DeploymentState.queued, None
     _changed(chosen)
     return announcement_labels(session, [job])
+
+
+def _held_by_lost_copy(session: Session, environment_id: int) -> str | None:
+    """Why the environment stays locked after its deployment ended: a deploy job the server closed
+    as lost may still be running on its runner, until it is known to have stopped (see
+    ``server.queue.lost_copies``). None: no copy of a deploy job may still run here."""
+    held = session.execute(
+        sa.select(Job.stops_by, Runner.name)
+        .join(Deployment, Deployment.deploy_build_id == Job.build_id)
+        .outerjoin(Runner, Runner.id == Job.runner_id)
+        .where(
+            Deployment.environment_id == environment_id,
+            Job.state.not_in([JobState.queued, JobState.running]),
+            Job.stops_by > utcnow(),
+        )
+        .order_by(Job.stops_by.desc())
+        .limit(1)
+    ).first()
+    return None if held is None else waiting_for(held.name, held.stops_by)
+
+
+def advance_after_lost_copies(session: Session, deploy_build_ids: list[int]) -> list[tuple[int, list[str]]]:
+    """The lost deploy jobs of these builds are known to have stopped: their environments go on
+    (the deploy sweep would, on its next pass). Returns jobs to announce after commit."""
+    if not deploy_build_ids:
+        return []
+    environments = session.scalars(
+        sa.select(Deployment.environment_id)
+        .where(Deployment.deploy_build_id.in_(deploy_build_ids))
+        .distinct()
+    ).all()
+    return [announced for environment_id in environments for announced in advance(session, environment_id)]
 
 
 def _newer_auto_build(session: Session, deployment: Deployment) -> int | None:

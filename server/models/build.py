@@ -174,6 +174,11 @@ class Job(Base):
     # so a runner that comes back late cannot report into a closed job.
     token_hash: Mapped[str | None] = mapped_column(sa.String(64), unique=True)
     lease_expires_at: Mapped[dt.datetime | None]
+    # When the copy its runner holds has stopped at the latest: the runner stops a job it could
+    # not renew for its outage budget, so this is the server's last word with it plus that budget
+    # (``server/queue/lost_copies.py``). Kept when the server closes the job without the runner
+    # (lost); a new attempt is not claimed before it, unless the runner says it stopped sooner.
+    stops_by: Mapped[dt.datetime | None]
     cancel_requested: Mapped[bool] = mapped_column(default=False)
     # The runner's key for the claim that took this job: a retried claim gets the same job back.
     claim_key: Mapped[str | None] = mapped_column(sa.String(64), index=True)

@@ -46,7 +46,7 @@ def before_claim(session: Session, claim_key: str | None) -> list[Any]:
 
 _CLAIM = """
     WITH retried AS (
-        UPDATE jobs SET token_hash = %(token_hash)s
+        UPDATE jobs SET token_hash = %(token_hash)s, stops_by = %(stops_by)s
         WHERE CAST(%(claim_key)s AS varchar) IS NOT NULL AND claim_key = %(claim_key)s
           AND runner_id = %(runner_id)s AND state = 'running'
           -- handed back only while the runner may still take it (its token may have been narrowed)
@@ -60,6 +60,11 @@ _CLAIM = """
           -- for a runner that runs steps on its host, only a repository's that allows it, never
           -- a fork's and never a deploy (see claims.runs_on_host)
           AND (NOT %(trusted_only)s OR jobs.environment IS NULL)
+          -- a re-run of a lost job only once the lost copy is known to have stopped (see
+          -- lost_copies.copy_stopped, the same condition): a primary key lookup, for re-runs only
+          AND (jobs.previous_attempt_id IS NULL OR NOT EXISTS (
+              SELECT 1 FROM jobs AS previous
+              WHERE previous.id = jobs.previous_attempt_id AND previous.stops_by > %(now)s))
           AND EXISTS (SELECT 1 FROM builds WHERE builds.id = jobs.build_id
                       AND builds.state IN ('queued', 'running')
                       AND (NOT %(trusted_only)s OR (NOT builds.from_fork AND EXISTS (
@@ -77,7 +82,8 @@ _CLAIM = """
         -- waits on the lock of a running one (see reports._FINISH_CTES).
         UPDATE jobs
         SET state = 'running', runner_id = %(runner_id)s, started_at = %(now)s, token_hash = %(token_hash)s,
-            claim_key = %(claim_key)s, lease_expires_at = %(lease_expires_at)s
+            claim_key = %(claim_key)s, lease_expires_at = %(lease_expires_at)s, stops_by = %(stops_by)s,
+            reason = NULL  -- a re-run's "waiting for the lost copy" is over
         WHERE jobs.id = (SELECT id FROM picked) AND (jobs.state = 'queued') IS TRUE
         RETURNING jobs.id, jobs.build_id
     ), started AS (
@@ -122,6 +128,7 @@ def claim_in_one_statement(
     retry_only: bool,
     now: dt.datetime,
     lease_expires_at: dt.datetime,
+    stops_by: dt.datetime,
 ) -> Any | None:
     """The claimed job's row (job columns, commit, ref, branch, fork flag, repository, steps as
     JSON arrays), or None if none is waiting. ``trusted_only``: only jobs of repositories that
@@ -141,5 +148,6 @@ def claim_in_one_statement(
             "claim_key": claim_key,
             "retry_only": retry_only,
             "lease_expires_at": lease_expires_at,
+            "stops_by": stops_by,
         },
     )

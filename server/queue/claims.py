@@ -23,6 +23,7 @@ from server.metrics.observe import job_claimed
 from server.models import Build, BuildState, Job, JobState, Repository, RunnerState, Step
 from server.models.base import utcnow
 from server.queue.claim_statement import claim_in_one_statement
+from server.queue.lost_copies import copy_stopped, stops_by
 from server.queue.tokens import new_token, token_hash
 from server.secrets.credentials import fetch_source_of
 from server.secrets.resolve import BuildContext, secrets_for_steps
@@ -124,6 +125,7 @@ def _claim_on_postgres(
         retry_only=retry_only,
         now=now,
         lease_expires_at=now + dt.timedelta(seconds=settings.lease_seconds),
+        stops_by=stops_by(now, settings),
     )
     if row is None:
         return None
@@ -139,7 +141,7 @@ def _claim_on_sqlite(
     """Embedded mode (one machine, a handful of jobs): pick, then a conditional UPDATE."""
     now = utcnow()
     token = new_token("glj")
-    job_id = _pick_candidate_on_sqlite(session, runner)
+    job_id = _pick_candidate_on_sqlite(session, runner, now)
     if job_id is None:
         return None
     claimed = session.execute(
@@ -152,6 +154,8 @@ def _claim_on_sqlite(
             token_hash=token_hash(token),
             claim_key=claim_key,
             lease_expires_at=now + dt.timedelta(seconds=settings.lease_seconds),
+            stops_by=stops_by(now, settings),
+            reason=None,  # a re-run's "waiting for the lost copy" is over
         )
         .returning(Job.build_id, Job.queued_at)
         .execution_options(synchronize_session=False)
@@ -187,7 +191,7 @@ def _job_claimed_with(
     job_id = session.execute(
         sa.update(Job)
         .where(Job.id == earlier.id, Job.state == JobState.running)
-        .values(token_hash=token_hash(token))
+        .values(token_hash=token_hash(token), stops_by=stops_by(utcnow(), settings))
         .returning(Job.id)
         .execution_options(synchronize_session=False)
     ).scalar_one_or_none()
@@ -196,12 +200,13 @@ def _job_claimed_with(
     return ClaimedJob(job_token=token, spec=job_spec(session, job_id, settings))
 
 
-def _pick_candidate_on_sqlite(session: Session, runner: Claimant) -> int | None:
+def _pick_candidate_on_sqlite(session: Session, runner: Claimant, now: dt.datetime) -> int | None:
     """Labels are JSON on SQLite, so they are matched in Python over the first queued jobs."""
     query = (
         sa.select(Job.id, Job.labels)
         .join(Build, Build.id == Job.build_id)
         .where(Job.state == JobState.queued, Build.state.in_([BuildState.queued, BuildState.running]))
+        .where(copy_stopped(now))
     )
     if runs_on_host(runner.executor):
         query = query.join(Repository, Repository.id == Build.repository_id).where(
@@ -314,6 +319,9 @@ def _spec(session: Session, job: Any, steps: list[StepRow], settings: Settings) 
 
 
 def renew_lease(job: Job, settings: Settings) -> dt.datetime:
+    """The runner renews the job's lease: the server has heard of its copy now, so the copy stops
+    by the outage budget from now at the latest (see ``lost_copies``)."""
     now = utcnow()
     job.lease_expires_at = now + dt.timedelta(seconds=settings.lease_seconds)
+    job.stops_by = stops_by(now, settings)
     return job.lease_expires_at

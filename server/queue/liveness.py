@@ -18,7 +18,8 @@ logger = logging.getLogger(__name__)
 
 API = "api"
 TICK_SECONDS = 2.0
-# A silence longer than this is an outage: the stretch of liveness starts again.
+# A silence longer than this is an outage: the stretch of liveness starts again. A shorter one
+# is not seen, so a lease must be longer than this (the default lease is five times as long).
 GAP = dt.timedelta(seconds=3 * TICK_SECONDS)
 
 

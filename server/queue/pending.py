@@ -14,6 +14,7 @@ from server.environments.rules import reserved_label_refusal
 from server.models import ApiToken, Build, Job, JobState, Repository, Runner, RunnerState
 from server.models.base import as_utc, utcnow
 from server.queue.claims import runner_serves, runs_on_host
+from server.queue.lost_copies import copy_waits
 from server.queue.reports import close_job
 from server.queue.token_labels import labels_served
 from server.reading import Reader
@@ -86,6 +87,7 @@ def list_pending(session: Session, lost_after_seconds: float, reader: Reader) ->
         .options(selectinload(Job.build).selectinload(Build.repository))
     ).all()
     runners = live_runners(session, lost_after_seconds)
+    copy_waiting = copy_waits(session, jobs)
     now = utcnow()
     pending = []
     # Jobs ahead, counted by label set: a queue has thousands of jobs but a handful of label sets.
@@ -99,7 +101,8 @@ def list_pending(session: Session, lost_after_seconds: float, reader: Reader) ->
                     build=job.build,
                     position=position,
                     age_seconds=(now - queued_at).total_seconds(),
-                    waiting_because=why_waiting(job.labels, runners, earlier, host_refusal(job)),
+                    waiting_because=copy_waiting.get(job.id)
+                    or why_waiting(job.labels, runners, earlier, host_refusal(job)),
                 )
             )
         earlier[tuple(job.labels)] += 1

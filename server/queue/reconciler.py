@@ -18,6 +18,7 @@ from server.db import session_scope
 from server.models import Build, BuildState, Job, JobState
 from server.models.base import as_utc, utcnow
 from server.queue.liveness import up_since
+from server.queue.lost_copies import previous_copies_stop
 from server.queue.reports import close_job
 from server.queue.runners import announcement_labels, mark_lost_runners
 
@@ -96,14 +97,17 @@ def _close_lost_and_overdue_jobs(session: Session, settings: Settings, result: R
     api_up_since = up_since(session)
     lease = dt.timedelta(seconds=settings.lease_seconds)
     # Only while the runner API has been up for a whole lease can a silent runner be told
-    # apart from a server that could not hear it.
-    if api_up_since is not None and api_up_since + lease < now:
-        lost_after = dt.timedelta(seconds=settings.runner_lost_seconds)
-        if api_up_since + lost_after < now:
-            result.runners_lost = [r.id for r in mark_lost_runners(session, settings.runner_lost_seconds)]
-        for job in _locked(session, Job.state == JobState.running, Job.lease_expires_at < now):
-            close_job(session, job, JobState.lost, "the runner stopped renewing the job's lease (lost)")
-            result.jobs_lost.append(job.id)
+    # apart from a server that could not hear it: its heartbeats, and the reports it held
+    # through the outage (a job's end among them), have had time to arrive.
+    if api_up_since is None or api_up_since + lease >= now:
+        return
+    lost_after = dt.timedelta(seconds=settings.runner_lost_seconds)
+    if api_up_since + lost_after < now:
+        result.runners_lost = [r.id for r in mark_lost_runners(session, settings.runner_lost_seconds)]
+    for job in _locked(session, Job.state == JobState.running, Job.lease_expires_at < now):
+        reason = "the runner stopped renewing the job's lease (lost)"
+        close_job(session, job, JobState.lost, reason, copy_may_run=True)
+        result.jobs_lost.append(job.id)
 
     # Overdue jobs are found without locks; only they are locked (SKIP LOCKED) and closed.
     running = session.execute(
@@ -118,7 +122,7 @@ def _close_lost_and_overdue_jobs(session: Session, settings: Settings, result: R
     if overdue:
         for job in _locked(session, Job.id.in_(overdue), Job.state == JobState.running):
             reason = f"timed out after {job.timeout_seconds}s (closed by the server)"
-            close_job(session, job, JobState.timed_out, reason)
+            close_job(session, job, JobState.timed_out, reason, copy_may_run=True)
             result.jobs_timed_out.append(job.id)
 
 
@@ -157,18 +161,34 @@ def give_back_unsent(
 
 
 def _reannounce_waiting_jobs(session: Session, settings: Settings, result: ReconcileResult) -> None:
-    """Read without locks; stamp the ones due with one UPDATE, committed right away."""
+    """Read without locks; stamp the ones due with one UPDATE, committed right away. A re-run held
+    back until a lost copy stopped (``lost_copies``) is not announced before: no runner could
+    claim it. It is due as soon as that copy has stopped, whatever its backoff."""
     now = utcnow()
     min_reannounce = dt.timedelta(seconds=settings.reannounce_after_seconds)
     waiting = session.scalars(
         sa.select(Job).where(Job.state == JobState.queued).order_by(Job.id).limit(5000)
     ).all()
-    due = []
+    copies_stop = previous_copies_stop(session, waiting)
+    due, released = [], []
     for job in waiting:
         age = now - as_utc(job.queued_at)
         last = as_utc(job.last_announced_at or job.queued_at)
-        if now - last >= min(max(age / 2, min_reannounce), MAX_REANNOUNCE):
+        copy_stops = copies_stop.get(job.id)
+        if copy_stops is not None and copy_stops > now:
+            continue
+        if copy_stops is not None and last < copy_stops:
+            released.append(job.id)
             due.append(job)
+        elif now - last >= min(max(age / 2, min_reannounce), MAX_REANNOUNCE):
+            due.append(job)
+    if released:  # they no longer wait for the lost copy, and should not say they do
+        session.execute(
+            sa.update(Job)
+            .where(Job.id.in_(released), Job.state == JobState.queued)
+            .values(reason=None)
+            .execution_options(synchronize_session=False)
+        )
     if due:
         result.announce_stamps = Stamps(at=now, before={job.id: job.last_announced_at for job in due})
         session.execute(

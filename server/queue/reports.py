@@ -100,6 +100,7 @@ def release_job(session: Session, job: Job, released: JobReleased) -> None:
     job.token_hash = None
     job.claim_key = None
     job.lease_expires_at = None
+    job.stops_by = None  # no step ran, and the runner gives it back: it runs no copy
     job.last_announced_at = None
     session.flush()
     refresh_build_state(session, job.build_id)
@@ -253,7 +254,7 @@ def _claimant(session: Session, runner_id: int) -> RunnerIdentity | None:
 _FINISH_CTES = """
     WITH closed AS (
         UPDATE jobs SET state = %(state)s, reason = %(reason)s, finished_at = %(now)s, token_hash = NULL,
-                        lease_expires_at = NULL
+                        lease_expires_at = NULL, stops_by = NULL
         WHERE id = %(job_id)s AND state = 'running' AND token_hash = %(token_hash)s
         RETURNING id, build_id, runner_id, started_at
     ), settled AS (
@@ -293,9 +294,22 @@ def _running_step_becomes(state: JobState) -> StepState:
     return StepState.errored if state in (JobState.lost, JobState.errored) else StepState(state.value)
 
 
-def close_job(session: Session, job: Job, state: JobState, reason: str | None) -> None:
-    """End a job for good: revoke its token, settle its steps, update its build and runner."""
+def close_job(
+    session: Session, job: Job, state: JobState, reason: str | None, *, copy_may_run: bool = False
+) -> None:
+    """End a job for good: revoke its token, settle its steps, update its build and runner.
+
+    ``copy_may_run``: the server closes it without a word from its runner, which may still be
+    running it; its ``stops_by`` stays, and a new attempt waits for it (``lost_copies``). A job
+    closed while queued passes on its previous attempt's, so a re-run of it waits just as long."""
     now = utcnow()
+    if not copy_may_run:
+        never_ran = job.state is JobState.queued and job.previous_attempt_id is not None
+        job.stops_by = (
+            session.scalar(sa.select(Job.stops_by).where(Job.id == job.previous_attempt_id))
+            if never_ran
+            else None
+        )
     job.state = state
     job.reason = reason
     job.finished_at = now

@@ -23,15 +23,19 @@ from runner.spec import (
     StepStarted,
 )
 from server.auth import BearerDep
-from server.deps import SessionDep, StateDep
+from server.db import after_commit
+from server.deploys.hooks import deploy_copies_stopped
+from server.deps import AppState, SessionDep, StateDep
 from server.models import ApiToken, Job, Runner, RunnerState
 from server.queue import job_cycle, reports
 from server.queue.claims import renew_lease
+from server.queue.lost_copies import Released, confirm_stopped
 from server.queue.runners import (
     LabelsNotAllowed,
     NotARunnerToken,
     RunnerIdentity,
     RunnerNotRegistered,
+    announcement_labels,
     identify_runner,
     register_runner,
     report_availability,
@@ -85,14 +89,33 @@ def register(body: RunnerRegistration, session: SessionDep, token: RunnerTokenDe
 
 
 @router.post("/heartbeat", status_code=204)
-def runner_heartbeat(body: RunnerHeartbeat, session: SessionDep, token: BearerDep) -> Response:
+def runner_heartbeat(
+    body: RunnerHeartbeat, session: SessionDep, token: BearerDep, state: StateDep
+) -> Response:
     identity = _identify(session, token, body.runner_id)
     runner = session.get(Runner, identity.id, with_for_update=True)
     assert runner is not None  # identified just now, and runners are never deleted
     if body.free_disk_bytes is not None:
         runner.free_disk_bytes = body.free_disk_bytes
     report_availability(runner, body.unavailable)
+    if body.stopped_jobs:
+        _announce_released(session, state, confirm_stopped(session, runner.id, body.stopped_jobs))
     return Response(status_code=204)
+
+
+def _announce_released(session: Session, state: AppState, released: Released) -> None:
+    """New attempts the lost copies held back, and deploy jobs of environments they kept locked,
+    are announced as soon as this is committed (the reconciler would, a few seconds later)."""
+    announcements = announcement_labels(session, released.attempts)
+    announcements += deploy_copies_stopped(session, released.deploy_builds)
+    if not announcements:
+        return
+
+    def announce() -> None:
+        for job_id, labels in announcements:
+            state.transport.announce_job(job_id, labels)
+
+    after_commit(session, announce)
 
 
 @router.post("/drain", status_code=204)

@@ -13,6 +13,7 @@ from server.models import ApiToken, Job, JobState, Runner, RunnerState, TokenKin
 from server.models.base import as_utc, utcnow
 from server.queue.claim_statement import before_claim
 from server.queue.claims import RunnerIdentity
+from server.queue.lost_copies import confirm_stopped
 from server.queue.reports import close_job
 from server.queue.token_labels import labels_not_allowed, labels_served
 from server.queue.tokens import find_token, token_hash
@@ -41,7 +42,9 @@ def runner_token(session: Session, token: str) -> ApiToken:
 
 def register_runner(session: Session, token: ApiToken, registration: RunnerRegistration) -> Runner:
     """A runner process starting up. One row per name and token, reused across restarts; any
-    job the previous process of that runner still held is closed as lost (that process is gone).
+    job the previous process of that runner still held is closed as lost (that process is gone),
+    and no copy of its lost jobs runs any more (its start-up swept their containers): new
+    attempts of them may start (the reconciler announces them on its next pass).
     Refused, rather than narrowed, if it asks for a label its token does not allow: a runner
     that silently served less than it was started with would be harder to understand."""
     refused = labels_not_allowed(registration.labels, token.labels)
@@ -69,6 +72,7 @@ def register_runner(session: Session, token: ApiToken, registration: RunnerRegis
     session.flush()
     for job in _running_jobs(session, runner.id):
         close_job(session, job, JobState.lost, f"runner {runner.name} restarted while running this job")
+    confirm_stopped(session, runner.id)
     return runner
 
 
@@ -166,7 +170,8 @@ def mark_lost_runners(session: Session, lost_after_seconds: float) -> list[Runne
     for runner in lost:
         runner.state = RunnerState.lost
         for job in _running_jobs(session, runner.id):
-            close_job(session, job, JobState.lost, f"runner {runner.name} stopped responding (lost)")
+            reason = f"runner {runner.name} stopped responding (lost)"
+            close_job(session, job, JobState.lost, reason, copy_may_run=True)
     return lost
 
 

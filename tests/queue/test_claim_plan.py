@@ -24,7 +24,7 @@ def test_the_claim_never_finds_its_job_or_build_by_walking_an_index_on_state(
     params = {
         "trusted_only": trusted_only, "any_label": False, "labels": ["docker"], "runner_id": 1, "now": now,
         "token_hash": "x" * 64, "claim_key": None, "retry_only": False, "lease_expires_at": now,
-        "build_labels": ["docker"],
+        "stops_by": now, "build_labels": ["docker"],
     }  # fmt: skip
     with engine.connect() as connection:
         driver = connection.connection.driver_connection

@@ -179,6 +179,22 @@ def test_after_an_outage_runners_get_a_full_lease_to_check_in_again(
     assert run_reconciler(session_factory, settings).jobs_lost == [job_id]
 
 
+def test_no_job_is_timed_out_by_the_server_while_its_end_may_be_held_through_an_outage(
+    session_factory: sessionmaker[Session], settings: Settings
+) -> None:
+    """A job that ended in time while the server was down has its end held by its runner and
+    delivered once the server is back: the server's own timeout (a backstop for a silent runner)
+    must not beat it to it."""
+    with session_factory.begin() as session:
+        job_id = running_job(session, started_at=ago(3600), timeout_seconds=600).id
+    api_up_for(session_factory, None)
+    assert run_reconciler(session_factory, settings).jobs_timed_out == []
+    api_up_for(session_factory, settings.lease_seconds / 2)  # back for half a lease
+    assert run_reconciler(session_factory, settings).jobs_timed_out == []
+    api_up_for(session_factory, settings.lease_seconds + 1)  # a whole lease, and still silent
+    assert run_reconciler(session_factory, settings).jobs_timed_out == [job_id]
+
+
 def test_planning_is_requested_again_with_backoff_and_then_given_up(
     session_factory: sessionmaker[Session], settings: Settings
 ) -> None:
