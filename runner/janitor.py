@@ -56,7 +56,13 @@ def start_janitor(
 def clean_up_after(runner_dir: Path, identity: str, executor: str, step_uids: Sequence[int]) -> bool:
     """Once the runner is gone: remove what carries ``identity`` (or end the step users'
     processes), if no newer process of the runner holds its directory. Whether it cleaned up."""
-    lock = dir_lock.take(runner_dir, dir_lock.JANITOR, wait_seconds=LOCK_GRACE_SECONDS)
+    try:
+        lock = dir_lock.take(runner_dir, dir_lock.JANITOR, wait_seconds=LOCK_GRACE_SECONDS)
+    except OSError as error:  # the directory was removed: whether a newer process runs is unknown
+        log.error(
+            "runner %s is gone, but its directory cannot be locked (%s): nothing removed", identity, error
+        )
+        return False
     if lock is None:
         log.info("a newer process of runner %s holds %s; it cleans up for itself", identity, runner_dir)
         return False
