@@ -356,13 +356,12 @@ def sweep_orphans(identity: str, base_url: str | None = None, *, legacy_name: st
 
 def _mention_legacy_containers(client: docker.DockerClient, runner_name: str) -> None:
     named = client.api.containers(all=True, filters={"label": [f"{RUNNER_LABEL}={runner_name}"]})
-    legacy = [c for c in named if IDENTITY_LABEL not in (c.get("Labels") or {})]
+    legacy = [c["Id"][:12] for c in named if IDENTITY_LABEL not in (c.get("Labels") or {})]
     if legacy:
         log.warning(
             "%d container(s) labelled %s=%s by an older Greenlight carry no runner identity and are left "
-            "alone (another install may share the name); if they are this runner's: "
-            "docker rm -f $(docker ps -aq --filter label=%s=%s)",
-            len(legacy), RUNNER_LABEL, runner_name, RUNNER_LABEL, runner_name,
+            "alone (another install may share the name); if they are this runner's: docker rm -f %s",
+            len(legacy), RUNNER_LABEL, runner_name, " ".join(legacy),
         )  # fmt: skip
 
 
