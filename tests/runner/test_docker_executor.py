@@ -346,13 +346,14 @@ def test_a_sweep_removes_only_what_carries_its_identity_not_a_namesakes_running_
     assert outcome and outcome[0].outcome is StepOutcome.cancelled
 
 
-def test_a_container_of_an_older_version_labelled_only_with_the_name_is_never_swept(
-    start: Callable[..., DockerExecutor],
+def test_a_container_of_an_older_version_labelled_only_with_the_name_is_never_swept_but_named(
+    start: Callable[..., DockerExecutor], caplog: pytest.LogCaptureFixture
 ) -> None:
     executor = start()
     legacy = engine().containers.create(IMAGE, ["true"], labels={RUNNER_LABEL: executor.runner_name})
     try:
         assert sweep_orphans(executor.identity, legacy_name=executor.runner_name) == 0
         legacy.reload()
+        assert f"docker rm -f {legacy.id[:12]}" in caplog.text
     finally:
         legacy.remove(force=True)
