@@ -35,6 +35,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from runner import dir_lock
+from runner.executors.step_user import StepUser
 
 log = logging.getLogger("runner.janitor")
 
@@ -44,16 +45,16 @@ LOCK_GRACE_SECONDS = 5.0
 
 
 def start_janitor(
-    runner_dir: Path, identity: str, executor: str, step_uids: Sequence[int] = ()
+    runner_dir: Path, identity: str, executor: str, step_users: Sequence[StepUser] = ()
 ) -> subprocess.Popen[bytes]:
     """Start the janitor of this runner process. Keep the returned process referenced for the
     runner's life: its stdin is the pipe whose end tells the janitor that the runner is gone."""
     argv = [sys.executable, "-m", "runner.janitor", str(runner_dir), identity, "--executor", executor]
-    argv += [f"--step-uid={uid}" for uid in step_uids]
+    argv += [f"--step-user={user.uid}:{user.gid}" for user in step_users]
     return subprocess.Popen(argv, stdin=subprocess.PIPE, start_new_session=True, close_fds=True)
 
 
-def clean_up_after(runner_dir: Path, identity: str, executor: str, step_uids: Sequence[int]) -> bool:
+def clean_up_after(runner_dir: Path, identity: str, executor: str, step_users: Sequence[StepUser]) -> bool:
     """Once the runner is gone: remove what carries ``identity`` (or end the step users'
     processes), if no newer process of the runner holds its directory. Whether it cleaned up."""
     try:
@@ -72,12 +73,11 @@ def clean_up_after(runner_dir: Path, identity: str, executor: str, step_uids: Se
 
             removed = sweep_orphans(identity)
             log.warning("runner %s is gone: removed %d of its container(s)", identity, removed)
-        for uid in step_uids:
+        for user in step_users:
             from runner.executors.step_processes import end_processes_of
-            from runner.executors.step_user import step_user
 
-            if left := end_processes_of(step_user(str(uid))):
-                log.error("runner %s is gone: processes of uid %d still run: %s", identity, uid, left)
+            if left := end_processes_of(user):
+                log.error("runner %s is gone: processes of uid %d still run: %s", identity, user.uid, left)
     finally:
         lock.close()
     return True
@@ -88,13 +88,18 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("runner_dir", type=Path)
     parser.add_argument("identity")
     parser.add_argument("--executor", choices=("docker", "local"), default="docker")
-    parser.add_argument("--step-uid", type=int, action="append", default=[])
+    parser.add_argument("--step-user", type=_uid_gid, action="append", default=[], metavar="UID:GID")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s janitor: %(message)s")
     # Blocks until the runner process is gone: it never writes, and only its end closes the pipe.
     while sys.stdin.buffer.read(65536):
         pass
-    clean_up_after(args.runner_dir, args.identity, args.executor, args.step_uid)
+    clean_up_after(args.runner_dir, args.identity, args.executor, args.step_user)
+
+
+def _uid_gid(value: str) -> StepUser:
+    uid, _, gid = value.partition(":")
+    return StepUser(uid, int(uid), int(gid))
 
 
 if __name__ == "__main__":

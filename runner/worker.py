@@ -169,7 +169,7 @@ def run_runner(settings: RunnerSettings) -> None:
     executor_name = settings.runner_executor
     availability: Callable[[], str | None] | None = None
     sweep = None
-    step_uids: list[int] = []
+    janitor_kills: list[StepUser] = []
     prepare_runner_dir(settings)
     # First: a janitor still ending the processes of a dead predecessor's step users must be done
     # before the local executor checks that they run nothing.
@@ -180,7 +180,7 @@ def run_runner(settings: RunnerSettings) -> None:
         from runner.executors.local import LocalExecutor
 
         step_users = local_step_users(settings)
-        step_uids = [user.uid for user in step_users.users]
+        janitor_kills = list(step_users.users)
 
         def make_executor() -> Executor:
             return LocalExecutor(step_users)
@@ -204,7 +204,7 @@ def run_runner(settings: RunnerSettings) -> None:
 
     def watch(registered_as: str) -> None:
         global _janitor
-        _janitor = start_janitor(settings.runner_dir, registered_as, executor_name, step_uids)
+        _janitor = start_janitor(settings.runner_dir, registered_as, executor_name, janitor_kills)
 
     agent = RunnerAgent(
         settings,

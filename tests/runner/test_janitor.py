@@ -5,8 +5,11 @@ runner directory; a runner starting meanwhile waits for it rather than refusing.
 from __future__ import annotations
 
 import os
+import pwd
 import secrets
+import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,6 +20,8 @@ from docker.errors import NotFound
 from runner import dir_lock, worker
 from runner.config import RunnerSettings
 from runner.executors.docker import IDENTITY_LABEL, RUNNER_LABEL
+from runner.executors.step_processes import processes_of
+from runner.executors.step_user import StepUser
 from runner.janitor import start_janitor
 
 IMAGE = os.environ.get("GREENLIGHT_TEST_IMAGE", "greenlight-test/debian:bookworm")
@@ -99,3 +104,34 @@ def test_a_runner_waits_for_the_janitor_of_its_predecessor_instead_of_refusing(t
         assert worker._dir_lock is not None
         worker._dir_lock.close()
         worker._dir_lock = None
+
+
+def _unused_uid() -> int:
+    """A uid of no account whose processes nothing else has (the janitor kills them all)."""
+    uid = 64000 + os.getpid() % 1000
+    while True:
+        try:
+            pwd.getpwuid(uid)
+        except KeyError:
+            if not processes_of(uid):
+                return uid
+        uid += 1
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="starting processes as another user needs root")
+def test_when_a_local_runner_is_gone_its_janitor_ends_every_process_of_its_step_users(tmp_path: Path) -> None:
+    uid = _unused_uid()
+    user = StepUser(str(uid), uid, uid)
+    # What a step left: a process in a session of its own, as the step user.
+    subprocess.Popen(
+        ["setsid", "sleep", "120"], user=uid, group=uid, extra_groups=[], start_new_session=True, cwd="/"
+    )
+    deadline = time.monotonic() + 10
+    while not processes_of(uid):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    janitor = start_janitor(tmp_path, secrets.token_hex(16), "local", [user])
+    assert janitor.stdin is not None
+    janitor.stdin.close()
+    assert janitor.wait(timeout=30) == 0
+    assert processes_of(uid) == []
