@@ -79,7 +79,7 @@ def run_bench_runner() -> None:
         # that allow host-process runners); its jobs run nothing.
         executor="docker",
     )
-    runner_id = api.register(registration)
+    runner_id = api.register(registration).runner_id
     results = redis.Redis.from_url(broker)
 
     celery = Celery("bench-runner", broker=broker)

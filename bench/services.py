@@ -43,7 +43,7 @@ def job(services: list[ServiceSpec]) -> JobSpec:
 
 def run_once(spec: JobSpec) -> tuple[float, float]:
     """Seconds for the whole job, and for the first step (which includes the services' start)."""
-    executor = DockerExecutor(f"bench-{secrets.token_hex(4)}")
+    executor = DockerExecutor(f"bench-{secrets.token_hex(4)}", identity=secrets.token_hex(16))
     began = time.monotonic()
     with tempfile.TemporaryDirectory() as workspace:
         executor.setup(spec, Path(workspace))

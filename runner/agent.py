@@ -22,9 +22,17 @@ from runner import __version__
 from runner.client import RunnerApi, ServerUnavailable, new_claim_key
 from runner.config import RunnerSettings
 from runner.executors.base import Executor
+from runner.identity import RunnerIdentity
 from runner.job import JobRun
 from runner.logs import bind, in_this_context, log_context
-from runner.spec import DOCKER_EXECUTOR, ClaimedJob, ClaimRequest, RunnerRegistration, host_trust_refusal
+from runner.spec import (
+    DOCKER_EXECUTOR,
+    ClaimedJob,
+    ClaimRequest,
+    RunnerRegistered,
+    RunnerRegistration,
+    host_trust_refusal,
+)
 
 if TYPE_CHECKING:
     from runner.hygiene import DiskHygiene
@@ -38,16 +46,24 @@ class RunnerAgent:
         settings: RunnerSettings,
         executor_factory: Callable[[], Executor],
         executor_name: str,
-        sweep_orphans: Callable[[], object] | None = None,
+        sweep_orphans: Callable[[str], object] | None = None,
         hygiene: DiskHygiene | None = None,
         *,
         availability: Callable[[], str | None] | None = None,
+        identity: RunnerIdentity | None = None,
+        after_registering: Callable[[str], object] | None = None,
     ) -> None:
+        """``sweep_orphans(identity)``: removes what carries that identity on the engine.
+        ``after_registering(identity)``: starts what watches this process (``runner.janitor``)."""
         self.settings = settings
         self.api = RunnerApi(settings.server_url, settings.runner_token)
         self._executor_factory = executor_factory
         self._executor_name = executor_name
-        self._sweep_orphans = sweep_orphans
+        self._sweep = sweep_orphans
+        # A sweep that waits for the engine to answer (None: nothing waits).
+        self._sweep_orphans: Callable[[], object] | None = None
+        self.identity = identity or RunnerIdentity(settings.runner_dir)
+        self._after_registering = after_registering
         # Why steps cannot run now (None: they can), as ``availability`` last said.
         self._availability = availability
         self.unavailable: str | None = None
@@ -62,14 +78,15 @@ class RunnerAgent:
         self._running_lock = threading.Lock()
 
     def start(self) -> None:
-        """Clean up after an earlier process of this runner, register (retrying until the server
-        answers: until then no message may be consumed and lost), then look for waiting work."""
+        """Clean up after an earlier process of this runner (what carries the identity it kept),
+        register (retrying until the server answers: until then no message may be consumed and
+        lost), keep the identity the server gave, then look for waiting work."""
         self.unavailable = self._check_availability()
-        if self.unavailable is None and self._sweep_orphans is not None:
-            # A previous process killed mid-job left containers behind; the server closes its
-            # jobs as lost when we register below. (Without an engine: once it answers.)
-            self._sweep_orphans()
-            self._sweep_orphans = None
+        previous = self.identity.stored()
+        if previous is not None:
+            # A previous process killed mid-job left containers behind. Before registering: the
+            # server takes this registration to mean that process's jobs are over, copies included.
+            self._sweep_identity(previous)
         shutil.rmtree(self.settings.runner_dir / "workspaces", ignore_errors=True)
         registration = RunnerRegistration(
             name=self.settings.runner_name,
@@ -80,16 +97,26 @@ class RunnerAgent:
             executor=self._executor_name,
             unavailable=self.unavailable,
         )
+        registered: RunnerRegistered | None = None
         delay = 1.0
-        while self.runner_id is None and not self.draining.is_set():
+        while registered is None and not self.draining.is_set():
             try:
-                self.runner_id = self.api.register(registration)
+                registered = self.api.register(registration)
             except Exception as error:
                 logger.error(
                     "cannot register with %s (%s); retrying in %.0fs", self.settings.server_url, error, delay
                 )
                 self.draining.wait(delay)
                 delay = min(delay * 2, 30.0)
+        if registered is not None:
+            identity = self.identity.adopt(registered.identity)
+            if identity != previous:
+                # This directory did not know the runner's identity (first start, a wiped
+                # directory): what a killed process of it left can only be found now.
+                self._sweep_identity(identity)
+            if self._after_registering is not None:
+                self._after_registering(identity)
+            self.runner_id = registered.runner_id
         bind(runner_id=self.runner_id)
         self._check_disk()
         logger.info(
@@ -101,6 +128,23 @@ class RunnerAgent:
         # Jobs queued before this runner existed: look once without waiting for a message. Not a
         # daemon: a job it runs must finish (drain) or be cancelled (stop) before the process exits.
         threading.Thread(target=self.work, name="startup-claim").start()
+
+    def _sweep_identity(self, identity: str) -> None:
+        """Sweep what carries ``identity`` now, or once the engine answers (on a heartbeat)."""
+        if self._sweep is None:
+            return
+        sweep = self._sweep
+        if self.unavailable is None:
+            sweep(identity)
+            return
+        waiting = self._sweep_orphans
+
+        def sweep_later() -> None:
+            if waiting is not None:
+                waiting()
+            sweep(identity)
+
+        self._sweep_orphans = sweep_later
 
     def stop(self) -> None:
         """Cancel running jobs (their containers are killed and removed) and claim nothing more."""

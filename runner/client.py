@@ -76,9 +76,9 @@ class RunnerApi:
     def close(self) -> None:
         self._http.clear()
 
-    def register(self, registration: RunnerRegistration) -> int:
+    def register(self, registration: RunnerRegistration) -> RunnerRegistered:
         reply = self._post("/api/runner/register", registration, self._runner_token)
-        return RunnerRegistered.model_validate(reply.json()).runner_id
+        return RunnerRegistered.model_validate(reply.json())
 
     def heartbeat(
         self, runner_id: int, free_disk_bytes: int | None = None, unavailable: str | None = None

@@ -2,12 +2,12 @@
 below it, only what it made itself and nothing running needs.
 
 In this order, cheapest to make again first: workspaces of jobs it no longer runs; its stopped
-containers, networks and volumes (labelled ``greenlight.runner=<name>`` at creation) of jobs it
-no longer runs; its images (labelled so, or pulled by it: ``runner.images``) that no container
-uses and no running job needs, least recently used first; then its git mirror caches, least
-recently used first, skipping one a job holds. Images and mirrors stop as soon as the disk is
-above the threshold again. An image it did not pull or label (say, one built on the host) is
-never touched.
+containers, networks and volumes (labelled ``greenlight.runner.identity=<its identity>`` at
+creation, see ``runner.identity``) of jobs it no longer runs; its images (labelled so, or pulled
+by it: ``runner.images``) that no container uses and no running job needs, least recently used
+first; then its git mirror caches, least recently used first, skipping one a job holds. Images
+and mirrors stop as soon as the disk is above the threshold again. An image it did not pull or
+label (say, one built on the host) is never touched.
 
 It runs in a thread of its own, started from the heartbeat (and once at start), never inside a
 job: a slow engine delays the next clean-up, not a build.
@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from runner.executors.docker import JOB_LABEL, RUNNER_LABEL
+from runner.executors.docker import IDENTITY_LABEL, JOB_LABEL
 from runner.images import RunnerImages
 
 log = logging.getLogger(__name__)
@@ -51,16 +51,18 @@ class DiskHygiene:
     def __init__(
         self,
         runner_dir: Path,
-        runner_name: str,
+        identity: Callable[[], str | None],
         min_free_bytes: int,
         running_jobs: Callable[[], set[int]],
         images: RunnerImages,
         docker_client: Callable[[], Any] | None = None,
     ) -> None:
-        """``running_jobs``: ids of the jobs this runner runs now (their workspaces, networks and
-        images stay). ``docker_client``: makes an engine client (None: no Docker on this runner)."""
+        """``identity``: the runner's identity (None until it has registered: nothing on the
+        engine is known to be its own yet). ``running_jobs``: ids of the jobs this runner runs now
+        (their workspaces, networks and images stay). ``docker_client``: makes an engine client
+        (None: no Docker on this runner)."""
         self.runner_dir = runner_dir
-        self.runner_name = runner_name
+        self.identity = identity
         self.min_free_bytes = min_free_bytes
         self._running_jobs = running_jobs
         self.images = images
@@ -117,7 +119,7 @@ class DiskHygiene:
         cleaned.workspaces = self._remove_workspaces()
         client = self._connect()
         try:
-            if client is not None:
+            if client is not None and self.identity() is not None:
                 cleaned.containers = self._remove_containers(client)
                 cleaned.networks = self._remove_labelled(client, "networks")
                 cleaned.volumes = self._remove_labelled(client, "volumes")
@@ -158,7 +160,7 @@ class DiskHygiene:
         return removed
 
     def _ours(self) -> dict[str, list[str]]:
-        return {"label": [f"{RUNNER_LABEL}={self.runner_name}"]}
+        return {"label": [f"{IDENTITY_LABEL}={self.identity()}"]}
 
     def _remove_containers(self, client: Any) -> int:
         removed = 0
@@ -251,7 +253,7 @@ class DiskHygiene:
             labels = (client.api.inspect_image(parent).get("Config") or {}).get("Labels") or {}
         except Exception:
             return False
-        return labels.get(RUNNER_LABEL) == self.runner_name
+        return labels.get(IDENTITY_LABEL) == self.identity()
 
     def _remove_mirrors(self) -> int:
         root = self.runner_dir / "mirrors"

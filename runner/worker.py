@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import fcntl
 import logging
 import os
 import signal
+import subprocess
 import sys
 import threading
 from collections.abc import Callable
@@ -14,6 +14,7 @@ from typing import IO
 
 from celery import Celery, signals
 
+from runner import dir_lock
 from runner.agent import RunnerAgent
 from runner.broker import tolerate_restore_on_closed_connection
 from runner.config import RunnerSettings
@@ -21,7 +22,9 @@ from runner.executors.base import Executor
 from runner.executors.step_processes import processes_of
 from runner.executors.step_user import StepUser, StepUsers, scheduler_problem, step_user, step_user_problem
 from runner.hygiene import DiskHygiene
+from runner.identity import RunnerIdentity
 from runner.images import RunnerImages
+from runner.janitor import start_janitor
 from runner.spec import JOB_AVAILABLE_TASK, broker_transport_options, label_queue
 
 logger = logging.getLogger(__name__)
@@ -124,20 +127,26 @@ def _cancel_on_quit(agent: RunnerAgent) -> None:
 
 
 _dir_lock: IO[str] | None = None
+# The janitor of this process: its stdin is a pipe that closes when this process ends.
+_janitor: subprocess.Popen[bytes] | None = None
+# How long a runner waits for the janitor of its dead predecessor to finish cleaning up.
+JANITOR_WAIT_SECONDS = 60.0
 
 
 def _claim_runner_dir(settings: RunnerSettings) -> None:
     """One runner process per directory: at start a runner wipes its workspaces and sweeps the
-    containers of its name, which would destroy the live work of a second process sharing them."""
+    containers of its identity, which would destroy the live work of a second process sharing
+    them. The janitor of a dead predecessor may hold the directory for a moment: wait for it."""
     global _dir_lock
-    lock = open(settings.runner_dir / ".runner.lock", "w")  # noqa: SIM115 (held for the process's life)
-    try:
-        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
+    lock = dir_lock.take(settings.runner_dir, dir_lock.RUNNER)
+    if lock is None and dir_lock.live_runner_holds(settings.runner_dir) is None:
+        logger.info("waiting for the clean-up after an earlier process of this runner")
+        lock = dir_lock.take(settings.runner_dir, dir_lock.RUNNER, wait_seconds=JANITOR_WAIT_SECONDS)
+    if lock is None:
         raise SystemExit(
             f"another runner process already uses {settings.runner_dir}: give each runner process its own "
             "GREENLIGHT_RUNNER_DIR and --name"
-        ) from None
+        )
     _dir_lock = lock
 
 
@@ -160,12 +169,18 @@ def run_runner(settings: RunnerSettings) -> None:
     executor_name = settings.runner_executor
     availability: Callable[[], str | None] | None = None
     sweep = None
+    janitor_kills: list[StepUser] = []
     prepare_runner_dir(settings)
+    # First: a janitor still ending the processes of a dead predecessor's step users must be done
+    # before the local executor checks that they run nothing.
+    _claim_runner_dir(settings)
+    identity = RunnerIdentity(settings.runner_dir)
     images = RunnerImages(settings.runner_dir / "pulled-images.json")
     if executor_name == "local":
         from runner.executors.local import LocalExecutor
 
         step_users = local_step_users(settings)
+        janitor_kills = list(step_users.users)
 
         def make_executor() -> Executor:
             return LocalExecutor(step_users)
@@ -173,19 +188,37 @@ def run_runner(settings: RunnerSettings) -> None:
         from runner.executors.docker import DockerExecutor, engine_problem, sweep_orphans
 
         def make_executor() -> Executor:
-            return DockerExecutor(runner_name=settings.runner_name, pull=settings.runner_pull, images=images)
+            # Jobs are claimed only once registered, by when the identity is the server's.
+            assert identity.current is not None
+            return DockerExecutor(
+                runner_name=settings.runner_name,
+                identity=identity.current,
+                pull=settings.runner_pull,
+                images=images,
+            )
 
-        def sweep() -> int:
-            return sweep_orphans(settings.runner_name)
+        def sweep(of: str) -> int:
+            return sweep_orphans(of, legacy_name=settings.runner_name)
 
         availability = engine_problem
-    _claim_runner_dir(settings)
 
-    agent = RunnerAgent(settings, make_executor, executor_name, sweep, availability=availability)
+    def watch(registered_as: str) -> None:
+        global _janitor
+        _janitor = start_janitor(settings.runner_dir, registered_as, executor_name, janitor_kills)
+
+    agent = RunnerAgent(
+        settings,
+        make_executor,
+        executor_name,
+        sweep,
+        availability=availability,
+        identity=identity,
+        after_registering=watch,
+    )
     if settings.runner_min_free_disk > 0:
         agent.hygiene = DiskHygiene(
             settings.runner_dir,
-            settings.runner_name,
+            lambda: identity.current,
             settings.runner_min_free_disk,
             agent.running_jobs,
             images,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -12,7 +13,7 @@ from alembic.migration import MigrationContext
 from sqlalchemy.orm import Session
 
 from server.migrate import upgrade_to_head
-from server.models import ApiToken, Base, Job, JobState
+from server.models import ApiToken, Base, Job, JobState, Runner
 from server.models.base import utcnow
 from server.queue.lost_copies import copy_stopped
 from tests.support.old_schema import empty_database, insert_row, upgraded_from
@@ -87,3 +88,23 @@ def test_a_rerun_queued_before_the_upgrade_is_not_held_back_by_a_copy_it_cannot_
             sa.select(Job.id).where(Job.state == JobState.queued, copy_stopped(utcnow()))
         )
         assert claimable.all() == [2]
+
+
+def two_runners(connection: sa.Connection, tables: Mapping[str, sa.Table]) -> None:
+    for name in ("box-1", "box-2"):
+        insert_row(connection, tables["runners"], name=name)
+
+
+@pytest.mark.parametrize("dialect", ["sqlite", pytest.param("postgresql", marks=pytest.mark.integration)])
+def test_runners_that_exist_at_the_upgrade_get_an_identity_each(dialect: str, tmp_path: Path) -> None:
+    with (
+        empty_database(dialect, tmp_path, name="greenlight_runner_identity") as url,
+        upgraded_from(url, "0019_runner_token_labels", two_runners) as connection,
+        Session(connection) as session,
+    ):
+        identities = {
+            name: identity for name, identity in session.execute(sa.select(Runner.name, Runner.identity))
+        }
+    assert sorted(identities) == ["box-1", "box-2"]
+    assert len(set(identities.values())) == 2
+    assert all(re.fullmatch(r"[0-9a-f]{32}", identity) for identity in identities.values())

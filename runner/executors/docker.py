@@ -34,7 +34,10 @@ log = logging.getLogger(__name__)
 
 PULL_POLICIES = ("never", "if-not-present", "always")
 JOB_LABEL = "greenlight.job"
+# The runner's name, for people reading `docker ps`; no sweep goes by it (two installs on one
+# engine may share a name). What a runner removes is decided by its identity alone.
 RUNNER_LABEL = "greenlight.runner"
+IDENTITY_LABEL = "greenlight.runner.identity"
 WORKSPACE = "/workspace"
 POLL_SECONDS = 0.2
 # Bounded waits on the engine once a step is over, so a wedged daemon cannot hang the runner.
@@ -61,15 +64,20 @@ class DockerExecutor:
         self,
         runner_name: str,
         *,
+        identity: str,
         base_url: str | None = None,
         pull: str = "if-not-present",
         images: RunnerImages | None = None,
     ) -> None:
-        """``images``: the runner's record of images it pulled and its jobs need (disk hygiene
+        """``identity``: the runner's (``runner.identity``), on everything created for a job.
+        ``images``: the runner's record of images it pulled and its jobs need (disk hygiene
         removes only those it pulled, and never one a running job needs)."""
         if pull not in PULL_POLICIES:
             raise ValueError(f"pull must be one of {', '.join(PULL_POLICIES)}, not {pull!r}")
+        if not identity:
+            raise ValueError("a runner's executor needs its identity")
         self.runner_name = runner_name
+        self.identity = identity
         self.pull = pull
         self.images = images
         try:
@@ -88,7 +96,11 @@ class DockerExecutor:
         """Labels for everything created for this job, so teardown and orphan sweeps find it."""
         if self.job is None:
             raise ExecutorError("the executor has no job: call setup() first")
-        return {JOB_LABEL: str(self.job.job_id), RUNNER_LABEL: self.runner_name}
+        return {
+            JOB_LABEL: str(self.job.job_id),
+            RUNNER_LABEL: self.runner_name,
+            IDENTITY_LABEL: self.identity,
+        }
 
     def setup(self, job: JobSpec, workspace: Path) -> None:
         self.job = job
@@ -257,7 +269,7 @@ class DockerExecutor:
         if self.images is not None:
             self.images.release(self.job.job_id)
         try:
-            filters = {"label": [f"{k}={v}" for k, v in self.labels.items()]}
+            filters = {"label": [f"{JOB_LABEL}={self.job.job_id}", f"{IDENTITY_LABEL}={self.identity}"]}
             # The low-level list: containers.list() inspects each hit, and the engine lists a
             # container being created a moment before it can inspect it (404 → whole sweep lost).
             for container in self.client.api.containers(all=True, filters=filters):
@@ -301,9 +313,15 @@ def _pump(frames: Any, on_line: LineSink, masker: SecretMasker) -> None:
         splitter.close()
 
 
-def sweep_orphans(runner_name: str, base_url: str | None = None) -> int:
-    """Remove containers and networks a previous process of this runner left behind (it was
-    killed before its teardown ran). Call it before the runner claims anything. Never raises."""
+def sweep_orphans(identity: str, base_url: str | None = None, *, legacy_name: str | None = None) -> int:
+    """Remove the containers and networks labelled with ``identity`` (the runner's): left by a
+    previous process of this runner killed before its teardown ran. Call it before the runner
+    registers, and never while a process of the runner runs jobs. Never raises.
+
+    Containers of older versions carry the runner's name and no identity. They are never removed
+    here: a name does not say which install made them (two installs may share it, and an upgraded
+    one must not remove the running builds of one that is not yet). With ``legacy_name``, those
+    of that name are counted and the log says how to remove them by hand."""
     removed = 0
     try:
         client = docker.DockerClient(base_url=base_url) if base_url else docker.from_env()
@@ -311,7 +329,7 @@ def sweep_orphans(runner_name: str, base_url: str | None = None) -> int:
         log.warning("orphan sweep skipped: %s", exc)
         return 0
     try:
-        filters = {"label": [f"{RUNNER_LABEL}={runner_name}"]}
+        filters = {"label": [f"{IDENTITY_LABEL}={identity}"]}
         for container in client.api.containers(all=True, filters=filters):
             with contextlib.suppress(NotFound):
                 client.api.remove_container(container["Id"], force=True, v=True)
@@ -319,15 +337,32 @@ def sweep_orphans(runner_name: str, base_url: str | None = None) -> int:
         for network in client.api.networks(filters=filters):
             try:
                 client.api.remove_network(network["Id"])
+            except NotFound:
+                pass
             except Exception as exc:
                 log.warning("could not remove orphan network %s: %s", network.get("Name"), exc)
+        if legacy_name is not None:
+            _mention_legacy_containers(client, legacy_name)
     except Exception as exc:
         log.warning("orphan sweep failed: %s", exc)
     finally:
         client.close()
     if removed:
-        log.warning("removed %d container(s) left by an earlier run of runner %s", removed, runner_name)
+        log.warning(
+            "removed %d container(s) left by an earlier process of this runner (%s)", removed, identity
+        )
     return removed
+
+
+def _mention_legacy_containers(client: docker.DockerClient, runner_name: str) -> None:
+    named = client.api.containers(all=True, filters={"label": [f"{RUNNER_LABEL}={runner_name}"]})
+    legacy = [c["Id"][:12] for c in named if IDENTITY_LABEL not in (c.get("Labels") or {})]
+    if legacy:
+        log.warning(
+            "%d container(s) labelled %s=%s by an older Greenlight carry no runner identity and are left "
+            "alone (another install may share the name); if they are this runner's: docker rm -f %s",
+            len(legacy), RUNNER_LABEL, runner_name, " ".join(legacy),
+        )  # fmt: skip
 
 
 ENGINE_CHECK_SECONDS = 5

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import secrets
 import signal
@@ -166,6 +167,7 @@ def up(port: int, data_dir: Path | None) -> None:
         _write_secrets(data, {**stored, "runner_token_created": "yes"})
 
     url = f"http://127.0.0.1:{port}"
+    runner_name = os.environ.get("GREENLIGHT_RUNNER_NAME") or embedded_runner_name(data)
     env = {
         **os.environ,
         "GREENLIGHT_SERVER_URL": url,
@@ -177,7 +179,7 @@ def up(port: int, data_dir: Path | None) -> None:
         # needs a directory of its own elsewhere (it says so when it refuses to start).
         "GREENLIGHT_RUNNER_DIR": os.environ.get("GREENLIGHT_RUNNER_DIR", str(data / "runner")),
         "GREENLIGHT_DATA_DIR": str(data),
-        "GREENLIGHT_RUNNER_NAME": "embedded",
+        "GREENLIGHT_RUNNER_NAME": runner_name,
         # The one runner also runs deploy jobs (label `deploy`), unless told otherwise.
         "GREENLIGHT_RUNNER_LABELS": os.environ.get("GREENLIGHT_RUNNER_LABELS", "docker,deploy"),
     }
@@ -190,11 +192,19 @@ def up(port: int, data_dir: Path | None) -> None:
     click.echo(
         f"\nGreenlight is up: {url}\n"
         f"  data: {data}\n"
+        f"  runner: {runner_name}\n"
         f"  webhook: POST {url}/webhooks/github (secret in {data / 'secrets.env'})\n"
         f"  register a repository: greenlight repo add OWNER/NAME --clone-url PATH_OR_URL\n"
         f"  (GREENLIGHT_DATA_DIR={data} GREENLIGHT_EMBEDDED=true for other commands)\n"
     )
     _supervise(children)
+
+
+def embedded_runner_name(data: Path) -> str:
+    """The name of ``greenlight up``'s runner: the same at every start of an install, different for
+    each data directory, so that two installs on one machine can tell their runners apart (what
+    a runner removes from the engine goes by the identity its server gave it, never by its name)."""
+    return "embedded-" + hashlib.sha256(str(data.resolve()).encode()).hexdigest()[:8]
 
 
 def _supervise(children: list[subprocess.Popen[bytes]]) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+import uuid
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column
@@ -29,11 +30,19 @@ class TokenKind(enum.StrEnum):
     user = "user"  # may change state through the API
 
 
+def new_runner_identity() -> str:
+    return uuid.uuid4().hex
+
+
 class Runner(Base):
     __tablename__ = "runners"
 
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(sa.String(200))
+    # Random, made with the row and never changed: the runner labels every container and network
+    # it creates with it and sweeps only what carries it. A name is not enough: two installs on
+    # one Docker engine may name their runners alike, and each would remove the other's builds.
+    identity: Mapped[str] = mapped_column(sa.String(64), unique=True, default=new_runner_identity)
     hostname: Mapped[str] = mapped_column(sa.String(200))
     labels: Mapped[list[str]] = mapped_column(LabelList)
     concurrency: Mapped[int]

@@ -83,7 +83,8 @@ HeldJobDep = Annotated[Job, Depends(_held_job)]
 @router.post("/register")
 def register(body: RunnerRegistration, session: SessionDep, token: RunnerTokenDep) -> RunnerRegistered:
     try:
-        return RunnerRegistered(runner_id=register_runner(session, token, body).id)
+        runner = register_runner(session, token, body)
+        return RunnerRegistered(runner_id=runner.id, identity=runner.identity)
     except LabelsNotAllowed as error:
         raise HTTPException(403, str(error)) from None
 

@@ -15,6 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from server.cli.processes import embedded_runner_name
 from server.webhooks.signature import sign
 from tests.fixtures import push_payload
 from tests.support import services
@@ -101,6 +102,13 @@ def test_greenlight_up_builds_a_push_with_embedded_defaults(tmp_path: Path) -> N
         assert build["state"] == "passed", build
         step_log = httpx.get(url + build["jobs"][0]["steps"][0]["log_url"]).text
         assert step_log == "embedded\n"
+
+        # Its runner's name is its data directory's: another install on this engine has another.
+        [runner] = httpx.get(f"{url}/api/runners", timeout=5).json()
+        assert runner["name"] == embedded_runner_name(data) == embedded_runner_name(tmp_path / "." / "data")
+        assert runner["name"] != embedded_runner_name(tmp_path / "another-install")
+        assert runner["name"].startswith("embedded-")
+        assert f"runner: {runner['name']}" in log.read_text()
 
         # Keys, tokens, databases, mirrors: nothing in the data directory is anyone else's.
         assert stat.S_IMODE(data.stat().st_mode) == 0o700

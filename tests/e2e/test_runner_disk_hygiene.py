@@ -1,6 +1,6 @@
 """A real `greenlight runner --min-free-disk` on a disk always "below" the threshold: its heartbeat
-removes the image labelled as its own, never an unlabelled one nor the image its builds use, and
-it keeps reporting its free disk."""
+removes the image labelled with its identity, never an unlabelled one, nor one labelled with its
+name alone, nor the image its builds use, and it keeps reporting its free disk."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import httpx
 import pytest
 from docker.errors import ImageNotFound
 
-from runner.executors.docker import RUNNER_LABEL
+from runner.executors.docker import IDENTITY_LABEL, RUNNER_LABEL
 from server.db import make_engine, make_session_factory
 from server.models import Repository
 from tests.e2e.conftest import running_stack
@@ -46,23 +46,7 @@ def image_exists(client: docker.DockerClient, ref: str) -> bool:
 
 
 @pytest.fixture(scope="module")
-def images() -> Iterator[tuple[str, str]]:
-    """(labelled as this runner's, unlabelled), built before the runner starts."""
-    client = docker.from_env()
-    ours, theirs = f"{RUNNER}-ours:latest", f"{RUNNER}-theirs:latest"
-    build_image(client, ours, {RUNNER_LABEL: RUNNER})
-    build_image(client, theirs, {})
-    try:
-        yield ours, theirs
-    finally:
-        for ref in (ours, theirs):
-            if image_exists(client, ref):
-                client.api.remove_image(ref, force=True)
-        client.close()
-
-
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory, images: tuple[str, str]) -> Iterator[Stack]:
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     env = {
         "GREENLIGHT_RUNNER_NAME": RUNNER,
         "GREENLIGHT_RUNNER_MIN_FREE_DISK": "1000000T",  # always below: every check cleans up
@@ -72,16 +56,39 @@ def stack(tmp_path_factory: pytest.TempPathFactory, images: tuple[str, str]) -> 
         yield running
 
 
+@pytest.fixture(scope="module")
+def images(stack: Stack) -> Iterator[tuple[str, str, str]]:
+    """(labelled with the runner's identity, unlabelled, labelled with its name alone), built once
+    the runner has registered and kept the identity its server gave it."""
+    identity_file = Path(stack.env["GREENLIGHT_RUNNER_DIR"]) / "identity"
+    deadline = time.monotonic() + 30
+    while not identity_file.exists():
+        assert time.monotonic() < deadline, stack.tail("runner")
+        time.sleep(0.1)
+    client = docker.from_env()
+    ours, theirs, namesakes = (f"{RUNNER}-{whose}:latest" for whose in ("ours", "theirs", "namesakes"))
+    build_image(client, ours, {IDENTITY_LABEL: identity_file.read_text().strip()})
+    build_image(client, theirs, {})
+    build_image(client, namesakes, {RUNNER_LABEL: RUNNER})  # another install's runner of that name
+    try:
+        yield ours, theirs, namesakes
+    finally:
+        for ref in (ours, theirs, namesakes):
+            if image_exists(client, ref):
+                client.api.remove_image(ref, force=True)
+        client.close()
+
+
 def test_the_runner_removes_only_its_own_unused_image_and_keeps_reporting_free_disk(
-    stack: Stack, images: tuple[str, str], tmp_path: Path
+    stack: Stack, images: tuple[str, str, str], tmp_path: Path
 ) -> None:
-    ours, theirs = images
+    ours, theirs, namesakes = images
     client = docker.from_env()
     deadline = time.monotonic() + 60
     while image_exists(client, ours) and time.monotonic() < deadline:
         time.sleep(0.5)
     assert not image_exists(client, ours), stack.tail("runner")
-    assert image_exists(client, theirs)
+    assert image_exists(client, theirs) and image_exists(client, namesakes)
     assert image_exists(client, IMAGE)
 
     # Builds keep running on a runner that cleans up on every heartbeat.

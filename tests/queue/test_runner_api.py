@@ -346,3 +346,23 @@ def test_a_runner_whose_token_was_revoked_gets_no_next_job_with_a_jobs_end(
     assert reply.status_code == 204  # its end is recorded; no new work (nor secrets) for it
     session.expire_all()
     assert session.get(Job, waiting).state is JobState.queued  # type: ignore[union-attr]
+
+
+def test_registration_gives_each_runner_an_identity_of_its_own_kept_across_restarts(
+    client: TestClient, session: Session, token: str
+) -> None:
+    def identity(name: str, runner_token: str = token) -> str:
+        body = {"name": name, "hostname": "h", "labels": ["docker"], "concurrency": 1, "version": "t"}
+        headers = {"Authorization": f"Bearer {runner_token}"}
+        reply = client.post("/api/runner/register", json={**body, "executor": "docker"}, headers=headers)
+        assert reply.status_code == 200, reply.text
+        return str(reply.json()["identity"])
+
+    first = identity("same")
+    assert len(first) == 32 and int(first, 16) >= 0
+    assert identity("same") == first  # the same runner started again
+    assert identity("other") != first
+    # Another install (here: another token) whose runner has the same name is another runner.
+    another_install = factories.runner_token(session, "another-install")
+    session.commit()
+    assert identity("same", another_install) != first

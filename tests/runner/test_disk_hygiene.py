@@ -17,7 +17,7 @@ import docker
 import pytest
 from docker.errors import ImageNotFound, NotFound
 
-from runner.executors.docker import JOB_LABEL, RUNNER_LABEL
+from runner.executors.docker import IDENTITY_LABEL, JOB_LABEL, RUNNER_LABEL
 from runner.hygiene import DiskHygiene
 from runner.images import RunnerImages
 
@@ -120,9 +120,9 @@ def exists(call: object, ident: str) -> bool:
     return True
 
 
-def hygiene(tmp_path: Path, name: str, images: RunnerImages, threshold: int) -> DiskHygiene:
+def hygiene(tmp_path: Path, identity: str, images: RunnerImages, threshold: int) -> DiskHygiene:
     return DiskHygiene(
-        tmp_path, name, threshold, lambda: {RUNNING_JOB}, images, docker_client=docker.from_env
+        tmp_path, lambda: identity, threshold, lambda: {RUNNING_JOB}, images, docker_client=docker.from_env
     )
 
 
@@ -130,8 +130,10 @@ def test_below_the_threshold_only_what_this_runner_made_and_nothing_needs_goes(
     made: Made, tmp_path: Path
 ) -> None:
     client, api = made.client, made.client.api
-    name = f"hygiene-{secrets.token_hex(4)}"
-    ours = {RUNNER_LABEL: name}
+    name, identity = f"hygiene-{secrets.token_hex(4)}", secrets.token_hex(16)
+    ours = {RUNNER_LABEL: name, IDENTITY_LABEL: identity}
+    # Another install's runner of the same name: nothing of it is ours.
+    namesakes = {RUNNER_LABEL: name, IDENTITY_LABEL: secrets.token_hex(16)}
     images = RunnerImages(tmp_path / "pulled-images.json")
 
     unused = made.image("ours-unused", ours)
@@ -141,13 +143,15 @@ def test_below_the_threshold_only_what_this_runner_made_and_nothing_needs_goes(
     images.use(RUNNING_JOB, needed_by_a_running_job)
     someone_elses = made.image("not-ours", {})
     built_from_ours = made.image("from-ours", {}, base=needed_by_a_running_job)  # inherits our label
-    other_runners = made.image("other-runner", {RUNNER_LABEL: name + "-other"})
+    other_runners = made.image("other-runner", namesakes)
     pulled = made.image("pulled", {})  # as if this runner had pulled it: in its record
     images.pulled(pulled)
 
     finished_container = made.container(IMAGE, ours | {JOB_LABEL: str(FINISHED_JOB)})
     running_container = made.container(IMAGE, ours | {JOB_LABEL: str(RUNNING_JOB)})
+    namesakes_finished_container = made.container(IMAGE, namesakes | {JOB_LABEL: str(FINISHED_JOB)})
     finished_network = made.network(ours | {JOB_LABEL: str(FINISHED_JOB)})
+    namesakes_network = made.network(namesakes | {JOB_LABEL: str(FINISHED_JOB)})
     running_network = made.network(ours | {JOB_LABEL: str(RUNNING_JOB)})
     unlabelled_network = made.network({})
     finished_volume = made.volume(ours | {JOB_LABEL: str(FINISHED_JOB)})
@@ -159,7 +163,7 @@ def test_below_the_threshold_only_what_this_runner_made_and_nothing_needs_goes(
     (tmp_path / "mirrors" / "busy.git").mkdir()
     with open(tmp_path / "mirrors" / "busy.git.lock", "w") as busy:
         fcntl.flock(busy, fcntl.LOCK_EX)  # a job fetching into it
-        cleaned = hygiene(tmp_path, name, images, ALWAYS_LOW).clean_if_low()
+        cleaned = hygiene(tmp_path, identity, images, ALWAYS_LOW).clean_if_low()
 
     assert image_exists(client, IMAGE)
     assert not image_exists(client, unused)
@@ -171,6 +175,8 @@ def test_below_the_threshold_only_what_this_runner_made_and_nothing_needs_goes(
 
     assert not exists(api.inspect_container, finished_container)
     assert exists(api.inspect_container, running_container)
+    assert exists(api.inspect_container, namesakes_finished_container)
+    assert exists(api.inspect_network, namesakes_network)
     assert not exists(api.inspect_network, finished_network)
     assert exists(api.inspect_network, running_network) and exists(api.inspect_network, unlabelled_network)
     assert not exists(api.inspect_volume, finished_volume)
@@ -186,11 +192,11 @@ def test_below_the_threshold_only_what_this_runner_made_and_nothing_needs_goes(
 
 
 def test_above_the_threshold_nothing_is_touched(made: Made, tmp_path: Path) -> None:
-    name = f"hygiene-{secrets.token_hex(4)}"
+    identity = secrets.token_hex(16)
     images = RunnerImages(tmp_path / "pulled-images.json")
-    unused = made.image("ours-unused", {RUNNER_LABEL: name})
+    unused = made.image("ours-unused", {IDENTITY_LABEL: identity})
     (tmp_path / "workspaces" / str(FINISHED_JOB)).mkdir(parents=True)
-    cleaned = hygiene(tmp_path, name, images, threshold=1).clean_if_low()
+    cleaned = hygiene(tmp_path, identity, images, threshold=1).clean_if_low()
     assert not cleaned
     assert image_exists(made.client, unused)
     assert (tmp_path / "workspaces" / str(FINISHED_JOB)).exists()

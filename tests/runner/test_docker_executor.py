@@ -17,7 +17,7 @@ from docker.models.images import ImageCollection
 from pydantic import SecretStr
 
 from runner.executors.base import ExecutorError, StepResult
-from runner.executors.docker import DockerExecutor
+from runner.executors.docker import RUNNER_LABEL, DockerExecutor, sweep_orphans
 from runner.masking import MASK
 from runner.spec import JobSpec, LogLine, StepOutcome, StepSpec
 from server.logs.ansi import strip_ansi
@@ -79,7 +79,7 @@ def start(tmp_path: Path, image: str) -> Iterator[Callable[..., DockerExecutor]]
     started: list[DockerExecutor] = []
 
     def _start(job: JobSpec | None = None, *, pull: str = "if-not-present") -> DockerExecutor:
-        executor = DockerExecutor(f"pytest-{secrets.token_hex(4)}", pull=pull)
+        executor = DockerExecutor(f"pytest-{secrets.token_hex(4)}", identity=secrets.token_hex(16), pull=pull)
         executor.setup(job or specs.make_job(), tmp_path)
         started.append(executor)
         return executor
@@ -315,3 +315,45 @@ def test_teardown_removes_containers_left_on_the_job_network(start: Callable[...
             client.networks.get(network_id)
     finally:
         stranger.remove(force=True)
+
+
+def test_a_sweep_removes_only_what_carries_its_identity_not_a_namesakes_running_step(
+    start: Callable[..., DockerExecutor],
+) -> None:
+    ours, namesakes = start(), start()
+    namesakes.runner_name = ours.runner_name  # two installs whose runners share a name
+    outcome: list[StepResult] = []
+    cancel = threading.Event()
+    worker = threading.Thread(target=lambda: outcome.append(run(namesakes, make_step("sleep 60"), cancel)[0]))
+    worker.start()
+    try:
+        deadline = time.monotonic() + 20
+        while not job_containers(namesakes) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        [running] = job_containers(namesakes)
+        assert running["Config"]["Labels"][RUNNER_LABEL] == ours.runner_name
+        ours_network = ours.network.id
+
+        assert sweep_orphans(ours.identity, legacy_name=ours.runner_name) == 0
+        assert [c["Id"] for c in job_containers(namesakes)] == [running["Id"]]
+        assert engine().containers.get(running["Id"]).status == "running"
+        with pytest.raises(docker.errors.NotFound):
+            engine().networks.get(ours_network)  # its own network went
+        engine().networks.get(namesakes.network.id)
+    finally:
+        cancel.set()
+        worker.join(30)
+    assert outcome and outcome[0].outcome is StepOutcome.cancelled
+
+
+def test_a_container_of_an_older_version_labelled_only_with_the_name_is_never_swept_but_named(
+    start: Callable[..., DockerExecutor], caplog: pytest.LogCaptureFixture
+) -> None:
+    executor = start()
+    legacy = engine().containers.create(IMAGE, ["true"], labels={RUNNER_LABEL: executor.runner_name})
+    try:
+        assert sweep_orphans(executor.identity, legacy_name=executor.runner_name) == 0
+        legacy.reload()
+        assert f"docker rm -f {legacy.id[:12]}" in caplog.text
+    finally:
+        legacy.remove(force=True)

@@ -51,7 +51,7 @@ def test_a_host_runner_gives_back_a_job_it_may_not_run(
     registration = RunnerRegistration(
         name="r", hostname="h", labels=["docker"], concurrency=1, version="t", executor="docker"
     )
-    runner_id = api.register(registration)
+    runner_id = api.register(registration).runner_id
     settings = RunnerSettings(
         broker_url="memory://", runner_token=token, server_url=server, runner_dir=tmp_path / "runner"
     )
@@ -65,6 +65,6 @@ def test_a_host_runner_gives_back_a_job_it_may_not_run(
     assert job is not None and (job.state, job.runner_id, job.token_hash) == (JobState.queued, None, None)
     assert {step.state for step in session.query(Step).filter_by(job_id=job_id)} == {StepState.pending}
     # It waits for another runner, which gets it.
-    other = api.register(registration.model_copy(update={"name": "docker-runner"}))
+    other = api.register(registration.model_copy(update={"name": "docker-runner"})).runner_id
     claimed = api.claim(other)
     assert claimed is not None and claimed.spec.job_id == job_id

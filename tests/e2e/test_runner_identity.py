@@ -1,0 +1,133 @@
+"""A runner's containers are its identity's, not its name's: a namesake runner of another install
+on the same engine leaves a running build alone; a runner killed outright has its containers
+removed by its janitor though it never returns; a runner started again after its janitor died
+too removes what its predecessor left, before it registers."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from server.db import make_engine, make_session_factory
+from tests import factories
+from tests.e2e.stack import Stack, containers_of, networks_of
+from tests.fixtures import push_payload
+from tests.support import services
+
+pytestmark = pytest.mark.integration
+
+GONE_WITHIN_SECONDS = 30  # the stack's lease is 8 s, its runners are lost after 15 s
+
+
+def push(stack: Stack, register, origin, script: str) -> int:  # type: ignore[no-untyped-def]
+    name = f"acme/identity-{uuid.uuid4().hex[:8]}"
+    pipeline = f"image: {services.DEFAULT_TEST_IMAGE}\nsteps:\n  - name: work\n    run: {script}\n"
+    _, url, sha = origin({".greenlight.yml": pipeline})
+    register(name, url)
+    return stack.deliver(push_payload(name, "refs/heads/main", sha)).json()["build_id"]
+
+
+def running_container(stack: Stack, build_id: int) -> tuple[int, list[str]]:
+    """The job id of the build's running step, and its containers."""
+    job_id = stack.wait_for_running_step(build_id)
+    deadline = time.monotonic() + 30
+    while not (found := containers_of(job_id, stack.env["GREENLIGHT_RUNNER_NAME"])):
+        assert time.monotonic() < deadline, stack.tail("runner")
+        time.sleep(0.1)
+    return job_id, found
+
+
+def wait_until_gone(stack: Stack, job_id: int) -> float:
+    """Seconds until the job has no container and no network left (fails after the budget)."""
+    runner, began = stack.env["GREENLIGHT_RUNNER_NAME"], time.monotonic()
+    while containers_of(job_id, runner) or networks_of(job_id, runner):
+        assert time.monotonic() - began < GONE_WITHIN_SECONDS, f"still there: {containers_of(job_id, runner)}"
+        time.sleep(0.2)
+    return time.monotonic() - began
+
+
+def wait_for_log(stack: Stack, process: str, text: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while text not in stack.tail(process, 400):
+        assert time.monotonic() < deadline, stack.tail(process)
+        time.sleep(0.1)
+
+
+def janitors_of(runner_dir: Path) -> list[int]:
+    """Pids of the janitor processes watching a runner of ``runner_dir``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"runner.janitor" in argv and str(runner_dir).encode() in argv:
+            found.append(int(entry.name))
+    return found
+
+
+def test_a_namesake_runner_of_another_install_leaves_a_running_build_alone(
+    stack: Stack, register, origin, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    build_id = push(stack, register, origin, "sleep 12; echo survived")
+    _, before = running_container(stack, build_id)
+    engine = make_engine(stack.env["GREENLIGHT_DATABASE_URL"])
+    with make_session_factory(engine).begin() as session:
+        other_install = factories.runner_token(session, "other-install")
+    engine.dispose()
+    # Same name, same engine; its own token (another server would give it another row) and directory.
+    stack.start(
+        "namesake",
+        "runner",
+        extra_env={
+            "GREENLIGHT_RUNNER_TOKEN": other_install,
+            "GREENLIGHT_RUNNER_DIR": str(tmp_path / "namesake"),
+        },
+    )
+    try:
+        wait_for_log(stack, "namesake", "registered as runner")
+        build = stack.wait_for_build(build_id, timeout=60)
+    finally:
+        stack.stop("namesake")
+    assert build["state"] == "passed", (build, stack.tail("namesake"))
+    assert stack.step_log(build, "work") == "survived\n"
+    assert before
+
+
+def test_a_runner_killed_outright_has_its_containers_removed_though_it_never_returns(
+    stack: Stack, register, origin
+) -> None:  # type: ignore[no-untyped-def]
+    build_id = push(stack, register, origin, "sleep 300")
+    job_id, _ = running_container(stack, build_id)
+    stack.stop("runner", signal.SIGKILL)
+    try:
+        seconds = wait_until_gone(stack, job_id)
+        print(f"containers of the killed runner gone {seconds:.1f}s after SIGKILL")
+    finally:
+        stack.start("runner", "runner", "--concurrency", "2")
+
+
+def test_a_runner_started_again_removes_what_its_predecessor_left_before_it_registers(
+    stack: Stack, register, origin
+) -> None:  # type: ignore[no-untyped-def]
+    runner_dir = Path(stack.env["GREENLIGHT_RUNNER_DIR"])
+    build_id = push(stack, register, origin, "sleep 300")
+    job_id, _ = running_container(stack, build_id)
+    identity = (runner_dir / "identity").read_text().strip()
+    assert (runner_dir / "identity").stat().st_mode & 0o777 == 0o600
+    janitors = janitors_of(runner_dir)
+    assert len(janitors) == 1, janitors
+    os.kill(janitors[0], signal.SIGKILL)  # nothing cleans up after this runner now but itself
+    stack.stop("runner", signal.SIGKILL)
+    assert containers_of(job_id, stack.env["GREENLIGHT_RUNNER_NAME"])
+
+    stack.start("runner", "runner", "--concurrency", "2")
+    wait_until_gone(stack, job_id)
+    build = stack.wait_for_build(build_id, timeout=30)
+    assert build["jobs"][0]["state"] == "lost", build
+    assert (runner_dir / "identity").read_text().strip() == identity  # the same runner, the same row
