@@ -75,6 +75,17 @@ class FaultStack:
         self.stack.start(process, "runner", "--concurrency", "2", extra_env=env)
         return self.stack.processes[process]
 
+    def wait_registered(self, name: str, timeout: float = 60) -> None:
+        """Until a runner of that name has registered (after its start-up sweep of the engine)."""
+        deadline = time.monotonic() + timeout
+        while not any(runner["name"] == name for runner in self.runners()):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"runner {name} did not register in {timeout}s")
+            time.sleep(0.2)
+
+    def runners(self) -> list[dict[str, Any]]:
+        return httpx.get(f"{self.url}/api/runners", timeout=5).json()
+
     def kill(self, process: str) -> None:
         """SIGKILL, as the kernel's OOM killer or a power cut: no chance to clean up."""
         pid = self.stack.processes[process].pid
