@@ -149,7 +149,7 @@ OUTAGES = {
 @pytest.mark.parametrize("outage", list(OUTAGES))
 def test_an_outage_loses_no_line_and_cancels_no_job(install: FaultStack, outage: str) -> None:
     cause, seconds = OUTAGES[outage]
-    lines = int(2 * (seconds + 25))  # the step outlasts the outage and the restart after it
+    lines = int(2 * (seconds + 15))  # the step outlasts the outage and the restart after it
     build_id = install.push(counting(lines))
     job_id = install.stack.wait_for_running_step(build_id)
     wait_until(lambda: install.stored_line_count(job_id) >= 4, 30, "the first lines stored")
@@ -197,7 +197,7 @@ def test_a_lost_jobs_rerun_never_runs_beside_its_cut_off_copy(other_install: Fau
     proxy.cut_on(b"/api/runner/jobs/", REFUSE)
     try:
         stack.start_runner("cut-off", cut_name, label, server_url=proxy.url)
-        build_id = stack.push(counting(80), runs_on=label)  # 40 s: longer than the outage budget
+        build_id = stack.push(counting(60), runs_on=label)  # 30 s: longer than the outage budget
         wait_until(lambda: proxy.cut_at is not None, 90, "the runner claimed the job")
         assert proxy.cut_at is not None
         old = stack.build(build_id)["jobs"][0]["id"]
