@@ -46,7 +46,6 @@ class FaultStack:
     # Every process a runner started (a janitor, say), seen before the runner was killed: ended
     # with the stack so that nothing outlives the test.
     _descendants: dict[int, str] = field(default_factory=dict)
-    runner_names: set[str] = field(default_factory=set)
 
     @property
     def url(self) -> str:
@@ -66,12 +65,11 @@ class FaultStack:
         """A runner process of its own name, labels and work directory."""
         env = {
             "GREENLIGHT_RUNNER_NAME": name,
-            "GREENLIGHT_RUNNER_DIR": str(self.work / f"runner-{process}"),
+            "GREENLIGHT_RUNNER_DIR": str(self.runner_dir(process)),
             "GREENLIGHT_RUNNER_LABELS": labels,
         }
         if server_url is not None:
             env["GREENLIGHT_SERVER_URL"] = server_url
-        self.runner_names.add(name)
         self.stack.start(process, "runner", "--concurrency", "2", extra_env=env)
         return self.stack.processes[process]
 
@@ -85,6 +83,9 @@ class FaultStack:
 
     def runners(self) -> list[dict[str, Any]]:
         return httpx.get(f"{self.url}/api/runners", timeout=5).json()
+
+    def runner_dir(self, process: str) -> Path:
+        return self.work / f"runner-{process}"
 
     def kill(self, process: str) -> None:
         """SIGKILL, as the kernel's OOM killer or a power cut: no chance to clean up."""
@@ -179,8 +180,7 @@ class FaultStack:
             if _cmdline(pid) == cmdline:  # still that process, not a new one with its pid
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
-        for name in self.runner_names:
-            remove_containers_of(name)
+        remove_containers(self.work)
         self.engine.dispose()
 
 
@@ -218,19 +218,11 @@ def fault_stack(root: Path, extra_env: dict[str, str] | None = None) -> Iterator
         postgres.remove()
 
 
-def running_containers(job_id: int, runner_name: str) -> list[str]:
-    """Ids of the running containers ``runner_name`` made for a job (job ids restart at 1 in every
-    test database: the runner's name tells stacks apart)."""
-    job, runner = f"label=greenlight.job={job_id}", f"label=greenlight.runner={runner_name}"
-    filters = ["--filter", job, "--filter", runner]
-    return subprocess.run(["docker", "ps", "-q", *filters], capture_output=True, text=True,
-                          check=True).stdout.split()  # fmt: skip
-
-
-def runner_containers(runner_name: str) -> list[str]:
-    """Ids of the running containers of every job of ``runner_name``."""
-    return subprocess.run(["docker", "ps", "-q", "--filter", f"label=greenlight.runner={runner_name}"],
-                          capture_output=True, text=True, check=True).stdout.split()  # fmt: skip
+def running_containers(runner_dir: Path, job_id: int | None = None) -> list[str]:
+    """Ids of the running step containers of the runner working in ``runner_dir`` (of one job, or
+    of all). Known by the workspace they mount, not by labels: job ids restart at 1 in every test
+    database, and labels that name a runner are what two installs on one engine can share."""
+    return _containers(runner_dir, job_id, everything=False)
 
 
 def is_running(container_id: str) -> bool:
@@ -239,13 +231,25 @@ def is_running(container_id: str) -> bool:
     return reply.returncode == 0 and reply.stdout.strip() == "true"
 
 
-def remove_containers_of(runner_name: str) -> None:
-    for command in (["ps", "-aq"], ["network", "ls", "-q"]):
-        ids = subprocess.run(["docker", *command, "--filter", f"label=greenlight.runner={runner_name}"],
-                             capture_output=True, text=True).stdout.split()  # fmt: skip
-        if ids:
-            remove = ["rm", "-f"] if command[0] == "ps" else ["network", "rm"]
-            subprocess.run(["docker", *remove, *ids], capture_output=True)
+def remove_containers(under: Path) -> None:
+    """Remove the step containers, running or not, of every runner working under ``under``."""
+    ids = _containers(under, None, everything=True)
+    if ids:
+        subprocess.run(["docker", "rm", "-f", *ids], capture_output=True)
+
+
+def _containers(under: Path, job_id: int | None, everything: bool) -> list[str]:
+    label = "greenlight.job" if job_id is None else f"greenlight.job={job_id}"
+    command = ["docker", "ps", "--no-trunc", "--filter", f"label={label}", "--format", "{{.ID}} {{.Mounts}}"]
+    listed = subprocess.run(command + (["-a"] if everything else []), capture_output=True, text=True,
+                            check=True).stdout.splitlines()  # fmt: skip
+    prefix = str(under.resolve()) + "/"
+    found = []
+    for line in listed:
+        container, _, mounts = line.partition(" ")
+        if any(source.startswith(prefix) for source in mounts.split(",")):
+            found.append(container)
+    return found
 
 
 def descendants(pid: int) -> list[int]:

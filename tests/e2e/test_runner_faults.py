@@ -33,7 +33,6 @@ from tests.e2e.fault_stack import (
     fault_stack,
     is_running,
     python_tree_rss,
-    runner_containers,
     running_containers,
     signal_all,
 )
@@ -214,8 +213,8 @@ def test_a_lost_jobs_rerun_never_runs_beside_its_cut_off_copy(other_install: Fau
         new_state = "queued"
         while time.monotonic() < deadline:
             now = time.monotonic() - proxy.cut_at
-            old_running = bool(running_containers(old, cut_name))
-            new_running = bool(running_containers(new, direct_name))
+            old_running = bool(running_containers(stack.runner_dir("cut-off"), old))
+            new_running = bool(running_containers(stack.runner_dir("direct"), new))
             old_seen += [now] if old_running else []
             new_seen += [now] if new_running else []
             if old_running and new_running:
@@ -230,7 +229,7 @@ def test_a_lost_jobs_rerun_never_runs_beside_its_cut_off_copy(other_install: Fau
         figure("cut off: new attempt first seen running (s from cut)", _seconds(min(new_seen, default=None)))
         figure("cut off: both copies running at once (s from cut)", _seconds(min(overlap, default=None)))
         assert not overlap, f"the re-run ran beside the cut-off copy from {overlap[0]:.1f}s after the cut"
-        assert not running_containers(old, cut_name), "the cut-off copy was still running"
+        assert not running_containers(stack.runner_dir("cut-off"), old), "the cut-off copy was still running"
         assert new_state == "passed", stack.job(new)
         assert new_seen, "the re-run never ran a container"
     finally:
@@ -242,7 +241,6 @@ def test_a_lost_jobs_rerun_never_runs_beside_its_cut_off_copy(other_install: Fau
 
 def test_a_step_printing_200_mb_keeps_the_runner_small_and_the_job_ends_with_it(install: FaultStack) -> None:
     runner = install.stack.processes["runner"]
-    name = install.stack.env["GREENLIGHT_RUNNER_NAME"]
     before = python_tree_rss(runner.pid)
     line = "x" * 99  # 100 bytes with its newline
     build_id = install.push(f"yes {line} | head -c {OUTPUT_MB * 1000 * 1000}; echo printed")
@@ -255,7 +253,7 @@ def test_a_step_printing_200_mb_keeps_the_runner_small_and_the_job_ends_with_it(
     def sample() -> None:
         while not stop.is_set():
             samples.append(python_tree_rss(runner.pid))
-            if running_containers(job_id, name):
+            if running_containers(install.runner_dir("runner"), job_id):
                 step_running.append(time.monotonic())
             stop.wait(0.2)
 
@@ -294,16 +292,17 @@ def test_a_killed_runners_containers_stop_within_the_lease(install: FaultStack) 
     install.start_runner("doomed", name, label)
     build_id = install.push("sleep 600", runs_on=label)
     job_id = install.stack.wait_for_running_step(build_id)
-    wait_until(lambda: running_containers(job_id, name), 30, "the step's container ran")
+    doomed = install.runner_dir("doomed")
+    wait_until(lambda: running_containers(doomed, job_id), 30, "the step's container ran")
     install.kill("doomed")
     killed_at = time.monotonic()
     # Within the lease, and the few seconds the engine takes to kill and remove a container.
     bound = install.lease_seconds + ENGINE_SECONDS
     deadline = killed_at + bound + 30
-    while runner_containers(name) and time.monotonic() < deadline:
+    while running_containers(doomed) and time.monotonic() < deadline:
         time.sleep(0.2)
     took = time.monotonic() - killed_at
-    left = runner_containers(name)
+    left = running_containers(doomed)
     figure(f"killed runner: containers stopped after (s, lease {install.lease_seconds:.0f}s)",
            f"{took:.1f}" if not left else f"still running after {took:.0f}")  # fmt: skip
     assert not left, f"{len(left)} container(s) of the killed runner still running {took:.0f}s later"
@@ -320,8 +319,9 @@ def test_a_second_installs_runner_of_the_same_name_leaves_the_first_ones_build_a
     lines = 40
     build_id = install.push(counting(lines))
     job_id = install.stack.wait_for_running_step(build_id)
-    wait_until(lambda: running_containers(job_id, name), 30, "the first install's step ran")
-    containers = running_containers(job_id, name)
+    first = install.runner_dir("runner")
+    wait_until(lambda: running_containers(first, job_id), 30, "the first install's step ran")
+    containers = running_containers(first, job_id)
 
     # The same runner name, its own server, database and work directory: only the engine is shared.
     other_install.start_runner("twin", name, f"twin-{other_install.port}")
