@@ -36,7 +36,7 @@ from tests.e2e.fault_stack import (
     running_containers,
     signal_all,
 )
-from tests.support.tcp_proxy import REFUSE, TcpProxy
+from tests.support.tcp_proxy import TcpProxy
 
 pytestmark = pytest.mark.integration
 
@@ -86,7 +86,10 @@ def install(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FaultStack]:
 @pytest.fixture(scope="module")
 def other_install(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FaultStack]:
     """A second install on the same Docker engine, with a short outage budget; no runner yet."""
-    env = {"GREENLIGHT_RUNNER_OUTAGE_SECONDS": str(CUT_OFF_OUTAGE_BUDGET)}
+    env = {
+        "GREENLIGHT_RUNNER_OUTAGE_SECONDS": str(CUT_OFF_OUTAGE_BUDGET),
+        "GREENLIGHT_HEARTBEAT_SECONDS": "4",
+    }
     with fault_stack(tmp_path_factory.mktemp("other"), env) as stack:
         yield stack
 
@@ -190,29 +193,29 @@ def test_a_lost_jobs_rerun_never_runs_beside_its_cut_off_copy(other_install: Fau
     stack = other_install
     label = f"cut-{stack.port}"
     cut_name, direct_name = f"cut-off-{stack.port}", f"direct-{stack.port}"
-    proxy = TcpProxy("127.0.0.1", stack.port)
-    # Nothing about the claimed job (step start, heartbeat, log) gets through: the runner never
-    # hears of its lease.
-    proxy.cut_on(b"/api/runner/jobs/", REFUSE)
-    try:
+    with TcpProxy("127.0.0.1", stack.port) as proxy:
         stack.start_runner("cut-off", cut_name, label, server_url=proxy.url)
         build_id = stack.push(counting(60), runs_on=label)  # 30 s: longer than the outage budget
-        wait_until(lambda: proxy.cut_at is not None, 90, "the runner claimed the job")
-        assert proxy.cut_at is not None
+        wait_until(lambda: stack.build(build_id)["jobs"], 60, "the build was planned")
         old = stack.build(build_id)["jobs"][0]["id"]
+        # Cut off as soon as it has claimed the job, before its first heartbeat (the install's
+        # heartbeat interval leaves the time): it never hears of its lease.
+        wait_until(lambda: stack.claimed(old), 90, "the runner claimed the job")
+        proxy.cut()
+        cut_at = time.monotonic()
         stack.wait_for_job(old, {"lost"}, timeout=stack.lease_seconds + 30)
-        lost_after = time.monotonic() - proxy.cut_at
+        lost_after = time.monotonic() - cut_at
         stack.start_runner("direct", direct_name, label)
-        new = stack.rerun(old)
+        new = stack.rerun(old, timeout=CUT_OFF_OUTAGE_BUDGET + 60)
 
         # Both copies sampled until the new one has ended and the old one is gone.
         old_seen: list[float] = []
         new_seen: list[float] = []
         overlap: list[float] = []
-        deadline = proxy.cut_at + CUT_OFF_OUTAGE_BUDGET + 150
+        deadline = cut_at + CUT_OFF_OUTAGE_BUDGET + 150
         new_state = "queued"
         while time.monotonic() < deadline:
-            now = time.monotonic() - proxy.cut_at
+            now = time.monotonic() - cut_at
             old_running = bool(running_containers(stack.runner_dir("cut-off"), old))
             new_running = bool(running_containers(stack.runner_dir("direct"), new))
             old_seen += [now] if old_running else []
@@ -232,8 +235,6 @@ def test_a_lost_jobs_rerun_never_runs_beside_its_cut_off_copy(other_install: Fau
         assert not running_containers(stack.runner_dir("cut-off"), old), "the cut-off copy was still running"
         assert new_state == "passed", stack.job(new)
         assert new_seen, "the re-run never ran a container"
-    finally:
-        proxy.close()
 
 
 # 4: 200 MB of output ------------------------------------------------------------------------

@@ -1,13 +1,11 @@
-"""A TCP proxy a test controls, between one runner and the server: it forwards bytes both ways
-until the test cuts it, then the runner is cut off while the server stays up for everyone else.
+"""A TCP proxy on 127.0.0.1 that a test can cut: to put a network fault between a runner and a
+live server without touching either.
 
-Two ways to be cut off, as networks fail:
-- ``refuse``: every connection is reset at once (a firewall that rejects, a crashed load balancer);
-- ``blackhole``: connections are accepted and nothing ever comes back (a hung network).
-
-``cut_on(marker)`` arms a cut for the first request whose bytes hold ``marker``: that request never
-reaches the server. Cutting on ``/api/runner/jobs/`` cuts a runner off right after a claim, before
-anything about the claimed job (step start, heartbeat, log) has reached the server.
+    with TcpProxy("127.0.0.1", server_port) as proxy:
+        start_runner(server_url=proxy.url)
+        proxy.cut()             # open connections are reset, new ones refused (reset at once)
+        proxy.cut(hold=True)    # or: connections hang, as a frozen host or a black hole looks
+        proxy.restore()         # forward again
 """
 
 from __future__ import annotations
@@ -16,77 +14,75 @@ import contextlib
 import socket
 import struct
 import threading
-import time
-
-REFUSE = "refuse"
-BLACKHOLE = "blackhole"
+from types import TracebackType
 
 
 class TcpProxy:
     def __init__(self, target_host: str, target_port: int) -> None:
         self._target = (target_host, target_port)
         self._listener = socket.create_server(("127.0.0.1", 0))
-        self.port: int = self._listener.getsockname()[1]
+        self.port = self._listener.getsockname()[1]
         self._lock = threading.Lock()
-        self._mode: str | None = None  # None: forwarding
-        self._marker: bytes | None = None
-        self._marker_mode = REFUSE
-        self._sockets: set[socket.socket] = set()
+        self._mode = "forward"  # forward | refuse | hold
+        self._open: set[socket.socket] = set()
+        self._held: list[socket.socket] = []
         self._closed = False
-        self.cut_at: float | None = None  # time.monotonic() of the last cut
-        threading.Thread(target=self._accept, name=f"proxy-{self.port}", daemon=True).start()
+        self.connections = 0  # accepted while forwarding
+        threading.Thread(target=self._accept, name="tcp-proxy", daemon=True).start()
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    @property
-    def is_cut(self) -> bool:
+    def cut(self, *, hold: bool = False) -> None:
+        """Drop every open connection; until ``restore``, refuse new ones (reset as soon as
+        accepted) or, with ``hold``, accept them and never answer."""
         with self._lock:
-            return self._mode is not None
-
-    def cut(self, mode: str = REFUSE) -> None:
-        """Cut off whoever talks through the proxy, now: open connections too."""
-        if mode not in (REFUSE, BLACKHOLE):
-            raise ValueError(f"mode must be {REFUSE} or {BLACKHOLE}, not {mode!r}")
-        with self._lock:
-            self._mode, self._marker, self.cut_at = mode, None, time.monotonic()
-            sockets = list(self._sockets) if mode == REFUSE else []
+            self._mode = "hold" if hold else "refuse"
+            sockets, self._open = self._open, set()
         for sock in sockets:
             _reset(sock)
 
-    def cut_on(self, marker: bytes, mode: str = REFUSE) -> None:
-        """Cut off at the first request holding ``marker``, which is not forwarded."""
+    def restore(self) -> None:
+        """Forward again; connections held meanwhile are reset (their requests were never sent)."""
         with self._lock:
-            self._marker, self._marker_mode = marker, mode
-
-    def heal(self) -> None:
-        """Forward again. Connections opened while cut stay dead (clients open new ones)."""
-        with self._lock:
-            self._mode, self._marker = None, None
-            held = list(self._sockets)
+            self._mode = "forward"
+            held, self._held = self._held, []
         for sock in held:
             _reset(sock)
 
     def close(self) -> None:
-        self._closed = True
-        self._listener.close()
-        self.heal()
+        with self._lock:
+            self._closed = True
+            sockets = [*self._open, *self._held]
+            self._open, self._held = set(), []
+        with contextlib.suppress(OSError):
+            self._listener.close()
+        for sock in sockets:
+            _reset(sock)
+
+    def __enter__(self) -> TcpProxy:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
+        self.close()
 
     def _accept(self) -> None:
-        while not self._closed:
+        while True:
             try:
                 client, _ = self._listener.accept()
             except OSError:
-                return
+                return  # closed
             with self._lock:
-                mode = self._mode
-                self._sockets.add(client)
-            if mode == REFUSE:
+                mode = "closed" if self._closed else self._mode
+                if mode == "hold":
+                    self._held.append(client)
+                    continue
+            if mode != "forward":
                 _reset(client)
                 continue
-            if mode == BLACKHOLE:
-                continue  # held open and never read: requests hang until the client gives up
             try:
                 upstream = socket.create_connection(self._target, timeout=5)
                 upstream.settimeout(None)
@@ -94,39 +90,29 @@ class TcpProxy:
                 _reset(client)
                 continue
             with self._lock:
-                self._sockets.add(upstream)
-            threading.Thread(target=self._pump, args=(client, upstream, True), daemon=True).start()
-            threading.Thread(target=self._pump, args=(upstream, client, False), daemon=True).start()
+                self._open.update((client, upstream))
+                self.connections += 1
+            for source, sink in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(source, sink), daemon=True).start()
 
-    def _pump(self, source: socket.socket, sink: socket.socket, from_client: bool) -> None:
+    def _pump(self, source: socket.socket, sink: socket.socket) -> None:
         try:
-            while True:
-                data = source.recv(65536)
-                if not data:
-                    break
-                with self._lock:
-                    if from_client and self._marker is not None and self._marker in data:
-                        self._mode, self._marker, self.cut_at = self._marker_mode, None, time.monotonic()
-                    mode = self._mode
-                if mode == REFUSE:
-                    break
-                if mode == BLACKHOLE:
-                    continue  # swallowed, both ways
+            while data := source.recv(65536):
                 sink.sendall(data)
         except OSError:
             pass
+        with contextlib.suppress(OSError):
+            sink.shutdown(socket.SHUT_WR)
         with self._lock:
-            mode = self._mode
-            if mode != BLACKHOLE:
-                self._sockets.discard(source)
-                self._sockets.discard(sink)
-        if mode != BLACKHOLE:
-            _reset(source)
-            _reset(sink)
+            done = source in self._open and sink not in self._open
+            self._open.discard(source)
+        if done:
+            source.close()
+            sink.close()
 
 
 def _reset(sock: socket.socket) -> None:
-    """Close with a TCP reset (SO_LINGER 0): the peer sees 'connection reset', not a clean end."""
+    """Close with a reset (linger 0), as a refused or broken connection looks to the client."""
     with contextlib.suppress(OSError):
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     with contextlib.suppress(OSError):
