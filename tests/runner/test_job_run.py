@@ -28,7 +28,7 @@ class FakeApi:
     def __init__(self) -> None:
         self.calls: list[tuple[str, object]] = []
 
-    def job_heartbeat(self, job_id: int, token: str) -> HeartbeatReply:
+    def job_heartbeat(self, job_id: int, token: str, timeout: float | None = None) -> HeartbeatReply:
         return HeartbeatReply(cancel=False, lease_expires_at=9e12)
 
     def __getattr__(self, name: str):  # type: ignore[no-untyped-def]
