@@ -96,14 +96,14 @@ class Delivery:
         contact: Contact,
         spool_path: Path,
         spool_bytes: int,
-        memory_bytes: int = MEMORY_BYTES,
+        memory_bytes: int | None = None,
     ) -> None:
         self._api = api
         self._job_id = job_id
         self._token = job_token
         self.outage_seconds = outage_seconds
         self.contact = contact
-        self._spool = Spool(spool_path, memory_bytes, spool_bytes)
+        self._spool = Spool(spool_path, MEMORY_BYTES if memory_bytes is None else memory_bytes, spool_bytes)
         self._cond = threading.Condition()
         self._lost: Counter[int] = Counter()  # per step: lines that will never reach the server
         self._reachable = True  # the last request was answered
@@ -127,7 +127,8 @@ class Delivery:
         """Queue ``report`` behind everything queued before it; never waits. False when it cannot
         be kept (spool budget spent, disk error, job closed): a batch's lines are counted as lost.
         ``reserve``: a short report of the runner's own, which may use the spool's reserve."""
-        lines = len(report.lines) if isinstance(report, LogBatch) else 0
+        # Lost lines are the step's output: the runner's own notices (``reserve``) are not counted.
+        lines = len(report.lines) if isinstance(report, LogBatch) and not reserve else 0
         step_index = report.step_index
         record = _HEADER.pack(_KIND_OF[type(report)], step_index, lines) + report.model_dump_json().encode()
         with self._cond:
@@ -211,11 +212,6 @@ class Delivery:
                 report = model.model_validate_json(record[_HEADER.size :])
                 send: Callable[..., Any] = getattr(self._api, method)
                 outcome, _ = self._send(functools.partial(send, self._job_id, self._token, report))
-                if outcome is Sent.refused:
-                    logger.error(
-                        "job %s: the server refused a report (%s of step %s); it is not sent again",
-                        self._job_id, method, step_index,
-                    )  # fmt: skip
             with self._cond:
                 if outcome is not Sent.delivered:
                     self._lost[step_index] += lines
@@ -237,7 +233,9 @@ class Delivery:
                 return Sent.closed, None
             except RunnerApiError as error:
                 self._answered(sent)
-                logger.error("job %s: %s", self._job_id, error)
+                logger.error(
+                    "job %s: the server refused a report; it is not sent again: %s", self._job_id, error
+                )
                 return Sent.refused, None
             except Exception as error:  # unreachable, 5xx, timed out: try again
                 self._unanswered()
