@@ -147,12 +147,13 @@ class Delivery:
         return True
 
     def wait_for_room(self, cancel: threading.Event) -> None:
-        """Back-pressure: while the server takes reports and more than the memory bound waits,
-        wait until it has taken enough. Returns at once on a cancel or once the server stops
-        answering (the backlog then goes to disk)."""
+        """Back-pressure: while the server takes reports and more than half the memory bound
+        waits, wait until it has taken enough (half: the next batch then mostly fits in memory
+        too). Returns at once on a cancel or once the server stops answering (the backlog then
+        goes to disk)."""
         with self._cond:
             while (
-                len(self._spool) > self._spool.memory_bytes
+                len(self._spool) > self._spool.memory_bytes // 2
                 and self._reachable
                 and not self._stalled()
                 and not self.stopped
