@@ -206,12 +206,15 @@ class Heartbeat:
 
     def _run(self) -> None:
         failing = False
+        tick = time.monotonic() + self._every
         while True:
-            # Wake at the next tick, or when the budget runs out if that comes first.
-            left = self._contact.heartbeat_sent + self._outage_seconds - time.monotonic()
-            if self._stopped.wait(max(0.0, min(self._every, left))):
+            # Wake at the next tick (a slow try does not push the ones after it back), or when
+            # the budget runs out if that comes first.
+            budget_ends = self._contact.heartbeat_sent + self._outage_seconds
+            if self._stopped.wait(max(0.0, min(tick, budget_ends) - time.monotonic())):
                 return
             sent = time.monotonic()
+            tick = max(tick, sent) + self._every
             try:
                 # A hung server must not hold the tick back: the wait is bounded like the tick.
                 reply = self._api.job_heartbeat(self._job_id, self._token, timeout=max(1.0, self._every))
