@@ -14,6 +14,7 @@ import pytest
 
 from runner.client import ServerUnavailable
 from runner.delivery import Contact
+from runner.executors.lines import CountingSink, join_readers
 from runner.reporter import Heartbeat, LogShipper
 from runner.spec import HeartbeatReply, LogBatch, LogLine
 from runner.spool import RESERVE_BYTES, Spool, SpoolFull
@@ -193,3 +194,18 @@ def test_the_lease_counts_from_the_send_time_of_the_last_answered_heartbeat() ->
     [(sent, answered)] = calls
     assert claimed_at < contact.heartbeat_sent <= sent < answered
     assert heartbeat.out_of_contact is not None and heartbeat.out_of_contact >= 1.0
+
+
+def test_a_steps_reader_still_delivering_is_waited_for_beyond_the_grace() -> None:
+    received: list[LogLine] = []
+    sink = CountingSink(received.append)
+
+    def slow_reader() -> None:  # held back by a busy server: a line every 0.1 s
+        for n in range(10):
+            time.sleep(0.1)
+            sink(LogLine(at=1.0, stream="stdout", text=str(n)))
+
+    reader = threading.Thread(target=slow_reader, daemon=True)
+    reader.start()
+    join_readers([reader], sink, grace=0.3)
+    assert not reader.is_alive() and len(received) == 10
