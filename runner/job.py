@@ -112,6 +112,10 @@ class JobRun:
                 )
             self._stopped = True
             logs.stop()
+            if heartbeat.closed or heartbeat.out_of_contact is not None or delivery.stopped:
+                # Another copy may start once the server's count of the budget ends: nothing of
+                # this one (a service container either) outlives the stop.
+                self.executor.teardown()
             # The result is known once the last step has ended: report it once the server has
             # everything before it (the heartbeat keeps the lease meanwhile), then clean up off
             # the critical path.
