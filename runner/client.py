@@ -111,14 +111,14 @@ class RunnerApi:
         self._post(f"/api/runner/jobs/{job_id}/release", JobReleased(reason=reason), job_token)
 
     # A job's reports: one try each. ``runner.delivery`` sends them in order and tries again
-    # until the server has them, within the job's outage budget.
-    def send_logs(self, job_id: int, job_token: str, batch: LogBatch) -> None:
+    # until the server has them, within the job's outage budget, as the JSON it already holds.
+    def send_logs(self, job_id: int, job_token: str, batch: LogBatch | bytes) -> None:
         self._post(f"/api/runner/jobs/{job_id}/logs", batch, job_token, retries=0)
 
-    def step_started(self, job_id: int, job_token: str, report: StepStarted) -> None:
+    def step_started(self, job_id: int, job_token: str, report: StepStarted | bytes) -> None:
         self._post(f"/api/runner/jobs/{job_id}/steps/start", report, job_token, retries=0)
 
-    def step_finished(self, job_id: int, job_token: str, report: StepFinished) -> None:
+    def step_finished(self, job_id: int, job_token: str, report: StepFinished | bytes) -> None:
         self._post(f"/api/runner/jobs/{job_id}/steps/finish", report, job_token, retries=0)
 
     def job_finished(self, job_id: int, job_token: str, report: JobFinished) -> ClaimedJob | None:
@@ -130,12 +130,15 @@ class RunnerApi:
     def _post(
         self,
         path: str,
-        body: BaseModel | None,
+        body: BaseModel | bytes | None,
         token: str,
         retries: int | None = None,
         timeout: float | None = None,
     ) -> _Reply:
-        content = body.model_dump_json().encode() if body is not None else b"{}"
+        if isinstance(body, bytes):
+            content = body  # encoded already (a held report)
+        else:
+            content = body.model_dump_json().encode() if body is not None else b"{}"
         headers = {
             "Authorization": f"Bearer {token}",
             "Content-Type": "application/json",

@@ -207,12 +207,12 @@ class Delivery:
                 if record is None or self._closing:
                     return
             kind, step_index, lines = _HEADER.unpack_from(record)
-            model, method = _KINDS[kind]
             outcome = Sent.closed if self.stopped else None
             if outcome is None:
-                report = model.model_validate_json(record[_HEADER.size :])
-                send: Callable[..., Any] = getattr(self._api, method)
-                outcome, _ = self._send(functools.partial(send, self._job_id, self._token, report))
+                # Sent as the JSON held: a report is encoded once, when it is queued.
+                send: Callable[..., Any] = getattr(self._api, _KINDS[kind][1])
+                content = record[_HEADER.size :]
+                outcome, _ = self._send(functools.partial(send, self._job_id, self._token, content))
             with self._cond:
                 if outcome is not Sent.delivered:
                     self._lost[step_index] += lines

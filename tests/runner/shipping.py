@@ -11,7 +11,7 @@ from pathlib import Path
 from runner.delivery import Contact, Delivery
 from runner.masking import SecretMasker
 from runner.reporter import LogShipper
-from runner.spec import LogBudget
+from runner.spec import LogBatch, LogBudget, StepFinished, StepStarted
 
 
 def delivery_for(
@@ -48,3 +48,13 @@ def shipping(
         shipper.stop()
         delivery.drain()
         delivery.close()
+
+
+_REPORTS = {"send_logs": LogBatch, "step_started": StepStarted, "step_finished": StepFinished}
+
+
+def report_of(name: str, report: object) -> object:
+    """A job report as a fake server reads it: the runner sends held reports as JSON bytes."""
+    if isinstance(report, bytes) and name in _REPORTS:
+        return _REPORTS[name].model_validate_json(report)
+    return report

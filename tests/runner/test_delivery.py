@@ -70,7 +70,8 @@ class GatedApi:
         self.attempts = 0
         self.batches: list[LogBatch] = []
 
-    def send_logs(self, job_id: int, token: str, batch: LogBatch) -> None:
+    def send_logs(self, job_id: int, token: str, content: bytes) -> None:
+        batch = LogBatch.model_validate_json(content)
         self.attempts += 1
         if self.down:
             raise ServerUnavailable("connection refused")

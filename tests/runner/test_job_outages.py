@@ -25,6 +25,7 @@ from runner.spec import (
     StepOutcome,
     StepSpec,
 )
+from tests.runner.shipping import report_of
 from tests.support import services
 
 
@@ -55,14 +56,17 @@ class FlakyServer:
         return HeartbeatReply(cancel=False, lease_expires_at=time.time() + self.lease)
 
     def step_started(self, job_id: int, token: str, report: object) -> None:
+        report = report_of("step_started", report)
         self._reach("step_started", report)
         self.order.append(("started", report.step_index))  # type: ignore[attr-defined]
 
     def step_finished(self, job_id: int, token: str, report: object) -> None:
+        report = report_of("step_finished", report)
         self._reach("step_finished", report)
         self.order.append(("finished", report.step_index))  # type: ignore[attr-defined]
 
-    def send_logs(self, job_id: int, token: str, batch: LogBatch) -> None:
+    def send_logs(self, job_id: int, token: str, content: bytes) -> None:
+        batch = LogBatch.model_validate_json(content)
         self._reach("send_logs", batch)
         if self.refuse_logs is not None:
             raise self.refuse_logs

@@ -21,6 +21,7 @@ from runner.spec import (
     StepOutcome,
     StepSpec,
 )
+from tests.runner.shipping import report_of
 from tests.support import services
 
 
@@ -33,7 +34,7 @@ class FakeApi:
 
     def __getattr__(self, name: str):  # type: ignore[no-untyped-def]
         def record(job_id: int, token: str, report: object) -> None:
-            self.calls.append((name, report))
+            self.calls.append((name, report_of(name, report)))
 
         return record
 

@@ -13,8 +13,8 @@ class Api:
     def __init__(self) -> None:
         self.batches: list[LogBatch] = []
 
-    def send_logs(self, job_id: int, token: str, batch: LogBatch) -> None:
-        self.batches.append(batch)
+    def send_logs(self, job_id: int, token: str, content: bytes) -> None:
+        self.batches.append(LogBatch.model_validate_json(content))
 
 
 def line(text: str, stream: str = "stdout") -> LogLine:

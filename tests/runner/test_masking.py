@@ -121,8 +121,8 @@ def test_the_shipper_masks_lines_that_did_not_come_through_an_executor(tmp_path:
     sent: list[LogBatch] = []
 
     class Api:
-        def send_logs(self, job_id: int, token: str, batch: LogBatch) -> None:
-            sent.append(batch)
+        def send_logs(self, job_id: int, token: str, content: bytes) -> None:
+            sent.append(LogBatch.model_validate_json(content))
 
     with shipping(Api(), tmp_path, SecretMasker([SECRET, OTHER])) as shipper:
         shipper.add(LogLine(at=1.0, stream="system", text=f"docker said: bad env {OTHER}"))
