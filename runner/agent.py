@@ -15,6 +15,7 @@ import logging
 import platform
 import shutil
 import threading
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -38,6 +39,8 @@ if TYPE_CHECKING:
     from runner.hygiene import DiskHygiene
 
 logger = logging.getLogger(__name__)
+
+MAX_STOPPED_JOBS = 1000  # per runner heartbeat (the contract's bound); the rest go on the next
 
 
 class RunnerAgent:
@@ -76,6 +79,10 @@ class RunnerAgent:
         self.hygiene = hygiene
         self._running: set[int] = set()
         self._running_lock = threading.Lock()
+        # Jobs stopped (and torn down) because the server had closed them or could not be reached
+        # for their outage budget: named on the runner heartbeats until one is answered, so the
+        # server may start a new attempt of such a job at once.
+        self._stopped_jobs: set[int] = set()
 
     def start(self) -> None:
         """Clean up after an earlier process of this runner (what carries the identity it kept),
@@ -88,6 +95,8 @@ class RunnerAgent:
             # server takes this registration to mean that process's jobs are over, copies included.
             self._sweep_identity(previous)
         shutil.rmtree(self.settings.runner_dir / "workspaces", ignore_errors=True)
+        # Reports an earlier process held for jobs the server closes as lost when we register.
+        shutil.rmtree(self.settings.runner_dir / "spool", ignore_errors=True)
         registration = RunnerRegistration(
             name=self.settings.runner_name,
             hostname=platform.node(),
@@ -177,12 +186,13 @@ class RunnerAgent:
                 # A claim whose reply was lost may have taken a job on the server: ask again with
                 # the same key, and the server hands that job back instead of leaving it to be lost.
                 key = self._unconfirmed_claims.pop() if self._unconfirmed_claims else new_claim_key()
-                claimed = self._claim(key)
+                claimed, claimed_at = self._claim(key)
                 while claimed is not None:
-                    claimed, key = self._run(claimed)
+                    claimed, key, claimed_at = self._run(claimed, claimed_at)
                     ran += 1
                     if claimed is None and key is not None:
-                        claimed = self._claim(key)  # the end's reply was lost, and with it the next claim's
+                        # The end's reply was lost, and with it the next claim's.
+                        claimed, claimed_at = self._claim(key)
                 if claimed is None:
                     return ran
             except ServerUnavailable as error:
@@ -192,9 +202,11 @@ class RunnerAgent:
                 self._slots.release()
         return ran
 
-    def _run(self, claimed: ClaimedJob) -> tuple[ClaimedJob | None, str | None]:
-        """Run one job; returns the next job its end claimed, or the key to claim it with when
-        that answer never came (None when there is nothing to claim: draining, or none waiting)."""
+    def _run(self, claimed: ClaimedJob, claimed_at: float) -> tuple[ClaimedJob | None, str | None, float]:
+        """Run one job (``claimed_at``: when the claim that handed it out was sent); returns the
+        next job its end claimed and when that request was sent, or the key to claim it with
+        when that answer never came (None when there is nothing to claim: draining, or none
+        waiting)."""
         assert self.runner_id is not None
         if self._executor_name != DOCKER_EXECUTOR and (refusal := host_trust_refusal(claimed.spec)):
             # The server never hands such a job to a host-process runner; if it ever did, give it
@@ -203,7 +215,7 @@ class RunnerAgent:
             logger.error("job %s refused: %s", claimed.spec.job_id, refusal)
             try:
                 self.api.release_job(claimed.spec.job_id, claimed.job_token, refusal)
-                return None, None
+                return None, None, 0.0
             except Exception:
                 logger.exception("could not give job %s back", claimed.spec.job_id)
         next_claim = None
@@ -217,6 +229,8 @@ class RunnerAgent:
             self.shutdown,
             next_claim,
             self.draining,
+            claimed_at=claimed_at,
+            spool_bytes=self.settings.runner_spool_bytes,
         )
         with self._running_lock:
             self._running.add(claimed.spec.job_id)
@@ -227,17 +241,22 @@ class RunnerAgent:
         finally:
             with self._running_lock:
                 self._running.discard(claimed.spec.job_id)
+                if run.stopped_unheard:
+                    self._stopped_jobs.add(claimed.spec.job_id)
         self._check_disk()
         if next_claim is None or run.next_answered:
-            return run.next_claimed, None
+            return run.next_claimed, None, run.next_claimed_at
         # Even when draining: a job that claim took is ours to run, and a draining runner's
         # claim only ever hands back such a job.
-        return None, next_claim.claim_key
+        return None, next_claim.claim_key, 0.0
 
-    def _claim(self, key: str) -> ClaimedJob | None:
+    def _claim(self, key: str) -> tuple[ClaimedJob | None, float]:
+        """The job a claim handed out, and when the request was sent (its first try: the job's
+        outage budget may only count from earlier than the server's, never later)."""
         assert self.runner_id is not None
+        sent = time.monotonic()
         try:
-            return self.api.claim(self.runner_id, key)
+            return self.api.claim(self.runner_id, key), sent
         except ServerUnavailable:
             self._unconfirmed_claims.append(key)
             raise
@@ -274,12 +293,16 @@ class RunnerAgent:
                 self._sweep_orphans = None
             if unavailable is not None:
                 self.unavailable = unavailable  # at once: no claim from now on
+            with self._running_lock:
+                stopped = sorted(self._stopped_jobs)[:MAX_STOPPED_JOBS]
             try:
                 if self.runner_id is not None:
-                    self.api.heartbeat(self.runner_id, self._free_disk_bytes(), unavailable)
+                    self.api.heartbeat(self.runner_id, self._free_disk_bytes(), unavailable, stopped)
             except Exception:
                 logger.warning("runner heartbeat failed", exc_info=True)
             else:
+                with self._running_lock:
+                    self._stopped_jobs.difference_update(stopped)
                 if was_unavailable and unavailable is None:
                     self.unavailable = None
                     # The server takes us back once it has heard; what waited meanwhile is ours too.

@@ -29,11 +29,6 @@ from runner.spec import (
 logger = logging.getLogger(__name__)
 
 
-# How a job ended must survive a server restart: about two minutes of retries (the lease is
-# kept alive by the heartbeat meanwhile).
-FINAL_REPORT_RETRIES = 16
-
-
 def new_claim_key() -> str:
     return secrets.token_urlsafe(24)
 
@@ -81,9 +76,18 @@ class RunnerApi:
         return RunnerRegistered.model_validate(reply.json())
 
     def heartbeat(
-        self, runner_id: int, free_disk_bytes: int | None = None, unavailable: str | None = None
+        self,
+        runner_id: int,
+        free_disk_bytes: int | None = None,
+        unavailable: str | None = None,
+        stopped_jobs: list[int] | None = None,
     ) -> None:
-        body = RunnerHeartbeat(runner_id=runner_id, free_disk_bytes=free_disk_bytes, unavailable=unavailable)
+        body = RunnerHeartbeat(
+            runner_id=runner_id,
+            free_disk_bytes=free_disk_bytes,
+            unavailable=unavailable,
+            stopped_jobs=stopped_jobs or [],
+        )
         self._post("/api/runner/heartbeat", body, self._runner_token)
 
     def drain(self, runner_id: int) -> None:
@@ -95,43 +99,60 @@ class RunnerApi:
         reply = self._post("/api/runner/claim", request, self._runner_token)
         return None if reply.status_code == 204 else ClaimedJob.model_validate_json(reply.content)
 
-    def job_heartbeat(self, job_id: int, job_token: str) -> HeartbeatReply:
+    def job_heartbeat(self, job_id: int, job_token: str, timeout: float | None = None) -> HeartbeatReply:
         # One try: the heartbeat loop itself is the retry, at the heartbeat's own pace, so the
         # lease is renewed within a tick of the server coming back (no growing backoff).
-        reply = self._post(f"/api/runner/jobs/{job_id}/heartbeat", None, job_token, retries=0)
+        path = f"/api/runner/jobs/{job_id}/heartbeat"
+        reply = self._post(path, None, job_token, retries=0, timeout=timeout)
         return HeartbeatReply.model_validate(reply.json())
 
     def release_job(self, job_id: int, job_token: str, reason: str) -> None:
         """Give back a claimed job this runner will not run (before any step): it is queued again."""
         self._post(f"/api/runner/jobs/{job_id}/release", JobReleased(reason=reason), job_token)
 
-    def send_logs(self, job_id: int, job_token: str, batch: LogBatch) -> None:
-        self._post(f"/api/runner/jobs/{job_id}/logs", batch, job_token)
+    # A job's reports: one try each. ``runner.delivery`` sends them in order and tries again
+    # until the server has them, within the job's outage budget, as the JSON it already holds.
+    def send_logs(self, job_id: int, job_token: str, batch: LogBatch | bytes) -> None:
+        self._post(f"/api/runner/jobs/{job_id}/logs", batch, job_token, retries=0)
 
-    def step_started(self, job_id: int, job_token: str, report: StepStarted) -> None:
-        self._post(f"/api/runner/jobs/{job_id}/steps/start", report, job_token)
+    def step_started(self, job_id: int, job_token: str, report: StepStarted | bytes) -> None:
+        self._post(f"/api/runner/jobs/{job_id}/steps/start", report, job_token, retries=0)
 
-    def step_finished(self, job_id: int, job_token: str, report: StepFinished) -> None:
-        self._post(f"/api/runner/jobs/{job_id}/steps/finish", report, job_token, retries=FINAL_REPORT_RETRIES)
+    def step_finished(self, job_id: int, job_token: str, report: StepFinished | bytes) -> None:
+        self._post(f"/api/runner/jobs/{job_id}/steps/finish", report, job_token, retries=0)
 
     def job_finished(self, job_id: int, job_token: str, report: JobFinished) -> ClaimedJob | None:
         """The job's end; the next job when ``report.next`` asked for one and one was waiting."""
         path = f"/api/runner/jobs/{job_id}/finish"
-        reply = self._post(path, report, job_token, retries=FINAL_REPORT_RETRIES)
+        reply = self._post(path, report, job_token, retries=0)
         return None if reply.status_code == 204 else ClaimedJob.model_validate_json(reply.content)
 
-    def _post(self, path: str, body: BaseModel | None, token: str, retries: int | None = None) -> _Reply:
-        content = body.model_dump_json().encode() if body is not None else b"{}"
+    def _post(
+        self,
+        path: str,
+        body: BaseModel | bytes | None,
+        token: str,
+        retries: int | None = None,
+        timeout: float | None = None,
+    ) -> _Reply:
+        if isinstance(body, bytes):
+            content = body  # encoded already (a held report)
+        else:
+            content = body.model_dump_json().encode() if body is not None else b"{}"
         headers = {
             "Authorization": f"Bearer {token}",
             "Content-Type": "application/json",
             "User-Agent": _USER_AGENT,
         }
         retries = self._retries if retries is None else retries
+        # (Passing timeout=None would mean no timeout at all: only a given one is passed.)
+        per_request = {"timeout": urllib3.Timeout(total=timeout)} if timeout is not None else {}
         delay = 0.5
         for attempt in range(retries + 1):
             try:
-                response = self._http.request("POST", self._base_url + path, body=content, headers=headers)
+                response = self._http.request(
+                    "POST", self._base_url + path, body=content, headers=headers, **per_request
+                )
             except urllib3.exceptions.HTTPError as error:  # refused, reset, timed out, ...
                 if attempt == retries:
                     raise ServerUnavailable(f"{path}: {error}") from error

@@ -56,6 +56,9 @@ class RunnerSettings(BaseSettings):
     # Below this much free disk (work directory or Docker's data), the runner removes what it made
     # and no longer needs (runner.hygiene). "5G", "500M" or bytes; 0: never.
     runner_min_free_disk: Annotated[int, BeforeValidator(parse_bytes)] = 0
+    # How much of one job's reports (its log, mostly) may wait on disk, in the runner directory,
+    # while the server cannot take them; beyond it, output is not kept and the job says so.
+    runner_spool_bytes: Annotated[int, BeforeValidator(parse_bytes), Field(gt=0)] = 1024**3
 
     @field_validator("runner_executor", mode="before")
     @classmethod

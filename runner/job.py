@@ -3,6 +3,8 @@
 Per-run state lives in a ``JobRun`` object, never on the Celery task. Whatever happens
 (user failure, our failure, cancel, server closing the job), containers and the workspace
 are removed and the server hears how the job ended, unless it already closed the job.
+Everything the job reports goes through its ``Delivery``, in order; an outage of the server
+shorter than the job's outage budget holds the reports back and stops nothing.
 """
 
 from __future__ import annotations
@@ -10,14 +12,14 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 
-from runner.client import JobClosedError, RunnerApi
+from runner.client import RunnerApi
+from runner.delivery import Contact, Delivery, Sent
 from runner.executors.base import Executor, ExecutorError, StepResult
 from runner.logs import in_this_context
 from runner.masking import SecretMasker
-from runner.reporter import Heartbeat, LogShipper
+from runner.reporter import Heartbeat, LogShipper, undelivered_text
 from runner.spec import (
     MAX_REASON,
     ClaimedJob,
@@ -32,6 +34,9 @@ from runner.workspace import WorkspaceError, prepare_workspace, remove_workspace
 
 logger = logging.getLogger(__name__)
 
+# How much of a job's reports may wait on disk while the server cannot take them (per job).
+DEFAULT_SPOOL_BYTES = 1024**3
+
 
 class JobRun:
     def __init__(
@@ -43,15 +48,26 @@ class JobRun:
         shutdown: threading.Event,
         next_claim: ClaimRequest | None = None,
         draining: threading.Event | None = None,
+        *,
+        claimed_at: float | None = None,
+        spool_bytes: int = DEFAULT_SPOOL_BYTES,
     ) -> None:
         """``next_claim``: ask for the runner's next job together with this one's end. Whether
-        the server answered it (``next_answered``) and what it handed out (``next_claimed``) are
-        known once ``run`` returns."""
+        the server answered it (``next_answered``), what it handed out (``next_claimed``) and
+        when the request that did was sent (``next_claimed_at``) are known once ``run`` returns.
+        ``claimed_at``: when the claim that handed this job out was sent (``time.monotonic``):
+        the job's outage budget counts from there until the server first answers about it.
+        ``stopped_unheard``: once ``run`` returns, whether the job was stopped (and torn down)
+        because the server had closed it or could not be reached for the outage budget."""
         self.api = api
         self.next_claim = next_claim
         self._draining = draining
         self.next_answered = False
         self.next_claimed: ClaimedJob | None = None
+        self.next_claimed_at = 0.0
+        self.stopped_unheard = False
+        self._claimed_at = time.monotonic() if claimed_at is None else claimed_at
+        self._spool_bytes = spool_bytes
         self.spec = claimed.spec
         self.token = claimed.job_token
         self.executor = executor
@@ -64,8 +80,21 @@ class JobRun:
     def run(self) -> StepOutcome:
         job = self.spec
         self._masker = SecretMasker(job.mask_values())
-        logs = LogShipper(self.api, job.job_id, self.token, self._masker, job.log_budget)
-        heartbeat = Heartbeat(self.api, job.job_id, self.token, job.heartbeat_seconds, self.cancel)
+        contact = Contact(self._claimed_at)
+        delivery = self._delivery = Delivery(
+            self.api,
+            job.job_id,
+            self.token,
+            outage_seconds=job.outage_seconds,
+            contact=contact,
+            spool_path=self.work_root / "spool" / f"job-{job.job_id}",
+            spool_bytes=self._spool_bytes,
+        )
+        logs = LogShipper(delivery, self.cancel, self._masker, job.log_budget)
+        heartbeat = Heartbeat(
+            self.api, job.job_id, self.token, job.heartbeat_seconds, self.cancel,
+            contact=contact, outage_seconds=job.outage_seconds,
+        )  # fmt: skip
         deadline = self._deadline = time.monotonic() + job.timeout_seconds
         watchdog = threading.Thread(target=in_this_context(self._watch), args=(deadline,), daemon=True)
         watchdog.start()
@@ -83,42 +112,71 @@ class JobRun:
                 )
             self._stopped = True
             logs.stop()
-            # The result is known once the last step has ended: report it first (the heartbeat
-            # keeps the lease until the server has heard), then clean up off the critical path.
-            self._report_end(heartbeat, logs, outcome, reason)
+            if heartbeat.closed or heartbeat.out_of_contact is not None or delivery.stopped:
+                # Another copy may start once the server's count of the budget ends: nothing of
+                # this one (a service container either) outlives the stop.
+                self.executor.teardown()
+            # The result is known once the last step has ended: report it once the server has
+            # everything before it (the heartbeat keeps the lease meanwhile), then clean up off
+            # the critical path.
+            self._report_end(heartbeat, logs, delivery, outcome, reason)
             return outcome
         finally:
             self._stopped = True
             heartbeat.stop()
             logs.stop()
+            delivery.close()
             self.executor.teardown()
             self.executor.close()
             remove_workspace(workspace)
+            self.stopped_unheard = (
+                heartbeat.closed or heartbeat.out_of_contact is not None or delivery.stopped
+            )
 
     def _report_end(
-        self, heartbeat: Heartbeat, logs: LogShipper, outcome: StepOutcome, reason: str | None
+        self,
+        heartbeat: Heartbeat,
+        logs: LogShipper,
+        delivery: Delivery,
+        outcome: StepOutcome,
+        reason: str | None,
     ) -> None:
-        if heartbeat.closed or logs.closed.is_set():
+        delivery.drain()  # within the outage budget: the end comes after everything before it
+        logs.notice_undelivered()  # a batch refused after its step ended
+        delivery.drain()
+        if heartbeat.closed or delivery.closed.is_set():
             logger.warning("job %s was closed by the server; not reporting %s", self.spec.job_id, outcome)
             return
         if heartbeat.cancel_requested and outcome is not StepOutcome.passed:
             outcome, reason = StepOutcome.cancelled, "cancelled"
-        elif heartbeat.lease_expired and outcome is StepOutcome.cancelled:
-            reason = "cancelled: the runner could not reach the server for longer than the job's lease"
+        elif heartbeat.out_of_contact is not None and outcome is StepOutcome.cancelled:
+            reason = f"cancelled: the runner could not reach the server for {heartbeat.out_of_contact:.0f} s"
         elif self._shutdown.is_set() and outcome is StepOutcome.cancelled:
             reason = "cancelled: the runner was stopped while this job ran"
+        if lost := delivery.lost_lines():
+            # Never a silent pass: the log is not whole, and the job says so.
+            if outcome is StepOutcome.passed:
+                outcome, reason = StepOutcome.errored, undelivered_text(lost)
+            else:
+                reason = f"{reason or outcome.value}; {undelivered_text(lost)}"
         # No next job once the runner is draining or stopping: it would only be cancelled.
         wants_next = not (self._shutdown.is_set() or (self._draining is not None and self._draining.is_set()))
         finished = JobFinished(
             outcome=outcome, reason=self._said(reason), next=self.next_claim if wants_next else None
         )
-        try:
-            self.next_claimed = self.api.job_finished(self.spec.job_id, self.token, finished)
+
+        def finish() -> ClaimedJob | None:
+            self.next_claimed_at = time.monotonic()  # the attempt the server answers counts
+            return self.api.job_finished(self.spec.job_id, self.token, finished)
+
+        sent, next_claimed = delivery.send(finish)
+        if sent is Sent.delivered:
+            self.next_claimed = next_claimed
             self.next_answered = True
-        except JobClosedError:
+        elif sent is Sent.closed:
             self.cancel.set()
-        except Exception as error:
-            logger.error("job %s: could not report to the server: %s", self.spec.job_id, error)
+        else:
+            logger.error("job %s: could not report its end (%s) to the server", self.spec.job_id, outcome)
 
     def _run_steps(self, logs: LogShipper) -> tuple[StepOutcome, str | None]:
         job = self.spec
@@ -130,36 +188,34 @@ class JobRun:
         for step in job.steps:
             if self.cancel.is_set():
                 return StepOutcome.cancelled, "cancelled"
-            logs.begin_step(step.index)
-            self._report(self.api.step_started, StepStarted(step_index=step.index))
+            log = logs.begin_step(step.index)
+            self._delivery.put(StepStarted(step_index=step.index), reserve=True)
             started = time.monotonic()
             for notice in step.notices:
-                logs.add(LogLine(at=time.time(), stream="system", text=f"greenlight: {notice}"))
+                log(LogLine(at=time.time(), stream="system", text=f"greenlight: {notice}"))
             try:
                 if step.refused:
                     # The user's configuration is at fault (a secret it names is not there): the
                     # step fails without running, in words that say what to do.
-                    logs.add(LogLine(at=time.time(), stream="system", text=f"greenlight: {step.refused}"))
+                    log(LogLine(at=time.time(), stream="system", text=f"greenlight: {step.refused}"))
                     result = StepResult(StepOutcome.failed, None, 0.0, step.refused)
                 else:
-                    result = self.executor.run_step(step, logs.add, self.cancel)
+                    result = self.executor.run_step(step, log, self.cancel)
             except ExecutorError as error:
                 result = StepResult(StepOutcome.errored, None, time.monotonic() - started, str(error))
-                logs.add(LogLine(at=time.time(), stream="system", text=f"greenlight: {error}"))
+                log(LogLine(at=time.time(), stream="system", text=f"greenlight: {error}"))
             if result.outcome is StepOutcome.cancelled and time.monotonic() >= self._deadline:
                 reason = f"timed out: the job ran longer than {job.timeout_seconds}s"
                 result = StepResult(StepOutcome.timed_out, None, result.duration_seconds, reason)
             logs.end_step()  # the step's log is complete (and says if it was cut) before its end
-            self._report(
-                self.api.step_finished,
-                StepFinished(
-                    step_index=step.index,
-                    outcome=result.outcome,
-                    exit_code=result.exit_code,
-                    duration_seconds=result.duration_seconds,
-                    reason=self._said(result.reason),
-                ),
+            finished = StepFinished(
+                step_index=step.index,
+                outcome=result.outcome,
+                exit_code=result.exit_code,
+                duration_seconds=result.duration_seconds,
+                reason=self._said(result.reason),
             )
+            self._delivery.put(finished, reserve=True)
             if result.outcome is not StepOutcome.passed:
                 return result.outcome, f"step {step.name!r}: {result.reason or result.outcome.value}"
         return StepOutcome.passed, None
@@ -173,17 +229,10 @@ class JobRun:
         return reason if len(reason) <= MAX_REASON else reason[: MAX_REASON - 1] + "…"
 
     def _watch(self, deadline: float) -> None:
-        """Turns the job's deadline and a runner shutdown into a cancel of the running step."""
+        """Turns the job's deadline, a runner shutdown and the server closing the job (a report
+        answered 409) into a cancel of the running step."""
         while not self.cancel.is_set() and not self._stopped:
-            if time.monotonic() >= deadline or self._shutdown.is_set():
+            if time.monotonic() >= deadline or self._shutdown.is_set() or self._delivery.closed.is_set():
                 self.cancel.set()
                 return
             time.sleep(0.2)
-
-    def _report(self, send: Callable[[int, str, object], None], report: object) -> None:
-        try:
-            send(self.spec.job_id, self.token, report)
-        except JobClosedError:
-            self.cancel.set()
-        except Exception as error:
-            logger.error("job %s: could not report to the server: %s", self.spec.job_id, error)

@@ -1,10 +1,13 @@
-"""Ships a step's output to the server in batches while it runs, and the job's heartbeat.
+"""Ships a step's output to the server in batches while it runs, and renews the job's lease.
 
-Lines are appended from executor threads; a flusher thread sends them every half second
-(or at 500 lines, or 1 MiB), numbered per step so a retried batch is stored once. Every line is
-masked on its way in, and metered against the job's log budget: what is over it is never sent,
-and the step's log ends with a line saying how much was dropped. The shipper is the one door
-out of the runner for a job's log.
+Lines are appended from executor threads, to the step they were printed by (``begin_step``
+gives each step a sink of its own, so a line read late is never put in the next step's log);
+a batch is cut every half second, or at 500 lines, or at 1 MiB, numbered per step so a retried
+batch is stored once, and queued in the job's ``Delivery`` behind the step's start. Every line
+is masked on its way in, and metered against the job's log budget: what is over it is never
+sent, and the step's log ends with a line saying how much was dropped. A step whose lines could
+not be delivered ends with a line saying how many. The shipper is the one door out of the
+runner for a job's log.
 """
 
 from __future__ import annotations
@@ -12,8 +15,11 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import Counter
 
 from runner.client import JobClosedError, RunnerApi
+from runner.delivery import Contact, Delivery
+from runner.executors.base import LineSink
 from runner.log_budget import LogMeter, line_cost
 from runner.logs import in_this_context
 from runner.masking import SecretMasker
@@ -26,74 +32,117 @@ MAX_BATCH_LINES = 500
 MAX_BATCH_BYTES = 1024 * 1024
 
 
+def undelivered_text(count: int) -> str:
+    return f"{count:,} log line{'s' if count != 1 else ''} could not be delivered to the server"
+
+
 class LogShipper:
     def __init__(
         self,
-        api: RunnerApi,
-        job_id: int,
-        job_token: str,
+        delivery: Delivery,
+        cancel: threading.Event,
         masker: SecretMasker | None = None,
         budget: LogBudget | None = None,
     ) -> None:
-        self._api = api
+        self._delivery = delivery
+        self._cancel = cancel
         self._masker = masker or SecretMasker(())
         self._meter = LogMeter(budget or LogBudget())
-        self._job_id = job_id
-        self._token = job_token
         self._lock = threading.Lock()
         self._pending: list[LogLine] = []
         self._pending_bytes = 0
+        self._pending_step = 0
         self._step_index = 0
-        self._seq = 0
-        self._wake = threading.Event()
+        self._seq: Counter[int] = Counter()  # per step: the next batch's number
+        self._noticed: Counter[int] = Counter()  # per step: lost lines its log already names
         self._stopped = threading.Event()
-        self.closed = threading.Event()  # set when the server says the job is closed
-        self._thread = threading.Thread(target=in_this_context(self._run), name=f"logs-{job_id}", daemon=True)
+        self._thread = threading.Thread(target=in_this_context(self._run), name="logs", daemon=True)
         self._thread.start()
 
-    def begin_step(self, step_index: int) -> None:
+    def begin_step(self, step_index: int) -> LineSink:
+        """Start a step's log; returns the sink for its lines (from any thread, also late)."""
         self.end_step()
         with self._lock:
             self._step_index = step_index
-            self._seq = 0
             self._meter.begin_step()
+        return lambda line: self.add(line, step_index)
 
-    def add(self, line: LogLine) -> None:
+    def add(self, line: LogLine, step_index: int | None = None) -> None:
+        """Add a line to ``step_index``'s log (the current step's by default). Waits while the
+        server takes reports but a large backlog waits for it (back-pressure on the step)."""
         with self._lock:
+            step = self._step_index if step_index is None else step_index
             admitted = self._meter.admit(line)
             if admitted is None:
                 return  # over the budget: counted, said once at the end of the step
-            self._pending.append(admitted)
-            self._pending_bytes += line_cost(admitted.text)
-            # Once, when a batch fills: the flusher then sends until nothing is pending.
-            full = len(self._pending) == MAX_BATCH_LINES or self._pending_bytes >= MAX_BATCH_BYTES
+            self._append(step, admitted)
+            full = len(self._pending) >= MAX_BATCH_LINES or self._pending_bytes >= MAX_BATCH_BYTES
+            if full:
+                self._cut()
         if full:
-            self._wake.set()
+            self._delivery.wait_for_room(self._cancel)
 
     def end_step(self) -> None:
-        """Say what the budget dropped of the step's output, then send everything pending."""
+        """Say what the budget dropped of the step's output and how many of its lines could not
+        be delivered, and queue everything pending."""
         with self._lock:
             notice = self._meter.notice()
             if notice is not None:
-                self._pending.append(notice)
-        self.flush()
+                self._append(self._step_index, notice)
+            self._cut()
+            self._notice_undelivered(self._step_index)
+
+    def notice_undelivered(self) -> None:
+        """Lines of the last step found undeliverable after its end (refused by the server)."""
+        with self._lock:
+            self._notice_undelivered(self._step_index)
 
     def flush(self) -> None:
-        while True:
-            with self._lock:
-                if not self._pending:
-                    return
-                count, size = 0, 0
-                while count < min(len(self._pending), MAX_BATCH_LINES) and (
-                    count == 0 or size < MAX_BATCH_BYTES
-                ):
-                    size += line_cost(self._pending[count].text)
-                    count += 1
-                lines, self._pending = self._pending[:count], self._pending[count:]
-                self._pending_bytes -= size
-                step_index, seq = self._step_index, self._seq
-                self._seq += 1
-            self._send(LogBatch(step_index=step_index, seq=seq, lines=self._masked(lines)))
+        with self._lock:
+            self._cut()
+
+    def stop(self) -> None:
+        self._stopped.set()
+        self._thread.join(timeout=30)
+        self.end_step()
+
+    def _append(self, step: int, line: LogLine) -> None:
+        if self._pending and step != self._pending_step:
+            self._cut()  # a late line of an earlier step: its batch stays apart
+        self._pending_step = step
+        self._pending.append(line)
+        self._pending_bytes += line_cost(line.text)
+
+    def _notice_undelivered(self, step: int) -> None:
+        lost = self._delivery.lost_lines(step) - self._noticed[step]
+        if lost <= 0:
+            return
+        self._noticed[step] += lost
+        text = f"greenlight: {undelivered_text(lost)}"
+        batch = LogBatch(
+            step_index=step,
+            seq=self._next_seq(step),
+            lines=[LogLine(at=time.time(), stream="system", text=text)],
+        )
+        self._delivery.put(batch, reserve=True)
+
+    def _next_seq(self, step: int) -> int:
+        seq = self._seq[step]
+        self._seq[step] += 1
+        return seq
+
+    def _cut(self) -> None:
+        """Queue what is pending as batches (under the lock, so batches are queued in order)."""
+        while self._pending:
+            count, size = 0, 0
+            while count < min(len(self._pending), MAX_BATCH_LINES) and (count == 0 or size < MAX_BATCH_BYTES):
+                size += line_cost(self._pending[count].text)
+                count += 1
+            lines, self._pending = self._pending[:count], self._pending[count:]
+            self._pending_bytes -= size
+            step = self._pending_step
+            batch = LogBatch(step_index=step, seq=self._next_seq(step), lines=self._masked(lines))
+            self._delivery.put(batch)
 
     def _masked(self, lines: list[LogLine]) -> list[LogLine]:
         """A step's output lines (stdout, stderr) come masked by the executor's ``LineSplitter``,
@@ -112,45 +161,39 @@ class LogShipper:
             for line in lines
         ]
 
-    def stop(self) -> None:
-        self._stopped.set()
-        self._wake.set()
-        self._thread.join(timeout=30)
-        self.end_step()
-
-    def _send(self, batch: LogBatch) -> None:
-        if self.closed.is_set():
-            return
-        try:
-            self._api.send_logs(self._job_id, self._token, batch)
-        except JobClosedError:
-            self.closed.set()
-        except Exception:
-            # Keep the flusher alive whatever happened; the lines are reported as lost in our log.
-            logger.exception("job %s: could not ship %d log lines", self._job_id, len(batch.lines))
-
     def _run(self) -> None:
-        while not self._stopped.is_set():
-            self._wake.wait(FLUSH_SECONDS)
-            self._wake.clear()
+        while not self._stopped.wait(FLUSH_SECONDS):
             self.flush()
 
 
 class Heartbeat:
-    """Renews the job's lease; sets ``cancel`` when the server asks, or when the job is closed."""
+    """Renews the job's lease, one try per tick whatever happens; sets ``cancel`` when the server
+    asks, when it says the job is closed, or when no renewal has been answered for the job's
+    outage budget (``out_of_contact``), counted from the send time of the last one answered
+    (``Contact``): the server counts the same budget from when it received it, so the runner
+    always stops its copy first and a new attempt never runs beside it."""
 
     def __init__(
-        self, api: RunnerApi, job_id: int, job_token: str, every: float, cancel: threading.Event
+        self,
+        api: RunnerApi,
+        job_id: int,
+        job_token: str,
+        every: float,
+        cancel: threading.Event,
+        *,
+        contact: Contact,
+        outage_seconds: float,
     ) -> None:
         self._api = api
         self._job_id = job_id
         self._token = job_token
         self._every = every
         self._cancel = cancel
+        self._contact = contact
+        self._outage_seconds = outage_seconds
         self.closed = False
         self.cancel_requested = False
-        self.lease_expired = False
-        self._lease_expires_at: float | None = None
+        self.out_of_contact: float | None = None  # seconds without an answer, once the job stopped
         self._stopped = threading.Event()
         self._thread = threading.Thread(
             target=in_this_context(self._run), name=f"heartbeat-{job_id}", daemon=True
@@ -162,28 +205,43 @@ class Heartbeat:
         self._thread.join(timeout=10)
 
     def _run(self) -> None:
-        while not self._stopped.wait(self._every):
+        failing = False
+        tick = time.monotonic() + self._every
+        while True:
+            # Wake at the next tick (a slow try does not push the ones after it back), or when
+            # the budget runs out if that comes first.
+            budget_ends = self._contact.heartbeat_sent + self._outage_seconds
+            if self._stopped.wait(max(0.0, min(tick, budget_ends) - time.monotonic())):
+                return
+            sent = time.monotonic()
+            tick = max(tick, sent) + self._every
             try:
-                reply = self._api.job_heartbeat(self._job_id, self._token)
+                # A hung server must not hold the tick back: the wait is bounded like the tick.
+                reply = self._api.job_heartbeat(self._job_id, self._token, timeout=max(1.0, self._every))
             except JobClosedError:
                 logger.warning("job %s was closed by the server; stopping it", self._job_id)
                 self.closed = True
                 self._cancel.set()
                 return
-            except Exception:
-                # One failed renewal must not end the renewals: the lease outlives a few misses.
-                logger.warning("job %s: lease renewal failed", self._job_id, exc_info=True)
-                if self._lease_expires_at is not None and time.time() > self._lease_expires_at:
-                    # The server may have closed the job as lost and someone may have re-run it:
-                    # never keep running a second copy.
+            except Exception as error:
+                silent = time.monotonic() - self._contact.heartbeat_sent
+                if silent >= self._outage_seconds:
+                    # The server may have closed the job as lost, and a new attempt may start once
+                    # its own count of the same budget runs out: never run a second copy.
                     logger.error(
-                        "job %s: lease expired without contact with the server; stopping", self._job_id
+                        "job %s: no lease renewal answered for %.0fs; stopping the job", self._job_id, silent
                     )
-                    self.lease_expired = True
+                    self.out_of_contact = silent
                     self._cancel.set()
                     return
+                if not failing:
+                    logger.warning("job %s: lease renewal failed (%s); the job goes on", self._job_id, error)
+                failing = True
                 continue
-            self._lease_expires_at = reply.lease_expires_at
+            self._contact.heard(sent, heartbeat=True)
+            if failing:
+                logger.info("job %s: lease renewed again", self._job_id)
+            failing = False
             if reply.cancel:
                 self.cancel_requested = True
                 self._cancel.set()

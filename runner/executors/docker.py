@@ -24,7 +24,7 @@ from runner.executors.base import (
     StepResult,
     must_stop,
 )
-from runner.executors.lines import LineSplitter
+from runner.executors.lines import CountingSink, LineSplitter, join_readers
 from runner.executors.sidecars import Sidecars
 from runner.images import RunnerImages
 from runner.masking import SecretMasker
@@ -200,9 +200,10 @@ class DockerExecutor:
         # Attach before start: attaching to a container that has already exited blocks forever
         # (engine 20.10), and attaching late could miss the first lines of a fast step.
         frames = api.attach(cid, stdout=True, stderr=True, stream=True, logs=True, demux=True)
+        sink = CountingSink(on_line)
         reader = threading.Thread(
             target=_pump,
-            args=(frames, on_line, self._masker),
+            args=(frames, sink, self._masker),
             name=f"greenlight-attach-{cid[:12]}",
             daemon=True,
         )
@@ -227,7 +228,7 @@ class DockerExecutor:
         duration = time.monotonic() - started
         if outcome is not None:
             self._kill(cid)
-        reader.join(READER_GRACE_SECONDS)
+        join_readers([reader], sink, READER_GRACE_SECONDS)
         if reader.is_alive():
             log.warning("step %s: output stream of container %s did not end", step.name, cid[:12])
         if outcome is not None:

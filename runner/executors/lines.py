@@ -5,6 +5,7 @@ from __future__ import annotations
 import codecs
 import threading
 import time
+from collections.abc import Iterable
 
 from runner.executors.base import LineSink
 from runner.masking import SecretMasker, Span
@@ -193,6 +194,34 @@ class LineSplitter:
                 self._on_line(LogLine(at=at, stream=stream, text=line))
             if not queue:
                 del self._held[stream]
+
+
+class CountingSink:
+    """A step's line sink that counts the lines it passed on, so that waiting for the step's
+    output readers can tell one still delivering (held back while the server takes a backlog)
+    from one that hangs."""
+
+    def __init__(self, on_line: LineSink) -> None:
+        self._on_line = on_line
+        self.count = 0
+
+    def __call__(self, line: LogLine) -> None:
+        self._on_line(line)
+        self.count += 1
+
+
+def join_readers(readers: Iterable[threading.Thread], sink: CountingSink, grace: float) -> None:
+    """Wait for a step's output readers once its process has ended: as long as they deliver
+    lines, and ``grace`` more seconds when they do not. A step's lines are never cut short (nor
+    left to arrive during the next step) because delivering them took a while."""
+    readers = list(readers)
+    while True:
+        seen = sink.count
+        deadline = time.monotonic() + grace
+        for reader in readers:
+            reader.join(max(0.0, deadline - time.monotonic()))
+        if not any(reader.is_alive() for reader in readers) or sink.count == seen:
+            return
 
 
 def _mask_joined(masker: SecretMasker, first: str, second: str) -> tuple[str, str] | None:

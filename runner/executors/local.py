@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import IO
 
 from runner.executors.base import CANCELLED, ExecutorError, LineSink, StepResult, must_stop
-from runner.executors.lines import LineSplitter
+from runner.executors.lines import CountingSink, LineSplitter, join_readers
 from runner.executors.step_files import remove_files_of
 from runner.executors.step_processes import end_processes_of
 from runner.executors.step_user import StepUser, StepUsers, hand_over
@@ -140,7 +140,8 @@ class LocalExecutor:
             raise ExecutorError(f"could not start /bin/sh in {self._workspace}: {exc}") from exc
 
         # One splitter for both pipes: a line is what a terminal would show, whichever wrote it.
-        splitter = LineSplitter(on_line, self._masker)
+        sink = CountingSink(on_line)
+        splitter = LineSplitter(sink, self._masker)
         readers = [
             _start_reader(proc.stdout, "stdout", splitter),
             _start_reader(proc.stderr, "stderr", splitter),
@@ -162,8 +163,7 @@ class LocalExecutor:
             proc.wait()
         duration = time.monotonic() - started
 
-        for reader in readers:
-            reader.join(READER_GRACE_SECONDS)
+        join_readers(readers, sink, READER_GRACE_SECONDS)
         # Emits the last line; if something outside the process group still holds a pipe open,
         # whatever it writes from now on is dropped.
         splitter.close()

@@ -21,6 +21,7 @@ from runner.spec import (
     StepOutcome,
     StepSpec,
 )
+from tests.runner.shipping import report_of
 from tests.support import services
 
 
@@ -28,12 +29,12 @@ class FakeApi:
     def __init__(self) -> None:
         self.calls: list[tuple[str, object]] = []
 
-    def job_heartbeat(self, job_id: int, token: str) -> HeartbeatReply:
+    def job_heartbeat(self, job_id: int, token: str, timeout: float | None = None) -> HeartbeatReply:
         return HeartbeatReply(cancel=False, lease_expires_at=9e12)
 
     def __getattr__(self, name: str):  # type: ignore[no-untyped-def]
         def record(job_id: int, token: str, report: object) -> None:
-            self.calls.append((name, report))
+            self.calls.append((name, report_of(name, report)))
 
         return record
 

@@ -199,7 +199,7 @@ def test_processes_that_keep_forking_into_new_sessions_are_all_ended(executor: L
     # Every child starts a session of its own and forks again: no group, session or parent holds
     # them together, and new ones appear while the old ones are killed.
     spawner = "while :; do setsid sh -c 'sleep 600 & sleep 600' & sleep 0.01; done"
-    script = f"setsid sh -c \"{spawner}\" > /dev/null 2>&1 < /dev/null & sleep 1"
+    script = f'setsid sh -c "{spawner}" > /dev/null 2>&1 < /dev/null & sleep 1'
     result, _ = run(executor, specs.make_step(script))
     assert result.outcome is StepOutcome.passed
     assert alive_processes_of(STEP_USER.uid) == []

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
-from runner.reporter import MAX_BATCH_BYTES, LogShipper
+from pathlib import Path
+
+from runner.reporter import MAX_BATCH_BYTES
 from runner.spec import LogBatch, LogBudget, LogLine
+from tests.runner.shipping import shipping
 
 
 class Api:
     def __init__(self) -> None:
         self.batches: list[LogBatch] = []
 
-    def send_logs(self, job_id: int, token: str, batch: LogBatch) -> None:
-        self.batches.append(batch)
+    def send_logs(self, job_id: int, token: str, content: bytes) -> None:
+        self.batches.append(LogBatch.model_validate_json(content))
 
 
 def line(text: str, stream: str = "stdout") -> LogLine:
@@ -22,16 +25,15 @@ def sent(api: Api, step_index: int) -> list[str]:
     return [item.text for batch in api.batches if batch.step_index == step_index for item in batch.lines]
 
 
-def test_output_beyond_the_step_and_job_budgets_is_never_sent_and_the_log_says_so() -> None:
+def test_output_beyond_the_step_and_job_budgets_is_never_sent_and_the_log_says_so(tmp_path: Path) -> None:
     api = Api()
-    shipper = LogShipper(api, 1, "t", budget=LogBudget(step_bytes=1000, job_bytes=1500))  # type: ignore[arg-type]
-    shipper.begin_step(0)
-    for _ in range(50):
-        shipper.add(line("x" * 99))  # 100 bytes with its newline
-    shipper.begin_step(1)
-    for _ in range(50):
-        shipper.add(line("y" * 99))
-    shipper.stop()
+    with shipping(api, tmp_path, budget=LogBudget(step_bytes=1000, job_bytes=1500)) as shipper:
+        shipper.begin_step(0)
+        for _ in range(50):
+            shipper.add(line("x" * 99))  # 100 bytes with its newline
+        shipper.begin_step(1)
+        for _ in range(50):
+            shipper.add(line("y" * 99))
     first, second = sent(api, 0), sent(api, 1)
     assert first == ["x" * 99] * 10 + [
         "greenlight: log truncated: step output exceeded 1,000 bytes; 4,000 bytes dropped"
@@ -42,13 +44,12 @@ def test_output_beyond_the_step_and_job_budgets_is_never_sent_and_the_log_says_s
     assert all(text == "y" * 99 for text in second[:-1]) and len(second) - 1 < 5
 
 
-def test_batches_stay_under_a_mebibyte_whatever_the_lines() -> None:
+def test_batches_stay_under_a_mebibyte_whatever_the_lines(tmp_path: Path) -> None:
     api = Api()
-    shipper = LogShipper(api, 1, "t")  # type: ignore[arg-type]
-    shipper.begin_step(0)
-    for _ in range(100):
-        shipper.add(line("z" * 65536))
-    shipper.stop()
+    with shipping(api, tmp_path) as shipper:
+        shipper.begin_step(0)
+        for _ in range(100):
+            shipper.add(line("z" * 65536))
     assert sum(len(batch.lines) for batch in api.batches) == 100
     assert all(
         sum(len(item.text) + 1 for item in batch.lines) <= MAX_BATCH_BYTES + 65537 for batch in api.batches

@@ -8,6 +8,7 @@ import json
 import os
 import shlex
 import subprocess
+from pathlib import Path
 from urllib.parse import quote, quote_plus
 
 import pytest
@@ -15,9 +16,9 @@ import pytest
 from runner.executors import lines as lines_module
 from runner.executors.lines import MAX_LINE_CHARS, LineSplitter
 from runner.masking import MASK, SecretMasker
-from runner.reporter import LogShipper
 from runner.spec import LogBatch, LogLine
 from server.logs.ansi import strip_ansi
+from tests.runner.shipping import shipping
 
 SECRET = "s3cr3t-Value/with+odd&chars=ü"
 OTHER = "another-token-0123456789"
@@ -116,16 +117,15 @@ def test_a_secret_across_the_cut_of_an_overlong_line_is_not_split() -> None:
         assert joined == filler + MASK + "y" * 100
 
 
-def test_the_shipper_masks_lines_that_did_not_come_through_an_executor() -> None:
+def test_the_shipper_masks_lines_that_did_not_come_through_an_executor(tmp_path: Path) -> None:
     sent: list[LogBatch] = []
 
     class Api:
-        def send_logs(self, job_id: int, token: str, batch: LogBatch) -> None:
-            sent.append(batch)
+        def send_logs(self, job_id: int, token: str, content: bytes) -> None:
+            sent.append(LogBatch.model_validate_json(content))
 
-    shipper = LogShipper(Api(), 1, "t", SecretMasker([SECRET, OTHER]))  # type: ignore[arg-type]
-    shipper.add(LogLine(at=1.0, stream="system", text=f"docker said: bad env {OTHER}"))
-    shipper.stop()
+    with shipping(Api(), tmp_path, SecretMasker([SECRET, OTHER])) as shipper:
+        shipper.add(LogLine(at=1.0, stream="system", text=f"docker said: bad env {OTHER}"))
     assert [line.text for batch in sent for line in batch.lines] == [f"docker said: bad env {MASK}"]
 
 
