@@ -273,6 +273,10 @@ class RunnerRegistration(BaseModel):
     # only with jobs of repositories that opted in, and never with a fork's).
     executor: str
     unavailable: str | None = Field(default=None, max_length=500)
+    # The identity whose containers and networks this process removed (all of them, no error)
+    # before registering: only then may the server take the previous process's copies of its
+    # jobs as stopped. None: nothing was swept (no identity stored yet, no engine, a failed sweep).
+    swept_identity: str | None = Field(default=None, max_length=64)
 
 
 class RunnerRegistered(BaseModel):
