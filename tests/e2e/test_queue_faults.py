@@ -65,13 +65,10 @@ def test_a_runner_killed_mid_job_leaves_it_lost_never_rerun(stack: Stack, regist
         assert job["state"] == "lost" and "lease" in job["reason"]
         assert build["state"] == "errored"
         assert took < 8 + 5, f"lost after {took:.1f}s with an 8 s lease"
-        assert containers_of(job_id, runner), "SIGKILL gave the runner no chance to clean up"
+        # SIGKILL gave the runner no chance to clean up; its janitor did, by the time the job was lost.
+        assert containers_of(job_id, runner) == []
     finally:
         stack.start("runner", "runner", "--concurrency", "2")  # the next tests need a runner
-    deadline = time.monotonic() + 30
-    while containers_of(job_id, runner) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert containers_of(job_id, runner) == []  # swept when the runner came back
     time.sleep(3)  # the reconciler and the fresh runner both had their chance to do something wrong
     again = httpx.get(f"{stack.url}/api/builds/{build_id}", timeout=5).json()
     assert [(j["id"], j["state"]) for j in again["jobs"]] == [(job_id, "lost")]
