@@ -43,7 +43,12 @@ class JobClosedError(Exception):
 
 
 class ServerUnavailable(Exception):
-    """The server did not answer, or answered 5xx (or a 4xx of ``TRY_LATER``), on every retry."""
+    """The server did not answer, or answered 5xx (or a 4xx of ``TRY_LATER``), on every retry.
+    ``status``: the last answer's HTTP status (None: no answer at all)."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 class RunnerApiError(Exception):
@@ -171,7 +176,7 @@ class RunnerApi:
                 if reply.status_code < 500 and reply.status_code not in TRY_LATER:
                     raise RunnerApiError(path, reply.status_code, reply.detail())
                 if attempt == retries:
-                    raise ServerUnavailable(f"{path}: HTTP {reply.status_code}")
+                    raise ServerUnavailable(f"{path}: HTTP {reply.status_code}", reply.status_code)
                 logger.warning("server answered %s for %s; retrying in %.1fs", reply.status_code, path, delay)
             time.sleep(delay)
             delay = min(delay * 2, 10.0)
