@@ -19,7 +19,7 @@ from runner.delivery import Contact, Delivery, Sent
 from runner.executors.base import Executor, ExecutorError, StepResult
 from runner.logs import in_this_context
 from runner.masking import SecretMasker
-from runner.reporter import Heartbeat, LogShipper, undelivered_text
+from runner.reporter import Heartbeat, LogShipper, undelivered_text, unrecorded_text
 from runner.spec import (
     MAX_REASON,
     ClaimedJob,
@@ -153,12 +153,14 @@ class JobRun:
             reason = f"cancelled: the runner could not reach the server for {heartbeat.out_of_contact:.0f} s"
         elif self._shutdown.is_set() and outcome is StepOutcome.cancelled:
             reason = "cancelled: the runner was stopped while this job ran"
-        if lost := delivery.lost_lines():
-            # Never a silent pass: the log is not whole, and the job says so.
-            if outcome is StepOutcome.passed:
-                outcome, reason = StepOutcome.errored, undelivered_text(lost)
-            else:
-                reason = f"{reason or outcome.value}; {undelivered_text(lost)}"
+        # Never a silent pass: a log that is not whole, or a step's start or end missing.
+        missing = [undelivered_text(lost)] if (lost := delivery.lost_lines()) else []
+        if unrecorded := delivery.unrecorded():
+            missing.append(unrecorded_text(unrecorded))
+        if missing and outcome is StepOutcome.passed:
+            outcome, reason = StepOutcome.errored, "; ".join(missing)
+        elif missing:
+            reason = "; ".join([reason or outcome.value, *missing])
         # No next job once the runner is draining or stopping: it would only be cancelled.
         wants_next = not (self._shutdown.is_set() or (self._draining is not None and self._draining.is_set()))
         finished = JobFinished(

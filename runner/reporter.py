@@ -36,6 +36,12 @@ def undelivered_text(count: int) -> str:
     return f"{count:,} log line{'s' if count != 1 else ''} could not be delivered to the server"
 
 
+def unrecorded_text(events: list[tuple[int, str]]) -> str:
+    """``events``: (step index, "start" or "end") the server never recorded."""
+    named = " and ".join(f"the {what} of step {step}" for step, what in events)
+    return f"{named} could not be recorded by the server"
+
+
 class LogShipper:
     def __init__(
         self,
