@@ -112,8 +112,8 @@ class PrintingExecutor:
             return StepResult(StepOutcome.cancelled, None, 0.1, "cancelled")
         return StepResult(StepOutcome.passed, 0, 0.1)
 
-    def teardown(self) -> None:
-        pass
+    def teardown(self) -> bool:
+        return True
 
     def close(self) -> None:
         pass
