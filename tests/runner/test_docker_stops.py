@@ -34,8 +34,9 @@ def labelled(executor: DockerExecutor) -> list[dict]:  # type: ignore[type-arg]
     return engine().api.containers(all=True, filters=filters)
 
 
+@pytest.mark.parametrize("cancelled_while", ["image", "create"])
 def test_a_step_cancelled_while_its_image_is_made_ready_never_starts_a_container(
-    executor: DockerExecutor, monkeypatch: pytest.MonkeyPatch
+    executor: DockerExecutor, monkeypatch: pytest.MonkeyPatch, cancelled_while: str
 ) -> None:
     cancel = threading.Event()
     ensure_image, api = executor.ensure_image, executor.client.api
@@ -45,11 +46,14 @@ def test_a_step_cancelled_while_its_image_is_made_ready_never_starts_a_container
 
     def ready_then_cancelled(name: str) -> None:
         ensure_image(name)  # a pull takes long: the job's stop began meanwhile
-        cancel.set()
+        if cancelled_while == "image":
+            cancel.set()
 
     def create(*args, **kwargs):  # type: ignore[no-untyped-def]
         reply = create_container(*args, **kwargs)
         created.append(reply["Id"])
+        if cancelled_while == "create":
+            cancel.set()
         return reply
 
     def start(container, *args, **kwargs):  # type: ignore[no-untyped-def]
@@ -62,7 +66,7 @@ def test_a_step_cancelled_while_its_image_is_made_ready_never_starts_a_container
     lines: list[LogLine] = []
     result = executor.run_step(make_step("echo ran"), lines.append, cancel)
     assert result.outcome is StepOutcome.cancelled
-    assert started == [] and created == []
+    assert started == [] and len(created) == (cancelled_while == "create")
     assert "ran" not in [line.text for line in lines]
     assert labelled(executor) == []
 
