@@ -16,6 +16,7 @@ from runner.executors.docker import DockerExecutor
 from runner.spec import LogLine, StepOutcome
 from tests.runner import specs
 from tests.runner.test_docker_executor import IMAGE, engine, image, make_step, pytestmark  # noqa: F401
+from tests.runner.test_docker_services import web
 
 _ = image  # a fixture
 
@@ -88,3 +89,32 @@ def test_teardown_says_a_container_it_could_not_remove_is_left_until_a_retry_rem
     monkeypatch.setattr(executor.client.api, "remove_container", remove)
     assert executor.teardown() is True
     assert labelled(executor) == []
+
+
+def test_a_job_cancelled_while_its_service_images_are_made_ready_starts_no_service(
+    tmp_path: Path,
+    image: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    executor = DockerExecutor(f"pytest-{secrets.token_hex(4)}", identity=secrets.token_hex(16))
+    executor.setup(specs.make_job(services=[web()]), tmp_path)
+    cancel, ensure_image = threading.Event(), executor.ensure_image
+    started: list[str] = []
+    start_container = executor.client.api.start
+
+    def ready_then_cancelled(name: str) -> None:
+        ensure_image(name)
+        cancel.set()
+
+    def start(container, *args, **kwargs):  # type: ignore[no-untyped-def]
+        started.append(container)
+        return start_container(container, *args, **kwargs)
+
+    monkeypatch.setattr(executor, "ensure_image", ready_then_cancelled)
+    monkeypatch.setattr(executor.client.api, "start", start)
+    try:
+        result = executor.run_step(make_step("echo ran"), [].append, cancel)
+        assert result.outcome is StepOutcome.cancelled and started == []
+    finally:
+        assert executor.teardown() is True
+        executor.close()
