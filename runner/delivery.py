@@ -178,7 +178,7 @@ class Delivery:
                 len(self._spool) > self._spool.memory_bytes // 2
                 and self._reachable
                 and not self._stalled()
-                and not self.stopped
+                and not self._over
                 and not self._closing
                 and not cancel.is_set()
             ):

@@ -74,6 +74,7 @@ class JobRun:
         self.stopped_unheard = False
         self.leftover: Executor | None = None
         self._engine_failed = False
+        self._may_still_run = False
         self._teardown: threading.Thread | None = None
         self._claimed_at = time.monotonic() if claimed_at is None else claimed_at
         self._spool_bytes = spool_bytes
@@ -126,10 +127,10 @@ class JobRun:
                 # Another copy may start once the server's count of the budget ends: nothing of
                 # this one (a service container either) outlives the stop.
                 self._tear_down_first()
-            elif self._engine_failed and not self._tear_down_first():
+            elif self._engine_failed:
                 # The server clears its wait for this copy when it hears the end: a step whose
-                # container the engine may not have killed is named in the end.
-                reason = f"{reason or outcome.value}; {MAY_STILL_RUN}"
+                # container the engine may not have killed goes first, or the end says so.
+                self._may_still_run = not self._tear_down_first()
             # The result is known once the last step has ended: report it once the server has
             # everything before it (the heartbeat keeps the lease meanwhile), then clean up off
             # the critical path.
@@ -198,6 +199,8 @@ class JobRun:
         missing = [undelivered_text(lost)] if (lost := delivery.lost_lines()) else []
         if unrecorded := delivery.unrecorded():
             missing.append(unrecorded_text(unrecorded))
+        if self._may_still_run:
+            missing.append(MAY_STILL_RUN)
         if missing and outcome is StepOutcome.passed:
             outcome, reason = StepOutcome.errored, "; ".join(missing)
         elif missing:
