@@ -83,6 +83,9 @@ class RunnerAgent:
         # for their outage budget: named on the runner heartbeats until one is answered, so the
         # server may start a new attempt of such a job at once.
         self._stopped_jobs: set[int] = set()
+        # Jobs whose teardown could not verify that nothing of them is left: job → (its executor,
+        # whether it is to be named stopped once clean). Torn down again on each heartbeat.
+        self._unverified: dict[int, tuple[Executor, bool]] = {}
 
     def start(self) -> None:
         """Clean up after an earlier process of this runner (what carries the identity it kept),
@@ -241,7 +244,9 @@ class RunnerAgent:
         finally:
             with self._running_lock:
                 self._running.discard(claimed.spec.job_id)
-                if run.stopped_unheard:
+                if run.leftover is not None:
+                    self._unverified[claimed.spec.job_id] = (run.leftover, run.stopped_unheard)
+                elif run.stopped_unheard:
                     self._stopped_jobs.add(claimed.spec.job_id)
         self._check_disk()
         if next_claim is None or run.next_answered:
@@ -284,6 +289,24 @@ class RunnerAgent:
             logger.error("%s: this runner takes no job until it does (checked every heartbeat)", problem)
         return problem
 
+    def _retry_teardowns(self) -> None:
+        """Tear down again what an earlier teardown left; a stopped job is named once clean."""
+        with self._running_lock:
+            pending = list(self._unverified.items())
+        for job_id, (executor, stopped) in pending:
+            try:
+                clean = executor.teardown()
+            except Exception:
+                logger.exception("job %s: its teardown failed again", job_id)
+                continue
+            if not clean:
+                continue
+            executor.close()
+            with self._running_lock:
+                del self._unverified[job_id]
+                if stopped:
+                    self._stopped_jobs.add(job_id)
+
     def _heartbeat(self) -> None:
         while not self.shutdown.wait(self.settings.runner_heartbeat_seconds):
             was_unavailable = self.unavailable is not None
@@ -293,6 +316,7 @@ class RunnerAgent:
                 self._sweep_orphans = None
             if unavailable is not None:
                 self.unavailable = unavailable  # at once: no claim from now on
+            self._retry_teardowns()
             with self._running_lock:
                 stopped = sorted(self._stopped_jobs)[:MAX_STOPPED_JOBS]
             try:

@@ -29,6 +29,11 @@ from runner.spec import (
 logger = logging.getLogger(__name__)
 
 
+# 4xx answers that mean "not now" rather than "never" (a reverse proxy timing out or limiting the
+# rate during a short outage): retried like a 5xx, never taken as a refusal of the request.
+TRY_LATER = frozenset({408, 425, 429})
+
+
 def new_claim_key() -> str:
     return secrets.token_urlsafe(24)
 
@@ -38,12 +43,17 @@ class JobClosedError(Exception):
 
 
 class ServerUnavailable(Exception):
-    """The server did not answer, or answered 5xx, on every retry."""
+    """The server did not answer, or answered 5xx (or a 4xx of ``TRY_LATER``), on every retry.
+    ``status``: the last answer's HTTP status (None: no answer at all)."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 class RunnerApiError(Exception):
-    """The server refused a request (a 4xx other than 409): the runner sent something wrong, or
-    its token is not (or no longer) valid. Not retried."""
+    """The server refused a request (a 4xx other than 409 and those of ``TRY_LATER``): the runner
+    sent something wrong, or its token is not (or no longer) valid. Not retried."""
 
     def __init__(self, path: str, status: int, detail: str) -> None:
         super().__init__(f"{path}: HTTP {status}: {detail}")
@@ -163,10 +173,10 @@ class RunnerApi:
                     raise JobClosedError(reply.detail() or "job closed")
                 if reply.status_code < 400:
                     return reply
-                if reply.status_code < 500:
+                if reply.status_code < 500 and reply.status_code not in TRY_LATER:
                     raise RunnerApiError(path, reply.status_code, reply.detail())
                 if attempt == retries:
-                    raise ServerUnavailable(f"{path}: HTTP {reply.status_code}")
+                    raise ServerUnavailable(f"{path}: HTTP {reply.status_code}", reply.status_code)
                 logger.warning("server answered %s for %s; retrying in %.1fs", reply.status_code, path, delay)
             time.sleep(delay)
             delay = min(delay * 2, 10.0)

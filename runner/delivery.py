@@ -4,9 +4,11 @@ Everything a job says (a step's start, its log batches, its end) goes through on
 and is sent by one thread, in order, so a step's start is never recorded after its end and no
 log batch overtakes another. A report is tried again (capped backoff) until the server takes
 it (2xx), or says the job is closed (409: the job stops, nothing more is sent), or the job's
-outage budget (``JobSpec.outage_seconds``) has passed without any word from the server. A
-batch the server refuses otherwise (another 4xx) can never be taken: its lines are counted as
-not delivered, and the job says so (``runner.reporter``).
+outage budget (``JobSpec.outage_seconds``) has passed without any word from the server, or the
+job's lease renewal saw either (``Contact``). A report the server refuses otherwise (another
+4xx), or keeps answering with a 5xx while it answers the lease renewals, can never be taken;
+neither can what waits when the spool breaks (a disk error): a batch's lines are counted as not
+delivered, a step's start or end as not recorded, and the job says so (``runner.job``).
 
 What waits is kept in a ``Spool``: a few MiB in memory, the rest in a file within a disk budget.
 While the server takes reports and the backlog is over the memory bound, ``wait_for_room``
@@ -43,6 +45,10 @@ MAX_RETRY_SECONDS = 5.0
 # A request the server has not answered for this long counts as an outage: producers stop
 # waiting for room (the backlog goes to disk) instead of waiting out the request's timeout.
 STALLED_SECONDS = 5.0
+# A report the server answers with a 5xx this long while it renews the job's lease is refused for
+# good (a bug of the server's about that report): the rest of the queue must not wait behind it
+# until the job's timeout.
+REFUSED_WHILE_ANSWERING_SECONDS = 180.0
 
 T = TypeVar("T")
 
@@ -56,6 +62,8 @@ class Contact:
     def __init__(self, since: float) -> None:
         self.heartbeat_sent = since  # the last job heartbeat the server answered
         self.any_sent = since  # the last request of any kind it answered
+        self.closed = threading.Event()  # the server said the job is closed (409)
+        self.out_of_contact = threading.Event()  # the job was stopped for its outage budget
 
     def heard(self, sent_at: float, *, heartbeat: bool = False) -> None:
         self.any_sent = max(self.any_sent, sent_at)
@@ -81,6 +89,8 @@ _KINDS: dict[int, tuple[type[BaseModel], str]] = {
     3: (StepFinished, "step_finished"),
 }
 _KIND_OF = {model: kind for kind, (model, _) in _KINDS.items()}
+_LOG_KIND = 2
+_STEP_EVENT = {1: "start", 3: "end"}
 
 
 class Delivery:
@@ -106,13 +116,18 @@ class Delivery:
         self._spool = Spool(spool_path, MEMORY_BYTES if memory_bytes is None else memory_bytes, spool_bytes)
         self._cond = threading.Condition()
         self._lost: Counter[int] = Counter()  # per step: lines that will never reach the server
+        self._unrecorded: set[tuple[int, str]] = set()  # (step, "start" or "end") never recorded
+        # What waits, to count it as not sent if the spool breaks: (kind, step) → reports, lines.
+        self._queued: Counter[tuple[int, int]] = Counter()
+        self._queued_lines: Counter[int] = Counter()
         self._reachable = True  # the last request was answered
         self._in_flight_since: float | None = None
         self._closing = False
         self._told_full = False
         self._abandon = threading.Event()
-        self.closed = threading.Event()  # the server said the job is closed (409)
-        self.out_of_contact = threading.Event()  # the outage budget passed
+        self.closed = contact.closed  # the server said the job is closed (409)
+        self.out_of_contact = contact.out_of_contact  # the outage budget passed
+        self.failed = threading.Event()  # the spool broke: nothing more is sent
         self._thread = threading.Thread(
             target=in_this_context(self._run), name=f"delivery-{job_id}", daemon=True
         )
@@ -123,26 +138,33 @@ class Delivery:
         """Nothing more can be delivered for this job."""
         return self.closed.is_set() or self.out_of_contact.is_set()
 
+    @property
+    def _over(self) -> bool:
+        return self.stopped or self.failed.is_set()
+
     def put(self, report: StepStarted | LogBatch | StepFinished, *, reserve: bool = False) -> bool:
         """Queue ``report`` behind everything queued before it; never waits. False when it cannot
-        be kept (spool budget spent, disk error, job closed): a batch's lines are counted as lost.
-        ``reserve``: a short report of the runner's own, which may use the spool's reserve."""
+        be kept (spool budget spent, disk error, job closed): a batch's lines are counted as lost,
+        a step's start or end as not recorded. ``reserve``: a short report of the runner's own,
+        which may use the spool's reserve."""
         # Lost lines are the step's output: the runner's own notices (``reserve``) are not counted.
         lines = len(report.lines) if isinstance(report, LogBatch) and not reserve else 0
-        step_index = report.step_index
-        record = _HEADER.pack(_KIND_OF[type(report)], step_index, lines) + report.model_dump_json().encode()
+        kind, step_index = _KIND_OF[type(report)], report.step_index
+        record = _HEADER.pack(kind, step_index, lines) + report.model_dump_json().encode()
         with self._cond:
-            if self.stopped:
-                self._lost[step_index] += lines
+            if self._over:
+                self._not_sent(kind, step_index, lines)
                 return False
             try:
                 self._spool.put(record, reserve=reserve)
             except (SpoolFull, OSError) as error:
-                self._lost[step_index] += lines
+                self._not_sent(kind, step_index, lines)
                 if not self._told_full:
                     self._told_full = True
                     logger.error("job %s: output cannot be kept for the server: %s", self._job_id, error)
                 return False
+            self._queued[kind, step_index] += 1
+            self._queued_lines[step_index] += lines
             self._cond.notify_all()
         return True
 
@@ -156,7 +178,7 @@ class Delivery:
                 len(self._spool) > self._spool.memory_bytes // 2
                 and self._reachable
                 and not self._stalled()
-                and not self.stopped
+                and not self._over
                 and not self._closing
                 and not cancel.is_set()
             ):
@@ -171,19 +193,26 @@ class Delivery:
         with self._cond:
             return self._lost[step_index] if step_index is not None else sum(self._lost.values())
 
+    def unrecorded(self) -> list[tuple[int, str]]:
+        """Steps whose start or end the server will never have (not counted once the job was
+        stopped: its end says why then), in order."""
+        with self._cond:
+            return sorted(self._unrecorded)
+
     def drain(self) -> None:
         """Wait until the server has everything queued, or nothing more can be delivered (the
-        job is closed, or the outage budget has passed)."""
+        job is closed, the outage budget has passed, or the spool broke)."""
         with self._cond:
-            while len(self._spool) and not self.stopped:
+            while len(self._spool) and not self._over:
                 self._cond.wait(0.5)
 
     def send(self, call: Callable[[], T]) -> tuple[Sent, T | None]:
         """``call`` (one request) until the server answers it, under the same rules as a queued
-        report: for the job's final report, once the queue is drained."""
+        report: for the job's final report, once the queue is drained. Tried also once the job
+        was stopped for its outage budget (its end says so), until that budget has passed."""
         if self.closed.is_set():
             return Sent.closed, None
-        return self._send(call)
+        return self._send(call, queued=False)
 
     def close(self) -> None:
         """Stop sending and remove the spool; what still waits is dropped."""
@@ -199,7 +228,31 @@ class Delivery:
         started = self._in_flight_since
         return started is not None and time.monotonic() - started > STALLED_SECONDS
 
+    def _not_sent(self, kind: int, step_index: int, lines: int) -> None:
+        """Count a report that will never reach the server (under the lock)."""
+        if kind == _LOG_KIND:
+            self._lost[step_index] += lines
+        elif not self.stopped:
+            self._unrecorded.add((step_index, _STEP_EVENT[kind]))
+
     def _run(self) -> None:
+        try:
+            self._deliver()
+        except Exception:
+            # A disk error reading the spool: what waits can never be sent, and a ``drain`` must
+            # not wait for it (the job's slot would be held for ever).
+            logger.exception("job %s: its reports can no longer be read; they are not sent", self._job_id)
+            with self._cond:
+                self.failed.set()
+                for kind, step_index in +self._queued:
+                    self._not_sent(kind, step_index, 0)
+                for step_index, lines in self._queued_lines.items():
+                    self._lost[step_index] += lines
+                self._queued.clear()
+                self._queued_lines.clear()
+                self._cond.notify_all()
+
+    def _deliver(self) -> None:
         while True:
             with self._cond:
                 while (record := self._spool.peek()) is None and not self._closing:
@@ -215,15 +268,21 @@ class Delivery:
                 outcome, _ = self._send(functools.partial(send, self._job_id, self._token, content))
             with self._cond:
                 if outcome is not Sent.delivered:
-                    self._lost[step_index] += lines
+                    self._not_sent(kind, step_index, lines)
                 if not self._closing:
                     self._spool.pop()
+                    self._queued[kind, step_index] -= 1
+                    self._queued_lines[step_index] -= lines
                 self._cond.notify_all()
 
-    def _send(self, call: Callable[[], T]) -> tuple[Sent, T | None]:
+    def _send(self, call: Callable[[], T], *, queued: bool = True) -> tuple[Sent, T | None]:
+        """``queued``: a report of the queue, given up as soon as the job is stopped."""
         delay = FIRST_RETRY_SECONDS
         failing_since: float | None = None
+        refused_since: float | None = None  # answered with a 5xx since, without a break
         while True:
+            if self.closed.is_set() or (queued and self.stopped):
+                return (Sent.closed if self.closed.is_set() else Sent.out_of_contact), None
             sent = time.monotonic()
             self._in_flight_since = sent
             try:
@@ -240,6 +299,19 @@ class Delivery:
                 return Sent.refused, None
             except Exception as error:  # unreachable, 5xx, timed out: try again
                 self._unanswered()
+                if getattr(error, "status", None) is None:
+                    refused_since = None  # no answer at all: an outage, not a refusal
+                elif refused_since is None:
+                    refused_since = sent
+                elif (
+                    sent - refused_since >= REFUSED_WHILE_ANSWERING_SECONDS
+                    and self.contact.heartbeat_sent >= refused_since
+                ):
+                    logger.error(
+                        "job %s: the server renews the lease but has refused a report for %.0fs (%s); "
+                        "it is not sent again", self._job_id, sent - refused_since, error,
+                    )  # fmt: skip
+                    return Sent.refused, None
                 if self.contact.silent_for() >= self.outage_seconds:
                     self.out_of_contact.set()
                     logger.error(
@@ -256,6 +328,7 @@ class Delivery:
                     )
                 if self._abandon.wait(delay):
                     return Sent.out_of_contact, None
+                # (A stop seen meanwhile by the lease renewal is checked at the loop's top.)
                 delay = min(delay * 2, MAX_RETRY_SECONDS)
                 continue
             self._answered(sent)

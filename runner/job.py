@@ -19,7 +19,7 @@ from runner.delivery import Contact, Delivery, Sent
 from runner.executors.base import Executor, ExecutorError, StepResult
 from runner.logs import in_this_context
 from runner.masking import SecretMasker
-from runner.reporter import Heartbeat, LogShipper, undelivered_text
+from runner.reporter import Heartbeat, LogShipper, undelivered_text, unrecorded_text
 from runner.spec import (
     MAX_REASON,
     ClaimedJob,
@@ -36,6 +36,10 @@ logger = logging.getLogger(__name__)
 
 # How much of a job's reports may wait on disk while the server cannot take them (per job).
 DEFAULT_SPOOL_BYTES = 1024**3
+# How long the job's end waits for a teardown that must come first (a stop, an engine failure):
+# a wedged engine must not hold the end back; the runner tries again on its heartbeats.
+TEARDOWN_WAIT_SECONDS = 20.0
+MAY_STILL_RUN = "its containers could not be confirmed removed and may still run"
 
 
 class JobRun:
@@ -57,8 +61,10 @@ class JobRun:
         when the request that did was sent (``next_claimed_at``) are known once ``run`` returns.
         ``claimed_at``: when the claim that handed this job out was sent (``time.monotonic``):
         the job's outage budget counts from there until the server first answers about it.
-        ``stopped_unheard``: once ``run`` returns, whether the job was stopped (and torn down)
-        because the server had closed it or could not be reached for the outage budget."""
+        ``stopped_unheard``: once ``run`` returns, whether the job was stopped because the server
+        had closed it or could not be reached for the outage budget. ``leftover``: once ``run``
+        returns, the executor (not closed) when its teardown could not verify that nothing of the
+        job is left; ``teardown`` it again later (the job may be named stopped only once clean)."""
         self.api = api
         self.next_claim = next_claim
         self._draining = draining
@@ -66,6 +72,10 @@ class JobRun:
         self.next_claimed: ClaimedJob | None = None
         self.next_claimed_at = 0.0
         self.stopped_unheard = False
+        self.leftover: Executor | None = None
+        self._engine_failed = False
+        self._may_still_run = False
+        self._teardown: threading.Thread | None = None
         self._claimed_at = time.monotonic() if claimed_at is None else claimed_at
         self._spool_bytes = spool_bytes
         self.spec = claimed.spec
@@ -104,6 +114,7 @@ class JobRun:
                 outcome, reason = self._run_steps(logs)
             except Exception as error:  # a bug of ours: say so, rather than let the lease run out
                 logger.exception("job %s: the runner failed", job.job_id)
+                self._engine_failed = True  # a step's container may have been left running
                 outcome, reason = StepOutcome.errored, f"the runner failed: {error}"
             if self.cancel.is_set() and time.monotonic() >= deadline:
                 outcome, reason = (
@@ -115,7 +126,11 @@ class JobRun:
             if heartbeat.closed or heartbeat.out_of_contact is not None or delivery.stopped:
                 # Another copy may start once the server's count of the budget ends: nothing of
                 # this one (a service container either) outlives the stop.
-                self.executor.teardown()
+                self._tear_down_first()
+            elif self._engine_failed:
+                # The server clears its wait for this copy when it hears the end: a step whose
+                # container the engine may not have killed goes first, or the end says so.
+                self._may_still_run = not self._tear_down_first()
             # The result is known once the last step has ended: report it once the server has
             # everything before it (the heartbeat keeps the lease meanwhile), then clean up off
             # the critical path.
@@ -126,12 +141,39 @@ class JobRun:
             heartbeat.stop()
             logs.stop()
             delivery.close()
-            self.executor.teardown()
-            self.executor.close()
+            earlier = self._teardown
+            clean = earlier is None or not earlier.is_alive()
+            clean = clean and self._tear_down()
+            if clean:
+                self.executor.close()
+            else:
+                self.leftover = self.executor
             remove_workspace(workspace)
             self.stopped_unheard = (
                 heartbeat.closed or heartbeat.out_of_contact is not None or delivery.stopped
             )
+
+    def _tear_down(self) -> bool:
+        try:
+            return self.executor.teardown()
+        except Exception:
+            logger.exception("job %s: its teardown failed", self.spec.job_id)
+            return False
+
+    def _tear_down_first(self) -> bool:
+        """Tear down before the end is reported, waiting ``TEARDOWN_WAIT_SECONDS`` at most;
+        whether nothing of the job is left."""
+        result: list[bool] = []
+        self._teardown = threading.Thread(
+            target=in_this_context(lambda: result.append(self._tear_down())), name="teardown", daemon=True
+        )
+        self._teardown.start()
+        self._teardown.join(TEARDOWN_WAIT_SECONDS)
+        if not result:
+            logger.error(
+                "job %s: its teardown did not end within %.0fs", self.spec.job_id, TEARDOWN_WAIT_SECONDS
+            )
+        return bool(result) and result[0]
 
     def _report_end(
         self,
@@ -153,12 +195,16 @@ class JobRun:
             reason = f"cancelled: the runner could not reach the server for {heartbeat.out_of_contact:.0f} s"
         elif self._shutdown.is_set() and outcome is StepOutcome.cancelled:
             reason = "cancelled: the runner was stopped while this job ran"
-        if lost := delivery.lost_lines():
-            # Never a silent pass: the log is not whole, and the job says so.
-            if outcome is StepOutcome.passed:
-                outcome, reason = StepOutcome.errored, undelivered_text(lost)
-            else:
-                reason = f"{reason or outcome.value}; {undelivered_text(lost)}"
+        # Never a silent pass: a log that is not whole, or a step's start or end missing.
+        missing = [undelivered_text(lost)] if (lost := delivery.lost_lines()) else []
+        if unrecorded := delivery.unrecorded():
+            missing.append(unrecorded_text(unrecorded))
+        if self._may_still_run:
+            missing.append(MAY_STILL_RUN)
+        if missing and outcome is StepOutcome.passed:
+            outcome, reason = StepOutcome.errored, "; ".join(missing)
+        elif missing:
+            reason = "; ".join([reason or outcome.value, *missing])
         # No next job once the runner is draining or stopping: it would only be cancelled.
         wants_next = not (self._shutdown.is_set() or (self._draining is not None and self._draining.is_set()))
         finished = JobFinished(
@@ -202,6 +248,7 @@ class JobRun:
                 else:
                     result = self.executor.run_step(step, log, self.cancel)
             except ExecutorError as error:
+                self._engine_failed = True
                 result = StepResult(StepOutcome.errored, None, time.monotonic() - started, str(error))
                 log(LogLine(at=time.time(), stream="system", text=f"greenlight: {error}"))
             if result.outcome is StepOutcome.cancelled and time.monotonic() >= self._deadline:

@@ -36,6 +36,12 @@ def undelivered_text(count: int) -> str:
     return f"{count:,} log line{'s' if count != 1 else ''} could not be delivered to the server"
 
 
+def unrecorded_text(events: list[tuple[int, str]]) -> str:
+    """``events``: (step index, "start" or "end") the server never recorded."""
+    named = " and ".join(f"the {what} of step {step}" for step, what in events)
+    return f"{named} could not be recorded by the server"
+
+
 class LogShipper:
     def __init__(
         self,
@@ -166,12 +172,25 @@ class LogShipper:
             self.flush()
 
 
+# The most a runner begins a job's stop before its outage budget runs out: the kill, the wait for
+# the step's output and the teardown then end before the server's count of the budget does (the
+# server adds its own grace on top, for a slow engine).
+STOP_MARGIN_SECONDS = 30.0
+
+
+def stop_margin(outage_seconds: float) -> float:
+    """How long before the outage budget runs out a job's stop begins (a quarter of a short one)."""
+    return min(STOP_MARGIN_SECONDS, outage_seconds / 4)
+
+
 class Heartbeat:
     """Renews the job's lease, one try per tick whatever happens; sets ``cancel`` when the server
-    asks, when it says the job is closed, or when no renewal has been answered for the job's
-    outage budget (``out_of_contact``), counted from the send time of the last one answered
-    (``Contact``): the server counts the same budget from when it received it, so the runner
-    always stops its copy first and a new attempt never runs beside it."""
+    asks, when it says the job is closed, or when no renewal has been answered for nearly the
+    job's outage budget (``out_of_contact``), counted from the send time of the last one answered
+    (``Contact``). The stop begins ``stop_margin`` before the budget runs out, decided by a timer
+    of its own that waits on no request: the server counts the same budget from when it received
+    that renewal (later), plus a grace, so the runner's copy has stopped before a new attempt
+    may start. Both the job closed and the stop end the job's ``Delivery`` too (``Contact``)."""
 
     def __init__(
         self,
@@ -194,24 +213,51 @@ class Heartbeat:
         self.closed = False
         self.cancel_requested = False
         self.out_of_contact: float | None = None  # seconds without an answer, once the job stopped
-        self._stopped = threading.Event()
+        self._stopped = threading.Event()  # set by ``stop``, the server's 409, or the budget
+        self._lock = threading.Lock()
         self._thread = threading.Thread(
             target=in_this_context(self._run), name=f"heartbeat-{job_id}", daemon=True
         )
+        self._budget = threading.Thread(
+            target=in_this_context(self._watch_budget), name=f"outage-budget-{job_id}", daemon=True
+        )
         self._thread.start()
+        self._budget.start()
 
     def stop(self) -> None:
         self._stopped.set()
         self._thread.join(timeout=10)
+        self._budget.join(timeout=10)
+
+    def _watch_budget(self) -> None:
+        margin = stop_margin(self._outage_seconds)
+        while True:
+            # Re-read at each wake: an answered renewal moves the stop later.
+            stop_at = self._contact.heartbeat_sent + self._outage_seconds - margin
+            if time.monotonic() >= stop_at:
+                break
+            if self._stopped.wait(stop_at - time.monotonic()):
+                return
+        with self._lock:
+            if self._stopped.is_set():
+                return
+            silent = time.monotonic() - self._contact.heartbeat_sent
+            # The server may have closed the job as lost, and a new attempt may start once its own
+            # count of the same budget runs out: never run a second copy.
+            logger.error(
+                "job %s: no lease renewal answered for %.0fs; stopping the job", self._job_id, silent
+            )
+            self.out_of_contact = silent
+            self._contact.out_of_contact.set()
+            self._stopped.set()
+        self._cancel.set()
 
     def _run(self) -> None:
         failing = False
         tick = time.monotonic() + self._every
         while True:
-            # Wake at the next tick (a slow try does not push the ones after it back), or when
-            # the budget runs out if that comes first.
-            budget_ends = self._contact.heartbeat_sent + self._outage_seconds
-            if self._stopped.wait(max(0.0, min(tick, budget_ends) - time.monotonic())):
+            # Wake at the next tick (a slow try does not push the ones after it back).
+            if self._stopped.wait(max(0.0, tick - time.monotonic())):
                 return
             sent = time.monotonic()
             tick = max(tick, sent) + self._every
@@ -219,26 +265,24 @@ class Heartbeat:
                 # A hung server must not hold the tick back: the wait is bounded like the tick.
                 reply = self._api.job_heartbeat(self._job_id, self._token, timeout=max(1.0, self._every))
             except JobClosedError:
-                logger.warning("job %s was closed by the server; stopping it", self._job_id)
-                self.closed = True
+                with self._lock:
+                    if self._stopped.is_set() and self.out_of_contact is not None:
+                        return
+                    logger.warning("job %s was closed by the server; stopping it", self._job_id)
+                    self.closed = True
+                    self._contact.closed.set()
+                    self._stopped.set()
                 self._cancel.set()
                 return
             except Exception as error:
-                silent = time.monotonic() - self._contact.heartbeat_sent
-                if silent >= self._outage_seconds:
-                    # The server may have closed the job as lost, and a new attempt may start once
-                    # its own count of the same budget runs out: never run a second copy.
-                    logger.error(
-                        "job %s: no lease renewal answered for %.0fs; stopping the job", self._job_id, silent
-                    )
-                    self.out_of_contact = silent
-                    self._cancel.set()
-                    return
                 if not failing:
                     logger.warning("job %s: lease renewal failed (%s); the job goes on", self._job_id, error)
                 failing = True
                 continue
-            self._contact.heard(sent, heartbeat=True)
+            with self._lock:
+                if self._stopped.is_set():
+                    return  # the stop was decided meanwhile: it stands
+                self._contact.heard(sent, heartbeat=True)
             if failing:
                 logger.info("job %s: lease renewed again", self._job_id)
             failing = False

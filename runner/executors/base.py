@@ -5,7 +5,7 @@ Lifecycle for one job, always in this order, from one thread:
     executor.setup(job, workspace)          # once: network, volumes, anything per job
     for step in job.steps:
         result = executor.run_step(step, on_line, cancel)   # start → tail → wait → destroy
-    executor.teardown()                     # once, also after errors; safe to call twice
+    executor.teardown()                     # also after errors; safe to call again: it retries
     executor.close()                        # release the engine connection; the instance is done
 
 An executor instance serves exactly one job.
@@ -15,8 +15,13 @@ It never raises for the user's failures (non-zero exit, timeout, out of memory, 
 come back as a ``StepResult``. It raises ``ExecutorError`` for our side's failures (image missing,
 engine unreachable) so that the runner can report the step as ``errored`` with the message.
 
-``cancel`` is set by another thread (heartbeat said cancel, runner shutting down); the executor
-must notice within about a second, kill the step and return ``StepOutcome.cancelled``.
+``cancel`` is set by another thread (heartbeat said cancel, runner shutting down, the job's
+outage budget nearly spent); the executor must notice within about a second, kill the step and
+return ``StepOutcome.cancelled``, and never start a step's process once it is set.
+
+``teardown`` returns whether nothing of the job is left running (containers labelled for it
+listed again, the step user's processes gone): a job the runner stopped on its own is named
+stopped to the server only then, and ``teardown`` is called again later until it is.
 
 ``on_line`` is called from the executor's thread(s) for each complete output line, in order per
 stream; it must be cheap and thread-safe (the reporter only appends to a buffer). Output lines
@@ -71,6 +76,6 @@ class Executor(Protocol):
 
     def run_step(self, step: StepSpec, on_line: LineSink, cancel: threading.Event) -> StepResult: ...
 
-    def teardown(self) -> None: ...
+    def teardown(self) -> bool: ...
 
     def close(self) -> None: ...

@@ -157,6 +157,8 @@ class DockerExecutor:
             if failed is not None:
                 return failed
         self.ensure_image(step.image)
+        if cancel.is_set():  # the job's stop began while the image was pulled: start nothing
+            return StepResult(StepOutcome.cancelled, None, 0.0, CANCELLED)
         container_id: str | None = None
         try:
             container_id = self._create(step)
@@ -208,6 +210,10 @@ class DockerExecutor:
             daemon=True,
         )
         reader.start()
+        if cancel.is_set():
+            # The job's stop began meanwhile: a cancelled step never starts its container (its
+            # removal ends the attach stream and the reader with it).
+            return StepResult(StepOutcome.cancelled, None, 0.0, CANCELLED)
         api.start(cid)
         started = time.monotonic()
         deadline = started + step.timeout_seconds
@@ -263,20 +269,32 @@ class DockerExecutor:
         except EngineErrors as exc:
             log.warning("could not remove container %s (teardown will retry): %s", cid[:12], exc)
 
-    def teardown(self) -> None:
-        """Remove every container still labelled for this job, then the network. Never raises."""
+    def teardown(self) -> bool:
+        """Remove every container still labelled for this job, then the network. Never raises.
+        Whether no container labelled for the job is left (listed again after the removal; False
+        also when the engine cannot say): only then may the server hear that the job stopped.
+        Called again, it tries again."""
         if self.job is None:
-            return
+            return True
         if self.images is not None:
             self.images.release(self.job.job_id)
+        filters = {"label": [f"{JOB_LABEL}={self.job.job_id}", f"{IDENTITY_LABEL}={self.identity}"]}
         try:
-            filters = {"label": [f"{JOB_LABEL}={self.job.job_id}", f"{IDENTITY_LABEL}={self.identity}"]}
             # The low-level list: containers.list() inspects each hit, and the engine lists a
             # container being created a moment before it can inspect it (404 → whole sweep lost).
             for container in self.client.api.containers(all=True, filters=filters):
                 self._remove_container(container["Id"])
+            left = [c["Id"][:12] for c in self.client.api.containers(all=True, filters=filters)]
         except Exception as exc:
             log.warning("job %s: could not sweep its containers: %s", self.job.job_id, exc)
+            left = ["(the engine did not list them)"]
+        if left:
+            log.error("job %s: its containers are still there after teardown: %s", self.job.job_id, left)
+        self._remove_network()
+        return not left
+
+    def _remove_network(self) -> None:
+        assert self.job is not None
         if self.network is None:
             return
         try:

@@ -88,16 +88,18 @@ class LocalExecutor:
         hand_over(self._workspace, self._run_as)
         self._masker = SecretMasker(job.mask_values())
 
-    def teardown(self) -> None:
+    def teardown(self) -> bool:
+        """Whether no process of the step user is left. The user is given back only then: a
+        later call (the runner retries) kills again, and no other job runs as it meanwhile."""
         self._job = None
         if self._run_as is None:
-            return
-        # Given back even if something survived: the next job's setup kills again, and refuses
-        # to run beside what still does.
-        if self._end_processes("the job"):
-            remove_files_of(self._run_as)
+            return True
+        if not self._end_processes("the job"):
+            return False
+        remove_files_of(self._run_as)
         self._step_users.give_back(self._run_as)
         self._run_as = None
+        return True
 
     def close(self) -> None:
         """Nothing to release: local steps hold no connection."""

@@ -84,6 +84,8 @@ class Sidecars:
         for service in self.job.services:
             self.ensure_image(service.image)
         for service in self.job.services:
+            if cancel.is_set():  # the job's stop began while images were pulled: start nothing more
+                return StepResult(StepOutcome.cancelled, None, time.monotonic() - began, CANCELLED)
             _say(on_line, f"starting service {service.name} ({service.image})")
             self.running.append(Sidecar(service, self._create_and_start(service), time.monotonic()))
         for sidecar in self.running:

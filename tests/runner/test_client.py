@@ -83,3 +83,23 @@ def test_no_server_at_all_is_unavailable_after_the_retries() -> None:
     api = RunnerApi(f"http://127.0.0.1:{services.free_port()}", "glr_token", retries=1)
     with pytest.raises(ServerUnavailable):
         api.claim(7)
+
+
+@pytest.mark.parametrize("status", [408, 425, 429])
+def test_a_proxy_asking_to_try_later_is_retried(server: tuple[str, Script], status: int) -> None:
+    # A reverse proxy answers these during a short outage: the runner tries again, as for a 503.
+    url, script = server
+    script.replies = [(status, {"detail": "try later"}), (204, None)]
+    api = RunnerApi(url, "glr_token", retries=2)
+    assert api.claim(7) is None
+    assert len(script.requests) == 2
+
+
+def test_a_proxy_asking_to_try_later_is_unavailable_once_the_retries_are_spent(
+    server: tuple[str, Script],
+) -> None:
+    url, script = server
+    script.replies = [(429, {"detail": "slow down"})]
+    api = RunnerApi(url, "glr_token", retries=0)
+    with pytest.raises(ServerUnavailable, match="429"):
+        api.send_logs(5, "glj_job", b"{}")

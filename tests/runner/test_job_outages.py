@@ -112,8 +112,8 @@ class PrintingExecutor:
             return StepResult(StepOutcome.cancelled, None, 0.1, "cancelled")
         return StepResult(StepOutcome.passed, 0, 0.1)
 
-    def teardown(self) -> None:
-        pass
+    def teardown(self) -> bool:
+        return True
 
     def close(self) -> None:
         pass
@@ -226,3 +226,40 @@ def test_output_beyond_the_spool_budget_is_counted_in_the_log_and_the_job_errors
         and end.reason == f"{lost:,} log lines could not be delivered to the server"
     )
     assert not (tmp_path / "work" / "spool" / "job-9").exists()
+
+
+def test_a_step_start_the_server_refuses_is_said_and_a_would_be_pass_errors(tmp_path: Path) -> None:
+    server = FlakyServer()
+    refuse_start = server.step_started
+
+    def step_started(job_id: int, token: str, report: object) -> None:
+        if report_of("step_started", report).step_index == 1:  # type: ignore[attr-defined]
+            raise RunnerApiError("/steps/start", 422, "job 9 has no step 1")
+        refuse_start(job_id, token, report)
+
+    server.step_started = step_started  # type: ignore[method-assign]
+    run = JobRun(server, job(tmp_path), PrintingExecutor(lines=1), tmp_path / "work", threading.Event())  # type: ignore[arg-type]
+    assert run.run() is StepOutcome.passed
+    [end] = server.finished
+    assert end.outcome is StepOutcome.errored
+    assert end.reason == "the start of step 1 could not be recorded by the server"
+
+
+def test_a_step_end_that_cannot_be_kept_is_said(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    server = FlakyServer()
+    server.lose_reply_once = False
+    run = JobRun(
+        server, job(tmp_path, steps=1), PrintingExecutor(lines=1), tmp_path / "work", threading.Event()
+    )  # type: ignore[arg-type]
+    real_put = delivery_module.Spool.put
+
+    def full_disk(spool, record: bytes, *, reserve: bool = False) -> None:  # type: ignore[no-untyped-def]
+        if record[0] == 3:  # a step's end: the disk is full right then
+            raise OSError(28, "No space left on device")
+        real_put(spool, record, reserve=reserve)
+
+    monkeypatch.setattr(delivery_module.Spool, "put", full_disk)
+    assert run.run() is StepOutcome.passed
+    [end] = server.finished
+    assert end.outcome is StepOutcome.errored
+    assert end.reason == "the end of step 0 could not be recorded by the server"

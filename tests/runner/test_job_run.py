@@ -44,9 +44,12 @@ class FakeExecutor:
 
     name = "fake"
 
-    def __init__(self, outcomes: list[StepOutcome | Exception]) -> None:
+    def __init__(self, outcomes: list[StepOutcome | Exception], *, unclean_teardowns: int = 0) -> None:
+        """``unclean_teardowns``: how many teardowns leave something of the job behind."""
         self.outcomes = outcomes
         self.torn_down = self.closed = False
+        self.teardowns = 0
+        self.unclean_teardowns = unclean_teardowns
 
     def setup(self, job: JobSpec, workspace: Path) -> None:
         assert (workspace / "README").exists()  # the commit was checked out
@@ -58,8 +61,10 @@ class FakeExecutor:
         on_line(LogLine(at=1.0, stream="stdout", text=f"ran {step.name}"))
         return StepResult(outcome, 0 if outcome is StepOutcome.passed else 1, 0.1)
 
-    def teardown(self) -> None:
+    def teardown(self) -> bool:
         self.torn_down = True
+        self.teardowns += 1
+        return self.teardowns > self.unclean_teardowns
 
     def close(self) -> None:
         self.closed = True

@@ -10,6 +10,8 @@ from pathlib import Path
 from runner.agent import RunnerAgent
 from runner.client import JobClosedError, ServerUnavailable
 from runner.config import RunnerSettings
+from runner.executors.base import ExecutorError
+from runner.job import JobRun
 from runner.spec import ClaimedJob, JobFinished, StepOutcome
 from tests.runner.test_job_run import FakeApi, FakeExecutor, claimed  # noqa: F401 (a fixture)
 
@@ -69,3 +71,50 @@ def test_a_job_stopped_because_the_server_closed_it_is_named_until_a_heartbeat_i
     agent.shutdown.set()
     job_id = claimed.spec.job_id
     assert server.heartbeats[:3] == [[job_id], [job_id], []]
+
+
+def test_a_stopped_job_whose_teardown_left_something_is_named_only_once_a_retry_cleared_it(
+    claimed: ClaimedJob,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    server = ClosingServer(claimed)
+    # The teardown after the job and the one at the first heartbeat leave a container behind.
+    executor = FakeExecutor([StepOutcome.passed] * 3, unclean_teardowns=2)
+    settings = RunnerSettings(
+        broker_url="memory://",
+        runner_token="t",
+        runner_dir=tmp_path / "runner",
+        runner_heartbeat_seconds=0.05,
+    )
+    agent = RunnerAgent(settings, lambda: executor, "docker")  # type: ignore[arg-type]
+    agent.api = server  # type: ignore[assignment]
+    agent.runner_id = 1
+    assert agent.work() == 1
+    assert executor.teardowns == 1 and not executor.closed
+    threading.Thread(target=agent._heartbeat, daemon=True).start()
+    deadline = time.monotonic() + 10
+    while len(server.heartbeats) < 3 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    agent.shutdown.set()
+    job_id = claimed.spec.job_id
+    # Unverified at the first heartbeat (which the server does not answer either), clean at the second.
+    assert server.heartbeats[:3] == [[], [job_id], []]
+    assert executor.closed
+
+
+def test_an_engine_failure_removes_the_jobs_containers_before_its_end_or_the_end_says_they_may_run(
+    claimed: ClaimedJob,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    api = FakeApi()
+    executor = FakeExecutor([ExecutorError("Docker failed while running step 's0': connection reset")])
+    executor.unclean_teardowns = 99  # the engine does not answer: nothing can be verified
+    order: list[str] = []
+    teardown, job_finished = executor.teardown, api.job_finished
+    executor.teardown = lambda: order.append("teardown") or teardown()  # type: ignore[method-assign]
+    api.job_finished = lambda *args: order.append("end") or job_finished(*args)  # type: ignore[method-assign]
+    JobRun(api, claimed, executor, tmp_path / "work", threading.Event()).run()  # type: ignore[arg-type]
+    assert order[:2] == ["teardown", "end"]
+    [end] = [report for call, report in api.calls if call == "job_finished"]
+    assert end.outcome is StepOutcome.errored  # type: ignore[attr-defined]
+    assert end.reason.endswith("its containers could not be confirmed removed and may still run")  # type: ignore[attr-defined]
