@@ -81,9 +81,11 @@ HeldJobDep = Annotated[Job, Depends(_held_job)]
 
 
 @router.post("/register")
-def register(body: RunnerRegistration, session: SessionDep, token: RunnerTokenDep) -> RunnerRegistered:
+def register(
+    body: RunnerRegistration, session: SessionDep, token: RunnerTokenDep, state: StateDep
+) -> RunnerRegistered:
     try:
-        runner = register_runner(session, token, body)
+        runner = register_runner(session, token, body, state.settings)
         return RunnerRegistered(runner_id=runner.id, identity=runner.identity)
     except LabelsNotAllowed as error:
         raise HTTPException(403, str(error)) from None
