@@ -49,14 +49,15 @@ class RunnerAgent:
         settings: RunnerSettings,
         executor_factory: Callable[[], Executor],
         executor_name: str,
-        sweep_orphans: Callable[[str], object] | None = None,
+        sweep_orphans: Callable[[str], bool] | None = None,
         hygiene: DiskHygiene | None = None,
         *,
         availability: Callable[[], str | None] | None = None,
         identity: RunnerIdentity | None = None,
         after_registering: Callable[[str], object] | None = None,
     ) -> None:
-        """``sweep_orphans(identity)``: removes what carries that identity on the engine.
+        """``sweep_orphans(identity)``: removes what carries that identity (on the engine; for
+        host processes, the step users' processes), True only when nothing of it is left.
         ``after_registering(identity)``: starts what watches this process (``runner.janitor``)."""
         self.settings = settings
         self.api = RunnerApi(settings.server_url, settings.runner_token)
@@ -90,10 +91,17 @@ class RunnerAgent:
         lost), keep the identity the server gave, then look for waiting work."""
         self.unavailable = self._check_availability()
         previous = self.identity.stored()
+        swept: str | None = None
         if previous is not None:
-            # A previous process killed mid-job left containers behind. Before registering: the
-            # server takes this registration to mean that process's jobs are over, copies included.
-            self._sweep_identity(previous)
+            # A previous process killed mid-job left containers behind. Before registering: a
+            # registration that says it swept them all lets the server start new attempts of that
+            # process's jobs at once (it has no other proof that their copies stopped).
+            swept = previous if self._sweep_identity(previous) else None
+            if swept is None:
+                logger.warning(
+                    "registering before what an earlier process of this runner may have left running "
+                    "is known to be removed: new attempts of its lost jobs wait for their deadline"
+                )
         shutil.rmtree(self.settings.runner_dir / "workspaces", ignore_errors=True)
         # Reports an earlier process held for jobs the server closes as lost when we register.
         shutil.rmtree(self.settings.runner_dir / "spool", ignore_errors=True)
@@ -105,6 +113,7 @@ class RunnerAgent:
             version=__version__,
             executor=self._executor_name,
             unavailable=self.unavailable,
+            swept_identity=swept,
         )
         registered: RunnerRegistered | None = None
         delay = 1.0
@@ -138,14 +147,14 @@ class RunnerAgent:
         # daemon: a job it runs must finish (drain) or be cancelled (stop) before the process exits.
         threading.Thread(target=self.work, name="startup-claim").start()
 
-    def _sweep_identity(self, identity: str) -> None:
-        """Sweep what carries ``identity`` now, or once the engine answers (on a heartbeat)."""
+    def _sweep_identity(self, identity: str) -> bool:
+        """Sweep what carries ``identity`` now, or once the engine answers (on a heartbeat). True
+        only when it was swept now and nothing of it is left."""
         if self._sweep is None:
-            return
+            return False
         sweep = self._sweep
         if self.unavailable is None:
-            sweep(identity)
-            return
+            return sweep(identity)
         waiting = self._sweep_orphans
 
         def sweep_later() -> None:
@@ -154,6 +163,7 @@ class RunnerAgent:
             sweep(identity)
 
         self._sweep_orphans = sweep_later
+        return False
 
     def stop(self) -> None:
         """Cancel running jobs (their containers are killed and removed) and claim nothing more."""

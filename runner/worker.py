@@ -19,7 +19,7 @@ from runner.agent import RunnerAgent
 from runner.broker import tolerate_restore_on_closed_connection
 from runner.config import RunnerSettings
 from runner.executors.base import Executor
-from runner.executors.step_processes import processes_of
+from runner.executors.step_processes import can_list_processes, processes_of
 from runner.executors.step_user import StepUser, StepUsers, scheduler_problem, step_user, step_user_problem
 from runner.hygiene import DiskHygiene
 from runner.identity import RunnerIdentity
@@ -74,6 +74,19 @@ def local_step_users(settings: RunnerSettings) -> StepUsers:
         file=sys.stderr,
     )
     return StepUsers(users)
+
+
+# What `greenlight up` named its runner before each install's runner had a name of its own.
+EMBEDDED_RUNNER_OLD_NAME = "embedded"
+
+
+def legacy_runner_names(settings: RunnerSettings) -> list[str]:
+    """The names under which older versions may have left this runner's containers (labelled with
+    the name alone): the start-up log names them, and never removes them."""
+    names = [settings.runner_name]
+    if settings.embedded and EMBEDDED_RUNNER_OLD_NAME not in names:
+        names.append(EMBEDDED_RUNNER_OLD_NAME)
+    return names
 
 
 def make_runner_celery(settings: RunnerSettings, agent: RunnerAgent) -> Celery:
@@ -184,6 +197,12 @@ def run_runner(settings: RunnerSettings) -> None:
 
         def make_executor() -> Executor:
             return LocalExecutor(step_users)
+
+        def sweep(of: str) -> bool:
+            # Steps here are the step users' processes: an earlier process's jobs are over only
+            # if none is left, as /proc lists them (the users were just checked to run nothing,
+            # but without /proc that check sees nothing and proves nothing).
+            return can_list_processes() and not any(processes_of(user.uid) for user in step_users.users)
     else:
         from runner.executors.docker import DockerExecutor, engine_problem, sweep_orphans
 
@@ -197,8 +216,8 @@ def run_runner(settings: RunnerSettings) -> None:
                 images=images,
             )
 
-        def sweep(of: str) -> int:
-            return sweep_orphans(of, legacy_name=settings.runner_name)
+        def sweep(of: str) -> bool:
+            return sweep_orphans(of, legacy_names=legacy_runner_names(settings))
 
         availability = engine_problem
 
