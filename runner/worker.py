@@ -19,7 +19,7 @@ from runner.agent import RunnerAgent
 from runner.broker import tolerate_restore_on_closed_connection
 from runner.config import RunnerSettings
 from runner.executors.base import Executor
-from runner.executors.step_processes import can_list_processes, processes_of
+from runner.executors.step_processes import none_running, processes_of
 from runner.executors.step_user import StepUser, StepUsers, scheduler_problem, step_user, step_user_problem
 from runner.hygiene import DiskHygiene
 from runner.identity import RunnerIdentity
@@ -199,10 +199,9 @@ def run_runner(settings: RunnerSettings) -> None:
             return LocalExecutor(step_users)
 
         def sweep(of: str) -> bool:
-            # Steps here are the step users' processes: an earlier process's jobs are over only
-            # if none is left, as /proc lists them (the users were just checked to run nothing,
-            # but without /proc that check sees nothing and proves nothing).
-            return can_list_processes() and not any(processes_of(user.uid) for user in step_users.users)
+            # Steps here are the step users' processes (checked above to be none, which without
+            # /proc proves nothing): an earlier process's jobs are over only if none runs.
+            return none_running(step_users.users)
     else:
         from runner.executors.docker import DockerExecutor, engine_problem, sweep_orphans
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -18,7 +19,10 @@ from docker.errors import NotFound
 from runner.agent import RunnerAgent
 from runner.config import RunnerSettings
 from runner.executors.docker import IDENTITY_LABEL, RUNNER_LABEL, sweep_orphans
+from runner.executors.step_processes import none_running
+from runner.executors.step_user import StepUser
 from runner.spec import RunnerRegistered, RunnerRegistration
+from tests.runner.test_local_executor import unused_uid
 
 IMAGE = os.environ.get("GREENLIGHT_TEST_IMAGE", "greenlight-test/debian:bookworm")
 # Nothing listens there: an engine that does not answer.
@@ -163,3 +167,21 @@ def test_a_runner_that_kept_no_identity_sweeps_only_after_registering_and_proves
 
     assert registration_of(tmp_path, identity, stored=False, sweep=sweep).swept_identity is None
     assert swept == [identity]  # what the server's identity carries, found only now
+
+
+def test_a_host_process_runner_proves_its_steps_over_only_while_its_step_users_run_nothing(
+    identity: str, tmp_path: Path
+) -> None:
+    uid = unused_uid()
+    user = StepUser("greenlight-test-step", uid, uid)
+
+    def sweep(of: str) -> bool:
+        return none_running([user])
+
+    left = subprocess.Popen(["sleep", "60"], user=uid, group=uid, extra_groups=[])
+    try:
+        assert registration_of(tmp_path, identity, sweep=sweep).swept_identity is None
+    finally:
+        left.kill()
+        left.wait()
+    assert registration_of(tmp_path, identity, sweep=sweep).swept_identity == identity
