@@ -55,10 +55,13 @@ class RunnerAgent:
         availability: Callable[[], str | None] | None = None,
         identity: RunnerIdentity | None = None,
         after_registering: Callable[[str], object] | None = None,
+        place: Callable[[], str | None] | None = None,
     ) -> None:
         """``sweep_orphans(identity)``: removes what carries that identity (on the engine; for
         host processes, the step users' processes), True only when nothing of it is left.
-        ``after_registering(identity)``: starts what watches this process (``runner.janitor``)."""
+        ``after_registering(identity)``: starts what watches this process (``runner.janitor``).
+        ``place()``: where steps run (the engine's id, the machine's; None: unknown). A sweep
+        proves nothing about an earlier process that ran its steps elsewhere."""
         self.settings = settings
         self.api = RunnerApi(settings.server_url, settings.runner_token)
         self._executor_factory = executor_factory
@@ -68,6 +71,7 @@ class RunnerAgent:
         self._sweep_orphans: Callable[[], object] | None = None
         self.identity = identity or RunnerIdentity(settings.runner_dir)
         self._after_registering = after_registering
+        self._place = place
         # Why steps cannot run now (None: they can), as ``availability`` last said.
         self._availability = availability
         self.unavailable: str | None = None
@@ -91,13 +95,18 @@ class RunnerAgent:
         lost), keep the identity the server gave, then look for waiting work."""
         self.unavailable = self._check_availability()
         previous = self.identity.stored()
+        here = self._place() if self._place is not None else None
         swept: str | None = None
         if previous is not None:
             # A previous process killed mid-job left containers behind. Before registering: a
             # registration that says it swept them all lets the server start new attempts of that
-            # process's jobs at once (it has no other proof that their copies stopped).
-            swept = previous if self._sweep_identity(previous) else None
-            if swept is None:
+            # process's jobs at once (it has no other proof that their copies stopped). Only
+            # where that process ran them: a directory that followed the runner to another
+            # machine knows its identity, but this engine shows nothing of the first one's.
+            same_place = self._place is None or self.identity.kept_at(here)
+            if self._sweep_identity(previous) and same_place:
+                swept = previous
+            else:
                 logger.warning(
                     "registering before what an earlier process of this runner may have left running "
                     "is known to be removed: new attempts of its lost jobs wait for their deadline"
@@ -128,6 +137,8 @@ class RunnerAgent:
                 delay = min(delay * 2, 30.0)
         if registered is not None:
             identity = self.identity.adopt(registered.identity)
+            if here is not None:
+                self.identity.keep_place(here)
             if identity != previous:
                 # This directory did not know the runner's identity (first start, a wiped
                 # directory): what a killed process of it left can only be found now.

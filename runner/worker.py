@@ -22,7 +22,7 @@ from runner.executors.base import Executor
 from runner.executors.step_processes import none_running, processes_of
 from runner.executors.step_user import StepUser, StepUsers, scheduler_problem, step_user, step_user_problem
 from runner.hygiene import DiskHygiene
-from runner.identity import RunnerIdentity
+from runner.identity import RunnerIdentity, machine_id
 from runner.images import RunnerImages
 from runner.janitor import start_janitor
 from runner.spec import JOB_AVAILABLE_TASK, broker_transport_options, label_queue
@@ -182,6 +182,7 @@ def run_runner(settings: RunnerSettings) -> None:
     executor_name = settings.runner_executor
     availability: Callable[[], str | None] | None = None
     sweep = None
+    place: Callable[[], str | None] = machine_id
     janitor_kills: list[StepUser] = []
     prepare_runner_dir(settings)
     # First: a janitor still ending the processes of a dead predecessor's step users must be done
@@ -203,7 +204,7 @@ def run_runner(settings: RunnerSettings) -> None:
             # /proc proves nothing): an earlier process's jobs are over only if none runs.
             return none_running(step_users.users)
     else:
-        from runner.executors.docker import DockerExecutor, engine_problem, sweep_orphans
+        from runner.executors.docker import DockerExecutor, engine_id, engine_problem, sweep_orphans
 
         def make_executor() -> Executor:
             # Jobs are claimed only once registered, by when the identity is the server's.
@@ -219,6 +220,7 @@ def run_runner(settings: RunnerSettings) -> None:
             return sweep_orphans(of, legacy_names=legacy_runner_names(settings))
 
         availability = engine_problem
+        place = engine_id
 
     def watch(registered_as: str) -> None:
         global _janitor
@@ -232,6 +234,7 @@ def run_runner(settings: RunnerSettings) -> None:
         availability=availability,
         identity=identity,
         after_registering=watch,
+        place=place,
     )
     if settings.runner_min_free_disk > 0:
         agent.hygiene = DiskHygiene(

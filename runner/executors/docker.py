@@ -382,6 +382,23 @@ def _mention_legacy_containers(client: docker.DockerClient, runner_name: str) ->
 ENGINE_CHECK_SECONDS = 5
 
 
+def engine_id(base_url: str | None = None) -> str | None:
+    """The engine's own id (it keeps it across its restarts; another machine's engine has
+    another), or None when the engine does not answer. Never raises."""
+    try:
+        client = (
+            docker.DockerClient(base_url=base_url, timeout=ENGINE_CHECK_SECONDS)
+            if base_url
+            else docker.from_env(timeout=ENGINE_CHECK_SECONDS)
+        )
+        try:
+            return str(client.info().get("ID") or "") or None
+        finally:
+            client.close()
+    except Exception:
+        return None
+
+
 def engine_problem(base_url: str | None = None) -> str | None:
     """Why no step can run in a container now (the engine does not answer), or None. Never raises."""
     try:

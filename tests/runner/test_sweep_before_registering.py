@@ -18,7 +18,7 @@ from docker.errors import NotFound
 
 from runner.agent import RunnerAgent
 from runner.config import RunnerSettings
-from runner.executors.docker import IDENTITY_LABEL, RUNNER_LABEL, sweep_orphans
+from runner.executors.docker import IDENTITY_LABEL, RUNNER_LABEL, engine_id, sweep_orphans
 from runner.executors.step_processes import none_running
 from runner.executors.step_user import StepUser
 from runner.spec import RunnerRegistered, RunnerRegistration
@@ -68,18 +68,24 @@ def registration_of(
     stored: bool = True,
     sweep: Callable[[str], bool] | None = sweep_orphans,
     availability: Callable[[], str | None] | None = None,
+    place: str | None = None,
+    kept_place: str | None = None,
 ) -> RunnerRegistration:
-    """What a runner started in a directory that kept ``identity`` (or none) sends to register."""
+    """What a runner started in a directory that kept ``identity`` (or none), and where it last
+    ran its steps (``kept_place``), sends to register when it runs them at ``place``."""
     runner_dir = tmp_path / "runner"
     runner_dir.mkdir(exist_ok=True)
     if stored:
         (runner_dir / "identity").write_text(identity + "\n")
+    if kept_place is not None:
+        (runner_dir / "identity.place").write_text(kept_place + "\n")
     settings = RunnerSettings(
         broker_url="memory://", runner_token="t", runner_dir=runner_dir, runner_heartbeat_seconds=3600
     )
     agent = RunnerAgent(
-        settings, lambda: None, "docker", sweep, availability=availability  # type: ignore[arg-type, return-value]
-    )
+        settings, lambda: None, "docker", sweep, availability=availability,  # type: ignore[arg-type, return-value]
+        place=None if place is None else (lambda: place),
+    )  # fmt: skip
     server = RegisteringServer(identity)
     agent.api = server  # type: ignore[assignment]
     try:
@@ -110,7 +116,9 @@ def test_a_runner_that_removed_all_its_identity_carries_before_registering_says_
     container = left_running(engine, identity)
     network = engine.networks.create(f"sweep-{identity[:12]}", labels={IDENTITY_LABEL: identity})
     try:
-        assert registration_of(tmp_path, identity).swept_identity == identity
+        here = engine_id()
+        assert here
+        assert registration_of(tmp_path, identity, place=here, kept_place=here).swept_identity == identity
         assert gone(engine, container)
         assert engine.networks.list(filters={"label": f"{IDENTITY_LABEL}={identity}"}) == []
     finally:
@@ -125,6 +133,7 @@ def test_a_sweep_whose_engine_does_not_answer_proves_nothing(identity: str, tmp_
         return sweep_orphans(of, SILENT_ENGINE)
 
     assert sweep_orphans(identity, SILENT_ENGINE) is False
+    assert engine_id(SILENT_ENGINE) is None  # nor is it known where steps would run
     assert registration_of(tmp_path, identity, sweep=sweep).swept_identity is None
 
 
@@ -185,3 +194,17 @@ def test_a_host_process_runner_proves_its_steps_over_only_while_its_step_users_r
         left.kill()
         left.wait()
     assert registration_of(tmp_path, identity, sweep=sweep).swept_identity == identity
+
+
+def test_a_runner_directory_that_moved_to_another_engine_proves_nothing(
+    identity: str, tmp_path: Path
+) -> None:
+    # The directory (a volume that followed the runner) kept the identity; the steps of the
+    # earlier process ran on engine A, which this process cannot see nor sweep.
+    moved = registration_of(tmp_path, identity, place="engine-b", kept_place="engine-a")
+    assert moved.swept_identity is None
+    assert (tmp_path / "runner" / "identity.place").read_text().strip() == "engine-b"  # from now on
+    assert registration_of(tmp_path, identity, place="engine-b").swept_identity == identity
+    # Where an older version ran its steps is unknown.
+    (tmp_path / "runner" / "identity.place").unlink()
+    assert registration_of(tmp_path, identity, place="engine-b").swept_identity is None
