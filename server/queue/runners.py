@@ -15,7 +15,7 @@ from server.models import ApiToken, Job, JobState, Runner, RunnerState, TokenKin
 from server.models.base import as_utc, utcnow
 from server.queue.claim_statement import before_claim
 from server.queue.claims import RunnerIdentity
-from server.queue.lost_copies import confirm_stopped, stops_by
+from server.queue.lost_copies import Released, confirm_stopped, stops_by
 from server.queue.reports import close_job
 from server.queue.token_labels import labels_not_allowed, labels_served
 from server.queue.tokens import find_token, token_hash
@@ -46,14 +46,14 @@ def runner_token(session: Session, token: str) -> ApiToken:
 
 def register_runner(
     session: Session, token: ApiToken, registration: RunnerRegistration, settings: Settings
-) -> Runner:
+) -> tuple[Runner, Released]:
     """A runner process starting up. One row per name and token, reused across restarts; any
     job the previous process of that runner still held is closed as lost.
 
     A row is not an engine: a runner of the same name may start on another node while the first
     is only cut off, or from a wiped directory that no longer knows whose containers to remove.
-    So the previous copies of its lost jobs are taken as stopped (new attempts may start; the
-    reconciler announces them on its next pass) only when this process says it removed
+    So the previous copies of its lost jobs are taken as stopped (what that releases is
+    returned, to announce) only when this process says it removed
     everything that carries the row's identity before registering (``swept_identity``).
     Otherwise they keep their deadline (``jobs.stops_by``), and the log says so.
     Refused, rather than narrowed, if it asks for a label its token does not allow: a runner
@@ -87,10 +87,9 @@ def register_runner(
         reason = f"runner {runner.name} restarted while running this job"
         close_job(session, job, JobState.lost, reason, copy_may_run=True)
     if registration.swept_identity is not None and registration.swept_identity == runner.identity:
-        confirm_stopped(session, runner.id)
-    else:
-        _log_copies_kept(session, runner)
-    return runner
+        return runner, confirm_stopped(session, runner.id)
+    _log_copies_kept(session, runner)
+    return runner, Released()
 
 
 def _log_copies_kept(session: Session, runner: Runner) -> None:

@@ -23,7 +23,7 @@ from server.queue.claims import RunnerIdentity, claim_next_job
 from server.queue.lost_copies import confirm_stopped
 from server.queue.reconciler import reconcile
 from tests import factories
-from tests.conftest import SECRET_KEY, WEBHOOK_SECRET
+from tests.conftest import SECRET_KEY, WEBHOOK_SECRET, RecordingTransport
 from tests.queue.test_reconciler import api_up_for
 from tests.queue.test_runner_api import as_job, claim, queued_jobs, register
 
@@ -136,12 +136,15 @@ def test_the_lost_runner_registering_again_after_sweeping_its_identity_confirms_
     session_factory: sessionmaker[Session],
     settings: Settings,
     tokens: tuple[str, str],
+    transport: RecordingTransport,
 ) -> None:
     first, _, attempt_id = a_lost_job_rerun(client, session, session_factory, settings, tokens)
     other = register(client, tokens[0], "other")
     assert claim(client, tokens[0], other) is None
+    transport.announced.clear()  # the re-run was announced when queued, and skipped
     # Its new process removed every container and network of its identity before registering.
     register(client, tokens[0], "first", swept_identity=identity_of(session, first))
+    assert attempt_id in [job_id for job_id, _ in transport.announced]  # at once, not at the next pass
     claimed = claim(client, tokens[0], other)
     assert claimed is not None and claimed["spec"]["job_id"] == attempt_id
 
