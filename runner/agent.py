@@ -49,15 +49,19 @@ class RunnerAgent:
         settings: RunnerSettings,
         executor_factory: Callable[[], Executor],
         executor_name: str,
-        sweep_orphans: Callable[[str], object] | None = None,
+        sweep_orphans: Callable[[str], bool] | None = None,
         hygiene: DiskHygiene | None = None,
         *,
         availability: Callable[[], str | None] | None = None,
         identity: RunnerIdentity | None = None,
         after_registering: Callable[[str], object] | None = None,
+        place: Callable[[], str | None] | None = None,
     ) -> None:
-        """``sweep_orphans(identity)``: removes what carries that identity on the engine.
-        ``after_registering(identity)``: starts what watches this process (``runner.janitor``)."""
+        """``sweep_orphans(identity)``: removes what carries that identity (on the engine; for
+        host processes, the step users' processes), True only when nothing of it is left.
+        ``after_registering(identity)``: starts what watches this process (``runner.janitor``).
+        ``place()``: where steps run (the engine's id, the machine's; None: unknown). A sweep
+        proves nothing about an earlier process that ran its steps elsewhere."""
         self.settings = settings
         self.api = RunnerApi(settings.server_url, settings.runner_token)
         self._executor_factory = executor_factory
@@ -67,6 +71,7 @@ class RunnerAgent:
         self._sweep_orphans: Callable[[], object] | None = None
         self.identity = identity or RunnerIdentity(settings.runner_dir)
         self._after_registering = after_registering
+        self._place = place
         # Why steps cannot run now (None: they can), as ``availability`` last said.
         self._availability = availability
         self.unavailable: str | None = None
@@ -93,10 +98,22 @@ class RunnerAgent:
         lost), keep the identity the server gave, then look for waiting work."""
         self.unavailable = self._check_availability()
         previous = self.identity.stored()
+        here = self._place() if self._place is not None else None
+        swept: str | None = None
         if previous is not None:
-            # A previous process killed mid-job left containers behind. Before registering: the
-            # server takes this registration to mean that process's jobs are over, copies included.
-            self._sweep_identity(previous)
+            # A previous process killed mid-job left containers behind. Before registering: a
+            # registration that says it swept them all lets the server start new attempts of that
+            # process's jobs at once (it has no other proof that their copies stopped). Only
+            # where that process ran them: a directory that followed the runner to another
+            # machine knows its identity, but this engine shows nothing of the first one's.
+            same_place = self._place is None or self.identity.kept_at(here)
+            if self._sweep_identity(previous) and same_place:
+                swept = previous
+            else:
+                logger.warning(
+                    "registering before what an earlier process of this runner may have left running "
+                    "is known to be removed: new attempts of its lost jobs wait for their deadline"
+                )
         shutil.rmtree(self.settings.runner_dir / "workspaces", ignore_errors=True)
         # Reports an earlier process held for jobs the server closes as lost when we register.
         shutil.rmtree(self.settings.runner_dir / "spool", ignore_errors=True)
@@ -108,6 +125,7 @@ class RunnerAgent:
             version=__version__,
             executor=self._executor_name,
             unavailable=self.unavailable,
+            swept_identity=swept,
         )
         registered: RunnerRegistered | None = None
         delay = 1.0
@@ -122,6 +140,8 @@ class RunnerAgent:
                 delay = min(delay * 2, 30.0)
         if registered is not None:
             identity = self.identity.adopt(registered.identity)
+            if here is not None:
+                self.identity.keep_place(here)
             if identity != previous:
                 # This directory did not know the runner's identity (first start, a wiped
                 # directory): what a killed process of it left can only be found now.
@@ -141,14 +161,14 @@ class RunnerAgent:
         # daemon: a job it runs must finish (drain) or be cancelled (stop) before the process exits.
         threading.Thread(target=self.work, name="startup-claim").start()
 
-    def _sweep_identity(self, identity: str) -> None:
-        """Sweep what carries ``identity`` now, or once the engine answers (on a heartbeat)."""
+    def _sweep_identity(self, identity: str) -> bool:
+        """Sweep what carries ``identity`` now, or once the engine answers (on a heartbeat). True
+        only when it was swept now and nothing of it is left."""
         if self._sweep is None:
-            return
+            return False
         sweep = self._sweep
         if self.unavailable is None:
-            sweep(identity)
-            return
+            return sweep(identity)
         waiting = self._sweep_orphans
 
         def sweep_later() -> None:
@@ -157,6 +177,7 @@ class RunnerAgent:
             sweep(identity)
 
         self._sweep_orphans = sweep_later
+        return False
 
     def stop(self) -> None:
         """Cancel running jobs (their containers are killed and removed) and claim nothing more."""

@@ -59,6 +59,8 @@ class RunnerSettings(BaseSettings):
     # How much of one job's reports (its log, mostly) may wait on disk, in the runner directory,
     # while the server cannot take them; beyond it, output is not kept and the job says so.
     runner_spool_bytes: Annotated[int, BeforeValidator(parse_bytes), Field(gt=0)] = 1024**3
+    # Started by `greenlight up`, whose runner older versions named `embedded`.
+    embedded: bool = False
 
     @field_validator("runner_executor", mode="before")
     @classmethod

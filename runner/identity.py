@@ -14,8 +14,22 @@ import uuid
 from pathlib import Path
 
 IDENTITY_FILE = "identity"
+# Where the runner runs its steps under that identity (its Docker engine's id, or the machine's):
+# a directory that moved to another machine cannot vouch for what runs on the first one.
+PLACE_FILE = "identity.place"
 # What an identity may look like: it goes into label filters and file names.
 _SHAPE = re.compile(r"^[0-9a-z]{16,64}$")
+
+
+MACHINE_ID = Path("/etc/machine-id")
+
+
+def machine_id() -> str | None:
+    """This machine's id (where a host-process runner's steps run), None if it has none."""
+    try:
+        return MACHINE_ID.read_text().strip() or None
+    except OSError:
+        return None
 
 
 class RunnerIdentity:
@@ -38,10 +52,25 @@ class RunnerIdentity:
         A server that gives none (an older version) leaves the runner to make one of its own,
         random, kept across its restarts like a server's."""
         identity = given if _SHAPE.match(given) else (self.stored() or uuid.uuid4().hex)
-        temporary = self.path.with_name(f".{IDENTITY_FILE}.{os.getpid()}")
-        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(descriptor, "w") as file:
-            file.write(identity + "\n")
-        os.replace(temporary, self.path)
+        _write(self.path, identity)
         self.current = identity
         return identity
+
+    def kept_at(self, place: str | None) -> bool:
+        """Whether the identity was last used at ``place`` (None: unknown, never the same)."""
+        try:
+            return place is not None and (self.path.with_name(PLACE_FILE).read_text().strip() == place)
+        except OSError:
+            return False
+
+    def keep_place(self, place: str) -> None:
+        _write(self.path.with_name(PLACE_FILE), place)
+
+
+def _write(path: Path, value: str) -> None:
+    """0600, replaced atomically."""
+    temporary = path.with_name(f".{path.name}.{os.getpid()}")
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w") as file:
+        file.write(value + "\n")
+    os.replace(temporary, path)

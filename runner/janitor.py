@@ -71,8 +71,10 @@ def clean_up_after(runner_dir: Path, identity: str, executor: str, step_users: S
         if executor == "docker":
             from runner.executors.docker import sweep_orphans
 
-            removed = sweep_orphans(identity)
-            log.warning("runner %s is gone: removed %d of its container(s)", identity, removed)
+            if sweep_orphans(identity):
+                log.warning("runner %s is gone: none of its containers or networks is left", identity)
+            else:
+                log.error("runner %s is gone: some of its containers or networks are left", identity)
         for user in step_users:
             from runner.executors.step_processes import end_processes_of
 

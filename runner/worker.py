@@ -19,10 +19,10 @@ from runner.agent import RunnerAgent
 from runner.broker import tolerate_restore_on_closed_connection
 from runner.config import RunnerSettings
 from runner.executors.base import Executor
-from runner.executors.step_processes import processes_of
+from runner.executors.step_processes import none_running, processes_of
 from runner.executors.step_user import StepUser, StepUsers, scheduler_problem, step_user, step_user_problem
 from runner.hygiene import DiskHygiene
-from runner.identity import RunnerIdentity
+from runner.identity import RunnerIdentity, machine_id
 from runner.images import RunnerImages
 from runner.janitor import start_janitor
 from runner.spec import JOB_AVAILABLE_TASK, broker_transport_options, label_queue
@@ -74,6 +74,19 @@ def local_step_users(settings: RunnerSettings) -> StepUsers:
         file=sys.stderr,
     )
     return StepUsers(users)
+
+
+# What `greenlight up` named its runner before each install's runner had a name of its own.
+EMBEDDED_RUNNER_OLD_NAME = "embedded"
+
+
+def legacy_runner_names(settings: RunnerSettings) -> list[str]:
+    """The names under which older versions may have left this runner's containers (labelled with
+    the name alone): the start-up log names them, and never removes them."""
+    names = [settings.runner_name]
+    if settings.embedded and EMBEDDED_RUNNER_OLD_NAME not in names:
+        names.append(EMBEDDED_RUNNER_OLD_NAME)
+    return names
 
 
 def make_runner_celery(settings: RunnerSettings, agent: RunnerAgent) -> Celery:
@@ -169,6 +182,7 @@ def run_runner(settings: RunnerSettings) -> None:
     executor_name = settings.runner_executor
     availability: Callable[[], str | None] | None = None
     sweep = None
+    place: Callable[[], str | None] = machine_id
     janitor_kills: list[StepUser] = []
     prepare_runner_dir(settings)
     # First: a janitor still ending the processes of a dead predecessor's step users must be done
@@ -184,8 +198,13 @@ def run_runner(settings: RunnerSettings) -> None:
 
         def make_executor() -> Executor:
             return LocalExecutor(step_users)
+
+        def sweep(of: str) -> bool:
+            # Steps here are the step users' processes (checked above to be none, which without
+            # /proc proves nothing): an earlier process's jobs are over only if none runs.
+            return none_running(step_users.users)
     else:
-        from runner.executors.docker import DockerExecutor, engine_problem, sweep_orphans
+        from runner.executors.docker import DockerExecutor, engine_id, engine_problem, sweep_orphans
 
         def make_executor() -> Executor:
             # Jobs are claimed only once registered, by when the identity is the server's.
@@ -197,10 +216,11 @@ def run_runner(settings: RunnerSettings) -> None:
                 images=images,
             )
 
-        def sweep(of: str) -> int:
-            return sweep_orphans(of, legacy_name=settings.runner_name)
+        def sweep(of: str) -> bool:
+            return sweep_orphans(of, legacy_names=legacy_runner_names(settings))
 
         availability = engine_problem
+        place = engine_id
 
     def watch(registered_as: str) -> None:
         global _janitor
@@ -214,6 +234,7 @@ def run_runner(settings: RunnerSettings) -> None:
         availability=availability,
         identity=identity,
         after_registering=watch,
+        place=place,
     )
     if settings.runner_min_free_disk > 0:
         agent.hygiene = DiskHygiene(

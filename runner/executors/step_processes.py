@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import time
+from collections.abc import Iterable
 from pathlib import Path
 
 from runner.executors.step_user import StepUser
@@ -30,6 +31,12 @@ def processes_of(uid: int) -> list[int]:
         if entry.name.isdigit() and _belongs_to(entry.name, uid):
             found.append(int(entry.name))
     return found
+
+
+def none_running(users: Iterable[StepUser]) -> bool:
+    """Whether no process of any of ``users`` runs, as /proc lists them: what proves that the
+    steps of an earlier runner process are over. Without /proc nothing proves it: False."""
+    return can_list_processes() and not any(processes_of(user.uid) for user in users)
 
 
 def end_processes_of(user: StepUser) -> list[int]:

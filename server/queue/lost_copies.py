@@ -14,10 +14,12 @@ side only measures elapsed time.
 
 A new attempt (``job rerun``, ``build rerun``) is queued at once, but the claim skips it while
 its previous attempt's ``stops_by`` is in the future; it waits less when the runner says it has
-stopped that copy (``RunnerHeartbeat.stopped_jobs``), or registers again (its previous process
-is gone and its start-up swept its containers). A deploy job keeps its environment locked the
-same way (``server.deploys.service.advance``). Waiting beats the alternatives: refusing the re-run
-would make people retry by hand, and trusting the lease alone is what let two copies run.
+stopped that copy (``RunnerHeartbeat.stopped_jobs``), or registers again having removed, before
+registering, everything that carries its identity (``RunnerRegistration.swept_identity``: a
+runner row is a name, not a machine, so a registration alone proves nothing). A deploy job keeps
+its environment locked the same way (``server.deploys.service.advance``). Waiting beats the
+alternatives: refusing the re-run would make people retry by hand, and trusting the lease alone
+is what let two copies run.
 """
 
 from __future__ import annotations

@@ -81,12 +81,15 @@ HeldJobDep = Annotated[Job, Depends(_held_job)]
 
 
 @router.post("/register")
-def register(body: RunnerRegistration, session: SessionDep, token: RunnerTokenDep) -> RunnerRegistered:
+def register(
+    body: RunnerRegistration, session: SessionDep, token: RunnerTokenDep, state: StateDep
+) -> RunnerRegistered:
     try:
-        runner = register_runner(session, token, body)
-        return RunnerRegistered(runner_id=runner.id, identity=runner.identity)
+        runner, released = register_runner(session, token, body, state.settings)
     except LabelsNotAllowed as error:
         raise HTTPException(403, str(error)) from None
+    _announce_released(session, state, released)
+    return RunnerRegistered(runner_id=runner.id, identity=runner.identity)
 
 
 @router.post("/heartbeat", status_code=204)

@@ -3,20 +3,24 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from runner.spec import ALL_LABELS, RunnerRegistration
+from server.config import Settings
 from server.models import ApiToken, Job, JobState, Runner, RunnerState, TokenKind
 from server.models.base import as_utc, utcnow
 from server.queue.claim_statement import before_claim
 from server.queue.claims import RunnerIdentity
-from server.queue.lost_copies import confirm_stopped
+from server.queue.lost_copies import Released, confirm_stopped, stops_by
 from server.queue.reports import close_job
 from server.queue.token_labels import labels_not_allowed, labels_served
 from server.queue.tokens import find_token, token_hash
+
+logger = logging.getLogger(__name__)
 
 SEEN_RESOLUTION = dt.timedelta(seconds=1)
 
@@ -40,11 +44,18 @@ def runner_token(session: Session, token: str) -> ApiToken:
     return api_token
 
 
-def register_runner(session: Session, token: ApiToken, registration: RunnerRegistration) -> Runner:
+def register_runner(
+    session: Session, token: ApiToken, registration: RunnerRegistration, settings: Settings
+) -> tuple[Runner, Released]:
     """A runner process starting up. One row per name and token, reused across restarts; any
-    job the previous process of that runner still held is closed as lost (that process is gone),
-    and no copy of its lost jobs runs any more (its start-up swept their containers): new
-    attempts of them may start (the reconciler announces them on its next pass).
+    job the previous process of that runner still held is closed as lost.
+
+    A row is not an engine: a runner of the same name may start on another node while the first
+    is only cut off, or from a wiped directory that no longer knows whose containers to remove.
+    So the previous copies of its lost jobs are taken as stopped (what that releases is
+    returned, to announce) only when this process says it removed
+    everything that carries the row's identity before registering (``swept_identity``).
+    Otherwise they keep their deadline (``jobs.stops_by``), and the log says so.
     Refused, rather than narrowed, if it asks for a label its token does not allow: a runner
     that silently served less than it was started with would be harder to understand."""
     refused = labels_not_allowed(registration.labels, token.labels)
@@ -71,9 +82,33 @@ def register_runner(session: Session, token: ApiToken, registration: RunnerRegis
     token.last_used_at = runner.registered_at
     session.flush()
     for job in _running_jobs(session, runner.id):
-        close_job(session, job, JobState.lost, f"runner {runner.name} restarted while running this job")
-    confirm_stopped(session, runner.id)
-    return runner
+        if job.stops_by is None:  # claimed before the server kept deadlines
+            job.stops_by = stops_by(utcnow(), settings)
+        reason = f"runner {runner.name} restarted while running this job"
+        close_job(session, job, JobState.lost, reason, copy_may_run=True)
+    if registration.swept_identity is not None and registration.swept_identity == runner.identity:
+        return runner, confirm_stopped(session, runner.id)
+    _log_copies_kept(session, runner)
+    return runner, Released()
+
+
+def _log_copies_kept(session: Session, runner: Runner) -> None:
+    kept = session.execute(
+        sa.select(Job.id, Job.stops_by)
+        .where(
+            Job.runner_id == runner.id,
+            Job.state.not_in([JobState.queued, JobState.running]),
+            Job.stops_by > utcnow(),
+        )
+        .order_by(Job.id)
+    ).all()
+    for job_id, until in kept:
+        logger.warning(
+            "runner %s registered without having removed the containers of its identity first: "
+            "job %s may still run elsewhere; its new attempts wait until %s UTC, or until the "
+            "runner says it stopped it",
+            runner.name, job_id, f"{as_utc(until):%H:%M:%S}",
+        )  # fmt: skip
 
 
 def report_availability(runner: Runner, unavailable: str | None) -> None:

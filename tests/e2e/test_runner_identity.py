@@ -1,10 +1,12 @@
 """A runner's containers are its identity's, not its name's: a namesake runner of another install
 on the same engine leaves a running build alone; a runner killed outright has its containers
 removed by its janitor though it never returns; a runner started again after its janitor died
-too removes what its predecessor left, before it registers."""
+too removes what its predecessor left, before it registers, and says so (the lost copy is known
+to have stopped); one started from a wiped directory removes it only after, and proves nothing."""
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import signal
 import time
@@ -12,8 +14,11 @@ import uuid
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
 from server.db import make_engine, make_session_factory
+from server.models import Job
+from server.models.base import as_utc, utcnow
 from tests import factories
 from tests.e2e.stack import Stack, containers_of, networks_of
 from tests.fixtures import push_payload
@@ -56,6 +61,15 @@ def wait_for_log(stack: Stack, process: str, text: str, timeout: float = 30) -> 
     while text not in stack.tail(process, 400):
         assert time.monotonic() < deadline, stack.tail(process)
         time.sleep(0.1)
+
+
+def stops_by_of(stack: Stack, job_id: int) -> dt.datetime | None:
+    engine = make_engine(stack.env["GREENLIGHT_DATABASE_URL"])
+    try:
+        with make_session_factory(engine)() as session:
+            return session.scalar(sa.select(Job.stops_by).where(Job.id == job_id))
+    finally:
+        engine.dispose()
 
 
 def janitors_of(runner_dir: Path) -> list[int]:
@@ -131,3 +145,26 @@ def test_a_runner_started_again_removes_what_its_predecessor_left_before_it_regi
     build = stack.wait_for_build(build_id, timeout=30)
     assert build["jobs"][0]["state"] == "lost", build
     assert (runner_dir / "identity").read_text().strip() == identity  # the same runner, the same row
+    # It said so when it registered: the lost copy is known to have stopped, a re-run may start.
+    stops_by = stops_by_of(stack, job_id)
+    assert stops_by is not None and as_utc(stops_by) <= utcnow()
+
+
+def test_a_runner_started_again_from_a_wiped_directory_proves_nothing_and_the_lost_copy_keeps_its_deadline(
+    stack: Stack, register, origin
+) -> None:  # type: ignore[no-untyped-def]
+    runner_dir = Path(stack.env["GREENLIGHT_RUNNER_DIR"])
+    build_id = push(stack, register, origin, "sleep 300")
+    job_id, _ = running_container(stack, build_id)
+    for janitor in janitors_of(runner_dir):
+        os.kill(janitor, signal.SIGKILL)
+    stack.stop("runner", signal.SIGKILL)
+    (runner_dir / "identity").unlink()  # an ephemeral volume, or the runner on another node
+
+    stack.start("runner", "runner", "--concurrency", "2")
+    wait_until_gone(stack, job_id)  # found once the server named its identity again, after registering
+    build = stack.wait_for_build(build_id, timeout=30)
+    assert build["jobs"][0]["state"] == "lost", build
+    # Nothing proved the copy gone when the runner registered: a re-run waits for its deadline.
+    stops_by = stops_by_of(stack, job_id)
+    assert stops_by is not None and as_utc(stops_by) > utcnow()

@@ -23,7 +23,7 @@ from server.queue.claims import RunnerIdentity, claim_next_job
 from server.queue.lost_copies import confirm_stopped
 from server.queue.reconciler import reconcile
 from tests import factories
-from tests.conftest import SECRET_KEY, WEBHOOK_SECRET
+from tests.conftest import SECRET_KEY, WEBHOOK_SECRET, RecordingTransport
 from tests.queue.test_reconciler import api_up_for
 from tests.queue.test_runner_api import as_job, claim, queued_jobs, register
 
@@ -118,18 +118,98 @@ def test_a_rerun_of_a_lost_job_is_claimable_once_the_outage_budget_has_passed(
     assert claimed is not None and claimed["spec"]["job_id"] == attempt_id
 
 
-def test_the_lost_runner_registering_again_confirms_its_copies_stopped(
+def identity_of(session: Session, runner_id: int) -> str:
+    session.expire_all()
+    runner = session.get(Runner, runner_id)
+    assert runner is not None
+    return runner.identity
+
+
+def stops_by_of(session: Session, job_id: int) -> dt.datetime | None:
+    session.expire_all()
+    return session.scalar(sa.select(Job.stops_by).where(Job.id == job_id))
+
+
+def test_the_lost_runner_registering_again_after_sweeping_its_identity_confirms_its_copies_stopped(
     client: TestClient,
     session: Session,
     session_factory: sessionmaker[Session],
     settings: Settings,
     tokens: tuple[str, str],
+    transport: RecordingTransport,
 ) -> None:
-    _, _, attempt_id = a_lost_job_rerun(client, session, session_factory, settings, tokens)
+    first, _, attempt_id = a_lost_job_rerun(client, session, session_factory, settings, tokens)
     other = register(client, tokens[0], "other")
     assert claim(client, tokens[0], other) is None
-    register(client, tokens[0], "first")  # its previous process is gone, its containers swept
+    transport.announced.clear()  # the re-run was announced when queued, and skipped
+    # Its new process removed every container and network of its identity before registering.
+    register(client, tokens[0], "first", swept_identity=identity_of(session, first))
+    assert attempt_id in [job_id for job_id, _ in transport.announced]  # at once, not at the next pass
     claimed = claim(client, tokens[0], other)
+    assert claimed is not None and claimed["spec"]["job_id"] == attempt_id
+
+
+def test_a_registration_without_a_sweep_of_the_runners_own_identity_leaves_the_lost_copy_its_deadline(
+    client: TestClient,
+    session: Session,
+    session_factory: sessionmaker[Session],
+    settings: Settings,
+    tokens: tuple[str, str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    _, lost_id, _ = a_lost_job_rerun(client, session, session_factory, settings, tokens)
+    deadline = stops_by_of(session, lost_id)
+    assert deadline is not None and as_utc(deadline) > utcnow()
+    other = register(client, tokens[0], "other")
+    # Nothing swept (no identity stored, no engine, a failed sweep, or another node of the same
+    # name), or what another runner's identity carries: no proof the lost copy is gone.
+    register(client, tokens[0], "first")
+    register(client, tokens[0], "first", swept_identity=identity_of(session, other))
+    assert claim(client, tokens[0], other) is None
+    assert stops_by_of(session, lost_id) == deadline
+    assert f"job {lost_id} may still run" in caplog.text
+
+
+def test_a_job_running_when_its_runner_registers_again_unswept_is_lost_and_keeps_its_deadline(
+    client: TestClient,
+    session: Session,
+    tokens: tuple[str, str],
+) -> None:
+    runner_token, user_token = tokens
+    [job_id] = queued_jobs(session, {})
+    first = register(client, runner_token, "first")
+    assert claim(client, runner_token, first) is not None
+    deadline = stops_by_of(session, job_id)
+    # A process of the same name elsewhere (rescheduled while the first node is only cut off).
+    register(client, runner_token, "first")
+    session.expire_all()
+    assert session.get(Job, job_id).state.value == "lost"  # type: ignore[union-attr]
+    assert deadline is not None and stops_by_of(session, job_id) == deadline
+    attempt_id = rerun(client, user_token, job_id)
+    other = register(client, runner_token, "other")
+    assert claim(client, runner_token, other) is None
+    past = utcnow() - dt.timedelta(seconds=1)
+    session.execute(sa.update(Job).where(Job.id == job_id).values(stops_by=past))
+    session.commit()
+    claimed = claim(client, runner_token, other)
+    assert claimed is not None and claimed["spec"]["job_id"] == attempt_id
+
+
+def test_a_job_running_when_its_runner_registers_again_swept_is_lost_and_its_rerun_starts_at_once(
+    client: TestClient,
+    session: Session,
+    tokens: tuple[str, str],
+) -> None:
+    runner_token, user_token = tokens
+    [job_id] = queued_jobs(session, {})
+    first = register(client, runner_token, "first")
+    assert claim(client, runner_token, first) is not None
+    register(client, runner_token, "first", swept_identity=identity_of(session, first))
+    session.expire_all()
+    assert session.get(Job, job_id).state.value == "lost"  # type: ignore[union-attr]
+    attempt_id = rerun(client, user_token, job_id)
+    other = register(client, runner_token, "other")
+    claimed = claim(client, runner_token, other)
     assert claimed is not None and claimed["spec"]["job_id"] == attempt_id
 
 

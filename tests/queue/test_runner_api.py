@@ -26,8 +26,10 @@ def register(
     *,
     executor: str = "docker",
     unavailable: str | None = None,
+    swept_identity: str | None = None,
 ) -> int:
-    """Register a runner as `greenlight-runner` does; `unavailable` says why it takes no work."""
+    """Register a runner as `greenlight-runner` does; `unavailable` says why it takes no work,
+    `swept_identity` whose containers it removed before registering."""
     reply = client.post(
         "/api/runner/register",
         json={
@@ -38,6 +40,7 @@ def register(
             "version": "t",
             "executor": executor,
             "unavailable": unavailable,
+            "swept_identity": swept_identity,
         },
         headers={"Authorization": f"Bearer {token}"},
     )

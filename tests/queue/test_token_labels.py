@@ -223,7 +223,7 @@ def test_on_sqlite_claims_are_limited_to_what_the_token_allows_too(tmp_path: Pat
         every = RunnerRegistration(
             name="r", hostname="h", labels=["*"], concurrency=1, version="t", executor="docker"
         )
-        runner_id = register_runner(session, runner_token(session, token), every).id
+        runner_id = register_runner(session, runner_token(session, token), every, settings)[0].id
         build_job, deploy_job = queue_build_and_deploy(session, settings)
         narrow(session, "narrowed", ["docker"])
         claimed = claim_next_job(session, identify_runner(session, token, runner_id), settings)

@@ -16,10 +16,12 @@ import pytest
 from docker.models.images import ImageCollection
 from pydantic import SecretStr
 
+from runner.config import RunnerSettings
 from runner.executors.base import ExecutorError, StepResult
 from runner.executors.docker import RUNNER_LABEL, DockerExecutor, sweep_orphans
 from runner.masking import MASK
 from runner.spec import JobSpec, LogLine, StepOutcome, StepSpec
+from runner.worker import legacy_runner_names
 from server.logs.ansi import strip_ansi
 from tests.runner import specs
 
@@ -334,7 +336,7 @@ def test_a_sweep_removes_only_what_carries_its_identity_not_a_namesakes_running_
         assert running["Config"]["Labels"][RUNNER_LABEL] == ours.runner_name
         ours_network = ours.network.id
 
-        assert sweep_orphans(ours.identity, legacy_name=ours.runner_name) == 0
+        assert sweep_orphans(ours.identity, legacy_names=[ours.runner_name])
         assert [c["Id"] for c in job_containers(namesakes)] == [running["Id"]]
         assert engine().containers.get(running["Id"]).status == "running"
         with pytest.raises(docker.errors.NotFound):
@@ -352,8 +354,27 @@ def test_a_container_of_an_older_version_labelled_only_with_the_name_is_never_sw
     executor = start()
     legacy = engine().containers.create(IMAGE, ["true"], labels={RUNNER_LABEL: executor.runner_name})
     try:
-        assert sweep_orphans(executor.identity, legacy_name=executor.runner_name) == 0
+        assert sweep_orphans(executor.identity, legacy_names=[executor.runner_name])
         legacy.reload()
         assert f"docker rm -f {legacy.id[:12]}" in caplog.text
     finally:
         legacy.remove(force=True)
+
+
+def test_the_embedded_runner_names_containers_of_the_old_name_embedded_and_never_removes_them(
+    start: Callable[..., DockerExecutor], caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    executor = start()
+    # As `greenlight up` starts its runner; older versions named it `embedded`.
+    monkeypatch.setenv("GREENLIGHT_EMBEDDED", "true")
+    settings = RunnerSettings(broker_url="memory://", runner_token="t", runner_name="embedded-0a1b2c3d")
+    legacy = engine().containers.create(IMAGE, ["true"], labels={RUNNER_LABEL: "embedded"})
+    try:
+        assert sweep_orphans(executor.identity, legacy_names=legacy_runner_names(settings))
+        legacy.reload()  # still there
+        assert f"{RUNNER_LABEL}=embedded" in caplog.text and f"docker rm -f {legacy.id[:12]}" in caplog.text
+    finally:
+        legacy.remove(force=True)
+    monkeypatch.delenv("GREENLIGHT_EMBEDDED")
+    alone = RunnerSettings(broker_url="memory://", runner_token="t", runner_name="embedded-0a1b2c3d")
+    assert legacy_runner_names(alone) == ["embedded-0a1b2c3d"]  # another runner's old name is not its own
