@@ -69,7 +69,7 @@ def clean_up_after(runner_dir: Path, identity: str, executor: str, step_users: S
         return False
     try:
         if executor == "docker":
-            from runner.executors.docker import sweep_orphans
+            from runner.executors.docker_engine import sweep_orphans
 
             if sweep_orphans(identity):
                 log.warning("runner %s is gone: none of its containers or networks is left", identity)

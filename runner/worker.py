@@ -204,7 +204,8 @@ def run_runner(settings: RunnerSettings) -> None:
             # /proc proves nothing): an earlier process's jobs are over only if none runs.
             return none_running(step_users.users)
     else:
-        from runner.executors.docker import DockerExecutor, engine_id, engine_problem, sweep_orphans
+        from runner.executors.docker import DockerExecutor
+        from runner.executors.docker_engine import engine_id, engine_problem, sweep_orphans
 
         def make_executor() -> Executor:
             # Jobs are claimed only once registered, by when the identity is the server's.

@@ -18,7 +18,8 @@ from pydantic import SecretStr
 
 from runner.config import RunnerSettings
 from runner.executors.base import ExecutorError, StepResult
-from runner.executors.docker import RUNNER_LABEL, DockerExecutor, sweep_orphans
+from runner.executors.docker import RUNNER_LABEL, DockerExecutor
+from runner.executors.docker_engine import sweep_orphans
 from runner.masking import MASK
 from runner.spec import JobSpec, LogLine, StepOutcome, StepSpec
 from runner.worker import legacy_runner_names

@@ -12,7 +12,8 @@ from typing import Any
 import docker
 import pytest
 
-from runner.executors.docker import DockerExecutor, sweep_orphans
+from runner.executors.docker import DockerExecutor
+from runner.executors.docker_engine import sweep_orphans
 from runner.executors.sidecars import SERVICE_LABEL
 from runner.spec import ReadinessSpec, ServiceSpec, StepOutcome
 from tests.runner import specs

@@ -18,7 +18,8 @@ from docker.errors import NotFound
 
 from runner.agent import RunnerAgent
 from runner.config import RunnerSettings
-from runner.executors.docker import IDENTITY_LABEL, RUNNER_LABEL, engine_id, sweep_orphans
+from runner.executors.docker import IDENTITY_LABEL, RUNNER_LABEL
+from runner.executors.docker_engine import engine_id, sweep_orphans
 from runner.executors.step_processes import none_running
 from runner.executors.step_user import StepUser
 from runner.spec import RunnerRegistered, RunnerRegistration
