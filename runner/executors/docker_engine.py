@@ -81,15 +81,18 @@ def _mention_legacy_containers(client: docker.DockerClient, runner_name: str) ->
 ENGINE_CHECK_SECONDS = 5
 
 
+def _checking_client(base_url: str | None) -> docker.DockerClient:
+    """A client for a quick question to the engine: it gives up after ENGINE_CHECK_SECONDS."""
+    if base_url:
+        return docker.DockerClient(base_url=base_url, timeout=ENGINE_CHECK_SECONDS)
+    return docker.from_env(timeout=ENGINE_CHECK_SECONDS)
+
+
 def engine_id(base_url: str | None = None) -> str | None:
     """The engine's own id (it keeps it across its restarts; another machine's engine has
     another), or None when the engine does not answer. Never raises."""
     try:
-        client = (
-            docker.DockerClient(base_url=base_url, timeout=ENGINE_CHECK_SECONDS)
-            if base_url
-            else docker.from_env(timeout=ENGINE_CHECK_SECONDS)
-        )
+        client = _checking_client(base_url)
         try:
             return str(client.info().get("ID") or "") or None
         finally:
@@ -101,11 +104,7 @@ def engine_id(base_url: str | None = None) -> str | None:
 def engine_problem(base_url: str | None = None) -> str | None:
     """Why no step can run in a container now (the engine does not answer), or None. Never raises."""
     try:
-        client = (
-            docker.DockerClient(base_url=base_url, timeout=ENGINE_CHECK_SECONDS)
-            if base_url
-            else docker.from_env(timeout=ENGINE_CHECK_SECONDS)
-        )
+        client = _checking_client(base_url)
         try:
             client.ping()
         finally:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import collections
 import json
-import os
 import threading
 import time
 from collections.abc import Iterator
@@ -27,7 +26,7 @@ from server.models import Repository
 from tests import factories
 from tests.e2e.stack import WEBHOOK_SECRET, Stack, stack_env
 from tests.support import services
-from tests.support.private_services import PrivatePostgres, PrivateRedis
+from tests.support.private_services import PrivatePostgres, PrivateRedis, running_private_postgres
 
 pytestmark = pytest.mark.integration
 
@@ -41,15 +40,8 @@ MIX = ["push"] * 70 + ["ping"] * 10 + ["redelivery"] * 15 + ["invalid"] * 5
 
 @pytest.fixture
 def private_postgres() -> Iterator[PrivatePostgres]:
-    if not os.environ.get(services.DATABASE_URL_ENV):
-        services.unavailable("Postgres, Redis and Docker are not set up (run the tests with scripts/test)")
-    postgres = PrivatePostgres()
-    try:
-        postgres.start()
-        postgres.wait_until_up()
+    with running_private_postgres() as postgres:
         yield postgres
-    finally:
-        postgres.remove()
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ private PostgreSQL this test may stop (never the machine's shared one)."""
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -29,8 +28,7 @@ from tests import factories
 from tests.conftest import SECRET_KEY, WEBHOOK_SECRET, RecordingTransport
 from tests.queue.test_reconciler import api_up_for
 from tests.queue.test_runner_api import queued_jobs
-from tests.support import services
-from tests.support.private_services import PrivatePostgres
+from tests.support.private_services import PrivatePostgres, running_private_postgres
 from tests.support.server_process import free_port, server_env, wait_healthy
 
 pytestmark = pytest.mark.integration
@@ -42,15 +40,8 @@ OUTAGE_SECONDS = LEASE_SECONDS + 2
 
 @pytest.fixture
 def private_postgres() -> Iterator[PrivatePostgres]:
-    if not os.environ.get(services.DATABASE_URL_ENV):
-        services.unavailable("Postgres is not set up (run the tests with scripts/test)")
-    postgres = PrivatePostgres()
-    try:
-        postgres.start()
-        postgres.wait_until_up()
+    with running_private_postgres() as postgres:
         yield postgres
-    finally:
-        postgres.remove()
 
 
 def short_leases(database_url: str, tmp_path: Path) -> Settings:

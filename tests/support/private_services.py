@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import contextlib
 import glob
+import os
 import shutil
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import redis
@@ -114,3 +116,17 @@ class PrivateRedis:
     def restart_dropping_data(self) -> None:
         self.stop()
         self.start()
+
+
+@contextlib.contextmanager
+def running_private_postgres() -> Iterator[PrivatePostgres]:
+    """A private cluster, up and answering, removed afterwards (skips the test without Postgres)."""
+    if not os.environ.get(services.DATABASE_URL_ENV):
+        services.unavailable("Postgres is not set up (run the tests with scripts/test)")
+    postgres = PrivatePostgres()
+    try:
+        postgres.start()
+        postgres.wait_until_up()
+        yield postgres
+    finally:
+        postgres.remove()
