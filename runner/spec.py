@@ -321,6 +321,10 @@ class JobFinished(BaseModel):
     # Claim the runner's next job in the same request (the reply is then a ``ClaimedJob``, or 204
     # when nothing waits): one request per job instead of two while work is queued.
     next: ClaimRequest | None = None
+    # The job's containers (or step processes) could not be verified gone when it ended: the
+    # server keeps the deadline by which its copy has stopped (``stops_by``) until the runner
+    # names the job in ``RunnerHeartbeat.stopped_jobs``.
+    copy_may_run: bool = False
 
 
 class JobReleased(BaseModel):
