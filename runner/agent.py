@@ -265,9 +265,11 @@ class RunnerAgent:
         finally:
             with self._running_lock:
                 self._running.discard(claimed.spec.job_id)
+                # The server waits for such a job's copy until the runner names it stopped.
+                held = run.stopped_unheard or run.copy_may_run
                 if run.leftover is not None:
-                    self._unverified[claimed.spec.job_id] = (run.leftover, run.stopped_unheard)
-                elif run.stopped_unheard:
+                    self._unverified[claimed.spec.job_id] = (run.leftover, held)
+                elif held:
                     self._stopped_jobs.add(claimed.spec.job_id)
         self._check_disk()
         if next_claim is None or run.next_answered:

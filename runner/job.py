@@ -64,7 +64,9 @@ class JobRun:
         ``stopped_unheard``: once ``run`` returns, whether the job was stopped because the server
         had closed it or could not be reached for the outage budget. ``leftover``: once ``run``
         returns, the executor (not closed) when its teardown could not verify that nothing of the
-        job is left; ``teardown`` it again later (the job may be named stopped only once clean)."""
+        job is left; ``teardown`` it again later (the job may be named stopped only once clean).
+        ``copy_may_run``: once ``run`` returns, whether its end said the job's copy may still
+        run (the server then waits until the runner names the job stopped)."""
         self.api = api
         self.next_claim = next_claim
         self._draining = draining
@@ -123,13 +125,13 @@ class JobRun:
                 )
             self._stopped = True
             logs.stop()
-            if heartbeat.closed or heartbeat.out_of_contact is not None or delivery.stopped:
-                # Another copy may start once the server's count of the budget ends: nothing of
-                # this one (a service container either) outlives the stop.
-                self._tear_down_first()
-            elif self._engine_failed:
-                # The server clears its wait for this copy when it hears the end: a step whose
-                # container the engine may not have killed goes first, or the end says so.
+            if (
+                heartbeat.closed or heartbeat.out_of_contact is not None or delivery.stopped
+            ) or self._engine_failed:
+                # The server clears its wait for this copy when it hears the end, and another
+                # copy may start once its count of the budget ends: nothing of this one (a
+                # service container, a step the engine may not have killed) outlives the stop,
+                # or the end says so.
                 self._may_still_run = not self._tear_down_first()
             # The result is known once the last step has ended: report it once the server has
             # everything before it (the heartbeat keeps the lease meanwhile), then clean up off
@@ -152,6 +154,10 @@ class JobRun:
             self.stopped_unheard = (
                 heartbeat.closed or heartbeat.out_of_contact is not None or delivery.stopped
             )
+
+    @property
+    def copy_may_run(self) -> bool:
+        return self._may_still_run
 
     def _tear_down(self) -> bool:
         try:
@@ -208,7 +214,10 @@ class JobRun:
         # No next job once the runner is draining or stopping: it would only be cancelled.
         wants_next = not (self._shutdown.is_set() or (self._draining is not None and self._draining.is_set()))
         finished = JobFinished(
-            outcome=outcome, reason=self._said(reason), next=self.next_claim if wants_next else None
+            outcome=outcome,
+            reason=self._said(reason),
+            next=self.next_claim if wants_next else None,
+            copy_may_run=self._may_still_run,
         )
 
         def finish() -> ClaimedJob | None:

@@ -118,3 +118,59 @@ def test_an_engine_failure_removes_the_jobs_containers_before_its_end_or_the_end
     [end] = [report for call, report in api.calls if call == "job_finished"]
     assert end.outcome is StepOutcome.errored  # type: ignore[attr-defined]
     assert end.reason.endswith("its containers could not be confirmed removed and may still run")  # type: ignore[attr-defined]
+
+
+class AnsweringServer(FakeApi):
+    """Hands out one job and takes its end; records what each runner heartbeat names, and how
+    many teardowns the job's executor had been through when it was sent."""
+
+    def __init__(self, job: ClaimedJob, executor: FakeExecutor) -> None:
+        super().__init__()
+        self.jobs = [job]
+        self.executor = executor
+        self.heartbeats: list[tuple[list[int], int]] = []
+
+    def claim(self, runner_id: int, claim_key: str | None = None) -> ClaimedJob | None:
+        return self.jobs.pop() if self.jobs else None
+
+    def heartbeat(
+        self, runner_id: int, free_disk_bytes: int | None = None, unavailable: str | None = None,
+        stopped_jobs: list[int] | None = None,
+    ) -> None:  # fmt: skip
+        self.heartbeats.append((list(stopped_jobs or []), self.executor.teardowns))
+
+
+def agent_for(server: FakeApi, executor: FakeExecutor, tmp_path: Path) -> RunnerAgent:
+    settings = RunnerSettings(
+        broker_url="memory://",
+        runner_token="t",
+        runner_dir=tmp_path / "runner",
+        runner_heartbeat_seconds=0.05,
+    )
+    agent = RunnerAgent(settings, lambda: executor, "docker")  # type: ignore[arg-type]
+    agent.api = server  # type: ignore[assignment]
+    agent.runner_id = 1
+    return agent
+
+
+def test_an_end_after_an_unverified_teardown_says_its_copy_may_run_and_the_job_is_named_once_clean(
+    claimed: ClaimedJob,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    # The engine fails mid-step; the teardowns before the end, after it and at the first retry
+    # leave its containers behind.
+    executor = FakeExecutor([ExecutorError("Docker failed: connection reset")], unclean_teardowns=3)
+    server = AnsweringServer(claimed, executor)
+    agent = agent_for(server, executor, tmp_path)
+    assert agent.work() == 1
+    [end] = [report for call, report in server.calls if call == "job_finished"]
+    assert end.copy_may_run  # type: ignore[attr-defined]
+    threading.Thread(target=agent._heartbeat, daemon=True).start()
+    deadline = time.monotonic() + 10
+    while not any(named for named, _ in server.heartbeats) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    agent.shutdown.set()
+    job_id = claimed.spec.job_id
+    named = [teardowns for stopped, teardowns in server.heartbeats if stopped == [job_id]]
+    assert named and min(named) > 3  # named, and only once a teardown found nothing left
+    assert executor.closed
