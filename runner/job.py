@@ -42,6 +42,32 @@ TEARDOWN_WAIT_SECONDS = 20.0
 MAY_STILL_RUN = "its containers could not be confirmed removed and may still run"
 
 
+class Leftover:
+    """An executor whose teardown could not verify that nothing of its job is left (not closed),
+    to tear down again. Never beside a teardown of it still under way: for the local executor that
+    could hand a step user back while another job holds it."""
+
+    def __init__(self, executor: Executor, lock: threading.Lock, earlier: threading.Thread | None) -> None:
+        self.executor = executor
+        self._lock = lock  # the job's teardowns take it, one at a time
+        self._earlier = earlier  # a teardown before the job's end that may still be waiting
+
+    def retry(self) -> bool:
+        """Tear down again (not while an earlier teardown runs); whether nothing is left, and
+        the executor is then closed."""
+        if self._earlier is not None and self._earlier.is_alive():
+            return False
+        with self._lock:
+            try:
+                clean = self.executor.teardown()
+            except Exception:
+                logger.exception("its teardown failed again")
+                return False
+        if clean:
+            self.executor.close()
+        return clean
+
+
 class JobRun:
     def __init__(
         self,
@@ -64,7 +90,7 @@ class JobRun:
         ``stopped_unheard``: once ``run`` returns, whether the job was stopped because the server
         had closed it or could not be reached for the outage budget. ``leftover``: once ``run``
         returns, the executor (not closed) when its teardown could not verify that nothing of the
-        job is left; ``teardown`` it again later (the job may be named stopped only once clean).
+        job is left; ``retry`` it later (the job may be named stopped only once clean).
         ``copy_may_run``: once ``run`` returns, whether its end said the job's copy may still
         run (the server then waits until the runner names the job stopped)."""
         self.api = api
@@ -74,10 +100,11 @@ class JobRun:
         self.next_claimed: ClaimedJob | None = None
         self.next_claimed_at = 0.0
         self.stopped_unheard = False
-        self.leftover: Executor | None = None
+        self.leftover: Leftover | None = None
         self._engine_failed = False
         self._may_still_run = False
         self._teardown: threading.Thread | None = None
+        self._teardown_lock = threading.Lock()  # one teardown of the executor at a time
         self._claimed_at = time.monotonic() if claimed_at is None else claimed_at
         self._spool_bytes = spool_bytes
         self.spec = claimed.spec
@@ -149,7 +176,7 @@ class JobRun:
             if clean:
                 self.executor.close()
             else:
-                self.leftover = self.executor
+                self.leftover = Leftover(self.executor, self._teardown_lock, earlier)
             remove_workspace(workspace)
             self.stopped_unheard = (
                 heartbeat.closed or heartbeat.out_of_contact is not None or delivery.stopped
@@ -161,7 +188,8 @@ class JobRun:
 
     def _tear_down(self) -> bool:
         try:
-            return self.executor.teardown()
+            with self._teardown_lock:
+                return self.executor.teardown()
         except Exception:
             logger.exception("job %s: its teardown failed", self.spec.job_id)
             return False

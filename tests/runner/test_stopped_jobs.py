@@ -5,8 +5,12 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
+from runner import job
 from runner.agent import RunnerAgent
 from runner.client import JobClosedError, ServerUnavailable
 from runner.config import RunnerSettings
@@ -92,13 +96,14 @@ def test_a_stopped_job_whose_teardown_left_something_is_named_only_once_a_retry_
     assert agent.work() == 1
     assert executor.teardowns == 1 and not executor.closed
     threading.Thread(target=agent._heartbeat, daemon=True).start()
-    deadline = time.monotonic() + 10
-    while len(server.heartbeats) < 3 and time.monotonic() < deadline:
-        time.sleep(0.01)
-    agent.shutdown.set()
     job_id = claimed.spec.job_id
-    # Unverified at the first heartbeat (which the server does not answer either), clean at the second.
-    assert server.heartbeats[:3] == [[], [job_id], []]
+    wait_for(lambda: [job_id] in server.heartbeats[:-1])
+    agent.shutdown.set()
+    # Unverified until a retry after the first heartbeat (which the server does not answer
+    # either), clean at a later one: named from then until a heartbeat is answered.
+    named = server.heartbeats.index([job_id])
+    assert named >= 1 and server.heartbeats[:named] == [[]] * named
+    assert server.heartbeats[named + 1] == []
     assert executor.closed
 
 
@@ -174,3 +179,76 @@ def test_an_end_after_an_unverified_teardown_says_its_copy_may_run_and_the_job_i
     named = [teardowns for stopped, teardowns in server.heartbeats if stopped == [job_id]]
     assert named and min(named) > 3  # named, and only once a teardown found nothing left
     assert executor.closed
+
+
+class StuckExecutor(FakeExecutor):
+    """Its teardowns numbered in ``stuck`` (from 1) wait until ``release`` is set, as on an
+    engine that does not answer; counts how many ran at once."""
+
+    def __init__(self, outcomes: list[StepOutcome | Exception], stuck: set[int], **kwargs: int) -> None:
+        super().__init__(outcomes, **kwargs)
+        self.stuck = stuck
+        self.release = threading.Event()
+        self.most_at_once = 0
+        self._lock = threading.Lock()
+        self._at_once = 0
+
+    def teardown(self) -> bool:
+        with self._lock:
+            self._at_once += 1
+            self.most_at_once = max(self.most_at_once, self._at_once)
+            number = self.teardowns + 1
+        try:
+            if number in self.stuck:
+                self.release.wait(30)
+            return super().teardown()
+        finally:
+            with self._lock:
+                self._at_once -= 1
+
+
+def wait_for(condition: Callable[[], bool]) -> None:
+    deadline = time.monotonic() + 10
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
+def test_a_teardown_retry_that_hangs_on_the_engine_does_not_hold_back_runner_heartbeats(
+    claimed: ClaimedJob,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    # The teardown after the job leaves a container; the retry then hangs on the engine.
+    executor = StuckExecutor([StepOutcome.passed] * 3, stuck={2}, unclean_teardowns=1)
+    server = AnsweringServer(claimed, executor)
+    agent = agent_for(server, executor, tmp_path)
+    assert agent.work() == 1
+    threading.Thread(target=agent._heartbeat, daemon=True).start()
+    wait_for(lambda: len(server.heartbeats) >= 3)
+    hung = executor.teardowns == 1  # the retry is still waiting on the engine
+    beats = len(server.heartbeats)
+    executor.release.set()
+    agent.shutdown.set()
+    assert hung and beats >= 3
+
+
+def test_a_leftover_whose_first_teardown_still_runs_is_not_torn_down_again_until_it_ended(
+    claimed: ClaimedJob,  # noqa: F811
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(job, "TEARDOWN_WAIT_SECONDS", 0.05)
+    # The engine fails mid-step; the teardown before the end hangs on it, then finds much left.
+    executor = StuckExecutor(
+        [ExecutorError("Docker failed: connection reset")], stuck={1}, unclean_teardowns=1
+    )
+    server = AnsweringServer(claimed, executor)
+    agent = agent_for(server, executor, tmp_path)
+    assert agent.work() == 1
+    threading.Thread(target=agent._heartbeat, daemon=True).start()
+    wait_for(lambda: len(server.heartbeats) >= 3)
+    executor.release.set()
+    job_id = claimed.spec.job_id
+    wait_for(lambda: any(named == [job_id] for named, _ in server.heartbeats))
+    agent.shutdown.set()
+    assert executor.most_at_once == 1
+    assert any(named == [job_id] for named, _ in server.heartbeats) and executor.closed
