@@ -152,13 +152,13 @@ class JobRun:
                 )
             self._stopped = True
             logs.stop()
-            if (
-                heartbeat.closed or heartbeat.out_of_contact is not None or delivery.stopped
-            ) or self._engine_failed:
+            unheard = heartbeat.closed or heartbeat.out_of_contact is not None or delivery.stopped
+            killed = outcome in (StepOutcome.cancelled, StepOutcome.timed_out)
+            if unheard or killed or self._engine_failed:
                 # The server clears its wait for this copy when it hears the end, and another
                 # copy may start once its count of the budget ends: nothing of this one (a
-                # service container, a step the engine may not have killed) outlives the stop,
-                # or the end says so.
+                # service container, a step whose kill the engine may not have carried out)
+                # outlives the stop, or the end says so.
                 self._may_still_run = not self._tear_down_first()
             # The result is known once the last step has ended: report it once the server has
             # everything before it (the heartbeat keeps the lease meanwhile), then clean up off

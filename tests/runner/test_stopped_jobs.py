@@ -252,3 +252,20 @@ def test_a_leftover_whose_first_teardown_still_runs_is_not_torn_down_again_until
     agent.shutdown.set()
     assert executor.most_at_once == 1
     assert any(named == [job_id] for named, _ in server.heartbeats) and executor.closed
+
+
+def test_a_step_killed_for_its_timeout_is_removed_before_the_end_or_the_end_says_it_may_run(
+    claimed: ClaimedJob,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    # A kill the engine did not carry out leaves the step's container running.
+    api = FakeApi()
+    executor = FakeExecutor([StepOutcome.timed_out], unclean_teardowns=99)
+    order: list[str] = []
+    teardown, job_finished = executor.teardown, api.job_finished
+    executor.teardown = lambda: order.append("teardown") or teardown()  # type: ignore[method-assign]
+    api.job_finished = lambda *args: order.append("end") or job_finished(*args)  # type: ignore[method-assign]
+    JobRun(api, claimed, executor, tmp_path / "work", threading.Event()).run()  # type: ignore[arg-type]
+    assert order[:2] == ["teardown", "end"]
+    [end] = [report for call, report in api.calls if call == "job_finished"]
+    assert end.copy_may_run  # type: ignore[attr-defined]
