@@ -24,7 +24,7 @@ from runner.client import RunnerApi, ServerUnavailable, new_claim_key
 from runner.config import RunnerSettings
 from runner.executors.base import Executor
 from runner.identity import RunnerIdentity
-from runner.job import JobRun
+from runner.job import JobRun, Leftover
 from runner.logs import bind, in_this_context, log_context
 from runner.spec import (
     DOCKER_EXECUTOR,
@@ -88,9 +88,10 @@ class RunnerAgent:
         # for their outage budget: named on the runner heartbeats until one is answered, so the
         # server may start a new attempt of such a job at once.
         self._stopped_jobs: set[int] = set()
-        # Jobs whose teardown could not verify that nothing of them is left: job → (its executor,
-        # whether it is to be named stopped once clean). Torn down again on each heartbeat.
-        self._unverified: dict[int, tuple[Executor, bool]] = {}
+        # Jobs whose teardown could not verify that nothing of them is left: job → (its leftover,
+        # whether it is to be named stopped once clean). Torn down again after each heartbeat's check.
+        self._unverified: dict[int, tuple[Leftover, bool]] = {}
+        self._retrying: threading.Thread | None = None  # the thread tearing them down again
 
     def start(self) -> None:
         """Clean up after an earlier process of this runner (what carries the identity it kept),
@@ -265,9 +266,11 @@ class RunnerAgent:
         finally:
             with self._running_lock:
                 self._running.discard(claimed.spec.job_id)
+                # The server waits for such a job's copy until the runner names it stopped.
+                held = run.stopped_unheard or run.copy_may_run
                 if run.leftover is not None:
-                    self._unverified[claimed.spec.job_id] = (run.leftover, run.stopped_unheard)
-                elif run.stopped_unheard:
+                    self._unverified[claimed.spec.job_id] = (run.leftover, held)
+                elif held:
                     self._stopped_jobs.add(claimed.spec.job_id)
         self._check_disk()
         if next_claim is None or run.next_answered:
@@ -311,18 +314,26 @@ class RunnerAgent:
         return problem
 
     def _retry_teardowns(self) -> None:
-        """Tear down again what an earlier teardown left; a stopped job is named once clean."""
+        """Tear down again what an earlier teardown left; a stopped job is named once clean. On a
+        thread of its own, one at a time: an engine that does not answer must not hold back the
+        runner heartbeats (the server would take the runner for lost and close all its jobs)."""
+        if self._retrying is not None and self._retrying.is_alive():
+            return
+        with self._running_lock:
+            if not self._unverified:
+                return
+        self._retrying = threading.Thread(
+            target=in_this_context(self._retry_each_teardown), name="teardown-retry", daemon=True
+        )
+        self._retrying.start()
+
+    def _retry_each_teardown(self) -> None:
         with self._running_lock:
             pending = list(self._unverified.items())
-        for job_id, (executor, stopped) in pending:
-            try:
-                clean = executor.teardown()
-            except Exception:
-                logger.exception("job %s: its teardown failed again", job_id)
-                continue
-            if not clean:
-                continue
-            executor.close()
+        for job_id, (leftover, stopped) in pending:
+            with log_context(job_id=job_id):
+                if not leftover.retry():
+                    continue
             with self._running_lock:
                 del self._unverified[job_id]
                 if stopped:

@@ -42,6 +42,32 @@ TEARDOWN_WAIT_SECONDS = 20.0
 MAY_STILL_RUN = "its containers could not be confirmed removed and may still run"
 
 
+class Leftover:
+    """An executor whose teardown could not verify that nothing of its job is left (not closed),
+    to tear down again. Never beside a teardown of it still under way: for the local executor that
+    could hand a step user back while another job holds it."""
+
+    def __init__(self, executor: Executor, lock: threading.Lock, earlier: threading.Thread | None) -> None:
+        self.executor = executor
+        self._lock = lock  # the job's teardowns take it, one at a time
+        self._earlier = earlier  # a teardown before the job's end that may still be waiting
+
+    def retry(self) -> bool:
+        """Tear down again (not while an earlier teardown runs); whether nothing is left, and
+        the executor is then closed."""
+        if self._earlier is not None and self._earlier.is_alive():
+            return False
+        with self._lock:
+            try:
+                clean = self.executor.teardown()
+            except Exception:
+                logger.exception("its teardown failed again")
+                return False
+        if clean:
+            self.executor.close()
+        return clean
+
+
 class JobRun:
     def __init__(
         self,
@@ -64,7 +90,9 @@ class JobRun:
         ``stopped_unheard``: once ``run`` returns, whether the job was stopped because the server
         had closed it or could not be reached for the outage budget. ``leftover``: once ``run``
         returns, the executor (not closed) when its teardown could not verify that nothing of the
-        job is left; ``teardown`` it again later (the job may be named stopped only once clean)."""
+        job is left; ``retry`` it later (the job may be named stopped only once clean).
+        ``copy_may_run``: once ``run`` returns, whether its end said the job's copy may still
+        run (the server then waits until the runner names the job stopped)."""
         self.api = api
         self.next_claim = next_claim
         self._draining = draining
@@ -72,10 +100,11 @@ class JobRun:
         self.next_claimed: ClaimedJob | None = None
         self.next_claimed_at = 0.0
         self.stopped_unheard = False
-        self.leftover: Executor | None = None
+        self.leftover: Leftover | None = None
         self._engine_failed = False
         self._may_still_run = False
         self._teardown: threading.Thread | None = None
+        self._teardown_lock = threading.Lock()  # one teardown of the executor at a time
         self._claimed_at = time.monotonic() if claimed_at is None else claimed_at
         self._spool_bytes = spool_bytes
         self.spec = claimed.spec
@@ -123,13 +152,13 @@ class JobRun:
                 )
             self._stopped = True
             logs.stop()
-            if heartbeat.closed or heartbeat.out_of_contact is not None or delivery.stopped:
-                # Another copy may start once the server's count of the budget ends: nothing of
-                # this one (a service container either) outlives the stop.
-                self._tear_down_first()
-            elif self._engine_failed:
-                # The server clears its wait for this copy when it hears the end: a step whose
-                # container the engine may not have killed goes first, or the end says so.
+            unheard = heartbeat.closed or heartbeat.out_of_contact is not None or delivery.stopped
+            killed = outcome in (StepOutcome.cancelled, StepOutcome.timed_out)
+            if unheard or killed or self._engine_failed:
+                # The server clears its wait for this copy when it hears the end, and another
+                # copy may start once its count of the budget ends: nothing of this one (a
+                # service container, a step whose kill the engine may not have carried out)
+                # outlives the stop, or the end says so.
                 self._may_still_run = not self._tear_down_first()
             # The result is known once the last step has ended: report it once the server has
             # everything before it (the heartbeat keeps the lease meanwhile), then clean up off
@@ -147,15 +176,20 @@ class JobRun:
             if clean:
                 self.executor.close()
             else:
-                self.leftover = self.executor
+                self.leftover = Leftover(self.executor, self._teardown_lock, earlier)
             remove_workspace(workspace)
             self.stopped_unheard = (
                 heartbeat.closed or heartbeat.out_of_contact is not None or delivery.stopped
             )
 
+    @property
+    def copy_may_run(self) -> bool:
+        return self._may_still_run
+
     def _tear_down(self) -> bool:
         try:
-            return self.executor.teardown()
+            with self._teardown_lock:
+                return self.executor.teardown()
         except Exception:
             logger.exception("job %s: its teardown failed", self.spec.job_id)
             return False
@@ -208,7 +242,10 @@ class JobRun:
         # No next job once the runner is draining or stopping: it would only be cancelled.
         wants_next = not (self._shutdown.is_set() or (self._draining is not None and self._draining.is_set()))
         finished = JobFinished(
-            outcome=outcome, reason=self._said(reason), next=self.next_claim if wants_next else None
+            outcome=outcome,
+            reason=self._said(reason),
+            next=self.next_claim if wants_next else None,
+            copy_may_run=self._may_still_run,
         )
 
         def finish() -> ClaimedJob | None:

@@ -68,7 +68,7 @@ def finish(state: AppState, job_id: int, token: str, body: JobFinished) -> Claim
 def _finish(state: AppState, job_id: int, token: str, body: JobFinished) -> ClaimedJob | None:
     with session_scope(state.session_factory) as session:
         try:
-            finished = reports.finish_job_by_token(session, job_id, token, body)
+            finished = reports.finish_job_by_token(session, job_id, token, body, settings=state.settings)
         except reports.JobClosed as error:
             # 409: the runner must stop this job and discard what it has; it is closed on our side.
             raise Refused(409, str(error)) from None

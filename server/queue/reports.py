@@ -26,6 +26,7 @@ from runner.spec import (
     StepStarted,
 )
 from server.builds.service import LockedBuild, expire_if_loaded, refresh_build_state
+from server.config import Settings
 from server.db import insert_for, postgres_first_row
 from server.metrics import observe
 from server.models import (
@@ -43,6 +44,7 @@ from server.models import (
 from server.models.base import utcnow
 from server.queue.claim_statement import PLAN_FOR_CLAIM_SQL
 from server.queue.claims import RunnerIdentity
+from server.queue.lost_copies import stops_by
 from server.queue.token_labels import labels_served
 from server.queue.tokens import token_hash
 
@@ -168,8 +170,14 @@ def finish_step(session: Session, job: Job, report: StepFinished) -> None:
     step.finished_at = utcnow()
 
 
-def finish_job(session: Session, job: Job, report: JobFinished) -> None:
-    close_job(session, job, _JOB_STATE_FOR_OUTCOME[report.outcome], report.reason)
+def finish_job(session: Session, job: Job, report: JobFinished, settings: Settings | None = None) -> None:
+    """``settings``: where a deadline comes from for an end whose copy may still run and that has
+    none yet (``report.copy_may_run``)."""
+    if report.copy_may_run and job.stops_by is None:
+        job.stops_by = stops_by(utcnow(), settings or Settings())
+    close_job(
+        session, job, _JOB_STATE_FOR_OUTCOME[report.outcome], report.reason, copy_may_run=report.copy_may_run
+    )
 
 
 class FinishedJob(NamedTuple):
@@ -178,14 +186,18 @@ class FinishedJob(NamedTuple):
     next_claimant: RunnerIdentity | None
 
 
-def finish_job_by_token(session: Session, job_id: int, token: str, report: JobFinished) -> FinishedJob:
-    """A runner's last word on a job. On Postgres, the job, its steps, its build's lock and (for
+def finish_job_by_token(
+    session: Session, job_id: int, token: str, report: JobFinished, *, settings: Settings | None = None
+) -> FinishedJob:
+    """A runner's last word on a job. An end whose copy may still run (``report.copy_may_run``)
+    keeps the job's ``stops_by`` (or gives it one): a new attempt waits until the runner names the
+    job stopped (``lost_copies``). On Postgres, the job, its steps, its build's lock and (for
     ``report.next``) the runner's right to claim again, in one statement: it runs once per job,
     so it is the other half of the queue's hot path."""
     claim = report.next
     if session.get_bind().dialect.name != "postgresql":
         job = job_for_token(session, job_id, token, lock=True)
-        finish_job(session, job, report)
+        finish_job(session, job, report, settings)
         assert job.runner_id is not None  # a running job was claimed by a runner
         claimant = None
         if claim is not None and claim.runner_id == job.runner_id:
@@ -205,6 +217,7 @@ def finish_job_by_token(session: Session, job_id: int, token: str, report: JobFi
             "state": state.value,
             "reason": report.reason,
             "now": now,
+            "stops_by": stops_by(now, settings or Settings()) if report.copy_may_run else None,
             "running_becomes": _running_step_becomes(state).value,
             "next_runner_id": claim.runner_id if claim else None,
             "claim_key": claim.claim_key if claim else None,
@@ -254,7 +267,9 @@ def _claimant(session: Session, runner_id: int) -> RunnerIdentity | None:
 _FINISH_CTES = """
     WITH closed AS (
         UPDATE jobs SET state = %(state)s, reason = %(reason)s, finished_at = %(now)s, token_hash = NULL,
-                        lease_expires_at = NULL, stops_by = NULL
+                        lease_expires_at = NULL,
+                        stops_by = CASE WHEN CAST(%(stops_by)s AS timestamptz) IS NULL THEN NULL
+                                        ELSE COALESCE(stops_by, %(stops_by)s) END
         WHERE id = %(job_id)s AND state = 'running' AND token_hash = %(token_hash)s
         RETURNING id, build_id, runner_id, started_at
     ), settled AS (

@@ -13,6 +13,7 @@ import sqlalchemy as sa
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session, sessionmaker
 
+from runner.spec import JobFinished, StepOutcome
 from server.builds.control import rerun_job
 from server.config import Settings
 from server.db import make_engine, make_session_factory
@@ -22,6 +23,7 @@ from server.models.base import as_utc, utcnow
 from server.queue.claims import RunnerIdentity, claim_next_job
 from server.queue.lost_copies import confirm_stopped
 from server.queue.reconciler import reconcile
+from server.queue.reports import finish_job_by_token
 from tests import factories
 from tests.conftest import SECRET_KEY, WEBHOOK_SECRET, RecordingTransport
 from tests.queue.test_reconciler import api_up_for
@@ -368,3 +370,56 @@ def test_a_jobs_end_that_claims_the_next_job_skips_a_rerun_held_back_by_a_lost_c
     runner_heartbeat(client, runner_token, first, stopped_jobs=[lost_id])
     again = claim(client, runner_token, other)
     assert again is not None and again["spec"]["job_id"] == attempt_id
+
+
+def test_an_end_whose_copy_may_still_run_holds_up_the_rerun_until_its_runner_names_it_stopped(
+    client: TestClient, session: Session, tokens: tuple[str, str]
+) -> None:
+    runner_token, user_token = tokens
+    [job_id] = queued_jobs(session, {})
+    first = register(client, runner_token, "first")
+    claimed = claim(client, runner_token, first)
+    assert claimed is not None
+    ended = {"outcome": "errored", "reason": "the engine failed", "copy_may_run": True}
+    assert as_job(client, claimed, "finish", ended).status_code == 204
+    assert stops_by_of(session, job_id) is not None
+    attempt_id = rerun(client, user_token, job_id)
+    other = register(client, runner_token, "other")
+    assert claim(client, runner_token, other) is None  # its containers may still run
+    runner_heartbeat(client, runner_token, first, stopped_jobs=[job_id])
+    again = claim(client, runner_token, other)
+    assert again is not None and again["spec"]["job_id"] == attempt_id
+
+
+def test_the_embedded_end_whose_copy_may_still_run_keeps_a_deadline_on_sqlite(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'greenlight.db'}"
+    upgrade_to_head(url)
+    engine = make_engine(url)
+    settings = Settings(
+        database_url=url, broker_url="memory://", data_dir=tmp_path, github_webhook_secret=WEBHOOK_SECRET,
+        secret_key=SECRET_KEY,
+    )  # fmt: skip
+    factory = make_session_factory(engine)
+    try:
+        with factory() as session:
+            job_id = queued_jobs(session, {})[0]
+            first, other = runner(session, "first"), runner(session, "other")
+            claimed = claim_next_job(session, first, settings)
+            assert claimed is not None and claimed.spec.job_id == job_id
+            # Claimed before the server kept deadlines: the end gives it one.
+            session.execute(sa.update(Job).values(stops_by=None))
+            session.commit()
+            ended = JobFinished(outcome=StepOutcome.errored, reason="the engine failed", copy_may_run=True)
+            finish_job_by_token(session, job_id, claimed.job_token, ended, settings=settings)
+            session.commit()
+            assert stops_by_of(session, job_id) is not None
+            ended_job = session.get(Job, job_id)
+            assert ended_job is not None
+            attempt_id = rerun_job(session, ended_job).id
+            session.commit()
+            assert claim_next_job(session, other, settings) is None
+            confirm_stopped(session, first.id, [job_id])
+            again = claim_next_job(session, other, settings)
+            assert again is not None and again.spec.job_id == attempt_id
+    finally:
+        engine.dispose()
