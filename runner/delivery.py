@@ -211,7 +211,7 @@ class Delivery:
     def send(self, call: Callable[[], T]) -> tuple[Sent, T | None]:
         """``call`` (one request) until the server answers it, under the same rules as a queued
         report: for the job's final report, once the queue is drained. Tried also once the job
-        was stopped for its outage budget (its end says so), until that budget has passed."""
+        was stopped for its outage budget (its end says so), for another budget."""
         if self.closed.is_set():
             return Sent.closed, None
         return self._send(call, queued=False)
@@ -316,7 +316,7 @@ class Delivery:
                         "it is not sent again", self._job_id, sent - refused_since, error,
                     )  # fmt: skip
                     return Sent.refused, None
-                if self.contact.silent_for() >= self.outage_seconds:
+                if self.contact.silent_for() >= self._outage_limit(queued):
                     self.out_of_contact.set()
                     logger.error(
                         "job %s: no word from the server for %.0fs; giving up its reports",
@@ -343,6 +343,14 @@ class Delivery:
                     time.monotonic() - failing_since,
                 )
             return Sent.delivered, result
+
+    def _outage_limit(self, queued: bool) -> float:
+        """How long without a word from the server a report is tried. The stop for the outage
+        budget begins once it has passed and removes the job's containers first: the end of a
+        job so stopped, which says why, may wait for the server for another budget."""
+        if not queued and self.out_of_contact.is_set():
+            return 2 * self.outage_seconds
+        return self.outage_seconds
 
     def _answered(self, sent: float) -> None:
         self.contact.heard(sent)
