@@ -6,7 +6,8 @@ log batch overtakes another. A report is tried again (capped backoff) until the 
 it (2xx), or says the job is closed (409: the job stops, nothing more is sent), or the job's
 outage budget (``JobSpec.outage_seconds``) has passed without any word from the server, or the
 job's lease renewal saw either (``Contact``). A report the server refuses otherwise (another
-4xx), or keeps answering with a 5xx while it answers the lease renewals, can never be taken;
+4xx), or keeps answering with a 500 while it answers the lease renewals (never the job's end),
+can never be taken;
 neither can what waits when the spool breaks (a disk error): a batch's lines are counted as not
 delivered, a step's start or end as not recorded, and the job says so (``runner.job``).
 
@@ -45,10 +46,11 @@ MAX_RETRY_SECONDS = 5.0
 # A request the server has not answered for this long counts as an outage: producers stop
 # waiting for room (the backlog goes to disk) instead of waiting out the request's timeout.
 STALLED_SECONDS = 5.0
-# A report the server answers with a 5xx this long while it renews the job's lease is refused for
-# good (a bug of the server's about that report): the rest of the queue must not wait behind it
-# until the job's timeout.
+# A queued report the server answers with a 500 this long while it renews the job's lease is
+# refused for good (a bug of the server's about that report): the rest of the queue must not wait
+# behind it until the job's timeout. Only a 500 says the server failed on this very report.
 REFUSED_WHILE_ANSWERING_SECONDS = 180.0
+FAILED_ON_THIS_REPORT = 500
 
 T = TypeVar("T")
 
@@ -209,7 +211,7 @@ class Delivery:
     def send(self, call: Callable[[], T]) -> tuple[Sent, T | None]:
         """``call`` (one request) until the server answers it, under the same rules as a queued
         report: for the job's final report, once the queue is drained. Tried also once the job
-        was stopped for its outage budget (its end says so), until that budget has passed."""
+        was stopped for its outage budget (its end says so), for another budget."""
         if self.closed.is_set():
             return Sent.closed, None
         return self._send(call, queued=False)
@@ -279,7 +281,7 @@ class Delivery:
         """``queued``: a report of the queue, given up as soon as the job is stopped."""
         delay = FIRST_RETRY_SECONDS
         failing_since: float | None = None
-        refused_since: float | None = None  # answered with a 5xx since, without a break
+        refused_since: float | None = None  # answered with a 500 since, renewals answered meanwhile
         while True:
             if self.closed.is_set() or (queued and self.stopped):
                 return (Sent.closed if self.closed.is_set() else Sent.out_of_contact), None
@@ -297,22 +299,24 @@ class Delivery:
                     "job %s: the server refused a report; it is not sent again: %s", self._job_id, error
                 )
                 return Sent.refused, None
-            except Exception as error:  # unreachable, 5xx, timed out: try again
+            except Exception as error:  # unreachable, 5xx, try later, timed out: try again
                 self._unanswered()
-                if getattr(error, "status", None) is None:
-                    refused_since = None  # no answer at all: an outage, not a refusal
-                elif refused_since is None:
+                if not queued or getattr(error, "status", None) != FAILED_ON_THIS_REPORT:
+                    # No answer, or "try later" (a 502, 503 or 504 of a server whose database is
+                    # down or whose pool reconnects): an outage, not a refusal. The job's end is
+                    # never given up this way: it is tried until the outage budget has passed.
+                    refused_since = None
+                elif refused_since is None or self.contact.heartbeat_sent < refused_since:
+                    # The clock counts only while the lease renewals are answered: it starts
+                    # again at each refusal until one sent after its start has been answered.
                     refused_since = sent
-                elif (
-                    sent - refused_since >= REFUSED_WHILE_ANSWERING_SECONDS
-                    and self.contact.heartbeat_sent >= refused_since
-                ):
+                elif sent - refused_since >= REFUSED_WHILE_ANSWERING_SECONDS:
                     logger.error(
                         "job %s: the server renews the lease but has refused a report for %.0fs (%s); "
                         "it is not sent again", self._job_id, sent - refused_since, error,
                     )  # fmt: skip
                     return Sent.refused, None
-                if self.contact.silent_for() >= self.outage_seconds:
+                if self.contact.silent_for() >= self._outage_limit(queued):
                     self.out_of_contact.set()
                     logger.error(
                         "job %s: no word from the server for %.0fs; giving up its reports",
@@ -339,6 +343,14 @@ class Delivery:
                     time.monotonic() - failing_since,
                 )
             return Sent.delivered, result
+
+    def _outage_limit(self, queued: bool) -> float:
+        """How long without a word from the server a report is tried. The stop for the outage
+        budget begins once it has passed and removes the job's containers first: the end of a
+        job so stopped, which says why, may wait for the server for another budget."""
+        if not queued and self.out_of_contact.is_set():
+            return 2 * self.outage_seconds
+        return self.outage_seconds
 
     def _answered(self, sent: float) -> None:
         self.contact.heard(sent)

@@ -172,25 +172,14 @@ class LogShipper:
             self.flush()
 
 
-# The most a runner begins a job's stop before its outage budget runs out: the kill, the wait for
-# the step's output and the teardown then end before the server's count of the budget does (the
-# server adds its own grace on top, for a slow engine).
-STOP_MARGIN_SECONDS = 30.0
-
-
-def stop_margin(outage_seconds: float) -> float:
-    """How long before the outage budget runs out a job's stop begins (a quarter of a short one)."""
-    return min(STOP_MARGIN_SECONDS, outage_seconds / 4)
-
-
 class Heartbeat:
     """Renews the job's lease, one try per tick whatever happens; sets ``cancel`` when the server
-    asks, when it says the job is closed, or when no renewal has been answered for nearly the
-    job's outage budget (``out_of_contact``), counted from the send time of the last one answered
-    (``Contact``). The stop begins ``stop_margin`` before the budget runs out, decided by a timer
-    of its own that waits on no request: the server counts the same budget from when it received
-    that renewal (later), plus a grace, so the runner's copy has stopped before a new attempt
-    may start. Both the job closed and the stop end the job's ``Delivery`` too (``Contact``)."""
+    asks, when it says the job is closed, or when no renewal has been answered for the job's whole
+    outage budget (``out_of_contact``: a shorter outage stops nothing), counted from the send time
+    of the last one answered (``Contact``). The stop is decided by a timer of its own that waits on
+    no request: the server counts the same budget from when it received that renewal (later), plus
+    a grace that covers the stop, so the runner's copy has stopped before a new attempt may start.
+    Both the job closed and the stop end the job's ``Delivery`` too (``Contact``)."""
 
     def __init__(
         self,
@@ -230,10 +219,9 @@ class Heartbeat:
         self._budget.join(timeout=10)
 
     def _watch_budget(self) -> None:
-        margin = stop_margin(self._outage_seconds)
         while True:
             # Re-read at each wake: an answered renewal moves the stop later.
-            stop_at = self._contact.heartbeat_sent + self._outage_seconds - margin
+            stop_at = self._contact.heartbeat_sent + self._outage_seconds
             if time.monotonic() >= stop_at:
                 break
             if self._stopped.wait(stop_at - time.monotonic()):

@@ -20,6 +20,9 @@ if TYPE_CHECKING:
     from server.secrets.crypto import SecretCipher
 
 DEFAULT_DATA_DIR = Path.home() / ".local" / "share" / "greenlight"
+# The least outage budget a runner may be given, in heartbeats and in seconds.
+MIN_OUTAGE_HEARTBEATS = 3
+MIN_OUTAGE_SECONDS = 5.0
 
 
 class InsecureSettingsError(ValueError):
@@ -89,6 +92,20 @@ class Settings(BaseSettings):
             self.database_url = f"sqlite:///{self.data_dir / 'greenlight.db'}"
         if not self.broker_url:
             self.broker_url = f"sqla+sqlite:///{self.data_dir / 'broker.db'}"
+        return self
+
+    @model_validator(mode="after")
+    def _outage_budget_spans_heartbeats(self) -> Settings:
+        # A runner stops a job once no heartbeat has been answered for the budget: one within a
+        # few heartbeats (each may wait a period for its answer) stops jobs with no outage at all.
+        least = max(MIN_OUTAGE_HEARTBEATS * self.heartbeat_seconds, MIN_OUTAGE_SECONDS)
+        if self.runner_outage_seconds < least:
+            raise ValueError(
+                f"runner_outage_seconds ({self.runner_outage_seconds:g}) must be at least "
+                f"{MIN_OUTAGE_HEARTBEATS} times heartbeat_seconds ({self.heartbeat_seconds:g}) and at "
+                f"least {MIN_OUTAGE_SECONDS:g} s: a shorter budget stops jobs while their runner is "
+                "in contact"
+            )
         return self
 
     @property

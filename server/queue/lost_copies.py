@@ -7,7 +7,7 @@ by itself once no heartbeat of that job has succeeded for its outage budget
 (``JobSpec.outage_seconds``, the server's ``runner_outage_seconds``), counted from when it sent
 the last heartbeat that did succeed (or the claim). Each heartbeat, and the claim, reaches the
 server after the runner sent it, so the server knows: a copy it last heard of at T has stopped
-by T + the outage budget + ``STOP_GRACE`` (the time to kill its containers). That moment is
+by T + the outage budget + ``STOP_GRACE`` (the time its stop takes). That moment is
 ``jobs.stops_by``, written at the claim and at every lease renewal, and kept when the server
 closes the job without its runner (lost, or timed out while silent). No clock is shared: each
 side only measures elapsed time.
@@ -36,8 +36,12 @@ from server.config import Settings
 from server.models import Job, JobState, Runner
 from server.models.base import as_utc, utcnow
 
-# How long a runner may take to kill a job's containers once its outage budget has run out.
-STOP_GRACE = dt.timedelta(seconds=30)
+# How long a runner may take to stop a job once its outage budget has run out (the stop begins
+# then, not sooner: a shorter outage stops nothing). Its slowest path: the kill's wait for the
+# step to exit (10 s), its output readers' (5 s), the bounded teardown wait (20 s), all behind a
+# lease renewal still waiting for its answer (a heartbeat period, the default 5 s): 40 s, and the
+# rest is room for a slow engine.
+STOP_GRACE = dt.timedelta(seconds=60)
 
 
 def stops_by(now: dt.datetime, settings: Settings) -> dt.datetime:

@@ -11,8 +11,11 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
+from pydantic import ValidationError
 from sqlalchemy.orm import Session, sessionmaker
 
+from runner.executors.docker import EXIT_GRACE_SECONDS, READER_GRACE_SECONDS
+from runner.job import TEARDOWN_WAIT_SECONDS
 from runner.spec import JobFinished, StepOutcome
 from server.builds.control import rerun_job
 from server.config import Settings
@@ -21,7 +24,7 @@ from server.migrate import upgrade_to_head
 from server.models import Job, Runner, RunnerState
 from server.models.base import as_utc, utcnow
 from server.queue.claims import RunnerIdentity, claim_next_job
-from server.queue.lost_copies import confirm_stopped
+from server.queue.lost_copies import STOP_GRACE, confirm_stopped
 from server.queue.reconciler import reconcile
 from server.queue.reports import finish_job_by_token
 from tests import factories
@@ -423,3 +426,19 @@ def test_the_embedded_end_whose_copy_may_still_run_keeps_a_deadline_on_sqlite(tm
             assert again is not None and again.spec.job_id == attempt_id
     finally:
         engine.dispose()
+
+
+def test_the_grace_covers_a_runners_slowest_stop_after_its_budget(settings: Settings) -> None:
+    # The runner begins its stop once the whole budget has passed: the kill's wait, the output
+    # readers', the teardown's and a lease renewal still waiting for its answer come after it.
+    slowest_stop = EXIT_GRACE_SECONDS + READER_GRACE_SECONDS + TEARDOWN_WAIT_SECONDS
+    renewal_timeout = max(1.0, settings.heartbeat_seconds)
+    assert STOP_GRACE.total_seconds() >= slowest_stop + renewal_timeout
+
+
+@pytest.mark.parametrize("budget", [2.0, 14.0])
+def test_an_outage_budget_of_a_few_heartbeats_is_refused(tmp_path: Path, budget: float) -> None:
+    # A budget within a few heartbeats would stop every job of a healthy runner.
+    with pytest.raises(ValidationError, match="runner_outage_seconds"):
+        Settings(data_dir=tmp_path, heartbeat_seconds=5.0, runner_outage_seconds=budget)
+    assert Settings(data_dir=tmp_path, heartbeat_seconds=5.0, runner_outage_seconds=15.0)

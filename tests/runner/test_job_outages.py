@@ -45,11 +45,20 @@ class FlakyServer:
         self.attempted: list[tuple[str, object]] = []
         self.lose_reply_once = True  # the first stored batch's reply is lost: its retry must be a no-op
         self.refuse_logs: Exception | None = None
+        self.refuse_end: Exception | None = None  # the job's end is answered so while set
+        self.down_status: int | None = None  # what a request gets while down (None: no answer)
+        self.late_503 = False  # once up again, after a lease renewal, one report gets one more 503
 
     def _reach(self, name: str, report: object = None) -> None:
         self.attempted.append((name, report))
         if not self.up.is_set():
-            raise ServerUnavailable(f"{name}: connection refused")
+            said = f"HTTP {self.down_status}" if self.down_status else "connection refused"
+            raise ServerUnavailable(f"{name}: {said}", status=self.down_status)
+        if self.late_503 and name != "heartbeat":
+            renewed = self.heartbeats
+            wait_for(lambda: self.heartbeats > renewed)  # a renewal answered after the outage
+            self.late_503 = False
+            raise ServerUnavailable(f"{name}: HTTP 503 (the pool reconnects)", status=503)
 
     def job_heartbeat(self, job_id: int, token: str, timeout: float | None = None) -> HeartbeatReply:
         self._reach("heartbeat")
@@ -80,6 +89,8 @@ class FlakyServer:
 
     def job_finished(self, job_id: int, token: str, report: JobFinished) -> None:
         self._reach("job_finished", report)
+        if self.refuse_end is not None:
+            raise self.refuse_end
         self.finished.append(report)
 
     def lines(self, step: int) -> list[str]:
@@ -165,6 +176,75 @@ def test_an_outage_longer_than_the_lease_loses_no_line_no_start_and_cancels_noth
     assert not run.stopped_unheard
 
 
+def short_cap(monkeypatch: pytest.MonkeyPatch) -> float:
+    """The cap on a report the server keeps failing, and the retries, made short."""
+    monkeypatch.setattr(delivery_module, "REFUSED_WHILE_ANSWERING_SECONDS", 0.3)
+    monkeypatch.setattr(delivery_module, "MAX_RETRY_SECONDS", 0.05)
+    return 0.3
+
+
+def test_a_503_outage_longer_than_the_cap_and_one_more_503_after_it_lose_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cap = short_cap(monkeypatch)
+    server = FlakyServer()
+    server.down_status = 503  # a server whose database is down answers 503 to everything
+    executor = PrintingExecutor(lines=10, every=0.05)
+
+    def outage(n: int) -> None:
+        if n == 2:
+            wait_for(lambda: server.heartbeats > 0)
+            server.up.clear()
+            time.sleep(cap * 5)
+            server.late_503 = True  # the pool of a server process reconnects: one more 503
+            server.up.set()
+
+    executor.during = outage
+    run = JobRun(server, job(tmp_path, steps=1), executor, tmp_path / "work", threading.Event())  # type: ignore[arg-type]
+    assert run.run() is StepOutcome.passed
+    [end] = server.finished
+    assert end.outcome is StepOutcome.passed and end.reason is None
+    assert server.lines(0) == [f"step 0 line {n}" for n in range(10)]
+    assert not server.late_503  # the late 503 was answered
+
+
+def test_a_batch_answered_500_beyond_the_cap_while_renewals_succeed_is_counted_lost(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    short_cap(monkeypatch)
+    server = FlakyServer()
+    server.lose_reply_once = False
+    server.refuse_logs = ServerUnavailable("/logs: HTTP 500", status=500)
+    run = JobRun(
+        server, job(tmp_path, steps=1), PrintingExecutor(lines=3), tmp_path / "work", threading.Event()
+    )  # type: ignore[arg-type]
+    assert run.run() is StepOutcome.passed  # the steps passed; the job's end says the rest
+    [end] = server.finished
+    assert end.outcome is StepOutcome.errored
+    assert end.reason == "3 log lines could not be delivered to the server"
+
+
+def test_the_jobs_end_answered_500_beyond_the_cap_is_delivered_once_the_server_takes_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cap = short_cap(monkeypatch)
+    server = FlakyServer()
+    server.refuse_end = ServerUnavailable("/finish: HTTP 500", status=500)
+
+    def take_the_end() -> None:
+        wait_for(lambda: [name for name, _ in server.attempted if name == "job_finished"])
+        time.sleep(cap * 5)  # renewals go on being answered meanwhile
+        server.refuse_end = None
+
+    threading.Thread(target=take_the_end, daemon=True).start()
+    run = JobRun(
+        server, job(tmp_path, steps=1), PrintingExecutor(lines=3), tmp_path / "work", threading.Event()
+    )  # type: ignore[arg-type]
+    assert run.run() is StepOutcome.passed
+    [end] = server.finished
+    assert end.outcome is StepOutcome.passed
+
+
 def test_a_job_never_heard_of_for_its_outage_budget_is_stopped_and_says_why(tmp_path: Path) -> None:
     server = FlakyServer()
     server.up.clear()  # cut off from the claim on: not one heartbeat is answered
@@ -172,10 +252,10 @@ def test_a_job_never_heard_of_for_its_outage_budget_is_stopped_and_says_why(tmp_
     run = JobRun(
         server, job(tmp_path, steps=1, outage_seconds=1), executor, tmp_path / "work", threading.Event()
     )  # type: ignore[arg-type]
-    threading.Timer(2.5, server.up.set).start()  # back in time to hear the end
+    threading.Timer(1.5, server.up.set).start()  # back after the budget, in time to hear the end
     assert run.run() is StepOutcome.cancelled
     assert executor.saw_cancel and run.stopped_unheard
-    [end] = [report for name, report in server.attempted if name == "job_finished"][-1:]
+    [end] = server.finished
     said = re.fullmatch(r"cancelled: the runner could not reach the server for (\d+) s", end.reason)  # type: ignore[attr-defined]
     assert said and int(said[1]) >= 1
 
