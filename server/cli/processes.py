@@ -42,8 +42,8 @@ def server(host: str, port: int, workers: int) -> None:
 
         # The workers share one listening socket, and libuv (under uvloop) accepts every pending
         # connection at once: a runner's keep-alive connections, opened in one burst, all went to
-        # one worker, which served them on one core while the other idled (bench/README.md,
-        # "Queue, third session"). One accept per wake-up leaves the rest to the other workers.
+        # one worker, which served them on one core while the other idled (seen in bench.queue).
+        # One accept per wake-up leaves the rest to the other workers.
         os.environ.setdefault("UV_TCP_SINGLE_ACCEPT", "1")
 
         prepare_multiprocess_dir(Path(settings.data_dir) / "metrics" / f"server-{port}")
