@@ -101,11 +101,7 @@ def run(iterations: int, report: dict[str, Any], root: Path) -> None:
                 print(f"  {version}: " + ", ".join(f"{k} {v:.2f}s" for k, v in sample.items()), flush=True)
             _print(samples, report)
     finally:
-        for cleanup in env.cleanups:
-            try:
-                cleanup()
-            except Exception as error:
-                print(f"cleanup failed: {error}", file=sys.stderr)
+        env.clean_up()
 
 
 def _prepare(root: Path) -> Environment:

@@ -174,6 +174,14 @@ class Environment:
     redis_pid: int | None = None  # a private Redis server (--private-redis)
     cleanups: list[Callable[[], None]] = field(default_factory=list)
 
+    def clean_up(self) -> None:
+        """Run every clean-up, in order, whatever an earlier one raised."""
+        for cleanup in self.cleanups:
+            try:
+                cleanup()
+            except Exception as error:
+                print(f"cleanup failed: {error}", file=sys.stderr)
+
 
 def bench_redis_url(test_url: str) -> str:
     """The test Redis server's URL, pointed at the bench's own database number."""
@@ -754,11 +762,8 @@ def main(argv: Iterable[str] | None = None) -> int:
         print(f"\nbench failed: {error}", file=sys.stderr)
         return 1
     finally:
-        for cleanup in env.cleanups if env else []:
-            try:
-                cleanup()
-            except Exception as error:  # clean up the rest regardless
-                print(f"cleanup failed: {error}", file=sys.stderr)
+        if env:
+            env.clean_up()
         if args.keep:
             print(f"kept {root}")
         else:

@@ -107,11 +107,7 @@ def run(megabytes: int, log_budget: str, root: Path) -> None:
         last = log.splitlines()[-1]
         print(f"stored: {stored:,} output lines ({stored * 100 / 1e6:.1f} MB); last line: {last!r}")
     finally:
-        for cleanup in env.cleanups:
-            try:
-                cleanup()
-            except Exception as error:
-                print(f"cleanup failed: {error}", file=sys.stderr)
+        env.clean_up()
 
 
 def main(argv: Iterable[str] | None = None) -> int:
