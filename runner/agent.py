@@ -75,6 +75,9 @@ class RunnerAgent:
         # Why steps cannot run now (None: they can), as ``availability`` last said.
         self._availability = availability
         self.unavailable: str | None = None
+        # Since the server last failed to answer this runner (its heartbeat or a claim), until
+        # a runner heartbeat is answered: no claim could be made meanwhile.
+        self.out_of_touch = False
         self._slots = threading.BoundedSemaphore(settings.runner_concurrency)
         self.shutdown = threading.Event()  # cancel running jobs now
         self.draining = threading.Event()  # finish running jobs, claim no new ones
@@ -199,6 +202,15 @@ class RunnerAgent:
         except Exception:
             logger.warning("could not tell the server this runner is draining", exc_info=True)
 
+    def wake(self) -> bool:
+        """Act on a wake-up: claim and run what waits (``work``). False when this runner could
+        not look: its server does not answer, or its steps cannot run. Such a wake-up belongs to
+        another runner of the same labels; this one looks by itself once it can again."""
+        if self.out_of_touch or self.unavailable is not None:
+            return False
+        self.work()
+        return not self.out_of_touch and self.unavailable is None
+
     def work(self) -> int:
         """Claim and run jobs until the server has none for us or all slots are busy. A slot that
         finishes a job asks for its next one in the same request as the job's end."""
@@ -285,10 +297,12 @@ class RunnerAgent:
         assert self.runner_id is not None
         sent = time.monotonic()
         try:
-            return self.api.claim(self.runner_id, key), sent
+            claimed = self.api.claim(self.runner_id, key)
         except ServerUnavailable:
             self._unconfirmed_claims.append(key)
+            self.out_of_touch = True
             raise
+        return claimed, sent
 
     def running_jobs(self) -> set[int]:
         """Ids of the jobs this process runs now (their workspaces and containers are not litter)."""
@@ -354,14 +368,20 @@ class RunnerAgent:
             try:
                 if self.runner_id is not None:
                     self.api.heartbeat(self.runner_id, self._free_disk_bytes(), unavailable, stopped)
-            except Exception:
+            except Exception as error:
+                self.out_of_touch = self.out_of_touch or isinstance(error, ServerUnavailable)
                 logger.warning("runner heartbeat failed", exc_info=True)
             else:
                 with self._running_lock:
                     self._stopped_jobs.difference_update(stopped)
+                was_out_of_touch, self.out_of_touch = self.out_of_touch, False
                 if was_unavailable and unavailable is None:
                     self.unavailable = None
                     # The server takes us back once it has heard; what waited meanwhile is ours too.
                     logger.info("steps can run again; looking for waiting jobs")
+                    threading.Thread(target=in_this_context(self.work), name="resume-claim").start()
+                elif was_out_of_touch and unavailable is None:
+                    # Wake-ups that came meanwhile went to other runners, or back to the queue.
+                    logger.info("the server answers again; looking for waiting jobs")
                     threading.Thread(target=in_this_context(self.work), name="resume-claim").start()
             self._check_disk()

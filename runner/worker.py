@@ -8,11 +8,13 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable
 from types import FrameType
 from typing import IO
 
 from celery import Celery, signals
+from celery.exceptions import Reject
 
 from runner import dir_lock
 from runner.agent import RunnerAgent
@@ -28,6 +30,9 @@ from runner.janitor import start_janitor
 from runner.spec import JOB_AVAILABLE_TASK, broker_transport_options, label_queue
 
 logger = logging.getLogger(__name__)
+
+# How long a runner that cannot claim holds a wake-up before it gives it back to its queue.
+GIVE_BACK_PAUSE_SECONDS = 1.0
 
 
 def local_step_users(settings: RunnerSettings) -> StepUsers:
@@ -102,8 +107,13 @@ def make_runner_celery(settings: RunnerSettings, agent: RunnerAgent) -> Celery:
     )
 
     @celery.task(name=JOB_AVAILABLE_TASK, shared=False, ignore_result=True)
-    def job_available(job_id: int | None = None) -> int:
-        return agent.work()
+    def job_available(job_id: int | None = None) -> None:
+        if not agent.wake():
+            # Back to the end of the queue, for a runner of these labels that can claim: used up
+            # here, the job would wait for the reconciler's next announcement. The pause keeps a
+            # runner alone on its queues from spinning on it.
+            time.sleep(GIVE_BACK_PAUSE_SECONDS)
+            raise Reject("this runner cannot claim now", requeue=True)
 
     @signals.worker_ready.connect(weak=False)
     def _register(**_: object) -> None:

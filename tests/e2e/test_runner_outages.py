@@ -8,15 +8,23 @@ is the server's judgement (tested with the server); this is what the runner does
 
 from __future__ import annotations
 
+import base64
+import json
 import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
+import httpx
 import pytest
+import redis
+from celery import Celery
 
+from runner.spec import JOB_AVAILABLE_TASK, label_queue
 from server.db import make_engine, make_session_factory
 from server.models import Repository
+from server.queue.transport import Transport
 from tests.e2e.conftest import running_stack
 from tests.e2e.stack import Stack, containers_of
 from tests.fixtures import push_payload
@@ -100,3 +108,49 @@ def test_a_runner_cut_off_for_longer_than_the_outage_budget_stops_its_job(
     [job] = build["jobs"]
     assert job["state"] == "cancelled", job
     assert job["reason"].startswith("cancelled: the runner could not reach the server for "), job
+
+
+def test_a_wake_up_a_cut_off_runner_cannot_act_on_goes_back_for_another_runner(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """A runner that cannot reach its server still hears from the broker. A wake-up it takes then
+    must reach a runner that can claim, not be used up by one that cannot: otherwise a job waits
+    for the reconciler's next announcement, minutes later."""
+    with proxied_stack(tmp_path_factory, outage_budget=60) as (stack, proxy):
+        label = f"wake-{uuid.uuid4().hex[:8]}"
+        queue = label_queue(label)
+        stack.stop("runner")
+        name = f"waker-{label}"
+        stack.start("waker", "runner", extra_env={
+            "GREENLIGHT_SERVER_URL": proxy.url,
+            "GREENLIGHT_RUNNER_NAME": name,
+            "GREENLIGHT_RUNNER_DIR": str(Path(stack.env["GREENLIGHT_RUNNER_DIR"]).parent / "runner-waker"),
+            "GREENLIGHT_RUNNER_LABELS": label,
+        })  # fmt: skip
+        wait_registered(stack, name)
+        proxy.cut()
+        broker = redis.Redis.from_url(stack.env["GREENLIGHT_BROKER_URL"])
+        celery = Celery("test", broker=stack.env["GREENLIGHT_BROKER_URL"])
+        assert Transport(celery).announce_job(424242, [label])
+        deadline = time.monotonic() + 30
+        while broker.llen(queue) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert broker.llen(queue) == 0, "the runner never took the wake-up"
+        taken = None  # another runner of the label, waiting for work
+        deadline = time.monotonic() + 45
+        while taken is None and time.monotonic() < deadline:
+            taken = broker.brpop([queue], timeout=1)
+    assert taken is not None, "the cut-off runner used the wake-up up: no other runner got it"
+    message = json.loads(taken[1])
+    assert message["headers"]["task"] == JOB_AVAILABLE_TASK
+    assert json.loads(base64.b64decode(message["body"]))[1] == {"job_id": 424242}
+
+
+def wait_registered(stack: Stack, name: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not any(
+        runner["name"] == name for runner in httpx.get(f"{stack.url}/api/runners", timeout=5).json()
+    ):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"runner {name} did not register in {timeout}s")
+        time.sleep(0.2)

@@ -1,0 +1,57 @@
+"""A runner whose server does not answer cannot claim: it says so to a wake-up (which then goes
+to another runner, ``tests/e2e/test_runner_outages.py``), and looks for waiting jobs by itself
+as soon as a runner heartbeat is answered again, since the wake-ups of meanwhile went elsewhere."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+from runner.client import ServerUnavailable
+from runner.spec import ClaimedJob, StepOutcome
+from tests.runner.test_job_run import FakeApi, FakeExecutor, claimed  # noqa: F401 (a fixture)
+from tests.runner.test_stopped_jobs import agent_for, wait_for
+
+
+class AwayServer(FakeApi):
+    """Answers nothing while ``away``; then hands out its one job."""
+
+    def __init__(self, job: ClaimedJob) -> None:
+        super().__init__()
+        self.away = True
+        self.jobs = [job]
+        self.claims = 0
+        self.heartbeats = 0
+
+    def claim(self, runner_id: int, claim_key: str | None = None) -> ClaimedJob | None:
+        self.claims += 1
+        if self.away:
+            raise ServerUnavailable("connection refused")
+        return self.jobs.pop() if self.jobs else None
+
+    def heartbeat(self, runner_id: int, *args: object) -> None:
+        self.heartbeats += 1
+        if self.away:
+            raise ServerUnavailable("connection refused")
+
+
+def test_a_wake_up_while_the_server_is_away_is_declined_without_a_claim_and_the_runner_looks_once_back(
+    claimed: ClaimedJob,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    server = AwayServer(claimed)
+    executor = FakeExecutor([StepOutcome.passed] * 3)
+    agent = agent_for(server, executor, tmp_path)  # type: ignore[arg-type]
+
+    assert agent.wake() is False  # the claim it tried was not answered
+    assert server.claims == 1
+    assert agent.wake() is False  # known away: not even a try, the wake-up goes straight back
+    assert server.claims == 1
+
+    threading.Thread(target=agent._heartbeat, daemon=True).start()
+    wait_for(lambda: server.heartbeats >= 2)
+    server.away = False
+    wait_for(lambda: not server.jobs)
+    agent.shutdown.set()
+    assert not server.jobs, "the runner did not look for waiting jobs once its server answered"
+    assert agent.wake() is True
