@@ -47,6 +47,18 @@ def test_repo_add_defaults_the_clone_url_to_github_and_refuses_duplicates(data_d
     assert bad.exit_code != 0 and "is not OWNER/NAME" in bad.output
 
 
+def test_repo_add_refuses_a_second_spelling_of_a_registered_name(data_dir: Path) -> None:
+    runner = CliRunner()
+    assert runner.invoke(cli, ["repo", "add", "acme/app"]).exit_code == 0
+    again = runner.invoke(cli, ["repo", "add", "Acme/App"])
+    assert again.exit_code == 1
+    assert again.output == (
+        "Error: Acme/App is already registered as acme/app (GitHub ignores the case of names)\n"
+    )
+    assert runner.invoke(cli, ["repo", "set", "ACME/APP", "--memory", "1g"]).exit_code == 0
+    assert repository("acme/app").memory_bytes == 1024**3
+
+
 def test_repo_set_changes_memory_priorities_and_auto_cancel(data_dir: Path) -> None:
     runner = CliRunner()
     runner.invoke(cli, ["repo", "add", "acme/app", "--clone-url", "/srv/app"])
