@@ -43,8 +43,3 @@ def name_key(full_name: str) -> str:
     """What two spellings of one repository's name have in common: its lower case. The database
     keeps ``lower(full_name)`` unique, and every lookup compares by it."""
     return full_name.lower()
-
-
-def same_name(first: str, second: str) -> bool:
-    """Whether two names are the same repository (GitHub ignores case)."""
-    return name_key(first) == name_key(second)
