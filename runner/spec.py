@@ -13,7 +13,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, SecretStr, model_validator
 
-SHA_PATTERN = r"^[0-9a-f]{40}$"
+from runner.names import SHA_PATTERN
+
 # The longest reason (why a step or job ended, why a step was refused) the contract carries.
 MAX_REASON = 2000
 PULL_REF_PATTERN = r"^refs/pull/[1-9][0-9]{0,9}/head$"

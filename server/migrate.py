@@ -10,6 +10,11 @@ from alembic.config import Config
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 
 
+class UpgradeRefused(RuntimeError):
+    """The rows in the database stop an upgrade; the message names them and says what to change.
+    Nothing was changed: the upgrade runs again once they are put right."""
+
+
 def alembic_config(database_url: str) -> Config:
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))

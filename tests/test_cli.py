@@ -5,14 +5,17 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
+from alembic.command import upgrade
 from click.testing import CliRunner
 
 from server.cli.main import cli
 from server.config import get_settings
 from server.db import make_engine, make_session_factory
-from server.migrate import upgrade_to_head
+from server.migrate import alembic_config, upgrade_to_head
 from server.models import ApiToken, Repository, TokenKind
 from server.queue.tokens import token_hash
+from tests.support.old_schema import insert_row
 
 
 @pytest.fixture
@@ -45,6 +48,43 @@ def test_repo_add_defaults_the_clone_url_to_github_and_refuses_duplicates(data_d
     assert again.exit_code != 0 and "already registered" in again.output
     bad = runner.invoke(cli, ["repo", "add", "not-a-name"])
     assert bad.exit_code != 0 and "is not OWNER/NAME" in bad.output
+
+
+def test_repo_add_refuses_a_second_spelling_of_a_registered_name(data_dir: Path) -> None:
+    runner = CliRunner()
+    assert runner.invoke(cli, ["repo", "add", "acme/app"]).exit_code == 0
+    again = runner.invoke(cli, ["repo", "add", "Acme/App"])
+    assert again.exit_code == 1
+    assert again.output == (
+        "Error: Acme/App is already registered as acme/app (GitHub ignores the case of names)\n"
+    )
+    assert runner.invoke(cli, ["repo", "set", "ACME/APP", "--memory", "1g"]).exit_code == 0
+    assert repository("acme/app").memory_bytes == 1024**3
+
+
+def test_migrate_names_a_repository_registered_twice_in_different_case_instead_of_a_traceback(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GREENLIGHT_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("GREENLIGHT_EMBEDDED", "true")
+    monkeypatch.delenv("GREENLIGHT_DATABASE_URL", raising=False)
+    get_settings.cache_clear()
+    url = get_settings().database_url
+    upgrade(alembic_config(url), "0021_runner_identity")
+    engine = make_engine(url)
+    tables = sa.MetaData()
+    tables.reflect(engine)
+    with engine.begin() as connection:
+        for name in ("acme/app", "ACME/app"):
+            insert_row(connection, tables.tables["repositories"], full_name=name, clone_url="file:///x.git")
+    engine.dispose()
+    result = CliRunner().invoke(cli, ["migrate"])
+    get_settings.cache_clear()
+    assert result.exit_code == 1 and result.exception is not None
+    assert result.output.splitlines()[-1].startswith(
+        "Error: these repositories are registered more than once"
+    )
+    assert "'acme/app' (id 1) and 'ACME/app' (id 2)" in result.output
 
 
 def test_repo_set_changes_memory_priorities_and_auto_cancel(data_dir: Path) -> None:

@@ -12,7 +12,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy.orm import Session
 
-from server.migrate import upgrade_to_head
+from server.migrate import UpgradeRefused, upgrade_to_head
 from server.models import ApiToken, Base, Job, JobState, Runner
 from server.models.base import utcnow
 from server.queue.lost_copies import copy_stopped
@@ -108,3 +108,26 @@ def test_runners_that_exist_at_the_upgrade_get_an_identity_each(dialect: str, tm
     assert sorted(identities) == ["box-1", "box-2"]
     assert len(set(identities.values())) == 2
     assert all(re.fullmatch(r"[0-9a-f]{32}", identity) for identity in identities.values())
+
+
+def two_spellings_of_one_name(connection: sa.Connection, tables: Mapping[str, sa.Table]) -> None:
+    for name in ("acme/app", "Acme/App", "other/tool"):
+        insert_row(connection, tables["repositories"], full_name=name, clone_url="file:///nowhere.git")
+
+
+@pytest.mark.parametrize("dialect", ["sqlite", pytest.param("postgresql", marks=pytest.mark.integration)])
+def test_the_upgrade_names_repositories_registered_twice_in_different_case_and_stops(
+    dialect: str, tmp_path: Path
+) -> None:
+    with empty_database(dialect, tmp_path, name="greenlight_repository_names") as url:
+        with (
+            pytest.raises(UpgradeRefused) as refused,
+            upgraded_from(url, "0021_runner_identity", two_spellings_of_one_name),
+        ):
+            pass
+        message = str(refused.value)
+        assert "'acme/app' (id 1) and 'Acme/App' (id 2)" in message and "other/tool" not in message
+        engine = sa.create_engine(url)
+        with engine.connect() as connection:  # nothing was deleted
+            assert connection.scalar(sa.text("SELECT count(*) FROM repositories")) == 3
+        engine.dispose()

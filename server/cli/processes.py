@@ -19,10 +19,13 @@ from server.config import get_settings
 @click.command("migrate")
 def migrate() -> None:
     """Bring the database schema to the latest version (Alembic)."""
-    from server.migrate import upgrade_to_head
+    from server.migrate import UpgradeRefused, upgrade_to_head
 
     settings = get_settings()
-    upgrade_to_head(settings.database_url)
+    try:
+        upgrade_to_head(settings.database_url)
+    except UpgradeRefused as refused:
+        raise click.ClickException(str(refused)) from None
     click.echo("database is at the latest schema")
 
 

@@ -11,9 +11,9 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from runner.git_access import git_access, redact_urls
+from runner.names import is_commit_sha
 from runner.spec import GitCredential
 
-_SHA = re.compile(r"^[0-9a-f]{40}$")
 _BRANCH = re.compile(r"^[A-Za-z0-9._/-]{1,255}$")
 _PULL_REF = re.compile(r"^refs/pull/[1-9][0-9]{0,9}/head$")
 _FETCH_TIMEOUT_SECONDS = 300
@@ -80,7 +80,7 @@ class Mirror:
             raise GitError(f"git ls-remote {self.shown_url} took over {_FETCH_TIMEOUT_SECONDS}s") from None
         for line in result.stdout.decode("utf-8", errors="replace").splitlines():
             sha, _, name = line.partition("\t")
-            if name == ref and _SHA.match(sha):
+            if name == ref and is_commit_sha(sha):
                 return sha
         return None
 
@@ -98,7 +98,7 @@ class Mirror:
         """Where ``head`` left ``branch`` (a pull request's changes start there), or None."""
         _require_sha(head)
         out = self._read("merge-base", f"refs/heads/{branch}", head)
-        return out.strip() if out is not None and _SHA.match(out.strip()) else None
+        return out.strip() if out is not None and is_commit_sha(out.strip()) else None
 
     def commit_summary(self, sha: str) -> tuple[str, str]:
         """(author name, message) of a commit in the mirror."""
@@ -168,7 +168,7 @@ class Mirror:
 
 
 def _require_sha(sha: str) -> None:
-    if not _SHA.match(sha):
+    if not is_commit_sha(sha):
         raise ValueError(f"not a commit SHA: {sha!r}")
 
 

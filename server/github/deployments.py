@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import re
 from dataclasses import dataclass, field
 from urllib.parse import quote
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
+from runner.names import is_commit_sha, is_full_name
 from server.db import session_scope
 from server.github.client import GitHubClient
 from server.github.errors import GitHubError, PermanentError, RateLimited, TransientError
@@ -30,8 +30,6 @@ from server.models.base import utcnow
 logger = logging.getLogger(__name__)
 
 CLAIM = dt.timedelta(minutes=2)
-_FULL_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,100}/[A-Za-z0-9_.-]{1,100}$")
-_SHA = re.compile(r"^[0-9a-f]{40}$")
 
 # GitHub's deployment status for each of ours (a deployment still waiting is not mirrored).
 GITHUB_STATE = {
@@ -133,7 +131,7 @@ def _claim_due(
 
 
 def _send(session_factory: sessionmaker[Session], client: GitHubClient, item: _Due) -> None:
-    if not _FULL_NAME.match(item.full_name) or not _SHA.match(item.sha):
+    if not is_full_name(item.full_name) or not is_commit_sha(item.sha):
         raise ValueError(f"refusing to report on {item.full_name!r} @ {item.sha!r}")
     repo = quote(item.full_name, safe="/")
     github_id = item.github_id

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
-import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, quote, urlsplit
 
+from runner.names import is_full_name
 from server.github.client import GitHubClient
 
-_FULL_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,100}/[A-Za-z0-9_.-]{1,100}$")
 PAGE_SIZE = 100
 MAX_PAGES = 20
 
@@ -33,7 +32,7 @@ class HookDelivery:
 
 
 def hook_path(full_name: str, hook_id: str) -> str:
-    if not _FULL_NAME.match(full_name) or not hook_id.isdigit():
+    if not is_full_name(full_name) or not hook_id.isdigit():
         raise ValueError(f"refusing hook {hook_id!r} of {full_name!r}")
     return f"/repos/{quote(full_name, safe='/')}/hooks/{hook_id}"
 

@@ -20,6 +20,7 @@ from server.github.errors import GitHubError, PermanentError, RateLimited
 from server.github.hooks import HookDelivery, recent_deliveries, request_redelivery
 from server.models import GitHubRedelivery, Repository, WebhookDelivery
 from server.models.base import utcnow
+from server.repos.service import named
 
 logger = logging.getLogger(__name__)
 
@@ -46,7 +47,7 @@ def hooks_to_check(session: Session, full_name: str | None = None) -> list[tuple
         .order_by(Repository.full_name, WebhookDelivery.hook_id)
     )
     if full_name is not None:
-        query = query.where(sa.func.lower(Repository.full_name) == full_name.lower())
+        query = query.where(named(full_name))
     return [(name, hook) for name, hook in session.execute(query) if hook.isdigit()]
 
 

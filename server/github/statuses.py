@@ -13,14 +13,13 @@ import unicodedata
 from dataclasses import dataclass
 from urllib.parse import quote
 
+from runner.names import is_commit_sha, is_full_name
 from server.github.client import GitHubClient
 from server.models import BuildState
 
 PIPELINE_CONTEXT = "greenlight/pipeline"
 MAX_DESCRIPTION = 140
 
-_SHA = re.compile(r"^[0-9a-f]{40}$")
-_FULL_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,100}/[A-Za-z0-9_.-]{1,100}$")
 
 # GitHub has four states: the user's failures are `failure`, ours (and cancellations) `error`.
 _GITHUB_STATE = {
@@ -79,7 +78,7 @@ def clean_description(text: str) -> str:
 
 def create_commit_status(client: GitHubClient, full_name: str, sha: str, status: CommitStatus) -> None:
     """POST /repos/{owner}/{repo}/statuses/{sha}."""
-    if not _FULL_NAME.match(full_name) or not _SHA.match(sha):
+    if not is_full_name(full_name) or not is_commit_sha(sha):
         raise ValueError(f"refusing to report on {full_name!r} @ {sha!r}")
     body: dict[str, str] = {
         "state": status.state,

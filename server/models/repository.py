@@ -14,7 +14,9 @@ class Repository(Base):
     __tablename__ = "repositories"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    full_name: Mapped[str] = mapped_column(sa.String(200), unique=True)
+    # OWNER/NAME as first registered (runner/names.py). GitHub ignores case, so uniqueness is
+    # on its lower case (the index below), which every lookup goes by too.
+    full_name: Mapped[str] = mapped_column(sa.String(200))
     clone_url: Mapped[str] = mapped_column(sa.String(1000))
     default_branch: Mapped[str] = mapped_column(sa.String(255), default="main")
     # Per-repository override of GREENLIGHT_GITHUB_WEBHOOK_SECRET; None means the global one.
@@ -45,3 +47,8 @@ class Repository(Base):
     @property
     def name(self) -> str:
         return self.full_name.split("/", 1)[1]
+
+
+# The name is unique whatever its case: a second spelling would be a second row for one GitHub
+# repository, and the webhook could not tell which to build.
+sa.Index("uq_repositories_full_name_lower", sa.func.lower(Repository.full_name), unique=True)

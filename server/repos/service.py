@@ -2,32 +2,44 @@
 
 from __future__ import annotations
 
-import re
-
 import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from runner.git_access import has_secret_userinfo, redact_urls
+from runner.names import FULL_NAME_SHAPE, is_full_name, name_key
 from server.models import Repository
-
-_FULL_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,100}/[A-Za-z0-9_.-]{1,100}$")
 
 
 class RepositoryError(ValueError):
     pass
 
 
+class RepositoryAlreadyRegistered(RepositoryError):
+    """The name, in this or another spelling, is registered already (an HTTP 409)."""
+
+    def __init__(self, full_name: str, registered: str) -> None:
+        spelling = "" if full_name == registered else f" as {registered} (GitHub ignores the case of names)"
+        super().__init__(f"{full_name} is already registered{spelling}")
+        self.registered = registered
+
+
 def add_repository(
     session: Session, full_name: str, clone_url: str | None = None, default_branch: str = "main"
 ) -> Repository:
-    if not _FULL_NAME.match(full_name):
-        raise RepositoryError(f"{full_name!r} is not OWNER/NAME")
-    if session.scalar(sa.select(Repository).where(Repository.full_name == full_name)) is not None:
-        raise RepositoryError(f"{full_name} is already registered")
+    if not is_full_name(full_name):
+        raise RepositoryError(f"{full_name!r} is not {FULL_NAME_SHAPE}")
+    if (registered := get_repository(session, full_name)) is not None:
+        raise RepositoryAlreadyRegistered(full_name, registered.full_name)
     url = check_clone_url(full_name, clone_url or f"https://github.com/{full_name}.git")
     repository = Repository(full_name=full_name, clone_url=url, default_branch=default_branch)
-    session.add(repository)
-    session.flush()
+    try:
+        # A savepoint: registered at the same moment by someone else, the unique index refuses
+        # this row and the caller's transaction stays usable.
+        with session.begin_nested():
+            session.add(repository)
+    except IntegrityError:
+        raise RepositoryAlreadyRegistered(full_name, full_name) from None
     return repository
 
 
@@ -46,4 +58,11 @@ def check_clone_url(full_name: str, url: str) -> str:
 
 
 def get_repository(session: Session, full_name: str) -> Repository | None:
-    return session.scalar(sa.select(Repository).where(Repository.full_name == full_name))
+    """The repository registered under ``full_name`` in any spelling (GitHub ignores case)."""
+    return session.scalar(sa.select(Repository).where(named(full_name)))
+
+
+def named(full_name: str) -> sa.ColumnElement[bool]:
+    """The condition that finds a repository by its name in any spelling; it goes by the unique
+    index on ``lower(full_name)``."""
+    return sa.func.lower(Repository.full_name) == name_key(full_name)

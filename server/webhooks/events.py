@@ -8,13 +8,11 @@ refs and SHAs are validated, and the clone URL is never read from it.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Any
 
-ZERO_SHA = "0" * 40
-COMMIT_SHA = re.compile(r"^[0-9a-f]{40}$")
-_FULL_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,100}/[A-Za-z0-9_.-]{1,100}$")
+from runner.names import ZERO_SHA, is_commit_sha, is_full_name
+
 _SKIP_MARKERS = ("[skip ci]", "[ci skip]")
 
 
@@ -60,7 +58,7 @@ def asks_to_skip(text: str) -> bool:
 def repository_name(payload: dict[str, Any]) -> str | None:
     repo = payload.get("repository")
     name = repo.get("full_name") if isinstance(repo, dict) else None
-    return name if isinstance(name, str) and _FULL_NAME.match(name) else None
+    return name if is_full_name(name) else None
 
 
 def parse_push(payload: dict[str, Any]) -> PushEvent | Ignored:
@@ -78,7 +76,7 @@ def parse_push(payload: dict[str, Any]) -> PushEvent | Ignored:
     if not isinstance(head, dict):
         return Ignored(f"push to {ref} has no head commit; nothing to build")
     sha = head.get("id")
-    if not isinstance(sha, str) or not COMMIT_SHA.match(sha):
+    if not is_commit_sha(sha):
         raise MalformedPayload("push payload has no valid head_commit.id")
 
     branch = ref.removeprefix("refs/heads/") if ref.startswith("refs/heads/") else None
@@ -115,7 +113,7 @@ def is_valid_ref(ref: str) -> bool:
 
 def _optional_sha(value: Any) -> str | None:
     """A real previous commit, or None (a new branch's zero SHA, or anything odd)."""
-    return value if isinstance(value, str) and COMMIT_SHA.match(value) and value != ZERO_SHA else None
+    return value if is_commit_sha(value) and value != ZERO_SHA else None
 
 
 def bounded_text(value: Any, limit: int) -> str:

@@ -35,6 +35,7 @@ UNREGISTERED = "is not registered with Greenlight"
 # delivery row, only one committed before it (a redelivery). The delivery references the build
 # created in the same statement: the foreign key is checked at the end of the statement, when
 # both rows exist. ``{repository_filter}`` narrows the repositories this statement may build for.
+# ``repo`` is at most one row: names are unique by their lower case (runner/names.py), as here.
 _TEMPLATE = """
     WITH repo AS (
         SELECT id FROM repositories WHERE lower(full_name) = lower(:full_name) {repository_filter}

@@ -11,8 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from runner.names import is_commit_sha
 from server.webhooks.events import (
-    COMMIT_SHA,
     Ignored,
     MalformedPayload,
     asks_to_skip,
@@ -87,7 +87,7 @@ def parse_pull_request(payload: dict[str, Any]) -> PullRequestEvent | PullReques
     if not isinstance(head, dict) or not isinstance(base, dict):
         raise MalformedPayload("pull_request payload has no head or base")
     sha = head.get("sha")
-    if not isinstance(sha, str) or not COMMIT_SHA.match(sha):
+    if not is_commit_sha(sha):
         raise MalformedPayload("pull_request payload has no valid head.sha")
     source_branch, target_branch = _branch(head, "head"), _branch(base, "base")
 

@@ -12,7 +12,8 @@ from server.builds.pull_requests import cancel_pull_request_builds
 from server.builds.service import NewBuild, create_pull_request_build, create_push_build, first_state
 from server.db import insert_for
 from server.github.outbox import request_status
-from server.models import BuildState, Repository, WebhookDelivery
+from server.models import BuildState, WebhookDelivery
+from server.repos.service import get_repository
 from server.webhooks.events import Ignored, PushEvent, parse_push, repository_name
 from server.webhooks.one_statement import (
     UNREGISTERED,
@@ -80,10 +81,7 @@ def receive_delivery(
 
     repository = None
     if not isinstance(parsed, Ignored):
-        # GitHub names are case-insensitive: Acme/App and acme/app are one repository.
-        repository = session.scalar(
-            sa.select(Repository).where(sa.func.lower(Repository.full_name) == parsed.repository.lower())
-        )
+        repository = get_repository(session, parsed.repository)
         if repository is None:
             parsed = Ignored(
                 f"repository {parsed.repository} {UNREGISTERED} "

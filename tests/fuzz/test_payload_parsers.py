@@ -8,7 +8,8 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from server.webhooks.events import COMMIT_SHA, Ignored, MalformedPayload, PushEvent, is_valid_ref, parse_push
+from runner.names import is_commit_sha, is_full_name
+from server.webhooks.events import Ignored, MalformedPayload, PushEvent, is_valid_ref, parse_push
 from server.webhooks.pull_requests import PullRequestClosed, PullRequestEvent, parse_pull_request
 from tests.fixtures import github_payload
 from tests.fuzz.strategies import json_values, mutated
@@ -26,7 +27,8 @@ def check_push(payload: Any) -> None:
         return
     assert isinstance(result, PushEvent | Ignored)
     if isinstance(result, PushEvent):
-        assert COMMIT_SHA.match(result.commit_sha) and is_valid_ref(result.ref)
+        assert is_commit_sha(result.commit_sha) and is_valid_ref(result.ref)
+        assert is_full_name(result.repository)
         assert (result.branch is None) != (result.tag is None)
         assert result.commit_url is None or result.commit_url.startswith("https://")
     else:
@@ -41,7 +43,7 @@ def check_pull_request(payload: Any) -> None:
         return
     assert isinstance(result, PullRequestEvent | PullRequestClosed | Ignored)
     if isinstance(result, PullRequestEvent):
-        assert COMMIT_SHA.match(result.commit_sha)
+        assert is_commit_sha(result.commit_sha) and is_full_name(result.repository)
         assert result.number > 0
 
 
