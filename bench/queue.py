@@ -55,8 +55,7 @@ def run_bench_runner() -> None:
     """A runner process with N slots: real label queue, real task name, real claims over HTTP."""
     from celery import Celery
 
-    from runner.client import RunnerApi, new_claim_key
-    from runner.spec import (
+    from contract.spec import (
         JOB_AVAILABLE_TASK,
         ClaimRequest,
         JobFinished,
@@ -65,6 +64,7 @@ def run_bench_runner() -> None:
         broker_transport_options,
         label_queue,
     )
+    from runner.client import RunnerApi, new_claim_key
 
     broker = os.environ["BENCH_BROKER_URL"]
     slots = int(os.environ["BENCH_SLOTS"])

@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING, Annotated
 from pydantic import BeforeValidator, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from contract.spec import DEFAULT_LOG_JOB_BYTES, DEFAULT_LOG_STEP_BYTES, DEFAULT_OUTAGE_SECONDS, LogBudget
 from runner.config import parse_bytes
-from runner.spec import DEFAULT_LOG_JOB_BYTES, DEFAULT_LOG_STEP_BYTES, DEFAULT_OUTAGE_SECONDS, LogBudget
 
 if TYPE_CHECKING:
     from server.secrets.crypto import SecretCipher
@@ -58,7 +58,7 @@ class Settings(BaseSettings):
 
     # Runner API: lease renewal and the limits every job gets unless the pipeline asks for less.
     lease_seconds: float = Field(default=30.0, gt=0)
-    # How long a runner cut off from the server keeps its jobs going (see runner.spec); a lost
+    # How long a runner cut off from the server keeps its jobs going (see contract.spec); a lost
     # job's new attempt waits this long after the server last heard of the old one, unless its
     # runner says sooner that it stopped it.
     runner_outage_seconds: float = Field(default=DEFAULT_OUTAGE_SECONDS, gt=0)

@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, Query
 from fastapi.responses import PlainTextResponse, Response, StreamingResponse
 
-from runner.git_access import redact_urls
+from contract.git_access import redact_urls
 from server.auth import UserDep
 from server.builds import queries
 from server.builds.schemas import (

@@ -6,7 +6,7 @@ from __future__ import annotations
 import click
 import sqlalchemy as sa
 
-from runner.git_access import redact_urls
+from contract.git_access import redact_urls
 from server.builds import queries
 from server.cli import remote
 from server.cli.context import cli_session

@@ -10,8 +10,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from runner.git_access import git_access, redact_urls
-from runner.spec import GitCredential
+from contract.git_access import git_access, redact_urls
+from contract.spec import GitCredential
 
 _SHA = re.compile(r"^[0-9a-f]{40}$")
 _BRANCH = re.compile(r"^[A-Za-z0-9._/-]{1,255}$")

@@ -16,7 +16,7 @@ from typing import Any, NamedTuple, Protocol
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from runner.spec import ALL_LABELS, DOCKER_EXECUTOR, ClaimedJob, JobSpec, Limits, ServiceSpec, StepSpec
+from contract.spec import ALL_LABELS, DOCKER_EXECUTOR, ClaimedJob, JobSpec, Limits, ServiceSpec, StepSpec
 from server.config import Settings
 from server.environments.rules import deploy_job_refusal, reserved_label_refusal
 from server.metrics.observe import job_claimed

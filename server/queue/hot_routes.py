@@ -23,8 +23,8 @@ from pydantic import BaseModel, ValidationError
 from sqlalchemy.exc import DBAPIError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from runner.logs import bind
-from runner.spec import ClaimedJob, ClaimRequest, JobFinished
+from contract.logs import bind
+from contract.spec import ClaimedJob, ClaimRequest, JobFinished
 from server.deps import AppState
 from server.errors import INTERNAL_ERROR, database_error_reply, invalid_input_detail
 from server.queue import job_cycle

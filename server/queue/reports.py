@@ -14,8 +14,8 @@ from typing import NamedTuple
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from runner.log_budget import LogMeter
-from runner.spec import (
+from contract.log_budget import LogMeter
+from contract.spec import (
     JobFinished,
     JobReleased,
     LogBatch,
@@ -110,7 +110,7 @@ def release_job(session: Session, job: Job, released: JobReleased) -> None:
 
 def append_log(session: Session, job: Job, batch: LogBatch, budget: LogBudget | None = None) -> None:
     """Store a batch, within the job's log budget whatever the runner sent: a runner meters its
-    output itself (``runner/log_budget.py``), and this meters it again against what is stored."""
+    output itself (``contract/log_budget.py``), and this meters it again against what is stored."""
     _step(session, job, batch.step_index)
     lines = _within_budget(session, job, batch, budget or LogBudget())
     insert = insert_for(session)

@@ -8,8 +8,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, HTTPException, Request, Response
 from sqlalchemy.orm import Session
 
-from runner.logs import bind
-from runner.spec import (
+from contract.logs import bind
+from contract.spec import (
     ClaimedJob,
     ClaimRequest,
     HeartbeatReply,

@@ -9,7 +9,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from runner.spec import ALL_LABELS, RunnerRegistration
+from contract.spec import ALL_LABELS, RunnerRegistration
 from server.config import Settings
 from server.models import ApiToken, Job, JobState, Runner, RunnerState, TokenKind
 from server.models.base import as_utc, utcnow

@@ -7,7 +7,7 @@ import re
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from runner.git_access import has_secret_userinfo, redact_urls
+from contract.git_access import has_secret_userinfo, redact_urls
 from server.models import Repository
 
 _FULL_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,100}/[A-Za-z0-9_.-]{1,100}$")

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from runner.spec import MAX_REASON
+from contract.spec import MAX_REASON
 from server.models import Secret
 from server.models.secret import ANY_ENVIRONMENT
 from server.pipelines.branch_globs import branch_matches

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from runner.spec import MIN_SECRET_LENGTH
+from contract.spec import MIN_SECRET_LENGTH
 from server.models import Repository, Secret
 from server.models.base import utcnow
 from server.models.secret import ANY_ENVIRONMENT

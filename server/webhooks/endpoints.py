@@ -22,7 +22,7 @@ from fastapi import APIRouter, Request, Response
 from sqlalchemy.exc import DBAPIError, OperationalError
 from starlette.types import Receive, Scope, Send
 
-from runner.logs import bind
+from contract.logs import bind
 from server.db import after_commit, session_scope
 from server.deps import AppState
 from server.metrics.observe import delivery_answered

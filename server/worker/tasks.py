@@ -10,7 +10,7 @@ from celery import Celery
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
-from runner.logs import log_context
+from contract.logs import log_context
 from server.builds.planning import plan_build
 from server.builds.service import fail_build
 from server.config import Settings, get_settings

@@ -21,7 +21,7 @@ import pytest
 import redis
 from celery import Celery
 
-from runner.spec import JOB_AVAILABLE_TASK, label_queue
+from contract.spec import JOB_AVAILABLE_TASK, label_queue
 from server.db import make_engine, make_session_factory
 from server.models import Repository
 from server.queue.transport import Transport

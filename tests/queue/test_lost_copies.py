@@ -15,9 +15,9 @@ from fastapi.testclient import TestClient
 from pydantic import ValidationError
 from sqlalchemy.orm import Session, sessionmaker
 
+from contract.spec import JobFinished, StepOutcome
 from runner.executors.docker import EXIT_GRACE_SECONDS, READER_GRACE_SECONDS
 from runner.job import TEARDOWN_WAIT_SECONDS
-from runner.spec import JobFinished, StepOutcome
 from server.builds.control import rerun_job
 from server.config import Settings
 from server.db import make_engine, make_session_factory

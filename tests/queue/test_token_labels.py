@@ -16,7 +16,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session, sessionmaker
 
-from runner.spec import JobFinished, RunnerRegistration
+from contract.spec import JobFinished, RunnerRegistration
 from server.app import create_app
 from server.config import Settings
 from server.db import make_engine, make_session_factory
