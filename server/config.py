@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING, Annotated
 from pydantic import BeforeValidator, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from contract.sizes import parse_bytes
 from contract.spec import DEFAULT_LOG_JOB_BYTES, DEFAULT_LOG_STEP_BYTES, DEFAULT_OUTAGE_SECONDS, LogBudget
-from runner.config import parse_bytes
 
 if TYPE_CHECKING:
     from server.secrets.crypto import SecretCipher
