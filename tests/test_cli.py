@@ -7,12 +7,12 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from server.auth.tokens import token_hash
 from server.cli.main import cli
 from server.config import get_settings
 from server.db import make_engine, make_session_factory
 from server.migrate import upgrade_to_head
 from server.models import ApiToken, Repository, TokenKind
-from server.queue.tokens import token_hash
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ from fastapi import APIRouter, HTTPException, Query
 from fastapi.responses import PlainTextResponse, Response, StreamingResponse
 
 from contract.git_access import redact_urls
-from server.auth import UserDep
+from server.auth.users import UserDep
 from server.builds import queries
 from server.builds.schemas import (
     BuildDetailOut,

@@ -11,7 +11,7 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, Query
 from pydantic import BaseModel, Field
 
-from server.auth import UserDep
+from server.auth.users import UserDep
 from server.deploys.actions import approve_deployment, promote, rollback
 from server.deploys.messages import announce_after_commit
 from server.deploys.queries import (

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, HTTPException
 
-from server.auth import UserDep
+from server.auth.users import UserDep
 from server.deps import SessionDep
 from server.environments.schemas import EnvironmentRuleIn, EnvironmentRuleOut
 from server.environments.service import RuleError, rule_out, rules_of, set_rule

@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query
 
-from server.auth import UserDep
+from server.auth.users import UserDep
 from server.builds.queries import failed_jobs, failing_log_tail
 from server.deps import SessionDep, StateDep
 from server.models import Job, Runner, RunnerState

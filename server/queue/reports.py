@@ -25,6 +25,8 @@ from contract.spec import (
     StepOutcome,
     StepStarted,
 )
+from server.auth.token_labels import labels_served
+from server.auth.tokens import token_hash
 from server.builds.service import LockedBuild, expire_if_loaded, refresh_build_state
 from server.config import Settings
 from server.db import insert_for, postgres_first_row
@@ -45,8 +47,6 @@ from server.models.base import utcnow
 from server.queue.claim_statement import PLAN_FOR_CLAIM_SQL
 from server.queue.claims import RunnerIdentity
 from server.queue.lost_copies import stops_by
-from server.queue.token_labels import labels_served
-from server.queue.tokens import token_hash
 
 logger = logging.getLogger(__name__)
 

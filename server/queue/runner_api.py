@@ -22,7 +22,7 @@ from contract.spec import (
     StepFinished,
     StepStarted,
 )
-from server.auth import BearerDep
+from server.auth.users import BearerDep
 from server.db import after_commit
 from server.deploys.hooks import deploy_copies_stopped
 from server.deps import AppState, SessionDep, StateDep

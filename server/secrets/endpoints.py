@@ -9,7 +9,7 @@ from typing import Annotated, Any, TypeVar
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from pydantic import BaseModel, ValidationError
 
-from server.auth import UserDep
+from server.auth.users import UserDep
 from server.deps import SessionDep, StateDep
 from server.models import Repository, Secret
 from server.models.secret import ANY_ENVIRONMENT

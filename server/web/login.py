@@ -7,10 +7,10 @@ from typing import Annotated
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
+from server.auth.tokens import find_token
 from server.deps import SessionDep, StateDep
 from server.models import TokenKind
 from server.models.base import utcnow
-from server.queue.tokens import find_token
 from server.web.render import render
 from server.web.session import (
     SESSION_COOKIE,
