@@ -20,11 +20,9 @@ from server.builds.endpoints import router as builds_router
 from server.config import Settings
 from server.db import make_engine, make_session_factory
 from server.deploys.endpoints import router as deploys_router
-from server.deploys.messages import deploy_messages, enable_deploy_messages
 from server.deps import AppState
 from server.environments.endpoints import router as environments_router
 from server.errors import INTERNAL_ERROR, database_error_reply, invalid_input_detail
-from server.github.outbox import enable_status_reports
 from server.health.endpoints import router as health_router
 from server.logs.endpoints import router as logs_router
 from server.metrics.endpoints import router as metrics_router
@@ -47,6 +45,7 @@ from server.web.session import LoginRequired, login_url
 from server.webhooks.endpoints import receive_webhook
 from server.webhooks.endpoints import router as webhooks_router
 from server.webhooks.statement_pool import close_statement_pool, open_statement_pool
+from server.wiring import wire_domain
 from server.worker.celery_app import make_celery
 
 logger = logging.getLogger(__name__)
@@ -77,21 +76,15 @@ def create_app(settings: Settings, transport: Transport | None = None) -> FastAP
             app.state.greenlight.transport.close()
 
     app = GreenlightApp(title="Greenlight", version=__version__, lifespan=lifespan)
+    session_factory = make_session_factory(engine)
+    transport = transport or BackgroundTransport(make_celery(settings))
     app.state.greenlight = AppState(
         settings=settings,
         engine=engine,
-        session_factory=make_session_factory(engine),
-        transport=transport or BackgroundTransport(make_celery(settings)),
+        session_factory=session_factory,
+        transport=transport,
+        domain=wire_domain(session_factory, transport, reports_to_github=settings.reports_to_github),
     )
-
-    enable_deploy_messages(
-        app.state.greenlight.session_factory,
-        deploy_messages(app.state.greenlight.transport, reports_to_github=settings.reports_to_github),
-    )
-    if settings.reports_to_github:
-        enable_status_reports(
-            app.state.greenlight.session_factory, notify=app.state.greenlight.transport.request_status_report
-        )
 
     @app.exception_handler(RequestValidationError)
     def invalid_request(_request: Request, error: RequestValidationError) -> JSONResponse:

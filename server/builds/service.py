@@ -4,16 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, object_session
-from sqlalchemy.orm.util import identity_key
 
-from server.deploys import hooks as deploys
-from server.deploys.hooks import DEPLOY_EVENT
+from server.db import expire_if_loaded
+from server.events import BuildChanged, LockedBuild, events_of
 from server.github.outbox import request_status
-from server.models import Base, Build, BuildState, Job, JobState, Repository
+from server.models import Build, BuildState, Job, JobState, Repository
 from server.models.base import utcnow
 from server.webhooks.events import PushEvent
 from server.webhooks.pull_requests import PullRequestEvent
@@ -137,14 +136,6 @@ def fail_build(build: Build, state: BuildState, reason: str) -> None:
         request_status(session, build.id, state, reason)
 
 
-class LockedBuild(NamedTuple):
-    """A build row that the caller locked (FOR UPDATE) and read: what refresh_build_state needs."""
-
-    state: BuildState
-    event: str
-    deploys_on_green: bool | None
-
-
 # refresh_build_state's statements, built once: it runs at every job's end.
 _BUILD_ID = sa.bindparam("build_id", type_=sa.Integer())
 _NOW = sa.bindparam("now", type_=sa.DateTime(timezone=True))
@@ -186,16 +177,15 @@ def refresh_build_state(session: Session, build_id: int, *, locked: LockedBuild 
         update = _FINISHED
     session.connection().execute(update, {"build_id": build_id, "state": state, "now": now})
     expire_if_loaded(session, Build, build_id)
-    if event == DEPLOY_EVENT:
-        # A deploy build reports as a GitHub deployment, not as the commit's status.
-        if state.finished:
-            deploys.deploy_build_finished(session, build_id, state)
-        return state
     if state is not BuildState.running:  # GitHub shows queued and running alike: pending
-        request_status(session, build_id, state, _outcome_reason(state, jobs))
-    if state is BuildState.passed and deploys_on_green is not False:
-        deploys.record_deploy_check(session, build_id)
+        change = BuildChanged(build_id, state, event, deploys_on_green, _outcome_reason(state, jobs))
+        events_of(session).build_changed(session, change)
     return state
+
+
+def on_job_ended(session: Session, build_id: int, locked: LockedBuild | None) -> None:
+    """A job of the build ended or was given back: the build's state follows its jobs."""
+    refresh_build_state(session, build_id, locked=locked)
 
 
 def _outcome_reason(state: BuildState, jobs: Sequence[sa.Row[Any]]) -> str | None:
@@ -205,10 +195,3 @@ def _outcome_reason(state: BuildState, jobs: Sequence[sa.Row[Any]]) -> str | Non
         if job.state in telling:
             return f"{job.name} {job.state.value}" + (f": {job.reason}" if job.reason else "")
     return None
-
-
-def expire_if_loaded(session: Session, model: type[Base], pk: int) -> None:
-    """After a Core UPDATE, make a copy of the row already in the session reload on next use."""
-    loaded = session.identity_map.get(identity_key(model, pk))
-    if loaded is not None:
-        session.expire(loaded)

@@ -40,6 +40,9 @@ UNFINISHED_BUILD_STATES = (
     BuildState.running,
 )
 
+# ``Build.event`` of the builds that run deployments.
+DEPLOY_EVENT = "deploy"
+
 
 class JobState(enum.StrEnum):
     queued = "queued"

@@ -10,13 +10,13 @@ from fastapi.responses import HTMLResponse
 
 from server.builds import queries
 from server.builds.listing import BuildFilter, branches_with_latest_build, dashboard_rows, filtered_builds
-from server.deploys.hooks import DEPLOY_EVENT
 from server.deploys.queries import all_environments, deployment_of_build, environments_out, history_out
 from server.deps import SessionDep, StateDep
 from server.github.schemas import github_statuses_out, status_reports_of
 from server.logs import queries as log_queries
 from server.logs.ansi import render_line
 from server.models import BuildState
+from server.models.build import DEPLOY_EVENT
 from server.queue.pending import list_pending
 from server.queue.runner_views import runner_views
 from server.reading import Reader, ReaderDep, current_reader
