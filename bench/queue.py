@@ -142,7 +142,7 @@ def main() -> None:
     from server.db import make_engine, make_session_factory
     from server.migrate import upgrade_to_head
     from server.models import Build, BuildState, Job, JobState, Repository
-    from server.queue.transport import Transport
+    from server.transport import Transport
     from server.worker.celery_app import make_celery
     from tests import factories
     from tests.support import services

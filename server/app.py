@@ -15,6 +15,8 @@ from sqlalchemy.exc import DBAPIError
 from starlette.types import ASGIApp
 
 from server import __version__
+from server.auth.reading import current_reader
+from server.auth.session import LoginRequired, login_url
 from server.builds.actions import router as build_actions_router
 from server.builds.endpoints import router as builds_router
 from server.config import Settings
@@ -30,10 +32,9 @@ from server.queue.endpoints import router as queue_router
 from server.queue.hot_routes import HotRunnerRoutes
 from server.queue.liveness import LivenessWriter
 from server.queue.runner_api import router as runner_router
-from server.queue.transport import BackgroundTransport, Transport
-from server.reading import current_reader
 from server.secrets.credential_endpoints import router as credentials_router
 from server.secrets.endpoints import router as secrets_router
+from server.transport import BackgroundTransport, Transport
 from server.web.actions import router as web_actions_router
 from server.web.badges import router as badges_router
 from server.web.deploy_actions import router as deploy_actions_router
@@ -41,7 +42,6 @@ from server.web.lean import LeanRoutes
 from server.web.login import router as login_router
 from server.web.pages import router as pages_router
 from server.web.security import SecurityHeaders, security_headers
-from server.web.session import LoginRequired, login_url
 from server.webhooks.endpoints import receive_webhook
 from server.webhooks.endpoints import router as webhooks_router
 from server.webhooks.statement_pool import close_statement_pool, open_statement_pool
@@ -116,7 +116,7 @@ def create_app(settings: Settings, transport: Transport | None = None) -> FastAP
     # Added before SecurityHeaders, so inside it: lean routes' replies get the same headers.
     app.add_middleware(LeanRoutes, routes={("POST", "/webhooks/github"): receive_webhook})
     app.add_middleware(SecurityHeaders, https=settings.public_url.startswith("https://"))
-    # Who reads (server/reading.py): private repositories need a sign-in, and everything does when
+    # Who reads (server/auth/reading.py): private repositories need a sign-in, and everything does when
     # GREENLIGHT_PUBLIC=false (webhooks and the runner API have their own auth).
     readers = [Depends(current_reader)]
     app.include_router(webhooks_router)

@@ -17,7 +17,7 @@ from contract.sizes import parse_bytes
 from contract.spec import DEFAULT_LOG_JOB_BYTES, DEFAULT_LOG_STEP_BYTES, DEFAULT_OUTAGE_SECONDS, LogBudget
 
 if TYPE_CHECKING:
-    from server.secrets.crypto import SecretCipher
+    from server.crypto import SecretCipher
 
 DEFAULT_DATA_DIR = Path.home() / ".local" / "share" / "greenlight"
 # The least outage budget a runner may be given, in heartbeats and in seconds.
@@ -133,8 +133,8 @@ class Settings(BaseSettings):
         return LogBudget(step_bytes=self.log_step_bytes, job_bytes=self.log_job_bytes)
 
     def secret_cipher(self) -> SecretCipher:
-        """What encrypts and decrypts repository secrets (see ``server/secrets/crypto.py``)."""
-        from server.secrets.crypto import load_cipher
+        """What encrypts and decrypts repository secrets (see ``server/crypto.py``)."""
+        from server.crypto import load_cipher
 
         return load_cipher(
             self.secret_key.get_secret_value(), embedded=self.embedded, data_dir=Path(self.data_dir)

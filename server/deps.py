@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from server.config import Settings
 from server.db import session_scope
-from server.queue.transport import Transport
+from server.transport import Transport
 
 if TYPE_CHECKING:
     # Only the type: server.wiring imports every domain, and every endpoint imports this module.

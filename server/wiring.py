@@ -15,7 +15,7 @@ from server.deploys.messages import DeployMessages, deploy_messages, enable_depl
 from server.deploys.service import advance_after_lost_copies
 from server.events import DomainEvents
 from server.github.outbox import StatusOutbox, report_build_change
-from server.queue.transport import Transport
+from server.transport import Transport
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from server.config import Settings
 from server.db import make_engine, make_session_factory
 from server.migrate import upgrade_to_head
 from server.models import Base
-from server.queue.transport import Transport
+from server.transport import Transport
 from server.wiring import wire_domain
 from tests.support import services
 

@@ -7,8 +7,8 @@ from collections.abc import Iterator
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, selectinload
 
+from server.auth.reading import Reader
 from server.models import Build, Job, JobState, LogChunk, Repository, Step, StepState
-from server.reading import Reader
 from server.retention.notes import pruned_note
 
 

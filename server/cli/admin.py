@@ -7,6 +7,7 @@ import click
 import sqlalchemy as sa
 
 from contract.git_access import redact_urls
+from server.auth.reading import SIGNED_IN
 from server.auth.token_labels import DEFAULT_RUNNER_TOKEN_LABELS, InvalidLabel, parse_labels
 from server.auth.tokens import new_token, token_hash
 from server.builds import queries
@@ -15,7 +16,6 @@ from server.cli.context import cli_session
 from server.cli.terminal import show
 from server.models import ApiToken, Build, TokenKind
 from server.pipelines.config import parse_size
-from server.reading import SIGNED_IN
 from server.repos.service import RepositoryError, add_repository, check_clone_url, get_repository
 
 

@@ -32,7 +32,7 @@ class Repository(Base):
     branch_priority: Mapped[int] = mapped_column(default=0)
     # Pull requests from forks wait for a maintainer's approval before they are planned.
     fork_approval: Mapped[bool] = mapped_column(default=False, server_default=sa.false())
-    # Anonymous readers see public repositories only; private ones need a sign-in (server/reading.py).
+    # Anonymous readers see public repositories only; private ones need a sign-in (server/auth/reading.py).
     public: Mapped[bool] = mapped_column(default=False, server_default=sa.false())
     # Runners that run steps as host processes (the local executor) may take this repository's
     # jobs; never a fork's. Off by default: on the host, a step can reach whatever that user can.

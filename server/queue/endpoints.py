@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query
 
+from server.auth.reading import ReaderDep
 from server.auth.users import UserDep
 from server.builds.queries import failed_jobs, failing_log_tail
 from server.deps import SessionDep, StateDep
@@ -19,7 +20,6 @@ from server.queue.pending import (
 )
 from server.queue.runner_views import RunnerView, runner_views, seconds_since
 from server.queue.schemas import FailedJobOut, PendingJobChange, PendingJobOut, RunnerJobOut, RunnerOut
-from server.reading import ReaderDep
 
 router = APIRouter(prefix="/api", tags=["queue"])
 

@@ -8,6 +8,8 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse
 
+from server.auth.reading import Reader, ReaderDep, current_reader
+from server.auth.session import ViewerDep, login_url
 from server.builds import queries
 from server.builds.listing import BuildFilter, branches_with_latest_build, dashboard_rows, filtered_builds
 from server.deploys.queries import all_environments, deployment_of_build, environments_out, history_out
@@ -19,10 +21,8 @@ from server.models import BuildState
 from server.models.build import DEPLOY_EVENT
 from server.queue.pending import list_pending
 from server.queue.runner_views import runner_views
-from server.reading import Reader, ReaderDep, current_reader
 from server.repos.service import get_repository
 from server.web.render import render
-from server.web.session import ViewerDep, login_url
 
 router = APIRouter(include_in_schema=False, dependencies=[Depends(current_reader)])
 

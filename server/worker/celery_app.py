@@ -7,7 +7,7 @@ from celery import Celery
 from contract.broker import tolerate_restore_on_closed_connection
 from contract.spec import broker_transport_options
 from server.config import Settings
-from server.queue.transport import (
+from server.transport import (
     DEPLOY_CHECK_TASK,
     PLAN_BUILD_TASK,
     PLAN_BUILDS_TASK,

@@ -17,7 +17,7 @@ from server.config import Settings, get_settings
 from server.db import after_commit, make_engine, make_session_factory, session_scope
 from server.models import Build, BuildState
 from server.queue.reconciler import ReconcileResult, give_back_unsent, reconcile
-from server.queue.transport import PLAN_BUILD_TASK, PLAN_BUILDS_TASK, RECONCILE_TASK, Transport
+from server.transport import PLAN_BUILD_TASK, PLAN_BUILDS_TASK, RECONCILE_TASK, Transport
 from server.wiring import Domain, wire_domain
 from server.worker.celery_app import make_celery
 from server.worker.deploy_tasks import register_deploy_tasks

@@ -15,7 +15,7 @@ from server.config import Settings
 from server.github.outbox import StatusOutbox, request_status
 from server.github.statuses import PIPELINE_CONTEXT
 from server.models import BuildState, GitHubStatusReport
-from server.queue.transport import REDELIVER_TASK, SEND_STATUSES_TASK
+from server.transport import REDELIVER_TASK, SEND_STATUSES_TASK
 from server.worker.celery_app import make_celery
 from server.worker.github_tasks import register_github_tasks
 from tests import factories
