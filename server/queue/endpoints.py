@@ -8,9 +8,9 @@ from fastapi import APIRouter, HTTPException, Query
 
 from server.auth.reading import ReaderDep
 from server.auth.users import UserDep
-from server.builds.queries import failed_jobs, failing_log_tail
 from server.deps import SessionDep, StateDep
 from server.models import Job, Runner, RunnerState
+from server.queue.failed_jobs import failed_jobs, failing_log_tail
 from server.queue.pending import (
     LabelsRefused,
     NotPending,

@@ -19,6 +19,7 @@ from server.logs import queries as log_queries
 from server.logs.ansi import render_line
 from server.models import BuildState
 from server.models.build import DEPLOY_EVENT
+from server.queue.failed_jobs import failed_jobs
 from server.queue.pending import list_pending
 from server.queue.runner_views import runner_views
 from server.repos.service import get_repository
@@ -85,9 +86,9 @@ def failed_page(request: Request, session: SessionDep, viewer: ViewerDep, reader
         (
             job,
             step,
-            [render_line(text) for text in queries.log_tail(session, job.id, step.index)] if step else [],
+            [render_line(text) for text in log_queries.log_tail(session, job.id, step.index)] if step else [],
         )
-        for job, step in queries.failed_jobs(session, reader, limit=50)
+        for job, step in failed_jobs(session, reader, limit=50)
     ]
     return render(request, "failed.html", {"failed": failed}, viewer)
 
