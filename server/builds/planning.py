@@ -21,12 +21,11 @@ from server.models import Build, BuildState, Repository
 from server.models.base import utcnow
 from server.pipelines.config import CONFIG_FILE
 from server.pipelines.deploy_branches import may_deploy_on_green
-from server.pipelines.filters import BuildFacts, excluded_by
+from server.pipelines.filters import BuildFacts, asks_to_skip, excluded_by
 from server.pipelines.loader import ConfigError, load_pipeline, read_pipeline_file
 from server.pipelines.plan import plan_jobs
 from server.queue.runners import announcement_labels
 from server.secrets.credentials import fetch_source_of
-from server.webhooks.events import asks_to_skip
 
 logger = logging.getLogger(__name__)
 

@@ -12,10 +12,11 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from server.pipelines.filters import asks_to_skip
+
 ZERO_SHA = "0" * 40
 COMMIT_SHA = re.compile(r"^[0-9a-f]{40}$")
 _FULL_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,100}/[A-Za-z0-9_.-]{1,100}$")
-_SKIP_MARKERS = ("[skip ci]", "[ci skip]")
 
 
 class MalformedPayload(ValueError):
@@ -49,12 +50,6 @@ class PushEvent:
     @property
     def skip_requested(self) -> bool:
         return asks_to_skip(self.commit_message)
-
-
-def asks_to_skip(text: str) -> bool:
-    """``[skip ci]`` or ``[ci skip]`` anywhere, in any case (a commit message or a PR title)."""
-    lowered = text.lower()
-    return any(marker in lowered for marker in _SKIP_MARKERS)
 
 
 def repository_name(payload: dict[str, Any]) -> str | None:

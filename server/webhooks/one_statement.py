@@ -21,10 +21,10 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from server.builds.service import NewBuild, first_state
 from server.models import BuildState
 from server.models.base import utcnow
 from server.webhooks.events import PushEvent
+from server.webhooks.new_builds import NewBuild, first_state
 from server.webhooks.pull_requests import PullRequestEvent
 from server.webhooks.statement_pool import StatementPool
 
