@@ -26,6 +26,7 @@ from server.deps import AppState
 from server.environments.endpoints import router as environments_router
 from server.errors import INTERNAL_ERROR, database_error_reply, invalid_input_detail
 from server.health.endpoints import router as health_router
+from server.lean import LeanRoutes
 from server.logs.endpoints import router as logs_router
 from server.metrics.endpoints import router as metrics_router
 from server.queue.endpoints import router as queue_router
@@ -38,7 +39,6 @@ from server.transport import BackgroundTransport, Transport
 from server.web.actions import router as web_actions_router
 from server.web.badges import router as badges_router
 from server.web.deploy_actions import router as deploy_actions_router
-from server.web.lean import LeanRoutes
 from server.web.login import router as login_router
 from server.web.pages import router as pages_router
 from server.web.security import SecurityHeaders, security_headers

@@ -1,6 +1,7 @@
 """What one domain does when another's state changes: a job ended, so its build's state is
 recomputed; a build changed state, so GitHub should show it and a green build may deploy; lost
-copies of jobs stopped, so their environments may go on.
+copies of jobs stopped, so their environments may go on; a build could not be planned after many
+tries, so it ends.
 
 The domain that changes publishes (``events_of(session).job_ended(...)``); the domain that reacts
 registers its handler once at start-up (``server.wiring.wire_domain``), so the publisher never
@@ -16,7 +17,7 @@ from typing import NamedTuple
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from server.models import BuildState
+from server.models import Build, BuildState
 
 _KEY = "greenlight.domain_events"
 
@@ -43,6 +44,7 @@ class BuildChanged:
 
 JobEndedHandler = Callable[[Session, int, LockedBuild | None], object]
 BuildChangedHandler = Callable[[Session, BuildChanged], None]
+PlanningGivenUpHandler = Callable[[Build, str], None]
 # Returns jobs to announce after commit: (job id, labels).
 CopiesStoppedHandler = Callable[[Session, list[int]], list[tuple[int, list[str]]]]
 
@@ -59,6 +61,7 @@ class DomainEvents:
     _job_ended: list[JobEndedHandler] = field(default_factory=list)
     _build_changed: list[BuildChangedHandler] = field(default_factory=list)
     _copies_stopped: list[CopiesStoppedHandler] = field(default_factory=list)
+    _planning_given_up: list[PlanningGivenUpHandler] = field(default_factory=list)
 
     def on_job_ended(self, handler: JobEndedHandler) -> None:
         self._job_ended.append(handler)
@@ -68,6 +71,9 @@ class DomainEvents:
 
     def on_copies_stopped(self, handler: CopiesStoppedHandler) -> None:
         self._copies_stopped.append(handler)
+
+    def on_planning_given_up(self, handler: PlanningGivenUpHandler) -> None:
+        self._planning_given_up.append(handler)
 
     def job_ended(self, session: Session, build_id: int, locked: LockedBuild | None = None) -> None:
         """A job of the build ended or was given back (``locked``: the caller locked the build row
@@ -86,6 +92,11 @@ class DomainEvents:
         for handler in self._copies_stopped:
             announcements += handler(session, build_ids)
         return announcements
+
+    def planning_given_up(self, build: Build, reason: str) -> None:
+        """The reconciler stopped asking for a pending build to be planned: it cannot be."""
+        for handler in self._planning_given_up:
+            handler(build, reason)
 
     def attach(self, session_factory: sessionmaker[Session]) -> None:
         """Sessions made by this factory from now on publish to these handlers."""

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from server.builds.service import on_job_ended
+from server.builds.service import on_job_ended, on_planning_given_up
 from server.deploys.checks import on_build_changed as deploy_on_build_changed
 from server.deploys.messages import DeployMessages, deploy_messages, enable_deploy_messages
 from server.deploys.service import advance_after_lost_copies
@@ -32,13 +32,15 @@ def wire_domain(
     session_factory: sessionmaker[Session], transport: Transport | None, *, reports_to_github: bool
 ) -> Domain:
     """Wire the sessions this factory makes: a job's end recomputes its build's state; a build's
-    new state goes to GitHub (commit status) and to deploys (a deploy build ended, a green build
-    may deploy); stopped copies of deploy jobs let their environments go on."""
+        new state goes to GitHub (commit status) and to deploys (a deploy build ended, a green build
+        may deploy); stopped copies of deploy jobs let their environments go on; a build the reconciler
+    could not get planned ends."""
     events = DomainEvents()
     events.on_job_ended(on_job_ended)
     events.on_build_changed(report_build_change)
     events.on_build_changed(deploy_on_build_changed)
     events.on_copies_stopped(advance_after_lost_copies)
+    events.on_planning_given_up(on_planning_given_up)
     events.attach(session_factory)
     notify = transport.request_status_report if transport is not None else None
     outbox = StatusOutbox(enabled=reports_to_github, notify=notify)

@@ -97,6 +97,11 @@ def on_job_ended(session: Session, build_id: int, locked: LockedBuild | None) ->
     refresh_build_state(session, build_id, locked=locked)
 
 
+def on_planning_given_up(build: Build, reason: str) -> None:
+    """A pending build that could not be planned after many tries ends as errored."""
+    fail_build(build, BuildState.errored, reason)
+
+
 def _outcome_reason(state: BuildState, jobs: Sequence[sa.Row[Any]]) -> str | None:
     """Which job made the build end as it did, and why, for GitHub's one-line description."""
     telling = {job_state for job_state, build_state in _BUILD_STATE_PRECEDENCE if build_state is state}
