@@ -86,7 +86,9 @@ def refresh_build_state(session: Session, build_id: int, *, locked: LockedBuild 
         update = _FINISHED
     session.connection().execute(update, {"build_id": build_id, "state": state, "now": now})
     expire_if_loaded(session, Build, build_id)
-    if state is not BuildState.running:  # GitHub shows queued and running alike: pending
+    # Running tells no one anything new: GitHub shows queued and running alike (pending), and
+    # deploys wait for the end.
+    if state is not BuildState.running:
         change = BuildChanged(build_id, state, event, deploys_on_green, _outcome_reason(state, jobs))
         events_of(session).build_changed(session, change)
     return state
