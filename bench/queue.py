@@ -55,8 +55,7 @@ def run_bench_runner() -> None:
     """A runner process with N slots: real label queue, real task name, real claims over HTTP."""
     from celery import Celery
 
-    from runner.client import RunnerApi, new_claim_key
-    from runner.spec import (
+    from contract.spec import (
         JOB_AVAILABLE_TASK,
         ClaimRequest,
         JobFinished,
@@ -65,6 +64,7 @@ def run_bench_runner() -> None:
         broker_transport_options,
         label_queue,
     )
+    from runner.client import RunnerApi, new_claim_key
 
     broker = os.environ["BENCH_BROKER_URL"]
     slots = int(os.environ["BENCH_SLOTS"])
@@ -142,7 +142,7 @@ def main() -> None:
     from server.db import make_engine, make_session_factory
     from server.migrate import upgrade_to_head
     from server.models import Build, BuildState, Job, JobState, Repository
-    from server.queue.transport import Transport
+    from server.transport import Transport
     from server.worker.celery_app import make_celery
     from tests import factories
     from tests.support import services

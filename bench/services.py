@@ -19,8 +19,8 @@ import threading
 import time
 from pathlib import Path
 
+from contract.spec import JobSpec, Limits, ReadinessSpec, ServiceSpec, StepSpec
 from runner.executors.docker import DockerExecutor
-from runner.spec import JobSpec, Limits, ReadinessSpec, ServiceSpec, StepSpec
 
 IMAGE = os.environ.get("GREENLIGHT_TEST_IMAGE", "greenlight-test/debian:bookworm")
 

@@ -19,14 +19,8 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from runner import __version__
-from runner.client import RunnerApi, ServerUnavailable, new_claim_key
-from runner.config import RunnerSettings
-from runner.executors.base import Executor
-from runner.identity import RunnerIdentity
-from runner.job import JobRun, Leftover
-from runner.logs import bind, in_this_context, log_context
-from runner.spec import (
+from contract.logs import bind, in_this_context, log_context
+from contract.spec import (
     DOCKER_EXECUTOR,
     ClaimedJob,
     ClaimRequest,
@@ -34,6 +28,12 @@ from runner.spec import (
     RunnerRegistration,
     host_trust_refusal,
 )
+from runner import __version__
+from runner.client import RunnerApi, ServerUnavailable, new_claim_key
+from runner.config import RunnerSettings
+from runner.executors.base import Executor
+from runner.identity import RunnerIdentity
+from runner.job import JobRun, Leftover
 
 if TYPE_CHECKING:
     from runner.hygiene import DiskHygiene

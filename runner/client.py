@@ -11,8 +11,7 @@ from typing import Any
 import urllib3
 from pydantic import BaseModel
 
-from runner import __version__
-from runner.spec import (
+from contract.spec import (
     ClaimedJob,
     ClaimRequest,
     HeartbeatReply,
@@ -25,6 +24,7 @@ from runner.spec import (
     StepFinished,
     StepStarted,
 )
+from runner import __version__
 
 logger = logging.getLogger(__name__)
 

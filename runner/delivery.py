@@ -33,9 +33,9 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
+from contract.logs import in_this_context
+from contract.spec import LogBatch, StepFinished, StepStarted
 from runner.client import JobClosedError, RunnerApi, RunnerApiError
-from runner.logs import in_this_context
-from runner.spec import LogBatch, StepFinished, StepStarted
 from runner.spool import Spool, SpoolFull
 
 logger = logging.getLogger(__name__)

@@ -14,8 +14,8 @@ import json
 import re
 from urllib.parse import quote, quote_plus
 
-from runner.spec import MIN_SECRET_LENGTH
-from runner.visible import shown
+from contract.spec import MIN_SECRET_LENGTH
+from contract.visible import shown
 
 # The server refuses values shorter than MIN_SECRET_LENGTH; the runner does not mask shorter
 # lines of a multi-line value or shorter encoded forms either, or every "}" of a log would go.

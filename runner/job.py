@@ -14,13 +14,8 @@ import threading
 import time
 from pathlib import Path
 
-from runner.client import RunnerApi
-from runner.delivery import Contact, Delivery, Sent
-from runner.executors.base import Executor, ExecutorError, StepResult
-from runner.logs import in_this_context
-from runner.masking import SecretMasker
-from runner.reporter import Heartbeat, LogShipper, undelivered_text, unrecorded_text
-from runner.spec import (
+from contract.logs import in_this_context
+from contract.spec import (
     MAX_REASON,
     ClaimedJob,
     ClaimRequest,
@@ -30,6 +25,11 @@ from runner.spec import (
     StepOutcome,
     StepStarted,
 )
+from runner.client import RunnerApi
+from runner.delivery import Contact, Delivery, Sent
+from runner.executors.base import Executor, ExecutorError, StepResult
+from runner.masking import SecretMasker
+from runner.reporter import Heartbeat, LogShipper, undelivered_text, unrecorded_text
 from runner.workspace import WorkspaceError, prepare_workspace, remove_workspace
 
 logger = logging.getLogger(__name__)

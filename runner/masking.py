@@ -19,8 +19,8 @@ from itertools import accumulate
 
 import ahocorasick_rs
 
+from contract.visible import CONTROLS, ShownText, has_controls, shown
 from runner.forms import encoded_forms
-from runner.visible import CONTROLS, ShownText, has_controls, shown
 
 MASK = "********"
 Span = tuple[int, int]  # [start, end) of a stored text

@@ -17,13 +17,13 @@ import threading
 import time
 from collections import Counter
 
+from contract.log_budget import LogMeter, line_cost
+from contract.logs import in_this_context
+from contract.spec import LogBatch, LogBudget, LogLine
 from runner.client import JobClosedError, RunnerApi
 from runner.delivery import Contact, Delivery
 from runner.executors.base import LineSink
-from runner.log_budget import LogMeter, line_cost
-from runner.logs import in_this_context
 from runner.masking import SecretMasker
-from runner.spec import LogBatch, LogBudget, LogLine
 
 logger = logging.getLogger(__name__)
 

@@ -16,9 +16,10 @@ from typing import IO
 from celery import Celery, signals
 from celery.exceptions import Reject
 
+from contract.broker import tolerate_restore_on_closed_connection
+from contract.spec import JOB_AVAILABLE_TASK, broker_transport_options, label_queue
 from runner import dir_lock
 from runner.agent import RunnerAgent
-from runner.broker import tolerate_restore_on_closed_connection
 from runner.config import RunnerSettings
 from runner.executors.base import Executor
 from runner.executors.step_processes import none_running, processes_of
@@ -27,7 +28,6 @@ from runner.hygiene import DiskHygiene
 from runner.identity import RunnerIdentity, machine_id
 from runner.images import RunnerImages
 from runner.janitor import start_janitor
-from runner.spec import JOB_AVAILABLE_TASK, broker_transport_options, label_queue
 
 logger = logging.getLogger(__name__)
 

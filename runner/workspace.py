@@ -9,8 +9,8 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from runner.git_access import fetch_source, git_access, redact_urls
-from runner.spec import JobSpec
+from contract.git_access import fetch_source, git_access, redact_urls
+from contract.spec import JobSpec
 
 _GIT_ENV = {"GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "/bin/false", "GIT_CONFIG_NOSYSTEM": "1"}
 _GIT_TIMEOUT = 600

@@ -15,38 +15,37 @@ from sqlalchemy.exc import DBAPIError
 from starlette.types import ASGIApp
 
 from server import __version__
+from server.auth.reading import current_reader
+from server.auth.session import LoginRequired, login_url
 from server.builds.actions import router as build_actions_router
 from server.builds.endpoints import router as builds_router
 from server.config import Settings
 from server.db import make_engine, make_session_factory
 from server.deploys.endpoints import router as deploys_router
-from server.deploys.messages import deploy_messages, enable_deploy_messages
 from server.deps import AppState
 from server.environments.endpoints import router as environments_router
 from server.errors import INTERNAL_ERROR, database_error_reply, invalid_input_detail
-from server.github.outbox import enable_status_reports
 from server.health.endpoints import router as health_router
+from server.lean import LeanRoutes
 from server.logs.endpoints import router as logs_router
 from server.metrics.endpoints import router as metrics_router
 from server.queue.endpoints import router as queue_router
 from server.queue.hot_routes import HotRunnerRoutes
 from server.queue.liveness import LivenessWriter
 from server.queue.runner_api import router as runner_router
-from server.queue.transport import BackgroundTransport, Transport
-from server.reading import current_reader
 from server.secrets.credential_endpoints import router as credentials_router
 from server.secrets.endpoints import router as secrets_router
+from server.transport import BackgroundTransport, Transport
 from server.web.actions import router as web_actions_router
 from server.web.badges import router as badges_router
 from server.web.deploy_actions import router as deploy_actions_router
-from server.web.lean import LeanRoutes
 from server.web.login import router as login_router
 from server.web.pages import router as pages_router
 from server.web.security import SecurityHeaders, security_headers
-from server.web.session import LoginRequired, login_url
 from server.webhooks.endpoints import receive_webhook
 from server.webhooks.endpoints import router as webhooks_router
 from server.webhooks.statement_pool import close_statement_pool, open_statement_pool
+from server.wiring import wire_domain
 from server.worker.celery_app import make_celery
 
 logger = logging.getLogger(__name__)
@@ -77,21 +76,15 @@ def create_app(settings: Settings, transport: Transport | None = None) -> FastAP
             app.state.greenlight.transport.close()
 
     app = GreenlightApp(title="Greenlight", version=__version__, lifespan=lifespan)
+    session_factory = make_session_factory(engine)
+    transport = transport or BackgroundTransport(make_celery(settings))
     app.state.greenlight = AppState(
         settings=settings,
         engine=engine,
-        session_factory=make_session_factory(engine),
-        transport=transport or BackgroundTransport(make_celery(settings)),
+        session_factory=session_factory,
+        transport=transport,
+        domain=wire_domain(session_factory, transport, reports_to_github=settings.reports_to_github),
     )
-
-    enable_deploy_messages(
-        app.state.greenlight.session_factory,
-        deploy_messages(app.state.greenlight.transport, reports_to_github=settings.reports_to_github),
-    )
-    if settings.reports_to_github:
-        enable_status_reports(
-            app.state.greenlight.session_factory, notify=app.state.greenlight.transport.request_status_report
-        )
 
     @app.exception_handler(RequestValidationError)
     def invalid_request(_request: Request, error: RequestValidationError) -> JSONResponse:
@@ -123,7 +116,7 @@ def create_app(settings: Settings, transport: Transport | None = None) -> FastAP
     # Added before SecurityHeaders, so inside it: lean routes' replies get the same headers.
     app.add_middleware(LeanRoutes, routes={("POST", "/webhooks/github"): receive_webhook})
     app.add_middleware(SecurityHeaders, https=settings.public_url.startswith("https://"))
-    # Who reads (server/reading.py): private repositories need a sign-in, and everything does when
+    # Who reads (server/auth/reading.py): private repositories need a sign-in, and everything does when
     # GREENLIGHT_PUBLIC=false (webhooks and the runner API have their own auth).
     readers = [Depends(current_reader)]
     app.include_router(webhooks_router)

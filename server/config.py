@@ -13,11 +13,11 @@ from typing import TYPE_CHECKING, Annotated
 from pydantic import BeforeValidator, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from runner.config import parse_bytes
-from runner.spec import DEFAULT_LOG_JOB_BYTES, DEFAULT_LOG_STEP_BYTES, DEFAULT_OUTAGE_SECONDS, LogBudget
+from contract.sizes import parse_bytes
+from contract.spec import DEFAULT_LOG_JOB_BYTES, DEFAULT_LOG_STEP_BYTES, DEFAULT_OUTAGE_SECONDS, LogBudget
 
 if TYPE_CHECKING:
-    from server.secrets.crypto import SecretCipher
+    from server.crypto import SecretCipher
 
 DEFAULT_DATA_DIR = Path.home() / ".local" / "share" / "greenlight"
 # The least outage budget a runner may be given, in heartbeats and in seconds.
@@ -58,7 +58,7 @@ class Settings(BaseSettings):
 
     # Runner API: lease renewal and the limits every job gets unless the pipeline asks for less.
     lease_seconds: float = Field(default=30.0, gt=0)
-    # How long a runner cut off from the server keeps its jobs going (see runner.spec); a lost
+    # How long a runner cut off from the server keeps its jobs going (see contract.spec); a lost
     # job's new attempt waits this long after the server last heard of the old one, unless its
     # runner says sooner that it stopped it.
     runner_outage_seconds: float = Field(default=DEFAULT_OUTAGE_SECONDS, gt=0)
@@ -133,8 +133,8 @@ class Settings(BaseSettings):
         return LogBudget(step_bytes=self.log_step_bytes, job_bytes=self.log_job_bytes)
 
     def secret_cipher(self) -> SecretCipher:
-        """What encrypts and decrypts repository secrets (see ``server/secrets/crypto.py``)."""
-        from server.secrets.crypto import load_cipher
+        """What encrypts and decrypts repository secrets (see ``server/crypto.py``)."""
+        from server.crypto import load_cipher
 
         return load_cipher(
             self.secret_key.get_secret_value(), embedded=self.embedded, data_dir=Path(self.data_dir)

@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm.util import identity_key
 
 _AFTER_COMMIT_KEY = "greenlight.after_commit"
 logger = logging.getLogger(__name__)
@@ -88,3 +89,10 @@ def postgres_first_row(session: Session, sql: str, params: dict[str, Any]) -> An
     itself; psycopg prepares it on the server after a few runs. Errors are handled as for any
     statement (a lost connection invalidates the pool, a 503 follows)."""
     return session.connection().exec_driver_sql(sql, params).first()
+
+
+def expire_if_loaded(session: Session, model: type[Any], pk: int) -> None:
+    """After a Core UPDATE, make a copy of the row already in the session reload on next use."""
+    loaded = session.identity_map.get(identity_key(model, pk))
+    if loaded is not None:
+        session.expire(loaded)

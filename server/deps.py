@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 from fastapi import Depends, Request
 from sqlalchemy import Engine
@@ -12,7 +12,11 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from server.config import Settings
 from server.db import session_scope
-from server.queue.transport import Transport
+from server.transport import Transport
+
+if TYPE_CHECKING:
+    # Only the type: server.wiring imports every domain, and every endpoint imports this module.
+    from server.wiring import Domain
 
 
 @dataclass
@@ -21,6 +25,8 @@ class AppState:
     engine: Engine
     session_factory: sessionmaker[Session]
     transport: Transport
+    # The domain events and the GitHub outbox its sessions use (``server.wiring.wire_domain``).
+    domain: Domain
 
 
 def app_state(request: Request) -> AppState:

@@ -17,7 +17,8 @@ from server.config import Settings
 from server.db import make_engine, make_session_factory
 from server.migrate import upgrade_to_head
 from server.models import Base
-from server.queue.transport import Transport
+from server.transport import Transport
+from server.wiring import wire_domain
 from tests.support import services
 
 WEBHOOK_SECRET = "test-webhook-secret-0123456789"
@@ -69,7 +70,11 @@ def engine(database_url: str) -> Iterator[sa.Engine]:
 
 @pytest.fixture
 def session_factory(engine: sa.Engine) -> Iterator[sessionmaker[Session]]:
-    yield make_session_factory(engine)
+    factory = make_session_factory(engine)
+    # As the app and the worker do, without after-commit messages and GitHub reports (tests that
+    # need them wire their own).
+    wire_domain(factory, None, reports_to_github=False)
+    yield factory
     # Each test starts from empty tables; TRUNCATE keeps the schema Alembic built.
     tables = ", ".join(table.name for table in Base.metadata.sorted_tables)
     with engine.begin() as connection:

@@ -6,8 +6,8 @@ import itertools
 
 from sqlalchemy.orm import Session
 
+from server.auth.tokens import new_token, token_hash
 from server.models import ApiToken, Build, BuildState, Job, JobState, Repository, Step, TokenKind
-from server.queue.tokens import new_token, token_hash
 
 _numbers = itertools.count(1)
 

@@ -9,12 +9,12 @@ import sqlalchemy as sa
 from alembic.command import upgrade
 from click.testing import CliRunner
 
+from server.auth.tokens import token_hash
 from server.cli.main import cli
 from server.config import get_settings
 from server.db import make_engine, make_session_factory
 from server.migrate import alembic_config, upgrade_to_head
 from server.models import ApiToken, Repository, TokenKind
-from server.queue.tokens import token_hash
 from tests.support.old_schema import insert_row
 
 

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-from runner.git_access import redact_urls
+from contract.git_access import redact_urls
 
 revision: str = "0017_repository_credentials"
 down_revision: str | None = "0016_local_executor_opt_in"

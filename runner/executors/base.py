@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from runner.spec import JobSpec, LogLine, StepOutcome, StepSpec
+from contract.spec import JobSpec, LogLine, StepOutcome, StepSpec
 
 LineSink = Callable[[LogLine], None]
 

@@ -16,6 +16,7 @@ import requests
 from docker.errors import DockerException, ImageNotFound, NotFound
 from docker.models.networks import Network
 
+from contract.spec import JobSpec, LogLine, StepOutcome, StepSpec
 from runner.executors.base import (
     CANCELLED,
     OUT_OF_MEMORY,
@@ -28,7 +29,6 @@ from runner.executors.lines import CountingSink, LineSplitter, join_readers
 from runner.executors.sidecars import Sidecars
 from runner.images import RunnerImages
 from runner.masking import SecretMasker
-from runner.spec import JobSpec, LogLine, StepOutcome, StepSpec
 
 log = logging.getLogger(__name__)
 

@@ -7,10 +7,10 @@ import threading
 import time
 from collections.abc import Iterable
 
+from contract.spec import MAX_LOG_LINE_CHARS, LogLine
+from contract.visible import has_controls, shown
 from runner.executors.base import LineSink
 from runner.masking import SecretMasker, Span
-from runner.spec import MAX_LOG_LINE_CHARS, LogLine
-from runner.visible import has_controls, shown
 
 # A line longer than this is emitted in pieces, so a step printing endless output without a
 # newline (progress bars using "\r") cannot grow the runner's memory without bound.

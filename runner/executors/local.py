@@ -16,13 +16,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
+from contract.spec import JobSpec, StepOutcome, StepSpec, host_trust_refusal
 from runner.executors.base import CANCELLED, ExecutorError, LineSink, StepResult, must_stop
 from runner.executors.lines import CountingSink, LineSplitter, join_readers
 from runner.executors.step_files import remove_files_of
 from runner.executors.step_processes import end_processes_of
 from runner.executors.step_user import StepUser, StepUsers, hand_over
 from runner.masking import SecretMasker
-from runner.spec import JobSpec, StepOutcome, StepSpec, host_trust_refusal
 
 log = logging.getLogger(__name__)
 

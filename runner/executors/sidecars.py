@@ -23,8 +23,8 @@ from dataclasses import dataclass
 from docker import DockerClient
 from docker.errors import APIError
 
+from contract.spec import JobSpec, LogLine, ServiceSpec, StepOutcome
 from runner.executors.base import CANCELLED, LineSink, StepResult
-from runner.spec import JobSpec, LogLine, ServiceSpec, StepOutcome
 
 log = logging.getLogger(__name__)
 

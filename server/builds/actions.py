@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, HTTPException
 
-from server.auth import UserDep
+from server.auth.users import UserDep
 from server.builds import control
 from server.builds.pull_requests import approve_build
 from server.db import after_commit

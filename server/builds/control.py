@@ -9,7 +9,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from server.builds.service import expire_if_loaded, refresh_build_state
+from server.builds.service import refresh_build_state
+from server.db import expire_if_loaded
 from server.github.outbox import request_status
 from server.models import Build, BuildState, Job, JobState, Step, StepState
 from server.models.base import utcnow

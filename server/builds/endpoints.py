@@ -8,8 +8,9 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, Query
 from fastapi.responses import PlainTextResponse, Response, StreamingResponse
 
-from runner.git_access import redact_urls
-from server.auth import UserDep
+from contract.git_access import redact_urls
+from server.auth.reading import ReaderDep
+from server.auth.users import UserDep
 from server.builds import queries
 from server.builds.schemas import (
     BuildDetailOut,
@@ -23,7 +24,6 @@ from server.builds.schemas import (
 from server.deps import SessionDep, StateDep
 from server.github.schemas import github_statuses_out, status_reports_of
 from server.models import Job
-from server.reading import ReaderDep
 from server.repos.service import get_repository
 from server.retention.notes import pruned_note
 

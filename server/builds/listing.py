@@ -8,9 +8,9 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from server.deploys.hooks import DEPLOY_EVENT
+from server.auth.reading import Reader
 from server.models import Build, BuildState, Repository
-from server.reading import Reader
+from server.models.build import DEPLOY_EVENT
 
 # A deploy build carries the branch its commit came from, but a branch's state (its badge, the
 # dashboard, its latest build) is its pipeline's: a failed deploy does not turn it red.

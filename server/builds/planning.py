@@ -14,19 +14,18 @@ from sqlalchemy.orm import Session
 from server.builds.control import cancel_superseded_builds
 from server.builds.service import fail_build
 from server.config import Settings
-from server.deploys import hooks as deploys
 from server.environments.rules import reserved_label_refusal
 from server.git.mirror import FileNotInCommit, GitError, Mirror
 from server.github.outbox import request_status
 from server.models import Build, BuildState, Repository
 from server.models.base import utcnow
 from server.pipelines.config import CONFIG_FILE
-from server.pipelines.filters import BuildFacts, excluded_by
+from server.pipelines.deploy_branches import may_deploy_on_green
+from server.pipelines.filters import BuildFacts, asks_to_skip, excluded_by
 from server.pipelines.loader import ConfigError, load_pipeline, read_pipeline_file
 from server.pipelines.plan import plan_jobs
 from server.queue.runners import announcement_labels
 from server.secrets.credentials import fetch_source_of
-from server.webhooks.events import asks_to_skip
 
 logger = logging.getLogger(__name__)
 
@@ -103,7 +102,7 @@ def plan_build(session: Session, build_id: int, settings: Settings) -> list[tupl
         return []
     session.add_all(jobs)
     build.state = BuildState.queued
-    build.deploys_on_green = deploys.may_deploy_on_green(build, pipeline)
+    build.deploys_on_green = may_deploy_on_green(build, pipeline)
     request_status(session, build.id, BuildState.queued, None)
     session.flush()
     cancel_superseded_builds(session, build)

@@ -7,7 +7,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from server.builds.control import NotAllowed, cancel_build
-from server.builds.service import expire_if_loaded
+from server.db import expire_if_loaded
 from server.models import Build, BuildState
 from server.models.base import utcnow
 from server.models.build import UNFINISHED_BUILD_STATES

@@ -7,9 +7,8 @@ from collections.abc import Iterator
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, selectinload
 
-from server.models import Build, Job, JobState, LogChunk, Repository, Step, StepState
-from server.reading import Reader
-from server.retention.notes import pruned_note
+from server.auth.reading import Reader
+from server.models import Build, Job, LogChunk, Repository
 
 
 def repositories_with_latest_build(session: Session, reader: Reader) -> list[tuple[Repository, Build | None]]:
@@ -67,44 +66,3 @@ def log_lines(session: Session, job_id: int, step_index: int) -> Iterator[tuple[
     """(at, stream, text) for every stored line of a step, in order; streamed chunk by chunk."""
     for chunk in log_chunks(session, job_id, step_index):
         yield from chunk
-
-
-FAILED_STATES = (JobState.failed, JobState.errored, JobState.timed_out, JobState.lost)
-_FAILING_STEP_STATES = (StepState.failed, StepState.errored, StepState.timed_out)
-
-
-def failed_jobs(session: Session, reader: Reader, *, limit: int = 50) -> list[tuple[Job, Step | None]]:
-    """The latest attempts that did not pass (cancelled ones are someone's choice, not a failure),
-    newest first, each with the step that failed it; only those of repositories ``reader`` may read."""
-    jobs = session.scalars(
-        sa.select(Job)
-        .join(Build, Build.id == Job.build_id)
-        .where(Job.state.in_(FAILED_STATES), Job.is_latest, reader.readable(Build.repository_id))
-        .order_by(Job.finished_at.desc(), Job.id.desc())
-        .limit(limit)
-        .options(selectinload(Job.steps), selectinload(Job.build))
-    ).all()
-    return [(job, next((s for s in job.steps if s.state in _FAILING_STEP_STATES), None)) for job in jobs]
-
-
-def failing_log_tail(session: Session, job: Job, failing_step: Step | None) -> list[str]:
-    """What the failed-jobs list shows of a job's log: the failing step's last lines, or the
-    note that retention deleted them."""
-    if note := pruned_note(job.logs_pruned_at):
-        return [note]
-    return log_tail(session, job.id, failing_step.index) if failing_step else []
-
-
-def log_tail(session: Session, job_id: int, step_index: int, lines: int = 20) -> list[str]:
-    """The last ``lines`` lines of a step's log, reading chunks from the end."""
-    query = (
-        sa.select(LogChunk.lines)
-        .where(LogChunk.job_id == job_id, LogChunk.step_index == step_index)
-        .order_by(LogChunk.seq.desc())
-    )
-    tail: list[str] = []
-    for chunk in session.scalars(query):
-        tail = [text for _at, _stream, text in chunk] + tail
-        if len(tail) >= lines:
-            break
-    return tail[-lines:]

@@ -1,22 +1,19 @@
-"""What happens to a build: created, skipped, failed at planning, finished from its jobs."""
+"""What happens to a build: numbered, failed at planning, finished from its jobs (a webhook's new
+builds are made in ``server/webhooks/new_builds.py``)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, object_session
-from sqlalchemy.orm.util import identity_key
 
-from server.deploys import hooks as deploys
-from server.deploys.hooks import DEPLOY_EVENT
+from server.db import expire_if_loaded
+from server.events import BuildChanged, LockedBuild, events_of
 from server.github.outbox import request_status
-from server.models import Base, Build, BuildState, Job, JobState, Repository
+from server.models import Build, BuildState, Job, JobState, Repository
 from server.models.base import utcnow
-from server.webhooks.events import PushEvent
-from server.webhooks.pull_requests import PullRequestEvent
 
 # When jobs end differently, the build shows the most telling outcome first.
 _BUILD_STATE_PRECEDENCE: list[tuple[JobState, BuildState]] = [
@@ -26,30 +23,6 @@ _BUILD_STATE_PRECEDENCE: list[tuple[JobState, BuildState]] = [
     (JobState.lost, BuildState.errored),
     (JobState.cancelled, BuildState.cancelled),
 ]
-
-
-@dataclass(frozen=True)
-class NewBuild:
-    id: int
-    number: int
-    state: BuildState
-    reason: str | None
-
-
-def first_state(
-    event: PushEvent | PullRequestEvent, *, needs_approval: bool = False
-) -> tuple[BuildState, str | None]:
-    """A new build waits for planning, unless its commit (or PR title) asks to skip CI, or it is a
-    fork's pull request that a maintainer must approve first."""
-    if event.skip_requested:
-        source = "pull request title" if isinstance(event, PullRequestEvent) else "commit message"
-        return BuildState.skipped, f"skipped: the {source} asks for it ([skip ci] or [ci skip])"
-    if needs_approval and isinstance(event, PullRequestEvent):
-        return BuildState.waiting_approval, (
-            f"waiting for approval: pull request #{event.number} comes from a fork "
-            "and this repository runs fork pull requests only once a maintainer approves them"
-        )
-    return BuildState.pending, None
 
 
 def next_build_number(session: Session, repository_id: int) -> int:
@@ -62,71 +35,6 @@ def next_build_number(session: Session, repository_id: int) -> int:
     ).scalar_one()
 
 
-def create_push_build(session: Session, repository_id: int, push: PushEvent) -> NewBuild:
-    """Two Core statements, no ORM unit of work: this runs inside every webhook request, while
-    the repository's row lock (for the build number) is held."""
-    number = next_build_number(session, repository_id)
-    state, reason = first_state(push)
-    finished_at = utcnow() if state is BuildState.skipped else None
-    build_id = session.execute(
-        sa.insert(Build)
-        .values(
-            repository_id=repository_id,
-            number=number,
-            event=push.event,
-            ref=push.ref,
-            branch=push.branch,
-            tag=push.tag,
-            commit_sha=push.commit_sha,
-            commit_message=push.commit_message,
-            commit_author=push.commit_author,
-            commit_url=push.commit_url,
-            sender=push.sender,
-            before_sha=push.before_sha,
-            state=state,
-            reason=reason,
-            created_at=utcnow(),
-            finished_at=finished_at,
-            plan_attempts=0,
-        )
-        .returning(Build.id)
-    ).scalar_one()
-    return NewBuild(build_id, number, state, reason)
-
-
-def create_pull_request_build(session: Session, repository: Repository, pr: PullRequestEvent) -> NewBuild:
-    """A build of a pull request's head commit. A fork's code waits for approval where the
-    repository asks for it; it never gets secrets or deploys (``from_fork``)."""
-    number = next_build_number(session, repository.id)
-    state, reason = first_state(pr, needs_approval=pr.from_fork and repository.fork_approval)
-    build = Build(
-        repository_id=repository.id,
-        number=number,
-        event=pr.event,
-        ref=pr.ref,
-        branch=None,
-        tag=None,
-        commit_sha=pr.commit_sha,
-        commit_message="",
-        commit_author="",
-        sender=pr.sender,
-        from_fork=pr.from_fork,
-        pull_request_number=pr.number,
-        pull_request_title=pr.title,
-        pull_request_url=pr.url,
-        source_branch=pr.source_branch,
-        target_branch=pr.target_branch,
-        head_repository=pr.head_repository,
-        state=state,
-        reason=reason,
-        finished_at=utcnow() if state is BuildState.skipped else None,
-        plan_attempts=0,
-    )
-    session.add(build)
-    session.flush()
-    return NewBuild(build.id, number, state, reason)
-
-
 def fail_build(build: Build, state: BuildState, reason: str) -> None:
     """End a build before any job ran (broken config, unreachable repository)."""
     build.state = state
@@ -135,14 +43,6 @@ def fail_build(build: Build, state: BuildState, reason: str) -> None:
     session = object_session(build)
     if session is not None:
         request_status(session, build.id, state, reason)
-
-
-class LockedBuild(NamedTuple):
-    """A build row that the caller locked (FOR UPDATE) and read: what refresh_build_state needs."""
-
-    state: BuildState
-    event: str
-    deploys_on_green: bool | None
 
 
 # refresh_build_state's statements, built once: it runs at every job's end.
@@ -186,16 +86,22 @@ def refresh_build_state(session: Session, build_id: int, *, locked: LockedBuild 
         update = _FINISHED
     session.connection().execute(update, {"build_id": build_id, "state": state, "now": now})
     expire_if_loaded(session, Build, build_id)
-    if event == DEPLOY_EVENT:
-        # A deploy build reports as a GitHub deployment, not as the commit's status.
-        if state.finished:
-            deploys.deploy_build_finished(session, build_id, state)
-        return state
-    if state is not BuildState.running:  # GitHub shows queued and running alike: pending
-        request_status(session, build_id, state, _outcome_reason(state, jobs))
-    if state is BuildState.passed and deploys_on_green is not False:
-        deploys.record_deploy_check(session, build_id)
+    # Running tells no one anything new: GitHub shows queued and running alike (pending), and
+    # deploys wait for the end.
+    if state is not BuildState.running:
+        change = BuildChanged(build_id, state, event, deploys_on_green, _outcome_reason(state, jobs))
+        events_of(session).build_changed(session, change)
     return state
+
+
+def on_job_ended(session: Session, build_id: int, locked: LockedBuild | None) -> None:
+    """A job of the build ended or was given back: the build's state follows its jobs."""
+    refresh_build_state(session, build_id, locked=locked)
+
+
+def on_planning_given_up(build: Build, reason: str) -> None:
+    """A pending build that could not be planned after many tries ends as errored."""
+    fail_build(build, BuildState.errored, reason)
 
 
 def _outcome_reason(state: BuildState, jobs: Sequence[sa.Row[Any]]) -> str | None:
@@ -205,10 +111,3 @@ def _outcome_reason(state: BuildState, jobs: Sequence[sa.Row[Any]]) -> str | Non
         if job.state in telling:
             return f"{job.name} {job.state.value}" + (f": {job.reason}" if job.reason else "")
     return None
-
-
-def expire_if_loaded(session: Session, model: type[Base], pk: int) -> None:
-    """After a Core UPDATE, make a copy of the row already in the session reload on next use."""
-    loaded = session.identity_map.get(identity_key(model, pk))
-    if loaded is not None:
-        session.expire(loaded)

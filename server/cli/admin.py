@@ -6,16 +6,16 @@ from __future__ import annotations
 import click
 import sqlalchemy as sa
 
-from runner.git_access import redact_urls
+from contract.git_access import redact_urls
+from server.auth.reading import SIGNED_IN
+from server.auth.token_labels import DEFAULT_RUNNER_TOKEN_LABELS, InvalidLabel, parse_labels
+from server.auth.tokens import new_token, token_hash
 from server.builds import queries
 from server.cli import remote
 from server.cli.context import cli_session
 from server.cli.terminal import show
 from server.models import ApiToken, Build, TokenKind
 from server.pipelines.config import parse_size
-from server.queue.token_labels import DEFAULT_RUNNER_TOKEN_LABELS, InvalidLabel, parse_labels
-from server.queue.tokens import new_token, token_hash
-from server.reading import SIGNED_IN
 from server.repos.service import RepositoryError, add_repository, check_clone_url, get_repository
 
 

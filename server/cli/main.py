@@ -6,7 +6,7 @@ import logging
 
 import click
 
-from runner.logs import configure_logging, level_from_env
+from contract.logs import configure_logging, level_from_env
 from server.cli.admin import build, repo, token
 from server.cli.credentials import credential
 from server.cli.deploys import deploy

@@ -50,7 +50,7 @@ def server(host: str, port: int, workers: int) -> None:
         os.environ.setdefault("UV_TCP_SINGLE_ACCEPT", "1")
 
         prepare_multiprocess_dir(Path(settings.data_dir) / "metrics" / f"server-{port}")
-    from runner.logs import dict_config, level_from_env
+    from contract.logs import dict_config, level_from_env
 
     uvicorn.run(
         "server.asgi:app", host=host, port=port, workers=workers, factory=True,
@@ -148,7 +148,7 @@ def runner(
 @click.option("--data-dir", type=click.Path(path_type=Path), help="Where everything is kept.")
 def up(port: int, data_dir: Path | None) -> None:
     """Everything on this machine with embedded defaults: SQLite, an SQLite broker, one runner."""
-    from runner.spec import ALL_LABELS
+    from contract.spec import ALL_LABELS
     from server.cli.admin import create_token
     from server.migrate import upgrade_to_head
     from server.models import TokenKind

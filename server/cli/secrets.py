@@ -8,7 +8,7 @@ import sys
 
 import click
 
-from runner.spec import MIN_SECRET_LENGTH
+from contract.spec import MIN_SECRET_LENGTH
 from server.cli.remote import _api
 from server.cli.terminal import show
 

@@ -19,24 +19,18 @@ from server.config import Settings
 from server.db import insert_for
 from server.deploys.jobs import snapshot
 from server.deploys.messages import deploy_check_after_commit
-from server.deploys.service import advance, request_deployment
+from server.deploys.service import advance, deploy_build_finished, request_deployment
 from server.environments.service import environment_for
+from server.events import BuildChanged
 from server.git.mirror import FileNotInCommit, GitError
 from server.models import Build, BuildState, DeployCheck, Deployment, DeploymentState, DeploymentTrigger
 from server.models.base import utcnow
+from server.models.build import DEPLOY_EVENT
 from server.pipelines.config import PipelineConfig
 from server.pipelines.deploy_branches import branch_deploys_to
 from server.pipelines.loader import ConfigError, load_pipeline, read_pipeline_file
 
 logger = logging.getLogger(__name__)
-
-
-def may_deploy_on_green(build: Build, pipeline: PipelineConfig) -> bool:
-    """Asked at planning (``Build.deploys_on_green``): only a push to a branch, not from a fork,
-    whose pipeline has an environment that deploys that branch on its own, is checked on green."""
-    if build.event != "push" or build.branch is None or build.from_fork or build.pull_request_number:
-        return False
-    return bool(branch_deploys_to(pipeline, build.branch))
 
 
 def record_deploy_check(session: Session, build_id: int) -> None:
@@ -55,6 +49,16 @@ def record_deploy_check(session: Session, build_id: int) -> None:
         .on_conflict_do_nothing(index_elements=["build_id"])
     )
     deploy_check_after_commit(session, build_id)
+
+
+def on_build_changed(session: Session, change: BuildChanged) -> None:
+    """A deploy build that ended moves its deployment on; a green build that may deploy gets its
+    deploy check."""
+    if change.event == DEPLOY_EVENT:
+        if change.state.finished:
+            deploy_build_finished(session, change.build_id, change.state)
+    elif change.state is BuildState.passed and change.deploys_on_green is not False:
+        record_deploy_check(session, change.build_id)
 
 
 def run_deploy_check(session: Session, build_id: int, settings: Settings) -> list[tuple[int, list[str]]]:

@@ -11,7 +11,8 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, Query
 from pydantic import BaseModel, Field
 
-from server.auth import UserDep
+from server.auth.reading import SIGNED_IN, Reader, ReaderDep
+from server.auth.users import UserDep
 from server.deploys.actions import approve_deployment, promote, rollback
 from server.deploys.messages import announce_after_commit
 from server.deploys.queries import (
@@ -25,7 +26,6 @@ from server.deploys.schemas import DeploymentOut, EnvironmentOut, deployment_out
 from server.deploys.service import DeployRefused
 from server.deps import SessionDep, StateDep
 from server.models import Deployment, Environment, Repository
-from server.reading import SIGNED_IN, Reader, ReaderDep
 from server.repos.service import get_repository
 
 router = APIRouter(prefix="/api", tags=["deploys"])

@@ -9,10 +9,10 @@ from sqlalchemy.orm import Session
 
 from server.builds.service import next_build_number
 from server.config import Settings
-from server.deploys.hooks import DEPLOY_EVENT
 from server.environments.rules import deploy_labels
 from server.models import Build, BuildState, Deployment, Environment, Job, JobState, Step, StepState
 from server.models.base import utcnow
+from server.models.build import DEPLOY_EVENT
 from server.pipelines.config import EnvironmentConfig, PipelineConfig
 from server.pipelines.plan import commands_script, standard_env
 

@@ -24,7 +24,7 @@ class DeployMessages:
 
 
 def deploy_messages(transport: Any, *, reports_to_github: bool = False) -> DeployMessages:
-    """The messages, sent through a ``server.queue.transport.Transport``."""
+    """The messages, sent through a ``server.transport.Transport``."""
     return DeployMessages(
         announce_job=transport.announce_job,
         request_deploy_check=transport.request_deploy_check,

@@ -7,10 +7,10 @@ from collections.abc import Iterable, Sequence
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from server.auth.reading import Reader
 from server.deploys.schemas import DeploymentOut, EnvironmentOut, deployment_out
 from server.environments.rules import allowed_branches, in_use
 from server.models import Build, Deployment, DeploymentState, Environment, Repository
-from server.reading import Reader
 
 
 class AmbiguousEnvironment(LookupError):

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 from fastapi import APIRouter, HTTPException
 
-from server.auth import UserDep
+from server.auth.reading import SIGNED_IN, Reader, ReaderDep
+from server.auth.users import UserDep
 from server.deps import SessionDep
 from server.environments.schemas import EnvironmentRuleIn, EnvironmentRuleOut
 from server.environments.service import RuleError, rule_out, rules_of, set_rule
 from server.models import Repository
-from server.reading import SIGNED_IN, Reader, ReaderDep
 from server.repos.service import get_repository
 
 router = APIRouter(prefix="/api/repos/{owner}/{name}/environments", tags=["environments"])

@@ -10,9 +10,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from runner.git_access import git_access, redact_urls
-from runner.names import is_commit_sha
-from runner.spec import GitCredential
+from contract.git_access import git_access, redact_urls
+from contract.names import is_commit_sha
+from contract.spec import GitCredential
 
 _BRANCH = re.compile(r"^[A-Za-z0-9._/-]{1,255}$")
 _PULL_REF = re.compile(r"^refs/pull/[1-9][0-9]{0,9}/head$")

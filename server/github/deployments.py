@@ -18,7 +18,7 @@ from urllib.parse import quote
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
-from runner.names import is_commit_sha, is_full_name
+from contract.names import is_commit_sha, is_full_name
 from server.db import session_scope
 from server.github.client import GitHubClient
 from server.github.errors import GitHubError, PermanentError, RateLimited, TransientError

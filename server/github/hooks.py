@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, quote, urlsplit
 
-from runner.names import is_full_name
+from contract.names import is_full_name
 from server.github.client import GitHubClient
 
 PAGE_SIZE = 100

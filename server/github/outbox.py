@@ -3,8 +3,9 @@ should show, written in the same transaction as the build state it reports.
 
 State changes happen in many places (webhook, planning, job reports, cancel, the reconciler);
 each calls ``request_status`` with the session it already has. Whether this process reports to
-GitHub at all is decided once, where its session factory is built (``enable_status_reports``),
-so a repository without a token configured queues nothing. A message after commit wakes the
+GitHub at all is decided once, where its session factory is built (``StatusOutbox``, by
+``server.wiring.wire_domain``), so a server without a GitHub token queues nothing; a session
+whose factory was never wired is refused loudly. A message after commit wakes the
 sender at once; the periodic sender finds anything that message missed.
 """
 
@@ -16,35 +17,56 @@ from dataclasses import dataclass
 from sqlalchemy.orm import Session, sessionmaker
 
 from server.db import after_commit, insert_for
+from server.events import BuildChanged
 from server.github.statuses import status_for
 from server.models import BuildState, GitHubStatusReport
 from server.models.base import utcnow
+from server.models.build import DEPLOY_EVENT
 
-_REPORTING_KEY = "greenlight.github_status_reports"
+_OUTBOX_KEY = "greenlight.github_status_outbox"
 
 
 @dataclass(frozen=True)
-class StatusReporting:
-    """How a process's sessions report: ``notify(build_id)`` runs after a commit that changed
-    what GitHub should show (it only sends a wake-up message; None leaves it to the schedule)."""
+class StatusOutbox:
+    """How a process's sessions report commit statuses, built once with its session factory
+    (``server.wiring.wire_domain``). ``enabled=False``: this server does not report to GitHub, so
+    nothing is recorded. ``notify(build_id)`` runs after a commit that changed what GitHub should
+    show (it only sends a wake-up message; None leaves it to the schedule)."""
 
+    enabled: bool
     notify: Callable[[int], None] | None = None
 
+    def attach(self, session_factory: sessionmaker[Session]) -> None:
+        """Sessions made by this factory from now on record commit statuses through this outbox."""
+        info = dict(session_factory.kw.get("info") or {})
+        info[_OUTBOX_KEY] = self
+        session_factory.configure(info=info)
 
-def enable_status_reports(
-    session_factory: sessionmaker[Session], notify: Callable[[int], None] | None = None
-) -> None:
-    """Sessions made by this factory from now on record commit statuses to send."""
-    info = dict(session_factory.kw.get("info") or {})
-    info[_REPORTING_KEY] = StatusReporting(notify)
-    session_factory.configure(info=info)
+
+class OutboxNotWired(RuntimeError):
+    """A build's state changed in a session whose factory has no outbox (``wire_domain``)."""
+
+
+def outbox_of(session: Session) -> StatusOutbox:
+    outbox = session.info.get(_OUTBOX_KEY)
+    if not isinstance(outbox, StatusOutbox):
+        # Never a silent no-op: statuses that are never sent are noticed only on GitHub, too late.
+        raise OutboxNotWired("this session's factory has no status outbox: call server.wiring.wire_domain")
+    return outbox
+
+
+def report_build_change(session: Session, change: BuildChanged) -> None:
+    """GitHub shows a build's state as its commit's status (a deploy build reports as a GitHub
+    deployment instead)."""
+    if change.event != DEPLOY_EVENT:
+        request_status(session, change.build_id, change.state, change.reason)
 
 
 def request_status(session: Session, build_id: int, state: BuildState, reason: str | None) -> None:
     """Record that GitHub should show ``state`` for the build. Only the latest desired state is
     kept; re-requesting the state already recorded changes nothing (and sends nothing again)."""
-    reporting = session.info.get(_REPORTING_KEY)
-    if not isinstance(reporting, StatusReporting):
+    outbox = outbox_of(session)
+    if not outbox.enabled:
         return
     status = status_for(state, reason)
     now = utcnow()
@@ -78,6 +100,6 @@ def request_status(session: Session, build_id: int, state: BuildState, reason: s
             | (table.c.description != statement.excluded.description),
         ).returning(table.c.id)
     ).first()
-    if changed is not None and reporting.notify is not None:
-        notify = reporting.notify
+    if changed is not None and outbox.notify is not None:
+        notify = outbox.notify
         after_commit(session, lambda: notify(build_id))

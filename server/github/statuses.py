@@ -13,7 +13,7 @@ import unicodedata
 from dataclasses import dataclass
 from urllib.parse import quote
 
-from runner.names import is_commit_sha, is_full_name
+from contract.names import is_commit_sha, is_full_name
 from server.github.client import GitHubClient
 from server.models import BuildState
 

@@ -12,9 +12,9 @@ import re
 from dataclasses import dataclass, field
 
 # The same patterns the runner's masking uses to find what a reader sees (one definition).
-from runner.visible import CONTROLS as _PLAIN
-from runner.visible import ESCAPES as _ESCAPES
-from runner.visible import INVISIBLE, shown
+from contract.visible import CONTROLS as _PLAIN
+from contract.visible import ESCAPES as _ESCAPES
+from contract.visible import INVISIBLE, shown
 
 Segment = tuple[str, str]
 

@@ -17,11 +17,11 @@ from fastapi.responses import StreamingResponse
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 
+from server.auth.reading import Reader, ReaderDep
 from server.deps import SessionDep, StateDep
 from server.logs import queries
 from server.logs.ansi import render_line
 from server.models import Build, Job, JobState, Step, StepState
-from server.reading import Reader, ReaderDep
 from server.retention.notes import pruned_note
 
 router = APIRouter(prefix="/api/builds/{build_id}/jobs/{job_id}/steps/{step_index}/log", tags=["logs"])

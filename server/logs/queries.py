@@ -130,3 +130,18 @@ def search_python(session: Session, job_id: int, step_index: int, needle: str, l
                 if found >= limit:
                     return
             number += 1
+
+
+def log_tail(session: Session, job_id: int, step_index: int, lines: int = 20) -> list[str]:
+    """The last ``lines`` lines of a step's log, reading chunks from the end."""
+    query = (
+        sa.select(LogChunk.lines)
+        .where(LogChunk.job_id == job_id, LogChunk.step_index == step_index)
+        .order_by(LogChunk.seq.desc())
+    )
+    tail: list[str] = []
+    for chunk in session.scalars(query):
+        tail = [text for _at, _stream, text in chunk] + tail
+        if len(tail) >= lines:
+            break
+    return tail[-lines:]

@@ -7,10 +7,10 @@ from fastapi.concurrency import run_in_threadpool
 from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy.exc import SQLAlchemyError
 
+from server.auth.reading import has_credentials, who_reads
 from server.deps import AppState, app_state
 from server.metrics.exposition import render
 from server.metrics.state import StateCollector
-from server.reading import has_credentials, who_reads
 
 router = APIRouter(include_in_schema=False)
 

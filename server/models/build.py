@@ -40,6 +40,9 @@ UNFINISHED_BUILD_STATES = (
     BuildState.running,
 )
 
+# ``Build.event`` of the builds that run deployments.
+DEPLOY_EVENT = "deploy"
+
 
 class JobState(enum.StrEnum):
     queued = "queued"
@@ -156,7 +159,7 @@ class Job(Base):
     labels: Mapped[list[str]] = mapped_column(LabelList)
     priority: Mapped[int] = mapped_column(default=0)
     env: Mapped[dict[str, Any]] = mapped_column(JsonDocument, default=dict)
-    # Sidecars for this job, as ``runner.spec.ServiceSpec`` documents (images already resolved).
+    # Sidecars for this job, as ``contract.spec.ServiceSpec`` documents (images already resolved).
     services: Mapped[list[dict[str, Any]]] = mapped_column(
         JsonDocument, default=list, server_default=sa.text("'[]'")
     )

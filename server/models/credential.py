@@ -1,5 +1,5 @@
 """A repository's credential: how the server's and the runners' mirrors fetch a private
-repository. Encrypted like secrets (``server/secrets/crypto.py``); never readable back through
+repository. Encrypted like secrets (``server/crypto.py``); never readable back through
 the API or the pages, and never given to a step."""
 
 from __future__ import annotations

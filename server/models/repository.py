@@ -14,7 +14,7 @@ class Repository(Base):
     __tablename__ = "repositories"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    # OWNER/NAME as first registered (runner/names.py). GitHub ignores case, so uniqueness is
+    # OWNER/NAME as first registered (contract/names.py). GitHub ignores case, so uniqueness is
     # on its lower case (the index below), which every lookup goes by too.
     full_name: Mapped[str] = mapped_column(sa.String(200))
     clone_url: Mapped[str] = mapped_column(sa.String(1000))
@@ -34,7 +34,7 @@ class Repository(Base):
     branch_priority: Mapped[int] = mapped_column(default=0)
     # Pull requests from forks wait for a maintainer's approval before they are planned.
     fork_approval: Mapped[bool] = mapped_column(default=False, server_default=sa.false())
-    # Anonymous readers see public repositories only; private ones need a sign-in (server/reading.py).
+    # Anonymous readers see public repositories only; private ones need a sign-in (server/auth/reading.py).
     public: Mapped[bool] = mapped_column(default=False, server_default=sa.false())
     # Runners that run steps as host processes (the local executor) may take this repository's
     # jobs; never a fork's. Off by default: on the host, a step can reach whatever that user can.

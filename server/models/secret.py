@@ -1,4 +1,4 @@
-"""A repository's secrets: stored encrypted (``server/secrets/crypto.py``), never readable back
+"""A repository's secrets: stored encrypted (``server/crypto.py``), never readable back
 through the API or the pages; the server decrypts them only to hand them to a claimed job."""
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ from pydantic import (
     model_validator,
 )
 
-from runner.spec import SERVICE_NAME_PATTERN
+from contract.spec import SERVICE_NAME_PATTERN
 from server.pipelines import matrix
 from server.pipelines.branch_globs import check_glob
 

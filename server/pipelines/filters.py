@@ -103,3 +103,12 @@ def _describe(globs: GlobFilter) -> str:
     if globs.exclude:
         parts.append("excluding " + ", ".join(globs.exclude))
     return " ".join(parts)
+
+
+_SKIP_MARKERS = ("[skip ci]", "[ci skip]")
+
+
+def asks_to_skip(text: str) -> bool:
+    """``[skip ci]`` or ``[ci skip]`` anywhere, in any case (a commit message or a PR title)."""
+    lowered = text.lower()
+    return any(marker in lowered for marker in _SKIP_MARKERS)

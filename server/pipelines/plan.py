@@ -5,7 +5,7 @@ from __future__ import annotations
 import shlex
 from typing import Any
 
-from runner.spec import ReadinessSpec, ServiceSpec
+from contract.spec import ReadinessSpec, ServiceSpec
 from server.config import Settings
 from server.models import Build, Job, JobState, Step, StepState
 from server.pipelines import matrix

@@ -16,7 +16,8 @@ from typing import Any, NamedTuple, Protocol
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from runner.spec import ALL_LABELS, DOCKER_EXECUTOR, ClaimedJob, JobSpec, Limits, ServiceSpec, StepSpec
+from contract.spec import ALL_LABELS, DOCKER_EXECUTOR, ClaimedJob, JobSpec, Limits, ServiceSpec, StepSpec
+from server.auth.tokens import new_token, token_hash
 from server.config import Settings
 from server.environments.rules import deploy_job_refusal, reserved_label_refusal
 from server.metrics.observe import job_claimed
@@ -24,7 +25,6 @@ from server.models import Build, BuildState, Job, JobState, Repository, RunnerSt
 from server.models.base import utcnow
 from server.queue.claim_statement import claim_in_one_statement
 from server.queue.lost_copies import copy_stopped, stops_by
-from server.queue.tokens import new_token, token_hash
 from server.secrets.credentials import fetch_source_of
 from server.secrets.resolve import BuildContext, secrets_for_steps
 

@@ -6,10 +6,11 @@ from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query
 
-from server.auth import UserDep
-from server.builds.queries import failed_jobs, failing_log_tail
+from server.auth.reading import ReaderDep
+from server.auth.users import UserDep
 from server.deps import SessionDep, StateDep
 from server.models import Job, Runner, RunnerState
+from server.queue.failed_jobs import failed_jobs, failing_log_tail
 from server.queue.pending import (
     LabelsRefused,
     NotPending,
@@ -19,7 +20,6 @@ from server.queue.pending import (
 )
 from server.queue.runner_views import RunnerView, runner_views, seconds_since
 from server.queue.schemas import FailedJobOut, PendingJobChange, PendingJobOut, RunnerJobOut, RunnerOut
-from server.reading import ReaderDep
 
 router = APIRouter(prefix="/api", tags=["queue"])
 

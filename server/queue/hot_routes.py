@@ -23,12 +23,12 @@ from pydantic import BaseModel, ValidationError
 from sqlalchemy.exc import DBAPIError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from runner.logs import bind
-from runner.spec import ClaimedJob, ClaimRequest, JobFinished
+from contract.logs import bind
+from contract.spec import ClaimedJob, ClaimRequest, JobFinished
 from server.deps import AppState
 from server.errors import INTERNAL_ERROR, database_error_reply, invalid_input_detail
+from server.lean import BodyTooLarge, UnreadableJson, header, json_body, parse_json, read_body, send_body
 from server.queue import job_cycle
-from server.web.lean import BodyTooLarge, UnreadableJson, header, json_body, parse_json, read_body, send_body
 
 # Far above any claim or job end (a reason is at most a few KiB): a bigger body is refused unread.
 MAX_BODY_BYTES = 1 << 20

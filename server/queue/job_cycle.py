@@ -9,7 +9,7 @@ import logging
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
-from runner.spec import ClaimedJob, ClaimRequest, JobFinished
+from contract.spec import ClaimedJob, ClaimRequest, JobFinished
 from server.config import Settings
 from server.db import session_scope
 from server.deps import AppState

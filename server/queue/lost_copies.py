@@ -31,8 +31,8 @@ from dataclasses import dataclass, field
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, aliased
 
-from server.builds.service import expire_if_loaded
 from server.config import Settings
+from server.db import expire_if_loaded
 from server.models import Job, JobState, Runner
 from server.models.base import as_utc, utcnow
 

@@ -10,14 +10,14 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, selectinload
 
+from server.auth.reading import Reader
+from server.auth.token_labels import labels_served
 from server.environments.rules import reserved_label_refusal
 from server.models import ApiToken, Build, Job, JobState, Repository, Runner, RunnerState
 from server.models.base import as_utc, utcnow
 from server.queue.claims import runner_serves, runs_on_host
 from server.queue.lost_copies import copy_waits
 from server.queue.reports import close_job
-from server.queue.token_labels import labels_served
-from server.reading import Reader
 
 
 class NotPending(Exception):

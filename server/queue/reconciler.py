@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
-from server.builds.service import fail_build
 from server.config import Settings
 from server.db import session_scope
+from server.events import events_of
 from server.models import Build, BuildState, Job, JobState
 from server.models.base import as_utc, utcnow
 from server.queue.liveness import up_since
@@ -68,11 +68,8 @@ def _replan(session: Session, settings: Settings, now: dt.datetime) -> tuple[Sta
         if now - last < first * (2**build.plan_attempts):
             continue
         if build.plan_attempts >= MAX_PLAN_ATTEMPTS:
-            fail_build(
-                build,
-                BuildState.errored,
-                f"Greenlight could not plan this build after {MAX_PLAN_ATTEMPTS} tries",
-            )
+            reason = f"Greenlight could not plan this build after {MAX_PLAN_ATTEMPTS} tries"
+            events_of(session).planning_given_up(build, reason)
             given_up.append(build.id)
             continue
         replan.before[build.id] = build.plan_requested_at

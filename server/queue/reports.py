@@ -14,8 +14,8 @@ from typing import NamedTuple
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from runner.log_budget import LogMeter
-from runner.spec import (
+from contract.log_budget import LogMeter
+from contract.spec import (
     JobFinished,
     JobReleased,
     LogBatch,
@@ -25,9 +25,11 @@ from runner.spec import (
     StepOutcome,
     StepStarted,
 )
-from server.builds.service import LockedBuild, expire_if_loaded, refresh_build_state
+from server.auth.token_labels import labels_served
+from server.auth.tokens import token_hash
 from server.config import Settings
-from server.db import insert_for, postgres_first_row
+from server.db import expire_if_loaded, insert_for, postgres_first_row
+from server.events import LockedBuild, events_of
 from server.metrics import observe
 from server.models import (
     ApiToken,
@@ -45,8 +47,6 @@ from server.models.base import utcnow
 from server.queue.claim_statement import PLAN_FOR_CLAIM_SQL
 from server.queue.claims import RunnerIdentity
 from server.queue.lost_copies import stops_by
-from server.queue.token_labels import labels_served
-from server.queue.tokens import token_hash
 
 logger = logging.getLogger(__name__)
 
@@ -105,12 +105,12 @@ def release_job(session: Session, job: Job, released: JobReleased) -> None:
     job.stops_by = None  # no step ran, and the runner gives it back: it runs no copy
     job.last_announced_at = None
     session.flush()
-    refresh_build_state(session, job.build_id)
+    events_of(session).job_ended(session, job.build_id)
 
 
 def append_log(session: Session, job: Job, batch: LogBatch, budget: LogBudget | None = None) -> None:
     """Store a batch, within the job's log budget whatever the runner sent: a runner meters its
-    output itself (``runner/log_budget.py``), and this meters it again against what is stored."""
+    output itself (``contract/log_budget.py``), and this meters it again against what is stored."""
     _step(session, job, batch.step_index)
     lines = _within_budget(session, job, batch, budget or LogBudget())
     insert = insert_for(session)
@@ -228,7 +228,7 @@ def finish_job_by_token(
         raise JobClosed(f"job {job_id} is not running under this token")
     observe.job_closed(session, state.value, closed.started_at, now)
     expire_if_loaded(session, Job, job_id)
-    refresh_build_state(
+    events_of(session).job_ended(
         session,
         closed.build_id,
         locked=LockedBuild(BuildState(closed.build_state), closed.event, closed.deploys_on_green),
@@ -352,7 +352,7 @@ def close_job(
     session.flush()
     # Lock order is always job → build; a runner's busy/idle is derived from its running jobs,
     # so closing a job never locks the runner row (claims lock runner → job → build).
-    refresh_build_state(session, job.build_id)
+    events_of(session).job_ended(session, job.build_id)
 
 
 def _step(session: Session, job: Job, index: int) -> Step:

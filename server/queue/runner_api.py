@@ -8,8 +8,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, HTTPException, Request, Response
 from sqlalchemy.orm import Session
 
-from runner.logs import bind
-from runner.spec import (
+from contract.logs import bind
+from contract.spec import (
     ClaimedJob,
     ClaimRequest,
     HeartbeatReply,
@@ -22,10 +22,10 @@ from runner.spec import (
     StepFinished,
     StepStarted,
 )
-from server.auth import BearerDep
+from server.auth.users import BearerDep
 from server.db import after_commit
-from server.deploys.hooks import deploy_copies_stopped
 from server.deps import AppState, SessionDep, StateDep
+from server.events import events_of
 from server.models import ApiToken, Job, Runner, RunnerState
 from server.queue import job_cycle, reports
 from server.queue.claims import renew_lease
@@ -111,7 +111,7 @@ def _announce_released(session: Session, state: AppState, released: Released) ->
     """New attempts the lost copies held back, and deploy jobs of environments they kept locked,
     are announced as soon as this is committed (the reconciler would, a few seconds later)."""
     announcements = announcement_labels(session, released.attempts)
-    announcements += deploy_copies_stopped(session, released.deploy_builds)
+    announcements += events_of(session).copies_stopped(session, released.deploy_builds)
     if not announcements:
         return
 

@@ -8,9 +8,9 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, selectinload
 
+from server.auth.reading import Reader
 from server.models import ApiToken, Build, Job, JobState, Runner, RunnerState
 from server.models.base import as_utc, utcnow
-from server.reading import Reader
 
 
 @dataclass(frozen=True)

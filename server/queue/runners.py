@@ -9,7 +9,9 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from runner.spec import ALL_LABELS, RunnerRegistration
+from contract.spec import ALL_LABELS, RunnerRegistration
+from server.auth.token_labels import labels_not_allowed, labels_served
+from server.auth.tokens import find_token, token_hash
 from server.config import Settings
 from server.models import ApiToken, Job, JobState, Runner, RunnerState, TokenKind
 from server.models.base import as_utc, utcnow
@@ -17,8 +19,6 @@ from server.queue.claim_statement import before_claim
 from server.queue.claims import RunnerIdentity
 from server.queue.lost_copies import Released, confirm_stopped, stops_by
 from server.queue.reports import close_job
-from server.queue.token_labels import labels_not_allowed, labels_served
-from server.queue.tokens import find_token, token_hash
 
 logger = logging.getLogger(__name__)
 

@@ -6,8 +6,8 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from runner.git_access import has_secret_userinfo, redact_urls
-from runner.names import FULL_NAME_SHAPE, is_full_name, name_key
+from contract.git_access import has_secret_userinfo, redact_urls
+from contract.names import FULL_NAME_SHAPE, is_full_name, name_key
 from server.models import Repository
 
 

@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, HTTPException, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
-from server.auth import UserDep
+from server.auth.users import UserDep
 from server.deps import SessionDep, StateDep
 from server.models import Repository, RepositoryCredential
 from server.secrets.credentials import CredentialError, delete_credential, describe, set_credential

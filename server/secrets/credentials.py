@@ -9,11 +9,11 @@ from collections.abc import Callable
 
 from sqlalchemy.orm import Session
 
-from runner.git_access import fetch_source
-from runner.spec import DEFAULT_HTTPS_USERNAME, GitCredential
+from contract.git_access import fetch_source
+from contract.spec import DEFAULT_HTTPS_USERNAME, GitCredential
+from server.crypto import SecretCipher, UndecryptableSecret
 from server.models import Repository, RepositoryCredential
 from server.models.base import utcnow
-from server.secrets.crypto import SecretCipher, UndecryptableSecret
 
 logger = logging.getLogger(__name__)
 

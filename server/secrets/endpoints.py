@@ -9,14 +9,14 @@ from typing import Annotated, Any, TypeVar
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from pydantic import BaseModel, ValidationError
 
-from server.auth import UserDep
+from server.auth.users import UserDep
 from server.deps import SessionDep, StateDep
+from server.lean import parse_json
 from server.models import Repository, Secret
 from server.models.secret import ANY_ENVIRONMENT
 from server.repos.service import get_repository
 from server.secrets.schemas import SecretIn, SecretOut
 from server.secrets.service import SecretError, delete_secret, list_secrets, set_secret
-from server.web.lean import parse_json
 
 Model = TypeVar("Model", bound=BaseModel)
 router = APIRouter(prefix="/api/repos/{owner}/{name}/secrets", tags=["secrets"])

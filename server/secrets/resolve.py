@@ -18,11 +18,11 @@ from dataclasses import dataclass, field
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from runner.spec import MAX_REASON
+from contract.spec import MAX_REASON
+from server.crypto import SecretCipher, UndecryptableSecret
 from server.models import Secret
 from server.models.secret import ANY_ENVIRONMENT
 from server.pipelines.branch_globs import branch_matches
-from server.secrets.crypto import SecretCipher, UndecryptableSecret
 from server.secrets.service import bound_to
 
 

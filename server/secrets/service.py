@@ -9,12 +9,12 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from runner.spec import MIN_SECRET_LENGTH
+from contract.spec import MIN_SECRET_LENGTH
+from server.crypto import SecretCipher
 from server.models import Repository, Secret
 from server.models.base import utcnow
 from server.models.secret import ANY_ENVIRONMENT
 from server.pipelines.branch_globs import GlobError, check_glob
-from server.secrets.crypto import SecretCipher
 
 NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]{0,99}$"
 _NAME = re.compile(NAME_PATTERN)

@@ -11,13 +11,13 @@ from typing import Annotated
 from fastapi import APIRouter, Form, HTTPException, Request
 from fastapi.responses import RedirectResponse
 
+from server.auth.session import ViewerDep, check_csrf
 from server.builds import control
 from server.builds.actions import announce_after_commit, build_or_404, rerun_job_or_refuse
 from server.deps import SessionDep, StateDep
 from server.models import ApiToken
 from server.queue.pending import NotPending, cancel_pending_job, change_pending_job
 from server.web.login import local_path
-from server.web.session import ViewerDep, check_csrf
 
 router = APIRouter(prefix="/-", include_in_schema=False)
 

@@ -10,9 +10,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 
+from server.auth.reading import current_reader
 from server.builds.listing import badge_state
 from server.deps import SessionDep
-from server.reading import current_reader
 from server.repos.service import get_repository
 
 # Badges of private repositories are served too (the SVG gives only the state); only a private

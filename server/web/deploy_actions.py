@@ -10,6 +10,7 @@ from fastapi import APIRouter, Form, HTTPException, Request
 from fastapi.responses import RedirectResponse
 from pydantic import ValidationError
 
+from server.auth.session import ViewerDep
 from server.deploys.actions import DeployRefused, approve_deployment, promote, rollback
 from server.deploys.messages import announce_after_commit
 from server.deps import SessionDep, StateDep
@@ -19,7 +20,6 @@ from server.models import Repository
 from server.repos.service import get_repository
 from server.web.actions import BackField, CsrfField, allowed
 from server.web.login import local_path
-from server.web.session import ViewerDep
 
 router = APIRouter(prefix="/-", include_in_schema=False)
 

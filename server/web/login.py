@@ -7,18 +7,18 @@ from typing import Annotated
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from server.deps import SessionDep, StateDep
-from server.models import TokenKind
-from server.models.base import utcnow
-from server.queue.tokens import find_token
-from server.web.render import render
-from server.web.session import (
+from server.auth.session import (
     SESSION_COOKIE,
     ViewerDep,
     check_csrf,
     secure_cookies,
     session_cookie_value,
 )
+from server.auth.tokens import find_token
+from server.deps import SessionDep, StateDep
+from server.models import TokenKind
+from server.models.base import utcnow
+from server.web.render import render
 
 router = APIRouter(prefix="/-", include_in_schema=False)
 

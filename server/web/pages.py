@@ -8,21 +8,22 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse
 
+from server.auth.reading import Reader, ReaderDep, current_reader
+from server.auth.session import ViewerDep, login_url
 from server.builds import queries
 from server.builds.listing import BuildFilter, branches_with_latest_build, dashboard_rows, filtered_builds
-from server.deploys.hooks import DEPLOY_EVENT
 from server.deploys.queries import all_environments, deployment_of_build, environments_out, history_out
 from server.deps import SessionDep, StateDep
 from server.github.schemas import github_statuses_out, status_reports_of
 from server.logs import queries as log_queries
 from server.logs.ansi import render_line
 from server.models import BuildState
+from server.models.build import DEPLOY_EVENT
+from server.queue.failed_jobs import failed_jobs
 from server.queue.pending import list_pending
 from server.queue.runner_views import runner_views
-from server.reading import Reader, ReaderDep, current_reader
 from server.repos.service import get_repository
 from server.web.render import render
-from server.web.session import ViewerDep, login_url
 
 router = APIRouter(include_in_schema=False, dependencies=[Depends(current_reader)])
 
@@ -85,9 +86,9 @@ def failed_page(request: Request, session: SessionDep, viewer: ViewerDep, reader
         (
             job,
             step,
-            [render_line(text) for text in queries.log_tail(session, job.id, step.index)] if step else [],
+            [render_line(text) for text in log_queries.log_tail(session, job.id, step.index)] if step else [],
         )
-        for job, step in queries.failed_jobs(session, reader, limit=50)
+        for job, step in failed_jobs(session, reader, limit=50)
     ]
     return render(request, "failed.html", {"failed": failed}, viewer)
 

@@ -11,8 +11,8 @@ from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 from markupsafe import Markup, escape
 
+from server.auth.session import csrf_token, remember_csrf_seed
 from server.models import ApiToken
-from server.web.session import csrf_token, remember_csrf_seed
 
 templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
 

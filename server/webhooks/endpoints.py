@@ -1,7 +1,7 @@
 """POST /webhooks/github: verify before parsing, store before replying, plan after committing.
 
 ``receive_webhook`` is a plain ASGI app, served ahead of FastAPI's router by ``LeanRoutes``
-(server/web/lean.py): FastAPI's per-request machinery cost more CPU than the delivery's own
+(server/lean.py): FastAPI's per-request machinery cost more CPU than the delivery's own
 work. The FastAPI route below documents the endpoint in the OpenAPI document and runs the same app.
 """
 
@@ -22,11 +22,11 @@ from fastapi import APIRouter, Request, Response
 from sqlalchemy.exc import DBAPIError, OperationalError
 from starlette.types import Receive, Scope, Send
 
-from runner.logs import bind
+from contract.logs import bind
 from server.db import after_commit, session_scope
 from server.deps import AppState
+from server.lean import BodyTooLarge, UnreadableJson, json_body, parse_json, read_body, send_json
 from server.metrics.observe import delivery_answered
-from server.web.lean import BodyTooLarge, UnreadableJson, json_body, parse_json, read_body, send_json
 from server.webhooks.events import MalformedPayload
 from server.webhooks.service import (
     DeliveryResult,

@@ -11,9 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from runner.names import ZERO_SHA, is_commit_sha, is_full_name
-
-_SKIP_MARKERS = ("[skip ci]", "[ci skip]")
+from contract.names import ZERO_SHA, is_commit_sha, is_full_name
+from server.pipelines.filters import asks_to_skip
 
 
 class MalformedPayload(ValueError):
@@ -47,12 +46,6 @@ class PushEvent:
     @property
     def skip_requested(self) -> bool:
         return asks_to_skip(self.commit_message)
-
-
-def asks_to_skip(text: str) -> bool:
-    """``[skip ci]`` or ``[ci skip]`` anywhere, in any case (a commit message or a PR title)."""
-    lowered = text.lower()
-    return any(marker in lowered for marker in _SKIP_MARKERS)
 
 
 def repository_name(payload: dict[str, Any]) -> str | None:

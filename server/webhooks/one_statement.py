@@ -21,10 +21,10 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from server.builds.service import NewBuild, first_state
 from server.models import BuildState
 from server.models.base import utcnow
 from server.webhooks.events import PushEvent
+from server.webhooks.new_builds import NewBuild, first_state
 from server.webhooks.pull_requests import PullRequestEvent
 from server.webhooks.statement_pool import StatementPool
 
@@ -35,7 +35,7 @@ UNREGISTERED = "is not registered with Greenlight"
 # delivery row, only one committed before it (a redelivery). The delivery references the build
 # created in the same statement: the foreign key is checked at the end of the statement, when
 # both rows exist. ``{repository_filter}`` narrows the repositories this statement may build for.
-# ``repo`` is at most one row: names are unique by their lower case (runner/names.py), as here.
+# ``repo`` is at most one row: names are unique by their lower case (contract/names.py), as here.
 _TEMPLATE = """
     WITH repo AS (
         SELECT id FROM repositories WHERE lower(full_name) = lower(:full_name) {repository_filter}

@@ -11,11 +11,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from runner.names import is_commit_sha
+from contract.names import is_commit_sha
+from server.pipelines.filters import asks_to_skip
 from server.webhooks.events import (
     Ignored,
     MalformedPayload,
-    asks_to_skip,
     bounded_text,
     https_url,
     is_valid_ref,

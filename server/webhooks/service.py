@@ -9,12 +9,12 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from server.builds.pull_requests import cancel_pull_request_builds
-from server.builds.service import NewBuild, create_pull_request_build, create_push_build, first_state
 from server.db import insert_for
 from server.github.outbox import request_status
 from server.models import BuildState, WebhookDelivery
 from server.repos.service import get_repository
 from server.webhooks.events import Ignored, PushEvent, parse_push, repository_name
+from server.webhooks.new_builds import NewBuild, create_pull_request_build, create_push_build, first_state
 from server.webhooks.one_statement import (
     UNREGISTERED,
     Stored,

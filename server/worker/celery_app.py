@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from celery import Celery
 
-from runner.broker import tolerate_restore_on_closed_connection
-from runner.spec import broker_transport_options
+from contract.broker import tolerate_restore_on_closed_connection
+from contract.spec import broker_transport_options
 from server.config import Settings
-from server.queue.transport import (
+from server.transport import (
     DEPLOY_CHECK_TASK,
     PLAN_BUILD_TASK,
     PLAN_BUILDS_TASK,

@@ -14,7 +14,7 @@ from server.db import after_commit, session_scope
 from server.deploys.checks import due_checks, run_deploy_check
 from server.deploys.service import advance
 from server.models import Deployment, DeploymentState
-from server.queue.transport import DEPLOY_CHECK_TASK, Transport
+from server.transport import DEPLOY_CHECK_TASK, Transport
 
 logger = logging.getLogger(__name__)
 

@@ -19,7 +19,7 @@ from server.github.deployments import send_due_deployments
 from server.github.redelivery import redeliver_failed
 from server.github.sender import send_due_statuses
 from server.models.base import utcnow
-from server.queue.transport import REDELIVER_TASK, SEND_DEPLOYMENTS_TASK, SEND_STATUSES_TASK
+from server.transport import REDELIVER_TASK, SEND_DEPLOYMENTS_TASK, SEND_STATUSES_TASK
 
 logger = logging.getLogger(__name__)
 

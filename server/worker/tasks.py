@@ -10,16 +10,15 @@ from celery import Celery
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
-from runner.logs import log_context
+from contract.logs import log_context
 from server.builds.planning import plan_build
 from server.builds.service import fail_build
 from server.config import Settings, get_settings
 from server.db import after_commit, make_engine, make_session_factory, session_scope
-from server.deploys.messages import deploy_messages, enable_deploy_messages
-from server.github.outbox import enable_status_reports
 from server.models import Build, BuildState
 from server.queue.reconciler import ReconcileResult, give_back_unsent, reconcile
-from server.queue.transport import PLAN_BUILD_TASK, PLAN_BUILDS_TASK, RECONCILE_TASK, Transport
+from server.transport import PLAN_BUILD_TASK, PLAN_BUILDS_TASK, RECONCILE_TASK, Transport
+from server.wiring import Domain, wire_domain
 from server.worker.celery_app import make_celery
 from server.worker.deploy_tasks import register_deploy_tasks
 from server.worker.deploy_tasks import sweep as sweep_deploys
@@ -33,6 +32,8 @@ class WorkerContext:
     settings: Settings
     session_factory: sessionmaker[Session]
     transport: Transport
+    # What ``wire_domain`` built for this session factory (``worker_app`` always wires it).
+    domain: Domain | None = None
 
 
 def register_tasks(celery: Celery, context: WorkerContext) -> None:
@@ -110,16 +111,11 @@ def worker_app() -> Celery:
     """The Celery app `greenlight worker` runs (``celery -A server.worker.tasks:worker_app``)."""
     settings = get_settings()
     celery = make_celery(settings)
-    context = WorkerContext(
-        settings, make_session_factory(make_engine(settings.database_url)), Transport(celery)
-    )
+    session_factory = make_session_factory(make_engine(settings.database_url))
+    transport = Transport(celery)
+    domain = wire_domain(session_factory, transport, reports_to_github=settings.reports_to_github)
+    context = WorkerContext(settings, session_factory, transport, domain)
     register_tasks(celery, context)
     register_github_tasks(celery, settings, context.session_factory)
     register_deploy_tasks(celery, settings, context.session_factory, context.transport)
-    enable_deploy_messages(
-        context.session_factory,
-        deploy_messages(context.transport, reports_to_github=settings.reports_to_github),
-    )
-    if settings.reports_to_github:
-        enable_status_reports(context.session_factory, notify=context.transport.request_status_report)
     return celery

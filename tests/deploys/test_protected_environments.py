@@ -15,6 +15,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session
 
 from server.app import create_app
+from server.auth.reading import SIGNED_IN
 from server.builds.listing import branches_with_latest_build, dashboard_rows
 from server.cli import remote
 from server.cli.main import cli
@@ -26,7 +27,6 @@ from server.environments.service import environment_for, set_rule
 from server.migrate import upgrade_to_head
 from server.models import Build, Deployment, DeploymentState, DeploymentTrigger, Job, JobState, Repository
 from server.pipelines.loader import load_pipeline
-from server.reading import SIGNED_IN
 from server.secrets.service import set_secret
 from tests import factories
 from tests.conftest import SECRET_KEY, WEBHOOK_SECRET, RecordingTransport

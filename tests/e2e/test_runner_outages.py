@@ -21,10 +21,10 @@ import pytest
 import redis
 from celery import Celery
 
-from runner.spec import JOB_AVAILABLE_TASK, label_queue
+from contract.spec import JOB_AVAILABLE_TASK, label_queue
 from server.db import make_engine, make_session_factory
 from server.models import Repository
-from server.queue.transport import Transport
+from server.transport import Transport
 from tests.e2e.conftest import running_stack
 from tests.e2e.stack import Stack, containers_of
 from tests.fixtures import push_payload

@@ -11,9 +11,9 @@ from urllib.parse import quote
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from contract.spec import MIN_SECRET_LENGTH, LogLine
 from runner.executors.lines import LineSplitter
 from runner.masking import MASK, SecretMasker
-from runner.spec import MIN_SECRET_LENGTH, LogLine
 from server.logs.ansi import strip_ansi
 
 FUZZ = settings(max_examples=400, deadline=None)

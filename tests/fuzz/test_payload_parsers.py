@@ -8,7 +8,7 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from runner.names import is_commit_sha, is_full_name
+from contract.names import is_commit_sha, is_full_name
 from server.webhooks.events import Ignored, MalformedPayload, PushEvent, is_valid_ref, parse_push
 from server.webhooks.pull_requests import PullRequestClosed, PullRequestEvent, parse_pull_request
 from tests.fixtures import github_payload

@@ -17,7 +17,7 @@ from server.builds.control import cancel_build, rerun_build
 from server.builds.planning import plan_build
 from server.config import Settings
 from server.github.client import GitHubClient
-from server.github.outbox import enable_status_reports
+from server.github.outbox import StatusOutbox
 from server.github.sender import MAX_ATTEMPTS, SendResult, send_due_statuses
 from server.github.statuses import PIPELINE_CONTEXT
 from server.models import Build, BuildState, GitHubStatusReport, Job, JobState
@@ -40,7 +40,7 @@ PIPELINE = "image: greenlight-test/debian:bookworm\nsteps:\n  - name: test\n    
 def woken(session_factory: sessionmaker[Session]) -> list[int]:
     """Reporting enabled as a process with a token has it; the wake-ups sent after commit."""
     messages: list[int] = []
-    enable_status_reports(session_factory, notify=messages.append)
+    StatusOutbox(enabled=True, notify=messages.append).attach(session_factory)
     return messages
 
 
@@ -369,7 +369,7 @@ def test_a_report_whose_wake_up_was_lost_is_sent_by_the_schedule(
     session_factory: sessionmaker[Session], settings: Settings, tmp_path: Path,
     fake_github: FakeGitHub, github: GitHubClient,
 ) -> None:  # fmt: skip
-    enable_status_reports(session_factory, notify=None)  # e.g. the broker was down at commit time
+    StatusOutbox(enabled=True, notify=None).attach(session_factory)  # e.g. the broker was down at commit time
     build_id, sha = new_build(session_factory, tmp_path)
     plan(session_factory, settings, build_id)
     assert send(session_factory, github).sent  # the periodic pass, no build named

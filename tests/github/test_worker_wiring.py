@@ -12,10 +12,10 @@ from sqlalchemy.orm import Session, sessionmaker
 from server.app import create_app
 from server.builds.planning import plan_build
 from server.config import Settings
-from server.github.outbox import enable_status_reports, request_status
+from server.github.outbox import StatusOutbox, request_status
 from server.github.statuses import PIPELINE_CONTEXT
 from server.models import BuildState, GitHubStatusReport
-from server.queue.transport import REDELIVER_TASK, SEND_STATUSES_TASK
+from server.transport import REDELIVER_TASK, SEND_STATUSES_TASK
 from server.worker.celery_app import make_celery
 from server.worker.github_tasks import register_github_tasks
 from tests import factories
@@ -48,7 +48,9 @@ def test_a_commit_wakes_the_worker_task_which_sends_the_status(
     celery = make_celery(settings)
     register_github_tasks(celery, settings, session_factory)
     # The wake-up runs the task in place here; in production it is a Celery message.
-    enable_status_reports(session_factory, notify=lambda build_id: celery.tasks[SEND_STATUSES_TASK](build_id))
+    StatusOutbox(enabled=True, notify=lambda build_id: celery.tasks[SEND_STATUSES_TASK](build_id)).attach(
+        session_factory
+    )
     sha = services.make_git_repo(tmp_path / "work", {".greenlight.yml": PIPELINE})
     url = services.make_bare_clone(tmp_path / "work", tmp_path / "origin.git")
     with session_factory.begin() as session:

@@ -11,9 +11,9 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session, sessionmaker
 
+from contract.spec import LogLine
 from runner.executors.lines import LineSplitter
 from runner.masking import SecretMasker
-from runner.spec import LogLine
 from server.models import Build, Job, JobState, LogChunk, StepState
 from tests import factories
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from server.auth.reading import SIGNED_IN
 from server.builds.listing import branches_with_latest_build, dashboard_rows
 from server.db import make_engine, make_session_factory
 from server.logs import queries
 from server.migrate import upgrade_to_head
 from server.models import LogChunk
-from server.reading import SIGNED_IN
 from tests import factories
 
 

@@ -12,10 +12,10 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from runner.workspace import WorkspaceError, prepare_workspace
 from server.builds.planning import plan_build
-from server.builds.service import create_pull_request_build
 from server.config import Settings
 from server.models import Build, BuildState, Repository, StepState
 from server.queue.claims import job_spec
+from server.webhooks.new_builds import create_pull_request_build
 from server.webhooks.pull_requests import PullRequestEvent
 from tests.support import services
 

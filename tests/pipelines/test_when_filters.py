@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
-from runner.spec import JobFinished, StepFinished, StepOutcome
+from contract.spec import JobFinished, StepFinished, StepOutcome
 from server.builds.control import rerun_job
 from server.builds.planning import plan_build
 from server.config import Settings

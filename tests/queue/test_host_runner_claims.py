@@ -17,6 +17,7 @@ from server.db import make_engine, make_session_factory
 from server.migrate import upgrade_to_head
 from server.models import Job, JobState, Repository, Runner, RunnerState
 from server.queue.claims import RunnerIdentity, claim_next_job
+from server.wiring import wire_domain
 from tests import factories
 from tests.conftest import SECRET_KEY, WEBHOOK_SECRET
 from tests.queue.test_runner_api import claim, register
@@ -209,7 +210,9 @@ def test_the_embedded_claim_on_sqlite_keeps_forks_other_repositories_and_deploys
         secret_key=SECRET_KEY,
     )  # fmt: skip
     try:
-        with make_session_factory(engine)() as session:
+        sessions = make_session_factory(engine)
+        wire_domain(sessions, None, reports_to_github=False)
+        with sessions() as session:
             queued_job(session, "acme/fork", allow_host_runner=True, from_fork=True, priority=9)
             queued_job(session, "acme/closed", priority=8)
             queued_job(session, "acme/deploys", allow_host_runner=True, environment="staging", priority=7)

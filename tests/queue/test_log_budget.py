@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session, sessionmaker
 
-from runner.log_budget import MAX_STORED_LINE_CHARS
+from contract.log_budget import MAX_STORED_LINE_CHARS
 from server.app import create_app
 from server.config import Settings
 from server.models import LogChunk

@@ -15,9 +15,9 @@ from fastapi.testclient import TestClient
 from pydantic import ValidationError
 from sqlalchemy.orm import Session, sessionmaker
 
+from contract.spec import JobFinished, StepOutcome
 from runner.executors.docker import EXIT_GRACE_SECONDS, READER_GRACE_SECONDS
 from runner.job import TEARDOWN_WAIT_SECONDS
-from runner.spec import JobFinished, StepOutcome
 from server.builds.control import rerun_job
 from server.config import Settings
 from server.db import make_engine, make_session_factory
@@ -28,6 +28,7 @@ from server.queue.claims import RunnerIdentity, claim_next_job
 from server.queue.lost_copies import STOP_GRACE, confirm_stopped
 from server.queue.reconciler import reconcile
 from server.queue.reports import finish_job_by_token
+from server.wiring import wire_domain
 from tests import factories
 from tests.conftest import SECRET_KEY, WEBHOOK_SECRET, RecordingTransport
 from tests.queue.test_reconciler import api_up_for
@@ -288,7 +289,9 @@ def embedded(tmp_path: Path) -> Iterator[tuple[sessionmaker[Session], Settings]]
         secret_key=SECRET_KEY,
     )  # fmt: skip
     try:
-        yield make_session_factory(engine), settings
+        factory = make_session_factory(engine)
+        wire_domain(factory, None, reports_to_github=False)
+        yield factory, settings
     finally:
         engine.dispose()
 

@@ -12,8 +12,8 @@ import sqlalchemy as sa
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session, sessionmaker
 
+from contract.spec import ClaimRequest, JobFinished, StepOutcome
 from runner.client import new_claim_key
-from runner.spec import ClaimRequest, JobFinished, StepOutcome
 from server.builds import control
 from server.config import Settings
 from server.deps import AppState

@@ -12,7 +12,7 @@ from server.config import Settings
 from server.models import Build, BuildState, Job, JobState, Runner, RunnerState, ServiceLiveness, StepState
 from server.models.base import as_utc, utcnow
 from server.queue.reconciler import give_back_unsent, reconcile
-from server.queue.transport import RECONCILE_TASK, Transport
+from server.transport import RECONCILE_TASK, Transport
 from server.worker.celery_app import make_celery
 from server.worker.tasks import WorkerContext, register_tasks
 from tests import factories

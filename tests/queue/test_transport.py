@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from server.config import Settings
 from server.models import Build, BuildState, Repository
 from server.queue.reconciler import MAX_PLAN_ATTEMPTS
-from server.queue.transport import (
+from server.transport import (
     PLAN_BUILD_TASK,
     PLAN_BUILDS_TASK,
     RECONCILE_TASK,

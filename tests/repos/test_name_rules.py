@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from runner.names import is_commit_sha, is_full_name, name_key
+from contract.names import is_commit_sha, is_full_name, name_key
 
 ROOT = Path(__file__).resolve().parents[2]
 

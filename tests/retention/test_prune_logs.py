@@ -140,7 +140,7 @@ def test_a_newer_deploy_build_does_not_make_the_latest_push_of_its_branch_old(
 def test_a_chunk_stored_through_the_runner_api_knows_its_size(
     session: Session, session_factory: sessionmaker[Session]
 ) -> None:
-    from runner.spec import LogBatch, LogLine
+    from contract.spec import LogBatch, LogLine
     from server.queue.reports import append_log
 
     repo = factories.repository(session)

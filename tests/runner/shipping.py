@@ -8,10 +8,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from contract.spec import LogBatch, LogBudget, StepFinished, StepStarted
 from runner.delivery import Contact, Delivery
 from runner.masking import SecretMasker
 from runner.reporter import LogShipper
-from runner.spec import LogBatch, LogBudget, StepFinished, StepStarted
 
 
 def delivery_for(

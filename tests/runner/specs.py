@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import secrets
 
-from runner.spec import JobSpec, Limits, ServiceSpec, StepSpec
+from contract.spec import JobSpec, Limits, ServiceSpec, StepSpec
 
 MiB = 1024 * 1024
 

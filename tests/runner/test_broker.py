@@ -6,7 +6,7 @@ from __future__ import annotations
 import kombu
 import pytest
 
-from runner.broker import tolerate_restore_on_closed_connection
+from contract.broker import tolerate_restore_on_closed_connection
 from tests.support import services
 
 pytestmark = pytest.mark.integration

@@ -10,8 +10,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+from contract.spec import JobFinished, StepOutcome
 from runner.client import JobClosedError, RunnerApi, RunnerApiError, ServerUnavailable
-from runner.spec import JobFinished, StepOutcome
 from tests.support import services
 
 

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
+from contract.spec import HeartbeatReply, LogBatch, LogLine
 from runner.client import ServerUnavailable
 from runner.delivery import Contact
 from runner.executors.lines import CountingSink, join_readers
 from runner.reporter import Heartbeat, LogShipper
-from runner.spec import HeartbeatReply, LogBatch, LogLine
 from runner.spool import RESERVE_BYTES, Spool, SpoolFull
 from tests.runner.shipping import delivery_for
 

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
+from contract.spec import HeartbeatReply, LogBatch, LogLine
 from runner import delivery as delivery_module
 from runner.client import JobClosedError, ServerUnavailable
 from runner.delivery import Contact
 from runner.reporter import Heartbeat
-from runner.spec import HeartbeatReply, LogBatch, LogLine
 from tests.runner.shipping import delivery_for
 
 

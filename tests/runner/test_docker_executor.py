@@ -16,12 +16,12 @@ import pytest
 from docker.models.images import ImageCollection
 from pydantic import SecretStr
 
+from contract.spec import JobSpec, LogLine, StepOutcome, StepSpec
 from runner.config import RunnerSettings
 from runner.executors.base import ExecutorError, StepResult
 from runner.executors.docker import RUNNER_LABEL, DockerExecutor
 from runner.executors.docker_engine import sweep_orphans
 from runner.masking import MASK
-from runner.spec import JobSpec, LogLine, StepOutcome, StepSpec
 from runner.worker import legacy_runner_names
 from server.logs.ansi import strip_ansi
 from tests.runner import specs

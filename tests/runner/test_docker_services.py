@@ -12,10 +12,10 @@ from typing import Any
 import docker
 import pytest
 
+from contract.spec import ReadinessSpec, ServiceSpec, StepOutcome
 from runner.executors.docker import DockerExecutor
 from runner.executors.docker_engine import sweep_orphans
 from runner.executors.sidecars import SERVICE_LABEL
-from runner.spec import ReadinessSpec, ServiceSpec, StepOutcome
 from tests.runner import specs
 from tests.runner import test_docker_executor as base
 from tests.runner.test_docker_executor import IMAGE, engine, job_containers, make_step, run

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from docker.errors import APIError
 
+from contract.spec import LogLine, StepOutcome
 from runner.executors.docker import DockerExecutor
-from runner.spec import LogLine, StepOutcome
 from tests.runner import specs
 from tests.runner.test_docker_executor import IMAGE, engine, image, make_step, pytestmark  # noqa: F401
 from tests.runner.test_docker_services import web

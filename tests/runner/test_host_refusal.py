@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy.orm import Session
 
+from contract.spec import RunnerRegistration
 from runner.agent import RunnerAgent
 from runner.client import RunnerApi
 from runner.config import RunnerSettings
-from runner.spec import RunnerRegistration
 from server.models import Job, JobState, Step, StepState
 from tests import factories
 from tests.support.server_process import running_server, server_env

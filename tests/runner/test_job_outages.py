@@ -11,11 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from runner import delivery as delivery_module
-from runner.client import JobClosedError, RunnerApiError, ServerUnavailable
-from runner.executors.base import StepResult
-from runner.job import JobRun
-from runner.spec import (
+from contract.spec import (
     ClaimedJob,
     HeartbeatReply,
     JobFinished,
@@ -26,6 +22,10 @@ from runner.spec import (
     StepOutcome,
     StepSpec,
 )
+from runner import delivery as delivery_module
+from runner.client import JobClosedError, RunnerApiError, ServerUnavailable
+from runner.executors.base import StepResult
+from runner.job import JobRun
 from tests.runner.shipping import report_of
 from tests.support import services
 

@@ -9,9 +9,7 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
-from runner.executors.base import ExecutorError, StepResult
-from runner.job import JobRun
-from runner.spec import (
+from contract.spec import (
     ClaimedJob,
     ClaimRequest,
     HeartbeatReply,
@@ -21,6 +19,8 @@ from runner.spec import (
     StepOutcome,
     StepSpec,
 )
+from runner.executors.base import ExecutorError, StepResult
+from runner.job import JobRun
 from tests.runner.shipping import report_of
 from tests.support import services
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
+from contract.spec import ClaimedJob, JobSpec, Limits, LogBatch, LogLine, StepOutcome, StepSpec
 from runner.job import JobRun
 from runner.masking import MASK
-from runner.spec import ClaimedJob, JobSpec, Limits, LogBatch, LogLine, StepOutcome, StepSpec
 from tests.runner.test_job_run import FakeApi, FakeExecutor, reported
 from tests.support import services
 

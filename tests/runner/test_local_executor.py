@@ -16,12 +16,12 @@ from pathlib import Path
 
 import pytest
 
+from contract.spec import JobSpec, LogLine, ServiceSpec, StepOutcome, StepSpec
 from runner.executors.base import ExecutorError, StepResult
 from runner.executors.lines import MAX_LINE_CHARS
 from runner.executors.local import STEP_PATH, LocalExecutor
 from runner.executors.step_processes import processes_of
 from runner.executors.step_user import StepUser, StepUsers
-from runner.spec import JobSpec, LogLine, ServiceSpec, StepOutcome, StepSpec
 from tests.runner import specs
 from tests.runner.specs import MiB
 

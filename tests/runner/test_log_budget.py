@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from contract.spec import LogBatch, LogBudget, LogLine
 from runner.reporter import MAX_BATCH_BYTES
-from runner.spec import LogBatch, LogBudget, LogLine
 from tests.runner.shipping import shipping
 
 

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from runner.logs import FORMAT_ENV, configure_logging, in_this_context, log_context
+from contract.logs import FORMAT_ENV, configure_logging, in_this_context, log_context
 
 
 @pytest.fixture

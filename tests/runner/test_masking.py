@@ -13,10 +13,10 @@ from urllib.parse import quote, quote_plus
 
 import pytest
 
+from contract.spec import LogBatch, LogLine
 from runner.executors import lines as lines_module
 from runner.executors.lines import MAX_LINE_CHARS, LineSplitter
 from runner.masking import MASK, SecretMasker
-from runner.spec import LogBatch, LogLine
 from server.logs.ansi import strip_ansi
 from tests.runner.shipping import shipping
 

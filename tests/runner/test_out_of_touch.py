@@ -7,8 +7,8 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
+from contract.spec import ClaimedJob, StepOutcome
 from runner.client import ServerUnavailable
-from runner.spec import ClaimedJob, StepOutcome
 from tests.runner.test_job_run import FakeApi, FakeExecutor, claimed  # noqa: F401 (a fixture)
 from tests.runner.test_stopped_jobs import agent_for, wait_for
 

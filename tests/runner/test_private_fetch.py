@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from runner.git_access import git_access
-from runner.spec import GitCredential, JobSpec
+from contract.git_access import git_access
+from contract.spec import GitCredential, JobSpec
 from runner.workspace import WorkspaceError, prepare_workspace
 from tests.runner.specs import make_job
 from tests.support import services

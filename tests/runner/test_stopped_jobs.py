@@ -10,13 +10,13 @@ from pathlib import Path
 
 import pytest
 
+from contract.spec import ClaimedJob, JobFinished, StepOutcome
 from runner import job
 from runner.agent import RunnerAgent
 from runner.client import JobClosedError, ServerUnavailable
 from runner.config import RunnerSettings
 from runner.executors.base import ExecutorError
 from runner.job import JobRun
-from runner.spec import ClaimedJob, JobFinished, StepOutcome
 from tests.runner.test_job_run import FakeApi, FakeExecutor, claimed  # noqa: F401 (a fixture)
 
 

@@ -16,13 +16,13 @@ import docker
 import pytest
 from docker.errors import NotFound
 
+from contract.spec import RunnerRegistered, RunnerRegistration
 from runner.agent import RunnerAgent
 from runner.config import RunnerSettings
 from runner.executors.docker import IDENTITY_LABEL, RUNNER_LABEL
 from runner.executors.docker_engine import engine_id, sweep_orphans
 from runner.executors.step_processes import none_running
 from runner.executors.step_user import StepUser
-from runner.spec import RunnerRegistered, RunnerRegistration
 from tests.runner.test_local_executor import unused_uid
 
 IMAGE = os.environ.get("GREENLIGHT_TEST_IMAGE", "greenlight-test/debian:bookworm")

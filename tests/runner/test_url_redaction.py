@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from runner.git_access import fetch_source, redact_urls
+from contract.git_access import fetch_source, redact_urls
 
 
 @pytest.mark.parametrize(

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from server.config import InsecureSettingsError, Settings
-from server.secrets.crypto import KEY_FILE, SecretCipher, SecretKeyError, UndecryptableSecret, new_key
+from server.crypto import KEY_FILE, SecretCipher, SecretKeyError, UndecryptableSecret, new_key
 
 VALUE = "hunter2-but-longer"
 

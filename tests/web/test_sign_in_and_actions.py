@@ -11,9 +11,9 @@ from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session, sessionmaker
 
 from server.app import create_app
+from server.auth.session import CSRF_COOKIE, SESSION_COOKIE
 from server.config import Settings
 from server.models import ApiToken, Build, BuildState, Job, JobState
-from server.web.session import CSRF_COOKIE, SESSION_COOKIE
 from tests import factories
 from tests.conftest import RecordingTransport
 

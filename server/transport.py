@@ -15,7 +15,7 @@ from typing import Any
 
 from celery import Celery
 
-from runner.spec import JOB_AVAILABLE_TASK, label_queue
+from contract.spec import JOB_AVAILABLE_TASK, label_queue
 
 logger = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 
-from runner.spec import ALL_LABELS
+from contract.spec import ALL_LABELS
 
 # A runner token created without --labels serves the label build jobs get by default (and runners
 # register with by default), not deploy jobs (label "deploy"): deploying is given explicitly, and

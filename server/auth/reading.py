@@ -20,10 +20,10 @@ import sqlalchemy as sa
 from fastapi import Depends, HTTPException, Request
 from sqlalchemy.orm import Session
 
+from server.auth.session import SESSION_COOKIE, LoginRequired, signed_in_token
+from server.auth.tokens import find_token
 from server.deps import AppState, SessionDep, StateDep
 from server.models import Repository, TokenKind
-from server.queue.tokens import find_token
-from server.web.session import SESSION_COOKIE, LoginRequired, signed_in_token
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 
 from pydantic import ValidationError
 
-from runner.spec import GitCredential
+from contract.spec import GitCredential
 
 _HOST_VARIABLE = "GREENLIGHT_GIT_HOST"
 _USERNAME_VARIABLE = "GREENLIGHT_GIT_USERNAME"

@@ -5,7 +5,7 @@ logged while they are bound.
 Ids are bound with ``log_context`` (a ``contextvars`` context: per thread, per asyncio task) or
 passed per call as ``extra={"job_id": ...}``. A new thread starts with an empty context; start it
 with ``in_this_context(target)`` to carry the ids over. Shared by the server and the runner: it
-depends on the standard library only, like ``runner/spec.py``.
+depends on the standard library only, like ``contract/spec.py``.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import IO, Any
 
-from runner.git_access import redact_urls
+from contract.git_access import redact_urls
 
 IDS = ("delivery_id", "build_id", "job_id", "runner_id")
 FORMAT_ENV = "GREENLIGHT_LOG_FORMAT"  # "json" or "text"; unset: json unless stderr is a terminal
@@ -132,7 +132,9 @@ def dict_config(level: str = "INFO", stream: IO[str] | None = None) -> dict[str,
     """The same set-up as ``configure_logging`` for ``logging.config.dictConfig`` users (uvicorn's
     ``log_config``, applied in every worker process it starts); uvicorn's own loggers go through it."""
     formatter = (
-        "runner.logs.JsonLinesFormatter" if wants_json(stream or sys.stderr) else "runner.logs.TextFormatter"
+        "contract.logs.JsonLinesFormatter"
+        if wants_json(stream or sys.stderr)
+        else "contract.logs.TextFormatter"
     )
     return {
         "version": 1,

@@ -6,10 +6,10 @@ from typing import Annotated
 
 from fastapi import Depends, Header, HTTPException
 
+from server.auth.tokens import find_token
 from server.deps import SessionDep
 from server.models import ApiToken, TokenKind
 from server.models.base import utcnow
-from server.queue.tokens import find_token
 
 
 async def bearer_token(authorization: Annotated[str | None, Header()] = None) -> str:

@@ -16,7 +16,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session, sessionmaker
 
-from runner.spec import JobFinished, RunnerRegistration
+from contract.spec import JobFinished, RunnerRegistration
 from server.app import create_app
 from server.config import Settings
 from server.db import make_engine, make_session_factory
@@ -27,6 +27,7 @@ from server.queue import reports
 from server.queue.claims import claim_next_job
 from server.queue.runners import identify_runner, register_runner, runner_token
 from server.secrets.service import set_secret
+from server.wiring import wire_domain
 from tests import factories
 from tests.conftest import SECRET_KEY, WEBHOOK_SECRET, RecordingTransport
 from tests.queue.test_runner_api import as_job, claim
@@ -218,7 +219,9 @@ def test_on_sqlite_claims_are_limited_to_what_the_token_allows_too(tmp_path: Pat
         secret_key=SECRET_KEY,
     )  # fmt: skip
     engine = make_engine(url)
-    with make_session_factory(engine)() as session:
+    sessions = make_session_factory(engine)
+    wire_domain(sessions, None, reports_to_github=False)
+    with sessions() as session:
         token = factories.runner_token(session, "narrowed", labels=["*"])
         every = RunnerRegistration(
             name="r", hostname="h", labels=["*"], concurrency=1, version="t", executor="docker"

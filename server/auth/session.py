@@ -36,7 +36,7 @@ class LoginRequired(Exception):
 def _key(settings: Settings) -> bytes:
     secret = settings.secret_key.get_secret_value()
     if not secret:  # embedded mode: the data directory's generated key
-        from server.secrets.crypto import embedded_key
+        from server.crypto import embedded_key
 
         secret = embedded_key(settings.data_dir)
     return hashlib.sha256(b"greenlight browser sessions\0" + secret.encode()).digest()

@@ -13,7 +13,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, SecretStr, model_validator
 
-from runner.names import SHA_PATTERN
+from contract.names import SHA_PATTERN
 
 # The longest reason (why a step or job ended, why a step was refused) the contract carries.
 MAX_REASON = 2000
@@ -167,7 +167,7 @@ DEFAULT_OUTAGE_SECONDS = 600.0
 class LogBudget(BaseModel):
     """How much of a job's output is kept (the server's settings, sent with the job): what a step
     prints beyond ``step_bytes``, or the job beyond ``job_bytes``, is dropped, by the runner
-    and again by the server (``runner/log_budget.py``), and the log says how much."""
+    and again by the server (``contract/log_budget.py``), and the log says how much."""
 
     model_config = ConfigDict(frozen=True)
 

@@ -1,4 +1,4 @@
-"""A job's log against its budget (``runner.spec.LogBudget``): the runner meters what it sends,
+"""A job's log against its budget (``contract.spec.LogBudget``): the runner meters what it sends,
 and the server meters again what it stores, so a runner that ignores the budget cannot fill the
 database either. Both use this one meter (it depends on the contract only, like ``spec``).
 
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 
-from runner.spec import MAX_LOG_LINE_CHARS, LogBudget, LogLine
+from contract.spec import MAX_LOG_LINE_CHARS, LogBudget, LogLine
 
 SYSTEM_ALLOWANCE_BYTES = 64 * 1024
 # The server's cut: a runner cuts lines at MAX_LOG_LINE_CHARS, a piece may end one chunk later.
