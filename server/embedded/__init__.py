@@ -1,0 +1,1 @@
+"""The embedded mode: what `greenlight up` runs in its data directory."""
