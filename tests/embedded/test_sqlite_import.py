@@ -20,7 +20,7 @@ from server.embedded.sqlite_import import (
     import_sqlite_database,
     set_aside_broker_file,
 )
-from server.models import ApiToken, Base, Build, Job, TokenKind
+from server.models import ApiToken, Base, Build, Job, Repository, TokenKind
 from server.queue.tokens import find_token
 from server.secrets.crypto import SecretCipher
 from server.secrets.resolve import BuildContext, secrets_for_steps
@@ -106,7 +106,11 @@ def test_an_old_embedded_database_arrives_whole_with_its_ids(
 
         log = client.get("/api/builds/2/jobs/2/steps/0/log", headers=auth)
         assert log.status_code == 200
-        expected = [log_text(2, seq, line) for seq in range(history.chunks_per_job) for line in range(3)]
+        expected = [
+            log_text(2, seq, line)
+            for seq in range(history.chunks_per_job)
+            for line in range(history.lines_per_chunk)
+        ]
         assert log.text.splitlines() == expected
 
         secrets = client.get(f"/api/repos/{REPOSITORY}/secrets", headers=auth)
@@ -135,7 +139,12 @@ def test_an_old_embedded_database_arrives_whole_with_its_ids(
             runner_token = find_token(session, history.runner_token, TokenKind.runner)
             assert runner_token is not None and runner_token.labels == ["*"]
             assert find_token(session, "revoked", TokenKind.user) is None
-            assert session.get(ApiToken, 3) is not None and session.get(ApiToken, 3).revoked is True
+            revoked = session.get(ApiToken, 3)
+            assert revoked is not None and revoked.revoked is True
+            assert revoked.created_at == START.replace(microsecond=0)
+            repository = session.get(Repository, 1)
+            assert repository is not None
+            assert (repository.fork_approval, repository.auto_cancel_default_branch) == (True, False)
 
             [step_secrets] = secrets_for_steps(
                 session,

@@ -25,6 +25,8 @@ SECRET_NAME = "DEPLOY_KEY"
 SECRET_VALUE = "ssh-ed25519 AAAA-the-deploy-key"
 # A moment with microseconds, so that a copy that loses precision or shifts zones shows.
 START = dt.datetime(2025, 3, 9, 14, 30, 15, 123456, tzinfo=dt.UTC)
+# START without its microseconds, as a person in UTC+2 would have typed it.
+OFFSET_TEXT = "2025-03-09T16:30:15+02:00"
 
 
 @dataclass(frozen=True)
@@ -32,6 +34,7 @@ class EmbeddedHistory:
     path: Path
     builds: int  # push builds 1..builds, then one deploy build
     chunks_per_job: int
+    lines_per_chunk: int
     user_token: str
     runner_token: str
     rows: dict[str, int]  # rows written per table
@@ -50,7 +53,13 @@ def log_text(job_id: int, seq: int, line: int) -> str:
 
 
 def write_old_embedded_database(
-    path: Path, *, builds: int = 3, chunks_per_job: int = 2, secret_key: str, revision: str = OLD_REVISION
+    path: Path,
+    *,
+    secret_key: str,
+    builds: int = 3,
+    chunks_per_job: int = 2,
+    lines_per_chunk: int = 3,
+    revision: str = OLD_REVISION,
 ) -> EmbeddedHistory:
     url = f"sqlite:///{path}"
     command.upgrade(alembic_config(url), revision)
@@ -119,10 +128,11 @@ def write_old_embedded_database(
             for n in range(1, deploy + 2)
         ],
         "log_chunks": [
-            dict(id=(n - 1) * chunks_per_job + seq + 1, job_id=n, step_index=0, seq=seq, line_count=3,
-                 lines=[[0.5 * line, "stdout", log_text(n, seq, line)] for line in range(3)],
+            dict(id=(n - 1) * chunks_per_job + seq + 1, job_id=n, step_index=0, seq=seq,
+                 line_count=lines_per_chunk,
+                 lines=[[0.5 * line, "stdout", log_text(n, seq, line)] for line in range(lines_per_chunk)],
                  created_at=at[n - 1],
-                 text_bytes=sum(len(log_text(n, seq, line).encode()) for line in range(3)))
+                 text_bytes=sum(len(log_text(n, seq, line).encode()) for line in range(lines_per_chunk)))
             for n in range(1, deploy + 1)
             for seq in range(chunks_per_job)
         ],
@@ -166,12 +176,17 @@ def write_old_embedded_database(
                 # One column list per table: a row that leaves a column out stores NULL there.
                 names = {key for row in values for key in row}
                 connection.execute(tables[name].insert(), [{k: row.get(k) for k in names} for row in values])
+            # Written by hand, as SQL at the console would: a text time with its offset.
+            connection.execute(
+                sa.text("UPDATE api_tokens SET created_at = :at WHERE id = 3"), {"at": OFFSET_TEXT}
+            )
     finally:
         engine.dispose()
     return EmbeddedHistory(
         path=path,
         builds=builds,
         chunks_per_job=chunks_per_job,
+        lines_per_chunk=lines_per_chunk,
         user_token=user_token,
         runner_token=runner_token,
         rows={name: len(values) for name, values in rows.items()},
