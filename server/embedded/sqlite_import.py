@@ -34,6 +34,7 @@ BATCH_ROWS = 1000
 # Taken inside the import's transaction, so two starts at once cannot both import.
 _IMPORT_LOCK = 0x6772_6C69_6D70  # "grlimp"
 _SQLITE_SIDECARS = ("-wal", "-shm", "-journal")
+_TEXT = "__text"
 
 
 class ImportRefused(RuntimeError):
@@ -184,7 +185,16 @@ def _copy_table(
     # Untyped columns: the values as SQLite stores them, converted below for Postgres's types.
     stored = sa.table(table.name, *(sa.column(column.name) for column in columns))
     query = sa.select(*stored.columns).order_by(*(stored.c[key.name] for key in table.primary_key.columns))
-    converters = [(column.name, _converter(column)) for column in columns]
+    # JSON documents (log lines above all) go over as the text SQLite holds, parsed once, by
+    # Postgres: decoding and encoding them again in Python would be most of the import's time.
+    as_text = {column.name for column in columns if _is_json_in(writing.dialect, column)}
+    insert = table.insert().values(
+        {name: sa.cast(sa.bindparam(name + _TEXT, type_=sa.Text()), table.c[name].type) for name in as_text}
+    )
+    converters = [
+        (column.name + _TEXT, _as_stored) if column.name in as_text else (column.name, _converter(column))
+        for column in columns
+    ]
     later_names = {link.column.name: link for link in later}
     copied = 0
     result = reading.execution_options(yield_per=BATCH_ROWS).execute(query)
@@ -205,7 +215,7 @@ def _copy_table(
                     row[name] = None
             values.append(row)
         try:
-            writing.execute(table.insert(), values)
+            writing.execute(insert, values)
         except sa.exc.DBAPIError as error:
             raise ImportFailed(f"rows of {table.name} were refused by Postgres: {error.orig}") from error
         copied += len(values)
@@ -225,6 +235,10 @@ def _move_sequences_past_rows(writing: sa.Connection) -> None:
                 continue
             highest = sa.select(sa.func.coalesce(sa.func.max(column), 0) + 1).scalar_subquery()
             writing.execute(sa.select(sa.func.setval(sequence, highest, False)))
+
+
+def _is_json_in(dialect: sa.Dialect, column: sa.Column[Any]) -> bool:
+    return isinstance(column.type, sa.JSON) and isinstance(column.type.dialect_impl(dialect), sa.JSON)
 
 
 def _converter(column: sa.Column[Any]) -> Callable[[object], object]:
@@ -274,8 +288,7 @@ def _moment_without_zone(value: object) -> dt.datetime | None:
 
 
 def _document(value: object) -> object:
-    # JSON documents and label lists are JSON text in SQLite; Postgres gets them parsed (JSONB,
-    # or a text array for labels).
+    # Label lists are JSON text in SQLite and a text array in Postgres.
     if value is None:
         return None
     if isinstance(value, str | bytes):
