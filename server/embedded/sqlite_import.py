@@ -216,8 +216,8 @@ def _copy_table(
             values.append(row)
         try:
             writing.execute(insert, values)
-        except sa.exc.DBAPIError as error:
-            raise ImportFailed(f"rows of {table.name} were refused by Postgres: {error.orig}") from error
+        except sa.exc.StatementError as error:  # refused by Postgres, or a state no longer known
+            raise ImportFailed(f"rows of {table.name} could not be copied: {error.orig}") from error
         copied += len(values)
     return copied
 

@@ -4,6 +4,8 @@ read back through the application's own API and services, with the ids it had.""
 from __future__ import annotations
 
 import hashlib
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -227,3 +229,34 @@ def test_the_old_broker_file_is_set_aside_unread(tmp_path: Path) -> None:
     assert kept.read_bytes() == b"kombu messages"
     assert not broker.exists()
     assert set_aside_broker_file(tmp_path) is None
+
+
+def test_what_a_killed_server_left_in_the_write_ahead_log_is_imported_too(
+    history: EmbeddedHistory, postgres_url: str
+) -> None:
+    # The embedded server wrote in WAL mode; killed, it leaves committed rows in greenlight.db-wal.
+    script = (
+        "import os, sqlite3, sys\n"
+        "db = sqlite3.connect(sys.argv[1])\n"
+        "db.execute('PRAGMA journal_mode=WAL')\n"
+        "db.execute('PRAGMA wal_autocheckpoint=0')\n"
+        "db.execute(\"UPDATE builds SET commit_message = 'written last' WHERE id = 1\")\n"
+        "db.commit()\n"
+        "os._exit(0)\n"
+    )
+    subprocess.run([sys.executable, "-c", script, str(history.path)], check=True)
+    assert Path(f"{history.path}-wal").stat().st_size > 0
+
+    result = import_sqlite_database(history.path, postgres_url)
+
+    engine = sa.create_engine(postgres_url, poolclass=sa.NullPool)
+    try:
+        with engine.connect() as connection:
+            message = connection.scalar(sa.text("SELECT commit_message FROM builds WHERE id = 1"))
+    finally:
+        engine.dispose()
+    assert message == "written last"
+    assert result.kept_as is not None
+    assert sorted(path.name for path in history.path.parent.iterdir()) == sorted(
+        [result.kept_as.name, f"{result.kept_as.name}-shm", f"{result.kept_as.name}-wal"]
+    )
