@@ -22,10 +22,10 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql
+from alembic import command
 from sqlalchemy.engine import make_url
 
-from server.migrate import upgrade_to_head
+from server.migrate import alembic_config, upgrade_to_head
 from server.models import Base
 
 # Rows per INSERT batch: large enough that round trips do not dominate, small enough that a
@@ -72,7 +72,8 @@ def import_sqlite_database(sqlite_path: Path, database_url: str) -> ImportResult
         with tempfile.TemporaryDirectory(prefix=".greenlight-import-", dir=sqlite_path.parent) as work:
             copy = Path(work) / sqlite_path.name
             _snapshot(sqlite_path, copy)
-            upgrade_to_head(f"sqlite:///{copy}")
+            # Alembic directly, not the server's migrate helper: that one is for Postgres.
+            command.upgrade(alembic_config(f"sqlite:///{copy}"), "head")
             source = sa.create_engine(f"sqlite:///{copy}", poolclass=sa.NullPool)
             try:
                 with source.connect() as reading, target.begin() as writing:
@@ -247,7 +248,7 @@ def _converter(column: sa.Column[Any]) -> Callable[[object], object]:
         return _boolean
     if isinstance(kind, sa.DateTime):
         return _moment_with_zone if kind.timezone else _moment_without_zone
-    if isinstance(kind, sa.JSON | sa.ARRAY | postgresql.ARRAY):
+    if isinstance(kind, sa.JSON | sa.ARRAY):
         return _document
     return _as_stored
 
