@@ -184,22 +184,28 @@ def test_a_database_that_already_holds_a_history_is_refused_and_nothing_changes(
     assert sorted(path.name for path in other_dir.iterdir()) == ["greenlight.db"]
 
 
-def test_a_row_postgres_refuses_leaves_postgres_empty_and_the_file_as_it_was(
-    history: EmbeddedHistory, postgres_url: str
-) -> None:
+BROKEN_ROWS = {
     # SQLite does not check foreign keys unless asked: a log chunk of a job that is gone.
+    "log_chunks": "INSERT INTO log_chunks (job_id, step_index, seq, line_count, lines, created_at,"
+    " text_bytes) VALUES (9999, 0, 0, 1, '[[0, \"stdout\", \"orphan\"]]', '2025-03-09 14:30:15', 6)",
+    # Nor lengths: a SHA longer than any SHA.
+    "deployments": "UPDATE deployments SET commit_sha = commit_sha || 'ff'",
+    # A state this version does not know (written by hand, or by a newer version).
+    "jobs": "UPDATE jobs SET state = 'paused' WHERE id = 2",
+}
+
+
+@pytest.mark.parametrize("table", sorted(BROKEN_ROWS))
+def test_a_row_that_cannot_move_leaves_postgres_empty_and_the_file_as_it_was(
+    table: str, history: EmbeddedHistory, postgres_url: str
+) -> None:
     engine = sa.create_engine(f"sqlite:///{history.path}")
     with engine.begin() as connection:
-        connection.execute(
-            sa.text(
-                "INSERT INTO log_chunks (job_id, step_index, seq, line_count, lines, created_at, text_bytes)"
-                " VALUES (9999, 0, 0, 1, '[[0, \"stdout\", \"orphan\"]]', '2025-03-09 14:30:15', 6)"
-            )
-        )
+        connection.execute(sa.text(BROKEN_ROWS[table]))
     engine.dispose()
     unchanged = fingerprint(history.path)
 
-    with pytest.raises(ImportFailed, match="log_chunks"):
+    with pytest.raises(ImportFailed, match=table):
         import_sqlite_database(history.path, postgres_url)
 
     assert set(row_counts(postgres_url).values()) == {0}
