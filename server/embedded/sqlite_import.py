@@ -29,8 +29,7 @@ from sqlalchemy.engine import make_url
 from server.migrate import alembic_config, upgrade_to_head
 from server.models import Base
 
-# Rows per INSERT batch: large enough that round trips do not dominate, small enough that a
-# batch of log chunks stays a few megabytes in memory.
+# Rows read from SQLite at a time: a batch of log chunks stays a few megabytes in memory.
 BATCH_ROWS = 1000
 # Taken inside the import's transaction, so two starts at once cannot both import.
 _IMPORT_LOCK = 0x6772_6C69_6D70  # "grlimp"
@@ -173,12 +172,12 @@ def _copy_every_table(reading: sa.Connection, writing: sa.Connection) -> dict[st
     for link in links:
         if link.values:
             (key,) = link.table.primary_key.columns
-            writing.execute(
-                link.table.update()
-                .where(key == sa.bindparam("_key"))
-                .values({link.column.name: sa.bindparam("_value")}),
-                link.values,
-            )
+            links_to = link.table.update().where(key == sa.bindparam("_key"))
+            try:
+                writing.execute(links_to.values({link.column.name: sa.bindparam("_value")}), link.values)
+            except sa.exc.DBAPIError as error:
+                where = f"{link.table.name}.{link.column.name}"
+                raise ImportFailed(f"{where} was refused by Postgres: {error.orig}") from error
     return rows
 
 
