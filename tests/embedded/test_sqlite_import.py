@@ -15,7 +15,9 @@ from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session
 
 from server.app import create_app
+from server.auth.tokens import find_token
 from server.config import Settings
+from server.crypto import SecretCipher
 from server.embedded.sqlite_import import (
     ImportFailed,
     ImportRefused,
@@ -23,8 +25,6 @@ from server.embedded.sqlite_import import (
     set_aside_broker_file,
 )
 from server.models import ApiToken, Base, Build, Job, Repository, TokenKind
-from server.queue.tokens import find_token
-from server.secrets.crypto import SecretCipher
 from server.secrets.resolve import BuildContext, secrets_for_steps
 from tests.conftest import SECRET_KEY, WEBHOOK_SECRET, RecordingTransport
 from tests.support.embedded_history import (

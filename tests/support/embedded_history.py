@@ -11,10 +11,10 @@ from pathlib import Path
 import sqlalchemy as sa
 from alembic import command
 
+from server.auth.tokens import new_token
+from server.auth.tokens import token_hash as hash_of
+from server.crypto import SecretCipher
 from server.migrate import alembic_config
-from server.queue.tokens import new_token
-from server.queue.tokens import token_hash as hash_of
-from server.secrets.crypto import SecretCipher
 from server.secrets.service import bound_to
 
 # The revision the embedded mode's file is left at: before protected environments, public
