@@ -32,8 +32,10 @@ from server.queue.endpoints import router as queue_router
 from server.queue.hot_routes import HotRunnerRoutes
 from server.queue.liveness import LivenessWriter
 from server.queue.runner_api import router as runner_router
+from server.queue.token_endpoints import router as tokens_router
 from server.queue.transport import BackgroundTransport, Transport
 from server.reading import current_reader
+from server.repos.endpoints import router as repos_router
 from server.secrets.credential_endpoints import router as credentials_router
 from server.secrets.endpoints import router as secrets_router
 from server.web.actions import router as web_actions_router
@@ -129,6 +131,8 @@ def create_app(settings: Settings, transport: Transport | None = None) -> FastAP
     app.include_router(webhooks_router)
     app.include_router(runner_router)
     app.include_router(builds_router, dependencies=readers)
+    app.include_router(repos_router)
+    app.include_router(tokens_router)
     app.include_router(build_actions_router)
     app.include_router(queue_router, dependencies=readers)
     app.include_router(secrets_router, dependencies=readers)

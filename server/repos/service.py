@@ -8,6 +8,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from runner.git_access import has_secret_userinfo, redact_urls
+from server.builds.schemas import RepositorySettingsOut
 from server.models import Repository
 
 _FULL_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,100}/[A-Za-z0-9_.-]{1,100}$")
@@ -17,13 +18,17 @@ class RepositoryError(ValueError):
     pass
 
 
+class RepositoryAlreadyRegistered(RepositoryError):
+    pass
+
+
 def add_repository(
     session: Session, full_name: str, clone_url: str | None = None, default_branch: str = "main"
 ) -> Repository:
     if not _FULL_NAME.match(full_name):
         raise RepositoryError(f"{full_name!r} is not OWNER/NAME")
     if session.scalar(sa.select(Repository).where(Repository.full_name == full_name)) is not None:
-        raise RepositoryError(f"{full_name} is already registered")
+        raise RepositoryAlreadyRegistered(f"{full_name} is already registered")
     url = check_clone_url(full_name, clone_url or f"https://github.com/{full_name}.git")
     repository = Repository(full_name=full_name, clone_url=url, default_branch=default_branch)
     session.add(repository)
@@ -47,3 +52,38 @@ def check_clone_url(full_name: str, url: str) -> str:
 
 def get_repository(session: Session, full_name: str) -> Repository | None:
     return session.scalar(sa.select(Repository).where(Repository.full_name == full_name))
+
+
+# API field → column, where the names differ.
+_COLUMNS = {"auto_cancel": "auto_cancel_superseded"}
+
+
+def change_settings(repository: Repository, changes: dict[str, object]) -> None:
+    """Apply the settings given (``memory`` as a size such as "4g"; a clone URL checked first)."""
+    from server.pipelines.config import parse_size
+
+    if "memory" in changes:
+        try:
+            repository.memory_bytes = parse_size(str(changes.pop("memory")))
+        except ValueError as error:
+            raise RepositoryError(f"memory: {error}") from None
+    if "clone_url" in changes:
+        check_clone_url(repository.full_name, str(changes["clone_url"]))
+    for field, value in changes.items():
+        setattr(repository, _COLUMNS.get(field, field), value)
+
+
+def repository_settings_out(repository: Repository) -> RepositorySettingsOut:
+    return RepositorySettingsOut(
+        full_name=repository.full_name,
+        fork_approval=repository.fork_approval,
+        public=repository.public,
+        allow_host_runner=repository.allow_host_runner,
+        memory_bytes=repository.memory_bytes,
+        default_branch=repository.default_branch,
+        default_branch_priority=repository.default_branch_priority,
+        branch_priority=repository.branch_priority,
+        auto_cancel=repository.auto_cancel_superseded,
+        auto_cancel_default_branch=repository.auto_cancel_default_branch,
+        clone_url=redact_urls(repository.clone_url),
+    )
