@@ -61,7 +61,7 @@ def read_config(path: Path | None = None) -> dict[str, str]:
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
         raise click.ClickException(
             f"{path} is not valid TOML ({error}): fix it, or remove it and log in again"
-        )
+        ) from None
     return {key: value for key, value in values.items() if isinstance(value, str)}
 
 

@@ -27,9 +27,11 @@ def print_json(data: Any) -> None:
 def print_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
     """Columns padded to their widest cell; every cell made terminal-safe first (stored text
     came from pushes and payloads), so that widths are those of what is shown."""
-    cells = [
-        [for_terminal("-" if value is None else str(value), colors=False) for value in row] for row in rows
-    ]
+    cells = [[_cell(value) for value in row] for row in rows]
     widths = [max([len(header), *(len(row[index]) for row in cells)]) for index, header in enumerate(headers)]
     for row in [list(headers), *cells]:
         click.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+
+
+def _cell(value: object) -> str:
+    return for_terminal("-" if value is None else str(value), colors=False)

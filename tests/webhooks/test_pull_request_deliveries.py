@@ -163,7 +163,10 @@ def test_fork_approval_is_a_repository_setting_in_the_api(client: TestClient, se
     headers = {"Authorization": f"Bearer {token}"}
     reply = client.patch(f"/api/repos/{FORK_BASE}", json={"fork_approval": True}, headers=headers)
     assert reply.json() == {
-        "full_name": FORK_BASE, "fork_approval": True, "public": True, "allow_host_runner": False
+        "full_name": FORK_BASE,
+        "fork_approval": True,
+        "public": True,
+        "allow_host_runner": False,
     }
     bad = client.patch(f"/api/repos/{FORK_BASE}", json={"fork_approval": "maybe"}, headers=headers)
     assert bad.status_code == 422
