@@ -9,12 +9,15 @@ whoever may read them. `greenlight up` makes its machine's token with the same f
 from __future__ import annotations
 
 import socket
+from typing import TYPE_CHECKING
 
 import click
 
 from server.cli.config_file import config_path, read_config, write_config
 from server.cli.terminal import show
-from server.models import TokenKind
+
+if TYPE_CHECKING:
+    from server.models import TokenKind
 
 
 @click.group("admin")
@@ -32,6 +35,8 @@ def admin_create_token(name: str) -> None:
         GREENLIGHT_DATABASE_URL=… greenlight admin create-token --name alice \\
             | greenlight login https://ci.example.com
     """
+    from server.models import TokenKind
+
     click.echo(create_token(name, TokenKind.user))
 
 
@@ -52,7 +57,7 @@ def write_local_cli_config(server_url: str) -> None:
     token for this machine's admin (made at the first start; made again if the database no longer
     knows it). A config that names another server is left alone: it is someone's login elsewhere."""
     from server.cli.context import cli_session
-    from server.models import ApiToken
+    from server.models import ApiToken, TokenKind
     from server.queue.tokens import find_token
 
     path = config_path()
