@@ -8,8 +8,7 @@ import click
 from server.cli.output import json_option, print_json, print_table
 from server.cli.remote import _api
 from server.cli.terminal import show
-
-DEFAULT_RUNNER_LABELS = "docker"  # what the server gives a runner token created without --labels
+from server.queue.token_labels import DEFAULT_RUNNER_TOKEN_LABELS
 
 
 @click.group("token")
@@ -24,7 +23,7 @@ def token() -> None:
 @click.option(
     "--labels",
     help="Runner tokens: the labels its runners may serve, comma-separated, e.g. deploy-prod,linux; "
-    f"'*' for every label. Default: {DEFAULT_RUNNER_LABELS} (no deploy jobs).",
+    f"'*' for every label. Default: {','.join(DEFAULT_RUNNER_TOKEN_LABELS)} (no deploy jobs).",
 )
 def token_create(name: str | None, name_option: str | None, kind: str, labels: str | None) -> None:
     """Create a token named NAME and print it once (the server keeps only its hash).
