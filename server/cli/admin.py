@@ -61,7 +61,11 @@ def write_local_cli_config(server_url: str) -> None:
     from server.queue.tokens import find_token
 
     path = config_path()
-    current = read_config(path)
+    try:
+        current = read_config(path)
+    except click.ClickException as error:  # a file `up` must not overwrite; the server still starts
+        show(f"  CLI: not signed in: {error.message}")
+        return
     if current.get("server_url") not in (None, server_url):
         show(
             f"  CLI: {path} names {current['server_url']}; to use this server instead: "

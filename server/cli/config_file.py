@@ -71,7 +71,7 @@ def write_config(values: dict[str, str], path: Path | None = None) -> Path:
     path = path or config_path()
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     partial = path.with_name(path.name + ".partial")
-    descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
     os.fchmod(descriptor, 0o600)
     with os.fdopen(descriptor, "w") as file:
         file.write("# Written by `greenlight login` / `greenlight up`; it holds a token: keep it 0600.\n")
