@@ -7,7 +7,10 @@ import tomllib
 from pathlib import Path
 
 import pytest
+from sqlalchemy.orm import Session
 
+from server.models import ApiToken, TokenKind
+from server.queue.tokens import find_token
 from tests.cli.support import bare_env, greenlight, ok
 
 pytestmark = pytest.mark.integration
@@ -59,3 +62,31 @@ def test_a_config_file_others_may_read_is_refused(server_url: str, admin_token: 
     config.chmod(0o644)
     result = greenlight(bare_env(tmp_path, GREENLIGHT_CONFIG=str(config)), "token", "list")
     assert result.returncode != 0 and "chmod 600" in result.stderr, result.stderr
+
+
+def test_up_signs_its_machine_in_once_and_leaves_a_login_elsewhere_alone(
+    database_url: str, session: Session, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from server.cli.admin import write_local_cli_config
+    from server.config import get_settings
+
+    config = tmp_path / "config.toml"
+    monkeypatch.setenv("GREENLIGHT_CONFIG", str(config))
+    monkeypatch.setenv("GREENLIGHT_DATABASE_URL", database_url)
+    get_settings.cache_clear()
+    try:
+        write_local_cli_config("http://127.0.0.1:8080")
+        first = tomllib.loads(config.read_text())
+        assert stat.S_IMODE(config.stat().st_mode) == 0o600
+        assert first["server_url"] == "http://127.0.0.1:8080"
+        assert find_token(session, first["token"], TokenKind.user) is not None
+        write_local_cli_config("http://127.0.0.1:8080")  # the next start: the same token
+        assert tomllib.loads(config.read_text()) == first
+        assert session.query(ApiToken).count() == 1
+
+        elsewhere = 'server_url = "https://ci.example.com"\ntoken = "glu_theirs"\n'
+        config.write_text(elsewhere)
+        write_local_cli_config("http://127.0.0.1:8080")
+        assert config.read_text() == elsewhere
+    finally:
+        get_settings.cache_clear()
