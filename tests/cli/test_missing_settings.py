@@ -64,3 +64,24 @@ def test_a_broken_config_file_is_named_with_its_path(tmp_path: Path) -> None:
     result = greenlight(bare_env(tmp_path, GREENLIGHT_CONFIG=str(config)), "repo", "list")
     assert result.returncode != 0 and "Traceback" not in result.stderr, result.stderr
     assert str(config) in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["prune", "--dry-run"], "GREENLIGHT_DATABASE_URL"),
+        (["doctor", "--no-docker"], "GREENLIGHT_DATABASE_URL"),
+        (["github", "redeliver"], "GREENLIGHT_GITHUB_TOKEN"),
+        (["runner"], "GREENLIGHT_RUNNER_TOKEN"),
+        (["server"], "GREENLIGHT_GITHUB_WEBHOOK_SECRET"),
+        (["login", "http://127.0.0.1:1"], "token create --kind user"),
+    ],
+    ids=lambda value: " ".join(value) if isinstance(value, list) else "",
+)
+def test_the_other_groups_without_settings_say_what_to_set(
+    args: list[str], says: str, tmp_path: Path
+) -> None:
+    result = greenlight(bare_env(tmp_path), *args)
+    assert result.returncode != 0
+    assert "Traceback" not in result.stdout + result.stderr, result.stderr
+    assert says in result.stdout + result.stderr, (result.stdout, result.stderr)
