@@ -15,8 +15,6 @@ from server.builds.schemas import (
     BuildDetailOut,
     BuildOut,
     RepositoryOut,
-    RepositorySettingsIn,
-    RepositorySettingsOut,
     build_detail_out,
     build_out,
 )
@@ -24,6 +22,7 @@ from server.deps import SessionDep, StateDep
 from server.github.schemas import github_statuses_out, status_reports_of
 from server.models import Job
 from server.reading import ReaderDep
+from server.repos.schemas import RepositorySettingsIn, RepositorySettingsOut
 from server.repos.service import RepositoryError, change_settings, get_repository, repository_settings_out
 from server.retention.notes import pruned_note
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from fastapi import APIRouter, HTTPException
 
 from server.auth import UserDep
-from server.builds.schemas import RepositoryIn, RepositorySettingsOut
 from server.deps import SessionDep
+from server.repos.schemas import RepositoryIn, RepositorySettingsOut
 from server.repos.service import (
     RepositoryAlreadyRegistered,
     RepositoryError,

@@ -8,8 +8,9 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from runner.git_access import has_secret_userinfo, redact_urls
-from server.builds.schemas import RepositorySettingsOut
 from server.models import Repository
+from server.pipelines.config import parse_size
+from server.repos.schemas import RepositorySettingsOut
 
 _FULL_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,100}/[A-Za-z0-9_.-]{1,100}$")
 
@@ -60,8 +61,6 @@ _COLUMNS = {"auto_cancel": "auto_cancel_superseded"}
 
 def change_settings(repository: Repository, changes: dict[str, object]) -> None:
     """Apply the settings given (``memory`` as a size such as "4g"; a clone URL checked first)."""
-    from server.pipelines.config import parse_size
-
     if "memory" in changes:
         try:
             repository.memory_bytes = parse_size(str(changes.pop("memory")))
