@@ -17,6 +17,7 @@ from starlette.types import ASGIApp
 from server import __version__
 from server.auth.reading import current_reader
 from server.auth.session import LoginRequired, login_url
+from server.auth.token_endpoints import router as tokens_router
 from server.builds.actions import router as build_actions_router
 from server.builds.endpoints import router as builds_router
 from server.config import Settings
@@ -33,6 +34,7 @@ from server.queue.endpoints import router as queue_router
 from server.queue.hot_routes import HotRunnerRoutes
 from server.queue.liveness import LivenessWriter
 from server.queue.runner_api import router as runner_router
+from server.repos.endpoints import router as repos_router
 from server.secrets.credential_endpoints import router as credentials_router
 from server.secrets.endpoints import router as secrets_router
 from server.transport import BackgroundTransport, Transport
@@ -122,6 +124,8 @@ def create_app(settings: Settings, transport: Transport | None = None) -> FastAP
     app.include_router(webhooks_router)
     app.include_router(runner_router)
     app.include_router(builds_router, dependencies=readers)
+    app.include_router(repos_router)
+    app.include_router(tokens_router)
     app.include_router(build_actions_router)
     app.include_router(queue_router, dependencies=readers)
     app.include_router(secrets_router, dependencies=readers)

@@ -1,183 +1,31 @@
-"""The admin commands against a real (SQLite) database, as `greenlight up` users run them."""
+"""What commands print of stored text, through the API of the test app."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
-import sqlalchemy as sa
-from alembic.command import upgrade
 from click.testing import CliRunner
 
-from server.auth.tokens import token_hash
 from server.cli.main import cli
-from server.config import get_settings
-from server.db import make_engine, make_session_factory
-from server.migrate import alembic_config, upgrade_to_head
-from server.models import ApiToken, Repository, TokenKind
-from tests.support.old_schema import insert_row
 
 
-@pytest.fixture
-def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("GREENLIGHT_DATA_DIR", str(tmp_path))
-    monkeypatch.setenv("GREENLIGHT_EMBEDDED", "true")
-    monkeypatch.delenv("GREENLIGHT_DATABASE_URL", raising=False)
-    get_settings.cache_clear()
-    upgrade_to_head(get_settings().database_url)
-    yield tmp_path
-    get_settings.cache_clear()
+def through_the_app(client: object, session: object, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Point the CLI's API calls at the test app, signed with a fresh user token."""
+    from fastapi.testclient import TestClient
+    from sqlalchemy.orm import Session
 
+    from server.cli import remote
+    from tests import factories
 
-def repository(name: str) -> Repository:
-    engine = make_engine(get_settings().database_url)
-    try:
-        with make_session_factory(engine)() as session:
-            found = session.query(Repository).filter_by(full_name=name).one()
-            session.expunge(found)
-            return found
-    finally:
-        engine.dispose()
+    assert isinstance(client, TestClient) and isinstance(session, Session)
+    monkeypatch.setenv("GREENLIGHT_TOKEN", factories.user_token(session, "ops"))
+    session.commit()
 
+    def request(method: str, url: str, **kwargs: object) -> object:
+        kwargs.pop("timeout", None)
+        return client.request(method, url.removeprefix("http://greenlight.test"), **kwargs)  # type: ignore[arg-type]
 
-def test_repo_add_defaults_the_clone_url_to_github_and_refuses_duplicates(data_dir: Path) -> None:
-    runner = CliRunner()
-    assert runner.invoke(cli, ["repo", "add", "acme/app"]).exit_code == 0
-    assert repository("acme/app").clone_url == "https://github.com/acme/app.git"
-    again = runner.invoke(cli, ["repo", "add", "acme/app"])
-    assert again.exit_code != 0 and "already registered" in again.output
-    bad = runner.invoke(cli, ["repo", "add", "not-a-name"])
-    assert bad.exit_code != 0 and "is not OWNER/NAME" in bad.output
-
-
-def test_repo_add_refuses_a_second_spelling_of_a_registered_name(data_dir: Path) -> None:
-    runner = CliRunner()
-    assert runner.invoke(cli, ["repo", "add", "acme/app"]).exit_code == 0
-    again = runner.invoke(cli, ["repo", "add", "Acme/App"])
-    assert again.exit_code == 1
-    assert again.output == (
-        "Error: Acme/App is already registered as acme/app (GitHub ignores the case of names)\n"
-    )
-    assert runner.invoke(cli, ["repo", "set", "ACME/APP", "--memory", "1g"]).exit_code == 0
-    assert repository("acme/app").memory_bytes == 1024**3
-
-
-def test_migrate_names_a_repository_registered_twice_in_different_case_instead_of_a_traceback(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("GREENLIGHT_DATA_DIR", str(tmp_path))
-    monkeypatch.setenv("GREENLIGHT_EMBEDDED", "true")
-    monkeypatch.delenv("GREENLIGHT_DATABASE_URL", raising=False)
-    get_settings.cache_clear()
-    url = get_settings().database_url
-    upgrade(alembic_config(url), "0021_runner_identity")
-    engine = make_engine(url)
-    tables = sa.MetaData()
-    tables.reflect(engine)
-    with engine.begin() as connection:
-        for name in ("acme/app", "ACME/app"):
-            insert_row(connection, tables.tables["repositories"], full_name=name, clone_url="file:///x.git")
-    engine.dispose()
-    result = CliRunner().invoke(cli, ["migrate"])
-    get_settings.cache_clear()
-    assert result.exit_code == 1 and result.exception is not None
-    assert result.output.splitlines()[-1].startswith(
-        "Error: these repositories are registered more than once"
-    )
-    assert "'acme/app' (id 1) and 'ACME/app' (id 2)" in result.output
-
-
-def test_repo_set_changes_memory_priorities_and_auto_cancel(data_dir: Path) -> None:
-    runner = CliRunner()
-    runner.invoke(cli, ["repo", "add", "acme/app", "--clone-url", "/srv/app"])
-    result = runner.invoke(
-        cli, ["repo", "set", "acme/app", "--memory", "4g", "--branch-priority", "3", "--no-auto-cancel"]
-    )
-    assert result.exit_code == 0, result.output
-    repo = repository("acme/app")
-    assert (repo.memory_bytes, repo.branch_priority, repo.auto_cancel_superseded) == (4 * 1024**3, 3, False)
-    assert repo.default_branch_priority == 10  # untouched
-    bad = runner.invoke(cli, ["repo", "set", "acme/app", "--memory", "lots"])
-    assert bad.exit_code != 0 and "expected a size" in bad.output
-
-
-def test_repo_set_turns_fork_approval_on_and_off(data_dir: Path) -> None:
-    runner = CliRunner()
-    runner.invoke(cli, ["repo", "add", "acme/app", "--clone-url", "/srv/app"])
-    assert repository("acme/app").fork_approval is False
-    result = runner.invoke(cli, ["repo", "set", "acme/app", "--fork-approval"])
-    assert result.exit_code == 0 and "fork_approval=True" in result.output, result.output
-    assert repository("acme/app").fork_approval is True
-    runner.invoke(cli, ["repo", "set", "acme/app", "--no-fork-approval"])
-    assert repository("acme/app").fork_approval is False
-
-
-def test_repo_set_lets_host_process_runners_take_a_repository_only_when_asked(data_dir: Path) -> None:
-    runner = CliRunner()
-    runner.invoke(cli, ["repo", "add", "acme/app", "--clone-url", "/srv/app"])
-    assert repository("acme/app").allow_host_runner is False
-    result = runner.invoke(cli, ["repo", "set", "acme/app", "--allow-host-runner"])
-    assert result.exit_code == 0 and "allow_host_runner=True" in result.output, result.output
-    assert repository("acme/app").allow_host_runner is True
-    runner.invoke(cli, ["repo", "set", "acme/app", "--no-allow-host-runner"])
-    assert repository("acme/app").allow_host_runner is False
-
-
-def test_token_create_prints_a_token_stored_only_as_its_hash(data_dir: Path) -> None:
-    result = CliRunner().invoke(cli, ["token", "create", "--name", "laptop", "--kind", "user"])
-    token = result.output.strip().splitlines()[-1]
-    assert result.exit_code == 0 and token.startswith("glu_")
-    engine = make_engine(get_settings().database_url)
-    with make_session_factory(engine)() as session:
-        stored = session.query(ApiToken).one()
-        assert (stored.kind, stored.token_hash) == (TokenKind.user, token_hash(token))
-        assert token not in (stored.token_hash, stored.name)
-    engine.dispose()
-
-
-def printed_token(output: str) -> str:
-    return output.strip().splitlines()[-1]  # the token is the last line (a note may precede it)
-
-
-def stored_token(token: str) -> ApiToken:
-    engine = make_engine(get_settings().database_url)
-    try:
-        with make_session_factory(engine)() as session:
-            found = session.query(ApiToken).filter_by(token_hash=token_hash(token)).one()
-            session.expunge(found)
-            return found
-    finally:
-        engine.dispose()
-
-
-def test_a_runner_token_serves_the_labels_it_was_created_with_and_docker_by_default(data_dir: Path) -> None:
-    runner = CliRunner()
-    created = {
-        args[-1] if args else "default": runner.invoke(cli, ["token", "create", "--name", "r", *args])
-        for args in ([], ["--labels", "deploy-prod,linux"], ["--labels", "*"])
-    }
-    assert all(result.exit_code == 0 for result in created.values())
-    labels = {key: stored_token(printed_token(result.output)).labels for key, result in created.items()}
-    assert labels == {"default": ["docker"], "deploy-prod,linux": ["deploy-prod", "linux"], "*": ["*"]}
-    bad = runner.invoke(cli, ["token", "create", "--name", "r", "--labels", "no spaces"])
-    assert bad.exit_code != 0 and "no spaces" in bad.output
-    user = runner.invoke(cli, ["token", "create", "--name", "u", "--kind", "user", "--labels", "x"])
-    assert user.exit_code != 0 and "only runner tokens" in user.output
-
-
-def test_token_labels_changes_what_a_runner_token_allows_and_token_list_shows_it(data_dir: Path) -> None:
-    runner = CliRunner()
-    token = printed_token(
-        runner.invoke(cli, ["token", "create", "--name", "box", "--labels", "docker,deploy"]).output
-    )
-    token_id = stored_token(token).id
-    result = runner.invoke(cli, ["token", "labels", str(token_id), "docker"])
-    assert result.exit_code == 0, result.output
-    assert stored_token(token).labels == ["docker"]
-    listed = runner.invoke(cli, ["token", "list"])
-    assert listed.exit_code == 0 and f"{token_id}\trunner\tbox\tdocker" in listed.output
-    assert token not in listed.output
-    assert runner.invoke(cli, ["token", "labels", "999", "docker"]).exit_code != 0
+    monkeypatch.setattr(remote.httpx, "request", request)
+    monkeypatch.setenv("GREENLIGHT_SERVER_URL", "http://greenlight.test")
 
 
 # What a step (or a pushed file, or a payload) may print to trick the operator's terminal: a
@@ -186,25 +34,6 @@ HOSTILE = (
     "\x1b]8;;https://evil.example/\x07click me\x1b]8;;\x07 \x1b]0;owned\x07"
     "\x1b[2A\x1b[2K\x07\x1b[31mred\x1b[0m\ttab\r\x9b1A\x00end"
 )
-
-
-def test_build_logs_never_write_escape_sequences_or_control_characters(data_dir: Path) -> None:
-    from server.models import LogChunk
-    from tests import factories
-
-    engine = make_engine(get_settings().database_url)
-    with make_session_factory(engine)() as session:
-        repo = factories.repository(session, "acme/app")
-        build = factories.build(session, repo)
-        job = factories.job(session, build, steps=1)
-        job.steps[0].name = "step \x1b]0;title\x07one"
-        session.add(LogChunk(job_id=job.id, step_index=0, seq=0, line_count=1, lines=[[0.5, "out", HOSTILE]]))
-        session.commit()
-        number = build.number
-    engine.dispose()
-    output = CliRunner().invoke(cli, ["build", "logs", "acme/app", str(number)]).output
-    assert "click me red\ttabend" in output and "step one" in output
-    assert not any((ord(char) < 32 and char not in "\n\t") or 0x7F <= ord(char) <= 0x9F for char in output)
 
 
 # Bidi controls and invisible characters that make text read as something it is not.

@@ -131,3 +131,35 @@ def test_the_upgrade_names_repositories_registered_twice_in_different_case_and_s
         with engine.connect() as connection:  # nothing was deleted
             assert connection.scalar(sa.text("SELECT count(*) FROM repositories")) == 3
         engine.dispose()
+
+
+@pytest.mark.integration
+def test_migrate_names_a_repository_registered_twice_in_different_case_instead_of_a_traceback(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from alembic import command
+    from click.testing import CliRunner
+
+    from server.cli.main import cli
+    from server.config import get_settings
+    from server.migrate import alembic_config
+
+    with empty_database("postgresql", name="greenlight_clash") as url:
+        command.upgrade(alembic_config(url), "0021_runner_identity")
+        engine = sa.create_engine(url)
+        tables = sa.MetaData()
+        tables.reflect(engine)
+        with engine.begin() as connection:
+            two_spellings_of_one_name(connection, tables.tables)
+        engine.dispose()
+        monkeypatch.setenv("GREENLIGHT_DATABASE_URL", url)
+        get_settings.cache_clear()
+        try:
+            result = CliRunner().invoke(cli, ["migrate"])
+        finally:
+            get_settings.cache_clear()
+    assert result.exit_code == 1 and result.exception is not None
+    assert result.output.splitlines()[-1].startswith(
+        "Error: these repositories are registered more than once"
+    )
+    assert "'acme/app' (id 1) and 'Acme/App' (id 2)" in result.output

@@ -16,15 +16,14 @@ from server.builds.schemas import (
     BuildDetailOut,
     BuildOut,
     RepositoryOut,
-    RepositorySettingsIn,
-    RepositorySettingsOut,
     build_detail_out,
     build_out,
 )
 from server.deps import SessionDep, StateDep
 from server.github.schemas import github_statuses_out, status_reports_of
 from server.models import Job
-from server.repos.service import get_repository
+from server.repos.schemas import RepositorySettingsIn, RepositorySettingsOut
+from server.repos.service import RepositoryError, change_settings, get_repository, repository_settings_out
 from server.retention.notes import pruned_note
 
 router = APIRouter(prefix="/api", tags=["builds"])
@@ -54,18 +53,11 @@ def change_repository_settings(
     repository = get_repository(session, f"{owner}/{name}")
     if repository is None:
         raise HTTPException(404, f"repository {owner}/{name} is not registered")
-    if changes.fork_approval is not None:
-        repository.fork_approval = changes.fork_approval
-    if changes.public is not None:
-        repository.public = changes.public
-    if changes.allow_host_runner is not None:
-        repository.allow_host_runner = changes.allow_host_runner
-    return RepositorySettingsOut(
-        full_name=repository.full_name,
-        fork_approval=repository.fork_approval,
-        public=repository.public,
-        allow_host_runner=repository.allow_host_runner,
-    )
+    try:
+        change_settings(repository, changes.model_dump(exclude_none=True))
+    except RepositoryError as error:
+        raise HTTPException(422, str(error)) from None
+    return repository_settings_out(repository)
 
 
 @router.get("/repos/{owner}/{name}/builds")
@@ -83,6 +75,17 @@ def list_builds(
     return [
         build_out(build) for build in queries.builds_of(session, repository, before_id=before, limit=limit)
     ]
+
+
+@router.get("/repos/{owner}/{name}/builds/{number}")
+def get_build_by_number(
+    owner: str, name: str, number: int, session: SessionDep, reader: ReaderDep
+) -> BuildDetailOut:
+    repository = reader.shown(get_repository(session, f"{owner}/{name}"))
+    build = queries.build_by_number(session, repository, number) if repository else None
+    if build is None:
+        raise HTTPException(404, f"build {owner}/{name}#{number} not found")
+    return build_detail_out(build, github_statuses_out(status_reports_of(session, build.id)))
 
 
 @router.get("/builds/{build_id}")

@@ -91,24 +91,6 @@ class RepositoryOut(BaseModel):
     latest_build: BuildOut | None
 
 
-class RepositorySettingsIn(BaseModel):
-    """Settings a user token may change through the API (others: `greenlight repo set`)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    fork_approval: bool | None = None
-    public: bool | None = None
-    # Runners that run steps as host processes may take its jobs (never a fork's).
-    allow_host_runner: bool | None = None
-
-
-class RepositorySettingsOut(BaseModel):
-    full_name: str
-    fork_approval: bool
-    public: bool
-    allow_host_runner: bool
-
-
 def build_out(build: Build) -> BuildOut:
     return BuildOut.model_validate(_build_fields(build))
 

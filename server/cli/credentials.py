@@ -8,6 +8,7 @@ import sys
 
 import click
 
+from server.cli.output import json_option, print_json
 from server.cli.remote import _api
 from server.cli.secrets import _read_value
 from server.cli.terminal import show
@@ -51,9 +52,12 @@ def credential_set(
 
 @credential.command("show")
 @click.argument("full_name", metavar="OWNER/NAME")
-def credential_show(full_name: str) -> None:
+@json_option
+def credential_show(full_name: str, as_json: bool) -> None:
     """Whether OWNER/NAME has a credential, and its kind (never its value)."""
     reply = _api("GET", f"/api/repos/{full_name}/credential", allow_missing=True)
+    if as_json:
+        return print_json(reply or {"repository": full_name, "credential": None})
     show(f"{full_name}: credential: {reply['credential'] if reply else 'none'}")
 
 

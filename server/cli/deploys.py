@@ -7,6 +7,7 @@ from typing import Any
 
 import click
 
+from server.cli.output import json_option, print_json
 from server.cli.remote import _api
 from server.cli.terminal import show
 
@@ -31,10 +32,14 @@ def deploy() -> None:
 @click.argument("repository", metavar="OWNER/NAME")
 @click.argument("environment", required=False)
 @click.option("--limit", default=20, show_default=True)
-def deploy_history(repository: str, environment: str | None, limit: int) -> None:
+@json_option
+def deploy_history(repository: str, environment: str | None, limit: int, as_json: bool) -> None:
     """What is live in each environment, or one environment's deployments, newest first."""
     if environment is None:
-        for item in _api("GET", "/api/environments", params={"repository": repository}):
+        environments = _api("GET", "/api/environments", params={"repository": repository})
+        if as_json:
+            return print_json(environments)
+        for item in environments:
             live = item["live"]
             health = "healthy" if item["healthy"] else f"UNHEALTHY ({item['health_reason']})"
             now = f"{live['commit_sha'][:12]} (deployment #{live['id']})" if live else "nothing yet"
@@ -42,7 +47,10 @@ def deploy_history(repository: str, environment: str | None, limit: int) -> None
             show(f"{item['name']}: {now}, {health}{busy}" + (f"  {item['url']}" if item["url"] else ""))
         return
     params = {"repository": repository, "limit": limit}
-    for item in _api("GET", f"/api/environments/{environment}/deployments", params=params):
+    deployments = _api("GET", f"/api/environments/{environment}/deployments", params=params)
+    if as_json:
+        return print_json(deployments)
+    for item in deployments:
         show(_line(item))
 
 

@@ -7,6 +7,7 @@ from typing import Any
 
 import click
 
+from server.cli.output import json_option, print_json
 from server.cli.remote import _api
 from server.cli.terminal import show
 
@@ -63,18 +64,26 @@ def env_set(
 
 @env.command("list")
 @click.argument("repository", metavar="OWNER/NAME")
-def env_list(repository: str) -> None:
+@json_option
+def env_list(repository: str, as_json: bool) -> None:
     """Every known environment of OWNER/NAME and its rule."""
-    for item in _api("GET", f"/api/repos/{repository}/environments"):
+    reply = _api("GET", f"/api/repos/{repository}/environments")
+    if as_json:
+        return print_json(reply)
+    for item in reply:
         show(_describe(item))
 
 
 @env.command("show")
 @click.argument("repository", metavar="OWNER/NAME")
 @click.argument("environment")
-def env_show(repository: str, environment: str) -> None:
+@json_option
+def env_show(repository: str, environment: str, as_json: bool) -> None:
     """ENVIRONMENT's rule (the default one if none was set)."""
-    show(_describe(_api("GET", f"/api/repos/{repository}/environments/{environment}")))
+    reply = _api("GET", f"/api/repos/{repository}/environments/{environment}")
+    if as_json:
+        return print_json(reply)
+    show(_describe(reply))
 
 
 def _describe(item: dict[str, Any]) -> str:

@@ -6,14 +6,9 @@ import datetime as dt
 import re
 
 import click
-from sqlalchemy.orm import Session, sessionmaker
 
 from server.cli.terminal import show
 from server.config import get_settings
-from server.db import make_engine, make_session_factory
-from server.github.client import GitHubClient
-from server.github.redelivery import redeliver_failed
-from server.models.base import utcnow
 
 _DURATION = re.compile(r"^(\d+)([smhd])$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
@@ -43,6 +38,14 @@ def github() -> None:
 )
 def redeliver(full_name: str | None, since: str | None) -> None:
     """Ask GitHub to redeliver failed webhook deliveries Greenlight never stored (once each)."""
+    # Imported here: every `greenlight` command would otherwise load the ORM and the GitHub client.
+    from sqlalchemy.orm import Session, sessionmaker
+
+    from server.db import make_engine, make_session_factory
+    from server.github.client import GitHubClient
+    from server.github.redelivery import redeliver_failed
+    from server.models.base import utcnow
+
     settings = get_settings()
     client = GitHubClient.from_settings(settings)
     if client is None:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import click
 
+from server.cli.output import json_option
 from server.config import get_settings
 
 
@@ -149,7 +150,7 @@ def runner(
 def up(port: int, data_dir: Path | None) -> None:
     """Everything on this machine with embedded defaults: SQLite, an SQLite broker, one runner."""
     from contract.spec import ALL_LABELS
-    from server.cli.admin import create_token
+    from server.cli.admin import create_token, write_local_cli_config
     from server.migrate import upgrade_to_head
     from server.models import TokenKind
 
@@ -186,6 +187,7 @@ def up(port: int, data_dir: Path | None) -> None:
         # The one runner also runs deploy jobs (label `deploy`), unless told otherwise.
         "GREENLIGHT_RUNNER_LABELS": os.environ.get("GREENLIGHT_RUNNER_LABELS", "docker,deploy"),
     }
+    write_local_cli_config(url)
     greenlight = [sys.executable, "-m", "server.cli.main"]
     children = [
         subprocess.Popen([*greenlight, "server", "--port", str(port)], env=env),
@@ -198,7 +200,6 @@ def up(port: int, data_dir: Path | None) -> None:
         f"  runner: {runner_name}\n"
         f"  webhook: POST {url}/webhooks/github (secret in {data / 'secrets.env'})\n"
         f"  register a repository: greenlight repo add OWNER/NAME --clone-url PATH_OR_URL\n"
-        f"  (GREENLIGHT_DATA_DIR={data} GREENLIGHT_EMBEDDED=true for other commands)\n"
     )
     _supervise(children)
 
@@ -273,20 +274,22 @@ def _write_secrets(data: Path, values: dict[str, str]) -> None:
 
 
 @runner.command("list")
-def runner_list() -> None:
+@json_option
+def runner_list(as_json: bool) -> None:
     """Every runner: host, labels, state, last heartbeat, and the jobs it runs now."""
     from server.cli.remote import list_runners
 
-    list_runners()
+    list_runners(as_json)
 
 
 @runner.command("show")
 @click.argument("runner_id", type=int)
-def runner_show(runner_id: int) -> None:
+@json_option
+def runner_show(runner_id: int, as_json: bool) -> None:
     """What a runner has done: recent jobs and counts by outcome."""
     from server.cli.remote import show_runner
 
-    show_runner(runner_id)
+    show_runner(runner_id, as_json)
 
 
 @runner.command("drain")

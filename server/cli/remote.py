@@ -1,39 +1,54 @@
-"""Commands that act through the JSON API (GREENLIGHT_SERVER_URL, GREENLIGHT_TOKEN), so they work
-from any machine that can reach the server: the queue, runners, cancel and re-run."""
+"""Commands that act through the JSON API, so that they work the same from any machine that can
+reach the server: the server and token come from the CLI config file or the environment
+(server/cli/config_file.py)."""
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import click
 import httpx
 
+from server.cli.config_file import SERVER_URL_ENV, TOKEN_ENV, current_target
+from server.cli.output import json_option, print_json
 from server.cli.terminal import show
 from server.logs.ansi import for_terminal
 
 
 def _api(method: str, path: str, *, allow_missing: bool = False, **kwargs: Any) -> Any:
     """The reply's JSON (None for an empty reply, and for a 404 when ``allow_missing``)."""
-    url = os.environ.get("GREENLIGHT_SERVER_URL", "http://127.0.0.1:8080").rstrip("/")
-    headers = {}
-    if token := os.environ.get("GREENLIGHT_TOKEN"):
-        headers["Authorization"] = f"Bearer {token}"
+    target = current_target()
+    headers = {"Authorization": f"Bearer {target.token}"} if target.token else {}
     try:
-        reply = httpx.request(method, f"{url}{path}", headers=headers, timeout=30, **kwargs)
-    except httpx.TransportError as error:
-        raise click.ClickException(f"cannot reach {url}: {error}") from None
+        reply = httpx.request(method, f"{target.server_url}{path}", headers=headers, timeout=30, **kwargs)
+    except (httpx.TransportError, httpx.InvalidURL) as error:
+        raise click.ClickException(
+            f"cannot reach {target.server_url} (from {target.origin}): {error}; check {SERVER_URL_ENV} "
+            "or run `greenlight login URL`"
+        ) from None
     if reply.status_code == 404 and allow_missing:
         return None
     if reply.status_code >= 400:
-        try:
-            detail = reply.json().get("detail", reply.text)
-        except ValueError:
-            detail = reply.text
-        hint = " (set GREENLIGHT_TOKEN to a user token)" if reply.status_code == 401 else ""
-        # The detail may quote stored text (a reason, a pipeline file's key): terminal-safe too.
-        raise click.ClickException(for_terminal(f"{reply.status_code}: {detail}{hint}", colors=False))
+        raise click.ClickException(_refusal(reply))
     return reply.json() if reply.content else None
+
+
+def _refusal(reply: httpx.Response) -> str:
+    try:
+        detail = reply.json().get("detail", reply.text)
+    except (ValueError, AttributeError):
+        detail = reply.text
+    if isinstance(detail, list):  # FastAPI's validation errors
+        detail = "; ".join(
+            str(item.get("msg", item)) if isinstance(item, dict) else str(item) for item in detail
+        )
+    hint = (
+        f" (sign in: `greenlight login URL`, or set {TOKEN_ENV} to a user token)"
+        if reply.status_code == 401
+        else ""
+    )
+    # The detail may quote stored text (a reason, a pipeline file's key): terminal-safe too.
+    return for_terminal(f"{reply.status_code}: {detail}{hint}", colors=False)
 
 
 def _age(seconds: float | None) -> str:
@@ -53,9 +68,13 @@ def queue() -> None:
 
 
 @queue.command("list")
-def queue_list() -> None:
+@json_option
+def queue_list(as_json: bool) -> None:
     """Every queued job in claim order, and why it waits."""
-    for item in _api("GET", "/api/queue"):
+    reply = _api("GET", "/api/queue")
+    if as_json:
+        return print_json(reply)
+    for item in reply:
         pull_request = item.get("pull_request_number")
         ref = item["branch"] or item["tag"] or (f"PR #{pull_request}" if pull_request else "?")
         show(
@@ -95,9 +114,13 @@ def queue_cancel(job_id: int) -> None:
 
 @queue.command("failed")
 @click.option("--limit", default=20, show_default=True)
-def queue_failed(limit: int) -> None:
+@json_option
+def queue_failed(limit: int, as_json: bool) -> None:
     """Jobs that failed, errored, timed out or were lost, with the end of the failing step's log."""
-    for item in _api("GET", "/api/jobs/failed", params={"limit": limit}):
+    reply = _api("GET", "/api/jobs/failed", params={"limit": limit})
+    if as_json:
+        return print_json(reply)
+    for item in reply:
         show(
             f"job {item['job_id']} (attempt {item['attempt']}) {item['repository']}#{item['build_number']} "
             f"{item['state']}: {item['reason'] or ''}"
@@ -107,8 +130,11 @@ def queue_failed(limit: int) -> None:
         show(f"    re-run: greenlight job rerun {item['job_id']}")
 
 
-def list_runners() -> None:
-    for item in _api("GET", "/api/runners"):
+def list_runners(as_json: bool = False) -> None:
+    reply = _api("GET", "/api/runners")
+    if as_json:
+        return print_json(reply)
+    for item in reply:
         running = ", ".join(
             f"job {job['job_id']} ({_age(job['duration_seconds'])})" for job in item["running"]
         )
@@ -123,8 +149,10 @@ def list_runners() -> None:
         )
 
 
-def show_runner(runner_id: int) -> None:
+def show_runner(runner_id: int, as_json: bool = False) -> None:
     item = _api("GET", f"/api/runners/{runner_id}")
+    if as_json:
+        return print_json(item)
     show(f"{item['name']} ({item['state']}): " + ", ".join(f"{k} {v}" for k, v in item["counts"].items()))
     for job in item["recent"]:
         show(f"  job {job['job_id']} {job['repository']} {job['state']} {_age(job['duration_seconds'])}")

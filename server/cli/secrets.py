@@ -9,6 +9,7 @@ import sys
 import click
 
 from contract.spec import MIN_SECRET_LENGTH
+from server.cli.output import json_option, print_json
 from server.cli.remote import _api
 from server.cli.terminal import show
 
@@ -67,9 +68,13 @@ def secret_set(
 
 @secret.command("list")
 @click.argument("full_name", metavar="OWNER/NAME")
-def secret_list(full_name: str) -> None:
+@json_option
+def secret_list(full_name: str, as_json: bool) -> None:
     """Names and scopes of the secrets of OWNER/NAME (values are never shown)."""
-    for item in _api("GET", f"/api/repos/{full_name}/secrets"):
+    reply = _api("GET", f"/api/repos/{full_name}/secrets")
+    if as_json:
+        return print_json(reply)
+    for item in reply:
         show(f"{item['name']}{_scope(item)}\tupdated {item['updated_at']}")
 
 

@@ -9,6 +9,8 @@ from sqlalchemy.orm import Session
 from contract.git_access import has_secret_userinfo, redact_urls
 from contract.names import FULL_NAME_SHAPE, is_full_name, name_key
 from server.models import Repository
+from server.pipelines.config import parse_size
+from server.repos.schemas import RepositorySettingsOut
 
 
 class RepositoryError(ValueError):
@@ -66,3 +68,36 @@ def named(full_name: str) -> sa.ColumnElement[bool]:
     """The condition that finds a repository by its name in any spelling; it goes by the unique
     index on ``lower(full_name)``."""
     return sa.func.lower(Repository.full_name) == name_key(full_name)
+
+
+# API field → column, where the names differ.
+_COLUMNS = {"auto_cancel": "auto_cancel_superseded"}
+
+
+def change_settings(repository: Repository, changes: dict[str, object]) -> None:
+    """Apply the settings given (``memory`` as a size such as "4g"; a clone URL checked first)."""
+    if "memory" in changes:
+        try:
+            repository.memory_bytes = parse_size(str(changes.pop("memory")))
+        except ValueError as error:
+            raise RepositoryError(f"memory: {error}") from None
+    if "clone_url" in changes:
+        check_clone_url(repository.full_name, str(changes["clone_url"]))
+    for field, value in changes.items():
+        setattr(repository, _COLUMNS.get(field, field), value)
+
+
+def repository_settings_out(repository: Repository) -> RepositorySettingsOut:
+    return RepositorySettingsOut(
+        full_name=repository.full_name,
+        fork_approval=repository.fork_approval,
+        public=repository.public,
+        allow_host_runner=repository.allow_host_runner,
+        memory_bytes=repository.memory_bytes,
+        default_branch=repository.default_branch,
+        default_branch_priority=repository.default_branch_priority,
+        branch_priority=repository.branch_priority,
+        auto_cancel=repository.auto_cancel_superseded,
+        auto_cancel_default_branch=repository.auto_cancel_default_branch,
+        clone_url=redact_urls(repository.clone_url),
+    )

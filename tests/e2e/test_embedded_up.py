@@ -9,6 +9,7 @@ import stat
 import subprocess
 import sys
 import time
+import tomllib
 import uuid
 from pathlib import Path
 
@@ -33,6 +34,7 @@ def test_greenlight_up_builds_a_push_with_embedded_defaults(tmp_path: Path) -> N
         if not key.startswith("GREENLIGHT_") or key.startswith("GREENLIGHT_TEST")
     }
     env["GREENLIGHT_RUNNER_PULL"] = "never"
+    env["XDG_CONFIG_HOME"] = str(tmp_path / "config")
     up = subprocess.Popen(
         [sys.executable, "-m", "server.cli.main", "up", "--port", str(port), "--data-dir", str(data)],
         env=env,
@@ -54,7 +56,11 @@ def test_greenlight_up_builds_a_push_with_embedded_defaults(tmp_path: Path) -> N
                 "steps:\n  - name: hi\n    run: echo embedded\n"
             },
         )
-        cli_env = {**env, "GREENLIGHT_DATA_DIR": str(data), "GREENLIGHT_EMBEDDED": "true"}
+        # `up` signed this machine's CLI in: commands find the server and a user token by themselves.
+        config = tmp_path / "config" / "greenlight" / "config.toml"
+        assert stat.S_IMODE(config.stat().st_mode) == 0o600
+        assert tomllib.loads(config.read_text())["server_url"] == url
+        cli_env = env
         subprocess.run(
             [
                 sys.executable,

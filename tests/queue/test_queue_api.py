@@ -201,6 +201,7 @@ def test_queue_failed_never_writes_escape_sequences_to_the_terminal(
     monkeypatch.setattr(
         httpx, "request", lambda method, url, timeout, **kwargs: client.request(method, url, **kwargs)
     )
+    monkeypatch.setenv("GREENLIGHT_SERVER_URL", "http://127.0.0.1:8080")
     monkeypatch.setenv("GREENLIGHT_TOKEN", tokens[1])
     result = CliRunner().invoke(cli, ["queue", "failed"])
     assert result.exit_code == 0, result.output

@@ -9,21 +9,33 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner
+from sqlalchemy.orm import Session
 
 from server.cli.main import cli
+from server.models import Repository
 from tests.support.old_schema import empty_database, insert_row, upgraded_from
-from tests.test_cli import data_dir, repository  # noqa: F401 (fixture)
+from tests.test_cli import through_the_app
 
 
-def test_a_new_repository_is_private_until_marked_public(data_dir: Path) -> None:  # noqa: F811
+@pytest.mark.integration
+def test_a_new_repository_is_private_until_marked_public(
+    client: object, session: Session, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    through_the_app(client, session, monkeypatch)
     runner = CliRunner()
-    runner.invoke(cli, ["repo", "add", "acme/app", "--clone-url", "/srv/app"])
-    assert repository("acme/app").public is False
+    added = runner.invoke(cli, ["repo", "add", "acme/app", "--clone-url", "/srv/app"])
+    assert added.exit_code == 0, added.output
+
+    def public() -> bool:
+        session.expire_all()
+        return session.query(Repository).filter_by(full_name="acme/app").one().public
+
+    assert public() is False
     result = runner.invoke(cli, ["repo", "set", "acme/app", "--public"])
-    assert result.exit_code == 0 and "public=True" in result.output, result.output
-    assert repository("acme/app").public is True
+    assert result.exit_code == 0 and "public" in result.output and "True" in result.output, result.output
+    assert public() is True
     runner.invoke(cli, ["repo", "set", "acme/app", "--private"])
-    assert repository("acme/app").public is False
+    assert public() is False
 
 
 def a_repository(connection: sa.Connection, tables: Mapping[str, sa.Table]) -> None:
