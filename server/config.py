@@ -129,21 +129,26 @@ class Settings(BaseSettings):
 
     def require_services(self) -> None:
         """Refuse to run without a database and a broker, saying what to set."""
-        for name, value, example in (
-            ("DATABASE_URL", self.database_url, "postgresql+psycopg://USER:PASSWORD@HOST:5432/DATABASE"),
-            ("BROKER_URL", self.broker_url, "redis://:PASSWORD@HOST:6379/0"),
-        ):
-            if value:
-                continue
-            if self.embedded:
-                raise MissingSettingError(
-                    f"no embedded database or broker in {self.data_dir} yet: start `greenlight up` "
-                    f"(with GREENLIGHT_DATA_DIR={self.data_dir}) first, or set GREENLIGHT_{name}"
-                )
+        self.require_database()
+        self._require("BROKER_URL", self.broker_url, "redis://:PASSWORD@HOST:6379/0")
+
+    def require_database(self) -> None:
+        self._require(
+            "DATABASE_URL", self.database_url, "postgresql+psycopg://USER:PASSWORD@HOST:5432/DATABASE"
+        )
+
+    def _require(self, name: str, value: str, example: str) -> None:
+        if value:
+            return
+        if self.embedded:
             raise MissingSettingError(
-                f"GREENLIGHT_{name} is not set: set it (e.g. {example}), or run everything on this "
-                "machine with `greenlight up`"
+                f"no embedded database or broker in {self.data_dir} yet: start `greenlight up` "
+                f"(with GREENLIGHT_DATA_DIR={self.data_dir}) first, or set GREENLIGHT_{name}"
             )
+        raise MissingSettingError(
+            f"GREENLIGHT_{name} is not set: set it (e.g. {example}), or run everything on this "
+            "machine with `greenlight up`"
+        )
 
     def enforce_production_safety(self) -> None:
         """Refuse to serve outside embedded mode with a missing or weak webhook secret, or

@@ -24,15 +24,18 @@ def migrate() -> None:
     """Bring the database schema to the latest version (Alembic)."""
     from server.migrate import upgrade_to_head
 
-    settings = _settings_with_services()
+    settings = _settings_with_services(broker=False)
     upgrade_to_head(settings.database_url)
     click.echo("database is at the latest schema")
 
 
-def _settings_with_services() -> Settings:
+def _settings_with_services(*, broker: bool = True) -> Settings:
     settings = get_settings()
     try:
-        settings.require_services()
+        if broker:
+            settings.require_services()
+        else:
+            settings.require_database()
     except MissingSettingError as error:
         raise click.ClickException(str(error)) from None
     return settings
