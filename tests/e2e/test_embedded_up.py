@@ -275,3 +275,23 @@ def _listed_builds(up: Up, repository: str) -> list[int]:
     reply = httpx.get(f"{up.url}/api/repos/{repository}/builds", timeout=5)
     assert reply.status_code == 200, reply.text
     return [build["id"] for build in reply.json()]
+
+
+def test_up_given_a_database_and_a_broker_starts_no_server_of_its_own(tmp_path: Path) -> None:
+    name = f"greenlight_up_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+    database_url = services.create_database(name)
+    up = _new_up(tmp_path / "up")
+    up.env |= {"GREENLIGHT_DATABASE_URL": database_url, "GREENLIGHT_BROKER_URL": services.redis_url()}
+    try:
+        up.start()
+        assert httpx.get(f"{up.url}/readyz", timeout=10).status_code == 200
+        assert not (up.data / "postgres").exists() and not (up.data / "redis").exists()
+        runners = f"{up.url}/api/runners"
+        up.wait_for(lambda: bool(httpx.get(runners, timeout=5).json()))  # once its runner registered
+        [runner] = httpx.get(runners, timeout=5).json()
+        assert runner["name"] == embedded_runner_name(up.data)
+        assert up.stop() == 0
+    finally:
+        if up.process is not None and up.process.poll() is None:
+            up.stop()
+        services.drop_database(name)
