@@ -164,7 +164,7 @@ def up(port: int, data_dir: Path | None) -> None:
     name servers to use instead of the embedded ones."""
     from server.embedded.children import EmbeddedServiceError
     from server.embedded.data_dir import DataDirInUseError, hold_data_dir, keep_private
-    from server.embedded.supervisor import stop_on_signals
+    from server.embedded.supervisor import StopRequested, stop_on_signals
 
     if data_dir is not None:
         os.environ["GREENLIGHT_DATA_DIR"] = str(data_dir)
@@ -178,6 +178,8 @@ def up(port: int, data_dir: Path | None) -> None:
             _run_embedded(data, port)
     except (DataDirInUseError, EmbeddedServiceError) as error:
         raise click.ClickException(str(error)) from None
+    except StopRequested:  # before anything was started
+        return
 
 
 def _run_embedded(data: Path, port: int) -> None:

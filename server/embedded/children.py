@@ -86,7 +86,6 @@ def wait_until_answering(
             if answers():
                 return
         time.sleep(0.1)
-    stop_child(process, signal.SIGTERM, timeout=10)
     raise EmbeddedServiceError(f"{name} did not answer within {timeout:g} s; see {log}")
 
 

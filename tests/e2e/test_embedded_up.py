@@ -191,7 +191,10 @@ def test_greenlight_up_builds_a_push_on_its_own_postgres_and_redis(running_up: U
     assert Path(directory) == data / "postgres" / "cluster"
     broker = redis.Redis.from_url(embedded_broker_url(stored))
     try:
-        assert Path(broker.config_get("dir")["dir"]) == data / "redis"
+        assert Path(broker.info("server")["config_file"]) == data / "redis" / "redis.conf"
+        # Its password lets a runner elsewhere take messages, not make it write files elsewhere.
+        with pytest.raises(redis.exceptions.NoPermissionError):
+            broker.config_set("dir", "/tmp")
     finally:
         broker.close()
     assert not (data / "greenlight.db").exists() and not (data / "broker.db").exists()
