@@ -21,7 +21,7 @@ from server.embedded.children import (
     stop_leftover,
     wait_until_answering,
 )
-from server.embedded.secrets_file import POSTGRES_DATABASE, POSTGRES_USER, postgres_url, write_private_file
+from server.embedded.secrets_file import POSTGRES_DATABASE, POSTGRES_USER, write_private_file
 
 START_TIMEOUT_SECONDS = 120.0
 
@@ -61,10 +61,6 @@ class EmbeddedPostgres:
         self.password = password
         self.port = port
         self.process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return postgres_url(self.password, self.port)
 
     def start(self) -> None:
         self.home.mkdir(mode=0o700, exist_ok=True)
