@@ -35,10 +35,7 @@ def label_queue(label: str) -> str:
 
 def broker_transport_options(broker_url: str) -> dict[str, float]:
     """Redis: poll fast, and let an unacked message come back after an hour (harmless: every
-    task re-checks the database). Kombu's SQLAlchemy transport (the embedded broker) passes
-    its options straight to create_engine, so it gets none."""
-    if broker_url.startswith("sqla+"):
-        return {}
+    task re-checks the database)."""
     return {"visibility_timeout": 3600, "polling_interval": 0.2}
 
 

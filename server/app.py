@@ -64,6 +64,7 @@ class GreenlightApp(FastAPI):
 
 def create_app(settings: Settings, transport: Transport | None = None) -> FastAPI:
     settings.enforce_production_safety()
+    settings.require_services()
     engine = make_engine(settings.database_url)
 
     @asynccontextmanager

@@ -1,7 +1,8 @@
 """Settings from GREENLIGHT_* environment variables, built by a function (never at import time).
 
-Embedded mode (`greenlight up`) runs on SQLite and a SQLite-backed broker with generated secrets;
-anywhere else, insecure defaults are refused so a production server cannot start half-configured.
+Embedded mode (`greenlight up`) runs on a private PostgreSQL and Redis in the data directory with
+generated secrets; anywhere else, the database and broker must be named and insecure defaults are
+refused, so a production server cannot start half-configured.
 """
 
 from __future__ import annotations
@@ -29,14 +30,26 @@ class InsecureSettingsError(ValueError):
     """A setting still has a value that is only acceptable on a developer's machine."""
 
 
+class MissingSettingError(ValueError):
+    """A setting a process needs is not set (the message says what to set)."""
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="GREENLIGHT_", extra="ignore")
 
     data_dir: Path = DEFAULT_DATA_DIR
+    # Unset: the embedded PostgreSQL and Redis of `greenlight up` (elsewhere they must be set).
     database_url: str = ""
     broker_url: str = ""
-    # True only for `greenlight up`: SQLite, embedded broker, generated secrets are acceptable.
+    # True for `greenlight up` and commands run beside it: its embedded servers (their URLs are in
+    # DATA/secrets.env) and generated secrets are acceptable.
     embedded: bool = False
+    # Where the embedded Redis listens besides 127.0.0.1 (e.g. "0.0.0.0"), for runners on other
+    # machines; it needs its password (DATA/secrets.env), which its URL carries.
+    embedded_bind: str = "127.0.0.1"
+    # Ports of the embedded servers; 0: the one used last time, or a free one at first start.
+    embedded_postgres_port: int = Field(default=0, ge=0, le=65535)
+    embedded_redis_port: int = Field(default=0, ge=0, le=65535)
 
     public_url: str = "http://127.0.0.1:8080"
     github_webhook_secret: str = ""
@@ -88,10 +101,12 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _fill_embedded_defaults(self) -> Settings:
-        if not self.database_url:
-            self.database_url = f"sqlite:///{self.data_dir / 'greenlight.db'}"
-        if not self.broker_url:
-            self.broker_url = f"sqla+sqlite:///{self.data_dir / 'broker.db'}"
+        if self.embedded and not (self.database_url and self.broker_url):
+            from server.embedded.secrets_file import embedded_broker_url, embedded_database_url, read_secrets
+
+            stored = read_secrets(Path(self.data_dir))
+            self.database_url = self.database_url or embedded_database_url(stored)
+            self.broker_url = self.broker_url or embedded_broker_url(stored)
         return self
 
     @model_validator(mode="after")
@@ -112,9 +127,28 @@ class Settings(BaseSettings):
     def reports_to_github(self) -> bool:
         return bool(self.github_token.get_secret_value())
 
-    @property
-    def uses_sqlite(self) -> bool:
-        return self.database_url.startswith("sqlite")
+    def require_services(self) -> None:
+        """Refuse to run without a database and a broker, saying what to set."""
+        self.require_database()
+        self._require("BROKER_URL", self.broker_url, "redis://:PASSWORD@HOST:6379/0")
+
+    def require_database(self) -> None:
+        self._require(
+            "DATABASE_URL", self.database_url, "postgresql+psycopg://USER:PASSWORD@HOST:5432/DATABASE"
+        )
+
+    def _require(self, name: str, value: str, example: str) -> None:
+        if value:
+            return
+        if self.embedded:
+            raise MissingSettingError(
+                f"no embedded database or broker in {self.data_dir} yet: start `greenlight up` "
+                f"(with GREENLIGHT_DATA_DIR={self.data_dir}) first, or set GREENLIGHT_{name}"
+            )
+        raise MissingSettingError(
+            f"GREENLIGHT_{name} is not set: set it (e.g. {example}), or run everything on this "
+            "machine with `greenlight up`"
+        )
 
     def enforce_production_safety(self) -> None:
         """Refuse to serve outside embedded mode with a missing or weak webhook secret, or

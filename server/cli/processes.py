@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
-import secrets
 import signal
+import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from server.cli.output import json_option
-from server.config import get_settings
+from server.config import MissingSettingError, get_settings
+
+if TYPE_CHECKING:
+    from server.config import Settings
+    from server.embedded.supervisor import EmbeddedServer
 
 
 @click.command("migrate")
@@ -22,12 +25,24 @@ def migrate() -> None:
     """Bring the database schema to the latest version (Alembic)."""
     from server.migrate import UpgradeRefused, upgrade_to_head
 
-    settings = get_settings()
+    settings = _settings_with_services(broker=False)
     try:
         upgrade_to_head(settings.database_url)
     except UpgradeRefused as refused:
         raise click.ClickException(str(refused)) from None
     click.echo("database is at the latest schema")
+
+
+def _settings_with_services(*, broker: bool = True) -> Settings:
+    settings = get_settings()
+    try:
+        if broker:
+            settings.require_services()
+        else:
+            settings.require_database()
+    except MissingSettingError as error:
+        raise click.ClickException(str(error)) from None
+    return settings
 
 
 @click.command("server")
@@ -39,7 +54,7 @@ def server(host: str, port: int, workers: int) -> None:
     several workers, each one's counts are kept under DATA_DIR/metrics and added up per scrape)."""
     import uvicorn
 
-    settings = get_settings()
+    settings = _settings_with_services()
     settings.enforce_production_safety()
     if workers > 1:
         from server.metrics.multiprocess import prepare_multiprocess_dir
@@ -68,7 +83,7 @@ def server(host: str, port: int, workers: int) -> None:
 @click.option("--metrics-port", type=int, help="Serve this worker's Prometheus metrics on this port.")
 def worker(concurrency: int, beat: bool, metrics_port: int | None) -> None:
     """Background work on the server side: planning builds, reconciling the queue."""
-    settings = get_settings()
+    settings = _settings_with_services()
     if metrics_port:
         # Before the tasks module (and so prometheus-client) is imported; the pool's children inherit it.
         from server.metrics.multiprocess import prepare_multiprocess_dir
@@ -148,37 +163,141 @@ def runner(
 @click.option("--port", default=8080, show_default=True)
 @click.option("--data-dir", type=click.Path(path_type=Path), help="Where everything is kept.")
 def up(port: int, data_dir: Path | None) -> None:
-    """Everything on this machine with embedded defaults: SQLite, an SQLite broker, one runner."""
-    from contract.spec import ALL_LABELS
-    from server.cli.admin import create_token, write_local_cli_config
-    from server.migrate import upgrade_to_head
-    from server.models import TokenKind
+    """Everything on this machine: a private PostgreSQL and Redis kept in the data directory, the
+    server, a worker and one runner. GREENLIGHT_DATABASE_URL / GREENLIGHT_BROKER_URL, when set,
+    name servers to use instead of the embedded ones."""
+    from server.embedded.children import EmbeddedServiceError
+    from server.embedded.data_dir import DataDirInUseError, hold_data_dir, keep_private
+    from server.embedded.supervisor import StopRequested, stop_on_signals
 
     if data_dir is not None:
         os.environ["GREENLIGHT_DATA_DIR"] = str(data_dir)
     os.environ["GREENLIGHT_EMBEDDED"] = "true"
     get_settings.cache_clear()
-    settings = get_settings()
-    data = Path(settings.data_dir)
-    _keep_private(data)
-    stored = _embedded_secrets(data)
+    data = Path(get_settings().data_dir)
+    keep_private(data)
+    stop_on_signals()
+    try:
+        with hold_data_dir(data):
+            _run_embedded(data, port)
+    except (DataDirInUseError, EmbeddedServiceError) as error:
+        raise click.ClickException(str(error)) from None
+    except StopRequested:  # before anything was started
+        return
+
+
+def _run_embedded(data: Path, port: int) -> None:
+    from server.cli.admin import write_local_cli_config
+    from server.embedded.children import choose_port
+    from server.embedded.data_dir import embedded_runner_name
+    from server.embedded.postgres import EmbeddedPostgres
+    from server.embedded.redis import EmbeddedRedis
+    from server.embedded.secrets_file import ensure_secrets, write_secrets
+    from server.embedded.supervisor import StopRequested, ignore_signals, supervise
+    from server.migrate import UpgradeRefused, upgrade_to_head
+
+    stored = ensure_secrets(data)
     if not os.environ.get("GREENLIGHT_GITHUB_WEBHOOK_SECRET"):
         os.environ["GREENLIGHT_GITHUB_WEBHOOK_SECRET"] = stored["webhook_secret"]
-    upgrade_to_head(settings.database_url)
-    if stored.get("runner_token_created") != "yes":
-        # The one runner of this machine serves whatever it is started with (see below).
-        create_token("embedded-runner", TokenKind.runner, stored["runner_token"], labels=[ALL_LABELS])
-        _write_secrets(data, {**stored, "runner_token_created": "yes"})
+    configured = get_settings()
+    servers: list[EmbeddedServer] = []
+    if not os.environ.get("GREENLIGHT_BROKER_URL"):
+        stored["redis_port"] = str(choose_port(configured.embedded_redis_port, stored.get("redis_port")))
+        redis = EmbeddedRedis(
+            data / "redis", password=stored["redis_password"], port=int(stored["redis_port"]),
+            bind=configured.embedded_bind,
+        )  # fmt: skip
+        servers.append(redis)
+    if not os.environ.get("GREENLIGHT_DATABASE_URL"):
+        stored["postgres_port"] = str(
+            choose_port(configured.embedded_postgres_port, stored.get("postgres_port"))
+        )
+        servers.append(EmbeddedPostgres(data / "postgres", password=stored["postgres_password"],
+                                        port=int(stored["postgres_port"])))  # fmt: skip
+    # The ports are kept before the servers start: the URLs of settings come from this file.
+    write_secrets(data, stored)
+    get_settings.cache_clear()
+    settings = get_settings()
+    try:
+        for server in servers:
+            server.start()
+        try:
+            upgrade_to_head(settings.database_url)
+        except UpgradeRefused as refused:
+            raise click.ClickException(str(refused)) from None
+        _import_an_earlier_sqlite_install(data, settings.database_url)
+        _ensure_runner_token(stored["runner_token"])
+        write_local_cli_config(f"http://{_local_host(settings.embedded_bind)}:{port}")
+        runner_name = os.environ.get("GREENLIGHT_RUNNER_NAME") or embedded_runner_name(data)
+        apps = _start_processes(settings, data, port, stored["runner_token"], runner_name)
+        click.echo(_banner(settings, data, port, runner_name, servers))
+        supervise(apps, servers)
+    except StopRequested:
+        pass
+    finally:
+        ignore_signals()
+        for server in reversed(servers):
+            server.stop()
 
-    url = f"http://127.0.0.1:{port}"
-    runner_name = os.environ.get("GREENLIGHT_RUNNER_NAME") or embedded_runner_name(data)
+
+def _import_an_earlier_sqlite_install(data: Path, database_url: str) -> None:
+    """An install from before the embedded PostgreSQL: its database moves in once (the file is
+    kept, renamed); its broker's file held only hints the reconciler sends again."""
+    from server.embedded.sqlite_import import (
+        ImportFailed,
+        ImportRefused,
+        import_sqlite_database,
+        set_aside_broker_file,
+    )
+
+    if (data / "broker.db").exists():
+        set_aside_broker_file(data)
+    if not (data / "greenlight.db").exists():
+        return
+    click.echo(f"moving {data / 'greenlight.db'} into PostgreSQL (once)")
+    try:
+        result = import_sqlite_database(data / "greenlight.db", database_url)
+    except (ImportRefused, ImportFailed) as error:
+        raise click.ClickException(f"{error}; nothing was changed") from None
+    click.echo(f"moved {sum(result.rows.values())} rows; the old file is kept as {result.kept_as}")
+
+
+def _ensure_runner_token(value: str) -> None:
+    """The one runner of this machine serves whatever it is started with (see below)."""
+    from sqlalchemy import select
+
+    from contract.spec import ALL_LABELS
+    from server.auth.tokens import token_hash
+    from server.cli.admin import create_token
+    from server.cli.context import cli_session
+    from server.models import ApiToken, TokenKind
+
+    with cli_session() as session:
+        known = session.scalar(select(ApiToken.id).where(ApiToken.token_hash == token_hash(value)))
+    if known is None:
+        create_token("embedded-runner", TokenKind.runner, value, labels=[ALL_LABELS])
+
+
+def _local_host(bind: str) -> str:
+    """How processes on this machine reach the server `up` runs on ``bind``."""
+    from server.embedded.redis import EVERY_ADDRESS, LOOPBACK
+
+    return LOOPBACK if bind == EVERY_ADDRESS else bind
+
+
+def _start_processes(
+    settings: Settings, data: Path, port: int, runner_token: str, runner_name: str
+) -> list[subprocess.Popen[bytes]]:
+    from server.embedded.children import die_with_parent
+
+    url = f"http://{_local_host(settings.embedded_bind)}:{port}"
     env = {
         **os.environ,
         "GREENLIGHT_SERVER_URL": url,
-        "GREENLIGHT_PUBLIC_URL": url,
+        "GREENLIGHT_PUBLIC_URL": os.environ.get("GREENLIGHT_PUBLIC_URL", url),
         "GREENLIGHT_DATABASE_URL": settings.database_url,
         "GREENLIGHT_BROKER_URL": settings.broker_url,
-        "GREENLIGHT_RUNNER_TOKEN": stored["runner_token"],
+        "GREENLIGHT_RUNNER_TOKEN": runner_token,
         # A local executor's step user cannot pass through the data directory: its runner then
         # needs a directory of its own elsewhere (it says so when it refuses to start).
         "GREENLIGHT_RUNNER_DIR": os.environ.get("GREENLIGHT_RUNNER_DIR", str(data / "runner")),
@@ -187,90 +306,51 @@ def up(port: int, data_dir: Path | None) -> None:
         # The one runner also runs deploy jobs (label `deploy`), unless told otherwise.
         "GREENLIGHT_RUNNER_LABELS": os.environ.get("GREENLIGHT_RUNNER_LABELS", "docker,deploy"),
     }
-    write_local_cli_config(url)
     greenlight = [sys.executable, "-m", "server.cli.main"]
-    children = [
-        subprocess.Popen([*greenlight, "server", "--port", str(port)], env=env),
-        subprocess.Popen([*greenlight, "worker", "--concurrency", "1"], env=env),
-        subprocess.Popen([*greenlight, "runner"], env=env),
+    commands = [
+        ["server", "--host", settings.embedded_bind, "--port", str(port)],
+        ["worker", "--concurrency", "1"],
+        ["runner"],
     ]
-    click.echo(
-        f"\nGreenlight is up: {url}\n"
-        f"  data: {data}\n"
-        f"  runner: {runner_name}\n"
-        f"  webhook: POST {url}/webhooks/github (secret in {data / 'secrets.env'})\n"
-        f"  register a repository: greenlight repo add OWNER/NAME --clone-url PATH_OR_URL\n"
-    )
-    _supervise(children)
+    hook = die_with_parent(signal.SIGTERM)
+    return [subprocess.Popen([*greenlight, *command], env=env, preexec_fn=hook) for command in commands]
 
 
-def embedded_runner_name(data: Path) -> str:
-    """The name of ``greenlight up``'s runner: the same at every start of an install, different for
-    each data directory, so that two installs on one machine can tell their runners apart (what
-    a runner removes from the engine goes by the identity its server gave it, never by its name)."""
-    return "embedded-" + hashlib.sha256(str(data.resolve()).encode()).hexdigest()[:8]
+def _banner(
+    settings: Settings, data: Path, port: int, runner_name: str, servers: list[EmbeddedServer]
+) -> str:
+    from server.embedded.redis import EVERY_ADDRESS, LOOPBACK
 
-
-def _supervise(children: list[subprocess.Popen[bytes]]) -> None:
-    def stop(*_: object) -> None:
-        for child in children:
-            if child.poll() is None:
-                child.terminate()
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-    try:
-        while all(child.poll() is None for child in children):
-            time.sleep(0.5)
-    finally:
-        stop()
-        for child in children:
-            try:
-                child.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                child.kill()
-    failed = [child for child in children if child.returncode not in (0, -signal.SIGTERM, None)]
-    if failed:
-        raise SystemExit(f"a Greenlight process exited with {failed[0].returncode}")
-
-
-# What the data directory holds that nobody else may read: keys, tokens, databases.
-_PRIVATE_FILES = ("secrets.env", "secret.key", "greenlight.db", "broker.db", "celerybeat-schedule")
-
-
-def _keep_private(data: Path) -> None:
-    """The data directory holds the key that decrypts every secret, the runner token, the webhook
-    secret and the databases: it is 0700 and all created in it 0600/0700 (the umask, which the
-    server, worker and runner processes inherit). Files of an older, laxer install are tightened."""
-    os.umask(0o077)
-    data.mkdir(mode=0o700, parents=True, exist_ok=True)
-    data.chmod(0o700)
-    for path in data.iterdir():
-        if path.name.startswith(_PRIVATE_FILES) and path.is_file() and not path.is_symlink():
-            path.chmod(0o600)
-
-
-def _embedded_secrets(data: Path) -> dict[str, str]:
-    path = data / "secrets.env"
-    values: dict[str, str] = {}
-    if path.exists():
-        for line in path.read_text().splitlines():
-            key, _, value = line.partition("=")
-            values[key.strip()] = value.strip()
-    if "webhook_secret" not in values or "runner_token" not in values:
-        values.setdefault("webhook_secret", secrets.token_urlsafe(32))
-        values.setdefault("runner_token", "glr_" + secrets.token_urlsafe(32))
-        _write_secrets(data, values)
-    return values
-
-
-def _write_secrets(data: Path, values: dict[str, str]) -> None:
-    path = data / "secrets.env"
-    # Created 0600: never readable by others, not even between a write and a chmod.
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    os.fchmod(descriptor, 0o600)
-    with os.fdopen(descriptor, "w") as file:
-        file.write("".join(f"{key}={value}\n" for key, value in values.items()))
+    bind = settings.embedded_bind
+    url = f"http://{_local_host(bind)}:{port}"
+    secrets_file = data / "secrets.env"
+    lines = [
+        f"\nGreenlight is up: {url}",
+        f"  data: {data}",
+        *(f"  {server.name}: port {server.port}, log {server.log}" for server in servers),
+        f"  runner: {runner_name}",
+        f"  webhook: POST {url}/webhooks/github (secret: webhook_secret in {secrets_file})",
+        "  register a repository: greenlight repo add OWNER/NAME --clone-url PATH_OR_URL",
+    ]
+    if bind == LOOPBACK:
+        lines.append(
+            "  runners on other machines: start with GREENLIGHT_EMBEDDED_BIND=0.0.0.0 (or this machine's "
+            "address) to let them reach the server and the broker"
+        )
+    else:
+        host = socket.gethostname() if bind == EVERY_ADDRESS else bind
+        broker = "the GREENLIGHT_BROKER_URL this `up` was given"
+        for server in servers:
+            if server.name == "Redis":
+                broker = f"redis://:PASSWORD@{host}:{server.port}/0"
+                broker += f" (PASSWORD: redis_password in {secrets_file})"
+        lines += [
+            "  another runner: `greenlight token create --name NAME`, then on its machine",
+            f"    GREENLIGHT_SERVER_URL=http://{host}:{port} GREENLIGHT_RUNNER_TOKEN=TOKEN "
+            "GREENLIGHT_BROKER_URL=BROKER greenlight runner",
+            f"    BROKER: {broker}",
+        ]
+    return "\n".join(lines) + "\n"
 
 
 @runner.command("list")

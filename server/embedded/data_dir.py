@@ -1,0 +1,59 @@
+"""The data directory of `greenlight up`: private to its owner, used by one `up` at a time."""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+LOCK_FILE = "up.lock"
+# What the data directory holds that nobody else may read: keys, tokens, an older install's databases.
+_PRIVATE_FILES = ("secrets.env", "secret.key", "greenlight.db", "broker.db", "celerybeat-schedule", LOCK_FILE)
+
+
+class DataDirInUseError(RuntimeError):
+    """Another `greenlight up` runs on this data directory."""
+
+
+def keep_private(data: Path) -> None:
+    """The data directory holds the key that decrypts every secret, the runner token, the webhook
+    secret and the databases: it is 0700 and all created in it 0600/0700 (the umask, which the
+    servers and the Greenlight processes inherit). Files of an older, laxer install are tightened."""
+    os.umask(0o077)
+    data.mkdir(mode=0o700, parents=True, exist_ok=True)
+    data.chmod(0o700)
+    for path in data.iterdir():
+        if path.name.startswith(_PRIVATE_FILES) and path.is_file() and not path.is_symlink():
+            path.chmod(0o600)
+
+
+@contextlib.contextmanager
+def hold_data_dir(data: Path) -> Iterator[None]:
+    """Held while `up` runs; the system lets it go when `up` ends, however it ends, so a killed
+    `up` leaves no lock behind. A second `up` on the same directory is refused: two would run
+    two servers on one database's files."""
+    descriptor = os.open(data / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(descriptor, 32, 0).decode(errors="replace").strip() or "?"
+            raise DataDirInUseError(
+                f"another `greenlight up` (pid {holder}) is running on {data}: stop it first, "
+                "or give this one another --data-dir"
+            ) from None
+        os.ftruncate(descriptor, 0)
+        os.pwrite(descriptor, f"{os.getpid()}\n".encode(), 0)
+        yield
+    finally:
+        os.close(descriptor)
+
+
+def embedded_runner_name(data: Path) -> str:
+    """The name of ``greenlight up``'s runner: the same at every start of an install, different for
+    each data directory, so that two installs on one machine can tell their runners apart (what
+    a runner removes from the engine goes by the identity its server gave it, never by its name)."""
+    return "embedded-" + hashlib.sha256(str(data.resolve()).encode()).hexdigest()[:8]
