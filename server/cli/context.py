@@ -8,18 +8,24 @@ from contextlib import contextmanager
 import click
 from sqlalchemy.orm import Session
 
-from server.config import MissingSettingError, get_settings
+from server.config import MissingSettingError, Settings, get_settings
 from server.db import make_engine, make_session_factory, session_scope
 
 
-@contextmanager
-def cli_session() -> Iterator[Session]:
+def database_settings() -> Settings:
+    """The settings of a command that works on the server's database itself (the few that are
+    not the API's): without a database URL it says what to set."""
     settings = get_settings()
     try:
         settings.require_database()
     except MissingSettingError as error:
         raise click.ClickException(str(error)) from None
-    engine = make_engine(settings.database_url)
+    return settings
+
+
+@contextmanager
+def cli_session() -> Iterator[Session]:
+    engine = make_engine(database_settings().database_url)
     try:
         with session_scope(make_session_factory(engine)) as session:
             yield session

@@ -7,8 +7,8 @@ import re
 
 import click
 
+from server.cli.context import database_settings
 from server.cli.terminal import show
-from server.config import get_settings
 
 _DURATION = re.compile(r"^(\d+)([smhd])$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
@@ -46,7 +46,7 @@ def redeliver(full_name: str | None, since: str | None) -> None:
     from server.github.redelivery import redeliver_failed
     from server.models.base import utcnow
 
-    settings = get_settings()
+    settings = database_settings()
     client = GitHubClient.from_settings(settings)
     if client is None:
         raise click.ClickException("GREENLIGHT_GITHUB_TOKEN is not set")

@@ -7,8 +7,8 @@ import re
 
 import click
 
+from server.cli.context import database_settings
 from server.cli.terminal import show
-from server.config import get_settings
 
 _AGE = re.compile(r"^(\d+)([dhw])$")
 _UNITS = {"h": dt.timedelta(hours=1), "d": dt.timedelta(days=1), "w": dt.timedelta(weeks=1)}
@@ -69,7 +69,7 @@ def prune(older_than: str | None, max_bytes: str | None, dry_run: bool) -> None:
     from server.db import make_engine, make_session_factory
     from server.retention.logs import RetentionPolicy, prune_logs
 
-    settings = get_settings()
+    settings = database_settings()
     policy = RetentionPolicy(
         older_than=parse_age(older_than)
         if older_than is not None

@@ -71,9 +71,9 @@ def test_a_broken_config_file_is_named_with_its_path(tmp_path: Path) -> None:
     [
         (["prune", "--dry-run"], "GREENLIGHT_DATABASE_URL"),
         (["doctor", "--no-docker"], "GREENLIGHT_DATABASE_URL"),
-        (["github", "redeliver"], "GREENLIGHT_GITHUB_TOKEN"),
+        (["github", "redeliver"], "GREENLIGHT_DATABASE_URL"),
         (["runner"], "GREENLIGHT_RUNNER_TOKEN"),
-        (["server"], "GREENLIGHT_GITHUB_WEBHOOK_SECRET"),
+        (["server"], "GREENLIGHT_DATABASE_URL"),
         (["login", "http://127.0.0.1:1"], "token create --kind user"),
     ],
     ids=lambda value: " ".join(value) if isinstance(value, list) else "",
