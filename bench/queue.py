@@ -266,7 +266,7 @@ def main() -> None:
 
         # 2. claim throughput: every job committed first, then one wake-up per slot; each woken
         # slot claims until the queue is empty (as a runner does), so what is timed is the
-        # claim → finish cycle, not the producer writing rows and messages on the same 2 CPUs.
+        # claim → finish cycle, not the producer writing rows and messages on the same CPUs.
         queue_started = time.perf_counter()
         throughput_ids = queue_jobs(args.throughput_jobs, announce=False)
         queued_for = time.perf_counter() - queue_started

@@ -5,8 +5,8 @@
 A process pinned to each CPU spins and notes every gap of more than 4 ms between two reads of
 the clock: time in which it did not run. First on one CPU alone, then on every CPU at once.
 On a machine of its own a spinner sees no gaps (nothing else wants its CPU); on a virtual
-machine whose host takes CPUs back when all of them are busy, the second run shows gaps of
-tens of milliseconds. Those land in any latency figure measured while the machine is that busy
+machine whose host takes CPUs back when all of them are busy, the second run shows gaps
+long enough to matter. Those land in any latency figure measured while the machine is that busy
 (bench/README.md, "Load"), whatever the code does.
 """
 

@@ -4,7 +4,7 @@ server's worker and the runners).
 When the broker goes away while a task is unacknowledged, kombu closes the channel and tries to
 put that message back with a connection that is already gone (``conninfo`` is None): an
 ``AttributeError`` that Celery treats as unrecoverable, and the worker process exits instead of
-reconnecting (kombu 5.7; the same family as celery/kombu#970 and #582). Nothing is lost by
+reconnecting (seen with kombu 5.7). Nothing is lost by
 skipping that restore in Greenlight: Postgres is the truth, and the reconciler re-announces every
 queued job and re-requests every unplanned build.
 """

@@ -59,7 +59,7 @@ class StepOutcome(enum.StrEnum):
 
 
 class Limits(BaseModel):
-    """Resource limits enforced on every container of a job (DESIGN.md decision 4)."""
+    """Resource limits enforced on every container of a job (docs/configuration.md, "Limits")."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -180,7 +180,7 @@ class JobSpec(BaseModel):
     job_id: int
     build_id: int
     repository: str  # OWNER/NAME
-    # From the registered repository, never from a webhook payload (DESIGN.md decision 5), and
+    # From the registered repository, never from a webhook payload (docs/security.md), and
     # without user information: a credential travels in ``credential``.
     clone_url: str
     commit_sha: str = Field(pattern=SHA_PATTERN)

@@ -63,8 +63,8 @@ class RunnerApiError(Exception):
 class RunnerApi:
     """Thread-safe (urllib3's pool is); one instance per runner process.
 
-    urllib3 rather than httpx: every job costs at least one request, and httpx spent about twice
-    the runner's CPU per request (cookie jar, URL merging, stream layers; seen in bench.queue)."""
+    urllib3 rather than httpx: every job costs at least one request, and httpx spent noticeably
+    more of the runner's CPU per request (cookie jar, URL merging, stream layers; bench.queue)."""
 
     def __init__(
         self, server_url: str, runner_token: str, *, retries: int = 5, timeout: float = 30.0

@@ -33,7 +33,8 @@ class RunnerSettings(BaseSettings):
     # The users the local executor runs steps as, comma-separated, one per job it runs at once
     # (``runner_concurrency``): never root, never the owner of the runner's or the server's
     # directories, and used by nothing else (every process of a job's user is killed when its
-    # steps end). Not nobody, which other daemons share: create a dedicated one (see README).
+    # steps end). Not nobody, which other daemons share: create a dedicated one (docs/security.md,
+    # "Runners without Docker").
     runner_run_as: str = Field(default="greenlight-step", min_length=1)
     # The server's data directory when it is on this machine (``greenlight up``): the local
     # executor refuses a step user that owns it.

@@ -1,4 +1,4 @@
-"""Hiding secret values in log lines before they leave the runner (DESIGN.md decision 7).
+"""Hiding secret values in log lines before they leave the runner (docs/security.md, "Secrets").
 
 Every value a job was given, and the forms a step is likely to print it in, becomes a pattern
 (``forms.py``); each line of a multi-line value is a pattern of its own, as in GitHub Actions. No
@@ -26,9 +26,9 @@ MASK = "********"
 Span = tuple[int, int]  # [start, end) of a stored text
 
 
-# Up to this many pattern characters a DFA is built: it searches 2-3 times faster than the NFA.
-# 50 tokens of 16-64 characters in all their forms are ~70,000 (DFA built in 0.15 s, ~30 MB);
-# beyond (long keys: 240,000 with 5 of 1.6 KB) its build would take ~1 s and 110 MB, so the NFA.
+# Up to this many pattern characters a DFA is built: it searches faster than the NFA, but its
+# build time and memory grow with the patterns. 50 tokens of 16-64 characters in all their forms
+# stay below; a few multi-line keys go beyond, and get the NFA (bench.masking).
 _DFA_MAX_PATTERN_CHARS = 96 * 1024
 
 

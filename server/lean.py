@@ -1,7 +1,7 @@
 """Hot endpoints served as plain ASGI apps, ahead of FastAPI's router.
 
-FastAPI's routing, dependency solving and response validation cost about 1 ms of CPU per
-request: more than all of a webhook delivery's own work (bench/README.md, "Load"). An endpoint
+FastAPI's routing, dependency solving and response validation cost more CPU per request
+than all of a webhook delivery's own work (bench/README.md, "Load"). An endpoint
 whose requests are counted in thousands per second is registered here as well as on the FastAPI
 router: the FastAPI route documents it (``/openapi.json``, which the fuzz tests read) and serves
 it when no lean route is installed, and both run the same ASGI app. Lean routes sit inside

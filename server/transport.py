@@ -77,9 +77,9 @@ class BackgroundTransport(Transport):
     Sends go in rounds, at most one round every ``interval`` seconds: a message after a quiet
     moment goes at once, and under a stream each round sends what arrived since the last one,
     with the planning requests merged into ``PLAN_BUILDS_TASK`` messages (at most ``batch``
-    builds each). Celery spends about 0.5 ms of CPU on a message, and this thread holds the GIL
-    meanwhile, delaying the event loop: one message per delivery was a fifth of a server
-    worker's CPU at 500 deliveries/s (bench/README.md, "Load").
+    builds each). A Celery send holds the GIL for a noticeable time, delaying the event loop
+    meanwhile: one message per delivery cost a server worker much of its CPU under a stream of
+    deliveries (bench/README.md, "Load").
     """
 
     def __init__(self, celery: Celery, *, interval: float = 0.05, batch: int = 50) -> None:

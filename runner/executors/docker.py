@@ -1,5 +1,5 @@
 """Run each step of a job in its own Docker container, on a private network per job, with the
-job's limits enforced by the engine (DESIGN.md decisions 4 and 5)."""
+job's limits enforced by the engine (docs/configuration.md, "Limits"; docs/security.md)."""
 
 from __future__ import annotations
 

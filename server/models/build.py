@@ -109,7 +109,7 @@ class Build(Base):
     commit_url: Mapped[str | None] = mapped_column(sa.String(1000))
     sender: Mapped[str] = mapped_column(sa.String(255), default="")
     # A pull request from another repository: its code is not trusted, so the build gets no
-    # secrets and never deploys (DESIGN.md decision 5).
+    # secrets and never deploys (docs/security.md, "Forks").
     from_fork: Mapped[bool] = mapped_column(default=False, server_default=sa.false())
     # The previous head of a pushed branch: changed paths (`when: path`) are before..commit.
     before_sha: Mapped[str | None] = mapped_column(sa.String(40))

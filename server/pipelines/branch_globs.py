@@ -5,8 +5,8 @@ Globs as in Woodpecker: ``*`` stays within one path segment (``release/*`` match
 ``release/1.0``, not ``release/x/evil``), ``**`` crosses segments, ``{a,b}`` is either.
 Two matchers with different rules would let a branch through one check that the other refuses.
 
-Braces multiply: ``{1..5000}`` is 5,000 patterns, and each pattern costs about a quarter of a
-millisecond to compile. A glob may expand to ``MAX_EXPANSIONS`` patterns at most (checked when a
+Braces multiply: ``{1..5000}`` is 5,000 patterns, and each pattern is a regular expression to
+compile. A glob may expand to ``MAX_EXPANSIONS`` patterns at most (checked when a
 pipeline file is loaded or a rule is set, and again by wcmatch at every match), and each glob is
 compiled once per process, however often it is matched.
 """

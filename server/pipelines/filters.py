@@ -17,7 +17,8 @@ from dataclasses import dataclass, field, replace
 from server.pipelines.branch_globs import compiled, glob_matches
 from server.pipelines.config import GlobFilter, WhenConfig
 
-# About a second of matching per planning at most (a match costs a few microseconds).
+# Pairs of a changed path and a distinct path glob matched per planning at most, whatever the
+# diff's size; beyond, the changed paths count as unknown.
 MAX_PATH_MATCHES = 200_000
 
 

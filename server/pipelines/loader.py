@@ -17,8 +17,8 @@ from server.pipelines.config import CONFIG_FILE, PipelineConfig
 MAX_FILE_BYTES = 256 * 1024
 MAX_EXPANDED_VALUES = 200_000  # above what 256 KiB can hold without aliases
 MAX_EXPANDED_CHARACTERS = 2 * 1024 * 1024
-# Each pattern a glob expands to costs about 0.25 ms to compile (once per process): the distinct
-# globs of one file may cost a quarter of a second at most, not minutes at every push.
+# Each pattern a glob expands to is compiled (once per process): the distinct globs of one file
+# may expand to this many patterns at most, so that no push makes the server compile without end.
 MAX_GLOB_PATTERNS = 1000
 
 

@@ -2,9 +2,9 @@
 
 A new push or pull request (opened / synchronize / reopened) of a registered repository: the
 delivery row, the repository's next build number and the build row are written by a single
-data-modifying CTE, one round trip and one short row lock, instead of five ORM statements (which
-cost ten times the SQL they send: see bench/README.md). The same statement recognises the
-common redelivery (an id already stored, whose first try was not waiting for `repo add`).
+data-modifying CTE, one round trip and one short row lock, instead of five ORM statements (whose
+CPU cost far exceeds the SQL they send: see bench/README.md, "Load"). The same statement
+recognises the common redelivery (an id already stored, whose first try was not waiting for `repo add`).
 
 Anything else returns None and takes the general path in ``service.py``, which reaches the same
 rows: an unregistered repository, a fork's pull request that waits for approval, a redelivery

@@ -1,7 +1,7 @@
 """The common delivery's one statement, sent from the event loop on an asyncio connection pool.
 
-Under load, handing a delivery to a worker thread and running it through SQLAlchemy cost
-0.75 ms of CPU per statement; awaiting psycopg directly costs 0.3 ms (bench/README.md, "Load").
+Under load, handing a delivery to a worker thread and running it through SQLAlchemy cost more
+CPU per statement than awaiting psycopg directly (bench/README.md, "Load").
 Only ``one_statement.py``'s statement runs here, in autocommit (one statement, one transaction,
 one round trip); everything else keeps the ORM session in a thread. Postgres only: the embedded
 mode (SQLite) has no pool and takes the general path.

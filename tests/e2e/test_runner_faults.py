@@ -48,7 +48,7 @@ CUT_OFF_OUTAGE_BUDGET = 20
 OUTPUT_MB = 200
 LOG_BUDGET = f"{2 * OUTPUT_MB}M"
 RSS_BOUND = 200 * 1024 * 1024
-# The "within seconds": generous, for a machine shared with other tests.
+# The job ends within seconds of the fault: generous, for a machine shared with other tests.
 JOB_END_LAG_BOUND = 30.0
 MAIN_LABEL = "docker"
 ENGINE_SECONDS = 5.0
