@@ -128,14 +128,6 @@ def parse_json(body: bytes) -> Any:
         raise UnreadableJson("a number in it has too many digits") from None
 
 
-def header(scope: Scope, name: bytes) -> str | None:
-    """The first value of header ``name`` (lower case), decoded as latin-1 like Starlette does."""
-    for key, value in scope["headers"]:
-        if key == name:
-            return value.decode("latin-1")
-    return None
-
-
 def json_body(content: Mapping[str, Any]) -> bytes:
     """The same bytes as Starlette's ``JSONResponse`` renders."""
     text = json.dumps(content, ensure_ascii=False, allow_nan=False, indent=None, separators=(",", ":"))
