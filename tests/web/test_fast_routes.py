@@ -129,6 +129,12 @@ def _scenario(client: TestClient, session: Session, prefix: str) -> list[Reply]:
     post("/api/runner/claim", content=b'{"runner_id": ', headers=runner)  # 422: not JSON
     post("/api/runner/claim", content=b"", headers=runner)  # 422: no body
     post("/api/runner/claim", content=b"[" * 5000 + b"]" * 5000, headers=runner)  # 400: too deep
+    as_text = {**runner, "Content-Type": "text/plain"}
+    post("/api/runner/claim", content=json.dumps({"runner_id": runner_id}), headers=as_text)  # 422: not JSON
+    untyped = {"Authorization": runner["Authorization"]}
+    post("/api/runner/claim", content=json.dumps({"runner_id": runner_id}), headers=untyped)  # 422
+    elsewhere = json.dumps({"runner_id": runner_id + 1000})  # 403, read as JSON:
+    post("/api/runner/claim", content=elsewhere, headers={**runner, "Content-Type": "application/x+json"})
     claimed = post("/api/runner/claim", json={"runner_id": runner_id}, headers=runner).json()  # 200
     # A job's end, with and without the runner's next claim.
     job = {"Authorization": f"Bearer {claimed['job_token']}", "Content-Type": "application/json"}
@@ -166,7 +172,7 @@ def test_every_hot_route_answers_byte_for_byte_as_the_fastapi_route_it_shadows(
     statuses = [status for status, _, _ in fast]
     assert statuses == [
         202, 200, 200, 401, 400, 400, 400, 413,
-        401, 401, 401, 403, 422, 422, 422, 422, 422, 400, 200,
+        401, 401, 401, 403, 422, 422, 422, 422, 422, 400, 422, 422, 403, 200,
         409, 422, 422, 422, 200, 409,
         204, 409, 422, 204,
     ]  # fmt: skip
