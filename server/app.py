@@ -8,10 +8,9 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 from fastapi import Depends, FastAPI, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, RedirectResponse
+from fastapi.responses import RedirectResponse
 from fastapi.staticfiles import StaticFiles
-from sqlalchemy.exc import DBAPIError
+from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp
 
 from server import __version__
@@ -25,13 +24,13 @@ from server.db import make_engine, make_session_factory
 from server.deploys.endpoints import router as deploys_router
 from server.deps import AppState
 from server.environments.endpoints import router as environments_router
-from server.errors import INTERNAL_ERROR, database_error_reply, invalid_input_detail
+from server.errors import install_error_replies
 from server.health.endpoints import router as health_router
 from server.lean import LeanRoutes
 from server.logs.endpoints import router as logs_router
 from server.metrics.endpoints import router as metrics_router
 from server.queue.endpoints import router as queue_router
-from server.queue.hot_routes import HotRunnerRoutes
+from server.queue.hot_routes import runner_routes
 from server.queue.liveness import LivenessWriter
 from server.queue.runner_api import router as runner_router
 from server.repos.endpoints import router as repos_router
@@ -53,13 +52,9 @@ from server.worker.celery_app import make_celery
 logger = logging.getLogger(__name__)
 
 
-class GreenlightApp(FastAPI):
-    """FastAPI, with the runner API's two hot routes in front of all of it (``hot_routes``)."""
-
-    def build_middleware_stack(self) -> ASGIApp:
-        state: AppState = self.state.greenlight
-        headers = security_headers(https=state.settings.public_url.startswith("https://"))
-        return HotRunnerRoutes(super().build_middleware_stack(), state=state, headers=headers)
+def hot_routes(rest: ASGIApp) -> list[BaseRoute]:
+    """The routes ``LeanRoutes`` serves ahead of FastAPI's router (``rest``)."""
+    return [Route("/webhooks/github", receive_webhook, methods=["POST"]), *runner_routes(rest)]
 
 
 def create_app(settings: Settings, transport: Transport | None = None) -> FastAPI:
@@ -78,7 +73,7 @@ def create_app(settings: Settings, transport: Transport | None = None) -> FastAP
         if isinstance(app.state.greenlight.transport, BackgroundTransport):
             app.state.greenlight.transport.close()
 
-    app = GreenlightApp(title="Greenlight", version=__version__, lifespan=lifespan)
+    app = FastAPI(title="Greenlight", version=__version__, lifespan=lifespan)
     session_factory = make_session_factory(engine)
     transport = transport or BackgroundTransport(make_celery(settings))
     app.state.greenlight = AppState(
@@ -89,25 +84,7 @@ def create_app(settings: Settings, transport: Transport | None = None) -> FastAP
         domain=wire_domain(session_factory, transport, reports_to_github=settings.reports_to_github),
     )
 
-    @app.exception_handler(RequestValidationError)
-    def invalid_request(_request: Request, error: RequestValidationError) -> JSONResponse:
-        return JSONResponse({"detail": invalid_input_detail(error.errors())}, status_code=422)
-
-    error_headers = {
-        name.decode(): value.decode()
-        for name, value in security_headers(https=settings.public_url.startswith("https://"))
-    }
-
-    @app.exception_handler(Exception)
-    def bug_of_ours(_request: Request, _error: Exception) -> JSONResponse:
-        # Starlette's last-resort 500 is sent outside SecurityHeaders: it carries them itself. The
-        # traceback goes to the log (the exception is raised again), never to the client.
-        return JSONResponse({"detail": INTERNAL_ERROR}, status_code=500, headers=error_headers)
-
-    @app.exception_handler(DBAPIError)
-    def database_error(_request: Request, error: DBAPIError) -> JSONResponse:
-        status, detail = database_error_reply(error)
-        return JSONResponse({"detail": detail}, status_code=status)
+    install_error_replies(app, headers=security_headers(https=settings.public_url.startswith("https://")))
 
     app.include_router(health_router)
     app.include_router(metrics_router)
@@ -117,7 +94,7 @@ def create_app(settings: Settings, transport: Transport | None = None) -> FastAP
         return RedirectResponse(login_url(error.next_url), status_code=303)
 
     # Added before SecurityHeaders, so inside it: lean routes' replies get the same headers.
-    app.add_middleware(LeanRoutes, routes={("POST", "/webhooks/github"): receive_webhook})
+    app.add_middleware(LeanRoutes, routes=hot_routes, exception_handlers=app.exception_handlers)
     app.add_middleware(SecurityHeaders, https=settings.public_url.startswith("https://"))
     # Who reads (server/auth/reading.py): private repositories need a sign-in, and everything does when
     # GREENLIGHT_PUBLIC=false (webhooks and the runner API have their own auth).

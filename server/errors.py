@@ -1,6 +1,10 @@
-"""The API's replies to errors that are not the endpoint's own: invalid input and a database
-that refused or went away. Used by the app's exception handlers and by the runner API's hot
-routes (``server/queue/hot_routes.py``), which bypass them."""
+"""Errors as HTTP replies, mapped once: the app's exception handlers (``install_error_replies``).
+
+A domain refuses with an exception of its own (a job already closed, a deploy refused); the
+table below says which HTTP status each gets, the exception's text being the reply's
+``detail``. Endpoints raise and let it through; only a mapping that differs by endpoint stays
+in that endpoint. Invalid input, a database that refused or went away, and a bug of ours get
+their replies here too. Lean routes (``server/lean.py``) go through the same handlers."""
 
 from __future__ import annotations
 
@@ -8,13 +12,77 @@ import logging
 import math
 from typing import Any
 
+from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DataError, DBAPIError
+
+from server.builds.control import NotAllowed
+from server.deploys.queries import AmbiguousEnvironment
+from server.deploys.service import DeployRefused
+from server.environments.service import RuleError
+from server.queue.pending import LabelsRefused, NotPending
+from server.queue.reports import JobClosed, StepsAlreadyRan, UnknownStep
+from server.queue.runners import LabelsNotAllowed, NotARunnerToken, RunnerNotRegistered
+from server.secrets.credentials import CredentialError
+from server.secrets.service import SecretError
 
 logger = logging.getLogger(__name__)
 
 # The whole reply to a bug of ours: what went wrong is in the server's log, not in the reply.
 INTERNAL_ERROR = "internal server error"
+
+# Domain error → HTTP status; the reply is ``{"detail": str(error)}``. A subclass without an
+# entry of its own gets its base class's status.
+DOMAIN_ERRORS: dict[type[Exception], int] = {
+    NotARunnerToken: 401,
+    RunnerNotRegistered: 403,  # a runner token, but not the one of this runner
+    LabelsNotAllowed: 403,
+    # The runner must stop this job and discard what it has: it is closed on our side.
+    JobClosed: 409,
+    StepsAlreadyRan: 409,
+    UnknownStep: 422,
+    NotAllowed: 409,
+    NotPending: 409,
+    LabelsRefused: 409,
+    DeployRefused: 409,
+    AmbiguousEnvironment: 400,
+    RuleError: 422,
+    SecretError: 422,
+    CredentialError: 422,
+}
+
+
+def install_error_replies(app: FastAPI, *, headers: list[tuple[bytes, bytes]]) -> None:
+    """``headers``: the security headers, which the last-resort 500 must carry itself."""
+    for error_type, status in DOMAIN_ERRORS.items():
+        app.add_exception_handler(error_type, _domain_reply(status))
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(_request: Request, error: RequestValidationError) -> JSONResponse:
+        return JSONResponse({"detail": invalid_input_detail(error.errors())}, status_code=422)
+
+    error_headers = {name.decode(): value.decode() for name, value in headers}
+
+    @app.exception_handler(Exception)
+    async def bug_of_ours(_request: Request, _error: Exception) -> JSONResponse:
+        # Starlette's last-resort 500 is sent outside SecurityHeaders: it carries them itself. The
+        # traceback goes to the log (the exception is raised again), never to the client.
+        return JSONResponse({"detail": INTERNAL_ERROR}, status_code=500, headers=error_headers)
+
+    @app.exception_handler(DBAPIError)
+    async def database_error(_request: Request, error: DBAPIError) -> JSONResponse:
+        status, detail = database_error_reply(error)
+        return JSONResponse({"detail": detail}, status_code=status)
+
+
+def _domain_reply(status: int) -> Any:
+    async def reply(_request: Request, error: Exception) -> JSONResponse:
+        # The same bytes as FastAPI's reply to ``HTTPException(status, str(error))``.
+        return JSONResponse({"detail": str(error)}, status_code=status)
+
+    return reply
 
 
 def invalid_input_detail(errors: Any) -> Any:

@@ -1,40 +1,90 @@
-"""Hot endpoints served as plain ASGI apps, ahead of FastAPI's router.
+"""Hot routes: served by Starlette ``Route``s ahead of FastAPI's router.
 
-FastAPI's routing, dependency solving and response validation cost more CPU per request
-than all of a webhook delivery's own work (bench/README.md, "Load"). An endpoint
-whose requests are counted in thousands per second is registered here as well as on the FastAPI
-router: the FastAPI route documents it (``/openapi.json``, which the fuzz tests read) and serves
-it when no lean route is installed, and both run the same ASGI app. Lean routes sit inside
-``SecurityHeaders`` (``server/web/security.py``), so their replies carry the same headers.
+FastAPI's routing, dependency solving and response validation cost about as much CPU per
+request as a webhook delivery's own work, or a job's claim (bench.load, bench.queue). The few
+endpoints whose requests are counted in hundreds per second are therefore also registered here:
+the FastAPI route documents each (``/openapi.json``, which the fuzz tests read) and serves it when no lean route
+is installed, and ``tests/web/test_fast_routes.py`` holds the two to the same bytes.
+
+``LeanRoutes`` sits inside ``SecurityHeaders`` and ``ServerErrorMiddleware``, so its replies
+carry the same headers and a bug of ours is the same 500; the app's own exception handlers
+turn what a lean route raises into the same reply FastAPI would give. Routes match as
+Starlette's router matches them, so a ``root_path`` is treated as FastAPI treats it.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.middleware.exceptions import ExceptionMiddleware
+from starlette.routing import BaseRoute, Match
+from starlette.types import ASGIApp, ExceptionHandler, Message, Receive, Scope, Send
 
 
 class LeanRoutes:
-    """Pure ASGI middleware: an exact (method, path) match goes straight to its app."""
+    """Pure ASGI middleware: a request one of ``routes`` fully matches (path and method) goes
+    to that route; every other request, to the rest of the app.
 
-    def __init__(self, app: ASGIApp, *, routes: Mapping[tuple[str, str], ASGIApp]) -> None:
+    ``routes`` is called once with the rest of the app, for a route that passes its request
+    on (``BoundedBody``). ``exception_handlers`` are the app's: the mapping is read at the first
+    request, once every handler is registered."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        routes: Callable[[ASGIApp], Sequence[BaseRoute]],
+        exception_handlers: Mapping[Any, ExceptionHandler],
+    ) -> None:
         self.app = app
-        self.routes = dict(routes)
+        self.routes = list(routes(app))
+        # As FastAPI splits them: the last resort (500) stays with ServerErrorMiddleware.
+        handlers = {key: value for key, value in exception_handlers.items() if key not in (500, Exception)}
+        self.served = {
+            id(route): ExceptionMiddleware(route.handle, handlers=handlers) for route in self.routes
+        }
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
-            path = scope["path"]
-            root = scope.get("root_path", "")
-            if root and path.startswith(root):
-                path = path[len(root) :]
-            endpoint = self.routes.get((scope["method"], path))
-            if endpoint is not None:
-                await endpoint(scope, receive, send)
-                return
+            for route in self.routes:
+                match, child_scope = route.matches(scope)
+                if match is Match.FULL:
+                    scope.update(child_scope)
+                    await self.served[id(route)](scope, receive, send)
+                    return
         await self.app(scope, receive, send)
+
+
+class BoundedBody:
+    """The rest of the app, given the request's body once it is known to be within ``limit``
+    bytes (FastAPI would read it whole, whatever its size)."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            body = await read_body(receive, self.limit)
+        except BodyTooLarge:
+            await send_json(send, 413, json_body({"detail": TOO_LARGE}))
+            return
+        delivered = False
+
+        async def replay() -> Message:
+            nonlocal delivered
+            if delivered:
+                return await receive()  # a disconnect, as the route would have seen
+            delivered = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        await self.app(scope, replay, send)
+
+
+# The reply to a body past a route's bound, read no further.
+TOO_LARGE = "request body too large"
 
 
 class BodyTooLarge(Exception):
@@ -76,14 +126,6 @@ def parse_json(body: bytes) -> Any:
         raise UnreadableJson("it is nested too deeply") from None
     except ValueError:
         raise UnreadableJson("a number in it has too many digits") from None
-
-
-def header(scope: Scope, name: bytes) -> str | None:
-    """The first value of header ``name`` (lower case), decoded as latin-1 like Starlette does."""
-    for key, value in scope["headers"]:
-        if key == name:
-            return value.decode("latin-1")
-    return None
 
 
 def json_body(content: Mapping[str, Any]) -> bytes:

@@ -19,10 +19,7 @@ router = APIRouter(prefix="/api", tags=["builds"])
 @router.post("/builds/{build_id}/cancel")
 def cancel_build(build_id: int, session: SessionDep, user: UserDep) -> dict[str, object]:
     build = build_or_404(session, build_id)
-    try:
-        control.cancel_build(session, build, f"cancelled by {user.name}")
-    except control.NotAllowed as error:
-        raise HTTPException(409, str(error)) from None
+    control.cancel_build(session, build, f"cancelled by {user.name}")
     return {"build_id": build.id, "state": build.state.value}
 
 
@@ -32,10 +29,7 @@ def approve_fork_build(
 ) -> dict[str, object]:
     """A maintainer has read the fork's change: plan it now (it still gets no secrets, no deploys)."""
     build = build_or_404(session, build_id)
-    try:
-        approve_build(session, build, user.name)
-    except control.NotAllowed as error:
-        raise HTTPException(409, str(error)) from None
+    approve_build(session, build, user.name)
     after_commit(session, lambda: state.transport.request_planning(build_id))
     return {"build_id": build.id, "state": build.state.value, "approved_by": user.name}
 
@@ -43,10 +37,7 @@ def approve_fork_build(
 @router.post("/builds/{build_id}/rerun")
 def rerun_build(build_id: int, session: SessionDep, state: StateDep, _user: UserDep) -> dict[str, object]:
     build = build_or_404(session, build_id)
-    try:
-        attempts = control.rerun_build(session, build)
-    except control.NotAllowed as error:
-        raise HTTPException(409, str(error)) from None
+    attempts = control.rerun_build(session, build)
     announce_after_commit(session, state, attempts)
     return {"build_id": build.id, "jobs": [job.id for job in attempts]}
 
@@ -62,10 +53,7 @@ def rerun_job_or_refuse(session: SessionDep, state: StateDep, job_id: int) -> Jo
     job = session.get(Job, job_id, with_for_update=True)
     if job is None:
         raise HTTPException(404, f"job {job_id} not found")
-    try:
-        attempt = control.rerun_job(session, job)
-    except control.NotAllowed as error:
-        raise HTTPException(409, str(error)) from None
+    attempt = control.rerun_job(session, job)
     announce_after_commit(session, state, [attempt])
     return attempt
 

@@ -16,14 +16,12 @@ from server.auth.users import UserDep
 from server.deploys.actions import approve_deployment, promote, rollback
 from server.deploys.messages import announce_after_commit
 from server.deploys.queries import (
-    AmbiguousEnvironment,
     builds_of,
     environments_out,
     find_by_name,
     history_out,
 )
 from server.deploys.schemas import DeploymentOut, EnvironmentOut, deployment_out
-from server.deploys.service import DeployRefused
 from server.deps import SessionDep, StateDep
 from server.models import Deployment, Environment, Repository
 from server.repos.service import get_repository
@@ -62,10 +60,7 @@ def list_deployments(
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> list[DeploymentOut]:
     repository_id = _repository(session, repository, reader).id if repository else None
-    try:
-        found = find_by_name(session, name, repository_id, reader)
-    except AmbiguousEnvironment as error:
-        raise HTTPException(400, str(error)) from None
+    found = find_by_name(session, name, repository_id, reader)
     if found is None:
         raise HTTPException(404, f"no environment {name!r}" + (f" in {repository}" if repository else ""))
     return history_out(session, *found, state.settings.public_url, limit)
@@ -76,12 +71,9 @@ def promote_environment(
     owner: str, name: str, target: str, body: PromoteIn, session: SessionDep, state: StateDep, user: UserDep
 ) -> DeploymentOut:
     repository = _repository(session, f"{owner}/{name}", SIGNED_IN)  # a user token reads all
-    try:
-        deployment, announcements = promote(
-            session, state.settings, repository, body.source, target, f"{user.name} (promote)"
-        )
-    except DeployRefused as error:
-        raise HTTPException(409, str(error)) from None
+    deployment, announcements = promote(
+        session, state.settings, repository, body.source, target, f"{user.name} (promote)"
+    )
     announce_after_commit(session, announcements)
     return _out(session, deployment.environment_id, repository, deployment, state.settings.public_url)
 
@@ -91,10 +83,7 @@ def rollback_environment(
     owner: str, name: str, environment: str, session: SessionDep, state: StateDep, user: UserDep
 ) -> DeploymentOut:
     repository = _repository(session, f"{owner}/{name}", SIGNED_IN)  # a user token reads all
-    try:
-        deployment, announcements = rollback(session, repository, environment, f"{user.name} (rollback)")
-    except DeployRefused as error:
-        raise HTTPException(409, str(error)) from None
+    deployment, announcements = rollback(session, repository, environment, f"{user.name} (rollback)")
     announce_after_commit(session, announcements)
     return _out(session, deployment.environment_id, repository, deployment, state.settings.public_url)
 
@@ -105,10 +94,7 @@ def approve(
 ) -> DeploymentOut:
     """Let a deployment that waits for approval go ahead (it runs once its environment is free)."""
     repository = _repository(session, f"{owner}/{name}", SIGNED_IN)
-    try:
-        deployment, announcements = approve_deployment(session, repository, deployment_id, user.name)
-    except DeployRefused as error:
-        raise HTTPException(409, str(error)) from None
+    deployment, announcements = approve_deployment(session, repository, deployment_id, user.name)
     announce_after_commit(session, announcements)
     return _out(session, deployment.environment_id, repository, deployment, state.settings.public_url)
 

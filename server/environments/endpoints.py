@@ -9,7 +9,7 @@ from server.auth.reading import SIGNED_IN, Reader, ReaderDep
 from server.auth.users import UserDep
 from server.deps import SessionDep
 from server.environments.schemas import EnvironmentRuleIn, EnvironmentRuleOut
-from server.environments.service import RuleError, rule_out, rules_of, set_rule
+from server.environments.service import rule_out, rules_of, set_rule
 from server.models import Repository
 from server.repos.service import get_repository
 
@@ -47,8 +47,5 @@ def put_rule(
     """Change the environment's rule (the fields given); it holds for deployments asked for from
     now on and for deploy jobs not yet claimed."""
     repository = _repository(session, owner, name, SIGNED_IN)
-    try:
-        changed = set_rule(session, repository, environment, body, user.name)
-    except RuleError as error:
-        raise HTTPException(422, str(error)) from None
+    changed = set_rule(session, repository, environment, body, user.name)
     return rule_out(repository, changed.name, changed)

@@ -12,8 +12,6 @@ from server.deps import SessionDep, StateDep
 from server.models import Job, Runner, RunnerState
 from server.queue.failed_jobs import failed_jobs, failing_log_tail
 from server.queue.pending import (
-    LabelsRefused,
-    NotPending,
     cancel_pending_job,
     change_pending_job,
     list_pending,
@@ -54,8 +52,6 @@ def change_pending(
         job = change_pending_job(session, job_id, priority=change.priority, labels=change.labels)
     except LookupError as error:
         raise HTTPException(404, str(error)) from None
-    except (NotPending, LabelsRefused) as error:
-        raise HTTPException(409, str(error)) from None
     return {"job_id": job.id, "priority": job.priority, "labels": list(job.labels)}
 
 
@@ -65,8 +61,6 @@ def cancel_pending(job_id: int, session: SessionDep, _user: UserDep) -> dict[str
         job = cancel_pending_job(session, job_id)
     except LookupError as error:
         raise HTTPException(404, str(error)) from None
-    except NotPending as error:
-        raise HTTPException(409, str(error)) from None
     return {"job_id": job.id, "state": job.state.value}
 
 

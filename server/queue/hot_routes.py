@@ -1,165 +1,113 @@
-"""The runner API's two hot routes, served without FastAPI's per-request machinery (and a bound
-on the size of a log batch, which FastAPI would read whole whatever its size).
+"""The runner API's hot routes, served by ``LeanRoutes`` (server/lean.py) without FastAPI's
+per-request machinery, and a bound on the size of a log batch (which FastAPI would read whole
+whatever its size).
 
 Every job passes through ``POST /api/runner/claim`` (a runner's first claim) and ``POST
 /api/runner/jobs/{id}/finish`` (its end, with the runner's next claim). Through FastAPI each
-costs a walk of the middleware stack and the route table, dependency solving, validation and
-two hand-offs to a worker thread: about as much CPU as the queue's own SQL. This pure-ASGI
-middleware answers exactly those two requests itself: it reads the body, validates it with the
-same pydantic models, runs the same functions (``job_cycle``) in one worker thread and writes
-the same replies, status codes, error bodies and security headers. Everything else, and the
-OpenAPI document, stays with the FastAPI routes in ``runner_api``. It wraps the whole FastAPI
-app (``server.app.GreenlightApp``), so these two requests skip its middleware too.
+costs dependency solving, validation and two hand-offs to a worker thread: about as much CPU
+as the queue's own SQL. These endpoints read the body, validate it with the same pydantic
+models, run the same functions (``job_cycle``) in one worker thread and raise what FastAPI
+would raise, which the app's exception handlers turn into the same replies. The FastAPI routes
+in ``runner_api`` document them.
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Callable
+import email.message
 from typing import Any
 
 from anyio import to_thread
+from fastapi import HTTPException
+from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ValidationError
-from sqlalchemy.exc import DBAPIError
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+from starlette.types import ASGIApp
 
 from contract.logs import bind
-from contract.spec import ClaimedJob, ClaimRequest, JobFinished
+from contract.spec import ClaimRequest, JobFinished
+from server.auth.users import bearer_token
 from server.deps import AppState
-from server.errors import INTERNAL_ERROR, database_error_reply, invalid_input_detail
-from server.lean import BodyTooLarge, UnreadableJson, header, json_body, parse_json, read_body, send_body
+from server.lean import TOO_LARGE, BodyTooLarge, BoundedBody, UnreadableJson, parse_json, read_body
 from server.queue import job_cycle
+from server.queue.runner_api import claimed_reply
 
 # Far above any claim or job end (a reason is at most a few KiB): a bigger body is refused unread.
 MAX_BODY_BYTES = 1 << 20
-_FINISH_PATH = re.compile(r"/api/runner/jobs/([0-9]{1,18})/finish")
-_LOGS_PATH = re.compile(r"/api/runner/jobs/[0-9]{1,18}/logs")
 # A runner's log batch holds at most 1 MiB of text (runner/reporter.py); JSON escapes can make
 # that a few times bigger on the wire. Anything far beyond is refused before it is read whole.
 MAX_LOG_BODY_BYTES = 16 << 20
-_JSON = (b"content-type", b"application/json")
-_BEARER_CHALLENGE = (b"www-authenticate", b"Bearer")
 # FastAPI's words for a body its JSON parser raised on other than with a JSONDecodeError.
 _UNPARSABLE = "There was an error parsing the body"
 
 
-class HotRunnerRoutes:
-    def __init__(self, app: ASGIApp, *, state: AppState, headers: list[tuple[bytes, bytes]]) -> None:
-        """``headers``: those every other reply gets from ``SecurityHeaders``."""
-        self.app = app
-        self.state = state
-        self.headers = headers
-        self.json_headers = [_JSON, *headers]
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["method"] == "POST":
-            path: str = scope["path"]
-            if path == "/api/runner/claim":
-                await self._serve(scope, receive, send, ClaimRequest, self._claim)
-                return
-            if (match := _FINISH_PATH.fullmatch(path)) is not None:
-                job_id = int(match.group(1))
-                bind(job_id=job_id)
-                await self._serve(scope, receive, send, JobFinished, self._finish(job_id))
-                return
-            if _LOGS_PATH.fullmatch(path) is not None:
-                await self._bounded(scope, receive, send, MAX_LOG_BODY_BYTES)
-                return
-        await self.app(scope, receive, send)
-
-    async def _bounded(self, scope: Scope, receive: Receive, send: Send, limit: int) -> None:
-        """The FastAPI route, given the body once it is known to be within ``limit`` bytes."""
-        try:
-            body = await read_body(receive, limit)
-        except BodyTooLarge:
-            await self._reply(send, 413, {"detail": "request body too large"})
-            return
-        delivered = False
-
-        async def replay() -> Message:
-            nonlocal delivered
-            if delivered:
-                return await receive()  # a disconnect, as the route would have seen
-            delivered = True
-            return {"type": "http.request", "body": body, "more_body": False}
-
-        await self.app(scope, replay, send)
-
-    def _claim(self, token: str, body: Any) -> ClaimedJob | None:
-        return job_cycle.claim(self.state, token, body)
-
-    def _finish(self, job_id: int) -> Callable[[str, Any], ClaimedJob | None]:
-        return lambda token, body: job_cycle.finish(self.state, job_id, token, body)
-
-    async def _serve(
-        self,
-        scope: Scope,
-        receive: Receive,
-        send: Send,
-        model: type[BaseModel],
-        work: Callable[[str, Any], ClaimedJob | None],
-    ) -> None:
-        try:
-            body = await read_body(receive, MAX_BODY_BYTES)
-        except BodyTooLarge:
-            await self._reply(send, 413, {"detail": "request body too large"})
-            return
-        token = _bearer_token(scope)
-        if token is None:
-            await self._reply(send, 401, {"detail": "missing bearer token"}, [_BEARER_CHALLENGE])
-            return
-        try:
-            request = _validated(model, body)
-        except _InvalidBody as invalid:
-            await self._reply(send, 422, {"detail": invalid_input_detail(invalid.errors)})
-            return
-        except UnreadableJson:
-            await self._reply(send, 400, {"detail": _UNPARSABLE})
-            return
-        try:
-            claimed = await to_thread.run_sync(work, token, request)
-        except job_cycle.Refused as refused:
-            await self._reply(send, refused.status, {"detail": refused.detail})
-            return
-        except DBAPIError as error:
-            status, detail = database_error_reply(error)
-            await self._reply(send, status, {"detail": detail})
-            return
-        except Exception:
-            # As FastAPI's last resort does, with the same headers as every reply: the 500 is
-            # sent, then the exception is raised again for the server to log its traceback.
-            await self._reply(send, 500, {"detail": INTERNAL_ERROR})
-            raise
-        if claimed is None:
-            await send({"type": "http.response.start", "status": 204, "headers": self.headers})
-            await send({"type": "http.response.body", "body": b""})
-            return
-        await send_body(send, 200, claimed.model_dump_json().encode(), self.json_headers)
-
-    async def _reply(
-        self, send: Send, status: int, content: dict[str, Any], extra: list[tuple[bytes, bytes]] | None = None
-    ) -> None:
-        await send_body(send, status, json_body(content), self.json_headers + (extra or []))
+def runner_routes(rest: ASGIApp) -> list[Route]:
+    """``rest``: the app behind the lean routes, which takes a log batch once it is in bounds."""
+    return [
+        Route("/api/runner/claim", claim, methods=["POST"]),
+        Route("/api/runner/jobs/{job_id:int}/finish", finish, methods=["POST"]),
+        Route("/api/runner/jobs/{job_id:int}/logs", BoundedBody(rest, MAX_LOG_BODY_BYTES), methods=["POST"]),
+    ]
 
 
-class _InvalidBody(Exception):
-    def __init__(self, errors: list[Any]) -> None:
-        self.errors = errors
+async def claim(request: Request) -> Response:
+    token, body = await _token_and_body(request, ClaimRequest)
+    state: AppState = request.app.state.greenlight
+    return claimed_reply(await to_thread.run_sync(job_cycle.claim, state, token, body))
 
 
-def _validated(model: type[BaseModel], body: bytes) -> BaseModel:
+async def finish(request: Request) -> Response:
+    job_id: int = request.path_params["job_id"]
+    bind(job_id=job_id)
+    token, body = await _token_and_body(request, JobFinished)
+    state: AppState = request.app.state.greenlight
+    return claimed_reply(await to_thread.run_sync(job_cycle.finish, state, job_id, token, body))
+
+
+async def _token_and_body(request: Request, model: type[BaseModel]) -> tuple[str, Any]:
+    """In FastAPI's order: the body read (here, within its bound), the bearer token (a
+    dependency), then the body parsed and validated."""
+    try:
+        raw = await read_body(request.receive, MAX_BODY_BYTES)
+    except BodyTooLarge:
+        raise HTTPException(413, TOO_LARGE) from None
+    token = await bearer_token(request.headers.get("authorization"))
+    return token, _validated(model, raw, json=_declares_json(request.headers.get("content-type")))
+
+
+def _declares_json(content_type: str | None) -> bool:
+    """Whether FastAPI would parse the body as JSON: only when its content type says so."""
+    if content_type == "application/json":  # what runners send
+        return True
+    if not content_type:
+        return False
+    message = email.message.Message()
+    message["content-type"] = content_type
+    subtype = message.get_content_subtype()
+    return message.get_content_maintype() == "application" and (
+        subtype == "json" or subtype.endswith("+json")
+    )
+
+
+def _validated(model: type[BaseModel], body: bytes, *, json: bool) -> BaseModel:
     """The body as ``model``; refused with the errors FastAPI would give, word for word (it
-    parses the JSON first, then validates, and locates every error in the body)."""
+    parses the JSON first, then validates, and locates every error in the body). A body not
+    declared as JSON is validated as the bytes it is, as FastAPI does (and refused)."""
     if not body:
-        raise _InvalidBody([{"type": "missing", "loc": ("body",), "msg": "Field required", "input": None}])
+        raise RequestValidationError(
+            [{"type": "missing", "loc": ("body",), "msg": "Field required", "input": None}]
+        )
+    if not json:
+        return _as_model(model, body)
     try:
         data = parse_json(body)
     except UnreadableJson:
-        raise  # FastAPI answers it with a 400 and ``_UNPARSABLE``
+        raise HTTPException(400, _UNPARSABLE) from None
     except ValueError as error:  # JSONDecodeError, or bytes that are not UTF-8
         position = getattr(error, "pos", 0)
         detail = {"error": getattr(error, "msg", str(error))}
-        raise _InvalidBody(
+        raise RequestValidationError(
             [
                 {
                     "type": "json_invalid",
@@ -170,16 +118,13 @@ def _validated(model: type[BaseModel], body: bytes) -> BaseModel:
                 }
             ]
         ) from None
+    return _as_model(model, data)
+
+
+def _as_model(model: type[BaseModel], data: Any) -> BaseModel:
     try:
         return model.model_validate(data, from_attributes=True)  # as FastAPI validates
     except ValidationError as error:
-        raise _InvalidBody(
+        raise RequestValidationError(
             [{**e, "loc": ("body", *e["loc"])} for e in error.errors(include_url=False)]
         ) from None
-
-
-def _bearer_token(scope: Scope) -> str | None:
-    text = header(scope, b"authorization")
-    if text is None or not text.startswith("Bearer "):
-        return None
-    return text.removeprefix("Bearer ").strip()  # as FastAPI's bearer_token: an empty one is refused later

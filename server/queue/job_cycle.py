@@ -1,6 +1,8 @@
 """A runner's claim, and a job's end with the runner's next claim: the two requests every job
 passes through. Served by the FastAPI routes in ``runner_api`` (the documented API) and, on the
-hot path, by ``hot_routes`` (the same functions without FastAPI's per-request machinery)."""
+hot path, by ``hot_routes`` (the same functions without FastAPI's per-request machinery). A
+refusal is a domain error (``NotARunnerToken``, ``RunnerNotRegistered``, ``JobClosed``), which
+the app's exception handlers turn into its reply (``server/errors.py``)."""
 
 from __future__ import annotations
 
@@ -16,18 +18,9 @@ from server.deps import AppState
 from server.models import Job, JobState
 from server.queue import reports
 from server.queue.claims import Claimant, JobRefused, claim_next_job
-from server.queue.runners import NotARunnerToken, RunnerNotRegistered, identify_runner
+from server.queue.runners import identify_runner
 
 logger = logging.getLogger(__name__)
-
-
-class Refused(Exception):
-    """The request is refused with this HTTP status and detail."""
-
-    def __init__(self, status: int, detail: str) -> None:
-        super().__init__(detail)
-        self.status = status
-        self.detail = detail
 
 
 # Both open their session themselves: commit before the reply goes out.
@@ -35,12 +28,7 @@ class Refused(Exception):
 
 def claim(state: AppState, token: str, body: ClaimRequest) -> ClaimedJob | None:
     with session_scope(state.session_factory) as session:
-        try:
-            runner = identify_runner(session, token, body.runner_id, claiming=True, claim_key=body.claim_key)
-        except RunnerNotRegistered as error:
-            raise Refused(403, str(error)) from None
-        except NotARunnerToken as error:
-            raise Refused(401, str(error)) from None
+        runner = identify_runner(session, token, body.runner_id, claiming=True, claim_key=body.claim_key)
         claimed = _claim(session, runner, state.settings, body.claim_key)
     _log_claim(body.runner_id, claimed)
     return claimed
@@ -56,7 +44,7 @@ def finish(state: AppState, job_id: int, token: str, body: JobFinished) -> Claim
     alone, and the runner claims its next job as usual."""
     try:
         return _finish(state, job_id, token, body)
-    except (Refused, DBAPIError):
+    except (reports.JobClosed, DBAPIError):
         raise  # a refusal, or a database the runner retries against
     except Exception:
         if body.next is None:
@@ -67,11 +55,7 @@ def finish(state: AppState, job_id: int, token: str, body: JobFinished) -> Claim
 
 def _finish(state: AppState, job_id: int, token: str, body: JobFinished) -> ClaimedJob | None:
     with session_scope(state.session_factory) as session:
-        try:
-            finished = reports.finish_job_by_token(session, job_id, token, body, settings=state.settings)
-        except reports.JobClosed as error:
-            # 409: the runner must stop this job and discard what it has; it is closed on our side.
-            raise Refused(409, str(error)) from None
+        finished = reports.finish_job_by_token(session, job_id, token, body, settings=state.settings)
         if body.next is None or finished.next_claimant is None:
             claimed = None
         else:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Request, Response
@@ -31,10 +30,8 @@ from server.queue import job_cycle, reports
 from server.queue.claims import renew_lease
 from server.queue.lost_copies import Released, confirm_stopped
 from server.queue.runners import (
-    LabelsNotAllowed,
     NotARunnerToken,
     RunnerIdentity,
-    RunnerNotRegistered,
     announcement_labels,
     identify_runner,
     register_runner,
@@ -60,21 +57,14 @@ _CLAIM_RESPONSES: dict[int | str, dict[str, Any]] = {
 
 
 def _runner_token(session: SessionDep, token: BearerDep) -> ApiToken:
-    try:
-        return runner_token(session, token)
-    except NotARunnerToken as error:
-        raise HTTPException(401, str(error)) from None
+    return runner_token(session, token)
 
 
 RunnerTokenDep = Annotated[ApiToken, Depends(_runner_token)]
 
 
 def _held_job(job_id: int, session: SessionDep, token: BearerDep) -> Job:
-    try:
-        return reports.job_for_token(session, job_id, token, lock=True)
-    except reports.JobClosed as error:
-        # 409: the runner must stop this job and discard what it has; it is closed on our side.
-        raise HTTPException(409, str(error)) from None
+    return reports.job_for_token(session, job_id, token, lock=True)
 
 
 HeldJobDep = Annotated[Job, Depends(_held_job)]
@@ -84,10 +74,7 @@ HeldJobDep = Annotated[Job, Depends(_held_job)]
 def register(
     body: RunnerRegistration, session: SessionDep, token: RunnerTokenDep, state: StateDep
 ) -> RunnerRegistered:
-    try:
-        runner, released = register_runner(session, token, body, state.settings)
-    except LabelsNotAllowed as error:
-        raise HTTPException(403, str(error)) from None
+    runner, released = register_runner(session, token, body, state.settings)
     _announce_released(session, state, released)
     return RunnerRegistered(runner_id=runner.id, identity=runner.identity)
 
@@ -130,15 +117,12 @@ def runner_drain(body: ClaimRequest, session: SessionDep, token: RunnerTokenDep)
 
 # The two requests every job passes through: see ``job_cycle`` (and ``hot_routes``, which serves
 # them without FastAPI's per-request machinery; these routes document them and serve them when
-# that is not installed).
+# that is not installed). Domain errors become replies in ``server/errors.py``.
 
 
 @router.post("/claim", response_model=None, responses=_CLAIM_RESPONSES)
 def claim(body: ClaimRequest, token: BearerDep, state: StateDep) -> Response:
-    try:
-        return claimed_reply(job_cycle.claim(state, token, body))
-    except job_cycle.Refused as refused:
-        raise HTTPException(refused.status, refused.detail) from None
+    return claimed_reply(job_cycle.claim(state, token, body))
 
 
 @router.post("/jobs/{job_id}/heartbeat")
@@ -151,39 +135,33 @@ def job_heartbeat(job: HeldJobDep, state: StateDep) -> HeartbeatReply:
 @router.post("/jobs/{job_id}/logs", status_code=204)
 def job_logs(body: LogBatch, job: HeldJobDep, session: SessionDep, state: StateDep) -> Response:
     budget = state.settings.log_budget()
-    _apply(lambda session, job, batch: reports.append_log(session, job, batch, budget), session, job, body)
+    reports.append_log(session, job, body, budget)
     return Response(status_code=204)
 
 
 @router.post("/jobs/{job_id}/release", status_code=204)
 def job_released(body: JobReleased, job: HeldJobDep, session: SessionDep) -> Response:
     """The runner will not run this job (before any step): it goes back to the queue."""
-    try:
-        reports.release_job(session, job, body)
-    except reports.StepsAlreadyRan as error:
-        raise HTTPException(409, str(error)) from None
+    reports.release_job(session, job, body)
     return Response(status_code=204)
 
 
 @router.post("/jobs/{job_id}/steps/start", status_code=204)
 def step_started(body: StepStarted, job: HeldJobDep, session: SessionDep) -> Response:
-    _apply(reports.start_step, session, job, body)
+    reports.start_step(session, job, body)
     return Response(status_code=204)
 
 
 @router.post("/jobs/{job_id}/steps/finish", status_code=204)
 def step_finished(body: StepFinished, job: HeldJobDep, session: SessionDep) -> Response:
-    _apply(reports.finish_step, session, job, body)
+    reports.finish_step(session, job, body)
     return Response(status_code=204)
 
 
 @router.post("/jobs/{job_id}/finish", response_model=None, responses=_CLAIM_RESPONSES)
 def job_finished(job_id: int, body: JobFinished, token: BearerDep, state: StateDep) -> Response:
     """The job's end; with ``next``, also the runner's next claim (see ``job_cycle.finish``)."""
-    try:
-        return claimed_reply(job_cycle.finish(state, job_id, token, body))
-    except job_cycle.Refused as refused:
-        raise HTTPException(refused.status, refused.detail) from None
+    return claimed_reply(job_cycle.finish(state, job_id, token, body))
 
 
 def claimed_reply(claimed: ClaimedJob | None) -> Response:
@@ -197,23 +175,12 @@ def claimed_reply(claimed: ClaimedJob | None) -> Response:
 def _identify(
     session: Session, token: str, runner_id: int, *, claiming: bool = False, claim_key: str | None = None
 ) -> RunnerIdentity:
-    try:
-        return identify_runner(session, token, runner_id, claiming=claiming, claim_key=claim_key)
-    except RunnerNotRegistered as error:
-        raise HTTPException(403, str(error)) from None
-    except NotARunnerToken as error:
-        raise HTTPException(401, str(error)) from None
+    return identify_runner(session, token, runner_id, claiming=claiming, claim_key=claim_key)
 
 
 def _runner(session: Session, token: ApiToken, runner_id: int) -> Runner:
     try:
         return runner_for(session, token, runner_id)
     except NotARunnerToken as error:
+        # A runner token, but not this runner's: 403 here, not the table's 401.
         raise HTTPException(403, str(error)) from None
-
-
-def _apply(report: Callable[[Session, Job, Any], None], session: Session, job: Job, body: Any) -> None:
-    try:
-        report(session, job, body)
-    except reports.UnknownStep as error:
-        raise HTTPException(422, str(error)) from None

@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from server.auth.users import UserDep
 from server.deps import SessionDep, StateDep
 from server.models import Repository, RepositoryCredential
-from server.secrets.credentials import CredentialError, delete_credential, describe, set_credential
+from server.secrets.credentials import delete_credential, describe, set_credential
 from server.secrets.endpoints import read_body_without_echo, registered_repository
 
 router = APIRouter(prefix="/api/repos/{owner}/{name}/credential", tags=["secrets"])
@@ -80,17 +80,14 @@ def put_credential(
 ) -> CredentialOut:
     """Create or replace the credential the mirrors fetch with (201 when new), encrypted."""
     repository = registered_repository(session, owner, name)
-    try:
-        credential, created = set_credential(
-            session,
-            state.settings.secret_cipher(),
-            repository,
-            body.kind,
-            body.value.get_secret_value(),
-            body.username,
-        )
-    except CredentialError as error:
-        raise HTTPException(422, str(error)) from None
+    credential, created = set_credential(
+        session,
+        state.settings.secret_cipher(),
+        repository,
+        body.kind,
+        body.value.get_secret_value(),
+        body.username,
+    )
     response.status_code = 201 if created else 200
     return _out(repository, credential)
 

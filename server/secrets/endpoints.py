@@ -16,7 +16,7 @@ from server.models import Repository, Secret
 from server.models.secret import ANY_ENVIRONMENT
 from server.repos.service import get_repository
 from server.secrets.schemas import SecretIn, SecretOut
-from server.secrets.service import SecretError, delete_secret, list_secrets, set_secret
+from server.secrets.service import delete_secret, list_secrets, set_secret
 
 Model = TypeVar("Model", bound=BaseModel)
 router = APIRouter(prefix="/api/repos/{owner}/{name}/secrets", tags=["secrets"])
@@ -83,18 +83,15 @@ def put_secret(
 ) -> SecretOut:
     """Create or replace a secret (201 when new). The value is encrypted before it is stored."""
     repository = registered_repository(session, owner, name)
-    try:
-        secret, created = set_secret(
-            session,
-            state.settings.secret_cipher(),
-            repository,
-            secret_name,
-            body.value.get_secret_value(),
-            environment=body.environment,
-            branches=body.branches,
-        )
-    except SecretError as error:
-        raise HTTPException(422, str(error)) from None
+    secret, created = set_secret(
+        session,
+        state.settings.secret_cipher(),
+        repository,
+        secret_name,
+        body.value.get_secret_value(),
+        environment=body.environment,
+        branches=body.branches,
+    )
     response.status_code = 201 if created else 200
     return secret_out(repository, secret)
 
@@ -109,10 +106,7 @@ def remove_secret(
     environment: Annotated[str | None, Query(description="the environment scope to remove")] = None,
 ) -> Response:
     repository = registered_repository(session, owner, name)
-    try:
-        removed = delete_secret(session, repository, secret_name, environment)
-    except SecretError as error:
-        raise HTTPException(422, str(error)) from None
+    removed = delete_secret(session, repository, secret_name, environment)
     if not removed:
         scope = f" for environment {environment}" if environment else ""
         raise HTTPException(404, f"{owner}/{name} has no secret {secret_name}{scope}")

@@ -16,7 +16,7 @@ from server.builds import control
 from server.builds.actions import announce_after_commit, build_or_404, rerun_job_or_refuse
 from server.deps import SessionDep, StateDep
 from server.models import ApiToken
-from server.queue.pending import NotPending, cancel_pending_job, change_pending_job
+from server.queue.pending import cancel_pending_job, change_pending_job
 from server.web.login import local_path
 
 router = APIRouter(prefix="/-", include_in_schema=False)
@@ -38,10 +38,7 @@ def cancel_build(
     csrf: CsrfField = "", back: BackField = "/",
 ) -> RedirectResponse:  # fmt: skip
     user = allowed(request, state, viewer, csrf)
-    try:
-        control.cancel_build(session, build_or_404(session, build_id), f"cancelled by {user.name}")
-    except control.NotAllowed as error:
-        raise HTTPException(409, str(error)) from None
+    control.cancel_build(session, build_or_404(session, build_id), f"cancelled by {user.name}")
     return RedirectResponse(local_path(back), status_code=303)
 
 
@@ -51,10 +48,7 @@ def rerun_build(
     csrf: CsrfField = "", back: BackField = "/",
 ) -> RedirectResponse:  # fmt: skip
     allowed(request, state, viewer, csrf)
-    try:
-        attempts = control.rerun_build(session, build_or_404(session, build_id))
-    except control.NotAllowed as error:
-        raise HTTPException(409, str(error)) from None
+    attempts = control.rerun_build(session, build_or_404(session, build_id))
     announce_after_commit(session, state, attempts)
     return RedirectResponse(local_path(back), status_code=303)
 
@@ -79,8 +73,6 @@ def change_priority(
         change_pending_job(session, job_id, priority=priority)
     except LookupError as error:
         raise HTTPException(404, str(error)) from None
-    except NotPending as error:
-        raise HTTPException(409, str(error)) from None
     return RedirectResponse("/-/queue", status_code=303)
 
 
@@ -98,6 +90,4 @@ def cancel_queued(
         cancel_pending_job(session, job_id)
     except LookupError as error:
         raise HTTPException(404, str(error)) from None
-    except NotPending as error:
-        raise HTTPException(409, str(error)) from None
     return RedirectResponse("/-/queue", status_code=303)

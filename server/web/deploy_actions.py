@@ -11,11 +11,11 @@ from fastapi.responses import RedirectResponse
 from pydantic import ValidationError
 
 from server.auth.session import ViewerDep
-from server.deploys.actions import DeployRefused, approve_deployment, promote, rollback
+from server.deploys.actions import approve_deployment, promote, rollback
 from server.deploys.messages import announce_after_commit
 from server.deps import SessionDep, StateDep
 from server.environments.schemas import EnvironmentRuleIn
-from server.environments.service import RuleError, set_rule
+from server.environments.service import set_rule
 from server.models import Repository
 from server.repos.service import get_repository
 from server.web.actions import BackField, CsrfField, allowed
@@ -33,12 +33,7 @@ def promote_environment(
 ) -> RedirectResponse:  # fmt: skip
     user = allowed(request, state, viewer, csrf)
     repository = _repository(session, owner, name)
-    try:
-        _, announcements = promote(
-            session, state.settings, repository, source, target, f"{user.name} (promote)"
-        )
-    except DeployRefused as error:
-        raise HTTPException(409, str(error)) from None
+    _, announcements = promote(session, state.settings, repository, source, target, f"{user.name} (promote)")
     announce_after_commit(session, announcements)
     return RedirectResponse(local_path(back), status_code=303)
 
@@ -50,10 +45,7 @@ def rollback_environment(
 ) -> RedirectResponse:  # fmt: skip
     user = allowed(request, state, viewer, csrf)
     repository = _repository(session, owner, name)
-    try:
-        _, announcements = rollback(session, repository, environment, f"{user.name} (rollback)")
-    except DeployRefused as error:
-        raise HTTPException(409, str(error)) from None
+    _, announcements = rollback(session, repository, environment, f"{user.name} (rollback)")
     announce_after_commit(session, announcements)
     return RedirectResponse(local_path(back), status_code=303)
 
@@ -65,10 +57,7 @@ def approve(
 ) -> RedirectResponse:  # fmt: skip
     user = allowed(request, state, viewer, csrf)
     repository = _repository(session, owner, name)
-    try:
-        _, announcements = approve_deployment(session, repository, deployment_id, user.name)
-    except DeployRefused as error:
-        raise HTTPException(409, str(error)) from None
+    _, announcements = approve_deployment(session, repository, deployment_id, user.name)
     announce_after_commit(session, announcements)
     return RedirectResponse(local_path(back), status_code=303)
 
@@ -93,7 +82,7 @@ def set_environment_rule(
             require_approval=bool(require_approval),
         )
         set_rule(session, repository, environment, change, user.name)
-    except (ValidationError, RuleError) as error:
+    except ValidationError as error:  # a RuleError is answered by server/errors.py
         raise HTTPException(422, str(error)) from None
     return RedirectResponse(f"/-/deployments#env-{repository.full_name}-{environment}", status_code=303)
 

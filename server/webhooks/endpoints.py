@@ -1,8 +1,9 @@
 """POST /webhooks/github: verify before parsing, store before replying, plan after committing.
 
-``receive_webhook`` is a plain ASGI app, served ahead of FastAPI's router by ``LeanRoutes``
+``receive_webhook`` is a Starlette endpoint, served ahead of FastAPI's router by ``LeanRoutes``
 (server/lean.py): FastAPI's per-request machinery cost more CPU than the delivery's own
-work. The FastAPI route below documents the endpoint in the OpenAPI document and runs the same app.
+work. The FastAPI route below documents the endpoint in the OpenAPI document and runs the same
+function.
 """
 
 from __future__ import annotations
@@ -20,12 +21,12 @@ import anyio.to_thread
 import psycopg
 from fastapi import APIRouter, Request, Response
 from sqlalchemy.exc import DBAPIError, OperationalError
-from starlette.types import Receive, Scope, Send
+from starlette.types import Receive
 
 from contract.logs import bind
 from server.db import after_commit, session_scope
 from server.deps import AppState
-from server.lean import BodyTooLarge, UnreadableJson, json_body, parse_json, read_body, send_json
+from server.lean import BodyTooLarge, UnreadableJson, json_body, parse_json, read_body
 from server.metrics.observe import delivery_answered
 from server.webhooks.events import MalformedPayload
 from server.webhooks.service import (
@@ -67,32 +68,22 @@ async def github_webhook(request: Request) -> Response:
     202 stored (``build_id`` when a build will be planned) or ignored with a reason; 200 for a
     ping or a redelivery; 400 malformed; 401 bad signature; 413 too large; 503 database down
     (nothing stored: redeliver)."""
-    return _Delegate()
+    return await receive_webhook(request)
 
 
-class _Delegate(Response):
-    """Hands the request, body unread, to ``receive_webhook`` (when no lean route is installed)."""
-
-    def __init__(self) -> None:
-        self.background = None
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await receive_webhook(scope, receive, send)
-
-
-async def receive_webhook(scope: Scope, receive: Receive, send: Send) -> None:
+async def receive_webhook(request: Request) -> Response:
     started = time.perf_counter()
     headers: dict[str, str] = {}
-    for name, value in scope["headers"]:
+    for name, value in request.scope["headers"]:
         key = _HEADERS.get(name)
         if key is not None and key not in headers:  # the first one counts, as in Starlette
             headers[key] = value.decode("latin-1")
-    status_code, body = await _receive(scope["app"], headers, receive)
+    status_code, body = await _receive(request.app, headers, request.receive)
     delivery_answered(headers.get("X-GitHub-Event", ""), status_code, time.perf_counter() - started)
     if status_code >= 400:
         # The delivery id is on the line once its header was valid (bound in _receive).
         logger.info("webhook delivery refused with %d: %s", status_code, body[:300])
-    await send_json(send, status_code, body)
+    return Response(body, status_code, media_type="application/json")
 
 
 async def _receive(app: Any, headers: dict[str, str], receive: Receive) -> tuple[int, bytes]:
