@@ -3,8 +3,9 @@
 FastAPI's routing, dependency solving and response validation cost about as much CPU per
 request as a webhook delivery's own work, or a job's claim (bench.load, bench.queue). The few
 endpoints whose requests are counted in hundreds per second are therefore also registered here:
-the FastAPI route documents each (``/openapi.json``, which the fuzz tests read) and serves it when no lean route
-is installed, and ``tests/web/test_fast_routes.py`` holds the two to the same bytes.
+the FastAPI route documents each (``/openapi.json``, which the fuzz tests read) and serves it
+when no lean route is installed, and ``tests/web/test_fast_routes.py`` holds the two to the same
+bytes.
 
 ``LeanRoutes`` sits inside ``SecurityHeaders`` and ``ServerErrorMiddleware``, so its replies
 carry the same headers and a bug of ours is the same 500; the app's own exception handlers
