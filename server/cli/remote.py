@@ -125,13 +125,9 @@ def list_runners() -> None:
 
 def show_runner(runner_id: int) -> None:
     item = _api("GET", f"/api/runners/{runner_id}")
-    show(
-        f"{item['name']} ({item['state']}): " + ", ".join(f"{k} {v}" for k, v in item["counts"].items())
-    )
+    show(f"{item['name']} ({item['state']}): " + ", ".join(f"{k} {v}" for k, v in item["counts"].items()))
     for job in item["recent"]:
-        show(
-            f"  job {job['job_id']} {job['repository']} {job['state']} {_age(job['duration_seconds'])}"
-        )
+        show(f"  job {job['job_id']} {job['repository']} {job['state']} {_age(job['duration_seconds'])}")
 
 
 def drain_runner(runner_id: int) -> None:

@@ -188,9 +188,9 @@ def change_pending_job(
 def _check_labels(session: Session, job: Job, labels: list[str]) -> None:
     if job.environment is not None:
         repository = session.scalar(
-            sa.select(Repository.full_name).join(Build, Build.repository_id == Repository.id).where(
-                Build.id == job.build_id
-            )
+            sa.select(Repository.full_name)
+            .join(Build, Build.repository_id == Repository.id)
+            .where(Build.id == job.build_id)
         )
         raise LabelsRefused(
             f"job {job.id} deploys to {job.environment}: its runners are the environment's, change "

@@ -12,6 +12,7 @@ import logging
 from typing import NamedTuple
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
 from runner.log_budget import LogMeter
@@ -27,7 +28,7 @@ from runner.spec import (
 )
 from server.builds.service import LockedBuild, expire_if_loaded, refresh_build_state
 from server.config import Settings
-from server.db import insert_for, postgres_first_row
+from server.db import postgres_first_row
 from server.metrics import observe
 from server.models import (
     ApiToken,
@@ -113,7 +114,6 @@ def append_log(session: Session, job: Job, batch: LogBatch, budget: LogBudget | 
     output itself (``runner/log_budget.py``), and this meters it again against what is stored."""
     _step(session, job, batch.step_index)
     lines = _within_budget(session, job, batch, budget or LogBudget())
-    insert = insert_for(session)
     text_bytes = sum(len(line.text.encode()) for line in lines)
     stored = (
         session.connection()
