@@ -1,4 +1,5 @@
-"""Small factories for test data: one repository, build, job, runner token at a time."""
+"""Small factories for test data: one repository, build, job, runner token at a time, and the
+spec a runner is handed when it claims the next job."""
 
 from __future__ import annotations
 
@@ -6,7 +7,21 @@ import itertools
 
 from sqlalchemy.orm import Session
 
-from server.models import ApiToken, Build, BuildState, Job, JobState, Repository, Step, TokenKind
+from runner.spec import JobSpec
+from server.config import Settings
+from server.models import (
+    ApiToken,
+    Build,
+    BuildState,
+    Job,
+    JobState,
+    Repository,
+    Runner,
+    RunnerState,
+    Step,
+    TokenKind,
+)
+from server.queue.claims import RunnerIdentity, claim_next_job
 from server.queue.tokens import new_token, token_hash
 
 _numbers = itertools.count(1)
@@ -87,3 +102,16 @@ def user_token(session: Session, name: str = "alice") -> str:
     session.add(ApiToken(name=name, kind=TokenKind.user, token_hash=token_hash(value)))
     session.flush()
     return value
+
+
+def claimed_spec(session: Session, settings: Settings) -> JobSpec:
+    """What a Docker runner serving every label is handed for the next queued job (the claim)."""
+    runner = Runner(
+        name=f"runner-{next(_numbers)}", hostname="h", labels=["*"], concurrency=1, version="t",
+        executor="docker",
+    )  # fmt: skip
+    session.add(runner)
+    session.flush()
+    claimed = claim_next_job(session, RunnerIdentity(runner.id, ["*"], RunnerState.idle, "docker"), settings)
+    assert claimed is not None, "no queued job to claim"
+    return claimed.spec

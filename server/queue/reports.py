@@ -31,16 +31,13 @@ from server.config import Settings
 from server.db import postgres_first_row
 from server.metrics import observe
 from server.models import (
-    ApiToken,
     BuildState,
     Job,
     JobState,
     LogChunk,
-    Runner,
     RunnerState,
     Step,
     StepState,
-    TokenKind,
 )
 from server.models.base import utcnow
 from server.queue.claim_statement import PLAN_FOR_CLAIM_SQL
@@ -191,18 +188,10 @@ def finish_job_by_token(
 ) -> FinishedJob:
     """A runner's last word on a job. An end whose copy may still run (``report.copy_may_run``)
     keeps the job's ``stops_by`` (or gives it one): a new attempt waits until the runner names the
-    job stopped (``lost_copies``). On Postgres, the job, its steps, its build's lock and (for
-    ``report.next``) the runner's right to claim again, in one statement: it runs once per job,
-    so it is the other half of the queue's hot path."""
+    job stopped (``lost_copies``). The job, its steps, its build's lock and (for ``report.next``)
+    the runner's right to claim again, in one statement: it runs once per job, so it is the other
+    half of the queue's hot path."""
     claim = report.next
-    if session.get_bind().dialect.name != "postgresql":
-        job = job_for_token(session, job_id, token, lock=True)
-        finish_job(session, job, report, settings)
-        assert job.runner_id is not None  # a running job was claimed by a runner
-        claimant = None
-        if claim is not None and claim.runner_id == job.runner_id:
-            claimant = _claimant(session, job.runner_id)
-        return FinishedJob(job.runner_id, claimant)
     state = _JOB_STATE_FOR_OUTCOME[report.outcome]
     now = utcnow()
     statement = (
@@ -242,19 +231,6 @@ def finish_job_by_token(
             closed.runner_executor,
         )
     return FinishedJob(closed.runner_id, claimant)
-
-
-def _claimant(session: Session, runner_id: int) -> RunnerIdentity | None:
-    """The runner a job's token spoke for, unless its runner token was revoked since, with the
-    labels its token allows now (the portable path; Postgres reads it in ``_FINISH_THEN_CLAIM``)."""
-    row = session.execute(
-        sa.select(Runner.labels, Runner.state, Runner.executor, ApiToken.labels.label("token_labels"))
-        .join(ApiToken, ApiToken.id == Runner.token_id)
-        .where(Runner.id == runner_id, ApiToken.revoked.is_(False), ApiToken.kind == TokenKind.runner)
-    ).one_or_none()
-    if row is None:
-        return None
-    return RunnerIdentity(runner_id, labels_served(row.labels, row.token_labels), row.state, row.executor)
 
 
 # Close the job if this token holds it; settle the steps it never reported (see close_job); lock

@@ -17,7 +17,6 @@ from server.models import Build, BuildState, Job, Repository, StepState
 from server.pipelines.config import WhenConfig
 from server.pipelines.filters import BuildFacts, excluded_by
 from server.pipelines.loader import ConfigError, load_pipeline
-from server.queue.claims import job_spec
 from server.queue.reports import finish_job, finish_step
 from tests import factories
 from tests.support import services
@@ -166,7 +165,7 @@ def test_filtered_steps_are_skipped_never_sent_to_a_runner_and_stay_out_of_rerun
     ]
     assert job.steps[2].reason == "skipped: `when: branch` release/* does not match main"
     with session_factory.begin() as session:
-        spec = job_spec(session, job.id, settings)
+        spec = factories.claimed_spec(session, settings)
         assert [(s.index, s.name) for s in spec.steps] == [(0, "build"), (3, "test")]
         # The runner reports only the steps it ran; the job passes, filtered steps stay skipped.
         running = session.get(Job, job.id)
@@ -194,7 +193,7 @@ def test_filtered_steps_are_skipped_never_sent_to_a_runner_and_stay_out_of_rerun
             (StepState.pending, False), (StepState.skipped, True),
             (StepState.skipped, True), (StepState.pending, False),
         ]  # fmt: skip
-        assert [s.name for s in job_spec(session, attempt.id, settings).steps] == ["build", "test"]
+        assert [s.name for s in factories.claimed_spec(session, settings).steps] == ["build", "test"]
 
 
 def test_a_build_whose_every_step_is_filtered_out_is_skipped(
