@@ -73,7 +73,8 @@ def test_runner_tokens_that_exist_at_the_upgrade_keep_serving_every_label() -> N
 def a_lost_job_and_its_queued_rerun(connection: sa.Connection, tables: Mapping[str, sa.Table]) -> None:
     insert_row(connection, tables["repositories"], id=1, full_name="acme/app")
     insert_row(connection, tables["runners"], id=1, name="box")  # the one that claims the re-run
-    insert_row(connection, tables["builds"], id=1, repository_id=1, number=1, state="queued")
+    insert_row(connection, tables["builds"], id=1, repository_id=1, number=1, state="queued",
+               commit_sha="a" * 40)  # fmt: skip
     insert_row(connection, tables["jobs"], id=1, build_id=1, state="lost", labels=["docker"], is_latest=False)
     insert_row(connection, tables["jobs"], id=2, build_id=1, state="queued", labels=["docker"],
                previous_attempt_id=1, attempt=2, is_latest=True)  # fmt: skip
