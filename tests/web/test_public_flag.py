@@ -15,6 +15,7 @@ from tests.support.old_schema import empty_database, insert_row, upgraded_from
 from tests.test_cli import data_dir, repository  # noqa: F401 (fixture)
 
 
+@pytest.mark.integration
 def test_a_new_repository_is_private_until_marked_public(data_dir: Path) -> None:  # noqa: F811
     runner = CliRunner()
     runner.invoke(cli, ["repo", "add", "acme/app", "--clone-url", "/srv/app"])
