@@ -1,5 +1,5 @@
 """Small factories for test data: one repository, build, job, runner token at a time, and the
-spec a runner is handed when it claims the next job."""
+next job as a runner claims it."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import itertools
 
 from sqlalchemy.orm import Session
 
-from runner.spec import JobSpec
+from runner.spec import ClaimedJob
 from server.config import Settings
 from server.models import (
     ApiToken,
@@ -104,14 +104,14 @@ def user_token(session: Session, name: str = "alice") -> str:
     return value
 
 
-def claimed_spec(session: Session, settings: Settings) -> JobSpec:
-    """What a Docker runner serving every label is handed for the next queued job (the claim)."""
+def claimed(session: Session, settings: Settings) -> ClaimedJob:
+    """The next queued job as a Docker runner serving every label claims it: its spec and token."""
     runner = Runner(
         name=f"runner-{next(_numbers)}", hostname="h", labels=["*"], concurrency=1, version="t",
         executor="docker",
     )  # fmt: skip
     session.add(runner)
     session.flush()
-    claimed = claim_next_job(session, RunnerIdentity(runner.id, ["*"], RunnerState.idle, "docker"), settings)
-    assert claimed is not None, "no queued job to claim"
-    return claimed.spec
+    claim = claim_next_job(session, RunnerIdentity(runner.id, ["*"], RunnerState.idle, "docker"), settings)
+    assert claim is not None, "no queued job to claim"
+    return claim

@@ -26,6 +26,7 @@ def data_dir(
     monkeypatch.setenv("GREENLIGHT_DATA_DIR", str(tmp_path))
     monkeypatch.setenv("GREENLIGHT_EMBEDDED", "true")
     monkeypatch.setenv("GREENLIGHT_DATABASE_URL", database_url)
+    monkeypatch.setenv("GREENLIGHT_BROKER_URL", "memory://")
     get_settings.cache_clear()
     yield tmp_path
     get_settings.cache_clear()

@@ -167,16 +167,6 @@ def finish_step(session: Session, job: Job, report: StepFinished) -> None:
     step.finished_at = utcnow()
 
 
-def finish_job(session: Session, job: Job, report: JobFinished, settings: Settings | None = None) -> None:
-    """``settings``: where a deadline comes from for an end whose copy may still run and that has
-    none yet (``report.copy_may_run``)."""
-    if report.copy_may_run and job.stops_by is None:
-        job.stops_by = stops_by(utcnow(), settings or Settings())
-    close_job(
-        session, job, _JOB_STATE_FOR_OUTCOME[report.outcome], report.reason, copy_may_run=report.copy_may_run
-    )
-
-
 class FinishedJob(NamedTuple):
     runner_id: int  # the runner that held the job
     # That runner, when the end asked to claim its next job and it still may (see ``job_cycle``).

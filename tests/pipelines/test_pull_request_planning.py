@@ -108,7 +108,7 @@ def test_a_pull_request_head_on_no_branch_is_planned_and_checked_out_by_the_runn
     assert (job.env["GREENLIGHT_SOURCE_BRANCH"], job.env["GREENLIGHT_TARGET_BRANCH"]) == ("feature", "main")
 
     with session_factory() as session:
-        spec = factories.claimed_spec(session, settings)
+        spec = factories.claimed(session, settings).spec
     assert spec.fetch_ref == "refs/pull/7/head" and spec.commit_sha == repo.head
     workspace = prepare_workspace(spec, tmp_path / "runner")
     assert (workspace / "src/app.py").read_text() == "print('from the PR')\n"
@@ -132,7 +132,7 @@ def test_pull_request_paths_are_the_changes_since_the_merge_base(
     docs = next(step for step in job.steps if step.name == "docs")
     assert docs.reason == "skipped: `when: path` docs/** matches none of the 1 changed files"
     with session_factory() as session:
-        spec = factories.claimed_spec(session, settings)
+        spec = factories.claimed(session, settings).spec
     assert [step.name for step in spec.steps] == ["test", "pr-only"]  # never sent to the runner
 
 
