@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.orm.util import identity_key
 
@@ -18,19 +18,18 @@ _AFTER_COMMIT_KEY = "greenlight.after_commit"
 logger = logging.getLogger(__name__)
 
 
+class UnsupportedDatabase(ValueError):
+    """The database URL names a database Greenlight does not run on."""
+
+
 def make_engine(database_url: str) -> Engine:
-    if database_url.startswith("sqlite"):
-        engine = create_engine(database_url, connect_args={"check_same_thread": False, "timeout": 30})
-
-        @event.listens_for(engine, "connect")
-        def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
-            cursor = dbapi_connection.cursor()
-            cursor.execute("PRAGMA journal_mode=WAL")
-            cursor.execute("PRAGMA foreign_keys=ON")
-            cursor.execute("PRAGMA busy_timeout=30000")
-            cursor.close()
-
-        return engine
+    """Greenlight runs on PostgreSQL only, embedded (`greenlight up`) or a server of its own."""
+    backend = make_url(database_url).get_backend_name()
+    if backend != "postgresql":
+        raise UnsupportedDatabase(
+            f"Greenlight runs on PostgreSQL, not {backend}: set GREENLIGHT_DATABASE_URL to a "
+            "postgresql+psycopg:// URL, or leave it unset for `greenlight up`'s own PostgreSQL"
+        )
     # As many connections as request threads (anyio's default is 40), so requests do not open
     # and close overflow connections under load. No pre-ping round trip per checkout: after a
     # database restart the first failing use invalidates the whole pool (one 503, then fresh
@@ -56,11 +55,6 @@ def make_session_factory(engine: Engine) -> sessionmaker[Session]:
         session.info.pop(_AFTER_COMMIT_KEY, None)
 
     return factory
-
-
-def insert_for(session: Session) -> Callable[..., Any]:
-    """The dialect's INSERT, which has ``on_conflict_do_nothing`` (Postgres and SQLite alike)."""
-    return postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
 
 
 def after_commit(session: Session, callback: Callable[[], None]) -> None:

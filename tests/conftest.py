@@ -24,6 +24,8 @@ from tests.support import services
 WEBHOOK_SECRET = "test-webhook-secret-0123456789"
 # Base64 of 32 bytes: the key that encrypts repository secrets in tests.
 SECRET_KEY = "dGVzdC1zZWNyZXQta2V5LTAxMjM0NTY3ODlhYmNkZWY="
+# For settings that never reach their database (nothing listens on port 9).
+UNUSED_DATABASE = "postgresql+psycopg://greenlight@127.0.0.1:9/unused"
 
 
 class RecordingTransport(Transport):

@@ -1,4 +1,5 @@
-"""Small factories for test data: one repository, build, job, runner token at a time."""
+"""Small factories for test data: one repository, build, job, runner token at a time, and the
+next job as a runner claims it."""
 
 from __future__ import annotations
 
@@ -6,8 +7,22 @@ import itertools
 
 from sqlalchemy.orm import Session
 
+from contract.spec import ClaimedJob
 from server.auth.tokens import new_token, token_hash
-from server.models import ApiToken, Build, BuildState, Job, JobState, Repository, Step, TokenKind
+from server.config import Settings
+from server.models import (
+    ApiToken,
+    Build,
+    BuildState,
+    Job,
+    JobState,
+    Repository,
+    Runner,
+    RunnerState,
+    Step,
+    TokenKind,
+)
+from server.queue.claims import RunnerIdentity, claim_next_job
 
 _numbers = itertools.count(1)
 
@@ -87,3 +102,16 @@ def user_token(session: Session, name: str = "alice") -> str:
     session.add(ApiToken(name=name, kind=TokenKind.user, token_hash=token_hash(value)))
     session.flush()
     return value
+
+
+def claimed(session: Session, settings: Settings) -> ClaimedJob:
+    """The next queued job as a Docker runner serving every label claims it: its spec and token."""
+    runner = Runner(
+        name=f"runner-{next(_numbers)}", hostname="h", labels=["*"], concurrency=1, version="t",
+        executor="docker",
+    )  # fmt: skip
+    session.add(runner)
+    session.flush()
+    claim = claim_next_job(session, RunnerIdentity(runner.id, ["*"], RunnerState.idle, "docker"), settings)
+    assert claim is not None, "no queued job to claim"
+    return claim

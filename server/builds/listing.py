@@ -41,7 +41,7 @@ def filtered_builds(
 
 # A loose index scan: one probe of (repository_id, branch, id) per distinct branch, instead of
 # grouping every build of the repository (100,000 builds, 40 branches: 40 probes, not 100,000 rows).
-_LATEST_PER_BRANCH_POSTGRES = sa.text(
+_LATEST_PER_BRANCH = sa.text(
     """
     WITH RECURSIVE branches(name) AS (
         (SELECT branch FROM builds WHERE repository_id = :repository AND branch IS NOT NULL
@@ -64,19 +64,8 @@ _LATEST_PER_BRANCH_POSTGRES = sa.text(
 
 def branches_with_latest_build(session: Session, repository: Repository, limit: int = 30) -> list[Build]:
     """The latest build of each of the most recently built branches (the default branch first)."""
-    if session.get_bind().dialect.name == "postgresql":
-        wanted = {"repository": repository.id, "limit": limit}
-        ids = list(session.scalars(_LATEST_PER_BRANCH_POSTGRES, wanted))
-    else:
-        ids = list(
-            session.scalars(
-                sa.select(sa.func.max(Build.id))
-                .where(Build.repository_id == repository.id, Build.branch.is_not(None), _NOT_A_DEPLOY)
-                .group_by(Build.branch)
-                .order_by(sa.func.max(Build.id).desc())
-                .limit(limit)
-            )
-        )
+    wanted = {"repository": repository.id, "limit": limit}
+    ids = list(session.scalars(_LATEST_PER_BRANCH, wanted))
     builds = list(session.scalars(sa.select(Build).where(Build.id.in_(ids))))
     return sorted(builds, key=lambda b: (b.branch != repository.default_branch, -b.id))
 
@@ -85,30 +74,18 @@ def dashboard_rows(
     session: Session, reader: Reader, recent: int = 5
 ) -> list[tuple[Repository, Build | None, list[Build]]]:
     """Each repository, its default branch's latest build and its last few builds: three queries
-    on Postgres whatever the number of repositories (LATERAL index scans); one per repository on
-    SQLite (the embedded mode has a handful). Only repositories ``reader`` may read."""
+    whatever the number of repositories (LATERAL index scans). Only repositories ``reader`` may read."""
     shown = sa.select(Repository).where(reader.readable(Repository.id))
     repositories = list(session.scalars(shown.order_by(Repository.full_name)))
-    if session.get_bind().dialect.name == "postgresql":
-        newest = sa.select(Build.id).where(Build.repository_id == Repository.id).order_by(Build.id.desc())
-        last_ids = newest.limit(recent).lateral()
-        default_ids = (
-            newest.where(Build.branch == Repository.default_branch, _NOT_A_DEPLOY).limit(1).lateral()
-        )
-        readable = reader.readable(Repository.id)
-        wanted = sa.union(
-            sa.select(last_ids.c.id).select_from(Repository).join(last_ids, sa.true()).where(readable),
-            sa.select(default_ids.c.id).select_from(Repository).join(default_ids, sa.true()).where(readable),
-        )
-        builds = list(session.scalars(sa.select(Build).where(Build.id.in_(wanted)).order_by(Build.id.desc())))
-    else:
-        builds = []
-        for repository in repositories:
-            newest = sa.select(Build).where(Build.repository_id == repository.id).order_by(Build.id.desc())
-            builds += session.scalars(newest.limit(recent))
-            builds += session.scalars(
-                newest.where(Build.branch == repository.default_branch, _NOT_A_DEPLOY).limit(1)
-            )
+    newest = sa.select(Build.id).where(Build.repository_id == Repository.id).order_by(Build.id.desc())
+    last_ids = newest.limit(recent).lateral()
+    default_ids = newest.where(Build.branch == Repository.default_branch, _NOT_A_DEPLOY).limit(1).lateral()
+    readable = reader.readable(Repository.id)
+    wanted = sa.union(
+        sa.select(last_ids.c.id).select_from(Repository).join(last_ids, sa.true()).where(readable),
+        sa.select(default_ids.c.id).select_from(Repository).join(default_ids, sa.true()).where(readable),
+    )
+    builds = list(session.scalars(sa.select(Build).where(Build.id.in_(wanted)).order_by(Build.id.desc())))
     rows = []
     for repository in repositories:
         by_id = {b.id: b for b in builds if b.repository_id == repository.id}

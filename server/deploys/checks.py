@@ -12,11 +12,11 @@ import datetime as dt
 import logging
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
 from server.builds.planning import mirror_for
 from server.config import Settings
-from server.db import insert_for
 from server.deploys.jobs import snapshot
 from server.deploys.messages import deploy_check_after_commit
 from server.deploys.service import advance, deploy_build_finished, request_deployment
@@ -42,7 +42,6 @@ def record_deploy_check(session: Session, build_id: int) -> None:
     ).one()
     if build.event != "push" or build.branch is None or build.from_fork or build.pull_request_number:
         return
-    insert = insert_for(session)
     session.execute(
         insert(DeployCheck)
         .values(build_id=build_id, created_at=utcnow())

@@ -14,9 +14,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session, sessionmaker
 
-from server.db import after_commit, insert_for
+from server.db import after_commit
 from server.events import BuildChanged
 from server.github.statuses import status_for
 from server.models import BuildState, GitHubStatusReport
@@ -70,7 +71,6 @@ def request_status(session: Session, build_id: int, state: BuildState, reason: s
         return
     status = status_for(state, reason)
     now = utcnow()
-    insert = insert_for(session)
     statement = insert(GitHubStatusReport).values(
         build_id=build_id,
         context=status.context,

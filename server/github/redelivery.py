@@ -12,9 +12,10 @@ import logging
 from dataclasses import dataclass, field
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session, sessionmaker
 
-from server.db import insert_for, session_scope
+from server.db import session_scope
 from server.github.client import GitHubClient
 from server.github.errors import GitHubError, PermanentError, RateLimited
 from server.github.hooks import HookDelivery, recent_deliveries, request_redelivery
@@ -119,7 +120,6 @@ def _ask_once(
     result: RedeliveryResult,
 ) -> None:
     with session_scope(session_factory) as session:
-        insert = insert_for(session)
         mine = session.execute(
             insert(GitHubRedelivery)
             .values(

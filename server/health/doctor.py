@@ -25,9 +25,7 @@ def run_doctor(settings: Settings, *, docker: bool = True) -> list[Check]:
         checks = [database]
         if database.ok:
             checks.append(check_migrations(engine, settings.database_url))
-            clock = check_clock_skew(engine)
-            if clock is not None:
-                checks.append(clock)
+            checks.append(check_clock_skew(engine))
             checks.append(check_runners(engine))
             checks.append(check_runner_tokens(engine))
         checks.append(check_broker(settings.broker_url))

@@ -7,13 +7,11 @@ are small: the lines themselves are only read for the chunks a range touches).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from server.logs.ansi import strip_ansi
 from server.models import LogChunk
 
 MAX_RANGE = 5000
@@ -78,9 +76,9 @@ def tail(session: Session, job_id: int, step_index: int, count: int) -> LineRang
     return lines_between(session, job_id, step_index, max(total - count, 0), total)
 
 
-# On Postgres the whole search runs in the database (a 1,000,000-line log is never sent to Python);
-# lines holding an escape sequence are matched without it, as search_python does.
-_SEARCH_POSTGRES = sa.text(
+# The whole search runs in the database (a 1,000,000-line log is never sent to Python); lines
+# holding an escape sequence are matched without it, as the pages show them (``ansi.strip_ansi``).
+_SEARCH = sa.text(
     """
     SELECT chunk.first + line.ord - 1
     FROM (SELECT seq, lines, sum(line_count) OVER (ORDER BY seq) - line_count AS first
@@ -95,41 +93,19 @@ _SEARCH_POSTGRES = sa.text(
     """
 )
 # Postgres's regular expression for what ansi.strip_ansi removes after an ESC (CSI, OSC, two-byte).
-_ESCAPES_POSTGRES = r"\x1b(\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(\x07|\x1b\\)?|[@-Z\\-_]?)"
+_ESCAPES = r"\x1b(\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(\x07|\x1b\\)?|[@-Z\\-_]?)"
 
 
 def search(session: Session, job_id: int, step_index: int, needle: str, limit: int = 200) -> list[int]:
     """Numbers of the first ``limit`` lines whose visible text contains ``needle`` (case-insensitive)."""
-    if session.get_bind().dialect.name == "postgresql":
-        wanted = {
-            "job": job_id,
-            "step": step_index,
-            "needle": needle.lower(),
-            "limit": limit,
-            "escapes": _ESCAPES_POSTGRES,
-        }
-        return [int(number) for number in session.scalars(_SEARCH_POSTGRES, wanted)]
-    return list(search_python(session, job_id, step_index, needle, limit))
-
-
-def search_python(session: Session, job_id: int, step_index: int, needle: str, limit: int) -> Iterator[int]:
-    """The portable search (SQLite): chunks streamed from the database, never all in memory."""
-    needle = needle.casefold()
-    query = (
-        sa.select(LogChunk.lines)
-        .where(_of_step(job_id, step_index))
-        .order_by(LogChunk.seq)
-        .execution_options(yield_per=50)
-    )
-    number = found = 0
-    for chunk in session.scalars(query):
-        for _at, _stream, text in chunk:
-            if needle in strip_ansi(text).casefold():
-                yield number
-                found += 1
-                if found >= limit:
-                    return
-            number += 1
+    wanted = {
+        "job": job_id,
+        "step": step_index,
+        "needle": needle.lower(),
+        "limit": limit,
+        "escapes": _ESCAPES,
+    }
+    return [int(number) for number in session.scalars(_SEARCH, wanted)]
 
 
 def log_tail(session: Session, job_id: int, step_index: int, lines: int = 20) -> list[str]:

@@ -53,7 +53,7 @@ def read_snapshot(engine: Engine, runner_lost_seconds: float) -> Snapshot:
         private = frozenset(connection.scalars(sa.select(Repository.full_name).where(~Repository.public)))
     queue: dict[str, tuple[int, float]] = {}
     for labels, count, oldest in queued:
-        key = ",".join(sorted(labels or []))  # SQLite groups JSON text; the same set may come twice
+        key = ",".join(sorted(labels or []))  # the same set in another order is another group
         depth, age = queue.get(key, (0, 0.0))
         queue[key] = (depth + count, max(age, (now - as_utc(oldest)).total_seconds()))
     by_state: dict[str, int] = {state.value: 0 for state in RunnerState}

@@ -1,4 +1,4 @@
-"""The data model: Postgres (or SQLite in embedded mode) is the truth for everything Greenlight knows."""
+"""The data model: Postgres is the truth for everything Greenlight knows."""
 
 from server.models.base import Base
 from server.models.build import Build, BuildState, Job, JobState, Step, StepState

@@ -1,4 +1,5 @@
-"""Declarative base with stable constraint names (Alembic needs them, SQLite batch mode too)."""
+"""Declarative base with stable constraint names (Alembic needs them, SQLite batch mode too:
+the migrations still upgrade an old embedded SQLite file before its rows move to Postgres)."""
 
 from __future__ import annotations
 
@@ -16,10 +17,9 @@ NAMING_CONVENTION = {
     "pk": "pk_%(table_name)s",
 }
 
-# Labels are a text array on Postgres (so `labels <@ runner_labels` runs in the claim query)
-# and JSON on SQLite, where the embedded mode filters them in Python.
-LabelList = sa.JSON().with_variant(postgresql.ARRAY(sa.String(100)), "postgresql")
-JsonDocument = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
+# Labels are a text array, so `labels <@ runner_labels` runs in the claim query.
+LabelList = postgresql.ARRAY(sa.String(100))
+JsonDocument = postgresql.JSONB()
 
 
 def utcnow() -> dt.datetime:

@@ -214,7 +214,6 @@ sa.Index(
     Job.queued_at,
     Job.id,
     postgresql_where=Job.state == JobState.queued,
-    sqlite_where=Job.state == JobState.queued,
 )
 
 

@@ -99,7 +99,6 @@ class Deployment(Base):
             "source_build_id",
             unique=True,
             postgresql_where=sa.text("trigger = 'auto'"),
-            sqlite_where=sa.text("trigger = 'auto'"),
         ),
     )
 

@@ -3,8 +3,7 @@ took (its reply was lost), or else pick the best queued job this runner serves (
 age; SKIP LOCKED so claimers never wait on each other), mark it running with its lease and
 token, move its build to running, and read everything the job spec needs, steps included.
 
-Same rules as the portable path in ``claims.py`` (which SQLite uses). This is the hot path of
-the queue: one round trip instead of six is most of its cost. The statement before it
+This is the hot path of the queue: one round trip instead of six is most of its cost. The statement before it
 (``identify_runner``) takes the claim key's advisory lock, so this statement's snapshot already
 sees a slow first try of the same claim that committed meanwhile, and sets the transaction's
 planner settings (``PLANNER_SETTINGS``): the queue's statistics are stale right after a burst of
@@ -33,11 +32,9 @@ PLAN_FOR_CLAIM = tuple(sa.func.set_config(name, "off", True).label(name) for nam
 PLAN_FOR_CLAIM_SQL = "".join(f", set_config('{name}', 'off', true) AS {name}" for name in PLANNER_SETTINGS)
 
 
-def before_claim(session: Session, claim_key: str | None) -> list[Any]:
-    """On Postgres: the claim's planner settings and its claim key's advisory lock (see
+def before_claim(claim_key: str | None) -> list[Any]:
+    """The claim's planner settings and its claim key's advisory lock (see
     ``claims.claim_next_job``), as columns of a statement that runs before the claim anyway."""
-    if session.get_bind().dialect.name != "postgresql":
-        return []
     columns: list[Any] = list(PLAN_FOR_CLAIM)
     if claim_key is not None:
         columns.append(sa.func.pg_advisory_xact_lock(sa.func.hashtext(claim_key)))
@@ -61,7 +58,7 @@ _CLAIM = """
           -- a fork's and never a deploy (see claims.runs_on_host)
           AND (NOT %(trusted_only)s OR jobs.environment IS NULL)
           -- a re-run of a lost job only once the lost copy is known to have stopped (see
-          -- lost_copies.copy_stopped, the same condition): a primary key lookup, for re-runs only
+          -- lost_copies, its stops_by): a primary key lookup, for re-runs only
           AND (jobs.previous_attempt_id IS NULL OR NOT EXISTS (
               SELECT 1 FROM jobs AS previous
               WHERE previous.id = jobs.previous_attempt_id AND previous.stops_by > %(now)s))

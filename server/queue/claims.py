@@ -1,10 +1,9 @@
 """Claiming a job (atomic: queued → running with a lease) and renewing that lease.
 
 The claim is the only way a job starts. Among the jobs whose labels a runner has, it always
-gets the highest priority, then the oldest: ``ORDER BY priority DESC, queued_at, id``. On
-Postgres that is one statement with ``FOR UPDATE SKIP LOCKED`` (``claim_statement.py``), so
-concurrent claimers never wait on each other and never get the same job; on SQLite a
-conditional UPDATE that re-checks ``state = 'queued'`` gives the same guarantee.
+gets the highest priority, then the oldest: ``ORDER BY priority DESC, queued_at, id``. That is
+one statement with ``FOR UPDATE SKIP LOCKED`` (``claim_statement.py``), so concurrent claimers
+never wait on each other and never get the same job.
 """
 
 from __future__ import annotations
@@ -21,14 +20,12 @@ from server.auth.tokens import new_token, token_hash
 from server.config import Settings
 from server.environments.rules import deploy_job_refusal, reserved_label_refusal
 from server.metrics.observe import job_claimed
-from server.models import Build, BuildState, Job, JobState, Repository, RunnerState, Step
+from server.models import Job, RunnerState
 from server.models.base import utcnow
 from server.queue.claim_statement import claim_in_one_statement
-from server.queue.lost_copies import copy_stopped, stops_by
+from server.queue.lost_copies import stops_by
 from server.secrets.credentials import fetch_source_of
 from server.secrets.resolve import BuildContext, secrets_for_steps
-
-_SQLITE_SCAN_LIMIT = 200
 
 
 def runner_serves(runner_labels: list[str], job_labels: list[str]) -> bool:
@@ -94,24 +91,10 @@ def claim_next_job(
     ``key_locked``: the caller already holds the claim key's advisory lock (Postgres), taken so
     that a retry that overtakes its own slow first try waits for it instead of claiming twice."""
     draining = runner.state in (RunnerState.draining, RunnerState.stopped, RunnerState.unavailable)
-    if session.get_bind().dialect.name == "postgresql":
-        if claim_key is None and draining:
-            return None
-        if claim_key is not None and not key_locked:
-            session.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:key))"), {"key": claim_key})
-        return _claim_on_postgres(session, runner, settings, claim_key, retry_only=draining)
-    if claim_key is not None:
-        retried = _job_claimed_with(session, runner, claim_key, settings)
-        if retried is not None:
-            return retried
-    if draining:
+    if claim_key is None and draining:
         return None
-    return _claim_on_sqlite(session, runner, settings, claim_key)
-
-
-def _claim_on_postgres(
-    session: Session, runner: Claimant, settings: Settings, claim_key: str | None, *, retry_only: bool
-) -> ClaimedJob | None:
+    if claim_key is not None and not key_locked:
+        session.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:key))"), {"key": claim_key})
     now = utcnow()
     token = new_token("glj")
     row = claim_in_one_statement(
@@ -122,7 +105,7 @@ def _claim_on_postgres(
         trusted_only=runs_on_host(runner.executor),
         token_hash=token_hash(token),
         claim_key=claim_key,
-        retry_only=retry_only,
+        retry_only=draining,
         now=now,
         lease_expires_at=now + dt.timedelta(seconds=settings.lease_seconds),
         stops_by=stops_by(now, settings),
@@ -135,90 +118,6 @@ def _claim_on_postgres(
     return ClaimedJob(job_token=token, spec=_spec(session, row, steps, settings))
 
 
-def _claim_on_sqlite(
-    session: Session, runner: Claimant, settings: Settings, claim_key: str | None
-) -> ClaimedJob | None:
-    """Embedded mode (one machine, a handful of jobs): pick, then a conditional UPDATE."""
-    now = utcnow()
-    token = new_token("glj")
-    job_id = _pick_candidate_on_sqlite(session, runner, now)
-    if job_id is None:
-        return None
-    claimed = session.execute(
-        sa.update(Job)
-        .where(Job.id == job_id, Job.state == JobState.queued)
-        .values(
-            state=JobState.running,
-            runner_id=runner.id,
-            started_at=now,
-            token_hash=token_hash(token),
-            claim_key=claim_key,
-            lease_expires_at=now + dt.timedelta(seconds=settings.lease_seconds),
-            stops_by=stops_by(now, settings),
-            reason=None,  # a re-run's "waiting for the lost copy" is over
-        )
-        .returning(Job.build_id, Job.queued_at)
-        .execution_options(synchronize_session=False)
-    ).first()
-    if claimed is None:
-        return None
-    build_id = claimed.build_id
-    job_claimed(session, claimed.queued_at, now)
-    # The first claim of a build moves it from queued to running.
-    session.execute(
-        sa.update(Build)
-        .where(Build.id == build_id, Build.state == BuildState.queued)
-        .values(state=BuildState.running, started_at=sa.func.coalesce(Build.started_at, now))
-        .execution_options(synchronize_session=False)
-    )
-    return ClaimedJob(job_token=token, spec=job_spec(session, job_id, settings))
-
-
-def _job_claimed_with(
-    session: Session, runner: Claimant, claim_key: str, settings: Settings
-) -> ClaimedJob | None:
-    """The job an earlier try of this same claim took, handed out again with a fresh token
-    (the first reply never arrived, so its token was never seen by anyone), while the runner may
-    still take it (its token may have been narrowed since)."""
-    token = new_token("glj")
-    earlier = session.execute(
-        sa.select(Job.id, Job.labels).where(
-            Job.claim_key == claim_key, Job.runner_id == runner.id, Job.state == JobState.running
-        )
-    ).first()
-    if earlier is None or not runner_serves(runner.labels, earlier.labels):
-        return None
-    job_id = session.execute(
-        sa.update(Job)
-        .where(Job.id == earlier.id, Job.state == JobState.running)
-        .values(token_hash=token_hash(token), stops_by=stops_by(utcnow(), settings))
-        .returning(Job.id)
-        .execution_options(synchronize_session=False)
-    ).scalar_one_or_none()
-    if job_id is None:
-        return None
-    return ClaimedJob(job_token=token, spec=job_spec(session, job_id, settings))
-
-
-def _pick_candidate_on_sqlite(session: Session, runner: Claimant, now: dt.datetime) -> int | None:
-    """Labels are JSON on SQLite, so they are matched in Python over the first queued jobs."""
-    query = (
-        sa.select(Job.id, Job.labels)
-        .join(Build, Build.id == Job.build_id)
-        .where(Job.state == JobState.queued, Build.state.in_([BuildState.queued, BuildState.running]))
-        .where(copy_stopped(now))
-    )
-    if runs_on_host(runner.executor):
-        query = query.join(Repository, Repository.id == Build.repository_id).where(
-            Repository.allow_host_runner.is_(True), Build.from_fork.is_(False), Job.environment.is_(None)
-        )
-    query = query.order_by(Job.priority.desc(), Job.queued_at, Job.id).limit(_SQLITE_SCAN_LIMIT)
-    for row in session.execute(query):
-        if runner_serves(runner.labels, row.labels):
-            return row.id
-    return None
-
-
 class StepRow(NamedTuple):
     index: int
     name: str
@@ -227,31 +126,6 @@ class StepRow(NamedTuple):
     env: dict[str, str]
     secrets: list[str] | None
     timeout_seconds: int
-
-
-def job_spec(session: Session, job_id: int, settings: Settings) -> JobSpec:
-    job = session.execute(
-        sa.select(
-            Job.id, Job.build_id, Job.env, Job.services, Job.timeout_seconds, Job.memory_bytes,
-            Job.cpus, Job.pids, Job.environment, Job.labels,
-            # The portable path asks ``reserved_label_refusal`` of every job (see ``_spec``).
-            sa.true().label("may_use_reserved_labels"),
-            Build.commit_sha, Build.ref, Build.pull_request_number, Build.branch,
-            Build.from_fork, Build.repository_id,
-            Repository.full_name, Repository.clone_url, Repository.allow_host_runner,
-        )
-        .join(Build, Build.id == Job.build_id)
-        .join(Repository, Repository.id == Build.repository_id)
-        .where(Job.id == job_id)
-    ).one()  # fmt: skip
-    steps = session.execute(
-        sa.select(
-            Step.index, Step.name, Step.image, Step.script, Step.env, Step.secrets, Step.timeout_seconds
-        )
-        .where(Step.job_id == job.id, Step.filtered.is_(False))
-        .order_by(Step.index)
-    ).all()
-    return _spec(session, job, [StepRow(*step) for step in steps], settings)
 
 
 def _spec(session: Session, job: Any, steps: list[StepRow], settings: Settings) -> JobSpec:

@@ -29,7 +29,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import sqlalchemy as sa
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy.orm import Session
 
 from server.config import Settings
 from server.db import expire_if_loaded
@@ -47,16 +47,6 @@ STOP_GRACE = dt.timedelta(seconds=60)
 def stops_by(now: dt.datetime, settings: Settings) -> dt.datetime:
     """When a copy the server hears of now has stopped at the latest, if it hears nothing more."""
     return now + dt.timedelta(seconds=settings.runner_outage_seconds) + STOP_GRACE
-
-
-def copy_stopped(now: dt.datetime) -> sa.ColumnElement[bool]:
-    """The claim's condition on a queued job (the portable path; ``claim_statement`` says the same
-    in SQL): no earlier copy of it may still run. A primary key lookup, for re-runs only."""
-    previous = aliased(Job)
-    return sa.or_(
-        Job.previous_attempt_id.is_(None),
-        ~sa.exists().where(previous.id == Job.previous_attempt_id, previous.stops_by > now),
-    )
 
 
 def waiting_for(runner: str | None, until: dt.datetime) -> str:

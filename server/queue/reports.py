@@ -12,6 +12,7 @@ import logging
 from typing import NamedTuple
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
 from contract.log_budget import LogMeter
@@ -28,20 +29,17 @@ from contract.spec import (
 from server.auth.token_labels import labels_served
 from server.auth.tokens import token_hash
 from server.config import Settings
-from server.db import expire_if_loaded, insert_for, postgres_first_row
+from server.db import expire_if_loaded, postgres_first_row
 from server.events import LockedBuild, events_of
 from server.metrics import observe
 from server.models import (
-    ApiToken,
     BuildState,
     Job,
     JobState,
     LogChunk,
-    Runner,
     RunnerState,
     Step,
     StepState,
-    TokenKind,
 )
 from server.models.base import utcnow
 from server.queue.claim_statement import PLAN_FOR_CLAIM_SQL
@@ -113,7 +111,6 @@ def append_log(session: Session, job: Job, batch: LogBatch, budget: LogBudget | 
     output itself (``contract/log_budget.py``), and this meters it again against what is stored."""
     _step(session, job, batch.step_index)
     lines = _within_budget(session, job, batch, budget or LogBudget())
-    insert = insert_for(session)
     text_bytes = sum(len(line.text.encode()) for line in lines)
     stored = (
         session.connection()
@@ -170,16 +167,6 @@ def finish_step(session: Session, job: Job, report: StepFinished) -> None:
     step.finished_at = utcnow()
 
 
-def finish_job(session: Session, job: Job, report: JobFinished, settings: Settings | None = None) -> None:
-    """``settings``: where a deadline comes from for an end whose copy may still run and that has
-    none yet (``report.copy_may_run``)."""
-    if report.copy_may_run and job.stops_by is None:
-        job.stops_by = stops_by(utcnow(), settings or Settings())
-    close_job(
-        session, job, _JOB_STATE_FOR_OUTCOME[report.outcome], report.reason, copy_may_run=report.copy_may_run
-    )
-
-
 class FinishedJob(NamedTuple):
     runner_id: int  # the runner that held the job
     # That runner, when the end asked to claim its next job and it still may (see ``job_cycle``).
@@ -191,18 +178,10 @@ def finish_job_by_token(
 ) -> FinishedJob:
     """A runner's last word on a job. An end whose copy may still run (``report.copy_may_run``)
     keeps the job's ``stops_by`` (or gives it one): a new attempt waits until the runner names the
-    job stopped (``lost_copies``). On Postgres, the job, its steps, its build's lock and (for
-    ``report.next``) the runner's right to claim again, in one statement: it runs once per job,
-    so it is the other half of the queue's hot path."""
+    job stopped (``lost_copies``). The job, its steps, its build's lock and (for ``report.next``)
+    the runner's right to claim again, in one statement: it runs once per job, so it is the other
+    half of the queue's hot path."""
     claim = report.next
-    if session.get_bind().dialect.name != "postgresql":
-        job = job_for_token(session, job_id, token, lock=True)
-        finish_job(session, job, report, settings)
-        assert job.runner_id is not None  # a running job was claimed by a runner
-        claimant = None
-        if claim is not None and claim.runner_id == job.runner_id:
-            claimant = _claimant(session, job.runner_id)
-        return FinishedJob(job.runner_id, claimant)
     state = _JOB_STATE_FOR_OUTCOME[report.outcome]
     now = utcnow()
     statement = (
@@ -242,19 +221,6 @@ def finish_job_by_token(
             closed.runner_executor,
         )
     return FinishedJob(closed.runner_id, claimant)
-
-
-def _claimant(session: Session, runner_id: int) -> RunnerIdentity | None:
-    """The runner a job's token spoke for, unless its runner token was revoked since, with the
-    labels its token allows now (the portable path; Postgres reads it in ``_FINISH_THEN_CLAIM``)."""
-    row = session.execute(
-        sa.select(Runner.labels, Runner.state, Runner.executor, ApiToken.labels.label("token_labels"))
-        .join(ApiToken, ApiToken.id == Runner.token_id)
-        .where(Runner.id == runner_id, ApiToken.revoked.is_(False), ApiToken.kind == TokenKind.runner)
-    ).one_or_none()
-    if row is None:
-        return None
-    return RunnerIdentity(runner_id, labels_served(row.labels, row.token_labels), row.state, row.executor)
 
 
 # Close the job if this token holds it; settle the steps it never reported (see close_job); lock

@@ -150,7 +150,7 @@ def identify_runner(
         Runner.labels, Runner.state, Runner.last_seen_at, Runner.executor,
     ]  # fmt: skip
     if claiming:
-        columns += before_claim(session, claim_key)
+        columns += before_claim(claim_key)
     row = (
         session.connection()
         .execute(

@@ -6,10 +6,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
 from server.builds.pull_requests import cancel_pull_request_builds
-from server.db import insert_for
 from server.github.outbox import request_status
 from server.models import BuildState, WebhookDelivery
 from server.repos.service import get_repository
@@ -69,11 +69,7 @@ def receive_delivery(
     if parsed is None:
         parsed = parse_delivery(event, payload)
 
-    if (
-        try_one_statement
-        and isinstance(parsed, PushEvent | PullRequestEvent)
-        and session.get_bind().dialect.name == "postgresql"
-    ):
+    if try_one_statement and isinstance(parsed, PushEvent | PullRequestEvent):
         # The common cases in one statement; the rest take the ORM path below.
         stored = store_in_one_statement(session, hook_id=hook_id, delivery_id=delivery_id, event=parsed)
         if stored is not None:
@@ -174,7 +170,6 @@ def _insert_delivery_once(
     session: Session, hook_id: str, delivery_id: str, event: str, full_name: str | None, outcome: str
 ) -> int | None:
     """INSERT … ON CONFLICT DO NOTHING: returns the new row's id, or None for a redelivery."""
-    insert = insert_for(session)
     statement = (
         insert(WebhookDelivery)
         .values(

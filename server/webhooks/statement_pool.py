@@ -3,8 +3,7 @@
 Under load, handing a delivery to a worker thread and running it through SQLAlchemy cost more
 CPU per statement than awaiting psycopg directly (bench/README.md, "Load").
 Only ``one_statement.py``'s statement runs here, in autocommit (one statement, one transaction,
-one round trip); everything else keeps the ORM session in a thread. Postgres only: the embedded
-mode (SQLite) has no pool and takes the general path.
+one round trip); everything else keeps the ORM session in a thread.
 
 One pool per application, made and closed by the app's lifespan (in the loop that serves it),
 opened on first use.
@@ -74,9 +73,8 @@ class StatementPool:
 
 
 def open_statement_pool(app: Any, database_url: str) -> None:
-    """At the app's start (lifespan), in the loop that serves its requests; Postgres only."""
-    pool = StatementPool(database_url) if database_url.startswith("postgresql") else None
-    app.state.webhook_statement_pool = pool
+    """At the app's start (lifespan), in the loop that serves its requests."""
+    app.state.webhook_statement_pool = StatementPool(database_url)
 
 
 def statement_pool(app: Any) -> StatementPool | None:

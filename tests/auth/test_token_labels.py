@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from functools import partial
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,17 +18,14 @@ from sqlalchemy.orm import Session, sessionmaker
 from contract.spec import JobFinished, RunnerRegistration
 from server.app import create_app
 from server.config import Settings
-from server.db import make_engine, make_session_factory
 from server.environments.service import environment_for
-from server.migrate import upgrade_to_head
 from server.models import ApiToken, Deployment, DeploymentState, DeploymentTrigger, Job, JobState
 from server.queue import reports
 from server.queue.claims import claim_next_job
 from server.queue.runners import identify_runner, register_runner, runner_token
 from server.secrets.service import set_secret
-from server.wiring import wire_domain
 from tests import factories
-from tests.conftest import SECRET_KEY, WEBHOOK_SECRET, RecordingTransport
+from tests.conftest import RecordingTransport
 from tests.queue.test_runner_api import as_job, claim
 
 pytestmark = pytest.mark.integration
@@ -210,51 +206,41 @@ def test_the_queue_and_runners_views_count_only_what_a_token_allows(
     assert waiting[build_job] == "no live runner has the labels docker"  # a revoked token claims nothing
 
 
-def test_on_sqlite_claims_are_limited_to_what_the_token_allows_too(tmp_path: Path) -> None:
-    """The embedded mode's claim (pick, then a conditional UPDATE) and its claim with a job's end."""
-    url = f"sqlite:///{tmp_path / 'greenlight.db'}"
-    upgrade_to_head(url)
-    settings = Settings(
-        database_url=url, broker_url="memory://", data_dir=tmp_path, github_webhook_secret=WEBHOOK_SECRET,
-        secret_key=SECRET_KEY,
-    )  # fmt: skip
-    engine = make_engine(url)
-    sessions = make_session_factory(engine)
-    wire_domain(sessions, None, reports_to_github=False)
-    with sessions() as session:
-        token = factories.runner_token(session, "narrowed", labels=["*"])
-        every = RunnerRegistration(
-            name="r", hostname="h", labels=["*"], concurrency=1, version="t", executor="docker"
-        )
-        runner_id = register_runner(session, runner_token(session, token), every, settings)[0].id
-        build_job, deploy_job = queue_build_and_deploy(session, settings)
-        narrow(session, "narrowed", ["docker"])
-        claimed = claim_next_job(session, identify_runner(session, token, runner_id), settings)
-        assert claimed is not None and claimed.spec.job_id == build_job and PROD not in str(claimed)
-        session.commit()
-        session.expire_all()  # as the next request's own session would see the rows
-        finished = reports.finish_job_by_token(
-            session,
-            build_job,
-            claimed.job_token,
-            JobFinished(outcome="passed", next={"runner_id": runner_id}),
-        )
-        assert finished.next_claimant is not None
-        assert claim_next_job(session, finished.next_claimant, settings) is None
-        assert claim_next_job(session, identify_runner(session, token, runner_id), settings) is None
-        assert state_of(session, deploy_job) is JobState.queued
-        # A retried claim (its first reply lost) hands back its job only while the token allows it.
-        narrow(session, "narrowed", ["*"])
-        first_try = claim_next_job(
-            session, identify_runner(session, token, runner_id), settings, "key-0123456789"
-        )
-        assert first_try is not None and first_try.spec.job_id == deploy_job
-        narrow(session, "narrowed", ["docker"])
-        assert (
-            claim_next_job(session, identify_runner(session, token, runner_id), settings, "key-0123456789")
-            is None
-        )
-    engine.dispose()
+def test_a_direct_claim_and_a_claim_with_a_jobs_end_are_limited_to_what_the_token_allows(
+    session: Session, settings: Settings
+) -> None:
+    token = factories.runner_token(session, "narrowed", labels=["*"])
+    every = RunnerRegistration(
+        name="r", hostname="h", labels=["*"], concurrency=1, version="t", executor="docker"
+    )
+    runner_id = register_runner(session, runner_token(session, token), every, settings)[0].id
+    build_job, deploy_job = queue_build_and_deploy(session, settings)
+    narrow(session, "narrowed", ["docker"])
+    claimed = claim_next_job(session, identify_runner(session, token, runner_id), settings)
+    assert claimed is not None and claimed.spec.job_id == build_job and PROD not in str(claimed)
+    session.commit()
+    session.expire_all()  # as the next request's own session would see the rows
+    finished = reports.finish_job_by_token(
+        session,
+        build_job,
+        claimed.job_token,
+        JobFinished(outcome="passed", next={"runner_id": runner_id}),
+    )
+    assert finished.next_claimant is not None
+    assert claim_next_job(session, finished.next_claimant, settings) is None
+    assert claim_next_job(session, identify_runner(session, token, runner_id), settings) is None
+    assert state_of(session, deploy_job) is JobState.queued
+    # A retried claim (its first reply lost) hands back its job only while the token allows it.
+    narrow(session, "narrowed", ["*"])
+    first_try = claim_next_job(
+        session, identify_runner(session, token, runner_id), settings, "key-0123456789"
+    )
+    assert first_try is not None and first_try.spec.job_id == deploy_job
+    narrow(session, "narrowed", ["docker"])
+    assert (
+        claim_next_job(session, identify_runner(session, token, runner_id), settings, "key-0123456789")
+        is None
+    )
 
 
 def test_a_retried_claim_hands_back_its_job_only_while_the_token_allows_it(

@@ -5,34 +5,22 @@ claimed; a pipeline file can only narrow it. Real Postgres, git and the runner A
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
-import sqlalchemy as sa
 from click.testing import CliRunner
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session
 
-from server.app import create_app
 from server.auth.reading import SIGNED_IN
 from server.builds.listing import branches_with_latest_build, dashboard_rows
 from server.cli import remote
 from server.cli.main import cli
-from server.config import Settings
-from server.deploys.jobs import snapshot
-from server.deploys.service import advance, request_deployment
-from server.environments.schemas import EnvironmentRuleIn
-from server.environments.service import environment_for, set_rule
-from server.migrate import upgrade_to_head
-from server.models import Build, Deployment, DeploymentState, DeploymentTrigger, Job, JobState, Repository
-from server.pipelines.loader import load_pipeline
+from server.models import Build, DeploymentState, JobState, Repository
 from server.secrets.service import set_secret
 from tests import factories
-from tests.conftest import SECRET_KEY, WEBHOOK_SECRET, RecordingTransport
 from tests.deploys.test_deploys import allow, finish
 from tests.deploys.world import DeployWorld, pipeline
-from tests.queue.test_runner_api import register
 from tests.web.test_sign_in_and_actions import csrf_of, sign_in
 
 pytestmark = pytest.mark.integration
@@ -359,43 +347,3 @@ def test_the_deployments_page_sets_an_environments_rule_for_signed_in_users_only
     assert rule["branches"] == ["main", "release/*"] and rule["runner_labels"] == ["deploy-prod"]
     assert rule["require_approval"] is True and rule["rule_updated_by"] == "maintainer"
     assert "each deployment waits for a person's approval" in client.get("/-/deployments").text
-
-
-def test_on_sqlite_too_a_deploy_job_its_rule_no_longer_allows_is_not_handed_out(tmp_path: Path) -> None:
-    """The embedded mode's claim takes the portable path: the same check, the same end."""
-    url = f"sqlite:///{tmp_path / 'greenlight.db'}"
-    upgrade_to_head(url)
-    settings = Settings(
-        database_url=url, broker_url="memory://", data_dir=tmp_path / "data",
-        github_webhook_secret=WEBHOOK_SECRET, secret_key=SECRET_KEY,
-    )  # fmt: skip
-    app = create_app(settings, transport=RecordingTransport())
-    factory = app.state.greenlight.session_factory
-    with factory.begin() as session:
-        repo = factories.repository(session)
-        set_secret(
-            session, settings.secret_cipher(), repo, "DEPLOY_KEY", PRODUCTION_KEY, environment="production"
-        )
-        environment = environment_for(session, repo.id, "production")
-        file = load_pipeline(pipeline("production", "main"))
-        config = snapshot(file.deploy["production"], file, settings)
-        asked = Deployment(
-            commit_sha="a" * 40, branch="main", trigger=DeploymentTrigger.promote, config=config
-        )
-        request_deployment(session, environment, asked)  # main is the default branch: allowed
-        assert asked.state is DeploymentState.pending and len(advance(session, environment.id)) == 1
-        token = factories.runner_token(session)
-        set_rule(session, repo, "production", EnvironmentRuleIn(branches=["release/*"]), "ops")
-    with TestClient(app) as sqlite_client:
-        runner_id = register(sqlite_client, token, labels=["deploy"])
-        reply = sqlite_client.post(
-            "/api/runner/claim", json={"runner_id": runner_id}, headers={"Authorization": f"Bearer {token}"}
-        )
-        assert reply.status_code == 204 and PRODUCTION_KEY not in reply.text
-    with factory() as session:
-        [deployment] = session.scalars(sa.select(Deployment)).all()
-        assert deployment.state is DeploymentState.refused
-        assert "production allows branches release/* only, not branch main" in (deployment.reason or "")
-        [job] = session.scalars(sa.select(Job).where(Job.environment == "production")).all()
-        assert job.state is JobState.cancelled and job.token_hash is None
-    app.state.greenlight.engine.dispose()

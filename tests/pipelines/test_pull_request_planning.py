@@ -14,9 +14,9 @@ from runner.workspace import WorkspaceError, prepare_workspace
 from server.builds.planning import plan_build
 from server.config import Settings
 from server.models import Build, BuildState, Repository, StepState
-from server.queue.claims import job_spec
 from server.webhooks.new_builds import create_pull_request_build
 from server.webhooks.pull_requests import PullRequestEvent
+from tests import factories
 from tests.support import services
 
 pytestmark = pytest.mark.integration
@@ -108,7 +108,7 @@ def test_a_pull_request_head_on_no_branch_is_planned_and_checked_out_by_the_runn
     assert (job.env["GREENLIGHT_SOURCE_BRANCH"], job.env["GREENLIGHT_TARGET_BRANCH"]) == ("feature", "main")
 
     with session_factory() as session:
-        spec = job_spec(session, job.id, settings)
+        spec = factories.claimed(session, settings).spec
     assert spec.fetch_ref == "refs/pull/7/head" and spec.commit_sha == repo.head
     workspace = prepare_workspace(spec, tmp_path / "runner")
     assert (workspace / "src/app.py").read_text() == "print('from the PR')\n"
@@ -132,7 +132,7 @@ def test_pull_request_paths_are_the_changes_since_the_merge_base(
     docs = next(step for step in job.steps if step.name == "docs")
     assert docs.reason == "skipped: `when: path` docs/** matches none of the 1 changed files"
     with session_factory() as session:
-        spec = job_spec(session, job.id, settings)
+        spec = factories.claimed(session, settings).spec
     assert [step.name for step in spec.steps] == ["test", "pr-only"]  # never sent to the runner
 
 

@@ -17,8 +17,7 @@ from server.models import Build, BuildState, Job, Repository, StepState
 from server.pipelines.config import WhenConfig
 from server.pipelines.filters import BuildFacts, excluded_by
 from server.pipelines.loader import ConfigError, load_pipeline
-from server.queue.claims import job_spec
-from server.queue.reports import finish_job, finish_step
+from server.queue.reports import finish_job_by_token, finish_step
 from tests import factories
 from tests.support import services
 
@@ -166,8 +165,8 @@ def test_filtered_steps_are_skipped_never_sent_to_a_runner_and_stay_out_of_rerun
     ]
     assert job.steps[2].reason == "skipped: `when: branch` release/* does not match main"
     with session_factory.begin() as session:
-        spec = job_spec(session, job.id, settings)
-        assert [(s.index, s.name) for s in spec.steps] == [(0, "build"), (3, "test")]
+        claim = factories.claimed(session, settings)
+        assert [(s.index, s.name) for s in claim.spec.steps] == [(0, "build"), (3, "test")]
         # The runner reports only the steps it ran; the job passes, filtered steps stay skipped.
         running = session.get(Job, job.id)
         assert running is not None
@@ -181,7 +180,8 @@ def test_filtered_steps_are_skipped_never_sent_to_a_runner_and_stay_out_of_rerun
                     duration_seconds=0.1,
                 ),
             )
-        finish_job(session, running, JobFinished(outcome=StepOutcome.failed, reason="step 'test' failed"))
+        ended = JobFinished(outcome=StepOutcome.failed, reason="step 'test' failed")
+        finish_job_by_token(session, job.id, claim.job_token, ended)
     with session_factory.begin() as session:
         finished = session.get(Job, job.id)
         assert finished is not None
@@ -194,7 +194,7 @@ def test_filtered_steps_are_skipped_never_sent_to_a_runner_and_stay_out_of_rerun
             (StepState.pending, False), (StepState.skipped, True),
             (StepState.skipped, True), (StepState.pending, False),
         ]  # fmt: skip
-        assert [s.name for s in job_spec(session, attempt.id, settings).steps] == ["build", "test"]
+        assert [s.name for s in factories.claimed(session, settings).spec.steps] == ["build", "test"]
 
 
 def test_a_build_whose_every_step_is_filtered_out_is_skipped(

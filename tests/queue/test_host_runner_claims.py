@@ -1,11 +1,10 @@
 """Which runners the server hands which jobs, through the runner API on real Postgres (and the
-embedded SQLite claim): a runner that runs steps on its host gets only jobs of repositories that
+claim called directly): a runner that runs steps on its host gets only jobs of repositories that
 allow it, never a fork's, never a deploy; a runner that cannot run steps (no Docker engine) gets
 nothing."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,13 +12,9 @@ from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session
 
 from server.config import Settings
-from server.db import make_engine, make_session_factory
-from server.migrate import upgrade_to_head
 from server.models import Job, JobState, Repository, Runner, RunnerState
 from server.queue.claims import RunnerIdentity, claim_next_job
-from server.wiring import wire_domain
 from tests import factories
-from tests.conftest import SECRET_KEY, WEBHOOK_SECRET
 from tests.queue.test_runner_api import claim, register
 
 pytestmark = pytest.mark.integration
@@ -199,33 +194,20 @@ def runner(session: Session, executor: str, state: RunnerState) -> RunnerIdentit
     return RunnerIdentity(id=row.id, labels=["docker"], state=state, executor=executor)
 
 
-def test_the_embedded_claim_on_sqlite_keeps_forks_other_repositories_and_deploys_from_a_local_runner(
-    tmp_path: Path,
+def test_a_direct_claim_keeps_forks_other_repositories_and_deploys_from_a_local_runner(
+    session: Session, settings: Settings
 ) -> None:
-    url = f"sqlite:///{tmp_path / 'greenlight.db'}"
-    upgrade_to_head(url)
-    engine = make_engine(url)
-    settings = Settings(
-        database_url=url, broker_url="memory://", data_dir=tmp_path, github_webhook_secret=WEBHOOK_SECRET,
-        secret_key=SECRET_KEY,
-    )  # fmt: skip
-    try:
-        sessions = make_session_factory(engine)
-        wire_domain(sessions, None, reports_to_github=False)
-        with sessions() as session:
-            queued_job(session, "acme/fork", allow_host_runner=True, from_fork=True, priority=9)
-            queued_job(session, "acme/closed", priority=8)
-            queued_job(session, "acme/deploys", allow_host_runner=True, environment="staging", priority=7)
-            opted_in = queued_job(session, "acme/open", allow_host_runner=True)
-            local, docker, unavailable = (
-                runner(session, "local", RunnerState.idle),
-                runner(session, "docker", RunnerState.idle),
-                runner(session, "docker", RunnerState.unavailable),
-            )
-            claimed = claim_next_job(session, local, settings)
-            assert claimed is not None and claimed.spec.job_id == opted_in
-            assert claim_next_job(session, local, settings) is None
-            assert claim_next_job(session, unavailable, settings) is None
-            assert claim_next_job(session, docker, settings) is not None
-    finally:
-        engine.dispose()
+    queued_job(session, "acme/fork", allow_host_runner=True, from_fork=True, priority=9)
+    queued_job(session, "acme/closed", priority=8)
+    queued_job(session, "acme/deploys", allow_host_runner=True, environment="staging", priority=7)
+    opted_in = queued_job(session, "acme/open", allow_host_runner=True)
+    local, docker, unavailable = (
+        runner(session, "local", RunnerState.idle),
+        runner(session, "docker", RunnerState.idle),
+        runner(session, "docker", RunnerState.unavailable),
+    )
+    claimed = claim_next_job(session, local, settings)
+    assert claimed is not None and claimed.spec.job_id == opted_in
+    assert claim_next_job(session, local, settings) is None
+    assert claim_next_job(session, unavailable, settings) is None
+    assert claim_next_job(session, docker, settings) is not None

@@ -5,7 +5,6 @@ again, or the outage budget after the server last heard of it has passed)."""
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,17 +19,14 @@ from runner.executors.docker import EXIT_GRACE_SECONDS, READER_GRACE_SECONDS
 from runner.job import TEARDOWN_WAIT_SECONDS
 from server.builds.control import rerun_job
 from server.config import Settings
-from server.db import make_engine, make_session_factory
-from server.migrate import upgrade_to_head
 from server.models import Job, Runner, RunnerState
 from server.models.base import as_utc, utcnow
 from server.queue.claims import RunnerIdentity, claim_next_job
 from server.queue.lost_copies import STOP_GRACE, confirm_stopped
 from server.queue.reconciler import reconcile
 from server.queue.reports import finish_job_by_token
-from server.wiring import wire_domain
 from tests import factories
-from tests.conftest import SECRET_KEY, WEBHOOK_SECRET, RecordingTransport
+from tests.conftest import RecordingTransport
 from tests.queue.test_reconciler import api_up_for
 from tests.queue.test_runner_api import as_job, claim, queued_jobs, register
 
@@ -278,48 +274,6 @@ def test_the_queue_and_the_build_say_why_a_rerun_waits(
     assert jobs[lost_id]["state"] == "lost"
 
 
-@pytest.fixture
-def embedded(tmp_path: Path) -> Iterator[tuple[sessionmaker[Session], Settings]]:
-    """The embedded mode's database (SQLite), migrated, with settings that use it."""
-    url = f"sqlite:///{tmp_path / 'greenlight.db'}"
-    upgrade_to_head(url)
-    engine = make_engine(url)
-    settings = Settings(
-        database_url=url, broker_url="memory://", data_dir=tmp_path, github_webhook_secret=WEBHOOK_SECRET,
-        secret_key=SECRET_KEY,
-    )  # fmt: skip
-    try:
-        factory = make_session_factory(engine)
-        wire_domain(factory, None, reports_to_github=False)
-        yield factory, settings
-    finally:
-        engine.dispose()
-
-
-def test_the_embedded_claim_on_sqlite_also_waits_for_the_lost_copy(
-    embedded: tuple[sessionmaker[Session], Settings],
-) -> None:
-    factory, settings = embedded
-    with factory() as session:
-        job_id = queued_jobs(session, {})[0]
-        first, other = runner(session, "first"), runner(session, "other")
-        claimed = claim_next_job(session, first, settings)
-        assert claimed is not None and claimed.spec.job_id == job_id
-        session.execute(sa.update(Job).values(lease_expires_at=utcnow() - dt.timedelta(seconds=1)))
-        session.commit()
-    api_up_for(factory, 3600)
-    assert reconcile(factory, settings).jobs_lost == [job_id]
-    with factory() as session:
-        lost = session.get(Job, job_id)
-        assert lost is not None
-        attempt_id = rerun_job(session, lost).id
-        session.commit()
-        assert claim_next_job(session, other, settings) is None
-        confirm_stopped(session, first.id, [job_id])
-        again = claim_next_job(session, other, settings)
-        assert again is not None and again.spec.job_id == attempt_id
-
-
 def runner(session: Session, name: str) -> RunnerIdentity:
     row = Runner(name=name, hostname="h", labels=["docker"], concurrency=1, version="t", executor="docker")
     session.add(row)
@@ -406,30 +360,28 @@ def test_an_end_whose_copy_may_still_run_holds_up_the_rerun_until_its_runner_nam
     assert again is not None and again["spec"]["job_id"] == attempt_id
 
 
-def test_the_embedded_end_whose_copy_may_still_run_keeps_a_deadline_on_sqlite(
-    embedded: tuple[sessionmaker[Session], Settings],
+def test_an_end_whose_copy_may_still_run_gives_a_job_claimed_without_a_deadline_one(
+    session: Session, settings: Settings
 ) -> None:
-    factory, settings = embedded
-    with factory() as session:
-        job_id = queued_jobs(session, {})[0]
-        first, other = runner(session, "first"), runner(session, "other")
-        claimed = claim_next_job(session, first, settings)
-        assert claimed is not None and claimed.spec.job_id == job_id
-        # Claimed before the server kept deadlines: the end gives it one.
-        session.execute(sa.update(Job).values(stops_by=None))
-        session.commit()
-        ended = JobFinished(outcome=StepOutcome.errored, reason="the engine failed", copy_may_run=True)
-        finish_job_by_token(session, job_id, claimed.job_token, ended, settings=settings)
-        session.commit()
-        assert stops_by_of(session, job_id) is not None
-        ended_job = session.get(Job, job_id)
-        assert ended_job is not None
-        attempt_id = rerun_job(session, ended_job).id
-        session.commit()
-        assert claim_next_job(session, other, settings) is None
-        confirm_stopped(session, first.id, [job_id])
-        again = claim_next_job(session, other, settings)
-        assert again is not None and again.spec.job_id == attempt_id
+    job_id = queued_jobs(session, {})[0]
+    first, other = runner(session, "first"), runner(session, "other")
+    claimed = claim_next_job(session, first, settings)
+    assert claimed is not None and claimed.spec.job_id == job_id
+    # Claimed before the server kept deadlines: the end gives it one.
+    session.execute(sa.update(Job).values(stops_by=None))
+    session.commit()
+    ended = JobFinished(outcome=StepOutcome.errored, reason="the engine failed", copy_may_run=True)
+    finish_job_by_token(session, job_id, claimed.job_token, ended, settings=settings)
+    session.commit()
+    assert stops_by_of(session, job_id) is not None
+    ended_job = session.get(Job, job_id)
+    assert ended_job is not None
+    attempt_id = rerun_job(session, ended_job).id
+    session.commit()
+    assert claim_next_job(session, other, settings) is None
+    confirm_stopped(session, first.id, [job_id])
+    again = claim_next_job(session, other, settings)
+    assert again is not None and again.spec.job_id == attempt_id
 
 
 def test_the_grace_covers_a_runners_slowest_stop_after_its_budget(settings: Settings) -> None:

@@ -28,7 +28,7 @@ from server.transport import (
 )
 from server.worker.celery_app import make_celery
 from server.worker.tasks import WorkerContext, register_tasks
-from tests.conftest import SECRET_KEY, WEBHOOK_SECRET
+from tests.conftest import SECRET_KEY, UNUSED_DATABASE, WEBHOOK_SECRET
 from tests.support import services
 
 pytestmark = pytest.mark.integration
@@ -61,7 +61,7 @@ def test_a_burst_of_planning_requests_becomes_few_messages_naming_every_build_on
     broker_url: str, tmp_path: Path
 ) -> None:
     settings = Settings(
-        database_url="sqlite://", broker_url=broker_url, data_dir=tmp_path,
+        database_url=UNUSED_DATABASE, broker_url=broker_url, data_dir=tmp_path,
         github_webhook_secret=WEBHOOK_SECRET, secret_key=SECRET_KEY,
     )  # fmt: skip
     transport = BackgroundTransport(make_celery(settings), interval=0.2, batch=50)
@@ -86,7 +86,7 @@ def test_a_steady_stream_of_requests_is_sent_in_a_few_rounds(broker_url: str, tm
     """100 builds over about a second, one every 10 ms: at most one round of sends every 0.2 s,
     each build in exactly one message."""
     settings = Settings(
-        database_url="sqlite://", broker_url=broker_url, data_dir=tmp_path,
+        database_url=UNUSED_DATABASE, broker_url=broker_url, data_dir=tmp_path,
         github_webhook_secret=WEBHOOK_SECRET, secret_key=SECRET_KEY,
     )  # fmt: skip
     transport = BackgroundTransport(make_celery(settings), interval=0.2, batch=50)
@@ -109,7 +109,7 @@ def test_a_steady_stream_of_requests_is_sent_in_a_few_rounds(broker_url: str, tm
 def test_a_lone_planning_request_is_sent_as_before(broker_url: str, tmp_path: Path) -> None:
     """One build: the single-build message old workers know (a rolling upgrade keeps planning)."""
     settings = Settings(
-        database_url="sqlite://", broker_url=broker_url, data_dir=tmp_path,
+        database_url=UNUSED_DATABASE, broker_url=broker_url, data_dir=tmp_path,
         github_webhook_secret=WEBHOOK_SECRET, secret_key=SECRET_KEY,
     )  # fmt: skip
     transport = BackgroundTransport(make_celery(settings))
@@ -121,7 +121,7 @@ def test_a_lone_planning_request_is_sent_as_before(broker_url: str, tmp_path: Pa
 def test_a_request_after_a_quiet_moment_is_sent_at_once(broker_url: str, tmp_path: Path) -> None:
     """Rounds are at most one per ``interval`` (here 5 s), but the first does not wait for it."""
     settings = Settings(
-        database_url="sqlite://", broker_url=broker_url, data_dir=tmp_path,
+        database_url=UNUSED_DATABASE, broker_url=broker_url, data_dir=tmp_path,
         github_webhook_secret=WEBHOOK_SECRET, secret_key=SECRET_KEY,
     )  # fmt: skip
     transport = BackgroundTransport(make_celery(settings), interval=5.0)

@@ -9,6 +9,7 @@ import pytest
 
 from server.config import InsecureSettingsError, Settings
 from server.crypto import KEY_FILE, SecretCipher, SecretKeyError, UndecryptableSecret, new_key
+from tests.conftest import UNUSED_DATABASE
 
 VALUE = "hunter2-but-longer"
 
@@ -49,7 +50,12 @@ def test_a_malformed_key_is_refused_with_how_to_make_one(bad: str) -> None:
 
 
 def production(tmp_path: Path, **changes: object) -> Settings:
-    return Settings(database_url="sqlite://", data_dir=tmp_path, github_webhook_secret="w" * 20, **changes)  # type: ignore[arg-type]
+    return Settings(
+        database_url=UNUSED_DATABASE,
+        data_dir=tmp_path,
+        github_webhook_secret="w" * 20,
+        **changes,  # type: ignore[arg-type]
+    )
 
 
 def test_a_production_server_refuses_to_start_without_a_secret_key(tmp_path: Path) -> None:
@@ -61,14 +67,18 @@ def test_a_production_server_refuses_to_start_without_a_secret_key(tmp_path: Pat
     production(tmp_path, secret_key=new_key()).enforce_production_safety()
 
 
+def embedded_settings(tmp_path: Path) -> Settings:
+    return Settings(database_url=UNUSED_DATABASE, broker_url="memory://", data_dir=tmp_path, embedded=True)
+
+
 def test_the_embedded_mode_generates_its_key_once_readable_only_by_its_owner(tmp_path: Path) -> None:
-    embedded = Settings(database_url="sqlite://", data_dir=tmp_path, embedded=True)
+    embedded = embedded_settings(tmp_path)
     embedded.enforce_production_safety()
     key_file = tmp_path / KEY_FILE
     assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
     first = key_file.read_text()
     ciphertext, key_id = embedded.secret_cipher().encrypt(VALUE, "x")
-    again = Settings(database_url="sqlite://", data_dir=tmp_path, embedded=True)
+    again = embedded_settings(tmp_path)
     assert key_file.read_text() == first
     assert again.secret_cipher().decrypt(ciphertext, key_id, "x") == VALUE
 

@@ -15,7 +15,7 @@ from server.app import create_app
 from server.config import Settings
 from server.models import Build, BuildState, Repository, WebhookDelivery
 from server.webhooks.signature import sign
-from tests.conftest import SECRET_KEY, WEBHOOK_SECRET, RecordingTransport
+from tests.conftest import SECRET_KEY, UNUSED_DATABASE, WEBHOOK_SECRET, RecordingTransport
 from tests.fixtures import github_payload, push_payload
 
 pytestmark = pytest.mark.integration
@@ -210,7 +210,7 @@ def test_server_refuses_to_start_without_a_webhook_secret(tmp_path: Any) -> None
     from server.config import InsecureSettingsError
 
     with pytest.raises(InsecureSettingsError):
-        create_app(Settings(database_url="sqlite://", data_dir=tmp_path, github_webhook_secret=""))
+        create_app(Settings(database_url=UNUSED_DATABASE, data_dir=tmp_path, github_webhook_secret=""))
 
 
 def test_a_redelivery_after_registering_the_repository_builds(client: TestClient, session: Session) -> None:

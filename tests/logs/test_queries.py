@@ -1,0 +1,33 @@
+"""The queries behind the pages and the log views, called directly: the dashboard, the latest
+build per branch, a log's line ranges and its search through colour codes."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy.orm import Session
+
+from server.auth.reading import SIGNED_IN
+from server.builds.listing import branches_with_latest_build, dashboard_rows
+from server.logs import queries
+from server.models import LogChunk
+from tests import factories
+
+pytestmark = pytest.mark.integration
+
+
+def test_dashboard_branches_line_ranges_and_search(session: Session) -> None:
+    repo = factories.repository(session, full_name="acme/app")
+    builds = [factories.build(session, repo, branch=name) for name in ("main", "dev", "main", "dev", "x")]
+    job = factories.job(session, builds[-1])
+    for seq in range(3):
+        lines = [[0, "o", f"\x1b[1mline\x1b[0m {seq * 10 + n}"] for n in range(10)]
+        session.add(LogChunk(job_id=job.id, step_index=0, seq=seq, line_count=10, lines=lines))
+    session.commit()
+
+    ((shown, default, last),) = dashboard_rows(session, SIGNED_IN)
+    assert shown is repo and default is builds[2] and last[0] is builds[-1] and len(last) == 5
+    assert [b.branch for b in branches_with_latest_build(session, repo)] == ["main", "x", "dev"]
+    line_range = queries.lines_between(session, job.id, 0, 8, 22)
+    assert (line_range.start, line_range.total) == (8, 30)
+    assert line_range.lines[0].endswith("line\x1b[0m 8") and len(line_range.lines) == 14
+    assert queries.search(session, job.id, 0, "LINE 2") == [2, *range(20, 30)]
