@@ -204,12 +204,21 @@ class RunnerAgent:
 
     def wake(self) -> bool:
         """Act on a wake-up: claim and run what waits (``work``). False when this runner could
-        not look: its server does not answer, or its steps cannot run. Such a wake-up belongs to
-        another runner of the same labels; this one looks by itself once it can again."""
-        if self.out_of_touch or self.unavailable is not None:
+        not look: its server does not answer, its steps cannot run, it is not registered yet or
+        it is draining. Such a wake-up belongs to another runner of the same labels; this one
+        looks by itself once it can again."""
+        if not self._may_claim():
             return False
         self.work()
-        return not self.out_of_touch and self.unavailable is None
+        return self._may_claim()
+
+    def _may_claim(self) -> bool:
+        return (
+            not self.out_of_touch
+            and self.unavailable is None
+            and self.runner_id is not None
+            and not self.draining.is_set()
+        )
 
     def work(self) -> int:
         """Claim and run jobs until the server has none for us or all slots are busy. A slot that

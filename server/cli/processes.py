@@ -204,15 +204,15 @@ def _run_embedded(data: Path, port: int) -> None:
     if not os.environ.get("GREENLIGHT_BROKER_URL"):
         stored["redis_port"] = str(choose_port(configured.embedded_redis_port, stored.get("redis_port")))
         redis = EmbeddedRedis(
-            data / "redis", password=stored["redis_password"], port=int(stored["redis_port"]),
-            bind=configured.embedded_bind,
-        )  # fmt: skip
+            data / "redis", password=stored["redis_password"], port=int(stored["redis_port"])
+        )
         servers.append(redis)
     if not os.environ.get("GREENLIGHT_DATABASE_URL"):
         stored["postgres_port"] = str(
             choose_port(configured.embedded_postgres_port, stored.get("postgres_port"))
         )
         servers.append(EmbeddedPostgres(data / "postgres", password=stored["postgres_password"],
+                                        app_password=stored["postgres_app_password"],
                                         port=int(stored["postgres_port"])))  # fmt: skip
     # The ports are kept before the servers start: the URLs of settings come from this file.
     write_secrets(data, stored)
@@ -307,13 +307,18 @@ def _start_processes(
         "GREENLIGHT_RUNNER_LABELS": os.environ.get("GREENLIGHT_RUNNER_LABELS", "docker,deploy"),
     }
     greenlight = [sys.executable, "-m", "server.cli.main"]
+    # The runner never touches the database; if `up` dies, it cancels its jobs (SIGQUIT) rather
+    # than draining them without a server, so that a new `up` finds its directory free.
+    runner_env = {name: value for name, value in env.items() if name != "GREENLIGHT_DATABASE_URL"}
     commands = [
-        ["server", "--host", settings.embedded_bind, "--port", str(port)],
-        ["worker", "--concurrency", "1"],
-        ["runner"],
+        (["server", "--host", settings.embedded_bind, "--port", str(port)], env, signal.SIGTERM),
+        (["worker", "--concurrency", "1"], env, signal.SIGTERM),
+        (["runner"], runner_env, signal.SIGQUIT),
     ]
-    hook = die_with_parent(signal.SIGTERM)
-    return [subprocess.Popen([*greenlight, *command], env=env, preexec_fn=hook) for command in commands]
+    return [
+        subprocess.Popen([*greenlight, *command], env=command_env, preexec_fn=die_with_parent(death))
+        for command, command_env, death in commands
+    ]
 
 
 def _banner(
@@ -332,23 +337,22 @@ def _banner(
         f"  webhook: POST {url}/webhooks/github (secret: webhook_secret in {secrets_file})",
         "  register a repository: greenlight repo add OWNER/NAME --clone-url PATH_OR_URL",
     ]
+    embedded_broker = any(server.name == "Redis" for server in servers)
     if bind == LOOPBACK:
         lines.append(
             "  runners on other machines: start with GREENLIGHT_EMBEDDED_BIND=0.0.0.0 (or this machine's "
-            "address) to let them reach the server and the broker"
+            "address) and a broker they can reach (GREENLIGHT_BROKER_URL)"
         )
     else:
         host = socket.gethostname() if bind == EVERY_ADDRESS else bind
-        broker = "the GREENLIGHT_BROKER_URL this `up` was given"
-        for server in servers:
-            if server.name == "Redis":
-                broker = f"redis://:PASSWORD@{host}:{server.port}/0"
-                broker += f" (PASSWORD: redis_password in {secrets_file})"
         lines += [
-            "  another runner: `greenlight token create --name NAME`, then on its machine",
+            "  another runner: `greenlight token create NAME`, then on its machine",
             f"    GREENLIGHT_SERVER_URL=http://{host}:{port} GREENLIGHT_RUNNER_TOKEN=TOKEN "
             "GREENLIGHT_BROKER_URL=BROKER greenlight runner",
-            f"    BROKER: {broker}",
+            "    BROKER: the GREENLIGHT_BROKER_URL this `up` was given"
+            if not embedded_broker
+            else "    BROKER: none yet: the embedded Redis listens on this machine only; give `up` a "
+            "GREENLIGHT_BROKER_URL other machines may reach",
         ]
     return "\n".join(lines) + "\n"
 

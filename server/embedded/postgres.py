@@ -21,7 +21,12 @@ from server.embedded.children import (
     stop_leftover,
     wait_until_answering,
 )
-from server.embedded.secrets_file import POSTGRES_DATABASE, POSTGRES_USER, write_private_file
+from server.embedded.secrets_file import (
+    POSTGRES_APP_USER,
+    POSTGRES_DATABASE,
+    POSTGRES_USER,
+    write_private_file,
+)
 
 START_TIMEOUT_SECONDS = 120.0
 
@@ -54,11 +59,12 @@ def _as_non_root() -> list[str]:
 class EmbeddedPostgres:
     name = "PostgreSQL"
 
-    def __init__(self, home: Path, *, password: str, port: int) -> None:
+    def __init__(self, home: Path, *, password: str, app_password: str, port: int) -> None:
         self.home = home
         self.cluster = home / "cluster"
         self.log = home / "postgres.log"
         self.password = password
+        self.app_password = app_password
         self.port = port
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -119,9 +125,19 @@ class EmbeddedPostgres:
         return True
 
     def _create_database(self) -> None:
+        """Greenlight's role (created, or its password set to the stored one) and its database,
+        which it owns: a superuser's password would open the host too (COPY … TO PROGRAM)."""
+        role, database = sql.Identifier(POSTGRES_APP_USER), sql.Identifier(POSTGRES_DATABASE)
         with self._connect("postgres") as connection:
+            known = connection.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (POSTGRES_APP_USER,))
+            verb = "ALTER" if known.fetchone() is not None else "CREATE"
+            connection.execute(
+                sql.SQL(verb + " ROLE {} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE PASSWORD {}").format(
+                    role, sql.Literal(self.app_password)
+                )
+            )
             exists = connection.execute(
                 "SELECT 1 FROM pg_database WHERE datname = %s", (POSTGRES_DATABASE,)
             ).fetchone()
             if exists is None:
-                connection.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(POSTGRES_DATABASE)))
+                connection.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(database, role))

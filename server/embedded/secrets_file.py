@@ -8,8 +8,11 @@ import secrets
 from pathlib import Path
 
 SECRETS_FILE = "secrets.env"
-# Who owns the embedded cluster, and the database Greenlight uses in it.
+# Who owns the embedded cluster (`up` only uses it to create the role and database below), the
+# role Greenlight's processes use (no superuser: its password opens the database, not the host),
+# and the database it owns.
 POSTGRES_USER = "greenlight"
+POSTGRES_APP_USER = "greenlight_app"
 POSTGRES_DATABASE = "greenlight"
 
 
@@ -32,11 +35,21 @@ def write_secrets(data: Path, values: dict[str, str]) -> None:
 
 
 def write_private_file(path: Path, text: str) -> None:
-    # Created 0600: never readable by others, not even between a write and a chmod.
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    os.fchmod(descriptor, 0o600)
-    with os.fdopen(descriptor, "w") as file:
-        file.write(text)
+    """Written whole or not at all (a new file renamed over the old one, after an fsync): a kill or
+    a full disk mid-write never leaves a file of passwords half written. Created 0600: never
+    readable by others, not even between a write and a chmod."""
+    fresh = path.with_name(f".{path.name}.{secrets.token_hex(4)}")
+    descriptor = os.open(fresh, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    try:
+        os.fchmod(descriptor, 0o600)
+        with os.fdopen(descriptor, "w") as file:
+            file.write(text)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(fresh, path)
+    except BaseException:
+        fresh.unlink(missing_ok=True)
+        raise
 
 
 def ensure_secrets(data: Path) -> dict[str, str]:
@@ -47,6 +60,7 @@ def ensure_secrets(data: Path) -> dict[str, str]:
         "runner_token": lambda: "glr_" + secrets.token_urlsafe(32),
         # URL-safe characters only: they go into connection URLs as they are.
         "postgres_password": lambda: secrets.token_urlsafe(32),
+        "postgres_app_password": lambda: secrets.token_urlsafe(32),
         "redis_password": lambda: secrets.token_urlsafe(32),
     }
     if any(key not in values for key in missing):
@@ -57,7 +71,7 @@ def ensure_secrets(data: Path) -> dict[str, str]:
 
 
 def postgres_url(password: str, port: int | str) -> str:
-    return f"postgresql+psycopg://{POSTGRES_USER}:{password}@127.0.0.1:{port}/{POSTGRES_DATABASE}"
+    return f"postgresql+psycopg://{POSTGRES_APP_USER}:{password}@127.0.0.1:{port}/{POSTGRES_DATABASE}"
 
 
 def redis_url(password: str, port: int | str, host: str = "127.0.0.1") -> str:
@@ -66,9 +80,9 @@ def redis_url(password: str, port: int | str, host: str = "127.0.0.1") -> str:
 
 def embedded_database_url(values: dict[str, str]) -> str:
     """The embedded Postgres's URL, or "" when `greenlight up` has not started it yet."""
-    if "postgres_port" not in values or "postgres_password" not in values:
+    if "postgres_port" not in values or "postgres_app_password" not in values:
         return ""
-    return postgres_url(values["postgres_password"], values["postgres_port"])
+    return postgres_url(values["postgres_app_password"], values["postgres_port"])
 
 
 def embedded_broker_url(values: dict[str, str]) -> str:

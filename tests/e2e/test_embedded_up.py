@@ -190,19 +190,36 @@ def test_greenlight_up_builds_a_push_on_its_own_postgres_and_redis(running_up: U
     try:
         with engine.connect() as connection:
             assert connection.execute(sa.text("SELECT count(*) FROM builds")).scalar_one() == 1
-            directory = connection.execute(sa.text("SHOW data_directory")).scalar_one()
+            # Greenlight's own role is no superuser: its password opens the database, not the host.
+            superuser = sa.text("SELECT rolsuper FROM pg_roles WHERE rolname = current_user")
+            assert connection.execute(superuser).scalar_one() is False
+            port = connection.execute(sa.text("SELECT inet_server_port()")).scalar_one()
     finally:
         engine.dispose()
-    assert Path(directory) == data / "postgres" / "cluster"
+    # PostgreSQL's pid file names the port its cluster listens on (its fourth line).
+    assert (data / "postgres" / "cluster" / "postmaster.pid").read_text().splitlines()[3] == str(port)
     broker = redis.Redis.from_url(embedded_broker_url(stored))
     try:
-        assert Path(broker.info("server")["config_file"]) == data / "redis" / "redis.conf"
-        # Its password lets a runner elsewhere take messages, not make it write files elsewhere.
+        assert broker.ping()
+        server = psutil.Process(int((data / "redis" / "redis.pid").read_text()))
+        assert Path(server.cwd()) == data / "redis"  # its `dir`: where its files are
+        # Its password lets a process take messages, not make it write files elsewhere.
         with pytest.raises(redis.exceptions.NoPermissionError):
             broker.config_set("dir", "/tmp")
+        # Nor what Celery never uses: wiping everything, HyperLogLog, raw payloads.
+        for command in (("PFADD", "hll", "x"), ("RESTORE-ASKING", "k", 0, "x"), ("FLUSHALL",), ("INFO",)):
+            with pytest.raises(redis.exceptions.NoPermissionError):
+                broker.execute_command(*command)
     finally:
         broker.close()
     assert not (data / "greenlight.db").exists() and not (data / "broker.db").exists()
+    # The runner never touches the database: it is not given its URL.
+    assert up.process is not None
+    [runner_process] = [
+        child for child in psutil.Process(up.process.pid).children(recursive=True)
+        if child.cmdline()[-1:] == ["runner"]
+    ]  # fmt: skip
+    assert "GREENLIGHT_DATABASE_URL" not in runner_process.environ()
     # Their passwords stay in secrets.env: `up` says where they are, never what.
     for name in ("postgres_password", "redis_password"):
         assert stored[name] not in up.log.read_text(), name

@@ -55,3 +55,17 @@ def test_a_wake_up_while_the_server_is_away_is_declined_without_a_claim_and_the_
     agent.shutdown.set()
     assert not server.jobs, "the runner did not look for waiting jobs once its server answered"
     assert agent.wake() is True
+
+
+def test_a_draining_or_unregistered_runner_gives_its_wake_up_back(
+    claimed: ClaimedJob,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    server = AwayServer(claimed)
+    server.away = False
+    agent = agent_for(server, FakeExecutor([StepOutcome.passed] * 3), tmp_path)  # type: ignore[arg-type]
+    agent.draining.set()
+    assert agent.wake() is False and server.claims == 0
+    agent.draining.clear()
+    agent.runner_id = None
+    assert agent.wake() is False and server.claims == 0
