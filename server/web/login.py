@@ -47,7 +47,7 @@ def login(
     check_csrf(request, state.settings, csrf)
     found = find_token(session, token.strip(), TokenKind.user)
     if found is None:
-        error = "That is not a live user token. Create one with `greenlight token create --kind user`."
+        error = "That is not a live user token. Create one with `greenlight token create --kind user NAME`."
         return render(
             request, "login.html", {"next": local_path(next), "error": error}, None, status_code=401
         )
