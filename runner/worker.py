@@ -104,8 +104,8 @@ def make_runner_celery(settings: RunnerSettings, agent: RunnerAgent) -> Celery:
         broker_connection_retry_on_startup=True,
         broker_transport_options=broker_transport_options(settings.broker_url),
         worker_hijack_root_logger=False,
-        # Nothing of Greenlight's uses Celery's remote control, whose replies need Lua scripts on
-        # the broker (which an embedded broker refuses to whoever holds its password).
+        # Nothing of Greenlight's uses Celery's remote control: off, no process listens for
+        # broadcast commands that anyone holding the broker's password could send.
         worker_enable_remote_control=False,
     )
 
