@@ -109,5 +109,5 @@ def events_of(session: Session) -> DomainEvents:
     events = session.info.get(_KEY)
     if not isinstance(events, DomainEvents):
         # Never a silent no-op: a build that never leaves "running" would be far harder to find.
-        raise DomainNotWired("this session's factory was never wired: call server.wiring.wire_domain")
+        raise DomainNotWired("the database sessions' factory was never wired: call server.wiring.wire_domain")
     return events

@@ -52,7 +52,7 @@ def outbox_of(session: Session) -> StatusOutbox:
     outbox = session.info.get(_OUTBOX_KEY)
     if not isinstance(outbox, StatusOutbox):
         # Never a silent no-op: statuses that are never sent are noticed only on GitHub, too late.
-        raise OutboxNotWired("this session's factory has no status outbox: call server.wiring.wire_domain")
+        raise OutboxNotWired("the database sessions have no status outbox: call server.wiring.wire_domain")
     return outbox
 
 

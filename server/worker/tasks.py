@@ -32,7 +32,7 @@ class WorkerContext:
     settings: Settings
     session_factory: sessionmaker[Session]
     transport: Transport
-    # What ``wire_domain`` built for this session factory (``worker_app`` always wires it).
+    # What ``wire_domain`` built for the worker's database sessions (``worker_app`` always wires it).
     domain: Domain | None = None
 
 
