@@ -29,7 +29,7 @@ from contract.spec import (
     host_trust_refusal,
 )
 from runner import __version__
-from runner.client import RunnerApi, ServerUnavailable, new_claim_key
+from runner.client import RunnerApi, RunnerApiError, ServerUnavailable, new_claim_key
 from runner.config import RunnerSettings
 from runner.executors.base import Executor
 from runner.identity import RunnerIdentity
@@ -41,6 +41,10 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 MAX_STOPPED_JOBS = 1000  # per runner heartbeat (the contract's bound); the rest go on the next
+# Answers that no retry changes: the token is unknown or revoked (401), or may not serve this
+# runner's labels (403 on registering).
+REFUSING_STATUSES = frozenset({401})
+REFUSING_REGISTRATION_STATUSES = frozenset({401, 403})
 
 
 class RunnerAgent:
@@ -56,12 +60,15 @@ class RunnerAgent:
         identity: RunnerIdentity | None = None,
         after_registering: Callable[[str], object] | None = None,
         place: Callable[[], str | None] | None = None,
+        on_refused: Callable[[], object] | None = None,
     ) -> None:
         """``sweep_orphans(identity)``: removes what carries that identity (on the engine; for
         host processes, the step users' processes), True only when nothing of it is left.
         ``after_registering(identity)``: starts what watches this process (``runner.janitor``).
         ``place()``: where steps run (the engine's id, the machine's; None: unknown). A sweep
-        proves nothing about an earlier process that ran its steps elsewhere."""
+        proves nothing about an earlier process that ran its steps elsewhere.
+        ``on_refused()``: called once when the server refuses this runner's token; it stops the
+        process (the agent itself only stops claiming)."""
         self.settings = settings
         self.api = RunnerApi(settings.server_url, settings.runner_token)
         self._executor_factory = executor_factory
@@ -78,6 +85,10 @@ class RunnerAgent:
         # Since the server last failed to answer this runner (its heartbeat or a claim), until
         # a runner heartbeat is answered: no claim could be made meanwhile.
         self.out_of_touch = False
+        # Why the server refuses this runner for good (its token revoked, unknown, or not for
+        # these labels), None while it does not: nothing is claimed, and the process stops.
+        self.refused: str | None = None
+        self._on_refused = on_refused
         self._slots = threading.BoundedSemaphore(settings.runner_concurrency)
         self.shutdown = threading.Event()  # cancel running jobs now
         self.draining = threading.Event()  # finish running jobs, claim no new ones
@@ -136,6 +147,11 @@ class RunnerAgent:
         while registered is None and not self.draining.is_set():
             try:
                 registered = self.api.register(registration)
+            except RunnerApiError as error:
+                if error.status not in REFUSING_REGISTRATION_STATUSES:
+                    raise
+                self._refuse(error)
+                return
             except Exception as error:
                 logger.error(
                     "cannot register with %s (%s); retrying in %.0fs", self.settings.server_url, error, delay
@@ -214,7 +230,8 @@ class RunnerAgent:
 
     def _may_claim(self) -> bool:
         return (
-            not self.out_of_touch
+            self.refused is None
+            and not self.out_of_touch
             and self.unavailable is None
             and self.runner_id is not None
             and not self.draining.is_set()
@@ -243,6 +260,11 @@ class RunnerAgent:
                     return ran
             except ServerUnavailable as error:
                 logger.error("server unavailable: %s", error)
+                return ran
+            except RunnerApiError as error:
+                if error.status not in REFUSING_STATUSES:
+                    raise
+                self._refuse(error)
                 return ran
             finally:
                 self._slots.release()
@@ -313,6 +335,23 @@ class RunnerAgent:
             raise
         return claimed, sent
 
+    def _refuse(self, error: RunnerApiError) -> None:
+        """The server will never take this token again: claim nothing (wake-ups go back to the
+        queue for other runners), say what to do, and stop the process once. Running jobs
+        report with their own job tokens and are left to finish."""
+        if self.refused is not None:
+            return
+        self.refused = f"the server refuses this runner's token ({error})"
+        self.draining.set()
+        logger.error(
+            "%s: it was revoked, or is not a runner token for these labels. Create a runner token "
+            "(greenlight token create --kind runner NAME), set GREENLIGHT_RUNNER_TOKEN and start the runner "
+            "again; this runner stops now",
+            self.refused,
+        )
+        if self._on_refused is not None:
+            self._on_refused()
+
     def running_jobs(self) -> set[int]:
         """Ids of the jobs this process runs now (their workspaces and containers are not litter)."""
         with self._running_lock:
@@ -377,6 +416,11 @@ class RunnerAgent:
             try:
                 if self.runner_id is not None:
                     self.api.heartbeat(self.runner_id, self._free_disk_bytes(), unavailable, stopped)
+            except RunnerApiError as error:
+                if error.status in REFUSING_STATUSES:
+                    self._refuse(error)
+                    return
+                logger.warning("runner heartbeat failed", exc_info=True)
             except Exception as error:
                 self.out_of_touch = self.out_of_touch or isinstance(error, ServerUnavailable)
                 logger.warning("runner heartbeat failed", exc_info=True)

@@ -249,6 +249,8 @@ def run_runner(settings: RunnerSettings) -> None:
         identity=identity,
         after_registering=watch,
         place=place,
+        # Celery's warm shutdown, as SIGTERM: running jobs finish, the process exits.
+        on_refused=lambda: os.kill(os.getpid(), signal.SIGTERM),
     )
     if settings.runner_min_free_disk > 0:
         agent.hygiene = DiskHygiene(
@@ -274,3 +276,5 @@ def run_runner(settings: RunnerSettings) -> None:
             "--loglevel=INFO",
         ]
     )
+    if agent.refused is not None:
+        raise SystemExit(f"greenlight runner: {agent.refused}")

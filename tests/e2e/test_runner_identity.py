@@ -6,7 +6,9 @@ to have stopped); one started from a wiped directory removes it only after, and 
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
+import json
 import os
 import signal
 import time
@@ -14,11 +16,15 @@ import uuid
 from pathlib import Path
 
 import pytest
+import redis
 import sqlalchemy as sa
+from celery import Celery
 
+from contract.spec import label_queue
 from server.db import make_engine, make_session_factory
-from server.models import Job
+from server.models import ApiToken, Job
 from server.models.base import as_utc, utcnow
+from server.transport import Transport
 from tests import factories
 from tests.e2e.stack import Stack, containers_of, networks_of
 from tests.fixtures import push_payload
@@ -168,3 +174,49 @@ def test_a_runner_started_again_from_a_wiped_directory_proves_nothing_and_the_lo
     # Nothing proved the copy gone when the runner registered: a re-run waits for its deadline.
     stops_by = stops_by_of(stack, job_id)
     assert stops_by is not None and as_utc(stops_by) > utcnow()
+
+
+def test_a_runner_whose_token_is_revoked_gives_its_wake_ups_back_and_exits_saying_why(
+    stack: Stack, tmp_path: Path
+) -> None:
+    """A revoked runner token never works again. A runner that goes on taking wake-ups with it
+    uses them up, and the jobs wait for the reconciler's next announcement; it must hand them
+    back to its queue, stop, and say what to do."""
+    label = f"revoked-{uuid.uuid4().hex[:8]}"
+    engine = make_engine(stack.env["GREENLIGHT_DATABASE_URL"])
+    with make_session_factory(engine).begin() as session:
+        token = factories.runner_token(session, label)
+    stack.start("revoked", "runner", extra_env={
+        "GREENLIGHT_RUNNER_TOKEN": token,
+        "GREENLIGHT_RUNNER_NAME": label,
+        "GREENLIGHT_RUNNER_DIR": str(tmp_path / "revoked"),
+        "GREENLIGHT_RUNNER_LABELS": label,
+    })  # fmt: skip
+    process = stack.processes["revoked"]
+    try:
+        wait_for_log(stack, "revoked", "registered as runner")
+        with make_session_factory(engine).begin() as session:
+            session.execute(sa.update(ApiToken).where(ApiToken.name == label).values(revoked=True))
+        engine.dispose()
+        queue = label_queue(label)
+        broker = redis.Redis.from_url(stack.env["GREENLIGHT_BROKER_URL"])
+        assert Transport(Celery("test", broker=stack.env["GREENLIGHT_BROKER_URL"])).announce_job(
+            424243, [label]
+        )
+        deadline = time.monotonic() + 30
+        while broker.llen(queue) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert broker.llen(queue) == 0, "the runner never took the wake-up"
+        taken = None  # another runner of the label, waiting for work
+        deadline = time.monotonic() + 30
+        while taken is None and time.monotonic() < deadline:
+            taken = broker.brpop([queue], timeout=1)
+        assert taken is not None, f"the revoked runner used the wake-up up:\n{stack.tail('revoked')}"
+        assert json.loads(base64.b64decode(json.loads(taken[1])["body"]))[1] == {"job_id": 424243}
+        exit_code = process.wait(timeout=60)
+    finally:
+        if "revoked" in stack.processes:
+            stack.stop("revoked")
+    log = stack.tail("revoked", 400)
+    assert exit_code != 0, log
+    assert "refuses this runner's token" in log, log

@@ -8,7 +8,7 @@ import threading
 from pathlib import Path
 
 from contract.spec import ClaimedJob, StepOutcome
-from runner.client import ServerUnavailable
+from runner.client import RunnerApiError, ServerUnavailable
 from tests.runner.test_job_run import FakeApi, FakeExecutor, claimed  # noqa: F401 (a fixture)
 from tests.runner.test_stopped_jobs import agent_for, wait_for
 
@@ -69,3 +69,57 @@ def test_a_draining_or_unregistered_runner_gives_its_wake_up_back(
     agent.draining.clear()
     agent.runner_id = None
     assert agent.wake() is False and server.claims == 0
+
+
+class RevokedServer(AwayServer):
+    """Answers every runner request with 401, as for a revoked token."""
+
+    def __init__(self, job: ClaimedJob) -> None:
+        super().__init__(job)
+        self.away = False
+        self.registrations = 0
+
+    def claim(self, runner_id: int, claim_key: str | None = None) -> ClaimedJob | None:
+        self.claims += 1
+        raise RunnerApiError("/api/runner/claim", 401, "not a valid runner token")
+
+    def heartbeat(self, runner_id: int, *args: object) -> None:
+        self.heartbeats += 1
+        raise RunnerApiError("/api/runner/heartbeat", 401, "not a valid runner token")
+
+    def register(self, registration: object) -> None:
+        self.registrations += 1
+        raise RunnerApiError("/api/runner/register", 403, "this token may not serve the labels: gpu")
+
+
+def test_a_refused_token_gives_the_wake_up_back_claims_no_more_and_stops_the_runner_once(
+    claimed: ClaimedJob,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    server = RevokedServer(claimed)
+    agent = agent_for(server, FakeExecutor([StepOutcome.passed] * 3), tmp_path)  # type: ignore[arg-type]
+    stops: list[None] = []
+    agent._on_refused = lambda: stops.append(None)
+
+    assert agent.wake() is False  # given back, not used up
+    assert agent.wake() is False and server.claims == 1  # refused for good: not tried again
+    agent._heartbeat()  # returns: the heartbeat thread ends on a refusal
+    assert agent.refused is not None and "401" in agent.refused
+    assert stops == [None]
+
+
+def test_a_registration_the_server_refuses_is_not_retried_and_stops_the_runner(
+    claimed: ClaimedJob,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    server = RevokedServer(claimed)
+    agent = agent_for(server, FakeExecutor([StepOutcome.passed] * 3), tmp_path)  # type: ignore[arg-type]
+    agent.runner_id = None
+    stops: list[None] = []
+    agent._on_refused = lambda: stops.append(None)
+    started = threading.Thread(target=agent.start, daemon=True)
+    started.start()
+    started.join(timeout=20)
+    assert not started.is_alive(), "the runner retries a registration no retry can change"
+    assert server.registrations == 1 and stops == [None]
+    assert agent.runner_id is None and "may not serve the labels" in (agent.refused or "")
