@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 import click
 
 from server.cli.output import json_option, print_json
-from server.cli.remote import _api
+from server.cli.remote import NO_REPLY_LIMIT, _api
 from server.cli.terminal import show
 
 
@@ -23,14 +25,16 @@ def github() -> None:
 @json_option
 def redeliver(full_name: str | None, since: str | None, as_json: bool) -> None:
     """Ask GitHub to redeliver failed webhook deliveries Greenlight never stored (once each)."""
-    # No time limit: the server pages through every hook's deliveries on GitHub.
-    result = _api(
-        "POST", "/api/admin/github/redeliver", json={"repository": full_name, "since": since}, timeout=None
-    )
+    # The server pages through every hook's deliveries on GitHub, one request after another.
+    body = {"repository": full_name, "since": since}
+    result = _api("POST", "/api/admin/github/redeliver", json=body, timeout=NO_REPLY_LIMIT)
     if as_json:
         print_json(result)
     else:
-        click.echo(f"checked {result['hooks_checked']} hook(s) for deliveries since {result['since']}")
+        start = dt.datetime.fromisoformat(result["since"]).astimezone(dt.UTC)
+        click.echo(
+            f"checked {result['hooks_checked']} hook(s) for deliveries since {start:%Y-%m-%d %H:%M} UTC"
+        )
         for guid in result["requested"]:
             show(f"asked GitHub to redeliver {guid}")
         for guid in result["refused"]:

@@ -14,12 +14,15 @@ from server.cli.output import json_option, print_json
 from server.cli.terminal import show
 from server.logs.ansi import for_terminal
 
+# For work that takes as long as it takes (a first prune of a large install): the server must
+# still be reached within the usual time, but its reply may come when it is done.
+NO_REPLY_LIMIT = httpx.Timeout(30, read=None)
+
 
 def _api(
-    method: str, path: str, *, allow_missing: bool = False, timeout: float | None = 30, **kwargs: Any
+    method: str, path: str, *, allow_missing: bool = False, timeout: float | httpx.Timeout = 30, **kwargs: Any
 ) -> Any:
-    """The reply's JSON (None for an empty reply, and for a 404 when ``allow_missing``).
-    ``timeout``: None for work that takes as long as it takes (a prune of many logs)."""
+    """The reply's JSON (None for an empty reply, and for a 404 when ``allow_missing``)."""
     reply = _send(method, path, timeout=timeout, **kwargs)
     if reply.status_code == 404 and allow_missing:
         return None
@@ -28,7 +31,7 @@ def _api(
     return reply.json() if reply.content else None
 
 
-def _send(method: str, path: str, *, timeout: float | None = 30, **kwargs: Any) -> httpx.Response:
+def _send(method: str, path: str, *, timeout: float | httpx.Timeout = 30, **kwargs: Any) -> httpx.Response:
     """The server's reply, whatever its status; a server that cannot be reached is named."""
     target = current_target()
     headers = {"Authorization": f"Bearer {target.token}"} if target.token else {}

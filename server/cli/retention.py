@@ -6,7 +6,7 @@ from __future__ import annotations
 import click
 
 from server.cli.output import json_option, print_json
-from server.cli.remote import _api
+from server.cli.remote import NO_REPLY_LIMIT, _api
 from server.cli.terminal import show
 
 
@@ -39,8 +39,8 @@ def prune(older_than: str | None, max_bytes: str | None, dry_run: bool, as_json:
     """Delete old build logs, never those of the latest build of a branch, tag or pull request,
     of a deployed commit, or of an unfinished build."""
     body = {"older_than": older_than, "max_log_bytes": max_bytes, "dry_run": dry_run}
-    # No time limit: a first prune of a large install may take minutes, in short batches.
-    result = _api("POST", "/api/admin/prune", json=body, timeout=None)
+    # A first prune of a large install may take minutes, in short batches.
+    result = _api("POST", "/api/admin/prune", json=body, timeout=NO_REPLY_LIMIT)
     if as_json:
         return print_json(result)
     verb = "would delete" if dry_run else "deleted"

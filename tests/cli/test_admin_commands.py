@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
+from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
 from server.cli.config_file import write_config
@@ -24,6 +26,7 @@ from tests.health.test_readiness import closed_port
 from tests.retention.conftest import CHUNKS, build_with_logs
 from tests.support.fake_github import FakeGitHub, running_fake
 from tests.support.server_process import running_server, server_env
+from tests.support.tcp_proxy import TcpProxy
 
 pytestmark = pytest.mark.integration
 
@@ -37,10 +40,22 @@ def fake_github() -> Iterator[FakeGitHub]:
 
 
 @pytest.fixture(scope="module")
+def database_proxy(database_url: str) -> Iterator[TcpProxy]:
+    """Between the server and its database, so that a test can take the database away."""
+    target = make_url(database_url)
+    with TcpProxy(target.host or "127.0.0.1", target.port or 5432) as proxy:
+        yield proxy
+
+
+@pytest.fixture(scope="module")
 def running_url(
-    database_url: str, tmp_path_factory: pytest.TempPathFactory, fake_github: FakeGitHub
+    database_url: str,
+    database_proxy: TcpProxy,
+    tmp_path_factory: pytest.TempPathFactory,
+    fake_github: FakeGitHub,
 ) -> Iterator[str]:
-    env = server_env(database_url, tmp_path_factory.mktemp("server-data"))
+    proxied = make_url(database_url).set(host="127.0.0.1", port=database_proxy.port)
+    env = server_env(proxied.render_as_string(hide_password=False), tmp_path_factory.mktemp("server-data"))
     env.update(GREENLIGHT_GITHUB_TOKEN=fake_github.token, GREENLIGHT_GITHUB_API_URL=fake_github.url)
     with running_server(env) as (url, _port):
         yield url
@@ -127,3 +142,28 @@ def test_github_redeliver_through_the_api(
     assert "nothing to redeliver" in ok(env, "github", "redeliver", "--since", "1d")
     unknown = greenlight(env, "github", "redeliver", "acme/unknown")
     assert unknown.returncode != 0 and "acme/unknown is not registered" in unknown.stderr
+
+
+def test_doctor_of_a_server_that_lost_its_database_shows_the_readiness_checks(
+    env: dict[str, str], server_url: str, database_proxy: TcpProxy
+) -> None:
+    """The server cannot read the token then (it is in the database), yet it can say what is
+    wrong: the CLI shows /readyz's checks rather than a bare 503."""
+    database_proxy.cut()
+    try:
+        result = greenlight(env, "doctor", "--no-docker", "--json")
+    finally:
+        database_proxy.restore()
+        wait_ready(server_url)
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    checks = {check["name"]: check for check in json.loads(result.stdout)}
+    assert not checks["database"]["ok"] and "GREENLIGHT_DATABASE_URL" in checks["database"]["fix"]
+
+
+def wait_ready(url: str) -> None:
+    """Until the server reads its database again (its pool's old connections were reset)."""
+    for _ in range(100):
+        if httpx.get(f"{url}/readyz", timeout=5).status_code == 200:
+            return
+        time.sleep(0.1)
+    raise AssertionError("the server did not find its database again")
