@@ -118,5 +118,12 @@ def test_up_never_brings_back_a_token_an_admin_revoked(
         said = capsys.readouterr()
         assert "revoked" in said.out + said.err
         assert "greenlight admin create-token --name" in said.out + said.err
+
+        # A token this database never issued (a new data directory): this machine's admin gets one.
+        config.write_text('server_url = "http://127.0.0.1:8080"\ntoken = "glu_never-issued"\n')
+        config.chmod(0o600)
+        write_local_cli_config("http://127.0.0.1:8080")
+        fresh = tomllib.loads(config.read_text())["token"]
+        assert fresh != "glu_never-issued" and find_token(session, fresh, TokenKind.user) is not None
     finally:
         get_settings.cache_clear()
