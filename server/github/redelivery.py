@@ -40,12 +40,20 @@ def parse_since(value: str, now: dt.datetime) -> dt.datetime:
     """``2h``, ``30m``, ``3d`` ago, or an ISO 8601 moment (UTC unless it says otherwise)."""
     match = _DURATION.match(value.strip())
     if match:
-        return now - dt.timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
+        try:
+            return now - dt.timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
+        except OverflowError:
+            raise BadSince(f"since: {value!r} is too long ago") from None
     try:
         moment = dt.datetime.fromisoformat(value)
     except ValueError:
         raise BadSince(f"since: {value!r} is neither a duration (2h, 30m, 3d) nor an ISO date") from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
+    if not moment.tzinfo:
+        return moment.replace(tzinfo=dt.UTC)
+    try:
+        return moment.astimezone(dt.UTC)
+    except OverflowError:
+        raise BadSince(f"since: {value!r} is too long ago") from None
 
 
 @dataclass

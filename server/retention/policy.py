@@ -13,6 +13,8 @@ from server.retention.logs import RetentionPolicy
 _AGE = re.compile(r"^(\d+)([dhw])$")
 _UNITS = {"h": dt.timedelta(hours=1), "d": dt.timedelta(days=1), "w": dt.timedelta(weeks=1)}
 NO_LIMIT = ("none", "off")
+# Far beyond any build: a longer age is a typing error (and past what a date can hold).
+MAX_AGE = dt.timedelta(days=100 * 365)
 
 
 class PolicyError(ValueError):
@@ -26,7 +28,13 @@ def parse_age(text: str, where: str) -> dt.timedelta | None:
     match = _AGE.match(text.strip())
     if not match:
         raise PolicyError(f"{where}: {text!r} is not an age like 30d, 12h or 2w (or 'none')")
-    return int(match.group(1)) * _UNITS[match.group(2)]
+    try:
+        age = int(match.group(1)) * _UNITS[match.group(2)]
+    except OverflowError:
+        age = None
+    if age is None or age > MAX_AGE:
+        raise PolicyError(f"{where}: {text!r} is too long ago (at most 100 years; 'none' for no limit)")
+    return age
 
 
 def parse_budget(text: str | None, where: str) -> int | None:

@@ -184,6 +184,9 @@ def test_bad_input_is_refused_and_nothing_is_asked(
     fake_github.add_delivery(REPO, HOOK, guid="g-lost", status_code=503, delivered_at=ago(5))
     for body, status, says in (
         ({"since": "yesterday"}, 422, "neither a duration"),
+        ({"since": "99999999999d"}, 422, "too long ago"),
+        ({"since": "999999999d"}, 422, "too long ago"),
+        ({"since": "0001-01-01T00:00:00+14:00"}, 422, "too long ago"),
         ({"repository": "acme/unknown"}, 404, "acme/unknown is not registered"),
         ({"repository": "not a name"}, 404, "not registered"),
     ):
