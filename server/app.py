@@ -25,6 +25,8 @@ from server.deploys.endpoints import router as deploys_router
 from server.deps import AppState
 from server.environments.endpoints import router as environments_router
 from server.errors import install_error_replies
+from server.github.endpoints import router as github_router
+from server.health.doctor_endpoints import router as doctor_router
 from server.health.endpoints import router as health_router
 from server.lean import LeanRoutes
 from server.logs.endpoints import router as logs_router
@@ -34,6 +36,7 @@ from server.queue.hot_routes import runner_routes
 from server.queue.liveness import LivenessWriter
 from server.queue.runner_api import router as runner_router
 from server.repos.endpoints import router as repos_router
+from server.retention.endpoints import router as retention_router
 from server.secrets.credential_endpoints import router as credentials_router
 from server.secrets.endpoints import router as secrets_router
 from server.transport import BackgroundTransport, Transport
@@ -104,6 +107,9 @@ def create_app(settings: Settings, transport: Transport | None = None) -> FastAP
     app.include_router(builds_router, dependencies=readers)
     app.include_router(repos_router)
     app.include_router(tokens_router)
+    app.include_router(doctor_router)
+    app.include_router(retention_router)
+    app.include_router(github_router)
     app.include_router(build_actions_router)
     app.include_router(queue_router, dependencies=readers)
     app.include_router(secrets_router, dependencies=readers)

@@ -22,9 +22,11 @@ from server.builds.control import NotAllowed
 from server.deploys.queries import AmbiguousEnvironment
 from server.deploys.service import DeployRefused
 from server.environments.service import RuleError
+from server.github.redelivery import BadSince
 from server.queue.pending import LabelsRefused, NotPending
 from server.queue.reports import JobClosed, StepsAlreadyRan, UnknownStep
 from server.queue.runners import LabelsNotAllowed, NotARunnerToken, RunnerNotRegistered
+from server.retention.policy import PolicyError
 from server.secrets.credentials import CredentialError
 from server.secrets.service import SecretError
 
@@ -51,6 +53,8 @@ DOMAIN_ERRORS: dict[type[Exception], int] = {
     RuleError: 422,
     SecretError: 422,
     CredentialError: 422,
+    PolicyError: 422,
+    BadSince: 422,
 }
 
 

@@ -54,9 +54,16 @@ def create_token(
 
 def write_local_cli_config(server_url: str) -> None:
     """What `greenlight up` does for its machine's CLI: a config naming its server, with a user
-    token for this machine's admin (made at the first start; made again if the database no longer
-    knows it). A config that names another server is left alone: it is someone's login elsewhere."""
-    from server.auth.tokens import find_token
+    token for this machine's admin, made when the config holds none (the first start, or after
+    `greenlight logout`) or one this database never issued (a new data directory).
+
+    A token this database knows but no longer honours (revoked by an admin, or not a user
+    token) stays as it is: an admin's revocation outlives restarts, and the message says how to
+    get a new token on purpose. A config that names another server is left alone: it is
+    someone's login elsewhere."""
+    from sqlalchemy import select
+
+    from server.auth.tokens import token_hash
     from server.cli.context import cli_session
     from server.models import ApiToken, TokenKind
 
@@ -72,9 +79,20 @@ def write_local_cli_config(server_url: str) -> None:
             f"greenlight admin create-token --name me | greenlight login {server_url}"
         )
         return
+    held = current.get("token", "")
     with cli_session() as session:
-        known: ApiToken | None = find_token(session, current.get("token", ""), TokenKind.user)
-    if known is None:
+        issued: ApiToken | None = (
+            session.scalar(select(ApiToken).where(ApiToken.token_hash == token_hash(held))) if held else None
+        )
+        refused = issued is not None and (issued.revoked or issued.kind is not TokenKind.user)
+    if refused:
+        show(
+            f"  CLI: the token in {path} was revoked (or is no user token); `greenlight up` makes no "
+            f"other in its place. For a new one: greenlight admin create-token --name NAME "
+            f"| greenlight login {server_url}"
+        )
+        return
+    if issued is None:
         token = create_token(f"local admin ({socket.gethostname()})", TokenKind.user)
         write_config({"server_url": server_url, "token": token}, path)
     show(f"  CLI: signed in as this machine's admin ({path})")

@@ -1,4 +1,6 @@
-"""What CLI commands share: settings and a database session, built when a command runs."""
+"""The server's settings and a database session, for the few commands that run where the server's
+settings are: the first token (`admin create-token`) and the processes (`up`, `server`, `worker`,
+`migrate`). Every other command goes through the API (server/cli/remote.py)."""
 
 from __future__ import annotations
 
@@ -13,8 +15,8 @@ from server.db import make_engine, make_session_factory, session_scope
 
 
 def database_settings() -> Settings:
-    """The settings of a command that works on the server's database itself (the few that are
-    not the API's): without a database URL it says what to set."""
+    """The settings of a command that works on the server's database itself: without a database
+    URL it says what to set."""
     settings = get_settings()
     try:
         settings.require_database()

@@ -14,23 +14,34 @@ from server.cli.output import json_option, print_json
 from server.cli.terminal import show
 from server.logs.ansi import for_terminal
 
+# For work that takes as long as it takes (a first prune of a large install): the server must
+# still be reached within the usual time, but its reply may come when it is done.
+NO_REPLY_LIMIT = httpx.Timeout(30, read=None)
 
-def _api(method: str, path: str, *, allow_missing: bool = False, **kwargs: Any) -> Any:
+
+def _api(
+    method: str, path: str, *, allow_missing: bool = False, timeout: float | httpx.Timeout = 30, **kwargs: Any
+) -> Any:
     """The reply's JSON (None for an empty reply, and for a 404 when ``allow_missing``)."""
-    target = current_target()
-    headers = {"Authorization": f"Bearer {target.token}"} if target.token else {}
-    try:
-        reply = httpx.request(method, f"{target.server_url}{path}", headers=headers, timeout=30, **kwargs)
-    except (httpx.TransportError, httpx.InvalidURL) as error:
-        raise click.ClickException(
-            f"cannot reach {target.server_url} (from {target.origin}): {error}; check {SERVER_URL_ENV} "
-            "or run `greenlight login URL`"
-        ) from None
+    reply = _send(method, path, timeout=timeout, **kwargs)
     if reply.status_code == 404 and allow_missing:
         return None
     if reply.status_code >= 400:
         raise click.ClickException(_refusal(reply))
     return reply.json() if reply.content else None
+
+
+def _send(method: str, path: str, *, timeout: float | httpx.Timeout = 30, **kwargs: Any) -> httpx.Response:
+    """The server's reply, whatever its status; a server that cannot be reached is named."""
+    target = current_target()
+    headers = {"Authorization": f"Bearer {target.token}"} if target.token else {}
+    try:
+        return httpx.request(method, f"{target.server_url}{path}", headers=headers, timeout=timeout, **kwargs)
+    except (httpx.TransportError, httpx.InvalidURL) as error:
+        raise click.ClickException(
+            f"cannot reach {target.server_url} (from {target.origin}): {error}; check {SERVER_URL_ENV} "
+            "or run `greenlight login URL`"
+        ) from None
 
 
 def _refusal(reply: httpx.Response) -> str:

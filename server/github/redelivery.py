@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import re
 from dataclasses import dataclass, field
 
 import sqlalchemy as sa
@@ -26,6 +27,33 @@ from server.repos.service import named
 logger = logging.getLogger(__name__)
 
 REQUESTED = "requested"
+
+_DURATION = re.compile(r"^(\d+)([smhd])$")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+
+
+class BadSince(ValueError):
+    """A "since" that is neither a duration nor a moment."""
+
+
+def parse_since(value: str, now: dt.datetime) -> dt.datetime:
+    """``2h``, ``30m``, ``3d`` ago, or an ISO 8601 moment (UTC unless it says otherwise)."""
+    match = _DURATION.match(value.strip())
+    if match:
+        try:
+            return now - dt.timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
+        except OverflowError:
+            raise BadSince(f"since: {value!r} is too long ago") from None
+    try:
+        moment = dt.datetime.fromisoformat(value)
+    except ValueError:
+        raise BadSince(f"since: {value!r} is neither a duration (2h, 30m, 3d) nor an ISO date") from None
+    if not moment.tzinfo:
+        return moment.replace(tzinfo=dt.UTC)
+    try:
+        return moment.astimezone(dt.UTC)
+    except OverflowError:
+        raise BadSince(f"since: {value!r} is too long ago") from None
 
 
 @dataclass

@@ -256,7 +256,7 @@ def check_clock_skew(engine: Engine) -> Check:
     return Check(
         "clock",
         False,
-        f"this machine's clock is {-skew:+.1f}s off the database's",
+        f"the server's clock is {-skew:+.1f}s off the database's",
         "run NTP (chrony or systemd-timesyncd) on both machines; leases and heartbeats depend on it",
     )
 

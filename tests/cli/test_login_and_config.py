@@ -90,3 +90,40 @@ def test_up_signs_its_machine_in_once_and_leaves_a_login_elsewhere_alone(
         assert config.read_text() == elsewhere
     finally:
         get_settings.cache_clear()
+
+
+def test_up_never_brings_back_a_token_an_admin_revoked(
+    database_url: str,
+    session: Session,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from server.cli.admin import write_local_cli_config
+    from server.config import get_settings
+
+    config = tmp_path / "config.toml"
+    monkeypatch.setenv("GREENLIGHT_CONFIG", str(config))
+    monkeypatch.setenv("GREENLIGHT_DATABASE_URL", database_url)
+    get_settings.cache_clear()
+    try:
+        write_local_cli_config("http://127.0.0.1:8080")
+        signed_in = config.read_text()
+        session.query(ApiToken).update({"revoked": True})  # `greenlight token revoke ID`
+        session.commit()
+        capsys.readouterr()
+        write_local_cli_config("http://127.0.0.1:8080")  # the next start
+        assert config.read_text() == signed_in
+        assert session.query(ApiToken).filter_by(revoked=False).count() == 0
+        said = capsys.readouterr()
+        assert "revoked" in said.out + said.err
+        assert "greenlight admin create-token --name" in said.out + said.err
+
+        # A token this database never issued (a new data directory): this machine's admin gets one.
+        config.write_text('server_url = "http://127.0.0.1:8080"\ntoken = "glu_never-issued"\n')
+        config.chmod(0o600)
+        write_local_cli_config("http://127.0.0.1:8080")
+        fresh = tomllib.loads(config.read_text())["token"]
+        assert fresh != "glu_never-issued" and find_token(session, fresh, TokenKind.user) is not None
+    finally:
+        get_settings.cache_clear()

@@ -26,6 +26,9 @@ COMMANDS = [
     ["secret", "list", "acme/app"],
     ["env", "list", "acme/app"],
     ["deploy", "history", "acme/app"],
+    ["doctor", "--no-docker"],
+    ["prune", "--dry-run"],
+    ["github", "redeliver"],
 ]
 
 
@@ -37,14 +40,10 @@ def test_a_command_without_a_server_says_how_to_name_one(args: list[str], tmp_pa
     assert "greenlight login" in result.stderr and "GREENLIGHT_SERVER_URL" in result.stderr, result.stderr
 
 
-@pytest.mark.parametrize(
-    "args", [["prune", "--dry-run"], ["admin", "create-token", "--name", "me"]], ids=" ".join
-)
-def test_a_server_side_command_with_a_wrong_database_says_which_setting_to_fix(
-    args: list[str], tmp_path: Path
-) -> None:
+def test_the_first_tokens_command_with_a_wrong_database_says_which_setting_to_fix(tmp_path: Path) -> None:
     for database_url in ("not-a-url", "postgresql+psycopg://nobody@127.0.0.1:1/none"):
-        result = greenlight(bare_env(tmp_path, GREENLIGHT_DATABASE_URL=database_url), *args)
+        env = bare_env(tmp_path, GREENLIGHT_DATABASE_URL=database_url)
+        result = greenlight(env, "admin", "create-token", "--name", "me")
         assert result.returncode != 0
         assert "Traceback" not in result.stdout + result.stderr, result.stderr
         assert "GREENLIGHT_DATABASE_URL" in result.stderr, result.stderr
@@ -69,9 +68,6 @@ def test_a_broken_config_file_is_named_with_its_path(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("args", "says"),
     [
-        (["prune", "--dry-run"], "GREENLIGHT_DATABASE_URL"),
-        (["doctor", "--no-docker"], "GREENLIGHT_DATABASE_URL"),
-        (["github", "redeliver"], "GREENLIGHT_DATABASE_URL"),
         (["runner"], "GREENLIGHT_RUNNER_TOKEN"),
         (["server"], "GREENLIGHT_DATABASE_URL"),
         (["login", "http://127.0.0.1:1"], "token create --kind user"),

@@ -34,7 +34,7 @@ def test_migrate_without_a_database_url_says_what_to_set(unconfigured: Path) -> 
 
 
 def test_a_database_command_without_a_database_url_says_what_to_set(unconfigured: Path) -> None:
-    result = CliRunner().invoke(cli, ["prune"])
+    result = CliRunner().invoke(cli, ["admin", "create-token", "--name", "me"])
     assert result.exit_code == 1
     assert "GREENLIGHT_DATABASE_URL is not set" in result.output
     assert "Traceback" not in result.output
@@ -44,7 +44,7 @@ def test_commands_beside_an_up_that_never_ran_say_to_start_it(
     unconfigured: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("GREENLIGHT_EMBEDDED", "true")
-    result = CliRunner().invoke(cli, ["prune"])
+    result = CliRunner().invoke(cli, ["admin", "create-token", "--name", "me"])
     assert result.exit_code == 1
     assert f"no embedded database or broker in {unconfigured} yet: start `greenlight up`" in result.output
 

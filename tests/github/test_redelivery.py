@@ -6,16 +6,13 @@ from __future__ import annotations
 import datetime as dt
 import json
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from click.testing import CliRunner
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session, sessionmaker
 
-from server.cli.main import cli
-from server.config import get_settings
+from server.config import Settings
 from server.github.client import GitHubClient
 from server.github.redelivery import redeliver_failed
 from server.models import GitHubRedelivery, WebhookDelivery
@@ -23,6 +20,7 @@ from server.webhooks.signature import sign
 from tests import factories
 from tests.conftest import WEBHOOK_SECRET
 from tests.fixtures import push_payload
+from tests.support.app_client import app_client, bearer
 from tests.support.fake_github import FakeGitHub, Reply, server_error
 
 pytestmark = pytest.mark.integration
@@ -144,37 +142,73 @@ def test_only_hooks_of_registered_repositories_are_checked_and_a_missing_hook_is
 
 
 @pytest.fixture
-def cli_env(settings_env: None, fake_github: FakeGitHub, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.setenv("GREENLIGHT_GITHUB_API_URL", fake_github.url)
-    monkeypatch.setenv("GREENLIGHT_GITHUB_TOKEN", fake_github.token)
-    get_settings.cache_clear()
-    yield
-    get_settings.cache_clear()
+def admin(session_factory: sessionmaker[Session]) -> dict[str, str]:
+    with session_factory.begin() as session:
+        return bearer(factories.user_token(session, "admin"))
 
 
 @pytest.fixture
-def settings_env(database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("GREENLIGHT_DATABASE_URL", database_url)
-    monkeypatch.setenv("GREENLIGHT_DATA_DIR", str(tmp_path))
-    monkeypatch.delenv("GREENLIGHT_GITHUB_TOKEN", raising=False)
-    get_settings.cache_clear()
+def with_github(
+    registered: TestClient,
+    settings: Settings,
+    session_factory: sessionmaker[Session],
+    fake_github: FakeGitHub,
+) -> Iterator[TestClient]:
+    with app_client(
+        settings, session_factory, github_token=fake_github.token, github_api_url=fake_github.url
+    ) as client:
+        yield client
 
 
-def test_the_cli_redelivers_for_one_repository_since_a_given_time(
-    registered: TestClient, cli_env: None, fake_github: FakeGitHub
+def test_the_api_redelivers_for_one_repository_since_a_given_time(
+    with_github: TestClient, admin: dict[str, str], fake_github: FakeGitHub
 ) -> None:
     fake_github.add_delivery(REPO, HOOK, guid="g-recent", status_code=503, delivered_at=ago(30))
     fake_github.add_delivery(REPO, HOOK, guid="g-earlier", status_code=503, delivered_at=ago(180))
-    result = CliRunner().invoke(cli, ["github", "redeliver", REPO, "--since", "2h"])
-    assert result.exit_code == 0, result.output
-    assert "asked GitHub to redeliver g-recent" in result.output and "g-earlier" not in result.output
-    again = CliRunner().invoke(cli, ["github", "redeliver", "--since", "1d"])
-    assert "asked GitHub to redeliver g-earlier" in again.output and "g-recent" not in again.output
-    bad = CliRunner().invoke(cli, ["github", "redeliver", "--since", "yesterday"])
-    assert bad.exit_code != 0 and "neither a duration" in bad.output
+    reply = with_github.post(
+        "/api/admin/github/redeliver", json={"repository": "ACME/Widgets", "since": "2h"}, headers=admin
+    )
+    assert reply.status_code == 200, reply.text
+    result = reply.json()
+    assert (result["requested"], result["hooks_checked"], result["errors"]) == (["g-recent"], 1, [])
+    assert dt.datetime.fromisoformat(result["since"]) < now() - dt.timedelta(minutes=119)
+    again = with_github.post("/api/admin/github/redeliver", json={"since": "1d"}, headers=admin).json()
+    assert again["requested"] == ["g-earlier"]
+    # Without "since": the server's window setting.
+    assert with_github.post("/api/admin/github/redeliver", json={}, headers=admin).json()["requested"] == []
 
 
-def test_the_cli_refuses_to_run_without_a_token(settings_env: None) -> None:
-    result = CliRunner().invoke(cli, ["github", "redeliver"])
-    assert result.exit_code != 0 and "GREENLIGHT_GITHUB_TOKEN is not set" in result.output
-    get_settings.cache_clear()
+def test_bad_input_is_refused_and_nothing_is_asked(
+    with_github: TestClient, admin: dict[str, str], fake_github: FakeGitHub
+) -> None:
+    fake_github.add_delivery(REPO, HOOK, guid="g-lost", status_code=503, delivered_at=ago(5))
+    for body, status, says in (
+        ({"since": "yesterday"}, 422, "neither a duration"),
+        ({"since": "99999999999d"}, 422, "too long ago"),
+        ({"since": "999999999d"}, 422, "too long ago"),
+        ({"since": "0001-01-01T00:00:00+14:00"}, 422, "too long ago"),
+        ({"repository": "acme/unknown"}, 404, "acme/unknown is not registered"),
+        ({"repository": "not a name"}, 404, "not registered"),
+    ):
+        reply = with_github.post("/api/admin/github/redeliver", json=body, headers=admin)
+        assert reply.status_code == status and says in reply.text, (body, reply.text)
+    assert fake_github.redelivery_attempts == []
+
+
+def test_only_a_user_token_may_ask_for_redeliveries(
+    with_github: TestClient, session_factory: sessionmaker[Session], fake_github: FakeGitHub
+) -> None:
+    fake_github.add_delivery(REPO, HOOK, guid="g-lost", status_code=503, delivered_at=ago(5))
+    with session_factory.begin() as session:
+        runner = factories.runner_token(session, "box")
+    for headers in ({}, bearer(runner), bearer("glu_unknown")):
+        reply = with_github.post("/api/admin/github/redeliver", json={}, headers=headers)
+        assert reply.status_code == 401, (headers, reply.text)
+    assert fake_github.requests_to("GET", "/deliveries") == []
+
+
+def test_a_server_without_a_github_token_says_what_to_set(
+    registered: TestClient, admin: dict[str, str]
+) -> None:
+    reply = registered.post("/api/admin/github/redeliver", json={}, headers=admin)
+    assert reply.status_code == 409 and "GREENLIGHT_GITHUB_TOKEN is not set" in reply.text, reply.text
