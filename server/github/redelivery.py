@@ -21,6 +21,7 @@ from server.github.errors import GitHubError, PermanentError, RateLimited
 from server.github.hooks import HookDelivery, recent_deliveries, request_redelivery
 from server.models import GitHubRedelivery, Repository, WebhookDelivery
 from server.models.base import utcnow
+from server.repos.names import same_name
 from server.repos.service import named
 
 logger = logging.getLogger(__name__)
@@ -40,7 +41,7 @@ def hooks_to_check(session: Session, full_name: str | None = None) -> list[tuple
     """(OWNER/NAME, hook id) of every hook that delivered to us for a registered repository.
 
     The repository's name comes from its registration, never from a stored payload."""
-    registered = sa.func.lower(Repository.full_name) == sa.func.lower(WebhookDelivery.repository_full_name)
+    registered = same_name(Repository.full_name, WebhookDelivery.repository_full_name)
     query = (
         sa.select(Repository.full_name, WebhookDelivery.hook_id)
         .join(Repository, registered)
