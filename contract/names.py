@@ -36,4 +36,3 @@ def is_full_name(text: object) -> bool:
 def is_commit_sha(text: object) -> bool:
     """Whether ``text`` is a full commit SHA (the zero SHA included: see ``ZERO_SHA``)."""
     return isinstance(text, str) and _SHA.fullmatch(text) is not None
-

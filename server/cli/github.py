@@ -9,6 +9,7 @@ import click
 
 from server.cli.context import database_settings
 from server.cli.terminal import show
+from server.models.base import moment_from_iso
 
 _DURATION = re.compile(r"^(\d+)([smhd])$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
@@ -20,10 +21,9 @@ def parse_since(value: str, now: dt.datetime) -> dt.datetime:
     if match:
         return now - dt.timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
     try:
-        moment = dt.datetime.fromisoformat(value)
+        return moment_from_iso(value)
     except ValueError:
         raise click.BadParameter(f"{value!r} is neither a duration (2h, 30m, 3d) nor an ISO date") from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
 
 
 @click.group("github")

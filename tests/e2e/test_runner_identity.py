@@ -18,7 +18,7 @@ import sqlalchemy as sa
 
 from server.db import make_engine, make_session_factory
 from server.models import Job
-from server.models.base import as_utc, utcnow
+from server.models.base import utcnow
 from tests import factories
 from tests.e2e.stack import Stack, containers_of, networks_of
 from tests.fixtures import push_payload
@@ -147,7 +147,7 @@ def test_a_runner_started_again_removes_what_its_predecessor_left_before_it_regi
     assert (runner_dir / "identity").read_text().strip() == identity  # the same runner, the same row
     # It said so when it registered: the lost copy is known to have stopped, a re-run may start.
     stops_by = stops_by_of(stack, job_id)
-    assert stops_by is not None and as_utc(stops_by) <= utcnow()
+    assert stops_by is not None and stops_by <= utcnow()
 
 
 def test_a_runner_started_again_from_a_wiped_directory_proves_nothing_and_the_lost_copy_keeps_its_deadline(
@@ -167,4 +167,4 @@ def test_a_runner_started_again_from_a_wiped_directory_proves_nothing_and_the_lo
     assert build["jobs"][0]["state"] == "lost", build
     # Nothing proved the copy gone when the runner registered: a re-run waits for its deadline.
     stops_by = stops_by_of(stack, job_id)
-    assert stops_by is not None and as_utc(stops_by) > utcnow()
+    assert stops_by is not None and stops_by > utcnow()
