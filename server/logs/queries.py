@@ -78,6 +78,7 @@ def tail(session: Session, job_id: int, step_index: int, count: int) -> LineRang
 
 # The whole search runs in the database (a 1,000,000-line log is never sent to Python); lines
 # holding an escape sequence are matched without it, as the pages show them (``ansi.strip_ansi``).
+# Both sides are lowered by the database: Python lowers some letters differently.
 _SEARCH = sa.text(
     """
     SELECT chunk.first + line.ord - 1
@@ -87,7 +88,7 @@ _SEARCH = sa.text(
         jsonb_path_query_array(chunk.lines, '$[*][2]')) WITH ORDINALITY AS line(text, ord)
     WHERE strpos(lower(CASE WHEN strpos(line.text, chr(27)) > 0
                        THEN regexp_replace(line.text, :escapes, '', 'g')
-                       ELSE line.text END), :needle) > 0
+                       ELSE line.text END), lower(:needle)) > 0
     ORDER BY chunk.seq, line.ord
     LIMIT :limit
     """
@@ -101,7 +102,7 @@ def search(session: Session, job_id: int, step_index: int, needle: str, limit: i
     wanted = {
         "job": job_id,
         "step": step_index,
-        "needle": needle.lower(),
+        "needle": needle,
         "limit": limit,
         "escapes": _ESCAPES,
     }
