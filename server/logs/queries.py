@@ -72,6 +72,7 @@ def lines_between(session: Session, job_id: int, step_index: int, start: int, en
 
 
 def tail(session: Session, job_id: int, step_index: int, count: int) -> LineRange:
+    """The last ``count`` lines (at most MAX_RANGE), read from the chunks they are in."""
     total = line_total(session, job_id, step_index)
     return lines_between(session, job_id, step_index, max(total - count, 0), total)
 
@@ -107,18 +108,3 @@ def search(session: Session, job_id: int, step_index: int, needle: str, limit: i
         "escapes": _ESCAPES,
     }
     return [int(number) for number in session.scalars(_SEARCH, wanted)]
-
-
-def log_tail(session: Session, job_id: int, step_index: int, lines: int = 20) -> list[str]:
-    """The last ``lines`` lines of a step's log, reading chunks from the end."""
-    query = (
-        sa.select(LogChunk.lines)
-        .where(LogChunk.job_id == job_id, LogChunk.step_index == step_index)
-        .order_by(LogChunk.seq.desc())
-    )
-    tail: list[str] = []
-    for chunk in session.scalars(query):
-        tail = [text for _at, _stream, text in chunk] + tail
-        if len(tail) >= lines:
-            break
-    return tail[-lines:]
