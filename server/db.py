@@ -88,7 +88,7 @@ def session_scope(factory: sessionmaker[Session]) -> Iterator[Session]:
         session.close()
 
 
-def postgres_first_row(session: Session, sql: str, params: dict[str, Any]) -> Any | None:
+def driver_sql_first_row(session: Session, sql: str, params: dict[str, Any]) -> Any | None:
     """Run ``sql`` (psycopg's ``%(name)s`` placeholders) in the session's transaction as the
     driver's own SQL, and return its first row or None. For the queue's hot path, where
     SQLAlchemy compiling a ``text()`` statement and caching it cost as much CPU as the statement

@@ -47,3 +47,13 @@ def test_moments_come_back_in_utc_whatever_the_time_zone_of_the_connection(
         engine.dispose()
     assert moment == dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.UTC)
     assert moment.utcoffset() == dt.timedelta(0) and f"{moment:%H:%M:%S}" == "03:04:05"
+
+
+def test_no_server_module_asks_which_database_it_runs_on() -> None:
+    root = Path(__file__).resolve().parents[1]
+    asking = [
+        str(path.relative_to(root))
+        for path in sorted((root / "server").rglob("*.py"))
+        if "dialect.name" in path.read_text() and path.name != "sqlite_import.py"
+    ]
+    assert asking == []

@@ -143,7 +143,7 @@ def identify_runner(
     the labels it may take jobs of now (its own, within what its token allows now).
 
     One statement, as this runs on every claim and heartbeat of every runner. Before a claim
-    (``claiming``) on Postgres it also takes the claim key's advisory lock (see
+    (``claiming``) it also takes the claim key's advisory lock (see
     ``claim_next_job``) and sets the claim's planner settings (see ``claim_statement``)."""
     columns: list[Any] = [
         ApiToken.kind, ApiToken.revoked, ApiToken.labels.label("token_labels"), Runner.id.label("runner_id"),

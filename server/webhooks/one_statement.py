@@ -155,7 +155,7 @@ def store_in_one_statement(
     event: PushEvent | PullRequestEvent,
 ) -> Stored | None:
     """Store a new build for ``event`` and its delivery, or recognise a redelivery; None when
-    the general path must decide. Runs in the caller's transaction (Postgres only)."""
+    the general path must decide. Runs in the caller's transaction."""
     bound = _bind(hook_id, delivery_id, event)
     return bound.stored(connection.execute(bound.statement, bound.parameters).one())
 

@@ -53,6 +53,7 @@ def test_a_healthy_deployment_passes_every_check(deployment: FakeGitHub) -> None
         "database", "migrations", "clock", "runners", "tokens", "broker", "docker", "github",
     ]  # fmt: skip
     assert "repo" in str(checks["github"]["detail"])
+    assert str(checks["database"]["detail"]).startswith("reachable (PostgreSQL 1")
 
 
 def test_human_output_names_each_check(deployment: FakeGitHub) -> None:
