@@ -3,9 +3,8 @@ commit's SHA. One rule for each, imported by the server (webhooks, the CLI, the 
 client, the git mirror) and by the runner's job contract, so no two places can disagree.
 
 GitHub treats OWNER/NAME case-insensitively (``Acme/App`` and ``acme/app`` are one repository),
-so Greenlight does too: names are compared and kept unique by ``name_key``, and the spelling
-registered first is the one shown. The pattern admits ASCII only, so Python's ``str.lower`` and
-SQL's ``lower()`` agree on every name that passes it.
+so Greenlight does too: the database keeps names unique by their lower case and compares them
+the same way (server/repos/names.py), and the spelling registered first is the one shown.
 """
 
 from __future__ import annotations
@@ -37,9 +36,3 @@ def is_full_name(text: object) -> bool:
 def is_commit_sha(text: object) -> bool:
     """Whether ``text`` is a full commit SHA (the zero SHA included: see ``ZERO_SHA``)."""
     return isinstance(text, str) and _SHA.fullmatch(text) is not None
-
-
-def name_key(full_name: str) -> str:
-    """What two spellings of one repository's name have in common: its lower case. The database
-    keeps ``lower(full_name)`` unique, and every lookup compares by it."""
-    return full_name.lower()

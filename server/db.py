@@ -24,7 +24,8 @@ class UnsupportedDatabase(ValueError):
 
 def make_engine(database_url: str) -> Engine:
     """Greenlight runs on PostgreSQL only, embedded (`greenlight up`) or a server of its own."""
-    backend = make_url(database_url).get_backend_name()
+    url = make_url(database_url)
+    backend = url.get_backend_name()
     if backend != "postgresql":
         raise UnsupportedDatabase(
             f"Greenlight runs on PostgreSQL, not {backend}: set GREENLIGHT_DATABASE_URL to a "
@@ -34,7 +35,18 @@ def make_engine(database_url: str) -> Engine:
     # and close overflow connections under load. No pre-ping round trip per checkout: after a
     # database restart the first failing use invalidates the whole pool (one 503, then fresh
     # connections), which is cheaper than a ping on every request.
-    return create_engine(database_url, pool_size=20, max_overflow=30, pool_recycle=1800)
+    engine = create_engine(url, pool_size=20, max_overflow=30, pool_recycle=1800)
+    event.listen(engine, "connect", _in_utc)
+    return engine
+
+
+def _in_utc(connection: Any, _record: object) -> None:
+    """Every connection's time zone is UTC, whatever the server's (initdb copies the machine's)
+    or the client's (PGTZ): stored moments come back in UTC, as utcnow() makes them and as
+    messages label them. Set outside a transaction, so no rollback undoes it."""
+    connection.autocommit = True
+    connection.execute("SET TIME ZONE 'UTC'")
+    connection.autocommit = False
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:
@@ -76,7 +88,7 @@ def session_scope(factory: sessionmaker[Session]) -> Iterator[Session]:
         session.close()
 
 
-def postgres_first_row(session: Session, sql: str, params: dict[str, Any]) -> Any | None:
+def driver_sql_first_row(session: Session, sql: str, params: dict[str, Any]) -> Any | None:
     """Run ``sql`` (psycopg's ``%(name)s`` placeholders) in the session's transaction as the
     driver's own SQL, and return its first row or None. For the queue's hot path, where
     SQLAlchemy compiling a ``text()`` statement and caching it cost as much CPU as the statement

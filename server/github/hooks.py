@@ -10,6 +10,7 @@ from urllib.parse import parse_qs, quote, urlsplit
 
 from contract.names import is_full_name
 from server.github.client import GitHubClient
+from server.models.base import moment_from_iso
 
 PAGE_SIZE = 100
 MAX_PAGES = 20
@@ -73,13 +74,10 @@ def _parse_delivery(item: object) -> HookDelivery | None:
     if not isinstance(item, dict):
         return None
     try:
-        delivered_at = dt.datetime.fromisoformat(str(item["delivered_at"]).replace("Z", "+00:00"))
-        if delivered_at.tzinfo is None:
-            delivered_at = delivered_at.replace(tzinfo=dt.UTC)
         return HookDelivery(
             id=int(item["id"]),
             guid=str(item["guid"])[:64],
-            delivered_at=delivered_at,
+            delivered_at=moment_from_iso(str(item["delivered_at"])),
             status_code=int(item.get("status_code") or 0),
             event=str(item.get("event") or "")[:64],
             redelivery=bool(item.get("redelivery")),

@@ -21,7 +21,8 @@ from server.github.client import GitHubClient
 from server.github.errors import GitHubError, PermanentError, RateLimited
 from server.github.hooks import HookDelivery, recent_deliveries, request_redelivery
 from server.models import GitHubRedelivery, Repository, WebhookDelivery
-from server.models.base import utcnow
+from server.models.base import moment_from_iso, utcnow
+from server.repos.names import same_name
 from server.repos.service import named
 
 logger = logging.getLogger(__name__)
@@ -45,11 +46,9 @@ def parse_since(value: str, now: dt.datetime) -> dt.datetime:
         except OverflowError:
             raise BadSince(f"since: {value!r} is too long ago") from None
     try:
-        moment = dt.datetime.fromisoformat(value)
+        moment = moment_from_iso(value)
     except ValueError:
         raise BadSince(f"since: {value!r} is neither a duration (2h, 30m, 3d) nor an ISO date") from None
-    if not moment.tzinfo:
-        return moment.replace(tzinfo=dt.UTC)
     try:
         return moment.astimezone(dt.UTC)
     except OverflowError:
@@ -68,7 +67,7 @@ def hooks_to_check(session: Session, full_name: str | None = None) -> list[tuple
     """(OWNER/NAME, hook id) of every hook that delivered to us for a registered repository.
 
     The repository's name comes from its registration, never from a stored payload."""
-    registered = sa.func.lower(Repository.full_name) == sa.func.lower(WebhookDelivery.repository_full_name)
+    registered = same_name(Repository.full_name, WebhookDelivery.repository_full_name)
     query = (
         sa.select(Repository.full_name, WebhookDelivery.hook_id)
         .join(Repository, registered)

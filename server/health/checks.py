@@ -62,7 +62,8 @@ def check_database(engine: Engine) -> Check:
             f"cannot reach the database: {_short(error)}",
             "check GREENLIGHT_DATABASE_URL and that the database server is running and accepts connections",
         )
-    return Check("database", True, f"reachable ({engine.dialect.name})")
+    version = ".".join(str(part) for part in engine.dialect.server_version_info or ())
+    return Check("database", True, f"reachable (PostgreSQL {version})")
 
 
 def check_migrations(engine: Engine, database_url: str) -> Check:

@@ -72,12 +72,14 @@ def lines_between(session: Session, job_id: int, step_index: int, start: int, en
 
 
 def tail(session: Session, job_id: int, step_index: int, count: int) -> LineRange:
+    """The last ``count`` lines (at most MAX_RANGE), read from the chunks they are in."""
     total = line_total(session, job_id, step_index)
     return lines_between(session, job_id, step_index, max(total - count, 0), total)
 
 
 # The whole search runs in the database (a 1,000,000-line log is never sent to Python); lines
 # holding an escape sequence are matched without it, as the pages show them (``ansi.strip_ansi``).
+# Both sides are lowered by the database: Python lowers some letters differently.
 _SEARCH = sa.text(
     """
     SELECT chunk.first + line.ord - 1
@@ -87,7 +89,7 @@ _SEARCH = sa.text(
         jsonb_path_query_array(chunk.lines, '$[*][2]')) WITH ORDINALITY AS line(text, ord)
     WHERE strpos(lower(CASE WHEN strpos(line.text, chr(27)) > 0
                        THEN regexp_replace(line.text, :escapes, '', 'g')
-                       ELSE line.text END), :needle) > 0
+                       ELSE line.text END), lower(:needle)) > 0
     ORDER BY chunk.seq, line.ord
     LIMIT :limit
     """
@@ -101,23 +103,8 @@ def search(session: Session, job_id: int, step_index: int, needle: str, limit: i
     wanted = {
         "job": job_id,
         "step": step_index,
-        "needle": needle.lower(),
+        "needle": needle,
         "limit": limit,
         "escapes": _ESCAPES,
     }
     return [int(number) for number in session.scalars(_SEARCH, wanted)]
-
-
-def log_tail(session: Session, job_id: int, step_index: int, lines: int = 20) -> list[str]:
-    """The last ``lines`` lines of a step's log, reading chunks from the end."""
-    query = (
-        sa.select(LogChunk.lines)
-        .where(LogChunk.job_id == job_id, LogChunk.step_index == step_index)
-        .order_by(LogChunk.seq.desc())
-    )
-    tail: list[str] = []
-    for chunk in session.scalars(query):
-        tail = [text for _at, _stream, text in chunk] + tail
-        if len(tail) >= lines:
-            break
-    return tail[-lines:]

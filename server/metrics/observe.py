@@ -9,7 +9,6 @@ from sqlalchemy.orm import Session
 
 from server.db import after_commit
 from server.metrics.instruments import instruments
-from server.models.base import as_utc
 
 # Label values come from this fixed set only: an unauthenticated request chooses its own headers.
 KNOWN_EVENTS = frozenset({"push", "pull_request", "ping"})
@@ -25,14 +24,14 @@ def delivery_answered(event: str, status_code: int, seconds: float) -> None:
 
 
 def job_claimed(session: Session, queued_at: dt.datetime, claimed_at: dt.datetime) -> None:
-    waited = max((as_utc(claimed_at) - as_utc(queued_at)).total_seconds(), 0.0)
+    waited = max((claimed_at - queued_at).total_seconds(), 0.0)
     after_commit(session, lambda: instruments().dispatch_seconds.observe(waited))
 
 
 def job_closed(
     session: Session, state: str, started_at: dt.datetime | None, finished_at: dt.datetime
 ) -> None:
-    ran = None if started_at is None else max((as_utc(finished_at) - as_utc(started_at)).total_seconds(), 0.0)
+    ran = None if started_at is None else max((finished_at - started_at).total_seconds(), 0.0)
 
     def count() -> None:
         metrics = instruments()
@@ -62,7 +61,7 @@ def deployment_settled(
     """A deployment that ran has its outcome (its counts by state are read from the database)."""
     if started_at is None or finished_at is None:
         return
-    ran = max((as_utc(finished_at) - as_utc(started_at)).total_seconds(), 0.0)
+    ran = max((finished_at - started_at).total_seconds(), 0.0)
     after_commit(session, lambda: instruments().deployment_seconds.labels(environment, outcome).observe(ran))
 
 

@@ -17,7 +17,7 @@ from prometheus_client.registry import Collector
 from sqlalchemy import Engine
 
 from server.models import Build, Deployment, Environment, Job, JobState, Repository, Runner, RunnerState
-from server.models.base import as_utc, utcnow
+from server.models.base import utcnow
 
 CACHE_SECONDS = 5.0
 
@@ -55,11 +55,11 @@ def read_snapshot(engine: Engine, runner_lost_seconds: float) -> Snapshot:
     for labels, count, oldest in queued:
         key = ",".join(sorted(labels or []))  # the same set in another order is another group
         depth, age = queue.get(key, (0, 0.0))
-        queue[key] = (depth + count, max(age, (now - as_utc(oldest)).total_seconds()))
+        queue[key] = (depth + count, max(age, (now - oldest).total_seconds()))
     by_state: dict[str, int] = {state.value: 0 for state in RunnerState}
     free_disk: dict[str, int] = {}
     for name, state, last_seen, free in runners:
-        silent = (now - as_utc(last_seen)).total_seconds() > runner_lost_seconds
+        silent = (now - last_seen).total_seconds() > runner_lost_seconds
         effective = RunnerState.lost if silent and state is not RunnerState.stopped else state
         by_state[effective.value] += 1
         if free is not None and effective not in (RunnerState.lost, RunnerState.stopped):

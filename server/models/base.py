@@ -26,8 +26,10 @@ def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
-def as_utc(moment: dt.datetime) -> dt.datetime:
-    """SQLite hands back naive datetimes; everything Greenlight stores is UTC."""
+def moment_from_iso(text: str) -> dt.datetime:
+    """An ISO 8601 moment given by a person or by GitHub, in UTC unless it names its zone (both
+    may leave it out). Raises ValueError for anything else."""
+    moment = dt.datetime.fromisoformat(text)
     return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
 
 

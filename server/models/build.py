@@ -10,7 +10,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from server.models.base import Base, JsonDocument, LabelList, as_utc, utcnow
+from server.models.base import Base, JsonDocument, LabelList, utcnow
 from server.models.repository import Repository
 
 
@@ -74,7 +74,7 @@ def elapsed_seconds(started_at: dt.datetime | None, finished_at: dt.datetime | N
     """How long something ran, or has been running if it has not finished."""
     if started_at is None:
         return None
-    return (as_utc(finished_at or utcnow()) - as_utc(started_at)).total_seconds()
+    return ((finished_at or utcnow()) - started_at).total_seconds()
 
 
 def _enum(cls: type[enum.Enum]) -> sa.Enum:

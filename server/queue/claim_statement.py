@@ -1,4 +1,4 @@
-"""The claim on Postgres, in one statement: hand back the job an earlier try of this same claim
+"""The claim in one statement: hand back the job an earlier try of this same claim
 took (its reply was lost), or else pick the best queued job this runner serves (priority, then
 age; SKIP LOCKED so claimers never wait on each other), mark it running with its lease and
 token, move its build to running, and read everything the job spec needs, steps included.
@@ -21,7 +21,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from server.db import postgres_first_row
+from server.db import driver_sql_first_row
 from server.pipelines.config import DEFAULT_BUILD_LABELS
 
 # Transaction-local planner settings for the claim (see above), set as columns of the statement
@@ -131,7 +131,7 @@ def claim_in_one_statement(
     JSON arrays), or None if none is waiting. ``trusted_only``: only jobs of repositories that
     allow host-process runners, no fork's and no deploy. ``retry_only``: hand back an earlier try's job,
     claim nothing new."""
-    return postgres_first_row(
+    return driver_sql_first_row(
         session,
         _CLAIM,
         {

@@ -88,7 +88,7 @@ def claim_next_job(
     runner that runs steps on its host gets only jobs of repositories that allow it, never a
     fork's, never a deploy (``runs_on_host``).
 
-    ``key_locked``: the caller already holds the claim key's advisory lock (Postgres), taken so
+    ``key_locked``: the caller already holds the claim key's advisory lock, taken so
     that a retry that overtakes its own slow first try waits for it instead of claiming twice."""
     draining = runner.state in (RunnerState.draining, RunnerState.stopped, RunnerState.unavailable)
     if claim_key is None and draining:

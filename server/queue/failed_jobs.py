@@ -7,12 +7,14 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session, selectinload
 
 from server.auth.reading import Reader
-from server.logs.queries import log_tail
+from server.logs.queries import tail
 from server.models import Build, Job, JobState, Step, StepState
 from server.retention.notes import pruned_note
 
 FAILED_STATES = (JobState.failed, JobState.errored, JobState.timed_out, JobState.lost)
 _FAILING_STEP_STATES = (StepState.failed, StepState.errored, StepState.timed_out)
+# How much of the failing step's log the list shows.
+_FAILING_TAIL_LINES = 20
 
 
 def failed_jobs(session: Session, reader: Reader, *, limit: int = 50) -> list[tuple[Job, Step | None]]:
@@ -34,4 +36,4 @@ def failing_log_tail(session: Session, job: Job, failing_step: Step | None) -> l
     note that retention deleted them."""
     if note := pruned_note(job.logs_pruned_at):
         return [note]
-    return log_tail(session, job.id, failing_step.index) if failing_step else []
+    return tail(session, job.id, failing_step.index, _FAILING_TAIL_LINES).lines if failing_step else []

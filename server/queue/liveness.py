@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from server.db import session_scope
 from server.models import ServiceLiveness
-from server.models.base import as_utc, utcnow
+from server.models.base import utcnow
 
 logger = logging.getLogger(__name__)
 
@@ -29,7 +29,7 @@ def record_alive(session: Session, name: str = API, *, restarted: bool = False) 
     if row is None:
         session.add(ServiceLiveness(name=name, alive_at=now, up_since=now))
         return
-    if restarted or as_utc(row.alive_at) < now - GAP:
+    if restarted or row.alive_at < now - GAP:
         row.up_since = now
     row.alive_at = now
 
@@ -37,9 +37,9 @@ def record_alive(session: Session, name: str = API, *, restarted: bool = False) 
 def up_since(session: Session, name: str = API) -> dt.datetime | None:
     """Since when the service has been up without a gap, or None if it is not up now."""
     row = session.get(ServiceLiveness, name)
-    if row is None or as_utc(row.alive_at) < utcnow() - GAP:
+    if row is None or row.alive_at < utcnow() - GAP:
         return None
-    return as_utc(row.up_since)
+    return row.up_since
 
 
 class LivenessWriter:

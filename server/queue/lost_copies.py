@@ -34,7 +34,7 @@ from sqlalchemy.orm import Session
 from server.config import Settings
 from server.db import expire_if_loaded
 from server.models import Job, JobState, Runner
-from server.models.base import as_utc, utcnow
+from server.models.base import utcnow
 
 # How long a runner may take to stop a job once its outage budget has run out (the stop begins
 # then, not sooner: a shorter outage stops nothing). Its slowest path: the kill's wait for the
@@ -51,7 +51,7 @@ def stops_by(now: dt.datetime, settings: Settings) -> dt.datetime:
 
 def waiting_for(runner: str | None, until: dt.datetime) -> str:
     where = f" on runner {runner}" if runner else " of an earlier attempt"
-    return f"waiting for the lost copy{where} to stop, at the latest {as_utc(until):%H:%M:%S} UTC"
+    return f"waiting for the lost copy{where} to stop, at the latest {until:%H:%M:%S} UTC"
 
 
 def copy_waits(session: Session, jobs: Sequence[Job]) -> dict[int, str]:
@@ -76,12 +76,12 @@ def previous_copies_stop(session: Session, jobs: Sequence[Job]) -> dict[int, dt.
     rows = session.execute(
         sa.select(Job.id, Job.stops_by).where(Job.id.in_(list(previous_ids)), Job.stops_by.is_not(None))
     )
-    return {previous_ids[row.id]: as_utc(row.stops_by) for row in rows}
+    return {previous_ids[row.id]: row.stops_by for row in rows}
 
 
 def copy_wait(session: Session, previous: Job) -> str | None:
     """Why a new attempt of ``previous`` must wait, or None if it need not."""
-    if previous.stops_by is None or as_utc(previous.stops_by) <= utcnow():
+    if previous.stops_by is None or previous.stops_by <= utcnow():
         return None
     runner = session.get(Runner, previous.runner_id) if previous.runner_id is not None else None
     return waiting_for(runner.name if runner else None, previous.stops_by)

@@ -14,7 +14,7 @@ from server.auth.reading import Reader
 from server.auth.token_labels import labels_served
 from server.environments.rules import reserved_label_refusal
 from server.models import ApiToken, Build, Job, JobState, Repository, Runner, RunnerState
-from server.models.base import as_utc, utcnow
+from server.models.base import utcnow
 from server.queue.claims import runner_serves, runs_on_host
 from server.queue.lost_copies import copy_waits
 from server.queue.reports import close_job
@@ -93,7 +93,7 @@ def list_pending(session: Session, lost_after_seconds: float, reader: Reader) ->
     # Jobs ahead, counted by label set: a queue has thousands of jobs but a handful of label sets.
     earlier: Counter[tuple[str, ...]] = Counter()
     for position, job in enumerate(jobs, start=1):
-        queued_at = as_utc(job.queued_at)
+        queued_at = job.queued_at
         if reader.can_read(job.build.repository):
             pending.append(
                 PendingJob(

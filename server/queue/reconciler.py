@@ -16,7 +16,7 @@ from server.config import Settings
 from server.db import session_scope
 from server.events import events_of
 from server.models import Build, BuildState, Job, JobState
-from server.models.base import as_utc, utcnow
+from server.models.base import utcnow
 from server.queue.liveness import up_since
 from server.queue.lost_copies import previous_copies_stop
 from server.queue.reports import close_job
@@ -64,7 +64,7 @@ def _replan(session: Session, settings: Settings, now: dt.datetime) -> tuple[Sta
         .with_for_update(skip_locked=True, of=Build)
     )
     for build in builds:
-        last = as_utc(build.plan_requested_at or build.created_at)
+        last = build.plan_requested_at or build.created_at
         if now - last < first * (2**build.plan_attempts):
             continue
         if build.plan_attempts >= MAX_PLAN_ATTEMPTS:
@@ -113,8 +113,7 @@ def _close_lost_and_overdue_jobs(session: Session, settings: Settings, result: R
     overdue = [
         row.id
         for row in running
-        if row.started_at
-        and as_utc(row.started_at) + dt.timedelta(seconds=row.timeout_seconds) + TIMEOUT_GRACE < now
+        if row.started_at and row.started_at + dt.timedelta(seconds=row.timeout_seconds) + TIMEOUT_GRACE < now
     ]
     if overdue:
         for job in _locked(session, Job.id.in_(overdue), Job.state == JobState.running):
@@ -169,8 +168,8 @@ def _reannounce_waiting_jobs(session: Session, settings: Settings, result: Recon
     copies_stop = previous_copies_stop(session, waiting)
     due, released = [], []
     for job in waiting:
-        age = now - as_utc(job.queued_at)
-        last = as_utc(job.last_announced_at or job.queued_at)
+        age = now - job.queued_at
+        last = job.last_announced_at or job.queued_at
         copy_stops = copies_stop.get(job.id)
         if copy_stops is not None and copy_stops > now:
             continue

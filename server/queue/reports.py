@@ -29,7 +29,7 @@ from contract.spec import (
 from server.auth.token_labels import labels_served
 from server.auth.tokens import token_hash
 from server.config import Settings
-from server.db import expire_if_loaded, postgres_first_row
+from server.db import driver_sql_first_row, expire_if_loaded
 from server.events import LockedBuild, events_of
 from server.metrics import observe
 from server.models import (
@@ -187,7 +187,7 @@ def finish_job_by_token(
     statement = (
         _FINISH if claim is None else _FINISH_THEN_CLAIM if claim.claim_key else _FINISH_THEN_CLAIM_UNKEYED
     )
-    closed = postgres_first_row(
+    closed = driver_sql_first_row(
         session,
         statement,
         {

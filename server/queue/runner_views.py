@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from server.auth.reading import Reader
 from server.models import ApiToken, Build, Job, JobState, Runner, RunnerState
-from server.models.base import as_utc, utcnow
+from server.models.base import utcnow
 
 
 @dataclass(frozen=True)
@@ -88,4 +88,4 @@ def runner_views(
 def seconds_since(moment: dt.datetime | None) -> float | None:
     if moment is None:
         return None
-    return (utcnow() - as_utc(moment)).total_seconds()
+    return (utcnow() - moment).total_seconds()

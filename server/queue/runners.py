@@ -14,7 +14,7 @@ from server.auth.token_labels import labels_not_allowed, labels_served
 from server.auth.tokens import find_token, token_hash
 from server.config import Settings
 from server.models import ApiToken, Job, JobState, Runner, RunnerState, TokenKind
-from server.models.base import as_utc, utcnow
+from server.models.base import utcnow
 from server.queue.claim_statement import before_claim
 from server.queue.claims import RunnerIdentity
 from server.queue.lost_copies import Released, confirm_stopped, stops_by
@@ -107,7 +107,7 @@ def _log_copies_kept(session: Session, runner: Runner) -> None:
             "runner %s registered without having removed the containers of its identity first: "
             "job %s may still run elsewhere; its new attempts wait until %s UTC, or until the "
             "runner says it stopped it",
-            runner.name, job_id, f"{as_utc(until):%H:%M:%S}",
+            runner.name, job_id, f"{until:%H:%M:%S}",
         )  # fmt: skip
 
 
@@ -128,7 +128,7 @@ def runner_for(session: Session, token: ApiToken, runner_id: int) -> Runner:
     now = utcnow()
     # Writing last_seen_at locks the runner row until commit; a runner's slots claim in parallel,
     # so refresh it at most once a second instead of serialising every claim on that lock.
-    if runner.state is RunnerState.lost or now - as_utc(runner.last_seen_at) > SEEN_RESOLUTION:
+    if runner.state is RunnerState.lost or now - runner.last_seen_at > SEEN_RESOLUTION:
         runner.last_seen_at = now
     if runner.state is RunnerState.lost:
         # Back from the dead: it may take work again (its old jobs stay lost; their tokens are gone).
@@ -143,7 +143,7 @@ def identify_runner(
     the labels it may take jobs of now (its own, within what its token allows now).
 
     One statement, as this runs on every claim and heartbeat of every runner. Before a claim
-    (``claiming``) on Postgres it also takes the claim key's advisory lock (see
+    (``claiming``) it also takes the claim key's advisory lock (see
     ``claim_next_job``) and sets the claim's planner settings (see ``claim_statement``)."""
     columns: list[Any] = [
         ApiToken.kind, ApiToken.revoked, ApiToken.labels.label("token_labels"), Runner.id.label("runner_id"),
@@ -170,7 +170,7 @@ def identify_runner(
     # Writing last_seen_at locks the runner row until commit; a runner's slots claim in parallel,
     # so refresh it at most once a second instead of serialising every claim on that lock. A
     # lost runner that checks in is back: it may take work again (its old jobs stay lost).
-    if state is not row.state or now - as_utc(row.last_seen_at) > SEEN_RESOLUTION:
+    if state is not row.state or now - row.last_seen_at > SEEN_RESOLUTION:
         session.connection().execute(
             sa.update(Runner)
             .where(Runner.id == runner_id)

@@ -7,9 +7,10 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from contract.git_access import has_secret_userinfo, redact_urls
-from contract.names import FULL_NAME_SHAPE, is_full_name, name_key
+from contract.names import FULL_NAME_SHAPE, is_full_name
 from server.models import Repository
 from server.pipelines.config import parse_size
+from server.repos.names import same_name
 from server.repos.schemas import RepositorySettingsOut
 
 
@@ -67,7 +68,7 @@ def get_repository(session: Session, full_name: str) -> Repository | None:
 def named(full_name: str) -> sa.ColumnElement[bool]:
     """The condition that finds a repository by its name in any spelling; it goes by the unique
     index on ``lower(full_name)``."""
-    return sa.func.lower(Repository.full_name) == name_key(full_name)
+    return same_name(Repository.full_name, full_name)
 
 
 # API field → column, where the names differ.

@@ -19,7 +19,7 @@ from server.logs import queries as log_queries
 from server.logs.ansi import render_line
 from server.models import BuildState
 from server.models.build import DEPLOY_EVENT
-from server.queue.failed_jobs import failed_jobs
+from server.queue.failed_jobs import failed_jobs, failing_log_tail
 from server.queue.pending import list_pending
 from server.queue.runner_views import runner_views
 from server.repos.service import get_repository
@@ -83,11 +83,7 @@ def runners_page(request: Request, session: SessionDep, viewer: ViewerDep, reade
 @router.get("/-/failed", response_class=HTMLResponse)
 def failed_page(request: Request, session: SessionDep, viewer: ViewerDep, reader: ReaderDep) -> HTMLResponse:
     failed = [
-        (
-            job,
-            step,
-            [render_line(text) for text in log_queries.log_tail(session, job.id, step.index)] if step else [],
-        )
+        (job, step, [render_line(text) for text in failing_log_tail(session, job, step)])
         for job, step in failed_jobs(session, reader, limit=50)
     ]
     return render(request, "failed.html", {"failed": failed}, viewer)

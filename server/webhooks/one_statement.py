@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 
 from server.models import BuildState
 from server.models.base import utcnow
+from server.repos.names import same_name
 from server.webhooks.events import PushEvent
 from server.webhooks.new_builds import NewBuild, first_state
 from server.webhooks.pull_requests import PullRequestEvent
@@ -35,10 +36,11 @@ UNREGISTERED = "is not registered with Greenlight"
 # delivery row, only one committed before it (a redelivery). The delivery references the build
 # created in the same statement: the foreign key is checked at the end of the statement, when
 # both rows exist. ``{repository_filter}`` narrows the repositories this statement may build for.
-# ``repo`` is at most one row: names are unique by their lower case (contract/names.py), as here.
+# ``repo`` is at most one row: names are unique by their lower case, compared as every lookup
+# compares them (server/repos/names.py).
 _TEMPLATE = """
     WITH repo AS (
-        SELECT id FROM repositories WHERE lower(full_name) = lower(:full_name) {repository_filter}
+        SELECT id FROM repositories WHERE {same_name} {repository_filter}
     ), new_build AS (
         SELECT nextval(pg_get_serial_sequence('builds', 'id')) AS id FROM repo
     ), delivery AS (
@@ -103,6 +105,7 @@ def _statement(columns: dict[str, str], repository_filter: str = "") -> sa.TextC
             columns=", ".join(columns),
             values=", ".join(columns.values()),
             repository_filter=repository_filter,
+            same_name=same_name(sa.column("full_name"), sa.bindparam("full_name")),
         )
     )
 
@@ -152,7 +155,7 @@ def store_in_one_statement(
     event: PushEvent | PullRequestEvent,
 ) -> Stored | None:
     """Store a new build for ``event`` and its delivery, or recognise a redelivery; None when
-    the general path must decide. Runs in the caller's transaction (Postgres only)."""
+    the general path must decide. Runs in the caller's transaction."""
     bound = _bind(hook_id, delivery_id, event)
     return bound.stored(connection.execute(bound.statement, bound.parameters).one())
 

@@ -23,7 +23,7 @@ from celery import Celery
 from contract.spec import label_queue
 from server.db import make_engine, make_session_factory
 from server.models import ApiToken, Job
-from server.models.base import as_utc, utcnow
+from server.models.base import utcnow
 from server.transport import Transport
 from tests import factories
 from tests.e2e.stack import Stack, containers_of, networks_of
@@ -153,7 +153,7 @@ def test_a_runner_started_again_removes_what_its_predecessor_left_before_it_regi
     assert (runner_dir / "identity").read_text().strip() == identity  # the same runner, the same row
     # It said so when it registered: the lost copy is known to have stopped, a re-run may start.
     stops_by = stops_by_of(stack, job_id)
-    assert stops_by is not None and as_utc(stops_by) <= utcnow()
+    assert stops_by is not None and stops_by <= utcnow()
 
 
 def test_a_runner_started_again_from_a_wiped_directory_proves_nothing_and_the_lost_copy_keeps_its_deadline(
@@ -173,7 +173,7 @@ def test_a_runner_started_again_from_a_wiped_directory_proves_nothing_and_the_lo
     assert build["jobs"][0]["state"] == "lost", build
     # Nothing proved the copy gone when the runner registered: a re-run waits for its deadline.
     stops_by = stops_by_of(stack, job_id)
-    assert stops_by is not None and as_utc(stops_by) > utcnow()
+    assert stops_by is not None and stops_by > utcnow()
 
 
 def test_a_runner_whose_token_is_revoked_gives_its_wake_ups_back_and_exits_saying_why(

@@ -62,6 +62,7 @@ def test_a_healthy_deployment_passes_every_server_check(
     assert list(checks) == ["database", "migrations", "clock", "runners", "tokens", "broker", "github"]
     assert all(check["ok"] for check in checks.values()), checks
     assert "at head" in checks["migrations"]["detail"] and "repo" in checks["github"]["detail"]
+    assert str(checks["database"]["detail"]).startswith("reachable (PostgreSQL 1")
 
 
 def test_only_a_user_token_may_ask(deployment: TestClient, session: Session) -> None:

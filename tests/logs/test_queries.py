@@ -31,3 +31,21 @@ def test_dashboard_branches_line_ranges_and_search(session: Session) -> None:
     assert (line_range.start, line_range.total) == (8, 30)
     assert line_range.lines[0].endswith("line\x1b[0m 8") and len(line_range.lines) == 14
     assert queries.search(session, job.id, 0, "LINE 2") == [2, *range(20, 30)]
+
+
+def test_a_line_is_found_by_its_own_text_whatever_letters_it_holds(session: Session) -> None:
+    # Python and the database lower-case some letters differently (a Greek final sigma, a dotted
+    # capital I): the needle is lowered by the database's rule, as the lines are.
+    job = factories.job(
+        session, factories.build(session, factories.repository(session, full_name="acme/app"))
+    )
+    texts = ["ΟΔΟΣ closed", "İstanbul mirror", "plain"]
+    session.add(
+        LogChunk(job_id=job.id, step_index=0, seq=0, line_count=3, lines=[[0, "o", t] for t in texts])
+    )
+    session.commit()
+    assert [queries.search(session, job.id, 0, needle) for needle in ("ΟΔΟΣ", "İstanbul", "οδοσ")] == [
+        [0],
+        [1],
+        [0],
+    ]

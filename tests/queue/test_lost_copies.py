@@ -20,7 +20,7 @@ from runner.job import TEARDOWN_WAIT_SECONDS
 from server.builds.control import rerun_job
 from server.config import Settings
 from server.models import Job, Runner, RunnerState
-from server.models.base import as_utc, utcnow
+from server.models.base import utcnow
 from server.queue.claims import RunnerIdentity, claim_next_job
 from server.queue.lost_copies import STOP_GRACE, confirm_stopped
 from server.queue.reconciler import reconcile
@@ -162,7 +162,7 @@ def test_a_registration_without_a_sweep_of_the_runners_own_identity_leaves_the_l
 ) -> None:
     _, lost_id, _ = a_lost_job_rerun(client, session, session_factory, settings, tokens)
     deadline = stops_by_of(session, lost_id)
-    assert deadline is not None and as_utc(deadline) > utcnow()
+    assert deadline is not None and deadline > utcnow()
     other = register(client, tokens[0], "other")
     # Nothing swept (no identity stored, no engine, a failed sweep, or another node of the same
     # name), or what another runner's identity carries: no proof the lost copy is gone.
@@ -228,7 +228,7 @@ def test_claim_and_every_lease_renewal_push_back_when_the_copy_stops_at_the_late
         session.expire_all()
         job = session.get(Job, job_id)
         assert job is not None and job.stops_by is not None
-        return as_utc(job.stops_by)
+        return job.stops_by
 
     budget = dt.timedelta(seconds=settings.runner_outage_seconds)
     assert stops_by() > before + budget

@@ -12,7 +12,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from server.models import Build, Repository
-from server.repos.service import RepositoryAlreadyRegistered, RepositoryError, add_repository
+from server.repos.service import RepositoryAlreadyRegistered, RepositoryError, add_repository, get_repository
 from tests.fixtures import push_payload
 from tests.webhooks.test_endpoint import deliver
 
@@ -65,3 +65,22 @@ def test_the_api_finds_a_repository_by_any_spelling_and_shows_the_registered_one
     assert reply.json() == []
     badge = client.get("/badge/Acme/app.svg")
     assert badge.status_code == 200, badge.text
+
+
+# Names on which Python's ``str.lower`` and the database's ``lower()`` disagree: a dotted capital
+# I (Python keeps its dot as a combining mark) and a Greek final sigma (Python writes ``ς``). The
+# name pattern admits neither, but a row stored before it (or imported) may hold one, and a lookup
+# must treat two spellings as one exactly when the unique index does.
+@pytest.mark.parametrize(
+    ("stored", "asked"),
+    [("acme/ΟΔΟΣ", "acme/ΟΔΟΣ"), ("acme/ΟΔΟΣ", "ACME/οδοσ"), ("acme/ix", "acme/İx")],
+)
+def test_a_lookup_treats_two_spellings_as_one_exactly_when_the_unique_index_does(
+    session: Session, stored: str, asked: str
+) -> None:
+    session.add(Repository(full_name=stored, clone_url="file:///nowhere.git"))
+    session.flush()
+    with pytest.raises(IntegrityError), session.begin_nested():
+        session.add(Repository(full_name=asked, clone_url="file:///nowhere.git"))
+    found = get_repository(session, asked)
+    assert found is not None and found.full_name == stored

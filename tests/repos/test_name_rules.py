@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from contract.names import is_commit_sha, is_full_name, name_key
+from contract.names import is_commit_sha, is_full_name
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -50,10 +50,6 @@ def test_names_github_refuses_are_refused(name: object) -> None:
     assert not is_full_name(name)
 
 
-def test_two_spellings_of_a_name_share_their_key() -> None:
-    assert name_key("Acme/App") == name_key("acme/app") == name_key("ACME/APP")
-
-
 @pytest.mark.parametrize(
     ("text", "valid"),
     [("a" * 40, True), ("0123456789abcdef" * 2 + "01234567", True), ("A" * 40, False),
@@ -72,3 +68,14 @@ def test_no_module_keeps_its_own_pattern_for_names_or_shas() -> None:
         if copies.search(path.read_text()) and path != ROOT / "runner" / "names.py"
     ]
     assert found == []
+
+
+def test_only_one_module_compares_repository_names_in_sql() -> None:
+    lowering = re.compile(r"func\.lower\(|lower\(full_name\) =|lower\(:full_name\)")
+    found = [
+        str(path.relative_to(ROOT))
+        for path in sorted((ROOT / "server").rglob("*.py"))
+        if lowering.search(path.read_text())
+    ]
+    # The model declares the unique index the comparison goes by.
+    assert found == ["server/models/repository.py", "server/repos/names.py"]
