@@ -24,14 +24,11 @@ from server.github.errors import GitHubError, PermanentError, RateLimited, Trans
 from server.github.statuses import CommitStatus, create_commit_status
 from server.models import Build, GitHubStatusReport, Repository
 from server.models.base import utcnow
+from server.outbox.schedule import CLAIM, MAX_ATTEMPTS, retry_delay
 
 logger = logging.getLogger(__name__)
 
-CLAIM = dt.timedelta(minutes=2)
-FIRST_RETRY = dt.timedelta(seconds=10)
-MAX_RETRY = dt.timedelta(hours=1)
-# About a day of retries (10 s doubling to hourly); rate limits never count towards giving up.
-MAX_ATTEMPTS = 30
+# Rate limits never count towards giving up (MAX_ATTEMPTS); rounds of claims per pass, at most.
 MAX_ROUNDS = 20
 
 
@@ -50,11 +47,6 @@ class _Claimed:
     full_name: str
     sha: str
     status: CommitStatus
-
-
-def retry_delay(attempts: int) -> dt.timedelta:
-    """The pause after the ``attempts``-th failure in a row: 10 s, 20 s, 40 s … up to an hour."""
-    return min(FIRST_RETRY * 2 ** max(attempts - 1, 0), MAX_RETRY)
 
 
 def send_due_statuses(
