@@ -18,7 +18,16 @@ from sqlalchemy.orm import Session
 
 from server.db import after_commit
 from server.events import BuildChanged
-from server.models import Build, BuildState, Deployment, DeploymentState, Environment, NotificationRule
+from server.models import (
+    Build,
+    BuildState,
+    Deployment,
+    DeploymentState,
+    Environment,
+    Job,
+    JobState,
+    NotificationRule,
+)
 from server.models.base import utcnow
 from server.models.build import DEPLOY_EVENT
 from server.models.deployment import DeploymentTrigger
@@ -30,6 +39,7 @@ MAX_MESSAGE = 300
 _RED = (BuildState.failed, BuildState.timed_out, BuildState.errored)
 # A cancelled or skipped build says nothing about the branch's health: "fixed" looks past them.
 _VERDICTS = (BuildState.passed, *_RED)
+_RED_JOBS = (JobState.failed, JobState.timed_out, JobState.errored, JobState.lost)
 _ROLLBACKS = (DeploymentTrigger.rollback, DeploymentTrigger.auto_rollback)
 
 
@@ -103,32 +113,42 @@ def _build_event(session: Session, build: Build) -> tuple[str, str, dict[str, An
         event = "build.failed"
     elif build.state is BuildState.errored:
         event = "build.errored"
-    elif build.state is BuildState.passed and _previous_was_red(session, build):
+    elif build.state is BuildState.passed and _was_red(session, build):
         event = "build.fixed"
     else:
         return None
-    return event, f"build:{build.id}:{event}", build_payload(build, event)
+    # A re-run is a new round of the same build: a re-run that fails again says so again, while
+    # the same round reported twice is still one message.
+    round_ = session.scalar(sa.select(sa.func.max(Job.attempt)).where(Job.build_id == build.id)) or 1
+    return event, f"build:{build.id}:{round_}:{event}", build_payload(build, event)
 
 
-def _previous_was_red(session: Session, build: Build) -> bool:
-    """The branch's previous build with a verdict (of the same kind: pushes, or the same pull
-    request) was red: this green one is the first after it."""
+def _was_red(session: Session, build: Build) -> bool:
+    """The branch was red until this green build: the branch's previous build with a verdict (of
+    the same kind: pushes, or the same pull request) was red, or this build itself was red before
+    a re-run and no newer build has given the branch a verdict since."""
     if build.branch is None:
         return False
+    same_branch = sa.and_(
+        Build.repository_id == build.repository_id,
+        Build.branch == build.branch,
+        Build.event == build.event,
+        Build.pull_request_number.is_not_distinct_from(build.pull_request_number),
+        Build.state.in_(_VERDICTS),
+    )
     previous = session.scalar(
         sa.select(Build.state)
-        .where(
-            Build.repository_id == build.repository_id,
-            Build.branch == build.branch,
-            Build.event == build.event,
-            Build.pull_request_number.is_not_distinct_from(build.pull_request_number),
-            Build.number < build.number,
-            Build.state.in_(_VERDICTS),
-        )
+        .where(same_branch, Build.number < build.number)
         .order_by(Build.number.desc())
         .limit(1)
     )
-    return previous in _RED
+    if previous in _RED:
+        return True
+    red_before_rerun = sa.exists().where(
+        Job.build_id == build.id, Job.is_latest.is_(False), Job.state.in_(_RED_JOBS)
+    )
+    newer_verdict = sa.exists().where(same_branch, Build.number > build.number)
+    return bool(session.scalar(sa.select(red_before_rerun & ~newer_verdict)))
 
 
 def _deployment_event(session: Session, deploy_build: Build) -> tuple[str, str, dict[str, Any]] | None:

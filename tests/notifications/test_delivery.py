@@ -14,13 +14,17 @@ import sqlalchemy as sa
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session, sessionmaker
 
+from server.builds.control import rerun_build
 from server.config import Settings
+from server.db import make_session_factory
 from server.models import Build, Job, JobState, NotificationDelivery, Repository
 from server.models.base import utcnow
 from server.notifications.rules import ChannelSecret, set_rule
 from server.notifications.sender import SendResult, send_due_notifications
 from server.queue.reports import close_job
+from server.wiring import wire_domain
 from tests import factories
+from tests.conftest import RecordingTransport
 from tests.support.receivers import HttpReceiver, Mailbox
 
 pytestmark = pytest.mark.integration
@@ -276,3 +280,55 @@ def test_the_test_route_sends_now_and_says_how_it_went(
     receiver.answers = [(500, {})]
     reply = client.post(f"{URL}/hook/test", headers=auth).json()
     assert reply["delivered"] is False and "HTTP 500" in reply["error"]
+
+
+def rerun(session_factory: sessionmaker[Session], build_id: int, state: JobState) -> None:
+    """A person re-runs the build's failed jobs; the new attempts end in ``state``."""
+    with session_factory.begin() as session:
+        build = session.get(Build, build_id)
+        assert build is not None
+        jobs = rerun_build(session, build)
+    with session_factory.begin() as session:
+        for job in jobs:
+            close_job(session, session.get(Job, job.id), state, None)  # type: ignore[arg-type]
+
+
+def test_a_rerun_that_fails_again_says_so_and_one_that_passes_is_fixed_unless_a_newer_build_spoke(
+    session_factory: sessionmaker[Session], notifying: Settings, auth: dict[str, str], receiver: HttpReceiver
+) -> None:
+    add_rule(session_factory, notifying, "hook", "webhook", url=receiver.url, key=KEY)
+    first = end_build(session_factory, JobState.failed)
+    rerun(session_factory, first, JobState.failed)
+    rerun(session_factory, first, JobState.passed)  # the branch was red until now: fixed
+    second = end_build(session_factory, JobState.failed, "feature/x")
+    end_build(session_factory, JobState.passed, "feature/x")  # fixed by a newer build
+    rerun(session_factory, second, JobState.passed)  # the branch is green already: nothing
+    send(session_factory, notifying)
+    events = [(json.loads(r.body)["event"], json.loads(r.body)["branch"]) for r in receiver.requests]
+    assert events == [
+        ("build.failed", "main"), ("build.failed", "main"), ("build.fixed", "main"),
+        ("build.failed", "feature/x"), ("build.fixed", "feature/x"),
+    ]  # fmt: skip
+
+
+def test_a_commit_that_owes_messages_wakes_the_sender_and_one_that_owes_none_does_not(
+    engine: sa.Engine, session_factory: sessionmaker[Session], notifying: Settings, auth: dict[str, str],
+    receiver: HttpReceiver,
+) -> None:  # fmt: skip
+    woken = RecordingTransport()
+    factory = make_session_factory(engine)
+    wire_domain(factory, woken, reports_to_github=False)
+    end_build(factory, JobState.failed)  # no rule yet
+    assert woken.notification_wake_ups == 0
+    add_rule(factory, notifying, "hook", "webhook", url=receiver.url, key=KEY)
+    end_build(factory, JobState.failed)
+    assert woken.notification_wake_ups == 1 and len(deliveries(factory)) == 1
+
+
+def test_anonymous_readers_do_not_see_who_is_notified(
+    session_factory: sessionmaker[Session], notifying: Settings, auth: dict[str, str], client: TestClient
+) -> None:
+    add_rule(session_factory, notifying, "team", "email", recipients=("dev@example.com",))
+    assert "dev@example.com" in client.get("/acme/widgets", headers=auth).text
+    page = client.get("/acme/widgets").text  # a public repository
+    assert page.count("acme/widgets") and "dev@example.com" not in page and "Notifications" not in page
