@@ -1,9 +1,9 @@
 """Sending the notification outbox, on the worker (never in the transaction that ended a build,
 so a slow or dead receiver never holds a build up).
 
-As the commit-status sender does: rows are claimed for the time of their request
-(``claimed_until``) rather than locked across it, a failure writes its next attempt into the row
-with the shared backoff (``server.outbox.schedule``), and the periodic task picks up whatever a
+As the commit-status sender does: rows are claimed for the time of their request by the shared
+rule (``server.outbox.claims``), a failure writes its next attempt into the row with the shared
+backoff (``server.outbox.schedule``), and the periodic task picks up whatever a
 lost wake-up or a restarted worker left behind. A row is sent once: it is marked sent in the
 transaction after its request, and a claim keeps a second sender off it meanwhile."""
 
@@ -26,6 +26,7 @@ from server.models.base import utcnow
 from server.notifications.channels import SIGNATURE_HEADER, DeliveryFailed, post, send_email, signature
 from server.notifications.messages import email_subject, email_text, slack_message, webhook_body, with_url
 from server.notifications.rules import read_secret
+from server.outbox.claims import due
 from server.outbox.schedule import CLAIM, MAX_ATTEMPTS, retry_delay
 
 logger = logging.getLogger(__name__)
@@ -99,19 +100,12 @@ def deliver(
 
 def _claim_due(session: Session, settings: Settings, limit: int, now: dt.datetime) -> list[_Claimed]:
     delivery = NotificationDelivery
-    rows = session.execute(
+    query = (
         sa.select(delivery, NotificationRule)
         .join(NotificationRule, NotificationRule.id == delivery.rule_id)
-        .where(
-            delivery.sent_at.is_(None),
-            delivery.gave_up.is_(False),
-            delivery.next_attempt_at <= now,
-            sa.or_(delivery.claimed_until.is_(None), delivery.claimed_until < now),
-        )
-        .order_by(delivery.next_attempt_at, delivery.id)
-        .limit(limit)
-        .with_for_update(skip_locked=True, of=delivery)
-    ).all()
+        .where(delivery.sent_at.is_(None))
+    )
+    rows = session.execute(due(query, delivery, now, limit)).all()
     claimed = []
     for row, rule in rows:
         row.claimed_until = now + CLAIM
