@@ -13,7 +13,7 @@ import socket
 import ssl
 from email.message import EmailMessage
 from email.policy import SMTP
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
@@ -38,11 +38,18 @@ def signature(key: str, body: bytes) -> str:
 
 
 def post(http: httpx.Client, settings: Settings, url: str, content: bytes, headers: dict[str, str]) -> None:
-    host = urlsplit(url).hostname or ""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    target, extensions = url, {}
     if settings.notify_deny_private:
-        refuse_private_address(host, urlsplit(url).port or (443 if url.startswith("https") else 80))
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        address = public_address(host, port)
+        # Connect to the address that was checked, not to whatever the name resolves to a moment
+        # later (DNS rebinding); the name still goes in Host and in TLS (SNI, certificate check).
+        target, pinned_headers, extensions = pinned(url, address)
+        headers = {**headers, **pinned_headers}
     try:
-        reply = http.post(url, content=content, headers=headers)
+        reply = http.post(target, content=content, headers=headers, extensions=extensions)
     except httpx.TimeoutException:
         raise DeliveryFailed(f"{host} did not answer within {settings.notify_timeout_seconds:g} s") from None
     except httpx.HTTPError as error:
@@ -58,20 +65,33 @@ def post(http: httpx.Client, settings: Settings, url: str, content: bytes, heade
     raise DeliveryFailed(f"{host} answered HTTP {reply.status_code}", permanent=permanent)
 
 
-def refuse_private_address(host: str, port: int) -> None:
-    """With GREENLIGHT_NOTIFY_DENY_PRIVATE: refuse a host any of whose addresses is loopback,
-    private, link-local (cloud metadata), multicast or reserved."""
+def pinned(url: str, address: str) -> tuple[str, dict[str, str], dict[str, str]]:
+    """``url`` sent to ``address`` instead of its host's name: the URL to request, the Host header
+    and the request extensions that keep the name for TLS."""
+    parts = urlsplit(url)
+    literal = f"[{address}]" if ":" in address else address
+    netloc = f"{literal}:{parts.port}" if parts.port else literal
+    extensions = {"sni_hostname": parts.hostname or ""} if parts.scheme == "https" else {}
+    return urlunsplit(parts._replace(netloc=netloc)), {"Host": parts.netloc}, extensions
+
+
+def public_address(host: str, port: int) -> str:
+    """With GREENLIGHT_NOTIFY_DENY_PRIVATE: one address of ``host`` to connect to, refused if any
+    of its addresses is loopback, private, link-local (cloud metadata), multicast or reserved."""
     try:
         infos = socket.getaddrinfo(host, port, proto=socket.IPPROTO_TCP)
     except OSError:
         raise DeliveryFailed(f"{host} does not resolve") from None
-    for info in infos:
-        address = ipaddress.ip_address(info[4][0])
-        if not address.is_global:
+    addresses = [str(info[4][0]) for info in infos]
+    for address in addresses:
+        if not ipaddress.ip_address(address.split("%")[0]).is_global:
             raise DeliveryFailed(
                 f"{host} resolves to a non-public address, refused (GREENLIGHT_NOTIFY_DENY_PRIVATE)",
                 permanent=True,
             )
+    if not addresses:
+        raise DeliveryFailed(f"{host} does not resolve")
+    return addresses[0]
 
 
 def send_email(settings: Settings, recipients: list[str], subject: str, text: str) -> None:

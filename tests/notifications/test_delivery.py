@@ -9,6 +9,7 @@ import hashlib
 import hmac
 import json
 
+import httpx
 import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
@@ -19,6 +20,7 @@ from server.config import Settings
 from server.db import make_session_factory
 from server.models import Build, Job, JobState, NotificationDelivery, Repository
 from server.models.base import utcnow
+from server.notifications.channels import pinned
 from server.notifications.rules import ChannelSecret, set_rule
 from server.notifications.sender import SendResult, send_due_notifications
 from server.queue.reports import close_job
@@ -332,3 +334,19 @@ def test_anonymous_readers_do_not_see_who_is_notified(
     assert "dev@example.com" in client.get("/acme/widgets", headers=auth).text
     page = client.get("/acme/widgets").text  # a public repository
     assert page.count("acme/widgets") and "dev@example.com" not in page and "Notifications" not in page
+
+
+def test_a_checked_address_is_the_one_connected_to_and_the_name_stays_in_host(receiver: HttpReceiver) -> None:
+    # What GREENLIGHT_NOTIFY_DENY_PRIVATE sends through once the address passed its check: the
+    # name is not resolved again (DNS rebinding), yet the receiver sees the name it was given.
+    port = receiver.url.rsplit(":", 1)[1]
+    target, headers, extensions = pinned(f"http://localhost:{port}/in?x=1", "127.0.0.1")
+    assert target == f"http://127.0.0.1:{port}/in?x=1" and extensions == {}
+    with httpx.Client() as http:
+        assert http.post(target, content=b"{}", headers=headers).is_success
+    assert (
+        receiver.requests[0].headers["host"] == f"localhost:{port}" and receiver.requests[0].path == "/in?x=1"
+    )
+    assert pinned("https://hooks.example.com/x", "2001:db8::1") == (
+        "https://[2001:db8::1]/x", {"Host": "hooks.example.com"}, {"sni_hostname": "hooks.example.com"},
+    )  # fmt: skip
