@@ -9,6 +9,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 
 from server.auth.users import UserDep
+from server.crypto import UndecryptableSecret
 from server.deps import SessionDep, StateDep
 from server.models import NotificationRule, Repository
 from server.models.base import utcnow
@@ -124,7 +125,10 @@ def test_notification(
     rule = find_rule(session, repository, rule_name)
     if rule is None:
         raise HTTPException(404, f"{owner}/{name} has no notification {rule_name}")
-    secret = read_secret(state.settings.secret_cipher(), rule)
+    try:
+        secret = read_secret(state.settings.secret_cipher(), rule)
+    except UndecryptableSecret as error:
+        return TestOut(delivered=False, error=f"the channel's secret cannot be read: {error}")
     payload = {
         "version": PAYLOAD_VERSION,
         "event": "test",

@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from server.crypto import SecretCipher
+from server.crypto import SecretCipher, UndecryptableSecret
 from server.models import NotificationRule, Repository
 from server.models.base import utcnow
 from server.secrets.service import SecretError, check_branches
@@ -135,7 +135,7 @@ def set_rule(
         raise NotificationError(f"{name} is a {rule.channel} channel: remove it first to make it {channel}")
     if rule is None:
         rule = NotificationRule(repository_id=repository.id, name=name, channel=channel, created_by=who)
-    stored = _checked_secret(channel, secret, read_secret(cipher, rule) if not created else None)
+    stored = _checked_secret(channel, secret, None if created else _stored_secret(cipher, rule))
     rule.recipients = check_recipients(recipients) if channel == "email" else []
     if channel == "email":
         rule.ciphertext, rule.key_id = None, None
@@ -170,6 +170,15 @@ def _checked_secret(
             f"a webhook channel needs a signing_key of at least {MIN_SIGNING_KEY} characters"
         )
     return ChannelSecret(url=check_url(url), signing_key=key)
+
+
+def _stored_secret(cipher: SecretCipher, rule: NotificationRule) -> ChannelSecret | None:
+    """The stored secret to keep when a rule is replaced; none if it no longer decrypts (its key
+    was rotated out), so the replacement must give it again."""
+    try:
+        return read_secret(cipher, rule)
+    except UndecryptableSecret:
+        return None
 
 
 def read_secret(cipher: SecretCipher, rule: NotificationRule) -> ChannelSecret | None:

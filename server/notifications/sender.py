@@ -79,6 +79,21 @@ def deliver(
     recipients: list[str], url: str, signing_key: str, delivery_id: str,
 ) -> None:  # fmt: skip
     """Send one message through one channel; ``DeliveryFailed`` if it was not delivered."""
+    try:
+        _deliver(http, settings, channel, payload, recipients, url, signing_key, delivery_id)
+    except DeliveryFailed:
+        raise
+    except Exception as error:
+        # Whatever else went wrong is a failure of this message, recorded and retried like any
+        # other, never the end of the sender's pass. Only its type is kept: the text of an
+        # unexpected error may quote the URL.
+        raise DeliveryFailed(f"unexpected error ({type(error).__name__})") from None
+
+
+def _deliver(
+    http: httpx.Client, settings: Settings, channel: str, payload: dict[str, Any],
+    recipients: list[str], url: str, signing_key: str, delivery_id: str,
+) -> None:  # fmt: skip
     body = with_url(payload, settings.public_url)
     if channel == "email":
         send_email(settings, recipients, email_subject(body), email_text(body))

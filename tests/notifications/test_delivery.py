@@ -350,3 +350,21 @@ def test_a_checked_address_is_the_one_connected_to_and_the_name_stays_in_host(re
     assert pinned("https://hooks.example.com/x", "2001:db8::1") == (
         "https://[2001:db8::1]/x", {"Host": "hooks.example.com"}, {"sni_hostname": "hooks.example.com"},
     )  # fmt: skip
+
+
+def test_an_unexpected_error_fails_its_message_only_and_the_pass_goes_on(
+    session_factory: sessionmaker[Session], notifying: Settings, auth: dict[str, str], receiver: HttpReceiver,
+    mailbox: Mailbox,
+) -> None:  # fmt: skip
+    broken = notifying.model_copy(
+        update={"smtp_host": mailbox.host, "smtp_port": mailbox.port, "smtp_starttls": False,
+                "smtp_from": "ci@example.com\r\nBcc: someone@example.org"}
+    )  # fmt: skip
+    add_rule(session_factory, broken, "a-team", "email", recipients=("dev@example.com",))
+    add_rule(session_factory, broken, "hook", "webhook", url=receiver.url, key=KEY)
+    end_build(session_factory, JobState.failed)
+    result = send(session_factory, broken)
+    assert len(result.sent) == 1 and len(result.failed) == 1 and mailbox.messages == []
+    assert len(receiver.delivered) == 1
+    failed = [delivery for delivery in deliveries(session_factory) if delivery.sent_at is None]
+    assert [delivery.last_error for delivery in failed] == ["unexpected error (ValueError)"]
