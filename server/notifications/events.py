@@ -59,7 +59,9 @@ def notify_on_build_changed(wake: Callable[[], None] | None) -> Callable[[Sessio
         if not rules:
             return
         found = (
-            _deployment_event(session, build) if build.event == DEPLOY_EVENT else _build_event(session, build)
+            _deployment_event(session, build)
+            if build.event == DEPLOY_EVENT
+            else _build_event(session, build, change)
         )
         if found is None:
             return
@@ -108,19 +110,27 @@ def enqueue(
     return bool(rows)
 
 
-def _build_event(session: Session, build: Build) -> tuple[str, str, dict[str, Any]] | None:
-    if build.state in (BuildState.failed, BuildState.timed_out):
+def _build_event(
+    session: Session, build: Build, change: BuildChanged
+) -> tuple[str, str, dict[str, Any]] | None:
+    """The state and reason come from ``change`` (the row in this session may have been changed by
+    a statement that bypassed it)."""
+    state = change.state
+    if state in (BuildState.failed, BuildState.timed_out):
         event = "build.failed"
-    elif build.state is BuildState.errored:
+    elif state is BuildState.errored:
         event = "build.errored"
-    elif build.state is BuildState.passed and _was_red(session, build):
+    elif state is BuildState.passed and _was_red(session, build):
         event = "build.fixed"
     else:
         return None
     # A re-run is a new round of the same build: a re-run that fails again says so again, while
     # the same round reported twice is still one message.
     round_ = session.scalar(sa.select(sa.func.max(Job.attempt)).where(Job.build_id == build.id)) or 1
-    return event, f"build:{build.id}:{round_}:{event}", build_payload(build, event)
+    payload = build_payload(build, event)
+    payload["build"]["state"] = state.value
+    payload["build"]["reason"] = change.reason or build.reason
+    return event, f"build:{build.id}:{round_}:{event}", payload
 
 
 def _was_red(session: Session, build: Build) -> bool:

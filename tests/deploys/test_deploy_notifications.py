@@ -11,6 +11,7 @@ import pytest
 from server.config import Settings
 from server.notifications.rules import ChannelSecret, set_rule
 from server.notifications.sender import send_due_notifications
+from tests.deploys.test_deploys import finish, push_build
 from tests.deploys.world import DeployWorld
 from tests.support.receivers import HttpReceiver, http_receiver
 
@@ -57,4 +58,33 @@ def test_a_deployment_that_succeeds_fails_and_is_rolled_back_says_so_once_each(
     assert (
         bodies[2]["commit"]["sha"] == first.commit_sha
         and bodies[2]["deployment"]["trigger"] == "auto_rollback"
+    )
+
+
+def test_builds_that_runners_report_through_the_runner_api_are_told_failed_then_fixed(
+    world: DeployWorld, settings: Settings, receiver: HttpReceiver
+) -> None:
+    set_rule(
+        world.session, settings.secret_cipher(), world.repo, "builds", channel="webhook",
+        events=["build.failed", "build.fixed"], branches=[],
+        secret=ChannelSecret(url=receiver.url, signing_key=KEY),
+    )  # fmt: skip
+    world.session.commit()
+    for passed in (False, True):
+        build = push_build(
+            world.session, world.repo, world.origin.push("feature/x", f"try {passed}"), "feature/x"
+        )
+        world.session.commit()
+        claimed = world.claim(world.builder)
+        assert claimed is not None and claimed["spec"]["build_id"] == build.id
+        finish(world.client, claimed, passed=passed)
+    send_due_notifications(world.session_factory, settings)
+    bodies = [json.loads(request.body) for request in receiver.requests]
+    assert [(body["event"], body["build"]["state"], body["branch"]) for body in bodies] == [
+        ("build.failed", "failed", "feature/x"),
+        ("build.fixed", "passed", "feature/x"),
+    ]
+    assert (
+        bodies[0]["build"]["reason"] == "pipeline failed"
+        and bodies[0]["commit"]["sha"] != bodies[1]["commit"]["sha"]
     )
