@@ -31,6 +31,7 @@ from server.health.endpoints import router as health_router
 from server.lean import LeanRoutes
 from server.logs.endpoints import router as logs_router
 from server.metrics.endpoints import router as metrics_router
+from server.notifications.endpoints import router as notifications_router
 from server.queue.endpoints import router as queue_router
 from server.queue.hot_routes import runner_routes
 from server.queue.liveness import LivenessWriter
@@ -114,6 +115,7 @@ def create_app(settings: Settings, transport: Transport | None = None) -> FastAP
     app.include_router(queue_router, dependencies=readers)
     app.include_router(secrets_router, dependencies=readers)
     app.include_router(credentials_router, dependencies=readers)
+    app.include_router(notifications_router, dependencies=readers)
     app.include_router(deploys_router, dependencies=readers)
     app.include_router(environments_router, dependencies=readers)
     app.include_router(logs_router, dependencies=readers)

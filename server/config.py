@@ -99,6 +99,21 @@ class Settings(BaseSettings):
     log_step_bytes: Annotated[int, BeforeValidator(parse_bytes), Field(gt=0)] = DEFAULT_LOG_STEP_BYTES
     log_job_bytes: Annotated[int, BeforeValidator(parse_bytes), Field(gt=0)] = DEFAULT_LOG_JOB_BYTES
 
+    # Notifications (docs/configuration.md): how long a webhook or SMTP server may take to answer,
+    # and whether webhook URLs may point at this network (loopback, private, link-local addresses).
+    notify_timeout_seconds: float = Field(default=10.0, gt=0, le=120)
+    notify_deny_private: bool = False
+    # The SMTP server e-mail notifications go through. STARTTLS is required unless turned off
+    # (a server that does not offer it is refused, never used in the clear); smtp_ssl: TLS from
+    # the first byte (port 465) instead.
+    smtp_host: str = ""
+    smtp_port: int = Field(default=587, ge=1, le=65535)
+    smtp_username: str = ""
+    smtp_password: SecretStr = SecretStr("")
+    smtp_starttls: bool = True
+    smtp_ssl: bool = False
+    smtp_from: str = "greenlight@localhost"
+
     @model_validator(mode="after")
     def _fill_embedded_defaults(self) -> Settings:
         if self.embedded and not (self.database_url and self.broker_url):

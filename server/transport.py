@@ -28,6 +28,7 @@ SEND_STATUSES_TASK = "greenlight.server.send_github_statuses"
 REDELIVER_TASK = "greenlight.server.redeliver_github_deliveries"
 DEPLOY_CHECK_TASK = "greenlight.server.deploy_check"
 SEND_DEPLOYMENTS_TASK = "greenlight.server.send_github_deployments"
+SEND_NOTIFICATIONS_TASK = "greenlight.server.send_notifications"
 
 
 class Transport:
@@ -49,6 +50,10 @@ class Transport:
     def request_deployment_report(self, deployment_id: int) -> None:
         """Wake the sender of GitHub deployments (the deployment's row is committed)."""
         self._send(SEND_DEPLOYMENTS_TASK, {"deployment_id": deployment_id}, SERVER_QUEUE)
+
+    def request_notifications(self) -> None:
+        """Wake the notification sender (the outbox rows are committed)."""
+        self._send(SEND_NOTIFICATIONS_TASK, {}, SERVER_QUEUE)
 
     def announce_job(self, job_id: int, labels: Iterable[str]) -> bool:
         """One message per queue in ``labels``; see ``runners.announcement_labels``. Stops at the

@@ -15,6 +15,7 @@ from server.deploys.messages import DeployMessages, deploy_messages, enable_depl
 from server.deploys.service import advance_after_lost_copies
 from server.events import DomainEvents
 from server.github.outbox import StatusOutbox, report_build_change
+from server.notifications.events import notify_on_build_changed
 from server.transport import Transport
 
 
@@ -32,13 +33,16 @@ def wire_domain(
     session_factory: sessionmaker[Session], transport: Transport | None, *, reports_to_github: bool
 ) -> Domain:
     """Wire the sessions this factory makes: a job's end recomputes its build's state; a build's
-        new state goes to GitHub (commit status) and to deploys (a deploy build ended, a green build
-        may deploy); stopped copies of deploy jobs let their environments go on; a build the reconciler
-    could not get planned ends."""
+    new state goes to GitHub (commit status), to deploys (a deploy build ended, a green build may
+    deploy) and to notifications (a build failed, was fixed or errored; a deployment ended);
+    stopped copies of deploy jobs let their environments go on; a build the reconciler could not
+    get planned ends."""
     events = DomainEvents()
     events.on_job_ended(on_job_ended)
     events.on_build_changed(report_build_change)
     events.on_build_changed(deploy_on_build_changed)
+    # After deploys: a deploy build's end has settled its deployment by then, which is what it reports.
+    events.on_build_changed(notify_on_build_changed(transport.request_notifications if transport else None))
     events.on_copies_stopped(advance_after_lost_copies)
     events.on_planning_given_up(on_planning_given_up)
     events.attach(session_factory)

@@ -35,6 +35,7 @@ class RecordingTransport(Transport):
         self.planned: list[int] = []
         self.announced: list[tuple[int, list[str]]] = []
         self.deploy_checks: list[int] = []
+        self.notification_wake_ups = 0
 
     def request_planning(self, build_id: int) -> bool:
         self.planned.append(build_id)
@@ -42,6 +43,9 @@ class RecordingTransport(Transport):
 
     def request_deploy_check(self, build_id: int) -> None:
         self.deploy_checks.append(build_id)
+
+    def request_notifications(self) -> None:
+        self.notification_wake_ups += 1
 
     def announce_job(self, job_id: int, labels: object) -> bool:
         self.announced.append((job_id, list(labels)))  # type: ignore[call-overload]

@@ -16,6 +16,7 @@ from server.cli.doctor import doctor
 from server.cli.environments import env
 from server.cli.github import github
 from server.cli.login import login, logout
+from server.cli.notify import notify
 from server.cli.processes import migrate, runner, server, up, worker
 from server.cli.remote import job, queue
 from server.cli.repos import repo
@@ -68,6 +69,7 @@ for command in (
     job,
     github,
     secret,
+    notify,
     deploy,
     env,
     doctor,

@@ -22,10 +22,10 @@ from contract.names import is_commit_sha, is_full_name
 from server.db import session_scope
 from server.github.client import GitHubClient
 from server.github.errors import GitHubError, PermanentError, RateLimited, TransientError
-from server.github.sender import MAX_ATTEMPTS, retry_delay
 from server.github.statuses import clean_description
 from server.models import Build, Deployment, DeploymentState, Environment, Repository
 from server.models.base import utcnow
+from server.outbox.schedule import MAX_ATTEMPTS, retry_delay
 
 logger = logging.getLogger(__name__)
 

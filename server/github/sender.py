@@ -24,14 +24,12 @@ from server.github.errors import GitHubError, PermanentError, RateLimited, Trans
 from server.github.statuses import CommitStatus, create_commit_status
 from server.models import Build, GitHubStatusReport, Repository
 from server.models.base import utcnow
+from server.outbox.claims import due
+from server.outbox.schedule import CLAIM, MAX_ATTEMPTS, retry_delay
 
 logger = logging.getLogger(__name__)
 
-CLAIM = dt.timedelta(minutes=2)
-FIRST_RETRY = dt.timedelta(seconds=10)
-MAX_RETRY = dt.timedelta(hours=1)
-# About a day of retries (10 s doubling to hourly); rate limits never count towards giving up.
-MAX_ATTEMPTS = 30
+# Rate limits never count towards giving up (MAX_ATTEMPTS); rounds of claims per pass, at most.
 MAX_ROUNDS = 20
 
 
@@ -50,11 +48,6 @@ class _Claimed:
     full_name: str
     sha: str
     status: CommitStatus
-
-
-def retry_delay(attempts: int) -> dt.timedelta:
-    """The pause after the ``attempts``-th failure in a row: 10 s, 20 s, 40 s … up to an hour."""
-    return min(FIRST_RETRY * 2 ** max(attempts - 1, 0), MAX_RETRY)
 
 
 def send_due_statuses(
@@ -86,19 +79,11 @@ def _claim_due(
         sa.select(report, Build.commit_sha, Build.number, Repository.full_name)
         .join(Build, Build.id == report.build_id)
         .join(Repository, Repository.id == Build.repository_id)
-        .where(
-            report.sent_version < report.version,
-            report.gave_up.is_(False),
-            report.next_attempt_at <= now,
-            sa.or_(report.claimed_until.is_(None), report.claimed_until < now),
-        )
-        .order_by(report.next_attempt_at, report.id)
-        .limit(limit)
-        .with_for_update(skip_locked=True, of=report)
+        .where(report.sent_version < report.version)
     )
     if build_id is not None:
         query = query.where(report.build_id == build_id)
-    rows = session.execute(query).all()
+    rows = session.execute(due(query, report, now, limit)).all()
     claimed = []
     for row, sha, number, full_name in rows:
         row.claimed_until = now + CLAIM

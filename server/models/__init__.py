@@ -8,6 +8,7 @@ from server.models.deployment import DeployCheck, Deployment, DeploymentState, D
 from server.models.github import GitHubRedelivery, GitHubStatusReport
 from server.models.liveness import ServiceLiveness
 from server.models.log import LogChunk
+from server.models.notification import NotificationDelivery, NotificationRule
 from server.models.repository import Repository
 from server.models.runner import ApiToken, Runner, RunnerState, TokenKind
 from server.models.secret import Secret
@@ -27,6 +28,8 @@ __all__ = [
     "Job",
     "JobState",
     "LogChunk",
+    "NotificationDelivery",
+    "NotificationRule",
     "Repository",
     "RepositoryCredential",
     "Runner",

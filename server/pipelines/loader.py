@@ -175,6 +175,10 @@ def _describe(error: ValidationError, root: yaml.Node | None, filename: str) -> 
         message = problem["msg"].removeprefix("Value error, ")
         if problem["type"] == "extra_forbidden":
             message = f"unknown key {location[-1]!r}"
+            if location == ["notify"]:
+                # Decided on the server alone: a pushed commit may not add recipients or URLs,
+                # nor turn off the alerts about itself.
+                message += ": notifications are set on the server (greenlight notify add)"
         elif problem["type"] == "missing":
             message = "is required"
         elif problem["type"] in ("model_type", "dict_type"):

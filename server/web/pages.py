@@ -19,6 +19,7 @@ from server.logs import queries as log_queries
 from server.logs.ansi import render_line
 from server.models import BuildState
 from server.models.build import DEPLOY_EVENT
+from server.notifications.queries import repository_notifications
 from server.queue.failed_jobs import failed_jobs, failing_log_tail
 from server.queue.pending import list_pending
 from server.queue.runner_views import runner_views
@@ -119,6 +120,8 @@ def repository_page(
         "wanted": wanted,
         "states": list(BuildState),
         "page_size": PAGE_SIZE,
+        # Who hears about this repository's builds is for signed-in readers only (recipients).
+        "notifications": repository_notifications(session, repository) if reader.signed_in else None,
     }
     return render(request, "repository.html", context, viewer)
 

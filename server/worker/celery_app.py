@@ -14,6 +14,7 @@ from server.transport import (
     RECONCILE_TASK,
     REDELIVER_TASK,
     SEND_DEPLOYMENTS_TASK,
+    SEND_NOTIFICATIONS_TASK,
     SEND_STATUSES_TASK,
     SERVER_QUEUE,
 )
@@ -27,7 +28,13 @@ def make_celery(settings: Settings) -> Celery:
             "task": RECONCILE_TASK,
             "schedule": settings.reconcile_seconds,
             "options": {"queue": SERVER_QUEUE, "expires": settings.reconcile_seconds},
-        }
+        },
+        # The notification outbox's safety net: a lost wake-up, a restart, a retry whose time came.
+        "notifications": {
+            "task": SEND_NOTIFICATIONS_TASK,
+            "schedule": settings.reconcile_seconds,
+            "options": {"queue": SERVER_QUEUE, "expires": settings.reconcile_seconds},
+        },
     }
     if settings.reports_to_github:
         # The outbox's safety net (a lost wake-up, a restart, a retry whose time has come) and
@@ -59,6 +66,7 @@ def make_celery(settings: Settings) -> Celery:
                 REDELIVER_TASK,
                 DEPLOY_CHECK_TASK,
                 SEND_DEPLOYMENTS_TASK,
+                SEND_NOTIFICATIONS_TASK,
             )
         },
         # Messages are wake-up calls; results live in the database, not in a result backend.

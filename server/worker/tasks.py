@@ -23,6 +23,7 @@ from server.worker.celery_app import make_celery
 from server.worker.deploy_tasks import register_deploy_tasks
 from server.worker.deploy_tasks import sweep as sweep_deploys
 from server.worker.github_tasks import register_github_tasks
+from server.worker.notification_tasks import register_notification_tasks
 
 logger = logging.getLogger(__name__)
 
@@ -118,4 +119,5 @@ def worker_app() -> Celery:
     register_tasks(celery, context)
     register_github_tasks(celery, settings, context.session_factory)
     register_deploy_tasks(celery, settings, context.session_factory, context.transport)
+    register_notification_tasks(celery, settings, context.session_factory)
     return celery

@@ -41,6 +41,13 @@ def test_an_unknown_key_named_like_a_type_is_still_named() -> None:
     assert ".greenlight.yml:1: str: unknown key 'str'" in str(caught.value)
 
 
+def test_notify_in_the_pipeline_file_says_notifications_are_set_on_the_server() -> None:
+    # A pushed commit must neither add a recipient nor silence the alerts about itself.
+    message = error_for("image: x\nsteps:\n  - name: a\n    run: make\nnotify: {email: [me@evil.test]}\n")
+    assert ".greenlight.yml:5: notify: unknown key 'notify'" in message
+    assert "set on the server (greenlight notify add)" in message
+
+
 def test_a_wrong_type_says_what_was_expected() -> None:
     message = error_for("image: x\nsteps:\n  - name: a\n    run: {make: test}\n")
     assert ".greenlight.yml:4: steps.0.run" in message

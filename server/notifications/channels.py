@@ -1,0 +1,144 @@
+"""Sending one message through one channel: a Slack-compatible webhook, a signed JSON webhook,
+or e-mail over SMTP. Each call is bounded by GREENLIGHT_NOTIFY_TIMEOUT_SECONDS, follows no
+redirect, and raises ``DeliveryFailed`` whose text names what went wrong without the channel's
+secret (the URL or its path, the signing key, the SMTP password) and without the server's reply."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import ipaddress
+import smtplib
+import socket
+import ssl
+from email.message import EmailMessage
+from email.policy import SMTP
+from urllib.parse import urlsplit, urlunsplit
+
+import httpx
+
+from server.config import Settings
+
+SIGNATURE_HEADER = "X-Greenlight-Signature-256"
+_RETRY_STATUSES = {408, 425, 429}
+
+
+class DeliveryFailed(Exception):
+    """A message was not delivered. ``permanent``: sending it again cannot help (a refusal, a
+    redirect, a private address refused), so the row is given up on at once."""
+
+    def __init__(self, message: str, *, permanent: bool = False) -> None:
+        super().__init__(message)
+        self.permanent = permanent
+
+
+def signature(key: str, body: bytes) -> str:
+    """The value of ``X-Greenlight-Signature-256``: ``sha256=`` and the hex HMAC-SHA256 of the body."""
+    return "sha256=" + hmac.new(key.encode("utf-8"), body, hashlib.sha256).hexdigest()
+
+
+def post(http: httpx.Client, settings: Settings, url: str, content: bytes, headers: dict[str, str]) -> None:
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    target, extensions = url, {}
+    if settings.notify_deny_private:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        address = public_address(host, port)
+        # Connect to the address that was checked, not to whatever the name resolves to a moment
+        # later (DNS rebinding); the name still goes in Host and in TLS (SNI, certificate check).
+        target, pinned_headers, extensions = pinned(url, address)
+        headers = {**headers, **pinned_headers}
+    try:
+        reply = http.post(target, content=content, headers=headers, extensions=extensions)
+    except httpx.TimeoutException:
+        raise DeliveryFailed(f"{host} did not answer within {settings.notify_timeout_seconds:g} s") from None
+    except httpx.HTTPError as error:
+        raise DeliveryFailed(f"could not reach {host} ({type(error).__name__})") from None
+    if reply.is_success:
+        return
+    if reply.is_redirect:
+        raise DeliveryFailed(
+            f"{host} answered with a redirect (HTTP {reply.status_code}), which is not followed",
+            permanent=True,
+        )
+    permanent = reply.status_code < 500 and reply.status_code not in _RETRY_STATUSES
+    raise DeliveryFailed(f"{host} answered HTTP {reply.status_code}", permanent=permanent)
+
+
+def pinned(url: str, address: str) -> tuple[str, dict[str, str], dict[str, str]]:
+    """``url`` sent to ``address`` instead of its host's name: the URL to request, the Host header
+    and the request extensions that keep the name for TLS."""
+    parts = urlsplit(url)
+    literal = f"[{address}]" if ":" in address else address
+    netloc = f"{literal}:{parts.port}" if parts.port else literal
+    extensions = {"sni_hostname": parts.hostname or ""} if parts.scheme == "https" else {}
+    return urlunsplit(parts._replace(netloc=netloc)), {"Host": parts.netloc}, extensions
+
+
+def public_address(host: str, port: int) -> str:
+    """With GREENLIGHT_NOTIFY_DENY_PRIVATE: one address of ``host`` to connect to, refused if any
+    of its addresses is loopback, private, link-local (cloud metadata), multicast or reserved."""
+    try:
+        infos = socket.getaddrinfo(host, port, proto=socket.IPPROTO_TCP)
+    except OSError:
+        raise DeliveryFailed(f"{host} does not resolve") from None
+    addresses = [str(info[4][0]) for info in infos]
+    for address in addresses:
+        if not ipaddress.ip_address(address.split("%")[0]).is_global:
+            raise DeliveryFailed(
+                f"{host} resolves to a non-public address, refused (GREENLIGHT_NOTIFY_DENY_PRIVATE)",
+                permanent=True,
+            )
+    if not addresses:
+        raise DeliveryFailed(f"{host} does not resolve")
+    return addresses[0]
+
+
+def send_email(settings: Settings, recipients: list[str], subject: str, text: str) -> None:
+    if not settings.smtp_host:
+        raise DeliveryFailed("no SMTP server is configured (GREENLIGHT_SMTP_HOST)")
+    message = EmailMessage(policy=SMTP)
+    # Subject and body come from messages.py, one line without control characters: the policy
+    # would refuse a line break in a header anyway, rather than let it start a new header.
+    message["Subject"] = subject
+    message["From"] = settings.smtp_from
+    message["To"] = ", ".join(recipients)
+    message["Auto-Submitted"] = "auto-generated"
+    message.set_content(text)
+    timeout = settings.notify_timeout_seconds
+    context = ssl.create_default_context()
+    try:
+        if settings.smtp_ssl:
+            client: smtplib.SMTP = smtplib.SMTP_SSL(
+                settings.smtp_host, settings.smtp_port, timeout=timeout, context=context
+            )
+        else:
+            client = smtplib.SMTP(settings.smtp_host, settings.smtp_port, timeout=timeout)
+        with client:
+            if settings.smtp_starttls and not settings.smtp_ssl:
+                client.starttls(context=context)  # raises if the server does not offer it
+            if settings.smtp_username:
+                client.login(settings.smtp_username, settings.smtp_password.get_secret_value())
+            client.send_message(message)
+    except smtplib.SMTPNotSupportedError:
+        raise DeliveryFailed(
+            f"{settings.smtp_host} does not offer STARTTLS (GREENLIGHT_SMTP_STARTTLS=true): "
+            "nothing was sent in the clear"
+        ) from None
+    except smtplib.SMTPAuthenticationError as error:
+        raise DeliveryFailed(
+            f"{settings.smtp_host} refused the SMTP user name or password ({error.smtp_code})"
+        ) from None
+    except smtplib.SMTPRecipientsRefused as error:
+        raise DeliveryFailed(
+            f"{settings.smtp_host} refused the recipients {', '.join(error.recipients)}", permanent=True
+        ) from None
+    except smtplib.SMTPResponseException as error:
+        permanent = 500 <= error.smtp_code < 600
+        raise DeliveryFailed(
+            f"{settings.smtp_host} answered SMTP {error.smtp_code}", permanent=permanent
+        ) from None
+    except (smtplib.SMTPException, OSError) as error:
+        raise DeliveryFailed(
+            f"could not send through {settings.smtp_host} ({type(error).__name__})"
+        ) from None

@@ -1,0 +1,1 @@
+"""What every outbox of Greenlight shares (commit statuses, GitHub deployments, notifications)."""
