@@ -173,6 +173,9 @@ def approve_build(build_id: int) -> None:
 
 def rerun_build(build_id: int) -> None:
     reply = _api("POST", f"/api/builds/{build_id}/rerun")
+    if not reply["jobs"]:  # it had never planned a job: it is planned again
+        show(f"build {build_id}: {reply['state']} (planned again from its commit)")
+        return
     show(f"build {build_id}: new attempts {', '.join(str(job) for job in reply['jobs'])}")
 
 
