@@ -41,9 +41,15 @@ def start_build_of_ref(
 
 @router.post("/builds/{build_id}/cancel")
 def cancel_build(build_id: int, session: SessionDep, user: UserDep) -> dict[str, object]:
+    """``state``: the build's state now; ``stopping``: its running jobs, asked to stop (their
+    runners stop them at their next heartbeat, and the build ends cancelled then)."""
     build = build_or_404(session, build_id)
     control.cancel_build(session, build, f"cancelled by {user.name}")
-    return {"build_id": build.id, "state": build.state.value}
+    return {
+        "build_id": build.id,
+        "state": build.state.value,
+        "stopping": control.stopping_jobs(session, build.id),
+    }
 
 
 @router.post("/builds/{build_id}/approve")

@@ -59,6 +59,19 @@ def cancel_build(session: Session, build: Build, reason: str = "cancelled") -> N
     expire_if_loaded(session, Build, build.id)
 
 
+def stopping_jobs(session: Session, build_id: int) -> list[int]:
+    """The build's running jobs that were asked to stop and have not yet."""
+    return list(
+        session.scalars(
+            sa.select(Job.id)
+            .where(
+                Job.build_id == build_id, Job.is_latest, Job.state == JobState.running, Job.cancel_requested
+            )
+            .order_by(Job.id)
+        )
+    )
+
+
 def cancel_superseded_builds(session: Session, build: Build) -> list[int]:
     """A new push to a branch makes older, unfinished builds of that branch pointless.
     Called once the new build is planned (a push that fails to plan supersedes nothing)."""
