@@ -70,7 +70,12 @@ def rerun_build(build_id: int, session: SessionDep, state: StateDep, _user: User
     build = build_or_404(session, build_id)
     attempts = replan.rerun(session, state.settings, state.transport, build)
     announce_after_commit(session, state, attempts)
-    return {"build_id": build.id, "state": build.state.value, "jobs": [job.id for job in attempts]}
+    return {
+        "build_id": build.id,
+        "state": build.state.value,
+        "jobs": [job.id for job in attempts],
+        "attempts": [{"job_id": job.id, "name": job.name, "attempt": job.attempt} for job in attempts],
+    }
 
 
 @router.post("/jobs/{job_id}/rerun")

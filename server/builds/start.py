@@ -107,10 +107,7 @@ def start_build(
         raise UnknownRepository(f"repository {request.repository} is not registered")
     mirror = mirror_for(session, settings, repository)
     sha, no_deploy_reason = _resolve(mirror, request)
-    try:
-        author, message = mirror.commit_summary(sha)
-    except GitError as error:
-        raise RepositoryUnreachable(str(error)) from None
+    author, message = mirror.commit_summary(sha)  # from the mirror, which now holds the commit
     if not request.deploy:
         no_deploy_reason = f"not deployed: {request.started_by} started it without deploying"
     kind, name = ("heads", request.branch) if request.branch is not None else ("tags", request.tag)

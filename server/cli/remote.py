@@ -189,7 +189,10 @@ def rerun_build(build_id: int) -> None:
     if not reply["jobs"]:  # it had never planned a job: it is planned again
         show(f"build {build_id}: {reply['state']} (planned again from its commit)")
         return
-    show(f"build {build_id}: new attempts {', '.join(str(job) for job in reply['jobs'])}")
+    attempts = ", ".join(
+        f"job {item['job_id']} ({item['name']}, attempt {item['attempt']})" for item in reply["attempts"]
+    )
+    show(f"build {build_id}: {reply['state']}; new attempts: {attempts}")
 
 
 @click.group("job")

@@ -119,7 +119,12 @@ def test_a_build_that_failed_before_planning_is_planned_again_once_fixed_outside
     repo.clone_url = good_url  # fixed on the server, not in the commit
     session.commit()
     reply = client.post(f"/api/builds/{build.id}/rerun", headers=auth(token))
-    assert reply.status_code == 200 and reply.json() == {"build_id": build.id, "state": "pending", "jobs": []}
+    assert reply.status_code == 200 and reply.json() == {
+        "build_id": build.id,
+        "state": "pending",
+        "jobs": [],
+        "attempts": [],
+    }
     assert transport.planned == [build.id]
     with session_factory.begin() as planning:
         plan_build(planning, build.id, settings)

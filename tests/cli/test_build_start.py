@@ -64,15 +64,16 @@ def test_build_start_refusals_say_what_to_fix(
     assert refused.returncode != 0 and said in refused.stderr and "Traceback" not in refused.stderr
 
 
-def test_build_show_lists_every_attempt_of_a_job_with_its_number(
+def test_build_rerun_and_show_give_every_attempt_of_a_job_its_number(
     env: dict[str, str], session: Session
 ) -> None:
     build = factories.build(session, factories.repository(session, "acme/app"))
     first = factories.job(session, build, steps=1)
-    first.state, first.is_latest = JobState.failed, False
-    second = factories.job(session, build, steps=1)
-    second.attempt, second.previous_attempt_id = 2, first.id
+    first.state, build.state = JobState.failed, BuildState.failed
     session.commit()
+    said = ok(env, "build", "rerun", str(build.id)).strip()
+    [second] = session.scalars(sa.select(Job.id).where(Job.previous_attempt_id == first.id)).all()
+    assert said == f"build {build.id}: queued; new attempts: job {second} (pipeline, attempt 2)"
     shown = as_json(env, "build", "show", "acme/app", str(build.number))
     assert [(job["attempt"], job["previous_attempt_id"], job["is_latest"]) for job in shown["jobs"]] == [
         (1, None, False),
