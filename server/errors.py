@@ -19,13 +19,14 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DataError, DBAPIError
 
 from server.builds.control import NotAllowed
+from server.builds.start import InvalidStartRequest, RefNotFound, RepositoryUnreachable, UnknownRepository
 from server.deploys.queries import AmbiguousEnvironment
 from server.deploys.service import DeployRefused
 from server.environments.service import RuleError
 from server.github.redelivery import BadSince
 from server.queue.pending import LabelsRefused, NotPending
 from server.queue.reports import JobClosed, StepsAlreadyRan, UnknownStep
-from server.queue.runners import LabelsNotAllowed, NotARunnerToken, RunnerNotRegistered
+from server.queue.runners import LabelsNotAllowed, NotARunnerToken, RunnerNotRegistered, RunnerStillHoldsJobs
 from server.retention.policy import PolicyError
 from server.secrets.credentials import CredentialError
 from server.secrets.service import SecretError
@@ -41,11 +42,16 @@ DOMAIN_ERRORS: dict[type[Exception], int] = {
     NotARunnerToken: 401,
     RunnerNotRegistered: 403,  # a runner token, but not the one of this runner
     LabelsNotAllowed: 403,
+    RunnerStillHoldsJobs: 409,
     # The runner must stop this job and discard what it has: it is closed on our side.
     JobClosed: 409,
     StepsAlreadyRan: 409,
     UnknownStep: 422,
     NotAllowed: 409,
+    UnknownRepository: 404,
+    InvalidStartRequest: 422,
+    RefNotFound: 422,
+    RepositoryUnreachable: 502,  # the git server, not Greenlight, failed
     NotPending: 409,
     LabelsRefused: 409,
     DeployRefused: 409,

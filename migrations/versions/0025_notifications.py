@@ -13,7 +13,7 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision: str = "0025_notifications"
-down_revision: str | None = "0022_repository_names"
+down_revision: str | None = "0023_manual_builds"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
