@@ -10,6 +10,7 @@ from server.models.liveness import ServiceLiveness
 from server.models.log import LogChunk
 from server.models.repository import Repository
 from server.models.runner import ApiToken, Runner, RunnerState, TokenKind
+from server.models.schedule import FiringOutcome, Schedule, ScheduleFiring
 from server.models.secret import Secret
 
 __all__ = [
@@ -22,6 +23,7 @@ __all__ = [
     "DeploymentState",
     "DeploymentTrigger",
     "Environment",
+    "FiringOutcome",
     "GitHubRedelivery",
     "GitHubStatusReport",
     "Job",
@@ -31,6 +33,8 @@ __all__ = [
     "RepositoryCredential",
     "Runner",
     "RunnerState",
+    "Schedule",
+    "ScheduleFiring",
     "Secret",
     "ServiceLiveness",
     "Step",

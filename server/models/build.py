@@ -108,6 +108,9 @@ class Build(Base):
     commit_author: Mapped[str] = mapped_column(sa.String(255), default="")
     commit_url: Mapped[str | None] = mapped_column(sa.String(1000))
     sender: Mapped[str] = mapped_column(sa.String(255), default="")
+    # The schedule whose firing started it (event ``cron``): steps see it as GREENLIGHT_SCHEDULE
+    # and `when: schedule` matches it. A name, not a key: the history outlives the schedule.
+    schedule: Mapped[str | None] = mapped_column(sa.String(64))
     # A pull request from another repository: its code is not trusted, so the build gets no
     # secrets and never deploys (docs/security.md, "Forks").
     from_fork: Mapped[bool] = mapped_column(default=False, server_default=sa.false())
