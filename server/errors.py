@@ -25,6 +25,8 @@ from server.environments.service import RuleError
 from server.queue.pending import LabelsRefused, NotPending
 from server.queue.reports import JobClosed, StepsAlreadyRan, UnknownStep
 from server.queue.runners import LabelsNotAllowed, NotARunnerToken, RunnerNotRegistered
+from server.schedules.cron import ScheduleError
+from server.schedules.service import ScheduleExists, ScheduleNotFound
 from server.secrets.credentials import CredentialError
 from server.secrets.service import SecretError
 
@@ -51,6 +53,9 @@ DOMAIN_ERRORS: dict[type[Exception], int] = {
     RuleError: 422,
     SecretError: 422,
     CredentialError: 422,
+    ScheduleError: 422,
+    ScheduleExists: 409,
+    ScheduleNotFound: 404,
 }
 
 
