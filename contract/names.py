@@ -22,11 +22,20 @@ FULL_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,38}/(?!\.\.?$)[A-Za-z0-9_.-]{1
 SHA_PATTERN = r"^[0-9a-f]{40}$"
 # A branch deletion's "after", a new branch's "before": no commit.
 ZERO_SHA = "0" * 40
+# A branch or tag name Greenlight accepts from outside (a person, a schedule): the characters git
+# and GitHub allow in practice, and nothing ``git check-ref-format`` refuses or an argument list
+# could read as an option (a leading ``-``).
+REF_NAME_PATTERN = (
+    r"^(?!-)(?!/)(?!.*//)(?!.*\.\.)(?!.*@\{)(?!.*(?:^|/)\.)(?!.*\.lock(?:/|$))(?!.*[/.]$)"
+    r"[A-Za-z0-9._/@+-]{1,255}$"
+)
+REF_NAME_SHAPE = "a branch or tag name (letters, digits, '.', '_', '-', '+', '@' and '/', as git allows)"
 # What a name must look like, for messages.
 FULL_NAME_SHAPE = "OWNER/NAME (letters, digits, '-', '_' and '.', as on GitHub)"
 
 _FULL_NAME = re.compile(FULL_NAME_PATTERN)
 _SHA = re.compile(SHA_PATTERN)
+_REF_NAME = re.compile(REF_NAME_PATTERN)
 
 
 def is_full_name(text: object) -> bool:
@@ -37,6 +46,11 @@ def is_full_name(text: object) -> bool:
 def is_commit_sha(text: object) -> bool:
     """Whether ``text`` is a full commit SHA (the zero SHA included: see ``ZERO_SHA``)."""
     return isinstance(text, str) and _SHA.fullmatch(text) is not None
+
+
+def is_ref_name(text: object) -> bool:
+    """Whether ``text`` is a branch or tag name (without ``refs/heads/``) Greenlight will look up."""
+    return isinstance(text, str) and text != "@" and _REF_NAME.fullmatch(text) is not None
 
 
 def name_key(full_name: str) -> str:

@@ -1,4 +1,5 @@
-"""Auto-deploy on green: a push build of a branch passed; does its commit go anywhere?
+"""Auto-deploy on green: a build of a branch (pushed, or started by a person) passed; does its
+commit go anywhere?
 
 Recorded as a ``DeployCheck`` row in the transaction that made the build green; the worker then
 reads `deploy:` at that commit (from the server's mirror) and asks the git server for the
@@ -27,20 +28,23 @@ from server.models import Build, BuildState, DeployCheck, Deployment, Deployment
 from server.models.base import utcnow
 from server.models.build import DEPLOY_EVENT
 from server.pipelines.config import PipelineConfig
-from server.pipelines.deploy_branches import branch_deploys_to
+from server.pipelines.deploy_branches import branch_deploys_to, is_deploying_build
 from server.pipelines.loader import ConfigError, load_pipeline, read_pipeline_file
 
 logger = logging.getLogger(__name__)
 
 
 def record_deploy_check(session: Session, build_id: int) -> None:
-    """Called when a build turns green: only a push to a branch, not from a fork, may deploy."""
+    """Called when a build turns green: only a build of a branch's commit, not from a fork, may
+    deploy (``is_deploying_build``), and not one started without deploying."""
     build = session.execute(
-        sa.select(Build.event, Build.branch, Build.from_fork, Build.pull_request_number).where(
-            Build.id == build_id
-        )
+        sa.select(
+            Build.event, Build.branch, Build.from_fork, Build.pull_request_number, Build.no_deploy_reason
+        ).where(Build.id == build_id)
     ).one()
-    if build.event != "push" or build.branch is None or build.from_fork or build.pull_request_number:
+    if build.no_deploy_reason is not None or not is_deploying_build(
+        build.event, build.branch, build.from_fork, build.pull_request_number
+    ):
         return
     session.execute(
         insert(DeployCheck)
@@ -86,7 +90,7 @@ def run_deploy_check(session: Session, build_id: int, settings: Settings) -> lis
             branch=build.branch,
             source_build_id=build.id,
             trigger=DeploymentTrigger.auto,
-            triggered_by=f"build #{build.number}" + (f" (pushed by {build.sender})" if build.sender else ""),
+            triggered_by=f"build #{build.number}" + _who(build),
             config=snapshot(pipeline.deploy[name], pipeline, settings),
         )
         request_deployment(session, environment, deployment)
@@ -102,6 +106,12 @@ def run_deploy_check(session: Session, build_id: int, settings: Settings) -> lis
             continue
         announcements += advance(session, environment.id)
     return announcements
+
+
+def _who(build: Build) -> str:
+    if build.started_by:
+        return f" (started by {build.started_by})"
+    return f" (pushed by {build.sender})" if build.sender else ""
 
 
 def _inspect(

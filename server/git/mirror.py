@@ -9,12 +9,12 @@ import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Literal
 
 from contract.git_access import git_access, redact_urls
-from contract.names import is_commit_sha
+from contract.names import is_commit_sha, is_ref_name
 from contract.spec import GitCredential
 
-_BRANCH = re.compile(r"^[A-Za-z0-9._/-]{1,255}$")
 _PULL_REF = re.compile(r"^refs/pull/[1-9][0-9]{0,9}/head$")
 _FETCH_TIMEOUT_SECONDS = 300
 # Never prompt for credentials on a server; never let a repository's config run programs.
@@ -64,13 +64,21 @@ class Mirror:
     def branch_head(self, branch: str) -> str | None:
         """The commit ``branch`` points at on the git server now (``git ls-remote``, so a push
         that has not reached us as a webhook yet still counts), or None if the branch is gone."""
-        if not _BRANCH.match(branch) or ".." in branch:
-            raise ValueError(f"not a branch name: {branch!r}")
-        ref = f"refs/heads/{branch}"
+        return self.remote_commit("heads", branch)
+
+    def tag_commit(self, tag: str) -> str | None:
+        """The commit tag ``tag`` names on the git server now (an annotated tag peeled to its
+        commit), or None if there is no such tag."""
+        return self.remote_commit("tags", tag)
+
+    def remote_commit(self, kind: Literal["heads", "tags"], name: str) -> str | None:
+        if not is_ref_name(name):
+            raise ValueError(f"not a branch or tag name: {name!r}")
+        ref = f"refs/{kind}/{name}"
         try:
             with git_access(self.credential, self.clone_url, self.known_hosts) as access:
                 result = subprocess.run(
-                    ["git", *access.options, "ls-remote", "--", self.clone_url, ref],
+                    ["git", *access.options, "ls-remote", "--", self.clone_url, ref, f"{ref}^{{}}"],
                     capture_output=True, env=_env(access.env), timeout=_FETCH_TIMEOUT_SECONDS, check=True,
                 )  # fmt: skip
         except subprocess.CalledProcessError as error:
@@ -78,11 +86,23 @@ class Mirror:
             raise GitError(redact_urls(f"git ls-remote {self.clone_url} failed: {detail}")) from None
         except subprocess.TimeoutExpired:
             raise GitError(f"git ls-remote {self.shown_url} took over {_FETCH_TIMEOUT_SECONDS}s") from None
+        found: dict[str, str] = {}
         for line in result.stdout.decode("utf-8", errors="replace").splitlines():
-            sha, _, name = line.partition("\t")
-            if name == ref and is_commit_sha(sha):
-                return sha
-        return None
+            sha, _, listed = line.partition("\t")
+            if is_commit_sha(sha):
+                found[listed] = sha
+        # An annotated tag is an object of its own: the commit is what it peels to.
+        return found.get(f"{ref}^{{}}") or found.get(ref)
+
+    def is_ancestor(self, ancestor: str, descendant: str) -> bool:
+        """Whether ``ancestor`` is ``descendant`` or in its history (both in the mirror)."""
+        _require_sha(ancestor)
+        _require_sha(descendant)
+        result = subprocess.run(
+            ["git", "--git-dir", str(self.path), "merge-base", "--is-ancestor", ancestor, descendant],
+            capture_output=True, env=_env(), timeout=60, check=False,
+        )  # fmt: skip
+        return result.returncode == 0
 
     def changed_paths(self, base: str, head: str) -> tuple[str, ...] | None:
         """Files changed from ``base`` to ``head`` (both sides of a rename), or None when

@@ -42,6 +42,10 @@ UNFINISHED_BUILD_STATES = (
 
 # ``Build.event`` of the builds that run deployments.
 DEPLOY_EVENT = "deploy"
+# ``Build.event`` of a build a person started without a push (``server/builds/start.py``).
+MANUAL_EVENT = "manual"
+# Builds of a branch's commit that deploy on green when their branch deploys on its own.
+DEPLOYING_EVENTS = frozenset({"push", MANUAL_EVENT})
 
 
 class JobState(enum.StrEnum):
@@ -97,7 +101,7 @@ class Build(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     repository_id: Mapped[int] = mapped_column(sa.ForeignKey("repositories.id", ondelete="CASCADE"))
     number: Mapped[int]
-    event: Mapped[str] = mapped_column(sa.String(32))  # push | tag | pull_request
+    event: Mapped[str] = mapped_column(sa.String(32))  # push | tag | pull_request | manual
     ref: Mapped[str] = mapped_column(sa.String(300))  # refs/heads/…, refs/tags/…, refs/pull/N/head
     # Only pushes to a branch have one: nothing keyed on branches (deploys, auto-cancel, the
     # default branch's priority) ever mistakes a pull request for a push to its target.
@@ -124,6 +128,14 @@ class Build(Base):
     target_branch: Mapped[str | None] = mapped_column(sa.String(255))
     head_repository: Mapped[str | None] = mapped_column(sa.String(200))
     approved_by: Mapped[str | None] = mapped_column(sa.String(255))
+    # A build nobody pushed (``server/builds/start.py``): who asked for it, the extra variables
+    # they gave (steps see them; they never override secrets or Greenlight's own variables), and
+    # why it must not deploy even if green (``--no-deploy``, or a commit that is not the head).
+    started_by: Mapped[str | None] = mapped_column(sa.String(255))
+    variables: Mapped[dict[str, str]] = mapped_column(JsonDocument, default=dict, server_default="{}")
+    no_deploy_reason: Mapped[str | None] = mapped_column(sa.Text)
+    # The newer build that made this one pointless (auto-cancel of superseded builds).
+    superseded_by_id: Mapped[int | None] = mapped_column(sa.ForeignKey("builds.id", ondelete="SET NULL"))
     state: Mapped[BuildState] = mapped_column(_enum(BuildState), default=BuildState.pending, index=True)
     # Why the build ended as it did, in words the user can act on (config error, skip, …).
     reason: Mapped[str | None] = mapped_column(sa.Text)

@@ -156,7 +156,7 @@ def _glob(pattern: str) -> str:
 
 Glob = Annotated[str, Field(min_length=1, max_length=500), AfterValidator(_glob)]
 GlobList = Annotated[list[Glob], BeforeValidator(_one_or_many), Field(max_length=100)]
-Event = Literal["push", "pull_request", "tag", "cron"]
+Event = Literal["push", "pull_request", "tag", "manual", "cron"]
 
 
 class GlobFilter(BaseModel):

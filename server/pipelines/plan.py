@@ -103,8 +103,9 @@ def _plan_job(
         state=JobState.queued,
         labels=sorted(set(pipeline.runs_on)),
         priority=repository.default_branch_priority if is_default_branch else repository.branch_priority,
-        # Matrix values override the pipeline's env; Greenlight's own variables override both.
-        env={**pipeline.env, **cell, **standard_env(build), "GREENLIGHT_JOB_NAME": name},
+        # Matrix values override the pipeline's env; Greenlight's own variables override both. A
+        # started build's extra variables sit underneath all of them (``server/builds/start.py``).
+        env={**build.variables, **pipeline.env, **cell, **standard_env(build), "GREENLIGHT_JOB_NAME": name},
         services=services_for(pipeline, cell),
         timeout_seconds=job_timeout,
         memory_bytes=memory,
