@@ -2,7 +2,7 @@
 the name of the schedule that started a build.
 
 Revision ID: 0024_schedules
-Revises: 0022_repository_names
+Revises: 0023_manual_builds
 Create Date: 2026-12-03
 """
 
@@ -13,7 +13,7 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision: str = "0024_schedules"
-down_revision: str | None = "0022_repository_names"
+down_revision: str | None = "0023_manual_builds"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
