@@ -28,6 +28,7 @@ SEND_STATUSES_TASK = "greenlight.server.send_github_statuses"
 REDELIVER_TASK = "greenlight.server.redeliver_github_deliveries"
 DEPLOY_CHECK_TASK = "greenlight.server.deploy_check"
 SEND_DEPLOYMENTS_TASK = "greenlight.server.send_github_deployments"
+FIRE_SCHEDULES_TASK = "greenlight.server.fire_schedules"
 
 
 class Transport:
