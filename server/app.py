@@ -44,6 +44,7 @@ from server.web.deploy_actions import router as deploy_actions_router
 from server.web.login import router as login_router
 from server.web.pages import router as pages_router
 from server.web.security import SecurityHeaders, security_headers
+from server.web.start_form import router as start_form_router
 from server.webhooks.endpoints import receive_webhook
 from server.webhooks.endpoints import router as webhooks_router
 from server.webhooks.statement_pool import close_statement_pool, open_statement_pool
@@ -116,6 +117,7 @@ def create_app(settings: Settings, transport: Transport | None = None) -> FastAP
     app.mount("/-/static", StaticFiles(directory=Path(__file__).parent / "web" / "static"), name="static")
     app.include_router(login_router)
     app.include_router(web_actions_router)
+    app.include_router(start_form_router)
     app.include_router(deploy_actions_router)
     app.include_router(badges_router)
     app.include_router(pages_router)  # last: its /{owner}/{name} routes catch what is left

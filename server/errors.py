@@ -19,6 +19,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DataError, DBAPIError
 
 from server.builds.control import NotAllowed
+from server.builds.start import InvalidStartRequest, RefNotFound, RepositoryUnreachable, UnknownRepository
 from server.deploys.queries import AmbiguousEnvironment
 from server.deploys.service import DeployRefused
 from server.environments.service import RuleError
@@ -46,6 +47,10 @@ DOMAIN_ERRORS: dict[type[Exception], int] = {
     StepsAlreadyRan: 409,
     UnknownStep: 422,
     NotAllowed: 409,
+    UnknownRepository: 404,
+    InvalidStartRequest: 422,
+    RefNotFound: 422,
+    RepositoryUnreachable: 502,  # the git server, not Greenlight, failed
     NotPending: 409,
     LabelsRefused: 409,
     DeployRefused: 409,

@@ -6,8 +6,10 @@ from __future__ import annotations
 from fastapi import APIRouter, HTTPException
 
 from server.auth.users import UserDep
-from server.builds import control
+from server.builds import control, replan
 from server.builds.pull_requests import approve_build
+from server.builds.schemas import BuildOut, StartBuildIn, build_out
+from server.builds.start import StartRequest, start_build
 from server.db import after_commit
 from server.deps import SessionDep, StateDep
 from server.models import Build, Job
@@ -16,11 +18,38 @@ from server.queue.runners import announcement_labels
 router = APIRouter(prefix="/api", tags=["builds"])
 
 
+@router.post("/repos/{owner}/{name}/builds", status_code=201)
+def start_build_of_ref(
+    owner: str, name: str, body: StartBuildIn, session: SessionDep, state: StateDep, user: UserDep
+) -> BuildOut:
+    """Build a branch or tag of a registered repository now (event ``manual``), started by the
+    token's holder; the commit is asked of the registered clone URL."""
+    request = StartRequest(
+        repository=f"{owner}/{name}",
+        started_by=user.name,
+        branch=body.branch,
+        tag=body.tag,
+        commit=body.commit,
+        variables=body.variables,
+        deploy=body.deploy,
+    )
+    started = start_build(session, state.settings, state.transport, request)
+    build = session.get(Build, started.id)
+    assert build is not None
+    return build_out(build)
+
+
 @router.post("/builds/{build_id}/cancel")
 def cancel_build(build_id: int, session: SessionDep, user: UserDep) -> dict[str, object]:
+    """``state``: the build's state now; ``stopping``: its running jobs, asked to stop (their
+    runners stop them at their next heartbeat, and the build ends cancelled then)."""
     build = build_or_404(session, build_id)
     control.cancel_build(session, build, f"cancelled by {user.name}")
-    return {"build_id": build.id, "state": build.state.value}
+    return {
+        "build_id": build.id,
+        "state": build.state.value,
+        "stopping": control.stopping_jobs(session, build.id),
+    }
 
 
 @router.post("/builds/{build_id}/approve")
@@ -36,10 +65,12 @@ def approve_fork_build(
 
 @router.post("/builds/{build_id}/rerun")
 def rerun_build(build_id: int, session: SessionDep, state: StateDep, _user: UserDep) -> dict[str, object]:
+    """New attempts of the jobs that did not pass (``jobs``); a build that ended before planning any
+    job is planned again instead (``jobs`` empty, ``state`` pending)."""
     build = build_or_404(session, build_id)
-    attempts = control.rerun_build(session, build)
+    attempts = replan.rerun(session, state.settings, state.transport, build)
     announce_after_commit(session, state, attempts)
-    return {"build_id": build.id, "jobs": [job.id for job in attempts]}
+    return {"build_id": build.id, "state": build.state.value, "jobs": [job.id for job in attempts]}
 
 
 @router.post("/jobs/{job_id}/rerun")

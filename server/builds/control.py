@@ -14,7 +14,7 @@ from server.db import expire_if_loaded
 from server.github.outbox import request_status
 from server.models import Build, BuildState, Job, JobState, Step, StepState
 from server.models.base import utcnow
-from server.models.build import UNFINISHED_BUILD_STATES
+from server.models.build import MANUAL_EVENT, UNFINISHED_BUILD_STATES
 from server.queue.lost_copies import copy_wait
 from server.queue.reports import close_job
 
@@ -59,11 +59,25 @@ def cancel_build(session: Session, build: Build, reason: str = "cancelled") -> N
     expire_if_loaded(session, Build, build.id)
 
 
+def stopping_jobs(session: Session, build_id: int) -> list[int]:
+    """The build's running jobs that were asked to stop and have not yet."""
+    return list(
+        session.scalars(
+            sa.select(Job.id)
+            .where(
+                Job.build_id == build_id, Job.is_latest, Job.state == JobState.running, Job.cancel_requested
+            )
+            .order_by(Job.id)
+        )
+    )
+
+
 def cancel_superseded_builds(session: Session, build: Build) -> list[int]:
     """A new push to a branch makes older, unfinished builds of that branch pointless.
     Called once the new build is planned (a push that fails to plan supersedes nothing)."""
     repository = build.repository
-    if not repository.auto_cancel_superseded:
+    if not repository.auto_cancel_superseded or build.event == MANUAL_EVENT:
+        # A build someone started by hand was asked for as it is: it supersedes nothing.
         return []
     if build.pull_request_number is not None:
         # A new head of a pull request supersedes the older heads of that pull request.
@@ -91,9 +105,12 @@ def cancel_superseded_builds(session: Session, build: Build) -> list[int]:
     for old in older:
         try:
             cancel_build(session, old, reason)
-            cancelled.append(old.id)
         except NotAllowed:
             continue  # it finished while we looked
+        # The build says why it ended, and by which build, whether its jobs were still queued
+        # (cancelled now) or running (cancelled when their runner stops them).
+        old.reason, old.superseded_by_id = reason, build.id
+        cancelled.append(old.id)
     return cancelled
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from server.github.schemas import GitHubStatusOut
 from server.models import Build, BuildState, JobState, StepState
@@ -39,6 +39,11 @@ class JobOut(BaseModel):
     started_at: dt.datetime | None
     finished_at: dt.datetime | None
     duration_seconds: float | None
+    # Re-runs: attempt 1 is the planned job; each re-run is a new row with the next number, and
+    # only the latest attempt counts for the build's state.
+    attempt: int
+    previous_attempt_id: int | None
+    is_latest: bool
     # Set when retention deleted this job's logs: its steps' logs read as "log pruned".
     logs_pruned_at: dt.datetime | None = None
     steps: list[StepOut] = []
@@ -66,6 +71,13 @@ class BuildOut(BaseModel):
     head_repository: str | None
     from_fork: bool
     approved_by: str | None
+    # A build nobody pushed: who started it (a person's token name), and the extra variables given.
+    started_by: str | None
+    variables: dict[str, str]
+    # Why this build will not deploy even if green (started with no deploy; not the branch's head).
+    no_deploy_reason: str | None
+    # The number of the newer build that superseded (and so auto-cancelled) this one.
+    superseded_by_number: int | None
     state: BuildState
     reason: str | None
     created_at: dt.datetime
@@ -73,6 +85,20 @@ class BuildOut(BaseModel):
     finished_at: dt.datetime | None
     duration_seconds: float | None
     url: str
+
+
+class StartBuildIn(BaseModel):
+    """What to build: exactly one of ``branch`` and ``tag``; ``commit`` in its history (the head
+    when omitted). Checked again by the service (``server/builds/start.py``), which says why."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    branch: str | None = Field(default=None, max_length=255)
+    tag: str | None = Field(default=None, max_length=255)
+    commit: str | None = Field(default=None, max_length=40)
+    variables: dict[str, str] = Field(default_factory=dict)
+    # False: the build runs but never deploys, even on a branch that deploys on green.
+    deploy: bool = True
 
 
 class BuildDetailOut(BuildOut):
@@ -108,9 +134,9 @@ def build_detail_out(build: Build, github_statuses: list[GitHubStatusOut] | None
 
 
 def _build_fields(build: Build) -> dict[str, object]:
-    fields = {
-        name: getattr(build, name) for name in BuildOut.model_fields if name not in ("repository", "url")
-    }
+    computed = ("repository", "url", "superseded_by_number")
+    fields = {name: getattr(build, name) for name in BuildOut.model_fields if name not in computed}
+    fields["superseded_by_number"] = build.superseded_by.number if build.superseded_by_id else None
     fields["repository"] = build.repository.full_name
     fields["url"] = f"/{build.repository.full_name}/builds/{build.number}"
     return fields

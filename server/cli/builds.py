@@ -50,16 +50,73 @@ def build_show(full_name: str, number: int, as_json: bool) -> None:
     if as_json:
         return print_json(found)
     show(f"#{found['number']} {found['state']} {describe_ref(found)} {found['commit_sha']}")
-    if found["reason"]:
-        show(found["reason"])
+    for line in _about(found):
+        show(line)
     rows = []
     for job in found["jobs"]:
-        rows.append((job["name"], "", job["state"], _seconds(job["duration_seconds"]), job["reason"] or ""))
+        # Every attempt is listed (re-runs keep the old ones); the build follows the latest.
+        attempt = str(job["attempt"]) + ("" if job["is_latest"] else " (old)")
+        duration = _seconds(job["duration_seconds"])
+        rows.append((job["name"], attempt, "", job["state"], duration, job["reason"] or ""))
         for step in job["steps"]:
-            rows.append(
-                ("", f"{step['index']} {step['name']}", step["state"], _seconds(step["duration_seconds"]), "")
-            )
-    print_table(["JOB", "STEP", "STATE", "TIME", "REASON"], rows)
+            step_time = _seconds(step["duration_seconds"])
+            rows.append(("", "", f"{step['index']} {step['name']}", step["state"], step_time, ""))
+    print_table(["JOB", "ATTEMPT", "STEP", "STATE", "TIME", "REASON"], rows)
+
+
+def _about(found: dict[str, Any]) -> list[str]:
+    """What a build's header says beyond its ref: who started it, why it ended, what it won't do."""
+    lines = []
+    if found.get("started_by"):
+        lines.append(f"started by {found['started_by']} ({found['event']})")
+    if found.get("variables"):
+        lines.append(
+            "variables: " + " ".join(f"{name}={value}" for name, value in sorted(found["variables"].items()))
+        )
+    if found["reason"]:
+        lines.append(found["reason"])
+    if found.get("no_deploy_reason"):
+        lines.append(found["no_deploy_reason"])
+    return lines
+
+
+@build.command("start")
+@click.argument("full_name", metavar="OWNER/NAME")
+@click.option("--branch", help="The branch to build (its head, unless --commit).")
+@click.option("--tag", help="The tag to build, instead of a branch.")
+@click.option("--commit", help="A full commit SHA in the branch's history (only the head deploys).")
+@click.option(
+    "--var", "variables", multiple=True, metavar="K=V", help="An extra variable for the steps (repeatable)."
+)
+@click.option(
+    "--no-deploy", is_flag=True, help="Never deploy this build, even if green on a deploying branch."
+)
+@json_option
+def build_start(
+    full_name: str, branch: str | None, tag: str | None, commit: str | None, variables: tuple[str, ...],
+    no_deploy: bool, as_json: bool,
+) -> None:  # fmt: skip
+    """Start a build of a branch or tag of OWNER/NAME now (event `manual`); the server asks the
+    repository's git server for the commit."""
+    body: dict[str, Any] = {"branch": branch, "tag": tag, "commit": commit, "deploy": not no_deploy}
+    body["variables"] = dict(_variable(text) for text in variables)
+    started = _api("POST", f"/api/repos/{full_name}/builds", json=body)
+    if as_json:
+        return print_json(started)
+    print_table(
+        ["BUILD", "STATE", "REF", "COMMIT", "STARTED BY"],
+        [(f"#{started['number']}", started["state"], describe_ref(started), started["commit_sha"][:12],
+          started["started_by"])],
+    )  # fmt: skip
+    if started["no_deploy_reason"]:
+        show(started["no_deploy_reason"])
+
+
+def _variable(text: str) -> tuple[str, str]:
+    name, equals, value = text.partition("=")
+    if not equals or not name:
+        raise click.BadParameter(f"{text!r} is not K=V", param_hint="--var")
+    return name, value
 
 
 @build.command("logs")
@@ -98,9 +155,15 @@ def _seconds(value: float | None) -> str:
 
 @build.command("cancel")
 @click.argument("build_id", type=int)
-def build_cancel(build_id: int) -> None:
-    """Cancel a build by id."""
-    remote.cancel_build(build_id)
+@click.option(
+    "--wait", "wait_seconds", default=60, show_default=True, type=click.IntRange(0, 3600),
+    help="Seconds to wait for running jobs to stop (0: do not wait).",
+)  # fmt: skip
+def build_cancel(build_id: int, wait_seconds: int) -> None:
+    """Cancel a build by id, and print the state it reached.
+
+    Queued jobs end at once; running ones stop when their runner next hears from the server."""
+    remote.cancel_build(build_id, wait_seconds)
 
 
 @build.command("approve")

@@ -4,6 +4,7 @@ reach the server: the server and token come from the CLI config file or the envi
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import click
@@ -162,8 +163,20 @@ def drain_runner(runner_id: int) -> None:
     show(f"runner {runner_id}: {_api('POST', f'/api/runners/{runner_id}/drain')['state']}")
 
 
-def cancel_build(build_id: int) -> None:
-    show(f"build {build_id}: {_api('POST', f'/api/builds/{build_id}/cancel')['state']}")
+def cancel_build(build_id: int, wait_seconds: float) -> None:
+    reply = _api("POST", f"/api/builds/{build_id}/cancel")
+    state, stopping = reply["state"], reply.get("stopping", [])
+    deadline = time.monotonic() + wait_seconds
+    while stopping and time.monotonic() < deadline:
+        time.sleep(1)
+        state = _api("GET", f"/api/builds/{build_id}")["state"]
+        if state not in ("queued", "running"):
+            stopping = []
+    if stopping:
+        jobs = ", ".join(str(job) for job in stopping)
+        show(f"build {build_id}: {state}; job(s) {jobs} asked to stop (at their runner's next heartbeat)")
+        return
+    show(f"build {build_id}: {state}")
 
 
 def approve_build(build_id: int) -> None:
@@ -173,6 +186,9 @@ def approve_build(build_id: int) -> None:
 
 def rerun_build(build_id: int) -> None:
     reply = _api("POST", f"/api/builds/{build_id}/rerun")
+    if not reply["jobs"]:  # it had never planned a job: it is planned again
+        show(f"build {build_id}: {reply['state']} (planned again from its commit)")
+        return
     show(f"build {build_id}: new attempts {', '.join(str(job) for job in reply['jobs'])}")
 
 

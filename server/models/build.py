@@ -152,6 +152,7 @@ class Build(Base):
 
     repository: Mapped[Repository] = relationship(lazy="joined")
     jobs: Mapped[list[Job]] = relationship(back_populates="build", order_by="Job.id")
+    superseded_by: Mapped[Build | None] = relationship(remote_side=[id], foreign_keys=[superseded_by_id])
 
     @property
     def duration_seconds(self) -> float | None:

@@ -12,7 +12,7 @@ from fastapi import APIRouter, Form, HTTPException, Request
 from fastapi.responses import RedirectResponse
 
 from server.auth.session import ViewerDep, check_csrf
-from server.builds import control
+from server.builds import control, replan
 from server.builds.actions import announce_after_commit, build_or_404, rerun_job_or_refuse
 from server.deps import SessionDep, StateDep
 from server.models import ApiToken
@@ -48,7 +48,7 @@ def rerun_build(
     csrf: CsrfField = "", back: BackField = "/",
 ) -> RedirectResponse:  # fmt: skip
     allowed(request, state, viewer, csrf)
-    attempts = control.rerun_build(session, build_or_404(session, build_id))
+    attempts = replan.rerun(session, state.settings, state.transport, build_or_404(session, build_id))
     announce_after_commit(session, state, attempts)
     return RedirectResponse(local_path(back), status_code=303)
 

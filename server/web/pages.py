@@ -3,10 +3,11 @@ payloads is autoescaped; logs are rendered from ANSI segments, never from markup
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse
+from sqlalchemy.orm import Session
 
 from server.auth.reading import Reader, ReaderDep, current_reader
 from server.auth.session import ViewerDep, login_url
@@ -17,8 +18,8 @@ from server.deps import SessionDep, StateDep
 from server.github.schemas import github_statuses_out, status_reports_of
 from server.logs import queries as log_queries
 from server.logs.ansi import render_line
-from server.models import BuildState
-from server.models.build import DEPLOY_EVENT
+from server.models import BuildState, Repository
+from server.models.build import DEPLOY_EVENT, MANUAL_EVENT
 from server.queue.failed_jobs import failed_jobs
 from server.queue.pending import list_pending
 from server.queue.runner_views import runner_views
@@ -28,6 +29,8 @@ from server.web.render import render
 router = APIRouter(include_in_schema=False, dependencies=[Depends(current_reader)])
 
 PAGE_SIZE = 50
+# What the repository page's event filter offers.
+BUILD_EVENTS = ["push", "tag", "pull_request", MANUAL_EVENT]
 # Deployments listed under each environment on the deployments page.
 HISTORY_ROWS = 5
 # Lines of each step shown when the build page opens; earlier ones are loaded on demand.
@@ -115,16 +118,23 @@ def repository_page(
     if repository is None:
         raise not_found(request, reader, f"repository {owner}/{name} is not registered")
     wanted = BuildFilter(branch=branch or None, event=event or None, state=state)
-    builds = filtered_builds(session, repository, wanted, before_id=before, limit=PAGE_SIZE)
-    context = {
+    return render(request, "repository.html", repository_context(session, repository, wanted, before), viewer)
+
+
+def repository_context(
+    session: Session, repository: Repository, wanted: BuildFilter, before: int | None = None
+) -> dict[str, Any]:
+    """What the repository page shows (the start form re-shows it with the form's refusal)."""
+    return {
         "repository": repository,
-        "builds": builds,
+        "builds": filtered_builds(session, repository, wanted, before_id=before, limit=PAGE_SIZE),
         "branches": branches_with_latest_build(session, repository),
         "wanted": wanted,
         "states": list(BuildState),
+        "events": BUILD_EVENTS,
         "page_size": PAGE_SIZE,
+        "start": {},
     }
-    return render(request, "repository.html", context, viewer)
 
 
 @router.get("/{owner}/{name}/builds/{number}", response_class=HTMLResponse)
