@@ -44,6 +44,8 @@ UNFINISHED_BUILD_STATES = (
 DEPLOY_EVENT = "deploy"
 # ``Build.event`` of a build a person started without a push (``server/builds/start.py``).
 MANUAL_EVENT = "manual"
+# ``Build.event`` of a build a schedule's firing started (``server/schedules/firing.py``).
+CRON_EVENT = "cron"
 # Builds of a branch's commit that deploy on green when their branch deploys on its own.
 DEPLOYING_EVENTS = frozenset({"push", MANUAL_EVENT})
 

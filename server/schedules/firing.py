@@ -27,12 +27,12 @@ from server.config import Settings
 from server.db import session_scope
 from server.models import Build, FiringOutcome, Repository, Schedule, ScheduleFiring
 from server.models.base import utcnow
+from server.models.build import CRON_EVENT
 from server.schedules.cron import next_due
 from server.transport import Transport
 
 logger = logging.getLogger(__name__)
 
-CRON_EVENT = "cron"
 # Schedules looked at per pass; the rest are still due at the next pass.
 MAX_FIRINGS_PER_PASS = 100
 # Firings kept per schedule (the latest ones): enough history for the page and the API.

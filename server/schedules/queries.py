@@ -3,6 +3,7 @@ last firing (its outcome, and the state of the build it started)."""
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Sequence
 
 import sqlalchemy as sa
@@ -45,8 +46,8 @@ def firings_of(session: Session, schedule_ids: Sequence[int], *, latest_only: bo
     for record, number, state in session.execute(query):
         found.setdefault(record.schedule_id, []).append(
             FiringOut(
-                due_at=record.due_at,
-                fired_at=record.fired_at,
+                due_at=record.due_at.astimezone(dt.UTC),
+                fired_at=record.fired_at.astimezone(dt.UTC),
                 outcome=record.outcome,
                 reason=record.reason,
                 build_number=number,
@@ -75,7 +76,8 @@ def schedule_out(repository: Repository, schedule: Schedule, last: FiringOut | N
         branch=schedule.branch,
         variables=dict(schedule.variables),
         paused=schedule.paused,
-        next_due_at=None if schedule.paused else schedule.next_due_at,
+        # In UTC whatever the database session's zone: pages and the CLI say "UTC".
+        next_due_at=None if schedule.paused else schedule.next_due_at.astimezone(dt.UTC),
         last_firing=last,
         created_by=schedule.created_by,
         created_at=schedule.created_at,

@@ -145,3 +145,35 @@ def test_a_private_repositorys_schedules_are_hidden_from_anonymous_readers(
     factories.repository(session, "acme/secret", public=False)
     session.commit()
     assert client.get("/api/repos/acme/secret/schedules").status_code == 404
+
+
+def test_the_repository_page_lists_schedules_with_next_due_time_and_last_firing(
+    client: TestClient, auth: dict[str, str], session: Session
+) -> None:
+    page = client.get("/acme/widgets").text
+    assert 'id="schedules"' in page and "No schedules" in page
+    client.post(URL, json=NIGHTLY, headers=auth)
+    client.post(URL, json={**NIGHTLY, "name": "weekly-<b>", "cron": "0 4 * * 1"}, headers=auth)
+    client.post(URL, json={**NIGHTLY, "name": "weekly", "cron": "0 4 * * 1"}, headers=auth)
+    client.post(f"{URL}/weekly/pause", headers=auth)
+    schedule = session.query(Schedule).filter_by(name="nightly").one()
+    repository = session.get(Repository, schedule.repository_id)
+    assert repository is not None
+    build = factories.build(session, repository, branch="staging")
+    build.state, build.event = BuildState.failed, "cron"
+    fired = dt.datetime(2026, 7, 1, 1, 0, 5, tzinfo=dt.UTC)
+    session.add(
+        ScheduleFiring(schedule_id=schedule.id, due_at=fired, fired_at=fired, outcome=FiringOutcome.started,
+                       build_id=build.id)
+    )  # fmt: skip
+    session.commit()
+    page = client.get("/acme/widgets").text
+    section = page[page.index('id="schedules"') : page.index("<h2>Builds</h2>")]
+    nightly = section[section.index(">nightly<") :]
+    assert "0 3 * * *" in nightly and "At 03:00 every day" in nightly and "Europe/Berlin" in nightly
+    assert schedule.next_due_at.strftime("%Y-%m-%d %H:%M") in nightly
+    assert "2026-07-01 01:00" in nightly and f'/acme/widgets/builds/{build.number}"' in nightly
+    assert '<span class="state failed">failed</span>' in nightly
+    weekly = section[section.index(">weekly<") :]
+    assert "paused" in weekly[: weekly.index("</tr>")] and "never fired" in weekly[: weekly.index("</tr>")]
+    assert "weekly-<b>" not in section  # refused: not a schedule name
