@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from server.builds.planning import plan_build
 from server.config import Settings
-from server.models import Build, BuildState, FiringOutcome, Job, Schedule, ScheduleFiring
+from server.models import Build, BuildState, FiringOutcome, Job, Repository, Schedule, ScheduleFiring
 from server.schedules import firing
 from server.schedules.firing import fire_due_schedules
 from server.schedules.schemas import ScheduleIn
@@ -240,3 +240,28 @@ def test_only_the_latest_firings_of_a_schedule_are_kept(
         FIRST_DUE + 2 * DAY,
         FIRST_DUE + 3 * DAY,
     ]
+
+
+def test_a_firing_supersedes_the_unfinished_builds_of_its_own_schedule_only(
+    session_factory: sessionmaker[Session], settings: Settings, transport: RecordingTransport, origin: Origin
+) -> None:
+    scheduled(session_factory, origin.url)
+    with session_factory.begin() as session:
+        repository = session.scalars(sa.select(Repository)).one()
+        other = add_schedule(
+            session, repository, ScheduleIn(name="hourly", cron="0 * * * *", branch="staging"), "a"
+        )
+        other.next_due_at = FIRST_DUE
+    fired = fire_due_schedules(session_factory, settings, transport, now=FIRST_DUE)
+    fired += fire_due_schedules(session_factory, settings, transport, now=FIRST_DUE + DAY)
+    for one in fired:
+        with session_factory.begin() as session:
+            plan_build(session, one.build_id or 0, settings)
+    states = {
+        (build.schedule, build.number): (build.state, build.reason) for build in builds(session_factory)
+    }
+    nightly_first, hourly_first = states[("nightly", 1)], states[("hourly", 2)]
+    # The second pass fires hourly (due since 04:00) before nightly: #3 is hourly's, #4 nightly's.
+    assert nightly_first[0] is BuildState.cancelled and "superseded by build #4" in (nightly_first[1] or "")
+    assert hourly_first[0] is BuildState.cancelled and "superseded by build #3" in (hourly_first[1] or "")
+    assert states[("hourly", 3)][0] is BuildState.queued and states[("nightly", 4)][0] is BuildState.queued

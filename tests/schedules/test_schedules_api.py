@@ -177,3 +177,14 @@ def test_the_repository_page_lists_schedules_with_next_due_time_and_last_firing(
     weekly = section[section.index(">weekly<") :]
     assert "paused" in weekly[: weekly.index("</tr>")] and "never fired" in weekly[: weekly.index("</tr>")]
     assert "weekly-<b>" not in section  # refused: not a schedule name
+
+
+def test_a_cron_build_names_its_schedule_in_the_api(
+    client: TestClient, auth: dict[str, str], session: Session
+) -> None:
+    repository = session.query(Repository).one()
+    build = factories.build(session, repository, branch="staging")
+    build.event, build.schedule, build.started_by = "cron", "nightly", "schedule nightly"
+    session.commit()
+    shown = client.get(f"/api/repos/acme/widgets/builds/{build.number}").json()
+    assert (shown["event"], shown["schedule"], shown["started_by"]) == ("cron", "nightly", "schedule nightly")
