@@ -3,14 +3,27 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from server.models import FiringOutcome
 
-# As environments' names: safe in a URL, a variable and a `when:` glob.
-ScheduleName = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")]
+_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+
+
+def _name(name: str) -> str:
+    # Safe in a URL, a variable's value and a `when: schedule` glob.
+    if not _NAME.match(name):
+        raise ValueError(
+            f"{name!r} is not a schedule name: lowercase letters, digits, _ and -, starting with a "
+            "letter or digit, at most 64 characters"
+        )
+    return name
+
+
+ScheduleName = Annotated[str, AfterValidator(_name)]
 
 
 class ScheduleIn(BaseModel):

@@ -85,7 +85,7 @@ def test_changing_schedules_needs_a_user_token(client: TestClient, auth: dict[st
         ({"cron": "0 25 * * *"}, 422, "bad hour"),
         ({"timezone": "Mars/Olympus"}, 422, "'Mars/Olympus' is not a known time zone"),
         ({"branch": "-x"}, 422, "is not a branch or tag name"),
-        ({"name": "Nightly Build"}, 422, "string_pattern_mismatch"),
+        ({"name": "Nightly Build"}, 422, "'Nightly Build' is not a schedule name: lowercase letters"),
         ({"variables": {"GREENLIGHT_SCHEDULE": "x"}}, 422, "reserved for the variables Greenlight sets"),
         ({"variables": {"LD_PRELOAD": "/x.so"}}, 422, "changes how programs start"),
         ({"when": "always"}, 422, "extra_forbidden"),
