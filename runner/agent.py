@@ -195,6 +195,27 @@ class RunnerAgent:
             # Called from a signal handler: the HTTP call (with its retries) goes to a thread.
             threading.Thread(target=self._report_draining, name="drain", daemon=True).start()
 
+    def report_stopped(self) -> bool:
+        """Once the process is shutting down (draining or stopping): wait until no job runs here,
+        then tell the server this runner stopped, so that its silence from now on is not taken for
+        a loss. Not said while a job's copy may still run (its end unheard, or its containers not
+        known to be gone): the server must keep waiting for such a copy. True when said."""
+        if self.runner_id is None or not self.draining.is_set():
+            return False
+        for _ in range(self.settings.runner_concurrency):
+            self._slots.acquire()  # every slot free: nothing runs, nothing more will be claimed
+        with self._running_lock:
+            if self._stopped_jobs or self._unverified:
+                logger.warning("not reported as stopped: jobs whose copies may run are still unconfirmed")
+                return False
+        try:
+            self.api.stopped(self.runner_id)
+        except Exception:
+            logger.warning("could not tell the server this runner stopped", exc_info=True)
+            return False
+        logger.info("runner %s stopped", self.runner_id)
+        return True
+
     def _report_draining(self) -> None:
         try:
             if self.runner_id is not None:

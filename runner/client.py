@@ -103,6 +103,10 @@ class RunnerApi:
     def drain(self, runner_id: int) -> None:
         self._post("/api/runner/drain", ClaimRequest(runner_id=runner_id), self._runner_token)
 
+    def stopped(self, runner_id: int) -> None:
+        """This process exits with no job left: shown as stopped, not lost."""
+        self._post("/api/runner/stopped", ClaimRequest(runner_id=runner_id), self._runner_token, retries=1)
+
     def claim(self, runner_id: int, claim_key: str | None = None) -> ClaimedJob | None:
         """``claim_key``: reuse the key of a claim whose reply never came (it may have taken a job)."""
         request = ClaimRequest(runner_id=runner_id, claim_key=claim_key or new_claim_key())

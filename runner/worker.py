@@ -131,6 +131,11 @@ def make_runner_celery(settings: RunnerSettings, agent: RunnerAgent) -> Celery:
         else:
             agent.stop()
 
+    @signals.worker_shutdown.connect(weak=False)
+    def _shut_down(**_: object) -> None:
+        # The last jobs have ended (or end now): the server shows this runner stopped, not lost.
+        agent.report_stopped()
+
     return celery
 
 

@@ -25,7 +25,7 @@ from server.deploys.service import DeployRefused
 from server.environments.service import RuleError
 from server.queue.pending import LabelsRefused, NotPending
 from server.queue.reports import JobClosed, StepsAlreadyRan, UnknownStep
-from server.queue.runners import LabelsNotAllowed, NotARunnerToken, RunnerNotRegistered
+from server.queue.runners import LabelsNotAllowed, NotARunnerToken, RunnerNotRegistered, RunnerStillHoldsJobs
 from server.schedules.cron import ScheduleError
 from server.schedules.service import ScheduleExists, ScheduleNotFound
 from server.secrets.credentials import CredentialError
@@ -42,6 +42,7 @@ DOMAIN_ERRORS: dict[type[Exception], int] = {
     NotARunnerToken: 401,
     RunnerNotRegistered: 403,  # a runner token, but not the one of this runner
     LabelsNotAllowed: 403,
+    RunnerStillHoldsJobs: 409,
     # The runner must stop this job and discard what it has: it is closed on our side.
     JobClosed: 409,
     StepsAlreadyRan: 409,

@@ -15,6 +15,11 @@ from server.models.build import DEPLOY_EVENT
 # A deploy build carries the branch its commit came from, but a branch's state (its badge, the
 # dashboard, its latest build) is its pipeline's: a failed deploy does not turn it red.
 _NOT_A_DEPLOY = Build.event != DEPLOY_EVENT
+# The states that say something about a branch's code. A skipped build ([skip ci], `when:`) and a
+# cancelled one say nothing, and an unfinished one has not said it yet: the badge and the
+# dashboard's default-branch column both show the latest build of the branch in one of these.
+VERDICT_STATES = (BuildState.passed, BuildState.failed, BuildState.errored, BuildState.timed_out)
+_A_VERDICT = Build.state.in_(VERDICT_STATES)
 
 
 @dataclass(frozen=True)
@@ -73,13 +78,15 @@ def branches_with_latest_build(session: Session, repository: Repository, limit: 
 def dashboard_rows(
     session: Session, reader: Reader, recent: int = 5
 ) -> list[tuple[Repository, Build | None, list[Build]]]:
-    """Each repository, its default branch's latest build and its last few builds: three queries
+    """Each repository, its default branch's latest build with a verdict (the badge's build) and its
+    last few builds of any kind: three queries
     whatever the number of repositories (LATERAL index scans). Only repositories ``reader`` may read."""
     shown = sa.select(Repository).where(reader.readable(Repository.id))
     repositories = list(session.scalars(shown.order_by(Repository.full_name)))
     newest = sa.select(Build.id).where(Build.repository_id == Repository.id).order_by(Build.id.desc())
     last_ids = newest.limit(recent).lateral()
-    default_ids = newest.where(Build.branch == Repository.default_branch, _NOT_A_DEPLOY).limit(1).lateral()
+    default_ids = newest.where(Build.branch == Repository.default_branch, _NOT_A_DEPLOY, _A_VERDICT)
+    default_ids = default_ids.limit(1).lateral()
     readable = reader.readable(Repository.id)
     wanted = sa.union(
         sa.select(last_ids.c.id).select_from(Repository).join(last_ids, sa.true()).where(readable),
@@ -91,21 +98,29 @@ def dashboard_rows(
         by_id = {b.id: b for b in builds if b.repository_id == repository.id}
         own = [by_id[key] for key in sorted(by_id, reverse=True)]
         default = next(
-            (b for b in own if b.branch == repository.default_branch and b.event != DEPLOY_EVENT), None
+            (
+                b
+                for b in own
+                if b.branch == repository.default_branch
+                and b.event != DEPLOY_EVENT
+                and b.state in VERDICT_STATES
+            ),
+            None,
         )
         rows.append((repository, default, own[:recent]))
     return rows
 
 
 def badge_state(session: Session, repository: Repository, branch: str | None) -> str:
-    """passing / failing / unknown for the latest finished build of the branch."""
+    """passing / failing / unknown for the branch's latest build with a verdict (``VERDICT_STATES``):
+    the build the dashboard shows for the default branch too."""
     state = session.scalar(
         sa.select(Build.state)
         .where(
             Build.repository_id == repository.id,
             Build.branch == (branch or repository.default_branch),
             _NOT_A_DEPLOY,
-            Build.state.in_([BuildState.passed, BuildState.failed, BuildState.errored, BuildState.timed_out]),
+            _A_VERDICT,
         )
         .order_by(Build.id.desc())
         .limit(1)

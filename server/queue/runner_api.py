@@ -34,6 +34,7 @@ from server.queue.runners import (
     RunnerIdentity,
     announcement_labels,
     identify_runner,
+    mark_stopped,
     register_runner,
     report_availability,
     runner_for,
@@ -112,6 +113,15 @@ def _announce_released(session: Session, state: AppState, released: Released) ->
 @router.post("/drain", status_code=204)
 def runner_drain(body: ClaimRequest, session: SessionDep, token: RunnerTokenDep) -> Response:
     _runner(session, token, body.runner_id).state = RunnerState.draining
+    return Response(status_code=204)
+
+
+@router.post("/stopped", status_code=204)
+def runner_stopped(body: ClaimRequest, session: SessionDep, token: RunnerTokenDep) -> Response:
+    """The runner's process is exiting with no job left (drained, or its jobs cancelled): it is
+    ``stopped``, never taken for ``lost`` by its silence. It comes back by registering again."""
+    runner = _runner(session, token, body.runner_id)
+    mark_stopped(session, runner)
     return Response(status_code=204)
 
 

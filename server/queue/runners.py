@@ -185,6 +185,24 @@ def identify_runner(
     )
 
 
+class RunnerStillHoldsJobs(Exception):
+    """A runner said it stopped, but the server still counts jobs as running on it."""
+
+
+def mark_stopped(session: Session, runner: Runner) -> None:
+    """A runner's process exits having finished (or cancelled) its jobs: it is ``stopped``, and
+    its silence from now on is no loss. If the server still counts a job as running on it (its
+    end was not delivered), that is refused: the job is closed as lost in due course."""
+    session.refresh(runner, with_for_update=True)
+    held = [job.id for job in _running_jobs(session, runner.id)]
+    if held:
+        raise RunnerStillHoldsJobs(
+            f"runner {runner.name} still holds running job(s) {', '.join(map(str, held))}"
+        )
+    runner.state = RunnerState.stopped
+    runner.last_seen_at = utcnow()
+
+
 def mark_lost_runners(session: Session, lost_after_seconds: float) -> list[Runner]:
     """Runners silent for too long are lost, and so are the jobs they held. Runner rows are
     locked first (SKIP LOCKED: one that is checking in right now is not lost), in the same

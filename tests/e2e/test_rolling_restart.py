@@ -89,6 +89,10 @@ def test_a_rolling_restart_mid_build_loses_nothing_and_reruns_nothing(stack: Sta
     for name in RUNNERS:  # one at a time: SIGTERM drains (its jobs finish), then the new one
         _wait_until_busy(stack, name)
         stack.stop(name, timeout=60)
+        # Drained and exited: it says so, and shows stopped until it registers again.
+        runner_name = stack.env["GREENLIGHT_RUNNER_NAME"] + ("" if name == "runner" else "-b")
+        shown = {r["name"]: r["state"] for r in httpx.get(f"{stack.url}/api/runners", timeout=5).json()}
+        assert shown[runner_name] == "stopped", shown
         _start_runner(stack, name)
 
     finished = [stack.wait_for_build(build_id, timeout=180) for build_id in builds]

@@ -69,3 +69,26 @@ def test_a_draining_or_unregistered_runner_gives_its_wake_up_back(
     agent.draining.clear()
     agent.runner_id = None
     assert agent.wake() is False and server.claims == 0
+
+
+class StoppingServer(FakeApi):
+    def __init__(self) -> None:
+        super().__init__()
+        self.said_stopped: list[int] = []
+
+    def stopped(self, runner_id: int) -> None:
+        self.said_stopped.append(runner_id)
+
+
+def test_a_runner_says_it_stopped_only_once_shutting_down_with_no_copy_left_unconfirmed(
+    tmp_path: Path,
+) -> None:
+    server = StoppingServer()
+    agent = agent_for(server, FakeExecutor([]), tmp_path)
+    assert agent.report_stopped() is False  # not shutting down
+    agent.draining.set()
+    agent._stopped_jobs.add(7)  # a job whose copy the server still waits to hear has stopped
+    assert agent.report_stopped() is False and server.said_stopped == []
+    agent = agent_for(server, FakeExecutor([]), tmp_path)
+    agent.draining.set()
+    assert agent.report_stopped() is True and server.said_stopped == [1]
