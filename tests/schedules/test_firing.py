@@ -5,8 +5,9 @@ skipped firing (with its reason) instead of a build of a branch that is gone."""
 from __future__ import annotations
 
 import datetime as dt
+import multiprocessing
 import threading
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -22,6 +23,7 @@ from server.schedules.schemas import ScheduleIn
 from server.schedules.service import add_schedule, set_paused
 from tests import factories
 from tests.conftest import RecordingTransport
+from tests.schedules.firing_process import fire_in_a_process
 from tests.support import services
 
 pytestmark = pytest.mark.integration
@@ -164,6 +166,25 @@ def test_concurrent_firing_passes_start_one_build_per_due_time(
     assert [record.due_at for record in firings(session_factory)] == [
         FIRST_DUE + day * DAY for day in range(3)
     ]
+
+
+def test_firing_passes_in_several_processes_start_one_build_per_due_time(
+    session_factory: sessionmaker[Session], settings: Settings, origin: Origin
+) -> None:
+    """As several `greenlight worker` processes (each with its own engine and connections) do."""
+    scheduled(session_factory, origin.url)
+    processes = 4
+    context = multiprocessing.get_context("spawn")
+    fired = []
+    with context.Manager() as manager, ProcessPoolExecutor(processes, mp_context=context) as pool:
+        for day in range(2):
+            together = manager.Barrier(processes)
+            now = FIRST_DUE + day * DAY
+            runs = [pool.submit(fire_in_a_process, settings, now, together) for _ in range(processes)]
+            fired.append(sum(run.result(timeout=120) for run in runs))
+    assert fired == [1, 1]
+    assert [record.due_at for record in firings(session_factory)] == [FIRST_DUE, FIRST_DUE + DAY]
+    assert len(builds(session_factory)) == 2
 
 
 def test_due_times_missed_while_nothing_ran_fire_once_when_it_returns(
