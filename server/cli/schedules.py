@@ -8,6 +8,8 @@ from typing import Any
 
 import click
 
+# `--var` is read as `build start` reads it: a schedule's firing starts such a build.
+from server.cli.builds import _variable
 from server.cli.output import json_option, print_json, print_table
 from server.cli.remote import _api
 from server.cli.terminal import show
@@ -18,23 +20,13 @@ def schedule() -> None:
     """Scheduled builds: a branch built on a cron expression, in a time zone."""
 
 
-def _variables(pairs: tuple[str, ...]) -> dict[str, str]:
-    variables = {}
-    for pair in pairs:
-        name, equals, value = pair.partition("=")
-        if not equals or not name:
-            raise click.BadParameter(f"{pair!r}: expected NAME=VALUE", param_hint="--var")
-        variables[name] = value
-    return variables
-
-
 @schedule.command("add")
 @click.argument("repository", metavar="OWNER/NAME")
 @click.argument("name")
 @click.option("--cron", required=True, help="Five fields: minute hour day-of-month month day-of-week.")
 @click.option("--branch", required=True, help="The branch whose head each firing builds.")
 @click.option("--timezone", default="UTC", show_default=True, help="IANA time zone of the cron's hours.")
-@click.option("--var", "variables", multiple=True, metavar="NAME=VALUE", help="An extra variable; repeat.")
+@click.option("--var", "variables", multiple=True, metavar="K=V", help="An extra variable (repeatable).")
 def schedule_add(
     repository: str, name: str, cron: str, branch: str, timezone: str, variables: tuple[str, ...]
 ) -> None:
@@ -50,7 +42,7 @@ def schedule_add(
         "cron": cron,
         "branch": branch,
         "timezone": timezone,
-        "variables": _variables(variables),
+        "variables": dict(map(_variable, variables)),
     }
     added = _api("POST", f"/api/repos/{repository}/schedules", json=body)
     show(f"{added['repository']}: schedule {added['name']} added; next build {_when(added['next_due_at'])}")

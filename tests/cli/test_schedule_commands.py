@@ -54,7 +54,7 @@ def test_refusals_say_why(env: dict[str, str]) -> None:
     assert "Traceback" not in bad_cron.stderr
     bad_var = greenlight(env, "schedule", "add", "acme/app", "n", "--cron", "0 3 * * *", "--branch", "main",
                          "--var", "NOEQUALS")  # fmt: skip
-    assert bad_var.returncode != 0 and "expected NAME=VALUE" in bad_var.stderr
+    assert bad_var.returncode != 0 and "'NOEQUALS' is not K=V" in bad_var.stderr
     anonymous = {key: value for key, value in env.items() if key != "GREENLIGHT_TOKEN"}
     refused = greenlight(
         anonymous, "schedule", "add", "acme/app", "n", "--cron", "0 3 * * *", "--branch", "main"
