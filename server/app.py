@@ -38,6 +38,7 @@ from server.queue.liveness import LivenessWriter
 from server.queue.runner_api import router as runner_router
 from server.repos.endpoints import router as repos_router
 from server.retention.endpoints import router as retention_router
+from server.schedules.endpoints import router as schedules_router
 from server.secrets.credential_endpoints import router as credentials_router
 from server.secrets.endpoints import router as secrets_router
 from server.transport import BackgroundTransport, Transport
@@ -119,6 +120,7 @@ def create_app(settings: Settings, transport: Transport | None = None) -> FastAP
     app.include_router(notifications_router, dependencies=readers)
     app.include_router(deploys_router, dependencies=readers)
     app.include_router(environments_router, dependencies=readers)
+    app.include_router(schedules_router, dependencies=readers)
     app.include_router(logs_router, dependencies=readers)
     app.mount("/-/static", StaticFiles(directory=Path(__file__).parent / "web" / "static"), name="static")
     app.include_router(login_router)

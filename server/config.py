@@ -78,6 +78,8 @@ class Settings(BaseSettings):
     heartbeat_seconds: float = Field(default=5.0, gt=0)
     runner_lost_seconds: float = Field(default=60.0, gt=0)
     reconcile_seconds: float = Field(default=5.0, gt=0)
+    # How often each worker's beat looks for due schedules: a firing starts at most this late.
+    schedule_check_seconds: float = Field(default=15.0, gt=0)
     # A pending build whose planning message was lost is planned again after this long;
     # a queued job is announced again after this long at first, then with backoff.
     replan_after_seconds: float = Field(default=20.0, gt=0)

@@ -28,6 +28,8 @@ from server.queue.pending import LabelsRefused, NotPending
 from server.queue.reports import JobClosed, StepsAlreadyRan, UnknownStep
 from server.queue.runners import LabelsNotAllowed, NotARunnerToken, RunnerNotRegistered, RunnerStillHoldsJobs
 from server.retention.policy import PolicyError
+from server.schedules.cron import ScheduleError
+from server.schedules.service import ScheduleExists, ScheduleNotFound
 from server.secrets.credentials import CredentialError
 from server.secrets.service import SecretError
 
@@ -61,6 +63,9 @@ DOMAIN_ERRORS: dict[type[Exception], int] = {
     CredentialError: 422,
     PolicyError: 422,
     BadSince: 422,
+    ScheduleError: 422,
+    ScheduleExists: 409,
+    ScheduleNotFound: 404,
 }
 
 

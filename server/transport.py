@@ -29,6 +29,7 @@ REDELIVER_TASK = "greenlight.server.redeliver_github_deliveries"
 DEPLOY_CHECK_TASK = "greenlight.server.deploy_check"
 SEND_DEPLOYMENTS_TASK = "greenlight.server.send_github_deployments"
 SEND_NOTIFICATIONS_TASK = "greenlight.server.send_notifications"
+FIRE_SCHEDULES_TASK = "greenlight.server.fire_schedules"
 
 
 class Transport:

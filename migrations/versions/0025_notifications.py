@@ -2,7 +2,7 @@
 deliveries (the outbox of messages, one per event and rule).
 
 Revision ID: 0025_notifications
-Revises: 0022_repository_names
+Revises: 0024_schedules
 Create Date: 2026-12-03
 """
 
@@ -13,7 +13,7 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision: str = "0025_notifications"
-down_revision: str | None = "0023_manual_builds"
+down_revision: str | None = "0024_schedules"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -88,6 +88,9 @@ def cancel_superseded_builds(session: Session, build: Build) -> list[int]:
         return []
     else:
         same_line = Build.branch == build.branch
+        if build.schedule is not None:
+            # A firing supersedes the older builds of its own schedule, not another schedule's.
+            same_line = sa.and_(same_line, Build.schedule == build.schedule)
     older = session.scalars(
         sa.select(Build).where(
             Build.repository_id == build.repository_id,

@@ -86,6 +86,7 @@ def plan_build(session: Session, build_id: int, settings: Settings) -> list[tupl
             event=build.event,
             branch=build.target_branch if build.pull_request_number is not None else build.branch,
             changed_paths=checkout.changed_paths,
+            schedule=build.schedule,
         ).within(pipeline.path_globs())
         if (why := excluded_by(pipeline.when, facts)) is not None:
             _skip(session, build, f"the pipeline's {why}")

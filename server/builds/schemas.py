@@ -74,6 +74,8 @@ class BuildOut(BaseModel):
     # A build nobody pushed: who started it (a person's token name), and the extra variables given.
     started_by: str | None
     variables: dict[str, str]
+    # A cron build: the schedule whose firing started it (GREENLIGHT_SCHEDULE in its steps).
+    schedule: str | None = None
     # Why this build will not deploy even if green (started with no deploy; not the branch's head).
     no_deploy_reason: str | None
     # The number of the newer build that superseded (and so auto-cancelled) this one.

@@ -21,6 +21,7 @@ from server.cli.processes import migrate, runner, server, up, worker
 from server.cli.remote import job, queue
 from server.cli.repos import repo
 from server.cli.retention import prune
+from server.cli.schedules import schedule
 from server.cli.secrets import secret
 from server.cli.settings_errors import explain_settings_error
 from server.cli.tokens import token
@@ -72,6 +73,7 @@ for command in (
     notify,
     deploy,
     env,
+    schedule,
     doctor,
     prune,
     admin,

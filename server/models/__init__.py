@@ -11,6 +11,7 @@ from server.models.log import LogChunk
 from server.models.notification import NotificationDelivery, NotificationRule
 from server.models.repository import Repository
 from server.models.runner import ApiToken, Runner, RunnerState, TokenKind
+from server.models.schedule import FiringOutcome, Schedule, ScheduleFiring
 from server.models.secret import Secret
 
 __all__ = [
@@ -23,6 +24,7 @@ __all__ = [
     "DeploymentState",
     "DeploymentTrigger",
     "Environment",
+    "FiringOutcome",
     "GitHubRedelivery",
     "GitHubStatusReport",
     "Job",
@@ -34,6 +36,8 @@ __all__ = [
     "RepositoryCredential",
     "Runner",
     "RunnerState",
+    "Schedule",
+    "ScheduleFiring",
     "Secret",
     "ServiceLiveness",
     "Step",

@@ -44,6 +44,8 @@ UNFINISHED_BUILD_STATES = (
 DEPLOY_EVENT = "deploy"
 # ``Build.event`` of a build a person started without a push (``server/builds/start.py``).
 MANUAL_EVENT = "manual"
+# ``Build.event`` of a build a schedule's firing started (``server/schedules/firing.py``).
+CRON_EVENT = "cron"
 # Builds of a branch's commit that deploy on green when their branch deploys on its own.
 DEPLOYING_EVENTS = frozenset({"push", MANUAL_EVENT})
 
@@ -112,6 +114,9 @@ class Build(Base):
     commit_author: Mapped[str] = mapped_column(sa.String(255), default="")
     commit_url: Mapped[str | None] = mapped_column(sa.String(1000))
     sender: Mapped[str] = mapped_column(sa.String(255), default="")
+    # The schedule whose firing started it (event ``cron``): steps see it as GREENLIGHT_SCHEDULE
+    # and `when: schedule` matches it. A name, not a key: the history outlives the schedule.
+    schedule: Mapped[str | None] = mapped_column(sa.String(64))
     # A pull request from another repository: its code is not trusted, so the build gets no
     # secrets and never deploys (docs/security.md, "Forks").
     from_fork: Mapped[bool] = mapped_column(default=False, server_default=sa.false())

@@ -156,7 +156,7 @@ def _glob(pattern: str) -> str:
 
 Glob = Annotated[str, Field(min_length=1, max_length=500), AfterValidator(_glob)]
 GlobList = Annotated[list[Glob], BeforeValidator(_one_or_many), Field(max_length=100)]
-Event = Literal["push", "pull_request", "tag", "manual"]
+Event = Literal["push", "pull_request", "tag", "manual", "cron"]
 
 
 class GlobFilter(BaseModel):
@@ -178,6 +178,8 @@ class WhenConfig(BaseModel):
     event: Annotated[list[Event], BeforeValidator(_one_or_many), Field(min_length=1)] | None = None
     # Globs over the files the push (before..after) or pull request (merge base..head) changed.
     path: Annotated[GlobFilter, BeforeValidator(_globs)] | None = None
+    # Globs over the name of the schedule that started the build (only a cron build has one).
+    schedule: Annotated[GlobFilter, BeforeValidator(_globs)] | None = None
 
 
 When = Annotated[list[WhenConfig], BeforeValidator(_one_or_many), Field(max_length=20)]

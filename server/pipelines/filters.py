@@ -24,9 +24,10 @@ MAX_PATH_MATCHES = 200_000
 
 @dataclass(frozen=True)
 class BuildFacts:
-    event: str  # push | tag | pull_request
+    event: str  # push | tag | pull_request | cron
     branch: str | None  # the pushed branch; a pull request's target branch; None for a tag
     changed_paths: tuple[str, ...] | None  # None: not known
+    schedule: str | None = None  # the schedule that started a cron build
     # glob -> the changed paths it matches, as bits (bit i: changed_paths[i])
     _matching: dict[str, int] = field(default_factory=dict, compare=False, repr=False)
 
@@ -70,6 +71,11 @@ def _mismatch(condition: WhenConfig, facts: BuildFacts) -> str | None:
             return f"`when: branch` {_describe(condition.branch)}, and a {facts.event} has no branch"
         if not _matches(facts.branch, condition.branch):
             return f"`when: branch` {_describe(condition.branch)} does not match {facts.branch}"
+    if condition.schedule is not None:
+        if facts.schedule is None:
+            return f"`when: schedule` {_describe(condition.schedule)}, and a {facts.event} has no schedule"
+        if not _matches(facts.schedule, condition.schedule):
+            return f"`when: schedule` {_describe(condition.schedule)} does not match {facts.schedule}"
     changed = facts.changed_paths
     path = condition.path
     if path is not None and changed is not None and not _any_path_matches(path, facts):

@@ -159,6 +159,15 @@ def _unresolved_images(pipeline: PipelineConfig, root: yaml.Node | None, filenam
     return problems
 
 
+# A pushed file never schedules builds (docs/configuration.md, "Scheduled builds"): whoever may
+# push to one branch could otherwise make the server build any branch, on its own, with its secrets.
+_SCHEDULE_KEYS = [["cron"], ["schedule"], ["schedules"]]
+SCHEDULES_ON_THE_SERVER = (
+    "schedules are kept on the server (`greenlight schedule add`), not in the pipeline file; "
+    "select steps for them with `when: {event: cron, schedule: NAME}`"
+)
+
+
 def _describe(error: ValidationError, root: yaml.Node | None, filename: str) -> list[str]:
     messages = []
     for problem in error.errors():
@@ -179,6 +188,8 @@ def _describe(error: ValidationError, root: yaml.Node | None, filename: str) -> 
                 # Decided on the server alone: a pushed commit may not add recipients or URLs,
                 # nor turn off the alerts about itself.
                 message += ": notifications are set on the server (greenlight notify add)"
+            if location in _SCHEDULE_KEYS:
+                message += f": {SCHEDULES_ON_THE_SERVER}"
         elif problem["type"] == "missing":
             message = "is required"
         elif problem["type"] in ("model_type", "dict_type"):

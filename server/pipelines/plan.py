@@ -36,6 +36,8 @@ def standard_env(build: Build) -> dict[str, str]:
         env["GREENLIGHT_BRANCH"] = build.branch
     if build.tag is not None:
         env["GREENLIGHT_TAG"] = build.tag
+    if build.schedule is not None:
+        env["GREENLIGHT_SCHEDULE"] = build.schedule
     if build.pull_request_number is not None:
         env["GREENLIGHT_PULL_REQUEST"] = str(build.pull_request_number)
         env["GREENLIGHT_SOURCE_BRANCH"] = build.source_branch or ""

@@ -19,19 +19,21 @@ from server.github.schemas import github_statuses_out, status_reports_of
 from server.logs import queries as log_queries
 from server.logs.ansi import render_line
 from server.models import BuildState, Repository
-from server.models.build import DEPLOY_EVENT, MANUAL_EVENT
+from server.models.build import CRON_EVENT, DEPLOY_EVENT, MANUAL_EVENT
 from server.notifications.queries import repository_notifications
 from server.queue.failed_jobs import failed_jobs, failing_log_tail
 from server.queue.pending import list_pending
 from server.queue.runner_views import runner_views
 from server.repos.service import get_repository
+from server.schedules.queries import schedules_out
+from server.schedules.service import schedules_of
 from server.web.render import render
 
 router = APIRouter(include_in_schema=False, dependencies=[Depends(current_reader)])
 
 PAGE_SIZE = 50
 # What the repository page's event filter offers.
-BUILD_EVENTS = ["push", "tag", "pull_request", MANUAL_EVENT]
+BUILD_EVENTS = ["push", "tag", "pull_request", MANUAL_EVENT, CRON_EVENT]
 # Deployments listed under each environment on the deployments page.
 HISTORY_ROWS = 5
 # Lines of each step shown when the build page opens; earlier ones are loaded on demand.
@@ -136,6 +138,7 @@ def repository_context(
         "repository": repository,
         "builds": filtered_builds(session, repository, wanted, before_id=before, limit=PAGE_SIZE),
         "branches": branches_with_latest_build(session, repository),
+        "schedules": schedules_out(session, repository, schedules_of(session, repository)),
         "wanted": wanted,
         "states": list(BuildState),
         "events": BUILD_EVENTS,

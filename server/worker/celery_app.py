@@ -9,6 +9,7 @@ from contract.spec import broker_transport_options
 from server.config import Settings
 from server.transport import (
     DEPLOY_CHECK_TASK,
+    FIRE_SCHEDULES_TASK,
     PLAN_BUILD_TASK,
     PLAN_BUILDS_TASK,
     RECONCILE_TASK,
@@ -34,6 +35,13 @@ def make_celery(settings: Settings) -> Celery:
             "task": SEND_NOTIFICATIONS_TASK,
             "schedule": settings.reconcile_seconds,
             "options": {"queue": SERVER_QUEUE, "expires": settings.reconcile_seconds},
+        },
+        # Every worker's beat sends this; a firing claims its due time in the database, so
+        # overlapping passes start one build per due time (server/schedules/firing.py).
+        "fire-schedules": {
+            "task": FIRE_SCHEDULES_TASK,
+            "schedule": settings.schedule_check_seconds,
+            "options": {"queue": SERVER_QUEUE, "expires": settings.schedule_check_seconds},
         },
     }
     if settings.reports_to_github:
@@ -67,6 +75,7 @@ def make_celery(settings: Settings) -> Celery:
                 DEPLOY_CHECK_TASK,
                 SEND_DEPLOYMENTS_TASK,
                 SEND_NOTIFICATIONS_TASK,
+                FIRE_SCHEDULES_TASK,
             )
         },
         # Messages are wake-up calls; results live in the database, not in a result backend.

@@ -17,7 +17,8 @@ from server.config import Settings, get_settings
 from server.db import after_commit, make_engine, make_session_factory, session_scope
 from server.models import Build, BuildState
 from server.queue.reconciler import ReconcileResult, give_back_unsent, reconcile
-from server.transport import PLAN_BUILD_TASK, PLAN_BUILDS_TASK, RECONCILE_TASK, Transport
+from server.schedules.firing import fire_due_schedules
+from server.transport import FIRE_SCHEDULES_TASK, PLAN_BUILD_TASK, PLAN_BUILDS_TASK, RECONCILE_TASK, Transport
 from server.wiring import Domain, wire_domain
 from server.worker.celery_app import make_celery
 from server.worker.deploy_tasks import register_deploy_tasks
@@ -81,6 +82,11 @@ def register_tasks(celery: Celery, context: WorkerContext) -> None:
                 "reconciler: lost jobs %s, timed-out jobs %s, lost runners %s, unplannable builds %s",
                 result.jobs_lost, result.jobs_timed_out, result.runners_lost, result.builds_given_up,
             )  # fmt: skip
+
+    @celery.task(name=FIRE_SCHEDULES_TASK, shared=False, ignore_result=True)
+    def fire_schedules_task() -> None:
+        """Each firing commits on its own; its build's planning is asked for after that commit."""
+        fire_due_schedules(context.session_factory, context.settings, context.transport)
 
 
 def _announce(transport: Transport, announcements: list[tuple[int, list[str]]]) -> None:

@@ -226,7 +226,10 @@ def test_path_globs_follow_woodpecker() -> None:
 @pytest.mark.parametrize(
     ("when", "message"),
     [
-        ("{event: merge}", "when.0.event.0: Input should be 'push', 'pull_request', 'tag' or 'manual'"),
+        (
+            "{event: merge}",
+            "when.0.event.0: Input should be 'push', 'pull_request', 'tag', 'manual' or 'cron'",
+        ),
         ("{branch: 3}", "when.0.branch: expected a glob, a list of globs, or {include"),
         ("{brnach: main}", "when.0.brnach: unknown key 'brnach'"),
         ("{path: {include: x, excluded: y}}", "when.0.path.excluded: unknown key 'excluded'"),

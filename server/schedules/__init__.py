@@ -1,0 +1,1 @@
+"""Scheduled builds: schedules kept on the server, fired exactly once per due time."""
