@@ -259,7 +259,10 @@ def _import_an_earlier_sqlite_install(data: Path, database_url: str) -> None:
         result = import_sqlite_database(data / "greenlight.db", database_url)
     except (ImportRefused, ImportFailed) as error:
         raise click.ClickException(f"{error}; nothing was changed") from None
-    click.echo(f"moved {sum(result.rows.values())} rows; the old file is kept as {result.kept_as}")
+    if result.finished_earlier:
+        click.echo(f"an earlier, cut-off start had moved its rows; the old file is kept as {result.kept_as}")
+    else:
+        click.echo(f"moved {sum(result.rows.values())} rows; the old file is kept as {result.kept_as}")
 
 
 def _ensure_runner_token(value: str) -> None:
