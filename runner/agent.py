@@ -137,7 +137,7 @@ class RunnerAgent:
             try:
                 registered = self.api.register(registration)
             except Exception as error:
-                logger.error(
+                logger.warning(
                     "cannot register with %s (%s); retrying in %.0fs", self.settings.server_url, error, delay
                 )
                 self.draining.wait(delay)
