@@ -68,6 +68,8 @@ def main() -> None:
     first, second, stops = [], [], []
     for round_number in range(1, arguments.rounds + 1):
         root = Path(tempfile.mkdtemp(prefix="greenlight-bench-up-"))
+        # Started as root, `up` runs PostgreSQL as its own user, who must pass through (not list).
+        root.chmod(0o711)
         try:
             fresh, stop = start_and_stop(root / "data", root / "up.log")
             again, stop_again = start_and_stop(root / "data", root / "up.log")

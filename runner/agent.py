@@ -153,7 +153,7 @@ class RunnerAgent:
                 self._refuse(error)
                 return
             except Exception as error:
-                logger.error(
+                logger.warning(
                     "cannot register with %s (%s); retrying in %.0fs", self.settings.server_url, error, delay
                 )
                 self.draining.wait(delay)

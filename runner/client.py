@@ -82,7 +82,9 @@ class RunnerApi:
         self._http.clear()
 
     def register(self, registration: RunnerRegistration) -> RunnerRegistered:
-        reply = self._post("/api/runner/register", registration, self._runner_token)
+        """One attempt: the agent retries, and stops retrying when the runner is told to stop
+        (retries here would go on for their whole backoff after a stop)."""
+        reply = self._post("/api/runner/register", registration, self._runner_token, retries=0)
         return RunnerRegistered.model_validate(reply.json())
 
     def heartbeat(

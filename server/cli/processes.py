@@ -231,7 +231,7 @@ def _run_embedded(data: Path, port: int) -> None:
         runner_name = os.environ.get("GREENLIGHT_RUNNER_NAME") or embedded_runner_name(data)
         apps = _start_processes(settings, data, port, stored["runner_token"], runner_name)
         click.echo(_banner(settings, data, port, runner_name, servers))
-        supervise(apps, servers)
+        supervise(apps, servers, first=apps[-1])
     except StopRequested:
         pass
     finally:
@@ -259,7 +259,10 @@ def _import_an_earlier_sqlite_install(data: Path, database_url: str) -> None:
         result = import_sqlite_database(data / "greenlight.db", database_url)
     except (ImportRefused, ImportFailed) as error:
         raise click.ClickException(f"{error}; nothing was changed") from None
-    click.echo(f"moved {sum(result.rows.values())} rows; the old file is kept as {result.kept_as}")
+    if result.finished_earlier:
+        click.echo(f"an earlier, cut-off start had moved its rows; the old file is kept as {result.kept_as}")
+    else:
+        click.echo(f"moved {sum(result.rows.values())} rows; the old file is kept as {result.kept_as}")
 
 
 def _ensure_runner_token(value: str) -> None:
@@ -310,6 +313,7 @@ def _start_processes(
     # The runner never touches the database; if `up` dies, it cancels its jobs (SIGQUIT) rather
     # than draining them without a server, so that a new `up` finds its directory free.
     runner_env = {name: value for name, value in env.items() if name != "GREENLIGHT_DATABASE_URL"}
+    # The runner last: `up` stops it first.
     commands = [
         (["server", "--host", settings.embedded_bind, "--port", str(port)], env, signal.SIGTERM),
         (["worker", "--concurrency", "1"], env, signal.SIGTERM),

