@@ -7,6 +7,7 @@ refused, so a production server cannot start half-configured.
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -20,7 +21,16 @@ from contract.spec import DEFAULT_LOG_JOB_BYTES, DEFAULT_LOG_STEP_BYTES, DEFAULT
 if TYPE_CHECKING:
     from server.crypto import SecretCipher
 
-DEFAULT_DATA_DIR = Path.home() / ".local" / "share" / "greenlight"
+
+def default_data_dir(*, euid: int, home: Path) -> Path:
+    """root keeps its state where a system service does, which the embedded PostgreSQL's own
+    system user can pass through (/root is closed to it); anyone else in their home."""
+    return Path("/var/lib/greenlight") if euid == 0 else home / ".local" / "share" / "greenlight"
+
+
+# Where `up` run as root kept its data before: named if found, never silently left behind.
+HOME_DATA_DIR = Path.home() / ".local" / "share" / "greenlight"
+DEFAULT_DATA_DIR = default_data_dir(euid=os.geteuid(), home=Path.home())
 # The least outage budget a runner may be given, in heartbeats and in seconds.
 MIN_OUTAGE_HEARTBEATS = 3
 MIN_OUTAGE_SECONDS = 5.0

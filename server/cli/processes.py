@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import click
 
 from server.cli.output import json_option
-from server.config import MissingSettingError, get_settings
+from server.config import DEFAULT_DATA_DIR, HOME_DATA_DIR, MissingSettingError, get_settings
 
 if TYPE_CHECKING:
     from server.config import Settings
@@ -167,7 +167,7 @@ def up(port: int, data_dir: Path | None) -> None:
     server, a worker and one runner. GREENLIGHT_DATABASE_URL / GREENLIGHT_BROKER_URL, when set,
     name servers to use instead of the embedded ones."""
     from server.embedded.children import EmbeddedServiceError
-    from server.embedded.data_dir import DataDirInUseError, hold_data_dir, keep_private
+    from server.embedded.data_dir import DataDirInUseError, earlier_data_refusal, hold_data_dir, keep_private
     from server.embedded.supervisor import StopRequested, stop_on_signals
 
     if data_dir is not None:
@@ -175,6 +175,8 @@ def up(port: int, data_dir: Path | None) -> None:
     os.environ["GREENLIGHT_EMBEDDED"] = "true"
     get_settings.cache_clear()
     data = Path(get_settings().data_dir)
+    if data == DEFAULT_DATA_DIR != HOME_DATA_DIR and (refusal := earlier_data_refusal(data, HOME_DATA_DIR)):
+        raise click.ClickException(refusal)
     keep_private(data)
     stop_on_signals()
     try:

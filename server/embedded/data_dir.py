@@ -14,6 +14,18 @@ LOCK_FILE = "up.lock"
 _PRIVATE_FILES = ("secrets.env", "secret.key", "greenlight.db", "broker.db", "celerybeat-schedule", LOCK_FILE)
 
 
+def earlier_data_refusal(data: Path, earlier: Path) -> str | None:
+    """Why `up` must not start on ``data`` (a default that does not exist yet) while an earlier
+    start's data waits in ``earlier``: it would begin again, empty, beside it."""
+    if data.exists() or not earlier.is_dir() or not any(earlier.iterdir()):
+        return None
+    return (
+        f"the data of an earlier `greenlight up` is in {earlier}, but run as root it now keeps its "
+        f"data in {data}, which its PostgreSQL's own user can reach: move it (mv {earlier} {data}), "
+        "then start again"
+    )
+
+
 class DataDirInUseError(RuntimeError):
     """Another `greenlight up` runs on this data directory."""
 

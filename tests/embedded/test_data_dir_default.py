@@ -1,0 +1,28 @@
+"""Where `greenlight up` keeps its data by default: root's goes where a system service keeps its
+state, which the embedded PostgreSQL's own system user can pass through (/root is closed to it);
+anyone else's in their home. Data an earlier root start kept in /root is never silently left
+behind for an empty new directory."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from server.config import default_data_dir
+from server.embedded.data_dir import earlier_data_refusal
+
+
+def test_root_keeps_its_data_under_var_lib_and_others_in_their_home() -> None:
+    assert default_data_dir(euid=0, home=Path("/root")) == Path("/var/lib/greenlight")
+    assert default_data_dir(euid=1000, home=Path("/home/ada")) == Path("/home/ada/.local/share/greenlight")
+
+
+def test_data_an_earlier_root_start_kept_in_its_home_is_named_not_left_behind(tmp_path: Path) -> None:
+    earlier = tmp_path / "root" / ".local" / "share" / "greenlight"
+    new = tmp_path / "var" / "lib" / "greenlight"
+    assert earlier_data_refusal(new, earlier) is None  # nothing there: a first start
+    earlier.mkdir(parents=True)
+    (earlier / "secrets.env").write_text("postgres_password=kept\n")
+    refusal = earlier_data_refusal(new, earlier)
+    assert refusal is not None and f"mv {earlier} {new}" in refusal
+    new.mkdir(parents=True)
+    assert earlier_data_refusal(new, earlier) is None  # moved, or chosen: it is used
