@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import pwd
 import shutil
+import stat
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -90,13 +91,34 @@ def let_through(user: ServerUser, directories: list[Path]) -> None:
 
 def hand_over(user: ServerUser, cluster: Path) -> None:
     """A cluster made by an earlier `up` (run in a user namespace, its files root's on the host)
-    becomes the user's. The top directory goes last: once it is the user's, everything is, even
-    if an earlier hand-over was cut off."""
+    becomes the user's. That PostgreSQL wrote as host root: a hard link it left to a file of
+    root's elsewhere, a device or a FIFO, or another file system mounted in, is never given away;
+    the hand-over stops and names it. Links themselves are changed, never what they point to.
+    The top directory goes last: once it is the user's, everything is, even if an earlier
+    hand-over was cut off."""
     if user.owns(cluster):
         return
+    device = cluster.lstat().st_dev
+    entries = []
     for directory, subdirectories, files in os.walk(cluster, topdown=False):
         for name in [*subdirectories, *files]:
-            os.lchown(os.path.join(directory, name), user.uid, user.gid)
+            path = os.path.join(directory, name)
+            status = os.lstat(path)
+            kind = stat.S_IFMT(status.st_mode)
+            foreign = (
+                status.st_dev != device
+                or kind not in (stat.S_IFREG, stat.S_IFDIR, stat.S_IFLNK)
+                or (kind == stat.S_IFREG and status.st_nlink > 1)
+            )
+            if foreign:
+                raise EmbeddedServiceError(
+                    f"the cluster holds {path}, which is not PostgreSQL's own (a hard link, a device, "
+                    "a FIFO or another file system): it is not handed over to "
+                    f"{user.name}; remove it, or restore the cluster from a backup"
+                )
+            entries.append(path)
+    for path in entries:
+        os.lchown(path, user.uid, user.gid)
     os.lchown(cluster, user.uid, user.gid)
 
 

@@ -195,3 +195,30 @@ def test_binaries_the_system_user_cannot_reach_are_run_from_a_copy_in_the_data_d
             assert connection.execute("SELECT 1").fetchone() == (1,)
     finally:
         postgres.stop()
+
+
+def test_handing_over_an_old_cluster_never_gives_away_a_file_linked_into_it(tmp_path: Path) -> None:
+    """The old mode's PostgreSQL wrote as host root: a hard link it left in its cluster to a file
+    of root's elsewhere (or a device, a FIFO) must not be given to its new user; the hand-over
+    stops and names it."""
+    from server.embedded.server_user import ServerUser, hand_over
+
+    nobody = pwd.getpwnam("nobody")
+    user = ServerUser(SERVER_USER, nobody.pw_uid, nobody.pw_gid)
+    outside = tmp_path / "root-only"  # stands for /etc/shadow
+    outside.write_text("root only\n")
+    cluster = tmp_path / "cluster"
+    (cluster / "base").mkdir(parents=True)
+    (cluster / "PG_VERSION").write_text("18\n")
+    os.link(outside, cluster / "base" / "16384")
+    with pytest.raises(EmbeddedServiceError, match="16384"):
+        hand_over(user, cluster)
+    assert outside.stat().st_uid == 0 and cluster.stat().st_uid == 0
+
+    (cluster / "base" / "16384").unlink()
+    os.mkfifo(cluster / "base" / "fifo")
+    with pytest.raises(EmbeddedServiceError, match="fifo"):
+        hand_over(user, cluster)
+    (cluster / "base" / "fifo").unlink()
+    hand_over(user, cluster)
+    assert owners(cluster) == {nobody.pw_uid}
