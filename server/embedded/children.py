@@ -8,6 +8,7 @@ import ctypes
 import os
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import time
@@ -105,14 +106,26 @@ def stop_child(process: subprocess.Popen[bytes], stop_signal: signal.Signals, ti
             process.wait()
 
 
+def _first_line(pidfile: Path) -> str:
+    """A pid file's first line, read as root from a directory the server's user may write to:
+    only a regular file (no link, FIFO or device), and only its beginning."""
+    descriptor = os.open(pidfile, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+            raise OSError(f"{pidfile} is not a regular file")
+        return os.read(descriptor, 256).decode("ascii", errors="replace").partition("\n")[0]
+    finally:
+        os.close(descriptor)
+
+
 def stop_leftover(pidfile: Path, directory: Path, stop_signal: signal.Signals, timeout: float = 60) -> None:
     """Called with the data directory locked, so no running `up` owns a server here: a server whose
     working directory is ``directory`` was left running by an `up` that was killed, and is
     stopped; a pid file naming any other process is stale (its number reused) and removed, lest
     the server refuse to start."""
     try:
-        pid = int(pidfile.read_text().split()[0])
-    except (FileNotFoundError, IndexError, ValueError):
+        pid = int(_first_line(pidfile).split()[0])
+    except (OSError, IndexError, ValueError):
         return
     with contextlib.suppress(psutil.Error):
         leftover = psutil.Process(pid)
