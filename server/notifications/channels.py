@@ -20,6 +20,7 @@ import httpx
 from server.config import Settings
 
 SIGNATURE_HEADER = "X-Greenlight-Signature-256"
+TIMESTAMP_HEADER = "X-Greenlight-Timestamp"
 _RETRY_STATUSES = {408, 425, 429}
 
 
@@ -32,9 +33,12 @@ class DeliveryFailed(Exception):
         self.permanent = permanent
 
 
-def signature(key: str, body: bytes) -> str:
-    """The value of ``X-Greenlight-Signature-256``: ``sha256=`` and the hex HMAC-SHA256 of the body."""
-    return "sha256=" + hmac.new(key.encode("utf-8"), body, hashlib.sha256).hexdigest()
+def signature(key: str, body: bytes, *, timestamp: int, delivery_id: str) -> str:
+    """The value of ``X-Greenlight-Signature-256``: ``sha256=`` and the hex HMAC-SHA256 of
+    ``<timestamp>.<delivery id>.<body>``. The time and the id are signed with the body so that a
+    receiver can refuse an old message, or one it has already had, replayed to it."""
+    signed = f"{timestamp}.{delivery_id}.".encode() + body
+    return "sha256=" + hmac.new(key.encode("utf-8"), signed, hashlib.sha256).hexdigest()
 
 
 def post(http: httpx.Client, settings: Settings, url: str, content: bytes, headers: dict[str, str]) -> None:

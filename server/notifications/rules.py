@@ -120,7 +120,8 @@ def set_rule(
     who: str = "",
 ) -> tuple[NotificationRule, bool]:
     """Create or replace the rule ``name`` of ``repository``; returns it and whether it is new.
-    Replacing a webhook rule without giving its secret again keeps the stored one."""
+    Replacing a webhook rule without giving its secret again keeps the stored one; a new URL for
+    a webhook needs a new signing key."""
     check_name(name)
     if channel not in CHANNELS:
         raise NotificationError(f"unknown channel {channel!r}: choose from {', '.join(CHANNELS)}")
@@ -164,6 +165,11 @@ def _checked_secret(
         if key:
             raise NotificationError("a slack channel takes no signing key (only a webhook channel is signed)")
         return ChannelSecret(url=check_url(url))
+    moved = stored is not None and url != stored.url
+    if moved and not key:
+        # The key was shared with the old URL's receiver only: kept for a new URL, it would sign
+        # valid messages for whoever runs that host, to replay to the real receiver.
+        raise NotificationError("a webhook channel moved to a new url needs a new signing_key")
     key = key or (stored.signing_key if stored is not None else "")
     if len(key) < MIN_SIGNING_KEY:
         raise NotificationError(

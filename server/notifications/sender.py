@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,7 +27,14 @@ from server.crypto import UndecryptableSecret
 from server.db import session_scope
 from server.models import NotificationDelivery, NotificationRule
 from server.models.base import utcnow
-from server.notifications.channels import SIGNATURE_HEADER, DeliveryFailed, post, send_email, signature
+from server.notifications.channels import (
+    SIGNATURE_HEADER,
+    TIMESTAMP_HEADER,
+    DeliveryFailed,
+    post,
+    send_email,
+    signature,
+)
 from server.notifications.messages import email_subject, email_text, slack_message, webhook_body, with_url
 from server.notifications.rules import read_secret
 from server.outbox.claims import due
@@ -112,12 +120,14 @@ def _deliver(
         post(http, settings, url, content, {"Content-Type": "application/json"})
         return
     content = webhook_body(body)
+    timestamp = int(time.time())
     headers = {
         "Content-Type": "application/json",
         "User-Agent": "Greenlight-Notifications",
         "X-Greenlight-Event": str(body.get("event")),
         "X-Greenlight-Delivery": delivery_id,
-        SIGNATURE_HEADER: signature(signing_key, content),
+        TIMESTAMP_HEADER: str(timestamp),
+        SIGNATURE_HEADER: signature(signing_key, content, timestamp=timestamp, delivery_id=delivery_id),
     }
     post(http, settings, url, content, headers)
 

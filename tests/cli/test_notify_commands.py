@@ -49,7 +49,8 @@ def test_add_list_test_and_remove_a_signed_webhook(env: dict[str, str], receiver
 
     assert "delivered" in ok(env, "notify", "test", "acme/app", "hook")
     [request] = receiver.requests
-    expected = "sha256=" + hmac.new(key.encode(), request.body, hashlib.sha256).hexdigest()
+    signed = f"{request.headers['x-greenlight-timestamp']}.{request.headers['x-greenlight-delivery']}."
+    expected = "sha256=" + hmac.new(key.encode(), signed.encode() + request.body, hashlib.sha256).hexdigest()
     assert request.path == "/hooks/SECRETPATH" and request.headers["x-greenlight-signature-256"] == expected
 
     receiver.answers = [(500, {})]

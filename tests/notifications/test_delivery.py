@@ -97,7 +97,8 @@ def test_a_failed_build_posts_a_signed_versioned_body_once(
     build_id = end_build(session_factory, JobState.failed)
     assert send(session_factory, notifying).sent and not send(session_factory, notifying).sent
     [request] = receiver.requests
-    expected = "sha256=" + hmac.new(KEY.encode(), request.body, hashlib.sha256).hexdigest()
+    signed = f"{request.headers['x-greenlight-timestamp']}.{request.headers['x-greenlight-delivery']}."
+    expected = "sha256=" + hmac.new(KEY.encode(), signed.encode() + request.body, hashlib.sha256).hexdigest()
     assert hmac.compare_digest(request.headers["x-greenlight-signature-256"], expected)
     assert request.headers["x-greenlight-event"] == "build.failed" and request.path == "/in"
     body = json.loads(request.body)
