@@ -117,6 +117,7 @@ def set_rule(
     branches: Sequence[str] | None,
     recipients: Sequence[str] = (),
     secret: ChannelSecret | None = None,
+    pull_requests: bool = False,
     who: str = "",
 ) -> tuple[NotificationRule, bool]:
     """Create or replace the rule ``name`` of ``repository``; returns it and whether it is new.
@@ -144,6 +145,7 @@ def set_rule(
         plain = json.dumps({"url": stored.url, "signing_key": stored.signing_key})
         rule.ciphertext, rule.key_id = cipher.encrypt(plain, bound_to(repository.id, name))
     rule.events, rule.branches, rule.updated_at = chosen_events, globs, utcnow()
+    rule.pull_requests = pull_requests
     if created:
         session.add(rule)
     session.flush()

@@ -108,7 +108,8 @@ def test_a_failed_build_posts_a_signed_versioned_body_once(
         "version": 1, "event": "build.failed", "repository": "acme/widgets", "branch": "main",
         "commit": {"sha": "a" * 40, "message": "Fix the widget", "author": "Jane Doe"},
         "build": {"number": number, "state": "failed", "reason": body["build"]["reason"],
-                  "url": f"{PUBLIC_URL}/acme/widgets/builds/{number}"},
+                  "url": f"{PUBLIC_URL}/acme/widgets/builds/{number}",
+                  "event": "push", "pull_request": None, "from_fork": False},
         "deployment": None, "occurred_at": body["occurred_at"],
     }  # fmt: skip
 
