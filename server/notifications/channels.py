@@ -88,7 +88,7 @@ def public_address(host: str, port: int) -> str:
         raise DeliveryFailed(f"{host} does not resolve") from None
     addresses = [str(info[4][0]) for info in infos]
     for address in addresses:
-        if not ipaddress.ip_address(address.split("%")[0]).is_global:
+        if not _is_public(ipaddress.ip_address(address.split("%")[0])):
             raise DeliveryFailed(
                 f"{host} resolves to a non-public address, refused (GREENLIGHT_NOTIFY_DENY_PRIVATE)",
                 permanent=True,
@@ -96,6 +96,27 @@ def public_address(host: str, port: int) -> str:
     if not addresses:
         raise DeliveryFailed(f"{host} does not resolve")
     return addresses[0]
+
+
+# Ranges the standard library still counts as global: site-local (deprecated, routed inside a
+# site) and local-use NAT64 (translates to whatever the site chooses).
+_NOT_PUBLIC = (ipaddress.ip_network("fec0::/10"), ipaddress.ip_network("64:ff9b:1::/48"))
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
+
+
+def _is_public(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    """Global, and so is every IPv4 address it carries: an IPv6 address may reach an IPv4 host
+    (NAT64, IPv4-mapped or -compatible, 6to4, Teredo), and that host must be public too."""
+    if not address.is_global:
+        return False
+    if isinstance(address, ipaddress.IPv4Address):
+        return True
+    if any(address in network for network in _NOT_PUBLIC):
+        return False
+    embedded = [address.ipv4_mapped, address.sixtofour, *(address.teredo or ())]
+    if address in _NAT64 or int(address) >> 32 == 0:  # NAT64, or IPv4-compatible ::a.b.c.d
+        embedded.append(ipaddress.IPv4Address(int(address) & 0xFFFFFFFF))
+    return all(inner.is_global for inner in embedded if inner is not None)
 
 
 def send_email(settings: Settings, recipients: list[str], subject: str, text: str) -> None:
