@@ -41,7 +41,15 @@ def signature(key: str, body: bytes, *, timestamp: int, delivery_id: str) -> str
     return "sha256=" + hmac.new(key.encode("utf-8"), signed, hashlib.sha256).hexdigest()
 
 
+def http_client(settings: Settings) -> httpx.Client:
+    """No redirects followed (a receiver must not send a message, and its signature, elsewhere),
+    no proxy taken from the environment, every request bounded in time."""
+    return httpx.Client(timeout=settings.notify_timeout_seconds, follow_redirects=False, trust_env=False)
+
+
 def post(http: httpx.Client, settings: Settings, url: str, content: bytes, headers: dict[str, str]) -> None:
+    """Post ``content`` to ``url`` through ``http``; a request pinned to a checked address goes
+    through a connection of its own instead (``_post_alone``)."""
     parts = urlsplit(url)
     host = parts.hostname or ""
     target, extensions = url, {}
@@ -53,7 +61,10 @@ def post(http: httpx.Client, settings: Settings, url: str, content: bytes, heade
         target, pinned_headers, extensions = pinned(url, address)
         headers = {**headers, **pinned_headers}
     try:
-        reply = http.post(target, content=content, headers=headers, extensions=extensions)
+        if settings.notify_deny_private:
+            reply = _post_alone(settings, target, content, headers, extensions)
+        else:
+            reply = http.post(target, content=content, headers=headers)
     except httpx.TimeoutException:
         raise DeliveryFailed(f"{host} did not answer within {settings.notify_timeout_seconds:g} s") from None
     except httpx.HTTPError as error:
@@ -67,6 +78,16 @@ def post(http: httpx.Client, settings: Settings, url: str, content: bytes, heade
         )
     permanent = reply.status_code < 500 and reply.status_code not in _RETRY_STATUSES
     raise DeliveryFailed(f"{host} answered HTTP {reply.status_code}", permanent=permanent)
+
+
+def _post_alone(
+    settings: Settings, target: str, content: bytes, headers: dict[str, str], extensions: dict[str, str]
+) -> httpx.Response:
+    """A pinned request, on a connection of its own: the pool knows connections by address only,
+    so a kept-alive one made for another name at the same address would carry this request under
+    a certificate checked for that other name."""
+    with http_client(settings) as own:
+        return own.post(target, content=content, headers=headers, extensions=extensions)
 
 
 def pinned(url: str, address: str) -> tuple[str, dict[str, str], dict[str, str]]:

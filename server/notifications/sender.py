@@ -31,6 +31,7 @@ from server.notifications.channels import (
     SIGNATURE_HEADER,
     TIMESTAMP_HEADER,
     DeliveryFailed,
+    http_client,
     post,
     send_email,
     signature,
@@ -64,12 +65,6 @@ class _Claimed:
     url: str
     signing_key: str
     claimed_until: dt.datetime  # this pass's token: only its holder records the outcome
-
-
-def http_client(settings: Settings) -> httpx.Client:
-    """No redirects followed (a receiver must not send a message, and its signature, elsewhere),
-    no proxy taken from the environment, every request bounded in time."""
-    return httpx.Client(timeout=settings.notify_timeout_seconds, follow_redirects=False, trust_env=False)
 
 
 def send_due_notifications(session_factory: sessionmaker[Session], settings: Settings) -> SendResult:

@@ -17,7 +17,7 @@ WORKER = textwrap.dedent(
     from contract.logs import dict_config
     from server.config import Settings
     from server.notifications.channels import post
-    from server.notifications.sender import http_client
+    from server.notifications.channels import http_client
 
     logging.config.dictConfig(dict_config("INFO"))
     settings = Settings(database_url="postgresql://x/y", broker_url="memory://", secret_key="k" * 32)
