@@ -1,14 +1,12 @@
 """Sending the notification outbox, on the worker (never in the transaction that ended a build,
 so a slow or dead receiver never holds a build up).
 
-A row is claimed by the shared rule (``server.outbox.claims``) one at a time, just before its
-request, so a pass never holds rows it has not come to yet while earlier requests are slow (another
-worker process would take them once the claim ran out, and send them a second time). A failure
-writes its next attempt into the row with the shared backoff (``server.outbox.schedule``), and the
-periodic task picks up whatever a lost wake-up or a restarted worker left behind. A row is sent
-once: it is marked sent in the transaction after its request, only by the pass that still holds
-its claim (the claim's time is the pass's token), and the claim keeps a second sender off it
-meanwhile."""
+As the commit-status sender does, a row is claimed by the shared rule (``server.outbox.claims``):
+one at a time, just before its request, and its outcome recorded only by the pass that still
+holds its claim. A failure writes its next attempt into the row with the shared backoff
+(``server.outbox.schedule``), and the periodic task picks up whatever a lost wake-up or a
+restarted worker left behind. A row is sent once: it is marked sent in the transaction after its
+request, and the claim keeps a second sender off it meanwhile."""
 
 from __future__ import annotations
 
@@ -38,7 +36,7 @@ from server.notifications.channels import (
 )
 from server.notifications.messages import email_subject, email_text, slack_message, webhook_body, with_url
 from server.notifications.rules import read_secret
-from server.outbox.claims import due
+from server.outbox.claims import due, held
 from server.outbox.schedule import CLAIM, MAX_ATTEMPTS, retry_delay
 
 logger = logging.getLogger(__name__)
@@ -136,7 +134,7 @@ def _claim_next(session: Session, settings: Settings, now: dt.datetime) -> _Clai
         .join(NotificationRule, NotificationRule.id == delivery.rule_id)
         .where(delivery.sent_at.is_(None))
     )
-    found = session.execute(due(query, delivery, now, 1)).first()
+    found = session.execute(due(query, delivery, now)).first()
     if found is None:
         return None
     row, rule = found
@@ -190,7 +188,7 @@ def _send_one(
         delivery = NotificationDelivery
         marked = session.execute(
             sa.update(delivery)
-            .where(delivery.id == item.id, delivery.claimed_until == item.claimed_until)
+            .where(held(delivery, item.id, item.claimed_until))
             .values(sent_at=now, claimed_until=None, last_error=None, updated_at=now)
         )
     if marked.rowcount:  # type: ignore[attr-defined]
@@ -201,7 +199,7 @@ def _held(session: Session, item: _Claimed) -> NotificationDelivery | None:
     """The row, locked, if this pass still holds its claim."""
     return session.scalars(
         sa.select(NotificationDelivery)
-        .where(NotificationDelivery.id == item.id, NotificationDelivery.claimed_until == item.claimed_until)
+        .where(held(NotificationDelivery, item.id, item.claimed_until))
         .with_for_update()
     ).one_or_none()
 
