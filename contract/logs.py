@@ -114,6 +114,11 @@ def level_from_env() -> str:
     return level if level in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL") else "INFO"
 
 
+# HTTP client libraries log each request's full URL at INFO (or DEBUG): a Slack webhook's path,
+# a signed download link. Every process keeps them at WARNING, whichever way it set logging up.
+QUIET_LOGGERS = ("httpx", "httpcore")
+
+
 def configure_logging(level: int | str = logging.INFO, stream: IO[str] | None = None) -> None:
     """Log to ``stream`` (stderr) in the right format, replacing an earlier call's handler."""
     stream = stream or sys.stderr
@@ -126,6 +131,8 @@ def configure_logging(level: int | str = logging.INFO, stream: IO[str] | None = 
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level)
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def dict_config(level: str = "INFO", stream: IO[str] | None = None) -> dict[str, Any]:
@@ -149,7 +156,10 @@ def dict_config(level: str = "INFO", stream: IO[str] | None = None) -> dict[str,
         },
         "root": {"handlers": ["stderr"], "level": level},
         "loggers": {
-            name: {"handlers": [], "propagate": True}
-            for name in ("uvicorn", "uvicorn.error", "uvicorn.access")
+            **{
+                name: {"handlers": [], "propagate": True}
+                for name in ("uvicorn", "uvicorn.error", "uvicorn.access")
+            },
+            **{name: {"level": "WARNING", "propagate": True} for name in QUIET_LOGGERS},
         },
     }

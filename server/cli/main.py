@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 import click
@@ -51,8 +50,6 @@ def cli() -> None:
     and GREENLIGHT_TOKEN override it)."""
     # JSON lines when stderr is not a terminal (GREENLIGHT_LOG_FORMAT=json|text to choose).
     configure_logging(level_from_env())
-    # One line per runner API call is noise; failures are logged by the runner itself.
-    logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
 for command in (

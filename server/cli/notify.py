@@ -53,6 +53,11 @@ def _read_url() -> str:
 )
 @click.option("--branch", "branches", multiple=True, help="Only builds of matching branches (repeat; globs).")
 @click.option(
+    "--pull-requests",
+    is_flag=True,
+    help="Also builds of pull requests from the repository itself (a fork's never notify).",
+)
+@click.option(
     "--signing-key-file",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="The webhook's HMAC key (default: a new one is made and printed once).",
@@ -64,6 +69,7 @@ def notify_add(
     recipients: tuple[str, ...],
     events: tuple[str, ...],
     branches: tuple[str, ...],
+    pull_requests: bool,
     signing_key_file: Path | None,
 ) -> None:
     """Create or replace notification NAME of OWNER/NAME; a webhook's URL is read from standard input.
@@ -75,7 +81,11 @@ def notify_add(
     """
     if recipients and channel:
         raise click.UsageError("give --slack, --webhook or --email, not several")
-    body: dict[str, Any] = {"events": list(events), "branches": list(branches)}
+    body: dict[str, Any] = {
+        "events": list(events),
+        "branches": list(branches),
+        "pull_requests": pull_requests,
+    }
     made_key = None
     if recipients:
         body |= {"channel": "email", "recipients": list(recipients)}

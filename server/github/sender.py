@@ -1,11 +1,13 @@
 """Sending the commit-status outbox to GitHub, on the worker (never in a webhook request, never
 on a runner).
 
-A row is claimed for the time of its request (``claimed_until``) rather than locked, so a state
-change that lands meanwhile never waits on GitHub; it bumps the row's version and the sender
-sends again right after. Failures are rescheduled in the row, with backoff, or until a rate
-limit resets; the schedule (``send_due_statuses`` with no build) picks up whatever a lost
-message or a restarted worker left behind.
+A row is claimed for the time of its request (``claimed_until``) rather than locked, one at a
+time just before its request, by the shared rule (``server.outbox.claims``), so a state change
+that lands meanwhile never waits on GitHub; it bumps the row's version and the sender sends again
+right after. Only the pass that still holds a row's claim records its outcome. Failures are
+rescheduled in the row, with backoff, or until a rate limit resets; the schedule
+(``send_due_statuses`` with no build) picks up whatever a lost message or a restarted worker left
+behind.
 """
 
 from __future__ import annotations
@@ -13,7 +15,6 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from dataclasses import dataclass, field
-from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
@@ -24,13 +25,14 @@ from server.github.errors import GitHubError, PermanentError, RateLimited, Trans
 from server.github.statuses import CommitStatus, create_commit_status
 from server.models import Build, GitHubStatusReport, Repository
 from server.models.base import utcnow
-from server.outbox.claims import due
+from server.outbox.claims import due, held
 from server.outbox.schedule import CLAIM, MAX_ATTEMPTS, retry_delay
 
 logger = logging.getLogger(__name__)
 
-# Rate limits never count towards giving up (MAX_ATTEMPTS); rounds of claims per pass, at most.
-MAX_ROUNDS = 20
+# Rate limits never count towards giving up (MAX_ATTEMPTS). Reports sent per pass, at most; the
+# periodic task sends the rest.
+MAX_ROWS = 1000
 
 
 @dataclass
@@ -48,6 +50,7 @@ class _Claimed:
     full_name: str
     sha: str
     status: CommitStatus
+    claimed_until: dt.datetime  # this pass's token: only its holder records the outcome
 
 
 def send_due_statuses(
@@ -56,24 +59,24 @@ def send_due_statuses(
     public_url: str,
     *,
     build_id: int | None = None,
-    limit: int = 50,
 ) -> SendResult:
     """Send what is due (only ``build_id``'s rows if given), until nothing is or GitHub fails."""
     result = SendResult()
-    for _ in range(MAX_ROUNDS):
+    for _ in range(MAX_ROWS):
         now = utcnow()
         if client.rate_limited_until is not None and client.rate_limited_until > now:
             break  # the rows stay due; the next pass after the reset sends them
         with session_scope(session_factory) as session:
-            claimed = _claim_due(session, public_url, build_id, limit, now)
-        if not claimed or not _send(session_factory, client, claimed, result):
+            item = _claim_next(session, public_url, build_id, now)
+        if item is None or not _send(session_factory, client, item, result):
             break
+    if client.rate_limited_until is not None and client.rate_limited_until > utcnow():
+        with session_scope(session_factory) as session:
+            _hold_until(session, build_id, client.rate_limited_until)
     return result
 
 
-def _claim_due(
-    session: Session, public_url: str, build_id: int | None, limit: int, now: dt.datetime
-) -> list[_Claimed]:
+def _claim_next(session: Session, public_url: str, build_id: int | None, now: dt.datetime) -> _Claimed | None:
     report = GitHubStatusReport
     query = (
         sa.select(report, Build.commit_sha, Build.number, Repository.full_name)
@@ -83,39 +86,35 @@ def _claim_due(
     )
     if build_id is not None:
         query = query.where(report.build_id == build_id)
-    rows = session.execute(due(query, report, now, limit)).all()
-    claimed = []
-    for row, sha, number, full_name in rows:
-        row.claimed_until = now + CLAIM
-        target_url = f"{public_url.rstrip('/')}/{full_name}/builds/{number}"
-        status = CommitStatus(row.state, row.description, row.context, target_url)
-        claimed.append(_Claimed(row.id, row.version, row.attempts, full_name, sha, status))
-    return claimed
+    found = session.execute(due(query, report, now)).first()
+    if found is None:
+        return None
+    row, sha, number, full_name = found
+    row.claimed_until = now + CLAIM
+    target_url = f"{public_url.rstrip('/')}/{full_name}/builds/{number}"
+    status = CommitStatus(row.state, row.description, row.context, target_url)
+    return _Claimed(row.id, row.version, row.attempts, full_name, sha, status, row.claimed_until)
 
 
 def _send(
-    session_factory: sessionmaker[Session], client: GitHubClient, claimed: list[_Claimed], result: SendResult
+    session_factory: sessionmaker[Session], client: GitHubClient, item: _Claimed, result: SendResult
 ) -> bool:
-    """Send each claimed row; False once GitHub is down or rate limiting (the rest is released)."""
-    for index, item in enumerate(claimed):
-        try:
-            create_commit_status(client, item.full_name, item.sha, item.status)
-        except (GitHubError, ValueError) as error:
-            retry_at, give_up = _after_failure(error, item.attempts + 1)
-            with session_scope(session_factory) as session:
-                _record_failure(session, item, error, retry_at, give_up)
-            (result.gave_up if give_up else result.failed).append(item.id)
-            logger.warning("commit status for %s@%s not sent: %s", item.full_name, item.sha[:12], error)
-            # GitHub is down, limiting us, or refusing the token itself: every other row would
-            # fail the same way, so they wait for the next pass instead of being tried now.
-            if isinstance(error, RateLimited | TransientError) or getattr(error, "status", None) == 401:
-                with session_scope(session_factory) as session:
-                    _release(session, claimed[index + 1 :], error)
-                return False
-            continue
+    """Send the claimed row; False once GitHub is down or rate limiting (the pass stops)."""
+    try:
+        create_commit_status(client, item.full_name, item.sha, item.status)
+    except (GitHubError, ValueError) as error:
+        retry_at, give_up = _after_failure(error, item.attempts + 1)
         with session_scope(session_factory) as session:
-            _record_success(session, item)
-        result.sent.append(item.id)
+            recorded = _record_failure(session, item, error, retry_at, give_up)
+        if recorded:
+            (result.gave_up if give_up else result.failed).append(item.id)
+        logger.warning("commit status for %s@%s not sent: %s", item.full_name, item.sha[:12], error)
+        # GitHub is down, limiting us, or refusing the token itself: every other row would fail
+        # the same way, so they wait for the next pass instead of being tried now.
+        return not (isinstance(error, RateLimited | TransientError) or getattr(error, "status", None) == 401)
+    with session_scope(session_factory) as session:
+        if _record_success(session, item):
+            result.sent.append(item.id)
     return True
 
 
@@ -130,13 +129,16 @@ def _after_failure(error: Exception, attempts: int) -> tuple[dt.datetime, bool]:
     return now + retry_delay(attempts), attempts >= MAX_ATTEMPTS
 
 
-def _record_success(session: Session, item: _Claimed) -> None:
+def _record_success(session: Session, item: _Claimed) -> bool:
     now = utcnow()
-    session.execute(
+    recorded = session.execute(
         sa.update(GitHubStatusReport)
         # A sender whose claim ran out while it waited on GitHub must not move sent_version back
-        # over a newer version another sender delivered meanwhile.
-        .where(GitHubStatusReport.id == item.id, GitHubStatusReport.sent_version < item.version)
+        # over a newer version another sender delivered meanwhile, nor record over its claim.
+        .where(
+            held(GitHubStatusReport, item.id, item.claimed_until),
+            GitHubStatusReport.sent_version < item.version,
+        )
         .values(
             sent_version=item.version,
             sent_state=item.status.state,
@@ -147,19 +149,20 @@ def _record_success(session: Session, item: _Claimed) -> None:
             updated_at=now,
         )
     )
+    return bool(recorded.rowcount)  # type: ignore[attr-defined]
 
 
 def _record_failure(
     session: Session, item: _Claimed, error: Exception, retry_at: dt.datetime, give_up: bool
-) -> None:
+) -> bool:
     report = GitHubStatusReport
     # If the desired state changed while the request was out, the new one is due now and has
     # its own chances: the schedule and the verdict apply to the version that was sent only.
     same_version = report.version == item.version
     message = str(error) if not give_up else f"gave up: {error}"
-    session.execute(
+    recorded = session.execute(
         sa.update(report)
-        .where(report.id == item.id)
+        .where(held(report, item.id, item.claimed_until))
         .values(
             attempts=report.attempts + 1,
             last_error=message[:2000],
@@ -169,17 +172,20 @@ def _record_failure(
             updated_at=utcnow(),
         )
     )
+    return bool(recorded.rowcount)  # type: ignore[attr-defined]
 
 
-def _release(session: Session, rest: list[_Claimed], error: Exception) -> None:
-    """Rows claimed but not tried: free again, not before a rate limit resets."""
-    if not rest:
-        return
-    values: dict[str, Any] = {"claimed_until": None}
-    if isinstance(error, RateLimited):
-        values["next_attempt_at"] = error.until  # they were due, so this is only ever later
-    session.execute(
-        sa.update(GitHubStatusReport)
-        .where(GitHubStatusReport.id.in_([item.id for item in rest]))
-        .values(**values)
+def _hold_until(session: Session, build_id: int | None, until: dt.datetime) -> None:
+    """Rows waiting to be sent are not tried before GitHub's rate limit resets: every request
+    until then would fail the same way."""
+    report = GitHubStatusReport
+    now = utcnow()
+    statement = sa.update(report).where(
+        report.sent_version < report.version,
+        report.gave_up.is_(False),
+        report.next_attempt_at < until,
+        sa.or_(report.claimed_until.is_(None), report.claimed_until < now),
     )
+    if build_id is not None:
+        statement = statement.where(report.build_id == build_id)
+    session.execute(statement.values(next_attempt_at=until))

@@ -29,6 +29,8 @@ class NotificationRule(Base):
     channel: Mapped[str] = mapped_column(sa.String(20))
     events: Mapped[list[str]] = mapped_column(JsonDocument, default=list)
     branches: Mapped[list[str]] = mapped_column(JsonDocument, default=list)
+    # Builds of pull requests (from this repository; a fork's never notify) only when asked.
+    pull_requests: Mapped[bool] = mapped_column(default=False, server_default=sa.false())
     # E-mail addresses (not secret: shown to those who may change the rule).
     recipients: Mapped[list[str]] = mapped_column(JsonDocument, default=list)
     # nonce + AES-GCM ciphertext of a JSON object ({"url": ..., "signing_key": ...}); None for e-mail.

@@ -20,6 +20,7 @@ import httpx
 from server.config import Settings
 
 SIGNATURE_HEADER = "X-Greenlight-Signature-256"
+TIMESTAMP_HEADER = "X-Greenlight-Timestamp"
 _RETRY_STATUSES = {408, 425, 429}
 
 
@@ -32,12 +33,23 @@ class DeliveryFailed(Exception):
         self.permanent = permanent
 
 
-def signature(key: str, body: bytes) -> str:
-    """The value of ``X-Greenlight-Signature-256``: ``sha256=`` and the hex HMAC-SHA256 of the body."""
-    return "sha256=" + hmac.new(key.encode("utf-8"), body, hashlib.sha256).hexdigest()
+def signature(key: str, body: bytes, *, timestamp: int, delivery_id: str) -> str:
+    """The value of ``X-Greenlight-Signature-256``: ``sha256=`` and the hex HMAC-SHA256 of
+    ``<timestamp>.<delivery id>.<body>``. The time and the id are signed with the body so that a
+    receiver can refuse an old message, or one it has already had, replayed to it."""
+    signed = f"{timestamp}.{delivery_id}.".encode() + body
+    return "sha256=" + hmac.new(key.encode("utf-8"), signed, hashlib.sha256).hexdigest()
+
+
+def http_client(settings: Settings) -> httpx.Client:
+    """No redirects followed (a receiver must not send a message, and its signature, elsewhere),
+    no proxy taken from the environment, every request bounded in time."""
+    return httpx.Client(timeout=settings.notify_timeout_seconds, follow_redirects=False, trust_env=False)
 
 
 def post(http: httpx.Client, settings: Settings, url: str, content: bytes, headers: dict[str, str]) -> None:
+    """Post ``content`` to ``url`` through ``http``; a request pinned to a checked address goes
+    through a connection of its own instead (``_post_alone``)."""
     parts = urlsplit(url)
     host = parts.hostname or ""
     target, extensions = url, {}
@@ -49,7 +61,10 @@ def post(http: httpx.Client, settings: Settings, url: str, content: bytes, heade
         target, pinned_headers, extensions = pinned(url, address)
         headers = {**headers, **pinned_headers}
     try:
-        reply = http.post(target, content=content, headers=headers, extensions=extensions)
+        if settings.notify_deny_private:
+            reply = _post_alone(settings, target, content, headers, extensions)
+        else:
+            reply = http.post(target, content=content, headers=headers)
     except httpx.TimeoutException:
         raise DeliveryFailed(f"{host} did not answer within {settings.notify_timeout_seconds:g} s") from None
     except httpx.HTTPError as error:
@@ -63,6 +78,16 @@ def post(http: httpx.Client, settings: Settings, url: str, content: bytes, heade
         )
     permanent = reply.status_code < 500 and reply.status_code not in _RETRY_STATUSES
     raise DeliveryFailed(f"{host} answered HTTP {reply.status_code}", permanent=permanent)
+
+
+def _post_alone(
+    settings: Settings, target: str, content: bytes, headers: dict[str, str], extensions: dict[str, str]
+) -> httpx.Response:
+    """A pinned request, on a connection of its own: the pool knows connections by address only,
+    so a kept-alive one made for another name at the same address would carry this request under
+    a certificate checked for that other name."""
+    with http_client(settings) as own:
+        return own.post(target, content=content, headers=headers, extensions=extensions)
 
 
 def pinned(url: str, address: str) -> tuple[str, dict[str, str], dict[str, str]]:
@@ -84,7 +109,7 @@ def public_address(host: str, port: int) -> str:
         raise DeliveryFailed(f"{host} does not resolve") from None
     addresses = [str(info[4][0]) for info in infos]
     for address in addresses:
-        if not ipaddress.ip_address(address.split("%")[0]).is_global:
+        if not _is_public(ipaddress.ip_address(address.split("%")[0])):
             raise DeliveryFailed(
                 f"{host} resolves to a non-public address, refused (GREENLIGHT_NOTIFY_DENY_PRIVATE)",
                 permanent=True,
@@ -92,6 +117,27 @@ def public_address(host: str, port: int) -> str:
     if not addresses:
         raise DeliveryFailed(f"{host} does not resolve")
     return addresses[0]
+
+
+# Ranges the standard library still counts as global: site-local (deprecated, routed inside a
+# site) and local-use NAT64 (translates to whatever the site chooses).
+_NOT_PUBLIC = (ipaddress.ip_network("fec0::/10"), ipaddress.ip_network("64:ff9b:1::/48"))
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
+
+
+def _is_public(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    """Global, and so is every IPv4 address it carries: an IPv6 address may reach an IPv4 host
+    (NAT64, IPv4-mapped or -compatible, 6to4, Teredo), and that host must be public too."""
+    if not address.is_global:
+        return False
+    if isinstance(address, ipaddress.IPv4Address):
+        return True
+    if any(address in network for network in _NOT_PUBLIC):
+        return False
+    embedded = [address.ipv4_mapped, address.sixtofour, *(address.teredo or ())]
+    if address in _NAT64 or int(address) >> 32 == 0:  # NAT64, or IPv4-compatible ::a.b.c.d
+        embedded.append(ipaddress.IPv4Address(int(address) & 0xFFFFFFFF))
+    return all(inner.is_global for inner in embedded if inner is not None)
 
 
 def send_email(settings: Settings, recipients: list[str], subject: str, text: str) -> None:

@@ -44,6 +44,7 @@ def rule_out(repository: Repository, rule: NotificationRule, last: DeliveryOut |
         events=list(rule.events),
         branches=list(rule.branches),
         recipients=list(rule.recipients),
+        pull_requests=rule.pull_requests,
         url_set=rule.channel != "email" and rule.ciphertext is not None,
         signing_key_set=rule.channel == "webhook" and rule.ciphertext is not None,
         created_by=rule.created_by,
@@ -97,6 +98,7 @@ def put_notification(
         rule, created = set_rule(
             session, state.settings.secret_cipher(), repository, rule_name, channel=body.channel,
             events=body.events, branches=body.branches, recipients=body.recipients, secret=given,
+            pull_requests=body.pull_requests,
             who=f"token {user.name}",
         )  # fmt: skip
     except NotificationError as error:

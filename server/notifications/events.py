@@ -37,6 +37,8 @@ from server.pipelines.branch_globs import glob_matches
 PAYLOAD_VERSION = 1
 MAX_MESSAGE = 300
 _RED = (BuildState.failed, BuildState.timed_out, BuildState.errored)
+# ``Build.event`` of a build of a pull request.
+PULL_REQUEST_EVENT = "pull_request"
 # A cancelled or skipped build says nothing about the branch's health: "fixed" looks past them.
 _VERDICTS = (BuildState.passed, *_RED)
 _RED_JOBS = (JobState.failed, JobState.timed_out, JobState.errored, JobState.lost)
@@ -66,11 +68,17 @@ def notify_on_build_changed(wake: Callable[[], None] | None) -> Callable[[Sessio
         if found is None:
             return
         event, key, payload = found
+        if build.from_fork:
+            # A fork's build carries a stranger's words (commit message, author, step names):
+            # they are not posted to the team's channels, whatever a rule says.
+            return
         branch = payload["branch"]
+        pull_request = build.event == PULL_REQUEST_EVENT
         chosen = [
             rule
             for rule in rules
             if event in rule.events
+            and (rule.pull_requests or not pull_request)
             and (not rule.branches or (branch is not None and glob_matches(branch, rule.branches)))
         ]
         if enqueue(session, chosen, event, key, payload) and wake is not None:
@@ -213,6 +221,11 @@ def _build_part(build: Build) -> dict[str, Any]:
         "state": build.state.value,
         "reason": build.reason,
         "path": f"/{build.repository.full_name}/builds/{build.number}",
+        # What started the build (push, tag, pull_request, manual, cron, deploy); for a pull
+        # request, its number and whether it came from a fork.
+        "event": build.event,
+        "pull_request": build.pull_request_number,
+        "from_fork": build.from_fork,
     }
 
 

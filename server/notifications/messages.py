@@ -86,9 +86,17 @@ def slack_message(body: dict[str, Any]) -> dict[str, Any]:
     return {"text": text}
 
 
+# An invisible character that breaks a mention or a link's syntax and leaves the text as it reads.
+_ZERO_WIDTH_SPACE = "\u200b"
+
+
 def _slack_escape(text: str) -> str:
     # Slack's markup: without this a commit message "<!channel>" would ping everyone.
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    # Mattermost and Rocket.Chat read the same text as markdown with @-mentions: "@all" (or
+    # "@channel", "@here", a person) would ping, and "[Sign in](https://…)" would show a link
+    # whose target a commit chose.
+    return text.replace("@", "@" + _ZERO_WIDTH_SPACE).replace("](", "]" + _ZERO_WIDTH_SPACE + "(")
 
 
 def webhook_body(body: dict[str, Any]) -> bytes:

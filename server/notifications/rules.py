@@ -117,10 +117,12 @@ def set_rule(
     branches: Sequence[str] | None,
     recipients: Sequence[str] = (),
     secret: ChannelSecret | None = None,
+    pull_requests: bool = False,
     who: str = "",
 ) -> tuple[NotificationRule, bool]:
     """Create or replace the rule ``name`` of ``repository``; returns it and whether it is new.
-    Replacing a webhook rule without giving its secret again keeps the stored one."""
+    Replacing a webhook rule without giving its secret again keeps the stored one; a new URL for
+    a webhook needs a new signing key."""
     check_name(name)
     if channel not in CHANNELS:
         raise NotificationError(f"unknown channel {channel!r}: choose from {', '.join(CHANNELS)}")
@@ -143,6 +145,7 @@ def set_rule(
         plain = json.dumps({"url": stored.url, "signing_key": stored.signing_key})
         rule.ciphertext, rule.key_id = cipher.encrypt(plain, bound_to(repository.id, name))
     rule.events, rule.branches, rule.updated_at = chosen_events, globs, utcnow()
+    rule.pull_requests = pull_requests
     if created:
         session.add(rule)
     session.flush()
@@ -164,6 +167,11 @@ def _checked_secret(
         if key:
             raise NotificationError("a slack channel takes no signing key (only a webhook channel is signed)")
         return ChannelSecret(url=check_url(url))
+    moved = stored is not None and url != stored.url
+    if moved and not key:
+        # The key was shared with the old URL's receiver only: kept for a new URL, it would sign
+        # valid messages for whoever runs that host, to replay to the real receiver.
+        raise NotificationError("a webhook channel moved to a new url needs a new signing_key")
     key = key or (stored.signing_key if stored is not None else "")
     if len(key) < MIN_SIGNING_KEY:
         raise NotificationError(

@@ -15,6 +15,9 @@ class RuleIn(BaseModel):
     events: list[str] = Field(default_factory=list, description="which events (none: all six)")
     branches: list[str] = Field(default_factory=list, description="branch globs (none: every branch)")
     recipients: list[str] = Field(default_factory=list, description="e-mail addresses (email channel)")
+    pull_requests: bool = Field(
+        default=False, description="also builds of pull requests from the repository itself (never a fork's)"
+    )
     # SecretStr: never in a repr, a log line or a validation error. Left out when a rule is
     # replaced: the stored one is kept.
     url: SecretStr | None = Field(default=None, description="the webhook URL (slack, webhook)")
@@ -42,6 +45,7 @@ class RuleOut(BaseModel):
     events: list[str]
     branches: list[str]
     recipients: list[str]
+    pull_requests: bool
     url_set: bool
     signing_key_set: bool
     created_by: str

@@ -39,17 +39,22 @@ def test_add_list_test_and_remove_a_signed_webhook(env: dict[str, str], receiver
     assert added.returncode == 0, added.stderr
     key = added.stdout.strip().splitlines()[-1]
     assert "not shown again" in added.stderr and len(key) >= 32
-    ok(env, "notify", "add", "acme/app", "team", "--email", "dev@example.com", "--event", "build.failed")
+    ok(
+        env, "notify", "add", "acme/app", "team", "--email", "dev@example.com", "--event", "build.failed",
+        "--pull-requests",
+    )  # fmt: skip
     table = ok(env, "notify", "list", "acme/app").splitlines()
     assert table[0].split() == ["NAME", "CHANNEL", "TO", "EVENTS", "BRANCHES", "LAST"]
     assert table[1].split()[:3] == ["hook", "webhook", "url"] and "dev@example.com" in table[2]
     listed = as_json(env, "notify", "list", "acme/app")
     assert [rule["name"] for rule in listed] == ["hook", "team"] and listed[0]["signing_key_set"]
+    assert [rule["pull_requests"] for rule in listed] == [False, True]
     assert "SECRETPATH" not in str(listed) and key not in str(listed)
 
     assert "delivered" in ok(env, "notify", "test", "acme/app", "hook")
     [request] = receiver.requests
-    expected = "sha256=" + hmac.new(key.encode(), request.body, hashlib.sha256).hexdigest()
+    signed = f"{request.headers['x-greenlight-timestamp']}.{request.headers['x-greenlight-delivery']}."
+    expected = "sha256=" + hmac.new(key.encode(), signed.encode() + request.body, hashlib.sha256).hexdigest()
     assert request.path == "/hooks/SECRETPATH" and request.headers["x-greenlight-signature-256"] == expected
 
     receiver.answers = [(500, {})]

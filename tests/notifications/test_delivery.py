@@ -97,7 +97,8 @@ def test_a_failed_build_posts_a_signed_versioned_body_once(
     build_id = end_build(session_factory, JobState.failed)
     assert send(session_factory, notifying).sent and not send(session_factory, notifying).sent
     [request] = receiver.requests
-    expected = "sha256=" + hmac.new(KEY.encode(), request.body, hashlib.sha256).hexdigest()
+    signed = f"{request.headers['x-greenlight-timestamp']}.{request.headers['x-greenlight-delivery']}."
+    expected = "sha256=" + hmac.new(KEY.encode(), signed.encode() + request.body, hashlib.sha256).hexdigest()
     assert hmac.compare_digest(request.headers["x-greenlight-signature-256"], expected)
     assert request.headers["x-greenlight-event"] == "build.failed" and request.path == "/in"
     body = json.loads(request.body)
@@ -107,7 +108,8 @@ def test_a_failed_build_posts_a_signed_versioned_body_once(
         "version": 1, "event": "build.failed", "repository": "acme/widgets", "branch": "main",
         "commit": {"sha": "a" * 40, "message": "Fix the widget", "author": "Jane Doe"},
         "build": {"number": number, "state": "failed", "reason": body["build"]["reason"],
-                  "url": f"{PUBLIC_URL}/acme/widgets/builds/{number}"},
+                  "url": f"{PUBLIC_URL}/acme/widgets/builds/{number}",
+                  "event": "push", "pull_request": None, "from_fork": False},
         "deployment": None, "occurred_at": body["occurred_at"],
     }  # fmt: skip
 
