@@ -1,16 +1,21 @@
 """Start a build of a ref without a push: a person asks for one (event ``manual``), or a schedule.
 
 The commit comes from the registered repository's clone URL, never from the request: a branch's
-or tag's commit is asked of the git server, and a commit named in the request must be in the
-branch's history (or be the tag's commit). The build then takes a push's path: planning reads
-the pipeline at that commit and applies its `when:`, the GitHub status follows, and a green
-build of a branch that deploys on its own deploys, unless the request said not to or the commit
-is not the branch's head (only a branch's head ever deploys).
+or tag's commit is asked of the git server, and a commit named in the request must be the tag's
+commit, the branch's head, or a commit of the branch's history that Greenlight already built as
+the branch's head (any other commit of the history, such as an intermediate commit of a merged
+feature branch, was never reviewed as the branch and would get its branch-limited secrets). The
+build then takes a push's path: planning reads the pipeline at that commit and applies its
+`when:`, the GitHub status follows, and a green build of a branch that deploys on its own
+deploys, unless the request said not to, the commit is not the branch's head (only a branch's
+head ever deploys) or the request gave extra variables (a variable can switch the tests off, and
+an untested head must not deploy).
 
-Extra variables are untrusted input: names are checked, Greenlight's own names and names that
-change how programs start are refused, and at planning they sit underneath everything else (the
-file's `env:`, matrix values, a step's `env:`, secrets and Greenlight's variables all win), so a
-variable can only fill a name nothing else sets. They reach the build's steps, never a deploy job.
+Extra variables are for values the pipeline reads: names are checked, Greenlight's own names and
+names that change how programs start or redirect what a step installs or runs are refused, and
+at planning they sit underneath everything else (the file's `env:`, matrix values, a step's
+`env:`, secrets and Greenlight's variables all win), so a variable can only fill a name nothing
+else sets. They reach the build's steps, never a deploy job.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from contract.names import FULL_NAME_SHAPE, REF_NAME_SHAPE, is_commit_sha, is_full_name, is_ref_name
@@ -39,12 +45,21 @@ START_EVENTS = frozenset({MANUAL_EVENT, "cron"})
 MAX_VARIABLES = 50
 MAX_VARIABLE_BYTES = 4096
 # Names that change how a program or a shell starts (what it loads, runs first or finds on the
-# path): a variable could turn a step that holds a secret into something else.
-_STARTUP_NAMES = re.compile(
+# path), or redirect what a step installs or runs (package indexes, proxies, CA bundles, compiler
+# wrappers, the home directory holding tools' configuration): a variable could turn a step that
+# holds a secret into something else. The one list of refused names.
+_REFUSED_NAMES = re.compile(
     r"^(?:LD_.*|DYLD_.*|BASH_ENV|ENV|PATH|IFS|PS4|SHELLOPTS|BASHOPTS|CDPATH|PYTHON.*|NODE_OPTIONS|"
-    r"PERL5OPT|PERL5LIB|RUBYOPT|JAVA_TOOL_OPTIONS|_JAVA_OPTIONS|GIT_.*)$",
+    r"PERL5OPT|PERL5LIB|PERLLIB|RUBYOPT|RUBYLIB|GEM_.*|BUNDLE_.*|JAVA_TOOL_OPTIONS|_JAVA_OPTIONS|"
+    r"JDK_JAVA_OPTIONS|MAVEN_OPTS|GRADLE_OPTS|GIT_.*|PIP_.*|UV_.*|NPM_CONFIG_.*|YARN_.*|NODE_PATH|"
+    r"NODE_EXTRA_CA_CERTS|GOPROXY|GOFLAGS|GONOSUMDB|GONOSUMCHECK|GOINSECURE|GOPRIVATE|GOSUMDB|"
+    r"GOTOOLCHAIN|CARGO_.*|RUSTC|RUSTC_WRAPPER|RUSTFLAGS|GCONV_PATH|HOME|XDG_CONFIG_HOME|.*_PROXY|"
+    r"SSL_CERT_FILE|SSL_CERT_DIR|REQUESTS_CA_BUNDLE|CURL_CA_BUNDLE|CURL_HOME|DOCKER_.*)$",
     re.IGNORECASE,
 )
+# A started commit that is not the branch's head says so in its reason: such a build is no
+# evidence that the commit was ever the head.
+_NOT_THE_HEAD = "is not the head of"
 _VARIABLE_NAME = re.compile(NAME_PATTERN)
 
 
@@ -62,6 +77,10 @@ class UnknownRepository(StartRefused):
 
 class RefNotFound(StartRefused):
     """The branch or tag does not exist, or the commit is not on it."""
+
+
+class CommitNotBuiltAsHead(RefNotFound):
+    """A commit of the branch's history that Greenlight never built as the branch's head."""
 
 
 class RepositoryUnreachable(StartRefused):
@@ -107,9 +126,19 @@ def start_build(
         raise UnknownRepository(f"repository {request.repository} is not registered")
     mirror = mirror_for(session, settings, repository)
     sha, no_deploy_reason = _resolve(mirror, request)
+    # A reason from _resolve: a commit of the branch's history other than its head.
+    if no_deploy_reason is not None and not _built_as_head(session, repository.id, request.branch, sha):
+        raise CommitNotBuiltAsHead(
+            f"commit {sha} was never built as the head of {request.branch}: only the head of "
+            f"{request.branch} or a commit built earlier as its head can be started"
+        )
     author, message = mirror.commit_summary(sha)  # from the mirror, which now holds the commit
-    if not request.deploy:
+    if no_deploy_reason is None and not request.deploy:
         no_deploy_reason = f"not deployed: {request.started_by} started it without deploying"
+    if no_deploy_reason is None and variables:
+        no_deploy_reason = (
+            "not deployed: started with extra variables: variables can change what the tests do"
+        )
     kind, name = ("heads", request.branch) if request.branch is not None else ("tags", request.tag)
     build = Build(
         repository_id=repository.id,
@@ -148,9 +177,10 @@ def check_variables(variables: Mapping[str, str]) -> dict[str, str]:
             )
         if name.upper().startswith("GREENLIGHT_") or name.upper() == "CI":
             raise InvalidStartRequest(f"{name!r} is reserved for the variables Greenlight sets itself")
-        if _STARTUP_NAMES.match(name):
+        if _REFUSED_NAMES.match(name):
             raise InvalidStartRequest(
-                f"{name!r} changes how programs start; it cannot be given as an extra variable"
+                f"{name!r} changes how programs start or what a step installs or runs; "
+                "it cannot be given as an extra variable"
             )
         if not isinstance(value, str) or "\0" in value or len(value.encode()) > MAX_VARIABLE_BYTES:
             raise InvalidStartRequest(
@@ -158,6 +188,23 @@ def check_variables(variables: Mapping[str, str]) -> dict[str, str]:
             )
         checked[name] = value
     return checked
+
+
+def _built_as_head(session: Session, repository_id: int, branch: str | None, sha: str) -> bool:
+    """Whether Greenlight built ``sha`` as the head of ``branch``: pushed as it, or started while it
+    was the head."""
+    started_as_head = sa.and_(
+        Build.event.in_(START_EVENTS),
+        sa.or_(Build.no_deploy_reason.is_(None), ~Build.no_deploy_reason.contains(_NOT_THE_HEAD)),
+    )
+    built = sa.exists().where(
+        Build.repository_id == repository_id,
+        Build.branch == branch,
+        Build.ref == f"refs/heads/{branch}",
+        Build.commit_sha == sha,
+        sa.or_(Build.event == "push", started_as_head),
+    )
+    return bool(session.scalar(sa.select(built)))
 
 
 def _check_ref(request: StartRequest) -> None:
@@ -201,7 +248,7 @@ def _resolve(mirror: Mirror, request: StartRequest) -> tuple[str, str | None]:
         if not mirror.is_ancestor(request.commit, head):
             raise RefNotFound(f"commit {request.commit} is not in the history of branch {request.branch}")
         return request.commit, (
-            f"not deployed: {request.commit[:12]} is not the head of {request.branch} "
+            f"not deployed: {request.commit[:12]} {_NOT_THE_HEAD} {request.branch} "
             f"(the head is {head[:12]}); only a branch's head deploys"
         )
     except GitError as error:

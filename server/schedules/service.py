@@ -15,6 +15,9 @@ from server.models.base import utcnow
 from server.schedules.cron import ScheduleError, check_cron, check_timezone, next_due
 from server.schedules.schemas import ScheduleIn
 
+# Schedules one repository may hold: each fires builds on the server's time, at someone's word.
+MAX_SCHEDULES_PER_REPOSITORY = 50
+
 
 class ScheduleNotFound(LookupError):
     pass
@@ -37,6 +40,14 @@ def add_schedule(
         variables = check_variables(asked.variables)
     except InvalidStartRequest as error:
         raise ScheduleError(str(error)) from None
+    # The repository's row, locked, counts the schedules of concurrent adds one after the other.
+    session.execute(sa.select(Repository.id).where(Repository.id == repository.id).with_for_update())
+    held = sa.select(sa.func.count()).select_from(Schedule).where(Schedule.repository_id == repository.id)
+    if (session.scalar(held) or 0) >= MAX_SCHEDULES_PER_REPOSITORY:
+        raise ScheduleError(
+            f"a repository holds at most {MAX_SCHEDULES_PER_REPOSITORY} schedules and "
+            f"{repository.full_name} has them: remove one first"
+        )
     taken = sa.select(Schedule.id).where(Schedule.repository_id == repository.id, Schedule.name == asked.name)
     if session.scalar(taken) is not None:
         raise ScheduleExists(f"{repository.full_name} already has a schedule called {asked.name}")

@@ -96,11 +96,12 @@ def test_a_branch_build_takes_the_head_from_the_clone_url_and_waits_for_planning
                                                                    "refs/heads/staging")  # fmt: skip
     assert build.commit_sha == head and build.commit_message == "second commit"
     assert build.started_by == "alice" and build.variables == {"TARGET": "eu"}
-    assert build.no_deploy_reason is None and build.number == 1
+    assert build.no_deploy_reason is not None and "started with extra variables" in build.no_deploy_reason
+    assert build.number == 1
     assert transport.planned == [build.id]  # asked after the commit
 
 
-def test_planning_a_started_build_applies_when_event_manual_variables_and_deploy_on_green(
+def test_planning_a_started_build_applies_when_event_manual_and_variables(
     session_factory: sessionmaker[Session], settings: Settings, transport: RecordingTransport, repo_name: str
 ) -> None:
     build = start(session_factory, settings, transport, branch="staging",
@@ -110,7 +111,8 @@ def test_planning_a_started_build_applies_when_event_manual_variables_and_deploy
     with session_factory() as session:
         planned = session.get(Build, build.id)
         assert planned is not None and planned.state is BuildState.queued
-        assert planned.deploys_on_green is True  # a manual build of a deploying branch deploys on green
+        # A variable can switch the tests off: a build started with one never deploys.
+        assert planned.deploys_on_green is False
         [job] = session.scalars(sa.select(Job).where(Job.build_id == build.id)).all()
         # A variable fills a name nothing else sets; the file's own env wins over it.
         assert job.env["TARGET"] == "eu" and job.env["GREETING"] == "hello"
@@ -123,11 +125,11 @@ def test_no_deploy_and_a_commit_behind_the_head_are_built_but_never_deploy(
     session_factory: sessionmaker[Session], settings: Settings, transport: RecordingTransport,
     origin: Origin, repo_name: str,
 ) -> None:  # fmt: skip
-    origin.push("staging", "newer")
     no_deploy = start(session_factory, settings, transport, branch="staging", deploy=False)
+    origin.push("staging", "newer")
     older = start(session_factory, settings, transport, branch="staging", commit=origin.first)
     assert no_deploy.no_deploy_reason == "not deployed: alice started it without deploying"
-    assert older.commit_sha == origin.first
+    assert no_deploy.commit_sha == older.commit_sha == origin.first  # built earlier as the head
     assert older.no_deploy_reason is not None and "is not the head of staging" in older.no_deploy_reason
     for build in (no_deploy, older):
         with session_factory.begin() as session:
