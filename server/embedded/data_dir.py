@@ -30,12 +30,22 @@ class DataDirInUseError(RuntimeError):
     """Another `greenlight up` runs on this data directory."""
 
 
+def _make_parents(data: Path) -> None:
+    """The directories above ``data`` that do not exist yet, made as `mkdir -p` makes them
+    (0755, whatever the umask): PostgreSQL's own user must pass through them, run as root."""
+    missing = [parent for parent in data.absolute().parents if not parent.exists()]
+    for parent in reversed(missing):
+        parent.mkdir(exist_ok=True)
+        parent.chmod(0o755)  # a passage holding only the data directory, which is 0700
+
+
 def keep_private(data: Path) -> None:
     """The data directory holds the key that decrypts every secret, the runner token, the webhook
     secret and the databases: it is 0700 and all created in it 0600/0700 (the umask, which the
     servers and the Greenlight processes inherit). Files of an older, laxer install are tightened."""
+    _make_parents(data)
     os.umask(0o077)
-    data.mkdir(mode=0o700, parents=True, exist_ok=True)
+    data.mkdir(mode=0o700, exist_ok=True)
     data.chmod(0o700)
     for path in data.iterdir():
         if path.name.startswith(_PRIVATE_FILES) and path.is_file() and not path.is_symlink():

@@ -26,3 +26,18 @@ def test_data_an_earlier_root_start_kept_in_its_home_is_named_not_left_behind(tm
     assert refusal is not None and f"mv {earlier} {new}" in refusal
     new.mkdir(parents=True)
     assert earlier_data_refusal(new, earlier) is None  # moved, or chosen: it is used
+
+
+def test_directories_up_makes_above_the_data_directory_may_be_passed_through(tmp_path: Path) -> None:
+    """`--data-dir /srv/ci/greenlight` where /srv/ci does not exist yet: the directories `up` makes
+    on the way are passable like those of `mkdir -p` (PostgreSQL's own user must pass them, run
+    as root); the data directory itself stays private."""
+    import stat
+
+    from server.embedded.data_dir import keep_private
+
+    data = tmp_path / "srv" / "ci" / "greenlight"
+    keep_private(data)
+    for made in (tmp_path / "srv", tmp_path / "srv" / "ci"):
+        assert stat.S_IMODE(made.stat().st_mode) == 0o755, made
+    assert stat.S_IMODE(data.stat().st_mode) == 0o700
