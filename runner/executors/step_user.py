@@ -66,6 +66,14 @@ def step_user_problem(user: StepUser, runner_dir: Path, data_dir: Path | None) -
     for what, directory in guarded:
         if directory.exists() and directory.stat().st_uid == user.uid:
             return f"{user.name} owns {what} {directory}: steps run as it could read its keys and tokens"
+    if data_dir is not None and data_dir.exists():
+        status = data_dir.stat()
+        # `greenlight up` run as root lets PostgreSQL's own user through by its group (0710).
+        if status.st_gid == user.gid and status.st_mode & 0o010:
+            return (
+                f"{user.name}'s group may pass through the data directory {data_dir} (the embedded "
+                "PostgreSQL's user): steps run as it could reach the server's database"
+            )
     if os.geteuid() != 0:
         return f"the runner runs as uid {os.geteuid()}, not root: it cannot run steps as {user.name}"
     for parent in reversed(runner_dir.resolve().parents):

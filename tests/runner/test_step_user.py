@@ -44,6 +44,17 @@ def test_root_is_refused(base: Path) -> None:
         worker.local_step_users(settings(base / "runner", runner_run_as="root"))
 
 
+def test_a_user_whose_group_passes_through_the_data_directory_is_refused(base: Path) -> None:
+    """Started as root, `greenlight up` lets PostgreSQL's own user through the data directory by
+    its group (0710) to its cluster: steps run as that user would reach every row of the server."""
+    for name in ("runner", "data"):
+        (base / name).mkdir()
+    os.chown(base / "data", 0, NOBODY.gid)
+    (base / "data").chmod(0o710)
+    with pytest.raises(SystemExit, match="nobody's group may pass through the data directory"):
+        worker.local_step_users(settings(base / "runner", data_dir=base / "data"))
+
+
 def test_a_user_that_does_not_exist_is_refused(base: Path) -> None:
     with pytest.raises(SystemExit, match="there is no user 'no-such-user-here'"):
         worker.local_step_users(settings(base / "runner", runner_run_as="no-such-user-here"))
