@@ -100,7 +100,12 @@ def test_a_default_runner_without_docker_takes_no_job_says_so_and_resumes(
         assert "the Docker engine does not answer" in str(shown["unavailable_reason"])
         assert "LOCAL PROCESSES" not in log.read_text()
 
-        cli_env = {**stack.env, "GREENLIGHT_SERVER_URL": stack.url}
+        engine = make_engine(stack.env["GREENLIGHT_DATABASE_URL"])
+        with make_session_factory(engine).begin() as session:
+            token = factories.user_token(session, "operator")
+        engine.dispose()
+        # doctor asks the server (a user token); runner list is public.
+        cli_env = {**stack.env, "GREENLIGHT_SERVER_URL": stack.url, "GREENLIGHT_TOKEN": token}
         listed = subprocess.run(
             [sys.executable, "-m", "server.cli.main", "runner", "list"],
             env=cli_env,

@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session
 from server.auth.reading import SIGNED_IN
 from server.builds.listing import branches_with_latest_build, dashboard_rows
 from server.logs import queries
-from server.models import LogChunk
+from server.models import BuildState, LogChunk
 from tests import factories
 
 pytestmark = pytest.mark.integration
@@ -18,6 +18,8 @@ pytestmark = pytest.mark.integration
 def test_dashboard_branches_line_ranges_and_search(session: Session) -> None:
     repo = factories.repository(session, full_name="acme/app")
     builds = [factories.build(session, repo, branch=name) for name in ("main", "dev", "main", "dev", "x")]
+    for build in builds:
+        build.state = BuildState.passed  # the dashboard's default-branch column shows finished builds
     job = factories.job(session, builds[-1])
     for seq in range(3):
         lines = [[0, "o", f"\x1b[1mline\x1b[0m {seq * 10 + n}"] for n in range(10)]
