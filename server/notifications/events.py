@@ -121,8 +121,8 @@ def enqueue(
 def _build_event(
     session: Session, build: Build, change: BuildChanged
 ) -> tuple[str, str, dict[str, Any]] | None:
-    """The state and reason come from ``change`` (the row in this session may have been changed by
-    a statement that bypassed it)."""
+    """The state and reason come from ``change``: the loaded row may be stale, as a statement
+    that bypassed the ORM may have changed it."""
     state = change.state
     if state in (BuildState.failed, BuildState.timed_out):
         event = "build.failed"
