@@ -11,7 +11,7 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, Query
 from pydantic import BaseModel, Field
 
-from server.auth.reading import SIGNED_IN, Reader, ReaderDep
+from server.auth.reading import SIGNED_IN, ReaderDep
 from server.auth.users import UserDep
 from server.deploys.actions import approve_deployment, promote, rollback
 from server.deploys.messages import announce_after_commit
@@ -24,7 +24,7 @@ from server.deploys.queries import (
 from server.deploys.schemas import DeploymentOut, EnvironmentOut, deployment_out
 from server.deps import SessionDep, StateDep
 from server.models import Deployment, Environment, Repository
-from server.repos.service import get_repository
+from server.repos.access import readable_repository
 
 router = APIRouter(prefix="/api", tags=["deploys"])
 
@@ -35,18 +35,11 @@ class PromoteIn(BaseModel):
     source: str = Field(alias="from", min_length=1, max_length=100)
 
 
-def _repository(session: SessionDep, full_name: str, reader: Reader) -> Repository:
-    repository = reader.shown(get_repository(session, full_name))
-    if repository is None:
-        raise HTTPException(404, f"{full_name} is not registered")
-    return repository
-
-
 @router.get("/environments")
 def list_environments(
     session: SessionDep, state: StateDep, reader: ReaderDep, repository: RepositoryParam = None
 ) -> list[EnvironmentOut]:
-    repository_id = _repository(session, repository, reader).id if repository else None
+    repository_id = readable_repository(session, repository, reader).id if repository else None
     return environments_out(session, state.settings.public_url, repository_id, reader=reader)
 
 
@@ -59,7 +52,7 @@ def list_deployments(
     repository: RepositoryParam = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> list[DeploymentOut]:
-    repository_id = _repository(session, repository, reader).id if repository else None
+    repository_id = readable_repository(session, repository, reader).id if repository else None
     found = find_by_name(session, name, repository_id, reader)
     if found is None:
         raise HTTPException(404, f"no environment {name!r}" + (f" in {repository}" if repository else ""))
@@ -70,7 +63,7 @@ def list_deployments(
 def promote_environment(
     owner: str, name: str, target: str, body: PromoteIn, session: SessionDep, state: StateDep, user: UserDep
 ) -> DeploymentOut:
-    repository = _repository(session, f"{owner}/{name}", SIGNED_IN)  # a user token reads all
+    repository = readable_repository(session, f"{owner}/{name}", SIGNED_IN)  # a user token reads all
     deployment, announcements = promote(
         session, state.settings, repository, body.source, target, f"{user.name} (promote)"
     )
@@ -82,7 +75,7 @@ def promote_environment(
 def rollback_environment(
     owner: str, name: str, environment: str, session: SessionDep, state: StateDep, user: UserDep
 ) -> DeploymentOut:
-    repository = _repository(session, f"{owner}/{name}", SIGNED_IN)  # a user token reads all
+    repository = readable_repository(session, f"{owner}/{name}", SIGNED_IN)  # a user token reads all
     deployment, announcements = rollback(session, repository, environment, f"{user.name} (rollback)")
     announce_after_commit(session, announcements)
     return _out(session, deployment.environment_id, repository, deployment, state.settings.public_url)
@@ -93,7 +86,7 @@ def approve(
     owner: str, name: str, deployment_id: int, session: SessionDep, state: StateDep, user: UserDep
 ) -> DeploymentOut:
     """Let a deployment that waits for approval go ahead (it runs once its environment is free)."""
-    repository = _repository(session, f"{owner}/{name}", SIGNED_IN)
+    repository = readable_repository(session, f"{owner}/{name}", SIGNED_IN)
     deployment, announcements = approve_deployment(session, repository, deployment_id, user.name)
     announce_after_commit(session, announcements)
     return _out(session, deployment.environment_id, repository, deployment, state.settings.public_url)

@@ -3,29 +3,21 @@ changed with a user token only."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, HTTPException
+from fastapi import APIRouter
 
-from server.auth.reading import SIGNED_IN, Reader, ReaderDep
+from server.auth.reading import SIGNED_IN, ReaderDep
 from server.auth.users import UserDep
 from server.deps import SessionDep
 from server.environments.schemas import EnvironmentRuleIn, EnvironmentRuleOut
 from server.environments.service import rule_out, rules_of, set_rule
-from server.models import Repository
-from server.repos.service import get_repository
+from server.repos.access import readable_repository
 
 router = APIRouter(prefix="/api/repos/{owner}/{name}/environments", tags=["environments"])
 
 
-def _repository(session: SessionDep, owner: str, name: str, reader: Reader) -> Repository:
-    repository = reader.shown(get_repository(session, f"{owner}/{name}"))
-    if repository is None:
-        raise HTTPException(404, f"{owner}/{name} is not registered")
-    return repository
-
-
 @router.get("")
 def list_rules(owner: str, name: str, session: SessionDep, reader: ReaderDep) -> list[EnvironmentRuleOut]:
-    repository = _repository(session, owner, name, reader)
+    repository = readable_repository(session, f"{owner}/{name}", reader)
     return [
         rule_out(repository, environment.name, environment) for environment in rules_of(session, repository)
     ]
@@ -35,7 +27,7 @@ def list_rules(owner: str, name: str, session: SessionDep, reader: ReaderDep) ->
 def show_rule(
     owner: str, name: str, environment: str, session: SessionDep, reader: ReaderDep
 ) -> EnvironmentRuleOut:
-    repository = _repository(session, owner, name, reader)
+    repository = readable_repository(session, f"{owner}/{name}", reader)
     found = next((e for e in rules_of(session, repository) if e.name == environment), None)
     return rule_out(repository, environment, found)
 
@@ -46,6 +38,6 @@ def put_rule(
 ) -> EnvironmentRuleOut:
     """Change the environment's rule (the fields given); it holds for deployments asked for from
     now on and for deploy jobs not yet claimed."""
-    repository = _repository(session, owner, name, SIGNED_IN)
+    repository = readable_repository(session, f"{owner}/{name}", SIGNED_IN)
     changed = set_rule(session, repository, environment, body, user.name)
     return rule_out(repository, changed.name, changed)

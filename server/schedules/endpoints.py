@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Query, Response
+from fastapi import APIRouter, Query, Response
 
-from server.auth.reading import SIGNED_IN, Reader, ReaderDep
+from server.auth.reading import SIGNED_IN, ReaderDep
 from server.auth.users import UserDep
 from server.deps import SessionDep
-from server.models import Repository
-from server.repos.service import get_repository
+from server.repos.access import readable_repository
 from server.schedules.queries import MAX_FIRINGS_SHOWN, firings_of, schedule_out, schedules_out
 from server.schedules.schemas import FiringOut, ScheduleIn, ScheduleOut
 from server.schedules.service import add_schedule, find_schedule, remove_schedule, schedules_of, set_paused
@@ -18,16 +17,9 @@ from server.schedules.service import add_schedule, find_schedule, remove_schedul
 router = APIRouter(prefix="/api/repos/{owner}/{name}/schedules", tags=["schedules"])
 
 
-def _repository(session: SessionDep, owner: str, name: str, reader: Reader) -> Repository:
-    repository = reader.shown(get_repository(session, f"{owner}/{name}"))
-    if repository is None:
-        raise HTTPException(404, f"{owner}/{name} is not registered")
-    return repository
-
-
 @router.get("")
 def list_schedules(owner: str, name: str, session: SessionDep, reader: ReaderDep) -> list[ScheduleOut]:
-    repository = _repository(session, owner, name, reader)
+    repository = readable_repository(session, f"{owner}/{name}", reader)
     return schedules_out(session, repository, schedules_of(session, repository))
 
 
@@ -36,7 +28,7 @@ def create_schedule(
     owner: str, name: str, body: ScheduleIn, session: SessionDep, user: UserDep
 ) -> ScheduleOut:
     """Add a schedule; it is first due at its expression's next time from now."""
-    repository = _repository(session, owner, name, SIGNED_IN)
+    repository = readable_repository(session, f"{owner}/{name}", SIGNED_IN)
     schedule = add_schedule(session, repository, body, user.name)
     return schedule_out(repository, schedule, None)
 
@@ -45,7 +37,7 @@ def create_schedule(
 def show_schedule(
     owner: str, name: str, schedule: str, session: SessionDep, reader: ReaderDep
 ) -> ScheduleOut:
-    repository = _repository(session, owner, name, reader)
+    repository = readable_repository(session, f"{owner}/{name}", reader)
     [out] = schedules_out(session, repository, [find_schedule(session, repository, schedule)])
     return out
 
@@ -60,7 +52,7 @@ def list_firings(
     limit: Annotated[int, Query(ge=1, le=MAX_FIRINGS_SHOWN)] = 50,
 ) -> list[FiringOut]:
     """Its latest firings, newest first: when each was due, when it fired, and what came of it."""
-    repository = _repository(session, owner, name, reader)
+    repository = readable_repository(session, f"{owner}/{name}", reader)
     found = find_schedule(session, repository, schedule)
     return firings_of(session, [found.id], latest_only=False, limit=limit).get(found.id, [])
 
@@ -78,7 +70,7 @@ def resume_schedule(owner: str, name: str, schedule: str, session: SessionDep, u
 
 @router.delete("/{schedule}", status_code=204)
 def delete_schedule(owner: str, name: str, schedule: str, session: SessionDep, user: UserDep) -> Response:
-    repository = _repository(session, owner, name, SIGNED_IN)
+    repository = readable_repository(session, f"{owner}/{name}", SIGNED_IN)
     remove_schedule(session, find_schedule(session, repository, schedule))
     return Response(status_code=204)
 
@@ -86,7 +78,7 @@ def delete_schedule(owner: str, name: str, schedule: str, session: SessionDep, u
 def _set_paused(
     session: SessionDep, owner: str, name: str, schedule: str, paused: bool, who: str
 ) -> ScheduleOut:
-    repository = _repository(session, owner, name, SIGNED_IN)
+    repository = readable_repository(session, f"{owner}/{name}", SIGNED_IN)
     changed = set_paused(session, find_schedule(session, repository, schedule), paused, who)
     [out] = schedules_out(session, repository, [changed])
     return out
