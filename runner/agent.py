@@ -90,6 +90,9 @@ class RunnerAgent:
         self.refused: str | None = None
         self._on_refused = on_refused
         self._slots = threading.BoundedSemaphore(settings.runner_concurrency)
+        # Claims sent and not yet answered, and a condition that says when one is.
+        self._claims_in_flight = 0
+        self._claim_answered = threading.Condition()
         self.shutdown = threading.Event()  # cancel running jobs now
         self.draining = threading.Event()  # finish running jobs, claim no new ones
         self.runner_id: int | None = None
@@ -265,7 +268,11 @@ class RunnerAgent:
         bind(runner_id=self.runner_id)  # this thread is the Celery pool's or the startup claim's
         while not self.draining.is_set() and self.runner_id is not None and self.unavailable is None:
             if not self._slots.acquire(blocking=False):
-                return ran  # every slot is busy; each busy slot claims again when it is done
+                # Every slot is busy. One that runs a job claims again when it is done; one
+                # that is claiming covers this call only if its claim is answered.
+                if not self._await_claims_in_flight() or self.out_of_touch:
+                    return ran
+                continue
             try:
                 # A claim whose reply was lost may have taken a job on the server: ask again with
                 # the same key, and the server hands that job back instead of leaving it to be lost.
@@ -348,13 +355,27 @@ class RunnerAgent:
         outage budget may only count from earlier than the server's, never later)."""
         assert self.runner_id is not None
         sent = time.monotonic()
+        with self._claim_answered:
+            self._claims_in_flight += 1
         try:
             claimed = self.api.claim(self.runner_id, key)
         except ServerUnavailable:
             self._unconfirmed_claims.append(key)
             self.out_of_touch = True
             raise
+        finally:
+            with self._claim_answered:
+                self._claims_in_flight -= 1
+                self._claim_answered.notify_all()
         return claimed, sent
+
+    def _await_claims_in_flight(self) -> bool:
+        """Wait until no claim is in flight; False at once when none was."""
+        with self._claim_answered:
+            if not self._claims_in_flight:
+                return False
+            self._claim_answered.wait_for(lambda: not self._claims_in_flight)
+        return True
 
     def _refuse(self, error: RunnerApiError) -> None:
         """The server will never take this token again: claim nothing (wake-ups go back to the

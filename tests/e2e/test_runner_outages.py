@@ -140,7 +140,8 @@ def test_a_wake_up_a_cut_off_runner_cannot_act_on_goes_back_for_another_runner(
         deadline = time.monotonic() + 45
         while taken is None and time.monotonic() < deadline:
             taken = broker.brpop([queue], timeout=1)
-    assert taken is not None, "the cut-off runner used the wake-up up: no other runner got it"
+        waker_log = stack.tail("waker", 80)
+    assert taken is not None, f"the cut-off runner used the wake-up up: no other runner got it\n{waker_log}"
     message = json.loads(taken[1])
     assert message["headers"]["task"] == JOB_AVAILABLE_TASK
     assert json.loads(base64.b64decode(message["body"]))[1] == {"job_id": 424242}

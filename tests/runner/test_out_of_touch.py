@@ -146,3 +146,57 @@ def test_a_runner_says_it_stopped_only_once_shutting_down_with_no_copy_left_unco
     agent = agent_for(server, FakeExecutor([]), tmp_path)
     agent.draining.set()
     assert agent.report_stopped() is True and server.said_stopped == [1]
+
+
+class SlowAwayServer(AwayServer):
+    """Its claims hang until ``answer`` is set, then fail: a server that went away meanwhile."""
+
+    def __init__(self, job: ClaimedJob) -> None:
+        super().__init__(job)
+        self.claiming = threading.Event()
+        self.answer = threading.Event()
+
+    def claim(self, runner_id: int, claim_key: str | None = None) -> ClaimedJob | None:
+        self.claiming.set()
+        self.answer.wait(10)
+        return super().claim(runner_id, claim_key)
+
+
+def test_a_wake_up_that_finds_every_slot_claiming_waits_for_that_claim_and_goes_back_when_it_fails(
+    claimed: ClaimedJob,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """The runner's one slot is busy with a claim (its claim at start-up) when a wake-up comes. The
+    wake-up is covered only if that claim is answered: when it is not, the wake-up belongs to a
+    runner that can claim, not used up here."""
+    server = SlowAwayServer(claimed)
+    agent = agent_for(server, FakeExecutor([StepOutcome.passed] * 3), tmp_path)  # type: ignore[arg-type]
+    threading.Thread(target=agent.work, daemon=True).start()  # the claim at start-up
+    assert server.claiming.wait(5)
+    woken: list[bool] = []
+    waking = threading.Thread(target=lambda: woken.append(agent.wake()), daemon=True)
+    waking.start()
+    waking.join(0.3)
+    assert waking.is_alive(), "the wake-up was used up while the claim it relied on was still unanswered"
+    server.answer.set()
+    waking.join(10)
+    assert woken == [False]
+    assert server.claims == 1, "the wake-up tried a claim of its own against a server known away"
+
+
+def test_a_wake_up_that_finds_every_slot_claiming_is_covered_when_that_claim_is_answered(
+    claimed: ClaimedJob,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    server = SlowAwayServer(claimed)
+    server.away = False
+    agent = agent_for(server, FakeExecutor([StepOutcome.passed] * 3), tmp_path)  # type: ignore[arg-type]
+    threading.Thread(target=agent.work, daemon=True).start()
+    assert server.claiming.wait(5)
+    woken: list[bool] = []
+    waking = threading.Thread(target=lambda: woken.append(agent.wake()), daemon=True)
+    waking.start()
+    server.answer.set()
+    waking.join(10)
+    assert woken == [True]
+    wait_for(lambda: not server.jobs)

@@ -90,6 +90,12 @@ class TcpProxy:
                 _reset(client)
                 continue
             with self._lock:
+                # A cut while the upstream connection was being made would miss this pair and
+                # leave it forwarding through the outage: look at the mode again.
+                if self._mode != "forward" or self._closed:
+                    _reset(client)
+                    _reset(upstream)
+                    continue
                 self._open.update((client, upstream))
                 self.connections += 1
             for source, sink in ((client, upstream), (upstream, client)):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 
@@ -13,13 +14,15 @@ from tests.support.tcp_proxy import TcpProxy
 def echo_server() -> int:
     server = socket.create_server(("127.0.0.1", 0))
 
+    def echo(connection: socket.socket) -> None:
+        with contextlib.suppress(OSError):  # the proxy may reset it
+            while data := connection.recv(1024):
+                connection.sendall(data)
+
     def serve() -> None:
         while True:
             connection, _ = server.accept()
-            threading.Thread(
-                target=lambda c=connection: [c.sendall(d) for d in iter(lambda: c.recv(1024), b"")],
-                daemon=True,
-            ).start()
+            threading.Thread(target=echo, args=(connection,), daemon=True).start()
 
     threading.Thread(target=serve, daemon=True).start()
     return server.getsockname()[1]
@@ -42,3 +45,21 @@ def test_the_proxy_forwards_refuses_holds_and_forwards_again() -> None:
             ask(proxy.port, timeout=0.5)
         proxy.restore()
         assert ask(proxy.port) == b"ping"
+
+
+def test_a_connection_being_made_while_the_proxy_is_cut_is_not_forwarded(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The cut lands between the accept and the upstream connection: that pair must not forward
+    through the outage (a runner's heartbeat would keep reaching the server)."""
+    with TcpProxy("127.0.0.1", echo_server()) as proxy:
+        connect = socket.create_connection
+
+        def cut_while_connecting(*args, **kwargs):  # type: ignore[no-untyped-def]
+            upstream = connect(*args, **kwargs)
+            proxy.cut()
+            return upstream
+
+        monkeypatch.setattr("tests.support.tcp_proxy.socket.create_connection", cut_while_connecting)
+        with pytest.raises(OSError):
+            ask(proxy.port)
