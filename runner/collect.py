@@ -10,6 +10,7 @@ relative to the directory opened before it, and read only if the descriptor is a
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
 from collections.abc import Iterator, Sequence
@@ -116,6 +117,38 @@ def open_collected(workspace: Path, path: str) -> BinaryIO:
         raise CollectError(f"{path}: no longer a regular file")
     os.set_blocking(descriptor, True)
     return os.fdopen(descriptor, "rb")
+
+
+def create_in_workspace(workspace: Path, path: str) -> BinaryIO:
+    """``path`` (relative, '/'-separated) opened for writing, replacing a regular file there,
+    its missing directories made; never through a symlink (a checkout may hold one that points
+    out of the workspace), so nothing outside the workspace is written (``CollectError``)."""
+    segments = path.split("/")
+    if any(segment in ("", ".", "..") for segment in segments):
+        raise CollectError(f"{path}: not a path inside the workspace")
+    directory = os.open(workspace, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        for segment in segments[:-1]:
+            with contextlib.suppress(FileExistsError):
+                os.mkdir(segment, 0o755, dir_fd=directory)
+            try:
+                inner = os.open(segment, _DIR_FLAGS, dir_fd=directory)
+            except OSError as error:
+                raise CollectError(f"{path}: {segment} is not a directory ({error.strerror})") from None
+            os.close(directory)
+            directory = inner
+        try:
+            flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+            descriptor = os.open(segments[-1], flags, 0o644, dir_fd=directory)
+        except OSError as error:
+            raise CollectError(f"{path}: not written ({error.strerror}; links are not followed)") from None
+    finally:
+        os.close(directory)
+    if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+        os.close(descriptor)
+        raise CollectError(f"{path}: not a regular file")
+    os.set_blocking(descriptor, True)
+    return os.fdopen(descriptor, "w+b")
 
 
 def _walk_starts(patterns: list[str]) -> list[tuple[str, ...]]:
