@@ -66,7 +66,7 @@ def allowance(session: Session, job_id: int, token: str, path: str, settings: Se
         raise ArtifactRefused(f"job {job_id} keeps no artifacts (no `artifacts:` in its pipeline file)")
     files, stored = _totals(session, job_id, path)
     if files >= settings.artifact_max_files:
-        raise ArtifactRefused(
+        raise ArtifactTooLarge(
             f"job {job_id} kept {files:,} files already; at most {settings.artifact_max_files:,}"
         )
     return Allowance(job.id, job.build_id, settings.artifact_max_bytes - stored)
