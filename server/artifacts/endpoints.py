@@ -20,6 +20,7 @@ from starlette.concurrency import iterate_in_threadpool
 
 from server.artifacts import service
 from server.auth.reading import Reader, ReaderDep
+from server.blobs.store import store_of
 from server.deps import SessionDep, StateDep
 from server.models import Artifact, Build, Job
 
@@ -84,7 +85,7 @@ def download_artifact(
             f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(name, safe='')}"
         ),
     }
-    chunks = iterate_in_threadpool(service.store_of(state.settings).read(artifact.blob_key))
+    chunks = iterate_in_threadpool(store_of(state.settings).read(artifact.blob_key))
     return StreamingResponse(chunks, media_type="application/octet-stream", headers=headers)
 
 

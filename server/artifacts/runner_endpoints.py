@@ -12,6 +12,7 @@ from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
 from contract.spec import ArtifactFile
 from server.artifacts import service
 from server.auth.users import BearerDep
+from server.blobs.store import store_of
 from server.db import session_scope
 from server.deps import StateDep
 from server.models import Artifact
@@ -31,7 +32,7 @@ async def upload_artifact(
     """One file the job keeps, as the request's body (streamed to the blob store, counted as it
     arrives); a second upload of the same path replaces the first. 413 beyond the limits."""
     settings = state.settings
-    store = service.store_of(settings)
+    store = store_of(settings)
 
     def allowed() -> service.Allowance:
         with session_scope(state.session_factory) as session:
@@ -79,7 +80,7 @@ def fetch_deployed_artifact(job_id: int, artifact_id: int, token: BearerDep, sta
         if artifact is None:
             raise HTTPException(404, f"artifact {artifact_id} is not one of the deployed build's")
         key, size = artifact.blob_key, artifact.size
-    chunks = iterate_in_threadpool(service.store_of(state.settings).read(key))
+    chunks = iterate_in_threadpool(store_of(state.settings).read(key))
     return StreamingResponse(
         chunks, media_type="application/octet-stream", headers={"Content-Length": str(size)}
     )

@@ -19,7 +19,7 @@ from pathlib import Path
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from server.blobs.store import BlobStore, blob_store
+from server.blobs.store import BlobStore
 from server.config import Settings
 from server.models import Artifact, Deployment
 from server.models.base import utcnow
@@ -182,20 +182,3 @@ def _totals(session: Session, job_id: int, replacing: str) -> tuple[int, int]:
         )
     ).one()
     return int(row[0]), int(row[1])
-
-
-_stores: dict[tuple[str, ...], BlobStore] = {}
-
-
-def store_of(settings: Settings) -> BlobStore:
-    """The settings' blob store, made once per process (a boto3 client is not cheap to make)."""
-    key = (
-        str(settings.data_dir),
-        settings.blob_s3_bucket,
-        settings.blob_s3_endpoint_url,
-        settings.blob_s3_region,
-        settings.blob_s3_access_key_id,
-    )
-    if key not in _stores:
-        _stores[key] = blob_store(settings)
-    return _stores[key]

@@ -107,3 +107,20 @@ def blob_store(settings: Settings) -> BlobStore:
         **credentials,
     )
     return S3Store(client, settings.blob_s3_bucket, root / "spool")
+
+
+_stores: dict[tuple[str, ...], BlobStore] = {}
+
+
+def store_of(settings: Settings) -> BlobStore:
+    """The settings' blob store, made once per process (a boto3 client is not cheap to make)."""
+    key = (
+        str(settings.data_dir),
+        settings.blob_s3_bucket,
+        settings.blob_s3_endpoint_url,
+        settings.blob_s3_region,
+        settings.blob_s3_access_key_id,
+    )
+    if key not in _stores:
+        _stores[key] = blob_store(settings)
+    return _stores[key]

@@ -3,6 +3,7 @@ broken runner that lies about sizes or names), and only for the job's token."""
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from server.app import create_app
 from server.config import Settings
 from server.models import Artifact, Job
+from server.models.base import utcnow
 from tests import factories
 from tests.conftest import RecordingTransport
 from tests.queue.test_runner_api import claim, register
@@ -129,3 +131,27 @@ def test_a_job_that_keeps_no_artifacts_uploads_none(
     session.get(Job, claimed["spec"]["job_id"]).artifacts = None  # type: ignore[union-attr]
     session.commit()
     assert upload(client, claimed, "dist/a", b"x").status_code == 422
+
+
+def test_an_expired_artifact_is_not_served_and_prune_deletes_it_and_its_blob(
+    client: TestClient, claimed: dict[str, Any], session: Session, settings: Settings
+) -> None:
+    assert upload(client, claimed, "dist/old", b"o" * 10).status_code == 204
+    assert upload(client, claimed, "dist/new", b"n" * 20).status_code == 204
+    session.execute(
+        sa.update(Artifact).where(Artifact.path == "dist/old").values(expires_at=utcnow() - dt.timedelta(1))
+    )
+    user = factories.user_token(session, "ops")
+    session.commit()
+    build_id = claimed["spec"]["build_id"]
+    listed = client.get(f"/api/builds/{build_id}/artifacts", headers={"Authorization": f"Bearer {user}"})
+    assert [each["path"] for each in listed.json()] == ["dist/new"]
+
+    headers = {"Authorization": f"Bearer {user}"}
+    dry = client.post("/api/admin/prune", json={"dry_run": True}, headers=headers).json()
+    assert (dry["expired_artifacts"], dry["expired_artifact_bytes"]) == (1, 10)
+    assert len(blobs(settings)) == 2
+    pruned = client.post("/api/admin/prune", json={}, headers=headers).json()
+    assert (pruned["expired_artifacts"], pruned["expired_artifact_bytes"]) == (1, 10)
+    assert kept(session, claimed["spec"]["job_id"]) == [("dist/new", 20)]
+    assert [blob.read_bytes() for blob in blobs(settings)] == [b"n" * 20]
