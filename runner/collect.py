@@ -138,7 +138,7 @@ def create_in_workspace(workspace: Path, path: str) -> BinaryIO:
             os.close(directory)
             directory = inner
         try:
-            flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+            flags = os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
             descriptor = os.open(segments[-1], flags, 0o644, dir_fd=directory)
         except OSError as error:
             raise CollectError(f"{path}: not written ({error.strerror}; links are not followed)") from None

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from contract.workspace_globs import WorkspaceGlobError, check_workspace_glob
-from runner.collect import CollectError, collect, open_collected
+from runner.collect import CollectError, collect, create_in_workspace, open_collected
 
 LIMITS = {"max_files": 100, "max_bytes": 1_000_000}
 
@@ -140,3 +140,23 @@ def test_more_bytes_than_the_limit_is_an_error_that_says_so(workspace: Path) -> 
     assert collect(workspace, ["a"], max_files=10, max_bytes=1000).total_bytes == 600
     with pytest.raises(CollectError, match="more than 1,000 bytes"):
         collect(workspace, ["*"], max_files=10, max_bytes=1000)
+
+
+def test_writing_into_the_workspace_makes_directories_and_reads_back(workspace: Path) -> None:
+    with create_in_workspace(workspace, "dist/sub/app.txt") as file:
+        file.write(b"built")
+        file.seek(0)
+        assert file.read() == b"built"
+    assert (workspace / "dist" / "sub" / "app.txt").read_bytes() == b"built"
+
+
+def test_writing_never_goes_through_a_checked_out_symlink(workspace: Path, tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    os.symlink(outside, workspace / "dist")
+    os.symlink(outside / "target", workspace / "file")
+    with pytest.raises(CollectError, match="dist"):
+        create_in_workspace(workspace, "dist/app.txt")
+    with pytest.raises(CollectError, match="file"):
+        create_in_workspace(workspace, "file")
+    assert list(outside.iterdir()) == []
