@@ -93,6 +93,8 @@ def test_a_build_keeps_the_named_files_and_never_a_symlinks_target(stack: Stack,
     assert reply.headers["content-disposition"].startswith('attachment; filename="page.html"')
     assert reply.headers["x-content-type-options"] == "nosniff"
     assert "sandbox" in reply.headers["content-security-policy"]
+    shown = httpx.get(f"{stack.url}{build['url']}", timeout=10).text  # the build page lists them
+    assert f'href="{page["download_url"]}" download>dist/sub/page.html</a>' in shown
     other = httpx.get(f"{stack.url}/api/builds/{build['id'] + 1000}/artifacts/{page['id']}", timeout=10)
     assert other.status_code == 404  # an artifact is found through its own build only
 
