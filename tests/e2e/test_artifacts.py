@@ -44,6 +44,13 @@ steps:
       - exit 3
 """
 ON_SUCCESS_ONLY = ON_FAILURE.replace("  when: on_failure\n", "")
+TOO_MANY = f"""image: {services.DEFAULT_TEST_IMAGE}
+artifacts:
+  paths: ["out/*.txt"]
+steps:
+  - name: build
+    run: mkdir out && cd out && seq 1 1001 | sed 's/$/.txt/' | xargs touch
+"""
 
 
 def _build(stack: Stack, register, origin, pipeline: str, *, public: bool = True) -> dict:  # type: ignore[no-untyped-def]
@@ -128,3 +135,11 @@ def test_a_private_repositorys_artifacts_are_read_only_by_signed_in_readers(  # 
     assert httpx.get(download_url, timeout=10).status_code == 404
     wrong = {"Authorization": "Bearer not-a-token"}
     assert httpx.get(download_url, headers=wrong, timeout=10).status_code in (401, 404)
+
+
+def test_more_files_than_the_servers_limit_fail_the_job_saying_so(stack: Stack, register, origin) -> None:  # type: ignore[no-untyped-def]
+    build = _build(stack, register, origin, TOO_MANY)
+    assert build["state"] == "failed", build
+    assert "more than 1,000 files match; the limit is 1,000" in build["jobs"][0]["reason"], build
+    assert "more than 1,000 files match" in stack.step_log(build, "build")
+    assert httpx.get(f"{stack.url}/api/builds/{build['id']}/artifacts", timeout=10).json() == []
