@@ -109,16 +109,35 @@ def record(
     the limits checked again under the job's lock (uploads of one job may arrive side by side).
     Returns the blob key of the upload it replaced, for the caller to delete once committed."""
     source, size, sha256 = received
+    # Stored before the job's row is locked: the job's heartbeats take that lock, and a large
+    # upload to a bucket may take longer than a lease.
+    key = f"artifacts/{upload.build_id}/{secrets.token_urlsafe(24)}"
+    store.put(key, source)
+    try:
+        replaced = _record_row(session, upload, token, path, key, size, sha256, settings)
+    except BaseException:
+        store.delete(key)
+        raise
+    return replaced
+
+
+def _record_row(
+    session: Session,
+    upload: Allowance,
+    token: str,
+    path: str,
+    key: str,
+    size: int,
+    sha256: str,
+    settings: Settings,
+) -> str | None:
     job = job_for_token(session, upload.job_id, token, lock=True)
     files, stored = _totals(session, job.id, path)
     if files >= settings.artifact_max_files or stored + size > settings.artifact_max_bytes:
-        source.unlink(missing_ok=True)
         raise ArtifactTooLarge(
             f"the job's artifacts would pass {settings.artifact_max_files:,} files or "
             f"{settings.artifact_max_bytes:,} bytes"
         )
-    key = f"artifacts/{job.build_id}/{secrets.token_urlsafe(24)}"
-    store.put(key, source)
     earlier = session.scalar(sa.select(Artifact).where(Artifact.job_id == job.id, Artifact.path == path))
     replaced = None
     if earlier is not None:
@@ -127,22 +146,19 @@ def record(
         session.flush()
     expiry = (job.artifacts or {}).get("expire_seconds")
     now = utcnow()
-    artifact = Artifact(
-        build_id=job.build_id,
-        job_id=job.id,
-        path=path,
-        size=size,
-        sha256=sha256,
-        blob_key=key,
-        created_at=now,
-        expires_at=now + dt.timedelta(seconds=expiry) if expiry else None,
+    session.add(
+        Artifact(
+            build_id=job.build_id,
+            job_id=job.id,
+            path=path,
+            size=size,
+            sha256=sha256,
+            blob_key=key,
+            created_at=now,
+            expires_at=now + dt.timedelta(seconds=expiry) if expiry else None,
+        )
     )
-    session.add(artifact)
-    try:
-        session.flush()
-    except Exception:
-        store.delete(key)
-        raise
+    session.flush()
     return replaced
 
 
