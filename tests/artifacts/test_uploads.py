@@ -155,3 +155,15 @@ def test_an_expired_artifact_is_not_served_and_prune_deletes_it_and_its_blob(
     assert (pruned["expired_artifacts"], pruned["expired_artifact_bytes"]) == (1, 10)
     assert kept(session, claimed["spec"]["job_id"]) == [("dist/new", 20)]
     assert [blob.read_bytes() for blob in blobs(settings)] == [b"n" * 20]
+
+
+def test_a_job_that_deploys_nothing_fetches_no_artifact_through_the_runner_api(
+    client: TestClient, claimed: dict[str, Any]
+) -> None:
+    assert upload(client, claimed, "dist/a", b"x").status_code == 204
+    headers = {"Authorization": f"Bearer {claimed['job_token']}"}
+    base = f"/api/runner/jobs/{claimed['spec']['job_id']}/artifacts"
+    assert client.get(base, headers=headers).json() == []
+    [listed] = client.get(f"/api/builds/{claimed['spec']['build_id']}/artifacts").json()
+    assert client.get(f"{base}/{listed['id']}", headers=headers).status_code == 404
+    assert client.get(base, headers={"Authorization": "Bearer forged"}).status_code == 409
