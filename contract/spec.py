@@ -172,6 +172,30 @@ class LogBudget(BaseModel):
     job_bytes: int = Field(default=DEFAULT_LOG_JOB_BYTES, gt=0)
 
 
+class ArtifactRules(BaseModel):
+    """What the runner keeps of the workspace after the job's steps (`artifacts:`), and the
+    server's limits for one job (the server enforces them again on what arrives)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    paths: list[str] = Field(min_length=1, max_length=100)
+    when: Literal["on_success", "on_failure", "always"] = "on_success"
+    max_files: int = Field(gt=0)
+    max_bytes: int = Field(gt=0)
+
+    def wanted(self, passed: bool) -> bool:
+        return self.when == "always" or (self.when == "on_success") == passed
+
+
+class ArtifactFile(BaseModel):
+    """One kept file, as the runner API lists those a deploy job may fetch."""
+
+    id: int
+    path: str
+    size: int = Field(ge=0)
+    sha256: str
+
+
 class JobSpec(BaseModel):
     """Everything a runner needs to run one job, and nothing it may not see."""
 
@@ -210,6 +234,11 @@ class JobSpec(BaseModel):
     # other jobs. A deploy never runs as host processes.
     environment: str | None = None
     log_budget: LogBudget = Field(default_factory=LogBudget)
+    # Files to keep after the steps (None: none); see ``ArtifactRules``.
+    artifacts: ArtifactRules | None = None
+    # A deploy job of a build that kept artifacts: the runner puts them into the workspace, at
+    # their paths, before the first step (``GET /api/runner/jobs/{id}/artifacts``).
+    fetch_artifacts: bool = False
     # See DEFAULT_OUTAGE_SECONDS: the server's setting, sent with each job.
     outage_seconds: float = Field(default=DEFAULT_OUTAGE_SECONDS, gt=0)
 

@@ -6,12 +6,15 @@ import json
 import logging
 import secrets
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, BinaryIO
+from urllib.parse import urlencode
 
 import urllib3
 from pydantic import BaseModel
 
 from contract.spec import (
+    ArtifactFile,
     ClaimedJob,
     ClaimRequest,
     HeartbeatReply,
@@ -142,6 +145,74 @@ class RunnerApi:
         path = f"/api/runner/jobs/{job_id}/finish"
         reply = self._post(path, report, job_token, retries=0)
         return None if reply.status_code == 204 else ClaimedJob.model_validate_json(reply.content)
+
+    # Artifacts: streamed from and to files, never whole in memory.
+    def upload_artifact(self, job_id: int, job_token: str, path: str, file: BinaryIO, size: int) -> None:
+        """One kept file (``file`` open at its start, ``size`` bytes); retried from its start."""
+        url = f"{self._base_url}/api/runner/jobs/{job_id}/artifacts?{urlencode({'path': path})}"
+        headers = {
+            "Authorization": f"Bearer {job_token}",
+            "Content-Type": "application/octet-stream",
+            "Content-Length": str(size),
+            "User-Agent": _USER_AGENT,
+        }
+        self._with_retries("PUT", url, f"artifact {path}", lambda: (file.seek(0), file)[1], headers)
+
+    def deployed_artifacts(self, job_id: int, job_token: str) -> list[ArtifactFile]:
+        url = f"{self._base_url}/api/runner/jobs/{job_id}/artifacts"
+        headers = {"Authorization": f"Bearer {job_token}", "User-Agent": _USER_AGENT}
+        reply = self._with_retries("GET", url, "artifacts", lambda: None, headers)
+        return [ArtifactFile.model_validate(each) for each in reply.json()]
+
+    def fetch_artifact(self, job_id: int, job_token: str, artifact_id: int, into: BinaryIO) -> None:
+        """The artifact's bytes written to ``into`` as they arrive (``into`` is rewound on a retry)."""
+        url = f"{self._base_url}/api/runner/jobs/{job_id}/artifacts/{artifact_id}"
+        headers = {"Authorization": f"Bearer {job_token}", "User-Agent": _USER_AGENT}
+
+        def rewound() -> None:
+            into.seek(0)
+            into.truncate()
+            return None
+
+        self._with_retries("GET", url, f"artifact {artifact_id}", rewound, headers, into=into)
+
+    def _with_retries(
+        self,
+        method: str,
+        url: str,
+        what: str,
+        body: Callable[[], BinaryIO | None],
+        headers: dict[str, str],
+        into: BinaryIO | None = None,
+    ) -> _Reply:
+        delay = 0.5
+        for attempt in range(self._retries + 1):
+            try:
+                response = self._http.request(
+                    method, url, body=body(), headers=headers, preload_content=into is None
+                )
+                if into is not None and response.status == 200:
+                    for chunk in response.stream(1024 * 1024):
+                        into.write(chunk)
+                    response.release_conn()
+                    return _Reply(200, b"")
+                data = response.data if into is None else response.read()
+            except urllib3.exceptions.HTTPError as error:
+                if attempt == self._retries:
+                    raise ServerUnavailable(f"{what}: {error}") from error
+            else:
+                reply = _Reply(response.status, data)
+                if reply.status_code == 409:
+                    raise JobClosedError(reply.detail() or "job closed")
+                if reply.status_code < 400:
+                    return reply
+                if reply.status_code < 500 and reply.status_code not in TRY_LATER:
+                    raise RunnerApiError(what, reply.status_code, reply.detail())
+                if attempt == self._retries:
+                    raise ServerUnavailable(f"{what}: HTTP {reply.status_code}", reply.status_code)
+            time.sleep(delay)
+            delay = min(delay * 2, 10.0)
+        raise AssertionError("unreachable")
 
     def _post(
         self,

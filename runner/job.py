@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from contract.logs import in_this_context
@@ -25,6 +26,7 @@ from contract.spec import (
     StepOutcome,
     StepStarted,
 )
+from runner.artifacts import fetch_artifacts, keep_artifacts
 from runner.client import RunnerApi
 from runner.delivery import Contact, Delivery, Sent
 from runner.executors.base import Executor, ExecutorError, StepResult
@@ -268,7 +270,8 @@ class JobRun:
             self.executor.setup(job, workspace)
         except (WorkspaceError, ExecutorError) as error:
             return StepOutcome.errored, f"could not prepare the job: {error}"
-        for step in job.steps:
+        kept_problem: str | None = None
+        for position, step in enumerate(job.steps):
             if self.cancel.is_set():
                 return StepOutcome.cancelled, "cancelled"
             log = logs.begin_step(step.index)
@@ -276,8 +279,17 @@ class JobRun:
             started = time.monotonic()
             for notice in step.notices:
                 log(LogLine(at=time.time(), stream="system", text=f"greenlight: {notice}"))
+
+            def say(text: str, log: Callable[[LogLine], None] = log) -> None:
+                log(LogLine(at=time.time(), stream="system", text=f"greenlight: {text}"))
+
+            fetch_problem = None
+            if position == 0 and job.fetch_artifacts:
+                fetch_problem = fetch_artifacts(self.api, job.job_id, self.token, workspace, say)
             try:
-                if step.refused:
+                if fetch_problem:
+                    result = StepResult(StepOutcome.errored, None, 0.0, fetch_problem)
+                elif step.refused:
                     # The user's configuration is at fault (a secret it names is not there): the
                     # step fails without running, in words that say what to do.
                     log(LogLine(at=time.time(), stream="system", text=f"greenlight: {step.refused}"))
@@ -291,6 +303,11 @@ class JobRun:
             if result.outcome is StepOutcome.cancelled and time.monotonic() >= self._deadline:
                 reason = f"timed out: the job ran longer than {job.timeout_seconds}s"
                 result = StepResult(StepOutcome.timed_out, None, result.duration_seconds, reason)
+            last = result.outcome is not StepOutcome.passed or position == len(job.steps) - 1
+            passed = result.outcome is StepOutcome.passed
+            if last and job.artifacts and job.artifacts.wanted(passed) and not self.cancel.is_set():
+                # In the last step's log, as a user reads it: what was kept, skipped or refused.
+                kept_problem = keep_artifacts(self.api, job.job_id, self.token, workspace, job.artifacts, say)
             logs.end_step()  # the step's log is complete (and says if it was cut) before its end
             finished = StepFinished(
                 step_index=step.index,
@@ -302,6 +319,8 @@ class JobRun:
             self._delivery.put(finished, reserve=True)
             if result.outcome is not StepOutcome.passed:
                 return result.outcome, f"step {step.name!r}: {result.reason or result.outcome.value}"
+        if kept_problem is not None:
+            return StepOutcome.failed, kept_problem
         return StepOutcome.passed, None
 
     def _said(self, reason: str | None) -> str | None:

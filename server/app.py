@@ -14,6 +14,8 @@ from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp
 
 from server import __version__
+from server.artifacts.endpoints import router as artifacts_router
+from server.artifacts.runner_endpoints import router as runner_artifacts_router
 from server.auth.reading import current_reader
 from server.auth.session import LoginRequired, login_url
 from server.auth.token_endpoints import router as tokens_router
@@ -107,6 +109,7 @@ def create_app(settings: Settings, transport: Transport | None = None) -> FastAP
     readers = [Depends(current_reader)]
     app.include_router(webhooks_router)
     app.include_router(runner_router)
+    app.include_router(runner_artifacts_router)
     app.include_router(builds_router, dependencies=readers)
     app.include_router(repos_router)
     app.include_router(tokens_router)
@@ -122,6 +125,7 @@ def create_app(settings: Settings, transport: Transport | None = None) -> FastAP
     app.include_router(environments_router, dependencies=readers)
     app.include_router(schedules_router, dependencies=readers)
     app.include_router(logs_router, dependencies=readers)
+    app.include_router(artifacts_router, dependencies=readers)
     app.mount("/-/static", StaticFiles(directory=Path(__file__).parent / "web" / "static"), name="static")
     app.include_router(login_router)
     app.include_router(web_actions_router)

@@ -12,14 +12,20 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
-from pydantic import BeforeValidator, Field, SecretStr, model_validator
+from pydantic import AfterValidator, BeforeValidator, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from contract.expiry import expiry_seconds
 from contract.sizes import parse_bytes
 from contract.spec import DEFAULT_LOG_JOB_BYTES, DEFAULT_LOG_STEP_BYTES, DEFAULT_OUTAGE_SECONDS, LogBudget
 
 if TYPE_CHECKING:
     from server.crypto import SecretCipher
+
+
+def _checked_expiry(value: str) -> str:
+    expiry_seconds(value)  # a ValueError says what an expiry looks like
+    return value
 
 
 def default_data_dir(*, euid: int, home: Path) -> Path:
@@ -111,6 +117,20 @@ class Settings(BaseSettings):
     log_step_bytes: Annotated[int, BeforeValidator(parse_bytes), Field(gt=0)] = DEFAULT_LOG_STEP_BYTES
     log_job_bytes: Annotated[int, BeforeValidator(parse_bytes), Field(gt=0)] = DEFAULT_LOG_JOB_BYTES
 
+    # Artifacts (`artifacts:` in the pipeline file): what one job may keep, enforced by the runner
+    # and again by the server as the bytes arrive; how long they are kept when the pipeline file
+    # does not say ("30d", "12h", "2w", "never"; `greenlight prune` deletes expired ones).
+    artifact_max_bytes: Annotated[int, BeforeValidator(parse_bytes), Field(gt=0)] = 1024**3
+    artifact_max_files: int = Field(default=1000, gt=0)
+    artifact_expire_in: Annotated[str, AfterValidator(_checked_expiry)] = "30d"
+    # Where the server keeps artifacts: its data directory (``blobs/``) unless an S3-compatible
+    # bucket is named (credentials as boto3 finds them, or the two settings below).
+    blob_s3_bucket: str = ""
+    blob_s3_endpoint_url: str = ""
+    blob_s3_region: str = "us-east-1"
+    blob_s3_access_key_id: str = ""
+    blob_s3_secret_access_key: SecretStr = SecretStr("")
+
     # Notifications (docs/configuration.md): how long a webhook or SMTP server may take to answer,
     # and whether webhook URLs may point at this network (loopback, private, link-local addresses).
     notify_timeout_seconds: float = Field(default=10.0, gt=0, le=120)
@@ -192,6 +212,10 @@ class Settings(BaseSettings):
 
     def log_budget(self) -> LogBudget:
         return LogBudget(step_bytes=self.log_step_bytes, job_bytes=self.log_job_bytes)
+
+    def artifact_expiry_seconds(self) -> int | None:
+        """``artifact_expire_in`` in seconds (None: never)."""
+        return expiry_seconds(self.artifact_expire_in) or None
 
     def secret_cipher(self) -> SecretCipher:
         """What encrypts and decrypts repository secrets (see ``server/crypto.py``)."""

@@ -18,6 +18,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DataError, DBAPIError
 
+from server.artifacts.service import ArtifactRefused, ArtifactTooLarge
 from server.builds.control import NotAllowed
 from server.builds.start import InvalidStartRequest, RefNotFound, RepositoryUnreachable, UnknownRepository
 from server.deploys.queries import AmbiguousEnvironment
@@ -47,6 +48,8 @@ DOMAIN_ERRORS: dict[type[Exception], int] = {
     RunnerStillHoldsJobs: 409,
     # The runner must stop this job and discard what it has: it is closed on our side.
     JobClosed: 409,
+    ArtifactRefused: 422,
+    ArtifactTooLarge: 413,
     StepsAlreadyRan: 409,
     UnknownStep: 422,
     NotAllowed: 409,

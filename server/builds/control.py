@@ -140,6 +140,7 @@ def rerun_job(session: Session, job: Job) -> Job:
         memory_bytes=job.memory_bytes,
         cpus=job.cpus,
         pids=job.pids,
+        artifacts=job.artifacts,
         attempt=job.attempt + 1,
         previous_attempt_id=job.id,
         # Claimed only once the lost copy of this job is known to have stopped (``lost_copies``).

@@ -1,5 +1,6 @@
 """The data model: Postgres is the truth for everything Greenlight knows."""
 
+from server.models.artifact import Artifact
 from server.models.base import Base
 from server.models.build import Build, BuildState, Job, JobState, Step, StepState
 from server.models.credential import RepositoryCredential
@@ -16,6 +17,7 @@ from server.models.secret import Secret
 
 __all__ = [
     "ApiToken",
+    "Artifact",
     "Base",
     "Build",
     "BuildState",

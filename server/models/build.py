@@ -215,6 +215,8 @@ class Job(Base):
     environment: Mapped[str | None] = mapped_column(sa.String(100))
     # Set when retention deleted the job's logs: pages and the API say "log pruned", not nothing.
     logs_pruned_at: Mapped[dt.datetime | None]
+    # `artifacts:` of the pipeline file: {"paths": [...], "when": ..., "expire_seconds": ...}.
+    artifacts: Mapped[dict[str, Any] | None] = mapped_column(JsonDocument)
 
     build: Mapped[Build] = relationship(back_populates="jobs")
     steps: Mapped[list[Step]] = relationship(back_populates="job", order_by="Step.index")

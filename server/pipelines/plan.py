@@ -111,6 +111,9 @@ def _plan_job(
         memory_bytes=memory,
         cpus=settings.default_cpus,
         pids=settings.default_pids,
+        artifacts=pipeline.artifacts.rules(settings.artifact_expiry_seconds())
+        if pipeline.artifacts
+        else None,
     )
     job.steps = []
     for index, step in enumerate(pipeline.steps):

@@ -15,12 +15,21 @@ from typing import Any, NamedTuple, Protocol
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from contract.spec import ALL_LABELS, DOCKER_EXECUTOR, ClaimedJob, JobSpec, Limits, ServiceSpec, StepSpec
+from contract.spec import (
+    ALL_LABELS,
+    DOCKER_EXECUTOR,
+    ArtifactRules,
+    ClaimedJob,
+    JobSpec,
+    Limits,
+    ServiceSpec,
+    StepSpec,
+)
 from server.auth.tokens import new_token, token_hash
 from server.config import Settings
 from server.environments.rules import deploy_job_refusal, reserved_label_refusal
 from server.metrics.observe import job_claimed
-from server.models import Job, RunnerState
+from server.models import Artifact, Deployment, Job, RunnerState
 from server.models.base import utcnow
 from server.queue.claim_statement import claim_in_one_statement
 from server.queue.lost_copies import stops_by
@@ -189,7 +198,22 @@ def _spec(session: Session, job: Any, steps: list[StepRow], settings: Settings) 
         environment=job.environment,
         log_budget=settings.log_budget(),
         outage_seconds=settings.runner_outage_seconds,
+        artifacts=ArtifactRules(
+            paths=job.artifacts["paths"],
+            when=job.artifacts["when"],
+            max_files=settings.artifact_max_files,
+            max_bytes=settings.artifact_max_bytes,
+        )
+        if job.artifacts
+        else None,
+        fetch_artifacts=job.environment is not None and deploy_has_artifacts(session, job.build_id),
     )
+
+
+def deploy_has_artifacts(session: Session, deploy_build_id: int) -> bool:
+    """Whether the build a deploy build deploys kept artifacts (the deploy job fetches them)."""
+    source = sa.select(Deployment.source_build_id).where(Deployment.deploy_build_id == deploy_build_id)
+    return bool(session.scalar(sa.select(sa.exists().where(Artifact.build_id.in_(source)))))
 
 
 def renew_lease(job: Job, settings: Settings) -> dt.datetime:

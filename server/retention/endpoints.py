@@ -9,7 +9,9 @@ from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from server.auth.users import UserDep
+from server.blobs.store import store_of
 from server.deps import StateDep
+from server.retention.artifacts import prune_expired_artifacts
 from server.retention.logs import prune_logs
 from server.retention.policy import retention_policy
 
@@ -48,15 +50,20 @@ class PruneOut(BaseModel):
     # The budget could not be met: what is left belongs to builds that keep their logs.
     over_budget: bool
     examples: list[PrunedBuildOut]  # the first builds that lost (or would lose) their logs
+    # Artifacts past their expiry (`expire_in`, or GREENLIGHT_ARTIFACT_EXPIRE_IN), deleted too.
+    expired_artifacts: int = 0
+    expired_artifact_bytes: int = 0
 
 
 @router.post("/prune")
 def prune(body: PruneIn, state: StateDep, _user: UserDep) -> PruneOut:
     """Delete the logs of builds finished before ``older_than``, then the oldest until all logs
     fit ``max_log_bytes``; never those of the latest build of a branch, tag or pull request, of a
-    deployed commit, or of an unfinished build. A build's jobs, steps and states stay."""
+    deployed commit, or of an unfinished build. A build's jobs, steps and states stay. Expired
+    artifacts go too."""
     policy = retention_policy(state.settings, body.older_than, body.max_log_bytes)
     result = prune_logs(state.session_factory, policy, dry_run=body.dry_run)
+    expired = prune_expired_artifacts(state.session_factory, store_of(state.settings), dry_run=body.dry_run)
     return PruneOut(
         dry_run=body.dry_run,
         older_than_seconds=policy.older_than.total_seconds() if policy.older_than is not None else None,
@@ -68,4 +75,6 @@ def prune(body: PruneIn, state: StateDep, _user: UserDep) -> PruneOut:
         bytes_after=result.bytes_after,
         over_budget=policy.max_bytes is not None and result.bytes_after > policy.max_bytes,
         examples=[PrunedBuildOut(**vars(pruned)) for pruned in result.examples],
+        expired_artifacts=expired.files,
+        expired_artifact_bytes=expired.bytes,
     )

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse
 from sqlalchemy.orm import Session
 
+from server.artifacts.endpoints import listed as listed_artifacts
 from server.auth.reading import Reader, ReaderDep, current_reader
 from server.auth.session import ViewerDep, login_url
 from server.builds import queries
@@ -171,5 +172,11 @@ def build_page(
     github_statuses = github_statuses_out(status_reports_of(session, build.id))
     # A deploy build names the build whose commit it deploys, and links back to it.
     deploys = deployment_of_build(session, build.id) if build.event == DEPLOY_EVENT else None
-    context = {"build": build, "logs": logs, "github_statuses": github_statuses, "deploys": deploys}
+    context = {
+        "build": build,
+        "logs": logs,
+        "github_statuses": github_statuses,
+        "deploys": deploys,
+        "artifacts": listed_artifacts(session, build.id),
+    }
     return render(request, "build.html", context, viewer)

@@ -1,0 +1,103 @@
+"""Artifacts for readers: the list of a build's kept files and each file's download.
+
+The repository's read rule applies as to its logs (a private repository's build answers 404 to
+whom may not read it). A download is always an attachment of type application/octet-stream,
+never rendered: a step chose its bytes, and an HTML file served inline would run its script in
+Greenlight's origin. The headers below say so to every browser (no sniffing, a sandbox).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from urllib.parse import quote
+
+import sqlalchemy as sa
+from fastapi import APIRouter, HTTPException
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel
+from sqlalchemy.orm import Session
+from starlette.concurrency import iterate_in_threadpool
+
+from server.artifacts import service
+from server.auth.reading import Reader, ReaderDep
+from server.blobs.store import store_of
+from server.deps import SessionDep, StateDep
+from server.models import Artifact, Build, Job
+
+router = APIRouter(prefix="/api/builds/{build_id}/artifacts", tags=["artifacts"])
+
+DOWNLOAD_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "Content-Security-Policy": "default-src 'none'; sandbox",
+    "Cache-Control": "private, no-store",
+}
+
+
+class ArtifactOut(BaseModel):
+    id: int
+    job_id: int
+    job_name: str
+    path: str
+    size: int
+    sha256: str
+    created_at: dt.datetime
+    expires_at: dt.datetime | None
+    download_url: str
+
+
+def readable_build(session: Session, reader: Reader, build_id: int) -> Build:
+    build = session.scalar(sa.select(Build).where(Build.id == build_id, reader.readable(Build.repository_id)))
+    if build is None:
+        raise HTTPException(404, f"build {build_id} not found")
+    return build
+
+
+def listed(session: Session, build_id: int) -> list[ArtifactOut]:
+    names = dict(session.execute(sa.select(Job.id, Job.name).where(Job.build_id == build_id)).tuples().all())
+    return [
+        _out(artifact, names.get(artifact.job_id, ""))
+        for artifact in service.kept_artifacts(session, build_id)
+    ]
+
+
+@router.get("")
+def list_artifacts(build_id: int, session: SessionDep, reader: ReaderDep) -> list[ArtifactOut]:
+    """The build's artifacts that have not expired, by job and path."""
+    readable_build(session, reader, build_id)
+    return listed(session, build_id)
+
+
+@router.get("/{artifact_id}", response_class=StreamingResponse)
+def download_artifact(
+    build_id: int, artifact_id: int, session: SessionDep, reader: ReaderDep, state: StateDep
+) -> StreamingResponse:
+    """The file's bytes, as an attachment named after the file."""
+    readable_build(session, reader, build_id)
+    artifact = service.kept_artifact(session, build_id, artifact_id)
+    if artifact is None:
+        raise HTTPException(404, f"artifact {artifact_id} of build {build_id} not found (or expired)")
+    name = artifact.path.rsplit("/", 1)[-1]
+    fallback = "".join(char if (char.isascii() and char.isalnum()) or char in "._-" else "_" for char in name)
+    headers = {
+        **DOWNLOAD_HEADERS,
+        "Content-Length": str(artifact.size),
+        "Content-Disposition": (
+            f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(name, safe='')}"
+        ),
+    }
+    chunks = iterate_in_threadpool(store_of(state.settings).read(artifact.blob_key))
+    return StreamingResponse(chunks, media_type="application/octet-stream", headers=headers)
+
+
+def _out(artifact: Artifact, job_name: str) -> ArtifactOut:
+    return ArtifactOut(
+        id=artifact.id,
+        job_id=artifact.job_id,
+        job_name=job_name,
+        path=artifact.path,
+        size=artifact.size,
+        sha256=artifact.sha256,
+        created_at=artifact.created_at,
+        expires_at=artifact.expires_at,
+        download_url=f"/api/builds/{artifact.build_id}/artifacts/{artifact.id}",
+    )

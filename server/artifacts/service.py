@@ -1,0 +1,200 @@
+"""Receiving a job's artifacts within the server's limits, and finding them again.
+
+The runner's counts are not trusted: each upload is counted as its bytes arrive and refused as
+soon as the job's files would pass ``artifact_max_bytes`` (whatever Content-Length said), and
+the file count and total are checked again, under a lock on the job's row, when the file is
+recorded. The bytes go to the blob store first; a row is only written for a stored blob, and a
+blob whose row could not be written is removed.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import secrets
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from server.blobs.store import BlobStore
+from server.config import Settings
+from server.models import Artifact, Deployment
+from server.models.base import utcnow
+from server.queue.reports import job_for_token
+
+MAX_PATH_CHARACTERS = 1000
+
+
+class ArtifactRefused(Exception):
+    """The upload names a path no workspace file has, or comes from a job that keeps none."""
+
+
+class ArtifactTooLarge(ArtifactRefused):
+    """The upload would take the job's artifacts beyond a limit; the message says which."""
+
+
+@dataclass(frozen=True)
+class Allowance:
+    """What one upload of ``path`` may still add to the job's artifacts."""
+
+    job_id: int
+    build_id: int
+    bytes_left: int
+
+
+def check_artifact_path(path: str) -> str:
+    segments = path.split("/")
+    if (
+        not path
+        or len(path) > MAX_PATH_CHARACTERS
+        or any(segment in ("", ".", "..") for segment in segments)
+        or any(ord(char) < 32 or char == "\\" for char in path)
+    ):
+        raise ArtifactRefused(f"{path[:100]!r} is not a relative path inside the workspace")
+    return path
+
+
+def allowance(session: Session, job_id: int, token: str, path: str, settings: Settings) -> Allowance:
+    """Whether the running job ``job_id`` (held by ``token``) may upload ``path`` now, and how many
+    bytes it may send; ``JobClosed`` for a job that is not running or not this token's."""
+    check_artifact_path(path)
+    job = job_for_token(session, job_id, token)
+    if not job.artifacts:
+        raise ArtifactRefused(f"job {job_id} keeps no artifacts (no `artifacts:` in its pipeline file)")
+    files, stored = _totals(session, job_id, path)
+    if files >= settings.artifact_max_files:
+        raise ArtifactTooLarge(
+            f"job {job_id} kept {files:,} files already; at most {settings.artifact_max_files:,}"
+        )
+    return Allowance(job.id, job.build_id, settings.artifact_max_bytes - stored)
+
+
+async def receive(
+    chunks: AsyncIterator[bytes], spool: Path, bytes_left: int, limit: int
+) -> tuple[Path, int, str]:
+    """The upload written to a new file in ``spool``: (file, size, sha256). ``ArtifactRefused``
+    (and nothing left behind) as soon as it passes ``bytes_left``."""
+    target = spool / secrets.token_urlsafe(24)
+    digest = hashlib.sha256()
+    size = 0
+    try:
+        with open(target, "xb") as file:
+            async for chunk in chunks:
+                size += len(chunk)
+                if size > bytes_left:
+                    raise ArtifactTooLarge(
+                        f"the job's artifacts would pass {limit:,} bytes (GREENLIGHT_ARTIFACT_MAX_BYTES)"
+                    )
+                digest.update(chunk)
+                file.write(chunk)
+    except BaseException:
+        target.unlink(missing_ok=True)
+        raise
+    return target, size, digest.hexdigest()
+
+
+def record(
+    session: Session,
+    store: BlobStore,
+    upload: Allowance,
+    token: str,
+    path: str,
+    received: tuple[Path, int, str],
+    settings: Settings,
+) -> str | None:
+    """Store the received file and its row (replacing an earlier upload of the same path), with
+    the limits checked again under the job's lock (uploads of one job may arrive side by side).
+    Returns the blob key of the upload it replaced, for the caller to delete once committed."""
+    source, size, sha256 = received
+    # Stored before the job's row is locked: the job's heartbeats take that lock, and a large
+    # upload to a bucket may take longer than a lease.
+    key = f"artifacts/{upload.build_id}/{secrets.token_urlsafe(24)}"
+    store.put(key, source)
+    try:
+        replaced = _record_row(session, upload, token, path, key, size, sha256, settings)
+    except BaseException:
+        store.delete(key)
+        raise
+    return replaced
+
+
+def _record_row(
+    session: Session,
+    upload: Allowance,
+    token: str,
+    path: str,
+    key: str,
+    size: int,
+    sha256: str,
+    settings: Settings,
+) -> str | None:
+    job = job_for_token(session, upload.job_id, token, lock=True)
+    files, stored = _totals(session, job.id, path)
+    if files >= settings.artifact_max_files or stored + size > settings.artifact_max_bytes:
+        raise ArtifactTooLarge(
+            f"the job's artifacts would pass {settings.artifact_max_files:,} files or "
+            f"{settings.artifact_max_bytes:,} bytes"
+        )
+    earlier = session.scalar(sa.select(Artifact).where(Artifact.job_id == job.id, Artifact.path == path))
+    replaced = None
+    if earlier is not None:
+        replaced = earlier.blob_key
+        session.delete(earlier)
+        session.flush()
+    expiry = (job.artifacts or {}).get("expire_seconds")
+    now = utcnow()
+    session.add(
+        Artifact(
+            build_id=job.build_id,
+            job_id=job.id,
+            path=path,
+            size=size,
+            sha256=sha256,
+            blob_key=key,
+            created_at=now,
+            expires_at=now + dt.timedelta(seconds=expiry) if expiry else None,
+        )
+    )
+    session.flush()
+    return replaced
+
+
+def kept_artifacts(session: Session, build_id: int) -> list[Artifact]:
+    """The build's artifacts that have not expired, by job then path."""
+    return list(
+        session.scalars(
+            sa.select(Artifact)
+            .where(Artifact.build_id == build_id, _live())
+            .order_by(Artifact.job_id, Artifact.path)
+        )
+    )
+
+
+def kept_artifact(session: Session, build_id: int, artifact_id: int) -> Artifact | None:
+    return session.scalar(
+        sa.select(Artifact).where(Artifact.id == artifact_id, Artifact.build_id == build_id, _live())
+    )
+
+
+def deployed_build_id(session: Session, deploy_build_id: int) -> int | None:
+    """The build whose commit a deploy build deploys (its artifacts are the deploy's to fetch)."""
+    return session.scalar(
+        sa.select(Deployment.source_build_id).where(Deployment.deploy_build_id == deploy_build_id).limit(1)
+    )
+
+
+def _live() -> sa.ColumnElement[bool]:
+    return sa.or_(Artifact.expires_at.is_(None), Artifact.expires_at > utcnow())
+
+
+def _totals(session: Session, job_id: int, replacing: str) -> tuple[int, int]:
+    """(files, bytes) the job kept, leaving out ``replacing`` (a retried upload replaces it)."""
+    row = session.execute(
+        sa.select(sa.func.count(), sa.func.coalesce(sa.func.sum(Artifact.size), 0)).where(
+            Artifact.job_id == job_id, Artifact.path != replacing
+        )
+    ).one()
+    return int(row[0]), int(row[1])

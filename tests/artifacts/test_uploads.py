@@ -1,0 +1,169 @@
+"""The server keeps a job's artifacts within its own limits whatever a runner sends (a rogue or
+broken runner that lies about sizes or names), and only for the job's token."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from fastapi.testclient import TestClient
+from sqlalchemy.orm import Session, sessionmaker
+
+from server.app import create_app
+from server.config import Settings
+from server.models import Artifact, Job
+from server.models.base import utcnow
+from tests import factories
+from tests.conftest import RecordingTransport
+from tests.queue.test_runner_api import claim, register
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def client(
+    settings: Settings, transport: RecordingTransport, session_factory: sessionmaker[Session]
+) -> Iterator[TestClient]:
+    limited = settings.model_copy(update={"artifact_max_bytes": 1000, "artifact_max_files": 2})
+    app = create_app(limited, transport=transport)
+    app.state.greenlight.session_factory = session_factory
+    with TestClient(app) as running:
+        yield running
+    app.state.greenlight.engine.dispose()
+
+
+@pytest.fixture
+def claimed(client: TestClient, session: Session) -> dict[str, Any]:
+    token = factories.runner_token(session)
+    job = factories.job(session, factories.build(session, factories.repository(session)), steps=1)
+    job.artifacts = {"paths": ["dist/"], "when": "on_success", "expire_seconds": 3600}
+    session.commit()
+    found = claim(client, token, register(client, token))
+    assert found is not None
+    return found
+
+
+def upload(client: TestClient, claimed: dict[str, Any], path: str, body: Any, **headers: str) -> Any:
+    return client.put(
+        f"/api/runner/jobs/{claimed['spec']['job_id']}/artifacts",
+        params={"path": path},
+        content=body,
+        headers={"Authorization": f"Bearer {claimed['job_token']}", **headers},
+    )
+
+
+def kept(session: Session, job_id: int) -> list[tuple[str, int]]:
+    session.expire_all()
+    rows = session.execute(sa.select(Artifact.path, Artifact.size).where(Artifact.job_id == job_id))
+    return sorted((path, size) for path, size in rows)
+
+
+def blobs(settings: Settings) -> list[Path]:
+    root = Path(settings.data_dir) / "blobs"
+    return sorted(path for path in root.rglob("*") if path.is_file())
+
+
+def test_the_claim_carries_the_rules_and_the_servers_limits(claimed: dict[str, Any]) -> None:
+    assert claimed["spec"]["artifacts"] == {
+        "paths": ["dist/"], "when": "on_success", "max_files": 2, "max_bytes": 1000,
+    }  # fmt: skip
+
+
+def test_an_upload_is_stored_and_a_retried_one_replaces_it(
+    client: TestClient, claimed: dict[str, Any], session: Session, settings: Settings
+) -> None:
+    assert upload(client, claimed, "dist/a.whl", b"x" * 300).status_code == 204
+    assert upload(client, claimed, "dist/a.whl", b"y" * 400).status_code == 204
+    assert kept(session, claimed["spec"]["job_id"]) == [("dist/a.whl", 400)]
+    [blob] = blobs(settings)
+    assert blob.read_bytes() == b"y" * 400  # the replaced upload's bytes are gone
+
+
+def test_a_body_longer_than_the_limit_is_refused_whatever_its_length_header_says(
+    client: TestClient, claimed: dict[str, Any], session: Session, settings: Settings
+) -> None:
+    def chunks() -> Iterator[bytes]:  # no Content-Length: sent chunked, counted as it arrives
+        for _ in range(20):
+            yield b"z" * 100
+
+    reply = upload(client, claimed, "dist/big", chunks())
+    assert reply.status_code == 413, reply.text
+    assert "1,000 bytes" in reply.json()["detail"]
+    declared = upload(client, claimed, "dist/big", b"z" * 1001)
+    assert declared.status_code == 413
+    assert kept(session, claimed["spec"]["job_id"]) == []
+    assert blobs(settings) == []  # nothing half-written left behind
+
+
+def test_the_limits_count_every_file_of_the_job(
+    client: TestClient, claimed: dict[str, Any], session: Session
+) -> None:
+    assert upload(client, claimed, "dist/a", b"a" * 600).status_code == 204
+    assert upload(client, claimed, "dist/b", b"b" * 600).status_code == 413  # 1,200 bytes in all
+    assert upload(client, claimed, "dist/b", b"b" * 100).status_code == 204
+    third = upload(client, claimed, "dist/c", b"c")
+    assert third.status_code == 413 and "at most 2" in third.json()["detail"], third.text
+    assert kept(session, claimed["spec"]["job_id"]) == [("dist/a", 600), ("dist/b", 100)]
+
+
+@pytest.mark.parametrize("path", ["../outside", "/etc/passwd", "dist/../../x", "dist//a", "./a", "a\\b"])
+def test_a_path_outside_the_workspace_is_refused(
+    client: TestClient, claimed: dict[str, Any], path: str
+) -> None:
+    assert upload(client, claimed, path, b"x").status_code == 422
+
+
+def test_only_the_jobs_own_token_uploads(
+    client: TestClient, claimed: dict[str, Any], session: Session
+) -> None:
+    forged = {**claimed, "job_token": "not-the-token"}
+    assert upload(client, forged, "dist/a", b"x").status_code == 409
+    assert kept(session, claimed["spec"]["job_id"]) == []
+
+
+def test_a_job_that_keeps_no_artifacts_uploads_none(
+    client: TestClient, claimed: dict[str, Any], session: Session
+) -> None:
+    session.get(Job, claimed["spec"]["job_id"]).artifacts = None  # type: ignore[union-attr]
+    session.commit()
+    assert upload(client, claimed, "dist/a", b"x").status_code == 422
+
+
+def test_an_expired_artifact_is_not_served_and_prune_deletes_it_and_its_blob(
+    client: TestClient, claimed: dict[str, Any], session: Session, settings: Settings
+) -> None:
+    assert upload(client, claimed, "dist/old", b"o" * 10).status_code == 204
+    assert upload(client, claimed, "dist/new", b"n" * 20).status_code == 204
+    session.execute(
+        sa.update(Artifact).where(Artifact.path == "dist/old").values(expires_at=utcnow() - dt.timedelta(1))
+    )
+    user = factories.user_token(session, "ops")
+    session.commit()
+    build_id = claimed["spec"]["build_id"]
+    listed = client.get(f"/api/builds/{build_id}/artifacts", headers={"Authorization": f"Bearer {user}"})
+    assert [each["path"] for each in listed.json()] == ["dist/new"]
+
+    headers = {"Authorization": f"Bearer {user}"}
+    dry = client.post("/api/admin/prune", json={"dry_run": True}, headers=headers).json()
+    assert (dry["expired_artifacts"], dry["expired_artifact_bytes"]) == (1, 10)
+    assert len(blobs(settings)) == 2
+    pruned = client.post("/api/admin/prune", json={}, headers=headers).json()
+    assert (pruned["expired_artifacts"], pruned["expired_artifact_bytes"]) == (1, 10)
+    assert kept(session, claimed["spec"]["job_id"]) == [("dist/new", 20)]
+    assert [blob.read_bytes() for blob in blobs(settings)] == [b"n" * 20]
+
+
+def test_a_job_that_deploys_nothing_fetches_no_artifact_through_the_runner_api(
+    client: TestClient, claimed: dict[str, Any]
+) -> None:
+    assert upload(client, claimed, "dist/a", b"x").status_code == 204
+    headers = {"Authorization": f"Bearer {claimed['job_token']}"}
+    base = f"/api/runner/jobs/{claimed['spec']['job_id']}/artifacts"
+    assert client.get(base, headers=headers).json() == []
+    [listed] = client.get(f"/api/builds/{claimed['spec']['build_id']}/artifacts").json()
+    assert client.get(f"{base}/{listed['id']}", headers=headers).status_code == 404
+    assert client.get(base, headers={"Authorization": "Bearer forged"}).status_code == 409
