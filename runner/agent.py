@@ -29,6 +29,7 @@ from contract.spec import (
     host_trust_refusal,
 )
 from runner import __version__
+from runner.caches.store import CacheStore
 from runner.client import RunnerApi, RunnerApiError, ServerUnavailable, new_claim_key
 from runner.config import RunnerSettings
 from runner.executors.base import Executor
@@ -320,6 +321,7 @@ class RunnerAgent:
             self.draining,
             claimed_at=claimed_at,
             spool_bytes=self.settings.runner_spool_bytes,
+            cache_store=CacheStore(self.settings.runner_dir / "caches", self.settings.runner_cache_bytes),
         )
         with self._running_lock:
             self._running.add(claimed.spec.job_id)

@@ -90,7 +90,8 @@ _CLAIM = """
         SELECT id FROM claimed UNION ALL SELECT id FROM retried
     )
     -- Columns the claim does not change, so this statement's snapshot reads them as they are.
-    SELECT jobs.id, jobs.build_id, jobs.env, jobs.services, jobs.timeout_seconds, jobs.memory_bytes,
+    SELECT jobs.id, jobs.build_id, jobs.env, jobs.services, jobs.caches, jobs.timeout_seconds,
+           jobs.memory_bytes,
            jobs.cpus, jobs.pids, jobs.environment, jobs.labels,
            -- a job that deploys nowhere and asks for more than the default build label, which
            -- deploy jobs may not reserve: claims.reserved_label_refusal decides (one small query)
@@ -98,7 +99,9 @@ _CLAIM = """
                AS may_use_reserved_labels,
            builds.commit_sha, builds.ref,
            builds.pull_request_number, builds.branch, builds.from_fork, builds.repository_id,
+           builds.tag, builds.target_branch,
            repositories.full_name, repositories.clone_url, repositories.allow_host_runner,
+           repositories.default_branch,
            jobs.queued_at,
            EXISTS (SELECT 1 FROM claimed) AS fresh,
            (SELECT coalesce(json_agg(json_build_array(steps.index, steps.name, steps.image,
