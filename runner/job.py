@@ -13,6 +13,7 @@ import logging
 import threading
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from contract.logs import in_this_context
 from contract.spec import (
@@ -33,6 +34,9 @@ from runner.executors.base import Executor, ExecutorError, StepResult
 from runner.masking import SecretMasker
 from runner.reporter import Heartbeat, LogShipper, undelivered_text, unrecorded_text
 from runner.workspace import WorkspaceError, prepare_workspace, remove_workspace
+
+if TYPE_CHECKING:
+    from runner.caches.shared import SharedCaches
 
 logger = logging.getLogger(__name__)
 
@@ -84,6 +88,7 @@ class JobRun:
         claimed_at: float | None = None,
         spool_bytes: int = DEFAULT_SPOOL_BYTES,
         cache_store: CacheStore | None = None,
+        shared_caches: SharedCaches | None = None,
     ) -> None:
         """``next_claim``: ask for the runner's next job together with this one's end. Whether
         the server answered it (``next_answered``), what it handed out (``next_claimed``) and
@@ -111,6 +116,7 @@ class JobRun:
         self._claimed_at = time.monotonic() if claimed_at is None else claimed_at
         self._spool_bytes = spool_bytes
         self._cache_store = cache_store or CacheStore(work_root / "caches")
+        self._shared_caches = shared_caches
         self._caches: JobCaches | None = None
         self.spec = claimed.spec
         self.token = claimed.job_token
@@ -289,7 +295,9 @@ class JobRun:
         if not job.caches:
             return []
         mounts_root = self.work_root / "cache-mounts" / str(job.job_id)
-        self._caches = JobCaches(job, self._cache_store, workspace, mounts_root, self.executor.name)
+        self._caches = JobCaches(
+            job, self._cache_store, workspace, mounts_root, self.executor.name, self._shared_caches
+        )
         lines = self._caches.restore()
         if mounts := self._caches.mounts():
             self.executor.mount(mounts)

@@ -15,12 +15,16 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from contract.caches import CacheHit, CacheResult, CacheSpec
 from contract.spec import DOCKER_EXECUTOR, JobSpec
 from runner.caches.archives import ArchiveError, inside, pack, unpack
 from runner.caches.keys import CacheKeyError, render_key
-from runner.caches.store import CacheStore, path_id
+from runner.caches.store import CacheStore, Entry, SharedCacheError, path_id, scope_id
+
+if TYPE_CHECKING:
+    from runner.caches.shared import SharedCaches
 
 # The home of a step container's default user (root) for ``~/…`` paths.
 CONTAINER_HOME = "/root"
@@ -60,9 +64,19 @@ def _in_workspace(path: str, relative: str, workspace: Path) -> Placement:
 
 
 class JobCaches:
-    def __init__(self, job: JobSpec, store: CacheStore, workspace: Path, mounts: Path, executor: str) -> None:
+    def __init__(
+        self,
+        job: JobSpec,
+        store: CacheStore,
+        workspace: Path,
+        mounts: Path,
+        executor: str,
+        shared: SharedCaches | None = None,
+    ) -> None:
         self.job = job
         self.store = store
+        self.shared = shared
+        self._shared_notes: list[str | None] = [None] * len(job.caches)
         self.workspace = workspace
         self.mounts_root = mounts
         self.executor = executor
@@ -105,8 +119,7 @@ class JobCaches:
         except (CacheKeyError, OSError) as error:
             note = f"its key could not be rendered: {error}"
             return CacheResult(key=cache.key[:200], hit=CacheHit.error, note=note), f"cache: {note}"
-        access = self.job.cache_access
-        entry = self.store.find(self.job.repository, list(access.read), key, list(cache.restore_keys))
+        entry = self._find(index, cache, key)
         if entry is None:
             return CacheResult(key=key, hit=CacheHit.miss), f"cache {key}: miss"
         self.store.used(entry)
@@ -130,6 +143,27 @@ class JobCaches:
         said = "restored" if hit is CacheHit.hit else "restored from fallback"
         line = f"cache {key}: {said} {entry.key} ({entry.scope})"
         return result, line + (f"; {result.note}" if result.note else "")
+
+    def _find(self, index: int, cache: CacheSpec, key: str) -> Entry | None:
+        """The host's entry; from the shared store when the host lacks it (any entry on a miss,
+        the exact key over a fallback)."""
+        repository, scopes, prefixes = (
+            self.job.repository,
+            list(self.job.cache_access.read),
+            list(cache.restore_keys),
+        )
+        entry = self.store.find(repository, scopes, key, prefixes)
+        if self.shared is None or (entry is not None and entry.key == key):
+            return entry
+        try:
+            found = self.shared.find(repository, scopes, key, prefixes)
+            if found is None or (entry is not None and found.key != key):
+                return entry
+            self.shared.fetch(repository, found, self.store)
+        except SharedCacheError as error:
+            self._shared_notes[index] = f"the shared cache store failed: {error}"
+            return entry
+        return self.store.find(repository, [found.scope], found.key, []) or entry
 
     def _unpack(self, archive: Path, placement: Placement) -> None:
         assert placement.host is not None
@@ -179,6 +213,16 @@ class JobCaches:
                 return False, 0, "not saved: none of its paths is a directory"
             if not self.store.commit(incoming, self.job.repository, scope, key):
                 return False, 0, "not saved: larger than this runner's cache budget, or saved meanwhile"
+        if self.shared is not None:
+            try:
+                self.shared.share(
+                    self.job.repository,
+                    scope,
+                    key,
+                    self.store.root / scope_id(self.job.repository, scope) / key,
+                )
+            except SharedCacheError as error:
+                return True, size, f"saved on this runner only: the shared cache store failed: {error}"
         return True, size, None
 
     def remove_mounts(self) -> None:

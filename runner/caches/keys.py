@@ -10,9 +10,14 @@ import os
 import re
 from pathlib import Path
 
+from wcmatch.glob import DOTGLOB, GLOBSTAR, globmatch
+
 from contract.caches import KEY_PATTERN, MAX_KEY_CHARS, template_parts
 
 _KEY = re.compile(KEY_PATTERN)
+# ``*`` within a directory, ``**`` across directories; names starting with a dot match too. No
+# braces: one glob stays one pattern.
+GLOB_FLAGS = GLOBSTAR | DOTGLOB
 _CHUNK = 1024 * 1024
 # A walk that never ends would hold the job before its first step.
 MAX_HASHED_FILES = 100_000
@@ -22,34 +27,9 @@ class CacheKeyError(ValueError):
     """The key could not be rendered (too long, too many files); the cache is not used."""
 
 
-def glob_regex(pattern: str) -> re.Pattern[str]:
-    """``*`` and ``?`` within one path segment, ``**`` across segments (``**/x``: x at any depth)."""
-    out = []
-    index = 0
-    pattern = pattern.lstrip("/")
-    while index < len(pattern):
-        char = pattern[index]
-        if pattern.startswith("**/", index):
-            out.append("(?:.*/)?")
-            index += 3
-        elif pattern.startswith("**", index):
-            out.append(".*")
-            index += 2
-        elif char == "*":
-            out.append("[^/]*")
-            index += 1
-        elif char == "?":
-            out.append("[^/]")
-            index += 1
-        else:
-            out.append(re.escape(char))
-            index += 1
-    return re.compile("".join(out) + r"\Z")
-
-
 def matching_files(workspace: Path, globs: list[str]) -> list[str]:
     """Workspace-relative paths of the regular files any glob matches, sorted; ``.git`` skipped."""
-    patterns = [glob_regex(glob) for glob in globs]
+    patterns = [glob.lstrip("/") for glob in globs]
     found: list[str] = []
     seen = 0
     for directory, subdirectories, files in os.walk(workspace, followlinks=False):
@@ -62,7 +42,7 @@ def matching_files(workspace: Path, globs: list[str]) -> list[str]:
             if seen > MAX_HASHED_FILES:
                 raise CacheKeyError(f"hashFiles() looked at more than {MAX_HASHED_FILES:,} files")
             path = prefix + name
-            if any(pattern.match(path) for pattern in patterns):
+            if globmatch(path, patterns, flags=GLOB_FLAGS):
                 full = os.path.join(directory, name)
                 if os.path.isfile(full) and not os.path.islink(full):
                     found.append(path)

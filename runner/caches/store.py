@@ -31,6 +31,10 @@ INCOMING = ".incoming"
 STALE_INCOMING_SECONDS = 3600.0
 
 
+class SharedCacheError(Exception):
+    """The shared cache store (``shared.py``) failed: the job goes on with the host's store alone."""
+
+
 def scope_id(repository: str, scope: str) -> str:
     return hashlib.sha256(f"{repository}\n{scope}".encode()).hexdigest()[:32]
 
