@@ -121,7 +121,9 @@ class JobCaches:
             return CacheResult(key=cache.key[:200], hit=CacheHit.error, note=note), f"cache: {note}"
         entry = self._find(index, cache, key)
         if entry is None:
-            return CacheResult(key=key, hit=CacheHit.miss), f"cache {key}: miss"
+            note = self._shared_notes[index]
+            line = f"cache {key}: miss" + (f"; {note}" if note else "")
+            return CacheResult(key=key, hit=CacheHit.miss, note=note), line
         self.store.used(entry)
         problems = []
         for placement in self.placements(cache):
