@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from contract.caches import CacheAccess, CacheHit, CacheSpec
-from runner.caches.job_caches import JobCaches
+from runner.caches.job_caches import JobCaches, place
 from runner.caches.keys import render_key
 from runner.caches.store import INCOMING, CacheStore
 from tests.runner.specs import make_job
@@ -172,3 +172,13 @@ def test_a_half_written_entry_is_never_restored(tmp_path: Path) -> None:
     again = job_caches(tmp_path, ws, store, access)
     again.restore()
     assert again.results[0].hit is CacheHit.miss
+
+
+def test_the_local_executor_keeps_home_paths_in_the_workspace_and_refuses_others(tmp_path: Path) -> None:
+    workspace = workspace_with(tmp_path, {})
+    home = place("~/.cache/pip", "local", workspace, tmp_path / "mounts")
+    assert home.host == workspace / ".cache/pip" and home.container is None
+    elsewhere = place("/opt/cache", "local", workspace, tmp_path / "mounts")
+    assert elsewhere.host is None and "only paths in the workspace or ~" in (elsewhere.refusal or "")
+    in_docker = place("~/.cache/pip", "docker", workspace, tmp_path / "mounts")
+    assert in_docker.container == "/root/.cache/pip" and in_docker.host is not None
