@@ -5,6 +5,10 @@ from __future__ import annotations
 
 import hashlib
 import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -12,10 +16,11 @@ import pytest
 from contract.caches import CacheAccess, CacheHit, CacheSpec
 from runner.caches.job_caches import JobCaches, place
 from runner.caches.keys import render_key
-from runner.caches.store import INCOMING, CacheStore
+from runner.caches.store import INCOMING, STALE_INCOMING_SECONDS, CacheStore
 from tests.runner.specs import make_job
 
 KEY = "deps-{{ hashFiles('**/requirements*.txt') }}"
+MAIN = CacheAccess(read=["branch/main"], write="branch/main")
 
 
 def workspace_with(tmp_path: Path, files: dict[str, str]) -> Path:
@@ -182,3 +187,57 @@ def test_the_local_executor_keeps_home_paths_in_the_workspace_and_refuses_others
     assert elsewhere.host is None and "only paths in the workspace or ~" in (elsewhere.refusal or "")
     in_docker = place("~/.cache/pip", "docker", workspace, tmp_path / "mounts")
     assert in_docker.container == "/root/.cache/pip" and in_docker.host is not None
+
+
+SAVE_SLOWLY = """
+import sys, time
+from pathlib import Path
+from contract.caches import CacheAccess, CacheSpec
+from runner.caches.job_caches import JobCaches
+from runner.caches.store import CacheStore
+from tests.runner.specs import make_job
+
+root = Path(sys.argv[1])
+job = make_job().model_copy(update={
+    "caches": [CacheSpec(key="deps-{{ hashFiles('requirements.txt') }}", paths=["deps"])],
+    "cache_access": CacheAccess(read=["branch/main"], write="branch/main"),
+})
+caches = JobCaches(job, CacheStore(root / "store"), root / "workspace", root / "mounts", "docker")
+caches.restore()
+while True:  # saves again and again until it is killed
+    caches.save(passed=True)
+    time.sleep(0.01)
+"""
+
+
+def test_a_runner_killed_while_saving_leaves_nothing_that_restores(tmp_path: Path) -> None:
+    workspace = workspace_with(tmp_path, {"requirements.txt": "x"})
+    (workspace / "deps").mkdir()
+    for number in range(200):
+        (workspace / "deps" / f"blob-{number}").write_bytes(os.urandom(64 * 1024))
+    store = CacheStore(tmp_path / "store")
+    incoming = store.root / INCOMING
+    # The saver packs into its own copy of the store that never commits (budget 1 byte), so it
+    # is forever in the middle of writing an archive when the kill comes.
+    script = SAVE_SLOWLY.replace('CacheStore(root / "store")', 'CacheStore(root / "store", budget_bytes=1)')
+    saver = subprocess.Popen([sys.executable, "-c", script, str(tmp_path)], cwd=Path(__file__).parents[2])
+    try:
+        deadline = time.monotonic() + 60
+        while not any(path.stat().st_size > 0 for path in incoming.rglob("*.tar")):
+            assert time.monotonic() < deadline and saver.poll() is None, "the saver never started writing"
+            time.sleep(0.01)
+    finally:
+        saver.send_signal(signal.SIGKILL)
+        saver.wait()
+    assert list(incoming.rglob("*.tar")), "killed before anything was half written"
+    caches = job_caches(tmp_path, workspace_with(tmp_path / "next", {"requirements.txt": "x"}), store, MAIN)
+    caches.restore()
+    assert caches.results[0].hit is CacheHit.miss
+    # What the killed runner left is removed once it is stale.
+    store.evict()
+    assert list(incoming.rglob("*.tar"))  # young: another save may still be filling it
+    old = time.time() - 2 * STALE_INCOMING_SECONDS
+    for left in incoming.iterdir():
+        os.utime(left, (old, old))
+    store.evict()
+    assert list(incoming.iterdir()) == []
