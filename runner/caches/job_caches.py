@@ -185,6 +185,8 @@ class JobCaches:
             key = self.keys[index]
             if key is None:
                 continue
+            if result.hit is CacheHit.hit:
+                continue  # the exact key was restored: its content is saved already
             started = time.monotonic()
             saved, size, note = self._save(cache, key, passed)
             update = {"saved": saved, "saved_bytes": size if saved else None, "note": note or result.note}
