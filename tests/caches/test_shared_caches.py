@@ -5,14 +5,10 @@ short is never restored; scopes hold there as on the host."""
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import boto3
-import httpx
 import pytest
 
 from contract.caches import CacheAccess, CacheHit
@@ -20,6 +16,7 @@ from runner.caches.shared import COMPLETE, SharedCaches
 from runner.caches.store import CacheStore
 from tests.caches.test_runner_caches import job_caches, workspace_with
 from tests.support import services
+from tests.support.s3_server import CREDENTIALS, s3_server
 
 pytestmark = pytest.mark.integration
 
@@ -29,33 +26,14 @@ BUCKET = "caches"
 
 @pytest.fixture(scope="module")
 def s3_endpoint() -> Iterator[str]:
-    port = services.free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    endpoint = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                httpx.get(endpoint, timeout=1)
-                break
-            except httpx.TransportError:
-                if time.monotonic() > deadline or process.poll() is not None:
-                    raise AssertionError("the S3-compatible server did not start") from None
-                time.sleep(0.1)
+    with s3_server() as endpoint:
         yield endpoint
-    finally:
-        process.terminate()
-        process.wait(10)
 
 
 @pytest.fixture
 def shared(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> SharedCaches:
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    for name, value in CREDENTIALS.items():
+        monkeypatch.setenv(name, value)
     client = boto3.client("s3", endpoint_url=s3_endpoint)
     bucket = f"{BUCKET}-{os.getpid()}-{abs(hash(request.node.name)) % 10**8}"
     client.create_bucket(Bucket=bucket)
