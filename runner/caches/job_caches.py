@@ -10,6 +10,7 @@ other. Nothing here fails the job: a cache that cannot be used is a miss that sa
 
 from __future__ import annotations
 
+import logging
 import posixpath
 import shutil
 import time
@@ -20,11 +21,13 @@ from typing import TYPE_CHECKING
 from contract.caches import CacheHit, CacheResult, CacheSpec
 from contract.spec import DOCKER_EXECUTOR, JobSpec
 from runner.caches.archives import ArchiveError, inside, pack, unpack
-from runner.caches.keys import CacheKeyError, render_key
+from runner.caches.keys import render_key
 from runner.caches.store import CacheStore, Entry, SharedCacheError, path_id, scope_id
 
 if TYPE_CHECKING:
     from runner.caches.shared import SharedCaches
+
+logger = logging.getLogger(__name__)
 
 # The home of a step container's default user (root) for ``~/…`` paths.
 CONTAINER_HOME = "/root"
@@ -103,7 +106,13 @@ class JobCaches:
         lines = []
         for index, cache in enumerate(self.job.caches):
             started = time.monotonic()
-            result, line = self._restore(index, cache)
+            try:
+                result, line = self._restore(index, cache)
+            except Exception as error:  # a cache never fails the job: it is a miss that says why
+                logger.exception("job %s: restoring a cache failed", self.job.job_id)
+                note = f"could not be restored: {error}"[:2000]
+                key = self.keys[index] or cache.key[:200]
+                result, line = CacheResult(key=key, hit=CacheHit.error, note=note), f"cache {key}: {note}"
             self.results[index] = result.model_copy(update={"restore_seconds": time.monotonic() - started})
             lines.append(f"{line} ({self.results[index].restore_seconds:.1f} s)")
             lines += [
@@ -116,7 +125,7 @@ class JobCaches:
     def _restore(self, index: int, cache: CacheSpec) -> tuple[CacheResult, str]:
         try:
             key = self.keys[index] = render_key(cache.key, self.workspace)
-        except (CacheKeyError, OSError) as error:
+        except (ValueError, OSError) as error:  # CacheKeyError, or a glob wcmatch refuses
             note = f"its key could not be rendered: {error}"
             return CacheResult(key=cache.key[:200], hit=CacheHit.error, note=note), f"cache: {note}"
         entry = self._find(index, cache, key)
@@ -188,7 +197,11 @@ class JobCaches:
             if result.hit is CacheHit.hit:
                 continue  # the exact key was restored: its content is saved already
             started = time.monotonic()
-            saved, size, note = self._save(cache, key, passed)
+            try:
+                saved, size, note = self._save(cache, key, passed)
+            except Exception as error:
+                logger.exception("job %s: saving a cache failed", self.job.job_id)
+                saved, size, note = False, 0, f"not saved: {error}"[:2000]
             update = {"saved": saved, "saved_bytes": size if saved else None, "note": note or result.note}
             if saved:
                 update["save_seconds"] = time.monotonic() - started

@@ -241,3 +241,14 @@ def test_a_runner_killed_while_saving_leaves_nothing_that_restores(tmp_path: Pat
         os.utime(left, (old, old))
     store.evict()
     assert list(incoming.iterdir()) == []
+
+
+def test_a_store_that_cannot_be_written_fails_the_save_not_the_job(tmp_path: Path) -> None:
+    (tmp_path / "not-a-directory").write_text("")
+    store = CacheStore(tmp_path / "not-a-directory")
+    caches = job_caches(tmp_path, workspace_with(tmp_path, {"deps/a": "x"}), store, MAIN)
+    caches.restore()
+    caches.save(passed=True)
+    result = caches.results[0]
+    assert result.hit is CacheHit.miss and not result.saved
+    assert (result.note or "").startswith("not saved:"), result
