@@ -259,7 +259,11 @@ class JobRun:
             reason=self._said(reason),
             next=self.next_claim if wants_next else None,
             copy_may_run=self._may_still_run,
-            caches=self._caches.results if self._caches is not None else [],
+            # A note can quote an error of the engine or the store: masked like any reason.
+            caches=[
+                result.model_copy(update={"note": self._said(result.note)})
+                for result in (self._caches.results if self._caches is not None else [])
+            ],
         )
 
         def finish() -> ClaimedJob | None:
