@@ -13,6 +13,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, SecretStr, model_validator
 
+from contract.caches import MAX_CACHES, CacheAccess, CacheResult, CacheSpec
 from contract.names import SHA_PATTERN
 
 # The longest reason (why a step or job ended, why a step was refused) the contract carries.
@@ -241,6 +242,10 @@ class JobSpec(BaseModel):
     fetch_artifacts: bool = False
     # See DEFAULT_OUTAGE_SECONDS: the server's setting, sent with each job.
     outage_seconds: float = Field(default=DEFAULT_OUTAGE_SECONDS, gt=0)
+    # The pipeline's `cache:` entries, and the scopes the server lets this job read and write
+    # (``contract/caches.py``); no caches without access.
+    caches: list[CacheSpec] = Field(default_factory=list, max_length=MAX_CACHES)
+    cache_access: CacheAccess = Field(default_factory=CacheAccess)
 
     def mask_values(self) -> list[str]:
         return [value.get_secret_value() for value in self.mask]
@@ -352,6 +357,8 @@ class JobFinished(BaseModel):
     # server keeps the deadline by which its copy has stopped (``stops_by``) until the runner
     # names the job in ``RunnerHeartbeat.stopped_jobs``.
     copy_may_run: bool = False
+    # How each of the job's caches went (restored, saved, timings), in the order of its spec.
+    caches: list[CacheResult] = Field(default_factory=list, max_length=MAX_CACHES)
 
 
 class JobReleased(BaseModel):

@@ -29,6 +29,7 @@ from contract.spec import (
     host_trust_refusal,
 )
 from runner import __version__
+from runner.caches.store import CacheStore
 from runner.client import RunnerApi, RunnerApiError, ServerUnavailable, new_claim_key
 from runner.config import RunnerSettings
 from runner.executors.base import Executor
@@ -36,6 +37,7 @@ from runner.identity import RunnerIdentity
 from runner.job import JobRun, Leftover
 
 if TYPE_CHECKING:
+    from runner.caches.shared import SharedCaches
     from runner.hygiene import DiskHygiene
 
 logger = logging.getLogger(__name__)
@@ -101,6 +103,7 @@ class RunnerAgent:
         self.hygiene = hygiene
         self._running: set[int] = set()
         self._running_lock = threading.Lock()
+        self._shared: SharedCaches | None = None
         # Jobs stopped (and torn down) because the server had closed them or could not be reached
         # for their outage budget: named on the runner heartbeats until one is answered, so the
         # server may start a new attempt of such a job at once.
@@ -327,6 +330,8 @@ class RunnerAgent:
             self.draining,
             claimed_at=claimed_at,
             spool_bytes=self.settings.runner_spool_bytes,
+            cache_store=CacheStore(self.settings.runner_dir / "caches", self.settings.runner_cache_bytes),
+            shared_caches=self._shared_caches(),
         )
         with self._running_lock:
             self._running.add(claimed.spec.job_id)
@@ -349,6 +354,21 @@ class RunnerAgent:
         # Even when draining: a job that claim took is ours to run, and a draining runner's
         # claim only ever hands back such a job.
         return None, next_claim.claim_key, 0.0
+
+    def _shared_caches(self) -> SharedCaches | None:
+        """The shared cache store when one is configured (one client for every job)."""
+        bucket = self.settings.runner_cache_s3_bucket
+        if not bucket:
+            return None
+        from runner.caches.shared import SharedCaches  # boto3 is imported only when it is used
+
+        with self._running_lock:
+            if self._shared is None:
+                self._shared = SharedCaches(
+                    bucket, endpoint_url=self.settings.runner_cache_s3_endpoint,
+                    prefix=self.settings.runner_cache_s3_prefix,
+                )  # fmt: skip
+            return self._shared
 
     def _claim(self, key: str) -> tuple[ClaimedJob | None, float]:
         """The job a claim handed out, and when the request was sent (its first try: the job's

@@ -48,6 +48,15 @@ class RunnerSettings(BaseSettings):
     # How much of one job's reports (its log, mostly) may wait on disk, in the runner directory,
     # while the server cannot take them; beyond it, output is not kept and the job says so.
     runner_spool_bytes: Annotated[int, BeforeValidator(parse_bytes), Field(gt=0)] = 1024**3
+    # How much the dependency caches of this runner's jobs may take in its directory; the least
+    # recently used go first beyond it. "10G", "500M" or bytes.
+    runner_cache_bytes: Annotated[int, BeforeValidator(parse_bytes), Field(gt=0)] = 10 * 1024**3
+    # An S3-compatible bucket the runners share their caches through (credentials: the usual AWS
+    # variables or files); none: each runner keeps its own. The endpoint for a store other than
+    # AWS (MinIO, Ceph, …); the prefix of every object name in the bucket.
+    runner_cache_s3_bucket: str | None = None
+    runner_cache_s3_endpoint: str | None = None
+    runner_cache_s3_prefix: str = "greenlight-caches"
     # Started by `greenlight up`, whose runner older versions named `embedded`.
     embedded: bool = False
 

@@ -151,12 +151,15 @@ class DiskHygiene:
         return job is not None and job not in self._running_jobs()
 
     def _remove_workspaces(self) -> int:
+        """Workspaces of jobs not running here, and the directories their caches outside the
+        workspace were mounted from (a killed runner leaves both); how many workspaces."""
         removed = 0
-        root = self.runner_dir / "workspaces"
-        for workspace in root.iterdir() if root.is_dir() else ():
-            if workspace.name.isdigit() and self._finished(int(workspace.name)):
-                shutil.rmtree(workspace, ignore_errors=True)
-                removed += 1
+        for kind in ("workspaces", "cache-mounts"):
+            root = self.runner_dir / kind
+            for workspace in root.iterdir() if root.is_dir() else ():
+                if workspace.name.isdigit() and self._finished(int(workspace.name)):
+                    shutil.rmtree(workspace, ignore_errors=True)
+                    removed += kind == "workspaces"
         return removed
 
     def _ours(self) -> dict[str, list[str]]:

@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from contract.logs import in_this_context
 from contract.spec import (
@@ -27,12 +28,17 @@ from contract.spec import (
     StepStarted,
 )
 from runner.artifacts import fetch_artifacts, keep_artifacts
+from runner.caches.job_caches import JobCaches
+from runner.caches.store import CacheStore
 from runner.client import RunnerApi
 from runner.delivery import Contact, Delivery, Sent
 from runner.executors.base import Executor, ExecutorError, StepResult
 from runner.masking import SecretMasker
 from runner.reporter import Heartbeat, LogShipper, undelivered_text, unrecorded_text
 from runner.workspace import WorkspaceError, prepare_workspace, remove_workspace
+
+if TYPE_CHECKING:
+    from runner.caches.shared import SharedCaches
 
 logger = logging.getLogger(__name__)
 
@@ -83,6 +89,8 @@ class JobRun:
         *,
         claimed_at: float | None = None,
         spool_bytes: int = DEFAULT_SPOOL_BYTES,
+        cache_store: CacheStore | None = None,
+        shared_caches: SharedCaches | None = None,
     ) -> None:
         """``next_claim``: ask for the runner's next job together with this one's end. Whether
         the server answered it (``next_answered``), what it handed out (``next_claimed``) and
@@ -109,6 +117,9 @@ class JobRun:
         self._teardown_lock = threading.Lock()  # one teardown of the executor at a time
         self._claimed_at = time.monotonic() if claimed_at is None else claimed_at
         self._spool_bytes = spool_bytes
+        self._cache_store = cache_store or CacheStore(work_root / "caches")
+        self._shared_caches = shared_caches
+        self._caches: JobCaches | None = None
         self.spec = claimed.spec
         self.token = claimed.job_token
         self.executor = executor
@@ -180,6 +191,8 @@ class JobRun:
             else:
                 self.leftover = Leftover(self.executor, self._teardown_lock, earlier)
             remove_workspace(workspace)
+            if self._caches is not None:
+                self._caches.remove_mounts()
             self.stopped_unheard = (
                 heartbeat.closed or heartbeat.out_of_contact is not None or delivery.stopped
             )
@@ -248,6 +261,11 @@ class JobRun:
             reason=self._said(reason),
             next=self.next_claim if wants_next else None,
             copy_may_run=self._may_still_run,
+            # A note can quote an error of the engine or the store: masked like any reason.
+            caches=[
+                result.model_copy(update={"note": self._said(result.note)})
+                for result in (self._caches.results if self._caches is not None else [])
+            ],
         )
 
         def finish() -> ClaimedJob | None:
@@ -267,9 +285,34 @@ class JobRun:
         job = self.spec
         try:
             workspace = prepare_workspace(job, self.work_root)
+            cache_lines = self._restore_caches(workspace)
             self.executor.setup(job, workspace)
         except (WorkspaceError, ExecutorError) as error:
             return StepOutcome.errored, f"could not prepare the job: {error}"
+        outcome, reason = self._steps(logs, cache_lines, workspace)
+        if self._caches is not None and not self.cancel.is_set():
+            self._caches.save(outcome is StepOutcome.passed)
+        return outcome, reason
+
+    def _restore_caches(self, workspace: Path) -> list[str]:
+        """Restore the job's caches before its first step; lines for that step's log. A path
+        outside the workspace is mounted into the step containers by the executor."""
+        job = self.spec
+        if not job.caches:
+            return []
+        mounts_root = self.work_root / "cache-mounts" / str(job.job_id)
+        self._caches = JobCaches(
+            job, self._cache_store, workspace, mounts_root, self.executor.name, self._shared_caches
+        )
+        lines = self._caches.restore()
+        if mounts := self._caches.mounts():
+            self.executor.mount(mounts)
+        return lines
+
+    def _steps(
+        self, logs: LogShipper, cache_lines: list[str], workspace: Path
+    ) -> tuple[StepOutcome, str | None]:
+        job = self.spec
         kept_problem: str | None = None
         for position, step in enumerate(job.steps):
             if self.cancel.is_set():
@@ -277,8 +320,9 @@ class JobRun:
             log = logs.begin_step(step.index)
             self._delivery.put(StepStarted(step_index=step.index), reserve=True)
             started = time.monotonic()
-            for notice in step.notices:
+            for notice in [*cache_lines, *step.notices]:
                 log(LogLine(at=time.time(), stream="system", text=f"greenlight: {notice}"))
+            cache_lines = []
 
             def say(text: str, log: Callable[[LogLine], None] = log) -> None:
                 log(LogLine(at=time.time(), stream="system", text=f"greenlight: {text}"))

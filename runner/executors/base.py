@@ -2,6 +2,7 @@
 
 Lifecycle for one job, always in this order, from one thread:
 
+    executor.mount(mounts)                  # only when the job caches paths outside the workspace
     executor.setup(job, workspace)          # once: network, volumes, anything per job
     for step in job.steps:
         result = executor.run_step(step, on_line, cancel)   # start → tail → wait → destroy
@@ -71,6 +72,11 @@ def must_stop(step: StepSpec, cancel: threading.Event, deadline: float) -> tuple
 
 class Executor(Protocol):
     name: str
+
+    def mount(self, mounts: dict[str, Path]) -> None:
+        """Give every step the host directory ``mounts[path]`` at ``path`` (a cache outside the
+        workspace); raises ExecutorError when the executor cannot."""
+        ...
 
     def setup(self, job: JobSpec, workspace: Path) -> None: ...
 

@@ -90,6 +90,7 @@ class DockerExecutor:
         self.sidecars: Sidecars | None = None
         self._ready_images: set[str] = set()
         self._masker = SecretMasker(())
+        self._mounts: dict[str, Path] = {}
 
     @property
     def labels(self) -> dict[str, str]:
@@ -101,6 +102,11 @@ class DockerExecutor:
             RUNNER_LABEL: self.runner_name,
             IDENTITY_LABEL: self.identity,
         }
+
+    def mount(self, mounts: dict[str, Path]) -> None:
+        """Bind each host directory (a cache's, in the runner directory) at its path in every
+        step container; services never get them."""
+        self._mounts = dict(mounts)
 
     def setup(self, job: JobSpec, workspace: Path) -> None:
         self.job = job
@@ -181,7 +187,10 @@ class DockerExecutor:
             # A list of KEY=VALUE, never a shell string: values reach the process verbatim.
             environment=self.job.env | step.env | step.secret_env(),
             working_dir=WORKSPACE,
-            volumes={str(self.workspace): {"bind": WORKSPACE, "mode": "rw"}},
+            volumes={
+                str(self.workspace): {"bind": WORKSPACE, "mode": "rw"},
+                **{str(host): {"bind": path, "mode": "rw"} for path, host in self._mounts.items()},
+            },
             network=self.network.name,
             name=f"greenlight-job-{self.job.job_id}-step-{step.index}-{secrets.token_hex(4)}",
             mem_limit=limits.memory_bytes,

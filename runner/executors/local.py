@@ -63,6 +63,14 @@ class LocalExecutor:
         self._workspace: Path | None = None
         self._masker = SecretMasker(())
 
+    def mount(self, mounts: dict[str, Path]) -> None:
+        """Steps are host processes: there is nothing to mount a directory into."""
+        if mounts:
+            raise ExecutorError(
+                f"steps run as host processes here and cannot get {', '.join(mounts)}; "
+                "the job needs a runner with Docker"
+            )
+
     def setup(self, job: JobSpec, workspace: Path) -> None:
         if refusal := host_trust_refusal(job):
             raise ExecutorError(f"this runner runs steps as host processes: {refusal}")

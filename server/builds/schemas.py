@@ -6,6 +6,7 @@ import datetime as dt
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from contract.caches import CacheResult
 from server.github.schemas import GitHubStatusOut
 from server.models import Build, BuildState, JobState, StepState
 
@@ -46,6 +47,9 @@ class JobOut(BaseModel):
     is_latest: bool
     # Set when retention deleted this job's logs: its steps' logs read as "log pruned".
     logs_pruned_at: dt.datetime | None = None
+    # How each of the job's caches went (hit, fallback or miss; restore and save times), once the
+    # job has ended.
+    caches: list[CacheResult] = Field(default_factory=list, validation_alias="cache_results")
     steps: list[StepOut] = []
 
 

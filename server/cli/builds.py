@@ -62,6 +62,23 @@ def build_show(full_name: str, number: int, as_json: bool) -> None:
             step_time = _seconds(step["duration_seconds"])
             rows.append(("", "", f"{step['index']} {step['name']}", step["state"], step_time, ""))
     print_table(["JOB", "ATTEMPT", "STEP", "STATE", "TIME", "REASON"], rows)
+    for job in found["jobs"]:
+        for cache in job.get("caches") or []:
+            show(f"{job['name']}: {_cache_line(cache)}")
+
+
+def _cache_line(cache: dict[str, Any]) -> str:
+    """How one dependency cache went: hit, fallback or miss, and the restore and save times."""
+    said = {"hit": "hit", "partial": "restored from fallback", "miss": "miss", "error": "not used"}
+    line = f"cache {cache['key']}: {said.get(cache['hit'], cache['hit'])}"
+    if cache["hit"] == "partial":
+        line += f" {cache['restored_key']}"
+    if cache.get("restored_scope"):
+        line += f" ({cache['restored_scope']})"
+    line += f", restore {cache['restore_seconds']:.1f} s"
+    if cache.get("saved"):
+        line += f", saved in {cache['save_seconds'] or 0:.1f} s"
+    return line + (f"; {cache['note']}" if cache.get("note") else "")
 
 
 def _about(found: dict[str, Any]) -> list[str]:

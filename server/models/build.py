@@ -181,6 +181,14 @@ class Job(Base):
     services: Mapped[list[dict[str, Any]]] = mapped_column(
         JsonDocument, default=list, server_default=sa.text("'[]'")
     )
+    # The pipeline's caches for this job, as ``contract.caches.CacheSpec`` documents, and how each
+    # went as its runner reported (``CacheResult`` documents; empty until the job ends).
+    caches: Mapped[list[dict[str, Any]]] = mapped_column(
+        JsonDocument, default=list, server_default=sa.text("'[]'")
+    )
+    cache_results: Mapped[list[dict[str, Any]]] = mapped_column(
+        JsonDocument, default=list, server_default=sa.text("'[]'")
+    )
     timeout_seconds: Mapped[int]
     memory_bytes: Mapped[int] = mapped_column(sa.BigInteger)
     cpus: Mapped[float]

@@ -22,6 +22,7 @@ from contract.spec import SERVICE_NAME_PATTERN
 from server.pipelines import matrix
 from server.pipelines.artifacts import ArtifactsConfig
 from server.pipelines.branch_globs import check_glob
+from server.pipelines.cache_config import CacheList
 
 CONFIG_FILE = ".greenlight.yml"
 DEFAULT_READY_TIMEOUT_SECONDS = 30
@@ -384,8 +385,17 @@ class PipelineConfig(BaseModel):
     matrix: MatrixConfig | None = None
     deploy: dict[EnvironmentName, EnvironmentConfig] = Field(default_factory=dict, max_length=20)
     artifacts: ArtifactsConfig | None = None
+    # Directories kept between builds (``cache_config.py``); deploy jobs get none.
+    cache: CacheList = Field(default_factory=list)
 
     _env_names = field_validator("env")(_check_env_names)
+
+    @model_validator(mode="after")
+    def _cache_keys_fit_every_job(self) -> PipelineConfig:
+        for cell in self.matrix_cells():
+            for cache in self.cache:
+                cache.for_job(cell)  # a ValueError names the key
+        return self
 
     @field_validator("runs_on", mode="before")
     @classmethod

@@ -107,6 +107,7 @@ def _plan_job(
         # started build's extra variables sit underneath all of them (``server/builds/start.py``).
         env={**build.variables, **pipeline.env, **cell, **standard_env(build), "GREENLIGHT_JOB_NAME": name},
         services=services_for(pipeline, cell),
+        caches=[cache.for_job(cell).model_dump() for cache in pipeline.cache],
         timeout_seconds=job_timeout,
         memory_bytes=memory,
         cpus=settings.default_cpus,

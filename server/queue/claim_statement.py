@@ -90,15 +90,17 @@ _CLAIM = """
         SELECT id FROM claimed UNION ALL SELECT id FROM retried
     )
     -- Columns the claim does not change, so this statement's snapshot reads them as they are.
-    SELECT jobs.id, jobs.build_id, jobs.env, jobs.services, jobs.timeout_seconds, jobs.memory_bytes,
-           jobs.cpus, jobs.pids, jobs.environment, jobs.labels, jobs.artifacts,
+    SELECT jobs.id, jobs.build_id, jobs.env, jobs.services, jobs.caches, jobs.timeout_seconds,
+           jobs.memory_bytes, jobs.cpus, jobs.pids, jobs.environment, jobs.labels, jobs.artifacts,
            -- a job that deploys nowhere and asks for more than the default build label, which
            -- deploy jobs may not reserve: claims.reserved_label_refusal decides (one small query)
            jobs.environment IS NULL AND NOT jobs.labels <@ CAST(%(build_labels)s AS varchar(100)[])
                AS may_use_reserved_labels,
            builds.commit_sha, builds.ref,
            builds.pull_request_number, builds.branch, builds.from_fork, builds.repository_id,
+           builds.tag, builds.target_branch,
            repositories.full_name, repositories.clone_url, repositories.allow_host_runner,
+           repositories.default_branch,
            jobs.queued_at,
            EXISTS (SELECT 1 FROM claimed) AS fresh,
            (SELECT coalesce(json_agg(json_build_array(steps.index, steps.name, steps.image,

@@ -15,6 +15,7 @@ from typing import Any, NamedTuple, Protocol
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from contract.caches import CacheSpec
 from contract.spec import (
     ALL_LABELS,
     DOCKER_EXECUTOR,
@@ -26,6 +27,7 @@ from contract.spec import (
     StepSpec,
 )
 from server.auth.tokens import new_token, token_hash
+from server.caches.scopes import CacheFacts, cache_access
 from server.config import Settings
 from server.environments.rules import deploy_job_refusal, reserved_label_refusal
 from server.metrics.observe import job_claimed
@@ -207,6 +209,17 @@ def _spec(session: Session, job: Any, steps: list[StepRow], settings: Settings) 
         if job.artifacts
         else None,
         fetch_artifacts=job.environment is not None and deploy_has_artifacts(session, job.build_id),
+        caches=[CacheSpec.model_validate(cache) for cache in job.caches],
+        cache_access=cache_access(
+            CacheFacts(
+                branch=job.branch,
+                tag=job.tag,
+                pull_request_number=job.pull_request_number,
+                target_branch=job.target_branch,
+                default_branch=job.default_branch,
+                environment=job.environment,
+            )
+        ),
     )
 
 

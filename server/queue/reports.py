@@ -8,6 +8,7 @@ job is closed (``JobClosed``) and nothing it says is recorded.
 from __future__ import annotations
 
 import hmac
+import json
 import logging
 from typing import NamedTuple
 
@@ -195,6 +196,7 @@ def finish_job_by_token(
             "token_hash": token_hash(token),
             "state": state.value,
             "reason": report.reason,
+            "cache_results": json.dumps([cache.model_dump(mode="json") for cache in report.caches]),
             "now": now,
             "stops_by": stops_by(now, settings or Settings()) if report.copy_may_run else None,
             "running_becomes": _running_step_becomes(state).value,
@@ -233,7 +235,7 @@ def finish_job_by_token(
 _FINISH_CTES = """
     WITH closed AS (
         UPDATE jobs SET state = %(state)s, reason = %(reason)s, finished_at = %(now)s, token_hash = NULL,
-                        lease_expires_at = NULL,
+                        lease_expires_at = NULL, cache_results = CAST(%(cache_results)s AS jsonb),
                         stops_by = CASE WHEN CAST(%(stops_by)s AS timestamptz) IS NULL THEN NULL
                                         ELSE COALESCE(stops_by, %(stops_by)s) END
         WHERE id = %(job_id)s AND state = 'running' AND token_hash = %(token_hash)s

@@ -95,6 +95,10 @@ def test_builds_are_listed_shown_and_their_logs_printed(env: dict[str, str], ses
     repository = factories.repository(session, "acme/app")
     build = factories.build(session, repository)
     job = factories.job(session, build, steps=1)
+    job.cache_results = [
+        {"key": "pip-1f2e", "hit": "partial", "restored_key": "pip-0a0b", "restored_scope": "branch/main",
+         "restore_seconds": 1.25, "saved": True, "save_seconds": 2.5, "saved_bytes": 10}
+    ]  # fmt: skip
     session.add(
         LogChunk(
             job_id=job.id,
@@ -114,6 +118,10 @@ def test_builds_are_listed_shown_and_their_logs_printed(env: dict[str, str], ses
     shown = as_json(env, "build", "show", "acme/app", number)
     assert shown["id"] == build.id and [item["name"] for item in shown["jobs"]] == [job.name]
     assert job.name in ok(env, "build", "show", "acme/app", number)
+    cache_line = (
+        "cache pip-1f2e: restored from fallback pip-0a0b (branch/main), restore 1.2 s, saved in 2.5 s"
+    )
+    assert f"{job.name}: {cache_line}" in ok(env, "build", "show", "acme/app", number)
     logs = ok(env, "build", "logs", "acme/app", number)
     assert "hello\nworld\n" in logs and "\x1b" not in logs and "\x07" not in logs
     missing = greenlight(env, "build", "show", "acme/app", "999")

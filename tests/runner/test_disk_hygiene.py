@@ -159,6 +159,7 @@ def test_below_the_threshold_only_what_this_runner_made_and_nothing_needs_goes(
 
     for job in (FINISHED_JOB, RUNNING_JOB):
         (tmp_path / "workspaces" / str(job)).mkdir(parents=True)
+        (tmp_path / "cache-mounts" / str(job)).mkdir(parents=True)
     (tmp_path / "mirrors" / "old.git").mkdir(parents=True)
     (tmp_path / "mirrors" / "busy.git").mkdir()
     with open(tmp_path / "mirrors" / "busy.git.lock", "w") as busy:
@@ -184,6 +185,8 @@ def test_below_the_threshold_only_what_this_runner_made_and_nothing_needs_goes(
 
     assert not (tmp_path / "workspaces" / str(FINISHED_JOB)).exists()
     assert (tmp_path / "workspaces" / str(RUNNING_JOB)).exists()
+    assert not (tmp_path / "cache-mounts" / str(FINISHED_JOB)).exists()
+    assert (tmp_path / "cache-mounts" / str(RUNNING_JOB)).exists()
     assert not (tmp_path / "mirrors" / "old.git").exists()
     assert (tmp_path / "mirrors" / "busy.git").exists()
     assert (cleaned.containers, cleaned.networks, cleaned.volumes, cleaned.workspaces, cleaned.mirrors) == (

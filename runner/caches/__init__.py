@@ -1,0 +1,1 @@
+"""Dependency caches on the runner: keys from the workspace, a store per host, restore and save."""

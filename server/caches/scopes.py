@@ -1,0 +1,52 @@
+"""Which cache scopes a job may read and write: decided here, from the build the server recorded,
+never from the pushed commit (``contract/caches.py``).
+
+A scope is one branch's, one tag's or one pull request's. A push to a branch writes that branch's
+scope alone, so whoever may push to one branch cannot put anything in front of another branch's
+builds, the default branch's or a deploy's. A pull request's build, a fork's above all, writes only
+its own pull request's scope: it may read what its target and the default branch saved, never
+write there. A deploy job restores and saves nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from contract.caches import CacheAccess
+
+
+@dataclass(frozen=True)
+class CacheFacts:
+    """What the server knows of the job's build."""
+
+    branch: str | None  # pushes (and manual or scheduled builds) of a branch only
+    tag: str | None
+    pull_request_number: int | None
+    target_branch: str | None
+    default_branch: str
+    environment: str | None  # deploy jobs
+
+
+def branch_scope(branch: str) -> str:
+    return f"branch/{branch}"
+
+
+def cache_access(facts: CacheFacts) -> CacheAccess:
+    if facts.environment is not None:
+        return CacheAccess()
+    default = branch_scope(facts.default_branch)
+    if facts.pull_request_number is not None:
+        own = f"pull/{facts.pull_request_number}"
+        targets = [branch_scope(facts.target_branch)] if facts.target_branch else []
+        return CacheAccess(read=_unique([own, *targets, default]), write=own)
+    if facts.tag is not None:
+        own = f"tag/{facts.tag}"
+        return CacheAccess(read=[own, default], write=own)
+    if facts.branch is not None:
+        own = branch_scope(facts.branch)
+        return CacheAccess(read=_unique([own, default]), write=own)
+    return CacheAccess(read=[default], write=None)
+
+
+def _unique(scopes: list[str]) -> list[str]:
+    return list(dict.fromkeys(scopes))
