@@ -1,7 +1,7 @@
 """Artifacts: the files a job keeps, and the job's `artifacts:` rules.
 
 Revision ID: 0029_artifacts
-Revises: 0026_notification_pull_requests
+Revises: 0028_caches
 Create Date: 2026-12-03
 """
 
@@ -12,7 +12,7 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision: str = "0029_artifacts"
-down_revision: str | None = "0026_notification_pull_requests"
+down_revision: str | None = "0028_caches"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
