@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hmac
 import logging
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert
@@ -21,7 +21,6 @@ from contract.spec import (
     JobReleased,
     LogBatch,
     LogBudget,
-    LogLine,
     StepFinished,
     StepOutcome,
     StepStarted,
@@ -108,10 +107,11 @@ def release_job(session: Session, job: Job, released: JobReleased) -> None:
 
 def append_log(session: Session, job: Job, batch: LogBatch, budget: LogBudget | None = None) -> None:
     """Store a batch, within the job's log budget whatever the runner sent: a runner meters its
-    output itself (``contract/log_budget.py``), and this meters it again against what is stored."""
+    output itself (``contract/log_budget.py``), and this meters it again against what is stored.
+    Its lines, then its runs, are stored one ``[at, stream, text]`` each, as one chunk."""
     _step(session, job, batch.step_index)
     lines = _within_budget(session, job, batch, budget or LogBudget())
-    text_bytes = sum(len(line.text.encode()) for line in lines)
+    text_bytes = len("".join(text for _, _, text in lines).encode())
     stored = (
         session.connection()
         .execute(
@@ -121,7 +121,7 @@ def append_log(session: Session, job: Job, batch: LogBatch, budget: LogBudget | 
                 step_index=batch.step_index,
                 seq=batch.seq,
                 line_count=len(lines),
-                lines=[[line.at, line.stream, line.text] for line in lines],
+                lines=lines,
                 text_bytes=text_bytes,
                 created_at=utcnow(),
             )
@@ -134,7 +134,7 @@ def append_log(session: Session, job: Job, batch: LogBatch, budget: LogBudget | 
         observe.log_stored(session, len(lines), text_bytes)
 
 
-def _within_budget(session: Session, job: Job, batch: LogBatch, budget: LogBudget) -> list[LogLine]:
+def _within_budget(session: Session, job: Job, batch: LogBatch, budget: LogBudget) -> list[list[Any]]:
     cost = LogChunk.text_bytes + LogChunk.line_count  # a line costs its text and its newline
     job_used, step_used = session.execute(
         sa.select(
@@ -145,10 +145,14 @@ def _within_budget(session: Session, job: Job, batch: LogBatch, budget: LogBudge
         ).where(LogChunk.job_id == job.id)
     ).one()
     meter = LogMeter(budget, step_used=int(step_used), job_used=int(job_used))
-    kept = [line for line in map(meter.admit, batch.lines) if line is not None]
+    kept: list[list[Any]] = [
+        [line.at, line.stream, line.text] for line in map(meter.admit, batch.lines) if line is not None
+    ]
+    for at, stream, texts in batch.runs:
+        kept.extend([at, stream, text] for text in meter.admit_run(stream, texts))
     notice = meter.notice()
     if notice is not None:
-        kept.append(notice.model_copy(update={"text": notice.text + " (by the server)"}))
+        kept.append([notice.at, notice.stream, notice.text + " (by the server)"])
     return kept
 
 
