@@ -311,6 +311,12 @@ class LogBatch(BaseModel):
     def line_count(self) -> int:
         return len(self.lines) + sum(len(texts) for _, _, texts in self.runs)
 
+    def all_lines(self) -> list[LogLine]:
+        """Every line, in the order they are stored: ``lines``, then each run's."""
+        return self.lines + [
+            LogLine(at=at, stream=stream, text=text) for at, stream, texts in self.runs for text in texts
+        ]
+
 
 class StepStarted(BaseModel):
     step_index: int = Field(ge=0)

@@ -40,7 +40,7 @@ from runner.spool import Spool, SpoolFull
 
 logger = logging.getLogger(__name__)
 
-MEMORY_BYTES = 4 * 1024 * 1024
+MEMORY_BYTES = 8 * 1024 * 1024
 FIRST_RETRY_SECONDS = 0.25
 MAX_RETRY_SECONDS = 5.0
 # A request the server has not answered for this long counts as an outage: producers stop
@@ -185,6 +185,12 @@ class Delivery:
                 and not cancel.is_set()
             ):
                 self._cond.wait(0.2)
+
+    @property
+    def batch_bytes(self) -> int:
+        """The most text a log batch should hold: a quarter of the memory bound, so that the
+        back-pressure (at half of it) leaves room for the next batch in memory."""
+        return self._spool.memory_bytes // 4
 
     def backlog(self) -> tuple[int, int]:
         """Bytes waiting in memory and on disk."""

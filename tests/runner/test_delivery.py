@@ -79,7 +79,9 @@ class GatedApi:
         self.batches.append(batch)
 
     def texts(self) -> list[str]:
-        return [line.text for batch in sorted(self.batches, key=lambda b: b.seq) for line in batch.lines]
+        return [
+            line.text for batch in sorted(self.batches, key=lambda b: b.seq) for line in batch.all_lines()
+        ]
 
 
 MEMORY = 64 * 1024
@@ -168,7 +170,7 @@ def test_a_line_read_after_its_step_ended_stays_in_that_steps_log(tmp_path: Path
     first(LogLine(at=1.0, stream="stdout", text="late"))
     shipper.stop()
     delivery.drain()
-    by_step = {(b.step_index, line.text) for b in api.batches for line in b.lines}
+    by_step = {(b.step_index, line.text) for b in api.batches for line in b.all_lines()}
     assert by_step == {(0, "early"), (0, "late"), (1, "next step")}
     numbers = [(b.step_index, b.seq) for b in api.batches]
     assert len(numbers) == len(set(numbers))  # a step's batches never share a number
