@@ -150,7 +150,7 @@ class Delivery:
         a step's start or end as not recorded. ``reserve``: a short report of the runner's own,
         which may use the spool's reserve."""
         # Lost lines are the step's output: the runner's own notices (``reserve``) are not counted.
-        lines = len(report.lines) if isinstance(report, LogBatch) and not reserve else 0
+        lines = report.line_count() if isinstance(report, LogBatch) and not reserve else 0
         kind, step_index = _KIND_OF[type(report)], report.step_index
         record = _HEADER.pack(kind, step_index, lines) + report.model_dump_json().encode()
         with self._cond:
