@@ -171,8 +171,8 @@ def run(lines: int, megabytes: int, searches: int, root: Path) -> None:
 
         step = short_run["step"]
         median, worst, found = timed_gets(f"{stack.url}{step['log_url']}/search?q=needle-in-the", searches)
-        print(f"\nsearch of the {lines:,}-line log: median {median * 1000:.0f} ms, worst {worst * 1000:.0f} ms "
-              f"(found line {found['lines']})")  # fmt: skip
+        print(f"\nsearch of the {lines:,}-line log: median {median * 1000:.0f} ms, "
+              f"worst {worst * 1000:.0f} ms (found line {found['lines']})")  # fmt: skip
         median, worst, found = timed_gets(
             f"{stack.url}/api/repos/{short_run['name']}/logs/search?q=needle-in-the", searches
         )

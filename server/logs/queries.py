@@ -12,7 +12,9 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from server.logs.chunks import chunk_texts
 from server.models import LogChunk
+from server.models.log import LOG_ESCAPES, VISIBLE_TEXT
 
 MAX_RANGE = 5000
 
@@ -56,18 +58,18 @@ def lines_between(session: Session, job_id: int, step_index: int, start: int, en
     ).all()
     if not rows:
         return LineRange(start=start, lines=[], total=line_total(session, job_id, step_index))
-    chunks = dict(
-        session.execute(
-            sa.select(LogChunk.seq, LogChunk.lines).where(
+    chunks = {
+        seq: chunk_texts(stored, text)
+        for seq, stored, text in session.execute(
+            sa.select(LogChunk.seq, LogChunk.lines, LogChunk.text).where(
                 _of_step(job_id, step_index), LogChunk.seq.in_([row.seq for row in rows])
             )
-        ).all()
-    )
+        )
+    }
     lines: list[str] = []
     for row in rows:
         first = int(row.first)
-        chunk = chunks[row.seq]
-        lines.extend(text for _at, _stream, text in chunk[max(start - first, 0) : end - first])
+        lines.extend(chunks[row.seq][max(start - first, 0) : end - first])
     return LineRange(start=start, lines=lines, total=int(rows[0].total))
 
 
@@ -79,23 +81,48 @@ def tail(session: Session, job_id: int, step_index: int, count: int) -> LineRang
 
 # The whole search runs in the database (a 1,000,000-line log is never sent to Python); lines
 # holding an escape sequence are matched without it, as the pages show them (``ansi.strip_ansi``).
-# Both sides are lowered by the database: Python lowers some letters differently.
-_SEARCH = sa.text(
-    """
+# Both sides are lowered by the database: Python lowers some letters differently. A chunk held as
+# one text is read only if its visible text holds the needle: the trigram index on that very
+# expression (migration 0027) finds those chunks without reading the others.
+_ESCAPES = LOG_ESCAPES
+VISIBLE_TEXT = VISIBLE_TEXT.replace("(text,", "(log_chunks.text,")
+_VISIBLE_LINE = (
+    "lower(CASE WHEN strpos(line.text, chr(27)) > 0 "
+    f"THEN regexp_replace(line.text, '{_ESCAPES}', '', 'g') ELSE line.text END)"
+)
+
+_SEARCH = sa.text(  # (built of the constants above only)
+    f"""
+    WITH chunk AS (
+        SELECT id, seq, sum(line_count) OVER (ORDER BY seq) - line_count AS first
+        FROM log_chunks WHERE job_id = :job AND step_index = :step
+    ), candidate AS MATERIALIZED (
+        SELECT id FROM log_chunks WHERE job_id = :job AND step_index = :step
+            AND text IS NOT NULL AND {VISIBLE_TEXT} LIKE lower(:pattern)
+        UNION ALL
+        SELECT id FROM log_chunks WHERE job_id = :job AND step_index = :step AND lines IS NOT NULL
+    )
     SELECT chunk.first + line.ord - 1
-    FROM (SELECT seq, lines, sum(line_count) OVER (ORDER BY seq) - line_count AS first
-          FROM log_chunks WHERE job_id = :job AND step_index = :step) AS chunk
-    CROSS JOIN LATERAL jsonb_array_elements_text(
-        jsonb_path_query_array(chunk.lines, '$[*][2]')) WITH ORDINALITY AS line(text, ord)
-    WHERE strpos(lower(CASE WHEN strpos(line.text, chr(27)) > 0
-                       THEN regexp_replace(line.text, :escapes, '', 'g')
-                       ELSE line.text END), lower(:needle)) > 0
+    FROM candidate JOIN chunk ON chunk.id = candidate.id
+    JOIN log_chunks AS stored ON stored.id = candidate.id
+    CROSS JOIN LATERAL (
+        SELECT * FROM jsonb_array_elements_text(jsonb_path_query_array(stored.lines, '$[*][2]'))
+            WITH ORDINALITY AS held(text, ord) WHERE stored.text IS NULL
+        UNION ALL
+        SELECT * FROM string_to_table(stored.text, chr(10)) WITH ORDINALITY AS split(text, ord)
+            WHERE stored.text IS NOT NULL
+    ) AS line
+    WHERE strpos({_VISIBLE_LINE}, lower(:needle)) > 0
     ORDER BY chunk.seq, line.ord
     LIMIT :limit
-    """
+    """  # noqa: S608
 )
-# Postgres's regular expression for what ansi.strip_ansi removes after an ESC (CSI, OSC, two-byte).
-_ESCAPES = r"\x1b(\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(\x07|\x1b\\)?|[@-Z\\-_]?)"
+
+
+def like_pattern(needle: str) -> str:
+    """A LIKE pattern for text containing ``needle`` (lowered by the database, as the text is)."""
+    escaped = needle.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
 
 
 def search(session: Session, job_id: int, step_index: int, needle: str, limit: int = 200) -> list[int]:
@@ -104,7 +131,7 @@ def search(session: Session, job_id: int, step_index: int, needle: str, limit: i
         "job": job_id,
         "step": step_index,
         "needle": needle,
+        "pattern": like_pattern(needle),
         "limit": limit,
-        "escapes": _ESCAPES,
     }
     return [int(number) for number in session.scalars(_SEARCH, wanted)]

@@ -12,23 +12,45 @@ from server.models.base import Base, JsonDocument, utcnow
 
 
 def text_bytes_of(context: Any) -> int:
-    """UTF-8 bytes of the lines' text, computed where the chunk is inserted (the runner API's
-    insert names no size): what retention's size budget adds up, without reading the lines."""
-    lines = context.get_current_parameters().get("lines") or []
-    return sum(len(str(line[2]).encode()) for line in lines)
+    """UTF-8 bytes of the lines' text, computed where a chunk is inserted without its size:
+    what retention's size budget adds up, without reading the lines."""
+    parameters = context.get_current_parameters()
+    if parameters.get("text") is not None:
+        return len(parameters["text"].encode()) - parameters["text"].count("\n")
+    return sum(len(str(line[2]).encode()) for line in parameters.get("lines") or [])
+
+
+# What ``ansi.strip_ansi`` removes after an ESC (CSI, OSC, two-byte), as a Postgres regular
+# expression; an OSC stops at a newline, so a chunk's text loses what each of its lines would.
+LOG_ESCAPES = r"\x1b(\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b\n]*(\x07|\x1b\\)?|[@-Z\\-_]?)"
+# A chunk's text as the pages show it, lowered: what the trigram index holds and a search asks
+# (the index is used only for this very expression).
+VISIBLE_TEXT = f"lower(regexp_replace(text, '{LOG_ESCAPES}', '', 'g'))"
 
 
 class LogChunk(Base):
     __tablename__ = "log_chunks"
     # (job, step, seq) makes a retried upload of the same batch a no-op.
-    __table_args__ = (sa.UniqueConstraint("job_id", "step_index", "seq"),)
+    __table_args__ = (
+        sa.UniqueConstraint("job_id", "step_index", "seq"),
+        # (migration 0027 leaves it out where pg_trgm cannot be created: a search then reads more)
+        sa.Index(
+            "ix_log_chunks_visible_text", sa.text(f"({VISIBLE_TEXT}) gin_trgm_ops"), postgresql_using="gin"
+        ),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     job_id: Mapped[int] = mapped_column(sa.ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
     step_index: Mapped[int]
     seq: Mapped[int]
     line_count: Mapped[int]
-    # [[at, stream, text], ...]: compact, and the raw text is a join away.
-    lines: Mapped[list[Any]] = mapped_column(JsonDocument)
+    # A chunk holds its lines one of two ways (``server/logs/chunks.py`` reads both): ``text``,
+    # the lines joined by newlines (no line holds one), with ``runs``, [[at, stream, count], ...]
+    # in order; or ``lines``, [[at, stream, text], ...] (older chunks, and a line holding a
+    # newline). One piece of text costs the database a fraction of a JSON value per line to
+    # store, and is what the search index reads.
+    lines: Mapped[list[Any] | None] = mapped_column(JsonDocument, nullable=True)
+    text: Mapped[str | None] = mapped_column(sa.Text, nullable=True)
+    runs: Mapped[list[Any] | None] = mapped_column(JsonDocument, nullable=True)
     text_bytes: Mapped[int] = mapped_column(default=text_bytes_of, server_default=sa.text("0"))
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)

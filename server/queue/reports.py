@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hmac
 import logging
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert
@@ -30,6 +30,7 @@ from server.auth.tokens import token_hash
 from server.config import Settings
 from server.db import driver_sql_first_row, expire_if_loaded
 from server.events import LockedBuild, events_of
+from server.logs.chunks import stored_form
 from server.metrics import observe
 from server.models import (
     BuildState,
@@ -108,10 +109,11 @@ def release_job(session: Session, job: Job, released: JobReleased) -> None:
 def append_log(session: Session, job: Job, batch: LogBatch, budget: LogBudget | None = None) -> None:
     """Store a batch, within the job's log budget whatever the runner sent: a runner meters its
     output itself (``contract/log_budget.py``), and this meters it again against what is stored.
-    Its lines, then its runs, are stored one ``[at, stream, text]`` each, as one chunk."""
+    Its lines, then its runs, are stored as one chunk (``server/logs/chunks.py``)."""
     _step(session, job, batch.step_index)
-    lines = _within_budget(session, job, batch, budget or LogBudget())
-    text_bytes = len("".join(text for _, _, text in lines).encode())
+    runs = _within_budget(session, job, batch, budget or LogBudget())
+    line_count = sum(len(texts) for _, _, texts in runs)
+    text_bytes = sum(len("".join(texts).encode()) for _, _, texts in runs)
     stored = (
         session.connection()
         .execute(
@@ -120,10 +122,10 @@ def append_log(session: Session, job: Job, batch: LogBatch, budget: LogBudget | 
                 job_id=job.id,
                 step_index=batch.step_index,
                 seq=batch.seq,
-                line_count=len(lines),
-                lines=lines,
+                line_count=line_count,
                 text_bytes=text_bytes,
                 created_at=utcnow(),
+                **stored_form(runs),
             )
             .on_conflict_do_nothing(index_elements=["job_id", "step_index", "seq"])
             .returning(LogChunk.id)
@@ -131,10 +133,13 @@ def append_log(session: Session, job: Job, batch: LogBatch, budget: LogBudget | 
         .scalar_one_or_none()
     )
     if stored is not None:  # a retried batch is stored, and counted, once
-        observe.log_stored(session, len(lines), text_bytes)
+        observe.log_stored(session, line_count, text_bytes)
 
 
-def _within_budget(session: Session, job: Job, batch: LogBatch, budget: LogBudget) -> list[list[Any]]:
+def _within_budget(
+    session: Session, job: Job, batch: LogBatch, budget: LogBudget
+) -> list[tuple[float, str, list[str]]]:
+    """The batch's lines the budget keeps, as runs."""
     cost = LogChunk.text_bytes + LogChunk.line_count  # a line costs its text and its newline
     job_used, step_used = session.execute(
         sa.select(
@@ -145,14 +150,13 @@ def _within_budget(session: Session, job: Job, batch: LogBatch, budget: LogBudge
         ).where(LogChunk.job_id == job.id)
     ).one()
     meter = LogMeter(budget, step_used=int(step_used), job_used=int(job_used))
-    kept: list[list[Any]] = [
-        [line.at, line.stream, line.text] for line in map(meter.admit, batch.lines) if line is not None
+    kept: list[tuple[float, str, list[str]]] = [
+        (line.at, line.stream, [line.text]) for line in map(meter.admit, batch.lines) if line is not None
     ]
-    for at, stream, texts in batch.runs:
-        kept.extend([at, stream, text] for text in meter.admit_run(stream, texts))
+    kept.extend((at, stream, meter.admit_run(stream, texts)) for at, stream, texts in batch.runs)
     notice = meter.notice()
     if notice is not None:
-        kept.append([notice.at, notice.stream, notice.text + " (by the server)"])
+        kept.append((notice.at, notice.stream, [notice.text + " (by the server)"]))
     return kept
 
 

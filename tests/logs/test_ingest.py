@@ -12,6 +12,7 @@ import sqlalchemy as sa
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session
 
+from server.logs.chunks import chunk_lines
 from server.models import LogChunk
 from tests.queue.test_runner_api import claim, queued_jobs, register, token  # noqa: F401
 
@@ -33,8 +34,8 @@ def post_logs(client: TestClient, claimed: dict[str, Any], body: bytes, **header
 
 def stored_lines(session: Session) -> list[list[Any]]:
     session.expire_all()
-    chunks = session.scalars(sa.select(LogChunk.lines).order_by(LogChunk.seq)).all()
-    return [line for chunk in chunks for line in chunk]
+    chunks = session.execute(sa.select(LogChunk.lines, LogChunk.text, LogChunk.runs).order_by(LogChunk.seq))
+    return [list(line) for chunk in chunks for line in chunk_lines(*chunk)]
 
 
 @pytest.fixture
