@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import sqlalchemy as sa
+
 Line = tuple[float, str, str]
 
 
@@ -35,7 +37,7 @@ def stored_form(runs: list[tuple[float, str, list[str]]]) -> dict[str, Any]:
     joined = "\n".join(texts)
     if not texts or joined.count("\n") != len(texts) - 1:
         triples = [[at, stream, text] for at, stream, run in runs for text in run]
-        return {"lines": triples, "text": None, "runs": None}
+        return {"lines": triples, "text": None, "runs": sa.null()}
     merged: list[list[Any]] = []
     for at, stream, run in runs:
         if not run:
@@ -44,4 +46,4 @@ def stored_form(runs: list[tuple[float, str, list[str]]]) -> dict[str, Any]:
             merged[-1][2] += len(run)
         else:
             merged.append([at, stream, len(run)])
-    return {"lines": None, "text": joined, "runs": merged}
+    return {"lines": sa.null(), "text": joined, "runs": merged}

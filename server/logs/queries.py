@@ -100,7 +100,7 @@ _SEARCH = sa.text(  # (built of the constants above only)
         SELECT id FROM log_chunks WHERE job_id = :job AND step_index = :step
             AND text IS NOT NULL AND {VISIBLE_TEXT} LIKE lower(:pattern)
         UNION ALL
-        SELECT id FROM log_chunks WHERE job_id = :job AND step_index = :step AND lines IS NOT NULL
+        SELECT id FROM log_chunks WHERE job_id = :job AND step_index = :step AND text IS NULL
     )
     SELECT chunk.first + line.ord - 1
     FROM candidate JOIN chunk ON chunk.id = candidate.id
@@ -135,3 +135,56 @@ def search(session: Session, job_id: int, step_index: int, needle: str, limit: i
         "limit": limit,
     }
     return [int(number) for number in session.scalars(_SEARCH, wanted)]
+
+
+_REPOSITORY_SEARCH = sa.text(  # (built of the constants above only)
+    f"""
+    WITH candidate AS MATERIALIZED (
+        SELECT log_chunks.id FROM log_chunks
+        JOIN jobs ON jobs.id = log_chunks.job_id JOIN builds ON builds.id = jobs.build_id
+        WHERE builds.repository_id = :repository
+            AND log_chunks.text IS NOT NULL AND {VISIBLE_TEXT} LIKE lower(:pattern)
+        UNION ALL
+        SELECT log_chunks.id FROM log_chunks
+        JOIN jobs ON jobs.id = log_chunks.job_id JOIN builds ON builds.id = jobs.build_id
+        WHERE builds.repository_id = :repository AND log_chunks.text IS NULL
+    )
+    SELECT jobs.build_id, builds.number, stored.job_id, stored.step_index,
+           coalesce(earlier.lines, 0) + line.ord - 1 AS line, line.text
+    FROM candidate
+    JOIN log_chunks AS stored ON stored.id = candidate.id
+    JOIN jobs ON jobs.id = stored.job_id JOIN builds ON builds.id = jobs.build_id
+    CROSS JOIN LATERAL (
+        SELECT sum(line_count) AS lines FROM log_chunks AS before
+        WHERE before.job_id = stored.job_id AND before.step_index = stored.step_index
+            AND before.seq < stored.seq
+    ) AS earlier
+    CROSS JOIN LATERAL (
+        SELECT * FROM jsonb_array_elements_text(jsonb_path_query_array(stored.lines, '$[*][2]'))
+            WITH ORDINALITY AS held(text, ord) WHERE stored.text IS NULL
+        UNION ALL
+        SELECT * FROM string_to_table(stored.text, chr(10)) WITH ORDINALITY AS split(text, ord)
+            WHERE stored.text IS NOT NULL
+    ) AS line
+    WHERE strpos({_VISIBLE_LINE}, lower(:needle)) > 0
+    ORDER BY jobs.build_id DESC, stored.job_id, stored.step_index, stored.seq, line.ord
+    LIMIT :limit
+    """  # noqa: S608
+)
+
+
+@dataclass(frozen=True)
+class Match:
+    build_id: int
+    number: int
+    job_id: int
+    step_index: int
+    line: int  # 0-based, as in a step's line ranges
+    text: str
+
+
+def search_repository(session: Session, repository_id: int, needle: str, limit: int = 100) -> list[Match]:
+    """The first ``limit`` lines of the repository's logs whose visible text contains ``needle``
+    (case-insensitive), newest build first; only the chunks the trigram index names are read."""
+    wanted = {"repository": repository_id, "needle": needle, "pattern": like_pattern(needle), "limit": limit}
+    return [Match(*row) for row in session.execute(_REPOSITORY_SEARCH, wanted)]
