@@ -46,4 +46,5 @@ def stored_form(runs: list[tuple[float, str, list[str]]]) -> dict[str, Any]:
             merged[-1][2] += len(run)
         else:
             merged.append([at, stream, len(run)])
-    return {"lines": sa.null(), "text": joined, "runs": merged}
+    plain = joined.isascii() and "\x1b" not in joined
+    return {"lines": sa.null(), "text": joined, "runs": merged, "plain": plain}

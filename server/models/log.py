@@ -20,24 +20,10 @@ def text_bytes_of(context: Any) -> int:
     return sum(len(str(line[2]).encode()) for line in parameters.get("lines") or [])
 
 
-# What ``ansi.strip_ansi`` removes after an ESC (CSI, OSC, two-byte), as a Postgres regular
-# expression; an OSC stops at a newline, so a chunk's text loses what each of its lines would.
-LOG_ESCAPES = r"\x1b(\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b\n]*(\x07|\x1b\\)?|[@-Z\\-_]?)"
-# A chunk's text as the pages show it, lowered: what the trigram index holds and a search asks
-# (the index is used only for this very expression).
-VISIBLE_TEXT = f"lower(regexp_replace(text, '{LOG_ESCAPES}', '', 'g'))"
-
-
 class LogChunk(Base):
     __tablename__ = "log_chunks"
     # (job, step, seq) makes a retried upload of the same batch a no-op.
-    __table_args__ = (
-        sa.UniqueConstraint("job_id", "step_index", "seq"),
-        # (migration 0027 leaves it out where pg_trgm cannot be created: a search then reads more)
-        sa.Index(
-            "ix_log_chunks_visible_text", sa.text(f"({VISIBLE_TEXT}) gin_trgm_ops"), postgresql_using="gin"
-        ),
-    )
+    __table_args__ = (sa.UniqueConstraint("job_id", "step_index", "seq"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     job_id: Mapped[int] = mapped_column(sa.ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
@@ -52,5 +38,8 @@ class LogChunk(Base):
     lines: Mapped[list[Any] | None] = mapped_column(JsonDocument, nullable=True)
     text: Mapped[str | None] = mapped_column(sa.Text, nullable=True)
     runs: Mapped[list[Any] | None] = mapped_column(JsonDocument, nullable=True)
+    # ``text`` is ASCII without an escape sequence: a search lowers it byte by byte, many times
+    # faster than by the database's locale, with the same result.
+    plain: Mapped[bool] = mapped_column(default=False, server_default=sa.false())
     text_bytes: Mapped[int] = mapped_column(default=text_bytes_of, server_default=sa.text("0"))
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
