@@ -62,11 +62,18 @@ def docker_run(image: str, script: str) -> float:
     return time.monotonic() - started
 
 
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU time of a process and its waited-for children."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return sum(int(value) for value in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+
+
 class PeakMemory:
-    """Peak VmRSS of some processes, sampled every 0.1 s while running."""
+    """Peak VmRSS of some processes, sampled every 0.1 s while running, and the CPU they used."""
 
     def __init__(self, pids: dict[str, int]) -> None:
         self.pids = pids
+        self.cpu = {name: cpu_seconds(pid) for name, pid in pids.items()}
         self.peak = {name: memory_kib(pid)["VmRSS"] for name, pid in pids.items()}
         self.before = dict(self.peak)
         self._done = threading.Event()
@@ -81,6 +88,7 @@ class PeakMemory:
     def stop(self) -> None:
         self._done.set()
         self._thread.join()
+        self.cpu = {name: cpu_seconds(pid) - self.cpu[name] for name, pid in self.pids.items()}
 
 
 def run_step(stack: Any, env: Any, root: Path, script: str, pids: dict[str, int]) -> dict[str, Any]:
@@ -139,7 +147,7 @@ def report(title: str, baseline: float, run: dict[str, Any], megabytes: float) -
           f"end to end ({megabytes:.0f} MB in {run['to_end']:.2f} s)")  # fmt: skip
     for name in memory.pids:
         print(f"  {name} RSS: {memory.before[name] / 1024:.0f} MiB before, "
-              f"{memory.peak[name] / 1024:.0f} MiB at peak")  # fmt: skip
+              f"{memory.peak[name] / 1024:.0f} MiB at peak; CPU {memory.cpu[name]:.1f} s")  # fmt: skip
 
 
 def run(lines: int, megabytes: int, searches: int, root: Path) -> None:
