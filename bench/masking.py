@@ -1,10 +1,10 @@
 """The cost of masking secrets in logs, in figures (prints; asserts nothing). See bench/README.md.
 
 A step's output goes through the runner's own log path: raw chunks → ``LineSplitter`` (decode,
-split, mask) → ``LogShipper.add`` (mask again: the one door out) → 500-line batches encoded as
-the JSON the runner posts (the HTTP call itself is left out: it is the same with or without
-secrets). The same generated log is pushed through with 0 secrets and with 50, alternating,
-in one run; the median of the rounds is reported, with the ratio.
+split, mask) → ``LogShipper`` (runs of lines; system lines masked again: the one door out) →
+batches encoded as the JSON the runner posts (the HTTP call and its gzip are left out: they are
+the same with or without secrets). The same generated log is pushed through with 0 secrets and
+with 50, alternating, in one run; the median of the rounds is reported, with the ratio.
 
     .venv/bin/python -m bench.masking [--megabytes 32] [--rounds 5] [--secrets 50] [--keys-every 10]
                                       [--colour-every 0]
@@ -24,6 +24,7 @@ import threading
 import time
 from pathlib import Path
 
+from contract.spec import LogBatch
 from runner.delivery import Contact, Delivery
 from runner.executors.lines import LineSplitter
 from runner.masking import MASK, SecretMasker
@@ -40,7 +41,7 @@ class NullApi:
         self.masked = 0
 
     def send_logs(self, job_id: int, token: str, body: bytes) -> None:
-        self.lines += body.count(b'{"at":')
+        self.lines += LogBatch.model_validate_json(body).line_count()
         self.masked += body.count(MASK.encode())
 
 

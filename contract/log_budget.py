@@ -69,6 +69,25 @@ class LogMeter:
         self.job_used += cost
         return line
 
+    def admit_run(self, stream: str, texts: list[str]) -> list[str]:
+        """``admit`` for lines of one stream, in order: the texts kept. Output that fits whole
+        (or is dropped whole) is counted in one step, without a look at each line."""
+        if texts and stream != "system":
+            size = len("\n".join(texts).encode()) + 1  # each line's text and its newline
+            if self._full:
+                self.dropped += size
+                return []
+            if (
+                self.step_used + size <= self.budget.step_bytes
+                and self.job_used + size <= self.budget.job_bytes
+                and max(map(len, texts)) <= MAX_STORED_LINE_CHARS
+            ):
+                self.step_used += size
+                self.job_used += size
+                return texts
+        kept = (self.admit(LogLine(at=0.0, stream=stream, text=text)) for text in texts)
+        return [line.text for line in kept if line is not None]
+
     def notice(self) -> LogLine | None:
         """The line that says what was dropped since the last notice (None: nothing was), itself
         metered within the system allowance."""

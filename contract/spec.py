@@ -326,13 +326,30 @@ class LogLine(BaseModel):
     text: str
 
 
+LogStream = Annotated[str, Field(pattern=r"^(stdout|stderr|system)$")]
+# Lines read together from one stream at one time, ``[at, stream, [text, ...]]``: how a runner
+# sends a busy step's output, without a JSON object per line.
+LogRun = tuple[float, LogStream, list[str]]
+
+
 class LogBatch(BaseModel):
-    """A batch of lines for one step. ``seq`` numbers batches per step from 0, so a retried
-    upload is stored once."""
+    """A batch of lines for one step: ``lines``, then ``runs`` (each a run of lines of one
+    stream read at one time). ``seq`` numbers batches per step from 0, so a retried upload is
+    stored once."""
 
     step_index: int = Field(ge=0)
     seq: int = Field(ge=0)
-    lines: list[LogLine]
+    lines: list[LogLine] = Field(default_factory=list)
+    runs: list[LogRun] = Field(default_factory=list)
+
+    def line_count(self) -> int:
+        return len(self.lines) + sum(len(texts) for _, _, texts in self.runs)
+
+    def all_lines(self) -> list[LogLine]:
+        """Every line, in the order they are stored: ``lines``, then each run's."""
+        return self.lines + [
+            LogLine(at=at, stream=stream, text=text) for at, stream, texts in self.runs for text in texts
+        ]
 
 
 class StepStarted(BaseModel):

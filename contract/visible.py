@@ -38,6 +38,8 @@ def has_controls(text: str) -> bool:
     data = text.encode("utf-8", "surrogatepass")
     if data.translate(None, _NOT_C0):
         return True
+    if data.isascii():  # the other controls and the invisible characters are all beyond ASCII
+        return False
     maybe = b"\xc2" in data or any(start in data for start in _INVISIBLE_STARTS)
     return maybe and CONTROLS.search(text) is not None
 

@@ -40,12 +40,16 @@ from runner.spool import Spool, SpoolFull
 
 logger = logging.getLogger(__name__)
 
-MEMORY_BYTES = 4 * 1024 * 1024
+MEMORY_BYTES = 8 * 1024 * 1024
 FIRST_RETRY_SECONDS = 0.25
 MAX_RETRY_SECONDS = 5.0
-# A request the server has not answered for this long counts as an outage: producers stop
-# waiting for room (the backlog goes to disk) instead of waiting out the request's timeout.
+# A request the server has not answered for this long, while it answered nothing else (no lease
+# renewal) either, counts as an outage: producers stop waiting for room (the backlog goes to
+# disk) instead of waiting out the request's timeout.
 STALLED_SECONDS = 5.0
+# ... and nothing else answered for this long: more than two lease renewals (every 5 s by
+# default), so the silence between two answered renewals never reads as an outage.
+SILENT_SECONDS = 12.0
 # A queued report the server answers with a 500 this long while it renews the job's lease is
 # refused for good (a bug of the server's about that report): the rest of the queue must not wait
 # behind it until the job's timeout. Only a 500 says the server failed on this very report.
@@ -150,7 +154,7 @@ class Delivery:
         a step's start or end as not recorded. ``reserve``: a short report of the runner's own,
         which may use the spool's reserve."""
         # Lost lines are the step's output: the runner's own notices (``reserve``) are not counted.
-        lines = len(report.lines) if isinstance(report, LogBatch) and not reserve else 0
+        lines = report.line_count() if isinstance(report, LogBatch) and not reserve else 0
         kind, step_index = _KIND_OF[type(report)], report.step_index
         record = _HEADER.pack(kind, step_index, lines) + report.model_dump_json().encode()
         with self._cond:
@@ -185,6 +189,12 @@ class Delivery:
                 and not cancel.is_set()
             ):
                 self._cond.wait(0.2)
+
+    @property
+    def batch_bytes(self) -> int:
+        """The most text a log batch should hold: a quarter of the memory bound, so that the
+        back-pressure (at half of it) leaves room for the next batch in memory."""
+        return self._spool.memory_bytes // 4
 
     def backlog(self) -> tuple[int, int]:
         """Bytes waiting in memory and on disk."""
@@ -227,8 +237,15 @@ class Delivery:
             self._spool.close()
 
     def _stalled(self) -> bool:
+        """A request unanswered for STALLED_SECONDS while nothing was answered for SILENT_SECONDS
+        (the lease renewals go on while a slow server stores a large batch: that is no outage)."""
         started = self._in_flight_since
-        return started is not None and time.monotonic() - started > STALLED_SECONDS
+        now = time.monotonic()
+        return (
+            started is not None
+            and now - started > STALLED_SECONDS
+            and self.contact.silent_for(now) > SILENT_SECONDS
+        )
 
     def _not_sent(self, kind: int, step_index: int, lines: int) -> None:
         """Count a report that will never reach the server (under the lock)."""

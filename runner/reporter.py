@@ -1,8 +1,9 @@
 """Ships a step's output to the server in batches while it runs, and renews the job's lease.
 
 Lines are appended from executor threads, to the step they were printed by (``begin_step``
-gives each step a sink of its own, so a line read late is never put in the next step's log);
-a batch is cut every half second, or at 500 lines, or at 1 MiB, numbered per step so a retried
+gives each step a sink of its own, so a line read late is never put in the next step's log),
+one at a time or as runs read together; a batch is cut every half second, or at 50,000 lines, or
+at 1 MiB, numbered per step so a retried
 batch is stored once, and queued in the job's ``Delivery`` behind the step's start. Every line
 is masked on its way in, and metered against the job's log budget: what is over it is never
 sent, and the step's log ends with a line saying how much was dropped. A step whose lines could
@@ -28,7 +29,9 @@ from runner.masking import SecretMasker
 logger = logging.getLogger(__name__)
 
 FLUSH_SECONDS = 0.5
-MAX_BATCH_LINES = 500
+# A batch is one request and one stored chunk: large enough that a busy step costs few of each,
+# small enough that neither side holds much of a step's output at a time.
+MAX_BATCH_LINES = 50_000
 MAX_BATCH_BYTES = 1024 * 1024
 
 
@@ -40,6 +43,21 @@ def unrecorded_text(events: list[tuple[int, str]]) -> str:
     """``events``: (step index, "start" or "end") the server never recorded."""
     named = " and ".join(f"the {what} of step {step}" for step, what in events)
     return f"{named} could not be recorded by the server"
+
+
+class _StepSink:
+    """A step's line sink: one line (``__call__``) or lines read together (``run``)."""
+
+    __slots__ = ("_shipper", "_step")
+
+    def __init__(self, shipper: LogShipper, step: int) -> None:
+        self._shipper, self._step = shipper, step
+
+    def __call__(self, line: LogLine) -> None:
+        self._shipper.add(line, self._step)
+
+    def run(self, stream: str, at: float, texts: list[str]) -> None:
+        self._shipper.add_run(stream, at, texts, self._step)
 
 
 class LogShipper:
@@ -54,8 +72,11 @@ class LogShipper:
         self._cancel = cancel
         self._masker = masker or SecretMasker(())
         self._meter = LogMeter(budget or LogBudget())
+        self._batch_bytes = min(MAX_BATCH_BYTES, delivery.batch_bytes)
         self._lock = threading.Lock()
-        self._pending: list[LogLine] = []
+        # Runs of lines waiting to be cut into batches: (at, stream, texts), all of one step.
+        self._pending: list[tuple[float, str, list[str]]] = []
+        self._pending_lines = 0
         self._pending_bytes = 0
         self._pending_step = 0
         self._step_index = 0
@@ -71,7 +92,7 @@ class LogShipper:
         with self._lock:
             self._step_index = step_index
             self._meter.begin_step()
-        return lambda line: self.add(line, step_index)
+        return _StepSink(self, step_index)
 
     def add(self, line: LogLine, step_index: int | None = None) -> None:
         """Add a line to ``step_index``'s log (the current step's by default). Waits while the
@@ -81,10 +102,18 @@ class LogShipper:
             admitted = self._meter.admit(line)
             if admitted is None:
                 return  # over the budget: counted, said once at the end of the step
-            self._append(step, admitted)
-            full = len(self._pending) >= MAX_BATCH_LINES or self._pending_bytes >= MAX_BATCH_BYTES
-            if full:
-                self._cut()
+            full = self._append(step, admitted.at, admitted.stream, [admitted.text])
+        if full:
+            self._delivery.wait_for_room(self._cancel)
+
+    def add_run(self, stream: str, at: float, texts: list[str], step_index: int | None = None) -> None:
+        """``add`` for lines of one stream read together at ``at``."""
+        with self._lock:
+            step = self._step_index if step_index is None else step_index
+            kept = self._meter.admit_run(stream, texts)
+            if not kept:
+                return
+            full = self._append(step, at, stream, kept)
         if full:
             self._delivery.wait_for_room(self._cancel)
 
@@ -94,7 +123,7 @@ class LogShipper:
         with self._lock:
             notice = self._meter.notice()
             if notice is not None:
-                self._append(self._step_index, notice)
+                self._append(self._step_index, notice.at, notice.stream, [notice.text])
             self._cut()
             self._notice_undelivered(self._step_index)
 
@@ -112,12 +141,18 @@ class LogShipper:
         self._thread.join(timeout=30)
         self.end_step()
 
-    def _append(self, step: int, line: LogLine) -> None:
+    def _append(self, step: int, at: float, stream: str, texts: list[str]) -> bool:
+        """Keep a run for the next batch; True when a batch was cut (under the lock)."""
         if self._pending and step != self._pending_step:
             self._cut()  # a late line of an earlier step: its batch stays apart
         self._pending_step = step
-        self._pending.append(line)
-        self._pending_bytes += line_cost(line.text)
+        self._pending.append((at, stream, texts))
+        self._pending_lines += len(texts)
+        self._pending_bytes += len("\n".join(texts).encode()) + 1 if len(texts) > 1 else line_cost(texts[0])
+        if self._pending_lines < MAX_BATCH_LINES and self._pending_bytes < self._batch_bytes:
+            return False
+        self._cut()
+        return True
 
     def _notice_undelivered(self, step: int) -> None:
         lost = self._delivery.lost_lines(step) - self._noticed[step]
@@ -138,38 +173,62 @@ class LogShipper:
         return seq
 
     def _cut(self) -> None:
-        """Queue what is pending as batches (under the lock, so batches are queued in order)."""
-        while self._pending:
-            count, size = 0, 0
-            while count < min(len(self._pending), MAX_BATCH_LINES) and (count == 0 or size < MAX_BATCH_BYTES):
-                size += line_cost(self._pending[count].text)
-                count += 1
-            lines, self._pending = self._pending[:count], self._pending[count:]
-            self._pending_bytes -= size
-            step = self._pending_step
-            batch = LogBatch(step_index=step, seq=self._next_seq(step), lines=self._masked(lines))
-            self._delivery.put(batch)
+        """Queue what is pending as batches of at most MAX_BATCH_LINES lines and about
+        MAX_BATCH_BYTES or the delivery's ``batch_bytes`` (a line past it closes its batch),
+        under the lock, so in order."""
+        pending, self._pending = self._pending, []
+        self._pending_lines = self._pending_bytes = 0
+        runs: list[tuple[float, str, list[str]]] = []
+        count = size = 0
+        for at, stream, texts in pending:
+            while texts:
+                room = MAX_BATCH_LINES - count
+                take = len(texts) if len(texts) <= room else room
+                run_size = len("\n".join(texts[:take]).encode()) + 1
+                if size + run_size > self._batch_bytes:  # the run passes the byte bound: find where
+                    take, run_size = _fitting(texts, take, self._batch_bytes - size)
+                runs.append((at, stream, texts[:take]))
+                texts = texts[take:]
+                count, size = count + take, size + run_size
+                if count >= MAX_BATCH_LINES or size >= self._batch_bytes:
+                    self._queue(runs)
+                    runs, count, size = [], 0, 0
+        if runs:
+            self._queue(runs)
 
-    def _masked(self, lines: list[LogLine]) -> list[LogLine]:
+    def _queue(self, runs: list[tuple[float, str, list[str]]]) -> None:
+        step = self._pending_step
+        batch = LogBatch(step_index=step, seq=self._next_seq(step), runs=self._masked(runs))
+        self._delivery.put(batch)
+
+    def _masked(self, runs: list[tuple[float, str, list[str]]]) -> list[tuple[float, str, list[str]]]:
         """A step's output lines (stdout, stderr) come masked by the executor's ``LineSplitter``,
         which sees the stream (a value cut across chunks needs it); this masks the rest: system
-        lines, error messages. One search per batch: no pattern holds a newline, so a match in the
-        joined text lies within one line."""
+        lines, error messages. No pattern holds a newline: a match in a line's text is found."""
         if not self._masker:
-            return lines
-        system = "\n".join(line.text for line in lines if line.stream == "system")
-        if not system or not self._masker.matches(system):
-            return lines
+            return runs
         return [
-            line.model_copy(update={"text": self._masker.mask(line.text)})
-            if line.stream == "system"
-            else line
-            for line in lines
+            (at, stream, [self._masker.mask(text) for text in texts])
+            if stream == "system"
+            else (at, stream, texts)
+            for at, stream, texts in runs
         ]
 
     def _run(self) -> None:
         while not self._stopped.wait(FLUSH_SECONDS):
             self.flush()
+
+
+def _fitting(texts: list[str], most: int, room: int) -> tuple[int, int]:
+    """How many of the first ``most`` lines fit in ``room`` bytes (at least one: a line past the
+    bound closes its batch), and their size."""
+    take = size = 0
+    while take < most:
+        cost = line_cost(texts[take])
+        if take and size + cost > room:
+            break
+        take, size = take + 1, size + cost
+    return take, size
 
 
 class Heartbeat:

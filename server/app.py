@@ -31,6 +31,7 @@ from server.github.endpoints import router as github_router
 from server.health.doctor_endpoints import router as doctor_router
 from server.health.endpoints import router as health_router
 from server.lean import LeanRoutes
+from server.logs.endpoints import repository_router as repository_logs_router
 from server.logs.endpoints import router as logs_router
 from server.metrics.endpoints import router as metrics_router
 from server.notifications.endpoints import router as notifications_router
@@ -126,6 +127,7 @@ def create_app(settings: Settings, transport: Transport | None = None) -> FastAP
     app.include_router(schedules_router, dependencies=readers)
     app.include_router(logs_router, dependencies=readers)
     app.include_router(artifacts_router, dependencies=readers)
+    app.include_router(repository_logs_router, dependencies=readers)
     app.mount("/-/static", StaticFiles(directory=Path(__file__).parent / "web" / "static"), name="static")
     app.include_router(login_router)
     app.include_router(web_actions_router)

@@ -16,9 +16,11 @@ Starlette's router matches them, so a ``root_path`` is treated as FastAPI treats
 from __future__ import annotations
 
 import json
+import zlib
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from starlette.concurrency import run_in_threadpool
 from starlette.middleware.exceptions import ExceptionMiddleware
 from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, ExceptionHandler, Message, Receive, Scope, Send
@@ -60,11 +62,15 @@ class LeanRoutes:
 
 class BoundedBody:
     """The rest of the app, given the request's body once it is known to be within ``limit``
-    bytes (FastAPI would read it whole, whatever its size)."""
+    bytes (FastAPI would read it whole, whatever its size). ``inflate``: a body sent with
+    ``Content-Encoding: gzip`` is inflated here, and refused (413) as soon as what it inflates to
+    passes ``limit`` too: a few KiB can inflate to gigabytes, and what a runner sends is a step's
+    output. The rest of the app sees the inflated body, without the header."""
 
-    def __init__(self, app: ASGIApp, limit: int) -> None:
+    def __init__(self, app: ASGIApp, limit: int, *, inflate: bool = False) -> None:
         self.app = app
         self.limit = limit
+        self.inflate = inflate
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
@@ -72,6 +78,26 @@ class BoundedBody:
         except BodyTooLarge:
             await send_json(send, 413, json_body({"detail": TOO_LARGE}))
             return
+        if self.inflate:
+            encoding = _content_encoding(scope)
+            if encoding not in ("", "identity", "gzip"):
+                await send_json(
+                    send, 415, json_body({"detail": f"content encoding {encoding!r} not accepted"})
+                )
+                return
+            if encoding == "gzip":
+                try:
+                    body = await run_in_threadpool(inflated, body, self.limit)
+                except BodyTooLarge:
+                    await send_json(send, 413, json_body({"detail": TOO_LARGE}))
+                    return
+                except (zlib.error, EOFError):
+                    await send_json(send, 400, json_body({"detail": "the body is not valid gzip"}))
+                    return
+                scope = {
+                    **scope,
+                    "headers": [(k, v) for k, v in scope["headers"] if k != b"content-encoding"],
+                }
         delivered = False
 
         async def replay() -> Message:
@@ -82,6 +108,25 @@ class BoundedBody:
             return {"type": "http.request", "body": body, "more_body": False}
 
         await self.app(scope, replay, send)
+
+
+def _content_encoding(scope: Scope) -> str:
+    for key, value in scope["headers"]:
+        if key == b"content-encoding":
+            return value.decode("latin-1").strip().lower()
+    return ""
+
+
+def inflated(body: bytes, limit: int) -> bytes:
+    """A gzip body inflated, never past ``limit`` bytes (``BodyTooLarge``): the inflater is
+    asked for one byte more than the bound, so a bomb costs ``limit`` bytes at most."""
+    inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+    out = inflater.decompress(body, limit + 1)
+    if len(out) > limit:
+        raise BodyTooLarge
+    if not inflater.eof or inflater.unconsumed_tail:
+        raise EOFError("truncated gzip body")
+    return out
 
 
 # The reply to a body past a route's bound, read no further.

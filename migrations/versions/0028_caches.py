@@ -1,7 +1,7 @@
 """Jobs carry their dependency caches (from the pipeline file) and how each went on the runner.
 
 Revision ID: 0028_caches
-Revises: 0026_notification_pull_requests
+Revises: 0027_log_pipeline
 Create Date: 2026-12-03
 """
 
@@ -12,7 +12,7 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision: str = "0028_caches"
-down_revision: str | None = "0026_notification_pull_requests"
+down_revision: str | None = "0027_log_pipeline"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -25,10 +25,11 @@ listed again, the step user's processes gone): a job the runner stopped on its o
 stopped to the server only then, and ``teardown`` is called again later until it is.
 
 ``on_line`` is called from the executor's thread(s) for each complete output line, in order per
-stream; it must be cheap and thread-safe (the reporter only appends to a buffer). Output lines
-(stdout, stderr) must come through one ``lines.LineSplitter`` per step, fed both streams, with the
-job's ``SecretMasker``: that is where they are masked, a value split between the streams too (the
-reporter masks only the ``system`` lines it is given).
+stream (or, through ``send_run``, once for lines read together); it must be cheap and
+thread-safe (the reporter only appends to a buffer). Output lines (stdout, stderr) must come
+through one ``lines.LineSplitter`` per step, fed both streams, with the job's ``SecretMasker``:
+that is where they are masked, a value split between the streams too (the reporter masks only
+the ``system`` lines it is given).
 """
 
 from __future__ import annotations
@@ -43,6 +44,19 @@ from typing import Protocol
 from contract.spec import JobSpec, LogLine, StepOutcome, StepSpec
 
 LineSink = Callable[[LogLine], None]
+
+
+def send_run(sink: LineSink, stream: str, at: float, texts: list[str]) -> None:
+    """Hand ``sink`` lines of one stream read together at ``at``: in one call when it takes runs
+    (a ``run`` method, as the reporter's sinks have: a busy step prints a million lines, and an
+    object per line costs more than the step), else one ``LogLine`` at a time."""
+    run = getattr(sink, "run", None)
+    if run is not None:
+        run(stream, at, texts)
+        return
+    for text in texts:
+        sink(LogLine(at=at, stream=stream, text=text))
+
 
 OUT_OF_MEMORY = "out of memory"
 TIMED_OUT = "timed out"

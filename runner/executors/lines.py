@@ -9,7 +9,7 @@ from collections.abc import Iterable
 
 from contract.spec import MAX_LOG_LINE_CHARS, LogLine
 from contract.visible import has_controls, shown
-from runner.executors.base import LineSink
+from runner.executors.base import LineSink, send_run
 from runner.masking import SecretMasker, Span
 
 # A line longer than this is emitted in pieces, so a step printing endless output without a
@@ -154,8 +154,9 @@ class LineSplitter:
                 grams.isdisjoint([line[-4:] for line in ends])
                 and grams.isdisjoint([line[:4] for line in ends])
             ):
-                for line in lines:
-                    on_line(LogLine(at=at, stream=stream, text=line[:-1] if line.endswith("\r") else line))
+                if "\r" in text:
+                    lines = [line[:-1] if line.endswith("\r") else line for line in lines]
+                send_run(on_line, stream, at, lines)
                 return
         for line in lines:
             if line.endswith("\r"):
@@ -208,6 +209,10 @@ class CountingSink:
     def __call__(self, line: LogLine) -> None:
         self._on_line(line)
         self.count += 1
+
+    def run(self, stream: str, at: float, texts: list[str]) -> None:
+        send_run(self._on_line, stream, at, texts)
+        self.count += len(texts)
 
 
 def join_readers(readers: Iterable[threading.Thread], sink: CountingSink, grace: float) -> None:

@@ -8,6 +8,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session, selectinload
 
 from server.auth.reading import Reader
+from server.logs.chunks import chunk_lines
 from server.models import Build, Job, LogChunk, Repository
 
 
@@ -52,14 +53,15 @@ def build_by_number(session: Session, repository: Repository, number: int) -> Bu
 
 def log_chunks(session: Session, job_id: int, step_index: int) -> Iterator[list[tuple[float, str, str]]]:
     """The stored chunks of a step's log, in order, each a list of (at, stream, text); streamed
-    from the database, never all in memory."""
+    from the database, a few chunks at a time, never all in memory."""
     query = (
-        sa.select(LogChunk.lines)
+        sa.select(LogChunk.lines, LogChunk.text, LogChunk.runs)
         .where(LogChunk.job_id == job_id, LogChunk.step_index == step_index)
         .order_by(LogChunk.seq)
-        .execution_options(yield_per=100)
+        .execution_options(yield_per=4)
     )
-    yield from session.scalars(query)
+    for lines, text, runs in session.execute(query):
+        yield chunk_lines(lines, text, runs)
 
 
 def log_lines(session: Session, job_id: int, step_index: int) -> Iterator[tuple[float, str, str]]:

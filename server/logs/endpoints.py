@@ -7,6 +7,7 @@ The stream's event ids are line counts: after a dropped connection the browser s
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 from collections.abc import AsyncIterator
 from typing import Annotated
@@ -22,9 +23,11 @@ from server.deps import SessionDep, StateDep
 from server.logs import queries
 from server.logs.ansi import render_line
 from server.models import Build, Job, JobState, Step, StepState
+from server.repos.access import readable_repository
 from server.retention.notes import pruned_note
 
 router = APIRouter(prefix="/api/builds/{build_id}/jobs/{job_id}/steps/{step_index}/log", tags=["logs"])
+repository_router = APIRouter(prefix="/api/repos/{owner}/{name}/logs", tags=["logs"])
 
 POLL_SECONDS = 0.5
 KEEPALIVE_SECONDS = 15.0
@@ -86,6 +89,31 @@ def log_search(
 ) -> dict[str, object]:
     pruned = check_step(session, reader, build_id, job_id, step_index)
     return {"query": q, "lines": list(queries.search(session, job_id, step_index, q)), "pruned": pruned}
+
+
+@repository_router.get("/search")
+def repository_log_search(
+    owner: str,
+    name: str,
+    session: SessionDep,
+    reader: ReaderDep,
+    q: Annotated[str, Query(min_length=1, max_length=200)],
+) -> dict[str, object]:
+    """Lines of the repository's step logs that contain ``q`` (case-insensitive, as shown: colours
+    and links do not count), newest build first, at most 100; each with its step log's address
+    and its 0-based line number."""
+    repository = readable_repository(session, f"{owner}/{name}", reader)
+    matches = queries.search_repository(session, repository.id, q)
+    return {
+        "query": q,
+        "matches": [
+            {
+                **dataclasses.asdict(match),
+                "log_url": f"/api/builds/{match.build_id}/jobs/{match.job_id}/steps/{match.step_index}/log",
+            }
+            for match in matches
+        ],
+    }
 
 
 def _read_new(

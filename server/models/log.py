@@ -12,10 +12,12 @@ from server.models.base import Base, JsonDocument, utcnow
 
 
 def text_bytes_of(context: Any) -> int:
-    """UTF-8 bytes of the lines' text, computed where the chunk is inserted (the runner API's
-    insert names no size): what retention's size budget adds up, without reading the lines."""
-    lines = context.get_current_parameters().get("lines") or []
-    return sum(len(str(line[2]).encode()) for line in lines)
+    """UTF-8 bytes of the lines' text, computed where a chunk is inserted without its size:
+    what retention's size budget adds up, without reading the lines."""
+    parameters = context.get_current_parameters()
+    if parameters.get("text") is not None:
+        return len(parameters["text"].encode()) - parameters["text"].count("\n")
+    return sum(len(str(line[2]).encode()) for line in parameters.get("lines") or [])
 
 
 class LogChunk(Base):
@@ -28,7 +30,16 @@ class LogChunk(Base):
     step_index: Mapped[int]
     seq: Mapped[int]
     line_count: Mapped[int]
-    # [[at, stream, text], ...]: compact, and the raw text is a join away.
-    lines: Mapped[list[Any]] = mapped_column(JsonDocument)
+    # A chunk holds its lines one of two ways (``server/logs/chunks.py`` reads both): ``text``,
+    # the lines joined by newlines (no line holds one), with ``runs``, [[at, stream, count], ...]
+    # in order; or ``lines``, [[at, stream, text], ...] (older chunks, and a line holding a
+    # newline). One piece of text costs the database a fraction of a JSON value per line to
+    # store, and is what the search index reads.
+    lines: Mapped[list[Any] | None] = mapped_column(JsonDocument, nullable=True)
+    text: Mapped[str | None] = mapped_column(sa.Text, nullable=True)
+    runs: Mapped[list[Any] | None] = mapped_column(JsonDocument, nullable=True)
+    # ``text`` is ASCII without an escape sequence: a search lowers it byte by byte, many times
+    # faster than by the database's locale, with the same result.
+    plain: Mapped[bool] = mapped_column(default=False, server_default=sa.false())
     text_bytes: Mapped[int] = mapped_column(default=text_bytes_of, server_default=sa.text("0"))
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)

@@ -47,7 +47,11 @@ def runner_routes(rest: ASGIApp) -> list[Route]:
     return [
         Route("/api/runner/claim", claim, methods=["POST"]),
         Route("/api/runner/jobs/{job_id:int}/finish", finish, methods=["POST"]),
-        Route("/api/runner/jobs/{job_id:int}/logs", BoundedBody(rest, MAX_LOG_BODY_BYTES), methods=["POST"]),
+        Route(
+            "/api/runner/jobs/{job_id:int}/logs",
+            BoundedBody(rest, MAX_LOG_BODY_BYTES, inflate=True),
+            methods=["POST"],
+        ),
     ]
 
 

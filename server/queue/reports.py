@@ -22,7 +22,6 @@ from contract.spec import (
     JobReleased,
     LogBatch,
     LogBudget,
-    LogLine,
     StepFinished,
     StepOutcome,
     StepStarted,
@@ -32,6 +31,7 @@ from server.auth.tokens import token_hash
 from server.config import Settings
 from server.db import driver_sql_first_row, expire_if_loaded
 from server.events import LockedBuild, events_of
+from server.logs.chunks import stored_form
 from server.metrics import observe
 from server.models import (
     BuildState,
@@ -109,10 +109,12 @@ def release_job(session: Session, job: Job, released: JobReleased) -> None:
 
 def append_log(session: Session, job: Job, batch: LogBatch, budget: LogBudget | None = None) -> None:
     """Store a batch, within the job's log budget whatever the runner sent: a runner meters its
-    output itself (``contract/log_budget.py``), and this meters it again against what is stored."""
+    output itself (``contract/log_budget.py``), and this meters it again against what is stored.
+    Its lines, then its runs, are stored as one chunk (``server/logs/chunks.py``)."""
     _step(session, job, batch.step_index)
-    lines = _within_budget(session, job, batch, budget or LogBudget())
-    text_bytes = sum(len(line.text.encode()) for line in lines)
+    runs = _within_budget(session, job, batch, budget or LogBudget())
+    line_count = sum(len(texts) for _, _, texts in runs)
+    text_bytes = sum(len("".join(texts).encode()) for _, _, texts in runs)
     stored = (
         session.connection()
         .execute(
@@ -121,10 +123,10 @@ def append_log(session: Session, job: Job, batch: LogBatch, budget: LogBudget | 
                 job_id=job.id,
                 step_index=batch.step_index,
                 seq=batch.seq,
-                line_count=len(lines),
-                lines=[[line.at, line.stream, line.text] for line in lines],
+                line_count=line_count,
                 text_bytes=text_bytes,
                 created_at=utcnow(),
+                **stored_form(runs),
             )
             .on_conflict_do_nothing(index_elements=["job_id", "step_index", "seq"])
             .returning(LogChunk.id)
@@ -132,10 +134,13 @@ def append_log(session: Session, job: Job, batch: LogBatch, budget: LogBudget | 
         .scalar_one_or_none()
     )
     if stored is not None:  # a retried batch is stored, and counted, once
-        observe.log_stored(session, len(lines), text_bytes)
+        observe.log_stored(session, line_count, text_bytes)
 
 
-def _within_budget(session: Session, job: Job, batch: LogBatch, budget: LogBudget) -> list[LogLine]:
+def _within_budget(
+    session: Session, job: Job, batch: LogBatch, budget: LogBudget
+) -> list[tuple[float, str, list[str]]]:
+    """The batch's lines the budget keeps, as runs."""
     cost = LogChunk.text_bytes + LogChunk.line_count  # a line costs its text and its newline
     job_used, step_used = session.execute(
         sa.select(
@@ -146,10 +151,13 @@ def _within_budget(session: Session, job: Job, batch: LogBatch, budget: LogBudge
         ).where(LogChunk.job_id == job.id)
     ).one()
     meter = LogMeter(budget, step_used=int(step_used), job_used=int(job_used))
-    kept = [line for line in map(meter.admit, batch.lines) if line is not None]
+    kept: list[tuple[float, str, list[str]]] = [
+        (line.at, line.stream, [line.text]) for line in map(meter.admit, batch.lines) if line is not None
+    ]
+    kept.extend((at, stream, meter.admit_run(stream, texts)) for at, stream, texts in batch.runs)
     notice = meter.notice()
     if notice is not None:
-        kept.append(notice.model_copy(update={"text": notice.text + " (by the server)"}))
+        kept.append((notice.at, notice.stream, [notice.text + " (by the server)"]))
     return kept
 
 

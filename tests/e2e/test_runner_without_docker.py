@@ -18,6 +18,7 @@ import httpx
 import pytest
 
 from server.db import make_engine, make_session_factory
+from server.logs.chunks import chunk_lines
 from server.models import Job, JobState, LogChunk, Step
 from tests import factories
 from tests.e2e.conftest import running_stack
@@ -196,7 +197,9 @@ def test_a_local_executor_runner_runs_only_opted_in_jobs_as_its_unprivileged_use
         assert state(opted_in) is JobState.passed, log.read_text()
         with sessions() as session:
             chunks = session.query(LogChunk).filter_by(job_id=opted_in).order_by(LogChunk.seq).all()
-            output = [line[2] for chunk in chunks for line in chunk.lines]
+            output = [
+                line[2] for chunk in chunks for line in chunk_lines(chunk.lines, chunk.text, chunk.runs)
+            ]
         nobody = pwd.getpwnam("nobody")
         assert output[:2] == [str(nobody.pw_uid), str(nobody.pw_gid)], output
         assert int(output[0]) not in (0, probe.stat().st_uid)

@@ -9,6 +9,7 @@ from sqlalchemy.orm import Session
 from server.auth.reading import SIGNED_IN
 from server.builds.listing import branches_with_latest_build, dashboard_rows
 from server.logs import queries
+from server.logs.chunks import stored_form
 from server.models import BuildState, LogChunk
 from tests import factories
 
@@ -51,3 +52,19 @@ def test_a_line_is_found_by_its_own_text_whatever_letters_it_holds(session: Sess
         [1],
         [0],
     ]
+
+
+def test_a_chunk_held_as_text_is_searched_as_one_held_line_by_line(session: Session) -> None:
+    texts = ["ΟΔΟΣ closed", "İstanbul mirror", "ISTANBUL plain", "\x1b[31mER\x1b[0mROR x", "100% done", "a_b"]
+    build = factories.build(session, factories.repository(session, full_name="acme/app"))
+    held, joined = factories.job(session, build), factories.job(session, build)
+    for seq, text in enumerate(texts):
+        session.add(LogChunk(job_id=held.id, step_index=0, seq=seq, line_count=1, lines=[[0, "o", text]]))
+        session.add(
+            LogChunk(job_id=joined.id, step_index=0, seq=seq, line_count=1, **stored_form([(0, "o", [text])]))
+        )
+    session.commit()
+    for needle in ("ΟΔΟΣ", "οδοσ", "İstanbul", "istanbul", "ERROR", "error x", "100%", "_", "a_b", "A"):
+        expected = queries.search(session, held.id, 0, needle)
+        assert queries.search(session, joined.id, 0, needle) == expected, needle
+    assert queries.search(session, joined.id, 0, "istanbul")[-1] == 2

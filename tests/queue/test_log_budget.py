@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from contract.log_budget import MAX_STORED_LINE_CHARS
 from server.app import create_app
+from server.builds.queries import log_lines
 from server.config import Settings
 from server.models import LogChunk
 from tests import factories
@@ -36,11 +37,7 @@ def small_budget(
 
 def stored(session: Session, job_id: int, step_index: int) -> list[list[object]]:
     session.expire_all()
-    chunks = session.scalars(
-        sa.select(LogChunk.lines).where(LogChunk.job_id == job_id, LogChunk.step_index == step_index)
-        .order_by(LogChunk.seq)
-    ).all()  # fmt: skip
-    return [line for chunk in chunks for line in chunk]
+    return [list(line) for line in log_lines(session, job_id, step_index)]
 
 
 def test_a_runner_ignoring_the_budget_gets_no_more_stored_and_the_log_says_so(

@@ -58,3 +58,8 @@ def report_of(name: str, report: object) -> object:
     if isinstance(report, bytes) and name in _REPORTS:
         return _REPORTS[name].model_validate_json(report)
     return report
+
+
+def batch_texts(batches: list[LogBatch]) -> list[str]:
+    """The text of every line the batches hold, in the order the server stores them."""
+    return [line.text for batch in batches for line in batch.all_lines()]

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from contract.spec import HeartbeatReply, LogBatch, LogLine
+from runner import delivery as delivery_module
 from runner.client import ServerUnavailable
 from runner.delivery import Contact
 from runner.executors.lines import CountingSink, join_readers
@@ -79,7 +80,9 @@ class GatedApi:
         self.batches.append(batch)
 
     def texts(self) -> list[str]:
-        return [line.text for batch in sorted(self.batches, key=lambda b: b.seq) for line in batch.lines]
+        return [
+            line.text for batch in sorted(self.batches, key=lambda b: b.seq) for line in batch.all_lines()
+        ]
 
 
 MEMORY = 64 * 1024
@@ -109,6 +112,40 @@ def test_while_the_server_takes_reports_a_large_backlog_holds_the_step_back(tmp_
     api.open.set()
     producer.join(30)
     assert not producer.is_alive()
+    shipper.stop()
+    delivery.drain()
+    assert api.texts() == [f"line {n:05} " + "x" * 80 for n in range(LINES)]
+    delivery.close()
+
+
+def test_a_slow_server_that_renews_the_lease_keeps_holding_the_step_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A batch the server takes longer than STALLED_SECONDS to store is no outage while the lease
+    # renewals are answered: the step stays held back rather than printing its output to disk,
+    # which would then be delivered after its end while the job waits.
+    monkeypatch.setattr(delivery_module, "STALLED_SECONDS", 0.3)
+    monkeypatch.setattr(delivery_module, "SILENT_SECONDS", 0.3)
+    api = GatedApi()
+    api.open.clear()
+    delivery = delivery_for(api, tmp_path / "spool", memory_bytes=MEMORY)
+    renewing = threading.Event()
+
+    def renew() -> None:  # what an answered lease renewal tells the delivery
+        while not renewing.wait(0.05):
+            delivery.contact.heard(time.monotonic(), heartbeat=True)
+
+    threading.Thread(target=renew, daemon=True).start()
+    shipper = LogShipper(delivery, threading.Event())
+    producer = produce(shipper.begin_step(0))
+    time.sleep(1.5)
+    assert producer.is_alive()
+    assert delivery.backlog()[1] < MEMORY  # held back, not spooled
+    renewing.set()
+    time.sleep(1.0)  # no renewal answered now either: an outage, the step goes on to disk
+    producer.join(30)
+    assert not producer.is_alive()
+    api.open.set()
     shipper.stop()
     delivery.drain()
     assert api.texts() == [f"line {n:05} " + "x" * 80 for n in range(LINES)]
@@ -168,7 +205,7 @@ def test_a_line_read_after_its_step_ended_stays_in_that_steps_log(tmp_path: Path
     first(LogLine(at=1.0, stream="stdout", text="late"))
     shipper.stop()
     delivery.drain()
-    by_step = {(b.step_index, line.text) for b in api.batches for line in b.lines}
+    by_step = {(b.step_index, line.text) for b in api.batches for line in b.all_lines()}
     assert by_step == {(0, "early"), (0, "late"), (1, "next step")}
     numbers = [(b.step_index, b.seq) for b in api.batches]
     assert len(numbers) == len(set(numbers))  # a step's batches never share a number

@@ -81,7 +81,7 @@ class FlakyServer:
         if self.refuse_logs is not None:
             raise self.refuse_logs
         if (batch.step_index, batch.seq) not in self.log:
-            self.log[(batch.step_index, batch.seq)] = batch.lines
+            self.log[(batch.step_index, batch.seq)] = batch.all_lines()
             self.order.append(("logs", batch.step_index))
             if self.lose_reply_once:
                 self.lose_reply_once = False

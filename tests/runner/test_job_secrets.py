@@ -57,7 +57,7 @@ def test_a_refused_step_fails_with_its_reason_without_running_and_later_steps_ar
     ]
     [job] = reported(api, "job_finished")
     assert job.outcome is StepOutcome.failed and "NOPE" in job.reason  # type: ignore[attr-defined]
-    lines = [line.text for batch in reported(api, "send_logs") for line in batch.lines]  # type: ignore[attr-defined]
+    lines = [line.text for batch in reported(api, "send_logs") for line in batch.all_lines()]  # type: ignore[attr-defined]
     assert f"greenlight: {refused}" in lines
     assert "env: {'DEPLOY': '" + MASK + "'}" in lines and TOKEN not in str(lines)
 
@@ -68,5 +68,5 @@ def test_notices_are_logged_before_the_step_which_still_runs(tmp_path: Path) -> 
     api, executor = FakeApi(), EchoingExecutor([StepOutcome.passed])
     JobRun(api, claimed, executor, tmp_path / "work", threading.Event()).run()  # type: ignore[arg-type]
     batches: list[LogBatch] = reported(api, "send_logs")  # type: ignore[assignment]
-    lines = [(line.stream, line.text) for batch in batches for line in batch.lines]
+    lines = [(line.stream, line.text) for batch in batches for line in batch.all_lines()]
     assert lines[0] == ("system", f"greenlight: {notice}") and executor.ran == ["s0"]

@@ -22,7 +22,9 @@ def line(text: str, stream: str = "stdout") -> LogLine:
 
 
 def sent(api: Api, step_index: int) -> list[str]:
-    return [item.text for batch in api.batches if batch.step_index == step_index for item in batch.lines]
+    return [
+        item.text for batch in api.batches if batch.step_index == step_index for item in batch.all_lines()
+    ]
 
 
 def test_output_beyond_the_step_and_job_budgets_is_never_sent_and_the_log_says_so(tmp_path: Path) -> None:
@@ -50,8 +52,9 @@ def test_batches_stay_under_a_mebibyte_whatever_the_lines(tmp_path: Path) -> Non
         shipper.begin_step(0)
         for _ in range(100):
             shipper.add(line("z" * 65536))
-    assert sum(len(batch.lines) for batch in api.batches) == 100
+    assert sum(len(batch.all_lines()) for batch in api.batches) == 100
     assert all(
-        sum(len(item.text) + 1 for item in batch.lines) <= MAX_BATCH_BYTES + 65537 for batch in api.batches
+        sum(len(item.text) + 1 for item in batch.all_lines()) <= MAX_BATCH_BYTES + 65537
+        for batch in api.batches
     )
     assert len(api.batches) > 1

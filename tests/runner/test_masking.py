@@ -126,7 +126,7 @@ def test_the_shipper_masks_lines_that_did_not_come_through_an_executor(tmp_path:
 
     with shipping(Api(), tmp_path, SecretMasker([SECRET, OTHER])) as shipper:
         shipper.add(LogLine(at=1.0, stream="system", text=f"docker said: bad env {OTHER}"))
-    assert [line.text for batch in sent for line in batch.lines] == [f"docker said: bad env {MASK}"]
+    assert [line.text for batch in sent for line in batch.all_lines()] == [f"docker said: bad env {MASK}"]
 
 
 def test_without_secrets_lines_pass_unchanged_and_the_masker_never_shows_its_patterns() -> None:

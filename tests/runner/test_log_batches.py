@@ -1,0 +1,46 @@
+"""A busy step's output crosses the network in few, large, compressed batches, in order."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+
+from contract.spec import LogBatch
+from runner.client import RunnerApi
+from runner.executors.lines import CountingSink, LineSplitter
+from runner.masking import SecretMasker
+from tests.runner.shipping import batch_texts, shipping
+from tests.runner.test_client import Script, server  # noqa: F401
+
+
+class Api:
+    def __init__(self) -> None:
+        self.batches: list[LogBatch] = []
+
+    def send_logs(self, job_id: int, token: str, content: bytes) -> None:
+        self.batches.append(LogBatch.model_validate_json(content))
+
+
+def test_twenty_thousand_short_lines_go_in_one_batch_masked_and_in_order(tmp_path: Path) -> None:
+    api = Api()
+    output = b"".join(b"line %05d hunter2\n" % n for n in range(20_000))
+    with shipping(api, tmp_path, SecretMasker(["hunter2"])) as shipper:
+        splitter = LineSplitter(CountingSink(shipper.begin_step(0)), SecretMasker(["hunter2"]))
+        for start in range(0, len(output), 32768):
+            splitter.feed("stdout", output[start : start + 32768])
+        splitter.close()
+    assert len(api.batches) == 1
+    masked = SecretMasker(["hunter2"]).mask("hunter2")
+    assert batch_texts(api.batches) == [f"line {n:05} {masked}" for n in range(20_000)]
+
+
+def test_a_log_batch_is_sent_gzip_compressed(server: tuple[str, Script]) -> None:  # noqa: F811
+    url, script = server
+    script.replies.append((204, None))
+    batch = LogBatch(step_index=0, seq=0, runs=[(1.0, "stdout", ["a"] * 1000)])
+    RunnerApi(url, "runner-token").send_logs(7, "job-token", batch.model_dump_json().encode())
+    ((path, _auth, body),) = script.requests
+    assert path == "/api/runner/jobs/7/logs"
+    assert len(body) < 200
+    assert json.loads(gzip.decompress(body)) == json.loads(batch.model_dump_json())
