@@ -332,6 +332,11 @@ LogStream = Annotated[str, Field(pattern=r"^(stdout|stderr|system)$")]
 LogRun = tuple[float, LogStream, list[str]]
 
 
+# The most lines one batch may hold: the runner cuts its batches there, and the server refuses
+# more (a few KiB of gzip can hold millions of empty lines, which every read of the chunk splits).
+MAX_BATCH_LINES = 50_000
+
+
 class LogBatch(BaseModel):
     """A batch of lines for one step: ``lines``, then ``runs`` (each a run of lines of one
     stream read at one time). ``seq`` numbers batches per step from 0, so a retried upload is
@@ -341,6 +346,12 @@ class LogBatch(BaseModel):
     seq: int = Field(ge=0)
     lines: list[LogLine] = Field(default_factory=list)
     runs: list[LogRun] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _within_a_batch(self) -> LogBatch:
+        if self.line_count() > MAX_BATCH_LINES:
+            raise ValueError(f"a log batch holds at most {MAX_BATCH_LINES} lines")
+        return self
 
     def line_count(self) -> int:
         return len(self.lines) + sum(len(texts) for _, _, texts in self.runs)

@@ -20,7 +20,7 @@ from collections import Counter
 
 from contract.log_budget import LogMeter, line_cost
 from contract.logs import in_this_context
-from contract.spec import LogBatch, LogBudget, LogLine
+from contract.spec import MAX_BATCH_LINES, LogBatch, LogBudget, LogLine
 from runner.client import JobClosedError, RunnerApi
 from runner.delivery import Contact, Delivery
 from runner.executors.base import LineSink
@@ -31,7 +31,6 @@ logger = logging.getLogger(__name__)
 FLUSH_SECONDS = 0.5
 # A batch is one request and one stored chunk: large enough that a busy step costs few of each,
 # small enough that neither side holds much of a step's output at a time.
-MAX_BATCH_LINES = 50_000
 MAX_BATCH_BYTES = 1024 * 1024
 
 

@@ -126,6 +126,8 @@ def inflated(body: bytes, limit: int) -> bytes:
         raise BodyTooLarge
     if not inflater.eof or inflater.unconsumed_tail:
         raise EOFError("truncated gzip body")
+    if inflater.unused_data:  # a second gzip member, never read, would be stored unchecked
+        raise EOFError("data after the gzip body")
     return out
 
 

@@ -88,7 +88,8 @@ def log_search(
     q: Annotated[str, Query(min_length=1, max_length=200)],
 ) -> dict[str, object]:
     pruned = check_step(session, reader, build_id, job_id, step_index)
-    return {"query": q, "lines": list(queries.search(session, job_id, step_index, q)), "pruned": pruned}
+    lines, complete = queries.search(session, job_id, step_index, q)
+    return {"query": q, "lines": lines, "complete": complete, "pruned": pruned}
 
 
 @repository_router.get("/search")
@@ -98,12 +99,14 @@ def repository_log_search(
     session: SessionDep,
     reader: ReaderDep,
     q: Annotated[str, Query(min_length=1, max_length=200)],
+    before: Annotated[int | None, Query(ge=1)] = None,
 ) -> dict[str, object]:
     """Lines of the repository's step logs that contain ``q`` (case-insensitive, as shown: colours
-    and links do not count), newest build first, at most 100; each with its step log's address
-    and its 0-based line number."""
+    and links do not count), newest build first, at most 100, in the newest builds older than
+    build ``before``; each with its step log's address and its 0-based line number. ``complete``
+    is false when more may match: ``before`` in the reply goes on with older builds."""
     repository = readable_repository(session, f"{owner}/{name}", reader)
-    matches = queries.search_repository(session, repository.id, q)
+    found = queries.search_repository(session, repository.id, q, before=before)
     return {
         "query": q,
         "matches": [
@@ -111,8 +114,11 @@ def repository_log_search(
                 **dataclasses.asdict(match),
                 "log_url": f"/api/builds/{match.build_id}/jobs/{match.job_id}/steps/{match.step_index}/log",
             }
-            for match in matches
+            for match in found.matches
         ],
+        "searched_builds": found.searched_builds,
+        "complete": found.complete,
+        "before": found.before,
     }
 
 

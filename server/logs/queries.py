@@ -7,15 +7,20 @@ are small: the lines themselves are only read for the chunks a range touches).
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from server.logs.chunks import chunk_texts
-from server.models import LogChunk
+from server.models import Build, LogChunk
 
 MAX_RANGE = 5000
+# A search across a repository reads its newest builds, this many at most per request.
+SEARCHED_BUILDS = 50
+# How long one search request may read: what it could not read in time, it says it did not.
+SEARCH_SECONDS = 3.0
 
 
 @dataclass(frozen=True)
@@ -126,32 +131,43 @@ def _matching_lines(session: Session, chunk_id: int, needle: str, limit: int) ->
     return [(int(number), text) for number, text in session.execute(_MATCHING_LINES, wanted)]
 
 
-def search(session: Session, job_id: int, step_index: int, needle: str, limit: int = 200) -> list[int]:
-    """Numbers of the first ``limit`` lines whose visible text contains ``needle`` (case-insensitive)."""
+def search(
+    session: Session,
+    job_id: int,
+    step_index: int,
+    needle: str,
+    limit: int = 200,
+    *,
+    seconds: float = SEARCH_SECONDS,
+) -> tuple[list[int], bool]:
+    """Numbers of the first ``limit`` lines whose visible text contains ``needle`` (case-insensitive),
+    and whether the whole log was read (False when ``seconds`` ran out first)."""
+    deadline = time.monotonic() + seconds
     found: list[int] = []
     candidates = session.execute(_STEP_CANDIDATES, {"job": job_id, "step": step_index, "needle": needle})
     for chunk_id, first in candidates.all():
+        if time.monotonic() >= deadline:
+            return found, False
         found.extend(
             int(first) + n for n, _ in _matching_lines(session, chunk_id, needle, limit - len(found))
         )
         if len(found) >= limit:
             break
-    return found
+    return found, True
 
 
-_REPOSITORY_CANDIDATES = sa.text(  # (built of the constants above only)
+_BUILD_CANDIDATES = sa.text(  # (built of the constants above only)
     f"""
-    SELECT stored.id, jobs.build_id, builds.number, stored.job_id, stored.step_index,
-           coalesce(earlier.lines, 0) AS first
+    SELECT stored.id, stored.job_id, stored.step_index, coalesce(earlier.lines, 0) AS first
     FROM log_chunks AS stored
-    JOIN jobs ON jobs.id = stored.job_id JOIN builds ON builds.id = jobs.build_id
+    JOIN jobs ON jobs.id = stored.job_id
     CROSS JOIN LATERAL (
         SELECT sum(line_count) AS lines FROM log_chunks AS before
         WHERE before.job_id = stored.job_id AND before.step_index = stored.step_index
             AND before.seq < stored.seq
     ) AS earlier
-    WHERE builds.repository_id = :repository AND {_CHUNK_MAY_HOLD}
-    ORDER BY jobs.build_id DESC, stored.job_id, stored.step_index, stored.seq
+    WHERE jobs.build_id = :build AND {_CHUNK_MAY_HOLD}
+    ORDER BY stored.job_id, stored.step_index, stored.seq
     """  # noqa: S608
 )
 
@@ -166,14 +182,55 @@ class Match:
     text: str
 
 
-def search_repository(session: Session, repository_id: int, needle: str, limit: int = 100) -> list[Match]:
+@dataclass(frozen=True)
+class RepositorySearch:
+    matches: list[Match]
+    searched_builds: int
+    # False when older builds, or lines of the builds searched, may hold more matches.
+    complete: bool
+    # The oldest build searched whole: pass it as ``before`` to go on with older builds.
+    before: int | None
+
+
+def search_repository(
+    session: Session,
+    repository_id: int,
+    needle: str,
+    limit: int = 100,
+    *,
+    before: int | None = None,
+    seconds: float = SEARCH_SECONDS,
+) -> RepositorySearch:
     """The first ``limit`` lines of the repository's logs whose visible text contains ``needle``
-    (case-insensitive), newest build first."""
+    (case-insensitive), newest build first, in its newest ``SEARCHED_BUILDS`` builds (older than
+    build ``before``), within ``seconds``."""
+    deadline = time.monotonic() + seconds
+    newest = (
+        sa.select(Build.id, Build.number)
+        .where(Build.repository_id == repository_id)
+        .order_by(Build.id.desc())
+        .limit(SEARCHED_BUILDS + 1)
+    )
+    if before is not None:
+        newest = newest.where(Build.id < before)
+    builds = session.execute(newest).all()
     found: list[Match] = []
-    candidates = session.execute(_REPOSITORY_CANDIDATES, {"repository": repository_id, "needle": needle})
-    for chunk_id, build_id, number, job_id, step_index, first in candidates.all():
-        for n, text in _matching_lines(session, chunk_id, needle, limit - len(found)):
-            found.append(Match(build_id, number, job_id, step_index, int(first) + n, text))
-        if len(found) >= limit:
-            break
-    return found
+    whole: list[int] = []  # ids of the builds read to their end
+
+    def partial() -> RepositorySearch:
+        return RepositorySearch(found, len(whole), complete=False, before=whole[-1] if whole else before)
+
+    for build_id, number in builds[:SEARCHED_BUILDS]:
+        if time.monotonic() >= deadline:
+            return partial()
+        candidates = session.execute(_BUILD_CANDIDATES, {"build": build_id, "needle": needle}).all()
+        for chunk_id, job_id, step_index, first in candidates:
+            if time.monotonic() >= deadline:
+                return partial()
+            for n, text in _matching_lines(session, chunk_id, needle, limit - len(found)):
+                found.append(Match(build_id, number, job_id, step_index, int(first) + n, text))
+            if len(found) >= limit:
+                return partial()
+        whole.append(build_id)
+    complete = len(builds) <= SEARCHED_BUILDS
+    return RepositorySearch(found, len(whole), complete=complete, before=None if complete else whole[-1])

@@ -12,6 +12,7 @@ import sqlalchemy as sa
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session
 
+from contract.spec import MAX_BATCH_LINES
 from server.logs.chunks import chunk_lines
 from server.models import LogChunk
 from tests.queue.test_runner_api import claim, queued_jobs, register, token  # noqa: F401
@@ -83,4 +84,23 @@ def test_a_body_in_an_unknown_encoding_is_refused(
     body = json.dumps({"step_index": 0, "seq": 0, "lines": []}).encode()
     assert post_logs(client, claimed, body, **{"Content-Encoding": "br"}).status_code == 415
     assert post_logs(client, claimed, b"not gzip", **{"Content-Encoding": "gzip"}).status_code == 400
+    assert stored_lines(session) == []
+
+
+def test_a_batch_of_more_lines_than_a_batch_may_hold_is_refused_and_nothing_stored(
+    client: TestClient, session: Session, claimed: dict[str, Any]
+) -> None:
+    """Millions of empty lines fit in a few KiB of gzip: every later read of that one chunk would
+    split them all."""
+    batch = {"step_index": 0, "seq": 0, "runs": [[1.0, "stdout", [""] * (MAX_BATCH_LINES + 1)]]}
+    body = gzip.compress(json.dumps(batch).encode())
+    assert post_logs(client, claimed, body, **{"Content-Encoding": "gzip"}).status_code == 422
+    assert stored_lines(session) == []
+
+
+def test_data_after_the_gzip_body_is_refused(
+    client: TestClient, session: Session, claimed: dict[str, Any]
+) -> None:
+    batch = gzip.compress(json.dumps({"step_index": 0, "seq": 0, "runs": [[1.0, "stdout", ["a"]]]}).encode())
+    assert post_logs(client, claimed, batch + batch, **{"Content-Encoding": "gzip"}).status_code == 400
     assert stored_lines(session) == []

@@ -33,7 +33,7 @@ def test_dashboard_branches_line_ranges_and_search(session: Session) -> None:
     line_range = queries.lines_between(session, job.id, 0, 8, 22)
     assert (line_range.start, line_range.total) == (8, 30)
     assert line_range.lines[0].endswith("line\x1b[0m 8") and len(line_range.lines) == 14
-    assert queries.search(session, job.id, 0, "LINE 2") == [2, *range(20, 30)]
+    assert queries.search(session, job.id, 0, "LINE 2")[0] == [2, *range(20, 30)]
 
 
 def test_a_line_is_found_by_its_own_text_whatever_letters_it_holds(session: Session) -> None:
@@ -47,7 +47,7 @@ def test_a_line_is_found_by_its_own_text_whatever_letters_it_holds(session: Sess
         LogChunk(job_id=job.id, step_index=0, seq=0, line_count=3, lines=[[0, "o", t] for t in texts])
     )
     session.commit()
-    assert [queries.search(session, job.id, 0, needle) for needle in ("ΟΔΟΣ", "İstanbul", "οδοσ")] == [
+    assert [queries.search(session, job.id, 0, needle)[0] for needle in ("ΟΔΟΣ", "İstanbul", "οδοσ")] == [
         [0],
         [1],
         [0],
@@ -65,6 +65,18 @@ def test_a_chunk_held_as_text_is_searched_as_one_held_line_by_line(session: Sess
         )
     session.commit()
     for needle in ("ΟΔΟΣ", "οδοσ", "İstanbul", "istanbul", "ERROR", "error x", "100%", "_", "a_b", "A"):
-        expected = queries.search(session, held.id, 0, needle)
-        assert queries.search(session, joined.id, 0, needle) == expected, needle
-    assert queries.search(session, joined.id, 0, "istanbul")[-1] == 2
+        expected = queries.search(session, held.id, 0, needle)[0]
+        assert queries.search(session, joined.id, 0, needle)[0] == expected, needle
+    assert queries.search(session, joined.id, 0, "istanbul")[0][-1] == 2
+
+
+def test_a_step_search_out_of_time_says_it_did_not_read_the_whole_log(session: Session) -> None:
+    job = factories.job(session, factories.build(session, factories.repository(session)))
+    session.add(
+        LogChunk(
+            job_id=job.id, step_index=0, seq=0, line_count=2, lines=[[0, "o", "line 1"], [0, "o", "line 2"]]
+        )
+    )
+    session.commit()
+    assert queries.search(session, job.id, 0, "line", seconds=0) == ([], False)
+    assert queries.search(session, job.id, 0, "LINE 2")[1] is True

@@ -4,11 +4,13 @@ address, and only for readers of the repository (anonymous readers of a private 
 from __future__ import annotations
 
 import pytest
+import sqlalchemy as sa
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session
 
 from server.logs.chunks import stored_form
-from server.models import LogChunk
+from server.logs.queries import SEARCHED_BUILDS, search_repository
+from server.models import LogChunk, Repository
 from tests import factories
 
 pytestmark = pytest.mark.integration
@@ -64,3 +66,28 @@ def test_a_private_repository_is_searched_only_by_its_readers(client: TestClient
         headers={"Authorization": f"Bearer {token}"},
     )
     assert [m["text"] for m in reply.json()["matches"]] == ["a secret error"]
+
+
+def test_the_search_reads_the_newest_builds_only_and_pages_back_to_older_ones(
+    client: TestClient, session: Session
+) -> None:
+    """A repository's whole history is never read by one request: the newest builds are, and
+    ``before`` goes on from the oldest one searched."""
+    ids = logged(session, "acme/long", [["needle in the oldest"]] + [["nothing"]] * SEARCHED_BUILDS)
+    reply = client.get("/api/repos/acme/long/logs/search", params={"q": "needle"}).json()
+    assert reply["matches"] == [] and reply["complete"] is False
+    assert reply["searched_builds"] == SEARCHED_BUILDS and reply["before"] == ids[1]
+    older = client.get("/api/repos/acme/long/logs/search", params={"q": "needle", "before": ids[1]}).json()
+    assert [m["build_id"] for m in older["matches"]] == [ids[0]] and older["complete"] is True
+
+
+def test_a_search_out_of_time_says_what_it_did_not_read(session: Session) -> None:
+    [build_id] = logged(session, "acme/slow", [["error one", "error two"]])
+    found = search_repository(session, factories_repository_id(session, "acme/slow"), "error", seconds=0)
+    assert found.matches == [] and found.complete is False and found.before is None
+    whole = search_repository(session, factories_repository_id(session, "acme/slow"), "error")
+    assert [m.build_id for m in whole.matches] == [build_id, build_id] and whole.complete is True
+
+
+def factories_repository_id(session: Session, full_name: str) -> int:
+    return session.scalars(sa.select(Repository.id).where(Repository.full_name == full_name)).one()
