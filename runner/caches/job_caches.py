@@ -11,8 +11,10 @@ other. Nothing here fails the job: a cache that cannot be used is a miss that sa
 from __future__ import annotations
 
 import logging
+import os
 import posixpath
 import shutil
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -177,14 +179,25 @@ class JobCaches:
         return self.store.find(repository, [found.scope], found.key, []) or entry
 
     def _unpack(self, archive: Path, placement: Placement) -> None:
+        """Unpack into a fresh directory beside the path, then put it in place of whatever the
+        checkout has there (removed without following a link): nothing is written through a
+        link of the checkout."""
         assert placement.host is not None
         root = self.workspace if placement.container is None else self.mounts_root
-        if not inside(placement.host, root):
+        root.mkdir(parents=True, exist_ok=True)  # the runner's own (the workspace exists)
+        parent = placement.host.parent
+        if not inside(parent, root):
             raise ArchiveError("it is not inside the workspace")
-        placement.host.mkdir(parents=True, exist_ok=True)
-        if not inside(placement.host, root):  # a link in the checkout made it lead elsewhere
+        parent.mkdir(parents=True, exist_ok=True)
+        if not inside(parent, root) or parent.is_symlink():  # a link in the checkout led elsewhere
             raise ArchiveError("it is not inside the workspace")
-        unpack(archive, placement.host)
+        fresh = Path(tempfile.mkdtemp(prefix=".greenlight-restore-", dir=parent))
+        try:
+            unpack(archive, fresh)
+            _remove(placement.host)
+            os.rename(fresh, placement.host)
+        finally:
+            shutil.rmtree(fresh, ignore_errors=True)
 
     def save(self, passed: bool) -> None:
         """Save each cache into the job's write scope, only after a green job, only a key not
@@ -244,3 +257,11 @@ class JobCaches:
 
     def remove_mounts(self) -> None:
         shutil.rmtree(self.mounts_root, ignore_errors=True)
+
+
+def _remove(path: Path) -> None:
+    """Remove a file, a link or a directory tree, never following a link (``rmtree`` does not)."""
+    if path.is_symlink() or (path.exists() and not path.is_dir()):
+        path.unlink()
+    elif path.is_dir():
+        shutil.rmtree(path)
