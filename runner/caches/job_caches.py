@@ -79,6 +79,9 @@ class JobCaches:
         shared: SharedCaches | None = None,
     ) -> None:
         self.job = job
+        # Whose caches: the repository's id when the server sends it (never a name used again).
+        access = job.cache_access
+        self.repository = job.repository if access.repository_id is None else f"#{access.repository_id}"
         self.store = store
         self.shared = shared
         self._shared_notes: list[str | None] = [None] * len(job.caches)
@@ -161,7 +164,7 @@ class JobCaches:
         """The host's entry; from the shared store when the host lacks it (any entry on a miss,
         the exact key over a fallback)."""
         repository, scopes, prefixes = (
-            self.job.repository,
+            self.repository,
             list(self.job.cache_access.read),
             list(cache.restore_keys),
         )
@@ -226,7 +229,7 @@ class JobCaches:
             return False, 0, "not saved: the job did not pass"
         if scope is None:
             return False, 0, "not saved: this build may only read caches"
-        if self.store.has(self.job.repository, scope, key):
+        if self.store.has(self.repository, scope, key):
             return False, 0, None  # a key names its content: it is never saved twice
         size = 0
         with self.store.incoming() as incoming:
@@ -241,15 +244,15 @@ class JobCaches:
                     return False, 0, f"not saved: {error}"
             if size == 0:
                 return False, 0, "not saved: none of its paths is a directory"
-            if not self.store.commit(incoming, self.job.repository, scope, key):
+            if not self.store.commit(incoming, self.repository, scope, key):
                 return False, 0, "not saved: larger than this runner's cache budget, or saved meanwhile"
         if self.shared is not None:
             try:
                 self.shared.share(
-                    self.job.repository,
+                    self.repository,
                     scope,
                     key,
-                    self.store.root / scope_id(self.job.repository, scope) / key,
+                    self.store.root / scope_id(self.repository, scope) / key,
                 )
             except SharedCacheError as error:
                 return True, size, f"saved on this runner only: the shared cache store failed: {error}"
