@@ -11,8 +11,10 @@ gets wrong past PATH_MAX on some Pythons.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import posixpath
+import stat
 import tarfile
 from pathlib import Path
 
@@ -34,6 +36,23 @@ def pack(directory: Path, archive: Path) -> int:
     except (OSError, tarfile.TarError) as error:
         raise ArchiveError(f"could not pack {directory.name}: {error}") from None
     return archive.stat().st_size
+
+
+def apparent_size(directory: Path, limit: int) -> int | None:
+    """What packing ``directory`` would write, about (apparent sizes: a sparse file is packed in
+    full, and a header per member), counted without following a link; None past ``limit``, as
+    soon as it is passed."""
+    total = 0
+    for parent, directories, files in os.walk(directory, followlinks=False):
+        for name in directories + files:
+            total += tarfile.BLOCKSIZE
+            with contextlib.suppress(OSError):
+                info = os.lstat(os.path.join(parent, name))
+                if stat.S_ISREG(info.st_mode):
+                    total += info.st_size
+            if total > limit:
+                return None
+    return total
 
 
 def _unpacked(member: tarfile.TarInfo, destination: str) -> tarfile.TarInfo | None:

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 
 from contract.caches import CacheHit, CacheResult, CacheSpec
 from contract.spec import DOCKER_EXECUTOR, JobSpec
-from runner.caches.archives import ArchiveError, inside, pack, unpack
+from runner.caches.archives import ArchiveError, apparent_size, inside, pack, unpack
 from runner.caches.keys import render_key
 from runner.caches.store import CacheStore, Entry, SharedCacheError, path_id, scope_id
 
@@ -232,11 +232,16 @@ class JobCaches:
         if self.store.has(self.repository, scope, key):
             return False, 0, None  # a key names its content: it is never saved twice
         size = 0
+        left = self.store.budget_bytes  # counted before anything is written: a step can fill a disk
+        for host in self._packed(cache):
+            measured = apparent_size(host, left)
+            if measured is None:
+                return False, 0, "not saved: larger than this runner's cache budget"
+            left -= measured
         with self.store.incoming() as incoming:
             for placement in self.placements(cache):
                 host = placement.host
-                root = self.workspace if placement.container is None else self.mounts_root
-                if host is None or host.is_symlink() or not host.is_dir() or not inside(host, root):
+                if host not in self._packed(cache):
                     continue
                 try:
                     size += pack(host, incoming / f"{path_id(placement.path)}.tar")
@@ -257,6 +262,16 @@ class JobCaches:
             except SharedCacheError as error:
                 return True, size, f"saved on this runner only: the shared cache store failed: {error}"
         return True, size, None
+
+    def _packed(self, cache: CacheSpec) -> list[Path]:
+        """The directories a save packs: each path that is a directory of its own (not a link)."""
+        found = []
+        for placement in self.placements(cache):
+            host = placement.host
+            root = self.workspace if placement.container is None else self.mounts_root
+            if host is not None and not host.is_symlink() and host.is_dir() and inside(host, root):
+                found.append(host)
+        return found
 
     def remove_mounts(self) -> None:
         shutil.rmtree(self.mounts_root, ignore_errors=True)
