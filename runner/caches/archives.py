@@ -94,7 +94,7 @@ def inside(path: Path, root: Path) -> bool:
     ``path`` that does not exist yet must hold no ``..``."""
     try:
         base = os.path.realpath(root, strict=True)
-        existing, missing = Path(os.path.abspath(path)), []
+        existing, missing = Path.cwd() / path, []  # never abspath: it drops ``..`` before links
         while not os.path.lexists(existing):
             missing.append(existing.name)
             existing = existing.parent

@@ -115,3 +115,15 @@ def test_a_link_to_anywhere_is_restored_as_a_link(tmp_path: Path) -> None:
     destination.mkdir()
     unpack(archive, destination)
     assert os.readlink(destination / "bin" / "python") == "/usr/bin/python3"
+
+
+def test_a_dot_dot_after_a_link_is_resolved_after_the_link(tmp_path: Path) -> None:
+    from runner.caches.archives import inside
+
+    workspace = tmp_path / "ws"
+    (tmp_path / "elsewhere" / "deep").mkdir(parents=True)
+    workspace.mkdir()
+    (workspace / "link").symlink_to(tmp_path / "elsewhere" / "deep")
+    assert not inside(workspace / "link" / ".." / "x", workspace)
+    assert not inside(workspace / "link" / ".." / "missing" / "y", workspace)
+    assert inside(workspace / "missing" / "y", workspace)
