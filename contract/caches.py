@@ -91,6 +91,9 @@ class CacheAccess(BaseModel):
 
     read: list[ScopeName] = Field(default_factory=list, max_length=5)
     write: ScopeName | None = None
+    # The repository's id: a repository registered again under an old name gets none of the old
+    # one's caches. None: its full name (runners of servers that send no id).
+    repository_id: int | None = None
 
 
 class CacheHit(enum.StrEnum):

@@ -364,8 +364,11 @@ class RunnerAgent:
 
         with self._running_lock:
             if self._shared is None:
+                secret = self.settings.runner_cache_s3_secret
+                assert secret is not None  # the settings refuse a bucket without one
                 self._shared = SharedCaches(
-                    bucket, endpoint_url=self.settings.runner_cache_s3_endpoint,
+                    bucket, secret=secret.get_secret_value(),
+                    endpoint_url=self.settings.runner_cache_s3_endpoint,
                     prefix=self.settings.runner_cache_s3_prefix,
                 )  # fmt: skip
             return self._shared

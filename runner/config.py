@@ -7,10 +7,13 @@ import socket
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import BeforeValidator, Field, field_validator
+from pydantic import BeforeValidator, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from contract.sizes import parse_bytes
+
+# The shortest secret the shared caches are signed with.
+MIN_SECRET_CHARS = 32
 
 
 class RunnerSettings(BaseSettings):
@@ -57,6 +60,9 @@ class RunnerSettings(BaseSettings):
     runner_cache_s3_bucket: str | None = None
     runner_cache_s3_endpoint: str | None = None
     runner_cache_s3_prefix: str = "greenlight-caches"
+    # Signs every shared entry and keys its name (``runner/caches/shared.py``): the same on every
+    # runner sharing the bucket, known to nothing else; required with the bucket.
+    runner_cache_s3_secret: SecretStr | None = None
     # Started by `greenlight up`, whose runner older versions named `embedded`.
     embedded: bool = False
 
@@ -71,3 +77,16 @@ class RunnerSettings(BaseSettings):
         if isinstance(value, str):
             return [label.strip() for label in value.split(",") if label.strip()]
         return value
+
+    @model_validator(mode="after")
+    def _shared_caches_are_signed(self) -> RunnerSettings:
+        secret = self.runner_cache_s3_secret
+        if self.runner_cache_s3_bucket and (
+            secret is None or len(secret.get_secret_value()) < MIN_SECRET_CHARS
+        ):
+            raise ValueError(
+                "GREENLIGHT_RUNNER_CACHE_S3_BUCKET needs GREENLIGHT_RUNNER_CACHE_S3_SECRET, at least "
+                f"{MIN_SECRET_CHARS} characters, the same on every runner sharing the bucket "
+                "(e.g. from `openssl rand -hex 32`): it signs the shared caches"
+            )
+        return self

@@ -11,8 +11,10 @@ other. Nothing here fails the job: a cache that cannot be used is a miss that sa
 from __future__ import annotations
 
 import logging
+import os
 import posixpath
 import shutil
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +22,7 @@ from typing import TYPE_CHECKING
 
 from contract.caches import CacheHit, CacheResult, CacheSpec
 from contract.spec import DOCKER_EXECUTOR, JobSpec
-from runner.caches.archives import ArchiveError, inside, pack, unpack
+from runner.caches.archives import ArchiveError, apparent_size, inside, pack, unpack
 from runner.caches.keys import render_key
 from runner.caches.store import CacheStore, Entry, SharedCacheError, path_id, scope_id
 
@@ -77,6 +79,9 @@ class JobCaches:
         shared: SharedCaches | None = None,
     ) -> None:
         self.job = job
+        # Whose caches: the repository's id when the server sends it (never a name used again).
+        access = job.cache_access
+        self.repository = job.repository if access.repository_id is None else f"#{access.repository_id}"
         self.store = store
         self.shared = shared
         self._shared_notes: list[str | None] = [None] * len(job.caches)
@@ -159,7 +164,7 @@ class JobCaches:
         """The host's entry; from the shared store when the host lacks it (any entry on a miss,
         the exact key over a fallback)."""
         repository, scopes, prefixes = (
-            self.job.repository,
+            self.repository,
             list(self.job.cache_access.read),
             list(cache.restore_keys),
         )
@@ -177,14 +182,25 @@ class JobCaches:
         return self.store.find(repository, [found.scope], found.key, []) or entry
 
     def _unpack(self, archive: Path, placement: Placement) -> None:
+        """Unpack into a fresh directory beside the path, then put it in place of whatever the
+        checkout has there (removed without following a link): nothing is written through a
+        link of the checkout."""
         assert placement.host is not None
         root = self.workspace if placement.container is None else self.mounts_root
-        if not inside(placement.host, root):
+        root.mkdir(parents=True, exist_ok=True)  # the runner's own (the workspace exists)
+        parent = placement.host.parent
+        if not inside(parent, root):
             raise ArchiveError("it is not inside the workspace")
-        placement.host.mkdir(parents=True, exist_ok=True)
-        if not inside(placement.host, root):  # a link in the checkout made it lead elsewhere
+        parent.mkdir(parents=True, exist_ok=True)
+        if not inside(parent, root) or parent.is_symlink():  # a link in the checkout led elsewhere
             raise ArchiveError("it is not inside the workspace")
-        unpack(archive, placement.host)
+        fresh = Path(tempfile.mkdtemp(prefix=".greenlight-restore-", dir=parent))
+        try:
+            unpack(archive, fresh)
+            _remove(placement.host)
+            os.rename(fresh, placement.host)
+        finally:
+            shutil.rmtree(fresh, ignore_errors=True)
 
     def save(self, passed: bool) -> None:
         """Save each cache into the job's write scope, only after a green job, only a key not
@@ -213,14 +229,19 @@ class JobCaches:
             return False, 0, "not saved: the job did not pass"
         if scope is None:
             return False, 0, "not saved: this build may only read caches"
-        if self.store.has(self.job.repository, scope, key):
+        if self.store.has(self.repository, scope, key):
             return False, 0, None  # a key names its content: it is never saved twice
         size = 0
+        left = self.store.budget_bytes  # counted before anything is written: a step can fill a disk
+        for host in self._packed(cache):
+            measured = apparent_size(host, left)
+            if measured is None:
+                return False, 0, "not saved: larger than this runner's cache budget"
+            left -= measured
         with self.store.incoming() as incoming:
             for placement in self.placements(cache):
                 host = placement.host
-                root = self.workspace if placement.container is None else self.mounts_root
-                if host is None or host.is_symlink() or not host.is_dir() or not inside(host, root):
+                if host not in self._packed(cache):
                     continue
                 try:
                     size += pack(host, incoming / f"{path_id(placement.path)}.tar")
@@ -228,19 +249,37 @@ class JobCaches:
                     return False, 0, f"not saved: {error}"
             if size == 0:
                 return False, 0, "not saved: none of its paths is a directory"
-            if not self.store.commit(incoming, self.job.repository, scope, key):
+            if not self.store.commit(incoming, self.repository, scope, key):
                 return False, 0, "not saved: larger than this runner's cache budget, or saved meanwhile"
         if self.shared is not None:
             try:
                 self.shared.share(
-                    self.job.repository,
+                    self.repository,
                     scope,
                     key,
-                    self.store.root / scope_id(self.job.repository, scope) / key,
+                    self.store.root / scope_id(self.repository, scope) / key,
                 )
             except SharedCacheError as error:
                 return True, size, f"saved on this runner only: the shared cache store failed: {error}"
         return True, size, None
 
+    def _packed(self, cache: CacheSpec) -> list[Path]:
+        """The directories a save packs: each path that is a directory of its own (not a link)."""
+        found = []
+        for placement in self.placements(cache):
+            host = placement.host
+            root = self.workspace if placement.container is None else self.mounts_root
+            if host is not None and not host.is_symlink() and host.is_dir() and inside(host, root):
+                found.append(host)
+        return found
+
     def remove_mounts(self) -> None:
         shutil.rmtree(self.mounts_root, ignore_errors=True)
+
+
+def _remove(path: Path) -> None:
+    """Remove a file, a link or a directory tree, never following a link (``rmtree`` does not)."""
+    if path.is_symlink() or (path.exists() and not path.is_dir()):
+        path.unlink()
+    elif path.is_dir():
+        shutil.rmtree(path)

@@ -7,10 +7,18 @@ half written. A runner restores from its host's store first, and fetches from he
 what it lacks (any entry on a miss, the exact key over a fallback). Credentials come from the
 usual AWS variables or files of the runner's machine; no step ever sees them. Old entries are
 the bucket's own lifecycle rules' to expire.
+
+Whoever gets the bucket's credentials (a step reaching a cloud host's metadata service, say) could
+write any entry: so ``complete`` holds an HMAC, keyed with a secret the runners alone hold, of the
+entry's repository, scope, key and every archive's digest, checked before anything is restored
+(an entry that fails it is a miss), and scope ids in object names are keyed with it too, so they
+name no repository to whoever lists the bucket.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +28,7 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from runner.caches.store import CacheStore, SharedCacheError, scope_id
+from runner.caches.store import CacheStore, SharedCacheError
 
 logger = logging.getLogger(__name__)
 
@@ -37,9 +45,10 @@ class SharedEntry:
 
 class SharedCaches:
     def __init__(
-        self, bucket: str, *, endpoint_url: str | None = None, prefix: str = "greenlight-caches"
+        self, bucket: str, *, secret: str, endpoint_url: str | None = None, prefix: str = "greenlight-caches"
     ) -> None:
         self.bucket = bucket
+        self._secret = secret.encode()
         self.prefix = prefix.strip("/")
         self.client: Any = boto3.client(
             "s3",
@@ -49,8 +58,21 @@ class SharedCaches:
             ),
         )
 
+    def _scope(self, repository: str, scope: str) -> str:
+        return hmac.new(self._secret, f"scope\n{repository}\n{scope}".encode(), hashlib.sha256).hexdigest()[
+            :32
+        ]
+
     def _entry(self, repository: str, scope: str, key: str) -> str:
-        return f"{self.prefix}/{scope_id(repository, scope)}/{key}/"
+        return f"{self.prefix}/{self._scope(repository, scope)}/{key}/"
+
+    def _signature(self, repository: str, scope: str, key: str, archives: list[Path]) -> bytes:
+        signed = hmac.new(self._secret, f"entry\n{repository}\n{scope}\n{key}\n".encode(), hashlib.sha256)
+        for archive in sorted(archives, key=lambda path: path.name):
+            with open(archive, "rb") as file:
+                digest = hashlib.file_digest(file, "sha256").hexdigest()
+            signed.update(f"{archive.name} {digest}\n".encode())
+        return signed.hexdigest().encode()
 
     def find(self, repository: str, scopes: list[str], key: str, prefixes: list[str]) -> SharedEntry | None:
         """As ``CacheStore.find``: the exact key, else the newest entry a prefix matches, scope by
@@ -64,7 +86,7 @@ class SharedCaches:
         for scope in scopes:
             if self._complete(self._entry(repository, scope, key)):
                 return SharedEntry(scope, key)
-            base = f"{self.prefix}/{scope_id(repository, scope)}/"
+            base = f"{self.prefix}/{self._scope(repository, scope)}/"
             for prefix in prefixes:
                 newest: tuple[Any, str] | None = None
                 for page in self.client.get_paginator("list_objects_v2").paginate(
@@ -105,6 +127,16 @@ class SharedCaches:
                     name = item["Key"][len(entry) :]
                     if name.endswith(".tar") and "/" not in name:
                         self.client.download_file(self.bucket, item["Key"], str(incoming / name))
+            signature = self.client.get_object(Bucket=self.bucket, Key=entry + COMPLETE)["Body"].read()
+            expected = self._signature(repository, found.scope, found.key, list(incoming.iterdir()))
+            if not hmac.compare_digest(signature, expected):
+                logger.warning(
+                    "shared cache entry %s%s fails its signature: not restored (written by something "
+                    "that does not hold the runners' secret, or with another secret)",
+                    entry,
+                    COMPLETE,
+                )
+                return False
             return store.commit(incoming, repository, found.scope, found.key)
 
     def share(self, repository: str, scope: str, key: str, directory: Path) -> None:
@@ -121,4 +153,5 @@ class SharedCaches:
             return  # nothing to share (the host evicted it already), or shared before
         for archive in archives:
             self.client.upload_file(str(archive), self.bucket, entry + archive.name)
-        self.client.put_object(Bucket=self.bucket, Key=entry + COMPLETE, Body=b"")
+        signature = self._signature(repository, scope, key, archives)
+        self.client.put_object(Bucket=self.bucket, Key=entry + COMPLETE, Body=signature)

@@ -29,6 +29,9 @@ INCOMING = ".incoming"
 # What a killed runner left in .incoming is removed once it is this old (another job's save may
 # still be filling a younger one).
 STALE_INCOMING_SECONDS = 3600.0
+# A file in a pull request's scope directory: eviction takes those entries first.
+PULL_REQUEST_SCOPE = "pull/"
+PULL_REQUEST_MARK = ".pull-request"
 
 
 class SharedCacheError(Exception):
@@ -107,6 +110,8 @@ class CacheStore:
                 os.fsync(file.fileno())  # whole on disk before the rename makes it visible
         directory = self.root / scope_id(repository, scope)
         directory.mkdir(parents=True, exist_ok=True)
+        if scope.startswith(PULL_REQUEST_SCOPE):
+            (directory / PULL_REQUEST_MARK).touch()
         try:
             os.rename(incoming, directory / key)
         except OSError:
@@ -116,8 +121,9 @@ class CacheStore:
         return True
 
     def evict(self) -> None:
-        """Remove the least recently used entries until the store fits its budget, and what a
-        killed runner left half written."""
+        """Remove the least recently used entries until the store fits its budget, pull
+        requests' first (whoever opens one, a fork's author too, fills those: they must not flush
+        every repository's branch caches), and what a killed runner left half written."""
         self.root.mkdir(parents=True, exist_ok=True)
         with open(self.root / ".lock", "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
@@ -126,13 +132,13 @@ class CacheStore:
                 if now - _mtime(left) > STALE_INCOMING_SECONDS:
                     shutil.rmtree(left, ignore_errors=True)
             entries = [
-                (_mtime(entry), _size(entry), entry)
+                (not (scope / PULL_REQUEST_MARK).exists(), _mtime(entry), _size(entry), entry)
                 for scope in _entries(self.root)
                 if scope.name != INCOMING
                 for entry in _entries(scope)
             ]
-            total = sum(size for _, size, _ in entries)
-            for _, size, entry in sorted(entries, key=lambda item: item[0]):
+            total = sum(size for _, _, size, _ in entries)
+            for _, _, size, entry in sorted(entries, key=lambda item: item[:2]):
                 if total <= self.budget_bytes:
                     break
                 self._remove(entry)

@@ -5,7 +5,10 @@ A scope is one branch's, one tag's or one pull request's. A push to a branch wri
 scope alone, so whoever may push to one branch cannot put anything in front of another branch's
 builds, the default branch's or a deploy's. A pull request's build, a fork's above all, writes only
 its own pull request's scope: it may read what its target and the default branch saved, never
-write there. A deploy job restores and saves nothing.
+write there. A tag's build reads the default branch's scope and writes nothing: a tag's scope would
+outlive the tag (whoever pushed and deleted ``v2.1.0`` would fill the cache of a later ``v2.1.0``).
+A build started with extra variables writes nothing: they may change what its steps install. A
+deploy job restores and saves nothing. Scopes are the repository id's, never its name's.
 """
 
 from __future__ import annotations
@@ -25,6 +28,8 @@ class CacheFacts:
     target_branch: str | None
     default_branch: str
     environment: str | None  # deploy jobs
+    variables: bool = False  # started with extra variables (a manual or scheduled build)
+    repository_id: int | None = None
 
 
 def branch_scope(branch: str) -> str:
@@ -32,6 +37,13 @@ def branch_scope(branch: str) -> str:
 
 
 def cache_access(facts: CacheFacts) -> CacheAccess:
+    access = _access(facts)
+    if facts.variables:
+        access = access.model_copy(update={"write": None})
+    return access.model_copy(update={"repository_id": facts.repository_id})
+
+
+def _access(facts: CacheFacts) -> CacheAccess:
     if facts.environment is not None:
         return CacheAccess()
     default = branch_scope(facts.default_branch)
@@ -39,13 +51,10 @@ def cache_access(facts: CacheFacts) -> CacheAccess:
         own = f"pull/{facts.pull_request_number}"
         targets = [branch_scope(facts.target_branch)] if facts.target_branch else []
         return CacheAccess(read=_unique([own, *targets, default]), write=own)
-    if facts.tag is not None:
-        own = f"tag/{facts.tag}"
-        return CacheAccess(read=[own, default], write=own)
     if facts.branch is not None:
         own = branch_scope(facts.branch)
         return CacheAccess(read=_unique([own, default]), write=own)
-    return CacheAccess(read=[default], write=None)
+    return CacheAccess(read=[default], write=None)  # a tag's build, or one of no branch
 
 
 def _unique(scopes: list[str]) -> list[str]:

@@ -114,4 +114,35 @@ def _caches(value: Any) -> Any:
     return [value] if isinstance(value, dict) else value
 
 
-CacheList = Annotated[list[CacheConfig], BeforeValidator(_caches), Field(max_length=MAX_CACHES)]
+def _where(path: str) -> list[str]:
+    """Where a normalised cache path may be in a step: ``~/…`` is under the container's home
+    (root's) with Docker, in the workspace for steps run as host processes."""
+    if path == "~" or path.startswith("~/"):
+        rest = path[2:]
+        return [posixpath.join("/root", rest), posixpath.join(CONTAINER_WORKSPACE, rest)]
+    return [path] if path.startswith("/") else [posixpath.join(CONTAINER_WORKSPACE, path)]
+
+
+def _apart(caches: list[CacheConfig]) -> list[CacheConfig]:
+    """No cache path inside another (nor twice): each is restored as a whole in place of what
+    is there, so one restored into another would replace or be replaced by it."""
+    seen: list[tuple[str, str]] = []
+    for cache in caches:
+        for path in cache.paths:
+            for place in _where(path):
+                for other, other_place in seen:
+                    if (
+                        place == other_place
+                        or (place + "/").startswith(other_place + "/")
+                        or (other_place + "/").startswith(place + "/")
+                    ):
+                        raise ValueError(
+                            f"cache path {path!r} is inside another cache path ({other!r}) or holds it"
+                        )
+            seen += [(path, place) for place in _where(path)]
+    return caches
+
+
+CacheList = Annotated[
+    list[CacheConfig], BeforeValidator(_caches), Field(max_length=MAX_CACHES), AfterValidator(_apart)
+]

@@ -98,7 +98,7 @@ _CLAIM = """
                AS may_use_reserved_labels,
            builds.commit_sha, builds.ref,
            builds.pull_request_number, builds.branch, builds.from_fork, builds.repository_id,
-           builds.tag, builds.target_branch,
+           builds.tag, builds.target_branch, builds.variables,
            repositories.full_name, repositories.clone_url, repositories.allow_host_runner,
            repositories.default_branch,
            jobs.queued_at,

@@ -218,6 +218,8 @@ def _spec(session: Session, job: Any, steps: list[StepRow], settings: Settings) 
                 target_branch=job.target_branch,
                 default_branch=job.default_branch,
                 environment=job.environment,
+                variables=bool(job.variables),
+                repository_id=job.repository_id,
             )
         ),
     )

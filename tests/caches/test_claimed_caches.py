@@ -23,9 +23,16 @@ CACHE = CacheSpec(
 )
 
 
-def queue_job(session: Session, *, branch: str | None = "main", pull_request: int | None = None) -> Job:
+def queue_job(
+    session: Session,
+    *,
+    branch: str | None = "main",
+    pull_request: int | None = None,
+    variables: dict[str, str] | None = None,
+) -> Job:
     repo = factories.repository(session)
     build = factories.build(session, repo, branch=branch or "main")
+    build.variables = variables or {}
     if pull_request is not None:
         build.branch, build.event = None, "pull_request"
         build.ref, build.pull_request_number = f"refs/pull/{pull_request}/head", pull_request
@@ -45,18 +52,32 @@ def claimed(client: TestClient, session: Session) -> dict[str, Any]:
 
 
 def test_a_push_to_a_branch_may_write_its_own_scope(client: TestClient, session: Session) -> None:
-    queue_job(session, branch="feature/x")
+    job = queue_job(session, branch="feature/x")
     spec = claimed(client, session)["spec"]
     assert spec["caches"] == [CACHE.model_dump()]
-    assert spec["cache_access"] == {"read": ["branch/feature/x", "branch/main"], "write": "branch/feature/x"}
+    assert spec["cache_access"] == {
+        "read": ["branch/feature/x", "branch/main"],
+        "write": "branch/feature/x",
+        "repository_id": job.build.repository_id,
+    }
+
+
+def test_a_build_started_with_extra_variables_saves_nothing(client: TestClient, session: Session) -> None:
+    queue_job(session, branch="main", variables={"RELEASE": "1"})
+    spec = claimed(client, session)["spec"]
+    assert spec["cache_access"]["read"] == ["branch/main"] and spec["cache_access"]["write"] is None
 
 
 def test_a_forks_pull_request_reads_the_default_branch_and_writes_only_its_own(
     client: TestClient, session: Session
 ) -> None:
-    queue_job(session, pull_request=17)
+    job = queue_job(session, pull_request=17)
     spec = claimed(client, session)["spec"]
-    assert spec["cache_access"] == {"read": ["pull/17", "branch/main"], "write": "pull/17"}
+    assert spec["cache_access"] == {
+        "read": ["pull/17", "branch/main"],
+        "write": "pull/17",
+        "repository_id": job.build.repository_id,
+    }
 
 
 def test_the_runners_report_shows_in_the_api_and_on_the_page(client: TestClient, session: Session) -> None:

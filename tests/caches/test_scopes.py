@@ -33,9 +33,20 @@ def test_a_pull_request_reads_its_target_branch_before_the_default_one() -> None
     assert access.read == ["pull/3", "branch/release", "branch/main"]
 
 
-def test_a_tag_writes_its_own_scope() -> None:
+def test_a_tag_reads_only_the_default_branch_and_saves_nothing() -> None:
+    # A tag's scope would outlive the tag: whoever pushed and deleted v2.1.0 would fill the cache
+    # of the maintainers' later v2.1.0.
     access = cache_access(facts(tag="v1"))
-    assert access.write == "tag/v1" and access.read == ["tag/v1", "branch/main"]
+    assert access.read == ["branch/main"] and access.write is None
+
+
+def test_a_build_with_extra_variables_reads_and_saves_nothing_of_its_own() -> None:
+    access = cache_access(facts(branch="feature/x", variables=True))
+    assert access.read == ["branch/feature/x", "branch/main"] and access.write is None
+
+
+def test_the_scopes_belong_to_the_repositorys_id_not_its_name() -> None:
+    assert cache_access(facts(branch="main", repository_id=42)).repository_id == 42
 
 
 def test_a_deploy_job_restores_and_saves_nothing() -> None:

@@ -13,7 +13,7 @@ import pytest
 
 from contract.caches import CacheAccess, CacheHit
 from runner.caches.shared import COMPLETE, SharedCaches
-from runner.caches.store import CacheStore
+from runner.caches.store import CacheStore, scope_id
 from tests.caches.test_runner_caches import job_caches, workspace_with
 from tests.support import services
 from tests.support.s3_server import CREDENTIALS, s3_server
@@ -22,6 +22,7 @@ pytestmark = pytest.mark.integration
 
 MAIN = CacheAccess(read=["branch/main"], write="branch/main")
 BUCKET = "caches"
+SECRET = "the runners' own secret, not the bucket's"
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +38,7 @@ def shared(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch, request: pytest.Fi
     client = boto3.client("s3", endpoint_url=s3_endpoint)
     bucket = f"{BUCKET}-{os.getpid()}-{abs(hash(request.node.name)) % 10**8}"
     client.create_bucket(Bucket=bucket)
-    return SharedCaches(bucket, endpoint_url=s3_endpoint)
+    return SharedCaches(bucket, secret=SECRET, endpoint_url=s3_endpoint)
 
 
 def runner_caches(tmp_path: Path, name: str, files: dict[str, str], shared: SharedCaches, access=MAIN):  # type: ignore[no-untyped-def]
@@ -102,10 +103,45 @@ def test_a_pull_requests_upload_never_reaches_the_default_branch(
 
 
 def test_a_store_that_does_not_answer_leaves_the_hosts_cache_working(tmp_path: Path) -> None:
-    unreachable = SharedCaches("nowhere", endpoint_url=f"http://127.0.0.1:{services.free_port()}")
+    unreachable = SharedCaches(
+        "nowhere", secret=SECRET, endpoint_url=f"http://127.0.0.1:{services.free_port()}"
+    )
     caches = runner_caches(tmp_path, "a", {"requirements.txt": "x", "deps/lib": "y"}, unreachable)
     lines = caches.restore()
     assert caches.results[0].hit is CacheHit.miss and "shared cache store failed" in lines[0]
     caches.save(passed=True)
     result = caches.results[0]
     assert result.saved and "saved on this runner only" in (result.note or "")
+
+
+def test_an_entry_rewritten_by_whoever_holds_the_buckets_credentials_is_a_miss(
+    tmp_path: Path, shared: SharedCaches
+) -> None:
+    first = runner_caches(tmp_path, "a", {"requirements.txt": "x", "deps/lib": "good"}, shared)
+    first.restore()
+    first.save(passed=True)
+    evil = runner_caches(tmp_path, "e", {"requirements.txt": "x", "deps/lib": "evil"}, shared)
+    from runner.caches.archives import pack
+
+    pack(evil.workspace / "deps", tmp_path / "evil.tar")
+    listed = shared.client.list_objects_v2(Bucket=shared.bucket, Prefix=shared.prefix + "/")["Contents"]
+    for item in listed:
+        if item["Key"].endswith(".tar"):
+            shared.client.upload_file(str(tmp_path / "evil.tar"), shared.bucket, item["Key"])
+
+    victim = runner_caches(tmp_path, "b", {"requirements.txt": "x"}, shared)
+    victim.restore()
+    assert victim.results[0].hit is CacheHit.miss
+    assert not (victim.workspace / "deps").exists()
+
+
+def test_entry_names_are_keyed_with_the_runners_secret(tmp_path: Path, shared: SharedCaches) -> None:
+    first = runner_caches(tmp_path, "a", {"requirements.txt": "x", "deps/lib": "good"}, shared)
+    first.restore()
+    first.save(passed=True)
+    listed = shared.client.list_objects_v2(Bucket=shared.bucket, Prefix=shared.prefix + "/")["Contents"]
+    assert listed and not any(scope_id("acme/widgets", "branch/main") in item["Key"] for item in listed)
+    other = SharedCaches(shared.bucket, secret="another secret", endpoint_url=shared.client.meta.endpoint_url)
+    second = runner_caches(tmp_path, "b", {"requirements.txt": "x"}, other)
+    second.restore()
+    assert second.results[0].hit is CacheHit.miss

@@ -30,6 +30,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             **CREDENTIALS,
             "GREENLIGHT_RUNNER_CACHE_S3_BUCKET": BUCKET,
             "GREENLIGHT_RUNNER_CACHE_S3_ENDPOINT": endpoint,
+            "GREENLIGHT_RUNNER_CACHE_S3_SECRET": "e2e-runners-shared-cache-secret-0123456789",
         }
         with running_stack(tmp_path_factory, shared) as running:
             yield running

@@ -64,3 +64,19 @@ def test_each_matrix_job_gets_its_own_key() -> None:
 def test_a_matrix_value_that_is_no_key_character_is_refused() -> None:
     message = error_for("matrix: {os: ['a b']}\ncache: {key: 'k-${os}', paths: [x]}\n" + STEPS)
     assert "a key is letters, digits" in message
+
+
+@pytest.mark.parametrize(
+    "cache",
+    [
+        "{key: pip, paths: [deps, deps/x]}",
+        "{key: pip, paths: [deps/x, ./deps]}",
+        "[{key: a, paths: [deps]}, {key: b, paths: [deps/sub]}]",
+        "{key: pip, paths: [~/.cache, /root/.cache/pip]}",
+        "{key: pip, paths: [~/x, x]}",
+        "{key: pip, paths: [/opt/a, /opt/a]}",
+    ],
+)
+def test_nested_or_repeated_cache_paths_are_refused(cache: str) -> None:
+    message = error_for(f"cache: {cache}\n" + STEPS)
+    assert "inside another cache path" in message, message
