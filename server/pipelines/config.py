@@ -21,6 +21,7 @@ from pydantic import (
 from contract.spec import SERVICE_NAME_PATTERN
 from server.pipelines import matrix
 from server.pipelines.branch_globs import check_glob
+from server.pipelines.reports import ReportsConfig
 
 CONFIG_FILE = ".greenlight.yml"
 DEFAULT_READY_TIMEOUT_SECONDS = 30
@@ -382,6 +383,7 @@ class PipelineConfig(BaseModel):
     services: dict[ServiceName, ServiceConfig] = Field(default_factory=dict, max_length=MAX_SERVICES)
     matrix: MatrixConfig | None = None
     deploy: dict[EnvironmentName, EnvironmentConfig] = Field(default_factory=dict, max_length=20)
+    reports: ReportsConfig | None = None
 
     _env_names = field_validator("env")(_check_env_names)
 
