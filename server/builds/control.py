@@ -136,6 +136,7 @@ def rerun_job(session: Session, job: Job) -> Job:
         priority=job.priority,
         env=dict(job.env),
         services=list(job.services),
+        reports=dict(job.reports),
         timeout_seconds=job.timeout_seconds,
         memory_bytes=job.memory_bytes,
         cpus=job.cpus,

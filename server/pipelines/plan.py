@@ -107,6 +107,7 @@ def _plan_job(
         # started build's extra variables sit underneath all of them (``server/builds/start.py``).
         env={**build.variables, **pipeline.env, **cell, **standard_env(build), "GREENLIGHT_JOB_NAME": name},
         services=services_for(pipeline, cell),
+        reports=pipeline.reports.as_job_reports() if pipeline.reports else {},
         timeout_seconds=job_timeout,
         memory_bytes=memory,
         cpus=settings.default_cpus,

@@ -15,7 +15,16 @@ from typing import Any, NamedTuple, Protocol
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from contract.spec import ALL_LABELS, DOCKER_EXECUTOR, ClaimedJob, JobSpec, Limits, ServiceSpec, StepSpec
+from contract.spec import (
+    ALL_LABELS,
+    DOCKER_EXECUTOR,
+    ClaimedJob,
+    JobSpec,
+    Limits,
+    ReportsSpec,
+    ServiceSpec,
+    StepSpec,
+)
 from server.auth.tokens import new_token, token_hash
 from server.config import Settings
 from server.environments.rules import deploy_job_refusal, reserved_label_refusal
@@ -189,6 +198,7 @@ def _spec(session: Session, job: Any, steps: list[StepRow], settings: Settings) 
         environment=job.environment,
         log_budget=settings.log_budget(),
         outage_seconds=settings.runner_outage_seconds,
+        reports=ReportsSpec.model_validate(job.reports or {}),
     )
 
 

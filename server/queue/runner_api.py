@@ -15,6 +15,7 @@ from contract.spec import (
     JobFinished,
     JobReleased,
     LogBatch,
+    ReportUpload,
     RunnerHeartbeat,
     RunnerRegistered,
     RunnerRegistration,
@@ -40,6 +41,7 @@ from server.queue.runners import (
     runner_for,
     runner_token,
 )
+from server.testreports.service import record_report
 
 
 async def _bind_job_id(request: Request) -> None:
@@ -146,6 +148,14 @@ def job_heartbeat(job: HeldJobDep, state: StateDep) -> HeartbeatReply:
 def job_logs(body: LogBatch, job: HeldJobDep, session: SessionDep, state: StateDep) -> Response:
     budget = state.settings.log_budget()
     reports.append_log(session, job, body, budget)
+    return Response(status_code=204)
+
+
+@router.post("/jobs/{job_id}/reports", status_code=204)
+def job_report(body: ReportUpload, job: HeldJobDep, session: SessionDep) -> Response:
+    """A test report file the runner collected after the steps (masked there); sent again, it
+    replaces what it gave before."""
+    record_report(session, job, body)
     return Response(status_code=204)
 
 
