@@ -105,7 +105,8 @@ def _read_case(element: Element) -> ParsedCase:
             break
     flaky = False
     if outcome is Outcome.passed:
-        detail = children.get("flakyFailure") or children.get("flakyError")
+        # Not `a or b`: an element without children is false in a boolean test.
+        detail = next((children[tag] for tag in ("flakyFailure", "flakyError") if tag in children), None)
         flaky = detail is not None
     message, text = _detail(detail) if detail is not None else (None, None)
     return ParsedCase(

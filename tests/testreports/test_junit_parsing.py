@@ -136,3 +136,10 @@ def test_bad_or_missing_times_and_names_are_tolerated() -> None:
     first, second = suites[0].cases
     assert first.name == "" and first.duration_seconds is None
     assert second.duration_seconds == pytest.approx(1234.5)
+
+
+def test_a_rerun_failure_without_a_stack_trace_still_marks_the_pass_flaky() -> None:
+    # An element without children is false in a boolean test: it must be looked up as present.
+    text = '<testsuite><testcase name="a"><flakyFailure message="timed out"/></testcase></testsuite>'
+    case = parse_junit(text)[0].cases[0]
+    assert case.outcome is Outcome.passed and case.flaky and case.message == "timed out"
