@@ -25,7 +25,8 @@ from defusedxml.ElementTree import fromstring
 MAX_NAME_CHARS = 1000
 MAX_MESSAGE_CHARS = 1000
 MAX_TEXT_CHARS = 16 * 1024
-# Per file: a report beyond this many test cases is read up to it, and says it was cut.
+# A job's reports are read up to this many test cases in all (what one push can make the server
+# store); the rest are counted as dropped, and the page says so.
 MAX_CASES = 100_000
 _CUT = "… (cut)"
 
@@ -54,6 +55,12 @@ class ParsedCase:
     flaky: bool = False
 
 
+@dataclass(frozen=True)
+class JunitReport:
+    suites: list[ParsedSuite]
+    dropped: int  # test cases beyond ``max_cases``, not read
+
+
 @dataclass
 class ParsedSuite:
     name: str
@@ -61,9 +68,10 @@ class ParsedSuite:
     duration_seconds: float | None = None
 
 
-def parse_junit(text: str) -> list[ParsedSuite]:
-    """The suites of a JUnit XML document that hold test cases, in document order; a suite
-    that holds only suites is not one of them (its suites are). ``JunitError`` if unreadable."""
+def parse_junit(text: str, max_cases: int = MAX_CASES) -> JunitReport:
+    """The suites of a JUnit XML document that hold test cases, in document order, with their
+    first ``max_cases`` test cases; a suite that holds only suites is not one of them (its suites
+    are). ``JunitError`` if unreadable."""
     try:
         root = fromstring(text, forbid_dtd=True, forbid_entities=True, forbid_external=True)
     except DefusedXmlException:
@@ -74,9 +82,9 @@ def parse_junit(text: str) -> list[ParsedSuite]:
     if _tag(root) not in ("testsuites", "testsuite"):
         raise JunitError(f"expected <testsuites> or <testsuite> at the top, found <{_tag(root)}>")
     suites: list[ParsedSuite] = []
-    budget = [MAX_CASES]
+    budget = [max(max_cases, 0)]
     _read_suite(root, suites, budget)
-    return suites
+    return JunitReport(suites, dropped=-budget[0] if budget[0] < 0 else 0)
 
 
 def _read_suite(element: Element, suites: list[ParsedSuite], budget: list[int]) -> None:
@@ -87,9 +95,10 @@ def _read_suite(element: Element, suites: list[ParsedSuite], budget: list[int]) 
         tag = _tag(child)
         if tag in ("testsuite", "testsuites"):
             _read_suite(child, suites, budget)
-        elif tag == "testcase" and budget[0] > 0:
-            budget[0] -= 1
-            suite.cases.append(_read_case(child))
+        elif tag == "testcase":
+            budget[0] -= 1  # below zero: how many were dropped
+            if budget[0] >= 0:
+                suite.cases.append(_read_case(child))
     if suite.cases:
         suites.append(suite)
 

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session, aliased
 
 from contract.spec import MAX_REPORT_BYTES, MAX_REPORT_FILES, ReportUpload
 from server.models import Build, Job, ReportedSuite, ReportedTest
-from server.testreports.junit import JunitError, Outcome, ParsedSuite, parse_junit
+from server.testreports.junit import MAX_CASES, JunitError, JunitReport, Outcome, parse_junit
 
 logger = logging.getLogger(__name__)
 
@@ -28,20 +28,26 @@ def test_identity(classname: str, name: str) -> str:
     return hashlib.sha256(f"{classname}\0{name}".encode()).hexdigest()
 
 
-def record_report(session: Session, job: Job, upload: ReportUpload) -> None:
+def record_report(session: Session, job: Job, upload: ReportUpload, *, max_cases: int = MAX_CASES) -> None:
     """Store the file's suites and cases in place of what an earlier try of this upload stored;
-    a file that cannot be read is stored as a suite with an ``error``, so the page says why."""
+    a file that cannot be read is stored as a suite with an ``error``, so the page says why.
+    A job's files give ``max_cases`` tests in all; the file that goes beyond says so."""
     session.execute(
         sa.delete(ReportedSuite).where(ReportedSuite.job_id == job.id, ReportedSuite.path == upload.path)
     )
     others = session.scalar(
         sa.select(sa.func.count(sa.distinct(ReportedSuite.path))).where(ReportedSuite.job_id == job.id)
     )
+    stored = session.scalar(sa.select(sa.func.count()).where(ReportedTest.job_id == job.id)) or 0
     try:
-        suites = _read(upload, others or 0)
+        report = _read(upload, others or 0, max_cases - stored)
     except JunitError as error:
         session.add(ReportedSuite(job_id=job.id, path=upload.path, name=upload.path, error=str(error)))
         return
+    suites = report.suites
+    if report.dropped:
+        dropped = f"{report.dropped:,} tests beyond the job's {max_cases:,} were not read"
+        session.add(ReportedSuite(job_id=job.id, path=upload.path, name=upload.path, error=dropped))
     build = session.execute(
         sa.select(Build.repository_id, Build.commit_sha).where(Build.id == job.build_id)
     ).one()
@@ -75,7 +81,7 @@ def record_report(session: Session, job: Job, upload: ReportUpload) -> None:
     _mark_flaky(session, job, build.repository_id, build.commit_sha)
 
 
-def _read(upload: ReportUpload, other_files: int) -> list[ParsedSuite]:
+def _read(upload: ReportUpload, other_files: int, max_cases: int) -> JunitReport:
     if upload.error is not None:
         raise JunitError(upload.error)
     if other_files >= MAX_REPORT_FILES:
@@ -83,10 +89,10 @@ def _read(upload: ReportUpload, other_files: int) -> list[ParsedSuite]:
     size = len(upload.content.encode())
     if size > MAX_REPORT_BYTES:
         raise JunitError(f"{size:,} bytes; a report file is read up to {MAX_REPORT_BYTES:,} bytes")
-    suites = parse_junit(upload.content)
-    if not suites:
+    report = parse_junit(upload.content, max_cases)
+    if not report.suites and not report.dropped:
         raise JunitError("no <testcase> in it")
-    return suites
+    return report
 
 
 def _mark_flaky(session: Session, job: Job, repository_id: int, commit_sha: str) -> None:

@@ -25,7 +25,7 @@ def by_name(suites):  # type: ignore[no-untyped-def]
 
 
 def test_pytest_report_gives_failures_errors_skips_and_passes() -> None:
-    suites = parse_junit(fixture("pytest.xml"))
+    suites = parse_junit(fixture("pytest.xml")).suites
     assert [suite.name for suite in suites] == ["pytest"]
     cases = by_name(suites)
     assert len(cases) == 5
@@ -42,7 +42,7 @@ def test_pytest_report_gives_failures_errors_skips_and_passes() -> None:
 
 
 def test_go_junit_report_gives_one_suite_per_package() -> None:
-    suites = parse_junit(fixture("go.xml"))
+    suites = parse_junit(fixture("go.xml")).suites
     assert [suite.name for suite in suites] == ["example.com/shop/cart", "example.com/shop/prices"]
     cases = by_name(suites)
     failed = cases["TestDiscount/applies_once"]
@@ -54,7 +54,7 @@ def test_go_junit_report_gives_one_suite_per_package() -> None:
 
 
 def test_surefire_report_without_testsuites_and_its_flaky_failure() -> None:
-    suites = parse_junit(fixture("surefire.xml"))
+    suites = parse_junit(fixture("surefire.xml")).suites
     assert [suite.name for suite in suites] == ["com.example.shop.CartTest"]
     cases = by_name(suites)
     failed = cases["discountAppliesOnce"]
@@ -69,7 +69,7 @@ def test_surefire_report_without_testsuites_and_its_flaky_failure() -> None:
 
 
 def test_jest_report_takes_the_message_from_the_failure_text_and_keeps_the_file() -> None:
-    suites = parse_junit(fixture("jest.xml"))
+    suites = parse_junit(fixture("jest.xml")).suites
     cases = by_name(suites)
     failed = cases["cart applies a discount once"]
     assert failed.outcome is Outcome.failed
@@ -85,7 +85,7 @@ def test_nested_suites_are_read_and_namespaced_tags_understood() -> None:
         '<testcase name="a" classname="k"><failure message="m"/></testcase>'
         "</testsuite></testsuite></testsuites>"
     )
-    suites = parse_junit(text)
+    suites = parse_junit(text).suites
     assert [suite.name for suite in suites] == ["inner"]
     assert suites[0].cases[0].outcome is Outcome.failed
 
@@ -125,14 +125,14 @@ def test_long_messages_and_texts_are_cut_and_say_so() -> None:
     long = "x" * (MAX_TEXT_CHARS + 500)
     failure = f'<failure message="{long}">{long}</failure>'
     text = f'<testsuite name="s"><testcase name="a">{failure}</testcase></testsuite>'
-    case = parse_junit(text)[0].cases[0]
+    case = parse_junit(text).suites[0].cases[0]
     assert case.message is not None and len(case.message) <= MAX_MESSAGE_CHARS
     assert case.text is not None and len(case.text) <= MAX_TEXT_CHARS and case.text.endswith("… (cut)")
 
 
 def test_bad_or_missing_times_and_names_are_tolerated() -> None:
     text = '<testsuite><testcase time="soon"/><testcase name="b" time="1,234.5"/></testsuite>'
-    suites = parse_junit(text)
+    suites = parse_junit(text).suites
     first, second = suites[0].cases
     assert first.name == "" and first.duration_seconds is None
     assert second.duration_seconds == pytest.approx(1234.5)
@@ -141,5 +141,19 @@ def test_bad_or_missing_times_and_names_are_tolerated() -> None:
 def test_a_rerun_failure_without_a_stack_trace_still_marks_the_pass_flaky() -> None:
     # An element without children is false in a boolean test: it must be looked up as present.
     text = '<testsuite><testcase name="a"><flakyFailure message="timed out"/></testcase></testsuite>'
-    case = parse_junit(text)[0].cases[0]
+    case = parse_junit(text).suites[0].cases[0]
     assert case.outcome is Outcome.passed and case.flaky and case.message == "timed out"
+
+
+def test_cases_beyond_the_limit_are_counted_not_read() -> None:
+    text = (
+        "<testsuites>"
+        + "".join(
+            f'<testsuite name="s{i}"><testcase name="a"/><testcase name="b"/></testsuite>' for i in range(3)
+        )
+        + "</testsuites>"
+    )
+    report = parse_junit(text, max_cases=3)
+    assert [len(suite.cases) for suite in report.suites] == [2, 1]
+    assert report.dropped == 3
+    assert parse_junit(text).dropped == 0

@@ -12,9 +12,11 @@ import sqlalchemy as sa
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session, sessionmaker
 
+from contract.spec import ReportUpload
 from server.builds.control import rerun_job
 from server.github.outbox import StatusOutbox
 from server.models import Build, GitHubStatusReport, Job, Repository
+from server.testreports.service import record_report
 from tests import factories
 from tests.queue.test_runner_api import as_job, claim, register
 
@@ -224,3 +226,19 @@ def test_the_build_page_shows_counts_and_failed_tests_first(client: TestClient, 
     assert "1 failed of 4 tests" in page
     assert page.index("TestDiscount/applies_once") < page.index("total = 90, want 81")
     assert "TestRound" not in page  # passes are in the API, not on the page
+
+
+def test_a_jobs_tests_beyond_its_limit_are_dropped_and_the_page_says_so(
+    client: TestClient, session: Session
+) -> None:
+    build_id = queued_build(session)
+    claimed_job(client, session)
+    job = session.scalars(sa.select(Job).where(Job.build_id == build_id)).one()
+    record_report(session, job, ReportUpload(path="a/junit.xml", content=report("pytest.xml")), max_cases=7)
+    record_report(session, job, ReportUpload(path="b/junit.xml", content=report("go.xml")), max_cases=7)
+    session.commit()
+    found = listed_tests(client, build_id)
+    assert found["counts"]["total"] == 7
+    assert [(u["path"], u["error"]) for u in found["unread"]] == [
+        ("b/junit.xml", "2 tests beyond the job's 7 were not read")
+    ]
