@@ -148,6 +148,7 @@ def test_a_test_that_passes_on_a_rerun_of_the_same_commit_is_flaky(
     with session.begin():
         rerun_job(session, session.get_one(Job, claimed["spec"]["job_id"]))
     again = claimed_job(client, session)
+    assert again["spec"]["reports"] == {"junit": ["**/junit*.xml"]}  # the re-run collects them too
     upload(client, again, "junit.xml", one_failure("test_network", passed=True))
     finish(client, again, "passed")
     found = listed_tests(client, build_id)
