@@ -14,8 +14,8 @@ import secrets
 import statistics
 import time
 
+from contract.junit import parse_junit
 from runner.report_files import report_masker
-from server.testreports.junit import parse_junit
 
 TRACEBACK = "\n".join(f"    frame {i}: assert total(cart) == 81" for i in range(12))
 

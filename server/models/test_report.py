@@ -32,7 +32,7 @@ class ReportedSuite(Base):
 
 class ReportedTest(Base):
     """A ``<testcase>``: its outcome, and for a failure its message and text (masked on the
-    runner, cut at ``server.testreports.junit``'s limits)."""
+    runner, cut at ``contract.junit``'s limits)."""
 
     __tablename__ = "test_cases"
     __table_args__ = (
@@ -62,7 +62,7 @@ class ReportedTest(Base):
     classname: Mapped[str] = mapped_column(sa.Text)
     file: Mapped[str | None] = mapped_column(sa.Text)
     duration_seconds: Mapped[float | None]
-    outcome: Mapped[str] = mapped_column(sa.String(20))  # server.testreports.junit.Outcome
+    outcome: Mapped[str] = mapped_column(sa.String(20))  # contract.junit.Outcome
     message: Mapped[str | None] = mapped_column(sa.Text)
     text: Mapped[str | None] = mapped_column(sa.Text)
     # Passed after failing on the same commit (a re-run, another build), or within one run.

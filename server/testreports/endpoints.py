@@ -8,12 +8,12 @@ from typing import Annotated
 import sqlalchemy as sa
 from fastapi import APIRouter, HTTPException, Query
 
+from contract.junit import Outcome
 from server.auth.reading import ReaderDep
 from server.deps import SessionDep
 from server.models import Build
 from server.repos.access import readable_repository
 from server.testreports import queries
-from server.testreports.junit import Outcome
 from server.testreports.schemas import BuildTestsOut, FlakyTestOut, build_tests_out
 
 router = APIRouter(prefix="/api", tags=["tests"])

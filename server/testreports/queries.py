@@ -10,8 +10,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from contract.junit import Outcome
 from server.models import Build, Job, ReportedSuite, ReportedTest
-from server.testreports.junit import Outcome
 
 _FAILING = (Outcome.failed.value, Outcome.errored.value)
 # Failed tests first, then errored, flaky passes, skipped, passed.

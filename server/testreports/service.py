@@ -14,9 +14,9 @@ import logging
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, aliased
 
+from contract.junit import MAX_CASES, JunitError, JunitReport, Outcome, parse_junit
 from contract.spec import MAX_REPORT_BYTES, MAX_REPORT_FILES, ReportUpload
 from server.models import Build, Job, ReportedSuite, ReportedTest
-from server.testreports.junit import MAX_CASES, JunitError, JunitReport, Outcome, parse_junit
 
 logger = logging.getLogger(__name__)
 

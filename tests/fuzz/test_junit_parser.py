@@ -8,7 +8,7 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from server.testreports.junit import (
+from contract.junit import (
     MAX_MESSAGE_CHARS,
     MAX_NAME_CHARS,
     MAX_TEXT_CHARS,

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from server.testreports.junit import (
+from contract.junit import (
     MAX_MESSAGE_CHARS,
     MAX_TEXT_CHARS,
     JunitError,
