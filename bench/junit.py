@@ -1,8 +1,8 @@
 """What a large JUnit report costs, in figures (prints; asserts nothing). See bench/README.md.
 
 A report of ``--tests`` test cases (pytest's dialect, one in 30 failing with a traceback) is
-masked as the runner masks it (``--secrets`` values) and read as the server reads it, ``--rounds``
-times; the medians of each, and their rates, are printed.
+masked as the runner masks it (``--secrets`` values; read as XML, every value masked, written
+back) and read as the server reads it, ``--rounds`` times; the medians of each, and their rates, are printed.
 
     .venv/bin/python -m bench.junit [--tests 100000] [--secrets 50] [--rounds 5]
 """
@@ -14,8 +14,8 @@ import secrets
 import statistics
 import time
 
-from contract.junit import parse_junit
-from runner.report_files import report_masker
+from contract.junit import masked_document, parse_junit
+from runner.masking import SecretMasker
 
 TRACEBACK = "\n".join(f"    frame {i}: assert total(cart) == 81" for i in range(12))
 
@@ -45,11 +45,11 @@ def main() -> None:
     args = parser.parse_args()
     text = report(args.tests)
     size = len(text.encode()) / 1024**2
-    masker = report_masker(secrets.token_urlsafe(24) for _ in range(args.secrets))
+    masker = SecretMasker(secrets.token_urlsafe(24) for _ in range(args.secrets))
     masking, reading = [], []
     for _ in range(args.rounds):
         started = time.perf_counter()
-        masker.mask(text)
+        masked_document(text, masker.mask)
         masking.append(time.perf_counter() - started)
         started = time.perf_counter()
         parsed = parse_junit(text, max_cases=args.tests)

@@ -1,8 +1,10 @@
 """JUnit XML → suites and test cases, as a pure function.
 
-The file comes from a step, so it is untrusted: defusedxml refuses any DTD (no entity is
-expanded, no external file or URL is read), and the runner API bounds its size before it gets
-here. The dialects differ in what they put where, and this reads them all:
+The runner reads a file once to mask the secrets in what it decodes to (``masked_document``),
+the server reads what the runner sent. The file comes from a step, so it is untrusted:
+defusedxml refuses any DTD (no entity is expanded, no external file or URL is read), and the
+runner API bounds its size before it gets here. The dialects differ in what they put where,
+and this reads them all:
 - pytest: ``<testsuites><testsuite>`` (older versions: ``<testsuite>`` alone), ``<error>`` for a
   failed fixture, ``<skipped message>``;
 - go-junit-report: one ``<testsuite>`` per package, CDATA texts, ``message="Failed"``;
@@ -16,8 +18,9 @@ differently (or not at all).
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from xml.etree.ElementTree import Element, ParseError
+from xml.etree.ElementTree import Element, ParseError, tostring
 
 from defusedxml import DefusedXmlException
 from defusedxml.ElementTree import fromstring
@@ -72,6 +75,29 @@ def parse_junit(text: str, max_cases: int = MAX_CASES) -> JunitReport:
     """The suites of a JUnit XML document that hold test cases, in document order, with their
     first ``max_cases`` test cases; a suite that holds only suites is not one of them (its suites
     are). ``JunitError`` if unreadable."""
+    root = _root(text)
+    suites: list[ParsedSuite] = []
+    budget = [max(max_cases, 0)]
+    _read_suite(root, suites, budget)
+    return JunitReport(suites, dropped=-budget[0] if budget[0] < 0 else 0)
+
+
+def masked_document(text: str, mask: Callable[[str], str]) -> str:
+    """The document with ``mask`` applied to every text and attribute value as XML decodes it,
+    written back as XML. Masking the file's raw text cannot work: a value can be written in many
+    ways (``&#115;``, ``&#x73;``, a CDATA section split in two, a quote left unescaped) that all
+    read the same. Comments and processing instructions are dropped (nobody reads them).
+    ``JunitError`` (its message may quote the file: mask it too) if the file cannot be read."""
+    root = _root(text)
+    for element in root.iter():
+        element.text = mask(element.text) if element.text else element.text
+        element.tail = mask(element.tail) if element.tail else element.tail
+        for name, value in element.attrib.items():
+            element.attrib[name] = mask(value)
+    return tostring(root, encoding="unicode")
+
+
+def _root(text: str) -> Element:
     try:
         root = fromstring(text, forbid_dtd=True, forbid_entities=True, forbid_external=True)
     except DefusedXmlException:
@@ -81,10 +107,7 @@ def parse_junit(text: str, max_cases: int = MAX_CASES) -> JunitReport:
         raise JunitError(f"not well-formed XML at line {line}, column {column + 1}") from None
     if _tag(root) not in ("testsuites", "testsuite"):
         raise JunitError(f"expected <testsuites> or <testsuite> at the top, found <{_tag(root)}>")
-    suites: list[ParsedSuite] = []
-    budget = [max(max_cases, 0)]
-    _read_suite(root, suites, budget)
-    return JunitReport(suites, dropped=-budget[0] if budget[0] < 0 else 0)
+    return root
 
 
 def _read_suite(element: Element, suites: list[ParsedSuite], budget: list[int]) -> None:

@@ -1,5 +1,12 @@
 """Test report files (`reports:`): collected from the workspace after the steps, whatever their
-outcome (a failed run is when they matter), masked as the log is, and sent one file at a time.
+outcome (a failed run is when they matter), masked, and sent one file at a time.
+
+Masked here, on the runner, like the log: the runner holds the secret values the job was given
+(``JobSpec.mask``), which the server does not keep (it looks them up for the claim alone, and a
+secret changed during the job would leave the server masking with a value the job never had).
+The file is masked as XML decodes it (``contract.junit.masked_document``), never as raw text: a
+value can be written in XML in many ways that read the same. What cannot be read as XML is not
+sent, only why (masked too), so the server never reads text the runner has not masked.
 
 ``runner.collect`` finds and opens them (never through a symlink, never outside the workspace);
 what it skipped, and a file too large to send, still reach the server as an ``error``, so the
@@ -10,8 +17,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from xml.sax.saxutils import escape
 
+from contract.junit import JunitError, masked_document
 from contract.spec import MAX_REASON, MAX_REPORT_BYTES, MAX_REPORT_FILES, ReportsSpec, ReportUpload
 from contract.workspace_globs import WorkspaceGlobError
 from runner.collect import CollectError, collect, open_collected
@@ -22,28 +29,20 @@ _ALL_FILES_BYTES = MAX_REPORT_FILES * MAX_REPORT_BYTES
 _MAX_PATH = 1000
 
 
-def report_masker(values: Iterable[str]) -> SecretMasker:
-    """The log's masker, plus each value as XML writes it in an attribute or a text
-    (``a&amp;b``): the server reads the file as XML, and a reader sees the value unescaped."""
-    values = list(values)
-    escaped = {escape(value, {'"': "&quot;", "'": "&apos;"}) for value in values}
-    return SecretMasker([*values, *(form for form in escaped if form not in values)])
-
-
 def report_uploads(spec: ReportsSpec, workspace: Path, mask: Iterable[str]) -> Iterator[ReportUpload]:
     """What to send for the job's report globs, one upload per file (or per reason a file or
     the whole collection could not be sent)."""
     if not spec.junit:
         return
+    masker = SecretMasker(mask)
     try:
         collection = collect(workspace, spec.junit, max_files=MAX_REPORT_FILES, max_bytes=_ALL_FILES_BYTES)
     except (CollectError, WorkspaceGlobError, OSError) as error:
-        yield ReportUpload(path=", ".join(spec.junit)[:_MAX_PATH], error=_reason(f"not collected: {error}"))
+        yield _refused(masker, ", ".join(spec.junit), f"not collected: {error}")
         return
-    masker = report_masker(mask)
     for skipped in collection.skipped:
         path, _, why = skipped.rpartition(": ")
-        yield ReportUpload(path=(path or skipped)[:_MAX_PATH], error=_reason(f"not read: {why}"))
+        yield _refused(masker, path or skipped, f"not read: {why}")
     for found in collection.files:
         yield _upload(workspace, found.path, masker)
 
@@ -53,18 +52,21 @@ def _upload(workspace: Path, path: str, masker: SecretMasker) -> ReportUpload:
         with open_collected(workspace, path) as file:
             data = file.read(MAX_REPORT_BYTES + 1)
     except (CollectError, OSError) as error:
-        return ReportUpload(path=path[:_MAX_PATH], error=_reason(f"not read: {error}"))
+        return _refused(masker, path, f"not read: {error}")
     if len(data) > MAX_REPORT_BYTES:
-        return ReportUpload(
-            path=path[:_MAX_PATH], error=f"larger than {MAX_REPORT_BYTES:,} bytes, the most a report may be"
-        )
-    content = masker.mask(data.decode("utf-8", errors="replace")) if masker else data.decode(errors="replace")
+        return _refused(masker, path, f"larger than {MAX_REPORT_BYTES:,} bytes, the most a report may be")
+    try:
+        content = masked_document(data.decode("utf-8", errors="replace"), masker.mask)
+    except JunitError as error:
+        return _refused(masker, path, str(error))
     if len(content) > MAX_REPORT_BYTES:
-        return ReportUpload(
-            path=path[:_MAX_PATH], error=f"larger than {MAX_REPORT_BYTES:,} characters once masked"
-        )
-    return ReportUpload(path=path[:_MAX_PATH], content=content)
+        return _refused(masker, path, f"larger than {MAX_REPORT_BYTES:,} characters once masked")
+    return ReportUpload(path=masker.mask(path)[:_MAX_PATH], content=content)
 
 
-def _reason(text: str) -> str:
-    return text if len(text) <= MAX_REASON else text[: MAX_REASON - 1] + "…"
+def _refused(masker: SecretMasker, path: str, reason: str) -> ReportUpload:
+    """Why a file (or the whole collection) is not sent; a path or a reason can quote a secret."""
+    reason = masker.mask(reason)
+    if len(reason) > MAX_REASON:
+        reason = reason[: MAX_REASON - 1] + "…"
+    return ReportUpload(path=masker.mask(path)[:_MAX_PATH], error=reason)

@@ -6,9 +6,12 @@ from __future__ import annotations
 import os
 import threading
 from pathlib import Path
+from xml.sax.saxutils import escape
 
+import pytest
 from pydantic import SecretStr
 
+from contract.junit import parse_junit
 from contract.spec import (
     MAX_REPORT_BYTES,
     ClaimedJob,
@@ -83,7 +86,9 @@ class WritesReport(FakeExecutor):
         self.workspace = workspace
 
     def run_step(self, step: StepSpec, on_line, cancel: threading.Event) -> StepResult:  # type: ignore[no-untyped-def]
-        (self.workspace / "junit-report.xml").write_text(JUNIT.format(message=f"got {SECRET}", text="trace"))
+        (self.workspace / "junit-report.xml").write_text(
+            JUNIT.format(message=f"got {escape(SECRET)}", text="trace")
+        )
         on_line(LogLine(at=1.0, stream="stdout", text="1 failed"))
         return StepResult(StepOutcome.failed, 1, 0.1)
 
@@ -104,3 +109,47 @@ def test_a_failed_steps_report_reaches_the_server_masked_before_the_jobs_end(
     [sent] = [report for name, report in api.calls if name == "send_report"]
     assert isinstance(sent, ReportUpload) and sent.path == "junit-report.xml"
     assert SECRET not in sent.content and MASK in sent.content
+
+
+def _read_back(sent: ReportUpload) -> list[str]:
+    """Every value the server stores from the upload, as the server reads it."""
+    report = parse_junit(sent.content)
+    values = [sent.path, sent.error or ""]
+    for suite in report.suites:
+        values.append(suite.name)
+        for case in suite.cases:
+            values += [case.name, case.classname, case.file or "", case.message or "", case.text or ""]
+    return values
+
+
+@pytest.mark.parametrize(
+    ("secret", "written"),
+    [
+        # ElementTree's us-ascii output writes a non-ASCII letter as a character reference.
+        ("pässword-91", '<failure message="p&#228;ssword-91">t</failure>'),
+        # A tab in an attribute is kept only as a reference (a raw one is read as a space).
+        ("tab\tsecret-91", '<failure message="tab&#09;secret-91">t</failure>'),
+        ("swordfish-91", "<failure>&#115;wordfish-91</failure>"),
+        ("swordfish-91", "<failure><![CDATA[sword]]><![CDATA[fish-91]]></failure>"),
+        # A quote needs no escape in a text, a < does: neither the raw nor the escaped form is there.
+        ('a<b"c-91', '<failure>a&lt;b"c-91</failure>'),
+        ("swordfish-91", '<skipped message="x"/><system-out/><failure message="sword&#x66;ish-91"/>'),
+    ],
+)
+def test_a_secret_in_any_xml_encoding_never_reaches_what_the_server_reads(
+    tmp_path: Path, secret: str, written: str
+) -> None:
+    (tmp_path / "junit.xml").write_text(
+        f'<testsuite name="s"><testcase name="t">{written}</testcase></testsuite>'
+    )
+    [sent] = uploads(tmp_path, "junit.xml", mask=[secret])
+    assert sent.error is None
+    assert not [value for value in _read_back(sent) if secret in value]
+    assert any(MASK in value for value in _read_back(sent))
+
+
+def test_a_secret_in_a_suite_name_or_a_files_path_is_masked(tmp_path: Path) -> None:
+    (tmp_path / "swordfish-91").mkdir()
+    (tmp_path / "swordfish-91" / "junit.xml").write_text('<testsuite name="&#115;wordfish-91"><bad')
+    [sent] = uploads(tmp_path, "**/junit.xml", mask=["swordfish-91"])
+    assert "swordfish-91" not in sent.path and sent.error is not None and "swordfish-91" not in sent.error
