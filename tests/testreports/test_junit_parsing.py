@@ -1,17 +1,23 @@
 """JUnit XML as pytest, go-junit-report, Maven surefire and jest-junit write it, read by one
 tolerant parser that expands no entity and reads no external file."""
 
+import tracemalloc
 from pathlib import Path
 
 import pytest
 
+from contract import junit
 from contract.junit import (
+    MAX_DEPTH,
+    MAX_ELEMENTS,
     MAX_MESSAGE_CHARS,
     MAX_TEXT_CHARS,
     JunitError,
     Outcome,
+    masked_document,
     parse_junit,
 )
+from contract.spec import MAX_REPORT_BYTES
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "junit"
 
@@ -157,3 +163,51 @@ def test_cases_beyond_the_limit_are_counted_not_read() -> None:
     assert [len(suite.cases) for suite in report.suites] == [2, 1]
     assert report.dropped == 3
     assert parse_junit(text).dropped == 0
+
+
+def test_suites_nested_too_deep_are_refused_with_a_reason() -> None:
+    # ~27 KB: read recursively, this ran out of stack (a 500 for the upload, retried for ever).
+    deep = "<testsuite>" * 1200 + '<testcase name="t"/>' + "</testsuite>" * 1200
+    with pytest.raises(JunitError, match="nested deeper than"):
+        parse_junit(deep)
+    with pytest.raises(JunitError, match="nested deeper than"):
+        masked_document(deep, str)
+
+
+def test_suites_nested_within_the_limit_are_read() -> None:
+    levels = MAX_DEPTH - 1  # and the test case's
+    nested = "<testsuite>" * levels + '<testcase name="t"/>' + "</testsuite>" * levels
+    assert [case.name for suite in parse_junit(nested).suites for case in suite.cases] == ["t"]
+    below = "<testsuite>" * (MAX_DEPTH + 1) + "</testsuite>" * (MAX_DEPTH + 1)
+    with pytest.raises(JunitError, match="nested deeper than"):
+        parse_junit(below)
+
+
+def test_a_file_of_more_elements_than_any_report_has_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    # An 8 MiB file of <a/> is two million elements, all built before any limit applied.
+    assert MAX_REPORT_BYTES // len("<a/>") > MAX_ELEMENTS
+    monkeypatch.setattr(junit, "MAX_ELEMENTS", 1000)
+    flood = "<testsuite>" + "<a/>" * 1000 + '<testcase name="t"/></testsuite>'
+    with pytest.raises(JunitError, match="more than 1,000 elements"):
+        parse_junit(flood)
+    with pytest.raises(JunitError, match="more than 1,000 elements"):
+        masked_document(flood, str)
+    assert parse_junit(flood.replace("<a/>", "", 2)).suites[0].cases[0].name == "t"
+
+
+def test_reading_keeps_no_more_of_the_document_than_the_case_it_reads() -> None:
+    # Elements a reader never needs (under a suite, in a test case, in a failure) are let go as
+    # they end: the whole tree of a large report is never held.
+    filler = "<a><b/></a>" * 3_000
+    cases = f'<testcase name="t">{filler}<failure message="m">{filler}</failure></testcase>'
+    text = f"<testsuites>{filler}<testsuite>{filler}{cases}</testsuite></testsuites>"
+    tracemalloc.start()
+    try:
+        report = parse_junit(text)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert [(case.outcome, case.message) for suite in report.suites for case in suite.cases] == [
+        (Outcome.failed, "m")
+    ]
+    assert peak < 1536 * 1024  # the whole tree: over 2.5 MiB
