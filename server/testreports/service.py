@@ -96,7 +96,8 @@ def _read(upload: ReportUpload, other_files: int, max_cases: int) -> JunitReport
 
 
 def _mark_flaky(session: Session, job: Job, repository_id: int, commit_sha: str) -> None:
-    """This job's passes of tests that failed on the same commit in another job of its name."""
+    """This job's passes of tests that failed on the same commit in another job of its name, in a
+    build that was not a fork's pull request."""
     earlier = aliased(ReportedTest)
     failed_before = (
         sa.select(earlier.id)
@@ -107,6 +108,12 @@ def _mark_flaky(session: Session, job: Job, repository_id: int, commit_sha: str)
             earlier.identity == ReportedTest.identity,
             earlier.outcome.in_(FAILING),
             earlier.job_id != job.id,
+            # A fork's pull request builds without secrets: a test needing one fails there for a
+            # reason that is not chance, and its pass elsewhere is not flaky.
+            sa.select(Job.id)
+            .join(Build, Build.id == Job.build_id)
+            .where(Job.id == earlier.job_id, Build.from_fork.is_(False))
+            .exists(),
         )
         .exists()
     )

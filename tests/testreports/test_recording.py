@@ -38,10 +38,18 @@ def one_failure(test: str, passed: bool) -> str:
     )
 
 
-def queued_build(session: Session, *, public: bool = True, job_name: str = "pipeline", sha: str = SHA) -> int:
+def queued_build(
+    session: Session,
+    *,
+    public: bool = True,
+    job_name: str = "pipeline",
+    sha: str = SHA,
+    from_fork: bool = False,
+) -> int:
     repo = session.scalar(sa.select(Repository).where(Repository.full_name == "acme/widgets"))
     repo = repo or factories.repository(session, public=public)
     build = factories.build(session, repo, sha=sha)
+    build.from_fork = from_fork
     job = factories.job(session, build)
     job.name = job_name
     job.reports = {"junit": ["**/junit*.xml"]}
@@ -145,6 +153,7 @@ def test_a_test_that_passes_on_a_rerun_of_the_same_commit_is_flaky(
     claimed = claimed_job(client, session)
     upload(client, claimed, "junit.xml", one_failure("test_network", passed=False))
     finish(client, claimed, "failed")
+    session.expire_all()  # the job was finished through the API: never its copy from before
     with session.begin():
         rerun_job(session, session.get_one(Job, claimed["spec"]["job_id"]))
     again = claimed_job(client, session)
@@ -179,6 +188,20 @@ def test_another_build_of_the_commit_marks_flaky_but_another_commit_or_matrix_ce
         sa.text("SELECT job_name, commit_sha, flaky FROM test_cases WHERE name = 'test_network' ORDER BY id")
     ).all()
     assert [flag for _, _, flag in flags] == [False, False, False, True]
+
+
+def test_a_failure_in_a_fork_pull_requests_build_never_marks_a_pass_flaky(
+    client: TestClient, session: Session
+) -> None:
+    # A fork's build runs without secrets: a test that needs one fails there, and passes on the
+    # branch for a reason that is not chance.
+    for from_fork, passed in [(True, False), (False, True)]:
+        queued_build(session, from_fork=from_fork)
+        claimed = claimed_job(client, session)
+        upload(client, claimed, "junit.xml", one_failure("test_network", passed=passed))
+        finish(client, claimed, "passed" if passed else "failed")
+    flags = session.execute(sa.text("SELECT flaky FROM test_cases WHERE name = 'test_network' ORDER BY id"))
+    assert [flag for (flag,) in flags] == [False, False]
 
 
 def test_surefire_reruns_count_as_flaky(client: TestClient, session: Session) -> None:
