@@ -41,7 +41,7 @@ from server.queue.runners import (
     runner_for,
     runner_token,
 )
-from server.testreports.service import record_report
+from server.testreports.service import read_report, record_report
 
 
 async def _bind_job_id(request: Request) -> None:
@@ -152,10 +152,13 @@ def job_logs(body: LogBatch, job: HeldJobDep, session: SessionDep, state: StateD
 
 
 @router.post("/jobs/{job_id}/reports", status_code=204)
-def job_report(body: ReportUpload, job: HeldJobDep, session: SessionDep) -> Response:
+def job_report(job_id: int, body: ReportUpload, session: SessionDep, token: BearerDep) -> Response:
     """A test report file the runner collected after the steps (masked there); sent again, it
-    replaces what it gave before."""
-    record_report(session, job, body)
+    replaces what it gave before. Read once the token is known to hold the job, and before its
+    row is locked: the job's heartbeat and its end do not wait behind the reading."""
+    reports.job_for_token(session, job_id, token)
+    read = read_report(body)
+    record_report(session, reports.job_for_token(session, job_id, token, lock=True), body, read)
     return Response(status_code=204)
 
 

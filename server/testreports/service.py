@@ -14,7 +14,7 @@ import logging
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, aliased
 
-from contract.junit import MAX_CASES, JunitError, JunitReport, Outcome, parse_junit
+from contract.junit import MAX_CASES, JunitError, JunitReport, Outcome, ParsedSuite, parse_junit
 from contract.spec import MAX_REPORT_BYTES, MAX_REPORT_FILES, ReportUpload
 from server.models import Build, Job, ReportedSuite, ReportedTest
 
@@ -28,7 +28,23 @@ def test_identity(classname: str, name: str) -> str:
     return hashlib.sha256(f"{classname}\0{name}".encode()).hexdigest()
 
 
-def record_report(session: Session, job: Job, upload: ReportUpload, *, max_cases: int = MAX_CASES) -> None:
+def read_report(upload: ReportUpload) -> JunitReport | JunitError:
+    """The file read (or why not), with no lock held: ``record_report`` stores it. Up to
+    ``MAX_CASES`` test cases; what the job's other files left of its budget is applied there."""
+    try:
+        return _read(upload)
+    except JunitError as error:
+        return error
+
+
+def record_report(
+    session: Session,
+    job: Job,
+    upload: ReportUpload,
+    read: JunitReport | JunitError,
+    *,
+    max_cases: int = MAX_CASES,
+) -> None:
     """Store the file's suites and cases in place of what an earlier try of this upload stored;
     a file that cannot be read is stored as a suite with an ``error``, so the page says why.
     A job's files give ``max_cases`` tests in all; the file that goes beyond says so."""
@@ -39,11 +55,12 @@ def record_report(session: Session, job: Job, upload: ReportUpload, *, max_cases
         sa.select(sa.func.count(sa.distinct(ReportedSuite.path))).where(ReportedSuite.job_id == job.id)
     )
     stored = session.scalar(sa.select(sa.func.count()).where(ReportedTest.job_id == job.id)) or 0
-    try:
-        report = _read(upload, others or 0, max_cases - stored)
-    except JunitError as error:
-        session.add(ReportedSuite(job_id=job.id, path=upload.path, name=upload.path, error=str(error)))
+    if isinstance(read, JunitReport) and (others or 0) >= MAX_REPORT_FILES:
+        read = JunitError(f"not read: a job's reports are {MAX_REPORT_FILES} files at most")
+    if isinstance(read, JunitError):
+        session.add(ReportedSuite(job_id=job.id, path=upload.path, name=upload.path, error=str(read)))
         return
+    report = _within(read, max(max_cases - stored, 0))
     suites = report.suites
     if report.dropped:
         dropped = f"{report.dropped:,} tests beyond the job's {max_cases:,} were not read"
@@ -81,18 +98,27 @@ def record_report(session: Session, job: Job, upload: ReportUpload, *, max_cases
     _mark_flaky(session, job, build.repository_id, build.commit_sha)
 
 
-def _read(upload: ReportUpload, other_files: int, max_cases: int) -> JunitReport:
+def _read(upload: ReportUpload) -> JunitReport:
     if upload.error is not None:
         raise JunitError(upload.error)
-    if other_files >= MAX_REPORT_FILES:
-        raise JunitError(f"not read: a job's reports are {MAX_REPORT_FILES} files at most")
     size = len(upload.content.encode())
     if size > MAX_REPORT_BYTES:
         raise JunitError(f"{size:,} bytes; a report file is read up to {MAX_REPORT_BYTES:,} bytes")
-    report = parse_junit(upload.content, max_cases)
+    report = parse_junit(upload.content, MAX_CASES)
     if not report.suites and not report.dropped:
         raise JunitError("no <testcase> in it")
     return report
+
+
+def _within(report: JunitReport, budget: int) -> JunitReport:
+    """The report's first ``budget`` test cases; the others counted as dropped."""
+    suites: list[ParsedSuite] = []
+    for suite in report.suites:
+        kept = suite.cases[: max(budget, 0)]
+        budget -= len(suite.cases)
+        if kept:
+            suites.append(ParsedSuite(name=suite.name, cases=kept, duration_seconds=suite.duration_seconds))
+    return JunitReport(suites, dropped=report.dropped + max(-budget, 0))
 
 
 def _mark_flaky(session: Session, job: Job, repository_id: int, commit_sha: str) -> None:

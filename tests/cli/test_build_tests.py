@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from contract.spec import ReportUpload
 from server.models import Job
-from server.testreports.service import record_report
+from server.testreports.service import read_report, record_report
 from tests import factories
 from tests.cli.support import as_json, bare_env, greenlight, ok
 
@@ -33,7 +33,8 @@ def test_build_tests_shows_the_counts_then_the_failed_tests_with_their_messages(
     factories.job(session, build)
     session.flush()
     job = session.scalars(sa.select(Job).where(Job.build_id == build.id)).one()
-    record_report(session, job, ReportUpload(path="junit.xml", content=REPORT))
+    sent = ReportUpload(path="junit.xml", content=REPORT)
+    record_report(session, job, sent, read_report(sent))
     session.commit()
     lines = ok(env, "build", "tests", "acme/app", str(build.number)).splitlines()
     assert lines[0] == "2 failed of 5 tests (1 errored, 1 skipped, 2 passed)"

@@ -12,11 +12,13 @@ import sqlalchemy as sa
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session, sessionmaker
 
+from contract.junit import parse_junit
 from contract.spec import ReportUpload
 from server.builds.control import rerun_job
 from server.github.outbox import StatusOutbox
 from server.models import Build, GitHubStatusReport, Job, Repository
-from server.testreports.service import record_report
+from server.queue.hot_routes import MAX_REPORT_BODY_BYTES
+from server.testreports.service import read_report, record_report
 from tests import factories
 from tests.queue.test_runner_api import as_job, claim, register
 
@@ -258,11 +260,49 @@ def test_a_jobs_tests_beyond_its_limit_are_dropped_and_the_page_says_so(
     build_id = queued_build(session)
     claimed_job(client, session)
     job = session.scalars(sa.select(Job).where(Job.build_id == build_id)).one()
-    record_report(session, job, ReportUpload(path="a/junit.xml", content=report("pytest.xml")), max_cases=7)
-    record_report(session, job, ReportUpload(path="b/junit.xml", content=report("go.xml")), max_cases=7)
+    first = ReportUpload(path="a/junit.xml", content=report("pytest.xml"))
+    record_report(session, job, first, read_report(first), max_cases=7)
+    second = ReportUpload(path="b/junit.xml", content=report("go.xml"))
+    record_report(session, job, second, read_report(second), max_cases=7)
     session.commit()
     found = listed_tests(client, build_id)
     assert found["counts"]["total"] == 7
     assert [(u["path"], u["error"]) for u in found["unread"]] == [
         ("b/junit.xml", "2 tests beyond the job's 7 were not read")
     ]
+
+
+def test_a_report_body_beyond_its_bound_is_refused_unread(client: TestClient, session: Session) -> None:
+    queued_build(session)
+    claimed = claimed_job(client, session)
+    reply = client.post(
+        f"/api/runner/jobs/{claimed['spec']['job_id']}/reports",
+        content=b" " * (MAX_REPORT_BODY_BYTES + 1),
+        headers={"Authorization": f"Bearer {claimed['job_token']}", "Content-Type": "application/json"},
+    )
+    assert reply.status_code == 413
+
+
+def test_a_report_is_read_before_the_jobs_row_is_locked(
+    client: TestClient,
+    session: Session,
+    session_factory: sessionmaker[Session],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    queued_build(session)
+    claimed = claimed_job(client, session)
+    job_id = claimed["spec"]["job_id"]
+    locked_while_reading = []
+
+    def reading(text: str, max_cases: int) -> Any:
+        with session_factory() as other:
+            try:
+                other.execute(sa.text("SELECT id FROM jobs WHERE id = :id FOR UPDATE NOWAIT"), {"id": job_id})
+            except sa.exc.OperationalError:
+                locked_while_reading.append(True)
+        return parse_junit(text, max_cases)
+
+    monkeypatch.setattr("server.testreports.service.parse_junit", reading)
+    upload(client, claimed, "junit.xml", one_failure("test_network", passed=False))
+    assert locked_while_reading == []
+    assert listed_tests(client, session.get_one(Job, job_id).build_id)["counts"]["failed"] == 1
