@@ -273,7 +273,7 @@ class JobRun:
         try:
             for upload in report_uploads(self.spec.reports, self._workspace, self.spec.mask_values()):
                 send = functools.partial(self.api.send_report, self.spec.job_id, self.token, upload)
-                sent, _ = delivery.send(send)
+                sent, _ = delivery.send(send, may_give_up=True)
                 if sent in (Sent.closed, Sent.out_of_contact):
                     return
         except Exception:
