@@ -197,6 +197,31 @@ class ArtifactFile(BaseModel):
     sha256: str
 
 
+# A report file the runner sends beyond these is not sent: the server says so on the build page.
+MAX_REPORT_FILES = 20
+MAX_REPORT_BYTES = 8 * 1024 * 1024
+
+
+class ReportsSpec(BaseModel):
+    """Report files the runner collects from the workspace after the steps, whether they passed
+    or not (`reports:` in the pipeline file; globs checked by ``contract.workspace_globs``)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    junit: list[str] = Field(default_factory=list, max_length=20)
+
+
+class ReportUpload(BaseModel):
+    """One collected report file, masked like the log (``JobSpec.mask``) before it leaves the
+    runner. ``error``: why the runner could not send its content (too large, unreadable); the
+    server records that instead. Sent again after an outage, it replaces what the path gave."""
+
+    path: str = Field(min_length=1, max_length=1000)
+    format: Literal["junit"] = "junit"
+    content: str = Field(default="", max_length=MAX_REPORT_BYTES)
+    error: str | None = Field(default=None, max_length=MAX_REASON)
+
+
 class JobSpec(BaseModel):
     """Everything a runner needs to run one job, and nothing it may not see."""
 
@@ -246,6 +271,7 @@ class JobSpec(BaseModel):
     # (``contract/caches.py``); no caches without access.
     caches: list[CacheSpec] = Field(default_factory=list, max_length=MAX_CACHES)
     cache_access: CacheAccess = Field(default_factory=CacheAccess)
+    reports: ReportsSpec = Field(default_factory=ReportsSpec)
 
     def mask_values(self) -> list[str]:
         return [value.get_secret_value() for value in self.mask]

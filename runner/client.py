@@ -22,6 +22,7 @@ from contract.spec import (
     JobFinished,
     JobReleased,
     LogBatch,
+    ReportUpload,
     RunnerHeartbeat,
     RunnerRegistered,
     RunnerRegistration,
@@ -145,6 +146,10 @@ class RunnerApi:
 
     def step_finished(self, job_id: int, job_token: str, report: StepFinished | bytes) -> None:
         self._post(f"/api/runner/jobs/{job_id}/steps/finish", report, job_token, retries=0)
+
+    def send_report(self, job_id: int, job_token: str, report: ReportUpload) -> None:
+        """A test report file (``runner.report_files``); sent again, it replaces the first."""
+        self._post(f"/api/runner/jobs/{job_id}/reports", report, job_token, retries=0)
 
     def job_finished(self, job_id: int, job_token: str, report: JobFinished) -> ClaimedJob | None:
         """The job's end; the next job when ``report.next`` asked for one and one was waiting."""

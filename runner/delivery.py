@@ -218,10 +218,14 @@ class Delivery:
             while len(self._spool) and not self._over:
                 self._cond.wait(0.5)
 
-    def send(self, call: Callable[[], T]) -> tuple[Sent, T | None]:
+    def send(self, call: Callable[[], T], *, may_give_up: bool = False) -> tuple[Sent, T | None]:
         """``call`` (one request) until the server answers it, under the same rules as a queued
         report: for the job's final report, once the queue is drained. Tried also once the job
-        was stopped for its outage budget (its end says so), for another budget."""
+        was stopped for its outage budget (its end says so), for another budget. ``may_give_up``:
+        a report the job can end without (a test report file), given up as a queued one is (a
+        500 beyond ``REFUSED_WHILE_ANSWERING_SECONDS``, the job stopped), never the job's end."""
+        if may_give_up:
+            return self._send(call, queued=True)
         if self.closed.is_set():
             return Sent.closed, None
         return self._send(call, queued=False)

@@ -9,6 +9,7 @@ shorter than the job's outage budget holds the reports back and stops nothing.
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
@@ -34,6 +35,7 @@ from runner.client import RunnerApi
 from runner.delivery import Contact, Delivery, Sent
 from runner.executors.base import Executor, ExecutorError, StepResult
 from runner.masking import SecretMasker
+from runner.report_files import report_uploads
 from runner.reporter import Heartbeat, LogShipper, undelivered_text, unrecorded_text
 from runner.workspace import WorkspaceError, prepare_workspace, remove_workspace
 
@@ -128,6 +130,7 @@ class JobRun:
         self._deadline = float("inf")
         self._stopped = False
         self._shutdown = shutdown
+        self._workspace: Path | None = None  # once checked out: where the report files are
 
     def run(self) -> StepOutcome:
         job = self.spec
@@ -238,6 +241,7 @@ class JobRun:
         if heartbeat.closed or delivery.closed.is_set():
             logger.warning("job %s was closed by the server; not reporting %s", self.spec.job_id, outcome)
             return
+        self._send_reports(delivery)
         if heartbeat.cancel_requested and outcome is not StepOutcome.passed:
             outcome, reason = StepOutcome.cancelled, "cancelled"
         elif heartbeat.out_of_contact is not None and outcome is StepOutcome.cancelled:
@@ -281,10 +285,24 @@ class JobRun:
         else:
             logger.error("job %s: could not report its end (%s) to the server", self.spec.job_id, outcome)
 
+    def _send_reports(self, delivery: Delivery) -> None:
+        """The job's test report files, before its end (whatever the steps' outcome), so the
+        build's counts are whole when it ends; a failure here never keeps the end from the server."""
+        if self._workspace is None or not self.spec.reports.junit:
+            return
+        try:
+            for upload in report_uploads(self.spec.reports, self._workspace, self.spec.mask_values()):
+                send = functools.partial(self.api.send_report, self.spec.job_id, self.token, upload)
+                sent, _ = delivery.send(send, may_give_up=True)
+                if sent in (Sent.closed, Sent.out_of_contact):
+                    return
+        except Exception:
+            logger.exception("job %s: its test reports could not be sent", self.spec.job_id)
+
     def _run_steps(self, logs: LogShipper) -> tuple[StepOutcome, str | None]:
         job = self.spec
         try:
-            workspace = prepare_workspace(job, self.work_root)
+            workspace = self._workspace = prepare_workspace(job, self.work_root)
             cache_lines = self._restore_caches(workspace)
             self.executor.setup(job, workspace)
         except (WorkspaceError, ExecutorError) as error:

@@ -44,6 +44,7 @@ from server.retention.endpoints import router as retention_router
 from server.schedules.endpoints import router as schedules_router
 from server.secrets.credential_endpoints import router as credentials_router
 from server.secrets.endpoints import router as secrets_router
+from server.testreports.endpoints import router as test_reports_router
 from server.transport import BackgroundTransport, Transport
 from server.web.actions import router as web_actions_router
 from server.web.badges import router as badges_router
@@ -128,6 +129,7 @@ def create_app(settings: Settings, transport: Transport | None = None) -> FastAP
     app.include_router(logs_router, dependencies=readers)
     app.include_router(artifacts_router, dependencies=readers)
     app.include_router(repository_logs_router, dependencies=readers)
+    app.include_router(test_reports_router, dependencies=readers)
     app.mount("/-/static", StaticFiles(directory=Path(__file__).parent / "web" / "static"), name="static")
     app.include_router(login_router)
     app.include_router(web_actions_router)

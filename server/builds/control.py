@@ -137,6 +137,7 @@ def rerun_job(session: Session, job: Job) -> Job:
         env=dict(job.env),
         services=list(job.services),
         caches=list(job.caches),
+        reports=dict(job.reports),
         timeout_seconds=job.timeout_seconds,
         memory_bytes=job.memory_bytes,
         cpus=job.cpus,

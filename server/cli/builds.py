@@ -1,4 +1,4 @@
-"""`greenlight build list|show|logs|cancel|approve|rerun`, through the JSON API."""
+"""`greenlight build list|show|tests|logs|cancel|approve|rerun`, through the JSON API."""
 
 from __future__ import annotations
 
@@ -79,6 +79,56 @@ def _cache_line(cache: dict[str, Any]) -> str:
     if cache.get("saved"):
         line += f", saved in {cache['save_seconds'] or 0:.1f} s"
     return line + (f"; {cache['note']}" if cache.get("note") else "")
+
+
+@build.command("tests")
+@click.argument("full_name", metavar="OWNER/NAME")
+@click.argument("number", type=int)
+@click.option("--all", "every", is_flag=True, help="Every test, not only the failed ones.")
+@click.option("--limit", default=100, show_default=True, help="At most this many tests.")
+@json_option
+def build_tests(full_name: str, number: int, every: bool, limit: int, as_json: bool) -> None:
+    """A build's test counts, then its failed tests with their messages (from its JUnit reports)."""
+    found = _api("GET", f"/api/repos/{full_name}/builds/{number}")
+    listed = _api("GET", f"/api/builds/{found['id']}/tests", params={"limit": limit})
+    if as_json:
+        return print_json(listed)
+    for unread in listed["unread"]:
+        show(f"not read: {unread['path']}: {unread['error']}")
+    counts = listed["counts"]
+    if counts is None:
+        show(f"#{number} has no test reports (`reports: {{junit: [...]}}` in .greenlight.yml)")
+        return None
+    others = [
+        f"{counts[kind]:,} {kind}" for kind in ("errored", "skipped", "passed", "flaky") if counts[kind]
+    ]
+    show(f"{counts['description']}" + (f" ({', '.join(others)})" if others else ""))
+    failing = ("failed", "errored")
+    rows = [
+        (
+            test["outcome"] + (" (flaky)" if test["flaky"] else ""),
+            _test_name(test),
+            _first_line(test["message"]),
+        )
+        for test in listed["tests"]
+        if every or test["outcome"] in failing
+    ]
+    if rows:
+        print_table(["OUTCOME", "TEST", "MESSAGE"], rows)
+    return None
+
+
+def _outcome(test: dict[str, Any]) -> str:
+    return test["outcome"] + (" (flaky)" if test["flaky"] else "")
+
+
+def _first_line(message: str | None) -> str:
+    """A table row holds one line; the whole message and text are in --json."""
+    return next((line.strip() for line in (message or "").splitlines() if line.strip()), "")
+
+
+def _test_name(test: dict[str, Any]) -> str:
+    return f"{test['classname']}::{test['name']}" if test["classname"] else test["name"]
 
 
 def _about(found: dict[str, Any]) -> list[str]:

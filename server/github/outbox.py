@@ -23,6 +23,7 @@ from server.github.statuses import status_for
 from server.models import BuildState, GitHubStatusReport
 from server.models.base import utcnow
 from server.models.build import DEPLOY_EVENT
+from server.testreports.queries import build_summary
 
 _OUTBOX_KEY = "greenlight.github_status_outbox"
 
@@ -60,7 +61,18 @@ def report_build_change(session: Session, change: BuildChanged) -> None:
     """GitHub shows a build's state as its commit's status (a deploy build reports as a GitHub
     deployment instead)."""
     if change.event != DEPLOY_EVENT:
-        request_status(session, change.build_id, change.state, change.reason)
+        request_status(session, change.build_id, change.state, _with_test_counts(session, change))
+
+
+def _with_test_counts(session: Session, change: BuildChanged) -> str | None:
+    """A finished build that reported tests leads with their counts ("3 failed of 1,204 tests"),
+    then says which job ended it: GitHub cuts the description at 140 characters."""
+    if not change.state.finished or change.state is BuildState.skipped:
+        return change.reason
+    counts = build_summary(session, change.build_id)
+    if counts is None:
+        return change.reason
+    return f"{counts.describe()} · {change.reason}" if change.reason else counts.describe()
 
 
 def request_status(session: Session, build_id: int, state: BuildState, reason: str | None) -> None:

@@ -14,6 +14,7 @@ from server.models.repository import Repository
 from server.models.runner import ApiToken, Runner, RunnerState, TokenKind
 from server.models.schedule import FiringOutcome, Schedule, ScheduleFiring
 from server.models.secret import Secret
+from server.models.test_report import ReportedSuite, ReportedTest
 
 __all__ = [
     "ApiToken",
@@ -34,6 +35,8 @@ __all__ = [
     "LogChunk",
     "NotificationDelivery",
     "NotificationRule",
+    "ReportedSuite",
+    "ReportedTest",
     "Repository",
     "RepositoryCredential",
     "Runner",

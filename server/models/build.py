@@ -189,6 +189,10 @@ class Job(Base):
     cache_results: Mapped[list[dict[str, Any]]] = mapped_column(
         JsonDocument, default=list, server_default=sa.text("'[]'")
     )
+    # Report files the runner collects after the steps: ``{"junit": [globs]}`` (`reports:`).
+    reports: Mapped[dict[str, list[str]]] = mapped_column(
+        JsonDocument, default=dict, server_default=sa.text("'{}'")
+    )
     timeout_seconds: Mapped[int]
     memory_bytes: Mapped[int] = mapped_column(sa.BigInteger)
     cpus: Mapped[float]

@@ -23,6 +23,7 @@ from server.pipelines import matrix
 from server.pipelines.artifacts import ArtifactsConfig
 from server.pipelines.branch_globs import check_glob
 from server.pipelines.cache_config import CacheList
+from server.pipelines.reports import ReportsConfig
 
 CONFIG_FILE = ".greenlight.yml"
 DEFAULT_READY_TIMEOUT_SECONDS = 30
@@ -387,6 +388,7 @@ class PipelineConfig(BaseModel):
     artifacts: ArtifactsConfig | None = None
     # Directories kept between builds (``cache_config.py``); deploy jobs get none.
     cache: CacheList = Field(default_factory=list)
+    reports: ReportsConfig | None = None
 
     _env_names = field_validator("env")(_check_env_names)
 

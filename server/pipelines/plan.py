@@ -108,6 +108,7 @@ def _plan_job(
         env={**build.variables, **pipeline.env, **cell, **standard_env(build), "GREENLIGHT_JOB_NAME": name},
         services=services_for(pipeline, cell),
         caches=[cache.for_job(cell).model_dump() for cache in pipeline.cache],
+        reports=pipeline.reports.as_job_reports() if pipeline.reports else {},
         timeout_seconds=job_timeout,
         memory_bytes=memory,
         cpus=settings.default_cpus,

@@ -92,6 +92,7 @@ _CLAIM = """
     -- Columns the claim does not change, so this statement's snapshot reads them as they are.
     SELECT jobs.id, jobs.build_id, jobs.env, jobs.services, jobs.caches, jobs.timeout_seconds,
            jobs.memory_bytes, jobs.cpus, jobs.pids, jobs.environment, jobs.labels, jobs.artifacts,
+           jobs.reports,
            -- a job that deploys nowhere and asks for more than the default build label, which
            -- deploy jobs may not reserve: claims.reserved_label_refusal decides (one small query)
            jobs.environment IS NULL AND NOT jobs.labels <@ CAST(%(build_labels)s AS varchar(100)[])

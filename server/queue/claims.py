@@ -23,6 +23,7 @@ from contract.spec import (
     ClaimedJob,
     JobSpec,
     Limits,
+    ReportsSpec,
     ServiceSpec,
     StepSpec,
 )
@@ -222,6 +223,7 @@ def _spec(session: Session, job: Any, steps: list[StepRow], settings: Settings) 
                 repository_id=job.repository_id,
             )
         ),
+        reports=ReportsSpec.model_validate(job.reports or {}),
     )
 
 

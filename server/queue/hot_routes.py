@@ -1,6 +1,6 @@
 """The runner API's hot routes, served by ``LeanRoutes`` (server/lean.py) without FastAPI's
-per-request machinery, and a bound on the size of a log batch (which FastAPI would read whole
-whatever its size).
+per-request machinery, and a bound on the size of a log batch and of a test report (which FastAPI
+would read whole whatever its size).
 
 Every job passes through ``POST /api/runner/claim`` (a runner's first claim) and ``POST
 /api/runner/jobs/{id}/finish`` (its end, with the runner's next claim). Through FastAPI each
@@ -26,7 +26,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp
 
 from contract.logs import bind
-from contract.spec import ClaimRequest, JobFinished
+from contract.spec import MAX_REPORT_BYTES, ClaimRequest, JobFinished
 from server.auth.users import bearer_token
 from server.deps import AppState
 from server.lean import TOO_LARGE, BodyTooLarge, BoundedBody, UnreadableJson, parse_json, read_body
@@ -38,6 +38,8 @@ MAX_BODY_BYTES = 1 << 20
 # A runner's log batch holds at most 1 MiB of text (runner/reporter.py); JSON escapes can make
 # that a few times bigger on the wire. Anything far beyond is refused before it is read whole.
 MAX_LOG_BODY_BYTES = 16 << 20
+# A report file is at most MAX_REPORT_BYTES characters: four bytes each in UTF-8 at the most.
+MAX_REPORT_BODY_BYTES = 4 * MAX_REPORT_BYTES + (64 << 10)
 # FastAPI's words for a body its JSON parser raised on other than with a JSONDecodeError.
 _UNPARSABLE = "There was an error parsing the body"
 
@@ -50,6 +52,11 @@ def runner_routes(rest: ASGIApp) -> list[Route]:
         Route(
             "/api/runner/jobs/{job_id:int}/logs",
             BoundedBody(rest, MAX_LOG_BODY_BYTES, inflate=True),
+            methods=["POST"],
+        ),
+        Route(
+            "/api/runner/jobs/{job_id:int}/reports",
+            BoundedBody(rest, MAX_REPORT_BODY_BYTES),
             methods=["POST"],
         ),
     ]

@@ -70,7 +70,8 @@ class UnknownStep(ValueError):
 def job_for_token(session: Session, job_id: int, token: str, *, lock: bool = False) -> Job:
     query = sa.select(Job).where(Job.id == job_id)
     if lock:
-        query = query.with_for_update()
+        # Read again under the lock: a copy read earlier in the transaction may be out of date.
+        query = query.with_for_update().execution_options(populate_existing=True)
     job = session.scalar(query)
     if job is None or job.token_hash is None or job.state is not JobState.running:
         raise JobClosed(

@@ -15,6 +15,7 @@ from contract.spec import (
     JobFinished,
     JobReleased,
     LogBatch,
+    ReportUpload,
     RunnerHeartbeat,
     RunnerRegistered,
     RunnerRegistration,
@@ -40,6 +41,7 @@ from server.queue.runners import (
     runner_for,
     runner_token,
 )
+from server.testreports.service import read_report, record_report
 
 
 async def _bind_job_id(request: Request) -> None:
@@ -146,6 +148,17 @@ def job_heartbeat(job: HeldJobDep, state: StateDep) -> HeartbeatReply:
 def job_logs(body: LogBatch, job: HeldJobDep, session: SessionDep, state: StateDep) -> Response:
     budget = state.settings.log_budget()
     reports.append_log(session, job, body, budget)
+    return Response(status_code=204)
+
+
+@router.post("/jobs/{job_id}/reports", status_code=204)
+def job_report(job_id: int, body: ReportUpload, session: SessionDep, token: BearerDep) -> Response:
+    """A test report file the runner collected after the steps (masked there); sent again, it
+    replaces what it gave before. Read once the token is known to hold the job, and before its
+    row is locked: the job's heartbeat and its end do not wait behind the reading."""
+    reports.job_for_token(session, job_id, token)
+    read = read_report(body)
+    record_report(session, reports.job_for_token(session, job_id, token, lock=True), body, read)
     return Response(status_code=204)
 
 

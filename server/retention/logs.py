@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
 from server.db import session_scope
-from server.models import Build, Job, LogChunk, Repository
+from server.models import Build, Job, LogChunk, ReportedSuite, ReportedTest, Repository
 from server.models.base import utcnow
 from server.models.build import UNFINISHED_BUILD_STATES
 from server.retention.protected import Deployed, deployed_now, may_lose_logs
@@ -171,3 +171,9 @@ def _delete_logs(session: Session, build_ids: list[int]) -> None:
     session.execute(
         sa.delete(LogChunk).where(LogChunk.job_id.in_(jobs)).execution_options(synchronize_session=False)
     )
+    # A job's test reports (its failures' messages and traces are output of the steps) go with
+    # its logs, under the same rule.
+    for reported in (ReportedTest, ReportedSuite):
+        session.execute(
+            sa.delete(reported).where(reported.job_id.in_(jobs)).execution_options(synchronize_session=False)
+        )

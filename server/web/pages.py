@@ -28,6 +28,7 @@ from server.queue.runner_views import runner_views
 from server.repos.service import get_repository
 from server.schedules.queries import schedules_out
 from server.schedules.service import schedules_of
+from server.testreports.queries import build_tests_view, flakiest_tests
 from server.web.render import render
 
 router = APIRouter(include_in_schema=False, dependencies=[Depends(current_reader)])
@@ -140,6 +141,7 @@ def repository_context(
         "builds": filtered_builds(session, repository, wanted, before_id=before, limit=PAGE_SIZE),
         "branches": branches_with_latest_build(session, repository),
         "schedules": schedules_out(session, repository, schedules_of(session, repository)),
+        "flaky_tests": flakiest_tests(session, repository.id),
         "wanted": wanted,
         "states": list(BuildState),
         "events": BUILD_EVENTS,
@@ -178,5 +180,6 @@ def build_page(
         "github_statuses": github_statuses,
         "deploys": deploys,
         "artifacts": listed_artifacts(session, build.id),
+        "tests": build_tests_view(session, build.id),
     }
     return render(request, "build.html", context, viewer)

@@ -6,9 +6,10 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
+import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
-from server.models import Build, BuildState, DeploymentState, Job
+from server.models import Build, BuildState, DeploymentState, Job, ReportedSuite, ReportedTest
 from server.retention.logs import RetentionPolicy, prune_logs, stored_log_bytes
 from tests import factories
 from tests.retention.conftest import CHUNKS, build_with_logs, deployment, environment, log_bytes_of
@@ -154,3 +155,36 @@ def test_a_chunk_stored_through_the_runner_api_knows_its_size(
     with session_factory.begin() as writing:
         append_log(writing, writing.get(Job, job.id), batch)  # type: ignore[arg-type]
     assert stored_log_bytes(session) == len("héllo".encode()) + len("✓".encode()) == 9
+
+
+def _with_tests(session: Session, build: Build) -> None:
+    job = build.jobs[0]
+    suite = ReportedSuite(job_id=job.id, path="junit.xml", name="s")
+    session.add(suite)
+    session.flush()
+    session.add(
+        ReportedTest(
+            suite_id=suite.id, job_id=job.id, repository_id=build.repository_id, commit_sha=build.commit_sha,
+            job_name=job.name, identity="i", name="t", classname="c", outcome="failed",
+        )
+    )  # fmt: skip
+    session.flush()
+
+
+def test_a_builds_test_reports_go_with_its_logs(
+    session: Session, session_factory: sessionmaker[Session]
+) -> None:
+    repo = factories.repository(session)
+    old = build_with_logs(session, repo, "main", BuildState.failed, 40)
+    young = build_with_logs(session, repo, "main", BuildState.passed, 2)
+    for build in (old, young):
+        _with_tests(session, build)
+    session.commit()
+    assert prune_logs(session_factory, DAYS_30).builds == 1
+    session.expire_all()
+    kept = {
+        job_id
+        for model in (ReportedSuite, ReportedTest)
+        for job_id in session.scalars(sa.select(model.job_id))
+    }
+    assert kept == {young.jobs[0].id}

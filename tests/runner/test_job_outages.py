@@ -19,6 +19,7 @@ from contract.spec import (
     Limits,
     LogBatch,
     LogLine,
+    ReportsSpec,
     StepOutcome,
     StepSpec,
 )
@@ -343,3 +344,38 @@ def test_a_step_end_that_cannot_be_kept_is_said(tmp_path: Path, monkeypatch: pyt
     [end] = server.finished
     assert end.outcome is StepOutcome.errored
     assert end.reason == "the end of step 0 could not be recorded by the server"
+
+
+class RefusesReports(FlakyServer):
+    """A server that fails (500) on every test report, while it answers everything else."""
+
+    def send_report(self, job_id: int, token: str, report: object) -> None:
+        self._reach("send_report", report)
+        raise ServerUnavailable("/reports: HTTP 500", status=500)
+
+
+def test_a_report_file_answered_500_beyond_the_cap_never_holds_the_jobs_end(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    short_cap(monkeypatch)
+    server = RefusesReports()
+    server.lose_reply_once = False
+    claimed = job(tmp_path, steps=1)
+    report = '<testsuite><testcase name="t"/></testsuite>'
+    sha = services.make_git_repo(tmp_path / "with-report", {"junit.xml": report})
+    spec = claimed.spec.model_copy(
+        update={
+            "reports": ReportsSpec(junit=["junit.xml"]),
+            "clone_url": str(tmp_path / "with-report"),
+            "commit_sha": sha,
+        }
+    )
+    executor = PrintingExecutor(lines=1)
+    run = JobRun(server, ClaimedJob(job_token="t", spec=spec), executor, tmp_path / "work", threading.Event())  # type: ignore[arg-type]
+    ran = threading.Thread(target=run.run, daemon=True)
+    ran.start()
+    ran.join(30)  # a bound on a hang, not a measure: the cap is 0.3 s
+    assert not ran.is_alive()
+    assert [name for name, _ in server.attempted].count("send_report") > 1
+    [end] = server.finished
+    assert end.outcome is StepOutcome.passed
