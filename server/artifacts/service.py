@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 
 from server.blobs.store import BlobStore
 from server.config import Settings
-from server.models import Artifact, Deployment
+from server.models import Artifact, Build, Deployment, Job
 from server.models.base import utcnow
 from server.queue.reports import job_for_token
 
@@ -43,6 +43,7 @@ class Allowance:
     job_id: int
     build_id: int
     bytes_left: int
+    passing: str  # what passing ``bytes_left`` would break, for the refusal
 
 
 def check_artifact_path(path: str) -> str:
@@ -64,16 +65,42 @@ def allowance(session: Session, job_id: int, token: str, path: str, settings: Se
     job = job_for_token(session, job_id, token)
     if not job.artifacts:
         raise ArtifactRefused(f"job {job_id} keeps no artifacts (no `artifacts:` in its pipeline file)")
-    files, stored = _totals(session, job_id, path)
+    files, _ = _totals(session, job_id, path)
     if files >= settings.artifact_max_files:
         raise ArtifactTooLarge(
             f"job {job_id} kept {files:,} files already; at most {settings.artifact_max_files:,}"
         )
-    return Allowance(job.id, job.build_id, settings.artifact_max_bytes - stored)
+    bytes_left, passing = _bytes_left(session, job, path, settings)
+    if bytes_left < 0:  # past a quota already (it was lowered)
+        raise ArtifactTooLarge(passing)
+    return Allowance(job.id, job.build_id, bytes_left, passing)
+
+
+def _bytes_left(session: Session, job: Job, path: str, settings: Settings) -> tuple[int, str]:
+    """What the job may still keep (leaving out an earlier upload of ``path``, which this one
+    replaces) within its own limit and its repository's quota, and which of them binds."""
+    repository_id, from_fork = session.execute(
+        sa.select(Build.repository_id, Build.from_fork).where(Build.id == job.build_id)
+    ).one()
+    job_limit, job_setting = settings.artifact_job_limit(from_fork=from_fork)
+    _, stored = _totals(session, job.id, path)
+    in_repository = session.scalar(
+        sa.select(sa.func.coalesce(sa.func.sum(Artifact.size), 0))
+        .join(Build, Build.id == Artifact.build_id)
+        .where(Build.repository_id == repository_id)
+        .where(sa.not_(sa.and_(Artifact.job_id == job.id, Artifact.path == path)))
+    )
+    quota = settings.artifact_repository_max_bytes
+    if quota - int(in_repository or 0) < job_limit - stored:
+        return quota - int(in_repository or 0), (
+            f"the repository's artifacts would pass its quota of {quota:,} bytes "
+            "(GREENLIGHT_ARTIFACT_REPOSITORY_MAX_BYTES; `greenlight prune` deletes expired ones)"
+        )
+    return job_limit - stored, f"the job's artifacts would pass {job_limit:,} bytes ({job_setting})"
 
 
 async def receive(
-    chunks: AsyncIterator[bytes], spool: Path, bytes_left: int, limit: int
+    chunks: AsyncIterator[bytes], spool: Path, bytes_left: int, passing: str
 ) -> tuple[Path, int, str]:
     """The upload written to a new file in ``spool``: (file, size, sha256). ``ArtifactRefused``
     (and nothing left behind) as soon as it passes ``bytes_left``."""
@@ -85,9 +112,7 @@ async def receive(
             async for chunk in chunks:
                 size += len(chunk)
                 if size > bytes_left:
-                    raise ArtifactTooLarge(
-                        f"the job's artifacts would pass {limit:,} bytes (GREENLIGHT_ARTIFACT_MAX_BYTES)"
-                    )
+                    raise ArtifactTooLarge(passing)
                 digest.update(chunk)
                 file.write(chunk)
     except BaseException:
@@ -132,12 +157,12 @@ def _record_row(
     settings: Settings,
 ) -> str | None:
     job = job_for_token(session, upload.job_id, token, lock=True)
-    files, stored = _totals(session, job.id, path)
-    if files >= settings.artifact_max_files or stored + size > settings.artifact_max_bytes:
-        raise ArtifactTooLarge(
-            f"the job's artifacts would pass {settings.artifact_max_files:,} files or "
-            f"{settings.artifact_max_bytes:,} bytes"
-        )
+    files, _ = _totals(session, job.id, path)
+    if files >= settings.artifact_max_files:
+        raise ArtifactTooLarge(f"the job's artifacts would pass {settings.artifact_max_files:,} files")
+    bytes_left, passing = _bytes_left(session, job, path, settings)
+    if size > bytes_left:
+        raise ArtifactTooLarge(passing)
     earlier = session.scalar(sa.select(Artifact).where(Artifact.job_id == job.id, Artifact.path == path))
     replaced = None
     if earlier is not None:
