@@ -38,22 +38,27 @@ async def upload_artifact(
         with session_scope(state.session_factory) as session:
             return service.allowance(session, job_id, token, path, settings)
 
-    upload = await run_in_threadpool(allowed)
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > upload.bytes_left:
-        raise service.ArtifactTooLarge(f"{path}: {int(declared):,} bytes: {upload.passing}")
-    received = await service.receive(request.stream(), store.spool, upload.bytes_left, upload.passing)
-
-    def recorded() -> None:
-        with session_scope(state.session_factory) as session:
-            replaced = service.record(session, store, upload, token, path, received, settings)
-        if replaced is not None:
-            store.delete(replaced)
-
+    # Held until the file is recorded: the allowance, the body and the row, one upload at a time.
+    lock = await run_in_threadpool(service.UploadLock, state.engine, job_id)
     try:
-        await run_in_threadpool(recorded)
+        upload = await run_in_threadpool(allowed)
+        declared = request.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > upload.bytes_left:
+            raise service.ArtifactTooLarge(f"{path}: {int(declared):,} bytes: {upload.passing}")
+        received = await service.receive(request.stream(), store.spool, upload.bytes_left, upload.passing)
+
+        def recorded() -> None:
+            with session_scope(state.session_factory) as session:
+                replaced = service.record(session, store, upload, token, path, received, settings)
+            if replaced is not None:
+                store.delete(replaced)
+
+        try:
+            await run_in_threadpool(recorded)
+        finally:
+            received[0].unlink(missing_ok=True)
     finally:
-        received[0].unlink(missing_ok=True)
+        await run_in_threadpool(lock.release)
     return Response(status_code=204)
 
 

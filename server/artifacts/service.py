@@ -36,6 +36,15 @@ class ArtifactTooLarge(ArtifactRefused):
     """The upload would take the job's artifacts beyond a limit; the message says which."""
 
 
+class UploadInProgress(ArtifactRefused):
+    """Another upload of the same job is being received; the runner tries again later."""
+
+
+# The class of the advisory locks (two-key form: class, job id) held while a job's upload is
+# received; a constant of its own so no other lock of the database shares it.
+_UPLOAD_LOCK_CLASS = 0x6172
+
+
 @dataclass(frozen=True)
 class Allowance:
     """What one upload of ``path`` may still add to the job's artifacts."""
@@ -56,6 +65,39 @@ def check_artifact_path(path: str) -> str:
     ):
         raise ArtifactRefused(f"{path[:100]!r} is not a relative path inside the workspace")
     return path
+
+
+class UploadLock:
+    """One upload per job at a time: the allowance is computed, the body received and the file
+    recorded while this holds a session advisory lock on its own connection (not a row lock: the
+    job's heartbeats take that, and a large upload may outlast a lease). Without it, uploads side
+    by side would each be allowed the job's whole remaining bytes and store them all before any
+    is refused. The lock goes with its connection if the server dies."""
+
+    def __init__(self, engine: sa.Engine, job_id: int) -> None:
+        self._job_id = job_id
+        self._connection = engine.connect()
+        try:
+            taken = self._connection.scalar(
+                sa.select(sa.func.pg_try_advisory_lock(_UPLOAD_LOCK_CLASS, job_id))
+            )
+            self._connection.commit()
+        except BaseException:
+            self._connection.close()
+            raise
+        if not taken:
+            self._connection.close()
+            raise UploadInProgress(f"job {job_id} is uploading another artifact; one at a time")
+
+    def release(self) -> None:
+        try:
+            self._connection.execute(sa.select(sa.func.pg_advisory_unlock(_UPLOAD_LOCK_CLASS, self._job_id)))
+            self._connection.commit()
+        except BaseException:
+            self._connection.invalidate()  # never back to the pool still holding the lock
+            raise
+        finally:
+            self._connection.close()
 
 
 def allowance(session: Session, job_id: int, token: str, path: str, settings: Settings) -> Allowance:

@@ -3,12 +3,14 @@ broken runner that lies about sizes or names), and only for the job's token."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import datetime as dt
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
@@ -217,3 +219,38 @@ def test_a_fork_pull_requests_job_keeps_only_the_small_fork_allowance(
         assert refused.status_code == 413, refused.text
         assert "GREENLIGHT_ARTIFACT_FORK_MAX_BYTES" in refused.json()["detail"]
         assert upload(client, claimed, "dist/a", b"a" * 100).status_code == 204
+
+
+def test_a_second_upload_of_the_same_job_waits_for_the_first(
+    client: TestClient, claimed: dict[str, Any], session: Session, settings: Settings
+) -> None:
+    """Two uploads of one job side by side would each be allowed the job's whole remaining bytes
+    before either is recorded: the second is refused (429: the runner tries again later)."""
+    job_id = claimed["spec"]["job_id"]
+    url = f"/api/runner/jobs/{job_id}/artifacts"
+    auth = {"Authorization": f"Bearer {claimed['job_token']}"}
+
+    async def side_by_side() -> tuple[int, int, int]:
+        first_started, release = asyncio.Event(), asyncio.Event()
+
+        async def slow_body() -> AsyncIterator[bytes]:
+            yield b"a" * 600
+            first_started.set()
+            await release.wait()
+            yield b"a" * 100
+
+        transport = httpx.ASGITransport(app=client.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+            first = asyncio.create_task(
+                http.put(url, params={"path": "dist/a"}, content=slow_body(), headers=auth)
+            )
+            await first_started.wait()
+            second = await http.put(url, params={"path": "dist/b"}, content=b"b" * 600, headers=auth)
+            release.set()
+            done = await first
+            again = await http.put(url, params={"path": "dist/b"}, content=b"b" * 600, headers=auth)
+        return second.status_code, done.status_code, again.status_code
+
+    assert asyncio.run(side_by_side()) == (429, 204, 413)  # the retry counts the first's 700 bytes
+    assert kept(session, job_id) == [("dist/a", 700)]
+    assert len(blobs(settings)) == 1
