@@ -221,6 +221,29 @@ def test_a_fork_pull_requests_job_keeps_only_the_small_fork_allowance(
         assert upload(client, claimed, "dist/a", b"a" * 100).status_code == 204
 
 
+@pytest.mark.parametrize("path", ["dist/report\u202efdp.exe", "dist/a\x7fb", "dist/a\x85b", "dist/\u200bx"])
+def test_a_path_with_control_or_format_characters_is_refused(
+    client: TestClient, claimed: dict[str, Any], path: str
+) -> None:
+    """Bidi overrides and invisible characters would show a build page reader another name."""
+    assert upload(client, claimed, path, b"x").status_code == 422
+
+
+def test_the_download_names_any_file_safely(
+    client: TestClient, claimed: dict[str, Any], session: Session
+) -> None:
+    assert upload(client, claimed, 'dist/r"e;port ü\u00e9.txt', b"x").status_code == 204
+    user = factories.user_token(session, "ops")
+    session.commit()
+    headers = {"Authorization": f"Bearer {user}"}
+    build_id = claimed["spec"]["build_id"]
+    [listed] = client.get(f"/api/builds/{build_id}/artifacts", headers=headers).json()
+    reply = client.get(listed["download_url"], headers=headers)
+    assert reply.headers["content-disposition"] == (
+        "attachment; filename=\"r_e_port___.txt\"; filename*=UTF-8''r%22e%3Bport%20%C3%BC%C3%A9.txt"
+    )
+
+
 def test_a_second_upload_of_the_same_job_waits_for_the_first(
     client: TestClient, claimed: dict[str, Any], session: Session, settings: Settings
 ) -> None:
