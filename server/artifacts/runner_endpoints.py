@@ -69,7 +69,7 @@ def deployed_artifacts(job_id: int, token: BearerDep, state: StateDep) -> list[A
         source = _deployed_build(session, job_id, token)
         if source is None:
             return []
-        return [_file(artifact) for artifact in service.kept_artifacts(session, source)]
+        return [_file(artifact) for artifact in service.deployed_artifacts(session, source)]
 
 
 @router.get("/{artifact_id}")

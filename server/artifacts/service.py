@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import itertools
 import secrets
 import unicodedata
 from collections.abc import AsyncIterator
@@ -244,6 +245,26 @@ def kept_artifacts(session: Session, build_id: int) -> list[Artifact]:
             .order_by(Artifact.job_id, Artifact.path)
         )
     )
+
+
+def deployed_artifacts(session: Session, build_id: int) -> list[Artifact]:
+    """What a deploy of the build gets, by path: the artifacts of each job's latest attempt (a
+    failed attempt that kept files with `when: always` is history, not the build's output).
+    ``ArtifactRefused`` when two jobs kept the same path (matrix cells do, unless their globs
+    match differently named files): the deploy's workspace would hold whichever came last."""
+    rows = session.execute(
+        sa.select(Artifact, Job.name)
+        .join(Job, Job.id == Artifact.job_id)
+        .where(Artifact.build_id == build_id, Job.is_latest, _live())
+        .order_by(Artifact.path, Artifact.job_id)
+    ).all()
+    for (first, first_job), (second, second_job) in itertools.pairwise(rows):
+        if first.path == second.path:
+            raise ArtifactRefused(
+                f"{first.path} is kept by two jobs ({first_job!r} and {second_job!r}): a deploy takes "
+                "one file per path; keep the file in one job, or give each job's file its own name"
+            )
+    return [artifact for artifact, _ in rows]
 
 
 def kept_artifact(session: Session, build_id: int, artifact_id: int) -> Artifact | None:
