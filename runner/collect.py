@@ -18,8 +18,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
-from wcmatch import glob
-
 from contract.workspace_globs import check_workspace_glob, compile_globs, literal_prefix
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -72,8 +70,11 @@ def collect(
     ``max_files`` files or ``max_bytes`` bytes match, or the walk meets more than ``max_entries``
     entries; ``WorkspaceGlobError`` for a bad glob."""
     checked = [check_workspace_glob(each) for each in patterns]
-    matcher = compile_globs(checked)
+    matches = compile_globs(checked)
     collection = Collection()
+    # Directories a pattern matched (``build`` takes ``build/a/b``): entries under one match
+    # without a look at the globs. A walk yields a directory before anything under it.
+    taken: set[str] = set()
     total = 0
     walked = 0
     root = os.open(workspace, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
@@ -88,7 +89,12 @@ def collect(
                         f"{max_entries:,} (start the globs in the directory that holds the files, "
                         "e.g. reports/**/junit.xml rather than **/junit.xml)"
                     )
-                if stat.S_ISDIR(mode) or not _matches(matcher, path):
+                matched = path.rpartition("/")[0] in taken or matches(path)
+                if stat.S_ISDIR(mode):
+                    if matched:
+                        taken.add(path)
+                    continue
+                if not matched:
                     continue
                 if stat.S_ISLNK(mode):
                     collection._skip(path, "a symlink, not followed")
@@ -227,12 +233,6 @@ def _open_directory(root: int, segments: tuple[str, ...]) -> int | None:
         os.close(directory)
         directory = inner
     return directory
-
-
-def _matches(matcher: glob.WcMatcher[str], path: str) -> bool:
-    """``path`` or one of the directories above it matches (``build`` takes ``build/a/b``)."""
-    segments = path.split("/")
-    return any(matcher.match("/".join(segments[:end])) for end in range(len(segments), 0, -1))
 
 
 def _check_limits(files: int, total: int, max_files: int, max_bytes: int) -> None:

@@ -277,3 +277,15 @@ def test_a_second_upload_of_the_same_job_waits_for_the_first(
     assert asyncio.run(side_by_side()) == (429, 204, 413)  # the retry counts the first's 700 bytes
     assert kept(session, job_id) == [("dist/a", 700)]
     assert len(blobs(settings)) == 1
+
+
+def test_a_job_that_deploys_nothing_fetches_no_artifact_through_the_runner_api(
+    client: TestClient, claimed: dict[str, Any]
+) -> None:
+    assert upload(client, claimed, "dist/a", b"x").status_code == 204
+    headers = {"Authorization": f"Bearer {claimed['job_token']}"}
+    base = f"/api/runner/jobs/{claimed['spec']['job_id']}/artifacts"
+    assert client.get(base, headers=headers).json() == []
+    [listed] = client.get(f"/api/builds/{claimed['spec']['build_id']}/artifacts").json()
+    assert client.get(f"{base}/{listed['id']}", headers=headers).status_code == 404
+    assert client.get(base, headers={"Authorization": "Bearer forged"}).status_code == 409
