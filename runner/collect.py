@@ -24,6 +24,9 @@ _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 # O_NONBLOCK: opening a fifo a step left must not hang the runner; the fstat then refuses it.
 _FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 _MAX_SKIPPED = 20  # skipped entries named in the collection (the count is kept beyond that)
+# Entries a collection may walk, matching or not: a step can leave a tree far larger than the
+# files kept (``**/junit.xml`` over a workspace of empty files), and the walk costs the runner.
+MAX_WALKED_ENTRIES = 100_000
 
 
 class CollectError(Exception):
@@ -54,25 +57,38 @@ class Collection:
             self.skipped.append(f"{path}: {why}")
 
 
-def collect(workspace: Path, patterns: Sequence[str], *, max_files: int, max_bytes: int) -> Collection:
+def collect(
+    workspace: Path,
+    patterns: Sequence[str],
+    *,
+    max_files: int,
+    max_bytes: int,
+    max_entries: int = MAX_WALKED_ENTRIES,
+) -> Collection:
     """The regular files under ``workspace`` that ``patterns`` match (a pattern matching a
     directory takes every file under it), sorted by path. ``CollectError`` when more than
-    ``max_files`` files or ``max_bytes`` bytes match; ``WorkspaceGlobError`` for a bad glob."""
+    ``max_files`` files or ``max_bytes`` bytes match, or the walk meets more than ``max_entries``
+    entries; ``WorkspaceGlobError`` for a bad glob."""
     checked = [check_workspace_glob(each) for each in patterns]
     matches = compile_globs(checked)
     collection = Collection()
-    seen: set[str] = set()
     # Directories a pattern matched (``build`` takes ``build/a/b``): entries under one match
     # without a look at the globs. A walk yields a directory before anything under it.
     taken: set[str] = set()
     total = 0
+    walked = 0
     root = os.open(workspace, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         for start in _walk_starts(checked):
+            # The starts never lie under one another, so no entry is walked twice.
             for path, mode, size in _entries(root, start, collection):
-                if path in seen:
-                    continue
-                seen.add(path)
+                walked += 1
+                if walked > max_entries:
+                    raise CollectError(
+                        f"the paths lead through more than {max_entries:,} entries; the limit is "
+                        f"{max_entries:,} (start the globs in the directory that holds the files, "
+                        "e.g. reports/**/junit.xml rather than **/junit.xml)"
+                    )
                 matched = path.rpartition("/")[0] in taken or matches(path)
                 if stat.S_ISDIR(mode):
                     if matched:
@@ -193,14 +209,15 @@ def _entries(root: int, start: tuple[str, ...], collection: Collection) -> Itera
             collection._skip("/".join(segments), "not a directory that can be entered")
             continue
         try:
+            # Entries as the directory gives them, never a whole listing in memory (the files
+            # found are sorted at the end).
             with os.scandir(directory) as listing:
-                entries = sorted(listing, key=lambda entry: entry.name, reverse=True)
-            for entry in entries:
-                inner = (*segments, entry.name)
-                info = entry.stat(follow_symlinks=False)
-                yield "/".join(inner), info.st_mode, info.st_size
-                if stat.S_ISDIR(info.st_mode):
-                    pending.append(inner)
+                for entry in listing:
+                    inner = (*segments, entry.name)
+                    info = entry.stat(follow_symlinks=False)
+                    yield "/".join(inner), info.st_mode, info.st_size
+                    if stat.S_ISDIR(info.st_mode):
+                        pending.append(inner)
         finally:
             os.close(directory)
 

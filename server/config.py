@@ -122,7 +122,14 @@ class Settings(BaseSettings):
     # does not say ("30d", "12h", "2w", "never"; `greenlight prune` deletes expired ones).
     artifact_max_bytes: Annotated[int, BeforeValidator(parse_bytes), Field(gt=0)] = 1024**3
     artifact_max_files: int = Field(default=1000, gt=0)
+    # Also the longest a pipeline file may ask for: `expire_in` can shorten it, never lengthen it.
     artifact_expire_in: Annotated[str, AfterValidator(_checked_expiry)] = "30d"
+    # Every job of every build of one repository, until pruned: the bytes a push (or a stream of
+    # them) may leave in the data directory, whatever each job's own limit.
+    artifact_repository_max_bytes: Annotated[int, BeforeValidator(parse_bytes), Field(gt=0)] = 20 * 1024**3
+    # One job of a fork's pull request (anyone's code, never deployed): enough for a report or a
+    # screenshot a reviewer looks at, not a release; 0 keeps none.
+    artifact_fork_max_bytes: Annotated[int, BeforeValidator(parse_bytes), Field(ge=0)] = 100 * 1024**2
     # Where the server keeps artifacts: its data directory (``blobs/``) unless an S3-compatible
     # bucket is named (credentials as boto3 finds them, or the two settings below).
     blob_s3_bucket: str = ""
@@ -216,6 +223,12 @@ class Settings(BaseSettings):
     def artifact_expiry_seconds(self) -> int | None:
         """``artifact_expire_in`` in seconds (None: never)."""
         return expiry_seconds(self.artifact_expire_in) or None
+
+    def artifact_job_limit(self, *, from_fork: bool) -> tuple[int, str]:
+        """The bytes one job may keep, and the setting that says so."""
+        if from_fork and self.artifact_fork_max_bytes < self.artifact_max_bytes:
+            return self.artifact_fork_max_bytes, "GREENLIGHT_ARTIFACT_FORK_MAX_BYTES"
+        return self.artifact_max_bytes, "GREENLIGHT_ARTIFACT_MAX_BYTES"
 
     def secret_cipher(self) -> SecretCipher:
         """What encrypts and decrypts repository secrets (see ``server/crypto.py``)."""

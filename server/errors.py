@@ -18,7 +18,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DataError, DBAPIError
 
-from server.artifacts.service import ArtifactRefused, ArtifactTooLarge
+from server.artifacts.service import ArtifactRefused, ArtifactTooLarge, UploadInProgress
 from server.builds.control import NotAllowed
 from server.builds.start import InvalidStartRequest, RefNotFound, RepositoryUnreachable, UnknownRepository
 from server.deploys.queries import AmbiguousEnvironment
@@ -50,6 +50,7 @@ DOMAIN_ERRORS: dict[type[Exception], int] = {
     JobClosed: 409,
     ArtifactRefused: 422,
     ArtifactTooLarge: 413,
+    UploadInProgress: 429,  # the runner tries again later
     StepsAlreadyRan: 409,
     UnknownStep: 422,
     NotAllowed: 409,

@@ -38,27 +38,27 @@ async def upload_artifact(
         with session_scope(state.session_factory) as session:
             return service.allowance(session, job_id, token, path, settings)
 
-    upload = await run_in_threadpool(allowed)
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > upload.bytes_left:
-        raise service.ArtifactTooLarge(
-            f"{path}: {int(declared):,} bytes would take the job's artifacts past "
-            f"{settings.artifact_max_bytes:,} bytes (GREENLIGHT_ARTIFACT_MAX_BYTES)"
-        )
-    received = await service.receive(
-        request.stream(), store.spool, upload.bytes_left, settings.artifact_max_bytes
-    )
-
-    def recorded() -> None:
-        with session_scope(state.session_factory) as session:
-            replaced = service.record(session, store, upload, token, path, received, settings)
-        if replaced is not None:
-            store.delete(replaced)
-
+    # Held until the file is recorded: the allowance, the body and the row, one upload at a time.
+    lock = await run_in_threadpool(service.UploadLock, state.engine, job_id)
     try:
-        await run_in_threadpool(recorded)
+        upload = await run_in_threadpool(allowed)
+        declared = request.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > upload.bytes_left:
+            raise service.ArtifactTooLarge(f"{path}: {int(declared):,} bytes: {upload.passing}")
+        received = await service.receive(request.stream(), store.spool, upload.bytes_left, upload.passing)
+
+        def recorded() -> None:
+            with session_scope(state.session_factory) as session:
+                replaced = service.record(session, store, upload, token, path, received, settings)
+            if replaced is not None:
+                store.delete(replaced)
+
+        try:
+            await run_in_threadpool(recorded)
+        finally:
+            received[0].unlink(missing_ok=True)
     finally:
-        received[0].unlink(missing_ok=True)
+        await run_in_threadpool(lock.release)
     return Response(status_code=204)
 
 
@@ -69,7 +69,7 @@ def deployed_artifacts(job_id: int, token: BearerDep, state: StateDep) -> list[A
         source = _deployed_build(session, job_id, token)
         if source is None:
             return []
-        return [_file(artifact) for artifact in service.kept_artifacts(session, source)]
+        return [_file(artifact) for artifact in service.deployed_artifacts(session, source)]
 
 
 @router.get("/{artifact_id}")

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import itertools
 import secrets
+import unicodedata
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,11 +23,14 @@ from sqlalchemy.orm import Session
 
 from server.blobs.store import BlobStore
 from server.config import Settings
-from server.models import Artifact, Deployment
+from server.models import Artifact, Build, Deployment, Job
 from server.models.base import utcnow
 from server.queue.reports import job_for_token
 
 MAX_PATH_CHARACTERS = 1000
+# Control characters (C0, DEL, C1) and format characters (bidi overrides, zero-width ones) would
+# show a reader of the build page another name than the file's ("report\u202efdp.exe").
+_UNSHOWABLE = frozenset({"Cc", "Cf"})
 
 
 class ArtifactRefused(Exception):
@@ -36,6 +41,15 @@ class ArtifactTooLarge(ArtifactRefused):
     """The upload would take the job's artifacts beyond a limit; the message says which."""
 
 
+class UploadInProgress(ArtifactRefused):
+    """Another upload of the same job is being received; the runner tries again later."""
+
+
+# The class of the advisory locks (two-key form: class, job id) held while a job's upload is
+# received; a constant of its own so no other lock of the database shares it.
+_UPLOAD_LOCK_CLASS = 0x6172
+
+
 @dataclass(frozen=True)
 class Allowance:
     """What one upload of ``path`` may still add to the job's artifacts."""
@@ -43,6 +57,7 @@ class Allowance:
     job_id: int
     build_id: int
     bytes_left: int
+    passing: str  # what passing ``bytes_left`` would break, for the refusal
 
 
 def check_artifact_path(path: str) -> str:
@@ -51,10 +66,45 @@ def check_artifact_path(path: str) -> str:
         not path
         or len(path) > MAX_PATH_CHARACTERS
         or any(segment in ("", ".", "..") for segment in segments)
-        or any(ord(char) < 32 or char == "\\" for char in path)
+        or any(char == "\\" or unicodedata.category(char) in _UNSHOWABLE for char in path)
     ):
-        raise ArtifactRefused(f"{path[:100]!r} is not a relative path inside the workspace")
+        raise ArtifactRefused(
+            f"{path[:100]!r} is not a relative path inside the workspace without control or format characters"
+        )
     return path
+
+
+class UploadLock:
+    """One upload per job at a time: the allowance is computed, the body received and the file
+    recorded while this holds a session advisory lock on its own connection (not a row lock: the
+    job's heartbeats take that, and a large upload may outlast a lease). Without it, uploads side
+    by side would each be allowed the job's whole remaining bytes and store them all before any
+    is refused. The lock goes with its connection if the server dies."""
+
+    def __init__(self, engine: sa.Engine, job_id: int) -> None:
+        self._job_id = job_id
+        self._connection = engine.connect()
+        try:
+            taken = self._connection.scalar(
+                sa.select(sa.func.pg_try_advisory_lock(_UPLOAD_LOCK_CLASS, job_id))
+            )
+            self._connection.commit()
+        except BaseException:
+            self._connection.close()
+            raise
+        if not taken:
+            self._connection.close()
+            raise UploadInProgress(f"job {job_id} is uploading another artifact; one at a time")
+
+    def release(self) -> None:
+        try:
+            self._connection.execute(sa.select(sa.func.pg_advisory_unlock(_UPLOAD_LOCK_CLASS, self._job_id)))
+            self._connection.commit()
+        except BaseException:
+            self._connection.invalidate()  # never back to the pool still holding the lock
+            raise
+        finally:
+            self._connection.close()
 
 
 def allowance(session: Session, job_id: int, token: str, path: str, settings: Settings) -> Allowance:
@@ -64,16 +114,42 @@ def allowance(session: Session, job_id: int, token: str, path: str, settings: Se
     job = job_for_token(session, job_id, token)
     if not job.artifacts:
         raise ArtifactRefused(f"job {job_id} keeps no artifacts (no `artifacts:` in its pipeline file)")
-    files, stored = _totals(session, job_id, path)
+    files, _ = _totals(session, job_id, path)
     if files >= settings.artifact_max_files:
         raise ArtifactTooLarge(
             f"job {job_id} kept {files:,} files already; at most {settings.artifact_max_files:,}"
         )
-    return Allowance(job.id, job.build_id, settings.artifact_max_bytes - stored)
+    bytes_left, passing = _bytes_left(session, job, path, settings)
+    if bytes_left < 0:  # past a quota already (it was lowered)
+        raise ArtifactTooLarge(passing)
+    return Allowance(job.id, job.build_id, bytes_left, passing)
+
+
+def _bytes_left(session: Session, job: Job, path: str, settings: Settings) -> tuple[int, str]:
+    """What the job may still keep (leaving out an earlier upload of ``path``, which this one
+    replaces) within its own limit and its repository's quota, and which of them binds."""
+    repository_id, from_fork = session.execute(
+        sa.select(Build.repository_id, Build.from_fork).where(Build.id == job.build_id)
+    ).one()
+    job_limit, job_setting = settings.artifact_job_limit(from_fork=from_fork)
+    _, stored = _totals(session, job.id, path)
+    in_repository = session.scalar(
+        sa.select(sa.func.coalesce(sa.func.sum(Artifact.size), 0))
+        .join(Build, Build.id == Artifact.build_id)
+        .where(Build.repository_id == repository_id)
+        .where(sa.not_(sa.and_(Artifact.job_id == job.id, Artifact.path == path)))
+    )
+    quota = settings.artifact_repository_max_bytes
+    if quota - int(in_repository or 0) < job_limit - stored:
+        return quota - int(in_repository or 0), (
+            f"the repository's artifacts would pass its quota of {quota:,} bytes "
+            "(GREENLIGHT_ARTIFACT_REPOSITORY_MAX_BYTES; `greenlight prune` deletes expired ones)"
+        )
+    return job_limit - stored, f"the job's artifacts would pass {job_limit:,} bytes ({job_setting})"
 
 
 async def receive(
-    chunks: AsyncIterator[bytes], spool: Path, bytes_left: int, limit: int
+    chunks: AsyncIterator[bytes], spool: Path, bytes_left: int, passing: str
 ) -> tuple[Path, int, str]:
     """The upload written to a new file in ``spool``: (file, size, sha256). ``ArtifactRefused``
     (and nothing left behind) as soon as it passes ``bytes_left``."""
@@ -85,9 +161,7 @@ async def receive(
             async for chunk in chunks:
                 size += len(chunk)
                 if size > bytes_left:
-                    raise ArtifactTooLarge(
-                        f"the job's artifacts would pass {limit:,} bytes (GREENLIGHT_ARTIFACT_MAX_BYTES)"
-                    )
+                    raise ArtifactTooLarge(passing)
                 digest.update(chunk)
                 file.write(chunk)
     except BaseException:
@@ -132,12 +206,12 @@ def _record_row(
     settings: Settings,
 ) -> str | None:
     job = job_for_token(session, upload.job_id, token, lock=True)
-    files, stored = _totals(session, job.id, path)
-    if files >= settings.artifact_max_files or stored + size > settings.artifact_max_bytes:
-        raise ArtifactTooLarge(
-            f"the job's artifacts would pass {settings.artifact_max_files:,} files or "
-            f"{settings.artifact_max_bytes:,} bytes"
-        )
+    files, _ = _totals(session, job.id, path)
+    if files >= settings.artifact_max_files:
+        raise ArtifactTooLarge(f"the job's artifacts would pass {settings.artifact_max_files:,} files")
+    bytes_left, passing = _bytes_left(session, job, path, settings)
+    if size > bytes_left:
+        raise ArtifactTooLarge(passing)
     earlier = session.scalar(sa.select(Artifact).where(Artifact.job_id == job.id, Artifact.path == path))
     replaced = None
     if earlier is not None:
@@ -171,6 +245,26 @@ def kept_artifacts(session: Session, build_id: int) -> list[Artifact]:
             .order_by(Artifact.job_id, Artifact.path)
         )
     )
+
+
+def deployed_artifacts(session: Session, build_id: int) -> list[Artifact]:
+    """What a deploy of the build gets, by path: the artifacts of each job's latest attempt (a
+    failed attempt that kept files with `when: always` is history, not the build's output).
+    ``ArtifactRefused`` when two jobs kept the same path (matrix cells do, unless their globs
+    match differently named files): the deploy's workspace would hold whichever came last."""
+    rows = session.execute(
+        sa.select(Artifact, Job.name)
+        .join(Job, Job.id == Artifact.job_id)
+        .where(Artifact.build_id == build_id, Job.is_latest, _live())
+        .order_by(Artifact.path, Artifact.job_id)
+    ).all()
+    for (first, first_job), (second, second_job) in itertools.pairwise(rows):
+        if first.path == second.path:
+            raise ArtifactRefused(
+                f"{first.path} is kept by two jobs ({first_job!r} and {second_job!r}): a deploy takes "
+                "one file per path; keep the file in one job, or give each job's file its own name"
+            )
+    return [artifact for artifact, _ in rows]
 
 
 def kept_artifact(session: Session, build_id: int, artifact_id: int) -> Artifact | None:

@@ -3,7 +3,7 @@
 artifacts:
   paths: [dist/*.whl, coverage/]
   when: on_success          # or on_failure, always
-  expire_in: 2w             # 30m, 12h, 7d, 2w, "1 week", "30 days" or never
+  expire_in: 2w             # 30m, 12h, 7d, 2w, "1 week", "30 days" or never (the server's at most)
 """
 
 from __future__ import annotations
@@ -33,10 +33,16 @@ class ArtifactsConfig(BaseModel):
 
     paths: Annotated[list[WorkspaceGlob], BeforeValidator(_one_or_many), Field(min_length=1, max_length=100)]
     when: Literal["on_success", "on_failure", "always"] = "on_success"
-    # Seconds; 0: never; None (not given): the server's default (``GREENLIGHT_ARTIFACT_EXPIRE_IN``).
+    # Seconds; 0: never; None (not given): the server's (``GREENLIGHT_ARTIFACT_EXPIRE_IN``).
     expire_in: Annotated[int | None, BeforeValidator(expiry_seconds)] = None
 
     def rules(self, default_expiry: int | None) -> dict[str, Any]:
-        """What the job row keeps (``Job.artifacts``) and the claim turns into the runner's rules."""
-        expiry = default_expiry if self.expire_in is None else (self.expire_in or None)
+        """What the job row keeps (``Job.artifacts``) and the claim turns into the runner's rules.
+        ``default_expiry`` (the server's setting; None: never) is also the longest: the pushed
+        file may keep its artifacts less long, never longer (nor `never` unless the server is)."""
+        asked = self.expire_in or None  # None: as long as the server keeps them
+        if default_expiry is None:
+            expiry = asked
+        else:
+            expiry = default_expiry if asked is None else min(asked, default_expiry)
         return {"paths": list(self.paths), "when": self.when, "expire_seconds": expiry}

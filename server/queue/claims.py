@@ -167,6 +167,7 @@ def _spec(session: Session, job: Any, steps: list[StepRow], settings: Settings) 
     given = secrets_for_steps(session, settings.secret_cipher, build, (step.secrets or [] for step in steps))
     # For the runner's fetch alone (a fork's build too: it fetches the base repository's refs).
     clone_url, credential = fetch_source_of(session, settings.secret_cipher, job.repository_id, job.clone_url)
+    artifact_bytes, _ = settings.artifact_job_limit(from_fork=job.from_fork)
     return JobSpec(
         job_id=job.id,
         build_id=job.build_id,
@@ -205,9 +206,9 @@ def _spec(session: Session, job: Any, steps: list[StepRow], settings: Settings) 
             paths=job.artifacts["paths"],
             when=job.artifacts["when"],
             max_files=settings.artifact_max_files,
-            max_bytes=settings.artifact_max_bytes,
+            max_bytes=artifact_bytes,
         )
-        if job.artifacts
+        if job.artifacts and artifact_bytes
         else None,
         fetch_artifacts=job.environment is not None and deploy_has_artifacts(session, job.build_id),
         caches=[CacheSpec.model_validate(cache) for cache in job.caches],

@@ -3,11 +3,14 @@ broken runner that lies about sizes or names), and only for the job's token."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import datetime as dt
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
@@ -24,16 +27,24 @@ from tests.queue.test_runner_api import claim, register
 pytestmark = pytest.mark.integration
 
 
+@contextlib.contextmanager
+def serving(
+    settings: Settings, transport: RecordingTransport, session_factory: sessionmaker[Session]
+) -> Iterator[TestClient]:
+    app = create_app(settings, transport=transport)
+    app.state.greenlight.session_factory = session_factory
+    with TestClient(app) as running:
+        yield running
+    app.state.greenlight.engine.dispose()
+
+
 @pytest.fixture
 def client(
     settings: Settings, transport: RecordingTransport, session_factory: sessionmaker[Session]
 ) -> Iterator[TestClient]:
     limited = settings.model_copy(update={"artifact_max_bytes": 1000, "artifact_max_files": 2})
-    app = create_app(limited, transport=transport)
-    app.state.greenlight.session_factory = session_factory
-    with TestClient(app) as running:
+    with serving(limited, transport, session_factory) as running:
         yield running
-    app.state.greenlight.engine.dispose()
 
 
 @pytest.fixture
@@ -155,6 +166,117 @@ def test_an_expired_artifact_is_not_served_and_prune_deletes_it_and_its_blob(
     assert (pruned["expired_artifacts"], pruned["expired_artifact_bytes"]) == (1, 10)
     assert kept(session, claimed["spec"]["job_id"]) == [("dist/new", 20)]
     assert [blob.read_bytes() for blob in blobs(settings)] == [b"n" * 20]
+
+
+def test_a_job_of_a_repository_past_its_quota_is_refused_and_told_which_quota(
+    settings: Settings,
+    transport: RecordingTransport,
+    session_factory: sessionmaker[Session],
+    session: Session,
+) -> None:
+    """Every push adds jobs times the per-job limit: the repository as a whole has a quota too."""
+    update = {"artifact_max_bytes": 1000, "artifact_max_files": 5, "artifact_repository_max_bytes": 1500}
+    with serving(settings.model_copy(update=update), transport, session_factory) as client:
+        repository = factories.repository(session)
+        other = factories.repository(session, "acme/other")
+        token = factories.runner_token(session)
+        session.commit()
+        runner = register(client, token)
+        claims = []
+        for owner in (repository, repository, other):
+            job = factories.job(session, factories.build(session, owner), steps=1)
+            job.artifacts = {"paths": ["dist/"], "when": "on_success", "expire_seconds": 3600}
+            session.commit()
+            claims.append(claim(client, token, runner))
+        first, second, elsewhere = claims
+        assert upload(client, first, "dist/a", b"a" * 900).status_code == 204
+        refused = upload(client, second, "dist/b", b"b" * 700)
+        assert refused.status_code == 413, refused.text
+        assert "GREENLIGHT_ARTIFACT_REPOSITORY_MAX_BYTES" in refused.json()["detail"]
+        assert "1,500" in refused.json()["detail"]
+        assert upload(client, second, "dist/b", b"b" * 600).status_code == 204
+        assert upload(client, elsewhere, "dist/c", b"c" * 900).status_code == 204  # its own quota
+    assert kept(session, second["spec"]["job_id"]) == [("dist/b", 600)]
+
+
+def test_a_fork_pull_requests_job_keeps_only_the_small_fork_allowance(
+    settings: Settings,
+    transport: RecordingTransport,
+    session_factory: sessionmaker[Session],
+    session: Session,
+) -> None:
+    update = {"artifact_max_bytes": 1000, "artifact_fork_max_bytes": 100}
+    with serving(settings.model_copy(update=update), transport, session_factory) as client:
+        token = factories.runner_token(session)
+        build = factories.build(session, factories.repository(session))
+        build.from_fork = True
+        job = factories.job(session, build, steps=1)
+        job.artifacts = {"paths": ["dist/"], "when": "on_success", "expire_seconds": 3600}
+        session.commit()
+        claimed = claim(client, token, register(client, token))
+        assert claimed is not None and claimed["spec"]["artifacts"]["max_bytes"] == 100
+        refused = upload(client, claimed, "dist/a", b"a" * 101)
+        assert refused.status_code == 413, refused.text
+        assert "GREENLIGHT_ARTIFACT_FORK_MAX_BYTES" in refused.json()["detail"]
+        assert upload(client, claimed, "dist/a", b"a" * 100).status_code == 204
+
+
+@pytest.mark.parametrize("path", ["dist/report\u202efdp.exe", "dist/a\x7fb", "dist/a\x85b", "dist/\u200bx"])
+def test_a_path_with_control_or_format_characters_is_refused(
+    client: TestClient, claimed: dict[str, Any], path: str
+) -> None:
+    """Bidi overrides and invisible characters would show a build page reader another name."""
+    assert upload(client, claimed, path, b"x").status_code == 422
+
+
+def test_the_download_names_any_file_safely(
+    client: TestClient, claimed: dict[str, Any], session: Session
+) -> None:
+    assert upload(client, claimed, 'dist/r"e;port ü\u00e9.txt', b"x").status_code == 204
+    user = factories.user_token(session, "ops")
+    session.commit()
+    headers = {"Authorization": f"Bearer {user}"}
+    build_id = claimed["spec"]["build_id"]
+    [listed] = client.get(f"/api/builds/{build_id}/artifacts", headers=headers).json()
+    reply = client.get(listed["download_url"], headers=headers)
+    assert reply.headers["content-disposition"] == (
+        "attachment; filename=\"r_e_port___.txt\"; filename*=UTF-8''r%22e%3Bport%20%C3%BC%C3%A9.txt"
+    )
+
+
+def test_a_second_upload_of_the_same_job_waits_for_the_first(
+    client: TestClient, claimed: dict[str, Any], session: Session, settings: Settings
+) -> None:
+    """Two uploads of one job side by side would each be allowed the job's whole remaining bytes
+    before either is recorded: the second is refused (429: the runner tries again later)."""
+    job_id = claimed["spec"]["job_id"]
+    url = f"/api/runner/jobs/{job_id}/artifacts"
+    auth = {"Authorization": f"Bearer {claimed['job_token']}"}
+
+    async def side_by_side() -> tuple[int, int, int]:
+        first_started, release = asyncio.Event(), asyncio.Event()
+
+        async def slow_body() -> AsyncIterator[bytes]:
+            yield b"a" * 600
+            first_started.set()
+            await release.wait()
+            yield b"a" * 100
+
+        transport = httpx.ASGITransport(app=client.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+            first = asyncio.create_task(
+                http.put(url, params={"path": "dist/a"}, content=slow_body(), headers=auth)
+            )
+            await first_started.wait()
+            second = await http.put(url, params={"path": "dist/b"}, content=b"b" * 600, headers=auth)
+            release.set()
+            done = await first
+            again = await http.put(url, params={"path": "dist/b"}, content=b"b" * 600, headers=auth)
+        return second.status_code, done.status_code, again.status_code
+
+    assert asyncio.run(side_by_side()) == (429, 204, 413)  # the retry counts the first's 700 bytes
+    assert kept(session, job_id) == [("dist/a", 700)]
+    assert len(blobs(settings)) == 1
 
 
 def test_a_job_that_deploys_nothing_fetches_no_artifact_through_the_runner_api(

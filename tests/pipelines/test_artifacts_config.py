@@ -20,7 +20,7 @@ def test_paths_when_and_expiry_load() -> None:
         BASE + "artifacts:\n  paths: [dist/*.whl, coverage/]\n  when: always\n  expire_in: 2 weeks\n"
     )
     assert pipeline.artifacts is not None
-    assert pipeline.artifacts.rules(default_expiry=99) == {
+    assert pipeline.artifacts.rules(default_expiry=30 * 86400) == {
         "paths": ["dist/*.whl", "coverage/"], "when": "always", "expire_seconds": 14 * 86400,
     }  # fmt: skip
 
@@ -31,10 +31,22 @@ def test_one_path_a_default_when_and_the_servers_expiry() -> None:
     assert pipeline.artifacts.rules(default_expiry=3600) == {
         "paths": ["dist/app.tar.gz"], "when": "on_success", "expire_seconds": 3600,
     }  # fmt: skip
-    never = load_pipeline(BASE + "artifacts:\n  paths: [a]\n  expire_in: never\n")
-    assert (
-        never.artifacts is not None and never.artifacts.rules(default_expiry=3600)["expire_seconds"] is None
-    )
+
+
+def test_the_servers_expiry_caps_the_files() -> None:
+    """A pushed file may keep artifacts less long than the server's setting, never longer."""
+
+    def kept_for(expire_in: str, server: int | None) -> int | None:
+        pipeline = load_pipeline(BASE + f"artifacts:\n  paths: [a]\n  expire_in: {expire_in}\n")
+        assert pipeline.artifacts is not None
+        return pipeline.artifacts.rules(default_expiry=server)["expire_seconds"]
+
+    assert kept_for("never", 3600) == 3600
+    assert kept_for("520w", 3600) == 3600
+    assert kept_for("2h", 3600) == 3600
+    assert kept_for("30m", 3600) == 1800
+    assert kept_for("never", None) is None  # the server keeps them until a person removes them
+    assert kept_for("2w", None) == 14 * 86400
 
 
 @pytest.mark.parametrize(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tracemalloc
 from pathlib import Path
 
 import pytest
@@ -140,6 +141,32 @@ def test_more_bytes_than_the_limit_is_an_error_that_says_so(workspace: Path) -> 
     assert collect(workspace, ["a"], max_files=10, max_bytes=1000).total_bytes == 600
     with pytest.raises(CollectError, match="more than 1,000 bytes"):
         collect(workspace, ["*"], max_files=10, max_bytes=1000)
+
+
+def test_a_walk_past_the_entry_cap_is_an_error_that_names_the_cap(workspace: Path) -> None:
+    """Entries that match nothing count too: a step can leave a tree far larger than any limit on
+    the files kept, and the walk must stop before it costs the runner its memory."""
+    (workspace / "reports").mkdir()
+    _write(workspace, "reports/junit.xml")
+    for index in range(49):
+        (workspace / "reports" / f"empty-{index}").touch()
+    assert _paths(workspace, "**/junit.xml", max_entries=51) == ["reports/junit.xml"]  # 50 + reports/
+    with pytest.raises(CollectError, match=r"more than 50 entries.*the limit is 50"):
+        collect(workspace, ["**/junit.xml"], **LIMITS, max_entries=50)
+    with pytest.raises(CollectError, match="the limit is 50"):  # whatever the glob's start
+        collect(workspace, ["reports/*.xml"], **LIMITS, max_entries=50)
+
+
+def test_the_walk_does_not_hold_a_directorys_listing_or_every_path_it_saw(workspace: Path) -> None:
+    for index in range(20_000):
+        (workspace / f"empty-{index:05}").touch()
+    tracemalloc.start()
+    try:
+        assert _paths(workspace, "**/junit.xml") == []
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 1_000_000, f"{peak:,} bytes held while walking 20,000 entries"
 
 
 def test_writing_into_the_workspace_makes_directories_and_reads_back(workspace: Path) -> None:
