@@ -114,63 +114,61 @@ def open_collected(workspace: Path, path: str) -> BinaryIO:
     """``path`` (relative, '/'-separated) opened for reading, refusing a symlink in any segment
     and anything but a regular file (``CollectError``): the step may have changed the workspace
     since ``collect`` saw it."""
-    segments = path.split("/")
-    if any(segment in ("", ".", "..") for segment in segments):
-        raise CollectError(f"{path}: not a path inside the workspace")
-    directory = os.open(workspace, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        for segment in segments[:-1]:
-            try:
-                inner = os.open(segment, _DIR_FLAGS, dir_fd=directory)
-            except OSError as error:
-                raise CollectError(f"{path}: {segment} is no longer a directory ({error.strerror})") from None
-            os.close(directory)
-            directory = inner
+    with _parent_of(workspace, path, make=False) as (directory, name):
         try:
-            descriptor = os.open(segments[-1], _FILE_FLAGS, dir_fd=directory)
+            descriptor = os.open(name, _FILE_FLAGS, dir_fd=directory)
         except OSError as error:
             raise CollectError(
                 f"{path}: cannot be opened without following a link ({error.strerror})"
             ) from None
-    finally:
-        os.close(directory)
-    if not stat.S_ISREG(os.fstat(descriptor).st_mode):
-        os.close(descriptor)
-        raise CollectError(f"{path}: no longer a regular file")
-    os.set_blocking(descriptor, True)
-    return os.fdopen(descriptor, "rb")
+    return _regular(descriptor, path, "rb", "no longer a regular file")
 
 
 def create_in_workspace(workspace: Path, path: str) -> BinaryIO:
     """``path`` (relative, '/'-separated) opened for writing, replacing a regular file there,
     its missing directories made; never through a symlink (a checkout may hold one that points
     out of the workspace), so nothing outside the workspace is written (``CollectError``)."""
+    with _parent_of(workspace, path, make=True) as (directory, name):
+        try:
+            flags = os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+            descriptor = os.open(name, flags, 0o644, dir_fd=directory)
+        except OSError as error:
+            raise CollectError(f"{path}: not written ({error.strerror}; links are not followed)") from None
+    return _regular(descriptor, path, "w+b", "not a regular file")
+
+
+@contextlib.contextmanager
+def _parent_of(workspace: Path, path: str, *, make: bool) -> Iterator[tuple[int, str]]:
+    """A descriptor of the directory holding ``path``'s last segment, reached one segment at a
+    time from the workspace without following a link (missing directories made when ``make``),
+    and that segment's name."""
     segments = path.split("/")
     if any(segment in ("", ".", "..") for segment in segments):
         raise CollectError(f"{path}: not a path inside the workspace")
     directory = os.open(workspace, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         for segment in segments[:-1]:
-            with contextlib.suppress(FileExistsError):
-                os.mkdir(segment, 0o755, dir_fd=directory)
+            if make:
+                with contextlib.suppress(FileExistsError):
+                    os.mkdir(segment, 0o755, dir_fd=directory)
             try:
                 inner = os.open(segment, _DIR_FLAGS, dir_fd=directory)
             except OSError as error:
-                raise CollectError(f"{path}: {segment} is not a directory ({error.strerror})") from None
+                state = "is not" if make else "is no longer"
+                raise CollectError(f"{path}: {segment} {state} a directory ({error.strerror})") from None
             os.close(directory)
             directory = inner
-        try:
-            flags = os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
-            descriptor = os.open(segments[-1], flags, 0o644, dir_fd=directory)
-        except OSError as error:
-            raise CollectError(f"{path}: not written ({error.strerror}; links are not followed)") from None
+        yield directory, segments[-1]
     finally:
         os.close(directory)
+
+
+def _regular(descriptor: int, path: str, mode: str, refusal: str) -> BinaryIO:
     if not stat.S_ISREG(os.fstat(descriptor).st_mode):
         os.close(descriptor)
-        raise CollectError(f"{path}: not a regular file")
+        raise CollectError(f"{path}: {refusal}")
     os.set_blocking(descriptor, True)
-    return os.fdopen(descriptor, "w+b")
+    return os.fdopen(descriptor, mode)  # type: ignore[return-value]
 
 
 def _walk_starts(patterns: list[str]) -> list[tuple[str, ...]]:

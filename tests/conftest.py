@@ -3,6 +3,7 @@ emptied between tests, and the FastAPI app on top of it."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -103,15 +104,24 @@ def transport() -> RecordingTransport:
     return RecordingTransport()
 
 
-@pytest.fixture
-def client(
+@contextlib.contextmanager
+def serving(
     settings: Settings, transport: RecordingTransport, session_factory: sessionmaker[Session]
 ) -> Iterator[TestClient]:
+    """The app on ``settings``, its sessions from the test's factory."""
     app = create_app(settings, transport=transport)
     app.state.greenlight.session_factory = session_factory
     with TestClient(app) as test_client:
         yield test_client
     app.state.greenlight.engine.dispose()
+
+
+@pytest.fixture
+def client(
+    settings: Settings, transport: RecordingTransport, session_factory: sessionmaker[Session]
+) -> Iterator[TestClient]:
+    with serving(settings, transport, session_factory) as test_client:
+        yield test_client
 
 
 @pytest.fixture

@@ -5,15 +5,12 @@ whichever was written last)."""
 from __future__ import annotations
 
 import secrets
-from collections.abc import Iterator
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 
-from server.app import create_app
 from server.auth.tokens import token_hash
-from server.config import Settings
 from server.models import (
     Artifact,
     Build,
@@ -25,20 +22,8 @@ from server.models import (
     JobState,
 )
 from tests import factories
-from tests.conftest import RecordingTransport
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def client(
-    settings: Settings, transport: RecordingTransport, session_factory: sessionmaker[Session]
-) -> Iterator[TestClient]:
-    app = create_app(settings, transport=transport)
-    app.state.greenlight.session_factory = session_factory
-    with TestClient(app) as running:
-        yield running
-    app.state.greenlight.engine.dispose()
 
 
 def _keep(session: Session, job: Job, *paths: str) -> None:

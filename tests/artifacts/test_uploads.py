@@ -4,7 +4,6 @@ broken runner that lies about sizes or names), and only for the job's token."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime as dt
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -16,26 +15,14 @@ import sqlalchemy as sa
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session, sessionmaker
 
-from server.app import create_app
 from server.config import Settings
 from server.models import Artifact, Job
 from server.models.base import utcnow
 from tests import factories
-from tests.conftest import RecordingTransport
+from tests.conftest import RecordingTransport, serving
 from tests.queue.test_runner_api import claim, register
 
 pytestmark = pytest.mark.integration
-
-
-@contextlib.contextmanager
-def serving(
-    settings: Settings, transport: RecordingTransport, session_factory: sessionmaker[Session]
-) -> Iterator[TestClient]:
-    app = create_app(settings, transport=transport)
-    app.state.greenlight.session_factory = session_factory
-    with TestClient(app) as running:
-        yield running
-    app.state.greenlight.engine.dispose()
 
 
 @pytest.fixture
