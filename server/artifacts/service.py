@@ -107,6 +107,10 @@ class UploadLock:
             self._connection.close()
 
 
+# The part of a repository's artifact quota that its forks' pull requests share.
+FORK_SHARE = 4
+
+
 def allowance(session: Session, job_id: int, token: str, path: str, settings: Settings) -> Allowance:
     """Whether the running job ``job_id`` (held by ``token``) may upload ``path`` now, and how many
     bytes it may send; ``JobClosed`` for a job that is not running or not this token's."""
@@ -133,16 +137,24 @@ def _bytes_left(session: Session, job: Job, path: str, settings: Settings) -> tu
     ).one()
     job_limit, job_setting = settings.artifact_job_limit(from_fork=from_fork)
     _, stored = _totals(session, job.id, path)
+    # Forks' pull requests run a stranger's code without approval: they keep artifacts in a
+    # share of their own, so what they keep never fails the repository's own jobs.
     in_repository = session.scalar(
         sa.select(sa.func.coalesce(sa.func.sum(Artifact.size), 0))
         .join(Build, Build.id == Artifact.build_id)
-        .where(Build.repository_id == repository_id)
+        .where(Build.repository_id == repository_id, Build.from_fork.is_(from_fork))
         .where(sa.not_(sa.and_(Artifact.job_id == job.id, Artifact.path == path)))
     )
     quota = settings.artifact_repository_max_bytes
+    whose = "the repository's artifacts"
+    if from_fork:
+        quota, whose = (
+            quota // FORK_SHARE,
+            f"forks' pull requests' artifacts (1/{FORK_SHARE} of the repository's quota)",
+        )
     if quota - int(in_repository or 0) < job_limit - stored:
         return quota - int(in_repository or 0), (
-            f"the repository's artifacts would pass its quota of {quota:,} bytes "
+            f"{whose} would pass a quota of {quota:,} bytes "
             "(GREENLIGHT_ARTIFACT_REPOSITORY_MAX_BYTES; `greenlight prune` deletes expired ones)"
         )
     return job_limit - stored, f"the job's artifacts would pass {job_limit:,} bytes ({job_setting})"

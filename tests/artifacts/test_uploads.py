@@ -208,6 +208,40 @@ def test_a_fork_pull_requests_job_keeps_only_the_small_fork_allowance(
         assert upload(client, claimed, "dist/a", b"a" * 100).status_code == 204
 
 
+def test_forks_pull_requests_share_a_quarter_of_the_quota_and_never_crowd_out_the_repositorys_own_builds(
+    settings: Settings,
+    transport: RecordingTransport,
+    session_factory: sessionmaker[Session],
+    session: Session,
+) -> None:
+    """Strangers' pull requests run without approval: what they keep must not fail the default
+    branch's jobs (a refused upload fails the job) nor stop its deploys."""
+    update = {
+        "artifact_max_bytes": 1000,
+        "artifact_fork_max_bytes": 1000,
+        "artifact_repository_max_bytes": 2000,
+    }
+    with serving(settings.model_copy(update=update), transport, session_factory) as client:
+        repository = factories.repository(session)
+        token = factories.runner_token(session)
+        session.commit()
+        runner = register(client, token)
+        claims = []
+        for from_fork in (True, True, False):
+            build = factories.build(session, repository)
+            build.from_fork = from_fork
+            job = factories.job(session, build, steps=1)
+            job.artifacts = {"paths": ["dist/"], "when": "on_success", "expire_seconds": 3600}
+            session.commit()
+            claims.append(claim(client, token, runner))
+        fork, second_fork, own = claims
+        assert upload(client, fork, "dist/a", b"a" * 500).status_code == 204
+        refused = upload(client, second_fork, "dist/b", b"b" * 100)  # the forks' 500 of 2,000 is used
+        assert refused.status_code == 413, refused.text
+        assert "forks' pull requests" in refused.json()["detail"]
+        assert upload(client, own, "dist/c", b"c" * 1000).status_code == 204
+
+
 @pytest.mark.parametrize("path", ["dist/report\u202efdp.exe", "dist/a\x7fb", "dist/a\x85b", "dist/\u200bx"])
 def test_a_path_with_control_or_format_characters_is_refused(
     client: TestClient, claimed: dict[str, Any], path: str
