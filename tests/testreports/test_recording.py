@@ -197,13 +197,14 @@ def test_a_failure_in_a_fork_pull_requests_build_never_marks_a_pass_flaky(
 ) -> None:
     # A fork's build runs without secrets: a test that needs one fails there, and passes on the
     # branch for a reason that is not chance.
-    for from_fork, passed in [(True, False), (False, True)]:
+    for from_fork, passed in [(True, False), (False, True), (False, False), (True, True)]:
         queued_build(session, from_fork=from_fork)
         claimed = claimed_job(client, session)
         upload(client, claimed, "junit.xml", one_failure("test_network", passed=passed))
         finish(client, claimed, "passed" if passed else "failed")
     flags = session.execute(sa.text("SELECT flaky FROM test_cases WHERE name = 'test_network' ORDER BY id"))
-    assert [flag for (flag,) in flags] == [False, False]
+    # Nor does a fork's pass make a failure of the repository's own build flaky.
+    assert [flag for (flag,) in flags] == [False, False, False, False]
 
 
 def test_surefire_reruns_count_as_flaky(client: TestClient, session: Session) -> None:
