@@ -38,6 +38,8 @@ async def upload_artifact(
         with session_scope(state.session_factory) as session:
             return service.allowance(session, job_id, token, path, settings)
 
+    # The token first, without the lock: a caller without it must not hold the job's one turn.
+    await run_in_threadpool(allowed)
     # Held until the file is recorded: the allowance, the body and the row, one upload at a time.
     lock = await run_in_threadpool(service.UploadLock, state.engine, job_id)
     try:

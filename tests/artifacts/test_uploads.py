@@ -15,6 +15,7 @@ import sqlalchemy as sa
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session, sessionmaker
 
+from server.artifacts.service import UploadLock
 from server.config import Settings
 from server.models import Artifact, Job
 from server.models.base import utcnow
@@ -310,3 +311,17 @@ def test_a_job_that_deploys_nothing_fetches_no_artifact_through_the_runner_api(
     [listed] = client.get(f"/api/builds/{claimed['spec']['build_id']}/artifacts").json()
     assert client.get(f"{base}/{listed['id']}", headers=headers).status_code == 404
     assert client.get(base, headers={"Authorization": "Bearer forged"}).status_code == 409
+
+
+def test_a_caller_without_the_job_token_is_refused_before_it_can_hold_the_jobs_upload_turn(
+    client: TestClient, claimed: dict[str, Any], engine: sa.Engine
+) -> None:
+    """Anyone can send a request: one without the job's token must not take the one upload turn
+    the job has, or a loop of them would keep the runner's own uploads waiting (429)."""
+    turn = UploadLock(engine, claimed["spec"]["job_id"])  # as the runner's upload in progress holds it
+    try:
+        stranger = upload(client, {**claimed, "job_token": "not-the-token"}, "dist/a", b"x")
+    finally:
+        turn.release()
+    assert stranger.status_code != 429, stranger.text
+    assert stranger.status_code in (401, 403, 409), stranger.text
