@@ -63,7 +63,9 @@ def fetch_artifacts(api: RunnerApi, job_id: int, token: str, workspace: Path, sa
     except (CollectError, RunnerApiError, ServerUnavailable, JobClosedError) as error:
         say(f"artifacts: {error}")
         return f"could not fetch the deployed build's artifacts: {error}"
-    if files:
-        total = sum(file.size for file in files)
-        say(f"artifacts: fetched {len(files)} files of the deployed build ({total:,} bytes)")
+    if not files:
+        say("artifacts: the deployed build kept no files")
+        return None
+    total = sum(file.size for file in files)
+    say(f"artifacts: fetched {len(files)} files of the deployed build ({total:,} bytes)")
     return None

@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 
 from server.blobs.store import BlobStore
 from server.config import Settings
-from server.models import Artifact, Build, Deployment, Job
+from server.models import Artifact, Build, BuildState, Deployment, Job, JobState
 from server.models.base import utcnow
 from server.queue.reports import job_for_token
 
@@ -263,7 +263,10 @@ def deployed_artifacts(session: Session, build_id: int) -> list[Artifact]:
     """What a deploy of the build gets, by path: the artifacts of each job's latest attempt (a
     failed attempt that kept files with `when: always` is history, not the build's output).
     ``ArtifactRefused`` when two jobs kept the same path (matrix cells do, unless their globs
-    match differently named files): the deploy's workspace would hold whichever came last."""
+    match differently named files): the deploy's workspace would hold whichever came last; and
+    when the build's files are not all there to deploy (``_incomplete``)."""
+    if (refusal := _incomplete(session, build_id)) is not None:
+        raise ArtifactRefused(refusal)
     rows = session.execute(
         sa.select(Artifact, Job.name)
         .join(Job, Job.id == Artifact.job_id)
@@ -277,6 +280,46 @@ def deployed_artifacts(session: Session, build_id: int) -> list[Artifact]:
                 "one file per path; keep the file in one job, or give each job's file its own name"
             )
     return [artifact for artifact, _ in rows]
+
+
+def _incomplete(session: Session, build_id: int) -> str | None:
+    """Why the build's artifacts are not the whole of what it made and tested, or None: a latest
+    attempt of a job that keeps artifacts has not passed (a re-run of a green build waits, runs
+    or failed; a failed one may have kept half-built files with `when: always`), the build has
+    not passed, or an artifact of a latest attempt has expired. A deploy of part of a build, or
+    of none of it, would pass as a deploy of the build: it is refused instead."""
+    build = session.get(Build, build_id)
+    assert build is not None  # a deployment's source build is never deleted
+    kept_by = set(
+        session.scalars(
+            sa.select(Job.name).join(Artifact, Artifact.job_id == Job.id).where(Artifact.build_id == build_id)
+        )
+    )
+    latest = session.scalars(
+        sa.select(Job).where(Job.build_id == build_id, Job.is_latest).order_by(Job.name, Job.id)
+    )
+    for job in latest:
+        if (job.artifacts or job.name in kept_by) and job.state is not JobState.passed:
+            return (
+                f"job {job.name!r} (attempt {job.attempt}) of build #{build.number} is "
+                f"{job.state.value}, not passed: its artifacts are not the build's to deploy"
+            )
+    if build.state is not BuildState.passed:
+        return f"build #{build.number} is {build.state.value}, not passed: nothing of it is deployed"
+    expired = session.execute(
+        sa.select(Artifact.path, Artifact.expires_at)
+        .join(Job, Job.id == Artifact.job_id)
+        .where(Artifact.build_id == build_id, Job.is_latest, sa.not_(_live()))
+        .order_by(Artifact.expires_at, Artifact.path)
+        .limit(1)
+    ).first()
+    if expired is not None:
+        path, expires_at = expired
+        return (
+            f"{path} of build #{build.number} expired at {expires_at.astimezone(dt.UTC):%Y-%m-%d %H:%M} UTC: "
+            "the deploy would lack it; deploy a newer build, or keep artifacts longer (`expire_in:`)"
+        )
+    return None
 
 
 def kept_artifact(session: Session, build_id: int, artifact_id: int) -> Artifact | None:

@@ -4,7 +4,8 @@ Kept: the latest build of each ref (branch, tag or pull request; deploy builds c
 a deploy of ``main`` does not make the latest push build of ``main`` look old), and every build
 of a commit that is deployed: the commit live in an environment and the one of its latest
 successful deployment (a rollback or an audit looks at those). Unfinished builds are never
-candidates at all.
+candidates at all. The builds kept for deploys keep their expired artifacts too (a rollback
+deploys them again).
 """
 
 from __future__ import annotations
@@ -57,13 +58,20 @@ def may_lose_logs(deployed: Deployed) -> sa.ColumnElement[bool]:
         )
         .exists()
     )
-    conditions = [
+    return sa.and_(
         Build.state.not_in(UNFINISHED_BUILD_STATES),
         Build.finished_at.is_not(None),
         has_newer,
-    ]
+        sa.not_(kept_for_deploys(deployed)),
+    )
+
+
+def kept_for_deploys(deployed: Deployed) -> sa.ColumnElement[bool]:
+    """A condition on ``Build``: of a deployed commit, or one that made or ran a deployment kept
+    (live, or an environment's rollback target). Its logs and its artifacts stay."""
+    conditions: list[sa.ColumnElement[bool]] = []
     if deployed.commit_shas:
-        conditions.append(Build.commit_sha.not_in(sorted(deployed.commit_shas)))
+        conditions.append(Build.commit_sha.in_(sorted(deployed.commit_shas)))
     if deployed.build_ids:
-        conditions.append(Build.id.not_in(sorted(deployed.build_ids)))
-    return sa.and_(*conditions)
+        conditions.append(Build.id.in_(sorted(deployed.build_ids)))
+    return sa.or_(sa.false(), *conditions)

@@ -1,9 +1,11 @@
 """Which of a build's artifacts a deploy job gets (``GET /api/runner/jobs/{id}/artifacts``): each
 job's latest attempt only, and never two files for one path (the deploy's workspace would hold
-whichever was written last)."""
+whichever was written last). Nothing rather than part of a build: a deploy of a build being re-run,
+whose re-run failed, or with an expired artifact is refused, naming why."""
 
 from __future__ import annotations
 
+import datetime as dt
 import secrets
 
 import pytest
@@ -11,9 +13,12 @@ from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session
 
 from server.auth.tokens import token_hash
+from server.builds.control import rerun_job
+from server.builds.service import refresh_build_state
 from server.models import (
     Artifact,
     Build,
+    BuildState,
     Deployment,
     DeploymentState,
     DeploymentTrigger,
@@ -37,12 +42,23 @@ def _keep(session: Session, job: Job, *paths: str) -> None:
     session.flush()
 
 
+def _green(session: Session) -> tuple[Build, Job]:
+    """A passed build of one passed job."""
+    build = factories.build(session, factories.repository(session))
+    build.state = BuildState.passed
+    job = factories.job(session, build, steps=1)
+    job.state = JobState.passed
+    session.flush()
+    return build, job
+
+
 def _retried(session: Session, job: Job) -> Job:
     job.is_latest = False
     build = session.get(Build, job.build_id)
     assert build is not None
     again = factories.job(session, build, steps=1)
     again.attempt, again.previous_attempt_id = job.attempt + 1, job.id
+    again.state = JobState.passed
     session.flush()
     return again
 
@@ -71,8 +87,8 @@ def _deployed(client: TestClient, session: Session, source: Build) -> tuple[int,
 
 
 def test_only_each_jobs_latest_attempt_is_deployed(client: TestClient, session: Session) -> None:
-    build = factories.build(session, factories.repository(session))
-    failed = factories.job(session, build, steps=1)
+    build, failed = _green(session)
+    failed.state = JobState.failed
     _keep(session, failed, "dist/app.tar.gz", "dist/debug.log")
     latest = _retried(session, failed)
     _keep(session, latest, "dist/app.tar.gz")
@@ -83,8 +99,9 @@ def test_only_each_jobs_latest_attempt_is_deployed(client: TestClient, session: 
 
 
 def test_two_jobs_keeping_one_path_are_refused_naming_both(client: TestClient, session: Session) -> None:
-    build = factories.build(session, factories.repository(session))
-    first, second = factories.job(session, build, steps=1), factories.job(session, build, steps=1)
+    build, first = _green(session)
+    second = factories.job(session, build, steps=1)
+    second.state = JobState.passed
     first.name, second.name = "pipeline (python: 3.11)", "pipeline (python: 3.12)"
     _keep(session, first, "dist/app.tar.gz", "dist/a.whl")
     _keep(session, second, "dist/app.tar.gz", "dist/b.whl")
@@ -95,9 +112,59 @@ def test_two_jobs_keeping_one_path_are_refused_naming_both(client: TestClient, s
 
 
 def test_distinct_paths_of_several_jobs_are_all_deployed(client: TestClient, session: Session) -> None:
-    build = factories.build(session, factories.repository(session))
-    first, second = factories.job(session, build, steps=1), factories.job(session, build, steps=1)
+    build, first = _green(session)
+    second = factories.job(session, build, steps=1)
+    second.state = JobState.passed
     _keep(session, first, "dist/a.whl")
     _keep(session, second, "dist/b.whl")
     status, files = _deployed(client, session, build)
     assert status == 200 and [each["path"] for each in files] == ["dist/a.whl", "dist/b.whl"]  # type: ignore[union-attr]
+
+
+def test_a_deploy_while_a_kept_job_is_re_run_is_refused(client: TestClient, session: Session) -> None:
+    build, job = _green(session)
+    _keep(session, job, "dist/app.tar.gz")
+    rerun_job(session, job)  # the new attempt waits for a runner and kept nothing yet
+    status, body = _deployed(client, session, build)
+    assert status == 422, body
+    message = body["detail"]  # type: ignore[index, call-overload]
+    assert "'pipeline'" in message and "queued" in message, message
+
+
+def test_a_deploy_of_a_failed_re_run_is_refused(client: TestClient, session: Session) -> None:
+    build, job = _green(session)
+    _keep(session, job, "dist/app.tar.gz")
+    again = rerun_job(session, job)
+    again.state = JobState.failed
+    _keep(session, again, "dist/half.tar.gz")  # kept with `when: always`
+    refresh_build_state(session, build.id)
+    status, body = _deployed(client, session, build)
+    assert status == 422, body
+    message = body["detail"]  # type: ignore[index, call-overload]
+    assert "'pipeline'" in message and "failed" in message, message
+
+
+def test_a_failed_latest_attempt_is_refused_even_if_the_build_says_passed(
+    client: TestClient, session: Session
+) -> None:
+    build, job = _green(session)
+    job.name, job.state = "package", JobState.failed
+    _keep(session, job, "dist/half.tar.gz")
+    other = factories.job(session, build, steps=1)
+    other.name, other.state = "lint", JobState.errored  # keeps nothing: not the deploy's concern
+    status, body = _deployed(client, session, build)
+    assert status == 422, body
+    message = body["detail"]  # type: ignore[index, call-overload]
+    assert "'package'" in message and "failed" in message and "lint" not in message, message
+
+
+def test_an_expired_artifact_is_refused_naming_it_and_when(client: TestClient, session: Session) -> None:
+    build, job = _green(session)
+    _keep(session, job, "dist/app.tar.gz", "dist/lib.so")
+    expired = session.query(Artifact).filter_by(job_id=job.id, path="dist/lib.so").one()
+    expired.expires_at = dt.datetime(2020, 5, 17, 8, 30, tzinfo=dt.UTC)
+    session.flush()
+    status, body = _deployed(client, session, build)
+    assert status == 422, body
+    message = body["detail"]  # type: ignore[index, call-overload]
+    assert "dist/lib.so" in message and "2020-05-17 08:30" in message and "dist/app.tar.gz" not in message
