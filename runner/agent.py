@@ -381,7 +381,7 @@ class RunnerAgent:
         with self._claim_answered:
             self._claims_in_flight += 1
         try:
-            claimed = self.api.claim(self.runner_id, key)
+            claimed = self.api.claim(self.runner_id, key, on_unanswered=self._claim_unanswered)
         except ServerUnavailable:
             self._unconfirmed_claims.append(key)
             self.out_of_touch = True
@@ -392,12 +392,20 @@ class RunnerAgent:
                 self._claim_answered.notify_all()
         return claimed, sent
 
+    def _claim_unanswered(self) -> None:
+        """An attempt of a claim failed and it is being retried: the server is away until a
+        heartbeat says otherwise, and a wake-up waiting on that claim goes back now rather than
+        after every retry (each may last the client's whole read timeout)."""
+        with self._claim_answered:
+            self.out_of_touch = True
+            self._claim_answered.notify_all()
+
     def _await_claims_in_flight(self) -> bool:
-        """Wait until no claim is in flight; False at once when none was."""
+        """Wait until no claim is in flight or one went unanswered; False at once when none was."""
         with self._claim_answered:
             if not self._claims_in_flight:
                 return False
-            self._claim_answered.wait_for(lambda: not self._claims_in_flight)
+            self._claim_answered.wait_for(lambda: not self._claims_in_flight or self.out_of_touch)
         return True
 
     def _refuse(self, error: RunnerApiError) -> None:

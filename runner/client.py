@@ -114,10 +114,13 @@ class RunnerApi:
         """This process exits with no job left: shown as stopped, not lost."""
         self._post("/api/runner/stopped", ClaimRequest(runner_id=runner_id), self._runner_token, retries=1)
 
-    def claim(self, runner_id: int, claim_key: str | None = None) -> ClaimedJob | None:
-        """``claim_key``: reuse the key of a claim whose reply never came (it may have taken a job)."""
+    def claim(
+        self, runner_id: int, claim_key: str | None = None, on_unanswered: Callable[[], None] | None = None
+    ) -> ClaimedJob | None:
+        """``claim_key``: reuse the key of a claim whose reply never came (it may have taken a job).
+        ``on_unanswered`` is called for each attempt that fails before the next one."""
         request = ClaimRequest(runner_id=runner_id, claim_key=claim_key or new_claim_key())
-        reply = self._post("/api/runner/claim", request, self._runner_token)
+        reply = self._post("/api/runner/claim", request, self._runner_token, on_unanswered=on_unanswered)
         return None if reply.status_code == 204 else ClaimedJob.model_validate_json(reply.content)
 
     def job_heartbeat(self, job_id: int, job_token: str, timeout: float | None = None) -> HeartbeatReply:
@@ -233,6 +236,7 @@ class RunnerApi:
         retries: int | None = None,
         timeout: float | None = None,
         encoding: str | None = None,
+        on_unanswered: Callable[[], None] | None = None,
     ) -> _Reply:
         if isinstance(body, bytes):
             content = body  # encoded already (a held report)
@@ -269,6 +273,8 @@ class RunnerApi:
                 if attempt == retries:
                     raise ServerUnavailable(f"{path}: HTTP {reply.status_code}", reply.status_code)
                 logger.warning("server answered %s for %s; retrying in %.1fs", reply.status_code, path, delay)
+            if on_unanswered is not None:
+                on_unanswered()
             time.sleep(delay)
             delay = min(delay * 2, 10.0)
         raise AssertionError("unreachable")

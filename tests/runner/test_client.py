@@ -103,3 +103,14 @@ def test_a_proxy_asking_to_try_later_is_unavailable_once_the_retries_are_spent(
     api = RunnerApi(url, "glr_token", retries=0)
     with pytest.raises(ServerUnavailable, match="429"):
         api.send_logs(5, "glj_job", b"{}")
+
+
+def test_a_claim_says_when_each_attempt_goes_unanswered_while_it_retries(server: tuple[str, Script]) -> None:
+    """Who waits on a claim (a wake-up) learns of the first unanswered attempt, not only after
+    the last retry."""
+    url, script = server
+    script.replies = [(503, {"detail": "database unavailable, retry later"}), (502, None), (204, None)]
+    unanswered: list[int] = []
+    api = RunnerApi(url, "glr_token", retries=3)
+    assert api.claim(7, on_unanswered=lambda: unanswered.append(len(script.requests))) is None
+    assert unanswered == [1, 2]

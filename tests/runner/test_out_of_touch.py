@@ -5,6 +5,7 @@ as soon as a runner heartbeat is answered again, since the wake-ups of meanwhile
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 from contract.spec import ClaimedJob, StepOutcome
@@ -23,7 +24,9 @@ class AwayServer(FakeApi):
         self.claims = 0
         self.heartbeats = 0
 
-    def claim(self, runner_id: int, claim_key: str | None = None) -> ClaimedJob | None:
+    def claim(
+        self, runner_id: int, claim_key: str | None = None, on_unanswered: object = None
+    ) -> ClaimedJob | None:
         self.claims += 1
         if self.away:
             raise ServerUnavailable("connection refused")
@@ -79,7 +82,9 @@ class RevokedServer(AwayServer):
         self.away = False
         self.registrations = 0
 
-    def claim(self, runner_id: int, claim_key: str | None = None) -> ClaimedJob | None:
+    def claim(
+        self, runner_id: int, claim_key: str | None = None, on_unanswered: object = None
+    ) -> ClaimedJob | None:
         self.claims += 1
         raise RunnerApiError("/api/runner/claim", 401, "not a valid runner token")
 
@@ -156,7 +161,9 @@ class SlowAwayServer(AwayServer):
         self.claiming = threading.Event()
         self.answer = threading.Event()
 
-    def claim(self, runner_id: int, claim_key: str | None = None) -> ClaimedJob | None:
+    def claim(
+        self, runner_id: int, claim_key: str | None = None, on_unanswered: object = None
+    ) -> ClaimedJob | None:
         self.claiming.set()
         self.answer.wait(10)
         return super().claim(runner_id, claim_key)
@@ -200,3 +207,40 @@ def test_a_wake_up_that_finds_every_slot_claiming_is_covered_when_that_claim_is_
     waking.join(10)
     assert woken == [True]
     wait_for(lambda: not server.jobs)
+
+
+class RetryingAwayServer(AwayServer):
+    """A claim's first attempt goes unanswered; the client keeps retrying it (for as long as
+    ``answer`` is unset), as ``RunnerApi`` does through its backoff."""
+
+    def __init__(self, job: ClaimedJob) -> None:
+        super().__init__(job)
+        self.answer = threading.Event()
+
+    def claim(
+        self, runner_id: int, claim_key: str | None = None, on_unanswered: Callable[[], None] | None = None
+    ) -> ClaimedJob | None:
+        self.claims += 1
+        assert on_unanswered is not None
+        on_unanswered()
+        self.answer.wait(10)
+        raise ServerUnavailable("connection refused")
+
+
+def test_a_wake_up_waiting_for_a_claim_goes_back_as_soon_as_one_attempt_of_it_is_unanswered(
+    claimed: ClaimedJob,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """Retries of an unanswered claim can take a minute and more (a black-holed server answers each
+    attempt with the client's read timeout); the wake-up must not wait them out: one unanswered
+    attempt says the server is away, and the wake-up belongs to a runner that can claim."""
+    server = RetryingAwayServer(claimed)
+    agent = agent_for(server, FakeExecutor([StepOutcome.passed] * 3), tmp_path)  # type: ignore[arg-type]
+    threading.Thread(target=agent.work, daemon=True).start()  # the claim at start-up
+    wait_for(lambda: server.claims == 1)
+    woken: list[bool] = []
+    waking = threading.Thread(target=lambda: woken.append(agent.wake()), daemon=True)
+    waking.start()
+    waking.join(5)
+    server.answer.set()
+    assert woken == [False], "the wake-up waited for every retry of a claim already unanswered once"

@@ -30,7 +30,9 @@ class ClosingServer(FakeApi):
         self.heartbeats: list[list[int]] = []
         self.executors: list[FakeExecutor] = []
 
-    def claim(self, runner_id: int, claim_key: str | None = None) -> ClaimedJob | None:
+    def claim(
+        self, runner_id: int, claim_key: str | None = None, on_unanswered: object = None
+    ) -> ClaimedJob | None:
         return self.jobs.pop() if self.jobs else None
 
     def job_finished(self, job_id: int, token: str, report: JobFinished) -> None:
@@ -135,7 +137,9 @@ class AnsweringServer(FakeApi):
         self.executor = executor
         self.heartbeats: list[tuple[list[int], int]] = []
 
-    def claim(self, runner_id: int, claim_key: str | None = None) -> ClaimedJob | None:
+    def claim(
+        self, runner_id: int, claim_key: str | None = None, on_unanswered: object = None
+    ) -> ClaimedJob | None:
         return self.jobs.pop() if self.jobs else None
 
     def heartbeat(

@@ -43,7 +43,7 @@ class RegisteringServer:
         self.registrations.append(registration)
         return RunnerRegistered(runner_id=1, identity=self.identity)
 
-    def claim(self, runner_id: int, claim_key: str | None = None) -> None:
+    def claim(self, runner_id: int, claim_key: str | None = None, on_unanswered: object = None) -> None:
         return None
 
     def heartbeat(self, *args: object, **kwargs: object) -> None:

@@ -118,8 +118,13 @@ class TcpProxy:
 
 
 def _reset(sock: socket.socket) -> None:
-    """Close with a reset (linger 0), as a refused or broken connection looks to the client."""
+    """Close with a reset (linger 0), as a refused or broken connection looks to the client.
+
+    A pump thread may be blocked reading this socket: closing it then sends nothing until that
+    read returns, and it never would. Shutting the reading side first wakes it."""
     with contextlib.suppress(OSError):
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_RD)
     with contextlib.suppress(OSError):
         sock.close()

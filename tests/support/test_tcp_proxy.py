@@ -63,3 +63,38 @@ def test_a_connection_being_made_while_the_proxy_is_cut_is_not_forwarded(
         monkeypatch.setattr("tests.support.tcp_proxy.socket.create_connection", cut_while_connecting)
         with pytest.raises(OSError):
             ask(proxy.port)
+
+
+def silent_server() -> int:
+    """Accepts and reads, never answers: a server busy with a request when the network fails."""
+    server = socket.create_server(("127.0.0.1", 0))
+
+    def read(connection: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while connection.recv(1024):
+                pass
+
+    def serve() -> None:
+        while True:
+            connection, _ = server.accept()
+            threading.Thread(target=read, args=(connection,), daemon=True).start()
+
+    threading.Thread(target=serve, daemon=True).start()
+    return server.getsockname()[1]
+
+
+def test_a_cut_resets_a_connection_whose_request_is_waiting_for_its_answer() -> None:
+    """Both of the pair's pumps are blocked reading when the cut comes: closing a socket another
+    thread reads from sends nothing, so the client would wait out its whole read timeout as if
+    the server were a black hole, not see the reset a cut promises."""
+    with (
+        TcpProxy("127.0.0.1", silent_server()) as proxy,
+        socket.create_connection(("127.0.0.1", proxy.port), timeout=5) as sock,
+    ):
+        sock.sendall(b"a request")
+        while not proxy.connections:
+            threading.Event().wait(0.01)
+        threading.Event().wait(0.1)  # the request is forwarded; both pumps wait for data
+        proxy.cut()
+        with pytest.raises((ConnectionResetError, ConnectionAbortedError)):
+            assert sock.recv(1024) == b"", "closed without a reset"
