@@ -18,13 +18,13 @@ from pydantic import BaseModel
 from sqlalchemy.orm import Session
 from starlette.concurrency import iterate_in_threadpool
 
-from server.artifacts import service
+from server.artifacts import archive, service
 from server.auth.reading import Reader, ReaderDep
 from server.blobs.store import store_of
 from server.deps import SessionDep, StateDep
 from server.models import Artifact, Build, Job
 
-router = APIRouter(prefix="/api/builds/{build_id}/artifacts", tags=["artifacts"])
+router = APIRouter(prefix="/api/builds/{build_id}", tags=["artifacts"])
 
 DOWNLOAD_HEADERS = {
     "X-Content-Type-Options": "nosniff",
@@ -60,14 +60,14 @@ def listed(session: Session, build_id: int) -> list[ArtifactOut]:
     ]
 
 
-@router.get("")
+@router.get("/artifacts")
 def list_artifacts(build_id: int, session: SessionDep, reader: ReaderDep) -> list[ArtifactOut]:
     """The build's artifacts that have not expired, by job and path."""
     readable_build(session, reader, build_id)
     return listed(session, build_id)
 
 
-@router.get("/{artifact_id}", response_class=StreamingResponse)
+@router.get("/artifacts/{artifact_id}", response_class=StreamingResponse)
 def download_artifact(
     build_id: int, artifact_id: int, session: SessionDep, reader: ReaderDep, state: StateDep
 ) -> StreamingResponse:
@@ -87,6 +87,25 @@ def download_artifact(
     }
     chunks = iterate_in_threadpool(store_of(state.settings).read(artifact.blob_key))
     return StreamingResponse(chunks, media_type="application/octet-stream", headers=headers)
+
+
+@router.get("/artifacts.zip", response_class=StreamingResponse)
+def download_all(build_id: int, session: SessionDep, reader: ReaderDep, state: StateDep) -> StreamingResponse:
+    """Every file the build keeps (not expired) in one zip, a folder per job, streamed as it is
+    made (no Content-Length: the size is known once the last file is deflated)."""
+    build = readable_build(session, reader, build_id)
+    members = [
+        archive.Member(
+            f"{archive.job_folder(name, attempt, latest)}/{artifact.path}", artifact.blob_key, artifact.size
+        )
+        for artifact, name, attempt, latest in service.kept_artifacts_by_job(session, build_id)
+    ]
+    if not members:
+        raise HTTPException(404, f"build {build_id} keeps no artifacts (none were kept, or all expired)")
+    name = f"build-{build.number}-artifacts.zip"
+    headers = {**DOWNLOAD_HEADERS, "Content-Disposition": f'attachment; filename="{name}"'}
+    chunks = iterate_in_threadpool(archive.zipped(members, store_of(state.settings).read))
+    return StreamingResponse(chunks, media_type="application/zip", headers=headers)
 
 
 def _out(artifact: Artifact, job_name: str) -> ArtifactOut:

@@ -259,6 +259,19 @@ def kept_artifacts(session: Session, build_id: int) -> list[Artifact]:
     )
 
 
+def kept_artifacts_by_job(session: Session, build_id: int) -> list[tuple[Artifact, str, int, bool]]:
+    """``kept_artifacts`` with each one's job: (artifact, job name, attempt, is latest)."""
+    return [
+        (artifact, name, attempt, latest)
+        for artifact, name, attempt, latest in session.execute(
+            sa.select(Artifact, Job.name, Job.attempt, Job.is_latest)
+            .join(Job, Job.id == Artifact.job_id)
+            .where(Artifact.build_id == build_id, _live())
+            .order_by(Artifact.job_id, Artifact.path)
+        ).tuples()
+    ]
+
+
 def deployed_artifacts(session: Session, build_id: int) -> list[Artifact]:
     """What a deploy of the build gets, by path: the artifacts of each job's latest attempt (a
     failed attempt that kept files with `when: always` is history, not the build's output).
