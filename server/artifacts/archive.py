@@ -14,10 +14,43 @@ import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-# Fast deflate: most artifacts are packages or archives that compress no further, and every
-# reader of zips (browsers' unzip, Windows, macOS, `unzip`) reads deflated members.
-COMPRESS_TYPE = zipfile.ZIP_DEFLATED
+# Text (reports, logs, coverage pages) is deflated, fast: it shrinks several times over. Files that
+# are compressed already (packages, archives, images) are stored as they are: deflating them gains
+# nothing and is many times slower than the disk or the network (bench/artifacts.py).
 COMPRESS_LEVEL = 1
+ALREADY_COMPRESSED = frozenset(
+    {
+        ".7z",
+        ".aab",
+        ".apk",
+        ".br",
+        ".bz2",
+        ".crate",
+        ".deb",
+        ".egg",
+        ".gem",
+        ".gif",
+        ".gz",
+        ".jar",
+        ".jpeg",
+        ".jpg",
+        ".lz4",
+        ".mp4",
+        ".nupkg",
+        ".png",
+        ".rpm",
+        ".tgz",
+        ".war",
+        ".webm",
+        ".webp",
+        ".whl",
+        ".woff",
+        ".woff2",
+        ".xz",
+        ".zip",
+        ".zst",
+    }
+)
 # Below this a member's sizes fit the classic fields (deflate may grow incompressible data a bit).
 ZIP64_FROM = zipfile.ZIP64_LIMIT * 9 // 10
 
@@ -59,11 +92,23 @@ class _Sink:
         return data
 
 
-def zipped(members: list[Member], read: Callable[[str], Iterator[bytes]]) -> Iterator[bytes]:
-    """The zip of ``members``, in chunks of about the store's read size."""
+def compression_of(name: str) -> int:
+    suffix = name.rsplit("/", 1)[-1].rpartition(".")[2].lower()
+    return zipfile.ZIP_STORED if f".{suffix}" in ALREADY_COMPRESSED else zipfile.ZIP_DEFLATED
+
+
+def zipped(
+    members: list[Member],
+    read: Callable[[str], Iterator[bytes]],
+    *,
+    compression: Callable[[str], int] = compression_of,
+) -> Iterator[bytes]:
+    """The zip of ``members``, in chunks of about the store's read size (``compression``: each
+    member's zipfile method, for the benchmark to compare)."""
     sink = _Sink()
-    with zipfile.ZipFile(sink, mode="w", compression=COMPRESS_TYPE, compresslevel=COMPRESS_LEVEL) as archive:  # type: ignore[arg-type]
+    with zipfile.ZipFile(sink, mode="w", compresslevel=COMPRESS_LEVEL) as archive:  # type: ignore[arg-type]
         for member in members:
+            archive.compression = compression(member.name)
             # ZIP64 decided up front: the sizes are written after the data, too late to widen.
             large = member.size >= ZIP64_FROM
             with archive.open(member.name, mode="w", force_zip64=large) as entry:

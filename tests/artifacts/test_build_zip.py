@@ -69,6 +69,9 @@ def test_the_zip_holds_each_live_file_under_its_jobs_folder(
     names = archive.namelist()
     assert names == ["build (py3.12)/dist/app.whl", "build (py3.12)/report.xml", ".._.._etc/out/a.txt"]
     assert archive.read("build (py3.12)/dist/app.whl") == b"wheel" * 100_000
+    # A package is compressed already: stored as it is; a report is deflated.
+    assert archive.getinfo("build (py3.12)/dist/app.whl").compress_type == zipfile.ZIP_STORED
+    assert archive.getinfo("build (py3.12)/report.xml").compress_type == zipfile.ZIP_DEFLATED
     for name in names:  # nothing a careless unzip would write outside its folder
         assert not name.startswith("/") and ".." not in name.split("/"), name
 
