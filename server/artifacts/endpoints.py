@@ -42,6 +42,10 @@ class ArtifactOut(BaseModel):
     sha256: str
     created_at: dt.datetime
     expires_at: dt.datetime | None
+    # Past ``expires_at``: no longer downloaded (410); ``blob_pruned_at``: when a prune deleted
+    # its bytes (the row stays, so the file is shown as expired rather than vanishing).
+    expired: bool
+    blob_pruned_at: dt.datetime | None
     download_url: str
 
 
@@ -56,13 +60,13 @@ def listed(session: Session, build_id: int) -> list[ArtifactOut]:
     names = dict(session.execute(sa.select(Job.id, Job.name).where(Job.build_id == build_id)).tuples().all())
     return [
         _out(artifact, names.get(artifact.job_id, ""))
-        for artifact in service.kept_artifacts(session, build_id)
+        for artifact in service.build_artifacts(session, build_id)
     ]
 
 
 @router.get("/artifacts")
 def list_artifacts(build_id: int, session: SessionDep, reader: ReaderDep) -> list[ArtifactOut]:
-    """The build's artifacts that have not expired, by job and path."""
+    """The build's artifacts by job and path, those expired too (saying so)."""
     readable_build(session, reader, build_id)
     return listed(session, build_id)
 
@@ -73,9 +77,11 @@ def download_artifact(
 ) -> StreamingResponse:
     """The file's bytes, as an attachment named after the file."""
     readable_build(session, reader, build_id)
-    artifact = service.kept_artifact(session, build_id, artifact_id)
+    artifact = service.build_artifact(session, build_id, artifact_id)
     if artifact is None:
-        raise HTTPException(404, f"artifact {artifact_id} of build {build_id} not found (or expired)")
+        raise HTTPException(404, f"artifact {artifact_id} of build {build_id} not found")
+    if (gone := service.expired_note(artifact)) is not None:
+        raise HTTPException(410, gone)
     name = artifact.path.rsplit("/", 1)[-1]
     fallback = "".join(char if (char.isascii() and char.isalnum()) or char in "._-" else "_" for char in name)
     headers = {
@@ -118,5 +124,7 @@ def _out(artifact: Artifact, job_name: str) -> ArtifactOut:
         sha256=artifact.sha256,
         created_at=artifact.created_at,
         expires_at=artifact.expires_at,
+        expired=service.expired_note(artifact) is not None,
+        blob_pruned_at=artifact.blob_pruned_at,
         download_url=f"/api/builds/{artifact.build_id}/artifacts/{artifact.id}",
     )
