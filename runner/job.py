@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 from contract.logs import in_this_context
 from contract.spec import (
     MAX_REASON,
+    ArtifactRules,
     ClaimedJob,
     ClaimRequest,
     JobFinished,
@@ -366,8 +367,7 @@ class JobRun:
                 reason = f"timed out: the job ran longer than {job.timeout_seconds}s"
                 result = StepResult(StepOutcome.timed_out, None, result.duration_seconds, reason)
             last = result.outcome is not StepOutcome.passed or position == len(job.steps) - 1
-            passed = result.outcome is StepOutcome.passed
-            if last and job.artifacts and job.artifacts.wanted(passed) and not self.cancel.is_set():
+            if last and job.artifacts and self._keeps_artifacts(job.artifacts, result.outcome):
                 # In the last step's log, as a user reads it: what was kept, skipped or refused.
                 kept_problem = keep_artifacts(self.api, job.job_id, self.token, workspace, job.artifacts, say)
             logs.end_step()  # the step's log is complete (and says if it was cut) before its end
@@ -384,6 +384,17 @@ class JobRun:
         if kept_problem is not None:
             return StepOutcome.failed, kept_problem
         return StepOutcome.passed, None
+
+    def _keeps_artifacts(self, rules: ArtifactRules, outcome: StepOutcome) -> bool:
+        """Whether the files are uploaded after the last step: as `when:` asks, a job that timed
+        out counting as failed and a cancelled one kept with `when: always` alone (what was
+        written before the stop, as CI users expect); never once the server closed the job (it
+        would refuse them)."""
+        if self._delivery.closed.is_set():
+            return False
+        if outcome is StepOutcome.cancelled:
+            return rules.when == "always"
+        return rules.wanted(outcome is StepOutcome.passed)
 
     def _said(self, reason: str | None) -> str | None:
         """A reason as it may leave the runner: masked (it can quote a command's error output,

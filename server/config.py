@@ -130,6 +130,10 @@ class Settings(BaseSettings):
     # One job of a fork's pull request (anyone's code, never deployed): enough for a report or a
     # screenshot a reviewer looks at, not a release; 0 keeps none.
     artifact_fork_max_bytes: Annotated[int, BeforeValidator(parse_bytes), Field(ge=0)] = 100 * 1024**2
+    # A stored file with no row (the server stopped between writing an upload and recording it)
+    # is deleted by `greenlight prune` once older than this: a younger one may be an upload
+    # about to record its row.
+    blob_orphan_grace_seconds: int = Field(default=24 * 3600, ge=0)
     # Where the server keeps artifacts: its data directory (``blobs/``) unless an S3-compatible
     # bucket is named (credentials as boto3 finds them, or the two settings below).
     blob_s3_bucket: str = ""

@@ -18,13 +18,13 @@ from pydantic import BaseModel
 from sqlalchemy.orm import Session
 from starlette.concurrency import iterate_in_threadpool
 
-from server.artifacts import service
+from server.artifacts import archive, service
 from server.auth.reading import Reader, ReaderDep
 from server.blobs.store import store_of
 from server.deps import SessionDep, StateDep
 from server.models import Artifact, Build, Job
 
-router = APIRouter(prefix="/api/builds/{build_id}/artifacts", tags=["artifacts"])
+router = APIRouter(prefix="/api/builds/{build_id}", tags=["artifacts"])
 
 DOWNLOAD_HEADERS = {
     "X-Content-Type-Options": "nosniff",
@@ -42,6 +42,10 @@ class ArtifactOut(BaseModel):
     sha256: str
     created_at: dt.datetime
     expires_at: dt.datetime | None
+    # Past ``expires_at``: no longer downloaded (410); ``blob_pruned_at``: when a prune deleted
+    # its bytes (the row stays, so the file is shown as expired rather than vanishing).
+    expired: bool
+    blob_pruned_at: dt.datetime | None
     download_url: str
 
 
@@ -56,26 +60,28 @@ def listed(session: Session, build_id: int) -> list[ArtifactOut]:
     names = dict(session.execute(sa.select(Job.id, Job.name).where(Job.build_id == build_id)).tuples().all())
     return [
         _out(artifact, names.get(artifact.job_id, ""))
-        for artifact in service.kept_artifacts(session, build_id)
+        for artifact in service.build_artifacts(session, build_id)
     ]
 
 
-@router.get("")
+@router.get("/artifacts")
 def list_artifacts(build_id: int, session: SessionDep, reader: ReaderDep) -> list[ArtifactOut]:
-    """The build's artifacts that have not expired, by job and path."""
+    """The build's artifacts by job and path, those expired too (saying so)."""
     readable_build(session, reader, build_id)
     return listed(session, build_id)
 
 
-@router.get("/{artifact_id}", response_class=StreamingResponse)
+@router.get("/artifacts/{artifact_id}", response_class=StreamingResponse)
 def download_artifact(
     build_id: int, artifact_id: int, session: SessionDep, reader: ReaderDep, state: StateDep
 ) -> StreamingResponse:
     """The file's bytes, as an attachment named after the file."""
     readable_build(session, reader, build_id)
-    artifact = service.kept_artifact(session, build_id, artifact_id)
+    artifact = service.build_artifact(session, build_id, artifact_id)
     if artifact is None:
-        raise HTTPException(404, f"artifact {artifact_id} of build {build_id} not found (or expired)")
+        raise HTTPException(404, f"artifact {artifact_id} of build {build_id} not found")
+    if (gone := service.expired_note(artifact)) is not None:
+        raise HTTPException(410, gone)
     name = artifact.path.rsplit("/", 1)[-1]
     fallback = "".join(char if (char.isascii() and char.isalnum()) or char in "._-" else "_" for char in name)
     headers = {
@@ -89,6 +95,25 @@ def download_artifact(
     return StreamingResponse(chunks, media_type="application/octet-stream", headers=headers)
 
 
+@router.get("/artifacts.zip", response_class=StreamingResponse)
+def download_all(build_id: int, session: SessionDep, reader: ReaderDep, state: StateDep) -> StreamingResponse:
+    """Every file the build keeps (not expired) in one zip, a folder per job, streamed as it is
+    made (no Content-Length: the size is known once the last file is deflated)."""
+    build = readable_build(session, reader, build_id)
+    members = [
+        archive.Member(
+            f"{archive.job_folder(name, attempt, latest)}/{artifact.path}", artifact.blob_key, artifact.size
+        )
+        for artifact, name, attempt, latest in service.kept_artifacts_by_job(session, build_id)
+    ]
+    if not members:
+        raise HTTPException(404, f"build {build_id} keeps no artifacts (none were kept, or all expired)")
+    name = f"build-{build.number}-artifacts.zip"
+    headers = {**DOWNLOAD_HEADERS, "Content-Disposition": f'attachment; filename="{name}"'}
+    chunks = iterate_in_threadpool(archive.zipped(members, store_of(state.settings).read))
+    return StreamingResponse(chunks, media_type="application/zip", headers=headers)
+
+
 def _out(artifact: Artifact, job_name: str) -> ArtifactOut:
     return ArtifactOut(
         id=artifact.id,
@@ -99,5 +124,7 @@ def _out(artifact: Artifact, job_name: str) -> ArtifactOut:
         sha256=artifact.sha256,
         created_at=artifact.created_at,
         expires_at=artifact.expires_at,
+        expired=service.expired_note(artifact) is not None,
+        blob_pruned_at=artifact.blob_pruned_at,
         download_url=f"/api/builds/{artifact.build_id}/artifacts/{artifact.id}",
     )

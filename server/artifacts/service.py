@@ -143,6 +143,7 @@ def _bytes_left(session: Session, job: Job, path: str, settings: Settings) -> tu
         sa.select(sa.func.coalesce(sa.func.sum(Artifact.size), 0))
         .join(Build, Build.id == Artifact.build_id)
         .where(Build.repository_id == repository_id, Build.from_fork.is_(from_fork))
+        .where(Artifact.blob_pruned_at.is_(None))  # a pruned artifact's bytes are gone
         .where(sa.not_(sa.and_(Artifact.job_id == job.id, Artifact.path == path)))
     )
     quota = settings.artifact_repository_max_bytes
@@ -248,15 +249,44 @@ def _record_row(
     return replaced
 
 
-def kept_artifacts(session: Session, build_id: int) -> list[Artifact]:
-    """The build's artifacts that have not expired, by job then path."""
+def build_artifacts(session: Session, build_id: int) -> list[Artifact]:
+    """Every artifact of the build, expired ones too, by job then path."""
     return list(
         session.scalars(
-            sa.select(Artifact)
-            .where(Artifact.build_id == build_id, _live())
-            .order_by(Artifact.job_id, Artifact.path)
+            sa.select(Artifact).where(Artifact.build_id == build_id).order_by(Artifact.job_id, Artifact.path)
         )
     )
+
+
+def build_artifact(session: Session, build_id: int, artifact_id: int) -> Artifact | None:
+    return session.scalar(
+        sa.select(Artifact).where(Artifact.id == artifact_id, Artifact.build_id == build_id)
+    )
+
+
+def expired_note(artifact: Artifact) -> str | None:
+    """Why the artifact is no longer downloaded, or None while it is."""
+    if artifact.blob_pruned_at is None and (artifact.expires_at is None or artifact.expires_at > utcnow()):
+        return None
+    assert artifact.expires_at is not None  # only an expired artifact is pruned
+    note = f"{artifact.path} expired at {_minute(artifact.expires_at)}"
+    if artifact.blob_pruned_at is not None:
+        note += f"; `greenlight prune` deleted its file at {_minute(artifact.blob_pruned_at)}"
+    return note + " (keep artifacts longer with `expire_in:` in the pipeline file)"
+
+
+def kept_artifacts_by_job(session: Session, build_id: int) -> list[tuple[Artifact, str, int, bool]]:
+    """The build's artifacts that have not expired, by job then path, with each one's job:
+    (artifact, job name, attempt, is latest)."""
+    return [
+        (artifact, name, attempt, latest)
+        for artifact, name, attempt, latest in session.execute(
+            sa.select(Artifact, Job.name, Job.attempt, Job.is_latest)
+            .join(Job, Job.id == Artifact.job_id)
+            .where(Artifact.build_id == build_id, _live())
+            .order_by(Artifact.job_id, Artifact.path)
+        ).tuples()
+    ]
 
 
 def deployed_artifacts(session: Session, build_id: int) -> list[Artifact]:
@@ -326,6 +356,10 @@ def kept_artifact(session: Session, build_id: int, artifact_id: int) -> Artifact
     return session.scalar(
         sa.select(Artifact).where(Artifact.id == artifact_id, Artifact.build_id == build_id, _live())
     )
+
+
+def _minute(moment: dt.datetime) -> str:
+    return f"{moment.astimezone(dt.UTC):%Y-%m-%d %H:%M} UTC"
 
 
 def deployed_build_id(session: Session, deploy_build_id: int) -> int | None:

@@ -8,6 +8,7 @@ the server (``artifacts/<build>/<random>``), never from a name a runner or a ste
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import re
 from collections.abc import Iterator
@@ -31,6 +32,9 @@ class BlobStore(Protocol):
 
     def delete(self, key: str) -> None:
         """Remove the blob; none there is no error."""
+
+    def listed(self, kind: str) -> Iterator[tuple[str, dt.datetime]]:
+        """Every blob key of ``kind`` (``artifacts``) stored, with when it was written."""
 
 
 def _checked(key: str) -> str:
@@ -58,6 +62,18 @@ class DiskStore:
     def delete(self, key: str) -> None:
         (self.root / _checked(key)).unlink(missing_ok=True)
 
+    def listed(self, kind: str) -> Iterator[tuple[str, dt.datetime]]:
+        top = self.root / kind
+        for folder in sorted(top.iterdir()) if top.is_dir() else ():
+            for blob in sorted(folder.iterdir()) if folder.is_dir() else ():
+                key = f"{kind}/{folder.name}/{blob.name}"
+                if _KEY.match(key):
+                    try:
+                        written = blob.stat().st_mtime
+                    except FileNotFoundError:  # deleted meanwhile
+                        continue
+                    yield key, dt.datetime.fromtimestamp(written, dt.UTC)
+
 
 class S3Store:
     def __init__(self, client: Any, bucket: str, spool: Path) -> None:
@@ -84,6 +100,13 @@ class S3Store:
 
     def delete(self, key: str) -> None:
         self._client.delete_object(Bucket=self._bucket, Key=_checked(key))
+
+    def listed(self, kind: str) -> Iterator[tuple[str, dt.datetime]]:
+        pages = self._client.get_paginator("list_objects_v2").paginate(Bucket=self._bucket, Prefix=f"{kind}/")
+        for page in pages:
+            for item in page.get("Contents", []):
+                if _KEY.match(item["Key"]):
+                    yield item["Key"], item["LastModified"]
 
 
 def blob_store(settings: Settings) -> BlobStore:

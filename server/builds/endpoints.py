@@ -7,6 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query
 from fastapi.responses import PlainTextResponse, Response, StreamingResponse
+from sqlalchemy.orm import Session
 
 from contract.git_access import redact_urls
 from server.auth.reading import ReaderDep
@@ -21,10 +22,12 @@ from server.builds.schemas import (
 )
 from server.deps import SessionDep, StateDep
 from server.github.schemas import github_statuses_out, status_reports_of
-from server.models import Job
+from server.models import Build, Job
 from server.repos.schemas import RepositorySettingsIn, RepositorySettingsOut
 from server.repos.service import RepositoryError, change_settings, get_repository, repository_settings_out
 from server.retention.notes import pruned_note
+from server.testreports.queries import build_summary
+from server.testreports.schemas import counts_out
 
 router = APIRouter(prefix="/api", tags=["builds"])
 
@@ -85,7 +88,7 @@ def get_build_by_number(
     build = queries.build_by_number(session, repository, number) if repository else None
     if build is None:
         raise HTTPException(404, f"build {owner}/{name}#{number} not found")
-    return build_detail_out(build, github_statuses_out(status_reports_of(session, build.id)))
+    return _detail(session, build)
 
 
 @router.get("/builds/{build_id}")
@@ -93,7 +96,12 @@ def get_build(build_id: int, session: SessionDep, reader: ReaderDep) -> BuildDet
     build = queries.build_in_full(session, build_id)
     if build is None or not reader.can_read(build.repository):
         raise HTTPException(404, f"build {build_id} not found")
-    return build_detail_out(build, github_statuses_out(status_reports_of(session, build.id)))
+    return _detail(session, build)
+
+
+def _detail(session: Session, build: Build) -> BuildDetailOut:
+    statuses = github_statuses_out(status_reports_of(session, build.id))
+    return build_detail_out(build, statuses, counts_out(build_summary(session, build.id)))
 
 
 @router.get(

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from contract.caches import CacheResult
 from server.github.schemas import GitHubStatusOut
 from server.models import Build, BuildState, JobState, StepState
+from server.testreports.schemas import CountsOut
 
 
 class StepOut(BaseModel):
@@ -111,6 +112,8 @@ class BuildDetailOut(BuildOut):
     jobs: list[JobOut]
     # Commit statuses on GitHub (empty when Greenlight reports nothing to GitHub).
     github_statuses: list[GitHubStatusOut] = []
+    # The counts of the tests its jobs reported (`reports:`), None when they reported none.
+    tests: CountsOut | None = None
 
 
 class RepositoryOut(BaseModel):
@@ -127,7 +130,9 @@ def build_out(build: Build) -> BuildOut:
     return BuildOut.model_validate(_build_fields(build))
 
 
-def build_detail_out(build: Build, github_statuses: list[GitHubStatusOut] | None = None) -> BuildDetailOut:
+def build_detail_out(
+    build: Build, github_statuses: list[GitHubStatusOut] | None = None, tests: CountsOut | None = None
+) -> BuildDetailOut:
     jobs = []
     for job in build.jobs:
         job_out = JobOut.model_validate(job)
@@ -135,7 +140,7 @@ def build_detail_out(build: Build, github_statuses: list[GitHubStatusOut] | None
             step.log_url = f"/api/builds/{build.id}/jobs/{job.id}/steps/{step.index}/log"
         jobs.append(job_out)
     return BuildDetailOut.model_validate(
-        {**_build_fields(build), "jobs": jobs, "github_statuses": github_statuses or []}
+        {**_build_fields(build), "jobs": jobs, "github_statuses": github_statuses or [], "tests": tests}
     )
 
 

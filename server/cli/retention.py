@@ -37,7 +37,8 @@ def human_bytes(size: int) -> str:
 @json_option
 def prune(older_than: str | None, max_bytes: str | None, dry_run: bool, as_json: bool) -> None:
     """Delete old build logs, never those of the latest build of a branch, tag or pull request,
-    of a deployed commit, or of an unfinished build; and expired artifacts."""
+    of a deployed commit, or of an unfinished build; and the files of expired artifacts (their
+    rows stay, shown as expired) and orphaned blobs."""
     body = {"older_than": older_than, "max_log_bytes": max_bytes, "dry_run": dry_run}
     # A first prune of a large install may take minutes, in short batches.
     result = _api("POST", "/api/admin/prune", json=body, timeout=NO_REPLY_LIMIT)
@@ -51,9 +52,11 @@ def prune(older_than: str | None, max_bytes: str | None, dry_run: bool, as_json:
     )
     if result.get("expired_artifacts"):
         click.echo(
-            f"{verb} {result['expired_artifacts']} expired artifacts: "
+            f"{verb} the files of {result['expired_artifacts']} expired artifacts: "
             f"{human_bytes(result['expired_artifact_bytes'])}"
         )
+    if result.get("orphaned_blobs"):
+        click.echo(f"{verb} {result['orphaned_blobs']} orphaned blobs (stored files no artifact holds)")
     for pruned in result["examples"] if dry_run else []:
         show(f"  {pruned['repository']}#{pruned['number']} ({human_bytes(pruned['bytes'])}, {pruned['why']})")
     if dry_run and result["builds"] > len(result["examples"]):

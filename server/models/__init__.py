@@ -3,6 +3,7 @@
 from server.models.artifact import Artifact
 from server.models.base import Base
 from server.models.build import Build, BuildState, Job, JobState, Step, StepState
+from server.models.cache import BranchGeneration
 from server.models.credential import RepositoryCredential
 from server.models.delivery import WebhookDelivery
 from server.models.deployment import DeployCheck, Deployment, DeploymentState, DeploymentTrigger, Environment
@@ -20,6 +21,7 @@ __all__ = [
     "ApiToken",
     "Artifact",
     "Base",
+    "BranchGeneration",
     "Build",
     "BuildState",
     "DeployCheck",

@@ -27,3 +27,6 @@ class Artifact(Base):
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     # None: kept until a prune's age or a person removes it.
     expires_at: Mapped[dt.datetime | None] = mapped_column(index=True)
+    # When a prune deleted the bytes of this expired artifact: the row stays, so pages and the
+    # API say "expired" where the file was, and a deploy of its build is refused saying why.
+    blob_pruned_at: Mapped[dt.datetime | None] = mapped_column(default=None)

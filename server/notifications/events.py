@@ -33,6 +33,8 @@ from server.models.build import DEPLOY_EVENT
 from server.models.deployment import DeploymentTrigger
 from server.models.notification import NotificationDelivery
 from server.pipelines.branch_globs import glob_matches
+from server.testreports.queries import build_summary
+from server.testreports.schemas import counts_out
 
 PAYLOAD_VERSION = 1
 MAX_MESSAGE = 300
@@ -138,6 +140,9 @@ def _build_event(
     payload = build_payload(build, event)
     payload["build"]["state"] = state.value
     payload["build"]["reason"] = change.reason or build.reason
+    # The counts of the tests its jobs reported, as the build API gives them (None: none).
+    counts = counts_out(build_summary(session, build.id))
+    payload["build"]["tests"] = counts.model_dump() if counts is not None else None
     return event, f"build:{build.id}:{round_}:{event}", payload
 
 

@@ -71,16 +71,26 @@ def email_text(body: dict[str, Any]) -> str:
     reason = deployment.get("reason") or build.get("reason")
     if reason:
         lines.append(f"Reason: {one_line(reason, 500)}")
+    if tests := _tests(build):
+        lines.append(f"Tests: {tests}")
     if build.get("url"):
         lines.append(f"Build: {build['url']}")
     lines.append(f"State: {one_line(deployment.get('state') or build.get('state'))}")
     return "\n".join(lines) + "\n"
 
 
+def _tests(build: dict[str, Any]) -> str:
+    """ "3 failed of 1,204 tests", when the build's jobs reported tests."""
+    tests = build.get("tests") or {}
+    return one_line(tests.get("description")) if tests else ""
+
+
 def slack_message(body: dict[str, Any]) -> dict[str, Any]:
     """A Slack-compatible incoming-webhook message (Mattermost and Rocket.Chat take it too)."""
     build = body.get("build") or {}
     text = _slack_escape(summary(body))
+    if tests := _tests(build):
+        text += f" · {_slack_escape(tests)}"
     if build.get("url"):
         text += f" <{_slack_escape(build['url'])}|build page>"
     return {"text": text}

@@ -28,11 +28,12 @@ from contract.spec import (
     StepSpec,
 )
 from server.auth.tokens import new_token, token_hash
+from server.caches.generations import generations_of
 from server.caches.scopes import CacheFacts, cache_access
 from server.config import Settings
 from server.environments.rules import deploy_job_refusal, reserved_label_refusal
 from server.metrics.observe import job_claimed
-from server.models import Artifact, Deployment, Job, RunnerState
+from server.models import Artifact, Build, Deployment, Job, RunnerState
 from server.models.base import utcnow
 from server.queue.claim_statement import claim_in_one_statement
 from server.queue.lost_copies import stops_by
@@ -212,19 +213,31 @@ def _spec(session: Session, job: Any, steps: list[StepRow], settings: Settings) 
         else None,
         fetch_artifacts=job.environment is not None and deploy_has_artifacts(session, job.build_id),
         caches=[CacheSpec.model_validate(cache) for cache in job.caches],
-        cache_access=cache_access(
-            CacheFacts(
-                branch=job.branch,
-                tag=job.tag,
-                pull_request_number=job.pull_request_number,
-                target_branch=job.target_branch,
-                default_branch=job.default_branch,
-                environment=job.environment,
-                variables=bool(job.variables),
-                repository_id=job.repository_id,
-            )
-        ),
+        cache_access=cache_access(_cache_facts(session, job)),
         reports=ReportsSpec.model_validate(job.reports or {}),
+    )
+
+
+def _cache_facts(session: Session, job: Any) -> CacheFacts:
+    """What decides the job's cache scopes; the branches' generations are looked up only for a
+    job that has caches (one more query, for deleted branches' names alone)."""
+    generations: dict[str, tuple[int, dt.datetime]] = {}
+    if job.caches and job.environment is None:
+        branches = (job.branch, job.target_branch, job.default_branch)
+        generations = generations_of(session, job.repository_id, branches)
+    deleted_at = generations[job.branch][1] if job.branch in generations else None
+    return CacheFacts(
+        branch=job.branch,
+        tag=job.tag,
+        pull_request_number=job.pull_request_number,
+        target_branch=job.target_branch,
+        default_branch=job.default_branch,
+        environment=job.environment,
+        variables=bool(job.variables),
+        repository_id=job.repository_id,
+        generations={branch: generation for branch, (generation, _) in generations.items()},
+        built_before_deletion=deleted_at is not None
+        and bool(session.scalar(sa.select(Build.created_at <= deleted_at).where(Build.id == job.build_id))),
     )
 
 

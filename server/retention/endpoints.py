@@ -3,6 +3,7 @@ on any machine and for a cron job with a user token."""
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Literal
 
 from fastapi import APIRouter
@@ -53,17 +54,25 @@ class PruneOut(BaseModel):
     # Artifacts past their expiry (`expire_in`, or GREENLIGHT_ARTIFACT_EXPIRE_IN), deleted too.
     expired_artifacts: int = 0
     expired_artifact_bytes: int = 0
+    # Stored files no artifact holds (an upload whose row was never written, a failed delete),
+    # older than GREENLIGHT_BLOB_ORPHAN_GRACE_SECONDS: deleted too.
+    orphaned_blobs: int = 0
 
 
 @router.post("/prune")
 def prune(body: PruneIn, state: StateDep, _user: UserDep) -> PruneOut:
     """Delete the logs of builds finished before ``older_than``, then the oldest until all logs
     fit ``max_log_bytes``; never those of the latest build of a branch, tag or pull request, of a
-    deployed commit, or of an unfinished build. A build's jobs, steps and states stay. Expired
-    artifacts go too."""
+    deployed commit, or of an unfinished build. A build's jobs, steps and states stay. The files
+    of expired artifacts go too (their rows stay, saying "expired"), and orphaned blobs."""
     policy = retention_policy(state.settings, body.older_than, body.max_log_bytes)
     result = prune_logs(state.session_factory, policy, dry_run=body.dry_run)
-    expired = prune_expired_artifacts(state.session_factory, store_of(state.settings), dry_run=body.dry_run)
+    expired = prune_expired_artifacts(
+        state.session_factory,
+        store_of(state.settings),
+        dry_run=body.dry_run,
+        orphan_grace=dt.timedelta(seconds=state.settings.blob_orphan_grace_seconds),
+    )
     return PruneOut(
         dry_run=body.dry_run,
         older_than_seconds=policy.older_than.total_seconds() if policy.older_than is not None else None,
@@ -77,4 +86,5 @@ def prune(body: PruneIn, state: StateDep, _user: UserDep) -> PruneOut:
         examples=[PrunedBuildOut(**vars(pruned)) for pruned in result.examples],
         expired_artifacts=expired.files,
         expired_artifact_bytes=expired.bytes,
+        orphaned_blobs=expired.orphaned_blobs,
     )

@@ -55,11 +55,15 @@ class FlakyTestOut(BaseModel):
     last_flaky_at: dt.datetime
 
 
+def counts_out(counts: ResultCounts | None) -> CountsOut | None:
+    return CountsOut(**vars(counts), description=counts.describe()) if counts else None
+
+
 def build_tests_out(
     counts: ResultCounts | None, unread: list[ReportedSuite], tests: list[tuple[ReportedTest, str]]
 ) -> BuildTestsOut:
     return BuildTestsOut(
-        counts=CountsOut(**vars(counts), description=counts.describe()) if counts else None,
+        counts=counts_out(counts),
         unread=[UnreadReportOut(job_id=s.job_id, path=s.path, error=s.error or "") for s in unread],
         tests=[
             ReportedTestOut(

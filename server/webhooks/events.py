@@ -1,8 +1,8 @@
 """Parse GitHub payloads into domain events, in pure functions.
 
-Each parser returns a domain event (``PushEvent``, ``PullRequestEvent``, ``PullRequestClosed``) or
-an ``Ignored`` that says why, so the reply to GitHub (and the stored delivery) always explains
-what happened. Nothing here trusts the payload:
+Each parser returns a domain event (``PushEvent``, ``PullRequestEvent``, ``PullRequestClosed``,
+``BranchDeleted``) or an ``Ignored`` that says why, so the reply to GitHub (and the stored
+delivery) always explains what happened. Nothing here trusts the payload:
 refs and SHAs are validated, and the clone URL is never read from it.
 """
 
@@ -48,6 +48,15 @@ class PushEvent:
         return asks_to_skip(self.commit_message)
 
 
+@dataclass(frozen=True)
+class BranchDeleted:
+    """A branch was deleted (a push with ``deleted: true``, or a ``delete`` event): its caches
+    are never restored by a new branch of the same name."""
+
+    repository: str
+    branch: str
+
+
 def repository_name(payload: dict[str, Any]) -> str | None:
     repo = payload.get("repository")
     name = repo.get("full_name") if isinstance(repo, dict) else None
@@ -63,6 +72,8 @@ def parse_push(payload: dict[str, Any]) -> PushEvent | Ignored:
         raise MalformedPayload("push payload has no valid ref")
     after = payload.get("after")
     if payload.get("deleted") is True or after == ZERO_SHA:
+        if ref.startswith("refs/heads/"):
+            return BranchDeleted(repository, ref.removeprefix("refs/heads/"))
         return Ignored(f"push deleted {ref}; nothing to build")
 
     head = payload.get("head_commit")
@@ -91,6 +102,19 @@ def parse_push(payload: dict[str, Any]) -> PushEvent | Ignored:
         sender=bounded_text(sender.get("login"), 255),
         before_sha=_optional_sha(payload.get("before")),
     )
+
+
+def parse_delete(payload: dict[str, Any]) -> BranchDeleted | Ignored:
+    """GitHub's ``delete`` event: ``ref`` is the short name, ``ref_type`` branch or tag."""
+    repository = repository_name(payload)
+    if repository is None:
+        raise MalformedPayload("delete payload has no valid repository.full_name")
+    ref, kind = payload.get("ref"), payload.get("ref_type")
+    if kind != "branch":
+        return Ignored(f"a {kind} was deleted; nothing to build")
+    if not isinstance(ref, str) or not is_valid_ref(f"refs/heads/{ref}"):
+        raise MalformedPayload("delete payload has no valid ref")
+    return BranchDeleted(repository, ref)
 
 
 def is_valid_ref(ref: str) -> bool:

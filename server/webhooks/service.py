@@ -10,10 +10,18 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
 from server.builds.pull_requests import cancel_pull_request_builds
+from server.caches.generations import bump_generation
 from server.github.outbox import request_status
 from server.models import BuildState, WebhookDelivery
 from server.repos.service import get_repository
-from server.webhooks.events import Ignored, PushEvent, parse_push, repository_name
+from server.webhooks.events import (
+    BranchDeleted,
+    Ignored,
+    PushEvent,
+    parse_delete,
+    parse_push,
+    repository_name,
+)
 from server.webhooks.new_builds import NewBuild, create_pull_request_build, create_push_build, first_state
 from server.webhooks.one_statement import (
     UNREGISTERED,
@@ -24,7 +32,7 @@ from server.webhooks.one_statement import (
 from server.webhooks.pull_requests import PullRequestClosed, PullRequestEvent, parse_pull_request
 from server.webhooks.statement_pool import StatementPool
 
-Parsed = PushEvent | PullRequestEvent | PullRequestClosed | Ignored
+Parsed = PushEvent | PullRequestEvent | PullRequestClosed | BranchDeleted | Ignored
 
 
 @dataclass(frozen=True)
@@ -95,6 +103,13 @@ def receive_delivery(
         return DeliveryResult(202, f"ignored: {parsed.reason}")
 
     assert repository is not None
+    if isinstance(parsed, BranchDeleted):
+        generation = bump_generation(session, repository.id, parsed.branch)
+        return DeliveryResult(
+            202,
+            f"branch {parsed.branch} deleted: a new branch of that name starts with no caches "
+            f"(cache generation {generation}); nothing to build",
+        )
     if isinstance(parsed, PullRequestClosed):
         numbers = cancel_pull_request_builds(session, repository.id, parsed.number)
         done = ", ".join(f"#{number}" for number in numbers) or "none were unfinished"
@@ -115,12 +130,16 @@ def parse_delivery(event: str, payload: dict[str, Any]) -> Parsed:
         return parse_push(payload)
     if event == "pull_request":
         return parse_pull_request(payload)
+    if event == "delete":
+        return parse_delete(payload)
     return Ignored(f"event {event!r} does not start builds")
 
 
 def _outcome(parsed: Parsed) -> str:
     if isinstance(parsed, Ignored):
         return f"ignored: {parsed.reason}"
+    if isinstance(parsed, BranchDeleted):
+        return "branch deleted"
     return "cancel" if isinstance(parsed, PullRequestClosed) else "build"
 
 

@@ -7,12 +7,15 @@ from __future__ import annotations
 
 import datetime as dt
 import secrets
+from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 from fastapi.testclient import TestClient
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from server.auth.tokens import token_hash
+from server.blobs.store import DiskStore
 from server.builds.control import rerun_job
 from server.builds.service import refresh_build_state
 from server.models import (
@@ -26,6 +29,8 @@ from server.models import (
     Job,
     JobState,
 )
+from server.queue.claims import deploy_has_artifacts
+from server.retention.artifacts import prune_expired_artifacts
 from tests import factories
 
 pytestmark = pytest.mark.integration
@@ -168,3 +173,54 @@ def test_an_expired_artifact_is_refused_naming_it_and_when(client: TestClient, s
     assert status == 422, body
     message = body["detail"]  # type: ignore[index, call-overload]
     assert "dist/lib.so" in message and "2020-05-17 08:30" in message and "dist/app.tar.gz" not in message
+
+
+def _expired_file(session: Session, job: Job, path: str) -> Artifact:
+    artifact = Artifact(
+        build_id=job.build_id, job_id=job.id, path=path, size=1, sha256="0" * 64,
+        blob_key=f"artifacts/{job.build_id}/{secrets.token_urlsafe(18)}",
+        expires_at=dt.datetime(2020, 5, 17, 8, 30, tzinfo=dt.UTC),
+    )  # fmt: skip
+    session.add(artifact)
+    session.flush()
+    return artifact
+
+
+@pytest.mark.parametrize("kept_for_deploys", [False, True])
+def test_a_deploy_after_its_builds_files_expired_is_refused_whether_or_not_prune_kept_them(
+    client: TestClient,
+    session: Session,
+    session_factory: sessionmaker[Session],
+    tmp_path: Path,
+    kept_for_deploys: bool,
+) -> None:
+    """Pruned (the row says so) or kept for rollbacks past its expiry, the file is expired: a
+    deploy of the build is refused naming it, never run without it."""
+    build, job = _green(session)
+    _expired_file(session, job, "dist/app.tar.gz")
+    if kept_for_deploys:  # the live build of an environment: prune keeps its bytes
+        production = Environment(repository_id=build.repository_id, name="production")
+        session.add(production)
+        session.flush()
+        live = Deployment(
+            environment_id=production.id, commit_sha=build.commit_sha, branch="main",
+            trigger=DeploymentTrigger.auto, config={}, state=DeploymentState.succeeded,
+            source_build_id=build.id,
+        )  # fmt: skip
+        session.add(live)
+        session.flush()
+        production.live_deployment_id = live.id
+    session.commit()
+    pruned = prune_expired_artifacts(session_factory, DiskStore(tmp_path / "blobs"))
+    assert pruned.files == (0 if kept_for_deploys else 1)
+
+    status, body = _deployed(client, session, build)
+    assert status == 422, body
+    message = body["detail"]  # type: ignore[index, call-overload]
+    assert "dist/app.tar.gz" in message and "expired at 2020-05-17 08:30" in message, message
+    deploy_build = session.scalar(
+        sa.select(Deployment.deploy_build_id)
+        .where(Deployment.source_build_id == build.id)
+        .order_by(Deployment.id.desc())
+    )
+    assert deploy_has_artifacts(session, deploy_build)  # so the deploy job asks, and is refused

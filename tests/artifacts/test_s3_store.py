@@ -78,6 +78,7 @@ def client(
             "blob_s3_endpoint_url": s3_url,
             "blob_s3_access_key_id": "test-key",
             "blob_s3_secret_access_key": settings.blob_s3_secret_access_key.__class__("test-secret"),
+            "blob_orphan_grace_seconds": 0,
         }
     )
     app = create_app(with_s3, transport=transport)
@@ -118,6 +119,8 @@ def test_an_artifact_goes_to_the_bucket_is_served_from_it_and_pruned_from_it(
 
     session.execute(sa.update(Artifact).values(expires_at=utcnow() - dt.timedelta(1)))
     session.commit()
+    orphan = "artifacts/1/written-but-never-recorded"  # the server stopped before its row
+    bucket.put_object(Bucket=BUCKET, Key=orphan, Body=b"half")
     pruned = client.post("/api/admin/prune", json={}, headers={"Authorization": f"Bearer {user}"}).json()
-    assert pruned["expired_artifacts"] == 1
+    assert (pruned["expired_artifacts"], pruned["orphaned_blobs"]) == (1, 1)
     assert bucket.list_objects_v2(Bucket=BUCKET).get("Contents", []) == []

@@ -144,7 +144,10 @@ def test_an_expired_artifact_is_not_served_and_prune_deletes_it_and_its_blob(
     session.commit()
     build_id = claimed["spec"]["build_id"]
     listed = client.get(f"/api/builds/{build_id}/artifacts", headers={"Authorization": f"Bearer {user}"})
-    assert [each["path"] for each in listed.json()] == ["dist/new"]
+    assert [(each["path"], each["expired"]) for each in listed.json()] == [
+        ("dist/new", False),
+        ("dist/old", True),
+    ]
 
     headers = {"Authorization": f"Bearer {user}"}
     dry = client.post("/api/admin/prune", json={"dry_run": True}, headers=headers).json()
@@ -152,7 +155,8 @@ def test_an_expired_artifact_is_not_served_and_prune_deletes_it_and_its_blob(
     assert len(blobs(settings)) == 2
     pruned = client.post("/api/admin/prune", json={}, headers=headers).json()
     assert (pruned["expired_artifacts"], pruned["expired_artifact_bytes"]) == (1, 10)
-    assert kept(session, claimed["spec"]["job_id"]) == [("dist/new", 20)]
+    assert kept(session, claimed["spec"]["job_id"]) == [("dist/new", 20), ("dist/old", 10)]  # said expired
+    assert session.scalar(sa.select(Artifact.blob_pruned_at).where(Artifact.path == "dist/old")) is not None
     assert [blob.read_bytes() for blob in blobs(settings)] == [b"n" * 20]
 
 
@@ -184,7 +188,11 @@ def test_a_job_of_a_repository_past_its_quota_is_refused_and_told_which_quota(
         assert "1,500" in refused.json()["detail"]
         assert upload(client, second, "dist/b", b"b" * 600).status_code == 204
         assert upload(client, elsewhere, "dist/c", b"c" * 900).status_code == 204  # its own quota
-    assert kept(session, second["spec"]["job_id"]) == [("dist/b", 600)]
+        # A pruned artifact's row stays, its bytes are gone: they no longer count.
+        session.execute(sa.update(Artifact).where(Artifact.path == "dist/a").values(blob_pruned_at=utcnow()))
+        session.commit()
+        assert upload(client, second, "dist/b", b"b" * 1000).status_code == 204
+    assert kept(session, second["spec"]["job_id"]) == [("dist/b", 1000)]
 
 
 def test_a_fork_pull_requests_job_keeps_only_the_small_fork_allowance(

@@ -5,6 +5,7 @@ download them from the API under the repository's read rule, as attachments neve
 from __future__ import annotations
 
 import hashlib
+import time
 import uuid
 
 import httpx
@@ -143,3 +144,70 @@ def test_more_files_than_the_servers_limit_fail_the_job_saying_so(stack: Stack, 
     assert "more than 1,000 files match; the limit is 1,000" in build["jobs"][0]["reason"], build
     assert "more than 1,000 files match" in stack.step_log(build, "build")
     assert httpx.get(f"{stack.url}/api/builds/{build['id']}/artifacts", timeout=10).json() == []
+
+
+def _stopped_keeps(when: str, *, timeout: str = "") -> str:
+    """A step that writes its report, then hangs until the job times out or is cancelled."""
+    return f"""image: {services.DEFAULT_TEST_IMAGE}
+{timeout}artifacts:
+  paths: [report.xml]
+  when: {when}
+steps:
+  - name: test
+    run:
+      - echo '<testsuite failures="1"/>' > report.xml
+      - echo written
+      - sleep 300
+"""
+
+
+def _start(stack: Stack, register, origin, pipeline: str) -> int:  # type: ignore[no-untyped-def]
+    _, url, sha = origin({".greenlight.yml": pipeline})
+    name = f"acme/artifacts-{uuid.uuid4().hex[:6]}"
+    register(name, url)
+    reply = stack.deliver(push_payload(name, "refs/heads/main", sha))
+    assert reply.status_code == 202, reply.text
+    return int(reply.json()["build_id"])
+
+
+def _listed(stack: Stack, build_id: int) -> list[str]:
+    return [
+        each["path"] for each in httpx.get(f"{stack.url}/api/builds/{build_id}/artifacts", timeout=10).json()
+    ]
+
+
+@pytest.mark.parametrize(("when", "kept"), [("on_failure", True), ("always", True), ("on_success", False)])
+def test_a_job_that_timed_out_keeps_its_files_when_asked_to(  # type: ignore[no-untyped-def]
+    stack: Stack, register, origin, when: str, kept: bool
+) -> None:
+    build = stack.wait_for_build(
+        _start(stack, register, origin, _stopped_keeps(when, timeout="timeout: 4s\n"))
+    )
+    assert build["state"] == "timed_out", build
+    assert _listed(stack, build["id"]) == (["report.xml"] if kept else []), stack.step_log(build, "test")
+    if kept:
+        assert "kept 1 files" in stack.step_log(build, "test")
+
+
+@pytest.mark.parametrize(("when", "kept"), [("always", True), ("on_failure", False)])
+def test_a_cancelled_job_keeps_its_files_only_when_always(  # type: ignore[no-untyped-def]
+    stack: Stack, register, origin, when: str, kept: bool
+) -> None:
+    build_id = _start(stack, register, origin, _stopped_keeps(when))
+    job_id = stack.wait_for_running_step(build_id)
+    deadline = time.monotonic() + 60
+    while "written" not in _log_lines(stack, build_id, job_id):
+        assert time.monotonic() < deadline, "the step never wrote its report"
+        time.sleep(0.2)
+    token = user_token(stack)
+    reply = httpx.post(
+        f"{stack.url}/api/builds/{build_id}/cancel", headers={"Authorization": f"Bearer {token}"}, timeout=10
+    )
+    assert reply.status_code == 200, reply.text
+    build = stack.wait_for_build(build_id)
+    assert build["state"] == "cancelled", build
+    assert _listed(stack, build_id) == (["report.xml"] if kept else []), stack.step_log(build, "test")
+
+
+def _log_lines(stack: Stack, build_id: int, job_id: int) -> str:
+    return httpx.get(f"{stack.url}/api/builds/{build_id}/jobs/{job_id}/steps/0/log/lines", timeout=5).text

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from server.builds.control import rerun_build
 from server.config import Settings
 from server.db import make_session_factory
-from server.models import Build, Job, JobState, NotificationDelivery, Repository
+from server.models import Build, Job, JobState, NotificationDelivery, ReportedSuite, ReportedTest, Repository
 from server.models.base import utcnow
 from server.notifications.channels import pinned
 from server.notifications.rules import ChannelSecret, set_rule
@@ -58,14 +58,27 @@ def add_rule(
 def end_build(
     session_factory: sessionmaker[Session], state: JobState, branch: str = "main", *,
     author: str = "Jane Doe", message: str = "Fix the widget\n\nlong body",
+    reported: tuple[str, ...] = (),
 ) -> int:  # fmt: skip
     """A build of ``branch`` whose one job ends in ``state`` (the build's state follows, as it
-    does when a runner reports)."""
+    does when a runner reports), having reported tests of the ``reported`` outcomes."""
     with session_factory.begin() as session:
         repo = session.scalars(sa.select(Repository)).one()
         build = factories.build(session, repo, branch=branch)
         build.commit_author, build.commit_message = author, message
-        job_id, build_id = factories.job(session, build).id, build.id
+        job = factories.job(session, build)
+        job_id, build_id = job.id, build.id
+        suite = ReportedSuite(job_id=job.id, path="junit.xml", name="tests")
+        session.add(suite)
+        session.flush()
+        for number, outcome in enumerate(reported):
+            session.add(
+                ReportedTest(
+                    suite_id=suite.id, job_id=job.id, repository_id=repo.id, commit_sha=build.commit_sha,
+                    job_name=job.name, identity=f"{number:064d}", name=f"test_{number}", classname="t",
+                    outcome=outcome,
+                )
+            )  # fmt: skip
     with session_factory.begin() as session:
         job = session.get(Job, job_id)
         assert job is not None
@@ -109,7 +122,7 @@ def test_a_failed_build_posts_a_signed_versioned_body_once(
         "commit": {"sha": "a" * 40, "message": "Fix the widget", "author": "Jane Doe"},
         "build": {"number": number, "state": "failed", "reason": body["build"]["reason"],
                   "url": f"{PUBLIC_URL}/acme/widgets/builds/{number}",
-                  "event": "push", "pull_request": None, "from_fork": False},
+                  "event": "push", "pull_request": None, "from_fork": False, "tests": None},
         "deployment": None, "occurred_at": body["occurred_at"],
     }  # fmt: skip
 
@@ -260,6 +273,34 @@ def test_an_email_goes_through_smtp_with_a_one_line_subject(
     assert subject.startswith("[Greenlight] acme/widgets main: build #") and "failed" in subject
     assert "\n" not in subject and "Eve Bcc: victim@example.org" in subject
     assert f"{PUBLIC_URL}/acme/widgets/builds/" in message.get_content()
+
+
+def test_a_failed_builds_messages_give_its_test_counts(
+    session_factory: sessionmaker[Session],
+    notifying: Settings,
+    auth: dict[str, str],
+    receiver: HttpReceiver,
+    mailbox: Mailbox,
+) -> None:
+    mailing = notifying.model_copy(
+        update={
+            "smtp_host": mailbox.host, "smtp_port": mailbox.port, "smtp_starttls": False,
+            "smtp_from": "ci@example.com",
+        }
+    )  # fmt: skip
+    add_rule(session_factory, mailing, "hook", "webhook", url=f"{receiver.url}/in", key=KEY)
+    add_rule(session_factory, mailing, "chat", "slack", url=f"{receiver.url}/chat")
+    add_rule(session_factory, mailing, "team", "email", recipients=("dev@example.com",))
+    end_build(session_factory, JobState.failed, reported=("failed", "errored", "passed", "skipped"))
+    assert send(session_factory, mailing).sent
+    hook, chat = sorted(receiver.requests, key=lambda request: request.path)[::-1]
+    assert json.loads(hook.body)["build"]["tests"] == {
+        "total": 4, "passed": 1, "failed": 1, "errored": 1, "skipped": 1, "flaky": 0,
+        "description": "2 failed of 4 tests",
+    }  # fmt: skip
+    assert "2 failed of 4 tests" in json.loads(chat.body)["text"]
+    [(_, message)] = mailbox.messages
+    assert "Tests: 2 failed of 4 tests" in message.get_content()
 
 
 def test_email_refuses_a_server_without_starttls_when_it_is_required(

@@ -5,6 +5,7 @@ deploys them again, and a deploy of part of a build is worse than none."""
 from __future__ import annotations
 
 import datetime as dt
+import os
 import secrets
 from pathlib import Path
 
@@ -40,7 +41,8 @@ def _expired(session: Session, store: DiskStore, tmp_path: Path, build: Build) -
 
 
 def _kept_keys(session: Session) -> set[str]:
-    return set(session.scalars(sa.select(Artifact.blob_key)))
+    """The blob keys of artifacts whose bytes were not pruned (a pruned one's row stays)."""
+    return set(session.scalars(sa.select(Artifact.blob_key).where(Artifact.blob_pruned_at.is_(None))))
 
 
 def test_artifacts_of_deployed_builds_outlive_their_expiry(
@@ -67,3 +69,38 @@ def test_artifacts_of_deployed_builds_outlive_their_expiry(
     assert all(b"".join(store.read(key)) == b"built" for key in kept)
     with pytest.raises(FileNotFoundError):
         b"".join(store.read(gone))
+
+
+def test_orphaned_blobs_are_swept_after_the_grace_period(
+    session: Session, session_factory: sessionmaker[Session], tmp_path: Path
+) -> None:
+    """A blob written whose row never was (the server died between the two) goes with a prune
+    once older than the grace period; a young one may be an upload about to record its row."""
+    store = DiskStore(tmp_path / "blobs")
+    repo: Repository = factories.repository(session)
+    build = build_with_logs(session, repo, "main", BuildState.passed, 1)
+    kept = _expired(session, store, tmp_path, build)
+    session.execute(sa.update(Artifact).values(expires_at=None))
+    session.commit()
+    orphans = []
+    for age_hours in (48, 0):
+        key = f"artifacts/{build.id}/{secrets.token_hex(12)}"
+        source = tmp_path / key.rsplit("/", 1)[1]
+        source.write_bytes(b"half an upload")
+        store.put(key, source)
+        then = (utcnow() - dt.timedelta(hours=age_hours)).timestamp()
+        os.utime(store.root / key, (then, then))
+        orphans.append(key)
+    old, young = orphans
+
+    counted = prune_expired_artifacts(
+        session_factory, store, dry_run=True, orphan_grace=dt.timedelta(hours=24)
+    )
+    assert counted.orphaned_blobs == 1
+    assert b"".join(store.read(old)) == b"half an upload"  # a dry run deletes nothing
+    swept = prune_expired_artifacts(session_factory, store, orphan_grace=dt.timedelta(hours=24))
+    assert (swept.files, swept.orphaned_blobs) == (0, 1)
+    with pytest.raises(FileNotFoundError):
+        b"".join(store.read(old))
+    assert b"".join(store.read(young)) == b"half an upload"
+    assert b"".join(store.read(kept)) == b"built"

@@ -118,6 +118,12 @@ def test_a_report_gives_counts_and_failed_tests_first(client: TestClient, sessio
     assert "tests/test_cart.py:27" in first["text"]
     only_failed = listed_tests(client, build_id, outcome="errored")["tests"]
     assert [test["name"] for test in only_failed] == ["test_refund"]
+    assert client.get(f"/api/builds/{build_id}").json()["tests"] == found["counts"]  # the build says so too
+
+
+def test_a_build_without_reports_has_no_test_counts(client: TestClient, session: Session) -> None:
+    build_id = queued_build(session)
+    assert client.get(f"/api/builds/{build_id}").json()["tests"] is None
 
 
 def test_an_unreadable_report_is_named_with_why(client: TestClient, session: Session) -> None:

@@ -1,6 +1,13 @@
 import pytest
 
-from server.webhooks.events import Ignored, MalformedPayload, PushEvent, is_valid_ref, parse_push
+from server.webhooks.events import (
+    BranchDeleted,
+    Ignored,
+    MalformedPayload,
+    PushEvent,
+    is_valid_ref,
+    parse_push,
+)
 from tests.fixtures import github_payload, push_payload
 
 
@@ -19,9 +26,13 @@ def test_push_of_a_tag_builds_the_tagged_commit() -> None:
     assert event.commit_sha == github_payload("push_tag")["head_commit"]["id"]
 
 
-@pytest.mark.parametrize("fixture", ["push_branch_delete", "push_tag_delete"])
-def test_push_deleting_a_branch_or_tag_starts_no_build(fixture: str) -> None:
-    result = parse_push(github_payload(fixture))
+def test_push_deleting_a_branch_starts_no_build_and_says_which_branch_went() -> None:
+    result = parse_push(github_payload("push_branch_delete"))
+    assert result == BranchDeleted("bradrydzewski/drone-test-go", "feature-branch")
+
+
+def test_push_deleting_a_tag_starts_no_build() -> None:
+    result = parse_push(github_payload("push_tag_delete"))
     assert isinstance(result, Ignored)
     assert "deleted" in result.reason
 

@@ -1,0 +1,122 @@
+"""A build's artifacts as one zip, written as it is sent: each file is read from the blob store
+in chunks and deflated into the response, so neither the zip nor a file is ever whole in memory
+(the standard library's ``zipfile`` writes to a stream it cannot seek, with data descriptors).
+
+Members are ``<job folder>/<path>``. A path was checked when it was kept (relative, no ``..``);
+a job's name was written by whoever pushed the pipeline file, so its folder is made safe here: no
+``/`` or ``\\``, no control characters, never ``.`` or ``..``.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+import zipfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+# Text (reports, logs, coverage pages) is deflated, fast: it shrinks several times over. Files that
+# are compressed already (packages, archives, images) are stored as they are: deflating them gains
+# nothing and is many times slower than the disk or the network (bench/artifacts.py).
+COMPRESS_LEVEL = 1
+ALREADY_COMPRESSED = frozenset(
+    {
+        ".7z",
+        ".aab",
+        ".apk",
+        ".br",
+        ".bz2",
+        ".crate",
+        ".deb",
+        ".egg",
+        ".gem",
+        ".gif",
+        ".gz",
+        ".jar",
+        ".jpeg",
+        ".jpg",
+        ".lz4",
+        ".mp4",
+        ".nupkg",
+        ".png",
+        ".rpm",
+        ".tgz",
+        ".war",
+        ".webm",
+        ".webp",
+        ".whl",
+        ".woff",
+        ".woff2",
+        ".xz",
+        ".zip",
+        ".zst",
+    }
+)
+# Below this a member's sizes fit the classic fields (deflate may grow incompressible data a bit).
+ZIP64_FROM = zipfile.ZIP64_LIMIT * 9 // 10
+
+
+@dataclass(frozen=True)
+class Member:
+    name: str
+    blob_key: str
+    size: int
+
+
+def job_folder(job_name: str, attempt: int, is_latest: bool) -> str:
+    """The folder of a job's files; an earlier attempt's files go in a folder of their own."""
+    name = job_name if is_latest else f"{job_name} (attempt {attempt})"
+    safe = "".join(
+        "_" if char in "/\\" or unicodedata.category(char) in ("Cc", "Cf") else char for char in name
+    ).strip()
+    if safe in ("", ".", ".."):
+        safe = f"_{safe}_"
+    return safe
+
+
+class _Sink:
+    """Where ``zipfile`` writes: bytes wait here until the generator hands them on. No ``tell``:
+    the archive is written for a stream that cannot seek."""
+
+    def __init__(self) -> None:
+        self._parts: list[bytes] = []
+
+    def write(self, data: bytes) -> int:
+        self._parts.append(bytes(data))
+        return len(data)
+
+    def flush(self) -> None:
+        pass
+
+    def take(self) -> bytes:
+        data, self._parts = b"".join(self._parts), []
+        return data
+
+
+def compression_of(name: str) -> int:
+    suffix = name.rsplit("/", 1)[-1].rpartition(".")[2].lower()
+    return zipfile.ZIP_STORED if f".{suffix}" in ALREADY_COMPRESSED else zipfile.ZIP_DEFLATED
+
+
+def zipped(
+    members: list[Member],
+    read: Callable[[str], Iterator[bytes]],
+    *,
+    compression: Callable[[str], int] = compression_of,
+) -> Iterator[bytes]:
+    """The zip of ``members``, in chunks of about the store's read size (``compression``: each
+    member's zipfile method, for the benchmark to compare)."""
+    sink = _Sink()
+    with zipfile.ZipFile(sink, mode="w", compresslevel=COMPRESS_LEVEL) as archive:  # type: ignore[arg-type]
+        for member in members:
+            archive.compression = compression(member.name)
+            # ZIP64 decided up front: the sizes are written after the data, too late to widen.
+            large = member.size >= ZIP64_FROM
+            with archive.open(member.name, mode="w", force_zip64=large) as entry:
+                for chunk in read(member.blob_key):
+                    entry.write(chunk)
+                    if data := sink.take():
+                        yield data
+            if data := sink.take():
+                yield data
+    if data := sink.take():
+        yield data

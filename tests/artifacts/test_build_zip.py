@@ -1,0 +1,106 @@
+"""A build's artifacts as one zip (``GET /api/builds/{id}/artifacts.zip``): every live file of the
+build under its job's folder, streamed from the blob store, read under the repository's rule as
+single files are; expired files are left out, and the zip's member names are always safe."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import io
+import secrets
+import zipfile
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy.orm import Session
+
+from server.blobs.store import BlobStore, store_of
+from server.config import Settings
+from server.models import Artifact, Build, Job
+from server.models.base import utcnow
+from tests import factories
+from tests.support.app_client import bearer
+
+pytestmark = pytest.mark.integration
+
+
+def keep(
+    session: Session, store: BlobStore, job: Job, path: str, data: bytes, *, expired: bool = False
+) -> Artifact:
+    key = f"artifacts/{job.build_id}/{secrets.token_urlsafe(18)}"
+    source = store.spool / secrets.token_hex(8)
+    source.write_bytes(data)
+    store.put(key, source)
+    artifact = Artifact(
+        build_id=job.build_id, job_id=job.id, path=path, size=len(data),
+        sha256=hashlib.sha256(data).hexdigest(), blob_key=key,
+        expires_at=utcnow() - dt.timedelta(days=1) if expired else None,
+    )  # fmt: skip
+    session.add(artifact)
+    session.flush()
+    return artifact
+
+
+def two_jobs(session: Session, *, public: bool = True) -> tuple[Build, Job, Job]:
+    build = factories.build(session, factories.repository(session, public=public))
+    first, second = factories.job(session, build), factories.job(session, build)
+    first.name, second.name = "build (py3.12)", "../../etc"
+    session.flush()
+    return build, first, second
+
+
+def test_the_zip_holds_each_live_file_under_its_jobs_folder(
+    client: TestClient, session: Session, settings: Settings
+) -> None:
+    store = store_of(settings)
+    build, first, second = two_jobs(session)
+    keep(session, store, first, "dist/app.whl", b"wheel" * 100_000)
+    keep(session, store, first, "report.xml", b"<testsuite/>")
+    keep(session, store, second, "out/a.txt", b"a")
+    keep(session, store, second, "old.txt", b"gone", expired=True)
+    session.commit()
+
+    reply = client.get(f"/api/builds/{build.id}/artifacts.zip")
+    assert reply.status_code == 200, reply.text
+    assert reply.headers["content-type"] == "application/zip"
+    assert f'filename="build-{build.number}-artifacts.zip"' in reply.headers["content-disposition"]
+    archive = zipfile.ZipFile(io.BytesIO(reply.content))
+    assert archive.testzip() is None
+    names = archive.namelist()
+    assert names == ["build (py3.12)/dist/app.whl", "build (py3.12)/report.xml", ".._.._etc/out/a.txt"]
+    assert archive.read("build (py3.12)/dist/app.whl") == b"wheel" * 100_000
+    # A package is compressed already: stored as it is; a report is deflated.
+    assert archive.getinfo("build (py3.12)/dist/app.whl").compress_type == zipfile.ZIP_STORED
+    assert archive.getinfo("build (py3.12)/report.xml").compress_type == zipfile.ZIP_DEFLATED
+    for name in names:  # nothing a careless unzip would write outside its folder
+        assert not name.startswith("/") and ".." not in name.split("/"), name
+
+
+def test_the_zip_is_read_under_the_repositorys_rule(
+    client: TestClient, session: Session, settings: Settings
+) -> None:
+    store = store_of(settings)
+    build, first, _ = two_jobs(session, public=False)
+    keep(session, store, first, "dist/app.whl", b"wheel")
+    reader = bearer(factories.user_token(session))
+    session.commit()
+    assert client.get(f"/api/builds/{build.id}/artifacts.zip").status_code == 404
+    assert client.get(f"/api/builds/{build.id}/artifacts.zip", headers=reader).status_code == 200
+
+
+def test_a_build_without_live_files_has_no_zip(
+    client: TestClient, session: Session, settings: Settings
+) -> None:
+    build, first, _ = two_jobs(session)
+    keep(session, store_of(settings), first, "old.txt", b"gone", expired=True)
+    session.commit()
+    reply = client.get(f"/api/builds/{build.id}/artifacts.zip")
+    assert reply.status_code == 404 and "no artifacts" in reply.json()["detail"], reply.text
+
+
+def test_the_build_page_links_the_zip(client: TestClient, session: Session, settings: Settings) -> None:
+    build, first, _ = two_jobs(session)
+    keep(session, store_of(settings), first, "dist/app.whl", b"wheel")
+    session.commit()
+    url = client.get(f"/api/builds/{build.id}").json()["url"]
+    assert f'href="/api/builds/{build.id}/artifacts.zip"' in client.get(url).text
