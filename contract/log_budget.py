@@ -69,6 +69,19 @@ class LogMeter:
         self.job_used += cost
         return line
 
+    def admit_size(self, size: int) -> bool:
+        """Count ``size`` bytes of lines (none too long, output or Greenlight's own) if all of
+        them fit the budget, as ``admit`` would keep each; False (nothing counted) otherwise."""
+        if (
+            self._full
+            or self.step_used + size > self.budget.step_bytes
+            or self.job_used + size > self.budget.job_bytes
+        ):
+            return False
+        self.step_used += size
+        self.job_used += size
+        return True
+
     def admit_run(self, stream: str, texts: list[str]) -> list[str]:
         """``admit`` for lines of one stream, in order: the texts kept. Output that fits whole
         (or is dropped whole) is counted in one step, without a look at each line."""

@@ -353,39 +353,70 @@ class LogLine(BaseModel):
 
 
 LogStream = Annotated[str, Field(pattern=r"^(stdout|stderr|system)$")]
-# Lines read together from one stream at one time, ``[at, stream, [text, ...]]``: how a runner
-# sends a busy step's output, without a JSON object per line.
-LogRun = tuple[float, LogStream, list[str]]
+# Lines read together from one stream at one time, ``[at, stream, count]``: how a runner sends a
+# busy step's output. The lines themselves are the batch's ``text``, joined by newlines (no line
+# holds one), so a batch costs one string on either side rather than an object per line.
+LogRun = tuple[float, LogStream, Annotated[int, Field(ge=1)]]
 
 
 # The most lines one batch may hold: the runner cuts its batches there, and the server refuses
 # more (a few KiB of gzip can hold millions of empty lines, which every read of the chunk splits).
-MAX_BATCH_LINES = 50_000
+MAX_BATCH_LINES = 200_000
 
 
 class LogBatch(BaseModel):
     """A batch of lines for one step: ``lines``, then ``runs`` (each a run of lines of one
-    stream read at one time). ``seq`` numbers batches per step from 0, so a retried upload is
-    stored once."""
+    stream read at one time), whose lines are ``text`` joined by newlines. ``seq`` numbers
+    batches per step from 0, so a retried upload is stored once."""
 
     step_index: int = Field(ge=0)
     seq: int = Field(ge=0)
     lines: list[LogLine] = Field(default_factory=list)
     runs: list[LogRun] = Field(default_factory=list)
+    text: str = ""
 
     @model_validator(mode="after")
     def _within_a_batch(self) -> LogBatch:
+        in_runs = self.run_line_count()
+        if (self.text.count("\n") + 1 if in_runs else len(self.text)) != (in_runs or 0):
+            raise ValueError(f"the text of a log batch holds its runs' {in_runs} lines, one per newline")
         if self.line_count() > MAX_BATCH_LINES:
             raise ValueError(f"a log batch holds at most {MAX_BATCH_LINES} lines")
         return self
 
+    @classmethod
+    def of_runs(cls, step_index: int, seq: int, runs: list[tuple[float, str, list[str]]]) -> LogBatch:
+        """The batch holding ``runs`` of lines (none holds a newline), without empty ones."""
+        kept = [(at, stream, texts) for at, stream, texts in runs if texts]
+        return cls.model_construct(
+            step_index=step_index,
+            seq=seq,
+            lines=[],
+            runs=[(at, stream, len(texts)) for at, stream, texts in kept],
+            text="\n".join(["\n".join(texts) for _, _, texts in kept]),
+        )
+
+    def run_line_count(self) -> int:
+        return sum(count for _, _, count in self.runs)
+
     def line_count(self) -> int:
-        return len(self.lines) + sum(len(texts) for _, _, texts in self.runs)
+        return len(self.lines) + self.run_line_count()
+
+    def run_texts(self) -> list[tuple[float, str, list[str]]]:
+        """Each run with its lines, split out of ``text`` in one pass."""
+        texts = self.text.split("\n") if self.runs else []
+        out, position = [], 0
+        for at, stream, count in self.runs:
+            out.append((at, stream, texts[position : position + count]))
+            position += count
+        return out
 
     def all_lines(self) -> list[LogLine]:
         """Every line, in the order they are stored: ``lines``, then each run's."""
         return self.lines + [
-            LogLine(at=at, stream=stream, text=text) for at, stream, texts in self.runs for text in texts
+            LogLine(at=at, stream=stream, text=text)
+            for at, stream, texts in self.run_texts()
+            for text in texts
         ]
 
 

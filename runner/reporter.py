@@ -197,7 +197,7 @@ class LogShipper:
 
     def _queue(self, runs: list[tuple[float, str, list[str]]]) -> None:
         step = self._pending_step
-        batch = LogBatch(step_index=step, seq=self._next_seq(step), runs=self._masked(runs))
+        batch = LogBatch.of_runs(step, self._next_seq(step), self._masked(runs))
         self._delivery.put(batch)
 
     def _masked(self, runs: list[tuple[float, str, list[str]]]) -> list[tuple[float, str, list[str]]]:

@@ -6,7 +6,7 @@ import gzip
 import json
 from pathlib import Path
 
-from contract.spec import LogBatch
+from contract.spec import LogBatch, LogLine
 from runner.client import RunnerApi
 from runner.executors.lines import CountingSink, LineSplitter
 from runner.masking import SecretMasker
@@ -38,9 +38,28 @@ def test_twenty_thousand_short_lines_go_in_one_batch_masked_and_in_order(tmp_pat
 def test_a_log_batch_is_sent_gzip_compressed(server: tuple[str, Script]) -> None:  # noqa: F811
     url, script = server
     script.replies.append((204, None))
-    batch = LogBatch(step_index=0, seq=0, runs=[(1.0, "stdout", ["a"] * 1000)])
+    batch = LogBatch.of_runs(0, 0, [(1.0, "stdout", ["a"] * 1000)])
     RunnerApi(url, "runner-token").send_logs(7, "job-token", batch.model_dump_json().encode())
     ((path, _auth, body),) = script.requests
     assert path == "/api/runner/jobs/7/logs"
     assert len(body) < 200
     assert json.loads(gzip.decompress(body)) == json.loads(batch.model_dump_json())
+
+
+def test_a_batch_travels_as_its_runs_line_counts_and_one_text_that_splits_back_into_its_lines(
+    tmp_path: Path,
+) -> None:
+    api = Api()
+    with shipping(api, tmp_path) as shipper:
+        sink = shipper.begin_step(0)
+        sink.run("stdout", 1.0, ["one", "", "two"])
+        sink.run("stderr", 2.0, ["three"])
+        shipper.add(LogLine(at=3.0, stream="system", text="four"))
+    [batch] = api.batches
+    assert (batch.runs, batch.text) == (
+        [(1.0, "stdout", 3), (2.0, "stderr", 1), (3.0, "system", 1)],
+        "one\n\ntwo\nthree\nfour",
+    )
+    assert [(line.stream, line.text) for line in batch.all_lines()] == [
+        ("stdout", "one"), ("stdout", ""), ("stdout", "two"), ("stderr", "three"), ("system", "four"),
+    ]  # fmt: skip
