@@ -98,8 +98,18 @@ class LogMeter:
                 self.step_used += size
                 self.job_used += size
                 return texts
-        kept = (self.admit(LogLine(at=0.0, stream=stream, text=text)) for text in texts)
-        return [line.text for line in kept if line is not None]
+        kept: list[str] = []
+        for index, text in enumerate(texts):
+            line = self.admit(LogLine(at=0.0, stream=stream, text=text))
+            if line is not None:
+                kept.append(line.text)
+            elif self._full and stream != "system":
+                # The rest of the run is dropped too: counted at once (a runner that ignores its
+                # budget may send millions of lines past it).
+                rest = texts[index + 1 :]
+                self.dropped += len("\n".join(rest).encode()) + 1 if rest else 0
+                break
+        return kept
 
     def notice(self) -> LogLine | None:
         """The line that says what was dropped since the last notice (None: nothing was), itself

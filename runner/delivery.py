@@ -40,7 +40,7 @@ from runner.spool import Spool, SpoolFull
 
 logger = logging.getLogger(__name__)
 
-MEMORY_BYTES = 8 * 1024 * 1024
+MEMORY_BYTES = 16 * 1024 * 1024
 FIRST_RETRY_SECONDS = 0.25
 MAX_RETRY_SECONDS = 5.0
 # A request the server has not answered for this long, while it answered nothing else (no lease

@@ -2,8 +2,8 @@
 
 Lines are appended from executor threads, to the step they were printed by (``begin_step``
 gives each step a sink of its own, so a line read late is never put in the next step's log),
-one at a time or as runs read together; a batch is cut every half second, or at 50,000 lines, or
-at 1 MiB, numbered per step so a retried
+one at a time or as runs read together; a batch is cut every half second, or at
+``MAX_BATCH_LINES`` lines, or at 4 MiB, numbered per step so a retried
 batch is stored once, and queued in the job's ``Delivery`` behind the step's start. Every line
 is masked on its way in, and metered against the job's log budget: what is over it is never
 sent, and the step's log ends with a line saying how much was dropped. A step whose lines could
@@ -31,7 +31,7 @@ logger = logging.getLogger(__name__)
 FLUSH_SECONDS = 0.5
 # A batch is one request and one stored chunk: large enough that a busy step costs few of each,
 # small enough that neither side holds much of a step's output at a time.
-MAX_BATCH_BYTES = 1024 * 1024
+MAX_BATCH_BYTES = 4 * 1024 * 1024
 
 
 def undelivered_text(count: int) -> str:

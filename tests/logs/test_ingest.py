@@ -13,7 +13,8 @@ from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session
 
 from contract.spec import MAX_BATCH_LINES
-from server.logs.chunks import chunk_lines
+from runner.reporter import MAX_BATCH_BYTES
+from server.logs.chunks import chunk_lines, longest_over
 from server.logs.queries import lines_between
 from server.models import LogChunk
 from tests.queue.test_runner_api import claim, queued_jobs, register, token  # noqa: F401
@@ -134,3 +135,32 @@ def test_data_after_the_gzip_body_is_refused(
     batch = gzip.compress(json.dumps(joined(0, 0, (1.0, "stdout", ["a"]))).encode())
     assert post_logs(client, claimed, batch + batch, **{"Content-Encoding": "gzip"}).status_code == 400
     assert stored_lines(session) == []
+
+
+@pytest.mark.parametrize(
+    ("text", "over"),
+    [
+        ("", False),
+        ("abcd", False),
+        ("abcde", True),
+        ("abcd\nabcd\n\nab", False),
+        ("ab\nabcd\nabcde\na", True),
+        ("a\n" * 50 + "abcde", True),
+        ("abcd\n" * 50, False),
+        ("abcdabcd", True),
+    ],
+)
+def test_the_longest_line_of_a_joined_text_is_measured_without_splitting_it(text: str, over: bool) -> None:
+    assert longest_over(text, 4) is over
+    assert longest_over(text, 4) is (max(map(len, text.split("\n"))) > 4)
+
+
+def test_the_largest_batch_a_runner_cuts_is_taken_even_when_every_character_needs_an_escape(
+    client: TestClient, session: Session, claimed: dict[str, Any]
+) -> None:
+    line = "\x01" * 60_000  # six bytes of JSON each
+    texts = [line] * (MAX_BATCH_BYTES // (len(line) + 1))
+    body = json.dumps(joined(0, 0, (1.0, "stdout", texts))).encode()
+    assert len(body) > 5 * MAX_BATCH_BYTES
+    assert post_logs(client, claimed, body).status_code == 204
+    assert len(stored_lines(session)) == len(texts)

@@ -108,7 +108,7 @@ def test_a_line_longer_than_any_runner_sends_is_cut_when_stored(
 
 def test_a_log_batch_far_bigger_than_any_runner_sends_is_refused_unread(client: TestClient) -> None:
     body = b'{"step_index": 0, "seq": 0, "lines": [{"at": 1, "stream": "stdout", "text": "' + b"x" * (
-        17 << 20
+        33 << 20
     )
     reply = client.post(
         "/api/runner/jobs/1/logs",
