@@ -9,6 +9,7 @@ or older server fails loudly instead of guessing.
 from __future__ import annotations
 
 import enum
+import json
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, SecretStr, model_validator
@@ -359,6 +360,9 @@ LogStream = Annotated[str, Field(pattern=r"^(stdout|stderr|system)$")]
 LogRun = tuple[float, LogStream, Annotated[int, Field(ge=1)]]
 
 
+# A log batch in its runner's form (``LogBatch.wire``); the server also takes it as JSON.
+LOG_BATCH_MEDIA_TYPE = "application/x-greenlight-log-batch"
+
 # The most lines one batch may hold: the runner cuts its batches there, and the server refuses
 # more (a few KiB of gzip can hold millions of empty lines, which every read of the chunk splits).
 MAX_BATCH_LINES = 200_000
@@ -395,6 +399,21 @@ class LogBatch(BaseModel):
             runs=[(at, stream, len(texts)) for at, stream, texts in kept],
             text="\n".join(["\n".join(texts) for _, _, texts in kept]),
         )
+
+    def wire(self) -> bytes:
+        """The batch as a runner sends it (``LOG_BATCH_MEDIA_TYPE``): its other fields as one line
+        of JSON, then its text as it is. The text, nearly all of a busy step's batch, is neither
+        escaped by the runner nor parsed by the server."""
+        return self.model_dump_json(exclude={"text"}).encode() + b"\n" + self.text.encode()
+
+    @classmethod
+    def from_wire(cls, body: bytes) -> LogBatch:
+        """``wire``'s batch; a ValueError when ``body`` is not one."""
+        header, newline, text = body.partition(b"\n")
+        fields = json.loads(header) if newline else None
+        if not isinstance(fields, dict):
+            raise ValueError("a log batch is a line of JSON, then its text")
+        return cls.model_validate({**fields, "text": text.decode()})
 
     def run_line_count(self) -> int:
         return sum(count for _, _, count in self.runs)

@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session
 
-from contract.spec import MAX_BATCH_LINES
+from contract.spec import LOG_BATCH_MEDIA_TYPE, MAX_BATCH_LINES, LogBatch
 from runner.reporter import MAX_BATCH_BYTES
 from server.logs.chunks import chunk_lines, longest_over
 from server.logs.queries import lines_between
@@ -164,3 +164,36 @@ def test_the_largest_batch_a_runner_cuts_is_taken_even_when_every_character_need
     assert len(body) > 5 * MAX_BATCH_BYTES
     assert post_logs(client, claimed, body).status_code == 204
     assert len(stored_lines(session)) == len(texts)
+
+
+def test_a_batch_in_the_runners_form_is_stored_with_its_text_as_it_came(
+    client: TestClient, session: Session, claimed: dict[str, Any]
+) -> None:
+    """The runner's form: a line of JSON, then the text, never escaped (quotes, backslashes,
+    control characters and letters beyond ASCII as they are)."""
+    texts = ['"quoted" \\ back', "tab\there \x1b[31mred\x1b[0m", "café ünïcode", ""]
+    batch = LogBatch.of_runs(0, 0, [(1.0, "stdout", texts[:2]), (2.0, "stderr", texts[2:])])
+    wire = batch.wire()
+    assert wire.endswith("\n".join(texts).encode())
+    reply = post_logs(client, claimed, wire, **{"Content-Type": LOG_BATCH_MEDIA_TYPE})
+    assert reply.status_code == 204, reply.text
+    assert stored_lines(session) == [[1.0, "stdout", texts[0]], [1.0, "stdout", texts[1]]] + [
+        [2.0, "stderr", text] for text in texts[2:]
+    ]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"",
+        b"no header line",
+        b'["a", "list"]\ntext',
+        b'{"step_index": 0, "seq": 0, "runs": [[1, "stdout", 2]]}\none',
+        b'{"step_index": 0, "seq": 0, "runs": [[1, "stdout", 1]]}\n\xff',
+    ],
+)
+def test_a_body_in_the_runners_form_that_is_no_batch_is_refused(
+    client: TestClient, session: Session, claimed: dict[str, Any], body: bytes
+) -> None:
+    assert post_logs(client, claimed, body, **{"Content-Type": LOG_BATCH_MEDIA_TYPE}).status_code == 422
+    assert stored_lines(session) == []

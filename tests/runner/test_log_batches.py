@@ -1,13 +1,16 @@
-"""A busy step's output crosses the network in few, large, compressed batches, in order."""
+"""A busy step's output crosses the network in few, large batches (compressed to a server on another
+machine), in order."""
 
 from __future__ import annotations
 
 import gzip
-import json
 from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
 
 from contract.spec import LogBatch, LogLine
-from runner.client import RunnerApi
+from runner.client import RunnerApi, on_this_machine
 from runner.executors.lines import CountingSink, LineSplitter
 from runner.masking import SecretMasker
 from tests.runner.shipping import batch_texts, shipping
@@ -19,7 +22,7 @@ class Api:
         self.batches: list[LogBatch] = []
 
     def send_logs(self, job_id: int, token: str, content: bytes) -> None:
-        self.batches.append(LogBatch.model_validate_json(content))
+        self.batches.append(LogBatch.from_wire(content))
 
 
 def test_twenty_thousand_short_lines_go_in_one_batch_masked_and_in_order(tmp_path: Path) -> None:
@@ -35,15 +38,43 @@ def test_twenty_thousand_short_lines_go_in_one_batch_masked_and_in_order(tmp_pat
     assert batch_texts(api.batches) == [f"line {n:05} {masked}" for n in range(20_000)]
 
 
-def test_a_log_batch_is_sent_gzip_compressed(server: tuple[str, Script]) -> None:  # noqa: F811
+def test_a_log_batch_is_sent_gzip_compressed_to_a_server_on_another_machine(
+    server: tuple[str, Script],  # noqa: F811
+) -> None:
     url, script = server
     script.replies.append((204, None))
     batch = LogBatch.of_runs(0, 0, [(1.0, "stdout", ["a"] * 1000)])
-    RunnerApi(url, "runner-token").send_logs(7, "job-token", batch.model_dump_json().encode())
+    RunnerApi(url, "runner-token", compress_logs=True).send_logs(7, "job-token", batch.wire())
     ((path, _auth, body),) = script.requests
     assert path == "/api/runner/jobs/7/logs"
     assert len(body) < 200
-    assert json.loads(gzip.decompress(body)) == json.loads(batch.model_dump_json())
+    assert LogBatch.from_wire(gzip.decompress(body)) == batch
+
+
+def test_a_log_batch_is_sent_as_it_is_to_a_server_on_this_machine(server: tuple[str, Script]) -> None:  # noqa: F811
+    url, script = server
+    script.replies.append((204, None))
+    assert urlsplit(url).hostname == "127.0.0.1"
+    batch = LogBatch.of_runs(0, 0, [(1.0, "stdout", ["a"] * 1000)])
+    RunnerApi(url, "runner-token").send_logs(7, "job-token", batch.wire())
+    ((_path, _auth, body),) = script.requests
+    assert body == batch.wire()
+    assert body.endswith(b"\n" + b"\n".join([b"a"] * 1000))  # the text as it is, no escapes
+
+
+@pytest.mark.parametrize(
+    ("url", "here"),
+    [
+        ("http://127.0.0.1:8000", True),
+        ("http://localhost/", True),
+        ("http://[::1]:80", True),
+        ("https://ci.example.com", False),
+        ("http://10.0.0.5:8000", False),
+    ],
+)
+def test_a_server_is_on_this_machine_when_its_address_is_a_loopback_one(url: str, here: bool) -> None:
+    assert on_this_machine(url) is here
+    assert RunnerApi(url, "t").compress_logs is not here
 
 
 def test_a_batch_travels_as_its_runs_line_counts_and_one_text_that_splits_back_into_its_lines(

@@ -15,7 +15,7 @@ class Api:
         self.batches: list[LogBatch] = []
 
     def send_logs(self, job_id: int, token: str, content: bytes) -> None:
-        self.batches.append(LogBatch.model_validate_json(content))
+        self.batches.append(LogBatch.from_wire(content))
 
 
 def line(text: str, stream: str = "stdout") -> LogLine:
