@@ -391,13 +391,19 @@ class LogBatch(BaseModel):
     @classmethod
     def of_runs(cls, step_index: int, seq: int, runs: list[tuple[float, str, list[str]]]) -> LogBatch:
         """The batch holding ``runs`` of lines (none holds a newline), without empty ones."""
-        kept = [(at, stream, texts) for at, stream, texts in runs if texts]
+        joined = [(at, stream, len(texts), "\n".join(texts)) for at, stream, texts in runs]
+        return cls.of_joined(step_index, seq, joined)
+
+    @classmethod
+    def of_joined(cls, step_index: int, seq: int, runs: list[tuple[float, str, int, str]]) -> LogBatch:
+        """``of_runs`` for runs given as (at, stream, line count, lines joined by newlines)."""
+        kept = [run for run in runs if run[2]]
         return cls.model_construct(
             step_index=step_index,
             seq=seq,
             lines=[],
-            runs=[(at, stream, len(texts)) for at, stream, texts in kept],
-            text="\n".join(["\n".join(texts) for _, _, texts in kept]),
+            runs=[(at, stream, count) for at, stream, count, _ in kept],
+            text="\n".join([joined for _, _, _, joined in kept]),
         )
 
     def wire(self) -> bytes:

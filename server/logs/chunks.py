@@ -7,7 +7,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from contract.log_budget import MAX_STORED_LINE_CHARS, LogMeter
+from contract.log_budget import MAX_STORED_LINE_CHARS, LogMeter, longest_over, text_bytes
 from contract.spec import LogBatch
 
 Line = tuple[float, str, str]
@@ -52,25 +52,12 @@ def stored_whole(batch: LogBatch, meter: LogMeter) -> dict[str, Any] | None:
     if batch.lines or not batch.runs:
         return None
     text = batch.text
-    size = len(text) if text.isascii() else len(text.encode())  # (``isascii`` reads a flag)
+    size = text_bytes(text)
     if longest_over(text, MAX_STORED_LINE_CHARS):
         return None
     if not meter.admit_size(size + 1):  # each line's text and its newline
         return None
     return _text_columns(batch.runs, text, size - text.count("\n"))
-
-
-def longest_over(text: str, limit: int) -> bool:
-    """Whether a line of ``text`` is longer than ``limit``, without a look at each line: from a
-    line's start, the last newline within ``limit + 1`` characters ends every line before it
-    (none longer than the window), and the next look starts after it."""
-    start = 0
-    while len(text) - start > limit:
-        end = text.rfind("\n", start, start + limit + 1)
-        if end < 0:
-            return True
-        start = end + 1
-    return False
 
 
 def _text_columns(runs: list[tuple[float, str, int]], text: str, text_bytes: int) -> dict[str, Any]:

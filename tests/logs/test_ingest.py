@@ -12,9 +12,10 @@ import sqlalchemy as sa
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session
 
+from contract.log_budget import longest_over
 from contract.spec import LOG_BATCH_MEDIA_TYPE, MAX_BATCH_LINES, LogBatch
 from runner.reporter import MAX_BATCH_BYTES
-from server.logs.chunks import chunk_lines, longest_over
+from server.logs.chunks import chunk_lines
 from server.logs.queries import lines_between
 from server.models import LogChunk
 from tests.queue.test_runner_api import claim, queued_jobs, register, token  # noqa: F401

@@ -4,6 +4,7 @@ machine), in order."""
 from __future__ import annotations
 
 import gzip
+import threading
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -13,7 +14,8 @@ from contract.spec import LogBatch, LogLine
 from runner.client import RunnerApi, on_this_machine
 from runner.executors.lines import CountingSink, LineSplitter
 from runner.masking import SecretMasker
-from tests.runner.shipping import batch_texts, shipping
+from runner.reporter import LogShipper
+from tests.runner.shipping import batch_texts, delivery_for, shipping
 from tests.runner.test_client import Script, server  # noqa: F401
 
 
@@ -94,3 +96,26 @@ def test_a_batch_travels_as_its_runs_line_counts_and_one_text_that_splits_back_i
     assert [(line.stream, line.text) for line in batch.all_lines()] == [
         ("stdout", "one"), ("stdout", ""), ("stdout", "two"), ("stderr", "three"), ("system", "four"),
     ]  # fmt: skip
+
+
+def test_runs_cut_across_batches_keep_every_line_in_order_and_masked_across_chunk_edges(
+    tmp_path: Path,
+) -> None:
+    """Chunks of odd sizes cut lines, and secrets, anywhere; runs past the batch bound are cut
+    between lines, and each batch's text splits back into its lines."""
+    api = Api()
+    delivery = delivery_for(api, tmp_path / "spool", memory_bytes=64 * 1024)  # batches of 16 KiB
+    shipper = LogShipper(delivery, threading.Event(), SecretMasker(["hunter2"]))
+    output = b"".join(b"line %05d says hunter2 %s\n" % (n, b"." * (n % 50)) for n in range(5000))
+    splitter = LineSplitter(CountingSink(shipper.begin_step(0)), SecretMasker(["hunter2"]))
+    for start in range(0, len(output), 7001):
+        splitter.feed("stdout", output[start : start + 7001])
+    splitter.close()
+    shipper.stop()
+    delivery.drain()
+    delivery.close()
+    masked = SecretMasker(["hunter2"]).mask("hunter2")
+    assert batch_texts(api.batches) == [f"line {n:05} says {masked} {'.' * (n % 50)}" for n in range(5000)]
+    assert len(api.batches) > 10
+    assert all(len(batch.text.encode()) <= 16 * 1024 + 100 for batch in api.batches)
+    assert [batch.seq for batch in api.batches] == list(range(len(api.batches)))
