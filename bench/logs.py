@@ -68,6 +68,47 @@ def cpu_seconds(pid: int) -> float:
     return sum(int(value) for value in fields[11:15]) / os.sysconf("SC_CLK_TCK")
 
 
+def processes_named(*words: str) -> list[int]:
+    """Processes whose command line holds every one of ``words`` (a database's backends:
+    ``postgres:`` and its name; the Docker engine: ``dockerd``)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if all(word in command for word in words):
+            found.append(int(entry.name))
+    return found
+
+
+class OthersCpu:
+    """CPU time used meanwhile by processes found by name (those that end meanwhile are missed:
+    the figure is a lower bound)."""
+
+    def __init__(self, groups: dict[str, tuple[str, ...]]) -> None:
+        self.groups = groups
+        self.start = {name: self._read(words) for name, words in groups.items()}
+        self.used: dict[str, float] = {}
+
+    @staticmethod
+    def _read(words: tuple[str, ...]) -> dict[int, float]:
+        seconds = {}
+        for pid in processes_named(*words):
+            try:
+                seconds[pid] = cpu_seconds(pid)
+            except OSError:
+                continue
+        return seconds
+
+    def stop(self) -> None:
+        for name, words in self.groups.items():
+            now, before = self._read(words), self.start[name]
+            self.used[name] = sum(value - before.get(pid, 0.0) for pid, value in now.items())
+
+
 class PeakMemory:
     """Peak VmRSS of some processes, sampled every 0.1 s while running, and the CPU they used."""
 
@@ -92,6 +133,9 @@ class PeakMemory:
 
 
 def run_step(stack: Any, env: Any, root: Path, script: str, pids: dict[str, int]) -> dict[str, Any]:
+    others = OthersCpu(
+        {"Postgres (this database)": ("postgres:", env.database_name), "dockerd": ("dockerd",)}
+    )
     from tests.fixtures import push_payload
     from tests.support import services
 
@@ -109,6 +153,7 @@ def run_step(stack: Any, env: Any, root: Path, script: str, pids: dict[str, int]
         raise BenchError(f"webhook refused: {reply.status_code} {reply.text}")
     build = stack.wait_for_build(reply.json()["build_id"], timeout=1800)
     memory.stop()
+    others.stop()
     [job] = build["jobs"]
     [step] = job["steps"]
     if job["state"] != "passed":
@@ -122,6 +167,7 @@ def run_step(stack: Any, env: Any, root: Path, script: str, pids: dict[str, int]
         "lag": _epoch(job["finished_at"]) - _epoch(step["finished_at"]),
         "to_end": _epoch(job["finished_at"]) - _epoch(step["started_at"]),
         "memory": memory,
+        "others": others,
     }
 
 
@@ -148,6 +194,10 @@ def report(title: str, baseline: float, run: dict[str, Any], megabytes: float) -
     for name in memory.pids:
         print(f"  {name} RSS: {memory.before[name] / 1024:.0f} MiB before, "
               f"{memory.peak[name] / 1024:.0f} MiB at peak; CPU {memory.cpu[name]:.1f} s")  # fmt: skip
+    print(
+        "  CPU meanwhile: "
+        + ", ".join(f"{name} {seconds:.1f} s" for name, seconds in run["others"].used.items())
+    )
 
 
 def run(lines: int, megabytes: int, searches: int, root: Path) -> None:

@@ -23,6 +23,24 @@ def line_cost(text: str) -> int:
     return len(text.encode()) + 1
 
 
+def text_bytes(text: str) -> int:
+    """UTF-8 bytes of ``text``, without encoding it when it is ASCII (``isascii`` reads a flag)."""
+    return len(text) if text.isascii() else len(text.encode())
+
+
+def longest_over(text: str, limit: int) -> bool:
+    """Whether a line of ``text`` (lines joined by newlines) is longer than ``limit``, without a
+    look at each line: from a line's start, the last newline within ``limit + 1`` characters ends
+    every line before it (none longer than the window), and the next look starts after it."""
+    start = 0
+    while len(text) - start > limit:
+        end = text.rfind("\n", start, start + limit + 1)
+        if end < 0:
+            return True
+        start = end + 1
+    return False
+
+
 def size_text(size: int) -> str:
     """``16 MiB``, ``512 KiB`` or ``1,000 bytes``: how a budget reads in a log line."""
     for unit, factor in (("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024)):
@@ -69,24 +87,49 @@ class LogMeter:
         self.job_used += cost
         return line
 
-    def admit_run(self, stream: str, texts: list[str]) -> list[str]:
-        """``admit`` for lines of one stream, in order: the texts kept. Output that fits whole
-        (or is dropped whole) is counted in one step, without a look at each line."""
+    def admit_size(self, size: int) -> bool:
+        """Count ``size`` bytes of lines (none too long, output or Greenlight's own) if all of
+        them fit the budget, as ``admit`` would keep each; False (nothing counted) otherwise."""
+        if (
+            self._full
+            or self.step_used + size > self.budget.step_bytes
+            or self.job_used + size > self.budget.job_bytes
+        ):
+            return False
+        self.step_used += size
+        self.job_used += size
+        return True
+
+    def admit_run(self, stream: str, texts: list[str], joined: str | None = None) -> list[str]:
+        """``admit`` for lines of one stream, in order: the texts kept (``texts`` itself when all
+        are). Output that fits whole (or is dropped whole) is counted in one step, without a look
+        at each line. ``joined``: the texts joined by newlines, when the caller has them."""
         if texts and stream != "system":
-            size = len("\n".join(texts).encode()) + 1  # each line's text and its newline
+            joined = "\n".join(texts) if joined is None else joined
+            size = text_bytes(joined) + 1  # each line's text and its newline
             if self._full:
                 self.dropped += size
                 return []
             if (
                 self.step_used + size <= self.budget.step_bytes
                 and self.job_used + size <= self.budget.job_bytes
-                and max(map(len, texts)) <= MAX_STORED_LINE_CHARS
+                and not longest_over(joined, MAX_STORED_LINE_CHARS)
             ):
                 self.step_used += size
                 self.job_used += size
                 return texts
-        kept = (self.admit(LogLine(at=0.0, stream=stream, text=text)) for text in texts)
-        return [line.text for line in kept if line is not None]
+        kept: list[str] = []
+        for index, text in enumerate(texts):
+            line = self.admit(LogLine(at=0.0, stream=stream, text=text))
+            if line is not None:
+                kept.append(line.text)
+            elif self._full and stream != "system":
+                # The rest of the run is dropped too: counted at once (a runner that ignores its
+                # budget may send millions of lines past it).
+                rest = texts[index + 1 :]
+                self.dropped += len("\n".join(rest).encode()) + 1 if rest else 0
+                break
+        return kept
 
     def notice(self) -> LogLine | None:
         """The line that says what was dropped since the last notice (None: nothing was), itself

@@ -9,6 +9,7 @@ or older server fails loudly instead of guessing.
 from __future__ import annotations
 
 import enum
+import json
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, SecretStr, model_validator
@@ -353,39 +354,94 @@ class LogLine(BaseModel):
 
 
 LogStream = Annotated[str, Field(pattern=r"^(stdout|stderr|system)$")]
-# Lines read together from one stream at one time, ``[at, stream, [text, ...]]``: how a runner
-# sends a busy step's output, without a JSON object per line.
-LogRun = tuple[float, LogStream, list[str]]
+# Lines read together from one stream at one time, ``[at, stream, count]``: how a runner sends a
+# busy step's output. The lines themselves are the batch's ``text``, joined by newlines (no line
+# holds one), so a batch costs one string on either side rather than an object per line.
+LogRun = tuple[float, LogStream, Annotated[int, Field(ge=1)]]
 
+
+# A log batch in its runner's form (``LogBatch.wire``); the server also takes it as JSON.
+LOG_BATCH_MEDIA_TYPE = "application/x-greenlight-log-batch"
 
 # The most lines one batch may hold: the runner cuts its batches there, and the server refuses
 # more (a few KiB of gzip can hold millions of empty lines, which every read of the chunk splits).
-MAX_BATCH_LINES = 50_000
+MAX_BATCH_LINES = 200_000
 
 
 class LogBatch(BaseModel):
     """A batch of lines for one step: ``lines``, then ``runs`` (each a run of lines of one
-    stream read at one time). ``seq`` numbers batches per step from 0, so a retried upload is
-    stored once."""
+    stream read at one time), whose lines are ``text`` joined by newlines. ``seq`` numbers
+    batches per step from 0, so a retried upload is stored once."""
 
     step_index: int = Field(ge=0)
     seq: int = Field(ge=0)
     lines: list[LogLine] = Field(default_factory=list)
     runs: list[LogRun] = Field(default_factory=list)
+    text: str = ""
 
     @model_validator(mode="after")
     def _within_a_batch(self) -> LogBatch:
+        in_runs = self.run_line_count()
+        if (self.text.count("\n") + 1 if in_runs else len(self.text)) != (in_runs or 0):
+            raise ValueError(f"the text of a log batch holds its runs' {in_runs} lines, one per newline")
         if self.line_count() > MAX_BATCH_LINES:
             raise ValueError(f"a log batch holds at most {MAX_BATCH_LINES} lines")
         return self
 
+    @classmethod
+    def of_runs(cls, step_index: int, seq: int, runs: list[tuple[float, str, list[str]]]) -> LogBatch:
+        """The batch holding ``runs`` of lines (none holds a newline), without empty ones."""
+        joined = [(at, stream, len(texts), "\n".join(texts)) for at, stream, texts in runs]
+        return cls.of_joined(step_index, seq, joined)
+
+    @classmethod
+    def of_joined(cls, step_index: int, seq: int, runs: list[tuple[float, str, int, str]]) -> LogBatch:
+        """``of_runs`` for runs given as (at, stream, line count, lines joined by newlines)."""
+        kept = [run for run in runs if run[2]]
+        return cls.model_construct(
+            step_index=step_index,
+            seq=seq,
+            lines=[],
+            runs=[(at, stream, count) for at, stream, count, _ in kept],
+            text="\n".join([joined for _, _, _, joined in kept]),
+        )
+
+    def wire(self) -> bytes:
+        """The batch as a runner sends it (``LOG_BATCH_MEDIA_TYPE``): its other fields as one line
+        of JSON, then its text as it is. The text, nearly all of a busy step's batch, is neither
+        escaped by the runner nor parsed by the server."""
+        return self.model_dump_json(exclude={"text"}).encode() + b"\n" + self.text.encode()
+
+    @classmethod
+    def from_wire(cls, body: bytes) -> LogBatch:
+        """``wire``'s batch; a ValueError when ``body`` is not one."""
+        header, newline, text = body.partition(b"\n")
+        fields = json.loads(header) if newline else None
+        if not isinstance(fields, dict):
+            raise ValueError("a log batch is a line of JSON, then its text")
+        return cls.model_validate({**fields, "text": text.decode()})
+
+    def run_line_count(self) -> int:
+        return sum(count for _, _, count in self.runs)
+
     def line_count(self) -> int:
-        return len(self.lines) + sum(len(texts) for _, _, texts in self.runs)
+        return len(self.lines) + self.run_line_count()
+
+    def run_texts(self) -> list[tuple[float, str, list[str]]]:
+        """Each run with its lines, split out of ``text`` in one pass."""
+        texts = self.text.split("\n") if self.runs else []
+        out, position = [], 0
+        for at, stream, count in self.runs:
+            out.append((at, stream, texts[position : position + count]))
+            position += count
+        return out
 
     def all_lines(self) -> list[LogLine]:
         """Every line, in the order they are stored: ``lines``, then each run's."""
         return self.lines + [
-            LogLine(at=at, stream=stream, text=text) for at, stream, texts in self.runs for text in texts
+            LogLine(at=at, stream=stream, text=text)
+            for at, stream, texts in self.run_texts()
+            for text in texts
         ]
 
 

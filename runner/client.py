@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import logging
 import secrets
@@ -9,12 +10,13 @@ import time
 import zlib
 from collections.abc import Callable
 from typing import Any, BinaryIO
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 import urllib3
 from pydantic import BaseModel
 
 from contract.spec import (
+    LOG_BATCH_MEDIA_TYPE,
     ArtifactFile,
     ClaimedJob,
     ClaimRequest,
@@ -65,6 +67,17 @@ class RunnerApiError(Exception):
         self.status = status
 
 
+def on_this_machine(url: str) -> bool:
+    """Whether ``url`` names a loopback address (or ``localhost``)."""
+    host = urlsplit(url).hostname or ""
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 class RunnerApi:
     """Thread-safe (urllib3's pool is); one instance per runner process.
 
@@ -72,9 +85,17 @@ class RunnerApi:
     more of the runner's CPU per request (cookie jar, URL merging, stream layers; bench.queue)."""
 
     def __init__(
-        self, server_url: str, runner_token: str, *, retries: int = 5, timeout: float = 30.0
+        self,
+        server_url: str,
+        runner_token: str,
+        *,
+        retries: int = 5,
+        timeout: float = 30.0,
+        compress_logs: bool | None = None,
     ) -> None:
+        """``compress_logs``: gzip log batches; by default, unless the server is on this machine."""
         self._base_url = server_url.rstrip("/")
+        self.compress_logs = not on_this_machine(server_url) if compress_logs is None else compress_logs
         # Enough kept-alive connections for every slot, the heartbeat and the log shippers;
         # beyond that, extra connections are opened and closed rather than waited for.
         self._http = urllib3.PoolManager(
@@ -137,12 +158,17 @@ class RunnerApi:
     # A job's reports: one try each. ``runner.delivery`` sends them in order and tries again
     # until the server has them, within the job's outage budget, as the JSON it already holds.
     def send_logs(self, job_id: int, job_token: str, batch: LogBatch | bytes) -> None:
-        """Sent gzip-compressed (the fastest level: a step's output shrinks several times over,
-        and the server inflates it within the same bound as a plain body)."""
-        content = batch if isinstance(batch, bytes) else batch.model_dump_json().encode()
-        compressor = zlib.compressobj(1, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
-        body = compressor.compress(content) + compressor.flush()
-        self._post(f"/api/runner/jobs/{job_id}/logs", body, job_token, retries=0, encoding="gzip")
+        """Sent in the batch's wire form (``LogBatch.wire``; bytes are that form already), gzip-
+        compressed when the server is on another machine (the fastest level: a step's output
+        shrinks several times over, and the server inflates it within the same bound as a plain
+        body). To a server on this one, compressing would only cost both sides CPU."""
+        content = batch if isinstance(batch, bytes) else batch.wire()
+        encoding = None
+        if self.compress_logs:
+            compressor = zlib.compressobj(1, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+            content, encoding = compressor.compress(content) + compressor.flush(), "gzip"
+        path = f"/api/runner/jobs/{job_id}/logs"
+        self._post(path, content, job_token, retries=0, encoding=encoding, content_type=LOG_BATCH_MEDIA_TYPE)
 
     def step_started(self, job_id: int, job_token: str, report: StepStarted | bytes) -> None:
         self._post(f"/api/runner/jobs/{job_id}/steps/start", report, job_token, retries=0)
@@ -236,6 +262,7 @@ class RunnerApi:
         retries: int | None = None,
         timeout: float | None = None,
         encoding: str | None = None,
+        content_type: str = "application/json",
         on_unanswered: Callable[[], None] | None = None,
     ) -> _Reply:
         if isinstance(body, bytes):
@@ -244,7 +271,7 @@ class RunnerApi:
             content = body.model_dump_json().encode() if body is not None else b"{}"
         headers = {
             "Authorization": f"Bearer {token}",
-            "Content-Type": "application/json",
+            "Content-Type": content_type,
             "User-Agent": _USER_AGENT,
         }
         if encoding is not None:

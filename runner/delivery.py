@@ -40,7 +40,7 @@ from runner.spool import Spool, SpoolFull
 
 logger = logging.getLogger(__name__)
 
-MEMORY_BYTES = 8 * 1024 * 1024
+MEMORY_BYTES = 16 * 1024 * 1024
 FIRST_RETRY_SECONDS = 0.25
 MAX_RETRY_SECONDS = 5.0
 # A request the server has not answered for this long, while it answered nothing else (no lease
@@ -87,7 +87,8 @@ class Sent(enum.Enum):
     out_of_contact = "out of contact"  # the outage budget passed without a word from the server
 
 
-# A record in the spool: kind, step index, line count (for a log batch), then the report's JSON.
+# A record in the spool: kind, step index, line count (for a log batch), then the report as it is
+# sent (JSON; a log batch in its wire form).
 _HEADER = struct.Struct(">BII")
 _KINDS: dict[int, tuple[type[BaseModel], str]] = {
     1: (StepStarted, "step_started"),
@@ -156,7 +157,8 @@ class Delivery:
         # Lost lines are the step's output: the runner's own notices (``reserve``) are not counted.
         lines = report.line_count() if isinstance(report, LogBatch) and not reserve else 0
         kind, step_index = _KIND_OF[type(report)], report.step_index
-        record = _HEADER.pack(kind, step_index, lines) + report.model_dump_json().encode()
+        content = report.wire() if isinstance(report, LogBatch) else report.model_dump_json().encode()
+        record = _HEADER.pack(kind, step_index, lines) + content
         with self._cond:
             if self._over:
                 self._not_sent(kind, step_index, lines)
@@ -285,7 +287,7 @@ class Delivery:
             kind, step_index, lines = _HEADER.unpack_from(record)
             outcome = Sent.closed if self.stopped else None
             if outcome is None:
-                # Sent as the JSON held: a report is encoded once, when it is queued.
+                # Sent as held: a report is encoded once, when it is queued.
                 send: Callable[..., Any] = getattr(self._api, _KINDS[kind][1])
                 content = record[_HEADER.size :]
                 outcome, _ = self._send(functools.partial(send, self._job_id, self._token, content))

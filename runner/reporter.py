@@ -2,8 +2,8 @@
 
 Lines are appended from executor threads, to the step they were printed by (``begin_step``
 gives each step a sink of its own, so a line read late is never put in the next step's log),
-one at a time or as runs read together; a batch is cut every half second, or at 50,000 lines, or
-at 1 MiB, numbered per step so a retried
+one at a time or as runs read together; a batch is cut every half second, or at
+``MAX_BATCH_LINES`` lines, or at 4 MiB, numbered per step so a retried
 batch is stored once, and queued in the job's ``Delivery`` behind the step's start. Every line
 is masked on its way in, and metered against the job's log budget: what is over it is never
 sent, and the step's log ends with a line saying how much was dropped. A step whose lines could
@@ -18,7 +18,7 @@ import threading
 import time
 from collections import Counter
 
-from contract.log_budget import LogMeter, line_cost
+from contract.log_budget import LogMeter, line_cost, text_bytes
 from contract.logs import in_this_context
 from contract.spec import MAX_BATCH_LINES, LogBatch, LogBudget, LogLine
 from runner.client import JobClosedError, RunnerApi
@@ -31,7 +31,7 @@ logger = logging.getLogger(__name__)
 FLUSH_SECONDS = 0.5
 # A batch is one request and one stored chunk: large enough that a busy step costs few of each,
 # small enough that neither side holds much of a step's output at a time.
-MAX_BATCH_BYTES = 1024 * 1024
+MAX_BATCH_BYTES = 4 * 1024 * 1024
 
 
 def undelivered_text(count: int) -> str:
@@ -55,8 +55,8 @@ class _StepSink:
     def __call__(self, line: LogLine) -> None:
         self._shipper.add(line, self._step)
 
-    def run(self, stream: str, at: float, texts: list[str]) -> None:
-        self._shipper.add_run(stream, at, texts, self._step)
+    def run(self, stream: str, at: float, texts: list[str], joined: str | None = None) -> None:
+        self._shipper.add_run(stream, at, texts, self._step, joined)
 
 
 class LogShipper:
@@ -105,14 +105,25 @@ class LogShipper:
         if full:
             self._delivery.wait_for_room(self._cancel)
 
-    def add_run(self, stream: str, at: float, texts: list[str], step_index: int | None = None) -> None:
-        """``add`` for lines of one stream read together at ``at``."""
+    def add_run(
+        self,
+        stream: str,
+        at: float,
+        texts: list[str],
+        step_index: int | None = None,
+        joined: str | None = None,
+    ) -> None:
+        """``add`` for lines of one stream read together at ``at`` (``joined``: the same lines
+        joined by newlines, as the executor read them)."""
+        # Joined once at most: metered, sized and sent as this one text (a run is a chunk of a
+        # step's output, and the lines of a busy step cost more than their text).
+        joined = "\n".join(texts) if joined is None else joined
         with self._lock:
             step = self._step_index if step_index is None else step_index
-            kept = self._meter.admit_run(stream, texts)
+            kept = self._meter.admit_run(stream, texts, joined)
             if not kept:
                 return
-            full = self._append(step, at, stream, kept)
+            full = self._append(step, at, stream, kept, joined if kept is texts else "\n".join(kept))
         if full:
             self._delivery.wait_for_room(self._cancel)
 
@@ -140,14 +151,17 @@ class LogShipper:
         self._thread.join(timeout=30)
         self.end_step()
 
-    def _append(self, step: int, at: float, stream: str, texts: list[str]) -> bool:
-        """Keep a run for the next batch; True when a batch was cut (under the lock)."""
+    def _append(self, step: int, at: float, stream: str, texts: list[str], joined: str | None = None) -> bool:
+        """Keep a run (``joined``: its texts joined by newlines) for the next batch; True when a
+        batch was cut (under the lock)."""
         if self._pending and step != self._pending_step:
             self._cut()  # a late line of an earlier step: its batch stays apart
+        joined = "\n".join(texts) if joined is None else joined
+        size = text_bytes(joined) + 1  # each line's text and its newline
         self._pending_step = step
-        self._pending.append((at, stream, texts))
+        self._pending.append((at, stream, texts, joined, size))
         self._pending_lines += len(texts)
-        self._pending_bytes += len("\n".join(texts).encode()) + 1 if len(texts) > 1 else line_cost(texts[0])
+        self._pending_bytes += size
         if self._pending_lines < MAX_BATCH_LINES and self._pending_bytes < self._batch_bytes:
             return False
         self._cut()
@@ -177,16 +191,19 @@ class LogShipper:
         under the lock, so in order."""
         pending, self._pending = self._pending, []
         self._pending_lines = self._pending_bytes = 0
-        runs: list[tuple[float, str, list[str]]] = []
+        runs: list[tuple[float, str, list[str], str]] = []
         count = size = 0
-        for at, stream, texts in pending:
+        for at, stream, texts, joined, run_size in pending:
+            if count + len(texts) > MAX_BATCH_LINES or size + run_size > self._batch_bytes:
+                joined = ""  # the run is cut: each part is joined on its own
             while texts:
-                room = MAX_BATCH_LINES - count
-                take = len(texts) if len(texts) <= room else room
-                run_size = len("\n".join(texts[:take]).encode()) + 1
-                if size + run_size > self._batch_bytes:  # the run passes the byte bound: find where
-                    take, run_size = _fitting(texts, take, self._batch_bytes - size)
-                runs.append((at, stream, texts[:take]))
+                take = len(texts)
+                if not joined:
+                    take = min(take, MAX_BATCH_LINES - count)
+                    run_size = len("\n".join(texts[:take]).encode()) + 1
+                    if size + run_size > self._batch_bytes:  # it passes the byte bound: find where
+                        take, run_size = _fitting(texts, take, self._batch_bytes - size)
+                runs.append((at, stream, texts[:take], joined or "\n".join(texts[:take])))
                 texts = texts[take:]
                 count, size = count + take, size + run_size
                 if count >= MAX_BATCH_LINES or size >= self._batch_bytes:
@@ -195,23 +212,18 @@ class LogShipper:
         if runs:
             self._queue(runs)
 
-    def _queue(self, runs: list[tuple[float, str, list[str]]]) -> None:
+    def _queue(self, runs: list[tuple[float, str, list[str], str]]) -> None:
         step = self._pending_step
-        batch = LogBatch(step_index=step, seq=self._next_seq(step), runs=self._masked(runs))
+        batch = LogBatch.of_joined(step, self._next_seq(step), [self._masked(*run) for run in runs])
         self._delivery.put(batch)
 
-    def _masked(self, runs: list[tuple[float, str, list[str]]]) -> list[tuple[float, str, list[str]]]:
+    def _masked(self, at: float, stream: str, texts: list[str], joined: str) -> tuple[float, str, int, str]:
         """A step's output lines (stdout, stderr) come masked by the executor's ``LineSplitter``,
         which sees the stream (a value cut across chunks needs it); this masks the rest: system
         lines, error messages. No pattern holds a newline: a match in a line's text is found."""
-        if not self._masker:
-            return runs
-        return [
-            (at, stream, [self._masker.mask(text) for text in texts])
-            if stream == "system"
-            else (at, stream, texts)
-            for at, stream, texts in runs
-        ]
+        if self._masker and stream == "system":
+            joined = "\n".join(self._masker.mask(text) for text in texts)
+        return at, stream, len(texts), joined
 
     def _run(self) -> None:
         while not self._stopped.wait(FLUSH_SECONDS):

@@ -46,13 +46,14 @@ from contract.spec import JobSpec, LogLine, StepOutcome, StepSpec
 LineSink = Callable[[LogLine], None]
 
 
-def send_run(sink: LineSink, stream: str, at: float, texts: list[str]) -> None:
-    """Hand ``sink`` lines of one stream read together at ``at``: in one call when it takes runs
-    (a ``run`` method, as the reporter's sinks have: a busy step prints a million lines, and an
-    object per line costs more than the step), else one ``LogLine`` at a time."""
+def send_run(sink: LineSink, stream: str, at: float, texts: list[str], joined: str | None = None) -> None:
+    """Hand ``sink`` lines of one stream read together at ``at`` (``joined``: the same lines
+    joined by newlines, when the caller has them): in one call when it takes runs (a ``run``
+    method, as the reporter's sinks have: a busy step prints a million lines, and an object per
+    line costs more than the step), else one ``LogLine`` at a time."""
     run = getattr(sink, "run", None)
     if run is not None:
-        run(stream, at, texts)
+        run(stream, at, texts, joined)
         return
     for text in texts:
         sink(LogLine(at=at, stream=stream, text=text))

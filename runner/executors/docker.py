@@ -203,14 +203,18 @@ class DockerExecutor:
             labels=self.labels,
             stdin_open=False,
             tty=False,
+            # The runner's attach stream is the one reader of a step's output: an engine log
+            # (json-file) would write all of it a second time, and a busy step would pay twice.
+            log_config={"Type": "none", "Config": {}},
         )
         return str(container.id)
 
     def _run(self, cid: str, step: StepSpec, on_line: LineSink, cancel: threading.Event) -> StepResult:
         api = self.client.api
         # Attach before start: attaching to a container that has already exited blocks forever
-        # (engine 20.10), and attaching late could miss the first lines of a fast step.
-        frames = api.attach(cid, stdout=True, stderr=True, stream=True, logs=True, demux=True)
+        # (engine 20.10), and attaching late could miss the first lines of a fast step. Without an
+        # engine log there is nothing printed before the attach to replay (``logs=False``).
+        frames = api.attach(cid, stdout=True, stderr=True, stream=True, logs=False, demux=True)
         sink = CountingSink(on_line)
         reader = threading.Thread(
             target=_pump,

@@ -138,7 +138,8 @@ class LineSplitter:
         at, on_line, masker = time.time(), self._on_line, self._masker
         if self._held:
             self._release(at)
-        lines = masker.mask(text, hidden).split("\n")
+        masked = masker.mask(text, hidden)
+        lines = masked.split("\n")
         # A line may hold part of a value whose other part went to the other stream if it has 4
         # characters of a value at either end, as shown: one set operation per end rules out
         # almost every chunk.
@@ -156,7 +157,7 @@ class LineSplitter:
             ):
                 if "\r" in text:
                     lines = [line[:-1] if line.endswith("\r") else line for line in lines]
-                send_run(on_line, stream, at, lines)
+                send_run(on_line, stream, at, lines, None if "\r" in text else masked)
                 return
         for line in lines:
             if line.endswith("\r"):
@@ -210,8 +211,8 @@ class CountingSink:
         self._on_line(line)
         self.count += 1
 
-    def run(self, stream: str, at: float, texts: list[str]) -> None:
-        send_run(self._on_line, stream, at, texts)
+    def run(self, stream: str, at: float, texts: list[str], joined: str | None = None) -> None:
+        send_run(self._on_line, stream, at, texts, joined)
         self.count += len(texts)
 
 

@@ -7,6 +7,9 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from contract.log_budget import MAX_STORED_LINE_CHARS, LogMeter, longest_over, text_bytes
+from contract.spec import LogBatch
+
 Line = tuple[float, str, str]
 
 
@@ -35,16 +38,42 @@ def stored_form(runs: list[tuple[float, str, list[str]]]) -> dict[str, Any]:
     line holds a newline (what a runner's line splitter never sends), else a triple per line."""
     texts = [text for _, _, run in runs for text in run]
     joined = "\n".join(texts)
+    sizes = {"line_count": len(texts), "text_bytes": sum(len(text.encode()) for text in texts)}
     if not texts or joined.count("\n") != len(texts) - 1:
         triples = [[at, stream, text] for at, stream, run in runs for text in run]
-        return {"lines": triples, "text": None, "runs": sa.null()}
+        return {"lines": triples, "text": None, "runs": sa.null(), **sizes}
+    counted = [(at, stream, len(run)) for at, stream, run in runs]
+    return _text_columns(counted, joined, sizes["text_bytes"])
+
+
+def stored_whole(batch: LogBatch, meter: LogMeter) -> dict[str, Any] | None:
+    """The columns that hold a batch of runs alone (its ``text`` as it came) when ``meter`` keeps
+    all of it; None when a line has to be looked at (single lines, the budget, a huge line)."""
+    if batch.lines or not batch.runs:
+        return None
+    text = batch.text
+    size = text_bytes(text)
+    if longest_over(text, MAX_STORED_LINE_CHARS):
+        return None
+    if not meter.admit_size(size + 1):  # each line's text and its newline
+        return None
+    return _text_columns(batch.runs, text, size - text.count("\n"))
+
+
+def _text_columns(runs: list[tuple[float, str, int]], text: str, text_bytes: int) -> dict[str, Any]:
     merged: list[list[Any]] = []
-    for at, stream, run in runs:
-        if not run:
+    for at, stream, count in runs:
+        if not count:
             continue
         if merged and merged[-1][0] == at and merged[-1][1] == stream:
-            merged[-1][2] += len(run)
+            merged[-1][2] += count
         else:
-            merged.append([at, stream, len(run)])
-    plain = joined.isascii() and "\x1b" not in joined
-    return {"lines": sa.null(), "text": joined, "runs": merged, "plain": plain}
+            merged.append([at, stream, count])
+    return {
+        "lines": sa.null(),
+        "text": text,
+        "runs": merged,
+        "plain": text.isascii() and "\x1b" not in text,
+        "line_count": sum(count for _, _, count in merged),
+        "text_bytes": text_bytes,
+    }

@@ -35,9 +35,9 @@ from server.queue.runner_api import claimed_reply
 
 # Far above any claim or job end (a reason is at most a few KiB): a bigger body is refused unread.
 MAX_BODY_BYTES = 1 << 20
-# A runner's log batch holds at most 1 MiB of text (runner/reporter.py); JSON escapes can make
+# A runner's log batch holds at most 4 MiB of text (runner/reporter.py); JSON escapes can make
 # that a few times bigger on the wire. Anything far beyond is refused before it is read whole.
-MAX_LOG_BODY_BYTES = 16 << 20
+MAX_LOG_BODY_BYTES = 32 << 20
 # A report file is at most MAX_REPORT_BYTES characters: four bytes each in UTF-8 at the most.
 MAX_REPORT_BODY_BYTES = 4 * MAX_REPORT_BYTES + (64 << 10)
 # FastAPI's words for a body its JSON parser raised on other than with a JSONDecodeError.

@@ -31,7 +31,7 @@ from server.auth.tokens import token_hash
 from server.config import Settings
 from server.db import driver_sql_first_row, expire_if_loaded
 from server.events import LockedBuild, events_of
-from server.logs.chunks import stored_form
+from server.logs.chunks import stored_form, stored_whole
 from server.metrics import observe
 from server.models import (
     BuildState,
@@ -111,51 +111,43 @@ def release_job(session: Session, job: Job, released: JobReleased) -> None:
 def append_log(session: Session, job: Job, batch: LogBatch, budget: LogBudget | None = None) -> None:
     """Store a batch, within the job's log budget whatever the runner sent: a runner meters its
     output itself (``contract/log_budget.py``), and this meters it again against what is stored.
-    Its lines, then its runs, are stored as one chunk (``server/logs/chunks.py``)."""
+    Its lines, then its runs, are stored as one chunk (``server/logs/chunks.py``); a batch that
+    fits the budget whole is stored as the one text it came in, without a look at each line."""
     _step(session, job, batch.step_index)
-    runs = _within_budget(session, job, batch, budget or LogBudget())
-    line_count = sum(len(texts) for _, _, texts in runs)
-    text_bytes = sum(len("".join(texts).encode()) for _, _, texts in runs)
+    meter = _meter(session, job, batch.step_index, budget or LogBudget())
+    columns = stored_whole(batch, meter) or stored_form(_within_budget(meter, batch))
     stored = (
         session.connection()
         .execute(
             insert(LogChunk)
-            .values(
-                job_id=job.id,
-                step_index=batch.step_index,
-                seq=batch.seq,
-                line_count=line_count,
-                text_bytes=text_bytes,
-                created_at=utcnow(),
-                **stored_form(runs),
-            )
+            .values(job_id=job.id, step_index=batch.step_index, seq=batch.seq, created_at=utcnow(), **columns)
             .on_conflict_do_nothing(index_elements=["job_id", "step_index", "seq"])
             .returning(LogChunk.id)
         )
         .scalar_one_or_none()
     )
     if stored is not None:  # a retried batch is stored, and counted, once
-        observe.log_stored(session, line_count, text_bytes)
+        observe.log_stored(session, columns["line_count"], columns["text_bytes"])
 
 
-def _within_budget(
-    session: Session, job: Job, batch: LogBatch, budget: LogBudget
-) -> list[tuple[float, str, list[str]]]:
-    """The batch's lines the budget keeps, as runs."""
+def _meter(session: Session, job: Job, step_index: int, budget: LogBudget) -> LogMeter:
+    """A meter of what the job and the step have stored so far."""
     cost = LogChunk.text_bytes + LogChunk.line_count  # a line costs its text and its newline
     job_used, step_used = session.execute(
         sa.select(
             sa.func.coalesce(sa.func.sum(cost), 0),
-            sa.func.coalesce(
-                sa.func.sum(sa.case((LogChunk.step_index == batch.step_index, cost), else_=0)), 0
-            ),
+            sa.func.coalesce(sa.func.sum(sa.case((LogChunk.step_index == step_index, cost), else_=0)), 0),
         ).where(LogChunk.job_id == job.id)
     ).one()
-    meter = LogMeter(budget, step_used=int(step_used), job_used=int(job_used))
+    return LogMeter(budget, step_used=int(step_used), job_used=int(job_used))
+
+
+def _within_budget(meter: LogMeter, batch: LogBatch) -> list[tuple[float, str, list[str]]]:
+    """The batch's lines the budget keeps, as runs."""
     kept: list[tuple[float, str, list[str]]] = [
         (line.at, line.stream, [line.text]) for line in map(meter.admit, batch.lines) if line is not None
     ]
-    kept.extend((at, stream, meter.admit_run(stream, texts)) for at, stream, texts in batch.runs)
+    kept.extend((at, stream, meter.admit_run(stream, texts)) for at, stream, texts in batch.run_texts())
     notice = meter.notice()
     if notice is not None:
         kept.append((notice.at, notice.stream, [notice.text + " (by the server)"]))

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Request, Response
+from fastapi import APIRouter, Body, Depends, HTTPException, Request, Response
+from fastapi.exceptions import RequestValidationError
 from sqlalchemy.orm import Session
 
 from contract.logs import bind
 from contract.spec import (
+    LOG_BATCH_MEDIA_TYPE,
     ClaimedJob,
     ClaimRequest,
     HeartbeatReply,
@@ -144,10 +146,28 @@ def job_heartbeat(job: HeldJobDep, state: StateDep) -> HeartbeatReply:
     return HeartbeatReply(cancel=job.cancel_requested, lease_expires_at=expires.timestamp())
 
 
-@router.post("/jobs/{job_id}/logs", status_code=204)
-def job_logs(body: LogBatch, job: HeldJobDep, session: SessionDep, state: StateDep) -> Response:
-    budget = state.settings.log_budget()
-    reports.append_log(session, job, body, budget)
+@router.post(
+    "/jobs/{job_id}/logs",
+    status_code=204,
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {"schema": LogBatch.model_json_schema()},
+                LOG_BATCH_MEDIA_TYPE: {"schema": {"type": "string", "format": "binary"}},
+            },
+        }
+    },
+)
+def job_logs(
+    body: Annotated[Any, Body(include_in_schema=False)], job: HeldJobDep, session: SessionDep, state: StateDep
+) -> Response:
+    """A batch as JSON, or in the runner's form (``LogBatch.wire``: a line of JSON, its text)."""
+    try:
+        batch = LogBatch.from_wire(body) if isinstance(body, bytes) else LogBatch.model_validate(body)
+    except ValueError as error:  # (pydantic's ValidationError is one)
+        raise RequestValidationError([{"type": "value_error", "loc": ["body"], "msg": str(error)}]) from error
+    reports.append_log(session, job, batch, state.settings.log_budget())
     return Response(status_code=204)
 
 

@@ -60,9 +60,7 @@ def test_a_chunk_held_as_text_is_searched_as_one_held_line_by_line(session: Sess
     held, joined = factories.job(session, build), factories.job(session, build)
     for seq, text in enumerate(texts):
         session.add(LogChunk(job_id=held.id, step_index=0, seq=seq, line_count=1, lines=[[0, "o", text]]))
-        session.add(
-            LogChunk(job_id=joined.id, step_index=0, seq=seq, line_count=1, **stored_form([(0, "o", [text])]))
-        )
+        session.add(LogChunk(job_id=joined.id, step_index=0, seq=seq, **stored_form([(0, "o", [text])])))
     session.commit()
     for needle in ("ΟΔΟΣ", "οδοσ", "İstanbul", "istanbul", "ERROR", "error x", "100%", "_", "a_b", "A"):
         expected = queries.search(session, held.id, 0, needle)[0]

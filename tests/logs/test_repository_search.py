@@ -27,7 +27,7 @@ def logged(session: Session, full_name: str, texts: list[list[str]], *, public: 
         old = [[1.0, "stdout", text] for text in texts_[:half]]
         session.add(LogChunk(job_id=job.id, step_index=0, seq=0, line_count=half, lines=old))
         session.add(
-            LogChunk(job_id=job.id, step_index=0, seq=1, line_count=len(texts_) - half,
+            LogChunk(job_id=job.id, step_index=0, seq=1,
                      **stored_form([(2.0, "stdout", texts_[half:])]))
         )  # fmt: skip
         ids.append(build.id)

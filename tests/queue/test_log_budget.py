@@ -40,8 +40,25 @@ def stored(session: Session, job_id: int, step_index: int) -> list[list[object]]
     return [list(line) for line in log_lines(session, job_id, step_index)]
 
 
+def batch(form: str, step_index: int, seq: int, texts: list[str]) -> dict[str, object]:
+    """A batch of stdout lines as single lines, or as a run joined in one text."""
+    if form == "lines":
+        lines = [{"at": 1.0, "stream": "stdout", "text": text} for text in texts]
+        return {"step_index": step_index, "seq": seq, "lines": lines}
+    return {
+        "step_index": step_index,
+        "seq": seq,
+        "runs": [[1.0, "stdout", len(texts)]],
+        "text": "\n".join(texts),
+    }
+
+
+FORMS = pytest.mark.parametrize("form", ["lines", "joined"])
+
+
+@FORMS
 def test_a_runner_ignoring_the_budget_gets_no_more_stored_and_the_log_says_so(
-    small_budget: TestClient, session: Session
+    small_budget: TestClient, session: Session, form: str
 ) -> None:
     token = factories.runner_token(session)
     factories.job(session, factories.build(session, factories.repository(session)), steps=2)
@@ -51,9 +68,9 @@ def test_a_runner_ignoring_the_budget_gets_no_more_stored_and_the_log_says_so(
     assert claimed["spec"]["log_budget"] == {"step_bytes": 1000, "job_bytes": 1500}
     job_id = claimed["spec"]["job_id"]
 
-    line = {"at": 1.0, "stream": "stdout", "text": "x" * 99}  # 100 bytes with its newline
+    texts = ["x" * 99] * 50  # 100 bytes each with its newline
     for seq in range(3):
-        reply = as_job(small_budget, claimed, "logs", {"step_index": 0, "seq": seq, "lines": [line] * 50})
+        reply = as_job(small_budget, claimed, "logs", batch(form, 0, seq, texts))
         assert reply.status_code == 204, reply.text
     first = stored(session, job_id, 0)
     assert [text for _, stream, text in first if stream == "stdout"] == ["x" * 99] * 10
@@ -63,7 +80,7 @@ def test_a_runner_ignoring_the_budget_gets_no_more_stored_and_the_log_says_so(
         == "greenlight: log truncated: step output exceeded 1,000 bytes; 4,000 bytes dropped (by the server)"
     )
 
-    as_job(small_budget, claimed, "logs", {"step_index": 1, "seq": 0, "lines": [line] * 50})
+    as_job(small_budget, claimed, "logs", batch(form, 1, 0, texts))
     second = stored(session, job_id, 1)
     kept = [text for _, stream, text in second if stream == "stdout"]
     assert 0 < len(kept) < 10  # what the job's 1,500 bytes leave after the first step
@@ -73,14 +90,17 @@ def test_a_runner_ignoring_the_budget_gets_no_more_stored_and_the_log_says_so(
     assert total <= 1500 + 64 * 1024
 
 
-def test_a_line_longer_than_any_runner_sends_is_cut_when_stored(client: TestClient, session: Session) -> None:
+@FORMS
+def test_a_line_longer_than_any_runner_sends_is_cut_when_stored(
+    client: TestClient, session: Session, form: str
+) -> None:
     token = factories.runner_token(session)
     factories.job(session, factories.build(session, factories.repository(session)), steps=1)
     session.commit()
     claimed = claim(client, token, register(client, token))
     assert claimed is not None
-    huge = {"at": 1.0, "stream": "stdout", "text": "y" * (MAX_STORED_LINE_CHARS + 1000)}
-    assert as_job(client, claimed, "logs", {"step_index": 0, "seq": 0, "lines": [huge]}).status_code == 204
+    huge = "y" * (MAX_STORED_LINE_CHARS + 1000)
+    assert as_job(client, claimed, "logs", batch(form, 0, 0, [huge])).status_code == 204
     [line, notice] = stored(session, claimed["spec"]["job_id"], 0)
     assert len(line[2]) == MAX_STORED_LINE_CHARS
     assert notice[1] == "system" and "1,000 bytes dropped" in notice[2]
@@ -88,7 +108,7 @@ def test_a_line_longer_than_any_runner_sends_is_cut_when_stored(client: TestClie
 
 def test_a_log_batch_far_bigger_than_any_runner_sends_is_refused_unread(client: TestClient) -> None:
     body = b'{"step_index": 0, "seq": 0, "lines": [{"at": 1, "stream": "stdout", "text": "' + b"x" * (
-        17 << 20
+        33 << 20
     )
     reply = client.post(
         "/api/runner/jobs/1/logs",

@@ -55,6 +55,8 @@ _REPORTS = {"send_logs": LogBatch, "step_started": StepStarted, "step_finished":
 
 def report_of(name: str, report: object) -> object:
     """A job report as a fake server reads it: the runner sends held reports as JSON bytes."""
+    if isinstance(report, bytes) and name == "send_logs":
+        return LogBatch.from_wire(report)
     if isinstance(report, bytes) and name in _REPORTS:
         return _REPORTS[name].model_validate_json(report)
     return report

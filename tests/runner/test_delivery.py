@@ -72,7 +72,7 @@ class GatedApi:
         self.batches: list[LogBatch] = []
 
     def send_logs(self, job_id: int, token: str, content: bytes) -> None:
-        batch = LogBatch.model_validate_json(content)
+        batch = LogBatch.from_wire(content)
         self.attempts += 1
         if self.down:
             raise ServerUnavailable("connection refused")

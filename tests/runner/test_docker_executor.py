@@ -283,6 +283,19 @@ def test_step_container_gets_the_job_limits_and_labels(
     assert list(attrs["NetworkSettings"]["Networks"]) == [executor.network.name]
 
 
+def test_step_output_is_read_from_the_attach_stream_alone_with_no_engine_log(
+    start: Callable[..., DockerExecutor], tmp_path: Path
+) -> None:
+    """The engine keeps no copy of a step's output (log driver ``none``): the runner's attach
+    stream is the one reader, so a busy step's output is not written twice."""
+    executor = start()
+    attrs = inspect_running_step(executor, tmp_path)
+    assert attrs["HostConfig"]["LogConfig"]["Type"] == "none"
+    result, lines = run(executor, make_step("echo first; echo second >&2"))
+    assert result.outcome is StepOutcome.passed
+    assert (lines.of("stdout"), lines.of("stderr")) == (["first"], ["second"])
+
+
 def test_pids_limit_is_enforced(start: Callable[..., DockerExecutor]) -> None:
     executor = start(specs.make_job(pids=20))
     result, lines = run(executor, make_step("for i in $(seq 1 50); do sleep 5 & done; wait"))

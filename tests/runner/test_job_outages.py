@@ -77,7 +77,7 @@ class FlakyServer:
         self.order.append(("finished", report.step_index))  # type: ignore[attr-defined]
 
     def send_logs(self, job_id: int, token: str, content: bytes) -> None:
-        batch = LogBatch.model_validate_json(content)
+        batch = LogBatch.from_wire(content)
         self._reach("send_logs", batch)
         if self.refuse_logs is not None:
             raise self.refuse_logs

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from contract.log_budget import LogMeter
 from contract.spec import LogBatch, LogBudget, LogLine
 from runner.reporter import MAX_BATCH_BYTES
 from tests.runner.shipping import shipping
@@ -14,7 +15,7 @@ class Api:
         self.batches: list[LogBatch] = []
 
     def send_logs(self, job_id: int, token: str, content: bytes) -> None:
-        self.batches.append(LogBatch.model_validate_json(content))
+        self.batches.append(LogBatch.from_wire(content))
 
 
 def line(text: str, stream: str = "stdout") -> LogLine:
@@ -58,3 +59,11 @@ def test_batches_stay_under_a_mebibyte_whatever_the_lines(tmp_path: Path) -> Non
         for batch in api.batches
     )
     assert len(api.batches) > 1
+
+
+def test_a_run_past_the_budget_keeps_the_lines_that_fit_and_counts_the_rest_as_dropped() -> None:
+    meter = LogMeter(LogBudget(step_bytes=10, job_bytes=100))
+    assert meter.admit_run("stdout", ["aaaa", "bbbb", "cccc", "dd", "é"]) == ["aaaa", "bbbb"]
+    assert meter.admit_run("stdout", ["e"]) == []  # the log stays a prefix of the output
+    assert meter.admit_run("system", ["note"]) == ["note"]  # Greenlight's own lines still fit
+    assert meter.dropped == 5 + 3 + 3 + 2

@@ -122,7 +122,7 @@ def test_the_shipper_masks_lines_that_did_not_come_through_an_executor(tmp_path:
 
     class Api:
         def send_logs(self, job_id: int, token: str, content: bytes) -> None:
-            sent.append(LogBatch.model_validate_json(content))
+            sent.append(LogBatch.from_wire(content))
 
     with shipping(Api(), tmp_path, SecretMasker([SECRET, OTHER])) as shipper:
         shipper.add(LogLine(at=1.0, stream="system", text=f"docker said: bad env {OTHER}"))

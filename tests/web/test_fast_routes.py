@@ -186,7 +186,7 @@ def test_every_hot_route_answers_byte_for_byte_as_the_fastapi_route_it_shadows(
     [
         ("/api/runner/claim", 1 << 20),
         ("/api/runner/jobs/1/finish", 1 << 20),
-        ("/api/runner/jobs/1/logs", 16 << 20),
+        ("/api/runner/jobs/1/logs", 32 << 20),
     ],
 )
 def test_a_body_past_a_hot_routes_bound_is_refused_unread_wherever_the_server_is_mounted(
