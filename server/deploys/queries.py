@@ -117,6 +117,20 @@ def builds_of(session: Session, deployments: Iterable[Deployment]) -> dict[int, 
     return {b.id: b for b in session.scalars(sa.select(Build).where(Build.id.in_(ids)))} if ids else {}
 
 
+def deployments_of_source(session: Session, build: Build, public_url: str) -> list[DeploymentOut]:
+    """The deployments of a build's commit that came from it (automatic ones, and promotions and
+    rollbacks back to it), oldest first, each with its environment and deploy build."""
+    rows = session.execute(
+        sa.select(Deployment, Environment)
+        .join(Environment, Environment.id == Deployment.environment_id)
+        .where(Deployment.source_build_id == build.id)
+        .order_by(Deployment.id)
+    ).all()
+    builds = builds_of(session, [deployment for deployment, _ in rows])
+    full_name = build.repository.full_name
+    return [deployment_out(d, environment, full_name, builds, public_url) for d, environment in rows]
+
+
 def deployment_of_build(
     session: Session, deploy_build_id: int
 ) -> tuple[Deployment, str, Build | None] | None:
