@@ -28,6 +28,7 @@ from server.models import (
 )
 from server.models.base import utcnow
 from tests import factories
+from tests.web.test_sign_in_and_actions import sign_in
 
 pytestmark = pytest.mark.integration
 
@@ -140,6 +141,22 @@ def test_each_job_of_a_matrix_build_has_its_own_page(client: TestClient, session
     assert client.get(f"/acme/app/builds/{build.number}/jobs/{other.id}").status_code == 404
     assert client.get(f"/acme/app/builds/{build.number}/jobs/999999").status_code == 404
     assert client.get(f"/acme/app/builds/999/jobs/{red.id}").status_code == 404
+
+
+def test_a_signed_in_reader_re_runs_a_job_from_the_build_or_the_job_page_and_comes_back_to_the_build(
+    client: TestClient, session: Session
+) -> None:
+    build, _, red = matrix_build(session)
+    token = factories.user_token(session)
+    session.commit()
+    sign_in(client, token)
+
+    back = f'<input type="hidden" name="back" value="/acme/app/builds/{build.number}">'
+    for path in (f"/acme/app/builds/{build.number}", f"/acme/app/builds/{build.number}/jobs/{red.id}"):
+        page = client.get(path).text
+        form = page[page.rindex("<form", 0, page.index(f'id="rerun-job-{red.id}"')) :]
+        assert form.startswith(f'<form method="post" action="/-/jobs/{red.id}/rerun"'), path
+        assert back in form.split("</form>")[0], path
 
 
 def test_jobs_name_their_runner_and_image_and_runners_and_failures_name_their_jobs(
