@@ -5,16 +5,20 @@ the deployments the build caused, or, for a deploy build, what it deploys where.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from server.artifacts.endpoints import listed as listed_artifacts
 from server.deploys.queries import deployment_of_build, deployments_of_source
 from server.deploys.schemas import DeploymentOut
+from server.github.schemas import github_statuses_out, status_reports_of
 from server.logs import queries as log_queries
 from server.logs.ansi import Segment, render_line
 from server.models import Build, Deployment, DeploymentTrigger, Job, Runner, Step, StepState
 from server.models.build import DEPLOY_EVENT
+from server.testreports.queries import build_tests_view
 from server.web.paths import build_path, job_path
 
 # Lines of each open step shown when the page loads; earlier ones are loaded on demand.
@@ -86,6 +90,17 @@ class BuildView:
     def live(self) -> bool:
         """Whether the page follows changes: the build or a deployment it caused is under way."""
         return not self.build.state.finished or any(not d.state.finished for d in self.deployments)
+
+
+def build_page_context(session: Session, build: Build, public_url: str) -> dict[str, Any]:
+    """Everything the build page shows: the view, GitHub's statuses, artifacts and tests."""
+    return {
+        "build": build,
+        "view": build_view(session, build, public_url),
+        "github_statuses": github_statuses_out(status_reports_of(session, build.id)),
+        "artifacts": listed_artifacts(session, build.id),
+        "tests": build_tests_view(session, build.id),
+    }
 
 
 def build_view(session: Session, build: Build, public_url: str, *, only: Job | None = None) -> BuildView:

@@ -9,14 +9,12 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse
 from sqlalchemy.orm import Session
 
-from server.artifacts.endpoints import listed as listed_artifacts
 from server.auth.reading import Reader, ReaderDep, current_reader
 from server.auth.session import ViewerDep, login_url
 from server.builds import queries
 from server.builds.listing import BuildFilter, branches_with_latest_build, dashboard_rows, filtered_builds
 from server.deploys.queries import all_environments, environments_out, history_out
 from server.deps import SessionDep, StateDep
-from server.github.schemas import github_statuses_out, status_reports_of
 from server.logs.ansi import render_line
 from server.models import Build, BuildState, Repository
 from server.models.build import CRON_EVENT, MANUAL_EVENT
@@ -27,8 +25,8 @@ from server.queue.runner_views import runner_views
 from server.repos.service import get_repository
 from server.schedules.queries import schedules_out
 from server.schedules.service import schedules_of
-from server.testreports.queries import build_tests_view, flakiest_tests
-from server.web.build_view import BuildView, build_view
+from server.testreports.queries import flakiest_tests
+from server.web.build_view import build_page_context, build_view
 from server.web.render import render
 
 router = APIRouter(include_in_schema=False, dependencies=[Depends(current_reader)])
@@ -162,8 +160,9 @@ def build_page(
     reader: ReaderDep,
 ) -> HTMLResponse:
     build = shown_build(request, session, reader, owner, name, number)
-    view = build_view(session, build, state.settings.public_url)
-    return render(request, "build.html", build_context(session, view), viewer)
+    return render(
+        request, "build.html", build_page_context(session, build, state.settings.public_url), viewer
+    )
 
 
 @router.get("/{owner}/{name}/builds/{number}/jobs/{job_id}", response_class=HTMLResponse)
@@ -195,14 +194,3 @@ def shown_build(
     if build is None:
         raise not_found(request, reader, f"build {owner}/{name}#{number} not found")
     return build
-
-
-def build_context(session: Session, view: BuildView) -> dict[str, Any]:
-    build = view.build
-    return {
-        "build": build,
-        "view": view,
-        "github_statuses": github_statuses_out(status_reports_of(session, build.id)),
-        "artifacts": listed_artifacts(session, build.id),
-        "tests": build_tests_view(session, build.id),
-    }
