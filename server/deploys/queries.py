@@ -132,16 +132,17 @@ def deployments_of_source(session: Session, build: Build, public_url: str) -> li
 
 
 def deployment_of_build(
-    session: Session, deploy_build_id: int
-) -> tuple[Deployment, str, Build | None] | None:
-    """For a deploy build's page: its deployment, the environment's name and the build it deploys."""
+    session: Session, deploy_build: Build, public_url: str
+) -> tuple[DeploymentOut, Build | None] | None:
+    """For a deploy build's page: its deployment, and the build it deploys."""
     row = session.execute(
-        sa.select(Deployment, Environment.name)
+        sa.select(Deployment, Environment)
         .join(Environment, Environment.id == Deployment.environment_id)
-        .where(Deployment.deploy_build_id == deploy_build_id)
+        .where(Deployment.deploy_build_id == deploy_build.id)
     ).one_or_none()
     if row is None:
         return None
     deployment, environment = row
-    source = session.get(Build, deployment.source_build_id) if deployment.source_build_id else None
-    return deployment, environment, source
+    builds = builds_of(session, [deployment])
+    out = deployment_out(deployment, environment, deploy_build.repository.full_name, builds, public_url)
+    return out, builds.get(deployment.source_build_id or 0)

@@ -16,7 +16,7 @@ from server.deploys.schemas import DeploymentOut
 from server.github.schemas import github_statuses_out, status_reports_of
 from server.logs import queries as log_queries
 from server.logs.ansi import Segment, render_line
-from server.models import Build, Deployment, DeploymentTrigger, Job, Runner, Step, StepState
+from server.models import Build, DeploymentTrigger, Job, Runner, Step, StepState
 from server.models.build import DEPLOY_EVENT
 from server.testreports.queries import build_tests_view
 from server.web.paths import build_path, job_path
@@ -59,10 +59,9 @@ class JobView:
 
 @dataclass(frozen=True)
 class DeployOf:
-    """What a deploy build deploys: its deployment, the environment and the build it came from."""
+    """What a deploy build deploys: its deployment (where, how it goes) and the build it came from."""
 
-    deployment: Deployment
-    environment: str
+    deployment: DeploymentOut
     source: Build | None
     by: str  # who asked: for an automatic deployment, whoever pushed (or started) the source
 
@@ -114,7 +113,7 @@ def build_view(session: Session, build: Build, public_url: str, *, only: Job | N
     jobs = [
         _job_view(session, build, job, runners, shown=only is None or job.id == only.id) for job in build.jobs
     ]
-    deploy_of = _deploy_of(session, build) if build.event == DEPLOY_EVENT else None
+    deploy_of = _deploy_of(session, build, public_url) if build.event == DEPLOY_EVENT else None
     deployments = [] if build.event == DEPLOY_EVENT else deployments_of_source(session, build, public_url)
     return BuildView(
         build=build,
@@ -153,12 +152,12 @@ def _step_view(session: Session, build: Build, job: Job, step: Step, *, read_log
     )
 
 
-def _deploy_of(session: Session, build: Build) -> DeployOf | None:
-    found = deployment_of_build(session, build.id)
+def _deploy_of(session: Session, build: Build, public_url: str) -> DeployOf | None:
+    found = deployment_of_build(session, build, public_url)
     if found is None:
         return None
-    deployment, environment, source = found
+    deployment, source = found
     by = deployment.triggered_by
     if deployment.trigger is DeploymentTrigger.auto and source is not None:
         by = source.started_by or source.sender or by
-    return DeployOf(deployment=deployment, environment=environment, source=source, by=by)
+    return DeployOf(deployment=deployment, source=source, by=by)

@@ -209,6 +209,8 @@ def deployed(session: Session, source: Build, state: DeploymentState) -> tuple[D
                 "cpus": 1.0, "pids": 64}}, source_build_id=source.id, state=state,
     )  # fmt: skip
     session.add(deployment)
+    # The factory numbers builds by a counter of its own: the deploy build's number comes after.
+    source.repository.last_build_number = source.number
     session.flush()
     create_deploy_build(session, deployment, environment)
     deploy_build = session.get(Build, deployment.deploy_build_id)
@@ -260,3 +262,19 @@ def test_every_state_has_a_colour() -> None:
 
     states = {state.value for kind in (BuildState, JobState, StepState, DeploymentState) for state in kind}
     assert states - coloured_states(CSS.read_text()) == set()
+
+
+def test_a_deploy_build_shows_its_deployment_in_the_state_the_deployments_page_shows(
+    client: TestClient, session: Session
+) -> None:
+    repository = factories.repository(session, full_name="acme/app")
+    source = factories.build(session, repository)
+    source.state = BuildState.passed
+    deployment, deploy_build = deployed(session, source, DeploymentState.queued)
+    deploy_build.state = BuildState.running  # claimed: the deployment runs, nobody wrote it yet
+    session.commit()
+
+    shown = f'deployment #{deployment.id}</a> <span class="state running">running</span>'
+    assert shown in client.get(f"/acme/app/builds/{deploy_build.number}").text
+    listed = between(client.get(f"/acme/app/builds/{source.number}").text, 'id="deployments"', "</table>")
+    assert '<span class="state running">running</span>' in listed
