@@ -265,9 +265,8 @@
     if (!match) return;
     const view = views.get(match[1]);
     const details = stepDetails(match[1]);
-    const folded = details && !details.open;
-    if (view && !view.loaded) view.loaded = true; // jumpTo below reads the lines
-    if (folded) details.open = true;
+    if (view) view.loaded = true; // jumpTo below reads the lines, not the toggle
+    if (details && !details.open) details.open = true;
     const line = document.getElementById(location.hash.slice(1));
     if (line) line.scrollIntoView({ block: "center" });
     else if (view) view.jumpTo(Number(match[2]));
