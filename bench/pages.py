@@ -32,7 +32,7 @@ def rss_mb() -> float:
 def seed(engine: sa.Engine, builds: int, lines: int) -> tuple[int, int]:
     """The big repository's builds, 20 small repositories, and the huge log; returns (build id, job id)."""
     from server.db import make_session_factory
-    from server.models import Build, Repository
+    from server.models import Build, Repository, StepState
     from tests import factories
 
     with engine.begin() as connection:
@@ -71,6 +71,9 @@ def seed(engine: sa.Engine, builds: int, lines: int) -> tuple[int, int]:
         big = session.scalar(sa.select(Repository).where(Repository.full_name == "bench/big"))
         build = session.scalar(sa.select(Build).where(Build.repository_id == big.id, Build.number == builds))
         job = factories.job(session, build)
+        # Failed, so the page opens it and shows its tail (a passed step's log is read only
+        # when someone opens it).
+        job.steps[0].state = StepState.failed
         build_id, job_id = build.id, job.id
     with engine.begin() as connection:
         connection.execute(
@@ -156,6 +159,7 @@ def main() -> None:
                 ),
                 ("repository page, state=failed", "/bench/big?state=failed"),
                 ("build page = first view of the huge log (tail 500)", f"/bench/big/builds/{options.builds}"),
+                ("job page of that build", f"/bench/big/builds/{options.builds}/jobs/{job_id}"),
                 ("log lines: last 1,000", f"{log}/lines?tail=1000"),
                 ("log lines: 1,000 from the middle", f"{log}/lines?start={mid}&end={mid + 1000}"),
             ]

@@ -117,17 +117,32 @@ def builds_of(session: Session, deployments: Iterable[Deployment]) -> dict[int, 
     return {b.id: b for b in session.scalars(sa.select(Build).where(Build.id.in_(ids)))} if ids else {}
 
 
-def deployment_of_build(
-    session: Session, deploy_build_id: int
-) -> tuple[Deployment, str, Build | None] | None:
-    """For a deploy build's page: its deployment, the environment's name and the build it deploys."""
-    row = session.execute(
-        sa.select(Deployment, Environment.name)
+def deployments_of_source(session: Session, build: Build, public_url: str) -> list[DeploymentOut]:
+    """The deployments of a build's commit that came from it (automatic ones, and promotions and
+    rollbacks back to it), oldest first, each with its environment and deploy build."""
+    rows = session.execute(
+        sa.select(Deployment, Environment)
         .join(Environment, Environment.id == Deployment.environment_id)
-        .where(Deployment.deploy_build_id == deploy_build_id)
+        .where(Deployment.source_build_id == build.id)
+        .order_by(Deployment.id)
+    ).all()
+    builds = builds_of(session, [deployment for deployment, _ in rows])
+    full_name = build.repository.full_name
+    return [deployment_out(d, environment, full_name, builds, public_url) for d, environment in rows]
+
+
+def deployment_of_build(
+    session: Session, deploy_build: Build, public_url: str
+) -> tuple[DeploymentOut, Build | None] | None:
+    """For a deploy build's page: its deployment, and the build it deploys."""
+    row = session.execute(
+        sa.select(Deployment, Environment)
+        .join(Environment, Environment.id == Deployment.environment_id)
+        .where(Deployment.deploy_build_id == deploy_build.id)
     ).one_or_none()
     if row is None:
         return None
     deployment, environment = row
-    source = session.get(Build, deployment.source_build_id) if deployment.source_build_id else None
-    return deployment, environment, source
+    builds = builds_of(session, [deployment])
+    out = deployment_out(deployment, environment, deploy_build.repository.full_name, builds, public_url)
+    return out, builds.get(deployment.source_build_id or 0)

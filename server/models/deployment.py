@@ -107,7 +107,10 @@ class Deployment(Base):
     commit_sha: Mapped[str] = mapped_column(sa.String(40))
     branch: Mapped[str | None] = mapped_column(sa.String(255))
     # The green build whose commit this is (for promote and rollback: the one the commit came from).
-    source_build_id: Mapped[int | None] = mapped_column(sa.ForeignKey("builds.id", ondelete="SET NULL"))
+    # Indexed: a build's page lists the deployments that came from it.
+    source_build_id: Mapped[int | None] = mapped_column(
+        sa.ForeignKey("builds.id", ondelete="SET NULL"), index=True
+    )
     # The deploy build that runs it (one job), once the environment's lock let it start.
     deploy_build_id: Mapped[int | None] = mapped_column(
         sa.ForeignKey("builds.id", ondelete="SET NULL"), index=True

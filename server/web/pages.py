@@ -1,4 +1,4 @@
-"""HTML pages: dashboard, repository, build, queue, runners, failed jobs. Everything from users or
+"""HTML pages: dashboard, repository, build, job, queue, runners, failed jobs. Everything from users or
 payloads is autoescaped; logs are rendered from ANSI segments, never from markup."""
 
 from __future__ import annotations
@@ -9,18 +9,15 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse
 from sqlalchemy.orm import Session
 
-from server.artifacts.endpoints import listed as listed_artifacts
 from server.auth.reading import Reader, ReaderDep, current_reader
 from server.auth.session import ViewerDep, login_url
 from server.builds import queries
 from server.builds.listing import BuildFilter, branches_with_latest_build, dashboard_rows, filtered_builds
-from server.deploys.queries import all_environments, deployment_of_build, environments_out, history_out
+from server.deploys.queries import all_environments, environments_out, history_out
 from server.deps import SessionDep, StateDep
-from server.github.schemas import github_statuses_out, status_reports_of
-from server.logs import queries as log_queries
 from server.logs.ansi import render_line
-from server.models import BuildState, Repository
-from server.models.build import CRON_EVENT, DEPLOY_EVENT, MANUAL_EVENT
+from server.models import Build, BuildState, Repository
+from server.models.build import CRON_EVENT, MANUAL_EVENT
 from server.notifications.queries import repository_notifications
 from server.queue.failed_jobs import failed_jobs, failing_log_tail
 from server.queue.pending import list_pending
@@ -28,7 +25,8 @@ from server.queue.runner_views import runner_views
 from server.repos.service import get_repository
 from server.schedules.queries import schedules_out
 from server.schedules.service import schedules_of
-from server.testreports.queries import build_tests_view, flakiest_tests
+from server.testreports.queries import flakiest_tests
+from server.web.build_view import build_page_context, build_view
 from server.web.render import render
 
 router = APIRouter(include_in_schema=False, dependencies=[Depends(current_reader)])
@@ -38,8 +36,6 @@ PAGE_SIZE = 50
 BUILD_EVENTS = ["push", "tag", "pull_request", MANUAL_EVENT, CRON_EVENT]
 # Deployments listed under each environment on the deployments page.
 HISTORY_ROWS = 5
-# Lines of each step shown when the build page opens; earlier ones are loaded on demand.
-LOG_TAIL_LINES = 500
 
 
 def not_found(request: Request, reader: Reader, what: str) -> HTTPException:
@@ -159,27 +155,42 @@ def build_page(
     name: str,
     number: int,
     session: SessionDep,
+    state: StateDep,
     viewer: ViewerDep,
     reader: ReaderDep,
 ) -> HTMLResponse:
+    build = shown_build(request, session, reader, owner, name, number)
+    return render(
+        request, "build.html", build_page_context(session, build, state.settings.public_url), viewer
+    )
+
+
+@router.get("/{owner}/{name}/builds/{number}/jobs/{job_id}", response_class=HTMLResponse)
+def job_page(
+    request: Request,
+    owner: str,
+    name: str,
+    number: int,
+    job_id: int,
+    session: SessionDep,
+    state: StateDep,
+    viewer: ViewerDep,
+    reader: ReaderDep,
+) -> HTMLResponse:
+    """One job of a build (a matrix cell, say): its steps and logs, the build's other jobs beside."""
+    build = shown_build(request, session, reader, owner, name, number)
+    job = next((job for job in build.jobs if job.id == job_id), None)
+    if job is None:
+        raise not_found(request, reader, f"job {job_id} of build {owner}/{name}#{number} not found")
+    view = build_view(session, build, state.settings.public_url, only=job)
+    return render(request, "job.html", {"view": view, "build": build, "job": job}, viewer)
+
+
+def shown_build(
+    request: Request, session: Session, reader: Reader, owner: str, name: str, number: int
+) -> Build:
     repository = reader.shown(get_repository(session, f"{owner}/{name}"))
     build = queries.build_by_number(session, repository, number) if repository else None
     if build is None:
         raise not_found(request, reader, f"build {owner}/{name}#{number} not found")
-    logs = {}
-    for job in build.jobs:
-        for step in job.steps:
-            tail = log_queries.tail(session, job.id, step.index, LOG_TAIL_LINES)
-            logs[(job.id, step.index)] = (tail.start, tail.total, [render_line(text) for text in tail.lines])
-    github_statuses = github_statuses_out(status_reports_of(session, build.id))
-    # A deploy build names the build whose commit it deploys, and links back to it.
-    deploys = deployment_of_build(session, build.id) if build.event == DEPLOY_EVENT else None
-    context = {
-        "build": build,
-        "logs": logs,
-        "github_statuses": github_statuses,
-        "deploys": deploys,
-        "artifacts": listed_artifacts(session, build.id),
-        "tests": build_tests_view(session, build.id),
-    }
-    return render(request, "build.html", context, viewer)
+    return build

@@ -13,6 +13,7 @@ from markupsafe import Markup, escape
 
 from server.auth.session import csrf_token, remember_csrf_seed
 from server.models import ApiToken
+from server.web import paths
 
 templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
 
@@ -43,8 +44,30 @@ def log_lines_html(prefix: str, start: int, lines: list[list[tuple[str, str]]]) 
     return Markup("".join(rows))  # noqa: S704 (every piece above is escaped)
 
 
+def duration(seconds: float | None) -> str:
+    """How long, as the side list of a build shows it: "4.2 s", "3m 05s", "1h 02m"."""
+    if seconds is None:
+        return ""
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, rest = divmod(int(seconds), 60)
+    if minutes < 60:
+        return f"{minutes}m {rest:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h {minutes:02d}m"
+
+
 templates.env.filters["safe_url"] = safe_url
+templates.env.filters["duration"] = duration
 templates.env.globals["log_lines_html"] = log_lines_html
+templates.env.globals.update(
+    build_path=paths.build_path,
+    build_number_path=paths.build_number_path,
+    job_path=paths.job_path,
+    runner_path=paths.runner_path,
+    environment_path=paths.environment_path,
+    deployment_path=paths.deployment_path,
+)
 
 
 def render(

@@ -103,6 +103,7 @@ def reads_of(full_name: str, build: Build, job: Job) -> list[str]:
         f"/api/environments/staging/deployments?repository={full_name}",
         f"/api/repos/{full_name}/environments",
         f"/api/repos/{full_name}/environments/staging",
+        f"/{full_name}/builds/{build.number}/jobs/{job.id}",
     ]
 
 

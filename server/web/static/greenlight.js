@@ -2,12 +2,15 @@
 // 1. Pages marked data-poll refresh their [data-live] regions without a reload, backing off when
 //    nothing changes. 2. Step logs: tail first, earlier/later lines on demand, a live stream (SSE)
 //    for running steps, links to lines, search. Log text is always inserted with textContent.
+// 3. Steps are <details>: a step that starts running or fails opens; a folded step's log loads
+//    when it is first opened; a link to a step or to a line in a folded step opens it.
 "use strict";
 
 (() => {
   const FIRST_DELAY = 2000;
   const MAX_DELAY = 10000;
   const PAGE_LINES = 1000;
+  const OPEN_STATES = new Set(["running", "failed", "errored", "timed_out"]);
   let delay = FIRST_DELAY;
 
   function schedulePoll() {
@@ -49,14 +52,17 @@
 
   const views = new Map(); // log viewers by "job-step"
 
-  // A step began running: stream its log. It ended before we streamed: show its last lines.
+  // A step began running: open it and stream its log. It ended before we streamed: show its
+  // last lines (once it is open).
   function stepChanged(prefix, state) {
     const view = views.get(prefix);
+    if (OPEN_STATES.has(state)) stepDetails(prefix)?.setAttribute("open", "");
     if (!view || view.source) return;
     if (state === "running") {
       view.live = true;
-      view.stream();
-    } else if (state !== "pending" && !view.ended) {
+      if (view.loaded) view.stream();
+      else view.load();
+    } else if (state !== "pending" && !view.ended && view.loaded) {
       view.ended = true;
       view.live = false;
       view.toEnd();
@@ -93,6 +99,16 @@
       this.box = root.querySelector(".lines");
       this.source = null;
       this.ended = false;
+      // A folded step's log is not in the page: it is read when the step is first opened.
+      this.loaded = root.dataset.lazy !== "1";
+      this.details = root.closest("details");
+      this.details?.addEventListener("toggle", () => {
+        if (!this.details.open) return;
+        if (!this.loaded) this.load();
+        else if (!this.seen) this.box.scrollTop = this.box.scrollHeight;
+        this.seen = true;
+      });
+      this.seen = this.details ? this.details.open : true;
       root.querySelector(".earlier").addEventListener("click", () => this.earlier());
       root.querySelector(".later").addEventListener("click", () => this.later());
       root.querySelector(".to-end").addEventListener("click", () => this.toEnd());
@@ -102,6 +118,11 @@
       });
       this.box.scrollTop = this.box.scrollHeight;
       if (this.live) this.stream();
+    }
+
+    load() {
+      this.loaded = true;
+      this.toEnd();
     }
 
     rows(data) {
@@ -224,10 +245,28 @@
     }
   }
 
-  function openLinkedLine(views) {
+  function stepDetails(prefix) {
+    return document.getElementById(`step-${prefix}`);
+  }
+
+  // A link to a step opens it; a link to a line opens its step and shows the line (loading the
+  // lines around it when they are not in the page).
+  function openLinked() {
+    const step = /^#step-(\d+-\d+)$/.exec(location.hash);
+    if (step) {
+      const details = stepDetails(step[1]);
+      if (details && !details.open) {
+        details.open = true;
+        details.scrollIntoView();
+      }
+      return;
+    }
     const match = /^#L(\d+-\d+)-(\d+)$/.exec(location.hash);
     if (!match) return;
     const view = views.get(match[1]);
+    const details = stepDetails(match[1]);
+    if (view) view.loaded = true; // jumpTo below reads the lines, not the toggle
+    if (details && !details.open) details.open = true;
     const line = document.getElementById(location.hash.slice(1));
     if (line) line.scrollIntoView({ block: "center" });
     else if (view) view.jumpTo(Number(match[2]));
@@ -237,7 +276,8 @@
     for (const root of document.querySelectorAll(".log[data-url]")) {
       views.set(root.dataset.prefix, new LogView(root));
     }
-    openLinkedLine(views);
+    openLinked();
+    window.addEventListener("hashchange", openLinked);
     if (document.body.dataset.poll) schedulePoll();
   });
 })();
