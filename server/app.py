@@ -49,6 +49,7 @@ from server.transport import BackgroundTransport, Transport
 from server.web.actions import router as web_actions_router
 from server.web.badges import router as badges_router
 from server.web.deploy_actions import router as deploy_actions_router
+from server.web.error_pages import install_error_pages
 from server.web.login import router as login_router
 from server.web.pages import router as pages_router
 from server.web.security import SecurityHeaders, security_headers
@@ -102,6 +103,9 @@ def create_app(settings: Settings, transport: Transport | None = None) -> FastAP
     @app.exception_handler(LoginRequired)
     def sign_in_first(_request: Request, error: LoginRequired) -> RedirectResponse:
         return RedirectResponse(login_url(error.next_url), status_code=303)
+
+    # Last of the handlers: each one's reply to a page becomes an HTML page (server/web/error_pages.py).
+    install_error_pages(app)
 
     # Added before SecurityHeaders, so inside it: lean routes' replies get the same headers.
     app.add_middleware(LeanRoutes, routes=hot_routes, exception_handlers=app.exception_handlers)

@@ -17,9 +17,10 @@ from server.builds.actions import announce_after_commit, build_or_404, rerun_job
 from server.deps import SessionDep, StateDep
 from server.models import ApiToken
 from server.queue.pending import cancel_pending_job, change_pending_job
+from server.web.error_pages import PageRoute
 from server.web.login import local_path
 
-router = APIRouter(prefix="/-", include_in_schema=False)
+router = APIRouter(prefix="/-", include_in_schema=False, route_class=PageRoute)
 
 CsrfField = Annotated[str, Form(max_length=200)]
 BackField = Annotated[str, Form(max_length=2000)]

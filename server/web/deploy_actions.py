@@ -19,9 +19,10 @@ from server.environments.service import set_rule
 from server.models import Repository
 from server.repos.service import get_repository
 from server.web.actions import BackField, CsrfField, allowed
+from server.web.error_pages import PageRoute
 from server.web.login import local_path
 
-router = APIRouter(prefix="/-", include_in_schema=False)
+router = APIRouter(prefix="/-", include_in_schema=False, route_class=PageRoute)
 
 EnvironmentField = Annotated[str, Form(min_length=1, max_length=100)]
 
