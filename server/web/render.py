@@ -12,6 +12,7 @@ from fastapi.templating import Jinja2Templates
 from markupsafe import Markup, escape
 
 from server.auth.session import csrf_token, remember_csrf_seed
+from server.builds.control import build_rerun_refusal, job_rerun_refusal
 from server.models import ApiToken
 
 templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
@@ -45,6 +46,9 @@ def log_lines_html(prefix: str, start: int, lines: list[list[tuple[str, str]]]) 
 
 templates.env.filters["safe_url"] = safe_url
 templates.env.globals["log_lines_html"] = log_lines_html
+# The server's own rules decide which buttons a page shows (server/web/templates/_actions.html).
+templates.env.globals["job_rerun_refusal"] = job_rerun_refusal
+templates.env.globals["build_rerun_refusal"] = build_rerun_refusal
 
 
 def render(
