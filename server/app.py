@@ -52,6 +52,7 @@ from server.web.deploy_actions import router as deploy_actions_router
 from server.web.error_pages import install_error_pages
 from server.web.login import router as login_router
 from server.web.pages import router as pages_router
+from server.web.runner_actions import router as runner_actions_router
 from server.web.security import SecurityHeaders, security_headers
 from server.web.start_form import router as start_form_router
 from server.webhooks.endpoints import receive_webhook
@@ -139,6 +140,7 @@ def create_app(settings: Settings, transport: Transport | None = None) -> FastAP
     app.include_router(web_actions_router)
     app.include_router(start_form_router)
     app.include_router(deploy_actions_router)
+    app.include_router(runner_actions_router)
     app.include_router(badges_router)
     app.include_router(pages_router)  # last: its /{owner}/{name} routes catch what is left
     return app

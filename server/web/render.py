@@ -14,6 +14,7 @@ from markupsafe import Markup, escape
 from server.auth.session import csrf_token, remember_csrf_seed
 from server.builds.control import build_rerun_refusal, job_rerun_refusal
 from server.models import ApiToken
+from server.queue.draining import drain_refusal, resume_refusal
 
 templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
 
@@ -49,6 +50,8 @@ templates.env.globals["log_lines_html"] = log_lines_html
 # The server's own rules decide which buttons a page shows (server/web/templates/_actions.html).
 templates.env.globals["job_rerun_refusal"] = job_rerun_refusal
 templates.env.globals["build_rerun_refusal"] = build_rerun_refusal
+templates.env.globals["drain_refusal"] = drain_refusal
+templates.env.globals["resume_refusal"] = resume_refusal
 
 
 def render(
