@@ -48,6 +48,7 @@ from server.testreports.endpoints import router as test_reports_router
 from server.transport import BackgroundTransport, Transport
 from server.web.actions import router as web_actions_router
 from server.web.badges import router as badges_router
+from server.web.confirmations import router as confirmations_router
 from server.web.deploy_actions import router as deploy_actions_router
 from server.web.error_pages import install_error_pages
 from server.web.login import router as login_router
@@ -140,6 +141,7 @@ def create_app(settings: Settings, transport: Transport | None = None) -> FastAP
     app.include_router(web_actions_router)
     app.include_router(start_form_router)
     app.include_router(deploy_actions_router)
+    app.include_router(confirmations_router)
     app.include_router(runner_actions_router)
     app.include_router(badges_router)
     app.include_router(pages_router)  # last: its /{owner}/{name} routes catch what is left

@@ -13,6 +13,7 @@ from markupsafe import Markup, escape
 
 from server.auth.session import csrf_token, remember_csrf_seed
 from server.builds.control import build_rerun_refusal, job_rerun_refusal
+from server.environments.production import is_production
 from server.models import ApiToken
 from server.queue.draining import drain_refusal, resume_refusal
 
@@ -51,6 +52,7 @@ templates.env.globals["log_lines_html"] = log_lines_html
 templates.env.globals["job_rerun_refusal"] = job_rerun_refusal
 templates.env.globals["build_rerun_refusal"] = build_rerun_refusal
 templates.env.globals["drain_refusal"] = drain_refusal
+templates.env.globals["is_production"] = is_production
 templates.env.globals["resume_refusal"] = resume_refusal
 
 
