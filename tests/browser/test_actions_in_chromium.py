@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from server.builds.service import next_build_number
 from server.db import make_engine, make_session_factory
 from server.models import Build, BuildState, Deployment, DeploymentState, DeploymentTrigger, Environment
+from server.models.base import utcnow
 from tests.browser.conftest import screenshot
 from tests.browser.test_pages_in_chromium import push
 from tests.e2e.stack import Stack
@@ -237,3 +238,105 @@ def test_rolling_production_back_asks_for_its_name_first(  # type: ignore[no-unt
         assert (
             newest is not None and newest.commit_sha == older and newest.trigger is DeploymentTrigger.rollback
         )
+
+
+DEPLOYING_PIPELINE = f"""image: {IMAGE}
+steps:
+  - name: ok
+    run: 'true'
+deploy:
+  staging: {{branch: main, run: 'true', runs_on: [deploy-nowhere]}}
+  production: {{branch: main, promote_only: true, run: 'true', runs_on: [deploy-nowhere]}}
+"""
+
+
+def test_promoting_to_production_and_approving_the_deployment_both_ask_first(  # type: ignore[no-untyped-def]
+    stack: Stack, register, origin, browser, user_token
+) -> None:
+    name = f"acme/promote-{uuid.uuid4().hex[:6]}"
+    _, url, sha = origin({".greenlight.yml": DEPLOYING_PIPELINE})
+    register(name, url)
+    with database(stack) as session:
+        from server.repos.service import get_repository
+
+        repository = get_repository(session, name)
+        assert repository is not None
+        staging = Environment(repository_id=repository.id, name="staging")
+        production = Environment(
+            repository_id=repository.id, name="production", require_approval=True,
+            rule_updated_by="maintainer", rule_updated_at=utcnow(),
+        )  # fmt: skip
+        session.add_all([staging, production])
+        session.flush()
+        live = deployment(staging.id, sha, DeploymentTrigger.auto)
+        session.add(live)
+        session.flush()
+        staging.live_deployment_id = live.id
+        production_id = production.id
+    promote = f"/-/repos/{name}/environments/production/promote"
+
+    page = signed_in(browser, stack, user_token, "/-/deployments")
+    section = page.locator(f"section[id='env-{name}-staging']")
+    section.locator("#promote-staging-production").click()
+    page.wait_for_url(re.compile(re.escape(promote) + r"\?source=staging$"))
+    assert sha[:12] in page.inner_text("#confirm-summary")
+    csrf = page.locator("#confirm-form input[name=csrf]").get_attribute("value")
+    unconfirmed = page.evaluate(POST, [promote, f"csrf={csrf}&source=staging"])
+    assert_refused_page(unconfirmed, 422, "Type production to confirm")
+    assert_refused_page(
+        page.evaluate(POST, [promote, "csrf=x&source=staging&confirm=production"]), 403, "CSRF"
+    )
+    page.fill("#confirm-environment", "production")
+    page.click("#confirm-submit")
+    page.wait_for_url(re.compile(r"/-/deployments"))
+    with database(stack) as session:
+        [waiting] = session.query(Deployment).filter_by(environment_id=production_id).all()
+        assert (waiting.state, waiting.commit_sha) == (DeploymentState.waiting, sha)
+        waiting_id = waiting.id
+
+    # Approving it deploys to production: the same question.
+    page.locator(f"#approve-{waiting_id}").click()
+    page.wait_for_url(re.compile(rf"/deployments/{waiting_id}/approve\??$"))
+    assert f"deployment #{waiting_id}" in page.inner_text("#confirm-summary")
+    approve = f"/-/repos/{name}/deployments/{waiting_id}/approve"
+    csrf = page.locator("#confirm-form input[name=csrf]").get_attribute("value")
+    assert_refused_page(page.evaluate(POST, [approve, f"csrf={csrf}"]), 422, "Type production to confirm")
+    page.fill("#confirm-environment", "production")
+    page.click("#confirm-submit")
+    page.wait_for_url(re.compile(r"/-/deployments"))
+    with database(stack) as session:
+        approved = session.get(Deployment, waiting_id)
+        assert approved is not None and approved.approved_by == "browser-user"
+        assert approved.state is not DeploymentState.waiting
+
+    stranger = visitor(browser)
+    stranger.goto(stack.url + "/-/deployments")
+    assert stranger.locator("#promote-staging-production").count() == 0
+    asked = stranger.goto(f"{stack.url}{promote}?source=staging")
+    assert asked is not None and asked.status == 403
+
+
+def test_a_build_is_started_from_the_repository_page(  # type: ignore[no-untyped-def]
+    stack: Stack, register, origin, browser, user_token
+) -> None:
+    name = f"acme/start-{uuid.uuid4().hex[:6]}"
+    _, url, _sha = origin({".greenlight.yml": f"image: {IMAGE}\nsteps:\n  - name: ok\n    run: 'true'\n"})
+    register(name, url)
+    stranger = visitor(browser)
+    stranger.goto(f"{stack.url}/{name}")
+    assert stranger.locator("#start-build").count() == 0
+    assert_refused_page(
+        stranger.evaluate(POST, [f"/-/repos/{name}/builds", "csrf=x&branch=main"]), 403, "CSRF"
+    )
+
+    page = signed_in(browser, stack, user_token, f"/{name}")
+    assert_refused_page(page.evaluate(POST, [f"/-/repos/{name}/builds", "csrf=x&branch=main"]), 403, "CSRF")
+    page.fill("#start-build input[name=branch]", "no-such-branch")
+    page.click("#start-build-button")
+    page.locator("#start-error").wait_for()
+    assert "no-such-branch" in page.inner_text("#start-error")
+    page.fill("#start-build input[name=branch]", "main")
+    page.click("#start-build-button")
+    page.wait_for_url(re.compile(rf"/{re.escape(name)}/builds/1$"))
+    page.locator("#build-state.passed").wait_for(timeout=90_000)
+    assert "browser-user" in page.inner_text(".started-by")
