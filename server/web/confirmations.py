@@ -10,6 +10,7 @@ back to) into its form unchanged: the action's own route checks them, as it does
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated
 
 import sqlalchemy as sa
@@ -42,9 +43,16 @@ def unconfirmed(environment: str, confirm: str) -> str | None:
     return None
 
 
+@dataclass(frozen=True)
+class Question:
+    environment: str
+    action: str  # the page's title and its button, e.g. "Roll back production"
+    summary: str  # what runs there now and what will be deployed
+
+
 def confirmation_page(
-    request: Request, viewer: ViewerDep, repository: Repository, environment: str, action: str,
-    summary: str, *, fields: list[tuple[str, str]] | None = None, error: str | None = None,
+    request: Request, viewer: ViewerDep, repository: Repository, question: Question, *,
+    fields: list[tuple[str, str]] | None = None, error: str | None = None,
 ) -> HTMLResponse:  # fmt: skip
     """The question, with ``fields`` (default: the query's) passed on to the action's form. With
     ``error``: the action's POST came unconfirmed, and is answered 422 with the question again."""
@@ -54,11 +62,11 @@ def confirmation_page(
     fields = [(name, value) for name, value in fields if name not in ("csrf", "confirm", "back")]
     context = {
         "repository": repository,
-        "environment": environment,
-        "production": is_production(environment),
-        "action": action,
+        "environment": question.environment,
+        "production": is_production(question.environment),
+        "action": question.action,
         "url": request.url.path,
-        "summary": summary,
+        "summary": question.summary,
         "fields": fields[:_PASSED_ON_LIMIT],
         "error": error,
     }
@@ -81,24 +89,25 @@ def _described(deployment: Deployment | None) -> str:
     return f"deployment #{deployment.id}, commit {deployment.commit_sha[:12]}{branch}"
 
 
-def rollback_summary(session: Session, repository: Repository, environment: str) -> str:
+def rollback_question(session: Session, repository: Repository, environment: str) -> Question:
     found = find_environment(session, repository, environment)
     live = session.get(Deployment, found.live_deployment_id) if found.live_deployment_id else None
     target = previous_success(session, found, live)
-    return (
+    summary = (
         f"{repository.full_name} {environment} runs {_described(live)}. Rolling back deploys "
         f"{_described(target) if target else 'the previous successful deployment'} again."
     )
+    return Question(environment, f"Roll back {environment}", summary)
 
 
-def promote_summary(session: Session, repository: Repository, source: str, target: str) -> str:
+def promote_question(session: Session, repository: Repository, source: str, target: str) -> Question:
     origin = find_environment(session, repository, source)
     live = session.get(Deployment, origin.live_deployment_id) if origin.live_deployment_id else None
-    return f"Deploys to {repository.full_name} {target} what runs on {source}: {_described(live)}."
+    summary = f"Deploys to {repository.full_name} {target} what runs on {source}: {_described(live)}."
+    return Question(target, f"Promote {source} to {target}", summary)
 
 
-def approve_summary(session: Session, repository: Repository, deployment_id: int) -> tuple[str, str]:
-    """(environment name, summary) of a deployment of ``repository``."""
+def approve_question(session: Session, repository: Repository, deployment_id: int) -> Question:
     found = session.execute(
         sa.select(Deployment, Environment.name)
         .join(Environment, Environment.id == Deployment.environment_id)
@@ -107,7 +116,8 @@ def approve_summary(session: Session, repository: Repository, deployment_id: int
     if found is None:
         raise HTTPException(404, f"{repository.full_name} has no deployment #{deployment_id}")
     deployment, environment = found
-    return environment, f"Lets {_described(deployment)} go ahead to {repository.full_name} {environment}."
+    summary = f"Lets {_described(deployment)} go ahead to {repository.full_name} {environment}."
+    return Question(environment, f"Deploy to {environment}", summary)
 
 
 @router.get("/repos/{owner}/{name}/environments/{environment}/rollback", response_class=HTMLResponse)
@@ -116,8 +126,7 @@ def confirm_rollback(
 ) -> HTMLResponse:
     _signed_in(viewer)
     repository = _repository(session, owner, name)
-    summary = rollback_summary(session, repository, environment)
-    return confirmation_page(request, viewer, repository, environment, f"Roll back {environment}", summary)
+    return confirmation_page(request, viewer, repository, rollback_question(session, repository, environment))
 
 
 @router.get("/repos/{owner}/{name}/environments/{target}/promote", response_class=HTMLResponse)
@@ -127,8 +136,8 @@ def confirm_promote(
 ) -> HTMLResponse:  # fmt: skip
     _signed_in(viewer)
     repository = _repository(session, owner, name)
-    summary = promote_summary(session, repository, source, target)
-    return confirmation_page(request, viewer, repository, target, f"Promote {source} to {target}", summary)
+    question = promote_question(session, repository, source, target)
+    return confirmation_page(request, viewer, repository, question)
 
 
 @router.get("/repos/{owner}/{name}/deployments/{deployment_id}/approve", response_class=HTMLResponse)
@@ -137,5 +146,5 @@ def confirm_approve(
 ) -> HTMLResponse:
     _signed_in(viewer)
     repository = _repository(session, owner, name)
-    environment, summary = approve_summary(session, repository, deployment_id)
-    return confirmation_page(request, viewer, repository, environment, f"Deploy to {environment}", summary)
+    question = approve_question(session, repository, deployment_id)
+    return confirmation_page(request, viewer, repository, question)

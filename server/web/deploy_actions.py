@@ -22,10 +22,10 @@ from server.repos.service import get_repository
 from server.web.actions import BackField, CsrfField, allowed
 from server.web.confirmations import (
     ConfirmField,
-    approve_summary,
+    approve_question,
     confirmation_page,
-    promote_summary,
-    rollback_summary,
+    promote_question,
+    rollback_question,
     unconfirmed,
 )
 from server.web.error_pages import PageRoute
@@ -45,11 +45,9 @@ def promote_environment(
     user = allowed(request, state, viewer, csrf)
     repository = _repository(session, owner, name)
     if (refusal := unconfirmed(target, confirm)) is not None:
-        summary = promote_summary(session, repository, source, target)
-        action = f"Promote {source} to {target}"
-        fields = [("source", source)]
+        question = promote_question(session, repository, source, target)
         return confirmation_page(
-            request, viewer, repository, target, action, summary, fields=fields, error=refusal
+            request, viewer, repository, question, fields=[("source", source)], error=refusal
         )
     _, announcements = promote(session, state.settings, repository, source, target, f"{user.name} (promote)")
     announce_after_commit(session, announcements)
@@ -64,11 +62,8 @@ def rollback_environment(
     user = allowed(request, state, viewer, csrf)
     repository = _repository(session, owner, name)
     if (refusal := unconfirmed(environment, confirm)) is not None:
-        summary = rollback_summary(session, repository, environment)
-        action = f"Roll back {environment}"
-        return confirmation_page(
-            request, viewer, repository, environment, action, summary, fields=[], error=refusal
-        )
+        question = rollback_question(session, repository, environment)
+        return confirmation_page(request, viewer, repository, question, fields=[], error=refusal)
     _, announcements = rollback(session, repository, environment, f"{user.name} (rollback)")
     announce_after_commit(session, announcements)
     return RedirectResponse(local_path(back), status_code=303)
@@ -81,12 +76,9 @@ def approve(
 ) -> Response:  # fmt: skip
     user = allowed(request, state, viewer, csrf)
     repository = _repository(session, owner, name)
-    environment, summary = approve_summary(session, repository, deployment_id)
-    if (refusal := unconfirmed(environment, confirm)) is not None:
-        action = f"Deploy to {environment}"
-        return confirmation_page(
-            request, viewer, repository, environment, action, summary, fields=[], error=refusal
-        )
+    question = approve_question(session, repository, deployment_id)
+    if (refusal := unconfirmed(question.environment, confirm)) is not None:
+        return confirmation_page(request, viewer, repository, question, fields=[], error=refusal)
     _, announcements = approve_deployment(session, repository, deployment_id, user.name)
     announce_after_commit(session, announcements)
     return RedirectResponse(local_path(back), status_code=303)
