@@ -48,9 +48,12 @@ from server.testreports.endpoints import router as test_reports_router
 from server.transport import BackgroundTransport, Transport
 from server.web.actions import router as web_actions_router
 from server.web.badges import router as badges_router
+from server.web.confirmations import router as confirmations_router
 from server.web.deploy_actions import router as deploy_actions_router
+from server.web.error_pages import install_error_pages
 from server.web.login import router as login_router
 from server.web.pages import router as pages_router
+from server.web.runner_actions import router as runner_actions_router
 from server.web.security import SecurityHeaders, security_headers
 from server.web.start_form import router as start_form_router
 from server.webhooks.endpoints import receive_webhook
@@ -103,6 +106,9 @@ def create_app(settings: Settings, transport: Transport | None = None) -> FastAP
     def sign_in_first(_request: Request, error: LoginRequired) -> RedirectResponse:
         return RedirectResponse(login_url(error.next_url), status_code=303)
 
+    # Last of the handlers: each one's reply to a page becomes an HTML page (server/web/error_pages.py).
+    install_error_pages(app)
+
     # Added before SecurityHeaders, so inside it: lean routes' replies get the same headers.
     app.add_middleware(LeanRoutes, routes=hot_routes, exception_handlers=app.exception_handlers)
     app.add_middleware(SecurityHeaders, https=settings.public_url.startswith("https://"))
@@ -135,6 +141,8 @@ def create_app(settings: Settings, transport: Transport | None = None) -> FastAP
     app.include_router(web_actions_router)
     app.include_router(start_form_router)
     app.include_router(deploy_actions_router)
+    app.include_router(confirmations_router)
+    app.include_router(runner_actions_router)
     app.include_router(badges_router)
     app.include_router(pages_router)  # last: its /{owner}/{name} routes catch what is left
     return app

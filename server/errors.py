@@ -25,6 +25,7 @@ from server.deploys.queries import AmbiguousEnvironment
 from server.deploys.service import DeployRefused
 from server.environments.service import RuleError
 from server.github.redelivery import BadSince
+from server.queue.draining import DrainRefused, UnknownRunner
 from server.queue.pending import LabelsRefused, NotPending
 from server.queue.reports import JobClosed, StepsAlreadyRan, UnknownStep
 from server.queue.runners import LabelsNotAllowed, NotARunnerToken, RunnerNotRegistered, RunnerStillHoldsJobs
@@ -59,6 +60,8 @@ DOMAIN_ERRORS: dict[type[Exception], int] = {
     RefNotFound: 422,
     RepositoryUnreachable: 502,  # the git server, not Greenlight, failed
     NotPending: 409,
+    DrainRefused: 409,
+    UnknownRunner: 404,
     LabelsRefused: 409,
     DeployRefused: 409,
     AmbiguousEnvironment: 400,

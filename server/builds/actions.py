@@ -57,9 +57,7 @@ def approve_fork_build(
     build_id: int, session: SessionDep, state: StateDep, user: UserDep
 ) -> dict[str, object]:
     """A maintainer has read the fork's change: plan it now (it still gets no secrets, no deploys)."""
-    build = build_or_404(session, build_id)
-    approve_build(session, build, user.name)
-    after_commit(session, lambda: state.transport.request_planning(build_id))
+    build = approve_and_plan(session, state, build_id, user.name)
     return {"build_id": build.id, "state": build.state.value, "approved_by": user.name}
 
 
@@ -92,6 +90,15 @@ def rerun_job_or_refuse(session: SessionDep, state: StateDep, job_id: int) -> Jo
     attempt = control.rerun_job(session, job)
     announce_after_commit(session, state, [attempt])
     return attempt
+
+
+def approve_and_plan(session: SessionDep, state: StateDep, build_id: int, who: str) -> Build:
+    """Approve a fork's build waiting for approval, and ask for its planning once committed (the
+    API and the build page's button)."""
+    build = build_or_404(session, build_id)
+    approve_build(session, build, who)
+    after_commit(session, lambda: state.transport.request_planning(build_id))
+    return build
 
 
 def build_or_404(session: SessionDep, build_id: int) -> Build:

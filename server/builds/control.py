@@ -6,6 +6,8 @@ after its commit. Nothing here ever retries on its own: a re-run is always someo
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
@@ -117,16 +119,8 @@ def cancel_superseded_builds(session: Session, build: Build) -> list[int]:
 def rerun_job(session: Session, job: Job) -> Job:
     """A new attempt of a finished job, queued now; the old attempt stays as history. A new attempt
     of a lost job waits until the lost copy is known to have stopped, and says so."""
-    if not job.state.finished:
-        raise NotAllowed(f"job {job.id} is still {job.state.value}")
-    if not job.is_latest:
-        raise NotAllowed(f"job {job.id} has a newer attempt already")
-    if job.environment is not None:
-        # Re-running it would bypass the environment's lock and its newest-wins order.
-        raise NotAllowed(
-            f"job {job.id} deploys to {job.environment}: deploy again with `greenlight deploy rollback` "
-            "or `greenlight deploy promote`, or push"
-        )
+    if (refusal := job_rerun_refusal(job)) is not None:
+        raise NotAllowed(refusal)
     job.is_latest = False
     attempt = Job(
         build_id=job.build_id,
@@ -174,12 +168,50 @@ def rerun_job(session: Session, job: Job) -> Job:
 
 def rerun_build(session: Session, build: Build) -> list[Job]:
     """Re-run every job of a finished build that did not pass."""
-    if not build.state.finished:
-        raise NotAllowed(f"build #{build.number} is still {build.state.value}")
     latest = session.scalars(
         sa.select(Job).where(Job.build_id == build.id, Job.is_latest).order_by(Job.id).with_for_update()
     ).all()
-    jobs = [job for job in latest if job.state is not JobState.passed]
-    if not jobs:
-        raise NotAllowed(f"build #{build.number} has no job to re-run (all passed, or it never planned any)")
-    return [rerun_job(session, job) for job in jobs]
+    if (refusal := build_rerun_refusal(build, latest)) is not None:
+        raise NotAllowed(refusal)
+    if not latest:
+        raise NotAllowed(f"build #{build.number} has no job to re-run (it never planned any)")
+    return [rerun_job(session, job) for job in latest if job.state is not JobState.passed]
+
+
+# The rules below decide both whether the pages offer a re-run and whether the server does one:
+# a button is shown exactly where pressing it would work (or fail only for a reason found then,
+# such as a pipeline file that is still broken).
+
+
+def job_rerun_refusal(job: Job) -> str | None:
+    """Why ``job`` cannot be re-run now, or None."""
+    if not job.state.finished:
+        return f"job {job.id} is still {job.state.value}"
+    if not job.is_latest:
+        return f"job {job.id} has a newer attempt already"
+    if job.environment is not None:
+        # Re-running it would bypass the environment's lock and its newest-wins order.
+        return (
+            f"job {job.id} deploys to {job.environment}: deploy again with `greenlight deploy rollback` "
+            "or `greenlight deploy promote`, or push"
+        )
+    return None
+
+
+def build_rerun_refusal(build: Build, jobs: Sequence[Job]) -> str | None:
+    """Why ``build`` cannot be re-run now, or None. ``jobs``: its jobs (older attempts are
+    skipped). A build that ended failed or errored before planning a job may be planned again."""
+    if not build.state.finished:
+        return f"build #{build.number} is still {build.state.value}"
+    latest = [job for job in jobs if job.is_latest]
+    if not latest:
+        if build.state in (BuildState.failed, BuildState.errored):
+            return None
+        return f"build #{build.number} has no job to re-run (it never planned any)"
+    not_passed = [job for job in latest if job.state is not JobState.passed]
+    if not not_passed:
+        return f"build #{build.number} has no job to re-run (all passed)"
+    for job in not_passed:
+        if (refusal := job_rerun_refusal(job)) is not None:
+            return refusal
+    return None

@@ -385,7 +385,16 @@ def runner_show(runner_id: int, as_json: bool) -> None:
 @runner.command("drain")
 @click.argument("runner_id", type=int)
 def runner_drain(runner_id: int) -> None:
-    """Let a runner finish its jobs and take no new ones (needs GREENLIGHT_TOKEN)."""
+    """Let a runner finish its jobs and take no new ones until resumed (needs GREENLIGHT_TOKEN)."""
     from server.cli.remote import drain_runner
 
     drain_runner(runner_id)
+
+
+@runner.command("resume")
+@click.argument("runner_id", type=int)
+def runner_resume(runner_id: int) -> None:
+    """Let a draining runner take jobs again (needs GREENLIGHT_TOKEN)."""
+    from server.cli.remote import resume_runner
+
+    resume_runner(runner_id)

@@ -174,6 +174,10 @@ def drain_runner(runner_id: int) -> None:
     show(f"runner {runner_id}: {_api('POST', f'/api/runners/{runner_id}/drain')['state']}")
 
 
+def resume_runner(runner_id: int) -> None:
+    show(f"runner {runner_id}: {_api('POST', f'/api/runners/{runner_id}/resume')['state']}")
+
+
 def cancel_build(build_id: int, wait_seconds: float) -> None:
     reply = _api("POST", f"/api/builds/{build_id}/cancel")
     state, stopping = reply["state"], reply.get("stopping", [])

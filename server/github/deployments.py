@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from contract.names import is_commit_sha, is_full_name
 from server.db import session_scope
+from server.environments.production import is_production
 from server.github.client import GitHubClient
 from server.github.errors import GitHubError, PermanentError, RateLimited, TransientError
 from server.github.statuses import clean_description
@@ -148,7 +149,7 @@ def _send(session_factory: sessionmaker[Session], client: GitHubClient, item: _D
                 "auto_merge": False,
                 "required_contexts": [],
                 "payload": {"greenlight_deployment_id": item.id},
-                "production_environment": item.environment in ("production", "prod"),
+                "production_environment": is_production(item.environment),
             },
         )
         github_id = int(reply.json()["id"])

@@ -9,7 +9,8 @@ from fastapi import APIRouter, HTTPException, Query
 from server.auth.reading import ReaderDep
 from server.auth.users import UserDep
 from server.deps import SessionDep, StateDep
-from server.models import Job, Runner, RunnerState
+from server.models import Job
+from server.queue.draining import drain_runner, resume_runner
 from server.queue.failed_jobs import failed_jobs, failing_log_tail
 from server.queue.pending import (
     cancel_pending_job,
@@ -83,11 +84,16 @@ def show_runner(
 
 
 @router.post("/runners/{runner_id}/drain")
-def drain_runner(runner_id: int, session: SessionDep, _user: UserDep) -> dict[str, object]:
-    runner = session.get(Runner, runner_id)
-    if runner is None:
-        raise HTTPException(404, f"runner {runner_id} not found")
-    runner.state = RunnerState.draining
+def drain(runner_id: int, session: SessionDep, _user: UserDep) -> dict[str, object]:
+    """The runner finishes the jobs it runs and takes no new one until it is resumed."""
+    runner = drain_runner(session, runner_id)
+    return {"runner_id": runner.id, "state": runner.state.value}
+
+
+@router.post("/runners/{runner_id}/resume")
+def resume(runner_id: int, session: SessionDep, _user: UserDep) -> dict[str, object]:
+    """A draining runner takes jobs again."""
+    runner = resume_runner(session, runner_id)
     return {"runner_id": runner.id, "state": runner.state.value}
 
 

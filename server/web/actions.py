@@ -1,4 +1,5 @@
-"""What a signed-in browser may do from the pages: cancel, re-run, change a queued job's priority.
+"""What a signed-in browser may do from the pages: cancel, approve a fork's build, re-run, change a
+queued job's priority.
 
 Every form carries a CSRF token; a signed-out visitor gets 403 and nothing changes. The work is
 the same service calls the token API makes (``server/builds/control.py``, ``server/queue/pending.py``).
@@ -13,13 +14,14 @@ from fastapi.responses import RedirectResponse
 
 from server.auth.session import ViewerDep, check_csrf
 from server.builds import control, replan
-from server.builds.actions import announce_after_commit, build_or_404, rerun_job_or_refuse
+from server.builds.actions import announce_after_commit, approve_and_plan, build_or_404, rerun_job_or_refuse
 from server.deps import SessionDep, StateDep
 from server.models import ApiToken
 from server.queue.pending import cancel_pending_job, change_pending_job
+from server.web.error_pages import PageRoute
 from server.web.login import local_path
 
-router = APIRouter(prefix="/-", include_in_schema=False)
+router = APIRouter(prefix="/-", include_in_schema=False, route_class=PageRoute)
 
 CsrfField = Annotated[str, Form(max_length=200)]
 BackField = Annotated[str, Form(max_length=2000)]
@@ -39,6 +41,16 @@ def cancel_build(
 ) -> RedirectResponse:  # fmt: skip
     user = allowed(request, state, viewer, csrf)
     control.cancel_build(session, build_or_404(session, build_id), f"cancelled by {user.name}")
+    return RedirectResponse(local_path(back), status_code=303)
+
+
+@router.post("/builds/{build_id}/approve")
+def approve_build(
+    build_id: int, request: Request, session: SessionDep, state: StateDep, viewer: ViewerDep,
+    csrf: CsrfField = "", back: BackField = "/",
+) -> RedirectResponse:  # fmt: skip
+    user = allowed(request, state, viewer, csrf)
+    approve_and_plan(session, state, build_id, user.name)
     return RedirectResponse(local_path(back), status_code=303)
 
 

@@ -1,13 +1,14 @@
 """Promote, rollback, approve and environment rules from the deployments page, for signed-in users
 (CSRF-checked forms). The same service calls as the token API (``server/deploys/endpoints.py``,
-``server/environments/endpoints.py``)."""
+``server/environments/endpoints.py``). Acting on a production environment needs its name typed
+on a confirmation page first (``server/web/confirmations.py``)."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
 from fastapi import APIRouter, Form, HTTPException, Request
-from fastapi.responses import RedirectResponse
+from fastapi.responses import RedirectResponse, Response
 from pydantic import ValidationError
 
 from server.auth.session import ViewerDep
@@ -19,44 +20,65 @@ from server.environments.service import set_rule
 from server.models import Repository
 from server.repos.service import get_repository
 from server.web.actions import BackField, CsrfField, allowed
+from server.web.confirmations import (
+    ConfirmField,
+    approve_question,
+    confirmation_page,
+    promote_question,
+    rollback_question,
+    unconfirmed,
+)
+from server.web.error_pages import PageRoute
 from server.web.login import local_path
 
-router = APIRouter(prefix="/-", include_in_schema=False)
+router = APIRouter(prefix="/-", include_in_schema=False, route_class=PageRoute)
 
 EnvironmentField = Annotated[str, Form(min_length=1, max_length=100)]
 
 
-@router.post("/repos/{owner}/{name}/environments/{target}/promote")
+@router.post("/repos/{owner}/{name}/environments/{target}/promote", response_model=None)
 def promote_environment(
     owner: str, name: str, target: str, request: Request, session: SessionDep, state: StateDep,
     viewer: ViewerDep, source: EnvironmentField, csrf: CsrfField = "", back: BackField = "/-/deployments",
-) -> RedirectResponse:  # fmt: skip
+    confirm: ConfirmField = "",
+) -> Response:  # fmt: skip
     user = allowed(request, state, viewer, csrf)
     repository = _repository(session, owner, name)
+    if (refusal := unconfirmed(target, confirm)) is not None:
+        question = promote_question(session, repository, source, target)
+        return confirmation_page(
+            request, viewer, repository, question, fields=[("source", source)], error=refusal
+        )
     _, announcements = promote(session, state.settings, repository, source, target, f"{user.name} (promote)")
     announce_after_commit(session, announcements)
     return RedirectResponse(local_path(back), status_code=303)
 
 
-@router.post("/repos/{owner}/{name}/environments/{environment}/rollback")
+@router.post("/repos/{owner}/{name}/environments/{environment}/rollback", response_model=None)
 def rollback_environment(
     owner: str, name: str, environment: str, request: Request, session: SessionDep, state: StateDep,
-    viewer: ViewerDep, csrf: CsrfField = "", back: BackField = "/-/deployments",
-) -> RedirectResponse:  # fmt: skip
+    viewer: ViewerDep, csrf: CsrfField = "", back: BackField = "/-/deployments", confirm: ConfirmField = "",
+) -> Response:  # fmt: skip
     user = allowed(request, state, viewer, csrf)
     repository = _repository(session, owner, name)
+    if (refusal := unconfirmed(environment, confirm)) is not None:
+        question = rollback_question(session, repository, environment)
+        return confirmation_page(request, viewer, repository, question, fields=[], error=refusal)
     _, announcements = rollback(session, repository, environment, f"{user.name} (rollback)")
     announce_after_commit(session, announcements)
     return RedirectResponse(local_path(back), status_code=303)
 
 
-@router.post("/repos/{owner}/{name}/deployments/{deployment_id}/approve")
+@router.post("/repos/{owner}/{name}/deployments/{deployment_id}/approve", response_model=None)
 def approve(
     owner: str, name: str, deployment_id: int, request: Request, session: SessionDep, state: StateDep,
-    viewer: ViewerDep, csrf: CsrfField = "", back: BackField = "/-/deployments",
-) -> RedirectResponse:  # fmt: skip
+    viewer: ViewerDep, csrf: CsrfField = "", back: BackField = "/-/deployments", confirm: ConfirmField = "",
+) -> Response:  # fmt: skip
     user = allowed(request, state, viewer, csrf)
     repository = _repository(session, owner, name)
+    question = approve_question(session, repository, deployment_id)
+    if (refusal := unconfirmed(question.environment, confirm)) is not None:
+        return confirmation_page(request, viewer, repository, question, fields=[], error=refusal)
     _, announcements = approve_deployment(session, repository, deployment_id, user.name)
     announce_after_commit(session, announcements)
     return RedirectResponse(local_path(back), status_code=303)

@@ -18,9 +18,10 @@ from server.auth.tokens import find_token
 from server.deps import SessionDep, StateDep
 from server.models import TokenKind
 from server.models.base import utcnow
+from server.web.error_pages import PageRoute
 from server.web.render import render
 
-router = APIRouter(prefix="/-", include_in_schema=False)
+router = APIRouter(prefix="/-", include_in_schema=False, route_class=PageRoute)
 
 
 def local_path(next_url: str | None) -> str:

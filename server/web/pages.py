@@ -27,9 +27,10 @@ from server.schedules.queries import schedules_out
 from server.schedules.service import schedules_of
 from server.testreports.queries import flakiest_tests
 from server.web.build_view import build_page_context, build_view
+from server.web.error_pages import PageRoute
 from server.web.render import render
 
-router = APIRouter(include_in_schema=False, dependencies=[Depends(current_reader)])
+router = APIRouter(include_in_schema=False, dependencies=[Depends(current_reader)], route_class=PageRoute)
 
 PAGE_SIZE = 50
 # What the repository page's event filter offers.

@@ -12,7 +12,10 @@ from fastapi.templating import Jinja2Templates
 from markupsafe import Markup, escape
 
 from server.auth.session import csrf_token, remember_csrf_seed
+from server.builds.control import build_rerun_refusal, job_rerun_refusal
+from server.environments.production import is_production
 from server.models import ApiToken
+from server.queue.draining import drain_refusal, resume_refusal
 from server.web import paths
 
 templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
@@ -68,6 +71,12 @@ templates.env.globals.update(
     environment_path=paths.environment_path,
     deployment_path=paths.deployment_path,
 )
+# The server's own rules decide which buttons a page shows (server/web/templates/_actions.html).
+templates.env.globals["job_rerun_refusal"] = job_rerun_refusal
+templates.env.globals["build_rerun_refusal"] = build_rerun_refusal
+templates.env.globals["drain_refusal"] = drain_refusal
+templates.env.globals["is_production"] = is_production
+templates.env.globals["resume_refusal"] = resume_refusal
 
 
 def render(

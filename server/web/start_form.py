@@ -15,10 +15,11 @@ from server.builds.start import StartRefused, StartRequest, UnknownRepository, s
 from server.deps import SessionDep, StateDep
 from server.repos.service import get_repository
 from server.web.actions import CsrfField, allowed
+from server.web.error_pages import PageRoute
 from server.web.pages import repository_context
 from server.web.render import render
 
-router = APIRouter(prefix="/-", include_in_schema=False)
+router = APIRouter(prefix="/-", include_in_schema=False, route_class=PageRoute)
 
 RefField = Annotated[str, Form(max_length=255)]
 

@@ -195,7 +195,8 @@ def test_a_deployment_to_an_environment_that_requires_approval_waits_for_a_signe
     [approved] = world.deployments()
     assert approved.state is DeploymentState.succeeded and approved.approved_by == "release-manager"
 
-    # From the page: the button, signed in, with the form's CSRF token.
+    # From the page: the button, signed in, with the form's CSRF token and, production being a
+    # production environment, its name typed on the confirmation page.
     world.pushed_and_checked("master", pipeline("production", "master"))
     second = world.deployments()[-1]
     sign_in(world.client, token)
@@ -203,7 +204,7 @@ def test_a_deployment_to_an_environment_that_requires_approval_waits_for_a_signe
     assert f'id="approve-{second.id}"' in page
     clicked = world.client.post(
         f"/-/repos/{world.repo.full_name}/deployments/{second.id}/approve",
-        data={"csrf": csrf_of(page)},
+        data={"csrf": csrf_of(page), "confirm": "production"},
         follow_redirects=False,
     )
     assert clicked.status_code == 303

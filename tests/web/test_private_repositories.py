@@ -160,7 +160,7 @@ def test_a_private_repository_answers_404_just_like_one_that_does_not_exist(
     page, missing_page = client.get(f"/{SECRET}"), client.get("/acme/nothing")
     assert page.status_code == missing_page.status_code == 404
     assert page.text.replace(SECRET, "X") == missing_page.text.replace("acme/nothing", "X")
-    assert f"sign in first: /-/login?next=/{SECRET}" in page.json()["detail"]
+    assert f"sign in first: /-/login?next=/{SECRET}" in page.text
 
 
 def test_a_user_token_reads_a_private_repository(

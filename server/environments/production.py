@@ -1,0 +1,11 @@
+"""Which environments are production, by name: GitHub is told so with each deployment, and the
+pages ask a person to type the environment's name before they promote to it, roll it back or
+approve a deployment to it."""
+
+from __future__ import annotations
+
+PRODUCTION_NAMES = frozenset({"production", "prod"})
+
+
+def is_production(environment: str) -> bool:
+    return environment.lower() in PRODUCTION_NAMES
