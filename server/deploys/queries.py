@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from server.auth.reading import Reader
+from server.deploys.order import promotion_order
 from server.deploys.schemas import DeploymentOut, EnvironmentOut, deployment_out
 from server.environments.rules import allowed_branches, in_use
 from server.models import Build, Deployment, DeploymentState, Environment, Repository
+
+_Row = TypeVar("_Row", bound=Sequence[Any])
 
 
 class AmbiguousEnvironment(LookupError):
@@ -28,7 +32,7 @@ def environments_out(
     )
     if repository_id is not None:
         query = query.where(Environment.repository_id == repository_id)
-    rows = session.execute(query).all()
+    rows = in_promotion_order(session.execute(query).all())
     ids = [environment.live_deployment_id for environment, *_ in rows if environment.live_deployment_id]
     live = {d.id: d for d in session.scalars(sa.select(Deployment).where(Deployment.id.in_(ids)))}
     active = {
@@ -64,6 +68,22 @@ def environments_out(
     return result
 
 
+def in_promotion_order(rows: Sequence[_Row]) -> list[_Row]:
+    """Rows of (environment, repository's name, …) sorted by repository, then by the promotion
+    order of each repository's environments among those rows."""
+    names: dict[str, list[Environment]] = {}
+    for environment, full_name, *_ in rows:
+        names.setdefault(full_name, []).append(environment)
+    rank = {
+        (full_name, name): at
+        for full_name, environments in names.items()
+        for at, name in enumerate(
+            promotion_order([e.name for e in environments], {e.name: e.promote_from for e in environments})
+        )
+    }
+    return sorted(rows, key=lambda row: (row[1], rank[(row[1], row[0].name)]))
+
+
 def all_environments(session: Session, reader: Reader) -> list[tuple[Environment, str]]:
     """Every environment in use (``in_use``) ``reader`` may read with its repository's name, in the
     pages' order."""
@@ -73,7 +93,10 @@ def all_environments(session: Session, reader: Reader) -> list[tuple[Environment
         .where(reader.readable(Repository.id), in_use())
         .order_by(Repository.full_name, Environment.name)
     )
-    return [(environment, full_name) for environment, full_name in session.execute(query)]
+    return [
+        (environment, full_name)
+        for environment, full_name in in_promotion_order(session.execute(query).all())
+    ]
 
 
 def find_by_name(

@@ -74,11 +74,14 @@ def deployments_page(
         )
         for environment, full_name in all_environments(session, reader)
     }
-    siblings = {
-        out.repository: [other.name for other in environments if other.repository == out.repository]
-        for out in environments
+    # Each environment promotes forward only: to those after it in its repository's order.
+    promote_targets = {
+        (out.repository, out.name): [
+            later.name for later in environments[at + 1 :] if later.repository == out.repository
+        ]
+        for at, out in enumerate(environments)
     }
-    context = {"environments": environments, "history": history, "siblings": siblings}
+    context = {"environments": environments, "history": history, "promote_targets": promote_targets}
     return render(request, "deployments.html", context, viewer)
 
 

@@ -1,0 +1,27 @@
+"""The promotion order of environments: the environment each one is promoted from, set by
+people in its rule.
+
+Revision ID: 0033_pipeline_views
+Revises: 0030_test_reports
+Create Date: 2026-12-04
+"""
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+revision: str = "0033_pipeline_views"
+down_revision: str | None = "0030_test_reports"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("environments") as batch:
+        batch.add_column(sa.Column("promote_from", sa.String(length=100), nullable=True))
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("environments") as batch:
+        batch.drop_column("promote_from")
