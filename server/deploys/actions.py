@@ -85,10 +85,11 @@ def promote(
 
 
 def rollback(
-    session: Session, repository: Repository, name: str, who: str
+    session: Session, repository: Repository, name: str, who: str, to: int | None = None
 ) -> tuple[Deployment, list[tuple[int, list[str]]]]:
+    """Redeploy deployment ``to`` of environment ``name``, or its previous successful one."""
     environment = find_environment(session, repository, name)
-    deployment = roll_back(session, environment, who)
+    deployment = roll_back(session, environment, who, to)
     return deployment, advance(session, environment.id)
 
 

@@ -42,10 +42,15 @@ def promote_environment(
 def rollback_environment(
     owner: str, name: str, environment: str, request: Request, session: SessionDep, state: StateDep,
     viewer: ViewerDep, csrf: CsrfField = "", back: BackField = "/-/deployments",
+    to: Annotated[str, Form(max_length=20)] = "",
 ) -> RedirectResponse:  # fmt: skip
+    """Roll back to the deployment the form names (``to``), or to the previous success."""
     user = allowed(request, state, viewer, csrf)
     repository = _repository(session, owner, name)
-    _, announcements = rollback(session, repository, environment, f"{user.name} (rollback)")
+    if to and not to.isdigit():
+        raise HTTPException(422, f"{to!r} is not a deployment number")
+    who = f"{user.name} (rollback)"
+    _, announcements = rollback(session, repository, environment, who, int(to) if to else None)
     announce_after_commit(session, announcements)
     return RedirectResponse(local_path(back), status_code=303)
 
