@@ -14,6 +14,7 @@ from server.auth.reading import Reader, ReaderDep, current_reader
 from server.auth.session import ViewerDep, login_url
 from server.builds import queries
 from server.builds.listing import BuildFilter, branches_with_latest_build, dashboard_rows, filtered_builds
+from server.deploys.pipeline import pipeline_view
 from server.deploys.queries import all_environments, deployment_of_build, environments_out, history_out
 from server.deps import SessionDep, StateDep
 from server.github.schemas import github_statuses_out, status_reports_of
@@ -152,6 +153,8 @@ def repository_context(
         # Who hears about this repository's builds is for signed-in readers only (recipients).
         "notifications": repository_notifications(session, repository) if signed_in else None,
         "start": {},
+        # Environments in promotion order, what is live and what promote would ship.
+        "pipeline": pipeline_view(session, repository, Reader(signed_in=signed_in)),
     }
 
 

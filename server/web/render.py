@@ -13,6 +13,7 @@ from markupsafe import Markup, escape
 
 from server.auth.session import csrf_token, remember_csrf_seed
 from server.models import ApiToken
+from server.web.times import ago
 
 templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
 
@@ -44,6 +45,7 @@ def log_lines_html(prefix: str, start: int, lines: list[list[tuple[str, str]]]) 
 
 
 templates.env.filters["safe_url"] = safe_url
+templates.env.filters["ago"] = ago
 templates.env.globals["log_lines_html"] = log_lines_html
 
 
