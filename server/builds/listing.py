@@ -79,13 +79,17 @@ def dashboard_rows(
     session: Session, reader: Reader, recent: int = 5
 ) -> list[tuple[Repository, Build | None, list[Build]]]:
     """Each repository, its default branch's latest build with a verdict (the badge's build) and its
-    last few builds of any kind: three queries
+    last few builds (deploy builds aside: the environments column shows deploys): three queries
     whatever the number of repositories (LATERAL index scans). Only repositories ``reader`` may read."""
     shown = sa.select(Repository).where(reader.readable(Repository.id))
     repositories = list(session.scalars(shown.order_by(Repository.full_name)))
-    newest = sa.select(Build.id).where(Build.repository_id == Repository.id).order_by(Build.id.desc())
+    newest = (
+        sa.select(Build.id)
+        .where(Build.repository_id == Repository.id, _NOT_A_DEPLOY)
+        .order_by(Build.id.desc())
+    )
     last_ids = newest.limit(recent).lateral()
-    default_ids = newest.where(Build.branch == Repository.default_branch, _NOT_A_DEPLOY, _A_VERDICT)
+    default_ids = newest.where(Build.branch == Repository.default_branch, _A_VERDICT)
     default_ids = default_ids.limit(1).lateral()
     readable = reader.readable(Repository.id)
     wanted = sa.union(

@@ -16,6 +16,7 @@ from server.builds import queries
 from server.builds.listing import BuildFilter, branches_with_latest_build, dashboard_rows, filtered_builds
 from server.deploys.pipeline import pipeline_view
 from server.deploys.queries import all_environments, deployment_of_build, environments_out, history_out
+from server.deploys.schemas import EnvironmentOut
 from server.deps import SessionDep, StateDep
 from server.github.schemas import github_statuses_out, status_reports_of
 from server.logs import queries as log_queries
@@ -103,7 +104,11 @@ def failed_page(request: Request, session: SessionDep, viewer: ViewerDep, reader
 
 @router.get("/", response_class=HTMLResponse)
 def dashboard(request: Request, session: SessionDep, viewer: ViewerDep, reader: ReaderDep) -> HTMLResponse:
-    return render(request, "dashboard.html", {"rows": dashboard_rows(session, reader)}, viewer)
+    environments: dict[str, list[EnvironmentOut]] = {}
+    for environment in environments_out(session, "", reader=reader):  # in promotion order
+        environments.setdefault(environment.repository, []).append(environment)
+    context = {"rows": dashboard_rows(session, reader), "environments": environments}
+    return render(request, "dashboard.html", context, viewer)
 
 
 @router.get("/{owner}/{name}", response_class=HTMLResponse)
