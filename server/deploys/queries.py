@@ -154,3 +154,15 @@ def deployment_of_build(
     deployment, environment = row
     source = session.get(Build, deployment.source_build_id) if deployment.source_build_id else None
     return deployment, environment, source
+
+
+def live_version(session: Session, repository_id: int, name: str) -> tuple[str | None, bool] | None:
+    """The commit live on the repository's environment ``name`` (None: nothing live yet) and
+    whether it is healthy; None when there is no such environment."""
+    row = session.execute(
+        sa.select(Deployment.commit_sha, Environment.healthy)
+        .select_from(Environment)
+        .outerjoin(Deployment, Deployment.id == Environment.live_deployment_id)
+        .where(Environment.repository_id == repository_id, Environment.name == name)
+    ).one_or_none()
+    return None if row is None else (row.commit_sha, row.healthy)
