@@ -1,5 +1,6 @@
 """The promotion order of environments: the environment each one is promoted from, set by
-people in its rule.
+people in its rule; and an index of the deployments under way, which every page listing
+environments reads.
 
 Revision ID: 0033_pipeline_views
 Revises: 0030_test_reports
@@ -20,8 +21,17 @@ depends_on: str | Sequence[str] | None = None
 def upgrade() -> None:
     with op.batch_alter_table("environments") as batch:
         batch.add_column(sa.Column("promote_from", sa.String(length=100), nullable=True))
+    active = sa.text("state IN ('queued', 'running')")
+    op.create_index(
+        "ix_deployments_active",
+        "deployments",
+        ["environment_id"],
+        postgresql_where=active,
+        sqlite_where=active,
+    )
 
 
 def downgrade() -> None:
+    op.drop_index("ix_deployments_active", table_name="deployments")
     with op.batch_alter_table("environments") as batch:
         batch.drop_column("promote_from")

@@ -94,6 +94,14 @@ class Deployment(Base):
     __tablename__ = "deployments"
     __table_args__ = (
         sa.Index("ix_deployments_environment_id_id", "environment_id", "id"),
+        # What each environment is deploying now (every page that lists environments asks): a
+        # few rows, however long the history.
+        sa.Index(
+            "ix_deployments_active",
+            "environment_id",
+            postgresql_where=sa.text("state IN ('queued', 'running')"),
+            sqlite_where=sa.text("state IN ('queued', 'running')"),
+        ),
         # An automatic deployment is asked for once per (green build, environment), however
         # often the check that asks for it runs.
         sa.Index(
