@@ -225,9 +225,13 @@ def main() -> None:
 
             before = rss_mb()
             began = time.perf_counter()
-            found = client.get(f"{log}/search", params={"q": f"line {options.lines - 1} "}).json()["lines"]
+            reply = client.get(f"{log}/search", params={"q": f"line {options.lines - 1} "}).json()
             seconds = time.perf_counter() - began
-            print(f"\nsearch of all {options.lines:,} lines (matches: {found}): {seconds:.2f} s,", end="")
+            found, whole = reply["lines"], "whole log read" if reply["complete"] else "gave up before the end"
+            print(
+                f"\nsearch of all {options.lines:,} lines (matches: {found}, {whole}): {seconds:.2f} s,",
+                end="",
+            )
             print(f" RSS +{rss_mb() - before:.1f} MB")
             before = rss_mb()
             began = time.perf_counter()

@@ -16,9 +16,9 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from server.auth.reading import Reader
-from server.deploys.queries import builds_of, environments_out
-from server.deploys.schemas import DeploymentOut, EnvironmentOut, deployment_out
-from server.models import Build, Deployment, DeploymentState, Environment, Repository
+from server.deploys.queries import environments_read
+from server.deploys.schemas import DeploymentOut, EnvironmentOut
+from server.models import Build, Repository
 from server.models.build import DEPLOY_EVENT
 
 # Commits listed under "behind" (the count goes further, up to the builds scanned).
@@ -63,45 +63,25 @@ class Stage:
 
 
 def pipeline_view(session: Session, repository: Repository, reader: Reader) -> list[Stage]:
-    """The repository's environments in use, in promotion order, as the strip shows them."""
-    environments = environments_out(session, "", repository.id, reader=reader)
-    rows = {
-        e.name: e
-        for e in session.scalars(sa.select(Environment).where(Environment.repository_id == repository.id))
-    }
-    live_ids = [e.live.id for e in environments if e.live]
-    source_builds = {
-        d.id: d.source_build_id
-        for d in session.scalars(sa.select(Deployment).where(Deployment.id.in_(live_ids)))
-    }
-    messages = _messages(session, [b for b in source_builds.values() if b])
-    by_name = {e.name: e for e in environments}
+    """The repository's environments in use, in promotion order, as the strip shows them: three
+    queries, and one more per environment that has one before it."""
+    reads = environments_read(session, "", repository.id, reader=reader, earlier=ROLLBACK_CHOICES)
+    by_name = {read.row.name: read for read in reads}
     stages = []
-    for at, environment in enumerate(environments):
-        live = environment.live
-        stage = Stage(environment=environment)
-        if live is not None:
-            stage.live_message = messages.get(source_builds.get(live.id) or 0)
-        configured = rows[environment.name].promote_from
-        previous = configured if configured in by_name else (environments[at - 1].name if at else None)
-        stage.previous = previous
-        if previous is not None and (source := by_name[previous].live) is not None:
-            stage.source = source
-            _behind(
-                session,
-                repository,
-                stage,
-                source_builds.get(source.id),
-                source_builds.get(live.id) if live else None,
-            )
-        stage.rollback_choices = _rollback_choices(session, rows[environment.name], environment, repository)
+    for at, read in enumerate(reads):
+        stage = Stage(environment=read.out, rollback_choices=read.earlier)
+        if read.live is not None and (built := read.builds.get(read.live.source_build_id or 0)):
+            stage.live_message = (built.commit_message or "").split("\n", 1)[0]
+        configured = read.row.promote_from
+        previous = by_name.get(configured or "") or (reads[at - 1] if at else None)
+        if previous is not None:
+            stage.previous = previous.row.name
+            if previous.live is not None and previous.out.live is not None:
+                stage.source = previous.out.live
+                live_build = read.live.source_build_id if read.live else None
+                _behind(session, repository, stage, previous.live.source_build_id, live_build)
         stages.append(stage)
     return stages
-
-
-def _messages(session: Session, build_ids: list[int]) -> dict[int, str]:
-    rows = session.execute(sa.select(Build.id, Build.commit_message).where(Build.id.in_(build_ids)))
-    return {build_id: (message or "").split("\n", 1)[0] for build_id, message in rows}
 
 
 def _behind(
@@ -131,23 +111,3 @@ def _behind(
     stage.behind = list(seen.values())[:BEHIND_LISTED]
     stage.behind_count = len(seen)
     stage.behind_at_least = len(scanned) == BEHIND_SCANNED
-
-
-def _rollback_choices(
-    session: Session, row: Environment, environment: EnvironmentOut, repository: Repository
-) -> list[DeploymentOut]:
-    """Earlier successful deployments of other commits than the live one, newest first."""
-    live_sha = environment.live.commit_sha if environment.live else None
-    query = (
-        sa.select(Deployment)
-        .where(Deployment.environment_id == row.id, Deployment.state == DeploymentState.succeeded)
-        .order_by(Deployment.id.desc())
-        .limit(ROLLBACK_CHOICES * 4)
-    )
-    chosen: dict[str, Deployment] = {}
-    for deployment in session.scalars(query):
-        if deployment.commit_sha != live_sha and deployment.commit_sha not in chosen:
-            chosen[deployment.commit_sha] = deployment
-    picked = list(chosen.values())[:ROLLBACK_CHOICES]
-    builds = builds_of(session, picked)
-    return [deployment_out(d, row, repository.full_name, builds, "") for d in picked]

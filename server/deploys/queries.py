@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
@@ -21,9 +22,31 @@ class AmbiguousEnvironment(LookupError):
     pass
 
 
+@dataclass(frozen=True)
+class EnvironmentRead:
+    """An environment as the pages read it: its row, its API shape, the live deployment, and
+    its earlier successful deployments of other commits (newest first; what a rollback offers)."""
+
+    row: Environment
+    out: EnvironmentOut
+    live: Deployment | None
+    earlier: list[DeploymentOut]
+    builds: dict[int, Build]  # the builds of those deployments (shared by all environments read)
+
+
 def environments_out(
     session: Session, public_url: str, repository_id: int | None = None, *, reader: Reader
 ) -> list[EnvironmentOut]:
+    """Each environment in use that ``reader`` may read (of one repository, if given), by
+    repository and in promotion order: what is live, its health, what is deploying, its rule."""
+    return [read.out for read in environments_read(session, public_url, repository_id, reader=reader)]
+
+
+def environments_read(
+    session: Session, public_url: str, repository_id: int | None = None, *, reader: Reader, earlier: int = 0
+) -> list[EnvironmentRead]:
+    """``environments_out`` and more, in three queries whatever the number of environments: with
+    ``earlier``, up to that many earlier successful deployments of each."""
     query = (
         sa.select(Environment, Repository.full_name, Repository.default_branch)
         .join(Repository, Repository.id == Environment.repository_id)
@@ -33,38 +56,69 @@ def environments_out(
     if repository_id is not None:
         query = query.where(Environment.repository_id == repository_id)
     rows = in_promotion_order(session.execute(query).all())
-    ids = [environment.live_deployment_id for environment, *_ in rows if environment.live_deployment_id]
-    live = {d.id: d for d in session.scalars(sa.select(Deployment).where(Deployment.id.in_(ids)))}
-    active = {
-        d.environment_id: d
-        for d in session.scalars(
-            sa.select(Deployment).where(
-                Deployment.environment_id.in_([environment.id for environment, *_ in rows]),
-                Deployment.state.in_([DeploymentState.queued, DeploymentState.running]),
-            )
+    if not rows:
+        return []
+    environment_ids = [environment.id for environment, *_ in rows]
+    wanted = [
+        sa.select(Deployment.id).where(
+            Deployment.id.in_([e.live_deployment_id for e, *_ in rows if e.live_deployment_id])
+        ),
+        sa.select(Deployment.id).where(
+            Deployment.environment_id.in_(environment_ids),
+            Deployment.state.in_([DeploymentState.queued, DeploymentState.running]),
+        ),
+    ]
+    if earlier:
+        # A few more than asked: some may be of the live commit (the lateral keeps each an index scan).
+        recent = (
+            sa.select(Deployment.id)
+            .where(Deployment.environment_id == Environment.id, Deployment.state == DeploymentState.succeeded)
+            .order_by(Deployment.id.desc())
+            .limit(earlier * 2)
+            .lateral()
         )
-    }
-    builds = builds_of(session, [*live.values(), *active.values()])
+        wanted.append(
+            sa.select(recent.c.id)
+            .select_from(Environment)
+            .join(recent, sa.true())
+            .where(Environment.id.in_(environment_ids))
+        )
+    deployments = list(
+        session.scalars(
+            sa.select(Deployment).where(Deployment.id.in_(sa.union(*wanted))).order_by(Deployment.id.desc())
+        )
+    )
+    builds = builds_of(session, deployments)
     result = []
     for environment, full_name, default_branch in rows:
-        now = live.get(environment.live_deployment_id or 0)
-        deploying = active.get(environment.id)
-        result.append(
-            EnvironmentOut(
-                repository=full_name,
-                name=environment.name,
-                url=environment.url,
-                healthy=environment.healthy,
-                health_reason=environment.health_reason,
-                live=deployment_out(now, environment, full_name, builds, public_url) if now else None,
-                deploying=deployment_out(deploying, environment, full_name, builds, public_url)
-                if deploying
-                else None,
-                allowed_branches=allowed_branches(environment.branches, default_branch),
-                runner_labels=list(environment.runner_labels),
-                require_approval=environment.require_approval,
-            )
+        own = [d for d in deployments if d.environment_id == environment.id]
+        now = next((d for d in own if d.id == environment.live_deployment_id), None)
+        deploying = next((d for d in own if d.state.active), None)
+        before: dict[str, Deployment] = {}
+        for deployment in own:
+            if deployment.state is DeploymentState.succeeded and (
+                now is None or deployment.commit_sha != now.commit_sha
+            ):
+                before.setdefault(deployment.commit_sha, deployment)
+        out = EnvironmentOut(
+            repository=full_name,
+            name=environment.name,
+            url=environment.url,
+            healthy=environment.healthy,
+            health_reason=environment.health_reason,
+            live=deployment_out(now, environment, full_name, builds, public_url) if now else None,
+            deploying=deployment_out(deploying, environment, full_name, builds, public_url)
+            if deploying
+            else None,
+            allowed_branches=allowed_branches(environment.branches, default_branch),
+            runner_labels=list(environment.runner_labels),
+            require_approval=environment.require_approval,
         )
+        choices = [
+            deployment_out(d, environment, full_name, builds, public_url)
+            for d in list(before.values())[:earlier]
+        ]
+        result.append(EnvironmentRead(environment, out, now, choices, builds))
     return result
 
 
