@@ -14,8 +14,14 @@ from server.auth.reading import Reader, ReaderDep, current_reader
 from server.auth.session import ViewerDep, login_url
 from server.builds import queries
 from server.builds.listing import BuildFilter, branches_with_latest_build, dashboard_rows, filtered_builds
-from server.deploys.pipeline import pipeline_view
-from server.deploys.queries import all_environments, deployment_of_build, environments_out, history_out
+from server.deploys.pipeline import ROLLBACK_CHOICES, pipeline_view
+from server.deploys.queries import (
+    all_environments,
+    deployment_of_build,
+    environments_out,
+    environments_read,
+    history_out,
+)
 from server.deploys.schemas import EnvironmentOut
 from server.deps import SessionDep, StateDep
 from server.github.schemas import github_statuses_out, status_reports_of
@@ -69,7 +75,9 @@ def deployments_page(
 ) -> HTMLResponse:
     """Each environment with what is live there now, its health, what is deploying and its latest
     deployments; promote and rollback buttons for signed-in users."""
-    environments = environments_out(session, state.settings.public_url, reader=reader)
+    reads = environments_read(session, state.settings.public_url, reader=reader, earlier=ROLLBACK_CHOICES)
+    environments = [read.out for read in reads]
+    rollback_choices = {(read.out.repository, read.out.name): read.earlier for read in reads}
     history = {
         (full_name, environment.name): history_out(
             session, environment, full_name, state.settings.public_url, limit=HISTORY_ROWS
@@ -83,7 +91,12 @@ def deployments_page(
         ]
         for at, out in enumerate(environments)
     }
-    context = {"environments": environments, "history": history, "promote_targets": promote_targets}
+    context = {
+        "environments": environments,
+        "history": history,
+        "promote_targets": promote_targets,
+        "rollback_choices": rollback_choices,
+    }
     return render(request, "deployments.html", context, viewer)
 
 

@@ -62,7 +62,7 @@ def test_rollback_to_a_chosen_successful_deployment_and_refusals(world: DeployWo
 def test_greenlight_deploy_rollback_to_and_the_pages_form(
     world: DeployWorld, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    first, _second = (deployed(world, "staging", v) for v in ("v1", "v2"))
+    first, second = (deployed(world, "staging", v) for v in ("v1", "v2"))
 
     def through_the_app(method: str, url: str, **kwargs: Any) -> Any:
         kwargs.pop("timeout", None)
@@ -84,6 +84,10 @@ def test_greenlight_deploy_rollback_to_and_the_pages_form(
 
     sign_in(world.client, token)
     page = world.client.get("/-/deployments").text
+    # The form offers the earlier successful deployments of other commits than the live one.
+    choices = page[page.index('id="env-' + name + '-staging"') :]
+    choices = choices[choices.index('<select name="to"') : choices.index("</select>")]
+    assert f'<option value="{second}">' in choices and f'<option value="{first}">' not in choices
     form = {"csrf": csrf_of(page), "to": str(world.deployments()[1].id)}
     clicked = world.client.post(
         f"/-/repos/{name}/environments/staging/rollback", data=form, follow_redirects=False
