@@ -14,7 +14,6 @@ _UNITS = (
     ("day", 86400),
     ("hour", 3600),
     ("minute", 60),
-    ("second", 1),
 )
 
 
@@ -24,7 +23,9 @@ def relative(when: dt.datetime, now: dt.datetime | None = None) -> str:
     if when.tzinfo is None:
         when = when.replace(tzinfo=dt.UTC)
     seconds = int((now - when).total_seconds())
-    if abs(seconds) < 5:
+    # Nothing finer than a minute: a polled page whose text changed every few seconds would
+    # never slow its polling down (``greenlight.js`` backs off while nothing changes).
+    if abs(seconds) < 60:
         return "just now"
     for unit, size in _UNITS:
         count = abs(seconds) // size

@@ -74,7 +74,11 @@ def deploy_build(session: Session, repo: Repository) -> Build:
 
 def test_relative_times_read_at_a_glance() -> None:
     now = dt.datetime(2026, 1, 10, 12, 0, tzinfo=dt.UTC)
-    assert relative(now - dt.timedelta(seconds=2), now) == "just now"
+    assert (
+        relative(now - dt.timedelta(seconds=2), now)
+        == relative(now - dt.timedelta(seconds=59), now)
+        == "just now"
+    )
     assert relative(now - dt.timedelta(seconds=61), now) == "1 minute ago"
     assert relative(now - dt.timedelta(hours=5), now) == "5 hours ago"
     assert relative(now - dt.timedelta(days=9), now) == "1 week ago"
