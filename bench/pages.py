@@ -1,6 +1,7 @@
 """Page and log speed at scale (prints; asserts nothing about speed).
 
-Seeds Postgres with 100,000 builds of one repository (plus 20 small ones) and a step log of
+Seeds Postgres with 100,000 builds of one repository (plus 20 small ones), its staging and
+production environments with 6,000 deployments and their deploy builds, and a step log of
 1,000,000 lines (2,000 chunks of 500, about 60 MB of JSON), then times the pages in-process
 (FastAPI's TestClient: server time without a network) beside ``/healthz`` measured in the same
 run, and watches the process's resident memory while the huge log is viewed, searched and
@@ -61,6 +62,7 @@ def seed(engine: sa.Engine, builds: int, lines: int) -> tuple[int, int]:
             ),
             {"count": builds},
         )
+        seed_deploys(connection, builds)
         connection.execute(
             sa.text(
                 "UPDATE repositories SET last_build_number ="
@@ -89,6 +91,59 @@ def seed(engine: sa.Engine, builds: int, lines: int) -> tuple[int, int]:
         )
         connection.execute(sa.text("ANALYZE"))
     return build_id, job_id
+
+
+def seed_deploys(connection: sa.Connection, builds: int) -> None:
+    """The big repository's staging (a deployment of every 20th main build) and production (every
+    100th, up to half way: far behind staging), each deployment with its deploy build, numbered
+    after the pushes (a burst of deploys: the newest builds are all deploys)."""
+    connection.execute(
+        sa.text(
+            "INSERT INTO environments (repository_id, name, healthy, created_at, branches, runner_labels,"
+            " require_approval)"
+            " SELECT r.id, e, true, now(), '[]', '[]', false FROM repositories r,"
+            " unnest(ARRAY['staging', 'production']) e WHERE r.full_name = 'bench/big'"
+        )
+    )
+    connection.execute(
+        sa.text(
+            "INSERT INTO deployments (environment_id, commit_sha, branch, source_build_id, trigger,"
+            " triggered_by, config, state, created_at, started_at, finished_at, github_version,"
+            " github_sent_version, github_attempts, github_gave_up)"
+            " SELECT e.id, b.commit_sha, b.branch, b.id,"
+            " CASE WHEN e.name = 'staging' THEN 'auto' ELSE 'promote' END, 'bench', '{}', 'succeeded',"
+            " b.created_at, b.created_at, b.created_at, 0, 0, 0, false"
+            " FROM environments e JOIN builds b ON b.repository_id = e.repository_id"
+            " WHERE b.branch = 'main' AND ((e.name = 'staging' AND b.number % 20 = 2)"
+            "  OR (e.name = 'production' AND b.number % 100 = 2 AND b.number <= :count / 2))"
+            " ORDER BY b.id"
+        ),
+        {"count": builds},
+    )
+    connection.execute(
+        sa.text(
+            "INSERT INTO builds (repository_id, number, event, ref, branch, commit_sha, commit_message,"
+            " commit_author, sender, from_fork, state, created_at, plan_attempts)"
+            " SELECT e.repository_id, :count + d.id, 'deploy', 'refs/heads/main', 'main', d.commit_sha,"
+            " 'deploy to ' || e.name, '', 'bench', false, 'passed', d.created_at, 0"
+            " FROM deployments d JOIN environments e ON e.id = d.environment_id ORDER BY d.id"
+        ),
+        {"count": builds},
+    )
+    connection.execute(
+        sa.text(
+            "UPDATE deployments d SET deploy_build_id = b.id FROM environments e, builds b"
+            " WHERE e.id = d.environment_id AND b.repository_id = e.repository_id"
+            " AND b.number = :count + d.id"
+        ),
+        {"count": builds},
+    )
+    connection.execute(
+        sa.text(
+            "UPDATE environments SET live_deployment_id ="
+            " (SELECT max(id) FROM deployments WHERE environment_id = environments.id)"
+        )
+    )
 
 
 def timed(client, path: str, requests: int) -> tuple[float, float, float]:  # type: ignore[no-untyped-def]
@@ -152,12 +207,15 @@ def main() -> None:
             pages = [
                 ("trivial: /healthz", "/healthz"),
                 ("dashboard (21 repositories)", "/"),
-                ("repository page (newest 50)", "/bench/big"),
+                ("repository page (newest 50, pipeline strip)", "/bench/big"),
                 (
                     "repository page, branch=dev, deep keyset page",
                     f"/bench/big?branch=dev&before={build_id - options.builds * 6 // 10}",
                 ),
                 ("repository page, state=failed", "/bench/big?state=failed"),
+                ("deployments page", "/-/deployments"),
+                ("environment badge", "/badge/bench/big/env/production.svg"),
+                ("build badge", "/badge/bench/big.svg"),
                 ("build page = first view of the huge log (tail 500)", f"/bench/big/builds/{options.builds}"),
                 ("job page of that build", f"/bench/big/builds/{options.builds}/jobs/{job_id}"),
                 ("log lines: last 1,000", f"{log}/lines?tail=1000"),
@@ -171,9 +229,13 @@ def main() -> None:
 
             before = rss_mb()
             began = time.perf_counter()
-            found = client.get(f"{log}/search", params={"q": f"line {options.lines - 1} "}).json()["lines"]
+            reply = client.get(f"{log}/search", params={"q": f"line {options.lines - 1} "}).json()
             seconds = time.perf_counter() - began
-            print(f"\nsearch of all {options.lines:,} lines (matches: {found}): {seconds:.2f} s,", end="")
+            found, whole = reply["lines"], "whole log read" if reply["complete"] else "gave up before the end"
+            print(
+                f"\nsearch of all {options.lines:,} lines (matches: {found}, {whole}): {seconds:.2f} s,",
+                end="",
+            )
             print(f" RSS +{rss_mb() - before:.1f} MB")
             before = rss_mb()
             began = time.perf_counter()

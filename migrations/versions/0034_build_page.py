@@ -1,7 +1,7 @@
 """The build page lists the deployments that came from the build: index them by their source.
 
 Revision ID: 0034_build_page
-Revises: 0032_artifact_lifecycle
+Revises: 0033_pipeline_views
 Create Date: 2026-12-04
 """
 
@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from alembic import op
 
 revision: str = "0034_build_page"
-down_revision: str | None = "0032_artifact_lifecycle"
+down_revision: str | None = "0033_pipeline_views"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -9,6 +9,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from server.auth.reading import Reader
+from server.builds.start import NOT_THE_HEAD
 from server.models import Build, BuildState, Repository
 from server.models.build import DEPLOY_EVENT
 
@@ -19,7 +20,14 @@ _NOT_A_DEPLOY = Build.event != DEPLOY_EVENT
 # cancelled one say nothing, and an unfinished one has not said it yet: the badge and the
 # dashboard's default-branch column both show the latest build of the branch in one of these.
 VERDICT_STATES = (BuildState.passed, BuildState.failed, BuildState.errored, BuildState.timed_out)
-_A_VERDICT = Build.state.in_(VERDICT_STATES)
+# And only a build of the branch's head as it is: not one started by hand of an older commit (its
+# no_deploy_reason says so), nor one started with extra variables (they can switch tests off):
+# either could say "passing" while the head fails.
+_A_VERDICT = sa.and_(
+    Build.state.in_(VERDICT_STATES),
+    sa.or_(Build.no_deploy_reason.is_(None), ~Build.no_deploy_reason.contains(NOT_THE_HEAD)),
+    sa.or_(Build.started_by.is_(None), sa.cast(Build.variables, sa.Text) == "{}"),
+)
 
 
 @dataclass(frozen=True)
@@ -79,34 +87,39 @@ def dashboard_rows(
     session: Session, reader: Reader, recent: int = 5
 ) -> list[tuple[Repository, Build | None, list[Build]]]:
     """Each repository, its default branch's latest build with a verdict (the badge's build) and its
-    last few builds of any kind: three queries
+    last few builds (deploy builds aside: the environments column shows deploys): three queries
     whatever the number of repositories (LATERAL index scans). Only repositories ``reader`` may read."""
     shown = sa.select(Repository).where(reader.readable(Repository.id))
     repositories = list(session.scalars(shown.order_by(Repository.full_name)))
-    newest = sa.select(Build.id).where(Build.repository_id == Repository.id).order_by(Build.id.desc())
+    newest = (
+        sa.select(Build.id)
+        .where(Build.repository_id == Repository.id, _NOT_A_DEPLOY)
+        .order_by(Build.id.desc())
+    )
     last_ids = newest.limit(recent).lateral()
-    default_ids = newest.where(Build.branch == Repository.default_branch, _NOT_A_DEPLOY, _A_VERDICT)
+    default_ids = newest.where(Build.branch == Repository.default_branch, _A_VERDICT)
     default_ids = default_ids.limit(1).lateral()
     readable = reader.readable(Repository.id)
+    defaults = dict(
+        session.execute(
+            sa.select(Repository.id, default_ids.c.id)
+            .select_from(Repository)
+            .join(default_ids, sa.true())
+            .where(readable)
+        ).all()
+    )
     wanted = sa.union(
         sa.select(last_ids.c.id).select_from(Repository).join(last_ids, sa.true()).where(readable),
-        sa.select(default_ids.c.id).select_from(Repository).join(default_ids, sa.true()).where(readable),
+        sa.select(Build.id).where(Build.id.in_(list(defaults.values()))),
     )
-    builds = list(session.scalars(sa.select(Build).where(Build.id.in_(wanted)).order_by(Build.id.desc())))
+    builds = {
+        b.id: b
+        for b in session.scalars(sa.select(Build).where(Build.id.in_(wanted)).order_by(Build.id.desc()))
+    }
     rows = []
     for repository in repositories:
-        by_id = {b.id: b for b in builds if b.repository_id == repository.id}
-        own = [by_id[key] for key in sorted(by_id, reverse=True)]
-        default = next(
-            (
-                b
-                for b in own
-                if b.branch == repository.default_branch
-                and b.event != DEPLOY_EVENT
-                and b.state in VERDICT_STATES
-            ),
-            None,
-        )
+        own = [b for b in builds.values() if b.repository_id == repository.id and b.event != DEPLOY_EVENT]
+        default = builds.get(defaults.get(repository.id, 0))
         rows.append((repository, default, own[:recent]))
     return rows
 

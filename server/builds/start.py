@@ -59,7 +59,7 @@ _REFUSED_NAMES = re.compile(
 )
 # A started commit that is not the branch's head says so in its reason: such a build is no
 # evidence that the commit was ever the head.
-_NOT_THE_HEAD = "is not the head of"
+NOT_THE_HEAD = "is not the head of"
 _VARIABLE_NAME = re.compile(NAME_PATTERN)
 
 
@@ -195,7 +195,7 @@ def _built_as_head(session: Session, repository_id: int, branch: str | None, sha
     was the head."""
     started_as_head = sa.and_(
         Build.event.in_(START_EVENTS),
-        sa.or_(Build.no_deploy_reason.is_(None), ~Build.no_deploy_reason.contains(_NOT_THE_HEAD)),
+        sa.or_(Build.no_deploy_reason.is_(None), ~Build.no_deploy_reason.contains(NOT_THE_HEAD)),
     )
     built = sa.exists().where(
         Build.repository_id == repository_id,
@@ -248,7 +248,7 @@ def _resolve(mirror: Mirror, request: StartRequest) -> tuple[str, str | None]:
         if not mirror.is_ancestor(request.commit, head):
             raise RefNotFound(f"commit {request.commit} is not in the history of branch {request.branch}")
         return request.commit, (
-            f"not deployed: {request.commit[:12]} {_NOT_THE_HEAD} {request.branch} "
+            f"not deployed: {request.commit[:12]} {NOT_THE_HEAD} {request.branch} "
             f"(the head is {head[:12]}); only a branch's head deploys"
         )
     except GitError as error:

@@ -67,10 +67,24 @@ def deploy_promote(repository: str, source: str, target: str) -> None:
 @deploy.command("rollback")
 @click.argument("repository", metavar="OWNER/NAME")
 @click.argument("environment")
-def deploy_rollback(repository: str, environment: str) -> None:
-    """Redeploy the previous successful deployment of ENVIRONMENT."""
-    item = _api("POST", f"/api/repos/{repository}/environments/{environment}/rollback")
-    show(f"{environment}: deployment #{item['id']} of {item['commit_sha'][:12]} {item['state']}")
+@click.option(
+    "--to",
+    "to",
+    type=click.IntRange(min=1),
+    metavar="N",
+    help="The deployment to redeploy: one of ENVIRONMENT's that succeeded (see `deploy history`).",
+)
+def deploy_rollback(repository: str, environment: str, to: int | None) -> None:
+    """Redeploy the previous successful deployment of ENVIRONMENT, or deployment N (--to N).
+
+    \b
+        greenlight deploy rollback acme/app production
+        greenlight deploy rollback acme/app production --to 42
+    """
+    body = {"to": to} if to is not None else None
+    item = _api("POST", f"/api/repos/{repository}/environments/{environment}/rollback", json=body)
+    back = f" (back to deployment #{to})" if to is not None else ""
+    show(f"{environment}: deployment #{item['id']} of {item['commit_sha'][:12]} {item['state']}{back}")
 
 
 @deploy.command("approve")

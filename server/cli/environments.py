@@ -34,6 +34,11 @@ def env() -> None:
     default=None,
     help="Each deployment waits until a signed-in user approves it.",
 )
+@click.option(
+    "--promote-from",
+    metavar="ENV",
+    help="The environment promoted into this one: it comes after ENV in the promotion order ('' : by name).",
+)
 def env_set(
     repository: str,
     environment: str,
@@ -41,12 +46,14 @@ def env_set(
     default_branch_only: bool,
     runner_labels: str | None,
     require_approval: bool | None,
+    promote_from: str | None,
 ) -> None:
     """Change ENVIRONMENT's rule (only the options given; --branch replaces the branches).
 
     \b
         greenlight env set acme/app production --branch main --branch 'release/*'
         greenlight env set acme/app production --runner-labels deploy-prod --require-approval
+        greenlight env set acme/app production --promote-from staging
     """
     if branches and default_branch_only:
         raise click.UsageError("give --branch or --default-branch-only, not both")
@@ -57,8 +64,12 @@ def env_set(
         body["runner_labels"] = [label.strip() for label in runner_labels.split(",") if label.strip()]
     if require_approval is not None:
         body["require_approval"] = require_approval
+    if promote_from is not None:
+        body["promote_from"] = promote_from
     if not body:
-        raise click.UsageError("nothing to change: give --branch, --runner-labels or --require-approval")
+        raise click.UsageError(
+            "nothing to change: give --branch, --runner-labels, --require-approval or --promote-from"
+        )
     show(_describe(_api("PUT", f"/api/repos/{repository}/environments/{environment}", json=body)))
 
 
@@ -91,5 +102,7 @@ def _describe(item: dict[str, Any]) -> str:
     default = "" if item["branches"] else " (no rule set: the default branch)"
     runners = ", ".join(item["runner_labels"]) or "the pipeline's runs_on"
     approval = "required" if item["require_approval"] else "not required"
+    after = f"; promoted from {item['promote_from']}" if item.get("promote_from") else ""
     changed = f"; set by {item['rule_updated_by']}" if item["rule_updated_by"] else ""
-    return f"{item['name']}: branches {branches}{default}; runners {runners}; approval {approval}{changed}"
+    rule = f"branches {branches}{default}; runners {runners}; approval {approval}"
+    return f"{item['name']}: {rule}{after}{changed}"

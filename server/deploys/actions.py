@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 from server.builds.planning import mirror_for
 from server.config import Settings
 from server.deploys.jobs import snapshot
+from server.deploys.order import backward_refusal, repository_order
 from server.deploys.service import (
     DeployRefused,
     advance,
@@ -43,6 +44,9 @@ def promote(
     `deploy:` entry as that commit's `.greenlight.yml` declares it."""
     if source == target:
         raise DeployRefused("promote from an environment to another one")
+    order = repository_order(session, repository.id, also=(source, target))
+    if (backwards := backward_refusal(order, source, target, repository.full_name)) is not None:
+        raise DeployRefused(backwards)
     origin_environment = find_environment(session, repository, source)
     live = (
         session.get(Deployment, origin_environment.live_deployment_id)
@@ -81,10 +85,11 @@ def promote(
 
 
 def rollback(
-    session: Session, repository: Repository, name: str, who: str
+    session: Session, repository: Repository, name: str, who: str, to: int | None = None
 ) -> tuple[Deployment, list[tuple[int, list[str]]]]:
+    """Redeploy deployment ``to`` of environment ``name``, or its previous successful one."""
     environment = find_environment(session, repository, name)
-    deployment = roll_back(session, environment, who)
+    deployment = roll_back(session, environment, who, to)
     return deployment, advance(session, environment.id)
 
 

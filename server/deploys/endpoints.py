@@ -35,6 +35,11 @@ class PromoteIn(BaseModel):
     source: str = Field(alias="from", min_length=1, max_length=100)
 
 
+class RollbackIn(BaseModel):
+    # The id of a deployment of this environment that succeeded (`greenlight deploy history`).
+    to: int | None = Field(default=None, ge=1)
+
+
 @router.get("/environments")
 def list_environments(
     session: SessionDep, state: StateDep, reader: ReaderDep, repository: RepositoryParam = None
@@ -73,10 +78,19 @@ def promote_environment(
 
 @router.post("/repos/{owner}/{name}/environments/{environment}/rollback", status_code=201)
 def rollback_environment(
-    owner: str, name: str, environment: str, session: SessionDep, state: StateDep, user: UserDep
+    owner: str,
+    name: str,
+    environment: str,
+    session: SessionDep,
+    state: StateDep,
+    user: UserDep,
+    body: RollbackIn | None = None,
 ) -> DeploymentOut:
+    """Redeploy deployment ``to`` of the environment (one that succeeded), or without it the
+    previous successful deployment."""
     repository = readable_repository(session, f"{owner}/{name}", SIGNED_IN)  # a user token reads all
-    deployment, announcements = rollback(session, repository, environment, f"{user.name} (rollback)")
+    to = body.to if body is not None else None
+    deployment, announcements = rollback(session, repository, environment, f"{user.name} (rollback)", to)
     announce_after_commit(session, announcements)
     return _out(session, deployment.environment_id, repository, deployment, state.settings.public_url)
 

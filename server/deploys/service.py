@@ -303,14 +303,44 @@ def _redeploy(
     )
 
 
-def roll_back(session: Session, environment: Environment, who: str) -> Deployment:
+def roll_back(session: Session, environment: Environment, who: str, to: int | None = None) -> Deployment:
+    """Redeploy deployment ``to`` of this environment (one that succeeded), or by default the
+    previous successful deployment of another commit than the live one."""
     live = session.get(Deployment, environment.live_deployment_id) if environment.live_deployment_id else None
-    target = previous_success(session, environment, live)
-    if target is None:
+    if to is not None:
+        target = _chosen_target(session, environment, live, to)
+    elif (target := previous_success(session, environment, live)) is None:
         raise DeployRefused(f"{environment.name} has no earlier successful deployment to roll back to")
     if (refusal := refusal_for(session, environment, target.branch)) is not None:
         raise DeployRefused(f"cannot roll back to deployment #{target.id}: {refusal}")
     return request_deployment(session, environment, _redeploy(target, DeploymentTrigger.rollback, who, live))
+
+
+def _chosen_target(
+    session: Session, environment: Environment, live: Deployment | None, to: int
+) -> Deployment:
+    """Deployment ``to``, if a rollback may deploy it again; otherwise why not."""
+    found = session.execute(
+        sa.select(Deployment, Environment.name)
+        .join(Environment, Environment.id == Deployment.environment_id)
+        .where(Deployment.id == to, Environment.repository_id == environment.repository_id)
+    ).one_or_none()
+    if found is None:
+        raise DeployRefused(f"{environment.name}'s repository has no deployment #{to}")
+    target, name = found
+    if target.environment_id != environment.id:
+        raise DeployRefused(
+            f"deployment #{to} is of {name}, not {environment.name}: roll back to one of "
+            f"{environment.name}'s own deployments (`greenlight deploy history`)"
+        )
+    if live is not None and target.id == live.id:
+        raise DeployRefused(f"deployment #{to} is what is live on {environment.name}: nothing to roll back")
+    if target.state is not DeploymentState.succeeded:
+        why = f" ({target.reason})" if target.reason else ""
+        raise DeployRefused(
+            f"deployment #{to} {target.state.value}{why}: roll back only to a deployment that succeeded"
+        )
+    return target
 
 
 def approve(session: Session, environment_id: int, deployment_id: int, who: str) -> Deployment:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -26,6 +27,11 @@ class EnvironmentRuleIn(BaseModel):
     require_approval: bool | None = Field(
         default=None, description="each deployment waits until a signed-in user approves it"
     )
+    promote_from: EnvironmentName | Literal[""] | None = Field(
+        default=None,
+        description="the environment promoted into this one: it comes after that one in the "
+        'promotion order ("": the names decide again)',
+    )
 
 
 class EnvironmentRuleOut(BaseModel):
@@ -35,5 +41,6 @@ class EnvironmentRuleOut(BaseModel):
     allowed_branches: list[str]  # as it applies (the default branch when none is set)
     runner_labels: list[str]
     require_approval: bool
+    promote_from: str | None = None
     rule_updated_by: str | None
     rule_updated_at: dt.datetime | None

@@ -46,9 +46,36 @@ def set_rule(
         _relabel_queued_deploys(session, environment)
     if change.require_approval is not None:
         environment.require_approval = change.require_approval
+    if change.promote_from is not None:
+        environment.promote_from = _promote_from(session, environment, change.promote_from or None)
     environment.rule_updated_by, environment.rule_updated_at = who, utcnow()
     session.flush()
     return environment
+
+
+def _promote_from(session: Session, environment: Environment, source: str | None) -> str | None:
+    """``source`` if it keeps the promotion order a line: neither the environment itself nor one
+    promoted (directly or not) from it."""
+    if source is None:
+        return None
+    sources = dict(
+        session.execute(
+            sa.select(Environment.name, Environment.promote_from).where(
+                Environment.repository_id == environment.repository_id
+            )
+        ).all()
+    )
+    step: str | None = source
+    seen = set()
+    while step is not None and step not in seen:
+        if step == environment.name:
+            via = "" if source == environment.name else f": {source} is promoted from {sources[source]}"
+            raise RuleError(
+                f"{environment.name} cannot be promoted from {source}, which would come after it{via}"
+            )
+        seen.add(step)
+        step = sources.get(step)
+    return source
 
 
 def _relabel_queued_deploys(session: Session, environment: Environment) -> None:
@@ -103,6 +130,7 @@ def rule_out(repository: Repository, name: str, environment: Environment | None)
         allowed_branches=allowed_branches(branches, repository.default_branch),
         runner_labels=list(environment.runner_labels) if environment is not None else [],
         require_approval=environment is not None and environment.require_approval,
+        promote_from=environment.promote_from if environment is not None else None,
         rule_updated_by=environment.rule_updated_by if environment is not None else None,
         rule_updated_at=environment.rule_updated_at if environment is not None else None,
     )

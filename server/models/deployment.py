@@ -83,6 +83,9 @@ class Environment(Base):
     # The labels its deploy jobs need (empty: the pipeline's `runs_on` decides).
     runner_labels: Mapped[list[str]] = mapped_column(JsonDocument, default=list, server_default="[]")
     require_approval: Mapped[bool] = mapped_column(default=False, server_default=sa.false())
+    # The environment promoted into this one (``server/deploys/order.py``): None lets the names
+    # decide (staging before production).
+    promote_from: Mapped[str | None] = mapped_column(sa.String(100))
     rule_updated_by: Mapped[str | None] = mapped_column(sa.String(255))
     rule_updated_at: Mapped[dt.datetime | None]
 
@@ -91,6 +94,14 @@ class Deployment(Base):
     __tablename__ = "deployments"
     __table_args__ = (
         sa.Index("ix_deployments_environment_id_id", "environment_id", "id"),
+        # What each environment is deploying now (every page that lists environments asks): a
+        # few rows, however long the history.
+        sa.Index(
+            "ix_deployments_active",
+            "environment_id",
+            postgresql_where=sa.text("state IN ('queued', 'running')"),
+            sqlite_where=sa.text("state IN ('queued', 'running')"),
+        ),
         # An automatic deployment is asked for once per (green build, environment), however
         # often the check that asks for it runs.
         sa.Index(

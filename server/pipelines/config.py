@@ -329,8 +329,8 @@ class StepConfig(BaseModel):
         return run
 
 
-_ENVIRONMENT_NAME = r"^[a-z0-9][a-z0-9_-]{0,62}$"
-EnvironmentName = Annotated[str, Field(pattern=_ENVIRONMENT_NAME)]
+ENVIRONMENT_NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
+EnvironmentName = Annotated[str, Field(pattern=ENVIRONMENT_NAME_PATTERN)]
 DEFAULT_DEPLOY_LABELS = ["deploy"]
 # What a job runs on when its pipeline names no `runs_on`: never reserved for deploy jobs.
 DEFAULT_BUILD_LABELS = ["docker"]

@@ -89,13 +89,24 @@ def _described(deployment: Deployment | None) -> str:
     return f"deployment #{deployment.id}, commit {deployment.commit_sha[:12]}{branch}"
 
 
-def rollback_question(session: Session, repository: Repository, environment: str) -> Question:
+def rollback_question(
+    session: Session, repository: Repository, environment: str, to: int | None = None
+) -> Question:
+    """``to``: the deployment chosen to go back to (None: the previous successful one). The
+    action's POST decides whether it may be deployed again; the question only names it."""
     found = find_environment(session, repository, environment)
     live = session.get(Deployment, found.live_deployment_id) if found.live_deployment_id else None
-    target = previous_success(session, found, live)
+    if to is None:
+        target = previous_success(session, found, live)
+        going_back_to = _described(target) if target else "the previous successful deployment"
+    else:
+        chosen = session.get(Deployment, to)
+        going_back_to = (
+            _described(chosen) if chosen and chosen.environment_id == found.id else f"deployment #{to}"
+        )
     summary = (
         f"{repository.full_name} {environment} runs {_described(live)}. Rolling back deploys "
-        f"{_described(target) if target else 'the previous successful deployment'} again."
+        f"{going_back_to} again."
     )
     return Question(environment, f"Roll back {environment}", summary)
 
@@ -122,11 +133,15 @@ def approve_question(session: Session, repository: Repository, deployment_id: in
 
 @router.get("/repos/{owner}/{name}/environments/{environment}/rollback", response_class=HTMLResponse)
 def confirm_rollback(
-    owner: str, name: str, environment: str, request: Request, session: SessionDep, viewer: ViewerDep
-) -> HTMLResponse:
+    owner: str, name: str, environment: str, request: Request, session: SessionDep, viewer: ViewerDep,
+    to: str = "",
+) -> HTMLResponse:  # fmt: skip
     _signed_in(viewer)
     repository = _repository(session, owner, name)
-    return confirmation_page(request, viewer, repository, rollback_question(session, repository, environment))
+    if to and not to.isdigit():
+        raise HTTPException(422, f"{to!r} is not a deployment number")
+    question = rollback_question(session, repository, environment, int(to) if to else None)
+    return confirmation_page(request, viewer, repository, question, fields=[("to", to)] if to else [])
 
 
 @router.get("/repos/{owner}/{name}/environments/{target}/promote", response_class=HTMLResponse)

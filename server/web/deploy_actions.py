@@ -58,13 +58,19 @@ def promote_environment(
 def rollback_environment(
     owner: str, name: str, environment: str, request: Request, session: SessionDep, state: StateDep,
     viewer: ViewerDep, csrf: CsrfField = "", back: BackField = "/-/deployments", confirm: ConfirmField = "",
+    to: Annotated[str, Form(max_length=20)] = "",
 ) -> Response:  # fmt: skip
+    """Roll back to the deployment the form names (``to``), or to the previous success."""
     user = allowed(request, state, viewer, csrf)
     repository = _repository(session, owner, name)
+    if to and not to.isdigit():
+        raise HTTPException(422, f"{to!r} is not a deployment number")
+    target = int(to) if to else None
     if (refusal := unconfirmed(environment, confirm)) is not None:
-        question = rollback_question(session, repository, environment)
-        return confirmation_page(request, viewer, repository, question, fields=[], error=refusal)
-    _, announcements = rollback(session, repository, environment, f"{user.name} (rollback)")
+        question = rollback_question(session, repository, environment, target)
+        fields = [("to", to)] if to else []
+        return confirmation_page(request, viewer, repository, question, fields=fields, error=refusal)
+    _, announcements = rollback(session, repository, environment, f"{user.name} (rollback)", target)
     announce_after_commit(session, announcements)
     return RedirectResponse(local_path(back), status_code=303)
 

@@ -13,7 +13,14 @@ from server.auth.reading import Reader, ReaderDep, current_reader
 from server.auth.session import ViewerDep, login_url
 from server.builds import queries
 from server.builds.listing import BuildFilter, branches_with_latest_build, dashboard_rows, filtered_builds
-from server.deploys.queries import all_environments, environments_out, history_out
+from server.deploys.pipeline import ROLLBACK_CHOICES, pipeline_view
+from server.deploys.queries import (
+    all_environments,
+    environments_out,
+    environments_read,
+    history_out,
+)
+from server.deploys.schemas import EnvironmentOut
 from server.deps import SessionDep, StateDep
 from server.logs.ansi import render_line
 from server.models import Build, BuildState, Repository
@@ -64,18 +71,28 @@ def deployments_page(
 ) -> HTMLResponse:
     """Each environment with what is live there now, its health, what is deploying and its latest
     deployments; promote and rollback buttons for signed-in users."""
-    environments = environments_out(session, state.settings.public_url, reader=reader)
+    reads = environments_read(session, state.settings.public_url, reader=reader, earlier=ROLLBACK_CHOICES)
+    environments = [read.out for read in reads]
+    rollback_choices = {(read.out.repository, read.out.name): read.earlier for read in reads}
     history = {
         (full_name, environment.name): history_out(
             session, environment, full_name, state.settings.public_url, limit=HISTORY_ROWS
         )
         for environment, full_name in all_environments(session, reader)
     }
-    siblings = {
-        out.repository: [other.name for other in environments if other.repository == out.repository]
-        for out in environments
+    # Each environment promotes forward only: to those after it in its repository's order.
+    promote_targets = {
+        (out.repository, out.name): [
+            later.name for later in environments[at + 1 :] if later.repository == out.repository
+        ]
+        for at, out in enumerate(environments)
     }
-    context = {"environments": environments, "history": history, "siblings": siblings}
+    context = {
+        "environments": environments,
+        "history": history,
+        "promote_targets": promote_targets,
+        "rollback_choices": rollback_choices,
+    }
     return render(request, "deployments.html", context, viewer)
 
 
@@ -96,7 +113,11 @@ def failed_page(request: Request, session: SessionDep, viewer: ViewerDep, reader
 
 @router.get("/", response_class=HTMLResponse)
 def dashboard(request: Request, session: SessionDep, viewer: ViewerDep, reader: ReaderDep) -> HTMLResponse:
-    return render(request, "dashboard.html", {"rows": dashboard_rows(session, reader)}, viewer)
+    environments: dict[str, list[EnvironmentOut]] = {}
+    for environment in environments_out(session, "", reader=reader):  # in promotion order
+        environments.setdefault(environment.repository, []).append(environment)
+    context = {"rows": dashboard_rows(session, reader), "environments": environments}
+    return render(request, "dashboard.html", context, viewer)
 
 
 @router.get("/{owner}/{name}", response_class=HTMLResponse)
@@ -146,6 +167,8 @@ def repository_context(
         # Who hears about this repository's builds is for signed-in readers only (recipients).
         "notifications": repository_notifications(session, repository) if signed_in else None,
         "start": {},
+        # Environments in promotion order, what is live and what promote would ship.
+        "pipeline": pipeline_view(session, repository, Reader(signed_in=signed_in)),
     }
 
 

@@ -17,6 +17,7 @@ from server.environments.production import is_production
 from server.models import ApiToken
 from server.queue.draining import drain_refusal, resume_refusal
 from server.web import paths
+from server.web.times import ago
 
 templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
 
@@ -62,6 +63,7 @@ def duration(seconds: float | None) -> str:
 
 templates.env.filters["safe_url"] = safe_url
 templates.env.filters["duration"] = duration
+templates.env.filters["ago"] = ago
 templates.env.globals["log_lines_html"] = log_lines_html
 templates.env.globals.update(
     build_path=paths.build_path,

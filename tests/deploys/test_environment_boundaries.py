@@ -166,7 +166,8 @@ def test_environments_a_push_names_are_listed_only_once_they_have_a_rule_or_a_de
     def listed() -> list[str]:
         return [e["name"] for e in world.client.get("/api/environments").json()]
 
-    assert listed() == ["production", "staging"]  # those with a rule; junk-1 and junk-2 have none
+    # Those with a rule, in promotion order; junk-1 and junk-2 have none.
+    assert listed() == ["staging", "production"]
     rules = world.client.get(f"/api/repos/{world.repo.full_name}/environments").json()
     assert [rule["name"] for rule in rules] == ["production", "staging"]
     page = world.client.get("/-/deployments").text
@@ -177,4 +178,4 @@ def test_environments_a_push_names_are_listed_only_once_they_have_a_rule_or_a_de
 
     # An environment without a rule that the default branch deploys to is listed.
     world.pushed_and_checked(world.repo.default_branch, pipeline("preview", "main"))
-    assert listed() == ["preview", "production", "staging"]
+    assert listed() == ["preview", "staging", "production"]
