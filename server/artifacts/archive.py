@@ -1,10 +1,12 @@
 """A build's artifacts as one zip, written as it is sent: each file is read from the blob store
-in chunks and deflated into the response, so neither the zip nor a file is ever whole in memory
-(the standard library's ``zipfile`` writes to a stream it cannot seek, with data descriptors).
+in chunks and written into the response, so neither the zip nor a file is ever whole in memory
+(the standard library's ``zipfile`` writes to a stream it cannot seek, with data descriptors; no
+dependency needed).
 
 Members are ``<job folder>/<path>``. A path was checked when it was kept (relative, no ``..``);
 a job's name was written by whoever pushed the pipeline file, so its folder is made safe here: no
-``/`` or ``\\``, no control characters, never ``.`` or ``..``.
+``/`` or ``\\``, no control characters nor characters Windows refuses in a name, never ``.`` or
+``..``, and never another job's folder.
 """
 
 from __future__ import annotations
@@ -62,15 +64,38 @@ class Member:
     size: int
 
 
-def job_folder(job_name: str, attempt: int, is_latest: bool) -> str:
+_UNSAFE_IN_NAMES = frozenset('/\\<>:"|?*')
+
+
+@dataclass(frozen=True)
+class JobOfFiles:
+    id: int
+    name: str
+    attempt: int
+    is_latest: bool
+
+
+def job_folder(job: JobOfFiles) -> str:
     """The folder of a job's files; an earlier attempt's files go in a folder of their own."""
-    name = job_name if is_latest else f"{job_name} (attempt {attempt})"
+    name = job.name if job.is_latest else f"{job.name} (attempt {job.attempt})"
     safe = "".join(
-        "_" if char in "/\\" or unicodedata.category(char) in ("Cc", "Cf") else char for char in name
+        "_" if char in _UNSAFE_IN_NAMES or unicodedata.category(char) in ("Cc", "Cf") else char
+        for char in name
     ).strip()
     if safe in ("", ".", ".."):
         safe = f"_{safe}_"
     return safe
+
+
+def job_folders(jobs: list[JobOfFiles]) -> dict[int, str]:
+    """Each job's folder by job id, all distinct (two names may be made safe alike)."""
+    folders: dict[int, str] = {}
+    for job in jobs:
+        folder = job_folder(job)
+        if folder in folders.values():
+            folder = f"{folder} (job {job.id})"
+        folders[job.id] = folder
+    return folders
 
 
 class _Sink:

@@ -100,11 +100,11 @@ def download_all(build_id: int, session: SessionDep, reader: ReaderDep, state: S
     """Every file the build keeps (not expired) in one zip, a folder per job, streamed as it is
     made (no Content-Length: the size is known once the last file is deflated)."""
     build = readable_build(session, reader, build_id)
+    kept = service.kept_artifacts_by_job(session, build_id)
+    folders = archive.job_folders(list(dict.fromkeys(job for _, job in kept)))
     members = [
-        archive.Member(
-            f"{archive.job_folder(name, attempt, latest)}/{artifact.path}", artifact.blob_key, artifact.size
-        )
-        for artifact, name, attempt, latest in service.kept_artifacts_by_job(session, build_id)
+        archive.Member(f"{folders[job.id]}/{artifact.path}", artifact.blob_key, artifact.size)
+        for artifact, job in kept
     ]
     if not members:
         raise HTTPException(404, f"build {build_id} keeps no artifacts (none were kept, or all expired)")

@@ -21,6 +21,7 @@ from pathlib import Path
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from server.artifacts.archive import JobOfFiles
 from server.blobs.store import BlobStore
 from server.config import Settings
 from server.models import Artifact, Build, BuildState, Deployment, Job, JobState
@@ -275,17 +276,17 @@ def expired_note(artifact: Artifact) -> str | None:
     return note + " (keep artifacts longer with `expire_in:` in the pipeline file)"
 
 
-def kept_artifacts_by_job(session: Session, build_id: int) -> list[tuple[Artifact, str, int, bool]]:
-    """The build's artifacts that have not expired, by job then path, with each one's job:
-    (artifact, job name, attempt, is latest)."""
+def kept_artifacts_by_job(session: Session, build_id: int) -> list[tuple[Artifact, JobOfFiles]]:
+    """The build's artifacts that have not expired, by job then path, each with its job."""
+    rows = session.execute(
+        sa.select(Artifact, Job.name, Job.attempt, Job.is_latest)
+        .join(Job, Job.id == Artifact.job_id)
+        .where(Artifact.build_id == build_id, _live())
+        .order_by(Artifact.job_id, Artifact.path)
+    ).tuples()
     return [
-        (artifact, name, attempt, latest)
-        for artifact, name, attempt, latest in session.execute(
-            sa.select(Artifact, Job.name, Job.attempt, Job.is_latest)
-            .join(Job, Job.id == Artifact.job_id)
-            .where(Artifact.build_id == build_id, _live())
-            .order_by(Artifact.job_id, Artifact.path)
-        ).tuples()
+        (artifact, JobOfFiles(artifact.job_id, name, attempt, latest))
+        for artifact, name, attempt, latest in rows
     ]
 
 

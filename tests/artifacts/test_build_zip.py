@@ -9,11 +9,13 @@ import hashlib
 import io
 import secrets
 import zipfile
+from collections.abc import Iterator
 
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session
 
+from server.artifacts.archive import JobOfFiles, Member, job_folders, zipped
 from server.blobs.store import BlobStore, store_of
 from server.config import Settings
 from server.models import Artifact, Build, Job
@@ -74,6 +76,39 @@ def test_the_zip_holds_each_live_file_under_its_jobs_folder(
     assert archive.getinfo("build (py3.12)/report.xml").compress_type == zipfile.ZIP_DEFLATED
     for name in names:  # nothing a careless unzip would write outside its folder
         assert not name.startswith("/") and ".." not in name.split("/"), name
+
+
+def test_job_folders_are_safe_names_and_never_shared() -> None:
+    jobs = [
+        JobOfFiles(1, "a/b", 1, True),
+        JobOfFiles(2, "a_b", 1, True),  # made safe, "a/b" is the same name: kept apart
+        JobOfFiles(3, 'deploy: "prod"?', 1, True),  # names Windows would refuse
+        JobOfFiles(4, "..", 1, True),
+        JobOfFiles(5, "test\u202egpj.exe", 2, False),  # a bidi override, an earlier attempt
+    ]
+    assert job_folders(jobs) == {
+        1: "a_b",
+        2: "a_b (job 2)",
+        3: "deploy_ _prod__",
+        4: "_.._",
+        5: "test_gpj.exe (attempt 2)",
+    }
+
+
+def test_the_zip_is_made_as_it_is_sent_never_whole_in_memory() -> None:
+    """Each piece handed on is at most about one chunk the store read, whatever the file's size."""
+    chunk = 1024 * 1024
+    blobs = {"big": 24, "small": 1}
+
+    def read(key: str) -> Iterator[bytes]:
+        for index in range(blobs[key]):
+            yield bytes([index]) * chunk
+
+    members = [Member("job/big.tar.gz", "big", 24 * chunk), Member("job/log.txt", "small", chunk)]
+    pieces = list(zipped(members, read))
+    assert max(len(piece) for piece in pieces) <= chunk + 1024
+    archive = zipfile.ZipFile(io.BytesIO(b"".join(pieces)))
+    assert archive.read("job/big.tar.gz") == b"".join(read("big"))
 
 
 def test_the_zip_is_read_under_the_repositorys_rule(

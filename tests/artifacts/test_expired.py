@@ -51,6 +51,16 @@ def test_a_pruned_artifact_is_listed_as_expired_and_its_download_is_gone(
     assert f'href="{listed[0]["download_url"]}"' not in page  # no link to a file that is gone
 
 
+def test_a_build_whose_files_all_expired_offers_no_zip(
+    client: TestClient, session: Session, settings: Settings
+) -> None:
+    build, first, _ = two_jobs(session)
+    keep(session, store_of(settings), first, "report.xml", b"<testsuite/>", expired=True)
+    session.commit()
+    page = client.get(client.get(f"/api/builds/{build.id}").json()["url"]).text
+    assert "report.xml" in page and "artifacts.zip" not in page
+
+
 def test_an_expired_artifact_not_yet_pruned_answers_410_too(
     client: TestClient, session: Session, settings: Settings
 ) -> None:

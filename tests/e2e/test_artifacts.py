@@ -5,8 +5,10 @@ download them from the API under the repository's read rule, as attachments neve
 from __future__ import annotations
 
 import hashlib
+import io
 import time
 import uuid
+import zipfile
 
 import httpx
 import pytest
@@ -105,6 +107,13 @@ def test_a_build_keeps_the_named_files_and_never_a_symlinks_target(stack: Stack,
     assert f'href="{page["download_url"]}" download>dist/sub/page.html</a>' in shown
     other = httpx.get(f"{stack.url}/api/builds/{build['id'] + 1000}/artifacts/{page['id']}", timeout=10)
     assert other.status_code == 404  # an artifact is found through its own build only
+
+    whole = httpx.get(f"{stack.url}/api/builds/{build['id']}/artifacts.zip", timeout=30)  # all in one
+    assert whole.status_code == 200 and whole.headers["content-type"] == "application/zip"
+    archive = zipfile.ZipFile(io.BytesIO(whole.content))
+    job = build["jobs"][0]["name"]
+    assert archive.namelist() == [f"{job}/build.log", f"{job}/dist/app.whl", f"{job}/dist/sub/page.html"]
+    assert archive.read(f"{job}/dist/sub/page.html").decode() == PAGE
 
 
 def test_when_on_failure_keeps_the_files_of_a_failed_job_only(stack: Stack, register, origin) -> None:  # type: ignore[no-untyped-def]
