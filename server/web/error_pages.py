@@ -27,8 +27,8 @@ class PageRoute(APIRoute):
     """A route of the HTML pages and their forms: what it refuses is answered as a page."""
 
 
-# Paths whose clients are programs (the API, GitHub, runners, badges, monitoring): a path no
-# route matched there keeps the JSON reply.
+# Paths whose clients are programs (the API, GitHub, runners, badges, monitoring): their
+# refusals stay JSON, whichever route (or none) matched them.
 _MACHINE_PREFIXES = ("/api/", "/webhooks/", "/badge/", "/-/static/", "/metrics", "/healthz", "/readyz")
 
 TITLES = {
