@@ -144,3 +144,37 @@ def test_the_api_and_the_cli_act_on_production_without_a_page_in_between(world: 
     url = f"/api/repos/{world.repo.full_name}/environments/production/promote"
     assert world.client.post(url, json={"from": "staging"}, headers=headers).status_code == 201
     assert production_states(world) == [(sha, DeploymentState.queued)]
+
+
+def test_rolling_production_back_to_a_chosen_deployment_asks_naming_it_and_deploys_that_one(
+    world: DeployWorld,
+) -> None:
+    page = signed_in(world)
+    promote = f"/-/repos/{world.repo.full_name}/environments/production/promote"
+    shas = []
+    for version in ("v1", "v2", "v3"):
+        shas.append(staging_live(world, version))
+        world.client.post(promote, data={"csrf": csrf_of(page), "source": "staging", "confirm": "production"})
+        world.claim_and_finish(passed=True)
+    first = production_deployments(world)[0]
+    assert first.commit_sha == shas[0]
+
+    url = f"/-/repos/{world.repo.full_name}/environments/production/rollback"
+    page = world.client.get("/-/deployments").text
+    # The choice travels in the GET form to the question, which names it and passes it on.
+    assert re.search(rf'<form method="get" action="{url}"[^>]*>\s*<select name="to"', page)
+    refused = world.client.post(url, data={"csrf": csrf_of(page), "to": str(first.id)})
+    assert_page(refused, 422, "Type production to confirm", f"deployment #{first.id}")
+    assert f'<input type="hidden" name="to" value="{first.id}">' in refused.text
+    question = world.client.get(url, params={"to": str(first.id)})
+    assert_page(question, 200, "Roll back production?", f"deployment #{first.id}", shas[0][:12])
+    assert f'<input type="hidden" name="to" value="{first.id}">' in question.text
+    assert_page(world.client.get(url, params={"to": "x"}), 422, "not a deployment number")
+
+    done = world.client.post(
+        url,
+        data={"csrf": csrf_of(question.text), "to": str(first.id), "confirm": "production"},
+        follow_redirects=False,
+    )
+    assert done.status_code == 303
+    assert production_states(world)[-1] == (shas[0], DeploymentState.queued)
