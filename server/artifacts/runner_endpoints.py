@@ -78,7 +78,7 @@ def deployed_artifacts(job_id: int, token: BearerDep, state: StateDep) -> list[A
 def fetch_deployed_artifact(job_id: int, artifact_id: int, token: BearerDep, state: StateDep) -> Response:
     with session_scope(state.session_factory) as session:
         source = _deployed_build(session, job_id, token)
-        artifact = service.kept_artifact(session, source, artifact_id) if source is not None else None
+        artifact = service.deployed_artifact(session, source, artifact_id) if source is not None else None
         if artifact is None:
             raise HTTPException(404, f"artifact {artifact_id} is not one of the deployed build's")
         key, size = artifact.blob_key, artifact.size

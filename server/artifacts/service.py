@@ -301,7 +301,7 @@ def deployed_artifacts(session: Session, build_id: int) -> list[Artifact]:
     rows = session.execute(
         sa.select(Artifact, Job.name)
         .join(Job, Job.id == Artifact.job_id)
-        .where(Artifact.build_id == build_id, Job.is_latest, _live())
+        .where(Artifact.build_id == build_id, Job.is_latest, _stored())
         .order_by(Artifact.path, Artifact.job_id)
     ).all()
     for (first, first_job), (second, second_job) in itertools.pairwise(rows):
@@ -317,7 +317,8 @@ def _incomplete(session: Session, build_id: int) -> str | None:
     """Why the build's artifacts are not the whole of what it made and tested, or None: a latest
     attempt of a job that keeps artifacts has not passed (a re-run of a green build waits, runs
     or failed; a failed one may have kept half-built files with `when: always`), the build has
-    not passed, or an artifact of a latest attempt has expired. A deploy of part of a build, or
+    not passed, or prune deleted the file of an artifact of a latest attempt (past its expiry,
+    a file prune kept is deployed: it keeps those of builds kept for deploys). A deploy of part of a build, or
     of none of it, would pass as a deploy of the build: it is refused instead."""
     build = session.get(Build, build_id)
     assert build is not None  # a deployment's source build is never deleted
@@ -337,25 +338,28 @@ def _incomplete(session: Session, build_id: int) -> str | None:
             )
     if build.state is not BuildState.passed:
         return f"build #{build.number} is {build.state.value}, not passed: nothing of it is deployed"
-    expired = session.execute(
-        sa.select(Artifact.path, Artifact.expires_at)
+    pruned = session.scalar(
+        sa.select(Artifact)
         .join(Job, Job.id == Artifact.job_id)
-        .where(Artifact.build_id == build_id, Job.is_latest, sa.not_(_live()))
-        .order_by(Artifact.expires_at, Artifact.path)
+        .where(Artifact.build_id == build_id, Job.is_latest, sa.not_(_stored()))
+        .order_by(Artifact.blob_pruned_at, Artifact.path)
         .limit(1)
-    ).first()
-    if expired is not None:
-        path, expires_at = expired
+    )
+    if pruned is not None:
+        assert pruned.expires_at is not None and pruned.blob_pruned_at is not None
         return (
-            f"{path} of build #{build.number} expired at {expires_at.astimezone(dt.UTC):%Y-%m-%d %H:%M} UTC: "
-            "the deploy would lack it; deploy a newer build, or keep artifacts longer (`expire_in:`)"
+            f"{pruned.path} of build #{build.number} expired at {_minute(pruned.expires_at)} and "
+            f"`greenlight prune` deleted its file at {_minute(pruned.blob_pruned_at)}: the deploy would "
+            "lack it; deploy a newer build, or keep artifacts longer (`expire_in:`)"
         )
     return None
 
 
-def kept_artifact(session: Session, build_id: int, artifact_id: int) -> Artifact | None:
+def deployed_artifact(session: Session, build_id: int, artifact_id: int) -> Artifact | None:
+    """One file of a deploy's build, while its bytes are stored (past its expiry too: prune keeps
+    those of builds kept for deploys)."""
     return session.scalar(
-        sa.select(Artifact).where(Artifact.id == artifact_id, Artifact.build_id == build_id, _live())
+        sa.select(Artifact).where(Artifact.id == artifact_id, Artifact.build_id == build_id, _stored())
     )
 
 
@@ -371,7 +375,13 @@ def deployed_build_id(session: Session, deploy_build_id: int) -> int | None:
 
 
 def _live() -> sa.ColumnElement[bool]:
+    """Readers' downloads: until the artifact expires."""
     return sa.or_(Artifact.expires_at.is_(None), Artifact.expires_at > utcnow())
+
+
+def _stored() -> sa.ColumnElement[bool]:
+    """Deploys: while its bytes are there (prune marks the row before it deletes them)."""
+    return Artifact.blob_pruned_at.is_(None)
 
 
 def _totals(session: Session, job_id: int, replacing: str) -> tuple[int, int]:

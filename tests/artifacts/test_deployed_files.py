@@ -163,16 +163,18 @@ def test_a_failed_latest_attempt_is_refused_even_if_the_build_says_passed(
     assert "'package'" in message and "failed" in message and "lint" not in message, message
 
 
-def test_an_expired_artifact_is_refused_naming_it_and_when(client: TestClient, session: Session) -> None:
+def test_a_pruned_artifact_is_refused_naming_it_and_when(client: TestClient, session: Session) -> None:
     build, job = _green(session)
     _keep(session, job, "dist/app.tar.gz", "dist/lib.so")
-    expired = session.query(Artifact).filter_by(job_id=job.id, path="dist/lib.so").one()
-    expired.expires_at = dt.datetime(2020, 5, 17, 8, 30, tzinfo=dt.UTC)
+    pruned = session.query(Artifact).filter_by(job_id=job.id, path="dist/lib.so").one()
+    pruned.expires_at = dt.datetime(2020, 5, 17, 8, 30, tzinfo=dt.UTC)
+    pruned.blob_pruned_at = dt.datetime(2020, 5, 18, 9, 0, tzinfo=dt.UTC)
     session.flush()
     status, body = _deployed(client, session, build)
     assert status == 422, body
     message = body["detail"]  # type: ignore[index, call-overload]
-    assert "dist/lib.so" in message and "2020-05-17 08:30" in message and "dist/app.tar.gz" not in message
+    assert "dist/lib.so" in message and "2020-05-17 08:30" in message and "2020-05-18 09:00" in message
+    assert "dist/app.tar.gz" not in message
 
 
 def _expired_file(session: Session, job: Job, path: str) -> Artifact:
@@ -187,15 +189,16 @@ def _expired_file(session: Session, job: Job, path: str) -> Artifact:
 
 
 @pytest.mark.parametrize("kept_for_deploys", [False, True])
-def test_a_deploy_after_its_builds_files_expired_is_refused_whether_or_not_prune_kept_them(
+def test_a_deploy_after_its_builds_files_expired_gets_them_while_prune_keeps_them(
     client: TestClient,
     session: Session,
     session_factory: sessionmaker[Session],
     tmp_path: Path,
     kept_for_deploys: bool,
 ) -> None:
-    """Pruned (the row says so) or kept for rollbacks past its expiry, the file is expired: a
-    deploy of the build is refused naming it, never run without it."""
+    """Expiry ends readers' downloads; a deploy needs the bytes. Prune keeps them for a build
+    kept for deploys (an environment's live build or rollback target), so rolling back to it
+    deploys its files; once prune deleted a file, a deploy of the build is refused naming it."""
     build, job = _green(session)
     _expired_file(session, job, "dist/app.tar.gz")
     if kept_for_deploys:  # the live build of an environment: prune keeps its bytes
@@ -215,9 +218,14 @@ def test_a_deploy_after_its_builds_files_expired_is_refused_whether_or_not_prune
     assert pruned.files == (0 if kept_for_deploys else 1)
 
     status, body = _deployed(client, session, build)
+    if kept_for_deploys:
+        assert status == 200, body
+        assert [each["path"] for each in body] == ["dist/app.tar.gz"]  # type: ignore[union-attr]
+        return
     assert status == 422, body
     message = body["detail"]  # type: ignore[index, call-overload]
     assert "dist/app.tar.gz" in message and "expired at 2020-05-17 08:30" in message, message
+    assert "deleted its file" in message, message
     deploy_build = session.scalar(
         sa.select(Deployment.deploy_build_id)
         .where(Deployment.source_build_id == build.id)
