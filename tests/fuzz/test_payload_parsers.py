@@ -9,7 +9,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from contract.names import is_commit_sha, is_full_name
-from server.webhooks.events import Ignored, MalformedPayload, PushEvent, is_valid_ref, parse_push
+from server.webhooks.events import (
+    BranchDeleted,
+    Ignored,
+    MalformedPayload,
+    PushEvent,
+    is_valid_ref,
+    parse_push,
+)
 from server.webhooks.pull_requests import PullRequestClosed, PullRequestEvent, parse_pull_request
 from tests.fixtures import github_payload
 from tests.fuzz.strategies import json_values, mutated
@@ -25,12 +32,14 @@ def check_push(payload: Any) -> None:
     except MalformedPayload as error:
         assert str(error)
         return
-    assert isinstance(result, PushEvent | Ignored)
+    assert isinstance(result, PushEvent | BranchDeleted | Ignored)
     if isinstance(result, PushEvent):
         assert is_commit_sha(result.commit_sha) and is_valid_ref(result.ref)
         assert is_full_name(result.repository)
         assert (result.branch is None) != (result.tag is None)
         assert result.commit_url is None or result.commit_url.startswith("https://")
+    elif isinstance(result, BranchDeleted):
+        assert is_full_name(result.repository) and is_valid_ref(f"refs/heads/{result.branch}")
     else:
         assert result.reason
 
