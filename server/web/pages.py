@@ -18,11 +18,10 @@ from server.deploys.pipeline import ROLLBACK_CHOICES, pipeline_view
 from server.deploys.queries import (
     all_environments,
     deployment_of_build,
-    environments_out,
     environments_read,
     history_out,
+    live_environments,
 )
-from server.deploys.schemas import EnvironmentOut
 from server.deps import SessionDep, StateDep
 from server.github.schemas import github_statuses_out, status_reports_of
 from server.logs import queries as log_queries
@@ -117,10 +116,7 @@ def failed_page(request: Request, session: SessionDep, viewer: ViewerDep, reader
 
 @router.get("/", response_class=HTMLResponse)
 def dashboard(request: Request, session: SessionDep, viewer: ViewerDep, reader: ReaderDep) -> HTMLResponse:
-    environments: dict[str, list[EnvironmentOut]] = {}
-    for environment in environments_out(session, "", reader=reader):  # in promotion order
-        environments.setdefault(environment.repository, []).append(environment)
-    context = {"rows": dashboard_rows(session, reader), "environments": environments}
+    context = {"rows": dashboard_rows(session, reader), "environments": live_environments(session, reader)}
     return render(request, "dashboard.html", context, viewer)
 
 
