@@ -87,41 +87,39 @@ def dashboard_rows(
     session: Session, reader: Reader, recent: int = 5
 ) -> list[tuple[Repository, Build | None, list[Build]]]:
     """Each repository, its default branch's latest build with a verdict (the badge's build) and its
-    last few builds (deploy builds aside: the environments column shows deploys): three queries
+    last few builds (deploy builds aside: the environments column shows deploys): two queries
     whatever the number of repositories (LATERAL index scans). Only repositories ``reader`` may read."""
-    shown = sa.select(Repository).where(reader.readable(Repository.id))
-    repositories = list(session.scalars(shown.order_by(Repository.full_name)))
+    readable = reader.readable(Repository.id)
+    repositories = list(session.scalars(sa.select(Repository).where(readable).order_by(Repository.full_name)))
     newest = (
         sa.select(Build.id)
         .where(Build.repository_id == Repository.id, _NOT_A_DEPLOY)
         .order_by(Build.id.desc())
+        .correlate(Repository)  # not the outer query's builds
     )
     last_ids = newest.limit(recent).lateral()
-    default_ids = newest.where(Build.branch == Repository.default_branch, _A_VERDICT)
-    default_ids = default_ids.limit(1).lateral()
-    readable = reader.readable(Repository.id)
-    defaults = dict(
-        session.execute(
-            sa.select(Repository.id, default_ids.c.id)
-            .select_from(Repository)
-            .join(default_ids, sa.true())
-            .where(readable)
-        ).all()
-    )
-    wanted = sa.union(
-        sa.select(last_ids.c.id).select_from(Repository).join(last_ids, sa.true()).where(readable),
-        sa.select(Build.id).where(Build.id.in_(list(defaults.values()))),
-    )
-    builds = {
-        b.id: b
-        for b in session.scalars(sa.select(Build).where(Build.id.in_(wanted)).order_by(Build.id.desc()))
-    }
-    rows = []
-    for repository in repositories:
-        own = [b for b in builds.values() if b.repository_id == repository.id and b.event != DEPLOY_EVENT]
-        default = builds.get(defaults.get(repository.id, 0))
-        rows.append((repository, default, own[:recent]))
-    return rows
+    default_ids = newest.where(Build.branch == Repository.default_branch, _A_VERDICT).limit(1).lateral()
+    picked = sa.union_all(
+        sa.select(last_ids.c.id, sa.false().label("default"))
+        .select_from(Repository)
+        .join(last_ids, sa.true())
+        .where(readable),
+        sa.select(default_ids.c.id, sa.true())
+        .select_from(Repository)
+        .join(default_ids, sa.true())
+        .where(readable),
+    ).subquery()
+    found = session.execute(
+        sa.select(Build, picked.c.default).join(picked, picked.c.id == Build.id).order_by(Build.id.desc())
+    ).all()
+    last: dict[int, list[Build]] = {}
+    defaults: dict[int, Build] = {}
+    for build, default in found:
+        if default:
+            defaults[build.repository_id] = build
+        else:
+            last.setdefault(build.repository_id, []).append(build)
+    return [(r, defaults.get(r.id), last.get(r.id, [])) for r in repositories]
 
 
 def badge_state(session: Session, repository: Repository, branch: str | None) -> str:

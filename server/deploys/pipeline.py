@@ -45,6 +45,7 @@ class Stage:
     # The environment it takes commits from (the one before it), and that one's live deployment.
     previous: str | None = None
     source: DeploymentOut | None = None
+    source_healthy: bool = True  # promote refuses an unhealthy source
     # Commits live on ``previous`` and not here, newest first (at most BEHIND_LISTED), how many
     # there are (a lower bound when ``behind_at_least``), and whether what is live here is newer.
     behind: list[Commit] = field(default_factory=list)
@@ -77,7 +78,7 @@ def pipeline_view(session: Session, repository: Repository, reader: Reader) -> l
         if previous is not None:
             stage.previous = previous.row.name
             if previous.live is not None and previous.out.live is not None:
-                stage.source = previous.out.live
+                stage.source, stage.source_healthy = previous.out.live, previous.out.healthy
                 live_build = read.live.source_build_id if read.live else None
                 _behind(session, repository, stage, previous.live.source_build_id, live_build)
         stages.append(stage)

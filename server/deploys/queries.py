@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from server.auth.reading import Reader
 from server.deploys.order import promotion_order
@@ -120,6 +121,39 @@ def environments_read(
         ]
         result.append(EnvironmentRead(environment, out, now, choices, builds))
     return result
+
+
+@dataclass(frozen=True)
+class LiveEnvironment:
+    """An environment as the dashboard shows it: what is live there since when, and its health."""
+
+    name: str
+    healthy: bool
+    health_reason: str | None
+    commit_sha: str | None  # None: nothing live yet
+    since: dt.datetime | None
+
+
+def live_environments(session: Session, reader: Reader) -> dict[str, list[LiveEnvironment]]:
+    """By repository name, each environment in use that ``reader`` may read, in promotion order:
+    one query."""
+    live = aliased(Deployment)  # in_use() looks at the environment's deployments on its own
+    query = (
+        sa.select(
+            Environment,
+            Repository.full_name,
+            live.commit_sha,
+            sa.func.coalesce(live.finished_at, live.created_at),
+        )
+        .join(Repository, Repository.id == Environment.repository_id)
+        .outerjoin(live, live.id == Environment.live_deployment_id)
+        .where(reader.readable(Repository.id), in_use())
+    )
+    found: dict[str, list[LiveEnvironment]] = {}
+    for environment, full_name, sha, since in in_promotion_order(session.execute(query).all()):
+        line = LiveEnvironment(environment.name, environment.healthy, environment.health_reason, sha, since)
+        found.setdefault(full_name, []).append(line)
+    return found
 
 
 def in_promotion_order(rows: Sequence[_Row]) -> list[_Row]:

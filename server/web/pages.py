@@ -19,8 +19,8 @@ from server.deploys.queries import (
     environments_out,
     environments_read,
     history_out,
+    live_environments,
 )
-from server.deploys.schemas import EnvironmentOut
 from server.deps import SessionDep, StateDep
 from server.logs.ansi import render_line
 from server.models import Build, BuildState, Repository
@@ -113,10 +113,7 @@ def failed_page(request: Request, session: SessionDep, viewer: ViewerDep, reader
 
 @router.get("/", response_class=HTMLResponse)
 def dashboard(request: Request, session: SessionDep, viewer: ViewerDep, reader: ReaderDep) -> HTMLResponse:
-    environments: dict[str, list[EnvironmentOut]] = {}
-    for environment in environments_out(session, "", reader=reader):  # in promotion order
-        environments.setdefault(environment.repository, []).append(environment)
-    context = {"rows": dashboard_rows(session, reader), "environments": environments}
+    context = {"rows": dashboard_rows(session, reader), "environments": live_environments(session, reader)}
     return render(request, "dashboard.html", context, viewer)
 
 

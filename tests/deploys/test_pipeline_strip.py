@@ -89,6 +89,8 @@ def test_an_unhealthy_environment_says_why_and_a_repository_without_deploys_show
     world.claim_and_finish(passed=False, failing_step=1)  # the check fails: live and unhealthy
     strip = strip_of(world.client.get(f"/{world.repo.full_name}").text)
     assert "unhealthy" in strip and "post-deploy check failed" in strip
+    # Promote refuses an unhealthy source: the strip says so rather than offering it.
+    assert "(staging is unhealthy: promote refuses it)" in strip
 
     other = factories.repository(world.session, full_name="acme/no-deploys")
     world.session.commit()

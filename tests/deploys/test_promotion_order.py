@@ -3,10 +3,13 @@ promote goes forward only: real Postgres, git and the runner API."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
+from click.testing import CliRunner
 
+from server.cli import remote
+from server.cli.main import cli
 from server.deploys.order import promotion_order
 from tests import factories
 from tests.web.test_sign_in_and_actions import sign_in
@@ -78,3 +81,22 @@ def test_a_rule_sets_the_order_and_a_loop_is_refused(world: DeployWorld) -> None
     assert itself.status_code == 422
     cleared = world.client.put(f"{base}/canary", json={"promote_from": ""}, headers=headers)
     assert cleared.status_code == 200 and cleared.json()["promote_from"] is None
+
+
+@pytest.mark.integration
+def test_greenlight_env_set_promote_from(world: DeployWorld, monkeypatch: pytest.MonkeyPatch) -> None:
+    def through_the_app(method: str, url: str, **kwargs: Any) -> Any:
+        kwargs.pop("timeout", None)
+        return world.client.request(method, url.removeprefix("http://greenlight.test"), **kwargs)
+
+    monkeypatch.setattr(remote.httpx, "request", through_the_app)
+    monkeypatch.setenv("GREENLIGHT_SERVER_URL", "http://greenlight.test")
+    monkeypatch.setenv("GREENLIGHT_TOKEN", factories.user_token(world.session, "ops"))
+    world.session.commit()
+    name = world.repo.full_name
+    result = CliRunner().invoke(cli, ["env", "set", name, "canary", "--promote-from", "production"])
+    assert result.exit_code == 0, result.output
+    assert "canary: branches main (no rule set: the default branch)" in result.output
+    assert "; promoted from production; set by ops" in result.output
+    loop = CliRunner().invoke(cli, ["env", "set", name, "production", "--promote-from", "canary"])
+    assert loop.exit_code != 0 and "canary is promoted from production" in loop.output
