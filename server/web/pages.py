@@ -16,7 +16,6 @@ from server.builds.listing import BuildFilter, branches_with_latest_build, dashb
 from server.deploys.pipeline import ROLLBACK_CHOICES, pipeline_view
 from server.deploys.queries import (
     all_environments,
-    environments_out,
     environments_read,
     history_out,
     live_environments,
