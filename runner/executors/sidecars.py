@@ -155,6 +155,8 @@ class Sidecars:
                 waited = time.monotonic() - sidecar.started_at
                 _say(on_line, f"service {service.name} is ready{what} after {waited:.1f}s")
                 return None
+            if code in UNPROBEABLE and self._exited(sidecar):
+                continue  # it exited as the check started: the loop's top names its exit code
             if code in UNPROBEABLE:
                 hint = "; use `ready: {command: ...}` instead" if ready.tcp_port else ""
                 return f"service {service.name!r} cannot be checked{what}: {_last_line(last_output)}{hint}"
@@ -165,6 +167,12 @@ class Sidecars:
                     f"within {ready.timeout_seconds}s{detail}"
                 )
             cancel.wait(PROBE_INTERVAL_SECONDS)
+
+    def _exited(self, sidecar: Sidecar) -> bool:
+        return self.client.api.inspect_container(sidecar.container_id)["State"]["Status"] in (
+            "exited",
+            "dead",
+        )
 
     def _probe(self, sidecar: Sidecar, budget: float) -> tuple[int | None, str]:
         """Run the readiness check once inside the sidecar: (exit code or None, its output)."""

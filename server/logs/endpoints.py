@@ -31,7 +31,9 @@ repository_router = APIRouter(prefix="/api/repos/{owner}/{name}/logs", tags=["lo
 
 POLL_SECONDS = 0.5
 KEEPALIVE_SECONDS = 15.0
-BATCH_LINES = 500
+# As many lines per event as a range may hold: each read splits the chunks the lines are in
+# (up to 4 MiB each), so a stream catching up on a long log reads as few times as it can.
+BATCH_LINES = queries.MAX_RANGE
 
 
 def check_step(session: Session, reader: Reader, build_id: int, job_id: int, step_index: int) -> str | None:

@@ -95,7 +95,7 @@ _CHUNK_MAY_HOLD = """(NOT stored.plain OR strpos(lower(stored.text COLLATE "C"),
 
 _STEP_CANDIDATES = sa.text(  # (built of the constants above only)
     f"""
-    SELECT stored.id, stored.first FROM (
+    SELECT stored.id, stored.first, stored.plain FROM (
         SELECT id, seq, plain, text, sum(line_count) OVER (ORDER BY seq) - line_count AS first
         FROM log_chunks WHERE job_id = :job AND step_index = :step
     ) AS stored
@@ -125,10 +125,49 @@ _MATCHING_LINES = sa.text(
 )
 
 
-def _matching_lines(session: Session, chunk_id: int, needle: str, limit: int) -> list[tuple[int, str]]:
-    """(number within the chunk, text) of its first ``limit`` lines that hold ``needle``."""
-    wanted = {"chunk": chunk_id, "needle": needle, "limit": limit}
+_PLAIN_TEXT = sa.text("SELECT text FROM log_chunks WHERE id = :chunk")
+
+
+@dataclass(frozen=True)
+class _Needle:
+    text: str
+    lowered: str  # by the database's rule
+
+
+def _needle(session: Session, text: str) -> _Needle:
+    return _Needle(text, session.scalar(sa.select(sa.func.lower(text))) or "")
+
+
+def _matching_lines(
+    session: Session, chunk_id: int, plain: bool, needle: _Needle, limit: int
+) -> list[tuple[int, str]]:
+    """(number within the chunk, text) of its first ``limit`` lines that hold ``needle``. A
+    ``plain`` chunk's text is read once and searched whole (splitting it into rows in the
+    database costs more than its text); its ASCII letters lower the same way in Python."""
+    if plain:
+        return plain_matches(session.scalar(_PLAIN_TEXT, {"chunk": chunk_id}) or "", needle.lowered, limit)
+    wanted = {"chunk": chunk_id, "needle": needle.text, "limit": limit}
     return [(int(number), text) for number, text in session.execute(_MATCHING_LINES, wanted)]
+
+
+def plain_matches(text: str, lowered_needle: str, limit: int) -> list[tuple[int, str]]:
+    """(number, text) of the first ``limit`` lines of ``text`` (ASCII lines joined by newlines)
+    that hold ``lowered_needle``, matched case-insensitively."""
+    if "\n" in lowered_needle or not lowered_needle.isascii():
+        return []  # no line holds a newline, nor any letter beyond ASCII
+    folded = text.lower()
+    found: list[tuple[int, str]] = []
+    number = counted_to = 0  # newlines before ``counted_to``
+    at = folded.find(lowered_needle)
+    while at >= 0 and len(found) < limit:
+        number += folded.count("\n", counted_to, at)
+        start = folded.rfind("\n", 0, at) + 1
+        end = folded.find("\n", at)
+        end = len(text) if end < 0 else end
+        found.append((number, text[start:end]))
+        counted_to = at
+        at = folded.find(lowered_needle, end + 1) if end < len(text) else -1
+    return found
 
 
 def search(
@@ -144,13 +183,13 @@ def search(
     and whether the whole log was read (False when ``seconds`` ran out first)."""
     deadline = time.monotonic() + seconds
     found: list[int] = []
+    lowered = _needle(session, needle)
     candidates = session.execute(_STEP_CANDIDATES, {"job": job_id, "step": step_index, "needle": needle})
-    for chunk_id, first in candidates.all():
+    for chunk_id, first, plain in candidates.all():
         if time.monotonic() >= deadline:
             return found, False
-        found.extend(
-            int(first) + n for n, _ in _matching_lines(session, chunk_id, needle, limit - len(found))
-        )
+        matches = _matching_lines(session, chunk_id, plain, lowered, limit - len(found))
+        found.extend(int(first) + n for n, _ in matches)
         if len(found) >= limit:
             break
     return found, True
@@ -158,7 +197,7 @@ def search(
 
 _BUILD_CANDIDATES = sa.text(  # (built of the constants above only)
     f"""
-    SELECT stored.id, stored.job_id, stored.step_index, coalesce(earlier.lines, 0) AS first
+    SELECT stored.id, stored.job_id, stored.step_index, coalesce(earlier.lines, 0) AS first, stored.plain
     FROM log_chunks AS stored
     JOIN jobs ON jobs.id = stored.job_id
     CROSS JOIN LATERAL (
@@ -205,6 +244,7 @@ def search_repository(
     (case-insensitive), newest build first, in its newest ``SEARCHED_BUILDS`` builds (older than
     build ``before``), within ``seconds``."""
     deadline = time.monotonic() + seconds
+    lowered = _needle(session, needle)
     newest = (
         sa.select(Build.id, Build.number)
         .where(Build.repository_id == repository_id)
@@ -224,10 +264,10 @@ def search_repository(
         if time.monotonic() >= deadline:
             return partial()
         candidates = session.execute(_BUILD_CANDIDATES, {"build": build_id, "needle": needle}).all()
-        for chunk_id, job_id, step_index, first in candidates:
+        for chunk_id, job_id, step_index, first, plain in candidates:
             if time.monotonic() >= deadline:
                 return partial()
-            for n, text in _matching_lines(session, chunk_id, needle, limit - len(found)):
+            for n, text in _matching_lines(session, chunk_id, plain, lowered, limit - len(found)):
                 found.append(Match(build_id, number, job_id, step_index, int(first) + n, text))
             if len(found) >= limit:
                 return partial()

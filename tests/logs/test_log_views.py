@@ -214,3 +214,19 @@ def test_a_masked_log_shows_no_secret_on_the_page_in_search_or_in_the_raw_lines(
         assert value not in text
     assert client.get(url(build, job) + "/search", params={"q": value}).json()["lines"] == []
     assert client.get(url(build, job) + "/search", params={"q": "Sup3r"}).json()["lines"] == []
+
+
+def test_a_stream_catching_up_sends_as_many_lines_per_event_as_a_range_may_hold(
+    client: TestClient, session: Session
+) -> None:
+    """Each event reads the chunks its lines are in: a long log is caught up in few reads."""
+    build = factories.build(session, factories.repository(session, full_name="acme/long"))
+    job = factories.job(session, build)
+    add_lines(session, job, 0, 0, 12_000)
+    finish(session, job)
+    with client.stream("GET", url(build, job) + "/stream") as response:
+        events = read_events(response)
+    assert [(kind, event_id) for kind, event_id, _ in events] == [
+        ("lines", "5000"), ("lines", "10000"), ("lines", "12000"), ("end", "12000"),
+    ]  # fmt: skip
+    assert texts(events[1][2])[0] == "line 5000"

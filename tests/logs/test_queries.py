@@ -78,3 +78,27 @@ def test_a_step_search_out_of_time_says_it_did_not_read_the_whole_log(session: S
     session.commit()
     assert queries.search(session, job.id, 0, "line", seconds=0) == ([], False)
     assert queries.search(session, job.id, 0, "LINE 2")[1] is True
+
+
+def test_a_plain_chunk_is_searched_whole_finding_mixed_case_text_by_its_line_numbers(
+    session: Session,
+) -> None:
+    job = factories.job(session, factories.build(session, factories.repository(session)))
+    first = [f"line {n}" for n in range(1000)] + ["Build FAILED here", "", "failed again"]
+    second = ["ok", "tail: FaIlEd", "%_ not a pattern"]
+    for seq, texts in enumerate((first, second)):
+        session.add(LogChunk(job_id=job.id, step_index=0, seq=seq, **stored_form([(0, "o", texts)])))
+    session.commit()
+    assert queries.search(session, job.id, 0, "failed")[0] == [1000, 1002, 1004]
+    assert queries.search(session, job.id, 0, "FAILED", limit=2)[0] == [1000, 1002]
+    assert queries.search(session, job.id, 0, "%_")[0] == [1005]
+    assert queries.search(session, job.id, 0, "here\nfailed")[0] == []
+    assert queries.search(session, job.id, 0, "line 99")[0] == [99, *range(990, 1000)]
+
+
+@pytest.mark.parametrize("needle", ["a", "ab", "b\n", "zz", "line", "e 1"])
+def test_plain_matches_are_the_lines_that_hold_the_needle(needle: str) -> None:
+    lines = ["ab", "", "line 1", "xAbx", "LINE 10", "b", "abab"]
+    expected = [(n, line) for n, line in enumerate(lines) if needle in line.lower()]
+    assert queries.plain_matches("\n".join(lines), needle, 100) == expected
+    assert queries.plain_matches("\n".join(lines), needle, 1) == expected[:1]

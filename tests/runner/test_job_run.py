@@ -4,6 +4,7 @@ server hears when steps pass, fail, or the runner itself breaks."""
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -153,3 +154,50 @@ def test_a_stopping_runner_asks_for_no_next_job_with_this_ones_end(
     JobRun(api, claimed, executor, tmp_path / "work", shutdown, next_claim, draining).run()  # type: ignore[arg-type]
     [finished] = reported(api, "job_finished")
     assert finished.next is None  # type: ignore[attr-defined]
+
+
+class SlowLogServer(FakeApi):
+    """Takes each log batch in ``seconds``; notes when each report arrived."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__()
+        self.seconds = seconds
+        self.times: list[tuple[str, float]] = []
+
+    def __getattr__(self, name: str):  # type: ignore[no-untyped-def]
+        record = super().__getattr__(name)
+
+        def timed(job_id: int, token: str, report: object) -> None:
+            if name == "send_logs":
+                time.sleep(self.seconds)
+            record(job_id, token, report)
+            self.times.append((name, time.monotonic()))
+
+        return timed
+
+
+class LoudExecutor(FakeExecutor):
+    """Its first step prints ``lines`` lines at once, as a busy step's chunks arrive."""
+
+    def __init__(self, lines: int) -> None:
+        super().__init__([StepOutcome.passed] * 3)
+        self.lines = lines
+
+    def run_step(self, step: StepSpec, on_line, cancel: threading.Event) -> StepResult:  # type: ignore[no-untyped-def]
+        if step.index == 0:
+            text = "x" * 99
+            for _ in range(self.lines // 1000):
+                on_line.run("stdout", 1.0, [text] * 1000)
+        return super().run_step(step, on_line, cancel)
+
+
+def test_the_job_ends_as_soon_as_its_last_batch_is_taken(claimed: ClaimedJob, tmp_path: Path) -> None:
+    """The end waits for what the server has not yet taken, and for nothing else."""
+    api, executor = SlowLogServer(0.2), LoudExecutor(150_000)
+    JobRun(api, claimed, executor, tmp_path / "work", threading.Event()).run()  # type: ignore[arg-type]
+    batches = reported(api, "send_logs")
+    assert sum(batch.line_count() for batch in batches) == 150_000 + 3  # type: ignore[attr-defined]
+    assert len(batches) >= 4  # several batches of at most 4 MiB (15 MB, within the budget)
+    last_batch = max(at for name, at in api.times if name == "send_logs")
+    [(_, ended)] = [(name, at) for name, at in api.times if name == "job_finished"]
+    assert 0 <= ended - last_batch < 0.5
