@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import io
+import re
 import secrets
 import zipfile
 from collections.abc import Iterator
@@ -139,3 +140,14 @@ def test_the_build_page_links_the_zip(client: TestClient, session: Session, sett
     session.commit()
     url = client.get(f"/api/builds/{build.id}").json()["url"]
     assert f'href="/api/builds/{build.id}/artifacts.zip"' in client.get(url).text
+
+
+def test_the_side_list_links_the_build_s_artifacts(
+    client: TestClient, session: Session, settings: Settings
+) -> None:
+    build, first, _ = two_jobs(session)
+    keep(session, store_of(settings), first, "dist/app.whl", b"wheel")
+    session.commit()
+    url = client.get(f"/api/builds/{build.id}").json()["url"]
+    nav = client.get(url).text.split('id="steps-nav"', 1)[1].split("</nav>", 1)[0]
+    assert re.search(r'<a href="[^"]*#artifacts">Artifacts \(1\)</a>', nav), nav

@@ -4,6 +4,7 @@ repository's read rules as for builds and logs."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -259,6 +260,8 @@ def test_the_build_page_shows_counts_and_failed_tests_first(client: TestClient, 
     assert "1 failed of 4 tests" in page
     assert page.index("TestDiscount/applies_once") < page.index("total = 90, want 81")
     assert "TestRound" not in page  # passes are in the API, not on the page
+    nav = page.split('id="steps-nav"', 1)[1].split("</nav>", 1)[0]
+    assert re.search(r'<a href="[^"]*#tests">Tests: 1 failed of 4 tests</a>', nav), nav
 
 
 def test_a_jobs_tests_beyond_its_limit_are_dropped_and_the_page_says_so(
