@@ -14,16 +14,16 @@ from collections.abc import Iterable, Mapping
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from server.environments.production import PRODUCTION_NAMES
 from server.models import Environment
 
 # Names that say where a stage stands, earliest first; production's names come last of all.
 _EARLY = ("dev", "development", "test", "testing", "qa", "uat", "review")
 _LATE = ("stage", "staging", "preprod", "pre-production", "preproduction", "canary")
-_PRODUCTION = ("prod", "production", "live")
 
 
 def _rank(name: str) -> tuple[int, int, str]:
-    for group, names in enumerate((_EARLY, (), _LATE, _PRODUCTION)):
+    for group, names in enumerate((_EARLY, (), _LATE, PRODUCTION_NAMES)):
         if name in names:
             return group, names.index(name), name
     return 1, 0, name  # a name that says nothing: between the early and the late stages

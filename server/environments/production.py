@@ -4,7 +4,8 @@ approve a deployment to it."""
 
 from __future__ import annotations
 
-PRODUCTION_NAMES = frozenset({"production", "prod"})
+# The promotion order ranks these last (server/deploys/order.py): one list for both.
+PRODUCTION_NAMES = ("prod", "production", "live")
 
 
 def is_production(environment: str) -> bool:

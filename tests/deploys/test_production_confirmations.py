@@ -9,8 +9,11 @@ import re
 import pytest
 import sqlalchemy as sa
 
+from server.deploys.order import promotion_order
+from server.environments.production import is_production
 from server.models import Deployment, DeploymentState, Environment
 from tests import factories
+from tests.deploys.test_deploys import PIPELINE
 from tests.deploys.world import DeployWorld
 from tests.web.test_error_pages import assert_page
 from tests.web.test_sign_in_and_actions import csrf_of, sign_in
@@ -178,3 +181,22 @@ def test_rolling_production_back_to_a_chosen_deployment_asks_naming_it_and_deplo
     )
     assert done.status_code == 303
     assert production_states(world)[-1] == (shas[0], DeploymentState.queued)
+
+
+def test_every_name_the_promotion_order_ranks_as_production_asks_first() -> None:
+    for name in ("live", "prod", "production"):
+        assert promotion_order([name, "staging", "qa"])[-1] == name
+        assert is_production(name) and is_production(name.upper())
+
+
+def test_promoting_to_live_without_typing_its_name_is_refused(world: DeployWorld) -> None:
+    sha = world.origin.push("staging", "v1", pipeline=PIPELINE.replace("production", "live"))
+    world.check(world.green_build(sha, "staging"))
+    world.claim_and_finish(passed=True)
+    world.allow("live", ["staging", "master"])
+    page = signed_in(world)
+    url = f"/-/repos/{world.repo.full_name}/environments/live/promote"
+    sent = world.client.post(url, data={"csrf": csrf_of(page), "source": "staging"}, follow_redirects=False)
+    assert_page(sent, 422, "Type live to confirm")
+    live = world.session.scalar(sa.select(Environment.id).where(Environment.name == "live"))
+    assert world.session.scalars(sa.select(Deployment).where(Deployment.environment_id == live)).all() == []
