@@ -18,6 +18,7 @@ from server.auth.reading import ReaderDep, current_reader
 from server.builds.listing import badge_state
 from server.deploys.queries import live_version
 from server.deps import SessionDep
+from server.models import Repository
 from server.pipelines.config import ENVIRONMENT_NAME_PATTERN
 from server.repos.service import get_repository
 
@@ -49,8 +50,12 @@ def _svg(label: str, text: str, colour: str) -> str:
     )
 
 
-def _reply(request: Request, svg: str, etag: str) -> Response:
+def _reply(request: Request, svg: str, etag: str, *, per_reader: bool = False) -> Response:
+    """``per_reader``: the badge shows more to readers of a private repository, so no shared
+    cache may keep one reader's reply for another."""
     headers = {"Cache-Control": "public, max-age=60, must-revalidate", "ETag": etag}
+    if per_reader:
+        headers |= {"Cache-Control": "private, no-cache", "Vary": "Cookie, Authorization"}
     if request.headers.get("if-none-match") == etag:
         return Response(status_code=304, headers=headers)
     return Response(svg, media_type="image/svg+xml", headers=headers)
@@ -74,16 +79,18 @@ def environment_badge(
     owner: str, name: str, environment: str, request: Request, session: SessionDep, reader: ReaderDep
 ) -> Response:
     """The short hash of the commit live on the environment and whether it is healthy."""
-    label, text, colour = _environment_state(session, reader, owner, name, environment)
-    return _reply(request, _svg(label, text, colour), f'"{label}:{text.replace(" ", ":")}"')
+    repository = get_repository(session, f"{owner}/{name}")
+    label, text, colour = _environment_state(session, reader, repository, environment)
+    per_reader = repository is not None and not repository.public
+    etag = f'"{label}:{text.replace(" ", ":")}"'
+    return _reply(request, _svg(label, text, colour), etag, per_reader=per_reader)
 
 
 def _environment_state(
-    session: SessionDep, reader: ReaderDep, owner: str, name: str, environment: str
+    session: SessionDep, reader: ReaderDep, repository: Repository | None, environment: str
 ) -> tuple[str, str, str]:
     if not _ENVIRONMENT.fullmatch(environment):
         return "deploy", "unknown", _GREY
-    repository = get_repository(session, f"{owner}/{name}")
     found = live_version(session, repository.id, environment) if repository else None
     if found is None:
         return environment, "unknown", _GREY

@@ -97,3 +97,17 @@ def test_the_build_badge_says_passing_only_for_the_head_as_it_is(
     again.no_deploy_reason = "not deployed: carol started it without deploying"
     session.commit()
     assert "passing" in client.get("/badge/acme/honest.svg").text
+
+
+def test_a_private_environment_badge_is_kept_by_no_shared_cache(client: TestClient, session: Session) -> None:
+    """Its reply depends on who asks (the commit only for readers): a CDN, a proxy or GitHub's
+    image proxy keeping a reader's reply would hand the private commit to strangers."""
+    repo = factories.repository(session, full_name="acme/cachedbadge", public=False)
+    live_deployment(session, repo, "production", "abcdef1" + "0" * 33)
+    token = factories.user_token(session, "maintainer")
+    session.commit()
+    sign_in(client, token)
+    reply = client.get("/badge/acme/cachedbadge/env/production.svg")
+    assert "abcdef1" in reply.text
+    assert reply.headers["cache-control"] == "private, no-cache"
+    assert {"cookie", "authorization"} <= {v.strip() for v in reply.headers["vary"].lower().split(",")}
