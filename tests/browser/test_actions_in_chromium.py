@@ -276,7 +276,17 @@ def test_promoting_to_production_and_approving_the_deployment_both_ask_first(  #
         production_id = production.id
     promote = f"/-/repos/{name}/environments/production/promote"
 
-    page = signed_in(browser, stack, user_token, "/-/deployments")
+    # The repository page's pipeline strip: staging live, production empty, promote offered.
+    page = signed_in(browser, stack, user_token, f"/{name}")
+    strip = page.locator("#pipeline")
+    assert strip.locator("#stage-staging").inner_text().count(sha[:8]) >= 1
+    assert "nothing" in strip.locator("#stage-production").inner_text().lower()
+    screenshot(page, "pipeline")
+    strip.locator("#promote-staging-production").click()
+    page.wait_for_url(re.compile(re.escape(promote) + r"\?source=staging$"))
+    assert sha[:12] in page.inner_text("#confirm-summary")
+
+    page.goto(stack.url + "/-/deployments")
     section = page.locator(f"section[id='env-{name}-staging']")
     section.locator("#promote-staging-production").click()
     page.wait_for_url(re.compile(re.escape(promote) + r"\?source=staging$"))
