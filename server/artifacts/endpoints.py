@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 from starlette.concurrency import iterate_in_threadpool
 
 from server.artifacts import archive, service
+from server.artifacts.names import safe_path
 from server.auth.reading import Reader, ReaderDep
 from server.blobs.store import store_of
 from server.deps import SessionDep, StateDep
@@ -103,7 +104,7 @@ def download_all(build_id: int, session: SessionDep, reader: ReaderDep, state: S
     kept = service.kept_artifacts_by_job(session, build_id)
     folders = archive.job_folders(list(dict.fromkeys(job for _, job in kept)))
     members = [
-        archive.Member(f"{folders[job.id]}/{artifact.path}", artifact.blob_key, artifact.size)
+        archive.Member(f"{folders[job.id]}/{safe_path(artifact.path)}", artifact.blob_key, artifact.size)
         for artifact, job in kept
     ]
     if not members:

@@ -21,6 +21,7 @@ from pathlib import Path
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from server.artifacts import names
 from server.artifacts.archive import JobOfFiles
 from server.blobs.store import BlobStore
 from server.config import Settings
@@ -72,6 +73,10 @@ def check_artifact_path(path: str) -> str:
         raise ArtifactRefused(
             f"{path[:100]!r} is not a relative path inside the workspace without control or format characters"
         )
+    # A maintainer may unzip the build's files on Windows, whose tools may read a name otherwise.
+    for segment in segments:
+        if (why := names.refusal(segment)) is not None:
+            raise ArtifactRefused(f"{path[:100]!r}: {why}; rename the file or archive it in a step")
     return path
 
 
