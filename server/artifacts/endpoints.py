@@ -9,6 +9,9 @@ Greenlight's origin. The headers below say so to every browser (no sniffing, a s
 from __future__ import annotations
 
 import datetime as dt
+import threading
+from collections.abc import AsyncIterator
+from typing import Any
 from urllib.parse import quote
 
 import sqlalchemy as sa
@@ -17,6 +20,7 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
 from sqlalchemy.orm import Session
 from starlette.concurrency import iterate_in_threadpool
+from starlette.types import Receive, Scope, Send
 
 from server.artifacts import archive, service
 from server.artifacts.names import safe_path
@@ -26,6 +30,10 @@ from server.deps import SessionDep, StateDep
 from server.models import Artifact, Build, Job
 
 router = APIRouter(prefix="/api/builds/{build_id}", tags=["artifacts"])
+
+# What a zip download refused for want of a place is told to wait, in seconds: a build's zip is
+# made at about the disk's or network's pace, so a place frees up soon.
+ZIP_RETRY_AFTER_SECONDS = 10
 
 DOWNLOAD_HEADERS = {
     "X-Content-Type-Options": "nosniff",
@@ -112,7 +120,31 @@ def download_all(build_id: int, session: SessionDep, reader: ReaderDep, state: S
     name = f"build-{build.number}-artifacts.zip"
     headers = {**DOWNLOAD_HEADERS, "Content-Disposition": f'attachment; filename="{name}"'}
     chunks = iterate_in_threadpool(archive.zipped(members, store_of(state.settings).read))
-    return StreamingResponse(chunks, media_type="application/zip", headers=headers)
+    if not state.zip_downloads.acquire(blocking=False):
+        raise HTTPException(
+            503,
+            f"this server makes {state.settings.artifact_zip_downloads} zips at once "
+            "(GREENLIGHT_ARTIFACT_ZIP_DOWNLOADS) and is busy with them: try again in a moment, "
+            "or download the files one by one",
+            headers={"Retry-After": str(ZIP_RETRY_AFTER_SECONDS)},
+        )
+    return _ZipResponse(chunks, state.zip_downloads, media_type="application/zip", headers=headers)
+
+
+class _ZipResponse(StreamingResponse):
+    """A zip download holding one of the server's places for them: given back once the response
+    ends however it ends (sent, the client gone, or cancelled before its first byte), not when
+    its generator is closed, which a response cancelled early never does."""
+
+    def __init__(self, chunks: AsyncIterator[bytes], place: threading.Semaphore, **kwargs: Any) -> None:
+        super().__init__(chunks, **kwargs)
+        self._place = place
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self._place.release()
 
 
 def _out(artifact: Artifact, job_name: str) -> ArtifactOut:
