@@ -16,7 +16,7 @@ import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from server.artifacts.names import safe_segment
+from server.artifacts.names import safe_path, safe_segment
 
 # Text (reports, logs, coverage pages) is deflated, fast: it shrinks several times over. Files that
 # are compressed already (packages, archives, images) are stored as they are: deflating them gains
@@ -91,6 +91,22 @@ def job_folders(jobs: list[JobOfFiles]) -> dict[int, str]:
         folders[job.id] = next(name for name in candidates if name.casefold() not in used)
         used.add(folders[job.id].casefold())
     return folders
+
+
+def member_names(files: list[tuple[str, str]]) -> list[str]:
+    """``<folder>/<path>`` of each (job folder, path), every segment made safe, all distinct also
+    to a disk that ignores case (two paths may be made safe alike): a later one gets `` (2)``
+    before its extension."""
+    names: list[str] = []
+    used: set[str] = set()
+    for folder, path in files:
+        name = f"{folder}/{safe_path(path)}"
+        head, _, last = name.rpartition("/")
+        stem, dot, extension = (last, "", "") if last.startswith(".") else last.partition(".")
+        apart = (f"{head}/{stem} ({n}){dot}{extension}" for n in itertools.count(2))
+        names.append(next(each for each in itertools.chain([name], apart) if each.casefold() not in used))
+        used.add(names[-1].casefold())
+    return names
 
 
 class _Sink:

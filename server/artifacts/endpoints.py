@@ -23,7 +23,6 @@ from starlette.concurrency import iterate_in_threadpool
 from starlette.types import Receive, Scope, Send
 
 from server.artifacts import archive, service
-from server.artifacts.names import safe_path
 from server.auth.reading import Reader, ReaderDep
 from server.blobs.store import store_of
 from server.deps import SessionDep, StateDep
@@ -111,9 +110,10 @@ def download_all(build_id: int, session: SessionDep, reader: ReaderDep, state: S
     build = readable_build(session, reader, build_id)
     kept = service.kept_artifacts_by_job(session, build_id)
     folders = archive.job_folders(list(dict.fromkeys(job for _, job in kept)))
+    names = archive.member_names([(folders[job.id], artifact.path) for artifact, job in kept])
     members = [
-        archive.Member(f"{folders[job.id]}/{safe_path(artifact.path)}", artifact.blob_key, artifact.size)
-        for artifact, job in kept
+        archive.Member(name, artifact.blob_key, artifact.size)
+        for name, (artifact, _) in zip(names, kept, strict=True)
     ]
     if not members:
         raise HTTPException(404, f"build {build_id} keeps no artifacts (none were kept, or all expired)")

@@ -164,6 +164,32 @@ def test_every_segment_of_a_member_is_written_where_it_says_on_windows_too(
     assert all(_windows_writes_it_in_place(segment) for segment in segments), name
 
 
+def test_files_made_safe_alike_are_kept_apart(
+    client: TestClient, session: Session, settings: Settings
+) -> None:
+    """Paths kept before uploads refused Windows' characters, or differing only in case, would
+    be one file once unzipped: each keeps its own."""
+    build = factories.build(session, factories.repository(session, public=True))
+    job = factories.job(session, build)
+    job.name = "build"
+    paths = {
+        "dist/a:b.tar.gz": b"1",
+        "dist/a_b.tar.gz": b"2",
+        "dist/A_B.tar.gz": b"3",
+        "con/x": b"4",
+        "_con/x": b"5",
+    }
+    for path, data in paths.items():
+        keep(session, store_of(settings), job, path, data)
+    session.commit()
+    reply = client.get(f"/api/builds/{build.id}/artifacts.zip")
+    archive = zipfile.ZipFile(io.BytesIO(reply.content))
+    names = archive.namelist()
+    assert len({name.casefold() for name in names}) == len(paths), names
+    assert sorted(archive.read(name) for name in names) == sorted(paths.values())
+    assert "build/dist/a_b (2).tar.gz" in names or "build/dist/A_B (2).tar.gz" in names, names
+
+
 def test_the_zip_is_made_as_it_is_sent_never_whole_in_memory() -> None:
     """Each piece handed on is at most about one chunk the store read, whatever the file's size."""
     chunk = 1024 * 1024
