@@ -134,6 +134,9 @@ class Settings(BaseSettings):
     # is sent, and anyone may ask for a public repository's: at most this many are made at once
     # by each server process; beyond them the download answers 503 with Retry-After.
     artifact_zip_downloads: int = Field(default=2, gt=0)
+    # A zip download whose reader takes none of it for this long is given up: a reader that
+    # stops reading would otherwise hold its place for as long as it keeps the connection.
+    artifact_zip_stall_seconds: float = Field(default=60, gt=0)
     # A stored file with no row (the server stopped between writing an upload and recording it)
     # is deleted by `greenlight prune` once older than this: a younger one may be an upload
     # about to record its row.

@@ -9,24 +9,28 @@ Greenlight's origin. The headers below say so to every browser (no sniffing, a s
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import threading
 from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import quote
 
+import anyio
 import sqlalchemy as sa
 from fastapi import APIRouter, HTTPException
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
 from sqlalchemy.orm import Session
 from starlette.concurrency import iterate_in_threadpool
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 from server.artifacts import archive, service
 from server.auth.reading import Reader, ReaderDep
 from server.blobs.store import store_of
 from server.deps import SessionDep, StateDep
 from server.models import Artifact, Build, Job
+
+logger = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/api/builds/{build_id}", tags=["artifacts"])
 
@@ -128,21 +132,37 @@ def download_all(build_id: int, session: SessionDep, reader: ReaderDep, state: S
             "or download the files one by one",
             headers={"Retry-After": str(ZIP_RETRY_AFTER_SECONDS)},
         )
-    return _ZipResponse(chunks, state.zip_downloads, media_type="application/zip", headers=headers)
+    return _ZipResponse(
+        chunks,
+        state.zip_downloads,
+        stall_seconds=state.settings.artifact_zip_stall_seconds,
+        media_type="application/zip",
+        headers=headers,
+    )
 
 
 class _ZipResponse(StreamingResponse):
     """A zip download holding one of the server's places for them: given back once the response
     ends however it ends (sent, the client gone, or cancelled before its first byte), not when
-    its generator is closed, which a response cancelled early never does."""
+    its generator is closed, which a response cancelled early never does. A reader that takes
+    nothing for ``stall_seconds`` is given up (its connection closed, the zip cut short)."""
 
-    def __init__(self, chunks: AsyncIterator[bytes], place: threading.Semaphore, **kwargs: Any) -> None:
+    def __init__(
+        self, chunks: AsyncIterator[bytes], place: threading.Semaphore, *, stall_seconds: float, **kwargs: Any
+    ) -> None:
         super().__init__(chunks, **kwargs)
         self._place = place
+        self._stall_seconds = stall_seconds
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        async def send_in_time(message: Message) -> None:
+            with anyio.fail_after(self._stall_seconds):
+                await send(message)
+
         try:
-            await super().__call__(scope, receive, send)
+            await super().__call__(scope, receive, send_in_time)
+        except TimeoutError:
+            logger.info("zip download given up: its reader took nothing for %s s", self._stall_seconds)
         finally:
             self._place.release()
 

@@ -26,13 +26,13 @@ _LARGE = 64 * 1024 * 1024
 
 
 @contextmanager
-def _started(http: httpx.Client, url: str) -> Iterator[httpx.Response]:
-    """A zip download whose first bytes arrived, the rest left unread while open."""
+def _started(http: httpx.Client, url: str) -> Iterator[Iterator[bytes]]:
+    """A zip download whose first bytes arrived, the rest left unread while open (its chunks)."""
     with http.stream("GET", url) as reply:
         assert reply.status_code == 200, reply.read()
         chunks = reply.iter_raw()  # kept: an iterator let go of closes the connection
         next(chunks)
-        yield reply
+        yield chunks
 
 
 def _answer_once_free(http: httpx.Client, url: str) -> httpx.Response:
@@ -68,3 +68,31 @@ def test_zips_beyond_the_bound_wait_their_turn_and_a_closed_one_frees_its_place(
         whole = _answer_once_free(http, url)
         assert whole.status_code == 200, whole.text
         assert len(whole.content) > _LARGE
+
+
+def test_a_reader_that_stops_reading_gives_its_place_up(
+    database_url: str, settings: Settings, session: Session
+) -> None:
+    """Otherwise two connections left open unread would hold every place for as long as they like."""
+    build = factories.build(session, factories.repository(session, public=True))
+    job = factories.job(session, build)
+    keep(session, store_of(settings), job, "dist/site.zip", bytes(_LARGE))
+    session.commit()
+    url = f"/api/builds/{build.id}/artifacts.zip"
+    env = {
+        **server_env(database_url, settings.data_dir),
+        "GREENLIGHT_ARTIFACT_ZIP_DOWNLOADS": "1",
+        "GREENLIGHT_ARTIFACT_ZIP_STALL_SECONDS": "1",
+    }
+    with (
+        running_server(env) as (base, _),
+        httpx.Client(base_url=base, timeout=60) as http,
+        httpx.Client(base_url=base, timeout=60) as other,
+        _started(other, url) as stalled,
+    ):
+        whole = _answer_once_free(http, url)  # while the first is still open, unread
+        assert whole.status_code == 200, whole.headers
+        assert len(whole.content) > _LARGE
+        with pytest.raises(httpx.RemoteProtocolError):  # the stalled one was given up, cut short
+            for _ in stalled:
+                pass
