@@ -35,8 +35,8 @@ _RESERVED = frozenset(
     {"CON", "PRN", "AUX", "NUL", "CONIN$", "CONOUT$"}
     | {f"{device}{number}" for device in ("COM", "LPT") for number in range(10)}
 )
-# Control characters and format characters (bidi overrides, zero-width ones): invisible, or
-# showing another name than the file's.
+# Control characters (C0, DEL, C1) and format characters (bidi overrides, zero-width ones) would
+# show a reader another name than the file's ("report\u202efdp.exe").
 _UNSHOWABLE = frozenset({"Cc", "Cf"})
 
 
@@ -45,8 +45,12 @@ def as_windows_reads(text: str) -> str:
     return unicodedata.normalize("NFKC", text).translate(_BEST_FIT)
 
 
+def unshowable(char: str) -> bool:
+    return unicodedata.category(char) in _UNSHOWABLE
+
+
 def _unsafe(char: str) -> bool:
-    return unicodedata.category(char) in _UNSHOWABLE or not WINDOWS_REFUSED.isdisjoint(as_windows_reads(char))
+    return unshowable(char) or not WINDOWS_REFUSED.isdisjoint(as_windows_reads(char))
 
 
 def _only_dots_and_spaces(text: str) -> bool:

@@ -13,7 +13,6 @@ import datetime as dt
 import hashlib
 import itertools
 import secrets
-import unicodedata
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,9 +29,6 @@ from server.models.base import utcnow
 from server.queue.reports import job_for_token
 
 MAX_PATH_CHARACTERS = 1000
-# Control characters (C0, DEL, C1) and format characters (bidi overrides, zero-width ones) would
-# show a reader of the build page another name than the file's ("report\u202efdp.exe").
-_UNSHOWABLE = frozenset({"Cc", "Cf"})
 
 
 class ArtifactRefused(Exception):
@@ -68,7 +64,7 @@ def check_artifact_path(path: str) -> str:
         not path
         or len(path) > MAX_PATH_CHARACTERS
         or any(segment in ("", ".", "..") for segment in segments)
-        or any(char == "\\" or unicodedata.category(char) in _UNSHOWABLE for char in path)
+        or any(char == "\\" or names.unshowable(char) for char in path)
     ):
         raise ArtifactRefused(
             f"{path[:100]!r} is not a relative path inside the workspace without control or format characters"
