@@ -42,6 +42,8 @@ _UNSHOWABLE = frozenset({"Cc", "Cf"})
 
 def as_windows_reads(text: str) -> str:
     """``text`` as a tool on Windows may read it: NFKC, then the best-fit lookalikes."""
+    if text.isascii():  # the common case, which neither changes
+        return text
     return unicodedata.normalize("NFKC", text).translate(_BEST_FIT)
 
 
@@ -71,7 +73,10 @@ def safe_segment(name: str) -> str:
     """``name`` as one folder or file name any unzip tool writes where it says: unsafe characters
     become ``_``, trailing dots and spaces go (Windows drops them), a name of dots only is wrapped
     in ``_`` and a reserved device name gets a ``_`` before it."""
-    safe = "".join("_" if _unsafe(char) else char for char in name).strip()
+    if name.isascii() and name.isprintable() and WINDOWS_REFUSED.isdisjoint(name):
+        safe = name.strip()  # the common case, nothing to replace
+    else:
+        safe = "".join("_" if _unsafe(char) else char for char in name).strip()
     if _only_dots_and_spaces(safe):
         return f"_{safe}_"
     while _only_dots_and_spaces(safe[-1]):
