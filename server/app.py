@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -95,6 +96,7 @@ def create_app(settings: Settings, transport: Transport | None = None) -> FastAP
         session_factory=session_factory,
         transport=transport,
         domain=wire_domain(session_factory, transport, reports_to_github=settings.reports_to_github),
+        zip_downloads=threading.BoundedSemaphore(settings.artifact_zip_downloads),
     )
 
     install_error_replies(app, headers=security_headers(https=settings.public_url.startswith("https://")))

@@ -130,6 +130,13 @@ class Settings(BaseSettings):
     # One job of a fork's pull request (anyone's code, never deployed): enough for a report or a
     # screenshot a reviewer looks at, not a release; 0 keeps none.
     artifact_fork_max_bytes: Annotated[int, BeforeValidator(parse_bytes), Field(ge=0)] = 100 * 1024**2
+    # A build's zip (`GET /api/builds/{id}/artifacts.zip`) compresses on the server's cores as it
+    # is sent, and anyone may ask for a public repository's: at most this many are made at once
+    # by each server process; beyond them the download answers 503 with Retry-After.
+    artifact_zip_downloads: int = Field(default=2, gt=0)
+    # A zip download whose reader takes none of it for this long is given up: a reader that
+    # stops reading would otherwise hold its place for as long as it keeps the connection.
+    artifact_zip_stall_seconds: float = Field(default=60, gt=0)
     # A stored file with no row (the server stopped between writing an upload and recording it)
     # is deleted by `greenlight prune` once older than this: a younger one may be an upload
     # about to record its row.

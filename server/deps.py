@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated
@@ -27,6 +28,8 @@ class AppState:
     transport: Transport
     # The domain events and the GitHub outbox its sessions use (``server.wiring.wire_domain``).
     domain: Domain
+    # The places of the zip downloads this process makes at once (``artifact_zip_downloads``).
+    zip_downloads: threading.Semaphore
 
 
 def app_state(request: Request) -> AppState:

@@ -3,18 +3,20 @@ in chunks and written into the response, so neither the zip nor a file is ever w
 (the standard library's ``zipfile`` writes to a stream it cannot seek, with data descriptors; no
 dependency needed).
 
-Members are ``<job folder>/<path>``. A path was checked when it was kept (relative, no ``..``);
-a job's name was written by whoever pushed the pipeline file, so its folder is made safe here: no
-``/`` or ``\\``, no control characters nor characters Windows refuses in a name, never ``.`` or
-``..``, and never another job's folder.
+Members are ``<job folder>/<path>``, every segment of both made safe for any unzip tool
+(``server.artifacts.names``): a job's name was written by whoever pushed the pipeline file, and
+a path kept before uploads refused what Windows tools misread may hold it. Two jobs never share
+a folder, also on a disk that ignores case.
 """
 
 from __future__ import annotations
 
-import unicodedata
+import itertools
 import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+
+from server.artifacts.names import safe_path, safe_segment
 
 # Text (reports, logs, coverage pages) is deflated, fast: it shrinks several times over. Files that
 # are compressed already (packages, archives, images) are stored as they are: deflating them gains
@@ -64,9 +66,6 @@ class Member:
     size: int
 
 
-_UNSAFE_IN_NAMES = frozenset('/\\<>:"|?*')
-
-
 @dataclass(frozen=True)
 class JobOfFiles:
     id: int
@@ -77,25 +76,37 @@ class JobOfFiles:
 
 def job_folder(job: JobOfFiles) -> str:
     """The folder of a job's files; an earlier attempt's files go in a folder of their own."""
-    name = job.name if job.is_latest else f"{job.name} (attempt {job.attempt})"
-    safe = "".join(
-        "_" if char in _UNSAFE_IN_NAMES or unicodedata.category(char) in ("Cc", "Cf") else char
-        for char in name
-    ).strip()
-    if safe in ("", ".", ".."):
-        safe = f"_{safe}_"
-    return safe
+    return safe_segment(job.name if job.is_latest else f"{job.name} (attempt {job.attempt})")
 
 
 def job_folders(jobs: list[JobOfFiles]) -> dict[int, str]:
-    """Each job's folder by job id, all distinct (two names may be made safe alike)."""
+    """Each job's folder by job id, all distinct (two names may be made safe alike, and a name
+    may spell another's renamed folder), also to a disk that ignores case."""
     folders: dict[int, str] = {}
+    used: set[str] = set()
     for job in jobs:
         folder = job_folder(job)
-        if folder in folders.values():
-            folder = f"{folder} (job {job.id})"
-        folders[job.id] = folder
+        apart = (f"{folder} (job {job.id}, {n})" for n in itertools.count(2))
+        candidates = itertools.chain([folder, f"{folder} (job {job.id})"], apart)
+        folders[job.id] = next(name for name in candidates if name.casefold() not in used)
+        used.add(folders[job.id].casefold())
     return folders
+
+
+def member_names(files: list[tuple[str, str]]) -> list[str]:
+    """``<folder>/<path>`` of each (job folder, path), every segment made safe, all distinct also
+    to a disk that ignores case (two paths may be made safe alike): a later one gets `` (2)``
+    before its extension."""
+    names: list[str] = []
+    used: set[str] = set()
+    for folder, path in files:
+        name = f"{folder}/{safe_path(path)}"
+        head, _, last = name.rpartition("/")
+        stem, dot, extension = (last, "", "") if last.startswith(".") else last.partition(".")
+        apart = (f"{head}/{stem} ({n}){dot}{extension}" for n in itertools.count(2))
+        names.append(next(each for each in itertools.chain([name], apart) if each.casefold() not in used))
+        used.add(names[-1].casefold())
+    return names
 
 
 class _Sink:

@@ -9,14 +9,20 @@ Greenlight's origin. The headers below say so to every browser (no sniffing, a s
 from __future__ import annotations
 
 import datetime as dt
+import logging
+import threading
+from collections.abc import AsyncIterator
+from typing import Any
 from urllib.parse import quote
 
+import anyio
 import sqlalchemy as sa
 from fastapi import APIRouter, HTTPException
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
 from sqlalchemy.orm import Session
 from starlette.concurrency import iterate_in_threadpool
+from starlette.types import Message, Receive, Scope, Send
 
 from server.artifacts import archive, service
 from server.auth.reading import Reader, ReaderDep
@@ -24,7 +30,13 @@ from server.blobs.store import store_of
 from server.deps import SessionDep, StateDep
 from server.models import Artifact, Build, Job
 
+logger = logging.getLogger(__name__)
+
 router = APIRouter(prefix="/api/builds/{build_id}", tags=["artifacts"])
+
+# What a zip download refused for want of a place is told to wait, in seconds: a build's zip is
+# made at about the disk's or network's pace, so a place frees up soon.
+ZIP_RETRY_AFTER_SECONDS = 10
 
 DOWNLOAD_HEADERS = {
     "X-Content-Type-Options": "nosniff",
@@ -102,16 +114,57 @@ def download_all(build_id: int, session: SessionDep, reader: ReaderDep, state: S
     build = readable_build(session, reader, build_id)
     kept = service.kept_artifacts_by_job(session, build_id)
     folders = archive.job_folders(list(dict.fromkeys(job for _, job in kept)))
+    names = archive.member_names([(folders[job.id], artifact.path) for artifact, job in kept])
     members = [
-        archive.Member(f"{folders[job.id]}/{artifact.path}", artifact.blob_key, artifact.size)
-        for artifact, job in kept
+        archive.Member(name, artifact.blob_key, artifact.size)
+        for name, (artifact, _) in zip(names, kept, strict=True)
     ]
     if not members:
         raise HTTPException(404, f"build {build_id} keeps no artifacts (none were kept, or all expired)")
     name = f"build-{build.number}-artifacts.zip"
     headers = {**DOWNLOAD_HEADERS, "Content-Disposition": f'attachment; filename="{name}"'}
     chunks = iterate_in_threadpool(archive.zipped(members, store_of(state.settings).read))
-    return StreamingResponse(chunks, media_type="application/zip", headers=headers)
+    if not state.zip_downloads.acquire(blocking=False):
+        raise HTTPException(
+            503,
+            f"this server makes {state.settings.artifact_zip_downloads} zips at once "
+            "(GREENLIGHT_ARTIFACT_ZIP_DOWNLOADS) and is busy with them: try again in a moment, "
+            "or download the files one by one",
+            headers={"Retry-After": str(ZIP_RETRY_AFTER_SECONDS)},
+        )
+    return _ZipResponse(
+        chunks,
+        state.zip_downloads,
+        stall_seconds=state.settings.artifact_zip_stall_seconds,
+        media_type="application/zip",
+        headers=headers,
+    )
+
+
+class _ZipResponse(StreamingResponse):
+    """A zip download holding one of the server's places for them: given back once the response
+    ends however it ends (sent, the client gone, or cancelled before its first byte), not when
+    its generator is closed, which a response cancelled early never does. A reader that takes
+    nothing for ``stall_seconds`` is given up (its connection closed, the zip cut short)."""
+
+    def __init__(
+        self, chunks: AsyncIterator[bytes], place: threading.Semaphore, *, stall_seconds: float, **kwargs: Any
+    ) -> None:
+        super().__init__(chunks, **kwargs)
+        self._place = place
+        self._stall_seconds = stall_seconds
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        async def send_in_time(message: Message) -> None:
+            with anyio.fail_after(self._stall_seconds):
+                await send(message)
+
+        try:
+            await super().__call__(scope, receive, send_in_time)
+        except TimeoutError:
+            logger.info("zip download given up: its reader took nothing for %s s", self._stall_seconds)
+        finally:
+            self._place.release()
 
 
 def _out(artifact: Artifact, job_name: str) -> ArtifactOut:

@@ -13,7 +13,6 @@ import datetime as dt
 import hashlib
 import itertools
 import secrets
-import unicodedata
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +20,7 @@ from pathlib import Path
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from server.artifacts import names
 from server.artifacts.archive import JobOfFiles
 from server.blobs.store import BlobStore
 from server.config import Settings
@@ -29,9 +29,6 @@ from server.models.base import utcnow
 from server.queue.reports import job_for_token
 
 MAX_PATH_CHARACTERS = 1000
-# Control characters (C0, DEL, C1) and format characters (bidi overrides, zero-width ones) would
-# show a reader of the build page another name than the file's ("report\u202efdp.exe").
-_UNSHOWABLE = frozenset({"Cc", "Cf"})
 
 
 class ArtifactRefused(Exception):
@@ -67,11 +64,15 @@ def check_artifact_path(path: str) -> str:
         not path
         or len(path) > MAX_PATH_CHARACTERS
         or any(segment in ("", ".", "..") for segment in segments)
-        or any(char == "\\" or unicodedata.category(char) in _UNSHOWABLE for char in path)
+        or any(char == "\\" or names.unshowable(char) for char in path)
     ):
         raise ArtifactRefused(
             f"{path[:100]!r} is not a relative path inside the workspace without control or format characters"
         )
+    # A maintainer may unzip the build's files on Windows, whose tools may read a name otherwise.
+    for segment in segments:
+        if (why := names.refusal(segment)) is not None:
+            raise ArtifactRefused(f"{path[:100]!r}: {why}; rename the file or archive it in a step")
     return path
 
 

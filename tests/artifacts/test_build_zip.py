@@ -9,6 +9,7 @@ import hashlib
 import io
 import re
 import secrets
+import unicodedata
 import zipfile
 from collections.abc import Iterator
 
@@ -94,6 +95,99 @@ def test_job_folders_are_safe_names_and_never_shared() -> None:
         4: "_.._",
         5: "test_gpj.exe (attempt 2)",
     }
+
+
+def test_a_folder_renamed_apart_is_checked_again() -> None:
+    """A matrix value can spell the name another job's folder was renamed to."""
+    jobs = [
+        JobOfFiles(2, "a_b", 1, True),
+        JobOfFiles(5, "a_b (job 12)", 1, True),
+        JobOfFiles(12, "a/b", 1, True),
+        JobOfFiles(13, "A_B", 1, True),  # one folder on Windows and macOS, whose disks ignore case
+    ]
+    folders = job_folders(jobs)
+    assert len({folder.casefold() for folder in folders.values()}) == len(jobs), folders
+    assert folders[2] == "a_b" and folders[5] == "a_b (job 12)"
+
+
+# What an unzip tool on Windows may make of a name: its NFKC form, or a code page's "best fit"
+# (the yen and won signs are the Japanese and Korean code pages' backslash).
+_SEPARATOR_LOOKALIKES = str.maketrans(
+    {"\u00a5": "\\", "\u20a9": "\\", "\u2215": "/", "\u2044": "/", "\u2236": ":"}
+)
+_RESERVED = {"CON", "PRN", "AUX", "NUL", *(f"COM{n}" for n in range(10)), *(f"LPT{n}" for n in range(10))}
+
+
+def _windows_writes_it_in_place(segment: str) -> bool:
+    seen = unicodedata.normalize("NFKC", segment).translate(_SEPARATOR_LOOKALIKES)
+    return (
+        seen.strip(". ") != ""
+        and not seen.endswith((".", " "))
+        and not any(char in '/\\<>:"|?*' or ord(char) < 32 for char in seen)
+        and seen.split(".")[0].strip().upper() not in _RESERVED
+    )
+
+
+@pytest.mark.parametrize(
+    ("job_name", "path"),
+    [
+        ("build", "\uff0e\uff0e\uff0f\uff0e\uff0e\uff0fevil.txt"),  # fullwidth: "../../evil.txt" once NFKC
+        ("build", "\u2025/\uff3cwindows\u2215x"),  # two dot leader "..", fullwidth backslash, division slash
+        ("build", "dist/\u00a5..\u00a5x"),  # the yen sign is the Japanese code page's backslash
+        ("build", "a:b/c?.txt"),
+        ("build", 'r<e>p|o"r*t'),
+        ("build", "con/aux.txt"),
+        ("build", "COM\u00b9.log"),  # superscript one: COM1 once NFKC
+        ("build", "dist. /notes. "),  # Windows drops trailing dots and spaces: ".. " is ".."
+        ("build", ".. /x"),
+        ("build", "a\x01b"),
+        ("\uff0e\uff0e", "x"),
+        ("nul", "x"),
+        ("c\uff1a", "x"),  # a drive "c:"
+    ],
+)
+def test_every_segment_of_a_member_is_written_where_it_says_on_windows_too(
+    client: TestClient, session: Session, settings: Settings, job_name: str, path: str
+) -> None:
+    """Rows kept before uploads refused such paths are safe too: the zip cleans every segment
+    of a member's name as it cleans a job's folder."""
+    build = factories.build(session, factories.repository(session, public=True))
+    job = factories.job(session, build)
+    job.name = job_name
+    keep(session, store_of(settings), job, path, b"x")
+    session.commit()
+    reply = client.get(f"/api/builds/{build.id}/artifacts.zip")
+    assert reply.status_code == 200, reply.text
+    [name] = zipfile.ZipFile(io.BytesIO(reply.content)).namelist()
+    segments = name.split("/")
+    assert len(segments) == len(path.split("/")) + 1, name
+    assert all(_windows_writes_it_in_place(segment) for segment in segments), name
+
+
+def test_files_made_safe_alike_are_kept_apart(
+    client: TestClient, session: Session, settings: Settings
+) -> None:
+    """Paths kept before uploads refused Windows' characters, or differing only in case, would
+    be one file once unzipped: each keeps its own."""
+    build = factories.build(session, factories.repository(session, public=True))
+    job = factories.job(session, build)
+    job.name = "build"
+    paths = {
+        "dist/a:b.tar.gz": b"1",
+        "dist/a_b.tar.gz": b"2",
+        "dist/A_B.tar.gz": b"3",
+        "con/x": b"4",
+        "_con/x": b"5",
+    }
+    for path, data in paths.items():
+        keep(session, store_of(settings), job, path, data)
+    session.commit()
+    reply = client.get(f"/api/builds/{build.id}/artifacts.zip")
+    archive = zipfile.ZipFile(io.BytesIO(reply.content))
+    names = archive.namelist()
+    assert len({name.casefold() for name in names}) == len(paths), names
+    assert sorted(archive.read(name) for name in names) == sorted(paths.values())
+    assert "build/dist/a_b (2).tar.gz" in names or "build/dist/A_B (2).tar.gz" in names, names
 
 
 def test_the_zip_is_made_as_it_is_sent_never_whole_in_memory() -> None:

@@ -116,6 +116,47 @@ def test_a_path_outside_the_workspace_is_refused(
     assert upload(client, claimed, path, b"x").status_code == 422
 
 
+@pytest.mark.parametrize(
+    "path",
+    [
+        "\uff0e\uff0e/\uff0e\uff0e/evil",  # fullwidth full stops: ".." once NFKC
+        "dist/\uff0e\uff0e\uff0f\uff0e\uff0e\uff0fevil",  # and fullwidth solidus: "/"
+        "dist/\u2025/x",  # two dot leader: ".."
+        "dist/.. /x",  # Windows drops trailing dots and spaces: ".."
+        "dist/a\uff3cb",  # fullwidth reverse solidus
+        "dist/a\u2215b",  # division slash, "/" to a code page's best fit
+        "dist/\u00a5..\u00a5x",  # the yen sign is the Japanese code page's backslash
+        "dist/a:b",
+        "dist/c\uff1a",  # fullwidth colon: a drive "c:"
+        "dist/a*b",
+        "dist/a?b",
+        'dist/a"b',
+        "dist/a<b",
+        "dist/a>b",
+        "dist/a|b",
+    ],
+)
+def test_a_path_that_windows_would_read_outside_or_refuse_is_refused(
+    client: TestClient, claimed: dict[str, Any], session: Session, path: str
+) -> None:
+    """An unzip tool on Windows may read a name in its NFKC form or a code page's best fit."""
+    refused = upload(client, claimed, path, b"x")
+    assert refused.status_code == 422, refused.text
+    assert "Windows" in refused.json()["detail"], refused.text
+    assert kept(session, claimed["spec"]["job_id"]) == []
+
+
+@pytest.mark.parametrize(
+    "path", ["dist/con.txt", "dist/notes.", "dist/\uff52\uff45\uff50\uff4f\uff52\uff54.txt", "dist/caf\u00e9"]
+)
+def test_names_the_zip_cleans_are_kept_as_they_are(
+    client: TestClient, claimed: dict[str, Any], session: Session, path: str
+) -> None:
+    """Reserved device names, trailing dots and fullwidth letters are fine files on the runner."""
+    assert upload(client, claimed, path, b"x").status_code == 204, path
+    assert kept(session, claimed["spec"]["job_id"]) == [(path, 1)]
+
+
 def test_only_the_jobs_own_token_uploads(
     client: TestClient, claimed: dict[str, Any], session: Session
 ) -> None:
@@ -262,7 +303,7 @@ def test_a_path_with_control_or_format_characters_is_refused(
 def test_the_download_names_any_file_safely(
     client: TestClient, claimed: dict[str, Any], session: Session
 ) -> None:
-    assert upload(client, claimed, 'dist/r"e;port ü\u00e9.txt', b"x").status_code == 204
+    assert upload(client, claimed, "dist/r'e;port ü\u00e9.txt", b"x").status_code == 204
     user = factories.user_token(session, "ops")
     session.commit()
     headers = {"Authorization": f"Bearer {user}"}
@@ -270,7 +311,7 @@ def test_the_download_names_any_file_safely(
     [listed] = client.get(f"/api/builds/{build_id}/artifacts", headers=headers).json()
     reply = client.get(listed["download_url"], headers=headers)
     assert reply.headers["content-disposition"] == (
-        "attachment; filename=\"r_e_port___.txt\"; filename*=UTF-8''r%22e%3Bport%20%C3%BC%C3%A9.txt"
+        "attachment; filename=\"r_e_port___.txt\"; filename*=UTF-8''r%27e%3Bport%20%C3%BC%C3%A9.txt"
     )
 
 
