@@ -282,6 +282,11 @@ def test_promoting_to_production_and_approving_the_deployment_both_ask_first(  #
     assert strip.locator("#stage-staging").inner_text().count(sha[:8]) >= 1
     assert "nothing" in strip.locator("#stage-production").inner_text().lower()
     screenshot(page, "pipeline")
+    page.goto(stack.url + "/")
+    row = page.locator(f"tr:has(a[href='/{name}'])")
+    assert "staging" in row.inner_text() and sha[:7] in row.inner_text()
+    screenshot(page, "dashboard-environments")
+    page.goto(stack.url + f"/{name}")
     strip.locator("#promote-staging-production").click()
     page.wait_for_url(re.compile(re.escape(promote) + r"\?source=staging$"))
     assert sha[:12] in page.inner_text("#confirm-summary")
