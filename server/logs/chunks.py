@@ -3,6 +3,7 @@ batch is stored."""
 
 from __future__ import annotations
 
+import operator
 from typing import Any
 
 import sqlalchemy as sa
@@ -11,6 +12,26 @@ from contract.log_budget import MAX_STORED_LINE_CHARS, LogMeter, longest_over, t
 from contract.spec import LogBatch
 
 Line = tuple[float, str, str]
+
+# What stands for a character Postgres cannot store (NUL, in text or in JSON), as it stands for
+# output that is not UTF-8 (the runner decodes it so): the line is kept, and shows where it was.
+UNSTORABLE = "\x00"
+REPLACEMENT = "\ufffd"
+
+
+def storable(batch: LogBatch) -> LogBatch:
+    """``batch`` with the characters Postgres refuses replaced: a step that prints a NUL loses no
+    line (a refused batch would lose all of them). The text is copied only when it holds one."""
+    text = batch.text.replace(UNSTORABLE, REPLACEMENT) if UNSTORABLE in batch.text else batch.text
+    lines = [
+        line.model_copy(update={"text": line.text.replace(UNSTORABLE, REPLACEMENT)})
+        if UNSTORABLE in line.text
+        else line
+        for line in batch.lines
+    ]
+    if text is batch.text and all(map(operator.is_, lines, batch.lines)):
+        return batch
+    return batch.model_copy(update={"text": text, "lines": lines})
 
 
 def chunk_texts(lines: list[Any] | None, text: str | None) -> list[str]:
