@@ -271,6 +271,25 @@ def test_a_nul_in_a_line_is_stored_as_a_replacement_character_and_no_line_is_los
     ]
 
 
+@pytest.mark.parametrize("form", ["wire", "json"])
+def test_half_a_surrogate_pair_escaped_in_json_is_stored_as_a_replacement_character(
+    client: TestClient, session: Session, claimed: dict[str, Any], form: str
+) -> None:
+    """JSON's escapes can carry what UTF-8 cannot encode: the batch is stored, not a server error."""
+    line = b'{"at":0.5,"stream":"system","text":"x\\udfff"}'
+    if form == "wire":
+        body = b'{"step_index":0,"seq":0,"lines":[%s]}\n' % line
+        reply = post_logs(client, claimed, body, **{"Content-Type": LOG_BATCH_MEDIA_TYPE})
+    else:
+        body = b'{"step_index":0,"seq":0,"lines":[%s],"runs":[[1,"stdout",2]],"text":"a\\ud800b\\nc"}' % line
+        reply = post_logs(client, claimed, body)
+    assert reply.status_code == 204, reply.text
+    stored = [[0.5, "system", "x\ufffd"]]
+    if form == "json":
+        stored += [[1.0, "stdout", "a\ufffdb"], [1.0, "stdout", "c"]]
+    assert stored_lines(session) == stored
+
+
 def test_a_batch_in_the_runners_form_is_stored_with_its_text_as_it_came(
     client: TestClient, session: Session, claimed: dict[str, Any]
 ) -> None:
