@@ -371,7 +371,7 @@ MAX_BATCH_LINES = 200_000
 MAX_BATCH_RUNS = 4096
 # The most bytes of a batch's line of JSON: its fields, and its items at their longest (a run,
 # ``[at, "stdout", count]``, and the runner's own lines, a notice each), with room to spare. A
-# header past it is refused before it is parsed: a short header item costs a hundred bytes of
+# header past it is refused before it is parsed: a short header item costs many times its length in
 # Python objects once parsed, so the bound is what parsing a header may cost.
 MAX_RUN_JSON_BYTES = 64
 MAX_BATCH_HEADER_BYTES = MAX_BATCH_RUNS * MAX_RUN_JSON_BYTES + 64 * 1024
