@@ -12,9 +12,17 @@ from __future__ import annotations
 
 import time
 
-from contract.spec import MAX_LOG_LINE_CHARS, LogBudget, LogLine
+from contract.spec import MAX_BATCH_HEADER_BYTES, MAX_LOG_LINE_CHARS, LogBudget, LogLine
 
 SYSTEM_ALLOWANCE_BYTES = 64 * 1024
+# A batch is one request and one stored chunk: large enough that a busy step costs few of each,
+# small enough that neither side holds much of a step's output at a time. The runner cuts its
+# batches at this much text (or less, ``Delivery.batch_bytes``).
+MAX_BATCH_BYTES = 4 * 1024 * 1024
+# The most bytes of a batch in its runner's form: its line of JSON, then its text, which passes
+# MAX_BATCH_BYTES by one line at most (a line past the bound closes its batch), a line the runner
+# cut at MAX_LOG_LINE_CHARS characters of up to four bytes each.
+MAX_BATCH_WIRE_BYTES = MAX_BATCH_HEADER_BYTES + 1 + MAX_BATCH_BYTES + 4 * MAX_LOG_LINE_CHARS + 1
 # The server's cut: a runner cuts lines at MAX_LOG_LINE_CHARS, a piece may end one chunk later.
 MAX_STORED_LINE_CHARS = 4 * MAX_LOG_LINE_CHARS
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import enum
 import json
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, SecretStr, model_validator
 
@@ -366,6 +366,19 @@ LOG_BATCH_MEDIA_TYPE = "application/x-greenlight-log-batch"
 # The most lines one batch may hold: the runner cuts its batches there, and the server refuses
 # more (a few KiB of gzip can hold millions of empty lines, which every read of the chunk splits).
 MAX_BATCH_LINES = 200_000
+# The most runs and single lines (the items of its line of JSON) one batch may hold: the runner
+# cuts its batches there too (a step whose streams take turns line by line makes a run per line).
+MAX_BATCH_RUNS = 4096
+# The most bytes of a batch's line of JSON: its fields, and its items at their longest (a run,
+# ``[at, "stdout", count]``, and the runner's own lines, a notice each), with room to spare. A
+# header past it is refused before it is parsed: a short header item costs many times its length in
+# Python objects once parsed, so the bound is what parsing a header may cost.
+MAX_RUN_JSON_BYTES = 64
+MAX_BATCH_HEADER_BYTES = MAX_BATCH_RUNS * MAX_RUN_JSON_BYTES + 64 * 1024
+
+
+class BatchTooLarge(ValueError):
+    """A log batch past what a batch may hold, refused before it is parsed."""
 
 
 class LogBatch(BaseModel):
@@ -378,6 +391,17 @@ class LogBatch(BaseModel):
     lines: list[LogLine] = Field(default_factory=list)
     runs: list[LogRun] = Field(default_factory=list)
     text: str = ""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _few_enough_items(cls, data: Any) -> Any:
+        """Refused before any run or line is built: a batch's items are counted as they came."""
+        if isinstance(data, dict):
+            given = (data.get("runs"), data.get("lines"))
+            items = sum(len(value) for value in given if isinstance(value, list))
+            if items > MAX_BATCH_RUNS:
+                raise ValueError(f"a log batch holds at most {MAX_BATCH_RUNS} runs and lines, not {items:,}")
+        return data
 
     @model_validator(mode="after")
     def _within_a_batch(self) -> LogBatch:
@@ -414,7 +438,10 @@ class LogBatch(BaseModel):
 
     @classmethod
     def from_wire(cls, body: bytes) -> LogBatch:
-        """``wire``'s batch; a ValueError when ``body`` is not one."""
+        """``wire``'s batch; a ValueError when ``body`` is not one (``BatchTooLarge`` when its
+        line of JSON is longer than any batch's, looked for no further)."""
+        if body.find(b"\n", 0, MAX_BATCH_HEADER_BYTES + 1) < 0 and len(body) > MAX_BATCH_HEADER_BYTES:
+            raise BatchTooLarge(f"a log batch's line of JSON holds at most {MAX_BATCH_HEADER_BYTES:,} bytes")
         header, newline, text = body.partition(b"\n")
         fields = json.loads(header) if newline else None
         if not isinstance(fields, dict):

@@ -3,7 +3,7 @@
 Lines are appended from executor threads, to the step they were printed by (``begin_step``
 gives each step a sink of its own, so a line read late is never put in the next step's log),
 one at a time or as runs read together; a batch is cut every half second, or at
-``MAX_BATCH_LINES`` lines, or at 4 MiB, numbered per step so a retried
+``MAX_BATCH_LINES`` lines, ``MAX_BATCH_RUNS`` runs or ``MAX_BATCH_BYTES``, numbered per step so a retried
 batch is stored once, and queued in the job's ``Delivery`` behind the step's start. Every line
 is masked on its way in, and metered against the job's log budget: what is over it is never
 sent, and the step's log ends with a line saying how much was dropped. A step whose lines could
@@ -18,9 +18,9 @@ import threading
 import time
 from collections import Counter
 
-from contract.log_budget import LogMeter, line_cost, text_bytes
+from contract.log_budget import MAX_BATCH_BYTES, LogMeter, line_cost, text_bytes
 from contract.logs import in_this_context
-from contract.spec import MAX_BATCH_LINES, LogBatch, LogBudget, LogLine
+from contract.spec import MAX_BATCH_LINES, MAX_BATCH_RUNS, LogBatch, LogBudget, LogLine
 from runner.client import JobClosedError, RunnerApi
 from runner.delivery import Contact, Delivery
 from runner.executors.base import LineSink
@@ -29,9 +29,6 @@ from runner.masking import SecretMasker
 logger = logging.getLogger(__name__)
 
 FLUSH_SECONDS = 0.5
-# A batch is one request and one stored chunk: large enough that a busy step costs few of each,
-# small enough that neither side holds much of a step's output at a time.
-MAX_BATCH_BYTES = 4 * 1024 * 1024
 
 
 def undelivered_text(count: int) -> str:
@@ -162,7 +159,11 @@ class LogShipper:
         self._pending.append((at, stream, texts, joined, size))
         self._pending_lines += len(texts)
         self._pending_bytes += size
-        if self._pending_lines < MAX_BATCH_LINES and self._pending_bytes < self._batch_bytes:
+        if (
+            self._pending_lines < MAX_BATCH_LINES
+            and self._pending_bytes < self._batch_bytes
+            and len(self._pending) < MAX_BATCH_RUNS
+        ):
             return False
         self._cut()
         return True
@@ -186,9 +187,9 @@ class LogShipper:
         return seq
 
     def _cut(self) -> None:
-        """Queue what is pending as batches of at most MAX_BATCH_LINES lines and about
-        MAX_BATCH_BYTES or the delivery's ``batch_bytes`` (a line past it closes its batch),
-        under the lock, so in order."""
+        """Queue what is pending as batches of at most MAX_BATCH_LINES lines, MAX_BATCH_RUNS
+        runs and about MAX_BATCH_BYTES or the delivery's ``batch_bytes`` (a line past it closes
+        its batch), under the lock, so in order."""
         pending, self._pending = self._pending, []
         self._pending_lines = self._pending_bytes = 0
         runs: list[tuple[float, str, list[str], str]] = []
@@ -206,7 +207,7 @@ class LogShipper:
                 runs.append((at, stream, texts[:take], joined or "\n".join(texts[:take])))
                 texts = texts[take:]
                 count, size = count + take, size + run_size
-                if count >= MAX_BATCH_LINES or size >= self._batch_bytes:
+                if count >= MAX_BATCH_LINES or size >= self._batch_bytes or len(runs) >= MAX_BATCH_RUNS:
                     self._queue(runs)
                     runs, count, size = [], 0, 0
         if runs:

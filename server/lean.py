@@ -15,6 +15,7 @@ Starlette's router matches them, so a ``root_path`` is treated as FastAPI treats
 
 from __future__ import annotations
 
+import email.message
 import json
 import zlib
 from collections.abc import Callable, Mapping, Sequence
@@ -65,12 +66,17 @@ class BoundedBody:
     bytes (FastAPI would read it whole, whatever its size). ``inflate``: a body sent with
     ``Content-Encoding: gzip`` is inflated here, and refused (413) as soon as what it inflates to
     passes ``limit`` too: a few KiB can inflate to gigabytes, and what a runner sends is a step's
-    output. The rest of the app sees the inflated body, without the header."""
+    output. The rest of the app sees the inflated body, without the header. ``json_limit``: the
+    bound on a body declared as JSON, which the app parses whole into objects, many times its size
+    (bodies of another type are the app's to read in its own way)."""
 
-    def __init__(self, app: ASGIApp, limit: int, *, inflate: bool = False) -> None:
+    def __init__(
+        self, app: ASGIApp, limit: int, *, inflate: bool = False, json_limit: int | None = None
+    ) -> None:
         self.app = app
         self.limit = limit
         self.inflate = inflate
+        self.json_limit = limit if json_limit is None else json_limit
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
@@ -98,6 +104,10 @@ class BoundedBody:
                     **scope,
                     "headers": [(k, v) for k, v in scope["headers"] if k != b"content-encoding"],
                 }
+        if len(body) > self.json_limit and declares_json(_header(scope, b"content-type")):
+            detail = f"a JSON body here holds at most {self.json_limit:,} bytes"
+            await send_json(send, 413, json_body({"detail": detail}))
+            return
         delivered = False
 
         async def replay() -> Message:
@@ -111,10 +121,28 @@ class BoundedBody:
 
 
 def _content_encoding(scope: Scope) -> str:
+    return (_header(scope, b"content-encoding") or "").strip().lower()
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
     for key, value in scope["headers"]:
-        if key == b"content-encoding":
-            return value.decode("latin-1").strip().lower()
-    return ""
+        if key == name:
+            return value.decode("latin-1")
+    return None
+
+
+def declares_json(content_type: str | None) -> bool:
+    """Whether FastAPI would parse the body as JSON: only when its content type says so."""
+    if content_type == "application/json":  # what runners send
+        return True
+    if not content_type:
+        return False
+    message = email.message.Message()
+    message["content-type"] = content_type
+    subtype = message.get_content_subtype()
+    return message.get_content_maintype() == "application" and (
+        subtype == "json" or subtype.endswith("+json")
+    )
 
 
 def inflated(body: bytes, limit: int) -> bytes:

@@ -3,6 +3,8 @@ batch is stored."""
 
 from __future__ import annotations
 
+import operator
+import re
 from typing import Any
 
 import sqlalchemy as sa
@@ -11,6 +13,35 @@ from contract.log_budget import MAX_STORED_LINE_CHARS, LogMeter, longest_over, t
 from contract.spec import LogBatch
 
 Line = tuple[float, str, str]
+
+# What stands for a character Postgres cannot store (NUL, in text or in JSON) or UTF-8 cannot
+# encode (half a surrogate pair, which JSON's escapes can carry), as it stands for output that is
+# not UTF-8 (the runner decodes it so): the line is kept, and shows where the character was.
+UNSTORABLE = "\x00"
+SURROGATE = re.compile("[\ud800-\udfff]")
+REPLACEMENT = "\ufffd"
+
+
+def storable(batch: LogBatch) -> LogBatch:
+    """``batch`` with the characters Postgres refuses replaced: a step that prints a NUL loses no
+    line (a refused batch would lose all of them). A text is copied only when it holds one."""
+    text = storable_text(batch.text)
+    lines = [
+        line if (kept := storable_text(line.text)) is line.text else line.model_copy(update={"text": kept})
+        for line in batch.lines
+    ]
+    if text is batch.text and all(map(operator.is_, lines, batch.lines)):
+        return batch
+    return batch.model_copy(update={"text": text, "lines": lines})
+
+
+def storable_text(text: str) -> str:
+    """``text`` itself when Postgres stores it as it is, else a copy with U+FFFD instead."""
+    if UNSTORABLE in text:
+        text = text.replace(UNSTORABLE, REPLACEMENT)
+    if not text.isascii() and SURROGATE.search(text):
+        text = SURROGATE.sub(REPLACEMENT, text)
+    return text
 
 
 def chunk_texts(lines: list[Any] | None, text: str | None) -> list[str]:

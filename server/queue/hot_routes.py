@@ -13,7 +13,6 @@ in ``runner_api`` document them.
 
 from __future__ import annotations
 
-import email.message
 from typing import Any
 
 from anyio import to_thread
@@ -25,19 +24,30 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp
 
+from contract.log_budget import MAX_BATCH_WIRE_BYTES
 from contract.logs import bind
-from contract.spec import MAX_REPORT_BYTES, ClaimRequest, JobFinished
+from contract.spec import MAX_BATCH_HEADER_BYTES, MAX_REPORT_BYTES, ClaimRequest, JobFinished
 from server.auth.users import bearer_token
 from server.deps import AppState
-from server.lean import TOO_LARGE, BodyTooLarge, BoundedBody, UnreadableJson, parse_json, read_body
+from server.lean import (
+    TOO_LARGE,
+    BodyTooLarge,
+    BoundedBody,
+    UnreadableJson,
+    declares_json,
+    parse_json,
+    read_body,
+)
 from server.queue import job_cycle
 from server.queue.runner_api import claimed_reply
 
 # Far above any claim or job end (a reason is at most a few KiB): a bigger body is refused unread.
 MAX_BODY_BYTES = 1 << 20
-# A runner's log batch holds at most 4 MiB of text (runner/reporter.py); JSON escapes can make
-# that a few times bigger on the wire. Anything far beyond is refused before it is read whole.
-MAX_LOG_BODY_BYTES = 32 << 20
+# The largest log batch a runner sends (in its form, a line of JSON then the text, unescaped):
+# anything beyond is refused before it is read whole, or inflated past it. A batch sent as JSON
+# is parsed whole into objects: it may be no longer than a batch's line of JSON.
+MAX_LOG_BODY_BYTES = MAX_BATCH_WIRE_BYTES
+MAX_LOG_JSON_BYTES = MAX_BATCH_HEADER_BYTES
 # A report file is at most MAX_REPORT_BYTES characters: four bytes each in UTF-8 at the most.
 MAX_REPORT_BODY_BYTES = 4 * MAX_REPORT_BYTES + (64 << 10)
 # FastAPI's words for a body its JSON parser raised on other than with a JSONDecodeError.
@@ -51,7 +61,7 @@ def runner_routes(rest: ASGIApp) -> list[Route]:
         Route("/api/runner/jobs/{job_id:int}/finish", finish, methods=["POST"]),
         Route(
             "/api/runner/jobs/{job_id:int}/logs",
-            BoundedBody(rest, MAX_LOG_BODY_BYTES, inflate=True),
+            BoundedBody(rest, MAX_LOG_BODY_BYTES, inflate=True, json_limit=MAX_LOG_JSON_BYTES),
             methods=["POST"],
         ),
         Route(
@@ -84,21 +94,7 @@ async def _token_and_body(request: Request, model: type[BaseModel]) -> tuple[str
     except BodyTooLarge:
         raise HTTPException(413, TOO_LARGE) from None
     token = await bearer_token(request.headers.get("authorization"))
-    return token, _validated(model, raw, json=_declares_json(request.headers.get("content-type")))
-
-
-def _declares_json(content_type: str | None) -> bool:
-    """Whether FastAPI would parse the body as JSON: only when its content type says so."""
-    if content_type == "application/json":  # what runners send
-        return True
-    if not content_type:
-        return False
-    message = email.message.Message()
-    message["content-type"] = content_type
-    subtype = message.get_content_subtype()
-    return message.get_content_maintype() == "application" and (
-        subtype == "json" or subtype.endswith("+json")
-    )
+    return token, _validated(model, raw, json=declares_json(request.headers.get("content-type")))
 
 
 def _validated(model: type[BaseModel], body: bytes, *, json: bool) -> BaseModel:

@@ -31,7 +31,7 @@ from server.auth.tokens import token_hash
 from server.config import Settings
 from server.db import driver_sql_first_row, expire_if_loaded
 from server.events import LockedBuild, events_of
-from server.logs.chunks import stored_form, stored_whole
+from server.logs.chunks import storable, stored_form, stored_whole
 from server.metrics import observe
 from server.models import (
     BuildState,
@@ -114,6 +114,7 @@ def append_log(session: Session, job: Job, batch: LogBatch, budget: LogBudget | 
     Its lines, then its runs, are stored as one chunk (``server/logs/chunks.py``); a batch that
     fits the budget whole is stored as the one text it came in, without a look at each line."""
     _step(session, job, batch.step_index)
+    batch = storable(batch)
     meter = _meter(session, job, batch.step_index, budget or LogBudget())
     columns = stored_whole(batch, meter) or stored_form(_within_budget(meter, batch))
     stored = (

@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 from contract.logs import bind
 from contract.spec import (
     LOG_BATCH_MEDIA_TYPE,
+    BatchTooLarge,
     ClaimedJob,
     ClaimRequest,
     HeartbeatReply,
@@ -165,6 +166,8 @@ def job_logs(
     """A batch as JSON, or in the runner's form (``LogBatch.wire``: a line of JSON, its text)."""
     try:
         batch = LogBatch.from_wire(body) if isinstance(body, bytes) else LogBatch.model_validate(body)
+    except BatchTooLarge as error:
+        raise HTTPException(413, str(error)) from None
     except ValueError as error:  # (pydantic's ValidationError is one)
         raise RequestValidationError([{"type": "value_error", "loc": ["body"], "msg": str(error)}]) from error
     reports.append_log(session, job, batch, state.settings.log_budget())

@@ -10,7 +10,8 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from contract.spec import LogBatch, LogLine
+from contract.log_budget import MAX_BATCH_WIRE_BYTES
+from contract.spec import MAX_BATCH_RUNS, LogBatch, LogLine
 from runner.client import RunnerApi, on_this_machine
 from runner.executors.lines import CountingSink, LineSplitter
 from runner.masking import SecretMasker
@@ -119,3 +120,21 @@ def test_runs_cut_across_batches_keep_every_line_in_order_and_masked_across_chun
     assert len(api.batches) > 10
     assert all(len(batch.text.encode()) <= 16 * 1024 + 100 for batch in api.batches)
     assert [batch.seq for batch in api.batches] == list(range(len(api.batches)))
+
+
+def test_streams_that_take_turns_line_by_line_are_cut_into_batches_of_as_many_runs_as_a_batch_holds(
+    tmp_path: Path,
+) -> None:
+    """Each line its own run: the server parses a batch's runs, and refuses more than a batch holds."""
+    api = Api()
+    count = 2 * MAX_BATCH_RUNS + 10
+    with shipping(api, tmp_path) as shipper:
+        sink = shipper.begin_step(0)
+        for n in range(count):
+            sink(LogLine(at=float(n), stream=("stdout", "stderr")[n % 2], text=f"line {n}"))
+    assert len(api.batches) >= 3
+    assert all(len(batch.runs) + len(batch.lines) <= MAX_BATCH_RUNS for batch in api.batches)
+    for batch in api.batches:
+        assert LogBatch.from_wire(batch.wire()) == batch
+        assert len(batch.wire()) <= MAX_BATCH_WIRE_BYTES
+    assert batch_texts(api.batches) == [f"line {n}" for n in range(count)]

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from contract.log_budget import LogMeter
+from contract.log_budget import MAX_BATCH_BYTES, LogMeter
 from contract.spec import LogBatch, LogBudget, LogLine
-from runner.reporter import MAX_BATCH_BYTES
 from tests.runner.shipping import shipping
 
 
