@@ -1,7 +1,7 @@
 """Artifact and cache lifecycle: an expired artifact's row outlives its pruned bytes
 (``blob_pruned_at``), and a deleted branch bumps its cache generation (``branch_generations``).
 
-Revision ID: 0032_artifact_lifecycle
+Revision ID: 0031_artifact_lifecycle
 Revises: 0030_test_reports
 Create Date: 2026-12-04
 """
@@ -11,7 +11,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0032_artifact_lifecycle"
+revision: str = "0031_artifact_lifecycle"
 down_revision: str | None = "0030_test_reports"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None

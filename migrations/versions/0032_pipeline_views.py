@@ -2,8 +2,8 @@
 people in its rule; and an index of the deployments under way, which every page listing
 environments reads.
 
-Revision ID: 0033_pipeline_views
-Revises: 0032_artifact_lifecycle
+Revision ID: 0032_pipeline_views
+Revises: 0031_artifact_lifecycle
 Create Date: 2026-12-04
 """
 
@@ -12,8 +12,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0033_pipeline_views"
-down_revision: str | None = "0032_artifact_lifecycle"
+revision: str = "0032_pipeline_views"
+down_revision: str | None = "0031_artifact_lifecycle"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

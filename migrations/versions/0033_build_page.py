@@ -1,7 +1,7 @@
 """The build page lists the deployments that came from the build: index them by their source.
 
-Revision ID: 0034_build_page
-Revises: 0033_pipeline_views
+Revision ID: 0033_build_page
+Revises: 0032_pipeline_views
 Create Date: 2026-12-04
 """
 
@@ -9,8 +9,8 @@ from collections.abc import Sequence
 
 from alembic import op
 
-revision: str = "0034_build_page"
-down_revision: str | None = "0033_pipeline_views"
+revision: str = "0033_build_page"
+down_revision: str | None = "0032_pipeline_views"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
