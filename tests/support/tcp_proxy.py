@@ -25,6 +25,9 @@ class TcpProxy:
         self._lock = threading.Lock()
         self._mode = "forward"  # forward | refuse | hold
         self._open: set[socket.socket] = set()
+        # Sockets a cut resets: their pumps must not pass the end on as a clean close (a FIN
+        # reaching the client before the reset would read as the server closing, not a cut).
+        self._dropped: set[socket.socket] = set()
         self._held: list[socket.socket] = []
         self._closed = False
         self.connections = 0  # accepted while forwarding
@@ -40,6 +43,7 @@ class TcpProxy:
         with self._lock:
             self._mode = "hold" if hold else "refuse"
             sockets, self._open = self._open, set()
+            self._dropped.update(sockets)
         for sock in sockets:
             _reset(sock)
 
@@ -56,6 +60,7 @@ class TcpProxy:
             self._closed = True
             sockets = [*self._open, *self._held]
             self._open, self._held = set(), []
+            self._dropped.update(sockets)
         with contextlib.suppress(OSError):
             self._listener.close()
         for sock in sockets:
@@ -107,8 +112,11 @@ class TcpProxy:
                 sink.sendall(data)
         except OSError:
             pass
-        with contextlib.suppress(OSError):
-            sink.shutdown(socket.SHUT_WR)
+        with self._lock:
+            dropped = sink in self._dropped
+        if not dropped:
+            with contextlib.suppress(OSError):
+                sink.shutdown(socket.SHUT_WR)
         with self._lock:
             done = source in self._open and sink not in self._open
             self._open.discard(source)
