@@ -2,7 +2,8 @@
 
 Seeds Postgres with 100,000 builds of one repository (plus 20 small ones), its staging and
 production environments with 6,000 deployments and their deploy builds, and a step log of
-1,000,000 lines (2,000 chunks of 500, about 60 MB of JSON), then times the pages in-process
+1,000,000 coloured lines (2,000 chunks of 500, stored as a runner's batches are: the lines'
+text, its runs, and its text as shown), then times the pages in-process
 (FastAPI's TestClient: server time without a network) beside ``/healthz`` measured in the same
 run, and watches the process's resident memory while the huge log is viewed, searched and
 downloaded whole.
@@ -80,12 +81,16 @@ def seed(engine: sa.Engine, builds: int, lines: int) -> tuple[int, int]:
     with engine.begin() as connection:
         connection.execute(
             sa.text(
-                "INSERT INTO log_chunks (job_id, step_index, seq, line_count, lines, created_at)"
-                " SELECT :job, 0, c, :per, (SELECT jsonb_agg(jsonb_build_array(c * 0.01, 'stdout',"
-                "   'line ' || (c * :per + i) || E' \\u001b[32mok\\u001b[0m compiling module_'"
-                "   || i || '.py'))"
-                "   FROM generate_series(0, :per - 1) i), now()"
-                " FROM generate_series(0, :chunks - 1) c"
+                "INSERT INTO log_chunks (job_id, step_index, seq, line_count, text, runs, plain, shown,"
+                " text_bytes, created_at)"
+                " SELECT :job, 0, c, :per, chunk.text, jsonb_build_array(jsonb_build_array(c * 0.01,"
+                " 'stdout', :per)), false, chunk.shown, octet_length(chunk.text) - (:per - 1), now()"
+                " FROM generate_series(0, :chunks - 1) c CROSS JOIN LATERAL ("
+                "   SELECT string_agg('line ' || (c * :per + i) || E' \\u001b[32mok\\u001b[0m compiling"
+                " module_' || i || '.py', E'\\n' ORDER BY i) AS text,"
+                "   string_agg('line ' || (c * :per + i) || ' ok compiling module_' || i || '.py', E'\\n'"
+                " ORDER BY i) AS shown"
+                "   FROM generate_series(0, :per - 1) i) AS chunk"
             ),
             {"job": job_id, "per": CHUNK_LINES, "chunks": lines // CHUNK_LINES},
         )

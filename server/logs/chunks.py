@@ -11,6 +11,7 @@ import sqlalchemy as sa
 
 from contract.log_budget import MAX_STORED_LINE_CHARS, LogMeter, longest_over, text_bytes
 from contract.spec import LogBatch
+from contract.visible import shown
 
 Line = tuple[float, str, str]
 
@@ -91,6 +92,13 @@ def stored_whole(batch: LogBatch, meter: LogMeter) -> dict[str, Any] | None:
     return _text_columns(batch.runs, text, size - text.count("\n"))
 
 
+def _ascii_shown(text: str) -> str | None:
+    """``text`` as the page shows it when that is ASCII (``shown`` keeps every newline: no escape
+    sequence runs past one), else None (the database lowers other letters by its own rule)."""
+    visible = shown(text)
+    return visible if visible.isascii() else None
+
+
 def _text_columns(runs: list[tuple[float, str, int]], text: str, text_bytes: int) -> dict[str, Any]:
     merged: list[list[Any]] = []
     for at, stream, count in runs:
@@ -100,11 +108,13 @@ def _text_columns(runs: list[tuple[float, str, int]], text: str, text_bytes: int
             merged[-1][2] += count
         else:
             merged.append([at, stream, count])
+    plain = text.isascii() and "\x1b" not in text
     return {
         "lines": sa.null(),
         "text": text,
         "runs": merged,
-        "plain": text.isascii() and "\x1b" not in text,
+        "plain": plain,
+        "shown": None if plain else _ascii_shown(text),
         "line_count": sum(count for _, _, count in merged),
         "text_bytes": text_bytes,
     }

@@ -88,15 +88,19 @@ def tail(session: Session, job_id: int, step_index: int, count: int) -> LineRang
 # as the pages show them (``ansi.strip_ansi``); both sides are lowered by the database's rule
 # (Python lowers some letters differently). The database lowers text by its locale at a few tens
 # of MB/s: a ``plain`` chunk (ASCII, no escape) is lowered byte by byte instead, the same result
-# many times faster, and read line by line only when its text holds the needle.
+# many times faster, and read line by line only when its text holds the needle; so is a chunk
+# with escape sequences by its ``shown`` text (ASCII once they are dropped), when it has one.
 # Postgres's regular expression for what ansi.strip_ansi removes after an ESC (CSI, OSC, two-byte).
 _ESCAPES = r"\x1b(\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(\x07|\x1b\\)?|[@-Z\\-_]?)"
-_CHUNK_MAY_HOLD = """(NOT stored.plain OR strpos(lower(stored.text COLLATE "C"), lower(:needle)) > 0)"""
+_CHUNK_MAY_HOLD = """(NOT (stored.plain OR stored.shown IS NOT NULL)
+    OR strpos(lower(coalesce(stored.shown, stored.text) COLLATE "C"), lower(:needle)) > 0)"""
+# Whether a chunk is searched by its ASCII text (``shown``, else ``text``) in Python.
+_FAST = "(stored.plain OR stored.shown IS NOT NULL)"
 
 _STEP_CANDIDATES = sa.text(  # (built of the constants above only)
     f"""
-    SELECT stored.id, stored.first, stored.plain FROM (
-        SELECT id, seq, plain, text, sum(line_count) OVER (ORDER BY seq) - line_count AS first
+    SELECT stored.id, stored.first, {_FAST} FROM (
+        SELECT id, seq, plain, text, shown, sum(line_count) OVER (ORDER BY seq) - line_count AS first
         FROM log_chunks WHERE job_id = :job AND step_index = :step
     ) AS stored
     WHERE {_CHUNK_MAY_HOLD}
@@ -125,7 +129,8 @@ _MATCHING_LINES = sa.text(
 )
 
 
-_PLAIN_TEXT = sa.text("SELECT text FROM log_chunks WHERE id = :chunk")
+_ASCII_TEXT = sa.text("SELECT coalesce(shown, text), shown IS NOT NULL FROM log_chunks WHERE id = :chunk")
+_STORED_TEXT = sa.text("SELECT text FROM log_chunks WHERE id = :chunk")
 
 
 @dataclass(frozen=True)
@@ -139,13 +144,19 @@ def _needle(session: Session, text: str) -> _Needle:
 
 
 def _matching_lines(
-    session: Session, chunk_id: int, plain: bool, needle: _Needle, limit: int
+    session: Session, chunk_id: int, fast: bool, needle: _Needle, limit: int
 ) -> list[tuple[int, str]]:
-    """(number within the chunk, text) of its first ``limit`` lines that hold ``needle``. A
-    ``plain`` chunk's text is read once and searched whole (splitting it into rows in the
-    database costs more than its text); its ASCII letters lower the same way in Python."""
-    if plain:
-        return plain_matches(session.scalar(_PLAIN_TEXT, {"chunk": chunk_id}) or "", needle.lowered, limit)
+    """(number within the chunk, text as stored) of its first ``limit`` lines that hold
+    ``needle``. A ``fast`` chunk's ASCII text (``shown``, else ``text``) is read once and searched
+    whole (splitting it into rows in the database costs more than its text); its letters lower
+    the same way in Python."""
+    if fast:
+        text, is_shown = session.execute(_ASCII_TEXT, {"chunk": chunk_id}).one()
+        found = plain_matches(text or "", needle.lowered, limit)
+        if found and is_shown:  # the lines as stored, escape sequences and all
+            stored = (session.scalar(_STORED_TEXT, {"chunk": chunk_id}) or "").split("\n")
+            found = [(number, stored[number]) for number, _ in found]
+        return found
     wanted = {"chunk": chunk_id, "needle": needle.text, "limit": limit}
     return [(int(number), text) for number, text in session.execute(_MATCHING_LINES, wanted)]
 
@@ -185,10 +196,10 @@ def search(
     found: list[int] = []
     lowered = _needle(session, needle)
     candidates = session.execute(_STEP_CANDIDATES, {"job": job_id, "step": step_index, "needle": needle})
-    for chunk_id, first, plain in candidates.all():
+    for chunk_id, first, fast in candidates.all():
         if time.monotonic() >= deadline:
             return found, False
-        matches = _matching_lines(session, chunk_id, plain, lowered, limit - len(found))
+        matches = _matching_lines(session, chunk_id, fast, lowered, limit - len(found))
         found.extend(int(first) + n for n, _ in matches)
         if len(found) >= limit:
             break
@@ -197,7 +208,7 @@ def search(
 
 _BUILD_CANDIDATES = sa.text(  # (built of the constants above only)
     f"""
-    SELECT stored.id, stored.job_id, stored.step_index, coalesce(earlier.lines, 0) AS first, stored.plain
+    SELECT stored.id, stored.job_id, stored.step_index, coalesce(earlier.lines, 0) AS first, {_FAST}
     FROM log_chunks AS stored
     JOIN jobs ON jobs.id = stored.job_id
     CROSS JOIN LATERAL (
@@ -264,10 +275,10 @@ def search_repository(
         if time.monotonic() >= deadline:
             return partial()
         candidates = session.execute(_BUILD_CANDIDATES, {"build": build_id, "needle": needle}).all()
-        for chunk_id, job_id, step_index, first, plain in candidates:
+        for chunk_id, job_id, step_index, first, fast in candidates:
             if time.monotonic() >= deadline:
                 return partial()
-            for n, text in _matching_lines(session, chunk_id, plain, lowered, limit - len(found)):
+            for n, text in _matching_lines(session, chunk_id, fast, lowered, limit - len(found)):
                 found.append(Match(build_id, number, job_id, step_index, int(first) + n, text))
             if len(found) >= limit:
                 return partial()

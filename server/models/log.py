@@ -41,5 +41,9 @@ class LogChunk(Base):
     # ``text`` is ASCII without an escape sequence: a search lowers it byte by byte, many times
     # faster than by the database's locale, with the same result.
     plain: Mapped[bool] = mapped_column(default=False, server_default=sa.false())
+    # ``text`` as the page shows it (escape sequences dropped, line for line) when that is ASCII
+    # and ``text`` is not plain: a search reads it as it reads a plain chunk's text, rather than
+    # have the database split the chunk into lines and strip each one.
+    shown: Mapped[str | None] = mapped_column(sa.Text, nullable=True)
     text_bytes: Mapped[int] = mapped_column(default=text_bytes_of, server_default=sa.text("0"))
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)

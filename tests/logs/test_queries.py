@@ -102,3 +102,30 @@ def test_plain_matches_are_the_lines_that_hold_the_needle(needle: str) -> None:
     expected = [(n, line) for n, line in enumerate(lines) if needle in line.lower()]
     assert queries.plain_matches("\n".join(lines), needle, 100) == expected
     assert queries.plain_matches("\n".join(lines), needle, 1) == expected[:1]
+
+
+def test_a_coloured_chunk_is_searched_by_its_shown_text_and_read_only_when_it_holds_the_needle(
+    session: Session, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A chunk with escape sequences keeps its text as shown beside it (ASCII once stripped), so
+    a search rules it out, or finds its lines, as fast as a plain chunk's; a match gives the line
+    as stored, colours and all."""
+    job = factories.job(session, factories.build(session, factories.repository(session)))
+    coloured = [f"\x1b[32mok\x1b[0m test {n}" for n in range(1000)]
+    holding = [*coloured[:10], "\x1b[31mFAI\x1b[1mLED\x1b[0m test_login", *coloured[10:]]
+    for seq, texts in enumerate((coloured, holding, coloured)):
+        session.add(LogChunk(job_id=job.id, step_index=0, seq=seq, **stored_form([(0, "o", texts)])))
+    session.commit()
+    stored = session.query(LogChunk).filter_by(job_id=job.id).order_by(LogChunk.seq).all()
+    assert stored[1].shown is not None and "FAILED test_login" in stored[1].shown
+    assert stored[1].shown.count("\n") == stored[1].text.count("\n")
+
+    read: list[int] = []
+    matching = queries._matching_lines
+    monkeypatch.setattr(
+        queries, "_matching_lines", lambda s, chunk, *rest: read.append(chunk) or matching(s, chunk, *rest)
+    )
+    assert queries.search(session, job.id, 0, "failed TEST_login") == ([1010], True)
+    assert read == [stored[1].id]  # the other two were ruled out by their shown text
+    found = queries.search_repository(session, job.build.repository_id, "failed test_login")
+    assert [(m.line, m.text) for m in found.matches] == [(1010, holding[10])]
