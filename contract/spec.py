@@ -443,7 +443,10 @@ class LogBatch(BaseModel):
         if body.find(b"\n", 0, MAX_BATCH_HEADER_BYTES + 1) < 0 and len(body) > MAX_BATCH_HEADER_BYTES:
             raise BatchTooLarge(f"a log batch's line of JSON holds at most {MAX_BATCH_HEADER_BYTES:,} bytes")
         header, newline, text = body.partition(b"\n")
-        fields = json.loads(header) if newline else None
+        try:
+            fields = json.loads(header) if newline else None
+        except RecursionError:  # nested deeper than any batch's fields
+            fields = None
         if not isinstance(fields, dict):
             raise ValueError("a log batch is a line of JSON, then its text")
         return cls.model_validate({**fields, "text": text.decode()})

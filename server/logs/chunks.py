@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 from contract.log_budget import MAX_STORED_LINE_CHARS, LogMeter, longest_over, text_bytes
 from contract.spec import LogBatch
-from contract.visible import shown
+from contract.visible import has_controls, shown
 
 Line = tuple[float, str, str]
 
@@ -108,7 +108,9 @@ def _text_columns(runs: list[tuple[float, str, int]], text: str, text_bytes: int
             merged[-1][2] += count
         else:
             merged.append([at, stream, count])
-    plain = text.isascii() and "\x1b" not in text
+    # A control character (a colour code, a carriage return) is not shown as it is stored: such a
+    # chunk is searched by its text as shown, as the page shows it.
+    plain = text.isascii() and not has_controls(text)
     return {
         "lines": sa.null(),
         "text": text,

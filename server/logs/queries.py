@@ -129,8 +129,7 @@ _MATCHING_LINES = sa.text(
 )
 
 
-_ASCII_TEXT = sa.text("SELECT coalesce(shown, text), shown IS NOT NULL FROM log_chunks WHERE id = :chunk")
-_STORED_TEXT = sa.text("SELECT text FROM log_chunks WHERE id = :chunk")
+_ASCII_TEXT = sa.text("SELECT text, shown FROM log_chunks WHERE id = :chunk")
 
 
 @dataclass(frozen=True)
@@ -151,10 +150,13 @@ def _matching_lines(
     whole (splitting it into rows in the database costs more than its text); its letters lower
     the same way in Python."""
     if fast:
-        text, is_shown = session.execute(_ASCII_TEXT, {"chunk": chunk_id}).one()
-        found = plain_matches(text or "", needle.lowered, limit)
-        if found and is_shown:  # the lines as stored, escape sequences and all
-            stored = (session.scalar(_STORED_TEXT, {"chunk": chunk_id}) or "").split("\n")
+        row = session.execute(_ASCII_TEXT, {"chunk": chunk_id}).one_or_none()
+        if row is None:
+            return []  # pruned since the search listed it
+        text, visible = row
+        found = plain_matches(visible or text or "", needle.lowered, limit)
+        if found and visible is not None:  # the lines as stored, escape sequences and all
+            stored = text.split("\n")
             found = [(number, stored[number]) for number, _ in found]
         return found
     wanted = {"chunk": chunk_id, "needle": needle.text, "limit": limit}

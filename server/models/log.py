@@ -38,8 +38,9 @@ class LogChunk(Base):
     lines: Mapped[list[Any] | None] = mapped_column(JsonDocument, nullable=True)
     text: Mapped[str | None] = mapped_column(sa.Text, nullable=True)
     runs: Mapped[list[Any] | None] = mapped_column(JsonDocument, nullable=True)
-    # ``text`` is ASCII without an escape sequence: a search lowers it byte by byte, many times
-    # faster than by the database's locale, with the same result.
+    # ``text`` is ASCII without a control character (an escape sequence, a carriage return): a
+    # search lowers it byte by byte, many times faster than by the database's locale, with the
+    # same result, and it is shown as it is stored.
     plain: Mapped[bool] = mapped_column(default=False, server_default=sa.false())
     # ``text`` as the page shows it (escape sequences dropped, line for line) when that is ASCII
     # and ``text`` is not plain: a search reads it as it reads a plain chunk's text, rather than

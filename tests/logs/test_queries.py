@@ -4,6 +4,7 @@ build per branch, a log's line ranges and its search through colour codes."""
 from __future__ import annotations
 
 import pytest
+import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from server.auth.reading import SIGNED_IN
@@ -129,3 +130,34 @@ def test_a_coloured_chunk_is_searched_by_its_shown_text_and_read_only_when_it_ho
     assert read == [stored[1].id]  # the other two were ruled out by their shown text
     found = queries.search_repository(session, job.build.repository_id, "failed test_login")
     assert [(m.line, m.text) for m in found.matches] == [(1010, holding[10])]
+
+
+@pytest.mark.parametrize("lines", [["plain fail"], ["\x1b[31mfail\x1b[0m"]])
+def test_a_chunk_pruned_while_it_is_searched_holds_no_match(
+    session: Session, monkeypatch: pytest.MonkeyPatch, lines: list[str]
+) -> None:
+    """Retention may delete a chunk between the search's list of candidates and its read."""
+    job = factories.job(session, factories.build(session, factories.repository(session)))
+    session.add(LogChunk(job_id=job.id, step_index=0, seq=0, **stored_form([(0, "o", lines)])))
+    session.commit()
+    matching = queries._matching_lines
+
+    def pruned_meanwhile(s: Session, chunk: int, *rest: object) -> list[tuple[int, str]]:
+        s.execute(sa.delete(LogChunk).where(LogChunk.id == chunk))
+        return matching(s, chunk, *rest)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(queries, "_matching_lines", pruned_meanwhile)
+    assert queries.search(session, job.id, 0, "fail") == ([], True)
+
+
+def test_a_line_matches_as_the_page_shows_it_whatever_else_its_chunk_holds(session: Session) -> None:
+    """A carriage return, a backspace or a zero-width space is not seen on the page: a line
+    holding one is found by what it shows, in a chunk with colour codes or without."""
+    job = factories.job(session, factories.build(session, factories.repository(session)))
+    shows = ["50%\r100% ok", "a\x08b", "pass\u200bword"]
+    for seq, texts in enumerate((shows[:2], shows, [*shows, "\x1b[32mcoloured\x1b[0m"])):
+        session.add(LogChunk(job_id=job.id, step_index=0, seq=seq, **stored_form([(0, "o", texts)])))
+    session.commit()
+    assert queries.search(session, job.id, 0, "50%100% ok")[0] == [0, 2, 5]
+    assert queries.search(session, job.id, 0, "ab")[0] == [1, 3, 6]
+    assert queries.search(session, job.id, 0, "password")[0] == [4, 7]

@@ -138,3 +138,10 @@ def test_streams_that_take_turns_line_by_line_are_cut_into_batches_of_as_many_ru
         assert LogBatch.from_wire(batch.wire()) == batch
         assert len(batch.wire()) <= MAX_BATCH_WIRE_BYTES
     assert batch_texts(api.batches) == [f"line {n}" for n in range(count)]
+
+
+@pytest.mark.parametrize("header", [b"[" * 100_000, b'{"runs": ' + b"[" * 100_000])
+def test_a_header_nested_too_deep_to_parse_is_not_a_batch(header: bytes) -> None:
+    """Its refusal is a ValueError (the server answers 422), not a RecursionError (a 500)."""
+    with pytest.raises(ValueError, match="line of JSON"):
+        LogBatch.from_wire(header + b"\ntext")
