@@ -110,13 +110,13 @@ def _text_columns(runs: list[tuple[float, str, int]], text: str, text_bytes: int
             merged.append([at, stream, count])
     # A control character (a colour code, a carriage return) is not shown as it is stored: such a
     # chunk is searched by its text as shown, as the page shows it.
-    plain = text.isascii() and not has_controls(text)
+    controls = has_controls(text)
     return {
         "lines": sa.null(),
         "text": text,
         "runs": merged,
-        "plain": plain,
-        "shown": None if plain else _ascii_shown(text),
+        "plain": text.isascii() and not controls,
+        "shown": _ascii_shown(text) if controls else None,
         "line_count": sum(count for _, _, count in merged),
         "text_bytes": text_bytes,
     }

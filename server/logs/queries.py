@@ -154,7 +154,7 @@ def _matching_lines(
         if row is None:
             return []  # pruned since the search listed it
         text, visible = row
-        found = plain_matches(visible or text or "", needle.lowered, limit)
+        found = plain_matches(text if visible is None else visible, needle.lowered, limit)
         if found and visible is not None:  # the lines as stored, escape sequences and all
             stored = text.split("\n")
             found = [(number, stored[number]) for number, _ in found]

@@ -161,3 +161,10 @@ def test_a_line_matches_as_the_page_shows_it_whatever_else_its_chunk_holds(sessi
     assert queries.search(session, job.id, 0, "50%100% ok")[0] == [0, 2, 5]
     assert queries.search(session, job.id, 0, "ab")[0] == [1, 3, 6]
     assert queries.search(session, job.id, 0, "password")[0] == [4, 7]
+
+
+def test_a_chunk_showing_nothing_holds_no_match_of_its_escape_sequences(session: Session) -> None:
+    job = factories.job(session, factories.build(session, factories.repository(session)))
+    session.add(LogChunk(job_id=job.id, step_index=0, seq=0, **stored_form([(0, "o", ["\x1b[31m"])])))
+    session.commit()
+    assert queries.search(session, job.id, 0, "31m") == ([], True)
